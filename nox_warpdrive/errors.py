@@ -1,0 +1,38 @@
+"""The one error root. Every user-facing failure is a WarpdriveError whose message says
+what went wrong *and* what to do next; sessions turn it into ``session.error`` so the user
+never sees a traceback for their own mistake."""
+
+from __future__ import annotations
+
+
+class WarpdriveError(Exception):
+    """Root of every error nox-warpdrive raises on purpose.
+
+    ``fix`` is the next step for the user; it is appended to the message so that no
+    caller can forget to show it.
+    """
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(message if fix is None else f"{message}\n  fix: {fix}")
+
+
+class ConfigError(WarpdriveError):
+    """``[tool.warpdrive]`` or a requirements file is wrong."""
+
+
+class EngineError(WarpdriveError):
+    """The Docker engine is missing, unreachable, or refused an operation."""
+
+
+class PlatformMismatchError(WarpdriveError):
+    """Builder and base image would produce wheels that do not fit each other."""
+
+
+class BuildError(WarpdriveError):
+    """A step inside a build container failed (pip, collectstatic, ...)."""
+
+
+class ContextError(WarpdriveError):
+    """The app source cannot be archived safely (bad ignore rule, unsafe path)."""
