@@ -1,0 +1,3 @@
+import nox_warpdrive
+
+nox_warpdrive.sessions()

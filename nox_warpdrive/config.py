@@ -1,0 +1,340 @@
+"""``[tool.warpdrive]`` of a project's pyproject.toml, read into frozen dataclasses.
+
+Every key is optional. A key we do not know, or a value of the wrong type, is an error
+that names the key and suggests the closest valid one: a typo must never be silently
+ignored and leave the user wondering why their setting has no effect.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_BASE_IMAGE = "python:3.12-slim"
+DEFAULT_SERVER = "gunicorn"
+
+#: key -> (expected python type(s), human description)
+_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "image": ((str,), "a string, the image reference to tag, e.g. \"mysite:latest\""),
+    "base-image": ((str,), "a string, the image the app runs on"),
+    "builder-image": ((str,), "a string, the image wheels are compiled in"),
+    "requirements": ((list, str), "a list of requirement file paths"),
+    "volume": ((str,), "a string, the Docker volume name for the wheelhouse"),
+    "no-index": ((bool,), "true or false"),
+    "network": ((str,), "a string, the Docker network for build containers (e.g. \"host\")"),
+    "python": ((str,), "a string, the Python command inside the images (default \"python3\")"),
+    "collectstatic": ((bool,), "true or false"),
+    "server": ((str,), "a string: the web server the image starts (\"gunicorn\")"),
+}
+
+SUPPORTED_SERVERS = ("gunicorn",)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings for one project. Paths are absolute."""
+
+    project_dir: Path
+    name: str
+    image: str
+    base_image: str
+    builder_image: str
+    requirement_files: tuple[Path, ...]
+    dependencies: tuple[str, ...] = ()
+    volume: str = ""
+    no_index: bool = False
+    network: str | None = None
+    python: str = "python3"
+    collectstatic: bool = True
+    server: str = DEFAULT_SERVER
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, list(_KEYS), n=1, cutoff=0.5)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return "valid keys: " + ", ".join(sorted(_KEYS))
+
+
+def docker_name(text: str) -> str:
+    """A string usable as a Docker repository / volume name component."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("._-")
+    return name or "app"
+
+
+_REF_RE = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"  # optional registry/first component
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def check_image_ref(ref: str, key: str) -> str:
+    if not _REF_RE.match(ref):
+        raise ConfigError(
+            f"`{key}` = {ref!r} is not a valid Docker image reference",
+            fix="use lowercase `name[:tag]`, e.g. \"mysite:latest\"",
+        )
+    return ref
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``repo:tag`` -> (repo, tag); a missing tag is ``latest``. Keeps registry ports."""
+    if "@" in ref:
+        ref = ref.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
+def load_pyproject(project_dir: Path) -> dict[str, Any]:
+    path = project_dir / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}", fix="fix the syntax error at that line"
+        ) from None
+
+
+def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate ``[tool.warpdrive]``; ``overrides`` win (command-line options)."""
+    project_dir = project_dir.resolve()
+    data = load_pyproject(project_dir)
+    table = data.get("tool", {}).get("warpdrive", {})
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "[tool.warpdrive] must be a table", fix="write it as a `[tool.warpdrive]` section"
+        )
+    table = {**table, **(overrides or {})}
+    for key, value in table.items():
+        if key not in _KEYS:
+            raise ConfigError(
+                f"unknown key `{key}` in [tool.warpdrive] of {project_dir / 'pyproject.toml'}",
+                fix=_suggest(key),
+            )
+        types, desc = _KEYS[key]
+        # bool is an int subclass in Python; the check below is exact on purpose
+        if type(value) not in types:
+            raise ConfigError(
+                f"`{key}` in [tool.warpdrive] is {value!r} ({type(value).__name__}), "
+                f"expected {desc}",
+                fix=f"write `{key}` as {desc}",
+            )
+
+    project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+    raw_name = project.get("name") if isinstance(project.get("name"), str) else None
+    name = docker_name(raw_name or project_dir.name)
+
+    image = check_image_ref(table.get("image", f"{name}:latest"), "image")
+    base_image = check_image_ref(table.get("base-image", DEFAULT_BASE_IMAGE), "base-image")
+    builder_image = check_image_ref(table.get("builder-image", base_image), "builder-image")
+
+    reqs = table.get("requirements")
+    if isinstance(reqs, str):
+        reqs = [reqs]
+    dependencies: tuple[str, ...] = ()
+    if reqs is None:
+        if (project_dir / "requirements.txt").is_file():
+            reqs = ["requirements.txt"]
+        else:
+            deps = project.get("dependencies", [])
+            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+                raise ConfigError(
+                    "[project].dependencies must be a list of strings",
+                    fix="fix [project].dependencies or add a requirements.txt",
+                )
+            dependencies = tuple(deps)
+            reqs = []
+    files: list[Path] = []
+    for item in reqs:
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"`requirements` entries must be strings, got {item!r}",
+                fix='write `requirements = ["requirements.txt"]`',
+            )
+        path = (project_dir / item).resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"requirements file {item!r} not found in {project_dir}",
+                fix="create it, or fix `requirements` in [tool.warpdrive]",
+            )
+        files.append(path)
+
+    server = table.get("server", DEFAULT_SERVER)
+    if server not in SUPPORTED_SERVERS:
+        raise ConfigError(
+            f"`server` = {server!r} is not supported",
+            fix="use one of: " + ", ".join(SUPPORTED_SERVERS),
+        )
+
+    volume = table.get("volume", f"warpdrive-{name}")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$", volume):
+        raise ConfigError(
+            f"`volume` = {volume!r} is not a valid Docker volume name",
+            fix="use letters, digits, `_`, `.` and `-` only",
+        )
+
+    return Config(
+        project_dir=project_dir,
+        name=name,
+        image=image,
+        base_image=base_image,
+        builder_image=builder_image,
+        requirement_files=tuple(files),
+        dependencies=dependencies,
+        volume=volume,
+        no_index=table.get("no-index", False),
+        network=table.get("network"),
+        python=table.get("python", "python3"),
+        collectstatic=table.get("collectstatic", True),
+        server=server,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# requirements
+
+
+@dataclass(frozen=True)
+class RequirementSet:
+    """The requirement files to ship into a builder container, plus extra requirements
+    (the server the image needs). ``files`` maps a POSIX name relative to the shipped
+    directory to its bytes; ``top`` are the names passed to ``pip -r``."""
+
+    files: tuple[tuple[str, bytes], ...]
+    top: tuple[str, ...]
+    extra: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for name, data in self.files:
+            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        h.update(b"\0top\0" + "\0".join(self.top).encode())
+        h.update(b"\0extra\0" + "\0".join(sorted(self.extra)).encode())
+        return h.hexdigest()
+
+    def names(self) -> set[str]:
+        """Normalised project names this set asks for (best effort, for server checks)."""
+        out: set[str] = set()
+        for e in self.extra:
+            n = _req_name(e)
+            if n:
+                out.add(normalize(n))
+        for _, data in self.files:
+            for line in data.decode("utf-8", "replace").splitlines():
+                n = _req_name(line)
+                if n:
+                    out.add(normalize(n))
+        return out
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _req_name(line: str) -> str | None:
+    line = line.split(" #", 1)[0].strip()
+    if not line or line.startswith(("#", "-")):
+        return None
+    m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return m.group(1) if m else None
+
+
+_INCLUDE_RE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)")
+
+
+def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSet:
+    """Collect the requirement files and everything they include with ``-r``/``-c``.
+
+    Everything is read on the host and shipped into the container as data: no host path is
+    ever mounted, so a remote engine works the same.
+    """
+    shipped: dict[str, bytes] = {}
+    top: list[str] = []
+    root = cfg.project_dir
+
+    def rel(path: Path) -> str:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            return "_external/" + hashlib.sha256(str(path).encode()).hexdigest()[:12] + "-" + (
+                path.name
+            )
+
+    def visit(path: Path) -> str:
+        name = rel(path)
+        if name in shipped:
+            return name
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read requirements file {path}: {exc.strerror}",
+                fix="create it or fix the `-r`/`-c` line that names it",
+            ) from None
+        shipped[name] = b""  # guard against include cycles
+        out_lines: list[str] = []
+        for lineno, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith(("-e ", "--editable")):
+                raise ConfigError(
+                    f"{path.name}:{lineno}: editable requirement {stripped!r} cannot go into a "
+                    "wheelhouse",
+                    fix="list the package by name (or a path to its sdist) instead of `-e`",
+                )
+            m = _INCLUDE_RE.match(line)
+            if m:
+                target = (path.parent / m.group(2)).resolve()
+                inc = visit(target)
+                # rewrite the include relative to the shipped layout
+                here = Path(name).parent
+                rel_inc = Path(inc)
+                try:
+                    new = rel_inc.relative_to(here).as_posix()
+                except ValueError:
+                    new = ("../" * len(here.parts)) + rel_inc.as_posix()
+                out_lines.append(f"{m.group(1)} {new}")
+                continue
+            if stripped.startswith((".", "/")) or stripped.startswith("file:"):
+                raise ConfigError(
+                    f"{path.name}:{lineno}: local path requirement {stripped!r} is not supported",
+                    fix="publish the package to your index, or list it by name",
+                )
+            out_lines.append(line)
+        shipped[name] = ("\n".join(out_lines) + "\n").encode()
+        return name
+
+    for f in cfg.requirement_files:
+        top.append(visit(f))
+    if cfg.dependencies:
+        name = "_project-dependencies.txt"
+        shipped[name] = ("\n".join(cfg.dependencies) + "\n").encode()
+        top.append(name)
+    if not top and not extra:
+        raise ConfigError(
+            f"no requirements found for {cfg.project_dir}",
+            fix="add a requirements.txt, [project].dependencies, or `requirements` in "
+            "[tool.warpdrive]",
+        )
+    return RequirementSet(files=tuple(sorted(shipped.items())), top=tuple(top), extra=extra)

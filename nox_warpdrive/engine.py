@@ -1,0 +1,350 @@
+"""The only module that imports docker.
+
+It carries out plans (``plan.Step``) against an engine reached through named volumes and
+archives only: no host path is ever bind-mounted, so a remote engine (``DOCKER_HOST=
+ssh://...`` or ``tcp://...``) works exactly like the local one.
+
+Every container it creates is removed in ``finally``; an image it commits is not tagged
+here (callers move tags only once a whole build has succeeded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tarfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import Mount
+
+from .errors import BuildError, EngineError
+from .plan import SECRETS_DIR, Step, tar_files
+
+Output = Callable[[str], None]
+
+#: label on every volume / container this tool creates, to find leftovers
+OWNER_LABEL = "io.warpdrive.owner"
+
+
+def _quiet_loggers() -> None:
+    # nox turns on DEBUG logging; docker-py's and urllib3's request lines would flood it.
+    for name in ("urllib3", "docker", "docker.utils.config", "docker.auth"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    env: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+    layers: int
+    created: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    output_tail: str
+    image_id: str | None
+    seconds: float
+
+
+class Engine:
+    """A connected Docker engine."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    # -- connection -----------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls) -> Engine:
+        _quiet_loggers()
+        try:
+            client = docker.from_env(timeout=600)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise EngineError(
+                f"no Docker engine answers ({_short(exc)})",
+                fix="start one (on Debian as root: `bash scripts/engine-up.sh` from the "
+                "nox-warpdrive checkout, or `dockerd &`), or point DOCKER_HOST at a running "
+                "engine",
+            ) from None
+        except Exception as exc:  # requests/urllib3 connection errors
+            raise EngineError(
+                f"no Docker engine answers ({_short(exc)})",
+                fix="start the engine or fix DOCKER_HOST",
+            ) from None
+        return cls(client)
+
+    def describe(self) -> str:
+        try:
+            return str(self.client.api.base_url)
+        except Exception:  # pragma: no cover - informational only
+            return "docker"
+
+    # -- images ---------------------------------------------------------------------------
+
+    def image(self, ref: str) -> ImageInfo | None:
+        try:
+            img = self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot inspect image {ref!r}: {_short(exc)}") from None
+        attrs = img.attrs
+        cfg = attrs.get("Config") or {}
+        layers = len((attrs.get("RootFS") or {}).get("Layers") or [])
+        return ImageInfo(
+            id=img.id,
+            env=tuple(cfg.get("Env") or ()),
+            labels=dict(cfg.get("Labels") or {}),
+            size=int(attrs.get("Size") or 0),
+            layers=layers,
+            created=str(attrs.get("Created") or ""),
+        )
+
+    def require_image(self, ref: str, role: str) -> ImageInfo:
+        info = self.image(ref)
+        if info is None:
+            raise EngineError(
+                f"{role} {ref!r} is not on the engine ({self.describe()})",
+                fix=f"build or load it first (`docker pull {ref}` where a registry is "
+                "reachable; for the test images: `bash scripts/base-images.sh`), or set "
+                f"`{role}` in [tool.warpdrive]",
+            )
+        return info
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+        try:
+            ok = self.client.api.tag(image_id, repo, tag or "latest", force=True)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot tag {image_id[:19]} as {ref}: {_short(exc)}") from None
+        if not ok:
+            raise EngineError(f"the engine refused to tag {image_id[:19]} as {ref}")
+
+    def history_text(self, ref: str) -> str:
+        """Every ``created_by`` / comment of an image, for leak checks."""
+        rows = self.client.api.history(ref)
+        return "\n".join(f"{r.get('CreatedBy', '')} {r.get('Comment', '')}" for r in rows)
+
+    def inspect_raw(self, ref: str) -> dict[str, Any]:
+        return dict(self.client.api.inspect_image(ref))
+
+    # -- volumes --------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str) -> bool:
+        """Create the volume if missing; True when it was created."""
+        try:
+            self.client.volumes.get(name)
+            return False
+        except docker.errors.NotFound:
+            pass
+        try:
+            self.client.volumes.create(name=name, labels={OWNER_LABEL: "nox-warpdrive"})
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot create volume {name!r}: {_short(exc)}") from None
+        return True
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            self.client.volumes.get(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(name).remove(force=True)
+
+    def read_volume_file(self, volume: str, path: str, image: str) -> bytes | None:
+        """Read one file from a volume without starting a container (create, get_archive,
+        remove): about a tenth of a second, and works on a remote engine."""
+        container = self.client.containers.create(
+            image,
+            command=["true"],
+            mounts=[Mount("/v", volume, type="volume", read_only=True)],
+            labels={OWNER_LABEL: "nox-warpdrive"},
+        )
+        try:
+            try:
+                stream, _ = container.get_archive("/v/" + path.lstrip("/"))
+            except docker.errors.NotFound:
+                return None
+            data = b"".join(stream)
+        finally:
+            _remove(container)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                if member.isfile():
+                    fh = tar.extractfile(member)
+                    return fh.read() if fh else None
+        return None
+
+    @contextlib.contextmanager
+    def secrets_volume(self, files: Mapping[str, bytes], image: str) -> Iterator[str | None]:
+        """A temporary volume holding build-time secrets, removed on exit.
+
+        Secrets must reach build containers without touching a layer, the image config or
+        the history: a file put into the container's own filesystem would be committed, an
+        env var would be copied into the image config by ``commit``. Data under a mounted
+        volume is never committed, and a named volume works on a remote engine.
+        """
+        if not files:
+            yield None
+            return
+        name = f"warpdrive-secrets-{uuid.uuid4().hex[:12]}"
+        self.client.volumes.create(name=name, labels={OWNER_LABEL: "nox-warpdrive-secrets"})
+        try:
+            container = self.client.containers.create(
+                image,
+                command=["true"],
+                mounts=[Mount("/s", name, type="volume")],
+                labels={OWNER_LABEL: "nox-warpdrive"},
+            )
+            try:
+                if not container.put_archive("/s", tar_files(files, mode=0o444)):
+                    raise EngineError("the engine refused to write the build secrets volume")
+            finally:
+                _remove(container)
+            yield name
+        finally:
+            self.remove_volume(name)
+
+    # -- running steps --------------------------------------------------------------------
+
+    def run(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
+        """Create the step's container, put its files, start it with live output, wait,
+        commit when asked and it succeeded; always remove the container."""
+        start = time.monotonic()
+        mounts = [
+            Mount(m.target, m.source, type="volume", read_only=m.read_only) for m in step.mounts
+        ]
+        if step.uses_secrets and secrets_volume:
+            mounts.append(Mount(SECRETS_DIR, secrets_volume, type="volume", read_only=True))
+        kwargs: dict[str, Any] = {
+            "command": list(step.command) if step.command else ["true"],
+            "entrypoint": [],
+            "mounts": mounts,
+            "labels": {OWNER_LABEL: "nox-warpdrive"},
+            "environment": [f"{k}={v}" for k, v in step.env],
+        }
+        if step.user:
+            kwargs["user"] = step.user
+        if step.workdir:
+            kwargs["working_dir"] = step.workdir
+        if step.network in ("host", "none", "bridge"):
+            kwargs["network_mode"] = step.network
+        elif step.network:
+            kwargs["network"] = step.network
+        try:
+            container = self.client.containers.create(step.image, **kwargs)
+        except docker.errors.ImageNotFound:
+            raise EngineError(
+                f"image {step.image!r} is not on the engine",
+                fix="build or pull it first, or fix the image name in [tool.warpdrive]",
+            ) from None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot create the {step.name} container: {_short(exc)}") from None
+        tail: deque[str] = deque(maxlen=60)
+        exit_code = 0
+        image_id: str | None = None
+        try:
+            for directory, data in step.files:
+                if not container.put_archive(directory, data):
+                    raise EngineError(f"the engine refused files for {directory}")
+            if step.command is not None:
+                container.start()
+                _follow(container, out, tail)
+                exit_code = int(container.wait().get("StatusCode", 1))
+            if exit_code == 0 and step.commit is not None:
+                image_id = self._commit(container, step)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"the {step.name} step failed on the engine: {_short(exc)}") from None
+        finally:
+            _remove(container)
+        return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
+
+    def run_checked(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
+        result = self.run(step, out, secrets_volume)
+        if result.exit_code != 0:
+            raise BuildError(
+                f"the {step.name} step exited with code {result.exit_code}; its last lines:\n"
+                + _indent(result.output_tail),
+                fix="read the output above for the failing command; nothing was tagged or "
+                "published, the previous image and wheelhouse are unchanged",
+            )
+        return result
+
+    def _commit(self, container: Any, step: Step) -> str:
+        spec = step.commit
+        assert spec is not None
+        conf: dict[str, Any] = {}
+        if spec.env:
+            conf["Env"] = [f"{k}={v}" for k, v in spec.env]
+        if spec.cmd is not None:
+            conf["Cmd"] = list(spec.cmd)
+        if spec.user is not None:
+            conf["User"] = spec.user
+        if spec.workdir is not None:
+            conf["WorkingDir"] = spec.workdir
+        if spec.exposed_ports:
+            conf["ExposedPorts"] = {p: {} for p in spec.exposed_ports}
+        if spec.labels:
+            conf["Labels"] = dict(spec.labels)
+        result = self.client.api.commit(container.id, message=spec.message or None, conf=conf)
+        return str(result["Id"])
+
+    def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
+        """Run a short command in an image and return its combined output."""
+        step = Step(name="probe", image=image, command=tuple(command), network=network)
+        lines: list[str] = []
+        result = self.run(step, lines.append)
+        text = "\n".join(lines)
+        if result.exit_code != 0:
+            return text + f"\n(exit code {result.exit_code})"
+        return text
+
+    # -- containers for the run session and tests ----------------------------------------
+
+    def start_container(self, image: str, **kwargs: Any) -> Any:
+        return self.client.containers.run(image, detach=True, **kwargs)
+
+
+def _follow(container: Any, out: Output, tail: deque[str]) -> None:
+    pending = b""
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            tail.append(line)
+            out(line)
+    if pending:
+        line = pending.decode("utf-8", "replace")
+        tail.append(line)
+        out(line)
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        container.remove(force=True, v=False)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  | " + line for line in text.splitlines())

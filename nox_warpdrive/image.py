@@ -1,0 +1,326 @@
+"""The app image: a deps layer (virtualenv from the wheelhouse) reused while its key
+holds, and an app layer (source, collectstatic) on top, the only one a code change
+rebuilds. Both are made by run + commit from plans; tags move only at the very end."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import buildenv, runtime
+from .config import Config, RequirementSet, split_ref
+from .context import build_tar, collect, context_digest, load_ignore_rules
+from .engine import Engine, ImageInfo, Output
+from .errors import ConfigError, WarpdriveError
+from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount, tar_files
+from .platform import PlatformKey
+from .runtime.start import App, NotDetected, detect
+from .wheelhouse import probe_image, read_manifest, requirements_for, resolved_set
+
+APP_ROOT = "/opt/app-root"
+APP_SRC = f"{APP_ROOT}/src"
+VENV = f"{APP_ROOT}/venv"
+APP_UID = 1001
+PORT = 8080
+LABEL_PREFIX = "io.warpdrive"
+#: bump when the layout of the deps layer changes, so old deps images are not reused
+DEPS_FORMAT = "1"
+
+
+def _sha(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def detect_app(project_dir: Path) -> App:
+    try:
+        return detect(str(project_dir), env={})
+    except NotDetected as exc:
+        raise ConfigError(
+            str(exc),
+            fix="add a wsgi.py with `application`, or a Django manage.py",
+        ) from None
+
+
+@dataclass(frozen=True)
+class DepsPlan:
+    key: str
+    ref: str
+    step: Step
+
+
+def plan_deps(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    reqs: RequirementSet,
+    resolved: list[dict[str, str]] | None,
+    no_index: bool,
+) -> DepsPlan:
+    """The deps layer. With a resolved set from the wheelhouse the install is exact and
+    offline (``--no-index --no-deps`` on the listed files, network none); without one,
+    pip resolves the requirements against the wheelhouse and, unless ``no_index``, the
+    index (then the build cannot be cached: the index may change)."""
+    assemble = runtime.read("assemble.py")
+    wheels_dir = f"{VOLUME_DIR}/{pkey.slug}/wheels"
+    plan: dict[str, Any] = {
+        "app_root": APP_ROOT,
+        "venv": VENV,
+        "uid": APP_UID,
+        "python": cfg.python,
+        "wheels_dir": wheels_dir,
+    }
+    if resolved is not None:
+        plan.update(mode="wheels", files=sorted(w["file"] for w in resolved))
+        key = _sha(
+            "deps",
+            DEPS_FORMAT,
+            base.id,
+            pkey.slug,
+            cfg.python,
+            *sorted(f"{w['file']}={w['sha256']}" for w in resolved),
+            assemble,
+        )
+        network: str | None = "none"
+        uses_secrets = False
+    else:
+        plan.update(mode="requirements", top=list(reqs.top), extra=list(reqs.extra),
+                    no_index=no_index)
+        key = _sha("deps-unpinned", str(time.time_ns()))
+        network = cfg.network
+        uses_secrets = not no_index
+    members = {"plan.json": json.dumps(plan, sort_keys=True).encode(), "assemble.py": assemble}
+    if resolved is None:
+        for name, data in reqs.files:
+            members[f"req/{name}"] = data
+    repo = f"warpdrive-deps/{cfg.name}"
+    step = Step(
+        name="deps",
+        image=base.id,
+        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
+        files=(("/tmp", tar_files({f"warpdrive-build/{k}": v for k, v in members.items()})),),
+        mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
+        network=network,
+        user="0:0",
+        uses_secrets=uses_secrets,
+        commit=CommitSpec(
+            labels={f"{LABEL_PREFIX}.deps-key": key},
+            message="nox-warpdrive deps layer",
+        ),
+    )
+    return DepsPlan(key=key, ref=f"{repo}:{key[:20]}", step=step)
+
+
+def git_labels(project_dir: Path) -> dict[str, str]:
+    """OCI source/revision labels when the app is in git. Credentials in a remote URL are
+    stripped: labels are public."""
+    labels: dict[str, str] = {}
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+    rev = git("rev-parse", "HEAD")
+    if rev:
+        labels["org.opencontainers.image.revision"] = rev
+    remote = git("remote", "get-url", "origin")
+    if remote:
+        labels["org.opencontainers.image.source"] = re.sub(r"//[^/@]*@", "//", remote)
+    return labels
+
+
+def created_timestamp() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (
+        _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
+        if epoch and epoch.isdigit()
+        else _dt.datetime.now(_dt.timezone.utc)
+    )
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    build_key: str
+    step_template: Step
+    app: App
+    files: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def step(self, deps_image: str) -> Step:
+        return Step(**{**self.step_template.__dict__, "image": deps_image})
+
+
+def image_env(base: ImageInfo) -> tuple[tuple[str, str], ...]:
+    base_env = dict(e.split("=", 1) for e in base.env if "=" in e)
+    path = base_env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return (
+        ("PATH", f"{VENV}/bin:{APP_ROOT}/bin:{path}"),
+        ("VIRTUAL_ENV", VENV),
+        ("APP_ROOT", APP_ROOT),
+        ("HOME", APP_SRC),
+        ("PYTHONUNBUFFERED", "1"),
+        ("PORT", str(PORT)),
+    )
+
+
+def plan_app(
+    cfg: Config, base: ImageInfo, pkey: PlatformKey, deps_key: str, source_label: str
+) -> AppPlan:
+    app = detect_app(cfg.project_dir)
+    rules = load_ignore_rules(cfg.project_dir)
+    entries = collect(cfg.project_dir, rules)
+    digest = context_digest(cfg.project_dir, entries)
+    source_tar = build_tar(cfg.project_dir, entries, uid=APP_UID, gid=0)
+    launcher = runtime.read("start.py")
+    assemble = runtime.read("assemble.py")
+    collectstatic = cfg.collectstatic and app.kind == "django"
+    build_key = _sha(
+        "app", deps_key, digest, launcher, assemble, str(collectstatic), cfg.image,
+        json.dumps(image_env(base)),
+    )
+    labels = {
+        "org.opencontainers.image.created": created_timestamp(),
+        "org.opencontainers.image.title": cfg.name,
+        "org.opencontainers.image.base.name": cfg.base_image,
+        **git_labels(cfg.project_dir),
+        f"{LABEL_PREFIX}.platform-key": pkey.slug,
+        f"{LABEL_PREFIX}.base-image": cfg.base_image,
+        f"{LABEL_PREFIX}.base-image-id": base.id,
+        f"{LABEL_PREFIX}.deps-key": deps_key,
+        f"{LABEL_PREFIX}.build-key": build_key,
+        f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}",
+    }
+    files: list[tuple[str, bytes]] = [
+        (APP_SRC, source_tar),
+        (APP_ROOT, tar_files({"bin/warpdrive-start": launcher}, mode=0o755)),
+    ]
+    command: tuple[str, ...] | None = None
+    if collectstatic:
+        plan = {"app_root": APP_ROOT, "venv": VENV, "uid": APP_UID, "collectstatic": True,
+                "env": {"DJANGO_SETTINGS_MODULE": app.settings or ""}}
+        files.append(("/tmp", tar_files({
+            "warpdrive-build/plan.json": json.dumps(plan).encode(),
+            "warpdrive-build/assemble.py": assemble,
+        })))
+        command = (f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app")
+    step = Step(
+        name="app",
+        image="",
+        command=command,
+        files=tuple(files),
+        user="0:0",
+        network=cfg.network,
+        commit=CommitSpec(
+            env=image_env(base),
+            cmd=("warpdrive-start",),
+            user=str(APP_UID),
+            workdir=APP_SRC,
+            exposed_ports=(f"{PORT}/tcp",),
+            labels=labels,
+            message=f"nox-warpdrive app layer ({source_label})",
+        ),
+    )
+    return AppPlan(build_key=build_key, step_template=step, app=app, files=len(entries),
+                   labels=labels)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    ref: str
+    image_id: str
+    up_to_date: bool
+    deps_reused: bool
+    size: int
+    layers: int
+    seconds: float
+    timings: tuple[tuple[str, float], ...] = ()
+
+    def summary(self) -> str:
+        if self.up_to_date:
+            return f"image {self.ref} up to date, nothing rebuilt ({self.seconds:.1f} s)"
+        deps = "deps layer reused" if self.deps_reused else "deps layer built"
+        steps = ", ".join(f"{n} {s:.1f} s" for n, s in self.timings)
+        return f"image {self.ref} built: {deps}, app layer built ({steps}; {self.seconds:.1f} s)"
+
+    def table(self) -> str:
+        rows = [
+            ("image", "id", "size", "layers"),
+            (self.ref, self.image_id.split(":")[-1][:12], f"{self.size / 1e6:.1f} MB",
+             str(self.layers)),
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+        return "\n".join(lines)
+
+
+def build_image(
+    cfg: Config, engine: Engine, out: Output, *, no_index: bool | None = None,
+    tag: str | None = None,
+) -> ImageResult:
+    started = time.monotonic()
+    no_index = cfg.no_index if no_index is None else no_index
+    ref = tag or cfg.image
+    split_ref(ref)
+    base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
+    reqs = requirements_for(cfg)
+    manifest = read_manifest(engine, cfg.volume, pkey, base.id)
+    resolved = resolved_set(manifest, reqs.digest)
+    if resolved is None and no_index:
+        what = "was never built" if not manifest else "was built for other requirements"
+        raise WarpdriveError(
+            f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
+            "--no-index forbids fetching anything",
+            fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
+        )
+    if resolved is None:
+        out("warpdrive: the wheelhouse does not match the requirements; installing from the "
+            "index (run `nox -s wheelhouse` to make image builds offline and cached)")
+    deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index)
+    app = plan_app(cfg, base, pkey, deps.key, source_label=cfg.project_dir.name)
+
+    current = engine.image(ref)
+    if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
+        return ImageResult(ref, current.id, True, True, current.size, current.layers,
+                           time.monotonic() - started)
+
+    timings: list[tuple[str, float]] = []
+    deps_image = engine.image(deps.ref)
+    deps_reused = bool(
+        deps_image and deps_image.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key
+    )
+    if deps_image is not None and deps_reused:
+        deps_id = deps_image.id
+    else:
+        secrets = buildenv.build_secrets() if deps.step.uses_secrets else {}
+        with engine.secrets_volume(secrets, base.id) as sv:
+            result = engine.run_checked(deps.step, out, sv)
+        assert result.image_id is not None
+        deps_id = result.image_id
+        timings.append(("deps", result.seconds))
+        if resolved is not None:  # only a pinned deps layer is worth keeping for reuse
+            engine.tag(deps_id, deps.ref)
+    result = engine.run_checked(app.step(deps_id), out)
+    assert result.image_id is not None
+    timings.append(("app", result.seconds))
+    engine.tag(result.image_id, ref)
+    final = engine.image(ref)
+    assert final is not None
+    return ImageResult(ref, final.id, False, deps_reused, final.size, final.layers,
+                       time.monotonic() - started, tuple(timings))

@@ -1,0 +1,94 @@
+"""Plans are pure data: what one build step runs, in which image, with which inputs.
+
+wheelhouse.py and image.py make them; engine.py carries them out. Nothing here touches
+Docker, so every plan can be unit-tested and printed. Secrets are never part of a plan:
+a step only names the temporary secrets volume the engine mounts for it.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: where a build container sees the temporary secrets volume (CA bundle, index settings)
+SECRETS_DIR = "/run/warpdrive-secrets"
+#: where the helper scripts are put in a build container (removed before any commit)
+HELPERS_DIR = "/tmp/warpdrive-build"
+#: where the wheelhouse volume is mounted
+VOLUME_DIR = "/warpdrive"
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class CommitSpec:
+    """The image config a committed container gets. ``env`` replaces the whole variable
+    (the engine does not expand ``$PATH``; write the full value)."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    cmd: tuple[str, ...] | None = None
+    user: str | None = None
+    workdir: str | None = None
+    exposed_ports: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One container: created from ``image``, given ``files`` (tar archives put at a
+    directory before start), run with ``command`` (None: never started, only committed),
+    removed afterwards whatever happens. ``uses_secrets``: mount the secrets volume."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None
+    files: tuple[tuple[str, bytes], ...] = ()
+    mounts: tuple[VolumeMount, ...] = ()
+    user: str | None = None
+    workdir: str | None = None
+    network: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    commit: CommitSpec | None = None
+    uses_secrets: bool = False
+
+    def __repr__(self) -> str:  # keep archives out of logs and test failure output
+        files = ", ".join(f"{d} ({len(b)} bytes)" for d, b in self.files)
+        return (
+            f"Step(name={self.name!r}, image={self.image!r}, command={self.command!r}, "
+            f"files=[{files}], mounts={self.mounts!r}, user={self.user!r}, "
+            f"network={self.network!r}, commit={self.commit is not None}, "
+            f"uses_secrets={self.uses_secrets})"
+        )
+
+
+def tar_files(members: Mapping[str, bytes], mode: int = 0o644, mtime: int = 0) -> bytes:
+    """A small deterministic tar of in-memory files (helper scripts, requirement files)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for name in sorted(members):
+            parts = name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o755
+                    info.mtime = mtime
+                    tar.addfile(info)
+            data = members[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = mtime
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

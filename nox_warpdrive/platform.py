@@ -1,0 +1,154 @@
+"""Platform keys: what a wheel is valid for, probed by running Python inside an image.
+
+A wheel built in the builder image may only be installed in the base image when both
+agree on interpreter, ABI, platform tag, libc (and its version: a wheel linked against
+a newer glibc fails to import on an older one) and distro (system libraries such as
+libpq differ between distros even when the tags agree). The key is computed *inside*
+the image, never guessed from its name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+
+from .errors import PlatformMismatchError, WarpdriveError
+
+#: Runs inside the image with its own ``python3``: stdlib only, prints one JSON line.
+PROBE_SCRIPT = r"""
+import json, platform, sys, sysconfig
+impl = sys.implementation.name
+short = {"cpython": "cp", "pypy": "pp"}.get(impl, impl)
+ver = "%d%d" % sys.version_info[:2]
+soabi = sysconfig.get_config_var("SOABI") or ""
+if impl == "cpython":
+    abi = "cp" + ver + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
+else:
+    abi = soabi.replace("-", "_").replace(".", "_") or "none"
+plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+libc, libc_ver = platform.libc_ver()
+if not libc:
+    try:
+        import subprocess
+        out = subprocess.run(["ldd", "--version"], capture_output=True, text=True).stderr
+        if "musl" in out.lower():
+            libc = "musl"
+            libc_ver = out.split("Version", 1)[1].split()[0] if "Version" in out else ""
+    except Exception:
+        pass
+osr = {}
+for path in ("/etc/os-release", "/usr/lib/os-release"):
+    try:
+        with open(path) as fh:
+            for line in fh:
+                k, sep, v = line.strip().partition("=")
+                if sep:
+                    osr[k] = v.strip().strip('"')
+        break
+    except OSError:
+        pass
+print("WARPDRIVE-PROBE " + json.dumps({
+    "interpreter": short + ver,
+    "abi": abi,
+    "platform": plat,
+    "libc": libc or "unknown",
+    "libc_version": libc_ver or "",
+    "distro": osr.get("ID", "unknown"),
+    "distro_version": osr.get("VERSION_ID", osr.get("VERSION_CODENAME", "")),
+    "python_version": platform.python_version(),
+    "executable": sys.executable,
+}))
+"""
+
+PROBE_MARKER = "WARPDRIVE-PROBE "
+
+
+@dataclass(frozen=True)
+class PlatformKey:
+    """Everything a built wheel depends on. ``python_version`` and ``executable`` are
+    informational: patch releases share an ABI, so they are not part of equality."""
+
+    interpreter: str
+    abi: str
+    platform: str
+    libc: str
+    libc_version: str
+    distro: str
+    distro_version: str
+    python_version: str = ""
+    executable: str = "python3"
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        return (
+            self.interpreter,
+            self.abi,
+            self.platform,
+            self.libc,
+            self.libc_version,
+            self.distro,
+            self.distro_version,
+        )
+
+    @property
+    def slug(self) -> str:
+        """A directory name for this key inside the wheelhouse volume."""
+        raw = (
+            f"{self.interpreter}-{self.abi}-{self.platform}-"
+            f"{self.libc}{self.libc_version}-{self.distro}{self.distro_version}"
+        )
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+
+    def describe(self) -> str:
+        return (
+            f"{self.interpreter}/{self.abi} {self.platform} {self.libc} {self.libc_version} "
+            f"{self.distro} {self.distro_version} (Python {self.python_version})"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PlatformKey:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: str(v) for k, v in data.items() if k in names})
+
+
+def parse_probe_output(output: str, image: str) -> PlatformKey:
+    """Find the probe's line in a container's output (the image may print banners)."""
+    for line in output.splitlines():
+        if line.startswith(PROBE_MARKER):
+            try:
+                data = json.loads(line[len(PROBE_MARKER) :])
+            except ValueError:
+                break
+            return PlatformKey.from_dict(data)
+    raise WarpdriveError(
+        f"could not probe the Python platform of image {image!r}; its output was:\n"
+        + output.strip()[-2000:],
+        fix="the image needs a working `python3` on PATH (or set `python` in [tool.warpdrive])",
+    )
+
+
+def mismatches(builder: PlatformKey, base: PlatformKey) -> list[str]:
+    """Names of the key fields in which two images differ."""
+    names = ("interpreter", "abi", "platform", "libc", "libc_version", "distro", "distro_version")
+    return [n for n in names if getattr(builder, n) != getattr(base, n)]
+
+
+def check_compatible(
+    builder_image: str, builder: PlatformKey, base_image: str, base: PlatformKey
+) -> None:
+    """Refuse a builder whose wheels would not fit the base image."""
+    diff = mismatches(builder, base)
+    if diff:
+        raise PlatformMismatchError(
+            "the builder image and the base image have different platform keys "
+            f"(they differ in {', '.join(diff)}):\n"
+            f"  builder-image {builder_image}: {builder.describe()}\n"
+            f"  base-image    {base_image}: {base.describe()}",
+            fix="use a builder image made from the same base (same distro release and Python "
+            "build), e.g. the base image plus compilers; or drop `builder-image` to build in "
+            "the base image itself",
+        )

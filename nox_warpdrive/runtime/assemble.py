@@ -1,0 +1,118 @@
+"""Runs INSIDE image build containers as root (stdlib only).
+
+    assemble.py deps   in the base image: app user, app root, virtualenv, packages from
+                       the wheelhouse volume (mounted read-only). Becomes the deps layer.
+    assemble.py app    in the deps image, after the source was put at APP_ROOT/src:
+                       Django collectstatic as the app user. Becomes the app layer.
+
+The plan comes from /tmp/warpdrive-build/plan.json; this directory is removed before the
+container is committed, so nothing of the build machinery stays in the image.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HELPERS = "/tmp/warpdrive-build"
+SECRETS = "/run/warpdrive-secrets"
+
+
+def log(msg):
+    print("warpdrive: " + msg, flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(cmd))
+    proc = subprocess.run(cmd, **kw)
+    if proc.returncode != 0:
+        log("command failed with exit code %d" % proc.returncode)
+        raise SystemExit(proc.returncode)
+
+
+def secret_env():
+    env = {}
+    ca = os.path.join(SECRETS, "ca.pem")
+    if os.path.isfile(ca):
+        env.update(PIP_CERT=ca, SSL_CERT_FILE=ca, REQUESTS_CA_BUNDLE=ca)
+    try:
+        with open(os.path.join(SECRETS, "pip-env.json")) as fh:
+            env.update(json.load(fh))
+    except FileNotFoundError:
+        pass
+    return env
+
+
+def ensure_user(uid, home):
+    """S2I's convention: uid 1001 in group 0, so an arbitrary uid in group 0 (OpenShift)
+    can write wherever the app user can."""
+    with open("/etc/passwd") as fh:
+        lines = fh.read().splitlines()
+    if any(line.split(":")[2:3] == [str(uid)] for line in lines if line.count(":") >= 6):
+        return
+    shell = "/usr/sbin/nologin" if os.path.exists("/usr/sbin/nologin") else "/bin/false"
+    with open("/etc/passwd", "a") as fh:
+        fh.write("default:x:%d:0:Default Application User:%s:%s\n" % (uid, home, shell))
+
+
+def deps(plan):
+    app_root = plan["app_root"]
+    src = os.path.join(app_root, "src")
+    venv = plan["venv"]
+    ensure_user(plan["uid"], src)
+    for d in (app_root, src, os.path.join(app_root, "bin")):
+        os.makedirs(d, exist_ok=True)
+    os.chown(src, plan["uid"], 0)
+    os.chmod(src, 0o2775)
+    started = time.time()
+    run([plan["python"], "-m", "venv", venv])
+    pip = [os.path.join(venv, "bin", "python"), "-m", "pip"]
+    env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    base = pip + ["install", "--no-cache-dir", "--progress-bar", "off"]
+    if plan["mode"] == "wheels":
+        # The exact set `wheelhouse` resolved: no resolver, no index, no surprises.
+        files = [os.path.join(plan["wheels_dir"], f) for f in plan["files"]]
+        run(base + ["--no-index", "--no-deps"] + files, env=env)
+    else:
+        env.update(secret_env())
+        cmd = base + ["--find-links", plan["wheels_dir"]]
+        if plan.get("no_index"):
+            cmd.append("--no-index")
+        for name in plan["top"]:
+            cmd += ["-r", os.path.join(HELPERS, "req", name)]
+        cmd += plan.get("extra", [])
+        run(cmd, env=env, cwd=os.path.join(HELPERS, "req"))
+    log("virtualenv ready in %.1f s" % (time.time() - started))
+
+
+def app(plan):
+    src = os.path.join(plan["app_root"], "src")
+    uid = plan["uid"]
+    if plan.get("collectstatic"):
+        python = os.path.join(plan["venv"], "bin", "python")
+        env = dict(os.environ, HOME=src, PYTHONDONTWRITEBYTECODE="1")
+        env.update(plan.get("env", {}))
+        run(
+            [python, "manage.py", "collectstatic", "--noinput"],
+            cwd=src,
+            env=env,
+            user=uid,
+            group=0,
+            umask=0o002,
+        )
+
+
+def main():
+    with open(os.path.join(HELPERS, "plan.json")) as fh:
+        plan = json.load(fh)
+    try:
+        {"deps": deps, "app": app}[sys.argv[1]](plan)
+    finally:
+        shutil.rmtree(HELPERS, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The wheelhouse: every wheel the app needs, built inside the builder image and kept in
+a named volume, per platform key. See runtime/build_wheels.py for the volume layout."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import buildenv, probe_cache, runtime
+from .config import Config, RequirementSet, read_requirements
+from .engine import Engine, ImageInfo, Output
+from .errors import WarpdriveError
+from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
+from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
+
+#: servers the start launcher runs, and the requirement that provides each
+SERVER_REQUIREMENTS = {"gunicorn": "gunicorn"}
+
+
+def server_extras(cfg: Config, names: set[str]) -> tuple[str, ...]:
+    """The server the image starts, when the app's requirements lack it."""
+    req = SERVER_REQUIREMENTS[cfg.server]
+    return () if req in names else (req,)
+
+
+def requirements_for(cfg: Config) -> RequirementSet:
+    base = read_requirements(cfg) if (cfg.requirement_files or cfg.dependencies) else None
+    names = base.names() if base else set()
+    extras = server_extras(cfg, names)
+    if base is None:
+        return read_requirements(cfg, extra=extras)
+    return RequirementSet(files=base.files, top=base.top, extra=extras)
+
+
+def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
+    info = engine.require_image(ref, role)
+    key = probe_cache.load(info.id)
+    if key is None:
+        output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
+        key = parse_probe_output(output, ref)
+        probe_cache.store(info.id, key)
+    return info, key
+
+
+def manifest_path(key: PlatformKey) -> str:
+    return f"{key.slug}/manifest.json"
+
+
+def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> dict[str, Any]:
+    if not engine.volume_exists(volume):
+        return {}
+    raw = engine.read_volume_file(volume, manifest_path(key), image)
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[dict[str, str]] | None:
+    """The wheels a previous run resolved for exactly these requirements, if all are still
+    published in the volume."""
+    entry = manifest.get("sets", {}).get(digest)
+    if not isinstance(entry, dict):
+        return None
+    wheels = manifest.get("wheels", {})
+    resolved = entry.get("resolved")
+    if not isinstance(resolved, list) or not all(
+        isinstance(w, dict) and w.get("file") in wheels for w in resolved
+    ):
+        return None
+    return resolved
+
+
+@dataclass(frozen=True)
+class WheelhousePlan:
+    """Pure data: one ``pip wheel`` run in the builder image for one platform key."""
+
+    volume: str
+    builder_image: str
+    key: PlatformKey
+    requirements: RequirementSet
+    no_index: bool
+    network: str | None
+    python: str
+
+    def plan_json(self) -> bytes:
+        return json.dumps(
+            {
+                "key": self.key.slug,
+                "volume_dir": VOLUME_DIR,
+                "req_dir": f"{HELPERS_DIR}/req",
+                "top": list(self.requirements.top),
+                "extra": list(self.requirements.extra),
+                "requirements_hash": self.requirements.digest,
+                "no_index": self.no_index,
+                "python": self.python,
+                "platform_key": json.loads(self.key.to_json()),
+            },
+            sort_keys=True,
+        ).encode()
+
+    def step(self) -> Step:
+        members = {
+            "plan.json": self.plan_json(),
+            "build_wheels.py": runtime.read("build_wheels.py"),
+        }
+        for name, data in self.requirements.files:
+            members[f"req/{name}"] = data
+        return Step(
+            name="wheelhouse",
+            image=self.builder_image,
+            command=(self.python, f"{HELPERS_DIR}/build_wheels.py"),
+            files=(("/tmp", tar_files({f"warpdrive-build/{k}": v for k, v in members.items()})),),
+            mounts=(VolumeMount(self.volume, VOLUME_DIR),),
+            network=self.network,
+            uses_secrets=True,
+        )
+
+
+@dataclass(frozen=True)
+class WheelhouseResult:
+    key: PlatformKey
+    up_to_date: bool
+    new: tuple[str, ...]
+    resolved: int
+    seconds: float
+
+    def summary(self) -> str:
+        if self.up_to_date:
+            return (
+                f"wheelhouse up to date for {self.key.slug}: {self.resolved} wheels, nothing "
+                f"downloaded or built ({self.seconds:.1f} s)"
+            )
+        new = ", ".join(self.new) if self.new else "none"
+        return (
+            f"wheelhouse {self.key.slug}: {self.resolved} wheels, {len(self.new)} new "
+            f"({new}), {self.resolved - len(self.new)} reused ({self.seconds:.1f} s)"
+        )
+
+
+def build_wheelhouse(
+    cfg: Config, engine: Engine, out: Output, *, no_index: bool = False
+) -> WheelhouseResult:
+    started = time.monotonic()
+    builder_info, builder_key = probe_image(engine, cfg.builder_image, "builder-image", cfg)
+    if cfg.base_image != cfg.builder_image:
+        _, base_key = probe_image(engine, cfg.base_image, "base-image", cfg)
+        check_compatible(cfg.builder_image, builder_key, cfg.base_image, base_key)
+    reqs = requirements_for(cfg)
+    plan = WheelhousePlan(
+        volume=cfg.volume,
+        builder_image=builder_info.id,
+        key=builder_key,
+        requirements=reqs,
+        no_index=no_index,
+        network=cfg.network,
+        python=cfg.python,
+    )
+    manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
+    done = resolved_set(manifest, reqs.digest)
+    if done is not None:
+        return WheelhouseResult(builder_key, True, (), len(done), time.monotonic() - started)
+    engine.ensure_volume(cfg.volume)
+    secrets = buildenv.build_secrets()
+    lines: list[str] = []
+
+    def tee(line: str) -> None:
+        lines.append(line)
+        out(buildenv.redact(line, secrets))
+
+    with engine.secrets_volume(secrets, builder_info.id) as secrets_volume:
+        result = engine.run(plan.step(), tee, secrets_volume)
+    if result.exit_code != 0:
+        raise WarpdriveError(
+            f"building the wheelhouse failed (pip exited with code {result.exit_code}); "
+            "nothing was published, the previous wheelhouse is unchanged",
+            fix="read pip's output above: a package that fails to compile usually needs "
+            "its -dev headers and a compiler in `builder-image`; a missing package needs "
+            "the right index (PIP_INDEX_URL)",
+        )
+    summary = _summary(lines)
+    return WheelhouseResult(
+        builder_key,
+        False,
+        tuple(summary.get("new", ())),
+        int(summary.get("resolved", 0)),
+        time.monotonic() - started,
+    )
+
+
+def _summary(lines: list[str]) -> dict[str, Any]:
+    for line in reversed(lines):
+        if line.startswith("warpdrive: SUMMARY "):
+            try:
+                data = json.loads(line[len("warpdrive: SUMMARY ") :])
+            except ValueError:
+                break
+            return data if isinstance(data, dict) else {}
+    return {}
