@@ -236,7 +236,7 @@ class Engine:
             "command": list(step.command) if step.command else ["true"],
             "entrypoint": [],
             "mounts": mounts,
-            "labels": {OWNER_LABEL: "nox-warpdrive"},
+            # no labels: `commit` would copy them into the image config
             "environment": [f"{k}={v}" for k, v in step.env],
         }
         if step.user:

@@ -137,10 +137,11 @@ class WheelhouseResult:
                 f"wheelhouse up to date for {self.key.slug}: {self.resolved} wheels, nothing "
                 f"downloaded or built ({self.seconds:.1f} s)"
             )
-        new = ", ".join(self.new) if self.new else "none"
+        names = [n.split("-")[0] for n in self.new]
+        new = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         return (
             f"wheelhouse {self.key.slug}: {self.resolved} wheels, {len(self.new)} new "
-            f"({new}), {self.resolved - len(self.new)} reused ({self.seconds:.1f} s)"
+            f"({new or 'none'}), {self.resolved - len(self.new)} reused ({self.seconds:.1f} s)"
         )
 
 

@@ -93,6 +93,8 @@ FIXTURE_PACKAGES: Mapping[str, str] = {
 #: ``==`` versions only) so the cache can be checked without the network and builds
 #: are reproducible.  setuptools 84 needs Python >= 3.10, like nox-warpdrive.
 BACKEND_REQUIREMENTS: tuple[str, ...] = ("setuptools==84.2.1",)
+#: wheels from PyPI the index also serves: the web server nox-warpdrive adds to an app
+SERVED_REQUIREMENTS: tuple[str, ...] = ("gunicorn==27.0.1",)
 
 # Bump to invalidate cached builds when the way they are produced changes.
 _BUILD_RECIPE = "1"
@@ -166,11 +168,13 @@ def _wheel_prefix(requirement: str) -> str:
     return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}-"
 
 
-def _ensure_backend_wheels(downloads: Path) -> list[Path]:
+def _ensure_backend_wheels(
+    downloads: Path, requirements: tuple[str, ...] = BACKEND_REQUIREMENTS
+) -> list[Path]:
     """Return the cached backend wheels, downloading the missing ones."""
     downloads.mkdir(parents=True, exist_ok=True)
     wheels: list[Path] = []
-    for requirement in BACKEND_REQUIREMENTS:
+    for requirement in requirements:
         prefix = _wheel_prefix(requirement)
 
         def cached(prefix: str = prefix) -> list[Path]:
@@ -368,6 +372,7 @@ def build_index(dest: Path, *, cache_dir: Path | None = None) -> Path:
             shutil.copy2(w, house / w.name)
 
     wanted: list[Path] = list(backend_wheels)
+    wanted += _ensure_backend_wheels(cache / "downloads", SERVED_REQUIREMENTS)
     for name, kind in FIXTURE_PACKAGES.items():
         wanted += _cached_build(name, kind, cache, house, backend_key)
 
