@@ -133,6 +133,12 @@ def cleanup(engine: Engine, app: App) -> None:
             if tag.startswith((f"{app.name}:", f"warpdrive-deps/{app.name}:")):
                 with contextlib.suppress(Exception):
                     client.images.remove(tag, force=True)
+    # earlier builds of the app that a rebuild left untagged
+    for img in client.images.list(
+        filters={"label": f"org.opencontainers.image.title={app.name}"}
+    ):
+        with contextlib.suppress(Exception):
+            client.images.remove(img.id, force=True)
     engine.remove_volume(app.volume)
 
 

@@ -339,7 +339,10 @@ def test_includes_are_followed_and_rewritten(tmp_path: Path) -> None:
     }
     assert files["requirements.txt"] == "-r reqs/base.txt\n-c reqs/constraints.txt\nflask\n"
     # the include is rewritten relative to the *including* file in the shipped layout
-    assert files["reqs/base.txt"] == "--requirement ../common.txt\ndjango\n"
+    assert include_targets(files["reqs/base.txt"], "reqs/base.txt") == [
+        ("--requirement", "common.txt")
+    ]
+    assert files["reqs/base.txt"].endswith("\ndjango\n")
     assert files["common.txt"] == "requests\n"
 
 

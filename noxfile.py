@@ -1,0 +1,24 @@
+"""nox-warpdrive's own sessions (the plugin's sessions live in users' noxfiles)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests (the integration ones need `scripts/engine-up.sh`)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", "nox_warpdrive", "tests")
+    session.run("ruff", "format", "--check", "nox_warpdrive", "tests")
+    session.run("mypy")

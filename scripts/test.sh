@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): set up everything a fresh machine lacks, then run
+# lint, type checks and the whole test suite, integration tests on the real engine included.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/engine-up.sh
+bash scripts/base-images.sh
+bash scripts/dev-env.sh
+echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
