@@ -23,6 +23,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.types import Mount
 
 from .errors import BuildError, EngineError
@@ -269,8 +270,12 @@ class Engine:
                 exit_code = int(container.wait().get("StatusCode", 1))
             if exit_code == 0 and step.commit is not None:
                 image_id = self._commit(container, step)
-        except docker.errors.APIError as exc:
-            raise EngineError(f"the {step.name} step failed on the engine: {_short(exc)}") from None
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise EngineError(
+                f"the {step.name} step failed on the engine: {_short(exc)}",
+                fix="check that the engine still runs (`docker info`) and try again; "
+                "nothing was tagged or published",
+            ) from None
         finally:
             _remove(container)
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)

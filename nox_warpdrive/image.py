@@ -191,15 +191,16 @@ def plan_app(
     launcher = runtime.read("start.py")
     assemble = runtime.read("assemble.py")
     collectstatic = cfg.collectstatic and app.kind == "django"
+    source_labels = git_labels(cfg.project_dir)
     build_key = _sha(
         "app", deps_key, digest, launcher, assemble, str(collectstatic), cfg.image,
-        json.dumps(image_env(base)),
+        json.dumps(image_env(base)), json.dumps(source_labels, sort_keys=True),
     )
     labels = {
         "org.opencontainers.image.created": created_timestamp(),
         "org.opencontainers.image.title": cfg.name,
         "org.opencontainers.image.base.name": cfg.base_image,
-        **git_labels(cfg.project_dir),
+        **source_labels,
         f"{LABEL_PREFIX}.platform-key": pkey.slug,
         f"{LABEL_PREFIX}.base-image": cfg.base_image,
         f"{LABEL_PREFIX}.base-image-id": base.id,
