@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +18,12 @@ from pathlib import Path
 PIP_ENV_KEYS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT")
 #: proxy settings forwarded the same way (they may carry credentials)
 PROXY_ENV_KEYS = (
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
 )
 #: where the CA bundle is looked for, in order, when no variable names one
 SYSTEM_CA_BUNDLES = (
@@ -66,6 +72,10 @@ def redact(text: str, secrets: Mapping[str, bytes]) -> str:
     except ValueError:
         return text
     for value in env.values():
-        if isinstance(value, str) and "@" in value and len(value) > 8:
-            text = text.replace(value, "<redacted>")
-    return text
+        if not isinstance(value, str):
+            continue
+        for part in value.split():
+            if "@" in part and len(part) > 8:
+                text = text.replace(part, "<redacted>")
+    # and any other credentials in a URL, whatever printed them
+    return re.sub(r"(?<=://)[^/\s:@]+:[^/\s@]+@", "<redacted>@", text)

@@ -28,16 +28,17 @@ DEFAULT_SERVER = "gunicorn"
 
 #: key -> (expected python type(s), human description)
 _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "image": ((str,), "a string, the image reference to tag, e.g. \"mysite:latest\""),
+    "image": ((str,), 'a string, the image reference to tag, e.g. "mysite:latest"'),
     "base-image": ((str,), "a string, the image the app runs on"),
     "builder-image": ((str,), "a string, the image wheels are compiled in"),
     "requirements": ((list, str), "a list of requirement file paths"),
     "volume": ((str,), "a string, the Docker volume name for the wheelhouse"),
     "no-index": ((bool,), "true or false"),
-    "network": ((str,), "a string, the Docker network for build containers (e.g. \"host\")"),
-    "python": ((str,), "a string, the Python command inside the images (default \"python3\")"),
+    "network": ((str,), 'a string, the Docker network for build containers (e.g. "host")'),
+    "python": ((str,), 'a string, the Python command inside the images (default "python3")'),
     "collectstatic": ((bool,), "true or false"),
-    "server": ((str,), "a string: the web server the image starts (\"gunicorn\")"),
+    "server": ((str,), 'a string: the web server the image starts ("gunicorn")'),
+    "installer": ((str,), '"auto" (uv when it is available for the platform), "uv" or "pip"'),
 }
 
 SUPPORTED_SERVERS = ("gunicorn",)
@@ -60,6 +61,7 @@ class Config:
     python: str = "python3"
     collectstatic: bool = True
     server: str = DEFAULT_SERVER
+    installer: str = "auto"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -72,7 +74,7 @@ def _suggest(key: str) -> str:
 
 def docker_name(text: str) -> str:
     """A string usable as a Docker repository / volume name component."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("._-")
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return name or "app"
 
 
@@ -87,7 +89,7 @@ def check_image_ref(ref: str, key: str) -> str:
     if not _REF_RE.match(ref):
         raise ConfigError(
             f"`{key}` = {ref!r} is not a valid Docker image reference",
-            fix="use lowercase `name[:tag]`, e.g. \"mysite:latest\"",
+            fix='use lowercase `name[:tag]`, e.g. "mysite:latest"',
         )
     return ref
 
@@ -110,9 +112,14 @@ def load_pyproject(project_dir: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            f"{path} is not valid TOML: {exc}", fix="fix the syntax error at that line"
+            f"{path} is not valid TOML: {exc}",
+            fix="fix the syntax error at that line (the file must be UTF-8)",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", fix="check its permissions"
         ) from None
 
 
@@ -120,7 +127,8 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     """Read and validate ``[tool.warpdrive]``; ``overrides`` win (command-line options)."""
     project_dir = project_dir.resolve()
     data = load_pyproject(project_dir)
-    table = data.get("tool", {}).get("warpdrive", {})
+    tool = data.get("tool", {})
+    table = tool.get("warpdrive", {}) if isinstance(tool, dict) else None
     if not isinstance(table, dict):
         raise ConfigError(
             "[tool.warpdrive] must be a table", fix="write it as a `[tool.warpdrive]` section"
@@ -187,6 +195,13 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
             fix="use one of: " + ", ".join(SUPPORTED_SERVERS),
         )
 
+    installer = table.get("installer", "auto")
+    if installer not in ("auto", "uv", "pip"):
+        raise ConfigError(
+            f"`installer` = {installer!r} is not one of auto, uv, pip",
+            fix='write `installer = "auto"` (or "uv" / "pip")',
+        )
+
     volume = table.get("volume", f"warpdrive-{name}")
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$", volume):
         raise ConfigError(
@@ -208,6 +223,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         python=table.get("python", "python3"),
         collectstatic=table.get("collectstatic", True),
         server=server,
+        installer=installer,
     )
 
 
@@ -224,6 +240,8 @@ class RequirementSet:
     files: tuple[tuple[str, bytes], ...]
     top: tuple[str, ...]
     extra: tuple[str, ...]
+    #: files only reached through `-c`: they pin, they do not require
+    constraint_only: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -241,7 +259,9 @@ class RequirementSet:
             n = _req_name(e)
             if n:
                 out.add(normalize(n))
-        for _, data in self.files:
+        for name, data in self.files:
+            if name in self.constraint_only:
+                continue
             for line in data.decode("utf-8", "replace").splitlines():
                 n = _req_name(line)
                 if n:
@@ -271,6 +291,7 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
     ever mounted, so a remote engine works the same.
     """
     shipped: dict[str, bytes] = {}
+    required: set[str] = set()  # reached through -r (or top level)
     top: list[str] = []
     root = cfg.project_dir
 
@@ -278,12 +299,17 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
         try:
             return path.relative_to(root).as_posix()
         except ValueError:
-            return "_external/" + hashlib.sha256(str(path).encode()).hexdigest()[:12] + "-" + (
-                path.name
+            return (
+                "_external/"
+                + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+                + "-"
+                + (path.name)
             )
 
-    def visit(path: Path) -> str:
+    def visit(path: Path, requires: bool = True) -> str:
         name = rel(path)
+        if requires:
+            required.add(name)
         if name in shipped:
             return name
         try:
@@ -306,7 +332,7 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
             m = _INCLUDE_RE.match(line)
             if m:
                 target = (path.parent / m.group(2)).resolve()
-                inc = visit(target)
+                inc = visit(target, requires and m.group(1) in ("-r", "--requirement"))
                 # rewrite the include relative to the shipped layout
                 here = Path(name).parent
                 rel_inc = Path(inc)
@@ -331,10 +357,16 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
         name = "_project-dependencies.txt"
         shipped[name] = ("\n".join(cfg.dependencies) + "\n").encode()
         top.append(name)
+        required.add(name)
     if not top and not extra:
         raise ConfigError(
             f"no requirements found for {cfg.project_dir}",
             fix="add a requirements.txt, [project].dependencies, or `requirements` in "
             "[tool.warpdrive]",
         )
-    return RequirementSet(files=tuple(sorted(shipped.items())), top=tuple(top), extra=extra)
+    return RequirementSet(
+        files=tuple(sorted(shipped.items())),
+        top=tuple(top),
+        extra=extra,
+        constraint_only=tuple(sorted(set(shipped) - required)),
+    )

@@ -114,6 +114,19 @@ class Engine:
             created=str(attrs.get("Created") or ""),
         )
 
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            found = self.client.images.list(filters=filters)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot list images: {_short(exc)}") from None
+        out = []
+        for img in found:
+            info = self.image(img.id)
+            if info is not None:
+                out.append(info)
+        return out
+
     def require_image(self, ref: str, role: str) -> ImageInfo:
         info = self.image(ref)
         if info is None:

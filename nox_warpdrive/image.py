@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,60 @@ class DepsPlan:
     key: str
     ref: str
     step: Step
+    parent: str | None = None  # an earlier deps image this one is built on
+    files: tuple[str, ...] = ()  # the wheels this step installs
+
+
+@dataclass(frozen=True)
+class Installer:
+    name: str  # "uv" | "pip"
+    path: str = ""  # uv's path inside the build container
+    version: str = ""
+
+
+def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey) -> Installer:
+    uv = manifest.get("tools", {}).get("uv") if isinstance(manifest.get("tools"), dict) else None
+    if cfg.installer != "pip" and isinstance(uv, dict) and uv.get("path"):
+        return Installer("uv", f"{VOLUME_DIR}/{pkey.slug}/{uv['path']}", str(uv.get("version")))
+    if cfg.installer == "uv":
+        raise ConfigError(
+            f'installer = "uv" but the wheelhouse in {cfg.volume!r} has no uv for {pkey.slug}',
+            fix="run `nox -s wheelhouse` with access to an index (it fetches uv), or set "
+            '`installer = "auto"`',
+        )
+    return Installer("pip")
+
+
+def wheel_ids(resolved: list[dict[str, str]]) -> list[str]:
+    return sorted(f"{w['file']}@{w['sha256'][:16]}" for w in resolved)
+
+
+#: an incremental deps image may sit on at most this many earlier ones
+MAX_DEPS_DEPTH = 4
+
+
+def find_parent(
+    engine: Engine, cfg: Config, base: ImageInfo, installer: Installer, wanted: list[str]
+) -> tuple[ImageInfo, list[str], int] | None:
+    """The earlier deps image of this app whose wheels are a strict subset of the wanted
+    ones, with the most wheels: adding a package then installs only that package, in a
+    small layer on top, instead of rebuilding the whole virtualenv."""
+    best: tuple[ImageInfo, list[str], int] | None = None
+    for info in engine.images_with_labels(
+        {f"{LABEL_PREFIX}.deps-project": cfg.name, f"{LABEL_PREFIX}.deps-base": base.id}
+    ):
+        if info.labels.get(f"{LABEL_PREFIX}.deps-installer") != installer.name + installer.version:
+            continue
+        try:
+            have = json.loads(info.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
+            depth = int(info.labels.get(f"{LABEL_PREFIX}.deps-depth", "0"))
+        except ValueError:
+            continue
+        if not isinstance(have, list) or depth >= MAX_DEPS_DEPTH:
+            continue
+        if set(have) < set(wanted) and (best is None or len(have) > len(best[1])):
+            best = (info, have, depth)
+    return best
 
 
 def plan_deps(
@@ -67,11 +122,14 @@ def plan_deps(
     reqs: RequirementSet,
     resolved: list[dict[str, str]] | None,
     no_index: bool,
+    installer: Installer | None = None,
+    parent: tuple[ImageInfo, list[str], int] | None = None,
 ) -> DepsPlan:
     """The deps layer. With a resolved set from the wheelhouse the install is exact and
     offline (``--no-index --no-deps`` on the listed files, network none); without one,
     pip resolves the requirements against the wheelhouse and, unless ``no_index``, the
     index (then the build cannot be cached: the index may change)."""
+    installer = installer or Installer("pip")
     assemble = runtime.read("assemble.py")
     wheels_dir = f"{VOLUME_DIR}/{pkey.slug}/wheels"
     plan: dict[str, Any] = {
@@ -80,23 +138,52 @@ def plan_deps(
         "uid": APP_UID,
         "python": cfg.python,
         "wheels_dir": wheels_dir,
+        "installer": installer.name,
+        "uv": installer.path,
     }
+    labels: dict[str, str] = {}
+    image = base.id
+    parent_id: str | None = None
     if resolved is not None:
-        plan.update(mode="wheels", files=sorted(w["file"] for w in resolved))
+        ids = wheel_ids(resolved)
+        files = sorted(w["file"] for w in resolved)
         key = _sha(
             "deps",
             DEPS_FORMAT,
             base.id,
             pkey.slug,
             cfg.python,
-            *sorted(f"{w['file']}={w['sha256']}" for w in resolved),
+            installer.name,
+            installer.version,
+            *ids,
             assemble,
         )
+        depth = 0
+        if parent is not None:
+            info, have, depth = parent
+            have_files = {h.rsplit("@", 1)[0] for h in have}
+            files = [f for f in files if f not in have_files]
+            image = parent_id = info.id
+            depth += 1
+            plan["incremental"] = True
+        plan.update(mode="wheels", files=files)
+        labels = {
+            f"{LABEL_PREFIX}.deps-project": cfg.name,
+            f"{LABEL_PREFIX}.deps-base": base.id,
+            f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
+            f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
+            f"{LABEL_PREFIX}.deps-depth": str(depth),
+        }
         network: str | None = "none"
         uses_secrets = False
     else:
-        plan.update(mode="requirements", top=list(reqs.top), extra=list(reqs.extra),
-                    no_index=no_index)
+        plan.update(
+            mode="requirements",
+            top=list(reqs.top),
+            extra=list(reqs.extra),
+            no_index=no_index,
+            installer="pip",
+        )
         key = _sha("deps-unpinned", str(time.time_ns()))
         network = cfg.network
         uses_secrets = not no_index
@@ -107,7 +194,7 @@ def plan_deps(
     repo = f"warpdrive-deps/{cfg.name}"
     step = Step(
         name="deps",
-        image=base.id,
+        image=image,
         command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
         files=(("/tmp", tar_files({f"warpdrive-build/{k}": v for k, v in members.items()})),),
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
@@ -115,11 +202,17 @@ def plan_deps(
         user="0:0",
         uses_secrets=uses_secrets,
         commit=CommitSpec(
-            labels={f"{LABEL_PREFIX}.deps-key": key},
+            labels={f"{LABEL_PREFIX}.deps-key": key, **labels},
             message="nox-warpdrive deps layer",
         ),
     )
-    return DepsPlan(key=key, ref=f"{repo}:{key[:20]}", step=step)
+    return DepsPlan(
+        key=key,
+        ref=f"{repo}:{key[:20]}",
+        step=step,
+        parent=parent_id,
+        files=tuple(plan.get("files", ())),
+    )
 
 
 def git_labels(project_dir: Path) -> dict[str, str]:
@@ -193,8 +286,15 @@ def plan_app(
     collectstatic = cfg.collectstatic and app.kind == "django"
     source_labels = git_labels(cfg.project_dir)
     build_key = _sha(
-        "app", deps_key, digest, launcher, assemble, str(collectstatic), cfg.image,
-        json.dumps(image_env(base)), json.dumps(source_labels, sort_keys=True),
+        "app",
+        deps_key,
+        digest,
+        launcher,
+        assemble,
+        str(collectstatic),
+        cfg.image,
+        json.dumps(image_env(base)),
+        json.dumps(source_labels, sort_keys=True),
     )
     labels = {
         "org.opencontainers.image.created": created_timestamp(),
@@ -214,12 +314,24 @@ def plan_app(
     ]
     command: tuple[str, ...] | None = None
     if collectstatic:
-        plan = {"app_root": APP_ROOT, "venv": VENV, "uid": APP_UID, "collectstatic": True,
-                "env": {"DJANGO_SETTINGS_MODULE": app.settings or ""}}
-        files.append(("/tmp", tar_files({
-            "warpdrive-build/plan.json": json.dumps(plan).encode(),
-            "warpdrive-build/assemble.py": assemble,
-        })))
+        plan = {
+            "app_root": APP_ROOT,
+            "venv": VENV,
+            "uid": APP_UID,
+            "collectstatic": True,
+            "env": {"DJANGO_SETTINGS_MODULE": app.settings or ""},
+        }
+        files.append(
+            (
+                "/tmp",
+                tar_files(
+                    {
+                        "warpdrive-build/plan.json": json.dumps(plan).encode(),
+                        "warpdrive-build/assemble.py": assemble,
+                    }
+                ),
+            )
+        )
         command = (f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app")
     step = Step(
         name="app",
@@ -238,8 +350,9 @@ def plan_app(
             message=f"nox-warpdrive app layer ({source_label})",
         ),
     )
-    return AppPlan(build_key=build_key, step_template=step, app=app, files=len(entries),
-                   labels=labels)
+    return AppPlan(
+        build_key=build_key, step_template=step, app=app, files=len(entries), labels=labels
+    )
 
 
 @dataclass(frozen=True)
@@ -263,8 +376,12 @@ class ImageResult:
     def table(self) -> str:
         rows = [
             ("image", "id", "size", "layers"),
-            (self.ref, self.image_id.split(":")[-1][:12], f"{self.size / 1e6:.1f} MB",
-             str(self.layers)),
+            (
+                self.ref,
+                self.image_id.split(":")[-1][:12],
+                f"{self.size / 1e6:.1f} MB",
+                str(self.layers),
+            ),
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
@@ -272,7 +389,11 @@ class ImageResult:
 
 
 def build_image(
-    cfg: Config, engine: Engine, out: Output, *, no_index: bool | None = None,
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    *,
+    no_index: bool | None = None,
     tag: str | None = None,
 ) -> ImageResult:
     started = time.monotonic()
@@ -291,24 +412,34 @@ def build_image(
             fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
         )
     if resolved is None:
-        out("warpdrive: the wheelhouse does not match the requirements; installing from the "
-            "index (run `nox -s wheelhouse` to make image builds offline and cached)")
-    deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index)
+        out(
+            "warpdrive: the wheelhouse does not match the requirements; installing from the "
+            "index (run `nox -s wheelhouse` to make image builds offline and cached)"
+        )
+    installer = choose_installer(cfg, manifest, pkey)
+    deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer)
     app = plan_app(cfg, base, pkey, deps.key, source_label=cfg.project_dir.name)
 
     current = engine.image(ref)
     if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
-        return ImageResult(ref, current.id, True, True, current.size, current.layers,
-                           time.monotonic() - started)
+        return ImageResult(
+            ref, current.id, True, True, current.size, current.layers, time.monotonic() - started
+        )
 
     timings: list[tuple[str, float]] = []
     deps_image = engine.image(deps.ref)
-    deps_reused = bool(
-        deps_image and deps_image.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key
-    )
+    deps_reused = bool(deps_image and deps_image.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key)
     if deps_image is not None and deps_reused:
         deps_id = deps_image.id
     else:
+        if resolved is not None:
+            parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+            if parent is not None:
+                deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer, parent)
+                out(
+                    f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
+                    f"layer {parent[0].id.split(':')[-1][:12]}"
+                )
         secrets = buildenv.build_secrets() if deps.step.uses_secrets else {}
         with engine.secrets_volume(secrets, base.id) as sv:
             result = engine.run_checked(deps.step, out, sv)
@@ -323,5 +454,13 @@ def build_image(
     engine.tag(result.image_id, ref)
     final = engine.image(ref)
     assert final is not None
-    return ImageResult(ref, final.id, False, deps_reused, final.size, final.layers,
-                       time.monotonic() - started, tuple(timings))
+    return ImageResult(
+        ref,
+        final.id,
+        False,
+        deps_reused,
+        final.size,
+        final.layers,
+        time.monotonic() - started,
+        tuple(timings),
+    )

@@ -120,10 +120,9 @@ def parse_probe_output(output: str, image: str) -> PlatformKey:
     for line in output.splitlines():
         if line.startswith(PROBE_MARKER):
             try:
-                data = json.loads(line[len(PROBE_MARKER) :])
-            except ValueError:
+                return PlatformKey.from_dict(json.loads(line[len(PROBE_MARKER) :]))
+            except (ValueError, TypeError, AttributeError):
                 break
-            return PlatformKey.from_dict(data)
     raise WarpdriveError(
         f"could not probe the Python platform of image {image!r}; its output was:\n"
         + output.strip()[-2000:],

@@ -45,8 +45,12 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
 
 def image_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s image --", add_help=False)
-    p.add_argument("--no-index", action="store_true", default=None,
-                   help="never consult a package index: install only from the wheelhouse")
+    p.add_argument(
+        "--no-index",
+        action="store_true",
+        default=None,
+        help="never consult a package index: install only from the wheelhouse",
+    )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
     return p
 
@@ -73,8 +77,11 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     _out(result.table())
 
 
-def _guard(session: Any, fn: Callable[[Path, Sequence[str], Callable[[str], None]], None],
-           project_dir: Path | None) -> None:
+def _guard(
+    session: Any,
+    fn: Callable[[Path, Sequence[str], Callable[[str], None]], None],
+    project_dir: Path | None,
+) -> None:
     try:
         fn(project_dir or Path.cwd(), session.posargs, session.log)
     except _ArgError as exc:
@@ -95,7 +102,7 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
         if prefix + name in existing:
             raise WarpdriveError(
                 f"a nox session named {prefix + name!r} is already registered",
-                fix="call nox_warpdrive.sessions(prefix=\"wd-\") to register ours under other "
+                fix='call nox_warpdrive.sessions(prefix="wd-") to register ours under other '
                 "names, or rename yours",
             )
     root = Path(project_dir).resolve() if project_dir is not None else None

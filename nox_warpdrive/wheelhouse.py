@@ -32,7 +32,9 @@ def requirements_for(cfg: Config) -> RequirementSet:
     extras = server_extras(cfg, names)
     if base is None:
         return read_requirements(cfg, extra=extras)
-    return RequirementSet(files=base.files, top=base.top, extra=extras)
+    return RequirementSet(
+        files=base.files, top=base.top, extra=extras, constraint_only=base.constraint_only
+    )
 
 
 def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
@@ -65,10 +67,13 @@ def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> 
 def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[dict[str, str]] | None:
     """The wheels a previous run resolved for exactly these requirements, if all are still
     published in the volume."""
-    entry = manifest.get("sets", {}).get(digest)
+    sets = manifest.get("sets")
+    entry = sets.get(digest) if isinstance(sets, dict) else None
     if not isinstance(entry, dict):
         return None
-    wheels = manifest.get("wheels", {})
+    wheels = manifest.get("wheels")
+    if not isinstance(wheels, dict):
+        return None
     resolved = entry.get("resolved")
     if not isinstance(resolved, list) or not all(
         isinstance(w, dict) and w.get("file") in wheels for w in resolved
@@ -88,6 +93,7 @@ class WheelhousePlan:
     no_index: bool
     network: str | None
     python: str
+    installer: str = "auto"
 
     def plan_json(self) -> bytes:
         return json.dumps(
@@ -100,6 +106,7 @@ class WheelhousePlan:
                 "requirements_hash": self.requirements.digest,
                 "no_index": self.no_index,
                 "python": self.python,
+                "installer": self.installer,
                 "platform_key": json.loads(self.key.to_json()),
             },
             sort_keys=True,
@@ -162,6 +169,7 @@ def build_wheelhouse(
         no_index=no_index,
         network=cfg.network,
         python=cfg.python,
+        installer=cfg.installer,
     )
     manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
     done = resolved_set(manifest, reqs.digest)

@@ -57,27 +57,83 @@ def ensure_user(uid, home):
         fh.write("default:x:%d:0:Default Application User:%s:%s\n" % (uid, home, shell))
 
 
+def install_wheels(plan, files, env):
+    venv_python = os.path.join(plan["venv"], "bin", "python")
+    if plan.get("installer") == "uv":
+        run(
+            [
+                plan["uv"],
+                "pip",
+                "install",
+                "--python",
+                venv_python,
+                "--no-index",
+                "--no-deps",
+                "--offline",
+                "--no-cache",
+                "--link-mode",
+                "copy",
+                "--compile-bytecode",
+            ]
+            + files,
+            env=dict(env, UV_NO_PROGRESS="1"),
+        )
+    else:
+        run(
+            [
+                venv_python,
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--progress-bar",
+                "off",
+                "--no-index",
+                "--no-deps",
+            ]
+            + files,
+            env=env,
+        )
+
+
 def deps(plan):
     app_root = plan["app_root"]
     src = os.path.join(app_root, "src")
     venv = plan["venv"]
+    started = time.time()
+    env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    files = [os.path.join(plan["wheels_dir"], f) for f in plan.get("files", [])]
+    if plan.get("incremental"):
+        # On top of an earlier deps image of this app: only the added wheels.
+        install_wheels(plan, files, env)
+        log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
+        return
     ensure_user(plan["uid"], src)
     for d in (app_root, src, os.path.join(app_root, "bin")):
         os.makedirs(d, exist_ok=True)
     os.chown(src, plan["uid"], 0)
     os.chmod(src, 0o2775)
-    started = time.time()
-    run([plan["python"], "-m", "venv", venv])
-    pip = [os.path.join(venv, "bin", "python"), "-m", "pip"]
-    env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    base = pip + ["install", "--no-cache-dir", "--progress-bar", "off"]
     if plan["mode"] == "wheels":
         # The exact set `wheelhouse` resolved: no resolver, no index, no surprises.
-        files = [os.path.join(plan["wheels_dir"], f) for f in plan["files"]]
-        run(base + ["--no-index", "--no-deps"] + files, env=env)
+        if plan.get("installer") == "uv":
+            run([plan["python"], "-m", "venv", "--without-pip", venv])
+        else:
+            run([plan["python"], "-m", "venv", venv])
+        install_wheels(plan, files, env)
     else:
+        run([plan["python"], "-m", "venv", venv])
         env.update(secret_env())
-        cmd = base + ["--find-links", plan["wheels_dir"]]
+        cmd = [
+            os.path.join(venv, "bin", "python"),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--progress-bar",
+            "off",
+            "--find-links",
+            plan["wheels_dir"],
+        ]
         if plan.get("no_index"):
             cmd.append("--no-index")
         for name in plan["top"]:

@@ -7,6 +7,12 @@ Layout of the volume (mounted at /warpdrive):
     /warpdrive/<platform-key>/cache/           pip's cache (HTTP + locally built wheels)
     /warpdrive/<platform-key>/manifest.json    requirement sets -> resolved wheels, sha256s
     /warpdrive/<platform-key>/staging-*/       pip's output for one run, removed after
+    /warpdrive/<platform-key>/tools/uv-<ver>/  uv, fetched inside the builder (so it fits it)
+    /warpdrive/<platform-key>/uv-cache/        uv's cache (metadata for fast resolution)
+
+With uv available, resolution is `uv pip compile` (parallel metadata fetches, cached), and
+pip only builds or downloads the pinned wheels the wheelhouse lacks, in parallel groups;
+without it (or if it fails) a single `pip wheel` does everything, as before.
 
 pip writes into a private staging directory; each new wheel is then copied next to the
 published ones under a temporary name and renamed into place, so a reader never sees a
@@ -14,20 +20,27 @@ half-written wheel, and a failed or interrupted run publishes nothing.
 """
 
 import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 
 PLAN = "/tmp/warpdrive-build/plan.json"
 SECRETS = "/run/warpdrive-secrets"
 
 
+T0 = time.time()
+
+
 def log(msg):
-    print("warpdrive: " + msg, flush=True)
+    print("warpdrive: [%5.1fs] %s" % (time.time() - T0, msg), flush=True)
 
 
 def sha256(path):
@@ -53,10 +66,20 @@ def secret_env():
 
 
 def find_pip(python):
-    """A pip to run: the image's own, else a throwaway venv (never in the volume)."""
+    """A pip to run: the image's own; else the pip wheel that ships with the image's venv
+    support (run straight from the wheel, no install); else a throwaway venv."""
     probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True)
     if probe.returncode == 0:
         return [python, "-m", "pip"]
+    code = "import ensurepip, os; print(os.path.dirname(ensurepip.__file__))"
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    candidates = sorted(glob.glob("/usr/share/python-wheels/pip-*.whl"))
+    if found.returncode == 0:
+        candidates += sorted(glob.glob(os.path.join(found.stdout.strip(), "_bundled", "pip-*.whl")))
+    for whl in reversed(candidates):
+        cmd = [python, os.path.join(whl, "pip")]
+        if subprocess.run(cmd + ["--version"], capture_output=True).returncode == 0:
+            return cmd
     venv = "/tmp/warpdrive-pip"
     log("no pip in the image; creating a private venv for it")
     subprocess.run([python, "-m", "venv", venv], check=True)
@@ -85,6 +108,195 @@ def wheel_name_version(filename):
     return parts[0], parts[1] if len(parts) > 1 else ""
 
 
+UV_REQUIREMENT = "uv<1"
+
+
+def normalize(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def uv_env(env):
+    """uv reads its own variables: translate pip's index settings."""
+    out = {}
+    if env.get("PIP_INDEX_URL"):
+        out["UV_INDEX_URL"] = env["PIP_INDEX_URL"]
+    if env.get("PIP_EXTRA_INDEX_URL"):
+        out["UV_EXTRA_INDEX_URL"] = env["PIP_EXTRA_INDEX_URL"]
+    if env.get("PIP_TRUSTED_HOST"):
+        out["UV_INSECURE_HOST"] = env["PIP_TRUSTED_HOST"]
+    out["UV_NO_PROGRESS"] = "1"
+    return out
+
+
+def ensure_uv(root, pip, env, may_download):
+    """The uv binary for this platform key, fetched once into the volume with pip (so
+    pip picks the wheel that fits the builder). None when it cannot be had."""
+    tools = os.path.join(root, "tools")
+    found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
+    if not found and may_download:
+        os.makedirs(tools, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=tools, prefix=".download-")
+        try:
+            proc = subprocess.run(
+                pip
+                + [
+                    "download",
+                    "--only-binary=:all:",
+                    "--no-deps",
+                    "--progress-bar",
+                    "off",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-d",
+                    tmp,
+                    UV_REQUIREMENT,
+                ],
+                env=env,
+            )
+            wheels = glob.glob(os.path.join(tmp, "uv-*.whl"))
+            if proc.returncode == 0 and wheels:
+                version = os.path.basename(wheels[0]).split("-")[1]
+                staged = os.path.join(tmp, "uv-" + version)
+                os.makedirs(staged)
+                with zipfile.ZipFile(wheels[0]) as zf:
+                    member = "uv-%s.data/scripts/uv" % version
+                    with zf.open(member) as src, open(os.path.join(staged, "uv"), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                os.chmod(os.path.join(staged, "uv"), 0o755)
+                try:
+                    os.rename(staged, os.path.join(tools, "uv-" + version))
+                except OSError:
+                    pass  # a concurrent run published the same version
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            log("could not fetch uv (%s)" % exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
+    for uv in reversed(found):
+        if subprocess.run([uv, "--version"], capture_output=True).returncode == 0:
+            return uv
+    return None
+
+
+def published(wheels):
+    """(normalised name, version) -> wheel file name, for the published wheels."""
+    out = {}
+    for fn in os.listdir(wheels):
+        if fn.endswith(".whl") and not fn.startswith("."):
+            name, version = wheel_name_version(fn)
+            out[(normalize(name), version)] = fn
+    return out
+
+
+def resolve_with_uv(uv, plan, root, wheels, staging, env):
+    """Pins for the requirements as [(name, version, wheel_url, sha256)], or None when uv
+    cannot resolve them (pip then does everything). The lock is PEP 751 pylock.toml,
+    whose wheel lists uv has already narrowed to the interpreter's compatible ones."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11 in the builder: pip resolves
+        return None
+    extra = os.path.join(staging, "_extra.txt")
+    with open(extra, "w") as fh:
+        fh.write("\n".join(plan.get("extra", [])) + "\n")
+    out = os.path.join(staging, "pylock.toml")
+    cmd = [
+        uv,
+        "pip",
+        "compile",
+        "--python",
+        plan["python"],
+        "--find-links",
+        wheels,
+        "--cache-dir",
+        os.path.join(root, "uv-cache"),
+        "--no-header",
+        "--no-annotate",
+        "--quiet",
+        "--no-config",
+        "-o",
+        out,
+    ]
+    if plan.get("no_index"):
+        cmd.append("--no-index")
+    cmd += [os.path.join(plan["req_dir"], n) for n in plan["top"]] + [extra]
+    log("resolving with uv")
+    proc = subprocess.run(cmd, env=dict(env, **uv_env(env)), cwd=plan["req_dir"])
+    try:
+        if proc.returncode != 0:
+            log("uv could not resolve the requirements; falling back to pip")
+            return None
+        with open(out, "rb") as fh:
+            lock = tomllib.load(fh)
+        pins = []
+        for pkg in lock.get("packages", []):
+            url = sha = None
+            for wheel in pkg.get("wheels", []):
+                if wheel.get("url", "").startswith(("https://", "http://")):
+                    url, sha = wheel["url"], wheel.get("hashes", {}).get("sha256")
+                    break
+            pins.append((pkg["name"], str(pkg["version"]), url, sha))
+        return pins
+    except (OSError, ValueError, KeyError) as exc:
+        log("could not read uv's lock (%s); falling back to pip" % exc)
+        return None
+    finally:
+        for path in (extra, out):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def download_wheels(items, staging, env):
+    """Fetch wheels in parallel threads, verifying sha256; returns the specs that failed
+    (pip then fetches those, with whatever auth or proxy setup it knows)."""
+    import concurrent.futures
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=env.get("SSL_CERT_FILE") or None)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+    os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
+
+    def fetch(item):
+        name, version, url, sha = item
+        fn = url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+        tmp = os.path.join(staging, "." + fn + ".part")
+        try:
+            h = hashlib.sha256()
+            with opener.open(url, timeout=120) as resp, open(tmp, "wb") as dst:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(chunk)
+                    dst.write(chunk)
+            if sha and h.hexdigest() != sha:
+                raise ValueError("sha256 mismatch")
+            os.replace(tmp, os.path.join(staging, fn))
+            print("Downloaded %s" % fn, flush=True)
+            return None
+        except Exception as exc:
+            log("download of %s failed (%s); pip will fetch it" % (fn, exc))
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            return "%s==%s" % (name, version)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        return [r for r in pool.map(fetch, items) if r]
+
+
+def pip_wheel_groups(pip, base_args, specs, env, cwd, groups):
+    """`pip wheel --no-deps` for the given specs, in parallel groups (downloads and
+    builds are mostly waiting; two or more processes keep both network and CPU busy)."""
+    if not specs:
+        return 0
+    groups = max(1, min(groups, len(specs)))
+    buckets = [specs[i::groups] for i in range(groups)]
+    procs = [
+        subprocess.Popen(pip + ["wheel"] + base_args + ["--no-deps"] + b, env=env, cwd=cwd)
+        for b in buckets
+    ]
+    codes = [p.wait() for p in procs]
+    return max(codes)
+
+
 def main():
     with open(PLAN) as fh:
         plan = json.load(fh)
@@ -99,47 +311,100 @@ def main():
     started = time.time()
     try:
         pip = find_pip(plan["python"])
-        cmd = pip + [
-            "wheel",
-            "--wheel-dir", staging,
-            "--find-links", wheels,
-            "--cache-dir", cache,
-            "--progress-bar", "off",
-            "--disable-pip-version-check",
-        ]
-        if plan.get("no_index"):
-            cmd.append("--no-index")
-        for name in plan["top"]:
-            cmd += ["-r", os.path.join(plan["req_dir"], name)]
-        cmd += plan.get("extra", [])
         env = dict(os.environ)
         env.update(secret_env())
         env["PIP_NO_INPUT"] = "1"
-        log("pip wheel for " + plan["key"])
-        proc = subprocess.run(cmd, env=env, cwd=plan["req_dir"])
-        if proc.returncode != 0:
-            log("pip wheel failed (exit %d); nothing was published" % proc.returncode)
-            return proc.returncode
+        base_args = [
+            "--wheel-dir",
+            staging,
+            "--find-links",
+            wheels,
+            "--cache-dir",
+            cache,
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+        ]
+        if plan.get("no_index"):
+            base_args.append("--no-index")
+        installer = plan.get("installer", "auto")
+        uv = None
+        if installer in ("auto", "uv"):
+            uv = ensure_uv(root, pip, env, not plan.get("no_index"))
+            if uv is None and installer == "uv":
+                log('installer = "uv" but uv is not available for this platform')
+                return 3
+        if uv:
+            log("uv ready")
+        pins = resolve_with_uv(uv, plan, root, wheels, staging, env) if uv else None
+        resolved_files = None
+        if pins is not None:
+            have = published(wheels)
+            missing = [p for p in pins if (normalize(p[0]), p[1]) not in have]
+            to_download = [p for p in missing if p[2]]
+            to_build = ["%s==%s" % (p[0], p[1]) for p in missing if not p[2]]
+            log(
+                "%d pinned, %d already in the wheelhouse, %d to download, %d to build"
+                % (len(pins), len(pins) - len(missing), len(to_download), len(to_build))
+            )
+            # sdists build (CPU) while wheels download (network)
+            builders = []
+            if to_build:
+                builders.append(
+                    subprocess.Popen(
+                        pip + ["wheel"] + base_args + ["--no-deps"] + to_build,
+                        env=env,
+                        cwd=plan["req_dir"],
+                    )
+                )
+            failed = download_wheels(to_download, staging, env)
+            code = max([b.wait() for b in builders] or [0])
+            if code == 0 and failed:
+                code = pip_wheel_groups(pip, base_args, failed, env, plan["req_dir"], 2)
+            if code != 0:
+                log("pip wheel failed (exit %d); nothing was published" % code)
+                return code
+            log("wheels fetched and built")
+            built = {}
+            for fn in os.listdir(staging):
+                if fn.endswith(".whl") and not fn.startswith("."):
+                    name, version = wheel_name_version(fn)
+                    built[(normalize(name), version)] = fn
+            resolved_files = []
+            for n, v, _, _ in pins:
+                key = (normalize(n), v)
+                fn = have.get(key) or built.get(key)
+                if fn is None:
+                    log("no wheel for %s==%s after building; nothing was published" % (n, v))
+                    return 4
+                resolved_files.append(fn)
+        else:
+            cmd = pip + ["wheel"] + base_args
+            for name in plan["top"]:
+                cmd += ["-r", os.path.join(plan["req_dir"], name)]
+            cmd += plan.get("extra", [])
+            log("pip wheel for " + plan["key"])
+            proc = subprocess.run(cmd, env=env, cwd=plan["req_dir"])
+            if proc.returncode != 0:
+                log("pip wheel failed (exit %d); nothing was published" % proc.returncode)
+                return proc.returncode
 
         lock = open(os.path.join(root, ".lock"), "w")
         fcntl.flock(lock, fcntl.LOCK_EX)
-        resolved, new, reused = [], [], []
+        new = []
         for fn in sorted(os.listdir(staging)):
             if not fn.endswith(".whl"):
                 continue
-            src = os.path.join(staging, fn)
             dest = os.path.join(wheels, fn)
-            if os.path.exists(dest):
-                reused.append(fn)
-            else:
+            if not os.path.exists(dest):
                 tmp = os.path.join(wheels, ".%s.tmp-%d" % (fn, os.getpid()))
-                shutil.copyfile(src, tmp)
+                shutil.copyfile(os.path.join(staging, fn), tmp)
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, dest)
                 new.append(fn)
-            name, version = wheel_name_version(fn)
-            resolved.append({"file": fn, "name": name, "version": version, "sha256": sha256(dest)})
+        if resolved_files is None:
+            resolved_files = sorted(fn for fn in os.listdir(staging) if fn.endswith(".whl"))
 
         manifest = load_manifest(manifest_path)
         known = manifest.get("wheels", {})
@@ -147,6 +412,12 @@ def main():
         for fn in sorted(os.listdir(wheels)):
             if fn.endswith(".whl") and not fn.startswith("."):
                 all_wheels[fn] = known.get(fn) or sha256(os.path.join(wheels, fn))
+        resolved = []
+        for fn in sorted(set(resolved_files)):
+            name, version = wheel_name_version(fn)
+            resolved.append(
+                {"file": fn, "name": name, "version": version, "sha256": all_wheels[fn]}
+            )
         sets = manifest.get("sets", {})
         sets[plan["requirements_hash"]] = {
             "resolved": resolved,
@@ -156,6 +427,12 @@ def main():
         if len(sets) > 20:
             for old in sorted(sets, key=lambda k: sets[k]["built_at"])[: len(sets) - 20]:
                 del sets[old]
+        tools = {}
+        if uv:
+            tools["uv"] = {
+                "path": os.path.relpath(uv, root),
+                "version": os.path.basename(os.path.dirname(uv))[3:],
+            }
         manifest.update(
             format=1,
             platform_key=plan["platform_key"],
@@ -163,15 +440,21 @@ def main():
             resolved=resolved,
             wheels=all_wheels,
             sets=sets,
+            tools=tools or manifest.get("tools", {}),
         )
         write_json_atomic(manifest_path, manifest)
         fcntl.flock(lock, fcntl.LOCK_UN)
-        log(
-            "SUMMARY %s"
+        print(
+            "warpdrive: SUMMARY %s"
             % json.dumps(
-                {"new": new, "reused": len(reused), "resolved": len(resolved),
-                 "seconds": round(time.time() - started, 1)}
-            )
+                {
+                    "new": new,
+                    "reused": len(resolved) - len(new),
+                    "resolved": len(resolved),
+                    "seconds": round(time.time() - started, 1),
+                }
+            ),
+            flush=True,
         )
         return 0
     finally:

@@ -44,9 +44,7 @@ def _django_settings(app_dir: str, env: Mapping[str, str]) -> Optional[str]:
             text = fh.read()
     except OSError:
         return None
-    m = re.search(
-        r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]""", text
-    )
+    m = re.search(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]""", text)
     return m.group(1) if m else None
 
 
@@ -58,21 +56,38 @@ def _module_file(app_dir: str, module: str) -> Optional[str]:
     return None
 
 
-def _setting(path: str, name: str) -> Optional[str]:
-    """A string constant assigned at the top level of a settings file, read with ast so
-    that nothing of the app is imported."""
+def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[str]:
+    """A string constant assigned at the top level of a settings module, read with ast so
+    that nothing of the app is imported. Star imports (`from .base import *`, the split
+    settings layout) are followed, later assignments win as they would at import."""
+    path = _module_file(app_dir, module)
+    if path is None or depth > 8:
+        return None
     try:
         with open(path, encoding="utf-8") as fh:
             tree = ast.parse(fh.read(), path)
     except (OSError, SyntaxError, ValueError):
         return None
+    is_package = path.endswith("__init__.py")
     value = None  # type: Optional[str]
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            for target in node.targets:
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            if node.level:
+                parts = module.split(".")
+                keep = len(parts) - node.level + (1 if is_package else 0)
+                if keep < 0:
+                    continue
+                target = ".".join(parts[:keep] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found = _setting(app_dir, target, name, depth + 1) if target else None
+            if found is not None:
+                value = found
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target_node in node.targets:
                 if (
-                    isinstance(target, ast.Name)
-                    and target.id == name
+                    isinstance(target_node, ast.Name)
+                    and target_node.id == name
                     and isinstance(node.value.value, str)
                 ):
                     value = node.value.value
@@ -92,16 +107,27 @@ def detect(app_dir: str, env: Optional[Mapping[str, str]] = None) -> App:
     if os.path.isfile(os.path.join(app_dir, "manage.py")):
         settings = _django_settings(app_dir, env)
         if settings:
-            wsgi = None
-            path = _module_file(app_dir, settings)
-            if path:
-                wsgi = _setting(path, "WSGI_APPLICATION")
+            wsgi = _setting(app_dir, settings, "WSGI_APPLICATION")
             if wsgi:
-                return App("django", _dotted_to_module(wsgi),
-                           "Django project, WSGI_APPLICATION in %s" % settings, settings)
-            package = settings.rsplit(".", 1)[0] if "." in settings else settings
-            return App("django", package + ".wsgi:application",
-                       "Django project %s (default wsgi module)" % settings, settings)
+                return App(
+                    "django",
+                    _dotted_to_module(wsgi),
+                    "Django project, WSGI_APPLICATION in %s" % settings,
+                    settings,
+                )
+            # no setting: the nearest package above the settings with a wsgi module
+            parts = settings.split(".")[:-1]
+            while parts:
+                if _module_file(app_dir, ".".join(parts + ["wsgi"])):
+                    break
+                parts.pop()
+            package = ".".join(parts) or settings.split(".")[0]
+            return App(
+                "django",
+                package + ".wsgi:application",
+                "Django project %s (default wsgi module)" % settings,
+                settings,
+            )
     if os.path.isfile(os.path.join(app_dir, "wsgi.py")) or os.path.isfile(
         os.path.join(app_dir, "wsgi", "__init__.py")
     ):
@@ -144,11 +170,16 @@ def server_command(app: App, env: Mapping[str, str]) -> List[str]:
     workers = env.get("WEB_CONCURRENCY") or str(default_workers())
     return [
         "gunicorn",
-        "--bind", "0.0.0.0:%s" % port,
-        "--workers", workers,
-        "--access-logfile", "-",
-        "--error-logfile", "-",
-        "--graceful-timeout", env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
+        "--bind",
+        "0.0.0.0:%s" % port,
+        "--workers",
+        workers,
+        "--access-logfile",
+        "-",
+        "--error-logfile",
+        "-",
+        "--graceful-timeout",
+        env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
         app.module,
     ]
 

@@ -18,10 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pkgindex import Index, build_index, serve  # noqa: E402
+from pkgindex import Index, build_index, serve
 
-from nox_warpdrive.engine import Engine  # noqa: E402
-from nox_warpdrive.errors import WarpdriveError  # noqa: E402
+from nox_warpdrive.engine import Engine
+from nox_warpdrive.errors import WarpdriveError
 
 BASE_IMAGE = os.environ.get("WARPDRIVE_TEST_BASE_IMAGE", "warpdrive/python:3.11-bookworm")
 BUILDER_IMAGE = os.environ.get(
@@ -58,7 +58,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
         yield idx
 
 
-WSGI_APP = '''\
+WSGI_APP = """\
 import os
 
 import wd_cext_demo
@@ -73,7 +73,7 @@ def application(environ, start_response):
     )
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body.encode()]
-'''
+"""
 
 
 @dataclass
@@ -103,9 +103,7 @@ class App:
 
 
 @pytest.fixture
-def make_app(
-    tmp_path_factory: pytest.TempPathFactory, engine: Engine
-) -> Iterator[object]:
+def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
     made: list[App] = []
 
     def factory(requirements: list[str] | None = None) -> App:
@@ -134,9 +132,7 @@ def cleanup(engine: Engine, app: App) -> None:
                 with contextlib.suppress(Exception):
                     client.images.remove(tag, force=True)
     # earlier builds of the app that a rebuild left untagged
-    for img in client.images.list(
-        filters={"label": f"org.opencontainers.image.title={app.name}"}
-    ):
+    for img in client.images.list(filters={"label": f"org.opencontainers.image.title={app.name}"}):
         with contextlib.suppress(Exception):
             client.images.remove(img.id, force=True)
     engine.remove_volume(app.volume)

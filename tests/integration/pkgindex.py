@@ -94,7 +94,7 @@ FIXTURE_PACKAGES: Mapping[str, str] = {
 #: are reproducible.  setuptools 84 needs Python >= 3.10, like nox-warpdrive.
 BACKEND_REQUIREMENTS: tuple[str, ...] = ("setuptools==84.2.1",)
 #: wheels from PyPI the index also serves: the web server nox-warpdrive adds to an app
-SERVED_REQUIREMENTS: tuple[str, ...] = ("gunicorn==27.0.1",)
+SERVED_REQUIREMENTS: tuple[str, ...] = ("gunicorn==27.0.1", "uv==0.13.9")
 
 # Bump to invalidate cached builds when the way they are produced changes.
 _BUILD_RECIPE = "1"

@@ -72,7 +72,9 @@ def http_get(url: str, timeout: float = 30.0) -> tuple[int, str]:
     raise AssertionError(f"{url} did not answer within {timeout} s: {last}")
 
 
-def nox(app: App, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def nox(
+    app: App, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nox", "--no-color", *args],
         cwd=app.root,
@@ -104,9 +106,7 @@ def test_wheelhouse_builds_once_then_only_what_is_new(
     # the manifest records every wheel with its real sha256
     data = manifest(engine, app)
     assert set(data["wheels"]) == new
-    raw = engine.read_volume_file(
-        app.volume, f"{first.key.slug}/wheels/{cext[0]}", BASE_IMAGE
-    )
+    raw = engine.read_volume_file(app.volume, f"{first.key.slug}/wheels/{cext[0]}", BASE_IMAGE)
     assert raw is not None
     assert data["wheels"][cext[0]] == hashlib.sha256(raw).hexdigest()
 
@@ -123,9 +123,10 @@ def test_wheelhouse_builds_once_then_only_what_is_new(
     lines.clear()
     third = wheelhouse(app, engine, lines)
     assert third.new == ("wd_extra_demo-0.1.0-py3-none-any.whl",)
-    fetched = [f for f in index_env.downloaded() if f not in downloaded_before]
-    assert fetched == ["wd_extra_demo-0.1.0-py3-none-any.whl"], fetched
+    fetched = {f for f in index_env.downloaded() if f not in downloaded_before}
+    assert fetched == {"wd_extra_demo-0.1.0-py3-none-any.whl"}, fetched
     assert "Building wheel for wd-cext-demo" not in "\n".join(lines)
+    assert "resolving with uv" in "\n".join(lines), "uv was not used"
 
     # nothing half-written or temporary stays in the volume
     listing = volume_listing(engine, app.volume)
@@ -216,7 +217,11 @@ def test_failures_keep_the_previous_wheelhouse_and_image(
     make_app: Any, engine: Engine, index_env: Index
 ) -> None:
     app: App = make_app(["wd-pure-demo"])
-    wheelhouse(app, engine)
+    app.extra_config["installer"] = "pip"  # the fallback path, without uv
+    app.write()
+    lines: list[str] = []
+    wheelhouse(app, engine, lines)
+    assert "resolving with uv" not in "\n".join(lines)
     good = image(app, engine, no_index=True)
     before = manifest(engine, app)
 
@@ -265,7 +270,10 @@ def test_platform_mismatch_is_refused(make_app: Any, engine: Engine, index_env: 
 
 
 def test_secrets_never_land_in_images_volumes_or_logs(
-    make_app: Any, engine: Engine, index_env: Index, monkeypatch: pytest.MonkeyPatch,
+    make_app: Any,
+    engine: Engine,
+    index_env: Index,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     canary = f"wdcanary{uuid.uuid4().hex}"

@@ -41,7 +41,14 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_simple_tree_lists_every_project(simple: Path) -> None:
     projects = sorted(p.name for p in simple.iterdir() if p.is_dir())
-    assert projects == ["setuptools", "wd-cext-demo", "wd-extra-demo", "wd-pure-demo"]
+    assert projects == [
+        "gunicorn",
+        "setuptools",
+        "uv",
+        "wd-cext-demo",
+        "wd-extra-demo",
+        "wd-pure-demo",
+    ]
     files = sorted(p.name for p in (simple.parent / "files").iterdir())
     assert "wd_cext_demo-0.1.0.tar.gz" in files
     assert not [f for f in files if f.startswith("wd_cext_demo") and f.endswith(".whl")]

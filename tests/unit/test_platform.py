@@ -86,12 +86,6 @@ def test_parse_error_shows_the_output() -> None:
         parse_probe_output("exec: python3: not found\n", "busybox")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: platform.parse_probe_output passes a marker line whose JSON lacks "
-    "fields (or is not an object) straight to PlatformKey.from_dict, which raises a "
-    "raw TypeError/AttributeError instead of WarpdriveError",
-)
 @pytest.mark.parametrize("payload", ["{}", "[1, 2]"])
 def test_parse_marker_with_wrong_json_shape_is_a_warpdrive_error(payload: str) -> None:
     with pytest.raises(WarpdriveError):

@@ -1,0 +1,696 @@
+"""Wheelhouse, deps-layer and app-layer plans: pure data, checked without Docker."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from nox_warpdrive import image as image_module
+from nox_warpdrive.config import Config, RequirementSet, load_config, read_requirements
+from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.errors import ConfigError
+from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
+from nox_warpdrive.platform import PlatformKey
+from nox_warpdrive.wheelhouse import WheelhousePlan, requirements_for, resolved_set
+
+BASE = ImageInfo(
+    id="sha256:abc", env=("PATH=/usr/bin:/bin",), labels={}, size=0, layers=1, created=""
+)
+PKEY = PlatformKey(
+    interpreter="cp312",
+    abi="cp312",
+    platform="linux_x86_64",
+    libc="glibc",
+    libc_version="2.36",
+    distro="debian",
+    distro_version="12",
+    python_version="3.12.4",
+)
+RESOLVED = [
+    {"file": "django-5.0-py3-none-any.whl", "sha256": "a" * 64},
+    {"file": "gunicorn-22.0-py3-none-any.whl", "sha256": "b" * 64},
+]
+SECRET = "s3cr3tT0ken"
+INDEX_URL = f"https://deploy:{SECRET}@pypi.example.com/simple"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def write(root: Path, relpath: str, text: str) -> Path:
+    path = root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def untar(data: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                fh = tar.extractfile(member)
+                assert fh is not None
+                out[member.name] = fh.read()
+    return out
+
+
+def step_files(step: Step, dest: str) -> dict[str, bytes]:
+    archives = [data for d, data in step.files if d == dest]
+    assert len(archives) == 1, [d for d, _ in step.files]
+    return untar(archives[0])
+
+
+def wsgi_project(root: Path, requirements: str = "flask\n") -> Config:
+    write(root, "pyproject.toml", '[project]\nname = "site"\n')
+    write(root, "requirements.txt", requirements)
+    write(root, "wsgi.py", "def application(environ, start_response):\n    return []\n")
+    write(root, "app/views.py", "X = 1\n")
+    return load_config(root)
+
+
+def django_project(root: Path, collectstatic: bool = True) -> Config:
+    write(
+        root,
+        "pyproject.toml",
+        '[project]\nname = "site1"\n[tool.warpdrive]\n'
+        f"collectstatic = {str(collectstatic).lower()}\n",
+    )
+    write(root, "requirements.txt", "Django>=5\n")
+    write(
+        root,
+        "manage.py",
+        "import os, sys\n"
+        "def main():\n"
+        '    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")\n'
+        "    from django.core.management import execute_from_command_line\n"
+        "    execute_from_command_line(sys.argv)\n",
+    )
+    write(root, "site1/__init__.py", "")
+    write(root, "site1/settings.py", 'WSGI_APPLICATION = "site1.wsgi.application"\n')
+    write(root, "site1/wsgi.py", "application = None\n")
+    return load_config(root)
+
+
+def wheelhouse_plan(cfg: Config, no_index: bool = False) -> WheelhousePlan:
+    return WheelhousePlan(
+        volume=cfg.volume,
+        builder_image="sha256:builder",
+        key=PKEY,
+        requirements=requirements_for(cfg),
+        no_index=no_index,
+        network=cfg.network,
+        python=cfg.python,
+    )
+
+
+# ----------------------------------------------------------------------------- wheelhouse
+
+
+def test_wheelhouse_step(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(root, "reqs/base.txt", "django\n")
+    cfg = wsgi_project(root, "-r reqs/base.txt\nflask\n")
+    plan = wheelhouse_plan(cfg)
+    step = plan.step()
+    assert step.image == "sha256:builder"
+    assert step.command == ("python3", f"{HELPERS_DIR}/build_wheels.py")
+    assert step.mounts == (VolumeMount("warpdrive-site", VOLUME_DIR, read_only=False),)
+    assert VOLUME_DIR == "/warpdrive"
+    assert step.uses_secrets is True
+    assert step.commit is None
+    assert step.env == ()
+
+    files = step_files(step, "/tmp")
+    assert set(files) == {
+        "warpdrive-build/plan.json",
+        "warpdrive-build/build_wheels.py",
+        "warpdrive-build/req/requirements.txt",
+        "warpdrive-build/req/reqs/base.txt",
+    }
+    assert files["warpdrive-build/req/reqs/base.txt"] == b"django\n"
+    assert b"def " in files["warpdrive-build/build_wheels.py"]
+    assert HELPERS_DIR == "/tmp/warpdrive-build"
+
+
+def test_wheelhouse_plan_json(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    for no_index in (False, True):
+        plan = wheelhouse_plan(cfg, no_index=no_index)
+        data = json.loads(step_files(plan.step(), "/tmp")["warpdrive-build/plan.json"])
+        assert data["requirements_hash"] == plan.requirements.digest
+        assert data["requirements_hash"] == requirements_for(cfg).digest
+        assert data["no_index"] is no_index
+        assert data["key"] == PKEY.slug
+        assert data["volume_dir"] == VOLUME_DIR
+        assert data["req_dir"] == f"{HELPERS_DIR}/req"
+        assert data["top"] == ["requirements.txt"]
+        assert data["extra"] == ["gunicorn"]
+        assert data["python"] == "python3"
+        assert PlatformKey.from_dict(data["platform_key"]) == PKEY
+
+
+def test_wheelhouse_step_is_deterministic(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    assert wheelhouse_plan(cfg).step().files == wheelhouse_plan(cfg).step().files
+
+
+# ----------------------------------------------------------------------------- server extra
+
+
+@pytest.mark.parametrize(
+    ("requirements", "extra"),
+    [
+        ("flask\n", ("gunicorn",)),
+        ("flask\ngunicorn==22\n", ()),
+        ("Gunicorn==1\n", ()),
+        ("gunicorn[gevent]>=21\n", ()),
+        ("# gunicorn\nflask\n", ("gunicorn",)),
+        ("gunicorn-extras\n", ("gunicorn",)),
+    ],
+)
+def test_requirements_for_adds_gunicorn_only_when_missing(
+    tmp_path: Path, requirements: str, extra: tuple[str, ...]
+) -> None:
+    cfg = wsgi_project(tmp_path / "site", requirements)
+    reqs = requirements_for(cfg)
+    assert reqs.extra == extra
+    assert reqs.files == read_requirements(cfg).files
+
+
+def test_requirements_for_sees_gunicorn_in_an_included_file(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(root, "reqs/base.txt", "gunicorn\n")
+    cfg = wsgi_project(root, "-r reqs/base.txt\nflask\n")
+    assert requirements_for(cfg).extra == ()
+
+
+def test_requirements_for_project_dependencies(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(root, "pyproject.toml", '[project]\nname = "x"\ndependencies = ["GUNICORN"]\n')
+    assert requirements_for(load_config(root)).extra == ()
+
+
+def test_requirements_for_without_any_requirements_installs_the_server(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(root, "pyproject.toml", '[project]\nname = "x"\n')
+    reqs = requirements_for(load_config(root))
+    assert reqs.extra == ("gunicorn",)
+    assert reqs.top == ()
+
+
+def test_gunicorn_only_in_a_constraints_file_still_gets_installed(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(root, "constraints.txt", "gunicorn==22.0\n")
+    cfg = wsgi_project(root, "-c constraints.txt\nflask\n")
+    assert requirements_for(cfg).extra == ("gunicorn",)
+
+
+# ----------------------------------------------------------------------------- resolved_set
+
+
+def manifest(files: list[str], digest: str = "d1") -> dict[str, object]:
+    return {
+        "sets": {digest: {"resolved": RESOLVED}},
+        "wheels": {f: {"sha256": "x"} for f in files},
+    }
+
+
+def test_resolved_set_when_every_wheel_is_published() -> None:
+    m = manifest([w["file"] for w in RESOLVED] + ["other-1.0-py3-none-any.whl"])
+    assert resolved_set(m, "d1") == RESOLVED
+
+
+def test_resolved_set_none_when_a_wheel_is_missing() -> None:
+    m = manifest([RESOLVED[0]["file"]])
+    assert resolved_set(m, "d1") is None
+
+
+def test_resolved_set_none_for_other_requirements() -> None:
+    m = manifest([w["file"] for w in RESOLVED])
+    assert resolved_set(m, "d2") is None
+    assert resolved_set({}, "d1") is None
+
+
+@pytest.mark.parametrize(
+    "entry", [None, "x", {"resolved": "x"}, {"resolved": ["a.whl"]}, {"other": []}]
+)
+def test_resolved_set_none_for_malformed_entries(entry: object) -> None:
+    m = {"sets": {"d1": entry}, "wheels": {"a.whl": {}}}
+    assert resolved_set(m, "d1") is None
+
+
+def test_resolved_set_survives_a_malformed_sets_field() -> None:
+    assert resolved_set({"sets": [], "wheels": {}}, "d1") is None
+
+
+# ----------------------------------------------------------------------------- deps plan
+
+
+def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    reqs = requirements_for(cfg)
+    deps = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, no_index=False)
+    step = deps.step
+    assert step.image == BASE.id
+    assert step.network == "none"
+    assert step.uses_secrets is False
+    assert step.mounts == (VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),)
+    assert step.command == ("python3", f"{HELPERS_DIR}/assemble.py", "deps")
+    assert step.commit is not None
+    labels = dict(step.commit.labels)
+    assert labels["io.warpdrive.deps-key"] == deps.key
+    assert labels["io.warpdrive.deps-base"] == BASE.id
+    assert labels["io.warpdrive.deps-project"] == cfg.name
+    assert json.loads(labels["io.warpdrive.deps-wheels"]) == image_module.wheel_ids(RESOLVED)
+    assert labels["io.warpdrive.deps-depth"] == "0"
+    assert deps.parent is None
+    assert deps.files == tuple(sorted(w["file"] for w in RESOLVED))
+    assert deps.ref == f"warpdrive-deps/site:{deps.key[:20]}"
+
+    files = step_files(step, "/tmp")
+    assert set(files) == {"warpdrive-build/plan.json", "warpdrive-build/assemble.py"}
+    plan = json.loads(files["warpdrive-build/plan.json"])
+    assert plan["mode"] == "wheels"
+    assert plan["files"] == sorted(w["file"] for w in RESOLVED)
+    assert plan["wheels_dir"] == f"{VOLUME_DIR}/{PKEY.slug}/wheels"
+
+
+def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    reqs = requirements_for(cfg)
+
+    def key(
+        base: ImageInfo = BASE, resolved: list[dict[str, str]] = RESOLVED, pkey: PlatformKey = PKEY
+    ) -> str:
+        return image_module.plan_deps(cfg, base, pkey, reqs, resolved, no_index=False).key
+
+    first = key()
+    assert key() == first
+    assert key(resolved=list(reversed(RESOLVED))) == first  # order does not matter
+    # the requirement text does not matter once the wheel set is resolved
+    other_reqs = RequirementSet(files=(("r.txt", b"other\n"),), top=("r.txt",), extra=())
+    assert image_module.plan_deps(cfg, BASE, PKEY, other_reqs, RESOLVED, False).key == first
+
+    changed_sha = [RESOLVED[0], {**RESOLVED[1], "sha256": "c" * 64}]
+    assert key(resolved=changed_sha) != first
+    assert key(resolved=RESOLVED[:1]) != first
+    assert key(base=dataclasses.replace(BASE, id="sha256:def")) != first
+    assert key(pkey=dataclasses.replace(PKEY, libc_version="2.37")) != first
+
+
+@pytest.mark.parametrize("no_index", [False, True])
+def test_plan_deps_without_resolved_set(tmp_path: Path, no_index: bool) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    reqs = requirements_for(cfg)
+    deps = image_module.plan_deps(cfg, BASE, PKEY, reqs, None, no_index=no_index)
+    assert deps.step.uses_secrets is (not no_index)
+    assert deps.step.network == cfg.network
+    assert deps.step.mounts[0].read_only is True
+    files = step_files(deps.step, "/tmp")
+    plan = json.loads(files["warpdrive-build/plan.json"])
+    assert plan["mode"] == "requirements"
+    assert plan["top"] == ["requirements.txt"]
+    assert plan["extra"] == ["gunicorn"]
+    assert plan["no_index"] is no_index
+    assert files["warpdrive-build/req/requirements.txt"] == b"flask\n"
+    # an unpinned install may change with the index: never reused
+    again = image_module.plan_deps(cfg, BASE, PKEY, reqs, None, no_index=no_index)
+    assert again.key != deps.key
+
+
+# ----------------------------------------------------------------------------- app plan
+
+
+def commit_of(plan: image_module.AppPlan) -> CommitSpec:
+    commit = plan.step("sha256:deps").commit
+    assert commit is not None
+    return commit
+
+
+def test_plan_app_django(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "site1")
+    plan = image_module.plan_app(cfg, BASE, PKEY, "depskey", source_label="site1")
+    assert plan.app.kind == "django"
+    assert plan.app.module == "site1.wsgi:application"
+    assert plan.app.settings == "site1.settings"
+
+    step = plan.step("sha256:deps")
+    assert step.image == "sha256:deps"
+    assert step.command == (
+        f"{image_module.VENV}/bin/python",
+        f"{HELPERS_DIR}/assemble.py",
+        "app",
+    )
+    build = step_files(step, "/tmp")
+    build_plan = json.loads(build["warpdrive-build/plan.json"])
+    assert build_plan["collectstatic"] is True
+    assert build_plan["env"] == {"DJANGO_SETTINGS_MODULE": "site1.settings"}
+
+    src = step_files(step, image_module.APP_SRC)
+    names = {n.removeprefix("./") for n in src}
+    assert {"manage.py", "site1/settings.py", "site1/wsgi.py"} <= names
+    launcher = step_files(step, image_module.APP_ROOT)
+    assert set(launcher) == {"bin/warpdrive-start"}
+
+    commit = commit_of(plan)
+    assert commit.user == "1001"
+    assert commit.workdir == image_module.APP_SRC
+    assert commit.exposed_ports == ("8080/tcp",)
+    assert commit.cmd == ("warpdrive-start",)
+    labels = dict(commit.labels)
+    assert labels["io.warpdrive.app"] == "django site1.wsgi:application"
+    assert labels["io.warpdrive.build-key"] == plan.build_key
+    assert labels["io.warpdrive.deps-key"] == "depskey"
+
+
+def test_plan_app_django_without_collectstatic(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "site1", collectstatic=False)
+    step = image_module.plan_app(cfg, BASE, PKEY, "k", "s").step("sha256:deps")
+    assert step.command is None
+    assert [d for d, _ in step.files] == [image_module.APP_SRC, image_module.APP_ROOT]
+
+
+def test_plan_app_wsgi(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    plan = image_module.plan_app(cfg, BASE, PKEY, "depskey", source_label="site")
+    assert (plan.app.kind, plan.app.module) == ("wsgi", "wsgi:application")
+    step = plan.step("sha256:deps")
+    assert step.command is None  # collectstatic is for Django only
+    assert "/tmp" not in [d for d, _ in step.files]
+    assert plan.files >= 3  # pyproject, requirements, wsgi.py, app/...
+    commit = commit_of(plan)
+    assert commit.user == "1001"
+    assert commit.exposed_ports == ("8080/tcp",)
+
+
+def test_plan_app_env_and_labels(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    commit = commit_of(image_module.plan_app(cfg, BASE, PKEY, "depskey", "site"))
+    env = dict(commit.env)
+    assert env["PATH"].startswith(f"{image_module.VENV}/bin:")
+    assert env["PATH"].endswith(":/usr/bin:/bin")
+    assert env["VIRTUAL_ENV"] == image_module.VENV
+    assert env["PORT"] == "8080"
+    assert "$" not in env["PATH"]  # the engine does not expand variables
+
+    labels = dict(commit.labels)
+    assert labels["io.warpdrive.platform-key"] == PKEY.slug
+    assert labels["io.warpdrive.base-image-id"] == BASE.id
+    assert labels["io.warpdrive.base-image"] == cfg.base_image
+    created = labels["org.opencontainers.image.created"]
+    assert len(created) == 20 and created.endswith("Z") and created[10] == "T"
+
+
+def test_plan_app_default_path_when_base_has_none(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    base = dataclasses.replace(BASE, env=("LANG=C.UTF-8",))
+    env = dict(commit_of(image_module.plan_app(cfg, base, PKEY, "k", "s")).env)
+    assert env["PATH"].endswith(":/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def test_created_label_honours_source_date_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    cfg = wsgi_project(tmp_path / "site")
+    labels = commit_of(image_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
+    assert labels["org.opencontainers.image.created"] == "1970-01-02T00:00:00Z"
+
+
+def test_no_secret_reaches_any_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", INDEX_URL)
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", INDEX_URL + "2")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://proxyuser:{SECRET}@proxy:3128")
+    cfg = django_project(tmp_path / "site1")
+    reqs = requirements_for(cfg)
+    steps = [
+        wheelhouse_plan(cfg).step(),
+        image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False).step,
+        image_module.plan_deps(cfg, BASE, PKEY, reqs, None, False).step,
+        image_module.plan_app(cfg, BASE, PKEY, "k", "s").step("sha256:deps"),
+    ]
+    for step in steps:
+        texts = [repr(step), repr(step.commit), repr(step.env)]
+        for _, data in step.files:
+            texts.extend(v.decode("utf-8", "replace") for v in untar(data).values())
+        if step.commit is not None:
+            texts.extend(f"{k}={v}" for k, v in step.commit.labels.items())
+            texts.extend(f"{k}={v}" for k, v in step.commit.env)
+            texts.append(step.commit.message)
+        for text in texts:
+            assert SECRET not in text, (step.name, text[:200])
+            assert "pypi.example.com" not in text, (step.name, text[:200])
+    assert os.environ["PIP_INDEX_URL"] == INDEX_URL  # the secret was really there
+
+
+def test_git_labels_strip_credentials(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    cfg = wsgi_project(tmp_path / "site")
+    root = cfg.project_dir
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["commit", "-qm", "x"],
+        ["remote", "add", "origin", f"https://deploy:{SECRET}@git.example.com/s.git"],
+    ):
+        subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
+    labels = commit_of(image_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
+    assert labels["org.opencontainers.image.source"] == "https://git.example.com/s.git"
+    assert len(labels["org.opencontainers.image.revision"]) == 40
+    assert all(SECRET not in v for v in labels.values())
+
+
+def test_build_key_tracks_sources_but_not_excluded_files(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "site1")
+
+    def key(deps_key: str = "k") -> str:
+        return image_module.plan_app(cfg, BASE, PKEY, deps_key, "s").build_key
+
+    first = key()
+    assert key() == first
+
+    write(cfg.project_dir, ".git/x", "objects")
+    write(cfg.project_dir, "__pycache__/y.pyc", "bytecode")
+    write(cfg.project_dir, "site1/__pycache__/settings.cpython-312.pyc", "bytecode")
+    assert key() == first
+
+    write(cfg.project_dir, "site1/views.py", "def index(request): ...\n")
+    second = key()
+    assert second != first
+
+    write(cfg.project_dir, "site1/views.py", "def index(request): return 1\n")
+    assert key() not in (first, second)
+    assert key("other-deps") != key()
+
+
+def test_build_key_tracks_base_env_and_image_ref(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    first = image_module.plan_app(cfg, BASE, PKEY, "k", "s").build_key
+    base = dataclasses.replace(BASE, env=("PATH=/opt/bin:/usr/bin",))
+    assert image_module.plan_app(cfg, base, PKEY, "k", "s").build_key != first
+    retagged = dataclasses.replace(cfg, image="site:v2")
+    assert image_module.plan_app(retagged, BASE, PKEY, "k", "s").build_key != first
+
+
+def test_build_key_tracks_dockerignore(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    write(cfg.project_dir, "notes.txt", "draft\n")
+    with_notes = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    write(cfg.project_dir, ".dockerignore", "notes.txt\n")
+    without = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    assert without.build_key != with_notes.build_key
+    src = step_files(without.step("x"), image_module.APP_SRC)
+    assert not any(n.removeprefix("./") == "notes.txt" for n in src)
+
+
+def test_project_without_entry_point_is_a_config_error(tmp_path: Path) -> None:
+    root = tmp_path / "nothing"
+    write(root, "pyproject.toml", '[project]\nname = "nothing"\n')
+    write(root, "requirements.txt", "flask\n")
+    write(root, "app.py", "app = object()\n")
+    cfg = load_config(root)
+    with pytest.raises(ConfigError) as info:
+        image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    assert "wsgi.py" in str(info.value)
+    assert "manage.py" in str(info.value)
+    assert info.value.fix
+
+
+def test_detection_ignores_host_app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image must start what is in the source, not what the host's env says."""
+    monkeypatch.setenv("APP_MODULE", "elsewhere:app")
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "other.settings")
+    cfg = django_project(tmp_path / "site1")
+    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    assert plan.app.module == "site1.wsgi:application"
+    assert plan.app.settings == "site1.settings"
+
+
+def test_build_key_tracks_the_git_revision(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    cfg = wsgi_project(tmp_path / "site")
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-C", str(cfg.project_dir), *args], check=True, env=env, capture_output=True
+        )
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "one")
+    first = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    git("commit", "-q", "--allow-empty", "-m", "two")
+    second = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    # same files, new revision: the revision label must not go stale
+    assert second.build_key != first.build_key
+    assert (
+        second.labels["org.opencontainers.image.revision"]
+        != first.labels["org.opencontainers.image.revision"]
+    )
+
+
+# ----------------------------------------------------------------------------- incremental deps
+
+
+def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    reqs = requirements_for(cfg)
+    full = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False)
+    parent_info = dataclasses.replace(BASE, id="sha256:parent")
+    have = image_module.wheel_ids(RESOLVED[:1])
+    deps = image_module.plan_deps(
+        cfg, BASE, PKEY, reqs, RESOLVED, False, parent=(parent_info, have, 1)
+    )
+    assert deps.key == full.key  # same content, whichever way it is built
+    assert deps.parent == "sha256:parent"
+    assert deps.step.image == "sha256:parent"
+    assert deps.files == (RESOLVED[1]["file"],)
+    plan = json.loads(step_files(deps.step, "/tmp")["warpdrive-build/plan.json"])
+    assert plan["files"] == [RESOLVED[1]["file"]]
+    assert plan["incremental"] is True
+    assert deps.step.commit is not None
+    labels = deps.step.commit.labels
+    assert labels["io.warpdrive.deps-depth"] == "2"
+    # the label lists every wheel in the image, not only the new ones
+    assert json.loads(labels["io.warpdrive.deps-wheels"]) == image_module.wheel_ids(RESOLVED)
+    assert deps.step.network == "none" and deps.step.uses_secrets is False
+
+
+class FakeEngine:
+    def __init__(self, images: list[ImageInfo]) -> None:
+        self.images = images
+        self.filters: list[dict[str, str]] = []
+
+    def images_with_labels(self, labels: dict[str, str]) -> list[ImageInfo]:
+        self.filters.append(labels)
+        return [i for i in self.images if all(i.labels.get(k) == v for k, v in labels.items())]
+
+
+def deps_image(
+    image_id: str,
+    wheels: list[str] | str,
+    depth: int = 0,
+    installer: str = "pip",
+    project: str = "site",
+) -> ImageInfo:
+    return dataclasses.replace(
+        BASE,
+        id=image_id,
+        labels={
+            "io.warpdrive.deps-project": project,
+            "io.warpdrive.deps-base": BASE.id,
+            "io.warpdrive.deps-installer": installer,
+            "io.warpdrive.deps-wheels": wheels if isinstance(wheels, str) else json.dumps(wheels),
+            "io.warpdrive.deps-depth": str(depth),
+        },
+    )
+
+
+def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    wanted = ["a@1", "b@2", "c@3"]
+    engine = FakeEngine(
+        [
+            deps_image("sha256:small", ["a@1"]),
+            deps_image("sha256:best", ["a@1", "b@2"]),
+            deps_image("sha256:same", wanted),  # not a strict subset: nothing to add
+            deps_image("sha256:stale", ["a@1", "b@OLD"]),  # a wheel that changed
+            deps_image("sha256:deep", ["a@1", "b@2"], depth=image_module.MAX_DEPS_DEPTH),
+            deps_image("sha256:uv", ["a@1", "b@2"], installer="uv0.4"),
+            deps_image("sha256:other", ["a@1", "b@2"], project="other"),
+            deps_image("sha256:bad", "not json"),
+        ]
+    )
+    found = image_module.find_parent(engine, cfg, BASE, image_module.Installer("pip"), wanted)  # type: ignore[arg-type]
+    assert found is not None
+    info, have, depth = found
+    assert (info.id, have, depth) == ("sha256:best", ["a@1", "b@2"], 0)
+    assert engine.filters == [
+        {"io.warpdrive.deps-project": "site", "io.warpdrive.deps-base": BASE.id}
+    ]
+
+
+def test_find_parent_none_without_candidates(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    engine = FakeEngine([deps_image("sha256:same", ["a@1"])])
+    assert (
+        image_module.find_parent(engine, cfg, BASE, image_module.Installer("pip"), ["a@1"]) is None
+    )  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- installer
+
+
+def test_choose_installer(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    with_uv = {"tools": {"uv": {"path": "tools/uv", "version": "0.4.1"}}}
+    assert image_module.choose_installer(cfg, {}, PKEY) == image_module.Installer("pip")
+    uv = image_module.choose_installer(cfg, with_uv, PKEY)
+    assert uv == image_module.Installer("uv", f"{VOLUME_DIR}/{PKEY.slug}/tools/uv", "0.4.1")
+    pip_cfg = dataclasses.replace(cfg, installer="pip")
+    assert image_module.choose_installer(pip_cfg, with_uv, PKEY).name == "pip"
+    uv_cfg = dataclasses.replace(cfg, installer="uv")
+    assert image_module.choose_installer(uv_cfg, with_uv, PKEY).name == "uv"
+    with pytest.raises(ConfigError, match="no uv"):
+        image_module.choose_installer(uv_cfg, {"tools": []}, PKEY)
+
+
+def test_installer_is_part_of_the_deps_key(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    reqs = requirements_for(cfg)
+    pip = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False)
+    uv = image_module.plan_deps(
+        cfg, BASE, PKEY, reqs, RESOLVED, False, image_module.Installer("uv", "/x/uv", "0.4")
+    )
+    assert pip.key != uv.key
+    plan = json.loads(step_files(uv.step, "/tmp")["warpdrive-build/plan.json"])
+    assert (plan["installer"], plan["uv"]) == ("uv", "/x/uv")
