@@ -6,22 +6,33 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
+import tarfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import buildenv, runtime
 from .config import Config, RequirementSet, split_ref
-from .context import build_tar, collect, context_digest, load_ignore_rules
+from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import ConfigError, WarpdriveError
-from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount, tar_files
+from .errors import ConfigError, EngineError, WarpdriveError
+from .plan import (
+    HELPERS_DIR,
+    VOLUME_DIR,
+    CommitSpec,
+    Step,
+    VolumeMount,
+    merge_tars,
+    reprefix_tar,
+    tar_files,
+)
 from .platform import PlatformKey
 from .runtime.start import App, NotDetected, detect
 from .wheelhouse import probe_image, read_manifest, requirements_for, resolved_set
@@ -99,7 +110,11 @@ def find_parent(
     small layer on top, instead of rebuilding the whole virtualenv."""
     best: tuple[ImageInfo, list[str], int] | None = None
     for info in engine.images_with_labels(
-        {f"{LABEL_PREFIX}.deps-project": cfg.name, f"{LABEL_PREFIX}.deps-base": base.id}
+        {
+            f"{LABEL_PREFIX}.kind": "deps",
+            f"{LABEL_PREFIX}.deps-project": cfg.name,
+            f"{LABEL_PREFIX}.deps-base": base.id,
+        }
     ):
         if info.labels.get(f"{LABEL_PREFIX}.deps-installer") != installer.name + installer.version:
             continue
@@ -168,6 +183,8 @@ def plan_deps(
             plan["incremental"] = True
         plan.update(mode="wheels", files=files)
         labels = {
+            # app images inherit these labels; `kind` tells a deps image from them
+            f"{LABEL_PREFIX}.kind": "deps",
             f"{LABEL_PREFIX}.deps-project": cfg.name,
             f"{LABEL_PREFIX}.deps-base": base.id,
             f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
@@ -250,14 +267,83 @@ def created_timestamp() -> str:
 
 @dataclass(frozen=True)
 class AppPlan:
+    """The app layer: ``layer`` (source under APP_SRC and the launcher, as one tar whose
+    names are relative to /) goes on the deps image either by appending it without a
+    container, or, when the build must run something (collectstatic), by a step."""
+
     build_key: str
-    step_template: Step
     app: App
     files: int
-    labels: dict[str, str] = field(default_factory=dict)
+    layer: bytes
+    commit: CommitSpec
+    collectstatic: bool
+    static_key: str
+    helpers: bytes
+    network: str | None
 
-    def step(self, deps_image: str) -> Step:
-        return Step(**{**self.step_template.__dict__, "image": deps_image})
+    def step(self, deps_image: str, layer: bytes | None = None) -> Step:
+        files: list[tuple[str, bytes]] = [("/", self.layer if layer is None else layer)]
+        command: tuple[str, ...] | None = None
+        if self.collectstatic:
+            files.append(("/tmp", self.helpers))
+            command = (f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app")
+        return Step(
+            name="app",
+            image=deps_image,
+            command=command,
+            files=tuple(files),
+            user="0:0",
+            network=self.network,
+            commit=self.commit,
+        )
+
+
+def skeleton_tar() -> bytes:
+    """The directories above the app files, with the owner and mode the deps layer gave
+    them. A layer tar must carry its parents: a directory the engine has to invent while
+    applying a layer gets root:root 0755 in that layer and would hide the app user's
+    write access to APP_SRC."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, uid, mode in (
+            ("opt", 0, 0o755),
+            (APP_ROOT[1:], 0, 0o755),
+            (APP_ROOT[1:] + "/bin", 0, 0o755),
+            (APP_SRC[1:], APP_UID, 0o2775),
+        ):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            info.uid, info.gid = uid, 0
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+#: where the app step records Django's STATIC_ROOT inside the image
+STATIC_ROOT_RECORD = f"{APP_ROOT}/.warpdrive/static-root"
+
+
+def static_inputs(root: Path, entries: list[Entry], app: App) -> list[Entry]:
+    """What collectstatic's output can depend on: every file that is not Python, the
+    settings (module or package) and apps.py files. A change to any other .py file (views,
+    models, urls) cannot change the collected files, so their output can be reused."""
+    settings_paths: set[str] = set()
+    if app.settings:
+        rel = app.settings.replace(".", "/")
+        settings_paths = {rel + ".py", rel + "/"}
+    keep = []
+    for e in entries:
+        if (
+            e.kind != "file"
+            or not e.relpath.endswith(".py")
+            or (
+                e.relpath in settings_paths
+                or any(e.relpath.startswith(p) for p in settings_paths if p.endswith("/"))
+                or e.relpath.rsplit("/", 1)[-1] in ("apps.py", "manage.py")
+            )
+        ):
+            keep.append(e)
+    return keep
 
 
 def image_env(base: ImageInfo) -> tuple[tuple[str, str], ...]:
@@ -280,10 +366,20 @@ def plan_app(
     rules = load_ignore_rules(cfg.project_dir)
     entries = collect(cfg.project_dir, rules)
     digest = context_digest(cfg.project_dir, entries)
-    source_tar = build_tar(cfg.project_dir, entries, uid=APP_UID, gid=0)
+    source_tar = build_tar(cfg.project_dir, entries, uid=APP_UID, gid=0, prefix=APP_SRC[1:])
     launcher = runtime.read("start.py")
     assemble = runtime.read("assemble.py")
     collectstatic = cfg.collectstatic and app.kind == "django"
+    static_key = (
+        _sha(
+            "static",
+            deps_key,
+            assemble,
+            context_digest(cfg.project_dir, static_inputs(cfg.project_dir, entries, app)),
+        )
+        if collectstatic
+        else ""
+    )
     source_labels = git_labels(cfg.project_dir)
     build_key = _sha(
         "app",
@@ -306,52 +402,73 @@ def plan_app(
         f"{LABEL_PREFIX}.base-image-id": base.id,
         f"{LABEL_PREFIX}.deps-key": deps_key,
         f"{LABEL_PREFIX}.build-key": build_key,
+        f"{LABEL_PREFIX}.static-key": static_key,
+        f"{LABEL_PREFIX}.kind": "app",
         f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}",
     }
-    files: list[tuple[str, bytes]] = [
-        (APP_SRC, source_tar),
-        (APP_ROOT, tar_files({"bin/warpdrive-start": launcher}, mode=0o755)),
-    ]
-    command: tuple[str, ...] | None = None
-    if collectstatic:
-        plan = {
-            "app_root": APP_ROOT,
-            "venv": VENV,
-            "uid": APP_UID,
-            "collectstatic": True,
-            "env": {"DJANGO_SETTINGS_MODULE": app.settings or ""},
+    layer = merge_tars(
+        skeleton_tar(),
+        source_tar,
+        tar_files({APP_ROOT[1:] + "/bin/warpdrive-start": launcher}, mode=0o755),
+    )
+    plan = {
+        "app_root": APP_ROOT,
+        "venv": VENV,
+        "uid": APP_UID,
+        "collectstatic": True,
+        "env": {"DJANGO_SETTINGS_MODULE": app.settings or ""},
+    }
+    helpers = tar_files(
+        {
+            "warpdrive-build/plan.json": json.dumps(plan).encode(),
+            "warpdrive-build/assemble.py": assemble,
         }
-        files.append(
-            (
-                "/tmp",
-                tar_files(
-                    {
-                        "warpdrive-build/plan.json": json.dumps(plan).encode(),
-                        "warpdrive-build/assemble.py": assemble,
-                    }
-                ),
-            )
-        )
-        command = (f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app")
-    step = Step(
-        name="app",
-        image="",
-        command=command,
-        files=tuple(files),
-        user="0:0",
-        network=cfg.network,
-        commit=CommitSpec(
-            env=image_env(base),
-            cmd=("warpdrive-start",),
-            user=str(APP_UID),
-            workdir=APP_SRC,
-            exposed_ports=(f"{PORT}/tcp",),
-            labels=labels,
-            message=f"nox-warpdrive app layer ({source_label})",
-        ),
+    )
+    commit = CommitSpec(
+        env=image_env(base),
+        cmd=("warpdrive-start",),
+        user=str(APP_UID),
+        workdir=APP_SRC,
+        exposed_ports=(f"{PORT}/tcp",),
+        labels=labels,
+        message=f"nox-warpdrive app layer ({source_label})",
     )
     return AppPlan(
-        build_key=build_key, step_template=step, app=app, files=len(entries), labels=labels
+        build_key=build_key,
+        app=app,
+        files=len(entries),
+        layer=layer,
+        commit=commit,
+        collectstatic=collectstatic,
+        static_key=static_key,
+        helpers=helpers,
+        network=cfg.network,
+    )
+
+
+def reusable_static(engine: Engine, current: ImageInfo | None, app: AppPlan) -> bytes | None:
+    """The collected static files of the current image, as a layer tar, when its static
+    inputs equal this build's (then collectstatic would produce the same files)."""
+    if current is None or not app.static_key:
+        return None
+    if current.labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
+        return None
+    record = engine.read_image_path(current.id, STATIC_ROOT_RECORD)
+    if record is None:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(record)) as tar:
+        member = next((m for m in tar if m.isfile()), None)
+        fh = tar.extractfile(member) if member else None
+        root = fh.read().decode().strip() if fh else ""
+    if not root.startswith("/") or ".." in root.split("/"):
+        return None
+    static = engine.read_image_path(current.id, root)
+    if static is None:
+        return None
+    parent = root.rstrip("/").rsplit("/", 1)[0]
+    return merge_tars(
+        reprefix_tar(static, parent),
+        reprefix_tar(record, STATIC_ROOT_RECORD.rsplit("/", 1)[0]),
     )
 
 
@@ -448,10 +565,29 @@ def build_image(
         timings.append(("deps", result.seconds))
         if resolved is not None:  # only a pinned deps layer is worth keeping for reuse
             engine.tag(deps_id, deps.ref)
-    result = engine.run_checked(app.step(deps_id), out)
-    assert result.image_id is not None
-    timings.append(("app", result.seconds))
-    engine.tag(result.image_id, ref)
+    app_started = time.monotonic()
+    layer = app.layer
+    needs_container = app.collectstatic
+    if app.collectstatic:
+        static = reusable_static(engine, current, app)
+        if static is not None:
+            layer = merge_tars(layer, static)
+            needs_container = False
+            out("warpdrive: static inputs unchanged; reusing the collected static files")
+    image_id: str | None = None
+    if not needs_container:
+        try:
+            image_id = engine.append_layer(deps_id, layer, app.commit)
+        except EngineError as exc:
+            out(f"warpdrive: {exc.message}; building the app layer in a container instead")
+    if image_id is None:
+        step = app.step(deps_id, layer)
+        if not needs_container:
+            step = Step(**{**step.__dict__, "command": None, "files": (("/", layer),)})
+        image_id = engine.run_checked(step, out).image_id
+        assert image_id is not None
+    timings.append(("app", time.monotonic() - app_started))
+    engine.tag(image_id, ref)
     final = engine.image(ref)
     assert final is not None
     return ImageResult(

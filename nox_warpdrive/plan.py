@@ -92,3 +92,37 @@ def tar_files(members: Mapping[str, bytes], mode: int = 0o644, mtime: int = 0) -
             info.mtime = mtime
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def merge_tars(*tars: bytes) -> bytes:
+    """One tar with the members of several. A name that appears again replaces the
+    earlier member in its place (parents stay before children): engines refuse a layer
+    with duplicate paths."""
+    members: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
+    for data in tars:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                fh = tar.extractfile(member) if member.isfile() else None
+                members[member.name.rstrip("/")] = (member, fh.read() if fh else None)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for member, payload in members.values():
+            out.addfile(member, io.BytesIO(payload) if payload is not None else None)
+    return buf.getvalue()
+
+
+def reprefix_tar(data: bytes, prefix: str) -> bytes:
+    """The members of a tar (as ``get_archive`` returns them) moved under ``prefix``."""
+    buf = io.BytesIO()
+    prefix = prefix.strip("/")
+    with (
+        tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out,
+        tarfile.open(fileobj=io.BytesIO(data)) as tar,
+    ):
+        for member in tar:
+            fh = tar.extractfile(member) if member.isfile() else None
+            member.name = f"{prefix}/{member.name}" if prefix else member.name
+            if member.islnk():
+                member.linkname = f"{prefix}/{member.linkname}" if prefix else member.linkname
+            out.addfile(member, fh)
+    return buf.getvalue()

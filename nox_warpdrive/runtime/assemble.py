@@ -11,6 +11,7 @@ container is committed, so nothing of the build machinery stays in the image.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,21 +144,58 @@ def deps(plan):
     log("virtualenv ready in %.1f s" % (time.time() - started))
 
 
+STATIC_ROOT_RECORD = ".warpdrive/static-root"
+
+
+def group_writable(top):
+    """S2I's fix-permissions: group bits = owner bits, so any uid in group 0 (OpenShift's
+    arbitrary uid) can do what the app user can (Django writes its files 0644)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            if os.path.islink(name):
+                continue
+            mode = os.stat(name).st_mode & 0o7777
+            os.chmod(name, mode | ((mode & 0o700) >> 3))
+
+
 def app(plan):
+    """collectstatic as the app user; where the files went is recorded in the image so a
+    later build whose static inputs are unchanged can reuse them without running it."""
     src = os.path.join(plan["app_root"], "src")
     uid = plan["uid"]
     if plan.get("collectstatic"):
         python = os.path.join(plan["venv"], "bin", "python")
         env = dict(os.environ, HOME=src, PYTHONDONTWRITEBYTECODE="1")
         env.update(plan.get("env", {}))
-        run(
-            [python, "manage.py", "collectstatic", "--noinput"],
+        cmd = [python, "manage.py", "collectstatic", "--noinput"]
+        log("$ " + " ".join(cmd))
+        proc = subprocess.Popen(
+            cmd,
             cwd=src,
             env=env,
             user=uid,
             group=0,
             umask=0o002,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        root = None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            m = re.search(r"(?:copied|symlinked) to '([^']+)'", line)
+            if m:
+                root = m.group(1)
+        if proc.wait() != 0:
+            log("collectstatic failed with exit code %d" % proc.returncode)
+            raise SystemExit(proc.returncode)
+        if root:
+            group_writable(root)
+            record = os.path.join(plan["app_root"], STATIC_ROOT_RECORD)
+            os.makedirs(os.path.dirname(record), exist_ok=True)
+            with open(record, "w") as fh:
+                fh.write(os.path.normpath(root) + "\n")
 
 
 def main():

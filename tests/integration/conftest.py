@@ -76,6 +76,66 @@ def application(environ, start_response):
 """
 
 
+DJANGO_FILES = {
+    "manage.py": """\
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+""",
+    "site1/__init__.py": "",
+    "site1/settings.py": """\
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = "test-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.staticfiles", "shop"]
+ROOT_URLCONF = "site1.urls"
+WSGI_APPLICATION = "site1.wsgi.application"
+DATABASES = {}
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "collected"
+""",
+    "site1/urls.py": """\
+from django.urls import path
+
+from shop.views import index
+
+urlpatterns = [path("", index)]
+""",
+    "site1/wsgi.py": """\
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")
+application = get_wsgi_application()
+""",
+    "shop/__init__.py": "",
+    "shop/static/shop/site.css": "body { color: red }\n",
+}
+
+
+def write_django(root: Path, message: str = "shop-v1", css: str | None = None) -> None:
+    for name, text in DJANGO_FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (root / "shop" / "views.py").write_text(
+        "import os\n\nfrom django.http import HttpResponse\n\n\n"
+        "def index(request):\n"
+        f'    return HttpResponse("{message} uid=%d" % os.getuid())\n'
+    )
+    if css is not None:
+        (root / "shop" / "static" / "shop" / "site.css").write_text(css)
+
+
 @dataclass
 class App:
     """A throwaway web app project, with its own volume and image names."""

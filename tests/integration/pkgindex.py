@@ -94,7 +94,14 @@ FIXTURE_PACKAGES: Mapping[str, str] = {
 #: are reproducible.  setuptools 84 needs Python >= 3.10, like nox-warpdrive.
 BACKEND_REQUIREMENTS: tuple[str, ...] = ("setuptools==84.2.1",)
 #: wheels from PyPI the index also serves: the web server nox-warpdrive adds to an app
-SERVED_REQUIREMENTS: tuple[str, ...] = ("gunicorn==27.0.1", "uv==0.13.9")
+SERVED_REQUIREMENTS: tuple[str, ...] = (
+    "gunicorn==27.0.1",
+    "uv==0.13.9",
+    # a real Django, for the Django detection and collectstatic tests
+    "Django==5.2.19",
+    "asgiref==3.13.0",
+    "sqlparse==0.6.1",
+)
 
 # Bump to invalidate cached builds when the way they are produced changes.
 _BUILD_RECIPE = "1"

@@ -42,8 +42,11 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 def test_simple_tree_lists_every_project(simple: Path) -> None:
     projects = sorted(p.name for p in simple.iterdir() if p.is_dir())
     assert projects == [
+        "asgiref",
+        "django",
         "gunicorn",
         "setuptools",
+        "sqlparse",
         "uv",
         "wd-cext-demo",
         "wd-extra-demo",

@@ -1,0 +1,150 @@
+"""Layer reuse on a real engine: what a change rebuilds, and that nothing stale survives."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from conftest import App, write_django
+from pkgindex import Index
+from test_build import http_get, image, wheelhouse
+
+from nox_warpdrive.config import load_config
+from nox_warpdrive.engine import Engine
+from nox_warpdrive.image import plan_app
+from nox_warpdrive.wheelhouse import probe_image
+
+
+def run(engine: Engine, ref: str, *cmd: str) -> str:
+    out = engine.client.containers.run(ref, list(cmd), remove=True)
+    return str(out.decode())
+
+
+def layers(engine: Engine, ref: str) -> list[str]:
+    return list(engine.inspect_raw(ref)["RootFS"]["Layers"])
+
+
+def test_added_requirement_adds_a_small_layer_and_nothing_stale_survives(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    app: App = make_app(["wd-pure-demo"])
+    (app.root / "leftover.txt").write_text("old")
+    wheelhouse(app, engine)
+    first = image(app, engine, no_index=True)
+    one = layers(engine, first.image_id)
+    assert len(one) == 3  # base, deps, app
+    # no build step: the app layer was appended without a container
+    history = engine.client.api.history(first.image_id)
+    assert history[0]["CreatedBy"] == "nox-warpdrive app layer", history[0]
+
+    app.requirements.append("wd-extra-demo")
+    app.write()
+    (app.root / "leftover.txt").unlink()
+    wheelhouse(app, engine)
+    lines: list[str] = []
+    second = image(app, engine, lines, no_index=True)
+    two = layers(engine, second.image_id)
+    assert "adding 1 wheels on top of the deps layer" in "\n".join(lines)
+    assert two[:2] == one[:2], "the deps layer was rebuilt instead of extended"
+    assert len(two) == 4 and one[2] not in two, "the old app layer is under the new image"
+    ok = run(engine, app.image, "python3", "-c", "import wd_extra_demo, wd_pure_demo; print(1)")
+    assert ok.strip() == "1"
+    listing = run(engine, app.image, "ls", "/opt/app-root/src")
+    assert "leftover.txt" not in listing and "wsgi.py" in listing
+
+    # back to the first requirements (a removal): the first deps layer is reused as is,
+    # never the extended one
+    app.requirements.remove("wd-extra-demo")
+    app.write()
+    wheelhouse(app, engine)
+    third = image(app, engine, no_index=True)
+    assert third.deps_reused
+    three = layers(engine, third.image_id)
+    assert three[:2] == one[:2] and len(three) == 3
+    out = run(
+        engine,
+        app.image,
+        "python3",
+        "-c",
+        "import importlib.util as u; print(u.find_spec('wd_extra_demo') is None)",
+    )
+    assert out.strip() == "True", "a removed requirement is still installed"
+
+
+def test_django_static_files_are_collected_and_reused_only_when_unchanged(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    app: App = make_app(["Django==5.2.19"])
+    os.unlink(app.root / "wsgi.py")
+    write_django(app.root)
+    wheelhouse(app, engine)
+    lines: list[str] = []
+    first = image(app, engine, lines, no_index=True)
+    assert "manage.py collectstatic" in "\n".join(lines)
+    css = "/opt/app-root/src/collected/shop/site.css"
+    assert run(engine, first.image_id, "cat", css).strip() == "body { color: red }"
+    owner = run(engine, first.image_id, "stat", "-c", "%u:%g %A", css).strip()
+    assert owner.startswith("1001:0 -rw-rw"), owner
+
+    container = engine.client.containers.run(
+        app.image, detach=True, ports={"8080/tcp": ("127.0.0.1", None)}
+    )
+    try:
+        container.reload()
+        port = container.ports["8080/tcp"][0]["HostPort"]
+        status, body = http_get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and body == "shop-v1 uid=1001", body
+    finally:
+        container.remove(force=True)
+
+    # a view changed: the collected files are reused, no container runs collectstatic
+    write_django(app.root, message="shop-v2")
+    lines.clear()
+    second = image(app, engine, lines, no_index=True)
+    text = "\n".join(lines)
+    assert "reusing the collected static files" in text and "collectstatic" not in text
+    assert run(engine, second.image_id, "cat", css).strip() == "body { color: red }"
+    assert "shop-v2" in run(engine, second.image_id, "cat", "shop/views.py")
+    owner = run(engine, second.image_id, "stat", "-c", "%u:%g", "/opt/app-root/src").strip()
+    assert owner == "1001:0"
+
+    # a static file changed: collectstatic runs again
+    write_django(app.root, message="shop-v2", css="body { color: blue }\n")
+    lines.clear()
+    third = image(app, engine, lines, no_index=True)
+    assert "manage.py collectstatic" in "\n".join(lines)
+    assert run(engine, third.image_id, "cat", css).strip() == "body { color: blue }"
+
+
+def test_appended_layer_matches_a_committed_one(
+    make_app: Any, engine: Engine, index_env: Index, tmp_path: Path
+) -> None:
+    """The container-free app layer gives the same files, owners and modes as run +
+    commit would (put_archive into a container of the deps image)."""
+    app: App = make_app(["wd-pure-demo"])
+    (app.root / "pkg").mkdir()
+    (app.root / "pkg" / "data.txt").write_text("data")
+    (app.root / "run.sh").write_text("#!/bin/sh\n")
+    (app.root / "run.sh").chmod(0o755)
+    wheelhouse(app, engine)
+    built = image(app, engine, no_index=True)
+    script = "cd /opt/app-root && find src bin -printf '%p %u:%g %m %s\\n' | sort"
+    appended = run(engine, built.image_id, "sh", "-c", script)
+    cfg = load_config(app.root)
+    base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
+    labels = engine.image(built.image_id)
+    assert labels is not None
+    plan = plan_app(cfg, base, pkey, labels.labels["io.warpdrive.deps-key"], "x")
+    deps_ref = next(
+        t for img in engine.client.images.list(name=f"warpdrive-deps/{app.name}") for t in img.tags
+    )
+    step = plan.step(deps_ref)
+    result = engine.run_checked(replace(step, command=None), lambda line: None)
+    assert result.image_id is not None
+    try:
+        committed = run(engine, result.image_id, "sh", "-c", script)
+    finally:
+        engine.client.images.remove(result.image_id, force=True)
+    assert appended == committed
