@@ -4,6 +4,7 @@ rebuilds. Both are made by run + commit from plans; tags move only at the very e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -323,27 +324,37 @@ def skeleton_tar() -> bytes:
 STATIC_ROOT_RECORD = f"{APP_ROOT}/.warpdrive/static-root"
 
 
-def static_inputs(root: Path, entries: list[Entry], app: App) -> list[Entry]:
+def static_inputs(
+    entries: list[Entry], app: App, skip: frozenset[str] = frozenset()
+) -> list[Entry]:
     """What collectstatic's output can depend on: every file that is not Python, the
     settings (module or package) and apps.py files. A change to any other .py file (views,
-    models, urls) cannot change the collected files, so their output can be reused."""
-    settings_paths: set[str] = set()
+    models, urls) cannot change the collected files, so their output can be reused.
+    ``skip``: files known not to matter (requirement files, pyproject.toml: packages are
+    compared separately, by their wheels)."""
+    settings_file = settings_dir = None
     if app.settings:
         rel = app.settings.replace(".", "/")
-        settings_paths = {rel + ".py", rel + "/"}
-    keep = []
-    for e in entries:
-        if (
-            e.kind != "file"
-            or not e.relpath.endswith(".py")
-            or (
-                e.relpath in settings_paths
-                or any(e.relpath.startswith(p) for p in settings_paths if p.endswith("/"))
-                or e.relpath.rsplit("/", 1)[-1] in ("apps.py", "manage.py")
-            )
-        ):
-            keep.append(e)
-    return keep
+        settings_file, settings_dir = rel + ".py", rel + "/"
+
+    def matters(e: Entry) -> bool:
+        if e.relpath in skip:
+            return False
+        if e.kind != "file" or not e.relpath.endswith(".py"):
+            return True
+        if e.relpath == settings_file or (settings_dir and e.relpath.startswith(settings_dir)):
+            return True
+        return e.relpath.rsplit("/", 1)[-1] in ("apps.py", "manage.py")
+
+    return [e for e in entries if matters(e)]
+
+
+def not_static_inputs(cfg: Config) -> frozenset[str]:
+    names = {"pyproject.toml"}
+    for path in cfg.requirement_files:
+        with contextlib.suppress(ValueError):
+            names.add(path.relative_to(cfg.project_dir).as_posix())
+    return frozenset(names)
 
 
 def image_env(base: ImageInfo) -> tuple[tuple[str, str], ...]:
@@ -373,9 +384,9 @@ def plan_app(
     static_key = (
         _sha(
             "static",
-            deps_key,
+            base.id,
             assemble,
-            context_digest(cfg.project_dir, static_inputs(cfg.project_dir, entries, app)),
+            context_digest(cfg.project_dir, static_inputs(entries, app, not_static_inputs(cfg))),
         )
         if collectstatic
         else ""
@@ -446,12 +457,35 @@ def plan_app(
     )
 
 
-def reusable_static(engine: Engine, current: ImageInfo | None, app: AppPlan) -> bytes | None:
+def same_packages_or_more(current: ImageInfo, deps_key: str, wheels: list[str] | None) -> bool:
+    """Whether the current image's packages are all still installed, unchanged. Packages
+    only added cannot change collectstatic's output: a new Django app must be named in
+    INSTALLED_APPS first, and the settings are part of the static key."""
+    if current.labels.get(f"{LABEL_PREFIX}.deps-key") == deps_key:
+        return True
+    if wheels is None:
+        return False
+    try:
+        before = json.loads(current.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
+    except ValueError:
+        return False
+    return isinstance(before, list) and set(before) <= set(wheels)
+
+
+def reusable_static(
+    engine: Engine,
+    current: ImageInfo | None,
+    app: AppPlan,
+    deps_key: str = "",
+    wheels: list[str] | None = None,
+) -> bytes | None:
     """The collected static files of the current image, as a layer tar, when its static
     inputs equal this build's (then collectstatic would produce the same files)."""
     if current is None or not app.static_key:
         return None
     if current.labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
+        return None
+    if not same_packages_or_more(current, deps_key, wheels):
         return None
     record = engine.read_image_path(current.id, STATIC_ROOT_RECORD)
     if record is None:
@@ -569,7 +603,8 @@ def build_image(
     layer = app.layer
     needs_container = app.collectstatic
     if app.collectstatic:
-        static = reusable_static(engine, current, app)
+        wheels = wheel_ids(resolved) if resolved is not None else None
+        static = reusable_static(engine, current, app, deps.key, wheels)
         if static is not None:
             layer = merge_tars(layer, static)
             needs_container = False

@@ -128,7 +128,7 @@ def uv_env(env):
     return out
 
 
-def ensure_uv(root, pip, env, may_download):
+def ensure_uv(root, get_pip, env, may_download):
     """The uv binary for this platform key, fetched once into the volume with pip (so
     pip picks the wheel that fits the builder). None when it cannot be had."""
     tools = os.path.join(root, "tools")
@@ -138,7 +138,7 @@ def ensure_uv(root, pip, env, may_download):
         tmp = tempfile.mkdtemp(dir=tools, prefix=".download-")
         try:
             proc = subprocess.run(
-                pip
+                get_pip()
                 + [
                     "download",
                     "--only-binary=:all:",
@@ -310,7 +310,14 @@ def main():
     os.makedirs(staging)
     started = time.time()
     try:
-        pip = find_pip(plan["python"])
+        found_pip = []
+
+        def pip():
+            """pip, found on first use: an up-to-date resolution with uv needs none."""
+            if not found_pip:
+                found_pip.append(find_pip(plan["python"]))
+            return found_pip[0]
+
         env = dict(os.environ)
         env.update(secret_env())
         env["PIP_NO_INPUT"] = "1"
@@ -352,7 +359,7 @@ def main():
             if to_build:
                 builders.append(
                     subprocess.Popen(
-                        pip + ["wheel"] + base_args + ["--no-deps"] + to_build,
+                        pip() + ["wheel"] + base_args + ["--no-deps"] + to_build,
                         env=env,
                         cwd=plan["req_dir"],
                     )
@@ -360,7 +367,7 @@ def main():
             failed = download_wheels(to_download, staging, env)
             code = max([b.wait() for b in builders] or [0])
             if code == 0 and failed:
-                code = pip_wheel_groups(pip, base_args, failed, env, plan["req_dir"], 2)
+                code = pip_wheel_groups(pip(), base_args, failed, env, plan["req_dir"], 2)
             if code != 0:
                 log("pip wheel failed (exit %d); nothing was published" % code)
                 return code
@@ -379,7 +386,7 @@ def main():
                     return 4
                 resolved_files.append(fn)
         else:
-            cmd = pip + ["wheel"] + base_args
+            cmd = pip() + ["wheel"] + base_args
             for name in plan["top"]:
                 cmd += ["-r", os.path.join(plan["req_dir"], name)]
             cmd += plan.get("extra", [])
