@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import buildenv, runtime
-from .config import Config, RequirementSet, split_ref
+from .config import Config, RequirementSet, read_requirements, split_ref
 from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
 from .errors import ConfigError, EngineError, WarpdriveError
@@ -350,10 +350,14 @@ def static_inputs(
 
 
 def not_static_inputs(cfg: Config) -> frozenset[str]:
+    """pyproject.toml and every requirement file, included ones too (the shipped names
+    are the files' paths relative to the project)."""
     names = {"pyproject.toml"}
     for path in cfg.requirement_files:
         with contextlib.suppress(ValueError):
             names.add(path.relative_to(cfg.project_dir).as_posix())
+    with contextlib.suppress(WarpdriveError):
+        names.update(name for name, _ in read_requirements(cfg).files)
     return frozenset(names)
 
 
@@ -494,16 +498,46 @@ def reusable_static(
         member = next((m for m in tar if m.isfile()), None)
         fh = tar.extractfile(member) if member else None
         root = fh.read().decode().strip() if fh else ""
-    if not root.startswith("/") or ".." in root.split("/"):
+    root = root.rstrip("/")
+    parts = root.split("/")
+    # only a directory the app owns, below APP_SRC: never "/", "/etc" or a climb out
+    if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
         return None
     static = engine.read_image_path(current.id, root)
     if static is None:
         return None
-    parent = root.rstrip("/").rsplit("/", 1)[0]
+    parent = root.rsplit("/", 1)[0]
+    record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
     return merge_tars(
+        parent_dirs(app.layer, parent, record_dir),
         reprefix_tar(static, parent),
-        reprefix_tar(record, STATIC_ROOT_RECORD.rsplit("/", 1)[0]),
+        reprefix_tar(record, record_dir),
     )
+
+
+def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
+    """Directory entries a reused-static layer needs and the app layer lacks, with the
+    metadata the container build gives them: below APP_SRC as collectstatic makes them
+    (app user, group 0, 2775), the record's directory as root makes it (0755)."""
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        have = {m.name.rstrip("/") for m in tar}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        wanted: list[tuple[str, int, int]] = []
+        rel = static_parent[len(APP_SRC) :].strip("/")
+        path = APP_SRC[1:]
+        for part in rel.split("/") if rel else []:
+            path = f"{path}/{part}"
+            wanted.append((path, APP_UID, 0o2775))
+        wanted.append((record_dir[1:], 0, 0o755))
+        for name, uid, mode in wanted:
+            if name in have:
+                continue
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.uid, info.gid, info.mode = uid, 0, mode
+            out.addfile(info)
+    return buf.getvalue()
 
 
 @dataclass(frozen=True)

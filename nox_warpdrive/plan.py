@@ -121,6 +121,10 @@ def reprefix_tar(data: bytes, prefix: str) -> bytes:
     ):
         for member in tar:
             fh = tar.extractfile(member) if member.isfile() else None
+            # PAX records win over the header fields when written: drop the old ones
+            member.pax_headers = {
+                k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")
+            }
             member.name = f"{prefix}/{member.name}" if prefix else member.name
             if member.islnk():
                 member.linkname = f"{prefix}/{member.linkname}" if prefix else member.linkname

@@ -8,12 +8,13 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from nox_warpdrive import image as image_module
 from nox_warpdrive.config import Config, RequirementSet, load_config, read_requirements
-from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.engine import Engine, ImageInfo
 from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from nox_warpdrive.platform import PlatformKey
@@ -331,7 +332,20 @@ def test_plan_deps_without_resolved_set(tmp_path: Path, no_index: bool) -> None:
 def commit_of(plan: image_module.AppPlan) -> CommitSpec:
     commit = plan.step("sha256:deps").commit
     assert commit is not None
+    assert commit == plan.commit
     return commit
+
+
+SRC_PREFIX = image_module.APP_SRC[1:] + "/"  # layer names are relative to /
+
+
+def layer_src(plan: image_module.AppPlan) -> dict[str, bytes]:
+    """The source files of the app layer, by path relative to APP_SRC."""
+    return {
+        name.removeprefix(SRC_PREFIX): data
+        for name, data in untar(plan.layer).items()
+        if name.startswith(SRC_PREFIX)
+    }
 
 
 def test_plan_app_django(tmp_path: Path) -> None:
@@ -348,16 +362,24 @@ def test_plan_app_django(tmp_path: Path) -> None:
         f"{HELPERS_DIR}/assemble.py",
         "app",
     )
+    assert [d for d, _ in step.files] == ["/", "/tmp"]
+    assert step.user == "0:0"
     build = step_files(step, "/tmp")
+    assert build == untar(plan.helpers)
     build_plan = json.loads(build["warpdrive-build/plan.json"])
     assert build_plan["collectstatic"] is True
     assert build_plan["env"] == {"DJANGO_SETTINGS_MODULE": "site1.settings"}
 
-    src = step_files(step, image_module.APP_SRC)
-    names = {n.removeprefix("./") for n in src}
-    assert {"manage.py", "site1/settings.py", "site1/wsgi.py"} <= names
-    launcher = step_files(step, image_module.APP_ROOT)
-    assert set(launcher) == {"bin/warpdrive-start"}
+    # one layer tar, names relative to /: the source under APP_SRC, the launcher in bin
+    assert step_files(step, "/") == untar(plan.layer)
+    src = layer_src(plan)
+    assert {"manage.py", "site1/settings.py", "site1/wsgi.py"} <= set(src)
+    assert src["site1/settings.py"] == b'WSGI_APPLICATION = "site1.wsgi.application"\n'
+    outside = {n for n in untar(plan.layer) if not n.startswith(SRC_PREFIX)}
+    assert outside == {"opt/app-root/bin/warpdrive-start"}
+    # a layer given to step() replaces the plan's (e.g. with reused static files merged in)
+    other = plan.step("sha256:deps", layer=b"other")
+    assert other.files[0] == ("/", b"other")
 
     commit = commit_of(plan)
     assert commit.user == "1001"
@@ -368,13 +390,21 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert labels["io.warpdrive.app"] == "django site1.wsgi:application"
     assert labels["io.warpdrive.build-key"] == plan.build_key
     assert labels["io.warpdrive.deps-key"] == "depskey"
+    assert labels["io.warpdrive.kind"] == "app"
+    assert plan.collectstatic is True
+    assert plan.static_key and labels["io.warpdrive.static-key"] == plan.static_key
 
 
 def test_plan_app_django_without_collectstatic(tmp_path: Path) -> None:
     cfg = django_project(tmp_path / "site1", collectstatic=False)
-    step = image_module.plan_app(cfg, BASE, PKEY, "k", "s").step("sha256:deps")
+    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    step = plan.step("sha256:deps")
     assert step.command is None
-    assert [d for d, _ in step.files] == [image_module.APP_SRC, image_module.APP_ROOT]
+    assert step.files == (("/", plan.layer),)
+    assert plan.collectstatic is False
+    assert plan.static_key == ""
+    assert plan.commit.labels["io.warpdrive.static-key"] == ""
+    assert plan.commit.labels["io.warpdrive.kind"] == "app"
 
 
 def test_plan_app_wsgi(tmp_path: Path) -> None:
@@ -383,8 +413,11 @@ def test_plan_app_wsgi(tmp_path: Path) -> None:
     assert (plan.app.kind, plan.app.module) == ("wsgi", "wsgi:application")
     step = plan.step("sha256:deps")
     assert step.command is None  # collectstatic is for Django only
-    assert "/tmp" not in [d for d, _ in step.files]
+    assert step.files == (("/", plan.layer),)
     assert plan.files >= 3  # pyproject, requirements, wsgi.py, app/...
+    assert {"wsgi.py", "app/views.py", "requirements.txt"} <= set(layer_src(plan))
+    assert plan.static_key == ""
+    assert plan.commit.labels["io.warpdrive.static-key"] == ""
     commit = commit_of(plan)
     assert commit.user == "1001"
     assert commit.exposed_ports == ("8080/tcp",)
@@ -430,12 +463,22 @@ def test_no_secret_reaches_any_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HTTPS_PROXY", f"http://proxyuser:{SECRET}@proxy:3128")
     cfg = django_project(tmp_path / "site1")
     reqs = requirements_for(cfg)
+    app = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
     steps = [
         wheelhouse_plan(cfg).step(),
         image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False).step,
         image_module.plan_deps(cfg, BASE, PKEY, reqs, None, False).step,
-        image_module.plan_app(cfg, BASE, PKEY, "k", "s").step("sha256:deps"),
+        app.step("sha256:deps"),
     ]
+    # the app layer and helpers also go into an image without any step (append_layer)
+    app_texts = [repr(app)]
+    for data in (app.layer, app.helpers):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            app_texts.extend(repr(m.get_info()) + repr(m.pax_headers) for m in tar)
+        app_texts.extend(v.decode("utf-8", "replace") for v in untar(data).values())
+    for text in app_texts:
+        assert SECRET not in text, ("app", text[:200])
+        assert "pypi.example.com" not in text, ("app", text[:200])
     for step in steps:
         texts = [repr(step), repr(step.commit), repr(step.env)]
         for _, data in step.files:
@@ -517,8 +560,9 @@ def test_build_key_tracks_dockerignore(tmp_path: Path) -> None:
     write(cfg.project_dir, ".dockerignore", "notes.txt\n")
     without = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert without.build_key != with_notes.build_key
-    src = step_files(without.step("x"), image_module.APP_SRC)
-    assert not any(n.removeprefix("./") == "notes.txt" for n in src)
+    assert "notes.txt" in layer_src(with_notes)
+    assert "notes.txt" not in layer_src(without)
+    assert step_files(without.step("x"), "/") == untar(without.layer)
 
 
 def test_project_without_entry_point_is_a_config_error(tmp_path: Path) -> None:
@@ -573,8 +617,8 @@ def test_build_key_tracks_the_git_revision(tmp_path: Path) -> None:
     # same files, new revision: the revision label must not go stale
     assert second.build_key != first.build_key
     assert (
-        second.labels["org.opencontainers.image.revision"]
-        != first.labels["org.opencontainers.image.revision"]
+        second.commit.labels["org.opencontainers.image.revision"]
+        != first.commit.labels["org.opencontainers.image.revision"]
     )
 
 
@@ -615,17 +659,27 @@ class FakeEngine:
         return [i for i in self.images if all(i.labels.get(k) == v for k, v in labels.items())]
 
 
+def find_parent(
+    engine: FakeEngine, cfg: Config, wanted: list[str]
+) -> tuple[ImageInfo, list[str], int] | None:
+    return image_module.find_parent(
+        cast(Engine, engine), cfg, BASE, image_module.Installer("pip"), wanted
+    )
+
+
 def deps_image(
     image_id: str,
     wheels: list[str] | str,
     depth: int = 0,
     installer: str = "pip",
     project: str = "site",
+    kind: str = "deps",
 ) -> ImageInfo:
     return dataclasses.replace(
         BASE,
         id=image_id,
         labels={
+            "io.warpdrive.kind": kind,
             "io.warpdrive.deps-project": project,
             "io.warpdrive.deps-base": BASE.id,
             "io.warpdrive.deps-installer": installer,
@@ -650,21 +704,63 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
             deps_image("sha256:bad", "not json"),
         ]
     )
-    found = image_module.find_parent(engine, cfg, BASE, image_module.Installer("pip"), wanted)  # type: ignore[arg-type]
+    found = find_parent(engine, cfg, wanted)
     assert found is not None
     info, have, depth = found
     assert (info.id, have, depth) == ("sha256:best", ["a@1", "b@2"], 0)
     assert engine.filters == [
-        {"io.warpdrive.deps-project": "site", "io.warpdrive.deps-base": BASE.id}
+        {
+            "io.warpdrive.kind": "deps",
+            "io.warpdrive.deps-project": "site",
+            "io.warpdrive.deps-base": BASE.id,
+        }
     ]
+
+
+def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
+    """An app image inherits every deps label of the deps image it was committed on; only
+    ``kind`` tells them apart. Building the next deps layer on an app image would ship the
+    old app source (and collected static files) inside the deps layer."""
+    cfg = wsgi_project(tmp_path / "site")
+    wanted = ["a@1", "b@2", "c@3"]
+    app_image = deps_image("sha256:app", ["a@1", "b@2"], kind="app")
+    unlabelled = deps_image("sha256:old", ["a@1", "b@2"])
+    unlabelled = dataclasses.replace(
+        unlabelled, labels={k: v for k, v in unlabelled.labels.items() if k != "io.warpdrive.kind"}
+    )
+    engine = FakeEngine([app_image, unlabelled, deps_image("sha256:deps", ["a@1"])])
+    found = find_parent(engine, cfg, wanted)
+    assert found is not None
+    assert found[0].id == "sha256:deps"
+    only_app = FakeEngine([app_image, unlabelled])
+    assert find_parent(only_app, cfg, wanted) is None
+
+
+def test_plan_deps_labels_its_image_as_deps(tmp_path: Path) -> None:
+    """The labels find_parent filters on are the ones plan_deps writes."""
+    cfg = wsgi_project(tmp_path / "site")
+    reqs = requirements_for(cfg)
+    deps = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED[:1], False)
+    assert deps.step.commit is not None
+    labels = dict(deps.step.commit.labels)
+    assert labels["io.warpdrive.kind"] == "deps"
+    built = dataclasses.replace(BASE, id="sha256:built", labels=labels)
+    engine = FakeEngine([built])
+    found = find_parent(engine, cfg, image_module.wheel_ids(RESOLVED))
+    assert found is not None and found[0].id == "sha256:built"
+    # the app image committed on it carries the same deps labels but kind=app
+    app = image_module.plan_app(cfg, BASE, PKEY, deps.key, "s")
+    app_labels = {**labels, **app.commit.labels}
+    assert app_labels["io.warpdrive.kind"] == "app"
+    engine = FakeEngine([dataclasses.replace(BASE, id="sha256:app", labels=app_labels)])
+    wanted = image_module.wheel_ids(RESOLVED)
+    assert find_parent(engine, cfg, wanted) is None
 
 
 def test_find_parent_none_without_candidates(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     engine = FakeEngine([deps_image("sha256:same", ["a@1"])])
-    assert (
-        image_module.find_parent(engine, cfg, BASE, image_module.Installer("pip"), ["a@1"]) is None
-    )  # type: ignore[arg-type]
+    assert find_parent(engine, cfg, ["a@1"]) is None
 
 
 # ----------------------------------------------------------------------------- installer

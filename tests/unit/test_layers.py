@@ -1,0 +1,653 @@
+"""The app layer as one tar: merging and moving tars, the skeleton of parent directories,
+the static inputs that key collectstatic, and reusing collected static files."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from nox_warpdrive import image as image_module
+from nox_warpdrive.config import Config, load_config
+from nox_warpdrive.context import collect, load_ignore_rules
+from nox_warpdrive.engine import Engine, ImageInfo
+from nox_warpdrive.plan import merge_tars, reprefix_tar, tar_files
+from nox_warpdrive.platform import PlatformKey
+from nox_warpdrive.runtime.start import App
+
+BASE = ImageInfo(
+    id="sha256:abc", env=("PATH=/usr/bin:/bin",), labels={}, size=0, layers=1, created=""
+)
+PKEY = PlatformKey(
+    interpreter="cp312",
+    abi="cp312",
+    platform="linux_x86_64",
+    libc="glibc",
+    libc_version="2.36",
+    distro="debian",
+    distro_version="12",
+    python_version="3.12.4",
+)
+SRC = image_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
+RECORD = image_module.STATIC_ROOT_RECORD
+STATIC_ROOT = f"{image_module.APP_SRC}/static"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def write(root: Path, relpath: str, text: str) -> Path:
+    path = root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def make_tar(*members: tuple[str, str, bytes | str | None], **meta: int) -> bytes:
+    """members: (name, kind, payload) with kind "file" (payload: bytes), "dir", "link"
+    (hard link, payload: target) or "symlink" (payload: target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            for key, value in meta.items():
+                setattr(info, key, value)
+            if kind == "file":
+                assert isinstance(payload, bytes)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+                continue
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                info.mode = meta.get("mode", 0o755)
+            elif kind == "link":
+                info.type = tarfile.LNKTYPE
+            elif kind == "symlink":
+                info.type = tarfile.SYMTYPE
+            if isinstance(payload, str):
+                info.linkname = payload
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def members(data: bytes) -> list[tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getmembers()
+
+
+def names(data: bytes) -> list[str]:
+    return [m.name for m in members(data)]
+
+
+def contents(data: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar:
+            if member.isfile():
+                fh = tar.extractfile(member)
+                assert fh is not None
+                out[member.name] = fh.read()
+    return out
+
+
+def by_name(data: bytes) -> dict[str, tarfile.TarInfo]:
+    return {m.name: m for m in members(data)}
+
+
+def missing_parents(data: bytes) -> set[str]:
+    """Directories the engine would have to invent (root:root 0755) to apply the layer."""
+    info = by_name(data)
+    missing = set()
+    for name in info:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            if parent not in info or not info[parent].isdir():
+                missing.add(parent)
+    return missing
+
+
+def django_project(root: Path) -> Config:
+    write(root, "pyproject.toml", '[project]\nname = "site1"\n')
+    write(root, "requirements.txt", "Django>=5\n")
+    write(
+        root,
+        "manage.py",
+        "import os, sys\n"
+        "def main():\n"
+        '    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")\n'
+        "    from django.core.management import execute_from_command_line\n"
+        "    execute_from_command_line(sys.argv)\n",
+    )
+    write(root, "site1/__init__.py", "")
+    write(root, "site1/settings.py", 'WSGI_APPLICATION = "site1.wsgi.application"\n')
+    write(root, "site1/wsgi.py", "application = None\n")
+    write(root, "site1/static/site.css", "body { color: red }\n")
+    write(root, "site1/views.py", "def index(request): ...\n")
+    return load_config(root)
+
+
+def wsgi_project(root: Path) -> Config:
+    write(root, "pyproject.toml", '[project]\nname = "site"\n')
+    write(root, "requirements.txt", "flask\n")
+    write(root, "wsgi.py", "def application(environ, start_response):\n    return []\n")
+    write(root, "app/static/site.css", "body {}\n")
+    return load_config(root)
+
+
+def plan(cfg: Config, deps_key: str = "depskey") -> image_module.AppPlan:
+    return image_module.plan_app(cfg, BASE, PKEY, deps_key, "s")
+
+
+# ----------------------------------------------------------------------------- merge_tars
+
+
+def test_merge_tars_keeps_order_and_contents() -> None:
+    a = make_tar(("d", "dir", None), ("d/a.txt", "file", b"A"), ("d/b.txt", "file", b"B"))
+    b = make_tar(("e", "dir", None), ("e/c.txt", "file", b"C"))
+    merged = merge_tars(a, b)
+    assert names(merged) == ["d", "d/a.txt", "d/b.txt", "e", "e/c.txt"]
+    assert contents(merged) == {"d/a.txt": b"A", "d/b.txt": b"B", "e/c.txt": b"C"}
+
+
+def test_merge_tars_replaces_a_repeated_name_in_its_place() -> None:
+    a = make_tar(("d", "dir", None), ("d/a.txt", "file", b"old"), ("d/b.txt", "file", b"B"))
+    b = make_tar(("d/a.txt", "file", b"new, longer"), ("d/z.txt", "file", b"Z"))
+    merged = merge_tars(a, b)
+    # no duplicate path (engines refuse them) and the replaced file keeps its position
+    assert names(merged) == ["d", "d/a.txt", "d/b.txt", "d/z.txt"]
+    assert contents(merged) == {"d/a.txt": b"new, longer", "d/b.txt": b"B", "d/z.txt": b"Z"}
+    assert by_name(merged)["d/a.txt"].size == len(b"new, longer")
+
+
+def test_merge_tars_later_directory_metadata_wins_but_parents_stay_first() -> None:
+    a = make_tar(("d", "dir", None), ("d/x", "file", b"x"), mode=0o755, uid=0)
+    b = make_tar(("d", "dir", None), ("d/y", "file", b"y"), mode=0o2775, uid=1001)
+    merged = merge_tars(a, b)
+    assert names(merged) == ["d", "d/x", "d/y"]
+    d = by_name(merged)["d"]
+    assert d.isdir()
+    assert (d.mode, d.uid) == (0o2775, 1001)
+
+
+def test_merge_tars_keeps_directories_links_and_metadata() -> None:
+    a = make_tar(
+        ("top", "dir", None),
+        ("top/empty", "dir", None),
+        ("top/f", "file", b"data"),
+        ("top/hard", "link", "top/f"),
+        ("top/soft", "symlink", "f"),
+        uid=1001,
+        gid=0,
+        mode=0o640,
+        mtime=12345,
+    )
+    merged = merge_tars(a)
+    info = by_name(merged)
+    assert info["top/empty"].isdir()
+    assert info["top/hard"].islnk() and info["top/hard"].linkname == "top/f"
+    assert info["top/soft"].issym() and info["top/soft"].linkname == "f"
+    assert (info["top/f"].uid, info["top/f"].mode, info["top/f"].mtime) == (1001, 0o640, 12345)
+    assert contents(merged) == {"top/f": b"data"}
+
+
+def test_merge_tars_with_nothing_is_an_empty_tar() -> None:
+    assert names(merge_tars()) == []
+    assert names(merge_tars(make_tar(), make_tar(("a", "file", b"")))) == ["a"]
+
+
+# ----------------------------------------------------------------------------- reprefix_tar
+
+
+def docker_cp_archive() -> bytes:
+    """What ``get_archive('/some/static')`` returns: names start at the basename."""
+    return make_tar(
+        ("static", "dir", None),
+        ("static/site.css", "file", b"body {}"),
+        ("static/copy.css", "link", "static/site.css"),
+        ("static/alias.css", "symlink", "site.css"),
+        ("static/abs.css", "symlink", "/etc/passwd"),
+    )
+
+
+def test_reprefix_tar_moves_names_and_hard_link_targets() -> None:
+    moved = reprefix_tar(docker_cp_archive(), "/opt/app-root/src/")
+    info = by_name(moved)
+    assert list(info) == [
+        "opt/app-root/src/static",
+        "opt/app-root/src/static/site.css",
+        "opt/app-root/src/static/copy.css",
+        "opt/app-root/src/static/alias.css",
+        "opt/app-root/src/static/abs.css",
+    ]
+    # a hard link names a member of the archive: it moves with it
+    assert info["opt/app-root/src/static/copy.css"].linkname == "opt/app-root/src/static/site.css"
+    # a symlink target is a path inside the image: untouched
+    assert info["opt/app-root/src/static/alias.css"].linkname == "site.css"
+    assert info["opt/app-root/src/static/abs.css"].linkname == "/etc/passwd"
+    assert contents(moved) == {"opt/app-root/src/static/site.css": b"body {}"}
+
+
+def test_reprefix_tar_without_prefix_keeps_names() -> None:
+    data = docker_cp_archive()
+    for prefix in ("", "/"):
+        moved = reprefix_tar(data, prefix)
+        assert names(moved) == names(data)
+        assert by_name(moved)["static/copy.css"].linkname == "static/site.css"
+
+
+@pytest.mark.parametrize("name", ["static/caf\u00e9.css", "static/" + "a" * 120 + ".css"])
+def test_reprefix_tar_moves_names_stored_in_pax_records(name: str) -> None:
+    data = make_tar(
+        ("static", "dir", None), (name, "file", b"x"), ("static/link.css", "link", name)
+    )
+    info = by_name(reprefix_tar(data, "opt/app-root/src"))
+    assert f"opt/app-root/src/{name}" in info
+    assert info["opt/app-root/src/static/link.css"].linkname == f"opt/app-root/src/{name}"
+
+
+# ----------------------------------------------------------------------------- skeleton
+
+
+def test_skeleton_tar_metadata() -> None:
+    info = members(image_module.skeleton_tar())
+    got = [(m.name, m.isdir(), m.uid, m.gid, m.mode) for m in info]
+    assert got == [
+        ("opt", True, 0, 0, 0o755),
+        ("opt/app-root", True, 0, 0, 0o755),
+        ("opt/app-root/bin", True, 0, 0, 0o755),
+        ("opt/app-root/src", True, image_module.APP_UID, 0, 0o2775),
+    ]
+    assert image_module.APP_UID == 1001
+    assert all(m.size == 0 for m in info)
+
+
+# ----------------------------------------------------------------------------- the app layer
+
+
+@pytest.mark.parametrize("project", [django_project, wsgi_project])
+def test_app_layer_has_no_duplicates_and_carries_every_parent(
+    project: Callable[[Path], Config], tmp_path: Path
+) -> None:
+    """A directory the engine must invent while applying a layer is root:root 0755: it
+    would hide the app user's write access to APP_SRC. So every parent is in the layer."""
+    layer = plan(project(tmp_path / "p")).layer
+    layer_names = names(layer)
+    assert len(layer_names) == len(set(layer_names))
+    assert missing_parents(layer) == set()
+    assert all(not n.startswith("/") and ".." not in n.split("/") for n in layer_names)
+
+
+def test_app_layer_ownership_and_modes(tmp_path: Path) -> None:
+    layer = by_name(plan(django_project(tmp_path / "p")).layer)
+    skeleton = by_name(image_module.skeleton_tar())
+    for name, info in skeleton.items():  # the skeleton's metadata is not overridden
+        assert (layer[name].uid, layer[name].gid, layer[name].mode) == (
+            info.uid,
+            info.gid,
+            info.mode,
+        ), name
+    launcher = layer["opt/app-root/bin/warpdrive-start"]
+    assert launcher.isfile()
+    assert (launcher.uid, launcher.mode) == (0, 0o755)
+    src = {n: m for n, m in layer.items() if n.startswith(SRC + "/")}
+    assert f"{SRC}/manage.py" in src and f"{SRC}/site1/static/site.css" in src
+    assert all((m.uid, m.gid) == (image_module.APP_UID, 0) for m in src.values())
+    # parents come before their children
+    order = names(plan(django_project(tmp_path / "p")).layer)
+    for i, name in enumerate(order):
+        parent = name.rsplit("/", 1)[0]
+        if "/" in name:
+            assert order.index(parent) < i, name
+
+
+# ----------------------------------------------------------------------------- static inputs
+
+
+def relpaths(root: Path, app: App, skip: frozenset[str] = frozenset()) -> set[str]:
+    entries = collect(root, load_ignore_rules(root))
+    return {e.relpath for e in image_module.static_inputs(entries, app, skip) if e.kind == "file"}
+
+
+def test_static_inputs(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "p")
+    root = cfg.project_dir
+    write(root, "site1/apps.py", "from django.apps import AppConfig\n")
+    write(root, "site1/models.py", "X = 1\n")
+    write(root, "site1/urls.py", "urlpatterns = []\n")
+    write(root, "site1/settings_extra.py", "Y = 1\n")  # not the settings module
+    write(root, "site1/templates/index.html", "<p>hi</p>\n")
+    write(root, "blog/apps.py", "\n")
+    write(root, "blog/static/blog.js", "1;\n")
+    write(root, "reqs/base.txt", "Django\n")
+    write(root, "requirements.txt", "-r reqs/base.txt\n")
+    cfg = load_config(root)
+    app = image_module.detect_app(root)
+    assert app.settings == "site1.settings"
+    skip = image_module.not_static_inputs(cfg)
+    # packages are compared by their wheels when the files are reused, not by these files
+    assert {"pyproject.toml", "requirements.txt"} <= skip
+    got = relpaths(root, app, skip | {"reqs/base.txt"})
+    for kept in (
+        "manage.py",
+        "site1/settings.py",
+        "site1/apps.py",
+        "blog/apps.py",
+        "site1/static/site.css",
+        "site1/templates/index.html",
+        "blog/static/blog.js",
+    ):
+        assert kept in got, kept
+    for left_out in (
+        "site1/views.py",
+        "site1/models.py",
+        "site1/urls.py",
+        "site1/wsgi.py",
+        "site1/__init__.py",
+        "site1/settings_extra.py",
+        "requirements.txt",
+        "reqs/base.txt",
+        "pyproject.toml",
+    ):
+        assert left_out not in got, left_out
+    # without skip, non-Python files are all kept
+    assert {"requirements.txt", "reqs/base.txt", "pyproject.toml"} <= relpaths(root, app)
+
+
+def test_static_key_ignores_included_requirement_files(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    cfg = django_project(root)
+    write(root, "reqs/base.txt", "Django>=5\n")
+    write(root, "requirements.txt", "-r reqs/base.txt\n-c reqs/constraints.txt\n")
+    write(root, "reqs/constraints.txt", "Django<6\n")
+    cfg = load_config(root)
+    assert "reqs/base.txt" in image_module.not_static_inputs(cfg)
+    first = plan(cfg)
+    write(root, "reqs/base.txt", "Django>=5\nwhitenoise\n")
+    write(root, "reqs/constraints.txt", "Django<5.2\n")
+    assert plan(load_config(root)).static_key == first.static_key
+
+
+def test_static_inputs_with_a_settings_package(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    write(root, "manage.py", "\n")
+    write(root, "site1/__init__.py", "")
+    write(root, "site1/settings/__init__.py", "from .base import *\n")
+    write(root, "site1/settings/base.py", "STATIC_ROOT = 'x'\n")
+    write(root, "site1/settings/prod.py", "DEBUG = False\n")
+    write(root, "site1/settingsfoo.py", "\n")
+    write(root, "site1/views.py", "\n")
+    app = App("django", "site1.wsgi:application", "test", settings="site1.settings")
+    got = relpaths(root, app)
+    assert {
+        "manage.py",
+        "site1/settings/__init__.py",
+        "site1/settings/base.py",
+        "site1/settings/prod.py",
+    } <= got
+    assert not got & {"site1/settingsfoo.py", "site1/views.py", "site1/__init__.py"}
+
+
+def test_static_inputs_keeps_directories_and_symlinks(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    write(root, "site1/views.py", "\n")
+    (root / "site1" / "alias.py").symlink_to("views.py")
+    app = App("django", "m:a", "test", settings="site1.settings")
+    entries = collect(root, load_ignore_rules(root))
+    kept = {(e.relpath, e.kind) for e in image_module.static_inputs(entries, app)}
+    assert ("site1", "dir") in kept
+    assert ("site1/alias.py", "symlink") in kept
+    assert ("site1/views.py", "file") not in kept
+
+
+# ----------------------------------------------------------------------------- static key
+
+
+def test_static_key_survives_a_views_edit(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "p")
+    first = plan(cfg)
+    assert first.collectstatic and len(first.static_key) == 64
+    assert first.commit.labels["io.warpdrive.static-key"] == first.static_key
+    assert plan(cfg).static_key == first.static_key
+
+    write(cfg.project_dir, "site1/views.py", "def index(request): return 1\n")
+    second = plan(cfg)
+    assert second.build_key != first.build_key  # the app layer is rebuilt...
+    assert second.static_key == first.static_key  # ...but the collected files are reused
+
+
+@pytest.mark.parametrize(
+    ("relpath", "text"),
+    [
+        ("requirements.txt", "Django>=5\nwhitenoise\n"),
+        ("pyproject.toml", '[project]\nname = "site1"\nversion = "2"\n'),
+        ("site1/models.py", "X = 2\n"),
+    ],
+)
+def test_static_key_ignores_python_and_requirement_edits(
+    tmp_path: Path, relpath: str, text: str
+) -> None:
+    cfg = django_project(tmp_path / "p")
+    first = plan(cfg)
+    write(cfg.project_dir, relpath, text)
+    again = plan(load_config(cfg.project_dir))
+    assert again.build_key != first.build_key
+    assert again.static_key == first.static_key
+
+
+@pytest.mark.parametrize(
+    ("relpath", "text"),
+    [
+        ("site1/static/site.css", "body { color: blue }\n"),
+        ("site1/static/new.css", "p {}\n"),
+        ("site1/settings.py", 'WSGI_APPLICATION = "site1.wsgi.application"\nSTATIC_URL = "/s/"\n'),
+        ("site1/apps.py", "from django.apps import AppConfig\n"),
+        ("site1/templates/index.html", "<p>hi</p>\n"),
+    ],
+)
+def test_static_key_changes_with_a_static_input(tmp_path: Path, relpath: str, text: str) -> None:
+    cfg = django_project(tmp_path / "p")
+    first = plan(cfg)
+    write(cfg.project_dir, relpath, text)
+    assert plan(cfg).static_key != first.static_key
+
+
+def test_static_key_tracks_the_base_image_not_the_deps(tmp_path: Path) -> None:
+    """Packages are checked when the files are reused (reusable_static), not in the key:
+    adding a package must not throw the collected files away."""
+    cfg = django_project(tmp_path / "p")
+    assert plan(cfg, "deps-a").static_key == plan(cfg, "deps-b").static_key
+    other_base = dataclasses.replace(BASE, id="sha256:other")
+    moved = image_module.plan_app(cfg, other_base, PKEY, "deps-a", "s")
+    assert moved.static_key != plan(cfg, "deps-a").static_key
+
+
+def test_static_key_empty_without_collectstatic(tmp_path: Path) -> None:
+    wsgi = plan(wsgi_project(tmp_path / "w"))
+    assert (wsgi.collectstatic, wsgi.static_key) == (False, "")
+    assert wsgi.commit.labels["io.warpdrive.static-key"] == ""
+    cfg = dataclasses.replace(django_project(tmp_path / "d"), collectstatic=False)
+    off = plan(cfg)
+    assert (off.collectstatic, off.static_key) == (False, "")
+    assert off.commit.labels["io.warpdrive.static-key"] == ""
+
+
+# ----------------------------------------------------------------------------- reusable_static
+
+
+class StaticEngine:
+    """Answers read_image_path like ``docker cp`` out of a created container would."""
+
+    def __init__(self, paths: dict[str, bytes]) -> None:
+        self.paths = paths
+        self.reads: list[tuple[str, str]] = []
+
+    def read_image_path(self, image: str, path: str) -> bytes | None:
+        self.reads.append((image, path))
+        return self.paths.get(path)
+
+
+def record_tar(root: str) -> bytes:
+    return make_tar(("static-root", "file", (root + "\n").encode()))
+
+
+def static_tar() -> bytes:
+    return make_tar(
+        ("static", "dir", None),
+        ("static/site.css", "file", b"body { color: red }\n"),
+        ("static/admin", "dir", None),
+        ("static/admin/base.css", "file", b"admin\n"),
+        uid=image_module.APP_UID,
+        mode=0o664,
+    )
+
+
+def current_image(
+    static_key: str, deps_key: str = "depskey", wheels: list[str] | None = None
+) -> ImageInfo:
+    labels = {"io.warpdrive.static-key": static_key, "io.warpdrive.deps-key": deps_key}
+    if wheels is not None:
+        labels["io.warpdrive.deps-wheels"] = json.dumps(wheels)
+    return dataclasses.replace(BASE, id="sha256:current", labels=labels)
+
+
+def reuse(
+    engine: StaticEngine,
+    current: ImageInfo | None,
+    app: image_module.AppPlan,
+    deps_key: str = "depskey",
+    wheels: list[str] | None = None,
+) -> bytes | None:
+    return image_module.reusable_static(cast(Engine, engine), current, app, deps_key, wheels)
+
+
+def engine_for(root: str = STATIC_ROOT) -> StaticEngine:
+    return StaticEngine({RECORD: record_tar(root), root: static_tar()})
+
+
+def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = engine_for()
+    static = reuse(engine, current_image(app.static_key), app)
+    assert static is not None
+    assert engine.reads == [("sha256:current", RECORD), ("sha256:current", STATIC_ROOT)]
+    info = by_name(static)
+    assert set(info) == {
+        f"{SRC}/static",
+        f"{SRC}/static/site.css",
+        f"{SRC}/static/admin",
+        f"{SRC}/static/admin/base.css",
+        "opt/app-root/.warpdrive",
+        "opt/app-root/.warpdrive/static-root",
+    }
+    assert contents(static)[f"{SRC}/static/site.css"] == b"body { color: red }\n"
+    assert contents(static)["opt/app-root/.warpdrive/static-root"] == f"{STATIC_ROOT}\n".encode()
+    assert info[f"{SRC}/static"].isdir() and info[f"{SRC}/static"].uid == image_module.APP_UID
+    # merged into the app layer (as build_image does): still no duplicate path
+    layer = merge_tars(app.layer, static)
+    assert len(names(layer)) == len(set(names(layer)))
+    assert f"{SRC}/site1/static/site.css" in contents(layer)
+
+
+def test_reusable_static_none_when_labels_differ(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = engine_for()
+    for current in (
+        current_image("another-key"),
+        current_image(""),
+        dataclasses.replace(BASE, id="sha256:current", labels={}),
+    ):
+        assert reuse(engine, current, app) is None
+    assert reuse(engine, None, app) is None
+    assert engine.reads == []  # nothing read from an image that cannot match
+
+
+def test_reusable_static_when_packages_were_only_added(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"), "new-deps")
+    current = current_image(app.static_key, "old-deps", ["a@1", "b@2"])
+    # same deps key: reused whatever the wheel lists say
+    assert reuse(engine_for(), current_image(app.static_key, "new-deps"), app, "new-deps")
+    # a package added, none changed or removed: collectstatic would give the same files
+    assert reuse(engine_for(), current, app, "new-deps", ["a@1", "b@2", "c@3"]) is not None
+    assert reuse(engine_for(), current, app, "new-deps", ["a@1", "b@2"]) is not None
+
+
+@pytest.mark.parametrize(
+    ("labels", "wheels"),
+    [
+        ({"io.warpdrive.deps-wheels": '["a@1","b@2"]'}, ["a@1", "b@3"]),  # a wheel changed
+        ({"io.warpdrive.deps-wheels": '["a@1","b@2"]'}, ["a@1"]),  # a wheel removed
+        ({"io.warpdrive.deps-wheels": '["a@1","b@2"]'}, None),  # unpinned install
+        ({"io.warpdrive.deps-wheels": "not json"}, ["a@1"]),
+        ({"io.warpdrive.deps-wheels": '{"a@1": 1}'}, ["a@1"]),
+        ({}, ["a@1"]),
+    ],
+)
+def test_reusable_static_none_when_packages_changed(
+    tmp_path: Path, labels: dict[str, str], wheels: list[str] | None
+) -> None:
+    app = plan(django_project(tmp_path / "p"), "new-deps")
+    current = current_image(app.static_key, "old-deps")
+    current = dataclasses.replace(current, labels={**current.labels, **labels})
+    engine = engine_for()
+    assert reuse(engine, current, app, "new-deps", wheels) is None
+    assert engine.reads == []
+
+
+def test_reusable_static_none_without_collectstatic(tmp_path: Path) -> None:
+    app = plan(wsgi_project(tmp_path / "w"))
+    engine = engine_for()
+    # an empty key never matches, even an image whose label is empty too
+    assert reuse(engine, current_image(""), app) is None
+    assert engine.reads == []
+
+
+def test_reusable_static_none_when_the_record_is_missing(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = StaticEngine({STATIC_ROOT: static_tar()})
+    assert reuse(engine, current_image(app.static_key), app) is None
+    empty = StaticEngine({RECORD: make_tar(), STATIC_ROOT: static_tar()})
+    assert reuse(empty, current_image(app.static_key), app) is None
+
+
+def test_reusable_static_none_when_the_static_root_is_missing(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = StaticEngine({RECORD: record_tar(STATIC_ROOT)})
+    assert reuse(engine, current_image(app.static_key), app) is None
+
+
+@pytest.mark.parametrize(
+    "root", ["../etc", "relative/static", "", "/opt/app-root/../../etc", "/opt/app-root/src/.."]
+)
+def test_reusable_static_none_for_an_unsafe_record(tmp_path: Path, root: str) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = StaticEngine({RECORD: record_tar(root), root: static_tar()})
+    assert reuse(engine, current_image(app.static_key), app) is None
+    assert engine.reads == [("sha256:current", RECORD)]  # the unsafe path is never read
+
+
+@pytest.mark.parametrize("root", [STATIC_ROOT, f"{image_module.APP_SRC}/var/static"])
+def test_reused_static_layer_carries_every_parent(tmp_path: Path, root: str) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    static = reuse(engine_for(root), current_image(app.static_key), app)
+    assert static is not None
+    assert missing_parents(merge_tars(app.layer, static)) == set()
+
+
+def test_tar_files_makes_its_parent_dirs() -> None:
+    """The launcher tar relies on this: its bin/ parents match the skeleton's."""
+    data = tar_files({"opt/app-root/bin/warpdrive-start": b"#!"}, mode=0o755)
+    info = by_name(data)
+    assert list(info) == [
+        "opt",
+        "opt/app-root",
+        "opt/app-root/bin",
+        "opt/app-root/bin/warpdrive-start",
+    ]
+    assert all((m.uid, m.gid, m.mode) == (0, 0, 0o755) for m in info.values())
