@@ -24,7 +24,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
-DEFAULT_SERVER = "gunicorn"
 
 #: key -> (expected python type(s), human description)
 _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -37,11 +36,17 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "network": ((str,), 'a string, the Docker network for build containers (e.g. "host")'),
     "python": ((str,), 'a string, the Python command inside the images (default "python3")'),
     "collectstatic": ((bool,), "true or false"),
-    "server": ((str,), 'a string: the web server the image starts ("gunicorn")'),
+    "server": (
+        (str,),
+        "a string: the web server the image starts (gunicorn, uvicorn, waitress, mod_wsgi, "
+        "uwsgi); default gunicorn for WSGI apps, uvicorn for ASGI apps",
+    ),
+    "start": ((str,), "a string, the shell command that starts the app"),
+    "app-module": ((str,), 'a string, the app\'s WSGI/ASGI callable as "package.module:name"'),
     "installer": ((str,), '"auto" (uv when it is available for the platform), "uv" or "pip"'),
 }
 
-SUPPORTED_SERVERS = ("gunicorn",)
+SUPPORTED_SERVERS = ("gunicorn", "uvicorn", "waitress", "mod_wsgi", "uwsgi")
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,10 @@ class Config:
     network: str | None = None
     python: str = "python3"
     collectstatic: bool = True
-    server: str = DEFAULT_SERVER
+    server: str | None = None
     installer: str = "auto"
+    start: str | None = None
+    app_module: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -188,8 +195,8 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
             )
         files.append(path)
 
-    server = table.get("server", DEFAULT_SERVER)
-    if server not in SUPPORTED_SERVERS:
+    server = table.get("server")
+    if server is not None and server not in SUPPORTED_SERVERS:
         raise ConfigError(
             f"`server` = {server!r} is not supported",
             fix="use one of: " + ", ".join(SUPPORTED_SERVERS),
@@ -224,7 +231,15 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         collectstatic=table.get("collectstatic", True),
         server=server,
         installer=installer,
+        start=table.get("start"),
+        app_module=table.get("app-module"),
     )
+
+
+def start_config(cfg: Config) -> dict[str, str]:
+    """What the image's start launcher is told (written to .warpdrive/start.json)."""
+    out = {"start": cfg.start, "app_module": cfg.app_module, "server": cfg.server}
+    return {k: v for k, v in out.items() if v}
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import buildenv, runtime
-from .config import Config, RequirementSet, read_requirements, split_ref
+from .config import Config, RequirementSet, read_requirements, split_ref, start_config
 from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
 from .errors import ConfigError, EngineError, WarpdriveError
@@ -35,8 +35,8 @@ from .plan import (
     tar_files,
 )
 from .platform import PlatformKey
-from .runtime.start import App, NotDetected, detect
-from .wheelhouse import probe_image, read_manifest, requirements_for, resolved_set
+from .runtime.start import App
+from .wheelhouse import detect_app, probe_image, read_manifest, requirements_for, resolved_set
 
 APP_ROOT = "/opt/app-root"
 APP_SRC = f"{APP_ROOT}/src"
@@ -45,7 +45,7 @@ APP_UID = 1001
 PORT = 8080
 LABEL_PREFIX = "io.warpdrive"
 #: bump when the layout of the deps layer changes, so old deps images are not reused
-DEPS_FORMAT = "1"
+DEPS_FORMAT = "2"
 
 
 def _sha(*parts: str | bytes) -> str:
@@ -54,16 +54,6 @@ def _sha(*parts: str | bytes) -> str:
         h.update(p if isinstance(p, bytes) else p.encode())
         h.update(b"\0")
     return h.hexdigest()
-
-
-def detect_app(project_dir: Path) -> App:
-    try:
-        return detect(str(project_dir), env={})
-    except NotDetected as exc:
-        raise ConfigError(
-            str(exc),
-            fix="add a wsgi.py with `application`, or a Django manage.py",
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -113,6 +103,7 @@ def find_parent(
     for info in engine.images_with_labels(
         {
             f"{LABEL_PREFIX}.kind": "deps",
+            f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
             f"{LABEL_PREFIX}.deps-project": cfg.name,
             f"{LABEL_PREFIX}.deps-base": base.id,
         }
@@ -186,6 +177,7 @@ def plan_deps(
         labels = {
             # app images inherit these labels; `kind` tells a deps image from them
             f"{LABEL_PREFIX}.kind": "deps",
+            f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
             f"{LABEL_PREFIX}.deps-project": cfg.name,
             f"{LABEL_PREFIX}.deps-base": base.id,
             f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
@@ -281,11 +273,18 @@ class AppPlan:
     static_key: str
     helpers: bytes
     network: str | None
+    server: str | None = None
+    build_hook: bool = False
+
+    @property
+    def runs_something(self) -> bool:
+        """Whether the app layer needs a container (a build step), or can be appended."""
+        return self.collectstatic or self.build_hook
 
     def step(self, deps_image: str, layer: bytes | None = None) -> Step:
         files: list[tuple[str, bytes]] = [("/", self.layer if layer is None else layer)]
         command: tuple[str, ...] | None = None
-        if self.collectstatic:
+        if self.runs_something:
             files.append(("/tmp", self.helpers))
             command = (f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app")
         return Step(
@@ -309,7 +308,9 @@ def skeleton_tar() -> bytes:
         for name, uid, mode in (
             ("opt", 0, 0o755),
             (APP_ROOT[1:], 0, 0o755),
+            (APP_ROOT[1:] + "/.warpdrive", 0, 0o755),
             (APP_ROOT[1:] + "/bin", 0, 0o755),
+            (APP_ROOT[1:] + "/lib", 0, 0o755),
             (APP_SRC[1:], APP_UID, 0o2775),
         ):
             info = tarfile.TarInfo(name)
@@ -319,6 +320,9 @@ def skeleton_tar() -> bytes:
             tar.addfile(info)
     return buf.getvalue()
 
+
+#: warpdrive's build hook: run in the app layer at image build, as the app user
+BUILD_HOOK = ".warpdrive/action_hooks/build"
 
 #: where the app step records Django's STATIC_ROOT inside the image
 STATIC_ROOT_RECORD = f"{APP_ROOT}/.warpdrive/static-root"
@@ -377,14 +381,19 @@ def image_env(base: ImageInfo) -> tuple[tuple[str, str], ...]:
 def plan_app(
     cfg: Config, base: ImageInfo, pkey: PlatformKey, deps_key: str, source_label: str
 ) -> AppPlan:
-    app = detect_app(cfg.project_dir)
+    app, server = detect_app(cfg)
     rules = load_ignore_rules(cfg.project_dir)
     entries = collect(cfg.project_dir, rules)
     digest = context_digest(cfg.project_dir, entries)
     source_tar = build_tar(cfg.project_dir, entries, uid=APP_UID, gid=0, prefix=APP_SRC[1:])
     launcher = runtime.read("start.py")
+    static_lib = runtime.read("warpdrive_static.py")
     assemble = runtime.read("assemble.py")
+    start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
     collectstatic = cfg.collectstatic and app.kind == "django"
+    build_hook = any(
+        e.relpath == BUILD_HOOK and e.kind == "file" and e.mode & 0o100 for e in entries
+    )
     static_key = (
         _sha(
             "static",
@@ -401,6 +410,8 @@ def plan_app(
         deps_key,
         digest,
         launcher,
+        static_lib,
+        start_json,
         assemble,
         str(collectstatic),
         cfg.image,
@@ -419,19 +430,27 @@ def plan_app(
         f"{LABEL_PREFIX}.build-key": build_key,
         f"{LABEL_PREFIX}.static-key": static_key,
         f"{LABEL_PREFIX}.kind": "app",
-        f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}",
+        f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}" + (f" ({server})" if server else ""),
     }
     layer = merge_tars(
         skeleton_tar(),
         source_tar,
         tar_files({APP_ROOT[1:] + "/bin/warpdrive-start": launcher}, mode=0o755),
+        tar_files(
+            {
+                APP_ROOT[1:] + "/lib/warpdrive_static.py": static_lib,
+                APP_ROOT[1:] + "/.warpdrive/start.json": start_json,
+            }
+        ),
     )
     plan = {
         "app_root": APP_ROOT,
         "venv": VENV,
         "uid": APP_UID,
-        "collectstatic": True,
-        "env": {"DJANGO_SETTINGS_MODULE": app.settings or ""},
+        "collectstatic": collectstatic,
+        "build_hook": build_hook,
+        "settings": app.settings or "",
+        "fallback_static_root": f"{APP_SRC}/staticfiles",
     }
     helpers = tar_files(
         {
@@ -458,6 +477,8 @@ def plan_app(
         static_key=static_key,
         helpers=helpers,
         network=cfg.network,
+        server=server,
+        build_hook=build_hook,
     )
 
 
@@ -635,8 +656,8 @@ def build_image(
             engine.tag(deps_id, deps.ref)
     app_started = time.monotonic()
     layer = app.layer
-    needs_container = app.collectstatic
-    if app.collectstatic:
+    needs_container = app.runs_something
+    if app.collectstatic and not app.build_hook:
         wheels = wheel_ids(resolved) if resolved is not None else None
         static = reusable_static(engine, current, app, deps.key, wheels)
         if static is not None:

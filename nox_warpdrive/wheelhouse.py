@@ -10,20 +10,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import buildenv, probe_cache, runtime
-from .config import Config, RequirementSet, read_requirements
+from .config import Config, RequirementSet, normalize, read_requirements, start_config
 from .engine import Engine, ImageInfo, Output
-from .errors import WarpdriveError
+from .errors import ConfigError, WarpdriveError
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
+from .runtime.start import App, NotDetected, choose_server, detect, required_packages
 
-#: servers the start launcher runs, and the requirement that provides each
-SERVER_REQUIREMENTS = {"gunicorn": "gunicorn"}
+
+def detect_app(cfg: Config) -> tuple[App, str | None]:
+    """How the image will start the app, decided on the host at build time with the
+    launcher's own code: an app the image could not start fails the build."""
+    config = start_config(cfg)
+    try:
+        app = detect(str(cfg.project_dir), env={}, config=config)
+        server = choose_server(app, config, {}) if app.interface else None
+    except NotDetected as exc:
+        raise ConfigError(
+            str(exc),
+            fix="add a wsgi.py or asgi.py with `application`, or set `app-module = "
+            '"package.module:app"` or `start = "..."` in [tool.warpdrive]',
+        ) from None
+    return app, server
 
 
 def server_extras(cfg: Config, names: set[str]) -> tuple[str, ...]:
-    """The server the image starts, when the app's requirements lack it."""
-    req = SERVER_REQUIREMENTS[cfg.server]
-    return () if req in names else (req,)
+    """The server (and WhiteNoise for Django) the image needs, when the app's requirements
+    lack them."""
+    app, server = detect_app(cfg)
+    return tuple(p for p in required_packages(app, server) if normalize(p) not in names)
 
 
 def requirements_for(cfg: Config) -> RequirementSet:

@@ -58,6 +58,13 @@ def ensure_user(uid, home):
         fh.write("default:x:%d:0:Default Application User:%s:%s\n" % (uid, home, shell))
 
 
+def passwd_group_writable():
+    """As S2I images do: the start launcher, run under an arbitrary uid in group 0, adds
+    that uid to /etc/passwd so getpwuid() works."""
+    mode = os.stat("/etc/passwd").st_mode & 0o7777
+    os.chmod("/etc/passwd", mode | 0o020)
+
+
 def install_wheels(plan, files, env):
     venv_python = os.path.join(plan["venv"], "bin", "python")
     if plan.get("installer") == "uv":
@@ -110,6 +117,7 @@ def deps(plan):
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
         return
     ensure_user(plan["uid"], src)
+    passwd_group_writable()
     for d in (app_root, src, os.path.join(app_root, "bin")):
         os.makedirs(d, exist_ok=True)
     os.chown(src, plan["uid"], 0)
@@ -158,44 +166,113 @@ def group_writable(top):
             os.chmod(name, mode | ((mode & 0o700) >> 3))
 
 
-def app(plan):
-    """collectstatic as the app user; where the files went is recorded in the image so a
-    later build whose static inputs are unchanged can reuse them without running it."""
-    src = os.path.join(plan["app_root"], "src")
-    uid = plan["uid"]
-    if plan.get("collectstatic"):
-        python = os.path.join(plan["venv"], "bin", "python")
-        env = dict(os.environ, HOME=src, PYTHONDONTWRITEBYTECODE="1")
-        env.update(plan.get("env", {}))
-        cmd = [python, "manage.py", "collectstatic", "--noinput"]
-        log("$ " + " ".join(cmd))
-        proc = subprocess.Popen(
-            cmd,
-            cwd=src,
-            env=env,
-            user=uid,
-            group=0,
-            umask=0o002,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+def read_environment(src):
+    """`.warpdrive/environment` (KEY=VALUE lines), the same rules as warpdrive-start."""
+    out = {}
+    try:
+        with open(os.path.join(src, ".warpdrive", "environment"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if key.startswith("export "):
+            key = key[len("export ") :].strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            out[key] = value
+    return out
+
+
+def run_as_app(plan, cmd, env, capture=False):
+    """Run as the app user (group 0, umask 002: what it writes stays group-writable)."""
+    log("$ " + " ".join(cmd))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=os.path.join(plan["app_root"], "src"),
+        env=env,
+        user=plan["uid"],
+        group=0,
+        umask=0o002,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        lines.append(line)
+    return proc.wait(), "".join(lines)
+
+
+FALLBACK_SETTINGS = """\
+# written by nox-warpdrive for collectstatic: the app's settings have no STATIC_ROOT
+from %(settings)s import *  # noqa
+
+STATIC_ROOT = %(root)r
+try:
+    STATIC_URL
+except NameError:
+    STATIC_URL = "/static/"
+"""
+
+
+def collectstatic(plan, env):
+    python = os.path.join(plan["venv"], "bin", "python")
+    cmd = [python, "manage.py", "collectstatic", "--noinput"]
+    code, output = run_as_app(plan, cmd, env)
+    if code != 0 and "STATIC_ROOT" in output and plan.get("settings"):
+        # warpdrive's fallback: settings without STATIC_ROOT still get their files served
+        log("the settings have no STATIC_ROOT; collecting into %s" % plan["fallback_static_root"])
+        with open(os.path.join(HELPERS, "warpdrive_fallback_settings.py"), "w") as fh:
+            fh.write(
+                FALLBACK_SETTINGS
+                % {"settings": plan["settings"], "root": plan["fallback_static_root"]}
+            )
+        os.chmod(HELPERS, 0o755)
+        env = dict(
+            env,
+            DJANGO_SETTINGS_MODULE="warpdrive_fallback_settings",
+            PYTHONPATH=os.pathsep.join(p for p in (HELPERS, env.get("PYTHONPATH")) if p),
         )
-        root = None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            m = re.search(r"(?:copied|symlinked) to '([^']+)'", line)
-            if m:
-                root = m.group(1)
-        if proc.wait() != 0:
-            log("collectstatic failed with exit code %d" % proc.returncode)
-            raise SystemExit(proc.returncode)
-        if root:
-            group_writable(root)
-            record = os.path.join(plan["app_root"], STATIC_ROOT_RECORD)
-            os.makedirs(os.path.dirname(record), exist_ok=True)
-            with open(record, "w") as fh:
-                fh.write(os.path.normpath(root) + "\n")
+        code, output = run_as_app(plan, cmd, env)
+    if code != 0:
+        log("collectstatic failed with exit code %d" % code)
+        raise SystemExit(code)
+    m = re.findall(r"(?:copied|symlinked|unmodified)[^']* to '([^']+)'", output)
+    if m:
+        root = os.path.normpath(m[-1])
+        group_writable(root)
+        record = os.path.join(plan["app_root"], STATIC_ROOT_RECORD)
+        os.makedirs(os.path.dirname(record), exist_ok=True)
+        with open(record, "w") as fh:
+            fh.write(root + "\n")
+
+
+def app(plan):
+    """The app layer's build steps, as the app user: warpdrive's build hook, then Django's
+    collectstatic. Where the static files went is recorded in the image, so a later build
+    whose static inputs are unchanged can reuse them without running it."""
+    src = os.path.join(plan["app_root"], "src")
+    env = dict(os.environ, HOME=src, PYTHONDONTWRITEBYTECODE="1")
+    for key, value in read_environment(src).items():
+        env.setdefault(key, value)
+    if plan.get("settings"):
+        env.setdefault("DJANGO_SETTINGS_MODULE", plan["settings"])
+    if plan.get("build_hook"):
+        code, _ = run_as_app(plan, [os.path.join(src, ".warpdrive", "action_hooks", "build")], env)
+        if code != 0:
+            log("the build hook failed with exit code %d" % code)
+            raise SystemExit(code)
+    if plan.get("collectstatic"):
+        collectstatic(plan, env)
 
 
 def main():

@@ -2,23 +2,70 @@
 """warpdrive-start: the start launcher shipped into every image (stdlib only).
 
 It finds how to run the app in the current directory and execs the web server, so the
-server is PID 1's direct replacement: `docker stop` sends SIGTERM straight to it and it
+server replaces it as PID 1: `docker stop` sends SIGTERM straight to the server, which
 shuts down gracefully. The same `detect` function is imported by nox-warpdrive on the host
 at build time, so an app the image could not start fails the build, not the deploy.
 
-Detection order (first match wins):
-  1. APP_MODULE environment variable ("package.module:callable")
-  2. manage.py: a Django project; its settings' WSGI_APPLICATION
-  3. wsgi.py or wsgi/__init__.py with `application`
+Detection order (first match wins), modelled on warpdrive and s2i-python-container:
+  1. `start` in [tool.warpdrive] (a shell command)
+  2. `app-module` in [tool.warpdrive], or the APP_MODULE environment variable
+  3. an executable app.sh (APP_SCRIPT names another)
+  4. app.py, run with Python (APP_FILE names another)
+  5. manage.py: a Django project; ASGI_APPLICATION if its settings have one, else
+     WSGI_APPLICATION
+  6. wsgi.py or wsgi/__init__.py defining `application` (or `app`)
+  7. asgi.py or asgi/__init__.py defining `application` (or `app`)
+
+Servers: gunicorn (default for WSGI), uvicorn (default for ASGI), waitress,
+mod_wsgi-express, uwsgi; `server` in [tool.warpdrive] or WARPDRIVE_SERVER_TYPE chooses.
+All listen on 0.0.0.0:$PORT (8080).
+
+At each start, before the server: `.warpdrive/environment` (KEY=VALUE lines) fills in
+variables not already set, an arbitrary uid gets a passwd entry (OpenShift), and an
+executable `.warpdrive/action_hooks/deploy` runs.
 """
 
 import ast
+import json
 import os
 import re
+import shlex
+import signal
+import subprocess
 import sys
-from typing import List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 DEFAULT_PORT = "8080"
+APP_ROOT = os.environ.get("APP_ROOT", "/opt/app-root")
+#: written by the image build: the detection and server settings from [tool.warpdrive]
+CONFIG_FILE = os.path.join(APP_ROOT, ".warpdrive", "start.json")
+#: written by the image build: where Django's collectstatic put the files
+STATIC_ROOT_RECORD = os.path.join(APP_ROOT, ".warpdrive", "static-root")
+#: the WSGI/ASGI wrappers that serve static files live next to this file in the image
+LIB_DIR = os.path.join(APP_ROOT, "lib")
+
+SERVERS = ("gunicorn", "uvicorn", "waitress", "mod_wsgi", "uwsgi")
+#: what each server speaks
+INTERFACES = {
+    "gunicorn": ("wsgi",),
+    "uvicorn": ("asgi",),
+    "waitress": ("wsgi",),
+    "mod_wsgi": ("wsgi",),
+    "uwsgi": ("wsgi",),
+}
+#: the requirement that provides each server
+SERVER_PACKAGES = {
+    "gunicorn": "gunicorn",
+    "uvicorn": "uvicorn",
+    "waitress": "waitress",
+    "mod_wsgi": "mod_wsgi",
+    "uwsgi": "uwsgi",
+}
+#: servers without a static file mapping of their own: WhiteNoise serves Django's files
+NEEDS_WHITENOISE = ("gunicorn", "waitress")
+ASGI_HINTS = re.compile(
+    r"\b(?:fastapi|starlette|quart|litestar|sanic|django\.core\.asgi|get_asgi_application)\b"
+)
 
 
 class NotDetected(Exception):
@@ -26,14 +73,35 @@ class NotDetected(Exception):
 
 
 class App:
-    def __init__(self, kind: str, module: str, how: str, settings: Optional[str] = None) -> None:
-        self.kind = kind  # "django" | "wsgi"
-        self.module = module  # "pkg.mod:callable"
-        self.how = how  # human text: why we chose this
+    """How to start an app. ``kind``: command | python | django | wsgi | asgi."""
+
+    def __init__(
+        self,
+        kind: str,
+        module: str,
+        how: str,
+        settings: Optional[str] = None,
+        interface: Optional[str] = None,
+        command: Optional[List[str]] = None,
+    ) -> None:
+        self.kind = kind
+        self.module = module  # "pkg.mod:callable" for wsgi/asgi/django
+        self.how = how  # human text: why this was chosen
         self.settings = settings  # Django settings module
+        self.interface = interface  # "wsgi" | "asgi" | None (a command)
+        self.command = command  # for kind command/python
 
     def __repr__(self) -> str:
-        return "App(%r, %r, %r, %r)" % (self.kind, self.module, self.how, self.settings)
+        return "App(%r, %r, %r, %r, %r)" % (
+            self.kind,
+            self.module,
+            self.how,
+            self.settings,
+            self.interface,
+        )
+
+
+# -- detection ------------------------------------------------------------------------
 
 
 def _django_settings(app_dir: str, env: Mapping[str, str]) -> Optional[str]:
@@ -56,6 +124,14 @@ def _module_file(app_dir: str, module: str) -> Optional[str]:
     return None
 
 
+def _parse(path: str) -> Optional[ast.Module]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return ast.parse(fh.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
 def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[str]:
     """A string constant assigned at the top level of a settings module, read with ast so
     that nothing of the app is imported. Star imports (`from .base import *`, the split
@@ -63,10 +139,8 @@ def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[s
     path = _module_file(app_dir, module)
     if path is None or depth > 8:
         return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            tree = ast.parse(fh.read(), path)
-    except (OSError, SyntaxError, ValueError):
+    tree = _parse(path)
+    if tree is None:
         return None
     is_package = path.endswith("__init__.py")
     value = None  # type: Optional[str]
@@ -94,19 +168,98 @@ def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[s
     return value
 
 
+def _defines(path: str, names: List[str]) -> Optional[str]:
+    """The first of ``names`` bound at the top level of a module (assignment, def, class
+    or import), without importing it."""
+    tree = _parse(path)
+    if tree is None:
+        return None
+    bound = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    bound.add(t.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for a in node.names:
+                bound.add((a.asname or a.name).split(".")[0])
+    for name in names:
+        if name in bound:
+            return name
+    return None
+
+
+def _guess_interface(app_dir: str, module: str) -> str:
+    """ASGI when the module's source names an ASGI framework; WSGI otherwise."""
+    path = _module_file(app_dir, module.split(":", 1)[0])
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                if ASGI_HINTS.search(fh.read()):
+                    return "asgi"
+        except OSError:
+            pass
+    return "wsgi"
+
+
 def _dotted_to_module(dotted: str) -> str:
     mod, _, attr = dotted.rpartition(".")
     return "%s:%s" % (mod, attr) if mod else dotted
 
 
-def detect(app_dir: str, env: Optional[Mapping[str, str]] = None) -> App:
+def detect(
+    app_dir: str,
+    env: Optional[Mapping[str, str]] = None,
+    config: Optional[Mapping[str, object]] = None,
+) -> App:
     """How to start the app in app_dir. Raises NotDetected listing what was tried."""
     env = os.environ if env is None else env
-    if env.get("APP_MODULE"):
-        return App("wsgi", env["APP_MODULE"], "APP_MODULE environment variable")
+    config = config or {}
+    server = str(config.get("server") or env.get("WARPDRIVE_SERVER_TYPE") or "")
+    start = config.get("start")
+    if isinstance(start, str) and start.strip():
+        return App("command", start, "`start` in [tool.warpdrive]", command=["sh", "-c", start])
+    module = config.get("app_module") or env.get("APP_MODULE")
+    if isinstance(module, str) and module:
+        if ":" not in module:
+            module += ":application"
+        interface = (
+            INTERFACES[server][0] if server in INTERFACES else _guess_interface(app_dir, module)
+        )
+        how = "`app-module` in [tool.warpdrive]" if config.get("app_module") else "APP_MODULE"
+        return App(interface, module, how, interface=interface)
+    script = env.get("APP_SCRIPT") or "app.sh"
+    path = os.path.join(app_dir, script)
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return App("command", script, "executable %s" % script, command=[os.path.abspath(path)])
+    appfile = env.get("APP_FILE") or "app.py"
+    if os.path.isfile(os.path.join(app_dir, appfile)):
+        return App(
+            "python",
+            appfile,
+            "%s, run with Python" % appfile,
+            command=[sys.executable if env is os.environ else "python", appfile],
+        )
     if os.path.isfile(os.path.join(app_dir, "manage.py")):
         settings = _django_settings(app_dir, env)
         if settings:
+            asgi = _setting(app_dir, settings, "ASGI_APPLICATION")
+            if (asgi and server not in ("gunicorn", "waitress", "mod_wsgi", "uwsgi")) or (
+                server == "uvicorn"
+            ):
+                target = _dotted_to_module(asgi) if asgi else None
+                if target is None:
+                    target = _default_django_module(app_dir, settings, "asgi")
+                return App(
+                    "django",
+                    target,
+                    "Django project %s (ASGI)" % settings,
+                    settings,
+                    interface="asgi",
+                )
             wsgi = _setting(app_dir, settings, "WSGI_APPLICATION")
             if wsgi:
                 return App(
@@ -114,29 +267,68 @@ def detect(app_dir: str, env: Optional[Mapping[str, str]] = None) -> App:
                     _dotted_to_module(wsgi),
                     "Django project, WSGI_APPLICATION in %s" % settings,
                     settings,
+                    interface="wsgi",
                 )
-            # no setting: the nearest package above the settings with a wsgi module
-            parts = settings.split(".")[:-1]
-            while parts:
-                if _module_file(app_dir, ".".join(parts + ["wsgi"])):
-                    break
-                parts.pop()
-            package = ".".join(parts) or settings.split(".")[0]
             return App(
                 "django",
-                package + ".wsgi:application",
+                _default_django_module(app_dir, settings, "wsgi"),
                 "Django project %s (default wsgi module)" % settings,
                 settings,
+                interface="wsgi",
             )
-    if os.path.isfile(os.path.join(app_dir, "wsgi.py")) or os.path.isfile(
-        os.path.join(app_dir, "wsgi", "__init__.py")
-    ):
-        return App("wsgi", "wsgi:application", "wsgi.py")
+    for interface in ("wsgi", "asgi"):
+        found = _module_file(app_dir, interface)
+        if found:
+            name = _defines(found, ["application", "app"])
+            if name:
+                return App(
+                    interface, "%s:%s" % (interface, name), "%s.py" % interface, interface=interface
+                )
     raise NotDetected(
-        "no way to start the app was found in %s; looked for, in order: the APP_MODULE "
-        "environment variable, manage.py (Django, with DJANGO_SETTINGS_MODULE), "
-        "wsgi.py or wsgi/__init__.py defining `application`" % app_dir
+        "no way to start the app was found in %s; looked for, in order: `start` or "
+        "`app-module` in [tool.warpdrive] (or APP_MODULE), an executable app.sh, app.py, "
+        "manage.py (Django, with DJANGO_SETTINGS_MODULE), wsgi.py or asgi.py defining "
+        "`application`" % app_dir
     )
+
+
+def _default_django_module(app_dir: str, settings: str, kind: str) -> str:
+    """The nearest package above the settings that has a wsgi/asgi module."""
+    parts = settings.split(".")[:-1]
+    while parts:
+        if _module_file(app_dir, ".".join(parts + [kind])):
+            break
+        parts.pop()
+    package = ".".join(parts) or settings.split(".")[0]
+    return "%s.%s:application" % (package, kind)
+
+
+def choose_server(app: App, config: Mapping[str, object], env: Mapping[str, str]) -> str:
+    """The server for a WSGI/ASGI app; raises NotDetected for a mismatch."""
+    server = str(config.get("server") or env.get("WARPDRIVE_SERVER_TYPE") or "")
+    if not server:
+        return "uvicorn" if app.interface == "asgi" else "gunicorn"
+    if server not in SERVERS:
+        raise NotDetected("unknown server %r; use one of %s" % (server, ", ".join(SERVERS)))
+    if app.interface and app.interface not in INTERFACES[server]:
+        raise NotDetected(
+            "%s serves %s apps, but %s is an %s app; choose another `server`"
+            % (server, "/".join(INTERFACES[server]).upper(), app.module, app.interface.upper())
+        )
+    return server
+
+
+def required_packages(app: App, server: Optional[str]) -> List[str]:
+    """What the image must have installed to start this app this way."""
+    if app.kind in ("command", "python") or server is None:
+        return []
+    out = [SERVER_PACKAGES[server]]
+    if app.kind == "django" and server in NEEDS_WHITENOISE:
+        out.append("whitenoise")
+    return out
+
+
+# -- running --------------------------------------------------------------------------
 
 
 def _cgroup_memory_limit() -> Optional[int]:
@@ -165,42 +357,242 @@ def default_workers(cpus: Optional[int] = None, memory: Optional[int] = None) ->
     return max(1, min(12, workers))
 
 
-def server_command(app: App, env: Mapping[str, str]) -> List[str]:
+def static_files(app: App) -> Optional[str]:
+    """Django's collected static files in this image, if any."""
+    if app.kind != "django":
+        return None
+    try:
+        with open(STATIC_ROOT_RECORD) as fh:
+            root = fh.read().strip()
+    except OSError:
+        return None
+    return root if os.path.isdir(root) else None
+
+
+def server_command(
+    app: App, env: Mapping[str, str], server: Optional[str] = None, reload: bool = False
+) -> List[str]:
+    """The command line that serves the app; env gets WARPDRIVE_* for the wrappers."""
+    if app.command is not None:
+        return list(app.command)
+    server = server or ("uvicorn" if app.interface == "asgi" else "gunicorn")
     port = env.get("PORT") or DEFAULT_PORT
     workers = env.get("WEB_CONCURRENCY") or str(default_workers())
-    return [
-        "gunicorn",
-        "--bind",
-        "0.0.0.0:%s" % port,
-        "--workers",
-        workers,
-        "--access-logfile",
-        "-",
-        "--error-logfile",
-        "-",
-        "--graceful-timeout",
-        env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
-        app.module,
-    ]
+    module = app.module
+    static = static_files(app) if not reload else None
+    if static and server in NEEDS_WHITENOISE:
+        module = "warpdrive_static:application"  # WhiteNoise around the app (lib/)
+    if server == "gunicorn":
+        cmd = [
+            "gunicorn",
+            "--bind",
+            "0.0.0.0:%s" % port,
+            "--workers",
+            workers,
+            "--access-logfile",
+            "-",
+            "--error-logfile",
+            "-",
+            "--graceful-timeout",
+            env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
+        ]
+        if reload:
+            cmd.append("--reload")
+        return cmd + [module]
+    if server == "uvicorn":
+        cmd = [
+            "uvicorn",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            port,
+            "--proxy-headers",
+            "--timeout-graceful-shutdown",
+            env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
+        ]
+        cmd += ["--reload"] if reload else ["--workers", workers]
+        if static:
+            cmd += ["--app-dir", LIB_DIR, "warpdrive_static:asgi_application"]
+            return cmd
+        return cmd + [module]
+    if server == "waitress":
+        return [
+            "waitress-serve",
+            "--listen=0.0.0.0:%s" % port,
+            "--threads=%s" % max(4, int(workers)),
+            module,
+        ]
+    if server == "uwsgi":
+        mod, _, attr = app.module.partition(":")
+        cmd = [
+            "uwsgi",
+            "--http-socket",
+            "0.0.0.0:%s" % port,
+            "--master",
+            "--die-on-term",
+            "--need-app",
+            "--processes",
+            workers,
+            "--module",
+            "%s:%s" % (mod, attr or "application"),
+            "--log-x-forwarded-for",
+            "--enable-threads",
+        ]
+        if static:
+            cmd += ["--static-map", "%s=%s" % (_static_url(app, env), static)]
+        return cmd
+    if server == "mod_wsgi":
+        mod, _, attr = app.module.partition(":")
+        cmd = [
+            "mod_wsgi-express",
+            "start-server",
+            "--port",
+            port,
+            "--processes",
+            workers,
+            "--log-to-terminal",
+            "--access-log",
+            "--startup-log",
+            "--server-root",
+            os.path.join(env.get("TMPDIR", "/tmp"), "mod_wsgi"),
+            "--application-type",
+            "module",
+            "--callable-object",
+            attr or "application",
+        ]
+        if static:
+            cmd += ["--url-alias", _static_url(app, env).rstrip("/"), static]
+        return cmd + [mod]
+    raise NotDetected("unknown server %r" % server)
+
+
+def _static_url(app: App, env: Mapping[str, str]) -> str:
+    url = (
+        env.get("WARPDRIVE_STATIC_URL")
+        or (_setting(os.getcwd(), app.settings, "STATIC_URL") if app.settings else None)
+        or "/static/"
+    )
+    return url if url.startswith("/") else "/" + url
+
+
+def read_environment(app_dir: str) -> Dict[str, str]:
+    """`.warpdrive/environment`: KEY=VALUE lines, # comments, optional quotes."""
+    out = {}  # type: Dict[str, str]
+    try:
+        with open(os.path.join(app_dir, ".warpdrive", "environment"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if key.startswith("export "):
+            key = key[len("export ") :].strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            out[key] = value
+    return out
+
+
+def ensure_passwd_entry() -> None:
+    """An arbitrary uid (OpenShift runs images as one, in group 0) has no passwd entry;
+    getpwuid() then fails in many libraries. The image makes /etc/passwd group-writable,
+    as S2I images do, so the entry can be added here."""
+    uid = os.getuid()
+    if uid == 0:
+        return
+    try:
+        import pwd
+
+        pwd.getpwuid(uid)
+        return
+    except (KeyError, ImportError):
+        pass
+    try:
+        with open("/etc/passwd", "a") as fh:
+            fh.write(
+                "default:x:%d:%d:Default Application User:%s:/usr/sbin/nologin\n"
+                % (uid, os.getgid(), os.environ.get("HOME", "/opt/app-root/src"))
+            )
+    except OSError:
+        pass
+
+
+def load_config() -> Dict[str, object]:
+    try:
+        with open(CONFIG_FILE, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_hook(app_dir: str, name: str, env: Mapping[str, str]) -> None:
+    hook = os.path.join(app_dir, ".warpdrive", "action_hooks", name)
+    if os.path.isfile(hook) and os.access(hook, os.X_OK):
+        sys.stderr.write("warpdrive-start: running %s hook\n" % name)
+        sys.stderr.flush()
+        code = subprocess.call([hook], cwd=app_dir, env=dict(env))
+        if code != 0:
+            sys.stderr.write("warpdrive-start: %s hook failed with exit code %d\n" % (name, code))
+            raise SystemExit(code)
+
+
+def _serve_waitress(cmd: List[str]) -> int:
+    """waitress in this process: it has no SIGTERM handling of its own, and a server
+    killed by the signal exits 143; `docker stop` should end with 0."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    from waitress.runner import run  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    run(argv=cmd)
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     app_dir = os.getcwd()
+    reload = "--reload" in argv
+    for key, value in read_environment(app_dir).items():
+        os.environ.setdefault(key, value)
+    config = load_config()
     try:
-        app = detect(app_dir)
+        app = detect(app_dir, config=config)
+        server = choose_server(app, config, os.environ) if app.interface else None
     except NotDetected as exc:
         sys.stderr.write("warpdrive-start: %s\n" % exc)
         return 2
     env = dict(os.environ)
     if app.settings:
         env.setdefault("DJANGO_SETTINGS_MODULE", app.settings)
-    cmd = server_command(app, env)
+    cmd = server_command(app, env, server, reload=reload)
+    if cmd and cmd[-1].startswith("warpdrive_static:"):
+        env["WARPDRIVE_APPLICATION"] = app.module
+        env["WARPDRIVE_STATIC_ROOT"] = static_files(app) or ""
+        env["WARPDRIVE_STATIC_URL"] = _static_url(app, env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (LIB_DIR, app_dir, env.get("PYTHONPATH")) if p
+        )
     if argv[:1] == ["--print"]:
-        print(" ".join(cmd))
+        print(" ".join(shlex.quote(c) for c in cmd))
         return 0
+    ensure_passwd_entry()
+    run_hook(app_dir, "deploy", env)
     sys.stderr.write("warpdrive-start: %s -> %s\n" % (app.how, " ".join(cmd)))
     sys.stderr.flush()
+    if server == "waitress" and not reload:
+        os.environ.clear()
+        os.environ.update(env)
+        sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [app_dir]
+        return _serve_waitress(cmd)
     os.execvpe(cmd[0], cmd, env)
     return 1  # pragma: no cover
 

@@ -62,7 +62,7 @@ def test_defaults_come_from_project_name(tmp_path: Path) -> None:
     assert cfg.network is None
     assert cfg.python == "python3"
     assert cfg.collectstatic is True
-    assert cfg.server == "gunicorn"
+    assert cfg.server is None  # chosen by the app: gunicorn for WSGI, uvicorn for ASGI
     assert cfg.installer == "auto"
     assert cfg.project_dir == root.resolve()
 
