@@ -433,10 +433,88 @@ class Engine:
             return text + f"\n(exit code {result.exit_code})"
         return text
 
-    # -- containers for the run session and tests ----------------------------------------
+    # -- app containers (the run session) ------------------------------------------------
 
-    def start_container(self, image: str, **kwargs: Any) -> Any:
-        return self.client.containers.run(image, detach=True, **kwargs)
+    def remove_app(self, name: str) -> None:
+        """Remove an earlier `run` container of this name (only one this tool started)."""
+        with contextlib.suppress(docker.errors.NotFound):
+            old = self.client.containers.get(name)
+            if old.labels.get(OWNER_LABEL) == "nox-warpdrive-run":
+                _remove(old)
+
+    def start_app(
+        self, image: str, name: str, host_port: int, env: Mapping[str, str] | None = None
+    ) -> str:
+        """Start the app image like `docker run -d -p PORT:8080 --name NAME`; an older
+        container of that name made by this tool is replaced."""
+        with contextlib.suppress(docker.errors.NotFound):
+            old = self.client.containers.get(name)
+            if old.labels.get(OWNER_LABEL) != "nox-warpdrive-run":
+                raise EngineError(
+                    f"a container named {name!r} exists and was not started by nox-warpdrive",
+                    fix=f"remove it (`docker rm -f {name}`) or pass -- --name OTHER",
+                )
+            _remove(old)
+        try:
+            container = self.client.containers.run(
+                image,
+                detach=True,
+                name=name,
+                ports={"8080/tcp": host_port},
+                environment=dict(env or {}),
+                labels={OWNER_LABEL: "nox-warpdrive-run"},
+            )
+        except docker.errors.ImageNotFound:
+            raise EngineError(
+                f"image {image!r} is not on the engine", fix="build it first: `nox -s image`"
+            ) from None
+        except docker.errors.APIError as exc:
+            text = str(exc)
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.client.containers.get(name).remove(force=True)
+            if "allocated" in text or "address already in use" in text:
+                raise EngineError(
+                    f"port {host_port} is already in use",
+                    fix="stop what uses it, or choose another port: `nox -s run -- --port 8081`",
+                ) from None
+            raise EngineError(f"cannot start {image}: {_short(exc)}") from None
+        return str(container.id)
+
+    def container_state(self, container_id: str) -> tuple[bool, int | None]:
+        """(running, exit code once it stopped)."""
+        try:
+            c = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return False, None
+        state = c.attrs.get("State") or {}
+        return bool(state.get("Running")), state.get("ExitCode")
+
+    def follow_logs(self, container_id: str, out: Output) -> None:
+        """Stream a container's output until it stops."""
+        with contextlib.suppress(docker.errors.NotFound):
+            _follow(self.client.containers.get(container_id), out, deque(maxlen=1))
+
+    def logs_tail(self, container_id: str, lines: int = 40) -> str:
+        try:
+            raw = self.client.containers.get(container_id).logs(tail=lines)
+        except docker.errors.NotFound:
+            return ""
+        return bytes(raw).decode("utf-8", "replace")
+
+    def stop_app(self, container_id: str, timeout: int = 10) -> int | None:
+        """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``), remove, return the
+        exit code."""
+        try:
+            c = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+        try:
+            c.stop(timeout=timeout)
+            c.reload()
+            code = (c.attrs.get("State") or {}).get("ExitCode")
+        finally:
+            _remove(c)
+        return int(code) if code is not None else None
 
 
 def _follow(container: Any, out: Output, tail: deque[str]) -> None:

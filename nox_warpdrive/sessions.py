@@ -8,6 +8,7 @@ Registering contacts nothing: ``nox -l`` works without a Docker engine and with 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from .config import load_config
 from .engine import Engine
 from .errors import WarpdriveError
 
-SESSION_NAMES = ("wheelhouse", "image")
+SESSION_NAMES = ("wheelhouse", "image", "serve", "run")
 
 
 class _ArgError(Exception):
@@ -77,6 +78,54 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     _out(result.table())
 
 
+def run_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nox -s run --", add_help=False)
+    p.add_argument("--port", type=int, default=8080, help="host port (default 8080)")
+    p.add_argument("--detach", action="store_true", help="leave it running")
+    p.add_argument("--name", help="container name (default <name>-run)")
+    p.add_argument("--tag", metavar="REF", help="run REF instead of `image`")
+    return p
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nox -s serve --", add_help=False)
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--reload", action="store_true", help="restart on code changes")
+    return p
+
+
+def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
+    from .run import run
+
+    args = run_parser().parse_args(list(posargs))
+    cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
+    run(cfg, Engine.connect(), _out, port=args.port, detach=args.detach, name=args.name)
+
+
+def serve_plan(
+    project_dir: Path, posargs: Sequence[str]
+) -> tuple[list[list[str]], dict[str, str], list[str]]:
+    """What `serve` installs (pip argument lists), its environment and the command: the
+    image's own launcher, run from this package, in the session's virtualenv."""
+    from .config import start_config
+    from .runtime import start as launcher
+    from .wheelhouse import requirements_for
+
+    args = serve_parser().parse_args(list(posargs))
+    cfg = load_config(project_dir)
+    reqs = requirements_for(cfg)
+    installs = [["-r", str(f)] for f in cfg.requirement_files]
+    if cfg.dependencies:
+        installs.append(list(cfg.dependencies))
+    if reqs.extra:
+        installs.append(list(reqs.extra))
+    env = {"PORT": str(args.port), "WARPDRIVE_START_CONFIG": json.dumps(start_config(cfg))}
+    command = ["python", str(Path(launcher.__file__).resolve())]
+    if args.reload:
+        command.append("--reload")
+    return installs, env, command
+
+
 def _guard(
     session: Any,
     fn: Callable[[Path, Sequence[str], Callable[[str], None]], None],
@@ -115,5 +164,25 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
         """Build the app image from the wheelhouse (-- --no-index, -- --tag REF)."""
         _guard(session, run_image, root)
 
+    def run(session: Any) -> None:
+        """Run the built image, wait until it answers HTTP (-- --port N, -- --detach)."""
+        _guard(session, run_container, root)
+
+    def serve(session: Any) -> None:
+        """Run the app here as the image would: same launcher and server (-- --reload)."""
+        directory = root or Path.cwd()
+        try:
+            installs, env, command = serve_plan(directory, session.posargs)
+        except _ArgError as exc:
+            session.error(f"bad arguments: {exc}")
+        except WarpdriveError as exc:
+            session.error(str(exc))
+        for args in installs:
+            session.install(*args)
+        session.chdir(str(directory))
+        session.run(*command, env=env)
+
     nox.session(name=prefix + "wheelhouse", venv_backend="none", default=False)(wheelhouse)
     nox.session(name=prefix + "image", venv_backend="none", default=False)(image)
+    nox.session(name=prefix + "run", venv_backend="none", default=False)(run)
+    nox.session(name=prefix + "serve", default=False)(serve)

@@ -524,9 +524,13 @@ def ensure_passwd_entry() -> None:
 
 
 def load_config() -> Dict[str, object]:
+    """The image's start.json; `nox -s serve` passes the same in WARPDRIVE_START_CONFIG."""
     try:
-        with open(CONFIG_FILE, encoding="utf-8") as fh:
-            data = json.load(fh)
+        if os.environ.get("WARPDRIVE_START_CONFIG"):
+            data = json.loads(os.environ["WARPDRIVE_START_CONFIG"])
+        else:
+            with open(CONFIG_FILE, encoding="utf-8") as fh:
+                data = json.load(fh)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
