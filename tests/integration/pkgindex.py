@@ -101,6 +101,12 @@ SERVED_REQUIREMENTS: tuple[str, ...] = (
     "Django==5.2.19",
     "asgiref==3.13.0",
     "sqlparse==0.6.1",
+    # the other servers, and WhiteNoise for Django's static files
+    "uvicorn==0.54.0",
+    "click==8.5.1",
+    "h11==0.16.0",
+    "waitress==3.0.2",
+    "whitenoise==6.12.0",
 )
 
 # Bump to invalidate cached builds when the way they are produced changes.

@@ -43,14 +43,19 @@ def test_simple_tree_lists_every_project(simple: Path) -> None:
     projects = sorted(p.name for p in simple.iterdir() if p.is_dir())
     assert projects == [
         "asgiref",
+        "click",
         "django",
         "gunicorn",
+        "h11",
         "setuptools",
         "sqlparse",
         "uv",
+        "uvicorn",
+        "waitress",
         "wd-cext-demo",
         "wd-extra-demo",
         "wd-pure-demo",
+        "whitenoise",
     ]
     files = sorted(p.name for p in (simple.parent / "files").iterdir())
     assert "wd_cext_demo-0.1.0.tar.gz" in files
