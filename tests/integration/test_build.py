@@ -171,6 +171,18 @@ def test_nox_sessions_build_an_image_that_serves_as_non_root(
         assert out.decode().split() == ["1001", "0"]
         code, _ = container.exec_run(["sh", "-c", "command -v gcc || command -v cc"])
         assert code != 0, "a compiler is in the runtime image"
+        # no wheel files and no pip/uv cache beyond what the base image ships
+        code, out = container.exec_run(
+            user="0",
+            cmd=[
+                "sh",
+                "-c",
+                "find / -xdev \\( -name '*.whl' -o -path '*/.cache/pip' -o -path '*/.cache/uv' "
+                "-o -path '*/warpdrive-build*' \\) -not -path '/usr/share/python-wheels/*' "
+                "-not -path '/usr/lib/python3*/ensurepip/*'",
+            ],
+        )
+        assert out.decode().strip() == "", out.decode()
         started = time.monotonic()
         container.stop(timeout=10)
         container.reload()
