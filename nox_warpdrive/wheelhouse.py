@@ -15,16 +15,26 @@ from .engine import Engine, ImageInfo, Output
 from .errors import ConfigError, WarpdriveError
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
-from .runtime.start import App, NotDetected, choose_server, detect, required_packages
+from .runtime.start import (
+    App,
+    NotDetected,
+    choose_server,
+    detect,
+    read_environment,
+    required_packages,
+)
 
 
 def detect_app(cfg: Config) -> tuple[App, str | None]:
     """How the image will start the app, decided on the host at build time with the
     launcher's own code: an app the image could not start fails the build."""
     config = start_config(cfg)
+    # the image applies .warpdrive/environment before detecting; the host's own
+    # environment is not the image's and is left out
+    env = read_environment(str(cfg.project_dir))
     try:
-        app = detect(str(cfg.project_dir), env={}, config=config)
-        server = choose_server(app, config, {}) if app.interface else None
+        app = detect(str(cfg.project_dir), env=env, config=config)
+        server = choose_server(app, config, env) if app.interface else None
     except NotDetected as exc:
         raise ConfigError(
             str(exc),

@@ -21,7 +21,11 @@ def _target() -> Any:
 
 
 def _root() -> str:
-    return os.environ.get("WARPDRIVE_STATIC_ROOT", "")
+    root = os.environ.get("WARPDRIVE_STATIC_ROOT", "")
+    if not root or not os.path.isabs(root):
+        # never the working directory: that would serve the app's source
+        raise RuntimeError("WARPDRIVE_STATIC_ROOT must name the collected static files")
+    return root
 
 
 def _prefix() -> str:

@@ -14,6 +14,7 @@ from nox_warpdrive.config import (
     load_config,
     normalize,
     read_requirements,
+    start_config,
 )
 from nox_warpdrive.errors import ConfigError, WarpdriveError
 
@@ -239,8 +240,33 @@ def test_installer(tmp_path: Path) -> None:
 
 
 def test_unsupported_server(tmp_path: Path) -> None:
-    msg = config_error(project(tmp_path / "p", '[tool.warpdrive]\nserver = "uwsgi"\n'))
-    assert "`server`" in msg and "gunicorn" in msg
+    msg = config_error(project(tmp_path / "p", '[tool.warpdrive]\nserver = "hypercorn"\n'))
+    assert "`server`" in msg and "hypercorn" in msg
+    for name in ("gunicorn", "uvicorn", "waitress", "mod_wsgi", "uwsgi"):
+        assert name in msg
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn", "waitress", "mod_wsgi", "uwsgi"])
+def test_supported_servers(tmp_path: Path, server: str) -> None:
+    cfg = load_config(project(tmp_path / "p", f'[tool.warpdrive]\nserver = "{server}"\n'))
+    assert cfg.server == server
+
+
+def test_start_and_app_module_go_to_the_launcher(tmp_path: Path) -> None:
+    root = project(
+        tmp_path / "p",
+        '[tool.warpdrive]\nstart = "python serve.py"\napp-module = "site.web:app"\n'
+        'server = "waitress"\n',
+    )
+    cfg = load_config(root)
+    assert (cfg.start, cfg.app_module) == ("python serve.py", "site.web:app")
+    assert start_config(cfg) == {
+        "start": "python serve.py",
+        "app_module": "site.web:app",
+        "server": "waitress",
+    }
+    # unset keys are left out: the launcher detects
+    assert start_config(load_config(project(tmp_path / "q", ""))) == {}
 
 
 def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:

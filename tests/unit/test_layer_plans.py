@@ -261,7 +261,9 @@ def test_skeleton_tar_metadata() -> None:
     assert got == [
         ("opt", True, 0, 0, 0o755),
         ("opt/app-root", True, 0, 0, 0o755),
+        ("opt/app-root/.warpdrive", True, 0, 0, 0o755),
         ("opt/app-root/bin", True, 0, 0, 0o755),
+        ("opt/app-root/lib", True, 0, 0, 0o755),
         ("opt/app-root/src", True, image_module.APP_UID, 0, 0o2775),
     ]
     assert image_module.APP_UID == 1001
@@ -328,8 +330,9 @@ def test_static_inputs(tmp_path: Path) -> None:
     write(root, "reqs/base.txt", "Django\n")
     write(root, "requirements.txt", "-r reqs/base.txt\n")
     cfg = load_config(root)
-    app = image_module.detect_app(root)
+    app, server = image_module.detect_app(cfg)
     assert app.settings == "site1.settings"
+    assert server == "gunicorn"
     skip = image_module.not_static_inputs(cfg)
     # packages are compared by their wheels when the files are reused, not by these files
     assert {"pyproject.toml", "requirements.txt"} <= skip
@@ -543,7 +546,7 @@ def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
         f"{SRC}/static/site.css",
         f"{SRC}/static/admin",
         f"{SRC}/static/admin/base.css",
-        "opt/app-root/.warpdrive",
+        # its directory is in the app layer already (start.json lives there)
         "opt/app-root/.warpdrive/static-root",
     }
     assert contents(static)[f"{SRC}/static/site.css"] == b"body { color: red }\n"
@@ -552,6 +555,7 @@ def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
     # merged into the app layer (as build_image does): still no duplicate path
     layer = merge_tars(app.layer, static)
     assert len(names(layer)) == len(set(names(layer)))
+    assert missing_parents(layer) == set()
     assert f"{SRC}/site1/static/site.css" in contents(layer)
 
 

@@ -195,15 +195,69 @@ def test_requirements_for_sees_gunicorn_in_an_included_file(tmp_path: Path) -> N
 def test_requirements_for_project_dependencies(tmp_path: Path) -> None:
     root = tmp_path / "site"
     write(root, "pyproject.toml", '[project]\nname = "x"\ndependencies = ["GUNICORN"]\n')
+    write(root, "wsgi.py", "application = None\n")
     assert requirements_for(load_config(root)).extra == ()
 
 
 def test_requirements_for_without_any_requirements_installs_the_server(tmp_path: Path) -> None:
     root = tmp_path / "site"
     write(root, "pyproject.toml", '[project]\nname = "x"\n')
+    write(root, "wsgi.py", "application = None\n")
     reqs = requirements_for(load_config(root))
     assert reqs.extra == ("gunicorn",)
     assert reqs.top == ()
+
+
+@pytest.mark.parametrize(
+    ("files", "table", "extra"),
+    [
+        ({"asgi.py": "app = None\n"}, "", ("uvicorn",)),
+        ({"wsgi.py": "application = None\n"}, 'server = "waitress"\n', ("waitress",)),
+        ({"wsgi.py": "application = None\n"}, 'server = "uwsgi"\n', ("uwsgi",)),
+        ({"wsgi.py": "application = None\n"}, 'server = "mod_wsgi"\n', ("mod_wsgi",)),
+        # a command starts itself: no server to install
+        ({"app.py": "print('hi')\n"}, "", ()),
+        ({"wsgi.py": "application = None\n"}, 'start = "python serve.py"\n', ()),
+        ({"web.py": "from fastapi import FastAPI\n"}, 'app-module = "web:app"\n', ("uvicorn",)),
+    ],
+)
+def test_requirements_for_adds_the_server_detection_chose(
+    tmp_path: Path, files: dict[str, str], table: str, extra: tuple[str, ...]
+) -> None:
+    root = tmp_path / "site"
+    write(root, "pyproject.toml", f'[project]\nname = "x"\n[tool.warpdrive]\n{table}')
+    write(root, "requirements.txt", "somelib\n")
+    for name, text in files.items():
+        write(root, name, text)
+    assert requirements_for(load_config(root)).extra == extra
+
+
+def test_requirements_for_django_adds_whitenoise_for_gunicorn(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "site1")
+    assert requirements_for(cfg).extra == ("gunicorn", "whitenoise")
+    write(cfg.project_dir, "requirements.txt", "Django>=5\nWhiteNoise[brotli]\n")
+    assert requirements_for(load_config(cfg.project_dir)).extra == ("gunicorn",)
+
+
+def test_requirements_for_django_asgi_gets_uvicorn_only(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "site1")
+    write(
+        cfg.project_dir,
+        "site1/settings.py",
+        'WSGI_APPLICATION = "site1.wsgi.application"\n'
+        'ASGI_APPLICATION = "site1.asgi.application"\n',
+    )
+    assert requirements_for(cfg).extra == ("uvicorn",)
+
+
+def test_requirements_for_without_an_entry_point_is_a_config_error(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(root, "pyproject.toml", '[project]\nname = "x"\n')
+    write(root, "requirements.txt", "flask\n")
+    with pytest.raises(ConfigError) as info:
+        requirements_for(load_config(root))
+    assert "wsgi.py" in str(info.value)
+    assert info.value.fix and "app-module" in info.value.fix
 
 
 def test_gunicorn_only_in_a_constraints_file_still_gets_installed(tmp_path: Path) -> None:
@@ -368,7 +422,12 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert build == untar(plan.helpers)
     build_plan = json.loads(build["warpdrive-build/plan.json"])
     assert build_plan["collectstatic"] is True
-    assert build_plan["env"] == {"DJANGO_SETTINGS_MODULE": "site1.settings"}
+    assert build_plan["build_hook"] is False
+    assert build_plan["settings"] == "site1.settings"
+    assert build_plan["fallback_static_root"] == f"{image_module.APP_SRC}/staticfiles"
+    assert "env" not in build_plan
+    assert plan.server == "gunicorn"
+    assert plan.runs_something is True
 
     # one layer tar, names relative to /: the source under APP_SRC, the launcher in bin
     assert step_files(step, "/") == untar(plan.layer)
@@ -376,7 +435,13 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert {"manage.py", "site1/settings.py", "site1/wsgi.py"} <= set(src)
     assert src["site1/settings.py"] == b'WSGI_APPLICATION = "site1.wsgi.application"\n'
     outside = {n for n in untar(plan.layer) if not n.startswith(SRC_PREFIX)}
-    assert outside == {"opt/app-root/bin/warpdrive-start"}
+    assert outside == {
+        "opt/app-root/bin/warpdrive-start",
+        "opt/app-root/lib/warpdrive_static.py",
+        "opt/app-root/.warpdrive/start.json",
+    }
+    # nothing set in [tool.warpdrive]: the launcher detects, as the build did
+    assert json.loads(untar(plan.layer)["opt/app-root/.warpdrive/start.json"]) == {}
     # a layer given to step() replaces the plan's (e.g. with reused static files merged in)
     other = plan.step("sha256:deps", layer=b"other")
     assert other.files[0] == ("/", b"other")
@@ -387,7 +452,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert commit.exposed_ports == ("8080/tcp",)
     assert commit.cmd == ("warpdrive-start",)
     labels = dict(commit.labels)
-    assert labels["io.warpdrive.app"] == "django site1.wsgi:application"
+    assert labels["io.warpdrive.app"] == "django site1.wsgi:application (gunicorn)"
     assert labels["io.warpdrive.build-key"] == plan.build_key
     assert labels["io.warpdrive.deps-key"] == "depskey"
     assert labels["io.warpdrive.kind"] == "app"
@@ -421,6 +486,46 @@ def test_plan_app_wsgi(tmp_path: Path) -> None:
     commit = commit_of(plan)
     assert commit.user == "1001"
     assert commit.exposed_ports == ("8080/tcp",)
+
+
+def test_plan_app_with_a_build_hook_runs_a_step(tmp_path: Path) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    hook = write(cfg.project_dir, ".warpdrive/action_hooks/build", "#!/bin/sh\necho hi\n")
+    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    assert plan.build_hook is False  # not executable: not a hook
+    assert plan.step("sha256:deps").command is None
+    hook.chmod(0o755)
+    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    assert (plan.build_hook, plan.collectstatic, plan.runs_something) == (True, False, True)
+    step = plan.step("sha256:deps")
+    assert step.command == (
+        f"{image_module.VENV}/bin/python",
+        f"{HELPERS_DIR}/assemble.py",
+        "app",
+    )
+    build_plan = json.loads(step_files(step, "/tmp")["warpdrive-build/plan.json"])
+    assert (build_plan["build_hook"], build_plan["collectstatic"]) == (True, False)
+    assert build_plan["settings"] == ""
+
+
+def test_plan_app_ships_the_start_settings(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write(
+        root,
+        "pyproject.toml",
+        '[project]\nname = "site"\n[tool.warpdrive]\napp-module = "web:app"\nserver = "waitress"\n',
+    )
+    write(root, "web.py", "app = None\n")
+    first = image_module.plan_app(load_config(root), BASE, PKEY, "k", "s")
+    assert (first.app.kind, first.app.module, first.server) == ("wsgi", "web:app", "waitress")
+    start_json = untar(first.layer)["opt/app-root/.warpdrive/start.json"]
+    assert json.loads(start_json) == {"app_module": "web:app", "server": "waitress"}
+    assert first.commit.labels["io.warpdrive.app"] == "wsgi web:app (waitress)"
+    # the start settings are part of the build key, even with the same source
+    cfg = dataclasses.replace(load_config(root), server="gunicorn")
+    second = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    assert second.server == "gunicorn"
+    assert second.build_key != first.build_key
 
 
 def test_plan_app_env_and_labels(tmp_path: Path) -> None:
@@ -569,7 +674,9 @@ def test_project_without_entry_point_is_a_config_error(tmp_path: Path) -> None:
     root = tmp_path / "nothing"
     write(root, "pyproject.toml", '[project]\nname = "nothing"\n')
     write(root, "requirements.txt", "flask\n")
-    write(root, "app.py", "app = object()\n")
+    write(root, "main.py", "app = object()\n")  # not a name the launcher looks for
+    write(root, "app.sh", "#!/bin/sh\n")  # not executable: ignored
+    write(root, "wsgi.py", "handler = object()\n")  # neither `application` nor `app`
     cfg = load_config(root)
     with pytest.raises(ConfigError) as info:
         image_module.plan_app(cfg, BASE, PKEY, "k", "s")
@@ -674,12 +781,14 @@ def deps_image(
     installer: str = "pip",
     project: str = "site",
     kind: str = "deps",
+    deps_format: str = image_module.DEPS_FORMAT,
 ) -> ImageInfo:
     return dataclasses.replace(
         BASE,
         id=image_id,
         labels={
             "io.warpdrive.kind": kind,
+            "io.warpdrive.deps-format": deps_format,
             "io.warpdrive.deps-project": project,
             "io.warpdrive.deps-base": BASE.id,
             "io.warpdrive.deps-installer": installer,
@@ -694,6 +803,8 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     wanted = ["a@1", "b@2", "c@3"]
     engine = FakeEngine(
         [
+            # an older layout of the deps layer, listed first: never built on
+            deps_image("sha256:old-format", ["a@1", "b@2"], deps_format="1"),
             deps_image("sha256:small", ["a@1"]),
             deps_image("sha256:best", ["a@1", "b@2"]),
             deps_image("sha256:same", wanted),  # not a strict subset: nothing to add
@@ -711,6 +822,7 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     assert engine.filters == [
         {
             "io.warpdrive.kind": "deps",
+            "io.warpdrive.deps-format": image_module.DEPS_FORMAT,
             "io.warpdrive.deps-project": "site",
             "io.warpdrive.deps-base": BASE.id,
         }

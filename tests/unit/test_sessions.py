@@ -81,10 +81,11 @@ def write(root: Path, relpath: str, text: str) -> Path:
 
 def test_registers_wheelhouse_and_image(registry: dict[str, Any], no_docker: list[str]) -> None:
     nox_warpdrive.sessions()
-    assert set(registry) == {"wheelhouse", "image"}
+    assert set(registry) == {"wheelhouse", "image", "run", "serve"}
     for name, func in registry.items():
         assert func.name == name
-        assert func.venv_backend == "none"
+        # serve installs the app's requirements: the only one with a virtualenv
+        assert (func.venv_backend == "none") is (name != "serve")
         assert func.python is None
         assert func.default is False  # building images is never a default session
         assert func.__doc__ and func.__doc__.strip()
@@ -104,7 +105,16 @@ def test_registering_contacts_no_docker_and_reads_no_config(
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     nox_warpdrive.sessions()
     nox_warpdrive.sessions(prefix="wd-", project_dir=tmp_path / "does-not-exist")
-    assert set(registry) == {"wheelhouse", "image", "wd-wheelhouse", "wd-image"}
+    assert set(registry) == {
+        "wheelhouse",
+        "image",
+        "run",
+        "serve",
+        "wd-wheelhouse",
+        "wd-image",
+        "wd-run",
+        "wd-serve",
+    }
     assert no_docker == []
 
 
@@ -130,7 +140,7 @@ def test_prefix_registers_beside_existing_sessions(registry: dict[str, Any]) -> 
         pass
 
     nox_warpdrive.sessions(prefix="wd-")
-    assert set(registry) == {"image", "wd-wheelhouse", "wd-image"}
+    assert set(registry) == {"image", "wd-wheelhouse", "wd-image", "wd-run", "wd-serve"}
     assert registry["wd-image"].venv_backend == "none"
     assert registry["image"].func is not registry["wd-image"].func
     with pytest.raises(WarpdriveError, match="'wd-wheelhouse' is already registered"):

@@ -164,18 +164,24 @@ def test_manage_py_without_settings_falls_through_to_wsgi(tmp_path: Path) -> Non
 
 
 def test_nothing_found_lists_what_was_looked_for(tmp_path: Path) -> None:
-    write(tmp_path, "app.py", "app = None\n")
+    write(tmp_path, "main.py", "app = None\n")  # not a name the launcher looks for
+    write(tmp_path, "app.sh", "#!/bin/sh\n")  # not executable
     write(tmp_path, "wsgi", "a file, not a package\n")
+    write(tmp_path, "asgi.py", "handler = None\n")  # neither `application` nor `app`
     with pytest.raises(NotDetected) as info:
         detect(str(tmp_path), env={})
     msg = str(info.value)
     assert str(tmp_path) in msg
     for looked_for in (
+        "`start`",
+        "`app-module`",
         "APP_MODULE",
+        "app.sh",
+        "app.py",
         "manage.py",
         "DJANGO_SETTINGS_MODULE",
         "wsgi.py",
-        "wsgi/__init__.py",
+        "asgi.py",
     ):
         assert looked_for in msg
 
@@ -253,9 +259,21 @@ def test_server_command_empty_port_uses_default() -> None:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("APP_MODULE", "DJANGO_SETTINGS_MODULE", "PORT", "WEB_CONCURRENCY"):
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in (
+        "APP_MODULE",
+        "APP_SCRIPT",
+        "APP_FILE",
+        "DJANGO_SETTINGS_MODULE",
+        "PORT",
+        "WEB_CONCURRENCY",
+        "WARPDRIVE_SERVER_TYPE",
+        "WARPDRIVE_START_CONFIG",
+    ):
         monkeypatch.delenv(key, raising=False)
+    # no image files of the host's /opt/app-root may leak in
+    monkeypatch.setattr(start, "CONFIG_FILE", str(tmp_path / "no-start.json"))
+    monkeypatch.setattr(start, "STATIC_ROOT_RECORD", str(tmp_path / "no-static-root"))
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -290,7 +308,11 @@ def test_shipped_launcher_runs_standalone(tmp_path: Path) -> None:
     launcher.write_bytes(runtime.read("start.py"))
     app_dir = tmp_path / "app"
     write(app_dir, "wsgi.py", "application = None\n")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "WEB_CONCURRENCY": "3"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "WEB_CONCURRENCY": "3",
+        "APP_ROOT": str(tmp_path / "app-root"),  # no start.json: detection alone
+    }
     proc = subprocess.run(
         [sys.executable, "-I", str(launcher), "--print"],
         cwd=app_dir,
