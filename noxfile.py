@@ -22,3 +22,11 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "nox_warpdrive", "tests")
     session.run("ruff", "format", "--check", "nox_warpdrive", "tests")
     session.run("mypy")
+
+
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Build times against Dockerfile peers (slow; `-- --runs 3`): bench/RESULTS.md."""
+    import sys
+
+    session.run(sys.executable, "bench/run.py", *session.posargs, external=True)

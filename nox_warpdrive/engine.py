@@ -160,13 +160,23 @@ class Engine:
     def read_image_path(self, image: str, path: str) -> bytes | None:
         """A tar of ``path`` inside an image (docker cp from a created, never started
         container); None when it does not exist."""
+        with self.image_reader(image) as read:
+            return read(path)
+
+    @contextlib.contextmanager
+    def image_reader(self, image: str) -> Iterator[Callable[[str], bytes | None]]:
+        """Read several paths of an image through one created (never started) container."""
         container = self.client.containers.create(image, command=["true"], entrypoint=[])
-        try:
+
+        def read(path: str) -> bytes | None:
             try:
                 stream, _ = container.get_archive(path)
             except docker.errors.NotFound:
                 return None
             return b"".join(stream)
+
+        try:
+            yield read
         finally:
             _remove(container)
 

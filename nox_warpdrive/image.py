@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import buildenv, runtime
+from . import runtime
 from .config import Config, RequirementSet, read_requirements, split_ref, start_config
 from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
@@ -36,7 +36,14 @@ from .plan import (
 )
 from .platform import PlatformKey
 from .runtime.start import App
-from .wheelhouse import detect_app, probe_image, read_manifest, requirements_for, resolved_set
+from .wheelhouse import (
+    build_wheelhouse,
+    detect_app,
+    probe_image,
+    read_manifest,
+    requirements_for,
+    resolved_set,
+)
 
 APP_ROOT = "/opt/app-root"
 APP_SRC = f"{APP_ROOT}/src"
@@ -379,7 +386,12 @@ def image_env(base: ImageInfo) -> tuple[tuple[str, str], ...]:
 
 
 def plan_app(
-    cfg: Config, base: ImageInfo, pkey: PlatformKey, deps_key: str, source_label: str
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    deps_key: str,
+    source_label: str,
+    requirements_digest: str = "",
 ) -> AppPlan:
     app, server = detect_app(cfg)
     rules = load_ignore_rules(cfg.project_dir)
@@ -429,6 +441,8 @@ def plan_app(
         f"{LABEL_PREFIX}.deps-key": deps_key,
         f"{LABEL_PREFIX}.build-key": build_key,
         f"{LABEL_PREFIX}.static-key": static_key,
+        f"{LABEL_PREFIX}.requirements": requirements_digest,
+        f"{LABEL_PREFIX}.installer-setting": cfg.installer,
         f"{LABEL_PREFIX}.kind": "app",
         f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}" + (f" ({server})" if server else ""),
     }
@@ -512,19 +526,20 @@ def reusable_static(
         return None
     if not same_packages_or_more(current, deps_key, wheels):
         return None
-    record = engine.read_image_path(current.id, STATIC_ROOT_RECORD)
-    if record is None:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(record)) as tar:
-        member = next((m for m in tar if m.isfile()), None)
-        fh = tar.extractfile(member) if member else None
-        root = fh.read().decode().strip() if fh else ""
-    root = root.rstrip("/")
-    parts = root.split("/")
-    # only a directory the app owns, below APP_SRC: never "/", "/etc" or a climb out
-    if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
-        return None
-    static = engine.read_image_path(current.id, root)
+    with engine.image_reader(current.id) as read:
+        record = read(STATIC_ROOT_RECORD)
+        if record is None:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(record)) as tar:
+            member = next((m for m in tar if m.isfile()), None)
+            fh = tar.extractfile(member) if member else None
+            root = fh.read().decode().strip() if fh else ""
+        root = root.rstrip("/")
+        parts = root.split("/")
+        # only a directory the app owns, below APP_SRC: never "/", "/etc" or a climb out
+        if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
+            return None
+        static = read(root)
     if static is None:
         return None
     parent = root.rsplit("/", 1)[0]
@@ -594,6 +609,35 @@ class ImageResult:
         return "\n".join(lines)
 
 
+def known_deps(
+    engine: Engine,
+    cfg: Config,
+    current: ImageInfo | None,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    reqs: RequirementSet,
+) -> ImageInfo | None:
+    """The deps image of the current image, when it was built for exactly these
+    requirements on this base: then the wheelhouse need not even be read (a code change
+    rebuilds the app layer and nothing else)."""
+    if current is None:
+        return None
+    labels = current.labels
+    if (
+        labels.get(f"{LABEL_PREFIX}.requirements") != reqs.digest
+        or labels.get(f"{LABEL_PREFIX}.base-image-id") != base.id
+        or labels.get(f"{LABEL_PREFIX}.platform-key") != pkey.slug
+        or labels.get(f"{LABEL_PREFIX}.installer-setting") != cfg.installer
+        or labels.get(f"{LABEL_PREFIX}.deps-format") != DEPS_FORMAT
+    ):
+        return None
+    key = labels.get(f"{LABEL_PREFIX}.deps-key", "")
+    deps = engine.image(f"warpdrive-deps/{cfg.name}:{key[:20]}") if key else None
+    if deps is None or deps.labels.get(f"{LABEL_PREFIX}.deps-key") != key:
+        return None
+    return deps
+
+
 def build_image(
     cfg: Config,
     engine: Engine,
@@ -602,64 +646,89 @@ def build_image(
     no_index: bool | None = None,
     tag: str | None = None,
 ) -> ImageResult:
+    """Build (or find up to date) the app image. Without --no-index, requirements the
+    wheelhouse lacks are built into it first (cached, incremental); with it, they are an
+    error and nothing is fetched."""
     started = time.monotonic()
     no_index = cfg.no_index if no_index is None else no_index
     ref = tag or cfg.image
     split_ref(ref)
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
     reqs = requirements_for(cfg)
-    manifest = read_manifest(engine, cfg.volume, pkey, base.id)
-    resolved = resolved_set(manifest, reqs.digest)
-    if resolved is None and no_index:
-        what = "was never built" if not manifest else "was built for other requirements"
-        raise WarpdriveError(
-            f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
-            "--no-index forbids fetching anything",
-            fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
-        )
-    if resolved is None:
-        out(
-            "warpdrive: the wheelhouse does not match the requirements; installing from the "
-            "index (run `nox -s wheelhouse` to make image builds offline and cached)"
-        )
-    installer = choose_installer(cfg, manifest, pkey)
-    deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer)
-    app = plan_app(cfg, base, pkey, deps.key, source_label=cfg.project_dir.name)
-
     current = engine.image(ref)
+    timings: list[tuple[str, float]] = []
+
+    deps: DepsPlan | None = None
+    resolved: list[dict[str, str]] | None = None
+    deps_image = known_deps(engine, cfg, current, base, pkey, reqs)
+    if deps_image is not None:
+        deps_key = deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
+    else:
+        manifest = read_manifest(engine, cfg.volume, pkey, base.id)
+        resolved = resolved_set(manifest, reqs.digest)
+        if resolved is None and no_index:
+            what = "was never built" if not manifest else "was built for other requirements"
+            raise WarpdriveError(
+                f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
+                "--no-index forbids fetching anything",
+                fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
+            )
+        if resolved is None:
+            out("warpdrive: the wheelhouse lacks these requirements; building them first")
+            wheels_started = time.monotonic()
+            result_wh = build_wheelhouse(cfg, engine, out)
+            out(f"warpdrive: {result_wh.summary()}")
+            timings.append(("wheelhouse", time.monotonic() - wheels_started))
+            manifest = read_manifest(engine, cfg.volume, pkey, base.id)
+            resolved = resolved_set(manifest, reqs.digest)
+            if resolved is None:
+                raise WarpdriveError(
+                    "the wheelhouse was built but does not list these requirements",
+                    fix="run `nox -s wheelhouse` and read its output",
+                )
+        installer = choose_installer(cfg, manifest, pkey)
+        deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer)
+        deps_key = deps.key
+    app = plan_app(
+        cfg,
+        base,
+        pkey,
+        deps_key,
+        source_label=cfg.project_dir.name,
+        requirements_digest=reqs.digest,
+    )
     if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
         return ImageResult(
             ref, current.id, True, True, current.size, current.layers, time.monotonic() - started
         )
 
-    timings: list[tuple[str, float]] = []
-    deps_image = engine.image(deps.ref)
-    deps_reused = bool(deps_image and deps_image.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key)
-    if deps_image is not None and deps_reused:
+    if deps_image is None and deps is not None:
+        found = engine.image(deps.ref)
+        if found is not None and found.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key:
+            deps_image = found
+    deps_reused = deps_image is not None
+    if deps_image is not None:
         deps_id = deps_image.id
     else:
-        if resolved is not None:
-            parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
-            if parent is not None:
-                deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer, parent)
-                out(
-                    f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
-                    f"layer {parent[0].id.split(':')[-1][:12]}"
-                )
-        secrets = buildenv.build_secrets() if deps.step.uses_secrets else {}
-        with engine.secrets_volume(secrets, base.id) as sv:
-            result = engine.run_checked(deps.step, out, sv)
+        assert deps is not None and resolved is not None
+        parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+        if parent is not None:
+            deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer, parent)
+            out(
+                f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
+                f"layer {parent[0].id.split(':')[-1][:12]}"
+            )
+        result = engine.run_checked(deps.step, out)
         assert result.image_id is not None
         deps_id = result.image_id
         timings.append(("deps", result.seconds))
-        if resolved is not None:  # only a pinned deps layer is worth keeping for reuse
-            engine.tag(deps_id, deps.ref)
+        engine.tag(deps_id, deps.ref)
     app_started = time.monotonic()
     layer = app.layer
     needs_container = app.runs_something
     if app.collectstatic and not app.build_hook:
         wheels = wheel_ids(resolved) if resolved is not None else None
-        static = reusable_static(engine, current, app, deps.key, wheels)
+        static = reusable_static(engine, current, app, deps_key, wheels)
         if static is not None:
             layer = merge_tars(layer, static)
             needs_container = False

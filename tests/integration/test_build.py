@@ -301,11 +301,12 @@ def test_secrets_never_land_in_images_volumes_or_logs(
     app: App = make_app(["wd-pure-demo"])
     lines: list[str] = []
     wheelhouse(app, engine, lines)
-    # requirements changed after the wheelhouse: the deps step must use the index,
-    # so the secrets reach a container that is committed
+    # requirements changed after the wheelhouse: `image` builds the missing wheel into
+    # the wheelhouse first (secrets in use again), then the image
     app.requirements.append("wd-extra-demo")
     app.write()
     image(app, engine, lines, no_index=False)
+    assert any("lacks these requirements; building them first" in line for line in lines)
 
     assert canary not in "\n".join(lines), "a secret was printed"
     saved = b"".join(engine.client.images.get(app.image).save())

@@ -3,11 +3,12 @@ the static inputs that key collectstatic, and reusing collected static files."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -485,15 +486,26 @@ def test_static_key_empty_without_collectstatic(tmp_path: Path) -> None:
 
 
 class StaticEngine:
-    """Answers read_image_path like ``docker cp`` out of a created container would."""
+    """Answers image reads like ``docker cp`` out of a created container would."""
 
     def __init__(self, paths: dict[str, bytes]) -> None:
         self.paths = paths
         self.reads: list[tuple[str, str]] = []
+        self.containers = 0
 
     def read_image_path(self, image: str, path: str) -> bytes | None:
-        self.reads.append((image, path))
-        return self.paths.get(path)
+        with self.image_reader(image) as read:
+            return read(path)
+
+    @contextlib.contextmanager
+    def image_reader(self, image: str) -> Iterator[Callable[[str], bytes | None]]:
+        self.containers += 1
+
+        def read(path: str) -> bytes | None:
+            self.reads.append((image, path))
+            return self.paths.get(path)
+
+        yield read
 
 
 def record_tar(root: str) -> bytes:
@@ -540,6 +552,7 @@ def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
     static = reuse(engine, current_image(app.static_key), app)
     assert static is not None
     assert engine.reads == [("sha256:current", RECORD), ("sha256:current", STATIC_ROOT)]
+    assert engine.containers == 1  # both reads through one created container
     info = by_name(static)
     assert set(info) == {
         f"{SRC}/static",
