@@ -30,6 +30,7 @@ from .plan import (
     CommitSpec,
     Step,
     VolumeMount,
+    dir_tar,
     merge_tars,
     reprefix_tar,
     tar_files,
@@ -133,102 +134,80 @@ def plan_deps(
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    reqs: RequirementSet,
-    resolved: list[dict[str, str]] | None,
-    no_index: bool,
+    resolved: list[dict[str, str]],
     installer: Installer | None = None,
     parent: tuple[ImageInfo, list[str], int] | None = None,
 ) -> DepsPlan:
-    """The deps layer. With a resolved set from the wheelhouse the install is exact and
-    offline (``--no-index --no-deps`` on the listed files, network none); without one,
-    pip resolves the requirements against the wheelhouse and, unless ``no_index``, the
-    index (then the build cannot be cached: the index may change)."""
+    """The deps layer: exactly the wheels the wheelhouse resolved, installed with
+    ``--no-index --no-deps`` from the read-only volume, with no network at all. Keyed by
+    base image, platform, installer and the wheels' hashes; on a ``parent`` (an earlier
+    deps image with a subset of the wheels) only the added wheels are installed."""
     installer = installer or Installer("pip")
     assemble = runtime.read("assemble.py")
-    wheels_dir = f"{VOLUME_DIR}/{pkey.slug}/wheels"
+    ids = wheel_ids(resolved)
+    files = sorted(w["file"] for w in resolved)
+    key = _sha(
+        "deps",
+        DEPS_FORMAT,
+        base.id,
+        pkey.slug,
+        cfg.python,
+        installer.name,
+        installer.version,
+        *ids,
+        assemble,
+    )
     plan: dict[str, Any] = {
         "app_root": APP_ROOT,
         "venv": VENV,
         "uid": APP_UID,
         "python": cfg.python,
-        "wheels_dir": wheels_dir,
+        "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
         "installer": installer.name,
         "uv": installer.path,
     }
-    labels: dict[str, str] = {}
     image = base.id
     parent_id: str | None = None
-    if resolved is not None:
-        ids = wheel_ids(resolved)
-        files = sorted(w["file"] for w in resolved)
-        key = _sha(
-            "deps",
-            DEPS_FORMAT,
-            base.id,
-            pkey.slug,
-            cfg.python,
-            installer.name,
-            installer.version,
-            *ids,
-            assemble,
-        )
-        depth = 0
-        if parent is not None:
-            info, have, depth = parent
-            have_files = {h.rsplit("@", 1)[0] for h in have}
-            files = [f for f in files if f not in have_files]
-            image = parent_id = info.id
-            depth += 1
-            plan["incremental"] = True
-        plan.update(mode="wheels", files=files)
-        labels = {
-            # app images inherit these labels; `kind` tells a deps image from them
-            f"{LABEL_PREFIX}.kind": "deps",
-            f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
-            f"{LABEL_PREFIX}.deps-project": cfg.name,
-            f"{LABEL_PREFIX}.deps-base": base.id,
-            f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
-            f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
-            f"{LABEL_PREFIX}.deps-depth": str(depth),
-        }
-        network: str | None = "none"
-        uses_secrets = False
-    else:
-        plan.update(
-            mode="requirements",
-            top=list(reqs.top),
-            extra=list(reqs.extra),
-            no_index=no_index,
-            installer="pip",
-        )
-        key = _sha("deps-unpinned", str(time.time_ns()))
-        network = cfg.network
-        uses_secrets = not no_index
-    members = {"plan.json": json.dumps(plan, sort_keys=True).encode(), "assemble.py": assemble}
-    if resolved is None:
-        for name, data in reqs.files:
-            members[f"req/{name}"] = data
-    repo = f"warpdrive-deps/{cfg.name}"
+    depth = 0
+    if parent is not None:
+        info, have, depth = parent
+        have_files = {h.rsplit("@", 1)[0] for h in have}
+        files = [f for f in files if f not in have_files]
+        image = parent_id = info.id
+        depth += 1
+        plan["incremental"] = True
+    plan["files"] = files
+    labels = {
+        f"{LABEL_PREFIX}.deps-key": key,
+        # app images inherit these labels; `kind` tells a deps image from them
+        f"{LABEL_PREFIX}.kind": "deps",
+        f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
+        f"{LABEL_PREFIX}.deps-project": cfg.name,
+        f"{LABEL_PREFIX}.deps-base": base.id,
+        f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
+        f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
+        f"{LABEL_PREFIX}.deps-depth": str(depth),
+    }
+    members = {
+        "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
+        "warpdrive-build/assemble.py": assemble,
+    }
     step = Step(
         name="deps",
         image=image,
         command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
-        files=(("/tmp", tar_files({f"warpdrive-build/{k}": v for k, v in members.items()})),),
+        files=(("/tmp", tar_files(members)),),
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
-        network=network,
+        network="none",
         user="0:0",
-        uses_secrets=uses_secrets,
-        commit=CommitSpec(
-            labels={f"{LABEL_PREFIX}.deps-key": key, **labels},
-            message="nox-warpdrive deps layer",
-        ),
+        commit=CommitSpec(labels=labels, message="nox-warpdrive deps layer"),
     )
     return DepsPlan(
         key=key,
-        ref=f"{repo}:{key[:20]}",
+        ref=f"warpdrive-deps/{cfg.name}:{key[:20]}",
         step=step,
         parent=parent_id,
-        files=tuple(plan.get("files", ())),
+        files=tuple(files),
     )
 
 
@@ -310,22 +289,16 @@ def skeleton_tar() -> bytes:
     them. A layer tar must carry its parents: a directory the engine has to invent while
     applying a layer gets root:root 0755 in that layer and would hide the app user's
     write access to APP_SRC."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, uid, mode in (
+    return dir_tar(
+        [
             ("opt", 0, 0o755),
             (APP_ROOT[1:], 0, 0o755),
             (APP_ROOT[1:] + "/.warpdrive", 0, 0o755),
             (APP_ROOT[1:] + "/bin", 0, 0o755),
             (APP_ROOT[1:] + "/lib", 0, 0o755),
             (APP_SRC[1:], APP_UID, 0o2775),
-        ):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = mode
-            info.uid, info.gid = uid, 0
-            tar.addfile(info)
-    return buf.getvalue()
+        ]
+    )
 
 
 #: warpdrive's build hook: run in the app layer at image build, as the app user
@@ -470,6 +443,7 @@ def plan_app(
         {
             "warpdrive-build/plan.json": json.dumps(plan).encode(),
             "warpdrive-build/assemble.py": assemble,
+            "warpdrive-build/start.py": launcher,  # assemble reads the environment with it
         }
     )
     commit = CommitSpec(
@@ -557,23 +531,14 @@ def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
     (app user, group 0, 2775), the record's directory as root makes it (0755)."""
     with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
         have = {m.name.rstrip("/") for m in tar}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
-        wanted: list[tuple[str, int, int]] = []
-        rel = static_parent[len(APP_SRC) :].strip("/")
-        path = APP_SRC[1:]
-        for part in rel.split("/") if rel else []:
-            path = f"{path}/{part}"
-            wanted.append((path, APP_UID, 0o2775))
-        wanted.append((record_dir[1:], 0, 0o755))
-        for name, uid, mode in wanted:
-            if name in have:
-                continue
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.uid, info.gid, info.mode = uid, 0, mode
-            out.addfile(info)
-    return buf.getvalue()
+    wanted: list[tuple[str, int, int]] = []
+    rel = static_parent[len(APP_SRC) :].strip("/")
+    path = APP_SRC[1:]
+    for part in rel.split("/") if rel else []:
+        path = f"{path}/{part}"
+        wanted.append((path, APP_UID, 0o2775))
+    wanted.append((record_dir[1:], 0, 0o755))
+    return dir_tar([w for w in wanted if w[0] not in have])
 
 
 @dataclass(frozen=True)
@@ -687,7 +652,7 @@ def build_image(
                     fix="run `nox -s wheelhouse` and read its output",
                 )
         installer = choose_installer(cfg, manifest, pkey)
-        deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer)
+        deps = plan_deps(cfg, base, pkey, resolved, installer)
         deps_key = deps.key
     app = plan_app(
         cfg,
@@ -713,7 +678,7 @@ def build_image(
         assert deps is not None and resolved is not None
         parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
         if parent is not None:
-            deps = plan_deps(cfg, base, pkey, reqs, resolved, no_index, installer, parent)
+            deps = plan_deps(cfg, base, pkey, resolved, installer, parent)
             out(
                 f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
                 f"layer {parent[0].id.split(':')[-1][:12]}"

@@ -130,3 +130,15 @@ def reprefix_tar(data: bytes, prefix: str) -> bytes:
                 member.linkname = f"{prefix}/{member.linkname}" if prefix else member.linkname
             out.addfile(member, fh)
     return buf.getvalue()
+
+
+def dir_tar(dirs: list[tuple[str, int, int]]) -> bytes:
+    """A tar of directory entries (name, uid, mode), group 0, in the order given."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, uid, mode in dirs:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.uid, info.gid, info.mode = uid, 0, mode
+            tar.addfile(info)
+    return buf.getvalue()

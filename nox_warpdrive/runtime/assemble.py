@@ -18,7 +18,6 @@ import sys
 import time
 
 HELPERS = "/tmp/warpdrive-build"
-SECRETS = "/run/warpdrive-secrets"
 
 
 def log(msg):
@@ -31,19 +30,6 @@ def run(cmd, **kw):
     if proc.returncode != 0:
         log("command failed with exit code %d" % proc.returncode)
         raise SystemExit(proc.returncode)
-
-
-def secret_env():
-    env = {}
-    ca = os.path.join(SECRETS, "ca.pem")
-    if os.path.isfile(ca):
-        env.update(PIP_CERT=ca, SSL_CERT_FILE=ca, REQUESTS_CA_BUNDLE=ca)
-    try:
-        with open(os.path.join(SECRETS, "pip-env.json")) as fh:
-            env.update(json.load(fh))
-    except FileNotFoundError:
-        pass
-    return env
 
 
 def ensure_user(uid, home):
@@ -122,33 +108,12 @@ def deps(plan):
         os.makedirs(d, exist_ok=True)
     os.chown(src, plan["uid"], 0)
     os.chmod(src, 0o2775)
-    if plan["mode"] == "wheels":
-        # The exact set `wheelhouse` resolved: no resolver, no index, no surprises.
-        if plan.get("installer") == "uv":
-            run([plan["python"], "-m", "venv", "--without-pip", venv])
-        else:
-            run([plan["python"], "-m", "venv", venv])
-        install_wheels(plan, files, env)
+    # The exact set `wheelhouse` resolved: no resolver, no index, no surprises.
+    if plan.get("installer") == "uv":
+        run([plan["python"], "-m", "venv", "--without-pip", venv])
     else:
         run([plan["python"], "-m", "venv", venv])
-        env.update(secret_env())
-        cmd = [
-            os.path.join(venv, "bin", "python"),
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--progress-bar",
-            "off",
-            "--find-links",
-            plan["wheels_dir"],
-        ]
-        if plan.get("no_index"):
-            cmd.append("--no-index")
-        for name in plan["top"]:
-            cmd += ["-r", os.path.join(HELPERS, "req", name)]
-        cmd += plan.get("extra", [])
-        run(cmd, env=env, cwd=os.path.join(HELPERS, "req"))
+    install_wheels(plan, files, env)
     log("virtualenv ready in %.1f s" % (time.time() - started))
 
 
@@ -167,27 +132,12 @@ def group_writable(top):
 
 
 def read_environment(src):
-    """`.warpdrive/environment` (KEY=VALUE lines), the same rules as warpdrive-start."""
-    out = {}
-    try:
-        with open(os.path.join(src, ".warpdrive", "environment"), encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip()
-        if key.startswith("export "):
-            key = key[len("export ") :].strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            out[key] = value
-    return out
+    """`.warpdrive/environment`, read by the launcher's own code (shipped beside this
+    file) so build and run apply the same rules."""
+    sys.path.insert(0, HELPERS)
+    from start import read_environment as read
+
+    return read(src)
 
 
 def run_as_app(plan, cmd, env, capture=False):
