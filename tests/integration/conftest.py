@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from docker.models.containers import Container
 from pkgindex import Index, build_index, serve
 
 from nox_warpdrive.engine import Engine
@@ -206,3 +207,21 @@ def index_env(monkeypatch: pytest.MonkeyPatch, index: Index) -> Index:
             monkeypatch.delenv(key)
     monkeypatch.setenv("PIP_INDEX_URL", index.url)
     return index
+
+
+@contextlib.contextmanager
+def serve_image(
+    engine: Engine, ref: str, user: str | None = None
+) -> Iterator[tuple[Container, str]]:
+    """Run image ``ref`` with its port 8080 published on a free port of 127.0.0.1; yields
+    the container and the app's base URL (``http://127.0.0.1:PORT``, no trailing slash).
+    The container is removed afterwards, whatever happened."""
+    container = engine.client.containers.run(
+        ref, detach=True, user=user, ports={"8080/tcp": ("127.0.0.1", None)}
+    )
+    try:
+        container.reload()
+        port = container.ports["8080/tcp"][0]["HostPort"]
+        yield container, f"http://127.0.0.1:{port}"
+    finally:
+        container.remove(force=True)

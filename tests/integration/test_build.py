@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 import pytest
-from conftest import BASE_IMAGE, BUILDER_IMAGE, App
+from conftest import BASE_IMAGE, BUILDER_IMAGE, App, serve_image
 from pkgindex import Index
 
 from nox_warpdrive.config import load_config
@@ -159,13 +159,8 @@ def test_nox_sessions_build_an_image_that_serves_as_non_root(
     assert labels["io.warpdrive.platform-key"].startswith("cp311-cp311-linux_")
     assert labels["org.opencontainers.image.created"]
 
-    container = engine.client.containers.run(
-        app.image, detach=True, ports={"8080/tcp": ("127.0.0.1", None)}
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        status, body = http_get(f"http://127.0.0.1:{port}/")
+    with serve_image(engine, app.image) as (container, url):
+        status, body = http_get(f"{url}/")
         assert status == 200, body
         assert "hello-v1 hello from wd-pure-demo add=42 uid=1001" in body
         code, out = container.exec_run(["sh", "-c", "id -u; id -g"])
@@ -189,20 +184,11 @@ def test_nox_sessions_build_an_image_that_serves_as_non_root(
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 0
         assert time.monotonic() - started < 10
-    finally:
-        container.remove(force=True)
 
     # an arbitrary uid in group 0 (OpenShift) also works
-    container = engine.client.containers.run(
-        app.image, detach=True, user="12345:0", ports={"8080/tcp": ("127.0.0.1", None)}
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        status, body = http_get(f"http://127.0.0.1:{port}/")
+    with serve_image(engine, app.image, user="12345:0") as (_, url):
+        status, body = http_get(f"{url}/")
         assert status == 200 and "uid=12345" in body, body
-    finally:
-        container.remove(force=True)
 
 
 def test_code_change_rebuilds_only_the_app_layer(

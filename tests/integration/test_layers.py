@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conftest import App, write_django
+from conftest import App, serve_image, write_django
 from pkgindex import Index
 from test_build import http_get, image, wheelhouse
 
@@ -88,16 +88,9 @@ def test_django_static_files_are_collected_and_reused_only_when_unchanged(
     owner = run(engine, first.image_id, "stat", "-c", "%u:%g %A", css).strip()
     assert owner.startswith("1001:0 -rw-rw"), owner
 
-    container = engine.client.containers.run(
-        app.image, detach=True, ports={"8080/tcp": ("127.0.0.1", None)}
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        status, body = http_get(f"http://127.0.0.1:{port}/")
+    with serve_image(engine, app.image) as (_, url):
+        status, body = http_get(f"{url}/")
         assert status == 200 and body == "shop-v1 uid=1001", body
-    finally:
-        container.remove(force=True)
 
     # a view changed: the collected files are reused, no container runs collectstatic
     write_django(app.root, message="shop-v2")

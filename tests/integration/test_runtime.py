@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, write_django
+from conftest import App, serve_image, write_django
 from pkgindex import Index
 from test_build import http_get, image, wheelhouse
 
@@ -120,13 +120,8 @@ CASES: dict[str, tuple[Callable[[Path], str], dict[str, str], bool]] = {
 
 
 def serve_and_check(engine: Engine, ref: str, expect: str, user: str | None = None) -> Any:
-    container = engine.client.containers.run(
-        ref, detach=True, user=user, ports={"8080/tcp": ("127.0.0.1", None)}
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        status, body = http_get(f"http://127.0.0.1:{port}/")
+    with serve_image(engine, ref, user=user) as (container, url):
+        status, body = http_get(f"{url}/")
         logs = container.logs().decode(errors="replace")
         assert status == 200, (body, logs)
         assert body.startswith(expect), (body, logs)
@@ -135,8 +130,6 @@ def serve_and_check(engine: Engine, ref: str, expect: str, user: str | None = No
         took = time.monotonic() - started
         container.reload()
         return body, container.attrs["State"]["ExitCode"], took
-    finally:
-        container.remove(force=True)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -202,18 +195,11 @@ def test_django_static_files_are_served(make_app: Any, engine: Engine, index_env
     settings.write_text(settings.read_text().replace('STATIC_ROOT = BASE_DIR / "collected"\n', ""))
     wheelhouse(app, engine)
     image(app, engine, no_index=True)
-    container = engine.client.containers.run(
-        app.image, detach=True, ports={"8080/tcp": ("127.0.0.1", None)}
-    )
-    try:
-        container.reload()
-        port = container.ports["8080/tcp"][0]["HostPort"]
-        status, body = http_get(f"http://127.0.0.1:{port}/static/shop/site.css")
+    with serve_image(engine, app.image) as (container, url):
+        status, body = http_get(f"{url}/static/shop/site.css")
         assert status == 200 and "color: red" in body, (status, body, container.logs())
-        status, body = http_get(f"http://127.0.0.1:{port}/")
+        status, body = http_get(f"{url}/")
         assert status == 200 and body == "shop-v1 uid=1001"
-    finally:
-        container.remove(force=True)
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import posixpath
 from pathlib import Path
 
 import pytest
+from unit_support import write
 
 from nox_warpdrive.config import (
     DEFAULT_BASE_IMAGE,
@@ -29,13 +30,6 @@ def project(root: Path, pyproject: str | None = None, **files: str) -> Path:
     for name, text in files.items():
         (root / name).write_text(text)
     return root
-
-
-def write(root: Path, relpath: str, text: str) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def config_error(root: Path, **overrides: object) -> str:
@@ -188,47 +182,39 @@ def test_unknown_key_far_from_everything_lists_valid_keys(tmp_path: Path) -> Non
     assert "base-image" in msg and "no-index" in msg
 
 
+WRONG_TYPE = ("expected", "fix:")
+NOT_AN_IMAGE = ("not a valid Docker image reference",)
+
+
 @pytest.mark.parametrize(
-    ("line", "key"),
+    ("line", "key", "expected"),
     [
-        ('no-index = "yes"', "no-index"),
-        ("requirements = 3", "requirements"),
-        ("image = 1", "image"),
-        ("collectstatic = 1", "collectstatic"),  # an int is not a bool
-        ("network = true", "network"),
-        ("volume = []", "volume"),
+        # a value of the wrong type
+        pytest.param('no-index = "yes"', "no-index", WRONG_TYPE, id="type-no-index"),
+        pytest.param("requirements = 3", "requirements", WRONG_TYPE, id="type-requirements"),
+        pytest.param("image = 1", "image", WRONG_TYPE, id="type-image"),
+        # an int is not a bool
+        pytest.param("collectstatic = 1", "collectstatic", WRONG_TYPE, id="type-collectstatic"),
+        pytest.param("network = true", "network", WRONG_TYPE, id="type-network"),
+        pytest.param("volume = []", "volume", WRONG_TYPE, id="type-volume"),
+        # requirements entries must be strings
+        pytest.param("requirements = [3]", "requirements", (), id="requirements-entry"),
+        # an invalid image reference
+        pytest.param('image = "MySite:latest"', "image", NOT_AN_IMAGE, id="image-uppercase"),
+        pytest.param('image = "my site"', "image", NOT_AN_IMAGE, id="image-space"),
+        pytest.param('base-image = "python:"', "base-image", NOT_AN_IMAGE, id="base-image-tag"),
+        pytest.param('builder-image = "-bad"', "builder-image", NOT_AN_IMAGE, id="builder-image"),
+        # an invalid volume name
+        pytest.param('volume = "my volume"', "volume", (), id="volume-name"),
     ],
 )
-def test_wrong_type_names_the_key(tmp_path: Path, line: str, key: str) -> None:
+def test_bad_value_names_the_key(
+    tmp_path: Path, line: str, key: str, expected: tuple[str, ...]
+) -> None:
     msg = config_error(project(tmp_path / "p", f"[tool.warpdrive]\n{line}\n"))
     assert f"`{key}`" in msg
-    assert "expected" in msg
-    assert "fix:" in msg
-
-
-def test_requirements_entries_must_be_strings(tmp_path: Path) -> None:
-    msg = config_error(project(tmp_path / "p", "[tool.warpdrive]\nrequirements = [3]\n"))
-    assert "`requirements`" in msg
-
-
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("image", "MySite:latest"),
-        ("image", "my site"),
-        ("base-image", "python:"),
-        ("builder-image", "-bad"),
-    ],
-)
-def test_invalid_image_reference(tmp_path: Path, key: str, value: str) -> None:
-    msg = config_error(project(tmp_path / "p", f'[tool.warpdrive]\n{key} = "{value}"\n'))
-    assert f"`{key}`" in msg
-    assert "not a valid Docker image reference" in msg
-
-
-def test_invalid_volume_name(tmp_path: Path) -> None:
-    msg = config_error(project(tmp_path / "p", '[tool.warpdrive]\nvolume = "my volume"\n'))
-    assert "`volume`" in msg
+    for fragment in expected:
+        assert fragment in msg, fragment
 
 
 def test_installer(tmp_path: Path) -> None:

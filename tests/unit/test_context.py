@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from unit_support import write
 
 import nox_warpdrive.context as context_module
 from nox_warpdrive.context import (
@@ -28,18 +29,6 @@ from nox_warpdrive.context import (
 from nox_warpdrive.errors import ContextError
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def write(root: Path, relpath: str, content: str | bytes = "x", mode: int | None = None) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, str):
-        path.write_text(content)
-    else:
-        path.write_bytes(content)
-    if mode is not None:
-        path.chmod(mode)
-    return path
 
 
 def rules(*lines: str) -> IgnoreRules:
@@ -130,16 +119,77 @@ class TestParseDockerignore:
 
 
 class TestIsExcluded:
-    def test_plain_name_is_anchored_at_the_root(self) -> None:
-        r = rules("foo")
-        assert is_excluded(r, "foo")
-        assert not is_excluded(r, "a/foo")
-        assert not is_excluded(r, "foobar")
-
-    def test_matching_directory_excludes_everything_below(self) -> None:
-        r = rules("build")
-        assert is_excluded(r, "build/lib/x.py")
-        assert not is_excluded(r, "builder/x.py")
+    @pytest.mark.parametrize(
+        ("lines", "excluded", "kept"),
+        [
+            pytest.param(
+                ["foo"], ["foo"], ["a/foo", "foobar"], id="plain_name_is_anchored_at_the_root"
+            ),
+            pytest.param(
+                ["build"],
+                ["build/lib/x.py"],
+                ["builder/x.py"],
+                id="matching_directory_excludes_everything_below",
+            ),
+            pytest.param(
+                ["[ab].txt", "n[0-9]", "[^x]y", "[\\]]z"],
+                ["a.txt", "n7", "ay", "]z"],
+                ["c.txt", "nx", "xy"],
+                id="character_classes",
+            ),
+            pytest.param(["\\*.txt"], ["*.txt"], ["a.txt"], id="backslash_escapes_a_wildcard"),
+            pytest.param(
+                ["a+b(c).txt"],
+                ["a+b(c).txt"],
+                ["aab(c)xtxt"],
+                id="regexp_metacharacters_are_literal",
+            ),
+            pytest.param(
+                ["**/*.pyc"],
+                ["x.pyc", "a/b/c/x.pyc"],
+                ["a/x.py"],
+                id="double_star_matches_any_depth_including_none",
+            ),
+            pytest.param(["a/**/z"], ["a/z", "a/b/c/z"], ["a/bz"], id="double_star_in_the_middle"),
+            pytest.param(
+                ["a/**"],
+                ["a/b", "a/b/c"],
+                ["a"],
+                id="trailing_double_star_excludes_contents_not_the_dir",
+            ),
+            # Docker's fast path: "**foo" is a plain suffix test.
+            pytest.param(
+                ["**foo"],
+                ["d/xfoo"],
+                [],
+                id="leading_double_star_without_slash_is_a_suffix_match",
+            ),
+            pytest.param(
+                ["*.md", "!README*.md", "README-secret.md"],
+                ["CHANGES.md", "README-secret.md"],
+                ["README.md"],
+                id="last_matching_rule_wins",
+            ),
+            pytest.param(
+                ["docs", "!docs/index.md"],
+                ["docs/other.md", "docs"],
+                ["docs/index.md"],
+                id="negation_reincludes_inside_an_excluded_directory",
+            ),
+            pytest.param(
+                ["!docs/index.md", "docs"],
+                ["docs/index.md"],
+                [],
+                id="exclusion_of_a_parent_after_a_negation_wins",
+            ),
+        ],
+    )
+    def test_rules(self, lines: list[str], excluded: list[str], kept: list[str]) -> None:
+        r = rules(*lines)
+        for path in excluded:
+            assert is_excluded(r, path), path
+        for path in kept:
+            assert not is_excluded(r, path), path
 
     def test_star_does_not_cross_directories(self) -> None:
         r = rules("*.log")
@@ -152,63 +202,6 @@ class TestIsExcluded:
         assert is_excluded(r, "file1.txt")
         assert not is_excluded(r, "file10.txt")
         assert not is_excluded(rules("a?b"), "a/b")
-
-    def test_character_classes(self) -> None:
-        r = rules("[ab].txt", "n[0-9]", "[^x]y", "[\\]]z")
-        assert is_excluded(r, "a.txt")
-        assert not is_excluded(r, "c.txt")
-        assert is_excluded(r, "n7")
-        assert not is_excluded(r, "nx")
-        assert is_excluded(r, "ay")
-        assert not is_excluded(r, "xy")
-        assert is_excluded(r, "]z")
-
-    def test_backslash_escapes_a_wildcard(self) -> None:
-        r = rules("\\*.txt")
-        assert is_excluded(r, "*.txt")
-        assert not is_excluded(r, "a.txt")
-
-    def test_regexp_metacharacters_are_literal(self) -> None:
-        r = rules("a+b(c).txt")
-        assert is_excluded(r, "a+b(c).txt")
-        assert not is_excluded(r, "aab(c)xtxt")
-
-    def test_double_star_matches_any_depth_including_none(self) -> None:
-        r = rules("**/*.pyc")
-        assert is_excluded(r, "x.pyc")
-        assert is_excluded(r, "a/b/c/x.pyc")
-        assert not is_excluded(r, "a/x.py")
-
-    def test_double_star_in_the_middle(self) -> None:
-        r = rules("a/**/z")
-        assert is_excluded(r, "a/z")
-        assert is_excluded(r, "a/b/c/z")
-        assert not is_excluded(r, "a/bz")
-
-    def test_trailing_double_star_excludes_contents_not_the_dir(self) -> None:
-        r = rules("a/**")
-        assert is_excluded(r, "a/b")
-        assert is_excluded(r, "a/b/c")
-        assert not is_excluded(r, "a")
-
-    def test_leading_double_star_without_slash_is_a_suffix_match(self) -> None:
-        # Docker's fast path: "**foo" is a plain suffix test.
-        assert is_excluded(rules("**foo"), "d/xfoo")
-
-    def test_last_matching_rule_wins(self) -> None:
-        r = rules("*.md", "!README*.md", "README-secret.md")
-        assert is_excluded(r, "CHANGES.md")
-        assert not is_excluded(r, "README.md")
-        assert is_excluded(r, "README-secret.md")
-
-    def test_negation_reincludes_inside_an_excluded_directory(self) -> None:
-        r = rules("docs", "!docs/index.md")
-        assert not is_excluded(r, "docs/index.md")
-        assert is_excluded(r, "docs/other.md")
-        assert is_excluded(r, "docs")
-
-    def test_exclusion_of_a_parent_after_a_negation_wins(self) -> None:
-        assert is_excluded(rules("!docs/index.md", "docs"), "docs/index.md")
 
     def test_relpath_is_cleaned_and_root_never_excluded(self) -> None:
         assert is_excluded(rules("a/b"), "./a//b")

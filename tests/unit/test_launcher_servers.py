@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unit_support import clear_launcher_env, write
 
 from nox_warpdrive.runtime import start
 from nox_warpdrive.runtime import warpdrive_static as static_mod
@@ -29,15 +30,6 @@ from nox_warpdrive.runtime.start import (
 )
 
 SETTINGS_ENV = {"DJANGO_SETTINGS_MODULE": "site1.settings"}
-
-
-def write(root: Path, relpath: str, text: str, mode: int | None = None) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if mode is not None:
-        path.chmod(mode)
-    return path
 
 
 def django(root: Path, settings: str) -> None:
@@ -334,24 +326,32 @@ def after(cmd: list[str], flag: str) -> str:
     return cmd[cmd.index(flag) + 1]
 
 
-def test_gunicorn_command() -> None:
-    cmd = server_command(WSGI_APP, ENV, "gunicorn")
-    assert cmd[0] == "gunicorn"
-    assert after(cmd, "--bind") == "0.0.0.0:9001"
+@pytest.mark.parametrize(
+    ("app", "server", "address", "target", "absent"),
+    [
+        pytest.param(
+            WSGI_APP, "gunicorn", {"--bind": "0.0.0.0:9001"}, "web:app", "--reload", id="gunicorn"
+        ),
+        pytest.param(
+            ASGI_APP,
+            "uvicorn",
+            {"--host": "0.0.0.0", "--port": "9001"},
+            "api:app",
+            "--app-dir",
+            id="uvicorn",
+        ),
+    ],
+)
+def test_default_server_command(
+    app: App, server: str, address: dict[str, str], target: str, absent: str
+) -> None:
+    cmd = server_command(app, ENV, server)
+    assert cmd[0] == server
+    assert {flag: after(cmd, flag) for flag in address} == address
     assert after(cmd, "--workers") == "6"
-    assert cmd[-1] == "web:app"
-    assert "--reload" not in cmd
-    assert server_command(WSGI_APP, ENV) == cmd  # the default for WSGI
-
-
-def test_uvicorn_command() -> None:
-    cmd = server_command(ASGI_APP, ENV, "uvicorn")
-    assert cmd[0] == "uvicorn"
-    assert (after(cmd, "--host"), after(cmd, "--port")) == ("0.0.0.0", "9001")
-    assert after(cmd, "--workers") == "6"
-    assert cmd[-1] == "api:app"
-    assert "--app-dir" not in cmd
-    assert server_command(ASGI_APP, ENV) == cmd  # the default for ASGI
+    assert cmd[-1] == target
+    assert absent not in cmd
+    assert server_command(app, ENV) == cmd  # the default for the app's interface
 
 
 def test_waitress_command() -> None:
@@ -516,21 +516,7 @@ def test_read_environment_without_the_file(tmp_path: Path) -> None:
 def launcher_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A clean environment for main(); every variable it may set is restored afterwards.
     Returns the path main() reads its start.json from."""
-    for key in (
-        "APP_MODULE",
-        "APP_SCRIPT",
-        "APP_FILE",
-        "DJANGO_SETTINGS_MODULE",
-        "PORT",
-        "WEB_CONCURRENCY",
-        "WARPDRIVE_SERVER_TYPE",
-        "WARPDRIVE_START_CONFIG",
-        "WARPDRIVE_STATIC_URL",
-        "FROM_FILE",
-    ):
-        # set then delete: monkeypatch then removes what main() sets with setdefault
-        monkeypatch.setenv(key, "x")
-        monkeypatch.delenv(key)
+    clear_launcher_env(monkeypatch)  # also removes what main() sets with setdefault
     config = tmp_path / "image" / "start.json"
     monkeypatch.setattr(start, "CONFIG_FILE", str(config))
     return config
@@ -568,14 +554,19 @@ def test_main_print_honours_environment_file_and_config(
     assert os.environ["PORT"] == "8123"
 
 
+@pytest.fixture
+def wsgi_project(launcher_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current directory for main(): a project with just wsgi.py."""
+    project = tmp_path / "project"
+    write(project, "wsgi.py", "application = None\n")
+    monkeypatch.chdir(project)
+    return project
+
+
+@pytest.mark.usefixtures("wsgi_project")
 def test_main_print_without_config_detects(
-    launcher_env: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    launcher_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(tmp_path / "project", "wsgi.py", "application = None\n")
-    monkeypatch.chdir(tmp_path / "project")
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
     cmd = run_print(capsys)
     assert cmd[0] == "gunicorn" and cmd[-1] == "wsgi:application"
@@ -584,30 +575,22 @@ def test_main_print_without_config_detects(
     assert run_print(capsys)[-1] == "wsgi:application"
 
 
+@pytest.mark.usefixtures("wsgi_project")
 def test_main_config_from_the_environment_wins_over_the_file(
-    launcher_env: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    launcher_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(tmp_path / "project", "wsgi.py", "application = None\n")
     write(launcher_env.parent, "start.json", json.dumps({"server": "uwsgi"}))
-    monkeypatch.chdir(tmp_path / "project")
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
     assert run_print(capsys)[0] == "uwsgi"
     monkeypatch.setenv("WARPDRIVE_START_CONFIG", json.dumps({"server": "waitress"}))
     assert run_print(capsys)[0] == "waitress-serve"
 
 
+@pytest.mark.usefixtures("wsgi_project")
 def test_main_server_mismatch_exits_2(
-    launcher_env: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    launcher_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(tmp_path / "project", "wsgi.py", "application = None\n")
     write(launcher_env.parent, "start.json", json.dumps({"server": "uvicorn"}))
-    monkeypatch.chdir(tmp_path / "project")
     assert main(["--print"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -656,16 +639,14 @@ def test_main_hands_the_static_wrapper_its_settings(
 
 
 def test_main_runs_the_deploy_hook_first(
-    launcher_env: Path,
+    wsgi_project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     exec_calls: list[tuple[str, list[str], dict[str, str]]],
 ) -> None:
-    project = tmp_path / "project"
-    write(project, "wsgi.py", "application = None\n")
+    project = wsgi_project
     marker = tmp_path / "deployed"
     write(project, ".warpdrive/action_hooks/deploy", f"#!/bin/sh\ntouch {marker}\n", mode=0o755)
-    monkeypatch.chdir(project)
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
     with pytest.raises(Exec):
         main([])

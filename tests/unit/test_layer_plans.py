@@ -13,41 +13,21 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
 from nox_warpdrive import image as image_module
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import Engine, ImageInfo
 from nox_warpdrive.plan import merge_tars, reprefix_tar, tar_files
-from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.runtime.start import App
 
-BASE = ImageInfo(
-    id="sha256:abc", env=("PATH=/usr/bin:/bin",), labels={}, size=0, layers=1, created=""
-)
-PKEY = PlatformKey(
-    interpreter="cp312",
-    abi="cp312",
-    platform="linux_x86_64",
-    libc="glibc",
-    libc_version="2.36",
-    distro="debian",
-    distro_version="12",
-    python_version="3.12.4",
-)
 SRC = image_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
 RECORD = image_module.STATIC_ROOT_RECORD
 STATIC_ROOT = f"{image_module.APP_SRC}/static"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def write(root: Path, relpath: str, text: str) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def make_tar(*members: tuple[str, str, bytes | str | None], **meta: int) -> bytes:
@@ -86,17 +66,6 @@ def names(data: bytes) -> list[str]:
     return [m.name for m in members(data)]
 
 
-def contents(data: bytes) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar:
-            if member.isfile():
-                fh = tar.extractfile(member)
-                assert fh is not None
-                out[member.name] = fh.read()
-    return out
-
-
 def by_name(data: bytes) -> dict[str, tarfile.TarInfo]:
     return {m.name: m for m in members(data)}
 
@@ -115,29 +84,14 @@ def missing_parents(data: bytes) -> set[str]:
 
 
 def django_project(root: Path) -> Config:
-    write(root, "pyproject.toml", '[project]\nname = "site1"\n')
-    write(root, "requirements.txt", "Django>=5\n")
-    write(
-        root,
-        "manage.py",
-        "import os, sys\n"
-        "def main():\n"
-        '    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")\n'
-        "    from django.core.management import execute_from_command_line\n"
-        "    execute_from_command_line(sys.argv)\n",
-    )
-    write(root, "site1/__init__.py", "")
-    write(root, "site1/settings.py", 'WSGI_APPLICATION = "site1.wsgi.application"\n')
-    write(root, "site1/wsgi.py", "application = None\n")
+    write_django_site(root)
     write(root, "site1/static/site.css", "body { color: red }\n")
     write(root, "site1/views.py", "def index(request): ...\n")
     return load_config(root)
 
 
 def wsgi_project(root: Path) -> Config:
-    write(root, "pyproject.toml", '[project]\nname = "site"\n')
-    write(root, "requirements.txt", "flask\n")
-    write(root, "wsgi.py", "def application(environ, start_response):\n    return []\n")
+    write_wsgi_site(root)
     write(root, "app/static/site.css", "body {}\n")
     return load_config(root)
 
@@ -154,7 +108,7 @@ def test_merge_tars_keeps_order_and_contents() -> None:
     b = make_tar(("e", "dir", None), ("e/c.txt", "file", b"C"))
     merged = merge_tars(a, b)
     assert names(merged) == ["d", "d/a.txt", "d/b.txt", "e", "e/c.txt"]
-    assert contents(merged) == {"d/a.txt": b"A", "d/b.txt": b"B", "e/c.txt": b"C"}
+    assert tar_contents(merged) == {"d/a.txt": b"A", "d/b.txt": b"B", "e/c.txt": b"C"}
 
 
 def test_merge_tars_replaces_a_repeated_name_in_its_place() -> None:
@@ -163,7 +117,7 @@ def test_merge_tars_replaces_a_repeated_name_in_its_place() -> None:
     merged = merge_tars(a, b)
     # no duplicate path (engines refuse them) and the replaced file keeps its position
     assert names(merged) == ["d", "d/a.txt", "d/b.txt", "d/z.txt"]
-    assert contents(merged) == {"d/a.txt": b"new, longer", "d/b.txt": b"B", "d/z.txt": b"Z"}
+    assert tar_contents(merged) == {"d/a.txt": b"new, longer", "d/b.txt": b"B", "d/z.txt": b"Z"}
     assert by_name(merged)["d/a.txt"].size == len(b"new, longer")
 
 
@@ -195,7 +149,7 @@ def test_merge_tars_keeps_directories_links_and_metadata() -> None:
     assert info["top/hard"].islnk() and info["top/hard"].linkname == "top/f"
     assert info["top/soft"].issym() and info["top/soft"].linkname == "f"
     assert (info["top/f"].uid, info["top/f"].mode, info["top/f"].mtime) == (1001, 0o640, 12345)
-    assert contents(merged) == {"top/f": b"data"}
+    assert tar_contents(merged) == {"top/f": b"data"}
 
 
 def test_merge_tars_with_nothing_is_an_empty_tar() -> None:
@@ -232,7 +186,7 @@ def test_reprefix_tar_moves_names_and_hard_link_targets() -> None:
     # a symlink target is a path inside the image: untouched
     assert info["opt/app-root/src/static/alias.css"].linkname == "site.css"
     assert info["opt/app-root/src/static/abs.css"].linkname == "/etc/passwd"
-    assert contents(moved) == {"opt/app-root/src/static/site.css": b"body {}"}
+    assert tar_contents(moved) == {"opt/app-root/src/static/site.css": b"body {}"}
 
 
 def test_reprefix_tar_without_prefix_keeps_names() -> None:
@@ -562,14 +516,15 @@ def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
         # its directory is in the app layer already (start.json lives there)
         "opt/app-root/.warpdrive/static-root",
     }
-    assert contents(static)[f"{SRC}/static/site.css"] == b"body { color: red }\n"
-    assert contents(static)["opt/app-root/.warpdrive/static-root"] == f"{STATIC_ROOT}\n".encode()
+    files = tar_contents(static)
+    assert files[f"{SRC}/static/site.css"] == b"body { color: red }\n"
+    assert files["opt/app-root/.warpdrive/static-root"] == f"{STATIC_ROOT}\n".encode()
     assert info[f"{SRC}/static"].isdir() and info[f"{SRC}/static"].uid == image_module.APP_UID
     # merged into the app layer (as build_image does): still no duplicate path
     layer = merge_tars(app.layer, static)
     assert len(names(layer)) == len(set(names(layer)))
     assert missing_parents(layer) == set()
-    assert f"{SRC}/site1/static/site.css" in contents(layer)
+    assert f"{SRC}/site1/static/site.css" in tar_contents(layer)
 
 
 def test_reusable_static_none_when_labels_differ(tmp_path: Path) -> None:

@@ -11,28 +11,16 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
 from nox_warpdrive import image as image_module
-from nox_warpdrive.config import Config, RequirementSet, load_config, read_requirements
+from nox_warpdrive.config import Config, load_config, read_requirements
 from nox_warpdrive.engine import Engine, ImageInfo
 from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.wheelhouse import WheelhousePlan, requirements_for, resolved_set
 
-BASE = ImageInfo(
-    id="sha256:abc", env=("PATH=/usr/bin:/bin",), labels={}, size=0, layers=1, created=""
-)
-PKEY = PlatformKey(
-    interpreter="cp312",
-    abi="cp312",
-    platform="linux_x86_64",
-    libc="glibc",
-    libc_version="2.36",
-    distro="debian",
-    distro_version="12",
-    python_version="3.12.4",
-)
 RESOLVED = [
     {"file": "django-5.0-py3-none-any.whl", "sha256": "a" * 64},
     {"file": "gunicorn-22.0-py3-none-any.whl", "sha256": "b" * 64},
@@ -44,58 +32,24 @@ INDEX_URL = f"https://deploy:{SECRET}@pypi.example.com/simple"
 # ----------------------------------------------------------------------------- helpers
 
 
-def write(root: Path, relpath: str, text: str) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def untar(data: bytes) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                fh = tar.extractfile(member)
-                assert fh is not None
-                out[member.name] = fh.read()
-    return out
-
-
 def step_files(step: Step, dest: str) -> dict[str, bytes]:
     archives = [data for d, data in step.files if d == dest]
     assert len(archives) == 1, [d for d, _ in step.files]
-    return untar(archives[0])
+    return tar_contents(archives[0])
 
 
 def wsgi_project(root: Path, requirements: str = "flask\n") -> Config:
-    write(root, "pyproject.toml", '[project]\nname = "site"\n')
-    write(root, "requirements.txt", requirements)
-    write(root, "wsgi.py", "def application(environ, start_response):\n    return []\n")
+    write_wsgi_site(root, requirements)
     write(root, "app/views.py", "X = 1\n")
     return load_config(root)
 
 
 def django_project(root: Path, collectstatic: bool = True) -> Config:
-    write(
+    write_django_site(
         root,
-        "pyproject.toml",
         '[project]\nname = "site1"\n[tool.warpdrive]\n'
         f"collectstatic = {str(collectstatic).lower()}\n",
     )
-    write(root, "requirements.txt", "Django>=5\n")
-    write(
-        root,
-        "manage.py",
-        "import os, sys\n"
-        "def main():\n"
-        '    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")\n'
-        "    from django.core.management import execute_from_command_line\n"
-        "    execute_from_command_line(sys.argv)\n",
-    )
-    write(root, "site1/__init__.py", "")
-    write(root, "site1/settings.py", 'WSGI_APPLICATION = "site1.wsgi.application"\n')
-    write(root, "site1/wsgi.py", "application = None\n")
     return load_config(root)
 
 
@@ -310,8 +264,7 @@ def test_resolved_set_survives_a_malformed_sets_field() -> None:
 
 def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    reqs = requirements_for(cfg)
-    deps = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, no_index=False)
+    deps = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     step = deps.step
     assert step.image == BASE.id
     assert step.network == "none"
@@ -332,52 +285,27 @@ def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     files = step_files(step, "/tmp")
     assert set(files) == {"warpdrive-build/plan.json", "warpdrive-build/assemble.py"}
     plan = json.loads(files["warpdrive-build/plan.json"])
-    assert plan["mode"] == "wheels"
     assert plan["files"] == sorted(w["file"] for w in RESOLVED)
     assert plan["wheels_dir"] == f"{VOLUME_DIR}/{PKEY.slug}/wheels"
 
 
 def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    reqs = requirements_for(cfg)
 
     def key(
         base: ImageInfo = BASE, resolved: list[dict[str, str]] = RESOLVED, pkey: PlatformKey = PKEY
     ) -> str:
-        return image_module.plan_deps(cfg, base, pkey, reqs, resolved, no_index=False).key
+        return image_module.plan_deps(cfg, base, pkey, resolved).key
 
     first = key()
     assert key() == first
     assert key(resolved=list(reversed(RESOLVED))) == first  # order does not matter
-    # the requirement text does not matter once the wheel set is resolved
-    other_reqs = RequirementSet(files=(("r.txt", b"other\n"),), top=("r.txt",), extra=())
-    assert image_module.plan_deps(cfg, BASE, PKEY, other_reqs, RESOLVED, False).key == first
 
     changed_sha = [RESOLVED[0], {**RESOLVED[1], "sha256": "c" * 64}]
     assert key(resolved=changed_sha) != first
     assert key(resolved=RESOLVED[:1]) != first
     assert key(base=dataclasses.replace(BASE, id="sha256:def")) != first
     assert key(pkey=dataclasses.replace(PKEY, libc_version="2.37")) != first
-
-
-@pytest.mark.parametrize("no_index", [False, True])
-def test_plan_deps_without_resolved_set(tmp_path: Path, no_index: bool) -> None:
-    cfg = wsgi_project(tmp_path / "site")
-    reqs = requirements_for(cfg)
-    deps = image_module.plan_deps(cfg, BASE, PKEY, reqs, None, no_index=no_index)
-    assert deps.step.uses_secrets is (not no_index)
-    assert deps.step.network == cfg.network
-    assert deps.step.mounts[0].read_only is True
-    files = step_files(deps.step, "/tmp")
-    plan = json.loads(files["warpdrive-build/plan.json"])
-    assert plan["mode"] == "requirements"
-    assert plan["top"] == ["requirements.txt"]
-    assert plan["extra"] == ["gunicorn"]
-    assert plan["no_index"] is no_index
-    assert files["warpdrive-build/req/requirements.txt"] == b"flask\n"
-    # an unpinned install may change with the index: never reused
-    again = image_module.plan_deps(cfg, BASE, PKEY, reqs, None, no_index=no_index)
-    assert again.key != deps.key
 
 
 # ----------------------------------------------------------------------------- app plan
@@ -397,7 +325,7 @@ def layer_src(plan: image_module.AppPlan) -> dict[str, bytes]:
     """The source files of the app layer, by path relative to APP_SRC."""
     return {
         name.removeprefix(SRC_PREFIX): data
-        for name, data in untar(plan.layer).items()
+        for name, data in tar_contents(plan.layer).items()
         if name.startswith(SRC_PREFIX)
     }
 
@@ -419,7 +347,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert [d for d, _ in step.files] == ["/", "/tmp"]
     assert step.user == "0:0"
     build = step_files(step, "/tmp")
-    assert build == untar(plan.helpers)
+    assert build == tar_contents(plan.helpers)
     build_plan = json.loads(build["warpdrive-build/plan.json"])
     assert build_plan["collectstatic"] is True
     assert build_plan["build_hook"] is False
@@ -430,18 +358,18 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert plan.runs_something is True
 
     # one layer tar, names relative to /: the source under APP_SRC, the launcher in bin
-    assert step_files(step, "/") == untar(plan.layer)
+    assert step_files(step, "/") == tar_contents(plan.layer)
     src = layer_src(plan)
     assert {"manage.py", "site1/settings.py", "site1/wsgi.py"} <= set(src)
     assert src["site1/settings.py"] == b'WSGI_APPLICATION = "site1.wsgi.application"\n'
-    outside = {n for n in untar(plan.layer) if not n.startswith(SRC_PREFIX)}
+    outside = {n for n in tar_contents(plan.layer) if not n.startswith(SRC_PREFIX)}
     assert outside == {
         "opt/app-root/bin/warpdrive-start",
         "opt/app-root/lib/warpdrive_static.py",
         "opt/app-root/.warpdrive/start.json",
     }
     # nothing set in [tool.warpdrive]: the launcher detects, as the build did
-    assert json.loads(untar(plan.layer)["opt/app-root/.warpdrive/start.json"]) == {}
+    assert json.loads(tar_contents(plan.layer)["opt/app-root/.warpdrive/start.json"]) == {}
     # a layer given to step() replaces the plan's (e.g. with reused static files merged in)
     other = plan.step("sha256:deps", layer=b"other")
     assert other.files[0] == ("/", b"other")
@@ -518,7 +446,7 @@ def test_plan_app_ships_the_start_settings(tmp_path: Path) -> None:
     write(root, "web.py", "app = None\n")
     first = image_module.plan_app(load_config(root), BASE, PKEY, "k", "s")
     assert (first.app.kind, first.app.module, first.server) == ("wsgi", "web:app", "waitress")
-    start_json = untar(first.layer)["opt/app-root/.warpdrive/start.json"]
+    start_json = tar_contents(first.layer)["opt/app-root/.warpdrive/start.json"]
     assert json.loads(start_json) == {"app_module": "web:app", "server": "waitress"}
     assert first.commit.labels["io.warpdrive.app"] == "wsgi web:app (waitress)"
     # the start settings are part of the build key, even with the same source
@@ -567,12 +495,10 @@ def test_no_secret_reaches_any_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", INDEX_URL + "2")
     monkeypatch.setenv("HTTPS_PROXY", f"http://proxyuser:{SECRET}@proxy:3128")
     cfg = django_project(tmp_path / "site1")
-    reqs = requirements_for(cfg)
     app = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
     steps = [
         wheelhouse_plan(cfg).step(),
-        image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False).step,
-        image_module.plan_deps(cfg, BASE, PKEY, reqs, None, False).step,
+        image_module.plan_deps(cfg, BASE, PKEY, RESOLVED).step,
         app.step("sha256:deps"),
     ]
     # the app layer and helpers also go into an image without any step (append_layer)
@@ -580,14 +506,14 @@ def test_no_secret_reaches_any_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for data in (app.layer, app.helpers):
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             app_texts.extend(repr(m.get_info()) + repr(m.pax_headers) for m in tar)
-        app_texts.extend(v.decode("utf-8", "replace") for v in untar(data).values())
+        app_texts.extend(v.decode("utf-8", "replace") for v in tar_contents(data).values())
     for text in app_texts:
         assert SECRET not in text, ("app", text[:200])
         assert "pypi.example.com" not in text, ("app", text[:200])
     for step in steps:
         texts = [repr(step), repr(step.commit), repr(step.env)]
         for _, data in step.files:
-            texts.extend(v.decode("utf-8", "replace") for v in untar(data).values())
+            texts.extend(v.decode("utf-8", "replace") for v in tar_contents(data).values())
         if step.commit is not None:
             texts.extend(f"{k}={v}" for k, v in step.commit.labels.items())
             texts.extend(f"{k}={v}" for k, v in step.commit.env)
@@ -667,7 +593,7 @@ def test_build_key_tracks_dockerignore(tmp_path: Path) -> None:
     assert without.build_key != with_notes.build_key
     assert "notes.txt" in layer_src(with_notes)
     assert "notes.txt" not in layer_src(without)
-    assert step_files(without.step("x"), "/") == untar(without.layer)
+    assert step_files(without.step("x"), "/") == tar_contents(without.layer)
 
 
 def test_project_without_entry_point_is_a_config_error(tmp_path: Path) -> None:
@@ -734,13 +660,10 @@ def test_build_key_tracks_the_git_revision(tmp_path: Path) -> None:
 
 def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    reqs = requirements_for(cfg)
-    full = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False)
+    full = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     parent_info = dataclasses.replace(BASE, id="sha256:parent")
     have = image_module.wheel_ids(RESOLVED[:1])
-    deps = image_module.plan_deps(
-        cfg, BASE, PKEY, reqs, RESOLVED, False, parent=(parent_info, have, 1)
-    )
+    deps = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=(parent_info, have, 1))
     assert deps.key == full.key  # same content, whichever way it is built
     assert deps.parent == "sha256:parent"
     assert deps.step.image == "sha256:parent"
@@ -851,8 +774,7 @@ def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
 def test_plan_deps_labels_its_image_as_deps(tmp_path: Path) -> None:
     """The labels find_parent filters on are the ones plan_deps writes."""
     cfg = wsgi_project(tmp_path / "site")
-    reqs = requirements_for(cfg)
-    deps = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED[:1], False)
+    deps = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED[:1])
     assert deps.step.commit is not None
     labels = dict(deps.step.commit.labels)
     assert labels["io.warpdrive.kind"] == "deps"
@@ -894,10 +816,9 @@ def test_choose_installer(tmp_path: Path) -> None:
 
 def test_installer_is_part_of_the_deps_key(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    reqs = requirements_for(cfg)
-    pip = image_module.plan_deps(cfg, BASE, PKEY, reqs, RESOLVED, False)
+    pip = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     uv = image_module.plan_deps(
-        cfg, BASE, PKEY, reqs, RESOLVED, False, image_module.Installer("uv", "/x/uv", "0.4")
+        cfg, BASE, PKEY, RESOLVED, image_module.Installer("uv", "/x/uv", "0.4")
     )
     assert pip.key != uv.key
     plan = json.loads(step_files(uv.step, "/tmp")["warpdrive-build/plan.json"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from unit_support import PKEY
 
 from nox_warpdrive.errors import PlatformMismatchError, WarpdriveError
 from nox_warpdrive.platform import (
@@ -19,17 +20,8 @@ from nox_warpdrive.platform import (
     parse_probe_output,
 )
 
-KEY = PlatformKey(
-    interpreter="cp312",
-    abi="cp312",
-    platform="linux_x86_64",
-    libc="glibc",
-    libc_version="2.36",
-    distro="debian",
-    distro_version="12",
-    python_version="3.12.4",
-    executable="/usr/local/bin/python3",
-)
+# the shared key, with the executable a probe in python:3.12 would report
+KEY = dataclasses.replace(PKEY, executable="/usr/local/bin/python3")
 
 
 def probe_line(key: PlatformKey) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import nox.registry
 import pytest
+from unit_support import write
 
 import nox_warpdrive
 from nox_warpdrive.errors import WarpdriveError
@@ -21,6 +22,7 @@ from nox_warpdrive.errors import WarpdriveError
 sessions_module = importlib.import_module("nox_warpdrive.sessions")
 
 NOXFILE = "import nox_warpdrive\n\nnox_warpdrive.sessions()\n"
+NO_ENGINE = "unix:///nonexistent/docker.sock"  # a DOCKER_HOST nothing answers on
 
 
 @pytest.fixture
@@ -69,13 +71,6 @@ class FakeSession:
         raise SessionQuit(message)
 
 
-def write(root: Path, relpath: str, text: str) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 # ----------------------------------------------------------------------------- registering
 
 
@@ -102,7 +97,7 @@ def test_registering_contacts_no_docker_and_reads_no_config(
 ) -> None:
     write(tmp_path, "pyproject.toml", "[tool.warpdrive\nthis is not toml")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
     nox_warpdrive.sessions()
     nox_warpdrive.sessions(prefix="wd-", project_dir=tmp_path / "does-not-exist")
     assert set(registry) == {
@@ -160,16 +155,39 @@ def run_session(
     return session
 
 
-def test_bad_config_becomes_session_error(
-    registry: dict[str, Any], no_docker: list[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("pyproject", "expected", "docker_calls"),
+    [
+        # config is checked before the engine is contacted
+        pytest.param(
+            '[tool.warpdrive]\nbase_image = "x"\n',
+            ["unknown key `base_image`", "did you mean `base-image`?"],
+            [],
+            id="bad-config",
+        ),
+        pytest.param(
+            '[project]\nname = "site"\n',
+            ["no Docker engine answers", "fix:"],
+            ["from_env", "from_env"],
+            id="missing-engine",
+        ),
+    ],
+)
+def test_user_mistake_becomes_session_error(
+    registry: dict[str, Any],
+    no_docker: list[str],
+    tmp_path: Path,
+    pyproject: str,
+    expected: list[str],
+    docker_calls: list[str],
 ) -> None:
-    write(tmp_path, "pyproject.toml", '[tool.warpdrive]\nbase_image = "x"\n')
+    write(tmp_path, "pyproject.toml", pyproject)
     nox_warpdrive.sessions(project_dir=tmp_path)
     for name in ("wheelhouse", "image"):
         error = run_session(registry, name).errors[0]
-        assert "unknown key `base_image`" in error
-        assert "did you mean `base-image`?" in error
-    assert no_docker == []  # config is checked before the engine is contacted
+        for fragment in expected:
+            assert fragment in error, fragment
+    assert no_docker == docker_calls
 
 
 def test_project_dir_defaults_to_cwd(
@@ -182,18 +200,6 @@ def test_project_dir_defaults_to_cwd(
     nox_warpdrive.sessions()
     monkeypatch.chdir(tmp_path)
     assert "did you mean `image`?" in run_session(registry, "image").errors[0]
-
-
-def test_missing_engine_becomes_session_error(
-    registry: dict[str, Any], no_docker: list[str], tmp_path: Path
-) -> None:
-    write(tmp_path, "pyproject.toml", '[project]\nname = "site"\n')
-    nox_warpdrive.sessions(project_dir=tmp_path)
-    for name in ("wheelhouse", "image"):
-        error = run_session(registry, name).errors[0]
-        assert "no Docker engine answers" in error
-        assert "fix:" in error
-    assert no_docker == ["from_env", "from_env"]
 
 
 @pytest.mark.parametrize(
@@ -273,8 +279,17 @@ def good_project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def nox_fails(cwd: Path, *args: str) -> str:
+    """Run nox with no engine to reach: it must fail cleanly. Returns its output."""
+    proc = nox_run(cwd, *args, DOCKER_HOST=NO_ENGINE)
+    text = output(proc)
+    assert proc.returncode != 0, text
+    assert "Traceback" not in text
+    return text
+
+
 def test_nox_list_works_with_a_broken_config(bad_project: Path) -> None:
-    proc = nox_run(bad_project, "-l", DOCKER_HOST="unix:///nonexistent/docker.sock")
+    proc = nox_run(bad_project, "-l", DOCKER_HOST=NO_ENGINE)
     assert proc.returncode == 0, output(proc)
     text = output(proc)
     assert "wheelhouse" in text and "image" in text
@@ -283,29 +298,18 @@ def test_nox_list_works_with_a_broken_config(bad_project: Path) -> None:
 
 
 def test_nox_bad_config_is_a_clean_error(bad_project: Path) -> None:
-    proc = nox_run(bad_project, "-s", "image", DOCKER_HOST="unix:///nonexistent/docker.sock")
-    text = output(proc)
-    assert proc.returncode != 0, text
+    text = nox_fails(bad_project, "-s", "image")
     assert "unknown key `base_image`" in text
     assert "did you mean `base-image`" in text
-    assert "Traceback" not in text
 
 
 def test_nox_without_engine_is_a_clean_error(good_project: Path) -> None:
-    proc = nox_run(good_project, "-s", "wheelhouse", DOCKER_HOST="unix:///nonexistent/docker.sock")
-    text = output(proc)
-    assert proc.returncode != 0, text
+    text = nox_fails(good_project, "-s", "wheelhouse")
     assert "no Docker engine answers" in text
     assert "fix:" in text
-    assert "Traceback" not in text
 
 
 def test_nox_bad_posargs_are_a_clean_error(good_project: Path) -> None:
-    proc = nox_run(
-        good_project, "-s", "image", "--", "--bogus", DOCKER_HOST="unix:///nonexistent/docker.sock"
-    )
-    text = output(proc)
-    assert proc.returncode != 0, text
+    text = nox_fails(good_project, "-s", "image", "--", "--bogus")
     assert "bad arguments" in text and "--bogus" in text
     assert "no Docker engine" not in text  # arguments are checked first
-    assert "Traceback" not in text

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from unit_support import clear_launcher_env, write
 
 from nox_warpdrive import runtime
 from nox_warpdrive.runtime import start
@@ -37,13 +38,6 @@ def main():
 if __name__ == "__main__":
     main()
 """
-
-
-def write(root: Path, relpath: str, text: str) -> Path:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def django(root: Path, settings: str = "site1.settings", body: str = "") -> Path:
@@ -260,17 +254,7 @@ def test_server_command_empty_port_uses_default() -> None:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in (
-        "APP_MODULE",
-        "APP_SCRIPT",
-        "APP_FILE",
-        "DJANGO_SETTINGS_MODULE",
-        "PORT",
-        "WEB_CONCURRENCY",
-        "WARPDRIVE_SERVER_TYPE",
-        "WARPDRIVE_START_CONFIG",
-    ):
-        monkeypatch.delenv(key, raising=False)
+    clear_launcher_env(monkeypatch)
     # no image files of the host's /opt/app-root may leak in
     monkeypatch.setattr(start, "CONFIG_FILE", str(tmp_path / "no-start.json"))
     monkeypatch.setattr(start, "STATIC_ROOT_RECORD", str(tmp_path / "no-static-root"))
