@@ -128,37 +128,209 @@ def uv_env(env):
     return out
 
 
+def pip_module_path():
+    """Where this interpreter finds pip's code: "" when it imports pip itself, else the
+    pip wheel that ships with the image's venv support (importable from the zip), else
+    None."""
+    try:
+        import pip  # noqa: F401
+
+        return ""
+    except ImportError:
+        pass
+    candidates = sorted(glob.glob("/usr/share/python-wheels/pip-*.whl"))
+    try:
+        import ensurepip
+
+        bundled = os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")
+        candidates += sorted(glob.glob(bundled))
+    except ImportError:
+        pass
+    return candidates[-1] if candidates else None
+
+
+def pip_config_index():
+    """index-url from pip's configuration files, in pip's order (later files win)."""
+    import configparser
+
+    home = os.path.expanduser("~")
+    files = ["/etc/pip.conf", "/etc/xdg/pip/pip.conf"]
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files.append(os.path.join(config_home, "pip", "pip.conf"))
+    files.append(os.path.join(home, ".pip", "pip.conf"))
+    if os.environ.get("PIP_CONFIG_FILE") and os.environ["PIP_CONFIG_FILE"] != os.devnull:
+        files.append(os.environ["PIP_CONFIG_FILE"])
+    found = None
+    for path in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path)
+        except (OSError, configparser.Error):
+            continue
+        for section in ("global", "download"):
+            for key in ("index-url", "index_url"):
+                if parser.has_option(section, key):
+                    found = parser.get(section, key).strip()
+    return found
+
+
+class _Links:
+    """PEP 503 HTML: the anchors' href, text and data-yanked."""
+
+    def __init__(self, text):
+        import html.parser
+
+        self.links = []
+        outer = self
+
+        class P(html.parser.HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag == "a":
+                    a = dict(attrs)
+                    if a.get("href"):
+                        outer.links.append((a["href"], "data-yanked" in a))
+
+        P().feed(text)
+
+
+def index_files(opener, page_url, headers):
+    """[(filename, absolute url, sha256 or None, yanked)] of one project page of a simple
+    index, PEP 691 JSON or PEP 503 HTML."""
+    import urllib.parse
+    import urllib.request
+
+    req = urllib.request.Request(
+        page_url,
+        headers=dict(headers, Accept="application/vnd.pypi.simple.v1+json, text/html;q=0.1"),
+    )
+    with opener.open(req, timeout=60) as resp:
+        ctype = resp.headers.get("Content-Type", "")
+        body = resp.read().decode("utf-8", "replace")
+        page_url = resp.geturl()
+    out = []
+    if "json" in ctype:
+        for f in json.loads(body).get("files", []):
+            url = urllib.parse.urljoin(page_url, f["url"])
+            sha = (f.get("hashes") or {}).get("sha256")
+            out.append((f["filename"], url, sha, bool(f.get("yanked"))))
+        return out
+    for href, yanked in _Links(body).links:
+        url = urllib.parse.urljoin(page_url, href)
+        base, _, frag = url.partition("#")
+        sha = frag[len("sha256=") :] if frag.startswith("sha256=") else None
+        filename = urllib.parse.unquote(base.rsplit("/", 1)[-1].split("?", 1)[0])
+        out.append((filename, base, sha, yanked))
+    return out
+
+
+def pick_uv_wheel(files, supported_tags, parse_wheel_filename, version_class):
+    """The newest uv below 1.0 with a wheel for this interpreter (the best tag among
+    equal versions); None when there is none."""
+    ranks = {str(t): i for i, t in enumerate(supported_tags)}
+    best = None
+    limit = version_class("1")
+    for filename, url, sha, yanked in files:
+        if yanked or not filename.endswith(".whl"):
+            continue
+        try:
+            name, version, _, tags = parse_wheel_filename(filename)
+        except Exception:
+            continue
+        if name != "uv" or version >= limit or version.is_prerelease:
+            continue
+        rank = min((ranks[str(t)] for t in tags if str(t) in ranks), default=None)
+        if rank is None:
+            continue
+        key = (version, -rank)
+        if best is None or key > best[0]:
+            best = (key, (filename, url, sha))
+    return best[1] if best else None
+
+
+def fetch_uv_direct(env, directory):
+    """uv's wheel straight from the index pip would use (PIP_INDEX_URL, pip's config
+    files, or pip's default), picked with pip's own tag logic; no pip process, which
+    takes seconds to start from its wheel. The wheel's path, or None (pip then tries)."""
+    import base64
+    import urllib.parse
+
+    where = pip_module_path()
+    if where is None:
+        return None
+    if where and where not in sys.path:
+        sys.path.insert(0, where)
+    try:
+        from pip._internal.models.index import PyPI
+        from pip._vendor.packaging.tags import sys_tags
+        from pip._vendor.packaging.utils import parse_wheel_filename
+        from pip._vendor.packaging.version import Version
+    except ImportError:
+        return None
+    index = env.get("PIP_INDEX_URL") or pip_config_index() or PyPI.simple_url
+    parts = urllib.parse.urlsplit(index)
+    headers = {}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        headers["Authorization"] = "Basic " + token
+        netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
+        index = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    opener = _opener(env)
+    try:
+        files = index_files(opener, index.rstrip("/") + "/uv/", headers)
+        chosen = pick_uv_wheel(files, list(sys_tags()), parse_wheel_filename, Version)
+    except Exception as exc:
+        log("could not read the index for uv (%s); asking pip" % exc)
+        return None
+    if chosen is None:
+        return None
+    _, url, sha = chosen
+    same_host = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(index).netloc
+    return fetch(opener, url, sha, directory, headers if same_host else {}, quiet=True)
+
+
+def fetch_uv_with_pip(get_pip, env, directory):
+    proc = subprocess.run(
+        get_pip()
+        + [
+            "download",
+            "--only-binary=:all:",
+            "--no-deps",
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            directory,
+            UV_REQUIREMENT,
+        ],
+        env=env,
+    )
+    wheels = glob.glob(os.path.join(directory, "uv-*.whl"))
+    return wheels[0] if proc.returncode == 0 and wheels else None
+
+
 def ensure_uv(root, get_pip, env, may_download):
-    """The uv binary for this platform key, fetched once into the volume with pip (so
-    pip picks the wheel that fits the builder). None when it cannot be had."""
+    """The uv binary for this platform key, fetched once into the volume: straight from
+    the index (pip's choice of wheel, without starting pip), else with `pip download`.
+    None when it cannot be had."""
     tools = os.path.join(root, "tools")
     found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
     if not found and may_download:
         os.makedirs(tools, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=tools, prefix=".download-")
         try:
-            proc = subprocess.run(
-                get_pip()
-                + [
-                    "download",
-                    "--only-binary=:all:",
-                    "--no-deps",
-                    "--progress-bar",
-                    "off",
-                    "--disable-pip-version-check",
-                    "-q",
-                    "-d",
-                    tmp,
-                    UV_REQUIREMENT,
-                ],
-                env=env,
-            )
-            wheels = glob.glob(os.path.join(tmp, "uv-*.whl"))
-            if proc.returncode == 0 and wheels:
-                version = os.path.basename(wheels[0]).split("-")[1]
+            wheel = fetch_uv_direct(env, tmp)
+            if wheel is None:
+                log("fetching uv with pip")
+                wheel = fetch_uv_with_pip(get_pip, env, tmp)
+            if wheel:
+                version = os.path.basename(wheel).split("-")[1]
+                log("fetched %s" % os.path.basename(wheel))
                 staged = os.path.join(tmp, "uv-" + version)
                 os.makedirs(staged)
-                with zipfile.ZipFile(wheels[0]) as zf:
+                with zipfile.ZipFile(wheel) as zf:
                     member = "uv-%s.data/scripts/uv" % version
                     with zf.open(member) as src, open(os.path.join(staged, "uv"), "wb") as dst:
                         shutil.copyfileobj(src, dst)
@@ -258,13 +430,17 @@ def _opener(env):
     return urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
 
 
-def fetch(opener, url, sha, directory):
+def fetch(opener, url, sha, directory, headers=None, quiet=False):
     """Download one file, verifying its sha256; its path, or None (pip then tries)."""
-    fn = url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+    import urllib.parse
+    import urllib.request
+
+    fn = urllib.parse.unquote(url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0])
     tmp = os.path.join(directory, "." + fn + ".part")
     try:
         h = hashlib.sha256()
-        with opener.open(url, timeout=120) as resp, open(tmp, "wb") as dst:
+        req = urllib.request.Request(url, headers=headers or {})
+        with opener.open(req, timeout=120) as resp, open(tmp, "wb") as dst:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 h.update(chunk)
                 dst.write(chunk)
@@ -272,7 +448,8 @@ def fetch(opener, url, sha, directory):
             raise ValueError("sha256 mismatch")
         dest = os.path.join(directory, fn)
         os.replace(tmp, dest)
-        print("Downloaded %s" % fn, flush=True)
+        if not quiet:
+            print("Downloaded %s" % fn, flush=True)
         return dest
     except Exception as exc:
         log("download of %s failed (%s); pip will fetch it" % (fn, exc))
