@@ -1,0 +1,791 @@
+"""build_wheels.py (runs in the builder container): uv fetched straight from the package
+index pip would use, with pip download as the fallback. A local HTTP server plays the index."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import glob
+import hashlib
+import http.server
+import io
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pip._vendor.packaging.tags import Tag
+from pip._vendor.packaging.utils import parse_wheel_filename
+from pip._vendor.packaging.version import Version
+
+from nox_warpdrive.runtime import build_wheels
+
+UV_WHEEL = "uv-0.5.0-py3-none-any.whl"
+
+
+def uv_wheel(version: str = "0.5.0") -> bytes:
+    """A real (tiny) uv wheel: the script is a shell script that prints the version."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"uv-{version}.data/scripts/uv", f'#!/bin/sh\necho "uv {version}"\n')
+        zf.writestr(
+            f"uv-{version}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: uv\nVersion: {version}\n",
+        )
+        zf.writestr(
+            f"uv-{version}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n",
+        )
+    return buf.getvalue()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# ----------------------------------------------------------------------------- index server
+
+
+@dataclass
+class Page:
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    status: int = 200
+    location: str | None = None
+
+
+@dataclass
+class Index:
+    """What the local server serves (path -> page) and the requests it saw."""
+
+    port: int
+    routes: dict[str, Page] = field(default_factory=dict)
+    # (path, headers with lower-case names)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def html(self, path: str, *anchors: str) -> None:
+        body = "<!DOCTYPE html><html><body>\n" + "\n".join(anchors) + "\n</body></html>\n"
+        self.routes[path] = Page(body.encode())
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.requests]
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib reads *_proxy from os.environ (and _opener copies env's into it): reach
+    127.0.0.1 directly whatever the machine's proxy setup."""
+    for key in list(os.environ):
+        if key.lower().endswith("_proxy"):
+            monkeypatch.delenv(key)
+
+
+_SSL_CONTEXT: list[ssl.SSLContext] = []
+
+
+@pytest.fixture(autouse=True)
+def shared_ssl_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_opener makes an SSL context (loading the CA bundle, ~50 ms) on every call; the
+    tests speak plain HTTP only, so one shared default context will do."""
+    real = ssl.create_default_context
+
+    def create(purpose: Any = ssl.Purpose.SERVER_AUTH, **kwargs: Any) -> ssl.SSLContext:
+        if any(kwargs.values()):
+            return real(purpose, **kwargs)
+        if not _SSL_CONTEXT:
+            _SSL_CONTEXT.append(real(purpose))
+        return _SSL_CONTEXT[0]
+
+    monkeypatch.setattr(ssl, "create_default_context", create)
+
+
+@pytest.fixture
+def index() -> Iterator[Index]:
+    state: list[Index] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            idx = state[0]
+            idx.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            page = idx.routes.get(self.path)
+            if page is None:
+                self.send_error(404)
+                return
+            self.send_response(page.status)
+            if page.location:
+                self.send_header("Location", page.location)
+            self.send_header("Content-Type", page.content_type)
+            self.send_header("Content-Length", str(len(page.body)))
+            self.end_headers()
+            self.wfile.write(page.body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.append(Index(port=server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield state[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def files_of(index: Index, page: str) -> list[tuple[str, str, str | None, bool]]:
+    opener = build_wheels._opener({})
+    result: list[tuple[str, str, str | None, bool]] = build_wheels.index_files(
+        opener, index.url + page, {}
+    )
+    return result
+
+
+# ----------------------------------------------------------------------------- pick_uv_wheel
+
+SUPPORTED = [
+    Tag("cp311", "cp311", "manylinux_2_17_x86_64"),
+    Tag("py3", "none", "manylinux_2_17_x86_64"),
+    Tag("py3", "none", "any"),
+]
+
+
+def entry(filename: str, yanked: bool = False) -> tuple[str, str, str, bool]:
+    return (filename, "https://files.example/" + filename, "sha-" + filename, yanked)
+
+
+def pick(*files: tuple[str, str, str, bool]) -> str | None:
+    chosen = build_wheels.pick_uv_wheel(list(files), SUPPORTED, parse_wheel_filename, Version)
+    if chosen is None:
+        return None
+    filename, url, sha = chosen
+    assert url == "https://files.example/" + filename
+    assert sha == "sha-" + filename
+    return str(filename)
+
+
+def test_pick_newest_below_1() -> None:
+    files = [
+        entry("uv-0.4.30-py3-none-any.whl"),
+        entry("uv-0.5.1-py3-none-any.whl"),
+        entry("uv-0.5.0-py3-none-any.whl"),
+    ]
+    assert pick(*files) == "uv-0.5.1-py3-none-any.whl"
+    assert pick(*reversed(files)) == "uv-0.5.1-py3-none-any.whl"
+
+
+def test_pick_post_release_counts_as_newer() -> None:
+    files = [entry("uv-0.5.0.post1-py3-none-any.whl"), entry("uv-0.5.0-py3-none-any.whl")]
+    assert pick(*files) == "uv-0.5.0.post1-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(
+    "newer",
+    [
+        pytest.param(entry("uv-0.9.0-py3-none-any.whl", yanked=True), id="yanked"),
+        pytest.param(entry("uv-0.9.0rc1-py3-none-any.whl"), id="rc"),
+        pytest.param(entry("uv-0.9.0.dev3-py3-none-any.whl"), id="dev"),
+        pytest.param(entry("uv-1.0.0rc1-py3-none-any.whl"), id="1.0-rc"),
+        pytest.param(entry("uv-1.0.0-py3-none-any.whl"), id="1.0"),
+        pytest.param(entry("uv-2.3.0-py3-none-any.whl"), id="2.x"),
+        pytest.param(entry("uv-0.9.0.tar.gz"), id="sdist"),
+        pytest.param(entry("uv-0.9.0.zip"), id="zip-sdist"),
+        pytest.param(entry("uv_build-0.9.0-py3-none-any.whl"), id="other-project"),
+        pytest.param(entry("uvx-0.9.0-py3-none-any.whl"), id="other-project-prefix"),
+        pytest.param(entry("uv-0.9.0-cp27-cp27mu-manylinux1_x86_64.whl"), id="unsupported-tag"),
+        pytest.param(entry("uv-0.9.0-py3-none-win_amd64.whl"), id="other-platform"),
+        pytest.param(entry("uv-latest.whl"), id="invalid-wheel-name"),
+    ],
+)
+def test_pick_skips(newer: tuple[str, str, str, bool]) -> None:
+    old = entry("uv-0.4.0-py3-none-any.whl")
+    assert pick(newer, old) == "uv-0.4.0-py3-none-any.whl"
+    assert pick(old, newer) == "uv-0.4.0-py3-none-any.whl"
+    assert pick(newer) is None
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["best-first", "best-last"])
+def test_pick_best_tag_among_equal_versions(reverse: bool) -> None:
+    files = [
+        entry("uv-0.5.0-cp311-cp311-manylinux_2_17_x86_64.whl"),  # rank 0
+        entry("uv-0.5.0-py3-none-manylinux_2_17_x86_64.whl"),  # rank 1
+        entry("uv-0.5.0-py3-none-any.whl"),  # rank 2
+    ]
+    if reverse:
+        files.reverse()
+    assert pick(*files) == "uv-0.5.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    without_best = [f for f in files if "cp311" not in f[0]]
+    assert pick(*without_best) == "uv-0.5.0-py3-none-manylinux_2_17_x86_64.whl"
+
+
+def test_pick_compressed_tag_set_uses_its_best_tag() -> None:
+    files = [
+        entry("uv-0.5.0-py3-none-manylinux_2_17_x86_64.whl"),  # rank 1
+        entry("uv-0.5.0-cp311.py3-cp311.none-manylinux_2_17_x86_64.whl"),  # contains rank 0
+    ]
+    assert pick(*files) == "uv-0.5.0-cp311.py3-cp311.none-manylinux_2_17_x86_64.whl"
+
+
+def test_pick_newer_version_beats_better_tag() -> None:
+    files = [
+        entry("uv-0.5.0-cp311-cp311-manylinux_2_17_x86_64.whl"),
+        entry("uv-0.5.1-py3-none-any.whl"),
+    ]
+    assert pick(*files) == "uv-0.5.1-py3-none-any.whl"
+
+
+def test_pick_nothing_fits() -> None:
+    assert pick() is None
+    assert (
+        pick(
+            entry("uv-1.0.0-py3-none-any.whl"),
+            entry("uv-0.5.0-py3-none-any.whl", yanked=True),
+            entry("uv-0.5.0.tar.gz"),
+            entry("uv-0.5.0-py3-none-win_amd64.whl"),
+        )
+        is None
+    )
+
+
+# ----------------------------------------------------------------------------- index_files
+
+
+def test_index_files_pep503_html(index: Index) -> None:
+    index.html(
+        "/simple/uv/",
+        '<a href="../../files/uv-0.5.0-py3-none-any.whl#sha256=abc">uv-0.5.0-py3-none-any.whl</a>',
+        '<a href="../../files/uv-0.4.0-py3-none-any.whl#sha256=def" data-yanked="">x</a>',
+        '<a href="../../files/uv-0.3.0-py3-none-any.whl" data-yanked>x</a>',
+        '<a href="../../files/uv-0.2.0-py3-none-any.whl?a=1&amp;b=2#md5=0f">x</a>',
+        '<a href="../../files/uv&#45;0.1.0%2Blocal-py3-none-any.whl#sha256=123">x</a>',
+        '<a href="https://mirror.example/f/uv-0.0.9.tar.gz#sha256=987">x</a>',
+        '<a name="no-href">anchor without a link</a>',
+    )
+    base = index.url + "/files/"
+    assert files_of(index, "/simple/uv/") == [
+        ("uv-0.5.0-py3-none-any.whl", base + "uv-0.5.0-py3-none-any.whl", "abc", False),
+        ("uv-0.4.0-py3-none-any.whl", base + "uv-0.4.0-py3-none-any.whl", "def", True),
+        ("uv-0.3.0-py3-none-any.whl", base + "uv-0.3.0-py3-none-any.whl", None, True),
+        ("uv-0.2.0-py3-none-any.whl", base + "uv-0.2.0-py3-none-any.whl?a=1&b=2", None, False),
+        (
+            "uv-0.1.0+local-py3-none-any.whl",
+            base + "uv-0.1.0%2Blocal-py3-none-any.whl",
+            "123",
+            False,
+        ),
+        ("uv-0.0.9.tar.gz", "https://mirror.example/f/uv-0.0.9.tar.gz", "987", False),
+    ]
+    [(path, headers)] = index.requests
+    assert path == "/simple/uv/"
+    assert headers["accept"].startswith("application/vnd.pypi.simple.v1+json")
+
+
+def test_index_files_pep691_json(index: Index) -> None:
+    doc = {
+        "meta": {"api-version": "1.1"},
+        "name": "uv",
+        "files": [
+            {
+                "filename": "uv-0.5.0-py3-none-any.whl",
+                "url": "../../files/uv-0.5.0-py3-none-any.whl",
+                "hashes": {"sha256": "abc", "md5": "0f"},
+            },
+            {
+                "filename": "uv-0.4.0-py3-none-any.whl",
+                "url": "https://files.example/uv-0.4.0-py3-none-any.whl",
+                "hashes": {"sha256": "def"},
+                "yanked": "broken build",
+            },
+            {
+                "filename": "uv-0.3.0-py3-none-any.whl",
+                "url": "uv-0.3.0-py3-none-any.whl",
+                "hashes": {},
+                "yanked": True,
+            },
+            {
+                "filename": "uv-0.2.0-py3-none-any.whl",
+                "url": "/files/uv-0.2.0-py3-none-any.whl",
+                "hashes": {"md5": "0f"},
+                "yanked": False,
+            },
+        ],
+    }
+    index.routes["/simple/uv/"] = Page(
+        json.dumps(doc).encode(), content_type="application/vnd.pypi.simple.v1+json"
+    )
+    assert files_of(index, "/simple/uv/") == [
+        ("uv-0.5.0-py3-none-any.whl", index.url + "/files/uv-0.5.0-py3-none-any.whl", "abc", False),
+        (
+            "uv-0.4.0-py3-none-any.whl",
+            "https://files.example/uv-0.4.0-py3-none-any.whl",
+            "def",
+            True,
+        ),
+        (
+            "uv-0.3.0-py3-none-any.whl",
+            index.url + "/simple/uv/uv-0.3.0-py3-none-any.whl",
+            None,
+            True,
+        ),
+        ("uv-0.2.0-py3-none-any.whl", index.url + "/files/uv-0.2.0-py3-none-any.whl", None, False),
+    ]
+
+
+def test_index_files_resolves_links_against_the_redirected_url(index: Index) -> None:
+    index.routes["/simple/uv"] = Page(b"", status=301, location="/simple/uv/")
+    index.html("/simple/uv/", '<a href="uv-0.5.0-py3-none-any.whl">x</a>')
+    assert files_of(index, "/simple/uv") == [
+        (
+            "uv-0.5.0-py3-none-any.whl",
+            index.url + "/simple/uv/uv-0.5.0-py3-none-any.whl",
+            None,
+            False,
+        )
+    ]
+    assert index.paths() == ["/simple/uv", "/simple/uv/"]
+
+
+def test_links_parser_unescapes_and_flags_yanked() -> None:
+    text = (
+        '<a href="a.whl?x=1&amp;y=2">a</a><a>no href</a><a href="">empty</a>'
+        '<a href="b.whl" data-yanked="reason &lt;1&gt;">b</a>'
+    )
+    assert build_wheels._Links(text).links == [("a.whl?x=1&y=2", False), ("b.whl", True)]
+
+
+# ----------------------------------------------------------------------------- pip config
+
+
+@dataclass
+class PipConf:
+    """pip's config files, all under tmp_path: /etc/... reads are redirected there."""
+
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    wanted: list[str] = field(default_factory=list)  # the paths the code asked for
+
+    def path(self, where: str) -> Path:
+        return {
+            "etc": self.tmp / "root/etc/pip.conf",
+            "etc-xdg": self.tmp / "root/etc/xdg/pip/pip.conf",
+            "xdg": self.tmp / "xdg/pip/pip.conf",
+            "home-config": self.tmp / "home/.config/pip/pip.conf",
+            "legacy": self.tmp / "home/.pip/pip.conf",
+            "env": self.tmp / "env/pip.conf",
+            "site": self.tmp / "prefix/pip.conf",
+        }[where]
+
+    def write(self, where: str, text: str) -> Path:
+        path = self.path(where)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if where == "env":
+            self.monkeypatch.setenv("PIP_CONFIG_FILE", str(path))
+        return path
+
+
+def conf(url: str, section: str = "global", key: str = "index-url") -> str:
+    return f"[{section}]\n{key} = {url}\n"
+
+
+@pytest.fixture
+def pipconf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PipConf:
+    pc = PipConf(tmp_path, monkeypatch)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("PIP_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_DIRS", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    real_read = configparser.RawConfigParser.read
+
+    def read(self: configparser.RawConfigParser, filenames: Any, encoding: Any = None) -> Any:
+        pc.wanted.append(str(filenames))
+        if isinstance(filenames, str) and filenames.startswith("/etc/"):
+            filenames = str(tmp_path / "root") + filenames
+        assert str(filenames).startswith(str(tmp_path)) or filenames == os.devnull, filenames
+        return real_read(self, filenames, encoding)
+
+    monkeypatch.setattr(configparser.RawConfigParser, "read", read)
+    return pc
+
+
+def test_pip_config_index_none(pipconf: PipConf) -> None:
+    assert build_wheels.pip_config_index() is None
+    # hermetic: the machine's /etc files were asked for, and redirected
+    assert "/etc/pip.conf" in pipconf.wanted
+    assert "/etc/xdg/pip/pip.conf" in pipconf.wanted
+
+
+@pytest.mark.parametrize(
+    "where", ["etc", "etc-xdg", "xdg", "legacy", "env"], ids=lambda w: f"only-{w}"
+)
+def test_pip_config_index_each_file(pipconf: PipConf, where: str) -> None:
+    pipconf.write(where, conf("  https://idx.example/simple/  "))
+    assert build_wheels.pip_config_index() == "https://idx.example/simple/"
+
+
+def test_pip_config_index_default_user_dir(
+    pipconf: PipConf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    pipconf.write("home-config", conf("https://home.example/simple/"))
+    assert build_wheels.pip_config_index() == "https://home.example/simple/"
+
+
+def test_pip_config_index_sections_and_keys(pipconf: PipConf) -> None:
+    path = pipconf.write("env", conf("https://g.example/") + conf("https://d.example/", "download"))
+    assert build_wheels.pip_config_index() == "https://d.example/"
+    path.write_text(conf("https://g.example/", key="index_url"))
+    assert build_wheels.pip_config_index() == "https://g.example/"
+    path.write_text(conf("https://other.example/", "install") + "[global]\ntimeout = 5\n")
+    assert build_wheels.pip_config_index() is None
+    # RawConfigParser: no %-interpolation in percent-encoded credentials
+    path.write_text(conf("https://u:p%40ss@idx.example/simple/"))
+    assert build_wheels.pip_config_index() == "https://u:p%40ss@idx.example/simple/"
+
+
+def test_pip_config_index_later_file_wins(pipconf: PipConf) -> None:
+    pipconf.write("etc", conf("https://etc.example/"))
+    pipconf.write("xdg", conf("https://xdg.example/"))
+    assert build_wheels.pip_config_index() == "https://xdg.example/"
+    pipconf.write("env", conf("https://env.example/"))
+    assert build_wheels.pip_config_index() == "https://env.example/"
+
+
+def test_pip_config_index_skips_broken_files(pipconf: PipConf) -> None:
+    pipconf.write("etc", conf("https://etc.example/"))
+    pipconf.write("xdg", "this is not an ini file\n[global\n")
+    assert build_wheels.pip_config_index() == "https://etc.example/"
+
+
+def test_pip_config_index_devnull_is_not_read(pipconf: PipConf) -> None:
+    pipconf.monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    assert build_wheels.pip_config_index() is None
+    assert os.devnull not in pipconf.wanted
+
+
+# What pip itself (23.2, pip/_internal/configuration.py, cli/parser.py) would use.
+PIP_ORDER_CASES = [
+    pytest.param(
+        {"etc-xdg": conf("https://a.example/"), "etc": conf("https://b.example/")},
+        "https://b.example/",
+        id="global-files:/etc/pip.conf-read-after-/etc/xdg",
+    ),
+    pytest.param(
+        {"legacy": conf("https://a.example/"), "xdg": conf("https://b.example/")},
+        "https://b.example/",
+        id="user-files:xdg-overrides-legacy-~/.pip",
+    ),
+    pytest.param(
+        {"etc": conf("https://a.example/", "download"), "xdg": conf("https://b.example/")},
+        "https://a.example/",
+        id="[download]-in-any-file-beats-[global]",
+    ),
+    pytest.param(
+        {"xdg": conf("https://a.example/"), "env": "[global]\ntimeout = 5\n"},
+        None,
+        id="existing-PIP_CONFIG_FILE-disables-user-files",
+    ),
+    pytest.param(
+        {"etc": conf("https://a.example/"), "devnull": ""},
+        None,
+        id="PIP_CONFIG_FILE=devnull-disables-all-files",
+    ),
+    pytest.param(
+        {"site": conf("https://a.example/")},
+        "https://a.example/",
+        id="site-file-sys.prefix/pip.conf",
+    ),
+]
+
+
+@pytest.mark.parametrize(("files", "expected"), PIP_ORDER_CASES)
+def test_pip_config_index_follows_pip(
+    pipconf: PipConf, files: dict[str, str], expected: str | None
+) -> None:
+    for where, text in files.items():
+        if where == "devnull":
+            pipconf.monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        else:
+            pipconf.write(where, text)
+    assert build_wheels.pip_config_index() == expected
+
+
+# ----------------------------------------------------------------------------- pip_module_path
+
+
+def test_pip_module_path_own_pip() -> None:
+    assert build_wheels.pip_module_path() == ""  # the dev venv imports pip
+
+
+def test_pip_module_path_bundled_wheels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pip", None)  # `import pip` raises ImportError
+    found = {
+        "/usr/share/python-wheels/pip-*.whl": [
+            "/usr/share/python-wheels/pip-24.0-py3-none-any.whl",
+            "/usr/share/python-wheels/pip-23.0-py3-none-any.whl",
+        ],
+    }
+    monkeypatch.setattr(glob, "glob", lambda pattern: found.get(pattern, []))
+    assert build_wheels.pip_module_path() == "/usr/share/python-wheels/pip-24.0-py3-none-any.whl"
+    import ensurepip
+
+    bundled = os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")
+    found[bundled] = [bundled.replace("*", "23.2.1-py3-none-any")]
+    assert build_wheels.pip_module_path() == found[bundled][0]  # venv support's own wheel
+    found.clear()
+    assert build_wheels.pip_module_path() is None
+    monkeypatch.setitem(sys.modules, "ensurepip", None)
+    assert build_wheels.pip_module_path() is None
+
+
+# ----------------------------------------------------------------------------- fetch_uv_direct
+
+
+@pytest.fixture
+def page_urls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, str]]]:
+    """fetch_uv_direct's index reads, recorded (no network): the index has no uv."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def fake(opener: Any, page_url: str, headers: dict[str, str]) -> list[Any]:
+        seen.append((page_url, dict(headers)))
+        return []
+
+    monkeypatch.setattr(build_wheels, "index_files", fake)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("env", "config", "page"),
+    [
+        ({}, None, "https://pypi.org/simple/uv/"),
+        ({}, "https://cfg.example/simple", "https://cfg.example/simple/uv/"),
+        (
+            {"PIP_INDEX_URL": "https://env.example/pypi/simple/"},
+            "https://cfg.example/simple",
+            "https://env.example/pypi/simple/uv/",
+        ),
+    ],
+    ids=["pypi-default", "pip-config", "PIP_INDEX_URL-wins"],
+)
+def test_fetch_uv_direct_index_choice(
+    monkeypatch: pytest.MonkeyPatch,
+    page_urls: list[tuple[str, dict[str, str]]],
+    tmp_path: Path,
+    env: dict[str, str],
+    config: str | None,
+    page: str,
+) -> None:
+    monkeypatch.setattr(build_wheels, "pip_config_index", lambda: config)
+    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert page_urls == [(page, {})]
+
+
+def test_fetch_uv_direct_moves_credentials_to_a_header(
+    page_urls: list[tuple[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    env = {"PIP_INDEX_URL": "https://us%40er:p%3Ass@Idx.Example:8443/simple/"}
+    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert page_urls == [
+        ("https://idx.example:8443/simple/uv/", {"Authorization": basic("us@er", "p:ss")})
+    ]
+
+
+def test_fetch_uv_direct_credentials_ipv6_host(
+    page_urls: list[tuple[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    env = {"PIP_INDEX_URL": "http://user:pw@[::1]:8080/simple/"}
+    build_wheels.fetch_uv_direct(env, str(tmp_path))
+    assert page_urls == [("http://[::1]:8080/simple/uv/", {"Authorization": basic("user", "pw")})]
+
+
+def test_fetch_uv_direct_without_pip(
+    monkeypatch: pytest.MonkeyPatch, page_urls: list[tuple[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(build_wheels, "pip_module_path", lambda: None)
+    assert build_wheels.fetch_uv_direct({"PIP_INDEX_URL": "http://x/"}, str(tmp_path)) is None
+    assert page_urls == []
+
+
+def test_fetch_uv_direct_unreadable_index(
+    index: Index, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}  # nothing served: 404
+    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert index.paths() == ["/simple/uv/"]
+    assert "could not read the index for uv" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- fetch
+
+
+def test_fetch_verifies_sha256(index: Index, tmp_path: Path) -> None:
+    data = uv_wheel()
+    index.routes["/files/" + UV_WHEEL] = Page(data, content_type="application/octet-stream")
+    opener = build_wheels._opener({})
+    url = index.url + "/files/" + UV_WHEEL
+    good = hashlib.sha256(data).hexdigest()
+
+    assert build_wheels.fetch(opener, url, "0" * 64, str(tmp_path), quiet=True) is None
+    assert os.listdir(tmp_path) == []  # no .part left behind
+    path = build_wheels.fetch(opener, url + "#sha256=" + good, good, str(tmp_path), quiet=True)
+    assert path == str(tmp_path / UV_WHEEL)
+    assert (tmp_path / UV_WHEEL).read_bytes() == data
+    assert build_wheels.fetch(opener, index.url + "/missing.whl", None, str(tmp_path)) is None
+    assert os.listdir(tmp_path) == [UV_WHEEL]
+
+
+# ----------------------------------------------------------------------------- ensure_uv
+
+
+def no_pip() -> list[str]:
+    pytest.fail("get_pip must not be called")
+
+
+@dataclass
+class FakePip:
+    """get_pip() for ensure_uv's fallback: a command that fails, or that 'downloads' a
+    wheel by copying it into the -d directory."""
+
+    wheel: Path | None = None
+    calls: int = 0
+
+    def __call__(self) -> list[str]:
+        self.calls += 1
+        if self.wheel is None:
+            return [sys.executable, "-c", "raise SystemExit(1)"]
+        code = (
+            "import shutil, sys; a = sys.argv; "
+            "assert a[1] == 'download' and a[-1] == 'uv<1', a; "
+            f"shutil.copy({str(self.wheel)!r}, a[a.index('-d') + 1])"
+        )
+        return [sys.executable, "-c", code]
+
+
+def serve_uv(index: Index, sha: str | None = None, href_prefix: str = "../../files/") -> None:
+    data = uv_wheel()
+    sha = sha or hashlib.sha256(data).hexdigest()
+    index.routes["/files/" + UV_WHEEL] = Page(data, content_type="application/octet-stream")
+    index.html(
+        "/simple/uv/",
+        f'<a href="{href_prefix}{UV_WHEEL}#sha256={sha}">{UV_WHEEL}</a>',
+        # newer, but not for this interpreter / yanked / too new / not a wheel
+        '<a href="../../files/uv-0.6.0-cp27-cp27m-win32.whl">x</a>',
+        '<a href="../../files/uv-0.7.0-py3-none-any.whl" data-yanked="">x</a>',
+        '<a href="../../files/uv-1.0.0-py3-none-any.whl">x</a>',
+        '<a href="../../files/uv-0.8.0.tar.gz">x</a>',
+    )
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "tools").iterdir() if p.name.startswith("."))
+
+
+def check_uv(path: str | None, root: Path) -> None:
+    assert path == str(root / "tools" / "uv-0.5.0" / "uv")
+    assert os.access(path, os.X_OK)
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "uv 0.5.0"
+
+
+def test_ensure_uv_fetches_straight_from_the_index(index: Index, tmp_path: Path) -> None:
+    serve_uv(index)
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}
+    uv = build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True)
+    check_uv(uv, tmp_path)
+    assert index.paths() == ["/simple/uv/", "/files/" + UV_WHEEL]
+    assert leftovers(tmp_path) == []
+    assert all("authorization" not in h for _, h in index.requests)
+
+    # already in the volume: no network, no pip
+    again = build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True)
+    assert again == uv
+    assert len(index.requests) == 2
+
+
+def test_ensure_uv_sha_mismatch_falls_back_to_pip(index: Index, tmp_path: Path) -> None:
+    serve_uv(index, sha="0" * 64)
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}
+    with_pip = FakePip()
+    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert os.listdir(tmp_path) == []
+    assert build_wheels.ensure_uv(str(tmp_path), with_pip, env, may_download=True) is None
+    assert with_pip.calls == 1
+    assert sorted(os.listdir(tmp_path / "tools")) == []  # no .download-*, no uv-*
+
+
+def test_ensure_uv_pip_fallback_succeeds(index: Index, tmp_path: Path) -> None:
+    wheel = tmp_path / "from-pip" / UV_WHEEL
+    wheel.parent.mkdir()
+    wheel.write_bytes(uv_wheel())
+    root = tmp_path / "key"
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}  # the index has no uv page: 404
+    with_pip = FakePip(wheel)
+    uv = build_wheels.ensure_uv(str(root), with_pip, env, may_download=True)
+    check_uv(uv, root)
+    assert with_pip.calls == 1
+    assert leftovers(root) == []
+
+
+def test_ensure_uv_wheel_without_the_script(index: Index, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("uv-0.5.0.dist-info/METADATA", "Name: uv\nVersion: 0.5.0\n")
+    data = buf.getvalue()
+    index.routes["/files/" + UV_WHEEL] = Page(data)
+    sha = hashlib.sha256(data).hexdigest()
+    index.html("/simple/uv/", f'<a href="../../files/{UV_WHEEL}#sha256={sha}">x</a>')
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}
+    assert build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True) is None
+    assert os.listdir(tmp_path / "tools") == []
+
+
+def test_ensure_uv_basic_auth_same_host_only(index: Index, tmp_path: Path) -> None:
+    serve_uv(index)
+    env = {"PIP_INDEX_URL": f"http://user:p%40ss@127.0.0.1:{index.port}/simple/"}
+    check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True), tmp_path)
+    assert index.paths() == ["/simple/uv/", "/files/" + UV_WHEEL]
+    for _, headers in index.requests:
+        assert headers.get("authorization") == basic("user", "p@ss")
+
+
+def test_ensure_uv_basic_auth_not_sent_to_another_host(index: Index, tmp_path: Path) -> None:
+    # same server, but "localhost" is another netloc than "127.0.0.1"
+    serve_uv(index, href_prefix=f"http://localhost:{index.port}/files/")
+    env = {"PIP_INDEX_URL": f"http://user:pw@127.0.0.1:{index.port}/simple/"}
+    check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True), tmp_path)
+    (_, page), (_, file) = index.requests
+    assert page.get("authorization") == basic("user", "pw")
+    assert "authorization" not in file
+
+
+def test_ensure_uv_no_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("no network expected")
+
+    monkeypatch.setattr(build_wheels, "fetch_uv_direct", no_network)
+    monkeypatch.setattr(build_wheels, "_opener", no_network)
+    env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple/"}
+    assert build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=False) is None
+    assert not (tmp_path / "tools").exists()
+
+
+def test_ensure_uv_no_download_uses_a_published_uv(tmp_path: Path) -> None:
+    script = tmp_path / "tools" / "uv-0.5.0" / "uv"
+    script.parent.mkdir(parents=True)
+    script.write_text('#!/bin/sh\necho "uv 0.5.0"\n')
+    script.chmod(0o755)
+    check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, {}, may_download=False), tmp_path)
