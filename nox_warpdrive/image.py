@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -209,6 +210,103 @@ def plan_deps(
         parent=parent_id,
         files=tuple(files),
     )
+
+
+def ensure_deps(
+    engine: Engine,
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[dict[str, str]],
+    installer: Installer,
+    out: Output,
+) -> tuple[str, bool, float]:
+    """The deps image for exactly these wheels: found by its key, else built (on the
+    earlier deps image with the most of them, when there is one) and tagged. Returns
+    (image id, whether it was found, seconds spent building)."""
+    deps = plan_deps(cfg, base, pkey, resolved, installer)
+    found = engine.image(deps.ref)
+    if found is not None and found.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key:
+        return found.id, True, 0.0
+    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+    if parent is not None:
+        deps = plan_deps(cfg, base, pkey, resolved, installer, parent)
+        out(
+            f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
+            f"layer {parent[0].id.split(':')[-1][:12]}"
+        )
+    result = engine.run_checked(deps.step, out)
+    assert result.image_id is not None
+    engine.tag(result.image_id, deps.ref)
+    return result.image_id, False, result.seconds
+
+
+#: the deps step's last line (runtime/assemble.py)
+INSTALLED_IN = re.compile(r"virtualenv ready in (\d+(?:\.\d+)?) s")
+
+
+class EarlyDeps:
+    """A deps image for the wheels the wheelhouse has published while its builder still
+    compiles sdists, built in a thread: installing and committing most packages then
+    overlaps the compile, and the full deps layer afterwards adds only the built wheels
+    on top (find_parent finds this image). A failure here only costs the head start: the
+    regular path after the wheelhouse builds whatever is missing, and reports errors."""
+
+    def __init__(self, engine: Engine, cfg: Config, base: ImageInfo, pkey: PlatformKey):
+        self.engine, self.cfg, self.base, self.pkey = engine, cfg, base, pkey
+        self.thread: threading.Thread | None = None
+        self.lines: list[str] = []
+        self.count = 0
+        self.seconds = 0.0
+        self.built = False
+        self.error: WarpdriveError | None = None
+
+    def start(self, resolved: list[dict[str, str]], tools: dict[str, Any]) -> None:
+        if self.thread is not None or not resolved:
+            return
+        try:
+            installer = choose_installer(self.cfg, {"tools": tools}, self.pkey)
+        except WarpdriveError:
+            return  # the regular path reports it
+        self.count = len(resolved)
+        self.thread = threading.Thread(
+            target=self._run, args=(resolved, installer), name="warpdrive-early-deps"
+        )
+        self.thread.start()
+
+    def _run(self, resolved: list[dict[str, str]], installer: Installer) -> None:
+        started = time.monotonic()
+        try:
+            _, reused, _ = ensure_deps(
+                self.engine, self.cfg, self.base, self.pkey, resolved, installer, self.lines.append
+            )
+            self.built = not reused
+        except WarpdriveError as exc:
+            self.error = exc
+        self.seconds = time.monotonic() - started
+
+    def join(self, out: Output) -> float | None:
+        """Wait for the thread; the seconds it took, None when it did not build."""
+        if self.thread is None:
+            return None
+        self.thread.join()
+        if self.error is not None:
+            out(
+                f"warpdrive: installing the first {self.count} wheels early failed "
+                f"({self.error.message.splitlines()[0]}); trying again after the wheelhouse"
+            )
+            return None
+        if not self.built:
+            return None
+        installed = next(
+            (m.group(1) for m in map(INSTALLED_IN.search, reversed(self.lines)) if m), None
+        )
+        detail = f"installed in {installed} s, " if installed else ""
+        out(
+            f"warpdrive: deps layer for the first {self.count} wheels built while the "
+            f"wheelhouse finished ({detail}{self.seconds:.1f} s in all)"
+        )
+        return self.seconds
 
 
 def git_labels(project_dir: Path) -> dict[str, str]:
@@ -623,7 +721,6 @@ def build_image(
     current = engine.image(ref)
     timings: list[tuple[str, float]] = []
 
-    deps: DepsPlan | None = None
     resolved: list[dict[str, str]] | None = None
     deps_image = known_deps(engine, cfg, current, base, pkey, reqs)
     if deps_image is not None:
@@ -641,9 +738,15 @@ def build_image(
         if resolved is None:
             out("warpdrive: the wheelhouse lacks these requirements; building them first")
             wheels_started = time.monotonic()
-            result_wh = build_wheelhouse(cfg, engine, out)
+            early = EarlyDeps(engine, cfg, base, pkey)
+            try:
+                result_wh = build_wheelhouse(cfg, engine, out, on_ready=early.start)
+            finally:
+                early_seconds = early.join(out)
             out(f"warpdrive: {result_wh.summary()}")
             timings.append(("wheelhouse", time.monotonic() - wheels_started))
+            if early_seconds is not None:
+                timings.append(("early deps", early_seconds))
             manifest = read_manifest(engine, cfg.volume, pkey, base.id)
             resolved = resolved_set(manifest, reqs.digest)
             if resolved is None:
@@ -652,8 +755,7 @@ def build_image(
                     fix="run `nox -s wheelhouse` and read its output",
                 )
         installer = choose_installer(cfg, manifest, pkey)
-        deps = plan_deps(cfg, base, pkey, resolved, installer)
-        deps_key = deps.key
+        deps_key = plan_deps(cfg, base, pkey, resolved, installer).key
     app = plan_app(
         cfg,
         base,
@@ -667,27 +769,15 @@ def build_image(
             ref, current.id, True, True, current.size, current.layers, time.monotonic() - started
         )
 
-    if deps_image is None and deps is not None:
-        found = engine.image(deps.ref)
-        if found is not None and found.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key:
-            deps_image = found
-    deps_reused = deps_image is not None
     if deps_image is not None:
-        deps_id = deps_image.id
+        deps_id, deps_reused = deps_image.id, True
     else:
-        assert deps is not None and resolved is not None
-        parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
-        if parent is not None:
-            deps = plan_deps(cfg, base, pkey, resolved, installer, parent)
-            out(
-                f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
-                f"layer {parent[0].id.split(':')[-1][:12]}"
-            )
-        result = engine.run_checked(deps.step, out)
-        assert result.image_id is not None
-        deps_id = result.image_id
-        timings.append(("deps", result.seconds))
-        engine.tag(deps_id, deps.ref)
+        assert resolved is not None
+        deps_id, deps_reused, seconds = ensure_deps(
+            engine, cfg, base, pkey, resolved, installer, out
+        )
+        if not deps_reused:
+            timings.append(("deps", seconds))
     app_started = time.monotonic()
     layer = app.layer
     needs_container = app.runs_something

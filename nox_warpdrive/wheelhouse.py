@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,9 +177,26 @@ class WheelhouseResult:
         )
 
 
+#: machine-read lines of build_wheels.py (not shown to the user)
+SUMMARY_LINE = "warpdrive: SUMMARY "
+READY_LINE = "warpdrive: WHEELS-READY "
+
+#: called with the resolved wheels the builder has already published (file, name,
+#: version, sha256) and the manifest-style tools entry, while sdists still build
+ReadyCallback = Callable[[list[dict[str, str]], dict[str, Any]], None]
+
+
 def build_wheelhouse(
-    cfg: Config, engine: Engine, out: Output, *, no_index: bool = False
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    *,
+    no_index: bool = False,
+    on_ready: ReadyCallback | None = None,
 ) -> WheelhouseResult:
+    """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
+    which resolved wheels are published before the builder finishes (the image build
+    starts its deps layer with them)."""
     started = time.monotonic()
     builder_info, builder_key = probe_image(engine, cfg.builder_image, "builder-image", cfg)
     if cfg.base_image != cfg.builder_image:
@@ -206,14 +223,21 @@ def build_wheelhouse(
 
     def tee(line: str) -> None:
         lines.append(line)
-        out(buildenv.redact(line, secrets))
+        if line.startswith(READY_LINE):
+            ready = _ready(line)
+            if ready is not None and on_ready is not None:
+                on_ready(*ready)
+            return
+        if not line.startswith(SUMMARY_LINE):
+            out(buildenv.redact(line, secrets))
 
     with engine.secrets_volume(secrets, builder_info.id) as secrets_volume:
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
         raise WarpdriveError(
             f"building the wheelhouse failed (pip exited with code {result.exit_code}); "
-            "nothing was published, the previous wheelhouse is unchanged",
+            "its manifest is unchanged (earlier images and --no-index builds are not "
+            "affected); wheels fetched so far are kept for the next run",
             fix="read pip's output above: a package that fails to compile usually needs "
             "its -dev headers and a compiler in `builder-image`; a missing package needs "
             "the right index (PIP_INDEX_URL)",
@@ -228,11 +252,27 @@ def build_wheelhouse(
     )
 
 
+def _ready(line: str) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
+    try:
+        data = json.loads(line[len(READY_LINE) :])
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    resolved, tools = data.get("resolved"), data.get("tools")
+    keys = ("file", "name", "version", "sha256")
+    if not isinstance(resolved, list) or not all(
+        isinstance(w, dict) and all(isinstance(w.get(k), str) for k in keys) for w in resolved
+    ):
+        return None
+    return resolved, tools if isinstance(tools, dict) else {}
+
+
 def _summary(lines: list[str]) -> dict[str, Any]:
     for line in reversed(lines):
-        if line.startswith("warpdrive: SUMMARY "):
+        if line.startswith(SUMMARY_LINE):
             try:
-                data = json.loads(line[len("warpdrive: SUMMARY ") :])
+                data = json.loads(line[len(SUMMARY_LINE) :])
             except ValueError:
                 break
             return data if isinstance(data, dict) else {}

@@ -102,6 +102,9 @@ def test_wheelhouse_builds_once_then_only_what_is_new(
     assert "wd_pure_demo-0.1.0-py3-none-any.whl" in new
     assert any(w.startswith("gunicorn-") for w in new), "the server was not added"
     assert "building wd-cext-demo==0.1.0" in text, "the sdist was not compiled in the builder"
+    # uv came straight from the index (PEP 503 HTML here), without starting pip
+    assert "fetched uv-" in text and "fetching uv with pip" not in text, text
+    assert any(r.rstrip("/").endswith("/simple/uv") for r in index_env.requests), index_env.requests
 
     # the manifest records every wheel with its real sha256
     data = manifest(engine, app)
@@ -228,7 +231,7 @@ def test_failures_keep_the_previous_wheelhouse_and_image(
     app.write()
     with pytest.raises(WarpdriveError) as info:
         wheelhouse(app, engine)
-    assert "nothing was published" in str(info.value)
+    assert "manifest is unchanged" in str(info.value)
     assert manifest(engine, app) == before
     assert not [p for p in volume_listing(engine, app.volume) if "staging-" in p]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -141,3 +142,39 @@ def test_appended_layer_matches_a_committed_one(
     finally:
         engine.client.images.remove(result.image_id, force=True)
     assert appended == committed
+
+
+def test_cold_image_installs_downloaded_wheels_while_the_sdist_compiles(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """`nox -s image` on an empty volume: the wheels that only need downloading become a
+    deps layer while the builder still compiles the C extension; the compiled wheel then
+    goes into a small layer on top, and the image works."""
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    lines: list[str] = []
+    result = image(app, engine, lines)
+    text = "\n".join(lines)
+    assert "built while the wheelhouse finished" in text, text
+    assert "adding 1 wheels on top of the deps layer" in text, text
+    assert "WHEELS-READY" not in text and "SUMMARY" not in text, "machine lines were shown"
+
+    cfg = load_config(app.root)
+    deps = engine.images_with_labels(
+        {"io.warpdrive.kind": "deps", "io.warpdrive.deps-project": cfg.name}
+    )
+    by_depth = {d.labels["io.warpdrive.deps-depth"]: d for d in deps}
+    assert set(by_depth) == {"0", "1"}, [d.labels for d in deps]
+    early, final = by_depth["0"], by_depth["1"]
+    early_wheels = json.loads(early.labels["io.warpdrive.deps-wheels"])
+    final_wheels = json.loads(final.labels["io.warpdrive.deps-wheels"])
+    assert not [w for w in early_wheels if w.startswith("wd_cext_demo-")], early_wheels
+    assert [w for w in early_wheels if w.startswith("wd_pure_demo-")], early_wheels
+    added = set(final_wheels) - set(early_wheels)
+    assert [w.split("-")[0] for w in added] == ["wd_cext_demo"], added
+    assert layers(engine, final.id)[:-1] == layers(engine, early.id)
+    assert layers(engine, result.image_id)[:-1] == layers(engine, final.id)
+    code = "import wd_cext_demo; print(wd_cext_demo.add(2, 40))"
+    assert run(engine, app.image, "python3", "-c", code).strip() == "42"
+
+    again = image(app, engine)
+    assert again.up_to_date and again.image_id == result.image_id
