@@ -16,11 +16,13 @@ import io
 import json
 import logging
 import tarfile
+import tempfile
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -28,8 +30,8 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
-from .errors import BuildError, EngineError
-from .plan import SECRETS_DIR, CommitSpec, Step, tar_files
+from .errors import BuildError, EngineError, LayerRefused
+from .plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step, tar_files
 
 Output = Callable[[str], None]
 
@@ -180,7 +182,13 @@ class Engine:
         finally:
             _remove(container)
 
-    def append_layer(self, parent: str, layer: bytes, spec: CommitSpec) -> str:
+    def append_layer(
+        self,
+        parent: str,
+        layer: bytes | Path,
+        spec: CommitSpec,
+        created_by: str = "nox-warpdrive app layer",
+    ) -> str:
         """A new image: ``parent`` plus one layer, with ``spec`` applied to its config as
         ``commit`` would, made with no container at all.
 
@@ -209,7 +217,7 @@ class Engine:
         for key in ("Hostname", "Domainname", "Image"):
             cfg.pop(key, None)
         diff_ids = list((raw.get("RootFS") or {}).get("Layers") or [])
-        new_diff = "sha256:" + hashlib.sha256(layer).hexdigest()
+        new_diff = "sha256:" + _sha256(layer)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         history = []
         for row in reversed(self.client.api.history(parent)):
@@ -226,9 +234,7 @@ class Engine:
             history.append(entry)
         if sum(1 for h in history if not h.get("empty_layer")) != len(diff_ids):
             history = []  # cannot be matched to the layers: leave it out rather than lie
-        history.append(
-            {"created": created, "created_by": "nox-warpdrive app layer", "comment": spec.message}
-        )
+        history.append({"created": created, "created_by": created_by, "comment": spec.message})
         config = {
             "architecture": raw.get("Architecture") or "amd64",
             "os": raw.get("Os") or "linux",
@@ -248,21 +254,36 @@ class Engine:
                 "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids] + ["new/layer.tar"],
             }
         ]
-        bundle = tar_files(
-            {
-                "manifest.json": json.dumps(manifest).encode(),
-                image_id[7:] + ".json": config_bytes,
-                "new/layer.tar": layer,
-            }
-        )
-        try:
-            for chunk in self.client.api.load_image(bundle):
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    raise EngineError(f"the engine refused the app layer: {chunk['error']}")
-        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise EngineError(f"the engine refused the app layer: {_short(exc)}") from None
+        small = {
+            "manifest.json": json.dumps(manifest).encode(),
+            image_id[7:] + ".json": config_bytes,
+        }
+        what = created_by.replace("nox-warpdrive ", "")
+        with tempfile.TemporaryFile() as bundle:
+            if isinstance(layer, bytes):
+                bundle.write(tar_files({**small, "new/layer.tar": layer}))
+            else:
+                with tarfile.open(fileobj=bundle, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    for name, data in small.items():
+                        info = tarfile.TarInfo(name)
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                    info = tarfile.TarInfo("new")
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                    info = tarfile.TarInfo("new/layer.tar")
+                    info.size = layer.stat().st_size
+                    with layer.open("rb") as fh:
+                        tar.addfile(info, fh)
+            bundle.seek(0)
+            try:
+                for chunk in self.client.api.load_image(bundle):
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        raise LayerRefused(f"the engine refused the {what}: {chunk['error']}")
+            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+                raise LayerRefused(f"the engine refused the {what}: {_short(exc)}") from None
         if self.image(image_id) is None:
-            raise EngineError("the engine loaded the app layer but does not show the image")
+            raise LayerRefused(f"the engine loaded the {what} but does not show the image")
         return image_id
 
     # -- volumes --------------------------------------------------------------------------
@@ -371,6 +392,8 @@ class Engine:
             kwargs["network_mode"] = step.network
         elif step.network:
             kwargs["network"] = step.network
+        if step.tmpfs:
+            kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
         try:
             container = self.client.containers.create(step.image, **kwargs)
         except docker.errors.ImageNotFound:
@@ -389,9 +412,14 @@ class Engine:
                     raise EngineError(f"the engine refused files for {directory}")
             if step.command is not None:
                 container.start()
-                _follow(container, out, tail)
-                exit_code = int(container.wait().get("StatusCode", 1))
-            if exit_code == 0 and step.commit is not None:
+                ready = _follow(container, out, tail, EXPORT_READY if step.export else None)
+                if ready:
+                    image_id = self._export(container, step)
+                else:
+                    exit_code = int(container.wait().get("StatusCode", 1))
+                    if exit_code == 0 and step.export:
+                        exit_code = 1  # it ended without making anything to read
+            if exit_code == 0 and step.commit is not None and image_id is None:
                 image_id = self._commit(container, step)
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise EngineError(
@@ -413,6 +441,33 @@ class Engine:
                 "published, the previous image and wheelhouse are unchanged",
             )
         return result
+
+    def _export(self, container: Any, step: Step) -> str:
+        """The step's layer, read out of the running container (``step.export``), put on
+        the step's image as one new layer with the commit's config."""
+        command, paths = list(step.export[:1]), list(step.export[1:])
+        exec_id = self.client.api.exec_create(container.id, [*command, *paths], user="0:0")
+        stderr = bytearray()
+        with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp:
+            layer = Path(tmp) / "layer.tar"
+            with layer.open("wb") as fh:
+                for out, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
+                    if out:
+                        fh.write(out)
+                    if err and len(stderr) < 65536:
+                        stderr += err
+            code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+            if code != 0:
+                text = stderr.decode("utf-8", "replace").strip()[-2000:]
+                raise BuildError(
+                    f"reading the {step.name} layer out of its container failed "
+                    f"(exit {code}): {text}",
+                    fix="nothing was tagged; report this with the output above",
+                )
+            assert step.commit is not None
+            return self.append_layer(
+                step.image, layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
+            )
 
     def _commit(self, container: Any, step: Step) -> str:
         spec = step.commit
@@ -527,19 +582,39 @@ class Engine:
         return int(code) if code is not None else None
 
 
-def _follow(container: Any, out: Output, tail: deque[str]) -> None:
+def _follow(container: Any, out: Output, tail: deque[str], until: str | None = None) -> bool:
+    """Show the container's output until it ends, or until the line ``until`` (not shown):
+    then True, and the container still runs."""
     pending = b""
-    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            tail.append(line)
-            out(line)
+    stream = container.logs(stream=True, follow=True, stdout=True, stderr=True)
+    try:
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                if until is not None and line == until:
+                    return True
+                tail.append(line)
+                out(line)
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()
     if pending:
         line = pending.decode("utf-8", "replace")
         tail.append(line)
         out(line)
+    return False
+
+
+def _sha256(data: bytes | Path) -> str:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256()
+    with data.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _remove(container: Any) -> None:

@@ -26,6 +26,11 @@ class EngineError(WarpdriveError):
     """The Docker engine is missing, unreachable, or refused an operation."""
 
 
+class LayerRefused(EngineError):
+    """The engine would not load a layer tarball (e.g. the containerd image store):
+    callers fall back to run + commit."""
+
+
 class PlatformMismatchError(WarpdriveError):
     """Builder and base image would produce wheels that do not fit each other."""
 

@@ -24,7 +24,7 @@ from . import runtime
 from .config import Config, RequirementSet, read_requirements, split_ref, start_config
 from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import ConfigError, EngineError, WarpdriveError
+from .errors import ConfigError, EngineError, LayerRefused, WarpdriveError
 from .plan import (
     HELPERS_DIR,
     VOLUME_DIR,
@@ -53,6 +53,8 @@ VENV = f"{APP_ROOT}/venv"
 APP_UID = 1001
 PORT = 8080
 LABEL_PREFIX = "io.warpdrive"
+#: where a deps step unpacks wheels (a tmpfs: never in the image)
+DEPS_SCRATCH = "/tmp/warpdrive-scratch"
 #: bump when the layout of the deps layer changes, so old deps images are not reused
 DEPS_FORMAT = "2"
 
@@ -138,11 +140,16 @@ def plan_deps(
     resolved: list[dict[str, str]],
     installer: Installer | None = None,
     parent: tuple[ImageInfo, list[str], int] | None = None,
+    export: bool = True,
 ) -> DepsPlan:
     """The deps layer: exactly the wheels the wheelhouse resolved, installed with
     ``--no-index --no-deps`` from the read-only volume, with no network at all. Keyed by
     base image, platform, installer and the wheels' hashes; on a ``parent`` (an earlier
-    deps image with a subset of the wheels) only the added wheels are installed."""
+    deps image with a subset of the wheels) only the added wheels are installed.
+
+    A whole virtualenv is built in memory (tmpfs at APP_ROOT and for the unpacked wheels)
+    and exported as the layer (``export``), which writes each file to disk once; an
+    incremental one installs into the parent's virtualenv and is committed."""
     installer = installer or Installer("pip")
     assemble = runtime.read("assemble.py")
     ids = wheel_ids(resolved)
@@ -178,6 +185,19 @@ def plan_deps(
         depth += 1
         plan["incremental"] = True
     plan["files"] = files
+    tmpfs: tuple[str, ...] = ()
+    exported: tuple[str, ...] = ()
+    if export and parent is None:
+        plan["export"] = True
+        plan["tmpdir"] = DEPS_SCRATCH
+        tmpfs = (APP_ROOT, DEPS_SCRATCH)
+        exported = (
+            cfg.python,
+            f"{HELPERS_DIR}/assemble.py",
+            "export",
+            APP_ROOT[1:],
+            "etc/passwd",
+        )
     labels = {
         f"{LABEL_PREFIX}.deps-key": key,
         # app images inherit these labels; `kind` tells a deps image from them
@@ -202,6 +222,8 @@ def plan_deps(
         network="none",
         user="0:0",
         commit=CommitSpec(labels=labels, message="nox-warpdrive deps layer"),
+        tmpfs=tmpfs,
+        export=exported,
     )
     return DepsPlan(
         key=key,
@@ -235,7 +257,12 @@ def ensure_deps(
             f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
             f"layer {parent[0].id.split(':')[-1][:12]}"
         )
-    result = engine.run_checked(deps.step, out)
+    try:
+        result = engine.run_checked(deps.step, out)
+    except LayerRefused as exc:
+        out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
+        deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
+        result = engine.run_checked(deps.step, out)
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
@@ -722,6 +749,7 @@ def build_image(
     timings: list[tuple[str, float]] = []
 
     resolved: list[dict[str, str]] | None = None
+    early_seconds: float | None = None  # an early deps layer was built in this run
     deps_image = known_deps(engine, cfg, current, base, pkey, reqs)
     if deps_image is not None:
         deps_key = deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
@@ -778,6 +806,8 @@ def build_image(
         )
         if not deps_reused:
             timings.append(("deps", seconds))
+        # found, but built moments ago from the wheels the wheelhouse published early
+        deps_reused = deps_reused and early_seconds is None
     app_started = time.monotonic()
     layer = app.layer
     needs_container = app.runs_something

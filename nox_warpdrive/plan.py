@@ -18,6 +18,8 @@ SECRETS_DIR = "/run/warpdrive-secrets"
 HELPERS_DIR = "/tmp/warpdrive-build"
 #: where the wheelhouse volume is mounted
 VOLUME_DIR = "/warpdrive"
+#: what an export step prints once the paths it names are ready to be read
+EXPORT_READY = "warpdrive: EXPORT-READY"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,13 @@ class CommitSpec:
 class Step:
     """One container: created from ``image``, given ``files`` (tar archives put at a
     directory before start), run with ``command`` (None: never started, only committed),
-    removed afterwards whatever happens. ``uses_secrets``: mount the secrets volume."""
+    removed afterwards whatever happens. ``uses_secrets``: mount the secrets volume.
+
+    ``tmpfs``: directories mounted as tmpfs (memory). ``export``: the layer is not a commit
+    but ``export[1:]`` (paths relative to /), read out of the still running container with
+    the command ``export[0]`` (a tar on its standard output) once the step printed
+    EXPORT_READY; files then reach the disk once, when the engine stores the layer, instead
+    of three times (unpacked wheels, the container's layer, the commit)."""
 
     name: str
     image: str
@@ -58,6 +66,8 @@ class Step:
     env: tuple[tuple[str, str], ...] = ()
     commit: CommitSpec | None = None
     uses_secrets: bool = False
+    tmpfs: tuple[str, ...] = ()
+    export: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # keep archives out of logs and test failure output
         files = ", ".join(f"{d} ({len(b)} bytes)" for d, b in self.files)
@@ -65,7 +75,7 @@ class Step:
             f"Step(name={self.name!r}, image={self.image!r}, command={self.command!r}, "
             f"files=[{files}], mounts={self.mounts!r}, user={self.user!r}, "
             f"network={self.network!r}, commit={self.commit is not None}, "
-            f"uses_secrets={self.uses_secrets})"
+            f"uses_secrets={self.uses_secrets}, tmpfs={self.tmpfs!r}, export={self.export!r})"
         )
 
 

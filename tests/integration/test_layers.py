@@ -11,11 +11,12 @@ from typing import Any
 from conftest import App, serve_image, write_django
 from pkgindex import Index
 from test_build import http_get, image, wheelhouse
+from test_build import manifest as manifest_of
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
-from nox_warpdrive.image import plan_app
-from nox_warpdrive.wheelhouse import probe_image
+from nox_warpdrive.image import choose_installer, plan_app, plan_deps
+from nox_warpdrive.wheelhouse import probe_image, requirements_for, resolved_set
 
 
 def run(engine: Engine, ref: str, *cmd: str) -> str:
@@ -178,3 +179,48 @@ def test_cold_image_installs_downloaded_wheels_while_the_sdist_compiles(
 
     again = image(app, engine)
     assert again.up_to_date and again.image_id == result.image_id
+
+
+def test_exported_deps_layer_matches_a_committed_one(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """The deps layer built in memory and exported has the same files, owners, modes and
+    sizes as run + commit gives, its bytecode is valid for its sources, and nothing of the
+    build (helpers, unpacked wheels) is in it."""
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    wheelhouse(app, engine)
+    cfg = load_config(app.root)
+    base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
+    data = manifest_of(engine, app)
+    resolved = resolved_set(data, requirements_for(cfg).digest)
+    assert resolved is not None
+    installer = choose_installer(cfg, data, pkey)
+    assert installer.name == "uv"
+    exported_plan = plan_deps(cfg, base, pkey, resolved, installer)
+    committed_plan = plan_deps(cfg, base, pkey, resolved, installer, export=False)
+    assert exported_plan.step.export and not committed_plan.step.export
+    assert exported_plan.key == committed_plan.key
+    ids = []
+    try:
+        for plan in (exported_plan, committed_plan):
+            result = engine.run_checked(plan.step, lambda line: None)
+            assert result.image_id is not None
+            ids.append(result.image_id)
+        script = "find /opt /etc/passwd /tmp -printf '%p %u:%g %m %y %s\\n' | sort"
+        exported, committed = (run(engine, i, "sh", "-c", script) for i in ids)
+        assert exported == committed
+        assert "/tmp/warpdrive" not in exported
+        history = engine.client.api.history(ids[0])
+        assert history[0]["CreatedBy"] == "nox-warpdrive deps layer", history[0]
+        check = (
+            "import importlib.util, os, struct, wd_pure_demo\n"
+            "src = wd_pure_demo.__file__\n"
+            "head = open(importlib.util.cache_from_source(src), 'rb').read(16)\n"
+            "flags, mtime, size = struct.unpack('<III', head[4:16])\n"
+            "st = os.stat(src)\n"
+            "print(flags == 0 and mtime == int(st.st_mtime) and size == st.st_size)\n"
+        )
+        assert run(engine, ids[0], "/opt/app-root/venv/bin/python", "-c", check).strip() == "True"
+    finally:
+        for image_id in ids:
+            engine.client.images.remove(image_id, force=True)
