@@ -68,6 +68,7 @@ class Engine:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._memory: int | None = None
 
     # -- connection -----------------------------------------------------------------------
 
@@ -90,6 +91,15 @@ class Engine:
                 fix="start the engine or fix DOCKER_HOST",
             ) from None
         return cls(client)
+
+    def memory_total(self) -> int:
+        """The engine's memory in bytes (0 when it does not say)."""
+        if self._memory is None:
+            try:
+                self._memory = int(self.client.info().get("MemTotal") or 0)
+            except (docker.errors.APIError, requests.exceptions.RequestException, ValueError):
+                self._memory = 0
+        return self._memory
 
     def describe(self) -> str:
         try:

@@ -96,7 +96,7 @@ def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey
     return Installer("pip")
 
 
-def wheel_ids(resolved: list[dict[str, str]]) -> list[str]:
+def wheel_ids(resolved: list[dict[str, Any]]) -> list[str]:
     return sorted(f"{w['file']}@{w['sha256'][:16]}" for w in resolved)
 
 
@@ -137,7 +137,7 @@ def plan_deps(
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    resolved: list[dict[str, str]],
+    resolved: list[dict[str, Any]],
     installer: Installer | None = None,
     parent: tuple[ImageInfo, list[str], int] | None = None,
     export: bool = True,
@@ -234,12 +234,23 @@ def plan_deps(
     )
 
 
+def fits_in_memory(resolved: list[dict[str, Any]], memory: int) -> bool:
+    """Whether a virtualenv of these wheels can be built on tmpfs: the unpacked wheels and
+    the installed files (with bytecode) take a few times the wheels' size each, and that
+    must stay well below the engine's memory. Unknown sizes (a manifest written before
+    sizes were recorded) or memory: no."""
+    sizes = [w.get("size") for w in resolved]
+    if memory <= 0 or not all(isinstance(s, int) and s >= 0 for s in sizes):
+        return False
+    return 8 * sum(s for s in sizes if isinstance(s, int)) <= memory // 4
+
+
 def ensure_deps(
     engine: Engine,
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    resolved: list[dict[str, str]],
+    resolved: list[dict[str, Any]],
     installer: Installer,
     out: Output,
 ) -> tuple[str, bool, float]:
@@ -257,6 +268,8 @@ def ensure_deps(
             f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
             f"layer {parent[0].id.split(':')[-1][:12]}"
         )
+    elif not fits_in_memory(resolved, engine.memory_total()):
+        deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)
     try:
         result = engine.run_checked(deps.step, out)
     except LayerRefused as exc:
@@ -288,7 +301,7 @@ class EarlyDeps:
         self.built = False
         self.error: WarpdriveError | None = None
 
-    def start(self, resolved: list[dict[str, str]], tools: dict[str, Any]) -> None:
+    def start(self, resolved: list[dict[str, Any]], tools: dict[str, Any]) -> None:
         if self.thread is not None or not resolved:
             return
         try:
@@ -301,7 +314,7 @@ class EarlyDeps:
         )
         self.thread.start()
 
-    def _run(self, resolved: list[dict[str, str]], installer: Installer) -> None:
+    def _run(self, resolved: list[dict[str, Any]], installer: Installer) -> None:
         started = time.monotonic()
         try:
             _, reused, _ = ensure_deps(
@@ -748,7 +761,7 @@ def build_image(
     current = engine.image(ref)
     timings: list[tuple[str, float]] = []
 
-    resolved: list[dict[str, str]] | None = None
+    resolved: list[dict[str, Any]] | None = None
     early_seconds: float | None = None  # an early deps layer was built in this run
     deps_image = known_deps(engine, cfg, current, base, pkey, reqs)
     if deps_image is not None:

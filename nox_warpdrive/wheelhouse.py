@@ -89,7 +89,7 @@ def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> 
     return data if isinstance(data, dict) else {}
 
 
-def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[dict[str, str]] | None:
+def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[dict[str, Any]] | None:
     """The wheels a previous run resolved for exactly these requirements, if all are still
     published in the volume."""
     sets = manifest.get("sets")
@@ -183,7 +183,7 @@ READY_LINE = "warpdrive: WHEELS-READY "
 
 #: called with the resolved wheels the builder has already published (file, name,
 #: version, sha256) and the manifest-style tools entry, while sdists still build
-ReadyCallback = Callable[[list[dict[str, str]], dict[str, Any]], None]
+ReadyCallback = Callable[[list[dict[str, Any]], dict[str, Any]], None]
 
 
 def build_wheelhouse(
@@ -252,7 +252,7 @@ def build_wheelhouse(
     )
 
 
-def _ready(line: str) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
+def _ready(line: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     try:
         data = json.loads(line[len(READY_LINE) :])
     except ValueError:

@@ -601,7 +601,8 @@ def announce_ready(wheels, files, manifest_path, uv, root):
     for fn in sorted(set(files)):
         name, version = wheel_name_version(fn)
         digest = known.get(fn) or sha256(os.path.join(wheels, fn))
-        ready.append({"file": fn, "name": name, "version": version, "sha256": digest})
+        size = os.path.getsize(os.path.join(wheels, fn))
+        ready.append({"file": fn, "name": name, "version": version, "sha256": digest, "size": size})
     data = {"resolved": ready, "tools": tools_entry(uv, root)}
     print("warpdrive: WHEELS-READY " + json.dumps(data, separators=(",", ":")), flush=True)
 
@@ -751,7 +752,13 @@ def main():
         for fn in sorted(set(resolved_files)):
             name, version = wheel_name_version(fn)
             resolved.append(
-                {"file": fn, "name": name, "version": version, "sha256": all_wheels[fn]}
+                {
+                    "file": fn,
+                    "name": name,
+                    "version": version,
+                    "sha256": all_wheels[fn],
+                    "size": os.path.getsize(os.path.join(wheels, fn)),
+                }
             )
         sets = manifest.get("sets", {})
         sets[plan["requirements_hash"]] = {

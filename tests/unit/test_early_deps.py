@@ -123,6 +123,9 @@ class FakeEngine:
     def image(self, ref: str) -> ImageInfo | None:
         return self.images.get(ref)
 
+    def memory_total(self) -> int:
+        return 8 << 30
+
     def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         self.filters.append(dict(labels))
         return [i for i in self.candidates if all(i.labels.get(k) == v for k, v in labels.items())]
@@ -423,7 +426,8 @@ def test_ensure_deps_builds_when_the_ref_holds_another_key(tmp_path: Path) -> No
 
 def test_ensure_deps_builds_and_tags_a_missing_image(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    plan = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    # RESOLVED has no wheel sizes: the layer cannot be proven to fit in memory, so commit
+    plan = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False)
     engine = FakeEngine(candidates=[deps_image("sha256:same", image_module.wheel_ids(RESOLVED))])
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:built1", False, 7.5)
