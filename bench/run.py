@@ -256,6 +256,13 @@ class Tool:
         with (self.app / "mysite" / "urls.py").open("a") as fh:
             fh.write(f"\nBENCH_REVISION = {stamp!r}\n")
 
+    def mark_run(self, marker: str) -> None:
+        """A comment naming the run at the top of requirements.txt: every run's files
+        differ, so no build reuses a layer an earlier run cached for the same text (the
+        layered peer's "add package" did: its RUN step hit run 1's cache in run 2)."""
+        path = self.app / "requirements.txt"
+        path.write_text(f"# bench run {marker}\n" + path.read_text())
+
     def add_package(self, package: str) -> None:
         path = self.app / "requirements.txt"
         text = path.read_text()
@@ -344,6 +351,7 @@ class Warpdrive(Tool):
         # the host-side probe cache too: a cold start knows nothing about the images
         shutil.rmtree(self.xdg, ignore_errors=True)
         self.fresh_copy()
+        self.mark_run(f"r{run}")
 
     def build(self, log: Path) -> tuple[float, dict[str, float], tuple[str, ...]]:
         """One command, what a user runs after any change: `nox -s image` builds what the
@@ -406,6 +414,7 @@ class Peer(Tool):
         self.image_ids.clear()
         self.cache_id = f"warpdrive-bench-{self.name}-{self.nonce}-r{run}"
         self.fresh_copy()
+        self.mark_run(f"{self.nonce}-r{run}")
         self.render(self.cache_id)
         self.no_cache_next = True
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runtime
+from . import runtime, static_cache
 from .config import Config, RequirementSet, read_requirements, split_ref, start_config
 from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
@@ -623,6 +623,38 @@ def same_packages_or_more(current: ImageInfo, deps_key: str, wheels: list[str] |
     return isinstance(before, list) and set(before) <= set(wheels)
 
 
+def static_root(record: bytes) -> str | None:
+    """The STATIC_ROOT an app image recorded (a tar of the record file), when it is a
+    directory the app owns, below APP_SRC: never "/", "/etc" or a climb out."""
+    with tarfile.open(fileobj=io.BytesIO(record)) as tar:
+        member = next((m for m in tar if m.isfile()), None)
+        fh = tar.extractfile(member) if member else None
+        root = fh.read().decode().strip() if fh else ""
+    root = root.rstrip("/")
+    parts = root.split("/")
+    if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
+        return None
+    return root
+
+
+def read_static(engine: Engine, image_id: str) -> tuple[bytes, bytes] | None:
+    """(the record's tar, the static root's tar) of an app image: the host's copy, else
+    read through one created container (and copied for next time)."""
+    cached = static_cache.load(image_id)
+    if cached is not None and static_root(cached[0]) is not None:
+        return cached
+    with engine.image_reader(image_id) as read:
+        record = read(STATIC_ROOT_RECORD)
+        root = static_root(record) if record is not None else None
+        if record is None or root is None:
+            return None
+        static = read(root)
+    if static is None:
+        return None
+    static_cache.store(image_id, record, static)
+    return record, static
+
+
 def reusable_static(
     engine: Engine,
     current: ImageInfo | None,
@@ -638,22 +670,12 @@ def reusable_static(
         return None
     if not same_packages_or_more(current, deps_key, wheels):
         return None
-    with engine.image_reader(current.id) as read:
-        record = read(STATIC_ROOT_RECORD)
-        if record is None:
-            return None
-        with tarfile.open(fileobj=io.BytesIO(record)) as tar:
-            member = next((m for m in tar if m.isfile()), None)
-            fh = tar.extractfile(member) if member else None
-            root = fh.read().decode().strip() if fh else ""
-        root = root.rstrip("/")
-        parts = root.split("/")
-        # only a directory the app owns, below APP_SRC: never "/", "/etc" or a climb out
-        if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
-            return None
-        static = read(root)
-    if static is None:
+    found = read_static(engine, current.id)
+    if found is None:
         return None
+    record, static = found
+    root = static_root(record)
+    assert root is not None  # read_static checked it
     parent = root.rsplit("/", 1)[0]
     record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
     return merge_tars(
@@ -824,6 +846,7 @@ def build_image(
     app_started = time.monotonic()
     layer = app.layer
     needs_container = app.runs_something
+    static: bytes | None = None
     if app.collectstatic and not app.build_hook:
         wheels = wheel_ids(resolved) if resolved is not None else None
         static = reusable_static(engine, current, app, deps_key, wheels)
@@ -843,6 +866,12 @@ def build_image(
             step = Step(**{**step.__dict__, "command": None, "files": (("/", layer),)})
         image_id = engine.run_checked(step, out).image_id
         assert image_id is not None
+        if app.collectstatic and needs_container:
+            # a host copy of what was collected: the next code change reads no image
+            with contextlib.suppress(WarpdriveError):
+                read_static(engine, image_id)
+    if static is not None and current is not None:
+        static_cache.copy(current.id, image_id)  # the same files, under the new image
     timings.append(("app", time.monotonic() - app_started))
     engine.tag(image_id, ref)
     final = engine.image(ref)

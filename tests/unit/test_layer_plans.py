@@ -16,6 +16,7 @@ import pytest
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
 from nox_warpdrive import image as image_module
+from nox_warpdrive import static_cache
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import Engine, ImageInfo
@@ -623,3 +624,45 @@ def test_tar_files_makes_its_parent_dirs() -> None:
         "opt/app-root/bin/warpdrive-start",
     ]
     assert all((m.uid, m.gid, m.mode) == (0, 0, 0o755) for m in info.values())
+
+
+def test_reusable_static_reads_the_host_copy_after_the_first_time(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = engine_for()
+    first = reuse(engine, current_image(app.static_key), app)
+    assert first is not None and engine.containers == 1
+    second = reuse(engine, current_image(app.static_key), app)
+    assert second == first
+    assert engine.containers == 1, "the image was read again instead of the host copy"
+    # another image id has no copy yet: read through a container
+    other = dataclasses.replace(current_image(app.static_key), id="sha256:other")
+    assert reuse(engine, other, app) == first
+    assert engine.containers == 2
+
+
+def test_reusable_static_ignores_an_unsafe_host_copy(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    static_cache.store("sha256:current", record_tar("/etc"), static_tar())
+    engine = engine_for()
+    assert reuse(engine, current_image(app.static_key), app) is not None
+    assert engine.containers == 1  # the bad copy was not used; the image was read
+
+
+def test_static_cache_round_trip_copy_and_limit() -> None:
+    assert static_cache.load("sha256:none") is None
+    static_cache.store("sha256:a", b"record", b"static")
+    assert static_cache.load("sha256:a") == (b"record", b"static")
+    static_cache.copy("sha256:a", "sha256:b")
+    assert static_cache.load("sha256:b") == (b"record", b"static")
+    static_cache.copy("sha256:missing", "sha256:c")
+    assert static_cache.load("sha256:c") is None
+    for i in range(static_cache.KEEP + 3):
+        static_cache.store(f"sha256:n{i}", b"r", b"s")
+    assert len(list(static_cache.cache_dir().glob("*.tar"))) == static_cache.KEEP
+    assert static_cache.load(f"sha256:n{static_cache.KEEP + 2}") == (b"r", b"s")
+
+
+def test_static_cache_ignores_a_damaged_copy() -> None:
+    static_cache.cache_dir().mkdir(parents=True, exist_ok=True)
+    (static_cache.cache_dir() / "sha256_bad.tar").write_bytes(b"not a tar")
+    assert static_cache.load("sha256:bad") is None
