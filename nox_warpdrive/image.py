@@ -342,6 +342,9 @@ class EarlyDeps:
             (m.group(1) for m in map(INSTALLED_IN.search, reversed(self.lines)) if m), None
         )
         detail = f"installed in {installed} s, " if installed else ""
+        for line in self.lines:
+            if line.startswith("warpdrive: adding "):
+                out(line)  # it was built on an earlier deps layer
         out(
             f"warpdrive: deps layer for the first {self.count} wheels built while the "
             f"wheelhouse finished ({detail}{self.seconds:.1f} s in all)"
