@@ -9,6 +9,7 @@ for each tool and why.
 
     nox -s bench                  # one run
     nox -s bench -- --runs 3      # medians of three
+    nox -s bench -- --app ../myapp --package httpx --peer-cmd "gunicorn app:app"
 
 Writes bench/results/latest.json, one log per build under bench/results/logs/, and
 bench/RESULTS.md. Everything the bench creates in Docker (images, the volume, its build
@@ -38,6 +39,17 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 EXAMPLE = REPO / "examples" / "wagtail-site"
+EXAMPLE_DESCRIPTION = (
+    "a copy of `examples/wagtail-site` (Django 5.2, Wagtail 8.0.1, psycopg2 compiled from "
+    "source, gunicorn)"
+)
+#: the file the code-change scenario edits in EXAMPLE
+EXAMPLE_CODE_FILE = "mysite/urls.py"
+#: what the peers' Dockerfiles start (their CMD), for EXAMPLE
+EXAMPLE_PEER_CMD = ("gunicorn", "--bind", "0.0.0.0:8080", "mysite.wsgi:application")
+CMD_LINE = re.compile(r"^CMD .*$", re.MULTILINE)
+#: files the code-change scenario never picks on its own
+NOT_APP_CODE = {"manage.py", "setup.py", "noxfile.py", "conftest.py"}
 PEERS_DIR = BENCH_DIR / "peers"
 RESULTS_DIR = BENCH_DIR / "results"
 
@@ -236,24 +248,80 @@ class Sample:
     log: str = ""
 
 
+@dataclass(frozen=True)
+class App:
+    """The app every tool builds a copy of, and how the scenarios change it."""
+
+    source: Path
+    code_file: str  # relative POSIX path of the .py file the code change edits
+    peer_cmd: tuple[str, ...]  # the peers' CMD
+
+    def describe(self) -> str:
+        if self.source == EXAMPLE:
+            return EXAMPLE_DESCRIPTION
+        return f"a copy of `{self.source}`"
+
+
+def default_code_file(app: Path) -> str:
+    """The .py file the code change edits when none is named: the app's first module (by
+    path) that is not a launcher or a test; appending a constant to it changes no
+    behaviour."""
+    ignore = {"__pycache__", ".nox", ".venv", "venv", "node_modules", ".git"}
+    found = sorted(
+        p.relative_to(app).as_posix()
+        for p in app.rglob("*.py")
+        if not ignore.intersection(p.relative_to(app).parts)
+        and p.name not in NOT_APP_CODE
+        and not p.name.startswith("test")
+    )
+    if not found:
+        raise BenchError(f"{app} has no .py file for the code-change scenario: pass --code-file")
+    return found[0]
+
+
+def make_app(source: Path | None, code_file: str | None, peer_cmd: str | None) -> App:
+    """The bench's app: EXAMPLE unless --app names another one (a directory with a
+    requirements.txt, what `nox -s image` builds)."""
+    src = (source or EXAMPLE).resolve()
+    if not (src / "requirements.txt").is_file():
+        raise BenchError(f"{src} has no requirements.txt: --app takes an app's directory")
+    if code_file is None:
+        code_file = EXAMPLE_CODE_FILE if src == EXAMPLE else default_code_file(src)
+    if not (src / code_file).is_file():
+        raise BenchError(f"--code-file {code_file}: no such file in {src}")
+    if peer_cmd is not None:
+        cmd = tuple(shlex.split(peer_cmd))
+    elif src == EXAMPLE:
+        cmd = EXAMPLE_PEER_CMD
+    else:
+        raise BenchError(
+            "--app needs --peer-cmd: the command the Dockerfile peers' images start, "
+            'e.g. --peer-cmd "gunicorn --bind 0.0.0.0:8080 myapp.wsgi:application"'
+        )
+    if not cmd:
+        raise BenchError("--peer-cmd is empty")
+    return App(src, code_file, cmd)
+
+
 class Tool:
     """One way of building the app: owns an app copy and the Docker objects it creates."""
 
     name = ""
 
-    def __init__(self, docker: Docker, workdir: Path) -> None:
+    def __init__(self, docker: Docker, workdir: Path, app: App) -> None:
         self.docker = docker
+        self.spec = app
         self.root = workdir / self.name
         self.app = self.root / "app"
         self.image_ids: set[str] = set()
 
     def fresh_copy(self) -> None:
         shutil.rmtree(self.app, ignore_errors=True)
-        shutil.copytree(EXAMPLE, self.app, ignore=shutil.ignore_patterns(*COPY_IGNORE))
+        shutil.copytree(self.spec.source, self.app, ignore=shutil.ignore_patterns(*COPY_IGNORE))
 
     def edit_code(self, stamp: str) -> None:
         """A code-only change: a new module-level constant in one .py file."""
-        with (self.app / "mysite" / "urls.py").open("a") as fh:
+        with (self.app / self.spec.code_file).open("a") as fh:
             fh.write(f"\nBENCH_REVISION = {stamp!r}\n")
 
     def mark_run(self, marker: str) -> None:
@@ -286,8 +354,8 @@ class Tool:
 class Warpdrive(Tool):
     name = WARPDRIVE
 
-    def __init__(self, docker: Docker, workdir: Path) -> None:
-        super().__init__(docker, workdir)
+    def __init__(self, docker: Docker, workdir: Path, app: App) -> None:
+        super().__init__(docker, workdir, app)
         self.xdg = self.root / "xdg-cache"
         self.src = self.root / "src"
 
@@ -320,18 +388,7 @@ class Warpdrive(Tool):
 
     def fresh_copy(self) -> None:
         super().fresh_copy()
-        (self.app / "pyproject.toml").write_text(
-            "[project]\n"
-            f'name = "{PROJECT_NAME}"\n'
-            'version = "0.1.0"\n'
-            'requires-python = ">=3.11"\n'
-            "\n"
-            "[tool.warpdrive]\n"
-            f'image = "{WD_IMAGE}"\n'
-            f'volume = "{WD_VOLUME}"\n'
-            f'base-image = "{BASE_IMAGE}"\n'
-            f'builder-image = "{BUILDER_IMAGE}"\n'
-        )
+        (self.app / "pyproject.toml").write_text(bench_pyproject(self.app / "pyproject.toml"))
 
     def remove_all(self) -> list[str]:
         ids = set(self.image_ids)
@@ -383,12 +440,56 @@ class Warpdrive(Tool):
         return self.remove_all()
 
 
+def toml_value(value: object) -> str:
+    """A [tool.warpdrive] value written back as TOML (strings, booleans, numbers, lists)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise BenchError(f"cannot copy the [tool.warpdrive] value {value!r} into the bench's app")
+
+
+def bench_pyproject(existing: Path) -> str:
+    """The app copy's pyproject.toml: the bench's own name, image, volume and base images
+    (so it removes only what it made), and the app's other [tool.warpdrive] settings
+    (server, module, collectstatic, ...) as they are."""
+    settings: dict[str, object] = {}
+    if existing.is_file():
+        import tomllib
+
+        data = tomllib.loads(existing.read_text())
+        table = data.get("tool", {}).get("warpdrive", {})
+        settings = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    settings |= {
+        "image": WD_IMAGE,
+        "volume": WD_VOLUME,
+        "base-image": BASE_IMAGE,
+        "builder-image": BUILDER_IMAGE,
+    }
+    lines = [
+        "[project]",
+        f'name = "{PROJECT_NAME}"',
+        'version = "0.1.0"',
+        'requires-python = ">=3.11"',
+        "",
+        "[tool.warpdrive]",
+        *(f"{key} = {toml_value(value)}" for key, value in settings.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class Peer(Tool):
     """A Dockerfile from bench/peers/, built with ``docker build`` and BuildKit."""
 
-    def __init__(self, name: str, docker: Docker, workdir: Path, ca: Path, nonce: str) -> None:
+    def __init__(
+        self, name: str, docker: Docker, workdir: Path, app: App, ca: Path, nonce: str
+    ) -> None:
         self.name = name
-        super().__init__(docker, workdir)
+        super().__init__(docker, workdir, app)
         self.template = PEERS_DIR / f"{name}.Dockerfile"
         self.dockerfile = self.root / "Dockerfile"
         self.tag = f"bench-peer-{name}:latest"
@@ -406,6 +507,7 @@ class Peer(Tool):
         expanded id but keys the cache by the unexpanded text, so every value would share
         one cache (and the peers would share each other's). A literal id is honoured."""
         text = CACHE_ID_ARG.sub(f"id={cache_id}", self.template.read_text())
+        text = CMD_LINE.sub(lambda _: "CMD " + json.dumps(list(self.spec.peer_cmd)), text)
         self.dockerfile.write_text(text)
         self.commands = set(run_commands(text))
 
@@ -671,6 +773,8 @@ class Report:
     runs: int
     package: str
     total_seconds: float
+    app: str = EXAMPLE_DESCRIPTION
+    code_file: str = EXAMPLE_CODE_FILE
 
 
 def results_markdown(report: Report, tables: str, conditions: str) -> str:
@@ -683,8 +787,7 @@ def results_markdown(report: Report, tables: str, conditions: str) -> str:
 - runs: {report.runs} per cell (medians shown); total wall time {report.total_seconds / 60:.1f} min
 - conditions: {conditions}
 
-The app is a copy of `examples/wagtail-site` (Django 5.2, Wagtail 8.0.1, psycopg2 compiled
-from source, gunicorn); `code change` edits one .py file, `add package` appends
+The app is {report.app}; `code change` edits `{report.code_file}`, `add package` appends
 `{report.package}` to requirements.txt. Seconds, with the ratio to the `{REFERENCE}` peer in
 brackets (below 1 is faster); image size is `docker image inspect .Size` after the cold
 build. Method, peers, and what "cold" means for each: [README.md](README.md).
@@ -702,7 +805,7 @@ def report_from_json(path: Path) -> str:
     """RESULTS.md again from a saved latest.json (after changing the format)."""
     data = json.loads(path.read_text())
     samples = [Sample(**{**s, "notes": tuple(s.get("notes", ()))}) for s in data["samples"]]
-    fields = {k: data[k] for k in Report.__dataclass_fields__}
+    fields = {k: data[k] for k in Report.__dataclass_fields__ if k in data}
     conditions = Conditions(**data["conditions"])
     cpus = int(str(data["host"]).split(" ", 1)[0]) if str(data["host"])[:1].isdigit() else 0
     tables = markdown_tables(summarize(samples))
@@ -723,6 +826,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=DEFAULT_PACKAGE,
         help=f"the pure-Python requirement the add-package scenario appends "
         f"(default {DEFAULT_PACKAGE})",
+    )
+    p.add_argument(
+        "--app",
+        type=Path,
+        help="build a copy of this app's directory instead of examples/wagtail-site "
+        "(needs a requirements.txt, and --peer-cmd)",
+    )
+    p.add_argument(
+        "--code-file",
+        help="the .py file (relative to the app) the code-change scenario edits "
+        "(default: the app's first module by path)",
+    )
+    p.add_argument(
+        "--peer-cmd",
+        help="what the Dockerfile peers' images start (their CMD), with --app",
     )
     p.add_argument(
         "--report-only",
@@ -827,11 +945,15 @@ def cleanup(tools: Sequence[Tool], cache_before: set[str], workdir: Path) -> Non
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     if args.report_only:
-        (BENCH_DIR / "RESULTS.md").write_text(report_from_json(RESULTS_DIR / "latest.json"))
-        out("wrote bench/RESULTS.md")
+        saved = json.loads((RESULTS_DIR / "latest.json").read_text())
+        own = saved.get("app", EXAMPLE_DESCRIPTION) == EXAMPLE_DESCRIPTION
+        markdown = BENCH_DIR / "RESULTS.md" if own else RESULTS_DIR / "RESULTS.md"
+        markdown.write_text(report_from_json(RESULTS_DIR / "latest.json"))
+        out(f"wrote {markdown.relative_to(REPO)}")
         return 0
     began = time.perf_counter()
     date = utc_now().strftime("%Y-%m-%d %H:%M UTC")
+    app = make_app(args.app, args.code_file, args.peer_cmd)
     docker = find_docker()
     check_base_images(docker)
     ca = find_ca_bundle()
@@ -857,7 +979,9 @@ def main(argv: Sequence[str]) -> int:
     cache_before = {r.get("ID", "") for r in docker.build_cache()}
     workdir = Path(tempfile.mkdtemp(prefix="warpdrive-bench-"))
     tools: list[Tool] = [
-        Warpdrive(docker, workdir) if name == WARPDRIVE else Peer(name, docker, workdir, ca, nonce)
+        Warpdrive(docker, workdir, app)
+        if name == WARPDRIVE
+        else Peer(name, docker, workdir, app, ca, nonce)
         for name in names
     ]
     try:
@@ -874,7 +998,17 @@ def main(argv: Sequence[str]) -> int:
 
     total = time.perf_counter() - began
     table = summarize(samples)
-    report = Report(date, command_line(argv), host, revision, args.runs, args.package, total)
+    report = Report(
+        date,
+        command_line(argv),
+        host,
+        revision,
+        args.runs,
+        args.package,
+        total,
+        app.describe(),
+        app.code_file,
+    )
     data = {
         "complete": error is None,
         "error": error,
@@ -896,12 +1030,14 @@ def main(argv: Sequence[str]) -> int:
     if error is not None:
         sys.stderr.write(f"bench failed: {error}\n")
         return 1
-    (BENCH_DIR / "RESULTS.md").write_text(
-        results_markdown(report, tables, conditions.describe(cpus))
-    )
+    # bench/RESULTS.md is the example's table (the README quotes it); another app's goes
+    # next to the raw numbers
+    markdown = BENCH_DIR / "RESULTS.md" if app.source == EXAMPLE else RESULTS_DIR / "RESULTS.md"
+    markdown.write_text(results_markdown(report, tables, conditions.describe(cpus)))
     out(
         f"ratios: to {REFERENCE} (below 1 is faster); total {total / 60:.1f} min; "
-        f"wrote {(RESULTS_DIR / 'latest.json').relative_to(REPO)} and bench/RESULTS.md"
+        f"wrote {(RESULTS_DIR / 'latest.json').relative_to(REPO)} and "
+        f"{markdown.relative_to(REPO)}"
     )
     return 0
 

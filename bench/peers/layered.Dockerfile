@@ -9,7 +9,7 @@ RUN --mount=type=secret,id=ca \
     && PIP_CERT=/run/secrets/ca /opt/venv/bin/pip install --no-cache-dir --progress-bar off \
         --disable-pip-version-check -r requirements.txt
 COPY . .
-RUN /opt/venv/bin/python manage.py collectstatic --noinput
+RUN if [ -f manage.py ]; then /opt/venv/bin/python manage.py collectstatic --noinput; fi
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
 EXPOSE 8080
 CMD ["gunicorn", "--bind", "0.0.0.0:8080", "mysite.wsgi:application"]
