@@ -641,8 +641,9 @@ def static_root(record: bytes) -> str | None:
 
 
 def read_static(engine: Engine, image_id: str) -> tuple[bytes, bytes] | None:
-    """(the record's tar, the static root's tar) of an app image: the host's copy, else
-    read through one created container (and copied for next time)."""
+    """(the record's tar, a tar of the collected files and the record at their paths in
+    the image) of an app image: the host's copy, else read through one created container
+    (and copied for next time, already in the form a layer takes)."""
     cached = static_cache.load(image_id)
     if cached is not None and static_root(cached[0]) is not None:
         return cached
@@ -654,8 +655,14 @@ def read_static(engine: Engine, image_id: str) -> tuple[bytes, bytes] | None:
         static = read(root)
     if static is None:
         return None
-    static_cache.store(image_id, record, static)
-    return record, static
+    # get_archive names the members after the root's last part: put them back under its
+    # parent, the record under its directory
+    files = merge_tars(
+        reprefix_tar(static, root.rsplit("/", 1)[0]),
+        reprefix_tar(record, STATIC_ROOT_RECORD.rsplit("/", 1)[0]),
+    )
+    static_cache.store(image_id, record, files)
+    return record, files
 
 
 def reusable_static(
@@ -676,16 +683,12 @@ def reusable_static(
     found = read_static(engine, current.id)
     if found is None:
         return None
-    record, static = found
+    record, files = found
     root = static_root(record)
     assert root is not None  # read_static checked it
     parent = root.rsplit("/", 1)[0]
     record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
-    return merge_tars(
-        parent_dirs(app.layer, parent, record_dir),
-        reprefix_tar(static, parent),
-        reprefix_tar(record, record_dir),
-    )
+    return merge_tars(parent_dirs(app.layer, parent, record_dir), files)
 
 
 def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:

@@ -104,10 +104,45 @@ def tar_files(members: Mapping[str, bytes], mode: int = 0o644, mtime: int = 0) -
     return buf.getvalue()
 
 
+#: what ends a tar archive: two zero blocks
+TAR_END = b"\0" * 2 * tarfile.BLOCKSIZE
+
+
+def tar_body(data: bytes) -> tuple[bytes, list[str]] | None:
+    """A tar's members as raw bytes (the archive without its end blocks) and their names,
+    reading the headers only; None when its bytes cannot be moved into another archive
+    as they are (a global header would apply to the members after it)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        names = [m.name.rstrip("/") for m in tar]
+        end = tar.offset
+        if tar.pax_headers:
+            return None
+    return data[:end], names
+
+
 def merge_tars(*tars: bytes) -> bytes:
     """One tar with the members of several. A name that appears again replaces the
     earlier member in its place (parents stay before children): engines refuse a layer
-    with duplicate paths."""
+    with duplicate paths.
+
+    When no name repeats (the usual case) the members are joined byte for byte, which
+    costs a scan of the headers instead of a copy of every member (a code change's
+    layer with a Django app's collected static files: ~0.1 s less)."""
+    bodies: list[bytes] = []
+    seen: set[str] = set()
+    for data in tars:
+        found = tar_body(data)
+        if found is None:
+            return _merge_members(tars)
+        body, names = found
+        if seen.intersection(names) or len(set(names)) != len(names):
+            return _merge_members(tars)
+        seen.update(names)
+        bodies.append(body)
+    return b"".join(bodies) + TAR_END
+
+
+def _merge_members(tars: tuple[bytes, ...]) -> bytes:
     members: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
     for data in tars:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:

@@ -20,7 +20,8 @@ KEEP = 16
 
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nox-warpdrive" / "static"
+    # "static-2": the files as a layer holds them (the first format kept get_archive's tar)
+    return Path(base) / "nox-warpdrive" / "static-2"
 
 
 def _path(image_id: str) -> Path:
@@ -28,7 +29,7 @@ def _path(image_id: str) -> Path:
 
 
 def load(image_id: str) -> tuple[bytes, bytes] | None:
-    """(the record's tar, the static root's tar) as read from the image, or None."""
+    """(the record's tar, the collected files' tar) as stored, or None."""
     try:
         with tarfile.open(_path(image_id)) as tar:
             parts = {}
