@@ -20,7 +20,7 @@ from nox_warpdrive import static_cache
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import Engine, ImageInfo
-from nox_warpdrive.plan import merge_tars, reprefix_tar, tar_files
+from nox_warpdrive.plan import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 from nox_warpdrive.runtime.start import App
 
 SRC = image_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
@@ -156,6 +156,48 @@ def test_merge_tars_keeps_directories_links_and_metadata() -> None:
 def test_merge_tars_with_nothing_is_an_empty_tar() -> None:
     assert names(merge_tars()) == []
     assert names(merge_tars(make_tar(), make_tar(("a", "file", b"")))) == ["a"]
+
+
+def test_merge_tars_joins_the_bytes_when_no_name_repeats() -> None:
+    """The fast path: the members of each tar, byte for byte, one end marker."""
+    long_name = "d/" + "n" * 150 + ".txt"  # a PAX path record travels with its member
+    a = make_tar(("d", "dir", None), (long_name, "file", b"A" * 700))
+    b = make_tar(("e", "dir", None), ("e/c.txt", "file", b"C"))
+    merged = merge_tars(a, b)
+    body_a, names_a = tar_body_of(a)
+    body_b, _ = tar_body_of(b)
+    assert merged == body_a + body_b + TAR_END
+    assert names_a == ["d", long_name]
+    assert tar_contents(merged) == {long_name: b"A" * 700, "e/c.txt": b"C"}
+    # and it is a tar Go's archive/tar and GNU tar read to the end: no zero block inside
+    assert b"\0" * 1024 not in merged[: -len(TAR_END)]
+
+
+def test_merge_tars_copies_members_when_a_tar_repeats_a_name_itself() -> None:
+    a = make_tar(("x", "file", b"1"), ("x", "file", b"2"))
+    assert names(merge_tars(a)) == ["x"]
+    assert tar_contents(merge_tars(a)) == {"x": b"2"}
+
+
+def test_merge_tars_copies_members_after_a_global_header() -> None:
+    """A PAX global header would apply to the members of the tars joined after it."""
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "g"}
+    ) as tar:
+        info = tarfile.TarInfo("g.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"g"))
+    assert tar_body(buf.getvalue()) is None
+    merged = merge_tars(buf.getvalue(), make_tar(("h.txt", "file", b"h")))
+    assert names(merged) == ["g.txt", "h.txt"]
+    assert tar_contents(merged) == {"g.txt": b"g", "h.txt": b"h"}
+
+
+def tar_body_of(data: bytes) -> tuple[bytes, list[str]]:
+    found = tar_body(data)
+    assert found is not None
+    return found
 
 
 # ----------------------------------------------------------------------------- reprefix_tar
