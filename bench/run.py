@@ -372,6 +372,13 @@ class Warpdrive(Tool):
             self.src / "nox_warpdrive",
             ignore=shutil.ignore_patterns("__pycache__"),
         )
+        # with bytecode, as an installed package has it (pip compiles at install): with
+        # PYTHONDONTWRITEBYTECODE set every build would compile the whole package again
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(self.src / "nox_warpdrive")],
+            check=True,
+            capture_output=True,
+        )
         proc = subprocess.run(
             [sys.executable, "-c", "import nox_warpdrive; print(nox_warpdrive.__file__)"],
             cwd=self.root,  # not the checkout: `-c` puts the working directory first

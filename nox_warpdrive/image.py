@@ -5,6 +5,7 @@ rebuilds. Both are made by run + commit from plans; tags move only at the very e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import io
@@ -34,6 +35,7 @@ from .plan import (
     dir_tar,
     merge_tars,
     reprefix_tar,
+    tar_body,
     tar_files,
 )
 from .platform import PlatformKey
@@ -665,15 +667,16 @@ def read_static(engine: Engine, image_id: str) -> tuple[bytes, bytes] | None:
     return record, files
 
 
-def reusable_static(
+def reusable_static_files(
     engine: Engine,
     current: ImageInfo | None,
     app: AppPlan,
     deps_key: str = "",
     wheels: list[str] | None = None,
-) -> bytes | None:
-    """The collected static files of the current image, as a layer tar, when its static
-    inputs equal this build's (then collectstatic would produce the same files)."""
+) -> tuple[str, bytes] | None:
+    """(STATIC_ROOT, a tar of the collected files and the record at their paths) of the
+    current image, when its static inputs equal this build's (then collectstatic would
+    produce the same files)."""
     if current is None or not app.static_key:
         return None
     if current.labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
@@ -686,9 +689,73 @@ def reusable_static(
     record, files = found
     root = static_root(record)
     assert root is not None  # read_static checked it
+    return root, files
+
+
+def reusable_static(
+    engine: Engine,
+    current: ImageInfo | None,
+    app: AppPlan,
+    deps_key: str = "",
+    wheels: list[str] | None = None,
+) -> bytes | None:
+    """The collected static files of the current image as members of the app layer (with
+    the directories it lacks), when they can be reused (``reusable_static_files``)."""
+    found = reusable_static_files(engine, current, app, deps_key, wheels)
+    if found is None:
+        return None
+    root, files = found
     parent = root.rsplit("/", 1)[0]
     record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
     return merge_tars(parent_dirs(app.layer, parent, record_dir), files)
+
+
+#: labels of an app image whose collected static files are a layer of their own, under
+#: the app layer: that layer's diff ID, and the STATIC_ROOT it holds
+STATIC_LAYER_LABEL = f"{LABEL_PREFIX}.static-layer"
+STATIC_ROOT_LABEL = f"{LABEL_PREFIX}.static-root"
+STATIC_CREATED_BY = "nox-warpdrive static files (collectstatic)"
+
+
+def static_layer(root: str, files: bytes) -> bytes:
+    """The collected static files as a layer of their own, with every parent directory
+    (the skeleton's, and below APP_SRC as collectstatic makes them)."""
+    rel = root.rsplit("/", 1)[0][len(APP_SRC) :].strip("/")
+    chain: list[tuple[str, int, int]] = []
+    path = APP_SRC[1:]
+    for part in rel.split("/") if rel else []:
+        path = f"{path}/{part}"
+        chain.append((path, APP_UID, 0o2775))
+    return merge_tars(skeleton_tar(), dir_tar(chain), files)
+
+
+def shadows_static(layer: bytes, root: str) -> bool:
+    """Whether the app layer has files at or below STATIC_ROOT (a copy collected on the
+    developer's machine): on top of a static layer they would hide the collected ones,
+    where collectstatic overwrites them."""
+    found = tar_body(layer)
+    names = found[1] if found is not None else []
+    inside = root.strip("/")
+    return any(n == inside or n.startswith(inside + "/") for n in names)
+
+
+def named_static_layer(current: ImageInfo | None, app: AppPlan, deps: ImageInfo) -> str | None:
+    """The diff ID of the current image's static layer, when this build can name it
+    instead of carrying the files: same static inputs, and the layer sits right on this
+    build's deps layers (so the engine has it there)."""
+    if current is None or not app.static_key:
+        return None
+    labels = current.labels
+    diff = labels.get(STATIC_LAYER_LABEL, "")
+    root = labels.get(STATIC_ROOT_LABEL, "")
+    if labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key or not diff or not root:
+        return None
+    layers = current.diff_ids
+    if not deps.diff_ids or layers[:-2] != deps.diff_ids or layers[-2:-1] != (diff,):
+        return None
+    if shadows_static(app.layer, root):
+        return None
+    return diff
 
 
 def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
@@ -852,20 +919,43 @@ def build_image(
     app_started = time.monotonic()
     layer = app.layer
     needs_container = app.runs_something
-    static: bytes | None = None
+    spec = app.commit
+    under: list[tuple[str, bytes | str]] = []  # the static layer, named or carried
+    static_reused = False
+    root = ""
     if app.collectstatic and not app.build_hook:
-        wheels = wheel_ids(resolved) if resolved is not None else None
-        static = reusable_static(engine, current, app, deps_key, wheels)
-        if static is not None:
-            layer = merge_tars(layer, static)
+        deps_info = deps_image if deps_image is not None else engine.image(deps_id)
+        named = named_static_layer(current, app, deps_info) if deps_info else None
+        if named is not None and current is not None:
+            root = current.labels[STATIC_ROOT_LABEL]
+            under = [(STATIC_CREATED_BY, named)]
+        else:
+            wheels = wheel_ids(resolved) if resolved is not None else None
+            found = reusable_static_files(engine, current, app, deps_key, wheels)
+            if found is not None:
+                root, files = found
+                if shadows_static(layer, root):
+                    parent = root.rsplit("/", 1)[0]
+                    record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
+                    layer = merge_tars(layer, parent_dirs(layer, parent, record_dir), files)
+                else:
+                    static = static_layer(root, files)
+                    named = "sha256:" + hashlib.sha256(static).hexdigest()
+                    under = [(STATIC_CREATED_BY, static)]
+        if named is not None:
+            labels = {**spec.labels, STATIC_LAYER_LABEL: named, STATIC_ROOT_LABEL: root}
+            spec = dataclasses.replace(spec, labels=labels)
+        static_reused = named is not None or layer is not app.layer
+        if static_reused:
             needs_container = False
             out("warpdrive: static inputs unchanged; reusing the collected static files")
     image_id: str | None = None
     if not needs_container:
         try:
-            image_id = engine.append_layer(deps_id, layer, app.commit)
+            image_id = engine.append_layer(deps_id, layer, spec, under=under)
         except EngineError as exc:
             out(f"warpdrive: {exc.message}; building the app layer in a container instead")
+            needs_container, layer, static_reused = app.runs_something, app.layer, False
     if image_id is None:
         step = app.step(deps_id, layer)
         if not needs_container:
@@ -876,7 +966,7 @@ def build_image(
             # a host copy of what was collected: the next code change reads no image
             with contextlib.suppress(WarpdriveError):
                 read_static(engine, image_id)
-    if static is not None and current is not None:
+    if static_reused and current is not None:
         static_cache.copy(current.id, image_id)  # the same files, under the new image
     timings.append(("app", time.monotonic() - app_started))
     engine.tag(image_id, ref)

@@ -108,16 +108,29 @@ def tar_files(members: Mapping[str, bytes], mode: int = 0o644, mtime: int = 0) -
 TAR_END = b"\0" * 2 * tarfile.BLOCKSIZE
 
 
-def tar_body(data: bytes) -> tuple[bytes, list[str]] | None:
-    """A tar's members as raw bytes (the archive without its end blocks) and their names,
-    reading the headers only; None when its bytes cannot be moved into another archive
-    as they are (a global header would apply to the members after it)."""
+def tar_members(data: bytes) -> list[tuple[str, memoryview]] | None:
+    """A tar's members as (name, raw bytes: extension headers, header and data), reading
+    the headers only; None when its bytes cannot be moved into another archive as they
+    are (a global header would apply to the members after it)."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        names = [m.name.rstrip("/") for m in tar]
+        members = list(tar)
         end = tar.offset
         if tar.pax_headers:
             return None
-    return data[:end], names
+    raw = memoryview(data)
+    stops = [m.offset for m in members[1:]] + [end]
+    return [
+        (m.name.rstrip("/"), raw[m.offset : stop]) for m, stop in zip(members, stops, strict=True)
+    ]
+
+
+def tar_body(data: bytes) -> tuple[bytes, list[str]] | None:
+    """A tar's members as raw bytes (the archive without its end blocks) and their names;
+    None as for ``tar_members``."""
+    found = tar_members(data)
+    if found is None:
+        return None
+    return b"".join(raw for _, raw in found), [name for name, _ in found]
 
 
 def merge_tars(*tars: bytes) -> bytes:
@@ -125,21 +138,17 @@ def merge_tars(*tars: bytes) -> bytes:
     earlier member in its place (parents stay before children): engines refuse a layer
     with duplicate paths.
 
-    When no name repeats (the usual case) the members are joined byte for byte, which
-    costs a scan of the headers instead of a copy of every member (a code change's
-    layer with a Django app's collected static files: ~0.1 s less)."""
-    bodies: list[bytes] = []
-    seen: set[str] = set()
+    Members are moved byte for byte (a scan of the headers, not a copy of every member
+    through tarfile: a code change's layer with a Django app's collected static files
+    ~0.1 s less)."""
+    merged: dict[str, memoryview] = {}
     for data in tars:
-        found = tar_body(data)
+        found = tar_members(data)
         if found is None:
             return _merge_members(tars)
-        body, names = found
-        if seen.intersection(names) or len(set(names)) != len(names):
-            return _merge_members(tars)
-        seen.update(names)
-        bodies.append(body)
-    return b"".join(bodies) + TAR_END
+        for name, raw in found:
+            merged[name] = raw  # a dict keeps the first position, the last value
+    return b"".join(merged.values()) + TAR_END
 
 
 def _merge_members(tars: tuple[bytes, ...]) -> bytes:

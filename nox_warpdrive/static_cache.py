@@ -9,7 +9,9 @@ later build only reads a file. At most KEEP copies are kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -59,6 +61,15 @@ def store(image_id: str, record: bytes, static: bytes) -> None:
 
 def copy(from_id: str, to_id: str) -> None:
     """An image built with the static files reused from another has the same ones."""
-    found = load(from_id)
-    if found is not None:
-        store(to_id, *found)
+    source, target = _path(from_id), _path(to_id)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    try:
+        try:
+            os.link(source, tmp)  # the same bytes: a second name is enough
+        except OSError:
+            shutil.copyfile(source, tmp)
+        tmp.replace(target)
+        os.utime(target)  # the newest copy, for KEEP
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -173,10 +173,21 @@ def test_merge_tars_joins_the_bytes_when_no_name_repeats() -> None:
     assert b"\0" * 1024 not in merged[: -len(TAR_END)]
 
 
-def test_merge_tars_copies_members_when_a_tar_repeats_a_name_itself() -> None:
-    a = make_tar(("x", "file", b"1"), ("x", "file", b"2"))
-    assert names(merge_tars(a)) == ["x"]
-    assert tar_contents(merge_tars(a)) == {"x": b"2"}
+def test_merge_tars_keeps_the_last_of_a_name_a_tar_repeats_itself() -> None:
+    a = make_tar(("x", "file", b"1"), ("y", "file", b"y"), ("x", "file", b"2"))
+    assert names(merge_tars(a)) == ["x", "y"]
+    assert tar_contents(merge_tars(a)) == {"x": b"2", "y": b"y"}
+
+
+def test_merge_tars_moves_members_with_long_names_byte_for_byte() -> None:
+    """PAX records (long or non-ASCII names) travel with their member, also when a
+    repeated name moves a later member into an earlier position."""
+    long_name = "d/" + "n" * 150 + ".txt"
+    a = make_tar((long_name, "file", b"old"), ("é.txt", "file", b"e"))
+    b = make_tar(("z", "file", b"z"), (long_name, "file", b"new"))
+    merged = merge_tars(a, b)
+    assert names(merged) == [long_name, "é.txt", "z"]
+    assert tar_contents(merged) == {long_name: b"new", "é.txt": b"e", "z": b"z"}
 
 
 def test_merge_tars_copies_members_after_a_global_header() -> None:

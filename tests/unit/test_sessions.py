@@ -16,6 +16,7 @@ import pytest
 from unit_support import write
 
 import nox_warpdrive
+from nox_warpdrive import engine as engine_module
 from nox_warpdrive.errors import WarpdriveError
 
 # the package re-exports the function `sessions`, which hides the submodule attribute
@@ -46,8 +47,15 @@ def no_docker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("from_env")
         raise docker.errors.DockerException("engine contacted during the test")
 
+    def ping(self: engine_module._LocalApi) -> None:
+        calls.append("ping")
+        raise engine_module.ApiError("engine contacted during the test")
+
     monkeypatch.setattr(docker, "from_env", from_env)
     monkeypatch.setattr(docker, "DockerClient", lambda *a, **k: calls.append("client"))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)  # the local socket's path is taken
+    monkeypatch.setattr(engine_module._LocalApi, "ping", ping)
+    monkeypatch.setattr(engine_module._LocalApi, "call", lambda *a, **k: calls.append("call"))
     return calls
 
 
@@ -168,7 +176,7 @@ def run_session(
         pytest.param(
             '[project]\nname = "site"\n',
             ["no Docker engine answers", "fix:"],
-            ["from_env", "from_env"],
+            ["ping", "ping"],
             id="missing-engine",
         ),
     ],
