@@ -118,7 +118,7 @@ def tar_members(data: bytes) -> list[tuple[str, memoryview]] | None:
         if tar.pax_headers:
             return None
     raw = memoryview(data)
-    stops = [m.offset for m in members[1:]] + [end]
+    stops = [m.offset for m in members[1:]] + [end] if members else []
     return [
         (m.name.rstrip("/"), raw[m.offset : stop]) for m, stop in zip(members, stops, strict=True)
     ]

@@ -104,13 +104,45 @@ def test_django_static_files_are_collected_and_reused_only_when_unchanged(
     assert "shop-v2" in run(engine, second.image_id, "cat", "shop/views.py")
     owner = run(engine, second.image_id, "stat", "-c", "%u:%g", "/opt/app-root/src").strip()
     assert owner == "1001:0"
+    # the collected files went into a layer of their own, under the app layer
+    two = layers(engine, second.image_id)
+    assert len(two) == len(layers(engine, first.image_id)) + 1
+    second_info = engine.image(second.image_id)
+    assert second_info is not None
+    assert second_info.labels["io.warpdrive.static-layer"] == two[-2]
+    assert second_info.labels["io.warpdrive.static-root"] == "/opt/app-root/src/collected"
+    # with the owners, modes and sizes collectstatic gave them in the first (container) build
+    listing = (
+        "cd /opt/app-root && stat -c '%n %u:%g %a' src . .warpdrive"
+        " && find src/collected .warpdrive -printf '%p %u:%g %m %s\\n' | sort"
+    )
+    assert run(engine, second.image_id, "sh", "-c", listing) == run(
+        engine, first.image_id, "sh", "-c", listing
+    )
+
+    # another view change: the static layer is named, not carried again
+    write_django(app.root, message="shop-v3")
+    lines.clear()
+    third = image(app, engine, lines, no_index=True)
+    assert "reusing the collected static files" in "\n".join(lines)
+    three = layers(engine, third.image_id)
+    assert three[:-1] == two[:-1] and three[-1] != two[-1]
+    assert engine.history(third.image_id)[1]["CreatedBy"] == (
+        "nox-warpdrive static files (collectstatic)"
+    )
+    assert run(engine, third.image_id, "sh", "-c", listing) == run(
+        engine, first.image_id, "sh", "-c", listing
+    )
+    with serve_image(engine, app.image) as (_, url):
+        status, body = http_get(f"{url}/")
+        assert status == 200 and body == "shop-v3 uid=1001", body
 
     # a static file changed: collectstatic runs again
     write_django(app.root, message="shop-v2", css="body { color: blue }\n")
     lines.clear()
-    third = image(app, engine, lines, no_index=True)
+    fourth = image(app, engine, lines, no_index=True)
     assert "manage.py collectstatic" in "\n".join(lines)
-    assert run(engine, third.image_id, "cat", css).strip() == "body { color: blue }"
+    assert run(engine, fourth.image_id, "cat", css).strip() == "body { color: blue }"
 
 
 def test_appended_layer_matches_a_committed_one(
