@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -713,6 +714,36 @@ def test_static_cache_round_trip_copy_and_limit() -> None:
         static_cache.store(f"sha256:n{i}", b"r", b"s")
     assert len(list(static_cache.cache_dir().glob("*.tar"))) == static_cache.KEEP
     assert static_cache.load(f"sha256:n{static_cache.KEEP + 2}") == (b"r", b"s")
+
+
+def test_static_cache_counts_linked_copies_as_one_set() -> None:
+    """Every code change names the same files under its new image id (a hard link): the
+    limit counts sets of files, and names per set, not names in all."""
+    static_cache.store("sha256:a", b"record", b"static")
+    for i in range(static_cache.KEEP - 1):
+        static_cache.store(f"sha256:other{i}", b"r", b"s")
+    for i in range(30):
+        static_cache.copy("sha256:a" if i == 0 else f"sha256:c{i - 1}", f"sha256:c{i}")
+    files = list(static_cache.cache_dir().glob("*.tar"))
+    assert len({f.resolve() for f in files}) == static_cache.KEEP
+    assert (
+        static_cache.load("sha256:a") == static_cache.load("sha256:c29") == (b"record", b"static")
+    )
+    for i in range(static_cache.NAMES + 5):
+        static_cache.copy(f"sha256:d{i - 1}" if i else "sha256:c29", f"sha256:d{i}")
+        # one build after another (file times here are coarser than this loop)
+        link = static_cache.cache_dir() / f"sha256_d{i}.tar"
+        os.utime(link, (2e9 + i, 2e9 + i), follow_symlinks=False)
+    real = (static_cache.cache_dir() / "sha256_a.tar").resolve()
+    names = [f for f in static_cache.cache_dir().glob("*.tar") if f.is_symlink()]
+    assert len(names) == static_cache.NAMES and all(f.resolve() == real for f in names)
+    # the newest names stay
+    assert static_cache.load(f"sha256:d{static_cache.NAMES + 4}") == (b"record", b"static")
+    assert static_cache.load("sha256:c0") is None
+    # a used set is the newest: a new one pushes out another, and its names go with it
+    static_cache.store("sha256:newest", b"r", b"s")
+    assert static_cache.load("sha256:a") is not None
+    assert static_cache.load("sha256:other0") is None
 
 
 def test_static_cache_ignores_a_damaged_copy() -> None:
