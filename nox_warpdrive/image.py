@@ -876,14 +876,18 @@ def build_image(
             wheels_started = time.monotonic()
             early = EarlyDeps(engine, cfg, base, pkey)
             try:
-                result_wh = build_wheelhouse(cfg, engine, out, on_ready=early.start)
+                result_wh = build_wheelhouse(
+                    cfg, engine, out, on_ready=early.start, manifest=manifest
+                )
             finally:
                 early_seconds = early.join(out)
             out(f"warpdrive: {result_wh.summary()}")
             timings.append(("wheelhouse", time.monotonic() - wheels_started))
             if early_seconds is not None:
                 timings.append(("early deps", early_seconds))
-            manifest = read_manifest(engine, cfg.volume, pkey, base.id)
+            # as the builder wrote it (the same platform: check_compatible), else read
+            written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
+            manifest = dict(written) or read_manifest(engine, cfg.volume, pkey, base.id)
             resolved = resolved_set(manifest, reqs.digest)
             if resolved is None:
                 raise WarpdriveError(

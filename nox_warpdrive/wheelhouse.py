@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import buildenv, probe_cache, runtime
@@ -162,6 +162,8 @@ class WheelhouseResult:
     new: tuple[str, ...]
     resolved: int
     seconds: float
+    #: the manifest as this run left it (empty when the builder did not report it)
+    manifest: Mapping[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.up_to_date:
@@ -193,12 +195,15 @@ def build_wheelhouse(
     *,
     no_index: bool = False,
     on_ready: ReadyCallback | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
-    starts its deps layer with them)."""
+    starts its deps layer with them). ``manifest``: the volume's manifest for the base
+    image's platform, when the caller has just read it."""
     started = time.monotonic()
     builder_info, builder_key = probe_image(engine, cfg.builder_image, "builder-image", cfg)
+    base_key = builder_key
     if cfg.base_image != cfg.builder_image:
         _, base_key = probe_image(engine, cfg.base_image, "base-image", cfg)
         check_compatible(cfg.builder_image, builder_key, cfg.base_image, base_key)
@@ -213,10 +218,13 @@ def build_wheelhouse(
         python=cfg.python,
         installer=cfg.installer,
     )
-    manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
+    if manifest is None or base_key.slug != builder_key.slug:
+        manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
     done = resolved_set(manifest, reqs.digest)
     if done is not None:
-        return WheelhouseResult(builder_key, True, (), len(done), time.monotonic() - started)
+        return WheelhouseResult(
+            builder_key, True, (), len(done), time.monotonic() - started, manifest
+        )
     engine.ensure_volume(cfg.volume)
     secrets = buildenv.build_secrets()
     lines: list[str] = []
@@ -243,12 +251,14 @@ def build_wheelhouse(
             "the right index (PIP_INDEX_URL)",
         )
     summary = _summary(lines)
+    written = summary.get("manifest")
     return WheelhouseResult(
         builder_key,
         False,
         tuple(summary.get("new", ())),
         int(summary.get("resolved", 0)),
         time.monotonic() - started,
+        written if isinstance(written, dict) else {},
     )
 
 

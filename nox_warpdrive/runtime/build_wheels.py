@@ -789,7 +789,10 @@ def main():
                     "reused": len(resolved) - len(new),
                     "resolved": len(resolved),
                     "seconds": round(time.time() - started, 1),
-                }
+                    # what was just written: the host need not read it back
+                    "manifest": manifest,
+                },
+                separators=(",", ":"),
             ),
             flush=True,
         )
