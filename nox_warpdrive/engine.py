@@ -343,6 +343,17 @@ class Engine:
         if not ok:
             raise EngineError(f"the engine refused to tag {image_id[:19]} as {ref}")
 
+    def remove_image(self, image_id: str) -> None:
+        """Remove an untagged image this tool made and no longer needs (never its
+        parents); a failure leaves it behind, nothing worse."""
+        if self._api is not None:
+            with contextlib.suppress(ApiError):
+                self._api.call("DELETE", f"/images/{self._api.quote(image_id)}?noprune=1")
+            return
+        client = self.client
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(image_id, noprune=True)
+
     def history_text(self, ref: str) -> str:
         """Every ``created_by`` / comment of an image, for leak checks."""
         rows = self.history(ref)

@@ -774,6 +774,37 @@ def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
     return dir_tar([w for w in wanted if w[0] not in have])
 
 
+def split_static(
+    engine: Engine, deps_id: str, app: AppPlan, built: str, found: tuple[bytes, bytes]
+) -> str:
+    """The image a container just built (app files and collected static files in one
+    committed layer), made again as deps + a static layer + the app layer, so that the
+    next code change names the static layer instead of sending it; the committed image
+    is removed. When that cannot be done, the committed image stays the result."""
+    record, files = found
+    root = static_root(record)
+    if root is None or shadows_static(app.layer, root):
+        return built
+    static = static_layer(root, files)
+    labels = {
+        **app.commit.labels,
+        STATIC_LAYER_LABEL: "sha256:" + hashlib.sha256(static).hexdigest(),
+        STATIC_ROOT_LABEL: root,
+    }
+    try:
+        image_id = engine.append_layer(
+            deps_id,
+            app.layer,
+            dataclasses.replace(app.commit, labels=labels),
+            under=[(STATIC_CREATED_BY, static)],
+        )
+    except EngineError:
+        return built
+    static_cache.copy(built, image_id)
+    engine.remove_image(built)
+    return image_id
+
+
 @dataclass(frozen=True)
 class ImageResult:
     ref: str
@@ -968,8 +999,11 @@ def build_image(
         assert image_id is not None
         if app.collectstatic and needs_container:
             # a host copy of what was collected: the next code change reads no image
+            collected = None
             with contextlib.suppress(WarpdriveError):
-                read_static(engine, image_id)
+                collected = read_static(engine, image_id)
+            if collected is not None and not app.build_hook:
+                image_id = split_static(engine, deps_id, app, image_id, collected)
     if static_reused and current is not None:
         static_cache.copy(current.id, image_id)  # the same files, under the new image
     timings.append(("app", time.monotonic() - app_started))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
@@ -750,3 +751,98 @@ def test_static_cache_ignores_a_damaged_copy() -> None:
     static_cache.cache_dir().mkdir(parents=True, exist_ok=True)
     (static_cache.cache_dir() / "sha256_bad.tar").write_bytes(b"not a tar")
     assert static_cache.load("sha256:bad") is None
+
+
+# ----------------------------------------------------------------------------- static layer
+
+
+class SplitEngine:
+    """append_layer and remove_image, recorded; refuses when told to."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.appended: list[tuple[str, bytes, Any, list[tuple[str, bytes | str]]]] = []
+        self.removed: list[str] = []
+
+    def append_layer(
+        self, parent: str, layer: bytes, spec: Any, under: list[tuple[str, bytes | str]]
+    ) -> str:
+        if self.refuse:
+            raise image_module.LayerRefused("the engine refused the app layer: no")
+        self.appended.append((parent, layer, spec, list(under)))
+        return "sha256:split"
+
+    def remove_image(self, image_id: str) -> None:
+        self.removed.append(image_id)
+
+
+def collected(root: str = STATIC_ROOT) -> tuple[bytes, bytes]:
+    files = merge_tars(
+        reprefix_tar(static_tar(), root.rsplit("/", 1)[0].lstrip("/")),
+        reprefix_tar(record_tar(root), RECORD.rsplit("/", 1)[0].lstrip("/")),
+    )
+    return record_tar(root), files
+
+
+def test_split_static_rebuilds_a_container_build_as_static_and_app_layers(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    engine = SplitEngine()
+    static_cache.store("sha256:built", *collected())
+    result = image_module.split_static(
+        cast(Engine, engine), "sha256:deps", app, "sha256:built", collected()
+    )
+    assert result == "sha256:split" and engine.removed == ["sha256:built"]
+    ((parent, layer, spec, under),) = engine.appended
+    assert (parent, layer) == ("sha256:deps", app.layer)
+    ((what, static),) = under
+    assert what == image_module.STATIC_CREATED_BY and isinstance(static, bytes)
+    assert (
+        spec.labels["io.warpdrive.static-layer"] == "sha256:" + hashlib.sha256(static).hexdigest()
+    )
+    assert spec.labels["io.warpdrive.static-root"] == STATIC_ROOT
+    assert spec.labels["io.warpdrive.build-key"] == app.commit.labels["io.warpdrive.build-key"]
+    # a layer of its own must carry every parent, with the owners the app layer gives them
+    info = by_name(static)
+    assert not missing_parents(static)
+    assert (info[SRC].uid, info[SRC].mode) == (image_module.APP_UID, 0o2775)
+    assert {f"{SRC}/static/site.css", "opt/app-root/.warpdrive/static-root"} <= set(info)
+    # the host copy of the files is known under the new image id too
+    assert static_cache.load("sha256:split") == static_cache.load("sha256:built")
+
+
+def test_split_static_keeps_the_container_build_when_it_cannot_split(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    refused = SplitEngine(refuse=True)
+    built = image_module.split_static(cast(Engine, refused), "d", app, "sha256:built", collected())
+    assert built == "sha256:built" and refused.removed == []
+    # files collected on the developer's machine are in the source: on top of a static
+    # layer they would hide what collectstatic made, so no split
+    shadowed = plan(django_project(tmp_path / "q"))
+    engine = SplitEngine()
+    root = f"{image_module.APP_SRC}/site1"  # a directory the app layer has
+    result = image_module.split_static(
+        cast(Engine, engine), "d", shadowed, "sha256:b", collected(root)
+    )
+    assert result == "sha256:b" and engine.appended == []
+
+
+def test_named_static_layer_only_right_on_the_same_deps(tmp_path: Path) -> None:
+    app = plan(django_project(tmp_path / "p"))
+    deps = dataclasses.replace(BASE, diff_ids=("sha256:base", "sha256:deps"))
+    labels = {
+        "io.warpdrive.static-key": app.static_key,
+        "io.warpdrive.static-layer": "sha256:static",
+        "io.warpdrive.static-root": STATIC_ROOT,
+    }
+    layers = ("sha256:base", "sha256:deps", "sha256:static", "sha256:app")
+    current = dataclasses.replace(BASE, labels=labels, diff_ids=layers)
+    assert image_module.named_static_layer(current, app, deps) == "sha256:static"
+    assert image_module.named_static_layer(None, app, deps) is None
+    other_deps = dataclasses.replace(deps, diff_ids=("sha256:base", "sha256:deps2"))
+    assert image_module.named_static_layer(current, app, other_deps) is None
+    changed = dataclasses.replace(current, labels={**labels, "io.warpdrive.static-key": "x"})
+    assert image_module.named_static_layer(changed, app, deps) is None
+    unlabelled = dataclasses.replace(current, labels={"io.warpdrive.static-key": app.static_key})
+    assert image_module.named_static_layer(unlabelled, app, deps) is None
+    moved = dataclasses.replace(current, diff_ids=(*layers[:2], "sha256:other", layers[3]))
+    assert image_module.named_static_layer(moved, app, deps) is None
