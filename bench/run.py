@@ -26,6 +26,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -222,17 +223,29 @@ def timed(cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path) -
         fh.flush()
         start = log.stat().st_size
         began = time.perf_counter()
-        proc = subprocess.run(
-            list(cmd), cwd=cwd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT, check=False
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT
         )
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            # let the build stop as on Ctrl-C (its containers are removed in `finally`),
+            # not be killed with its container still holding the volume
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
         seconds = time.perf_counter() - began
-        fh.write(f"# exit {proc.returncode} after {seconds:.1f} s\n")
+        fh.write(f"# exit {returncode} after {seconds:.1f} s\n")
     with log.open() as fh:
         fh.seek(start)
         output = fh.read()
-    if proc.returncode != 0:
+    if returncode != 0:
         tail = "\n".join("    " + line for line in output.splitlines()[-25:])
-        raise BenchError(f"`{shlex.join(cmd)}` failed (exit {proc.returncode}); log: {log}\n{tail}")
+        raise BenchError(f"`{shlex.join(cmd)}` failed (exit {returncode}); log: {log}\n{tail}")
     return Step(seconds, output)
 
 
@@ -1049,7 +1062,12 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` cleans up like Ctrl-C: main's finally removes what it made
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         sys.exit(main(sys.argv[1:]))
     except BenchError as exc:
