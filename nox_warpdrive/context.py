@@ -3,6 +3,11 @@
 The archive is handed to docker's ``put_archive``, so it must be a plain (uncompressed)
 tar whose bytes depend only on the tree: the app layer is cached by
 :func:`context_digest`, and a tar that changed on every run would defeat that cache.
+"The tree" means what a clone carries: names, contents, symlink targets and the
+executable bit. Mtimes (a fresh clone has checkout times) and the other mode bits (the
+umask of whoever cloned) do not reach the archive or the digest, so two clones of one
+commit give byte-identical archives: every member gets :func:`source_date_epoch` as its
+mtime and a mode made from its kind and executable bit alone (:func:`_tar_mode`).
 
 Ignore rules follow Docker's ``.dockerignore`` semantics (moby ``patternmatcher`` and
 ``ignorefile``) so that a project's existing ``.dockerignore`` means the same thing here
@@ -19,10 +24,16 @@ Choices made where Docker leaves room:
   owner and mode instead of root-owned directories made up by the extractor.
 * Setuid, setgid and sticky bits are dropped in the tar: they have no business on app
   source owned by an arbitrary uid.
+* Files that look like secrets (``.env``, ``.env.*``) are left out unless a ``!`` rule
+  re-includes them (:data:`SECRET_EXCLUDES`); :func:`secret_files_left_out` names them
+  so the user learns why a setting is missing in the container.
+* A path whose owner cannot read it is refused rather than archived: the normalised
+  modes would make it readable in the image (see :func:`collect`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -40,14 +51,19 @@ from nox_warpdrive.errors import ContextError
 
 __all__ = [
     "DEFAULT_EXCLUDES",
+    "LARGE_FILE_BYTES",
+    "SECRET_EXCLUDES",
     "Entry",
     "IgnoreRules",
     "build_tar",
     "collect",
     "context_digest",
     "is_excluded",
+    "large_files",
     "load_ignore_rules",
     "parse_dockerignore",
+    "secret_files_left_out",
+    "source_date_epoch",
 ]
 
 #: Excluded even without a ``.dockerignore``; a ``!`` rule in the file re-includes.
@@ -72,10 +88,25 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     "**/node_modules",
 )
 
+#: Files that usually hold secrets (dotenv files), excluded after :data:`DEFAULT_EXCLUDES`
+#: and before the project's ``.dockerignore``, so ``!.env`` there re-includes one.
+#:
+#: An image is easily pushed or shared; a ``.env`` with a database password or an API key
+#: copied into it by accident leaks with it, while a ``.env`` left out costs one visible
+#: notice (:func:`secret_files_left_out`) and one line to bring it back.
+SECRET_EXCLUDES: tuple[str, ...] = ("**/.env", "**/.env.*")
+
+#: Included regular files above this size are worth a warning (:func:`large_files`): they
+#: are usually data or build output committed by mistake, and they make every app layer,
+#: push and pull that much bigger.
+LARGE_FILE_BYTES = 100 * 1024 * 1024
+
 _CHUNK = 1024 * 1024
-_DIGEST_VERSION = b"nox-warpdrive context digest v1\0"
+_DIGEST_VERSION = b"nox-warpdrive context digest v2\0"
 _DOCKERIGNORE = ".dockerignore"
 _BOM = "\ufeff"
+#: jib's choice (1970-01-01T00:00:01Z): a fixed time that no tool mistakes for "unset" (0)
+_DEFAULT_EPOCH = 1
 
 Kind = Literal["file", "dir", "symlink"]
 
@@ -315,13 +346,15 @@ def _read_dockerignore(root: Path) -> str | None:
 
 
 def load_ignore_rules(root: Path, extra: Sequence[str] = ()) -> IgnoreRules:
-    """Rules in the order they apply: defaults, then ``root/.dockerignore``, then ``extra``.
+    """Rules in the order they apply: defaults (:data:`DEFAULT_EXCLUDES`, then
+    :data:`SECRET_EXCLUDES`), then ``root/.dockerignore``, then ``extra``.
 
-    Later rules win, so the project's file can re-include a default (``!.venv``) and
-    ``extra`` (from ``[tool.warpdrive]``) has the last word. ``extra`` items are
-    ``.dockerignore`` lines.
+    Later rules win, so the project's file can re-include a default (``!.venv``,
+    ``!.env``) and ``extra`` (from ``[tool.warpdrive]``) has the last word. ``extra``
+    items are ``.dockerignore`` lines.
     """
-    rules: list[tuple[bool, str]] = [(False, pattern) for pattern in DEFAULT_EXCLUDES]
+    defaults = DEFAULT_EXCLUDES + SECRET_EXCLUDES
+    rules: list[tuple[bool, str]] = [(False, pattern) for pattern in defaults]
     text = _read_dockerignore(root)
     if text is not None:
         rules.extend(parse_dockerignore(text, source=str(root / _DOCKERIGNORE)).patterns)
@@ -390,8 +423,9 @@ def _may_reinclude_below(rules: IgnoreRules, dirpath: str) -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One archived path. ``mode`` is the permission bits as found on disk;
-    ``size`` is 0 for directories and symlinks; ``target`` is set only for symlinks."""
+    """One archived path. ``mode`` is the permission bits as found on disk (the archive
+    and the digest use only its executable bit, see :func:`_tar_mode`); ``size`` is 0
+    for directories and symlinks; ``target`` is set only for symlinks."""
 
     relpath: str
     kind: Kind
@@ -429,6 +463,27 @@ def _check_name(relpath: str) -> None:
             f"path {relpath!r} is not valid UTF-8 and cannot be archived",
             fix=f"rename it to a UTF-8 name, or {_exclude_fix(relpath)}",
         ) from None
+
+
+def _check_readable(relpath: str, kind: Kind, mode: int) -> None:
+    """Refuse a file its owner cannot read, or a directory its owner cannot list and enter.
+
+    The archive's modes are normalised (:func:`_tar_mode`) and the app user owns every
+    member, so such a path would become readable in the image: a file locked away on
+    purpose (a key) would be published, and an accident would go unnoticed. The mode bits
+    are checked rather than :func:`os.access` because a host running as root reads
+    anything: the answer must not depend on who runs the build.
+    """
+    needed = 0o500 if kind == "dir" else 0o400
+    if mode & needed == needed:
+        return
+    bits = "rx" if kind == "dir" else "r"
+    raise ContextError(
+        f"{relpath} is not readable by its owner (mode 0o{mode:03o}); archived, it would "
+        "become readable in the image",
+        fix=f"`chmod u+{bits} {relpath}` (the image's app user owns it) or "
+        f"add '{relpath}' to .dockerignore",
+    )
 
 
 def _check_symlink(root: Path, relpath: str, target: str) -> None:
@@ -479,23 +534,29 @@ def _walk(root: Path, rules: IgnoreRules, directory: Path, relpath: str) -> Iter
         if kind is None:
             continue
         excluded = is_excluded(rules, child)
+        mode = stat.S_IMODE(st.st_mode)
         if kind == "dir":
             if excluded and not _may_reinclude_below(rules, child):
                 continue
+            if not excluded:  # before the walk, which would fail on a non-root host
+                _check_readable(child, kind, mode)
             below = list(_walk(root, rules, Path(dirent.path), child))
-            if excluded and not below:
-                continue
+            if excluded:
+                if not below:
+                    continue
+                _check_readable(child, kind, mode)
             _check_name(child)
-            yield Entry(child, "dir", stat.S_IMODE(st.st_mode), 0)
+            yield Entry(child, "dir", mode, 0)
             yield from below
         elif not excluded:
             _check_name(child)
             if kind == "file":
-                yield Entry(child, "file", stat.S_IMODE(st.st_mode), st.st_size)
+                _check_readable(child, kind, mode)
+                yield Entry(child, "file", mode, st.st_size)
             else:
                 target = os.readlink(dirent.path)
                 _check_symlink(root, child, target)
-                yield Entry(child, "symlink", stat.S_IMODE(st.st_mode), 0, target)
+                yield Entry(child, "symlink", mode, 0, target)
 
 
 def collect(root: Path, rules: IgnoreRules) -> list[Entry]:
@@ -503,6 +564,9 @@ def collect(root: Path, rules: IgnoreRules) -> list[Entry]:
 
     Directories are entries of their own so that empty ones survive. An excluded
     directory is walked only if a ``!`` rule could re-include something inside it.
+    A file its owner cannot read, or a directory its owner cannot enter, is refused
+    here, by name, unless excluded: archived with normalised modes it would become
+    readable in the image.
     """
     if not root.is_dir():
         raise ContextError(
@@ -510,6 +574,63 @@ def collect(root: Path, rules: IgnoreRules) -> list[Entry]:
             fix="point the app source at the project directory",
         )
     return sorted(_walk(root, rules, root, ""), key=lambda entry: _sort_key(entry.relpath))
+
+
+def _is_dotenv_name(name: str) -> bool:
+    """What :data:`SECRET_EXCLUDES` matches in one path component."""
+    return name == ".env" or name.startswith(".env.")
+
+
+def _dotenv_names(directory: Path) -> list[str]:
+    """Names of the dotenv files (not directories: ``.env`` is also a virtualenv name)
+    in ``directory``, from its listing alone (no stat on most filesystems)."""
+    try:
+        with os.scandir(directory) as it:
+            return [
+                d.name
+                for d in it
+                if _is_dotenv_name(d.name) and not d.is_dir(follow_symlinks=False)
+            ]
+    except OSError:  # gone since collect(): the notice is only a courtesy
+        return []
+
+
+def _without_secret_excludes(rules: IgnoreRules) -> IgnoreRules:
+    """``rules`` minus the :data:`SECRET_EXCLUDES` :func:`load_ignore_rules` put first:
+    what would be archived if dotenv files were not special."""
+    patterns = list(rules.patterns)
+    for pattern in SECRET_EXCLUDES:
+        with contextlib.suppress(ValueError):
+            patterns.remove((False, pattern))
+    return IgnoreRules(tuple(patterns))
+
+
+def secret_files_left_out(root: Path, rules: IgnoreRules, entries: Sequence[Entry]) -> list[str]:
+    """Relpaths, in tree order, of dotenv files left out only by :data:`SECRET_EXCLUDES`.
+
+    The caller tells the user, because a setting that silently goes missing in the
+    container is hard to trace back to an ignore rule they never wrote. A file the
+    project's own rules exclude gets no notice: they chose that. Only the root and the
+    directories in ``entries`` (what :func:`collect` returned) are listed, once each and
+    without stat calls; anything else is inside an excluded directory, left out anyway.
+    """
+    without = _without_secret_excludes(rules)
+    found: list[str] = []
+    for directory in ["", *(entry.relpath for entry in entries if entry.kind == "dir")]:
+        for name in _dotenv_names(root / directory):
+            relpath = f"{directory}/{name}" if directory else name
+            if is_excluded(rules, relpath) and not is_excluded(without, relpath):
+                found.append(relpath)
+    return sorted(found, key=_sort_key)
+
+
+def large_files(entries: Sequence[Entry], limit: int = LARGE_FILE_BYTES) -> list[Entry]:
+    """The regular files among ``entries`` bigger than ``limit`` bytes, in the order given.
+
+    For a warning, not a refusal: a big file is usually data or build output committed by
+    mistake, but may be a model the app needs, and only the user can tell.
+    """
+    return [entry for entry in entries if entry.kind == "file" and entry.size > limit]
 
 
 # --------------------------------------------------------------------------- archiving
@@ -601,12 +722,66 @@ def _read_target(root: Path, entry: Entry) -> str:
     return target
 
 
-def _tar_mode(mode: int) -> int:
-    """S2I-style: group gets the owner's bits (0o644 -> 0o664), so whatever uid the
-    container runs as, being in gid 0, can write the app dir. Others stay; special bits
-    go."""
-    owner = mode & 0o700
-    return owner | (owner >> 3) | (mode & 0o007)
+def _tar_mode(kind: Kind, mode: int) -> int:
+    """The archived mode, made from the kind and the owner's execute bit (0o100) alone.
+
+    The other bits on disk record the umask of whoever cloned the project (git keeps
+    only the executable bit), so keeping them would give two clones of one commit
+    different archives and digests. Directories and executables get 0o775, other files
+    0o664, symlinks 0o777 (what Linux reports for every symlink). The group has the
+    owner's bits, S2I-style: whatever uid the container runs as, being in gid 0, can
+    write the app dir. Others may read, never write; setuid, setgid and sticky bits go.
+    """
+    if kind == "dir":
+        return 0o775
+    if kind == "symlink":
+        return 0o777
+    return 0o775 if mode & 0o100 else 0o664
+
+
+def source_date_epoch() -> int:
+    """The mtime of every archive member: ``$SOURCE_DATE_EPOCH`` when set, else 1.
+
+    A fixed time, not each file's own: a fresh clone has checkout times, so real mtimes
+    would give two clones of one commit different archives. The reproducible-builds
+    variable lets the user pin a meaningful time (the last commit's); 1 is jib's
+    default (1970-01-01T00:00:01Z), which no tool mistakes for "unset" as it might 0.
+    Empty counts as unset, as in Python's ``py_compile``. Any other value that is not
+    whole seconds (a negative or fractional number, a date) is refused rather than
+    ignored: whoever set it expects it to take effect.
+    """
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value.strip():
+        return _DEFAULT_EPOCH
+    if re.fullmatch(r"[0-9]+", value.strip()) is None:
+        raise ContextError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a Unix time in whole seconds",
+            fix="set SOURCE_DATE_EPOCH to a Unix time in seconds, e.g. "
+            "`git log -1 --format=%ct`, or unset it",
+        )
+    return int(value)
+
+
+def _add_member(tar: tarfile.TarFile, root: Path, entry: Entry, info: tarfile.TarInfo) -> None:
+    """Add ``entry`` as ``info`` (name, owner, mtime already set), checking that it is
+    still what :func:`collect` saw."""
+    _lstat(root, entry)
+    info.mode = _tar_mode(entry.kind, entry.mode)
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    elif entry.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = _read_target(root, entry)
+        _check_symlink(root, entry.relpath, info.linkname)
+        tar.addfile(info)
+    else:
+        info.size = entry.size
+        with _open_file(root, entry) as handle:
+            try:
+                tar.addfile(info, handle)
+            except OSError:  # shrank after the size check
+                raise _changed(entry) from None
 
 
 def build_tar(
@@ -620,10 +795,14 @@ def build_tar(
 ) -> bytes:
     """An uncompressed PAX tar of ``entries``; identical trees give identical bytes.
 
-    Names are ``prefix/relpath`` (the prefix directories themselves are not archived:
-    they already exist where the archive is put). Owner is ``uid:gid`` with empty user
-    and group names so the container's passwd does not matter. ``mtime`` defaults to
-    each path's own, truncated to whole seconds so no PAX mtime record appears.
+    Identical on any clone, too: modes come from :func:`_tar_mode` (kind and executable
+    bit, not the umask) and ``mtime`` defaults to :func:`source_date_epoch`, not the
+    files' own. Members are in tree order; names are ``prefix/relpath`` (the prefix
+    directories themselves are not archived: they already exist where the archive is
+    put). Owner is ``uid:gid`` with empty user and group names so the container's passwd
+    does not matter. The only PAX records are those tarfile needs for long or non-ASCII
+    names and out-of-range numbers, all derived from the member itself: no atime, ctime
+    or fractional mtime.
     """
     if prefix:
         prefix = prefix.rstrip("/")
@@ -634,30 +813,15 @@ def build_tar(
             fix="pass a non-negative uid and gid",
         )
     ordered = _ordered(entries)
+    stamp = source_date_epoch() if mtime is None else mtime
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
         for entry in ordered:
-            st = _lstat(root, entry)
             info = tarfile.TarInfo(f"{prefix}/{entry.relpath}" if prefix else entry.relpath)
-            info.mode = _tar_mode(entry.mode)
             info.uid, info.gid = uid, gid
             info.uname, info.gname = "", ""
-            info.mtime = mtime if mtime is not None else int(st.st_mtime)
-            if entry.kind == "dir":
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif entry.kind == "symlink":
-                info.type = tarfile.SYMTYPE
-                info.linkname = _read_target(root, entry)
-                _check_symlink(root, entry.relpath, info.linkname)
-                tar.addfile(info)
-            else:
-                info.size = entry.size
-                with _open_file(root, entry) as handle:
-                    try:
-                        tar.addfile(info, handle)
-                    except OSError:  # shrank after the size check
-                        raise _changed(entry) from None
+            info.mtime = stamp
+            _add_member(tar, root, entry, info)
     return buffer.getvalue()
 
 
@@ -672,10 +836,11 @@ def _file_sha256(root: Path, entry: Entry) -> str:
 def context_digest(root: Path, entries: Sequence[Entry]) -> str:
     """Hex sha256 of the archived tree: the cache key for the app layer.
 
-    Covers each entry's path, kind, mode, symlink target and file contents, with NUL
-    framing so no two trees hash alike. Not covered: mtimes and the ``build_tar``
-    arguments (uid, gid, prefix, mtime); a caller that varies those must add them to
-    its key.
+    Covers each entry's path, kind, archived mode (:func:`_tar_mode`: the executable
+    bit, not the umask, so another clone gets the same key), symlink target and file
+    contents, with NUL framing so no two trees hash alike. Not covered: mtimes and the
+    ``build_tar`` arguments (uid, gid, prefix, mtime, hence ``SOURCE_DATE_EPOCH``); a
+    caller that varies those must add them to its key.
     """
     digest = hashlib.sha256(_DIGEST_VERSION)
     for entry in _ordered(entries):
@@ -686,6 +851,7 @@ def context_digest(root: Path, entries: Sequence[Entry]) -> str:
             detail = _read_target(root, entry)
         else:
             detail = ""
-        record = f"{entry.kind}\0{entry.relpath}\0{entry.mode:o}\0{detail}\0"
+        mode = _tar_mode(entry.kind, entry.mode)
+        record = f"{entry.kind}\0{entry.relpath}\0{mode:o}\0{detail}\0"
         digest.update(record.encode("utf-8"))
     return digest.hexdigest()

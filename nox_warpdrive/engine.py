@@ -37,6 +37,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import BuildError, EngineError, LayerRefused
+from .owner import (
+    PROCESS_LABEL,
+    TEMP_PREFIX,
+    Owner,
+    abandoned,
+    age_of,
+    me,
+    owner_of_name,
+    temp_name,
+)
 from .plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step, tar_files
 
 Output = Callable[[str], None]
@@ -200,6 +210,10 @@ class Engine:
         self._client = client
         self._api = api if client is None else None
         self._memory: int | None = None
+        #: temporary containers of this process that exist now (name -> container), for
+        #: ``abort`` to remove from any thread
+        self._live: dict[str, Any] = {}
+        self._live_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
@@ -267,6 +281,91 @@ class Engine:
             return str(self.client.api.base_url)
         except Exception:  # pragma: no cover - informational only
             return "docker"
+
+    # -- temporary containers and volumes ---------------------------------------------
+
+    @contextlib.contextmanager
+    def _temp_container(self, image: str, what: str, **kwargs: Any) -> Iterator[Any]:
+        """A created container, removed on exit however the block ends. It is named (by
+        its owner, see owner.py) before it exists, so it is removed even when the create
+        call's answer is lost to an interrupt, and found by the next run's sweep when
+        this process is killed outright."""
+        name = temp_name(what)
+        try:
+            container = self.client.containers.create(image, name=name, **kwargs)
+        except BaseException:
+            self._remove_name(name)
+            raise
+        with self._live_lock:
+            self._live[name] = container
+        try:
+            yield container
+        finally:
+            _remove(container)
+            with self._live_lock:
+                self._live.pop(name, None)
+
+    def _remove_name(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.client.api.remove_container(name, force=True)
+
+    def abort(self) -> None:
+        """Remove every temporary container of this process now (a build is being
+        interrupted: threads that follow one see it end)."""
+        with self._live_lock:
+            live = list(self._live.values())
+        for container in live:
+            _remove(container)
+
+    def sweep(self) -> int:
+        """Remove what killed runs left: temporary containers and secrets volumes whose
+        owner is gone (see ``owner.abandoned``). Best effort, never an error; the count."""
+        removed = 0
+        now = time.time()
+        try:
+            for row in self._list_temp_containers():
+                names = row.get("Names") or []
+                owner = owner_of_name(str(names[0])) if names else None
+                running = str(row.get("State") or "") in ("running", "restarting", "paused")
+                if abandoned(owner, age_of(row.get("Created") or 0, now), running):
+                    self._delete(f"/containers/{row.get('Id')}?force=1&v=0")
+                    removed += 1
+            for vol in self._list_secret_volumes():
+                labels = vol.get("Labels") or {}
+                owner = Owner.parse(str(labels.get(PROCESS_LABEL) or ""))
+                if abandoned(owner, age_of(str(vol.get("CreatedAt") or ""), now), False):
+                    self._delete(f"/volumes/{urllib.parse.quote(str(vol.get('Name')))}")
+                    removed += 1
+        except Exception:  # a sweep must never fail a build
+            return removed
+        return removed
+
+    def _list_temp_containers(self) -> list[dict[str, Any]]:
+        filters = json.dumps({"name": [TEMP_PREFIX]})
+        if self._api is not None:
+            query = urllib.parse.urlencode({"all": "1", "filters": filters})
+            return list(self._api.json(f"/containers/json?{query}"))
+        return list(self.client.api.containers(all=True, filters={"name": TEMP_PREFIX}))
+
+    def _list_secret_volumes(self) -> list[dict[str, Any]]:
+        label = f"{OWNER_LABEL}=nox-warpdrive-secrets"
+        if self._api is not None:
+            query = urllib.parse.urlencode({"filters": json.dumps({"label": [label]})})
+            return list(self._api.json(f"/volumes?{query}").get("Volumes") or [])
+        return list(self.client.api.volumes(filters={"label": label}).get("Volumes") or [])
+
+    def _delete(self, path: str) -> None:
+        if self._api is not None:
+            with contextlib.suppress(ApiError):
+                self._api.call("DELETE", path, ok=(200, 204, 404, 409))
+            return
+        kind, _, rest = path.strip("/").partition("/")
+        ident = urllib.parse.unquote(rest.split("?", 1)[0])
+        with contextlib.suppress(Exception):
+            if kind == "containers":
+                self.client.api.remove_container(ident, force=True)
+            else:
+                self.client.api.remove_volume(ident)
 
     # -- images ---------------------------------------------------------------------------
 
@@ -385,19 +484,16 @@ class Engine:
     @contextlib.contextmanager
     def image_reader(self, image: str) -> Iterator[Callable[[str], bytes | None]]:
         """Read several paths of an image through one created (never started) container."""
-        container = self.client.containers.create(image, command=["true"], entrypoint=[])
+        with self._temp_container(image, "read", command=["true"], entrypoint=[]) as container:
 
-        def read(path: str) -> bytes | None:
-            try:
-                stream, _ = container.get_archive(path)
-            except docker.errors.NotFound:
-                return None
-            return b"".join(stream)
+            def read(path: str) -> bytes | None:
+                try:
+                    stream, _ = container.get_archive(path)
+                except docker.errors.NotFound:
+                    return None
+                return b"".join(stream)
 
-        try:
             yield read
-        finally:
-            _remove(container)
 
     def append_layer(
         self,
@@ -576,20 +672,13 @@ class Engine:
     def read_volume_file(self, volume: str, path: str, image: str) -> bytes | None:
         """Read one file from a volume without starting a container (create, get_archive,
         remove): about a tenth of a second, and works on a remote engine."""
-        container = self.client.containers.create(
-            image,
-            command=["true"],
-            mounts=[_mount("/v", volume, read_only=True)],
-            labels={OWNER_LABEL: "nox-warpdrive"},
-        )
-        try:
+        mounts = [_mount("/v", volume, read_only=True)]
+        with self._temp_container(image, "read", command=["true"], mounts=mounts) as container:
             try:
                 stream, _ = container.get_archive("/v/" + path.lstrip("/"))
             except docker.errors.NotFound:
                 return None
             data = b"".join(stream)
-        finally:
-            _remove(container)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar:
                 if member.isfile():
@@ -610,19 +699,15 @@ class Engine:
             yield None
             return
         name = f"warpdrive-secrets-{uuid.uuid4().hex[:12]}"
-        self.client.volumes.create(name=name, labels={OWNER_LABEL: "nox-warpdrive-secrets"})
+        labels = {OWNER_LABEL: "nox-warpdrive-secrets", PROCESS_LABEL: me().token}
         try:
-            container = self.client.containers.create(
-                image,
-                command=["true"],
-                mounts=[_mount("/s", name)],
-                labels={OWNER_LABEL: "nox-warpdrive"},
-            )
-            try:
+            self.client.volumes.create(name=name, labels=labels)
+            mounts = [_mount("/s", name)]
+            with self._temp_container(
+                image, "secrets", command=["true"], mounts=mounts
+            ) as container:
                 if not container.put_archive("/s", tar_files(files, mode=0o444)):
                     raise EngineError("the engine refused to write the build secrets volume")
-            finally:
-                _remove(container)
             yield name
         finally:
             self.remove_volume(name)
@@ -654,8 +739,9 @@ class Engine:
             kwargs["network"] = step.network
         if step.tmpfs:
             kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
+        name = temp_name(step.name)
         try:
-            container = client.containers.create(step.image, **kwargs)
+            container = client.containers.create(step.image, name=name, **kwargs)
         except docker.errors.ImageNotFound:
             raise EngineError(
                 f"image {step.image!r} is not on the engine",
@@ -663,6 +749,11 @@ class Engine:
             ) from None
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot create the {step.name} container: {_short(exc)}") from None
+        except BaseException:
+            self._remove_name(name)  # it may exist: the answer was lost
+            raise
+        with self._live_lock:
+            self._live[name] = container
         tail: deque[str] = deque(maxlen=60)
         exit_code = 0
         image_id: str | None = None
@@ -689,18 +780,12 @@ class Engine:
             ) from None
         finally:
             _remove(container)
+            with self._live_lock:
+                self._live.pop(name, None)
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
 
     def run_checked(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
-        result = self.run(step, out, secrets_volume)
-        if result.exit_code != 0:
-            raise BuildError(
-                f"the {step.name} step exited with code {result.exit_code}; its last lines:\n"
-                + _indent(result.output_tail),
-                fix="read the output above for the failing command; nothing was tagged or "
-                "published, the previous image and wheelhouse are unchanged",
-            )
-        return result
+        return check_result(step, self.run(step, out, secrets_volume))
 
     def _export(self, container: Any, step: Step) -> str:
         """The step's layer, read out of the running container (``step.export``), put on
@@ -846,6 +931,21 @@ class Engine:
         finally:
             _remove(c)
         return int(code) if code is not None else None
+
+
+def check_result(step: Step, result: RunResult) -> RunResult:
+    """``result``, or the BuildError of a step that failed."""
+    if result.exit_code == 0:
+        return result
+    if result.exit_code in (137, 143):
+        cause = "was killed (out of memory, or stopped by `docker kill`/`docker rm -f`)"
+    else:
+        cause = f"exited with code {result.exit_code}"
+    raise BuildError(
+        f"the {step.name} step {cause}; its last lines:\n" + _indent(result.output_tail),
+        fix="read the output above for the failing command; nothing was tagged or "
+        "published, the previous image and wheelhouse are unchanged",
+    )
 
 
 def _follow(container: Any, out: Output, tail: deque[str], until: str | None = None) -> bool:

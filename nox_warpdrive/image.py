@@ -23,9 +23,19 @@ from typing import Any
 
 from . import runtime, static_cache
 from .config import Config, RequirementSet, read_requirements, split_ref, start_config
-from .context import Entry, build_tar, collect, context_digest, load_ignore_rules
-from .engine import Engine, ImageInfo, Output
-from .errors import ConfigError, EngineError, LayerRefused, WarpdriveError
+from .context import (
+    Entry,
+    IgnoreRules,
+    build_tar,
+    collect,
+    context_digest,
+    large_files,
+    load_ignore_rules,
+    secret_files_left_out,
+    source_date_epoch,
+)
+from .engine import Engine, ImageInfo, Output, RunResult
+from .errors import BuildError, ConfigError, EngineError, LayerRefused, WarpdriveError
 from .plan import (
     HELPERS_DIR,
     VOLUME_DIR,
@@ -34,11 +44,13 @@ from .plan import (
     VolumeMount,
     dir_tar,
     merge_tars,
+    normalize_tar,
     reprefix_tar,
     tar_body,
     tar_files,
 )
 from .platform import PlatformKey
+from .runtime.assemble import DAMAGED_LINE
 from .runtime.start import App
 from .wheelhouse import (
     build_wheelhouse,
@@ -187,6 +199,7 @@ def plan_deps(
         depth += 1
         plan["incremental"] = True
     plan["files"] = files
+    plan["sha256"] = {w["file"]: w["sha256"] for w in resolved if w["file"] in set(files)}
     tmpfs: tuple[str, ...] = ()
     exported: tuple[str, ...] = ()
     if export and parent is None:
@@ -273,14 +286,47 @@ def ensure_deps(
     elif not fits_in_memory(resolved, engine.memory_total()):
         deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)
     try:
-        result = engine.run_checked(deps.step, out)
+        result = run_deps(engine, deps.step, out)
     except LayerRefused as exc:
         out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
         deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
-        result = engine.run_checked(deps.step, out)
+        result = run_deps(engine, deps.step, out)
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
+
+
+class DamagedWheels(WarpdriveError):
+    """Wheels in the volume that do not match the manifest's sha256 (found by the deps
+    step, which checks every wheel before installing it)."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = tuple(files)
+        super().__init__(
+            f"{len(files)} wheels in the wheelhouse do not match their sha256: "
+            + ", ".join(files[:5]),
+            fix="run `nox -s wheelhouse -- --verify` (it fetches or builds them again)",
+        )
+
+
+def run_deps(engine: Engine, step: Step, out: Output) -> RunResult:
+    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong."""
+    damaged: list[str] = []
+
+    def shown(line: str) -> None:
+        if not line.startswith(DAMAGED_LINE):
+            out(line)
+            return
+        with contextlib.suppress(ValueError):
+            files = json.loads(line[len(DAMAGED_LINE) :])
+            damaged.extend(str(f) for f in files if isinstance(files, list))
+
+    try:
+        return engine.run_checked(step, shown)
+    except BuildError:
+        if damaged:
+            raise DamagedWheels(damaged) from None
+        raise
 
 
 #: the deps step's last line (runtime/assemble.py)
@@ -326,6 +372,12 @@ class EarlyDeps:
         except WarpdriveError as exc:
             self.error = exc
         self.seconds = time.monotonic() - started
+
+    def cancel(self) -> None:
+        """The build is being interrupted: end the thread's container now, so that
+        ``join`` does not wait for its install."""
+        if self.thread is not None:
+            self.engine.abort()
 
     def join(self, out: Output) -> float | None:
         """Wait for the thread; the seconds it took, None when it did not build."""
@@ -404,6 +456,8 @@ class AppPlan:
     network: str | None
     server: str | None = None
     build_hook: bool = False
+    #: lines to show the user about the source (files left out, very large files)
+    notices: tuple[str, ...] = ()
 
     @property
     def runs_something(self) -> bool:
@@ -512,6 +566,7 @@ def plan_app(
     app, server = detect_app(cfg)
     rules = load_ignore_rules(cfg.project_dir)
     entries = collect(cfg.project_dir, rules)
+    notices = source_notices(cfg.project_dir, rules, entries)
     digest = context_digest(cfg.project_dir, entries)
     source_tar = build_tar(cfg.project_dir, entries, uid=APP_UID, gid=0, prefix=APP_SRC[1:])
     launcher = runtime.read("start.py")
@@ -537,6 +592,7 @@ def plan_app(
         "app",
         deps_key,
         digest,
+        str(source_date_epoch()),  # the files' mtime in the layer
         launcher,
         static_lib,
         start_json,
@@ -610,7 +666,24 @@ def plan_app(
         network=cfg.network,
         server=server,
         build_hook=build_hook,
+        notices=notices,
     )
+
+
+def source_notices(root: Path, rules: IgnoreRules, entries: list[Entry]) -> tuple[str, ...]:
+    """Lines to show about the source: secrets-looking files left out, very large files
+    put in."""
+    lines = [
+        f"warpdrive: left out {p} (a secrets-looking file; `!{p}` in .dockerignore puts it "
+        "in the image)"
+        for p in secret_files_left_out(root, rules, entries)
+    ]
+    lines += [
+        f"warpdrive: warning: {e.relpath} is {e.size / 1e6:.0f} MB and goes into the image "
+        f"(add '{e.relpath}' to .dockerignore if it should not)"
+        for e in large_files(entries)
+    ]
+    return tuple(lines)
 
 
 def same_packages_or_more(current: ImageInfo, deps_key: str, wheels: list[str] | None) -> bool:
@@ -726,7 +799,7 @@ def static_layer(root: str, files: bytes) -> bytes:
     for part in rel.split("/") if rel else []:
         path = f"{path}/{part}"
         chain.append((path, APP_UID, 0o2775))
-    return merge_tars(skeleton_tar(), dir_tar(chain), files)
+    return merge_tars(skeleton_tar(), dir_tar(chain), normalize_tar(files, source_date_epoch()))
 
 
 def shadows_static(layer: bytes, root: str) -> bool:
@@ -867,6 +940,66 @@ def known_deps(
     return deps
 
 
+def wheels_for(
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    target: tuple[ImageInfo, PlatformKey],
+    reqs: RequirementSet,
+    no_index: bool,
+    timings: list[tuple[str, float]],
+    check_files: tuple[str, ...] = (),
+) -> tuple[list[dict[str, Any]], Mapping[str, Any], float | None]:
+    """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
+    when ``check_files`` were found damaged), the manifest, and the seconds an early deps
+    layer took (None when none was built)."""
+    base, pkey = target
+    manifest: Mapping[str, Any] = read_manifest(engine, cfg.volume, pkey, base.id)
+    resolved = resolved_set(manifest, reqs.digest)
+    if resolved is not None and not check_files:
+        return resolved, manifest, None
+    if resolved is None and no_index:
+        what = "was never built" if not manifest else "was built for other requirements"
+        raise WarpdriveError(
+            f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
+            "--no-index forbids fetching anything",
+            fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
+        )
+    if resolved is None:
+        out("warpdrive: the wheelhouse lacks these requirements; building them first")
+    wheels_started = time.monotonic()
+    early = EarlyDeps(engine, cfg, base, pkey)
+    try:
+        result_wh = build_wheelhouse(
+            cfg,
+            engine,
+            out,
+            on_ready=None if check_files else early.start,
+            manifest=manifest,
+            check_files=check_files,
+            no_index=no_index,
+        )
+    except BaseException:
+        early.cancel()
+        raise
+    finally:
+        early_seconds = early.join(out)
+    out(f"warpdrive: {result_wh.summary()}")
+    timings.append(("wheelhouse", time.monotonic() - wheels_started))
+    if early_seconds is not None:
+        timings.append(("early deps", early_seconds))
+    # as the builder wrote it (the same platform: check_compatible), else read
+    written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
+    manifest = dict(written) or read_manifest(engine, cfg.volume, pkey, base.id)
+    resolved = resolved_set(manifest, reqs.digest)
+    if resolved is None:
+        raise WarpdriveError(
+            "the wheelhouse was built but does not list these requirements",
+            fix="run `nox -s wheelhouse` and read its output",
+        )
+    return resolved, manifest, early_seconds
+
+
 def build_image(
     cfg: Config,
     engine: Engine,
@@ -893,38 +1026,9 @@ def build_image(
     if deps_image is not None:
         deps_key = deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
     else:
-        manifest = read_manifest(engine, cfg.volume, pkey, base.id)
-        resolved = resolved_set(manifest, reqs.digest)
-        if resolved is None and no_index:
-            what = "was never built" if not manifest else "was built for other requirements"
-            raise WarpdriveError(
-                f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
-                "--no-index forbids fetching anything",
-                fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
-            )
-        if resolved is None:
-            out("warpdrive: the wheelhouse lacks these requirements; building them first")
-            wheels_started = time.monotonic()
-            early = EarlyDeps(engine, cfg, base, pkey)
-            try:
-                result_wh = build_wheelhouse(
-                    cfg, engine, out, on_ready=early.start, manifest=manifest
-                )
-            finally:
-                early_seconds = early.join(out)
-            out(f"warpdrive: {result_wh.summary()}")
-            timings.append(("wheelhouse", time.monotonic() - wheels_started))
-            if early_seconds is not None:
-                timings.append(("early deps", early_seconds))
-            # as the builder wrote it (the same platform: check_compatible), else read
-            written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
-            manifest = dict(written) or read_manifest(engine, cfg.volume, pkey, base.id)
-            resolved = resolved_set(manifest, reqs.digest)
-            if resolved is None:
-                raise WarpdriveError(
-                    "the wheelhouse was built but does not list these requirements",
-                    fix="run `nox -s wheelhouse` and read its output",
-                )
+        resolved, manifest, early_seconds = wheels_for(
+            cfg, engine, out, (base, pkey), reqs, no_index, timings
+        )
         installer = choose_installer(cfg, manifest, pkey)
         deps_key = plan_deps(cfg, base, pkey, resolved, installer).key
     app = plan_app(
@@ -935,6 +1039,8 @@ def build_image(
         source_label=cfg.project_dir.name,
         requirements_digest=reqs.digest,
     )
+    for line in app.notices:
+        out(line)
     if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
         return ImageResult(
             ref, current.id, True, True, current.size, current.layers, time.monotonic() - started
@@ -944,9 +1050,22 @@ def build_image(
         deps_id, deps_reused = deps_image.id, True
     else:
         assert resolved is not None
-        deps_id, deps_reused, seconds = ensure_deps(
-            engine, cfg, base, pkey, resolved, installer, out
-        )
+        try:
+            deps_id, deps_reused, seconds = ensure_deps(
+                engine, cfg, base, pkey, resolved, installer, out
+            )
+        except DamagedWheels as exc:
+            # fetched or built again; a rebuilt wheel has another hash, hence another key
+            out(f"warpdrive: warning: {exc.message}; fetching or building them again")
+            resolved, manifest, _ = wheels_for(
+                cfg, engine, out, (base, pkey), reqs, no_index, timings, exc.files
+            )
+            installer = choose_installer(cfg, manifest, pkey)
+            deps_key = plan_deps(cfg, base, pkey, resolved, installer).key
+            app = plan_app(cfg, base, pkey, deps_key, cfg.project_dir.name, reqs.digest)
+            deps_id, deps_reused, seconds = ensure_deps(
+                engine, cfg, base, pkey, resolved, installer, out
+            )
         if not deps_reused:
             timings.append(("deps", seconds))
         # found, but built moments ago from the wheels the wheelhouse published early
@@ -1010,6 +1129,10 @@ def build_image(
     engine.tag(image_id, ref)
     final = engine.image(ref)
     assert final is not None
+    if current is not None and current.id != final.id:
+        # the image this tag named before: removed unless another tag or a container
+        # uses it (the engine refuses then); deps images stay, they are the cache
+        engine.remove_image(current.id)
     return ImageResult(
         ref,
         final.id,

@@ -196,3 +196,111 @@ def dir_tar(dirs: list[tuple[str, int, int]]) -> bytes:
             info.uid, info.gid, info.mode = uid, 0, mode
             tar.addfile(info)
     return buf.getvalue()
+
+
+#: PAX records normalize_tar does not copy: times, which are what it normalises; records
+#: that restate header fields it rewrites (tarfile writes a member's own record in
+#: preference to the field); and the input's encoding of names (hdrcharset)
+_PAX_DROPPED = frozenset(
+    {
+        *("mtime", "atime", "ctime"),
+        *("path", "linkpath", "uname", "gname", "uid", "gid", "size"),
+        "hdrcharset",
+    }
+)
+
+_Members = dict[str, tuple[tarfile.TarInfo, bytes | None]]
+
+
+def _tree_key(name: str) -> tuple[str, ...]:
+    """Tree order by path component: parents first, ``a/b`` before ``a-b``."""
+    return tuple(name.split("/"))
+
+
+def _read_members(data: bytes) -> _Members:
+    """Each name's last member (later members win on extraction) and regular file data."""
+    members: _Members = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member in tar:
+            fh = tar.extractfile(member) if member.isfile() else None
+            members[member.name] = (member, fh.read() if fh else None)
+    return members
+
+
+def _link_source(members: _Members, name: str) -> str | None:
+    """The member holding the data of hard link ``name`` (following links to links);
+    None when it is not in the archive or the links go round in a circle."""
+    seen = {name}
+    target = members[name][0].linkname
+    while target in members and members[target][0].islnk():
+        if target in seen:
+            return None
+        seen.add(target)
+        target = members[target][0].linkname
+    return target if target in members else None
+
+
+def _hardlink_holders(members: _Members) -> dict[str, tuple[str, str]]:
+    """name -> (data member, new holder) for every member of a hard-link group.
+
+    Sorting can put a link before the member holding its data, and an extractor cannot
+    link to a file it has not written yet; so the group's first name in tree order holds
+    the data and the others link to it.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, (member, _) in members.items():
+        if member.islnk() and (source := _link_source(members, name)) is not None:
+            groups.setdefault(source, [source]).append(name)
+    holders: dict[str, tuple[str, str]] = {}
+    for source, names in groups.items():
+        holder = min(names, key=_tree_key)
+        holders.update((name, (source, holder)) for name in names)
+    return holders
+
+
+def _normalized_info(member: tarfile.TarInfo, name: str, mtime: int) -> tarfile.TarInfo:
+    """A fresh header for ``member`` under ``name``: what the file is (type, mode, owner
+    ids, link, size, device numbers, other PAX records such as xattrs) and ``mtime``."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = member.type, member.mode, member.linkname
+    info.uid, info.gid, info.uname, info.gname = member.uid, member.gid, "", ""
+    info.size = member.size if member.isfile() else 0
+    info.devmajor, info.devminor = member.devmajor, member.devminor
+    info.mtime = mtime
+    info.pax_headers = {
+        key: value
+        for key, value in member.pax_headers.items()
+        if key not in _PAX_DROPPED and not key.startswith("GNU.sparse.")
+    }
+    return info
+
+
+def normalize_tar(data: bytes, mtime: int) -> bytes:
+    """``data`` (an uncompressed tar, e.g. from docker's ``get_archive``) rewritten so its
+    bytes depend only on the files it holds.
+
+    A container's files carry the times they were written, and an archive the order the
+    engine walked them in; a layer made of them would differ on every build though nothing
+    changed, and so would every image digest above it. Every member gets ``mtime`` and
+    empty user and group names (a passwd lookup, not part of the file), members come in
+    tree order (parents first), and PAX time records (atime, ctime, fractional mtime) go.
+    Kept: names, uid/gid, modes, types, link targets, contents, other PAX records. Output
+    is PAX format; a name given twice keeps its last member, as extraction would.
+    """
+    members = _read_members(data)
+    holders = _hardlink_holders(members)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for name in sorted(members, key=_tree_key):
+            member, payload = members[name]
+            if name in holders:
+                source, holder = holders[name]
+                member, payload = members[source]
+                if name != holder:
+                    info = _normalized_info(member, name, mtime)
+                    info.type, info.linkname, info.size = tarfile.LNKTYPE, holder, 0
+                    out.addfile(info)
+                    continue
+            info = _normalized_info(member, name, mtime)
+            out.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    return buf.getvalue()

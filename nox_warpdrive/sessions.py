@@ -8,9 +8,14 @@ Registering contacts nothing: ``nox -l`` works without a Docker engine and with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,12 @@ def _out(line: str) -> None:
 def wheelhouse_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s wheelhouse --", add_help=False)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every wheel in the volume against the manifest; fetch or build again "
+        "any that is damaged or missing",
+    )
     return p
 
 
@@ -61,8 +72,10 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
 
     args = wheelhouse_parser().parse_args(list(posargs))
     cfg = load_config(project_dir)
-    engine = Engine.connect()
-    result = build_wheelhouse(cfg, engine, _out, no_index=args.no_index)
+    engine = connect(_out)
+    result = build_wheelhouse(
+        cfg, engine, _out, no_index=args.no_index, check=True, verify=args.verify
+    )
     log(result.summary())
 
 
@@ -72,7 +85,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
     cfg = load_config(project_dir, overrides)
-    engine = Engine.connect()
+    engine = connect(_out)
     result = build_image(cfg, engine, _out, no_index=args.no_index)
     log(result.summary())
     _out(result.table())
@@ -126,17 +139,90 @@ def serve_plan(
     return installs, env, command
 
 
+class Interrupted(BaseException):
+    """A signal ends the build: raised in the main thread by the handler, so every
+    ``finally`` on the way out runs (containers removed, the secrets volume removed, no
+    tag moved). A BaseException, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: what CI systems and terminals send to end a job
+END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP all end a build the same way. Python's default for
+    SIGTERM and SIGHUP ends the process at once, skipping every ``finally``: a cancelled
+    CI job then left its build container running and its credentials in a volume. The
+    first signal raises Interrupted; later ones are ignored while it unwinds (the
+    cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead (the
+    run session stops its container on it and ends normally)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            return
+        received.append(signum)
+        if keyboard:
+            raise KeyboardInterrupt
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in END_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def die_of(signum: int) -> None:
+    """End this process by the signal itself, once everything is cleaned up: the parent
+    (a CI runner, a shell) sees 128 + N, as for any process the signal ended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    time.sleep(5)  # the signal is delivered before this ends
+    os._exit(128 + signum)
+
+
 def _guard(
     session: Any,
     fn: Callable[[Path, Sequence[str], Callable[[str], None]], None],
     project_dir: Path | None,
+    keyboard: bool = False,
 ) -> None:
     try:
-        fn(project_dir or Path.cwd(), session.posargs, session.log)
+        with signals_end_builds(keyboard):
+            fn(project_dir or Path.cwd(), session.posargs, session.log)
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        _out(
+            f"warpdrive: interrupted by {name}: its containers and temporary volumes are "
+            "removed, no tag moved, the wheelhouse keeps only complete wheels"
+        )
+        die_of(exc.signum)
     except _ArgError as exc:
         session.error(f"bad arguments: {exc}")
     except WarpdriveError as exc:
         session.error(str(exc))
+
+
+def connect(out: Callable[[str], None]) -> Engine:
+    """The engine, after removing what killed runs left on it (the second line of
+    defence after the signal handlers: a SIGKILL cannot be handled)."""
+    engine = Engine.connect()
+    removed = engine.sweep()
+    if removed:
+        out(f"warpdrive: removed {removed} leftovers of interrupted runs")
+    return engine
 
 
 def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None:
@@ -166,7 +252,7 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
 
     def run(session: Any) -> None:
         """Run the built image, wait until it answers HTTP (-- --port N, -- --detach)."""
-        _guard(session, run_container, root)
+        _guard(session, run_container, root, keyboard=True)
 
     def serve(session: Any) -> None:
         """Run the app here as the image would: same launcher and server (-- --reload)."""

@@ -12,7 +12,7 @@ from typing import Any
 from . import buildenv, probe_cache, runtime
 from .config import Config, RequirementSet, normalize, read_requirements, start_config
 from .engine import Engine, ImageInfo, Output
-from .errors import ConfigError, WarpdriveError
+from .errors import BuildError, ConfigError
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
 from .runtime.start import (
@@ -119,6 +119,10 @@ class WheelhousePlan:
     network: str | None
     python: str
     installer: str = "auto"
+    #: hash every published wheel, not only those whose size or mtime changed
+    verify: bool = False
+    #: hash these wheels (found damaged by an install)
+    check_files: tuple[str, ...] = ()
 
     def plan_json(self) -> bytes:
         return json.dumps(
@@ -132,6 +136,8 @@ class WheelhousePlan:
                 "no_index": self.no_index,
                 "python": self.python,
                 "installer": self.installer,
+                "verify": self.verify,
+                "check_files": list(self.check_files),
                 "platform_key": json.loads(self.key.to_json()),
             },
             sort_keys=True,
@@ -196,11 +202,19 @@ def build_wheelhouse(
     no_index: bool = False,
     on_ready: ReadyCallback | None = None,
     manifest: Mapping[str, Any] | None = None,
+    check: bool = False,
+    verify: bool = False,
+    check_files: tuple[str, ...] = (),
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
     starts its deps layer with them). ``manifest``: the volume's manifest for the base
-    image's platform, when the caller has just read it."""
+    image's platform, when the caller has just read it.
+
+    A set the manifest lists is taken as it is, unless ``check`` (the builder then
+    compares each wheel's size and mtime with the manifest, hashing those that changed),
+    ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
+    missing wheel is fetched or built again."""
     started = time.monotonic()
     builder_info, builder_key = probe_image(engine, cfg.builder_image, "builder-image", cfg)
     base_key = builder_key
@@ -217,11 +231,13 @@ def build_wheelhouse(
         network=cfg.network,
         python=cfg.python,
         installer=cfg.installer,
+        verify=verify,
+        check_files=check_files,
     )
     if manifest is None or base_key.slug != builder_key.slug:
         manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
     done = resolved_set(manifest, reqs.digest)
-    if done is not None:
+    if done is not None and not (check or verify or check_files):
         return WheelhouseResult(
             builder_key, True, (), len(done), time.monotonic() - started, manifest
         )
@@ -236,30 +252,95 @@ def build_wheelhouse(
             if ready is not None and on_ready is not None:
                 on_ready(*ready)
             return
-        if not line.startswith(SUMMARY_LINE):
+        if not line.startswith((SUMMARY_LINE, FAILURE_LINE)):
             out(buildenv.redact(line, secrets))
 
     with engine.secrets_volume(secrets, builder_info.id) as secrets_volume:
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
-        raise WarpdriveError(
-            f"building the wheelhouse failed (pip exited with code {result.exit_code}); "
-            "its manifest is unchanged (earlier images and --no-index builds are not "
-            "affected); wheels fetched so far are kept for the next run",
-            fix="read pip's output above: a package that fails to compile usually needs "
-            "its -dev headers and a compiler in `builder-image`; a missing package needs "
-            "the right index (PIP_INDEX_URL)",
-        )
+        raise builder_failure(result.exit_code, _failure(lines), secrets)
     summary = _summary(lines)
     written = summary.get("manifest")
     return WheelhouseResult(
         builder_key,
-        False,
+        bool(summary.get("up_to_date")),
         tuple(summary.get("new", ())),
         int(summary.get("resolved", 0)),
         time.monotonic() - started,
         written if isinstance(written, dict) else {},
     )
+
+
+#: what the builder says when it fails (runtime/build_wheels.py report_failure)
+FAILURE_LINE = "warpdrive: FAILURE "
+
+_KEPT = (
+    "the manifest is unchanged (earlier images and --no-index builds are not affected); "
+    "wheels fetched so far are kept for the next run"
+)
+
+
+def builder_failure(
+    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes]
+) -> BuildError:
+    """The error for a failed builder, naming its cause and the fix for that cause."""
+    stage = str(failure.get("stage") or ("killed" if code in (137, 143) else "unknown"))
+    package = failure.get("package")
+    what = f" {package}" if isinstance(package, str) and package else ""
+    detail = [buildenv.redact(str(x), secrets) for x in failure.get("detail") or ()]
+    last = ("; its last lines:\n" + "\n".join("  | " + x for x in detail)) if detail else ""
+    messages = {
+        "resolve": (
+            f"no version of{what or ' a requirement'} could be found or resolved{last}",
+            "check the name and version in the requirements; a private package needs "
+            "its index (PIP_INDEX_URL / PIP_EXTRA_INDEX_URL on the host reach the builder)",
+        ),
+        "download": (
+            f"downloading{what or ' packages'} failed{last}",
+            "check the network, the proxy and PIP_INDEX_URL (the host's CA bundle is "
+            "passed in), then run again: what was fetched is kept",
+        ),
+        "compile": (
+            f"compiling{what or ' an sdist'} failed{last}",
+            "the builder image needs a compiler and the package's -dev headers: set "
+            "`builder-image` to an image with them (e.g. build-essential, python3-dev, "
+            "libpq-dev for psycopg2), or pin a version that has a wheel for this platform",
+        ),
+        "killed": (
+            f"the builder was killed (exit code {code}: out of memory, or stopped by "
+            "`docker kill`/`docker rm -f`)",
+            "give the engine more memory (or build fewer sdists at once), then run again",
+        ),
+        "disk": (
+            f"the engine ran out of disk space while building the wheelhouse{last}",
+            "free space on the engine (`docker system df`, `docker image prune`), then run again",
+        ),
+        "tools": (f"the builder could not get its tools{last}", 'set installer = "pip"'),
+        "internal": (
+            f"the wheelhouse builder failed{last}",
+            "this is a bug in nox-warpdrive: report it with the lines above; "
+            "`nox -s wheelhouse -- --verify` checks the volume",
+        ),
+    }
+    message, fix = messages.get(
+        stage,
+        (
+            f"building the wheelhouse failed (exit code {code}){last}",
+            "read the builder's output above; run again with the same command to retry",
+        ),
+    )
+    return BuildError(f"{message}\n{_KEPT}", fix=fix)
+
+
+def _failure(lines: list[str]) -> dict[str, Any]:
+    for line in reversed(lines):
+        if line.startswith(FAILURE_LINE):
+            try:
+                data = json.loads(line[len(FAILURE_LINE) :])
+            except ValueError:
+                return {}
+            return data if isinstance(data, dict) else {}
+    return {}
 
 
 def _ready(line: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:

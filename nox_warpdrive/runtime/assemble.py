@@ -90,6 +90,38 @@ def install_wheels(plan, files, env):
         )
 
 
+#: the deps step's exit code when a wheel does not match the manifest's sha256
+DAMAGED_EXIT = 65
+DAMAGED_LINE = "warpdrive: DAMAGED-WHEELS "
+
+
+def check_wheels(plan, files):
+    """Every wheel is hashed against the sha256 the wheelhouse recorded before it goes
+    into a layer: a damaged or replaced file in the volume must never be installed. The
+    host hears which (one machine-read line) and fetches or builds them again."""
+    import hashlib
+
+    expected = plan.get("sha256") or {}
+    bad = []
+    for path in files:
+        want = expected.get(os.path.basename(path))
+        if not want:
+            continue
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            bad.append(os.path.basename(path))
+            continue
+        if h.hexdigest() != want:
+            bad.append(os.path.basename(path))
+    if bad:
+        print(DAMAGED_LINE + json.dumps(bad), flush=True)
+        raise SystemExit(DAMAGED_EXIT)
+
+
 def deps(plan):
     app_root = plan["app_root"]
     src = os.path.join(app_root, "src")
@@ -99,6 +131,7 @@ def deps(plan):
     if plan.get("tmpdir"):
         env["TMPDIR"] = plan["tmpdir"]  # unpacked wheels stay in memory
     files = [os.path.join(plan["wheels_dir"], f) for f in plan.get("files", [])]
+    check_wheels(plan, files)
     if plan.get("incremental"):
         # On top of an earlier deps image of this app: only the added wheels.
         install_wheels(plan, files, env)

@@ -23,6 +23,7 @@ so a failed or interrupted run records nothing (its verified downloads stay for 
 run).
 """
 
+import collections
 import fcntl
 import glob
 import hashlib
@@ -33,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 
@@ -98,9 +100,11 @@ def load_manifest(path):
         return {}
 
 
-def write_json_atomic(path, data):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as fh:
+def write_json_atomic(path, data, scratch):
+    """Write through a unique temporary file in ``scratch`` (this run's staging dir, on
+    the same filesystem), then rename: readers see the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".manifest-")
+    with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
@@ -113,6 +117,9 @@ def wheel_name_version(filename):
 
 
 UV_REQUIREMENT = "uv<1"
+
+#: one resolved requirement: a wheel to download (url, sha256), else an sdist to build
+Pin = collections.namedtuple("Pin", "name version wheel_url wheel_sha sdist_url sdist_sha")
 
 
 def normalize(name):
@@ -326,15 +333,16 @@ def fetch_uv_with_pip(get_pip, env, directory):
     return wheels[0] if proc.returncode == 0 and wheels else None
 
 
-def ensure_uv(root, get_pip, env, may_download):
+def ensure_uv(root, get_pip, env, may_download, scratch=None):
     """The uv binary for this platform key, fetched once into the volume: straight from
     the index (pip's choice of wheel, without starting pip), else with `pip download`.
-    None when it cannot be had."""
+    None when it cannot be had. ``scratch``: where to download (this run's staging dir,
+    swept if the run dies)."""
     tools = os.path.join(root, "tools")
     found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
     if not found and may_download:
         os.makedirs(tools, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=tools, prefix=".download-")
+        tmp = tempfile.mkdtemp(dir=scratch or tools, prefix=".download-")
         try:
             wheel = fetch_uv_direct(env, tmp)
             if wheel is None:
@@ -376,8 +384,8 @@ def published(wheels):
 
 
 def resolve_with_uv(uv, plan, root, wheels, staging, env):
-    """Pins for the requirements as [(name, version, wheel_url, sha256)], or None when uv
-    cannot resolve them (pip then does everything). The lock is PEP 751 pylock.toml,
+    """Pins for the requirements as [Pin], or None when uv cannot resolve them (pip then
+    does everything). The lock is PEP 751 pylock.toml,
     whose wheel lists uv has already narrowed to the interpreter's compatible ones."""
     try:
         import tomllib
@@ -425,7 +433,7 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env):
             sdist = pkg.get("sdist") or {}
             sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
             sdist_sha = sdist.get("hashes", {}).get("sha256")
-            pins.append((pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
+            pins.append(Pin(pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
         return pins
     except (OSError, ValueError, KeyError) as exc:
         log("could not read uv's lock (%s); falling back to pip" % exc)
@@ -504,28 +512,31 @@ def download_wheels(items, staging, env):
 
     opener = _opener(env)
 
-    def one(item):
-        name, version, url, sha = item[:4]
-        ok = fetch(opener, url, sha, staging)
-        return None if ok else "%s==%s" % (name, version)
+    def one(pin):
+        ok = fetch(opener, pin.wheel_url, pin.wheel_sha, staging)
+        return None if ok else spec_of(pin)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         return [r for r in pool.map(one, items) if r]
 
 
-def start_uv_builds(uv, plan, root, items, staging, env):
+def spec_of(pin):
+    return "%s==%s" % (pin.name, pin.version)
+
+
+def start_uv_builds(uv, plan, root, pins, staging, env):
     """Download sdists and start `uv build --wheel` for each (uv's build isolation is much
-    faster than pip's). Returns [(spec, process)]; a spec whose download failed gets
-    process None (pip builds it)."""
+    faster than pip's). Returns [(spec, Tee or None)]; a spec whose download failed gets
+    None (pip builds it). A failed uv build is reported as it is: each sdist is compiled
+    once."""
     sdists = os.path.join(staging, "sdists")
     os.makedirs(sdists, exist_ok=True)
     opener = _opener(env)
     out = []
-    for name, version, _, _, url, sha in items:
-        spec = "%s==%s" % (name, version)
-        path = fetch(opener, url, sha, sdists)
+    for pin in pins:
+        path = fetch(opener, pin.sdist_url, pin.sdist_sha, sdists)
         if path is None:
-            out.append((spec, None))
+            out.append((spec_of(pin), None))
             continue
         cmd = [
             uv,
@@ -540,24 +551,57 @@ def start_uv_builds(uv, plan, root, items, staging, env):
             "--no-config",
             path,
         ]
-        log("building " + spec)
-        out.append((spec, subprocess.Popen(cmd, env=dict(env, **uv_env(env)))))
+        log("building " + spec_of(pin))
+        out.append((spec_of(pin), Tee(cmd, env=dict(env, **uv_env(env)))))
     return out
 
 
 def pip_wheel_groups(pip, base_args, specs, env, cwd, groups):
     """`pip wheel --no-deps` for the given specs, in parallel groups (downloads and
-    builds are mostly waiting; two or more processes keep both network and CPU busy)."""
+    builds are mostly waiting; two or more processes keep both network and CPU busy).
+    (exit code, the failed group's last lines)."""
     if not specs:
-        return 0
+        return 0, []
     groups = max(1, min(groups, len(specs)))
     buckets = [specs[i::groups] for i in range(groups)]
-    procs = [
-        subprocess.Popen(pip + ["wheel"] + base_args + ["--no-deps"] + b, env=env, cwd=cwd)
-        for b in buckets
-    ]
-    codes = [p.wait() for p in procs]
-    return max(codes)
+    tees = [Tee(pip + ["wheel"] + base_args + ["--no-deps"] + b, env=env, cwd=cwd) for b in buckets]
+    return worst(tees)
+
+
+def worst(tees):
+    """(the worst exit code, that process's last lines); a signal's death counts as
+    its 128 + N, as a shell reports it."""
+    results = [(t.wait(), t.tail) for t in tees]
+    results.sort(key=lambda r: r[0] if r[0] >= 0 else 128 - r[0])
+    return results[-1] if results else (0, [])
+
+
+class Tee:
+    """A child process whose output is shown live and whose last lines are kept, to
+    say why it failed."""
+
+    _print_lock = threading.Lock()
+
+    def __init__(self, cmd, env=None, cwd=None, keep=60):
+        self.tail = collections.deque(maxlen=keep)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.tail.append(line)
+            with Tee._print_lock:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+    def wait(self):
+        code = self.proc.wait()
+        self.thread.join()
+        return code
 
 
 def url_filename(url):
@@ -567,16 +611,26 @@ def url_filename(url):
 
 
 def publish(staging, wheels, fn):
-    """Copy one complete wheel from staging next to the published ones under a temporary
-    name, then rename it into place: readers never see half a wheel. False when it was
-    there already."""
+    """Put one complete wheel from staging next to the published ones, atomically and
+    never over another run's copy: a hard link fails when the name exists (a reader never
+    sees half a wheel, and two runs publishing the same wheel cannot mix their bytes).
+    False when it was there already."""
+    src = os.path.join(staging, fn)
     dest = os.path.join(wheels, fn)
+    with open(src, "rb") as fh:
+        os.fsync(fh.fileno())
+    try:
+        os.link(src, dest)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass  # a filesystem without hard links: copy within staging, then rename
     if os.path.exists(dest):
         return False
-    tmp = os.path.join(wheels, ".%s.tmp-%d" % (fn, os.getpid()))
-    shutil.copyfile(os.path.join(staging, fn), tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+    fd, tmp = tempfile.mkstemp(dir=staging, prefix=".publish-")
+    os.close(fd)
+    shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
     return True
 
@@ -607,159 +661,330 @@ def announce_ready(wheels, files, manifest_path, uv, root):
     print("warpdrive: WHEELS-READY " + json.dumps(data, separators=(",", ":")), flush=True)
 
 
-def main():
-    with open(PLAN) as fh:
-        plan = json.load(fh)
-    cache_dns()
-    root = os.path.join(plan["volume_dir"], plan["key"])
-    wheels = os.path.join(root, "wheels")
-    cache = os.path.join(root, "cache")
-    os.makedirs(wheels, exist_ok=True)
-    os.makedirs(cache, exist_ok=True)
-    manifest_path = os.path.join(root, "manifest.json")
-    staging = os.path.join(root, "staging-%d-%d" % (os.getpid(), int(time.time())))
-    os.makedirs(staging)
-    started = time.time()
-    new = []  # wheels this run published
+# -- failures: what went wrong, said once, machine-read by the host ---------------------
+
+FAILURE_PREFIX = "warpdrive: FAILURE "
+
+_NETWORK = re.compile(
+    r"Max retries exceeded|Temporary failure in name resolution|Name or service not known"
+    r"|Connection (?:refused|reset|timed out)|Read timed out|CERTIFICATE_VERIFY_FAILED"
+    r"|SSLError|ProxyError|Failed to fetch|error sending request|dns error",
+    re.I,
+)
+
+
+def classify(code, lines, package=None, compiling=False):
+    """(stage, package) of a failed pip or uv run, from its exit code and last lines:
+    killed, disk, resolve, download, compile (``compiling``: the run built one sdist)."""
+    text = "\n".join(lines)
+    if code < 0 or code in (137, 143):
+        return "killed", package
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        return "disk", package
+    for pattern in (
+        r"No matching distribution found for (\S+)",
+        r"Could not find a version that satisfies the requirement (\S+)",
+        r"Because (\S+) was not found in the package registry",
+        r"(\S+) was not found in the package registry",
+    ):
+        m = re.search(pattern, text)
+        if m:
+            return "resolve", m.group(1)
+    if "ResolutionImpossible" in text or "No solution found" in text:
+        return "resolve", package
+    m = re.search(r"Failed building wheel for (\S+)|Failed to build (\S+)", text)
+    if m:
+        return "compile", m.group(1) or m.group(2)
+    if _NETWORK.search(text):
+        return "download", package
+    if compiling or "subprocess-exited-with-error" in text:
+        m = re.search(r"Building wheel for (\S+)", text)
+        return "compile", m.group(1) if m else package
+    return "unknown", package
+
+
+def report_failure(stage, code, lines=(), package=None):
+    """One machine-read line for the host, which turns it into the error and its fix."""
+    detail = [line for line in lines if line.strip()][-15:]
+    data = {"stage": stage, "code": code, "package": package, "detail": detail}
+    print(FAILURE_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
+    return code if code > 0 else 1
+
+
+# -- the volume: locks, leftovers, verification ------------------------------------------
+
+
+class Lock:
+    """The wheelhouse lock (flock on a file in the volume): publishing and the manifest's
+    read-modify-write happen under it. The kernel releases it when its holder dies,
+    however it dies, so a killed run never leaves it held."""
+
+    def __init__(self, root):
+        self.path = os.path.join(root, ".lock")
+        self.fh = None
+
+    def __enter__(self):
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another run holds the wheelhouse lock; waiting for it")
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+        finally:
+            self.fh.close()
+        return False
+
+
+def make_staging(root):
+    """This run's private directory in the volume (a unique name: every container is pid
+    1, so a pid names nothing). It holds an exclusive flock on its ``.owner`` file for as
+    long as the run lives; the next run removes staging dirs whose lock is free."""
+    staging = tempfile.mkdtemp(dir=root, prefix="staging-")
+    owner = open(os.path.join(staging, ".owner"), "w")
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    return staging, owner
+
+
+def sweep_leftovers(root, grace=120):
+    """Remove what interrupted runs left: staging dirs whose owner is gone (their flock
+    is free; one with no owner file yet is only removed after ``grace`` seconds), and
+    temporary files of older versions of this script. Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    for path in glob.glob(os.path.join(root, "staging-*")):
+        owner = os.path.join(path, ".owner")
+        try:
+            if not os.path.exists(owner):
+                if now - os.stat(path).st_mtime > grace:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed += 1
+                continue
+            with open(owner, "a") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its run is alive
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    legacy = glob.glob(os.path.join(root, "wheels", ".*.tmp-*"))
+    legacy += glob.glob(os.path.join(root, "manifest.json.tmp-*"))
+    legacy += glob.glob(os.path.join(root, "tools", ".download-*"))
+    for path in legacy:
+        try:
+            if now - os.lstat(path).st_mtime > 3600:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def file_stat(path):
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def verify_wheels(wheels, manifest, full=(), everything=False):
+    """Check the published wheels against the manifest's sha256s, cheaply: a wheel whose
+    size and mtime equal the recorded ones is trusted, any other is hashed again (as are
+    those in ``full``, or all with ``everything``). A damaged wheel is removed (it will be
+    fetched or built again), a missing one forgotten. Updates ``manifest`` in place;
+    returns (damaged, missing, changed)."""
+    known = manifest.get("wheels") or {}
+    stats = manifest.get("stats") or {}
+    damaged, missing, changed = [], [], False
+    for fn in sorted(known):
+        path = os.path.join(wheels, fn)
+        try:
+            st = file_stat(path)
+        except OSError:
+            missing.append(fn)
+            continue
+        if not everything and fn not in full and stats.get(fn) == st:
+            continue
+        digest = sha256(path)
+        if digest == known[fn]:
+            if stats.get(fn) != st:
+                stats[fn], changed = st, True
+            continue
+        log(
+            "warning: wheel %s is damaged (sha256 %s..., the manifest says %s...); "
+            "it will be fetched or built again" % (fn, digest[:12], known[fn][:12])
+        )
+        with_suppressed(os.unlink, path)
+        damaged.append(fn)
+    for fn in damaged + missing:
+        if fn in missing:
+            log("warning: wheel %s is missing; it will be fetched or built again" % fn)
+        known.pop(fn, None)
+        stats.pop(fn, None)
+        changed = True
+    manifest["wheels"], manifest["stats"] = known, stats
+    return damaged, missing, changed
+
+
+def with_suppressed(fn, *args):
     try:
-        found_pip = []
+        fn(*args)
+    except OSError:
+        pass
 
-        def pip():
-            """pip, found on first use: an up-to-date resolution with uv needs none."""
-            if not found_pip:
-                found_pip.append(find_pip(plan["python"]))
-            return found_pip[0]
 
-        env = dict(os.environ)
-        env.update(secret_env())
-        env["PIP_NO_INPUT"] = "1"
-        base_args = [
-            "--wheel-dir",
-            staging,
-            "--find-links",
-            wheels,
-            "--cache-dir",
-            cache,
-            "--progress-bar",
-            "off",
-            "--disable-pip-version-check",
-        ]
-        if plan.get("no_index"):
-            base_args.append("--no-index")
-        installer = plan.get("installer", "auto")
-        uv = None
-        if installer in ("auto", "uv"):
-            uv = ensure_uv(root, pip, env, not plan.get("no_index"))
-            if uv is None and installer == "uv":
-                log('installer = "uv" but uv is not available for this platform')
-                return 3
-        if uv:
-            log("uv ready")
-        pins = resolve_with_uv(uv, plan, root, wheels, staging, env) if uv else None
-        resolved_files = None
-        if pins is not None:
-            have = published(wheels)
-            missing = [p for p in pins if (normalize(p[0]), p[1]) not in have]
-            to_download = [p for p in missing if p[2]]
-            with_sdist = [p for p in missing if not p[2] and p[4]]
-            to_build = ["%s==%s" % (p[0], p[1]) for p in missing if not p[2] and not p[4]]
-            log(
-                "%d pinned, %d already in the wheelhouse, %d to download, %d to build"
-                % (
-                    len(pins),
-                    len(pins) - len(missing),
-                    len(to_download),
-                    len(to_build) + len(with_sdist),
-                )
-            )
-            # sdists build (CPU) while wheels download (network)
-            uv_builds = start_uv_builds(uv, plan, root, with_sdist, staging, env)
-            builders = []
-            if to_build:
-                builders.append(
-                    subprocess.Popen(
-                        pip() + ["wheel"] + base_args + ["--no-deps"] + to_build,
-                        env=env,
-                        cwd=plan["req_dir"],
-                    )
-                )
-            failed = download_wheels(to_download, staging, env)
-            log("%d wheels downloaded" % (len(to_download) - len(failed)))
-            # Publish the downloaded wheels now, and say which wheels of the resolution
-            # are ready: the host can install them (in the base image) while the sdists
-            # still build here.
-            early = []
-            for p in pins:
-                key = (normalize(p[0]), p[1])
-                if key in have:
-                    early.append(have[key])
-                elif p[2] and "%s==%s" % (p[0], p[1]) not in failed:
-                    fn = url_filename(p[2])
-                    if publish(staging, wheels, fn):
-                        new.append(fn)
-                    early.append(fn)
-            announce_ready(wheels, early, manifest_path, uv, root)
-            code = max([b.wait() for b in builders] or [0])
-            for spec, proc in uv_builds:
-                if proc is None or proc.wait() != 0:
-                    log("uv could not build %s; pip will" % spec)
-                    failed.append(spec)
-            if code == 0 and failed:
-                code = pip_wheel_groups(pip(), base_args, failed, env, plan["req_dir"], 2)
-            if code != 0:
-                log("pip wheel failed (exit %d); nothing was recorded" % code)
-                return code
-            log("wheels fetched and built")
-            built = {}
-            for fn in os.listdir(staging):
-                if fn.endswith(".whl") and not fn.startswith("."):
-                    name, version = wheel_name_version(fn)
-                    built[(normalize(name), version)] = fn
-            resolved_files = []
-            for n, v, *_ in pins:
-                key = (normalize(n), v)
-                fn = have.get(key) or built.get(key)
-                if fn is None:
-                    log("no wheel for %s==%s after building; nothing was recorded" % (n, v))
-                    return 4
-                resolved_files.append(fn)
-        else:
-            cmd = pip() + ["wheel"] + base_args
-            for name in plan["top"]:
-                cmd += ["-r", os.path.join(plan["req_dir"], name)]
-            cmd += plan.get("extra", [])
-            log("pip wheel for " + plan["key"])
-            proc = subprocess.run(cmd, env=env, cwd=plan["req_dir"])
-            if proc.returncode != 0:
-                log("pip wheel failed (exit %d); nothing was recorded" % proc.returncode)
-                return proc.returncode
+def set_is_complete(manifest, digest):
+    """The resolved wheels recorded for these requirements, when every one is still a
+    known (verified) wheel; else None."""
+    entry = (manifest.get("sets") or {}).get(digest)
+    known = manifest.get("wheels") or {}
+    if not isinstance(entry, dict):
+        return None
+    resolved = entry.get("resolved") or []
+    if all(isinstance(w, dict) and w.get("file") in known for w in resolved):
+        return resolved
+    return None
 
-        lock = open(os.path.join(root, ".lock"), "w")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+
+# -- the stages of one run ---------------------------------------------------------------
+
+
+def check_volume(plan, root, wheels, staging, manifest_path):
+    """Sweep leftovers, verify the wheels against the manifest (recording what changed)
+    and say whether these requirements are already complete: the resolved set, or None."""
+    removed = sweep_leftovers(root)
+    if removed:
+        log("removed %d leftovers of interrupted runs" % removed)
+    with Lock(root):
+        manifest = load_manifest(manifest_path)
+        if not manifest:
+            return None, manifest
+        total = len(manifest.get("wheels") or {})
+        damaged, missing, changed = verify_wheels(
+            wheels, manifest, set(plan.get("check_files") or ()), bool(plan.get("verify"))
+        )
+        if plan.get("verify"):
+            log("verified %d wheels: %d damaged, %d missing" % (total, len(damaged), len(missing)))
+        if changed:
+            write_json_atomic(manifest_path, manifest, staging)
+    return set_is_complete(manifest, plan["requirements_hash"]), manifest
+
+
+def build_pinned(ctx, uv, pins, pip, base_args, env):
+    """Fetch and build what the wheelhouse lacks of ``pins``; publish downloads at once and
+    announce them. Returns (exit code, the resolved files) ; a failure is reported."""
+    plan, root, wheels, staging = ctx["plan"], ctx["root"], ctx["wheels"], ctx["staging"]
+    have = published(wheels)
+    missing = [p for p in pins if (normalize(p.name), p.version) not in have]
+    to_download = [p for p in missing if p.wheel_url]
+    with_sdist = [p for p in missing if not p.wheel_url and p.sdist_url]
+    to_build = [spec_of(p) for p in missing if not p.wheel_url and not p.sdist_url]
+    log(
+        "%d pinned, %d already in the wheelhouse, %d to download, %d to build"
+        % (len(pins), len(pins) - len(missing), len(to_download), len(to_build) + len(with_sdist))
+    )
+    # sdists build (CPU) while wheels download (network)
+    uv_builds = start_uv_builds(uv, plan, root, with_sdist, staging, env)
+    builders = []
+    if to_build:
+        cmd = pip() + ["wheel"] + base_args + ["--no-deps"] + to_build
+        builders.append(Tee(cmd, env=env, cwd=plan["req_dir"]))
+    failed = download_wheels(to_download, staging, env)
+    log("%d wheels downloaded" % (len(to_download) - len(failed)))
+    # Publish the downloads now and say which resolved wheels are ready: the host can
+    # install them (in the base image) while the sdists still build here.
+    early = []
+    for p in pins:
+        key = (normalize(p.name), p.version)
+        if key in have:
+            early.append(have[key])
+        elif p.wheel_url and spec_of(p) not in failed:
+            fn = url_filename(p.wheel_url)
+            if publish(staging, wheels, fn):
+                ctx["new"].append(fn)
+            early.append(fn)
+    announce_ready(wheels, early, ctx["manifest_path"], uv, root)
+    code, tail = worst(builders)
+    if code != 0:
+        stage, package = classify(code, tail)
+        return report_failure(stage, code, tail, package), None
+    for spec, tee in uv_builds:
+        if tee is None:
+            failed.append(spec)
+            continue
+        built = tee.wait()
+        if built != 0:
+            stage, package = classify(built, tee.tail, spec, compiling=True)
+            return report_failure(stage, built, tee.tail, package), None
+    code, tail = pip_wheel_groups(pip(), base_args, failed, env, plan["req_dir"], 2)
+    if code != 0:
+        stage, package = classify(code, tail)
+        return report_failure(stage, code, tail, package), None
+    log("wheels fetched and built")
+    built_files = {}
+    for fn in os.listdir(staging):
+        if fn.endswith(".whl") and not fn.startswith("."):
+            name, version = wheel_name_version(fn)
+            built_files[(normalize(name), version)] = fn
+    resolved_files = []
+    for p in pins:
+        key = (normalize(p.name), p.version)
+        fn = have.get(key) or built_files.get(key)
+        if fn is None:
+            detail = ["no wheel for %s after building" % spec_of(p)]
+            return report_failure("compile", 4, detail, spec_of(p)), None
+        resolved_files.append(fn)
+    return 0, resolved_files
+
+
+def build_all_with_pip(ctx, pip, base_args, env):
+    """Without uv: one `pip wheel` resolves, downloads and builds everything."""
+    plan = ctx["plan"]
+    cmd = pip() + ["wheel"] + base_args
+    for name in plan["top"]:
+        cmd += ["-r", os.path.join(plan["req_dir"], name)]
+    cmd += plan.get("extra", [])
+    log("pip wheel for " + plan["key"])
+    tee = Tee(cmd, env=env, cwd=plan["req_dir"])
+    code = tee.wait()
+    if code != 0:
+        stage, package = classify(code, tee.tail)
+        return report_failure(stage, code, tee.tail, package), None
+    staging = ctx["staging"]
+    return 0, sorted(fn for fn in os.listdir(staging) if fn.endswith(".whl"))
+
+
+def record(ctx, resolved_files, uv):
+    """Publish what was built and record the requirement set, under the lock: a set is in
+    the manifest only once all of its wheels are published. Returns the manifest."""
+    plan, root, wheels, staging = ctx["plan"], ctx["root"], ctx["wheels"], ctx["staging"]
+    with Lock(root):
         for fn in sorted(os.listdir(staging)):
             if fn.endswith(".whl") and publish(staging, wheels, fn):
-                new.append(fn)
-        if resolved_files is None:
-            resolved_files = sorted(fn for fn in os.listdir(staging) if fn.endswith(".whl"))
-
-        manifest = load_manifest(manifest_path)
+                ctx["new"].append(fn)
+        manifest = load_manifest(ctx["manifest_path"])
         known = manifest.get("wheels", {})
+        stats = manifest.get("stats", {})
         all_wheels = {}
         for fn in sorted(os.listdir(wheels)):
             if fn.endswith(".whl") and not fn.startswith("."):
-                all_wheels[fn] = known.get(fn) or sha256(os.path.join(wheels, fn))
+                path = os.path.join(wheels, fn)
+                all_wheels[fn] = known.get(fn) or sha256(path)
+                stats[fn] = file_stat(path)
         resolved = []
         for fn in sorted(set(resolved_files)):
             name, version = wheel_name_version(fn)
-            resolved.append(
-                {
-                    "file": fn,
-                    "name": name,
-                    "version": version,
-                    "sha256": all_wheels[fn],
-                    "size": os.path.getsize(os.path.join(wheels, fn)),
-                }
-            )
+            size = os.path.getsize(os.path.join(wheels, fn))
+            entry = {"file": fn, "name": name, "version": version, "sha256": all_wheels[fn]}
+            entry["size"] = size
+            resolved.append(entry)
         sets = manifest.get("sets", {})
         sets[plan["requirements_hash"]] = {
             "resolved": resolved,
@@ -769,36 +994,125 @@ def main():
         if len(sets) > 20:
             for old in sorted(sets, key=lambda k: sets[k]["built_at"])[: len(sets) - 20]:
                 del sets[old]
-        tools = tools_entry(uv, root)
         manifest.update(
             format=1,
             platform_key=plan["platform_key"],
             requirements_hash=plan["requirements_hash"],
             resolved=resolved,
             wheels=all_wheels,
+            stats={fn: stats[fn] for fn in all_wheels},
             sets=sets,
-            tools=tools or manifest.get("tools", {}),
+            tools=tools_entry(uv, root) or manifest.get("tools", {}),
         )
-        write_json_atomic(manifest_path, manifest)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        print(
-            "warpdrive: SUMMARY %s"
-            % json.dumps(
-                {
-                    "new": new,
-                    "reused": len(resolved) - len(new),
-                    "resolved": len(resolved),
-                    "seconds": round(time.time() - started, 1),
-                    # what was just written: the host need not read it back
-                    "manifest": manifest,
-                },
-                separators=(",", ":"),
-            ),
-            flush=True,
-        )
-        return 0
+        write_json_atomic(ctx["manifest_path"], manifest, staging)
+    return manifest
+
+
+def summary_line(data):
+    print("warpdrive: SUMMARY " + json.dumps(data, separators=(",", ":")), flush=True)
+
+
+def build_env(plan, staging):
+    env = dict(os.environ)
+    env.update(secret_env())
+    env["PIP_NO_INPUT"] = "1"
+    base_args = [
+        "--wheel-dir",
+        staging,
+        "--find-links",
+        os.path.join(plan["volume_dir"], plan["key"], "wheels"),
+        "--cache-dir",
+        os.path.join(plan["volume_dir"], plan["key"], "cache"),
+        "--progress-bar",
+        "off",
+        "--disable-pip-version-check",
+    ]
+    if plan.get("no_index"):
+        base_args.append("--no-index")
+    return env, base_args
+
+
+def run(plan, ctx):
+    """One run after the volume was checked: resolve, fetch and build, publish, record."""
+    found_pip = []
+
+    def pip():
+        """pip, found on first use: an up-to-date resolution with uv needs none."""
+        if not found_pip:
+            found_pip.append(find_pip(plan["python"]))
+        return found_pip[0]
+
+    env, base_args = build_env(plan, ctx["staging"])
+    installer = plan.get("installer", "auto")
+    uv = None
+    if installer in ("auto", "uv"):
+        uv = ensure_uv(ctx["root"], pip, env, not plan.get("no_index"), ctx["staging"])
+        if uv is None and installer == "uv":
+            detail = ['installer = "uv" but uv is not available for this platform']
+            return report_failure("tools", 3, detail)
+    if uv:
+        log("uv ready")
+    pins = (
+        resolve_with_uv(uv, plan, ctx["root"], ctx["wheels"], ctx["staging"], env) if uv else None
+    )
+    if uv and pins is not None:
+        code, resolved_files = build_pinned(ctx, uv, pins, pip, base_args, env)
+    else:
+        code, resolved_files = build_all_with_pip(ctx, pip, base_args, env)
+    if code != 0:
+        log("nothing was recorded")
+        return code
+    manifest = record(ctx, resolved_files, uv)
+    resolved = manifest["resolved"]
+    summary_line(
+        {
+            "new": ctx["new"],
+            "reused": len(resolved) - len(ctx["new"]),
+            "resolved": len(resolved),
+            "seconds": round(time.time() - ctx["started"], 1),
+            # what was just written: the host need not read it back
+            "manifest": manifest,
+        }
+    )
+    return 0
+
+
+def main():
+    with open(PLAN) as fh:
+        plan = json.load(fh)
+    cache_dns()
+    root = os.path.join(plan["volume_dir"], plan["key"])
+    wheels = os.path.join(root, "wheels")
+    os.makedirs(wheels, exist_ok=True)
+    os.makedirs(os.path.join(root, "cache"), exist_ok=True)
+    staging, owner = make_staging(root)
+    ctx = {
+        "plan": plan,
+        "root": root,
+        "wheels": wheels,
+        "staging": staging,
+        "manifest_path": os.path.join(root, "manifest.json"),
+        "started": time.time(),
+        "new": [],  # wheels this run published
+    }
+    try:
+        done, manifest = check_volume(plan, root, wheels, staging, ctx["manifest_path"])
+        if done is not None:
+            summary_line(
+                {"up_to_date": True, "new": [], "resolved": len(done), "manifest": manifest}
+            )
+            return 0
+        return run(plan, ctx)
+    except OSError as exc:
+        stage = "disk" if exc.errno in (28, 122) else "internal"  # ENOSPC, EDQUOT
+        return report_failure(stage, 1, ["%s: %s" % (type(exc).__name__, exc)])
+    except Exception:
+        import traceback
+
+        return report_failure("internal", 1, traceback.format_exc().splitlines())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        owner.close()
         shutil.rmtree("/tmp/warpdrive-build", ignore_errors=True)
 
 

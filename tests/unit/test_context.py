@@ -8,7 +8,7 @@ import socket
 import stat
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +17,29 @@ from unit_support import write
 import nox_warpdrive.context as context_module
 from nox_warpdrive.context import (
     DEFAULT_EXCLUDES,
+    LARGE_FILE_BYTES,
+    SECRET_EXCLUDES,
     Entry,
     IgnoreRules,
     build_tar,
     collect,
     context_digest,
     is_excluded,
+    large_files,
     load_ignore_rules,
     parse_dockerignore,
+    secret_files_left_out,
+    source_date_epoch,
 )
 from nox_warpdrive.errors import ContextError
 
 # ----------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def no_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive's default mtime comes from the environment: start from none."""
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
 
 def rules(*lines: str) -> IgnoreRules:
@@ -214,7 +225,7 @@ class TestIsExcluded:
 class TestLoadIgnoreRules:
     def test_defaults_without_a_dockerignore(self, tmp_path: Path) -> None:
         loaded = load_ignore_rules(tmp_path)
-        assert loaded.patterns == tuple((False, p) for p in DEFAULT_EXCLUDES)
+        assert loaded.patterns == tuple((False, p) for p in DEFAULT_EXCLUDES + SECRET_EXCLUDES)
         for path in (".git/HEAD", "a/b/__pycache__/m.pyc", ".venv/bin/python", "x/y.pyc"):
             assert is_excluded(loaded, path), path
         assert is_excluded(loaded, "frontend/node_modules/react/index.js")
@@ -223,10 +234,9 @@ class TestLoadIgnoreRules:
     def test_order_is_defaults_then_file_then_extra(self, tmp_path: Path) -> None:
         write(tmp_path, ".dockerignore", "secrets\n")
         loaded = load_ignore_rules(tmp_path, extra=["!secrets/public.pem", "/tmp"])
-        assert loaded.patterns[: len(DEFAULT_EXCLUDES)] == tuple(
-            (False, p) for p in DEFAULT_EXCLUDES
-        )
-        assert loaded.patterns[len(DEFAULT_EXCLUDES) :] == (
+        defaults = DEFAULT_EXCLUDES + SECRET_EXCLUDES
+        assert loaded.patterns[: len(defaults)] == tuple((False, p) for p in defaults)
+        assert loaded.patterns[len(defaults) :] == (
             (False, "secrets"),
             (True, "secrets/public.pem"),
             (False, "tmp"),
@@ -484,22 +494,35 @@ class TestBuildTar:
         ("disk", "archived"),
         [
             (0o644, 0o664),
+            (0o600, 0o664),
+            (0o640, 0o664),
+            (0o444, 0o664),
+            (0o400, 0o664),
+            (0o666, 0o664),
             (0o755, 0o775),
-            (0o600, 0o660),
-            (0o640, 0o660),
-            (0o700, 0o770),
-            (0o444, 0o444),
+            (0o700, 0o775),
+            (0o744, 0o775),
+            (0o500, 0o775),
             (0o4755, 0o775),
+            (0o655, 0o664),  # group and others' execute bits do not count: only the owner's
         ],
     )
-    def test_group_gets_owner_bits(self, tmp_path: Path, disk: int, archived: int) -> None:
+    def test_file_modes_keep_only_the_executable_bit(
+        self, tmp_path: Path, disk: int, archived: int
+    ) -> None:
         write(tmp_path, "f", mode=disk)
         assert members(build_tar(tmp_path, collect(tmp_path, IgnoreRules())))["f"].mode == archived
 
-    def test_directory_modes_are_group_writable(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("disk", [0o755, 0o700, 0o750, 0o777, 0o1777])
+    def test_directory_modes_are_775(self, tmp_path: Path, disk: int) -> None:
         (tmp_path / "d").mkdir()
-        (tmp_path / "d").chmod(0o755)
+        (tmp_path / "d").chmod(disk)
         assert members(build_tar(tmp_path, collect(tmp_path, IgnoreRules())))["d"].mode == 0o775
+
+    def test_symlink_mode_is_777(self, tmp_path: Path) -> None:
+        write(tmp_path, "f")
+        os.symlink("f", tmp_path / "l")
+        assert members(build_tar(tmp_path, collect(tmp_path, IgnoreRules())))["l"].mode == 0o777
 
     def test_default_owner(self, tmp_path: Path) -> None:
         make_app(tmp_path)
@@ -517,12 +540,29 @@ class TestBuildTar:
         with pytest.raises(ContextError):
             build_tar(tmp_path, [], uid=-1)
 
-    def test_mtime_given_or_the_files_own(self, tmp_path: Path) -> None:
+    def test_mtime_given_or_fixed_not_the_files_own(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
         write(tmp_path, "f")
+        (tmp_path / "d").mkdir()
         os.utime(tmp_path / "f", (1_000_000_000.7, 1_000_000_000.7))
         entries = collect(tmp_path, IgnoreRules())
-        assert members(build_tar(tmp_path, entries))["f"].mtime == 1_000_000_000
+        assert {m.mtime for m in members(build_tar(tmp_path, entries)).values()} == {1}
         assert members(build_tar(tmp_path, entries, mtime=42))["f"].mtime == 42
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+        assert members(build_tar(tmp_path, entries))["f"].mtime == 1_700_000_000
+        assert members(build_tar(tmp_path, entries, mtime=42))["f"].mtime == 42
+
+    def test_explicit_mtime_ignores_a_bad_source_date_epoch(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write(tmp_path, "f")
+        entries = collect(tmp_path, IgnoreRules())
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+        assert members(build_tar(tmp_path, entries, mtime=0))["f"].mtime == 0
+        with pytest.raises(ContextError, match="SOURCE_DATE_EPOCH"):
+            build_tar(tmp_path, entries)
 
     def test_symlink_member(self, tmp_path: Path) -> None:
         write(tmp_path, "real.txt")
@@ -673,6 +713,300 @@ class TestContextDigest:
             context_digest(tmp_path, entries)
 
 
-def test_mode_helper_keeps_others_bits() -> None:
-    assert context_module._tar_mode(0o751) == 0o771
-    assert context_module._tar_mode(stat.S_IFREG | 0o604) == 0o664
+def test_mode_helper_uses_kind_and_owner_execute_bit_only() -> None:
+    tar_mode = context_module._tar_mode
+    assert tar_mode("file", 0o751) == 0o775
+    assert tar_mode("file", 0o100) == 0o775
+    assert tar_mode("file", stat.S_IFREG | 0o604) == 0o664
+    assert tar_mode("file", 0o077) == 0o664
+    assert tar_mode("dir", 0o500) == 0o775
+    assert tar_mode("symlink", 0o755) == 0o777
+
+
+# ----------------------------------------------------------------------------- reproducibility
+
+
+def make_clone(root: Path, umask: int, when: float) -> Path:
+    """One commit as a clone made under ``umask`` at time ``when`` would have it: git
+    keeps only the executable bit, the rest of the modes and every mtime are the clone's."""
+    old = os.umask(umask)
+    try:
+        write(root, "app/__init__.py", "")
+        write(root, "app/views.py", "def index(): ...\n")
+        write(root, "bin/run.sh", "#!/bin/sh\n")
+        (root / "bin" / "run.sh").chmod(0o777 & ~umask)
+        write(root, "d/" + "n" * 120 + "/é.txt", "long and non-ASCII name\n")
+        (root / "media").mkdir()
+        os.symlink("app/views.py", root / "views-link")
+    finally:
+        os.umask(old)
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (when, when), follow_symlinks=False)
+    return root
+
+
+def raw_pax_records(data: bytes) -> list[bytes]:
+    """Every ``key=value`` record of the archive's PAX extended headers."""
+    records: list[bytes] = []
+    offset = 0
+    while offset + tarfile.BLOCKSIZE <= len(data) and data[offset : offset + 1] != b"\0":
+        header = data[offset : offset + tarfile.BLOCKSIZE]
+        size = int(header[124:136].rstrip(b"\0 ") or b"0", 8)
+        body = data[offset + tarfile.BLOCKSIZE : offset + tarfile.BLOCKSIZE + size]
+        if header[156:157] in (b"x", b"g"):
+            records.extend(line.split(b" ", 1)[1] for line in body.splitlines())
+        offset += tarfile.BLOCKSIZE + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    return records
+
+
+class TestReproducible:
+    def test_clones_with_other_umask_and_mtimes_give_identical_bytes(self, tmp_path: Path) -> None:
+        one = make_clone(tmp_path / "one", 0o022, 1_600_000_000.25)
+        two = make_clone(tmp_path / "two", 0o077, 1_700_000_000.75)
+        entries_one = collect(one, load_ignore_rules(one))
+        entries_two = collect(two, load_ignore_rules(two))
+        assert entries_one != entries_two  # the modes on disk do differ
+        assert build_tar(one, entries_one) == build_tar(two, entries_two)
+        assert build_tar(one, entries_one, prefix="opt/app-root/src", uid=1001) == build_tar(
+            two, entries_two, prefix="opt/app-root/src", uid=1001
+        )
+        assert context_digest(one, entries_one) == context_digest(two, entries_two)
+
+    def test_archive_of_a_clone(self, tmp_path: Path) -> None:
+        root = make_clone(tmp_path / "c", 0o077, 1_650_000_000.5)
+        data = build_tar(root, collect(root, load_ignore_rules(root)))
+        found = members(data)
+        assert {m.mtime for m in found.values()} == {1}
+        assert {(m.uname, m.gname) for m in found.values()} == {("", "")}
+        assert found["bin/run.sh"].mode == 0o775
+        assert found["app/views.py"].mode == 0o664
+        assert found["app"].mode == found["media"].mode == 0o775
+        assert found["views-link"].mode == 0o777
+        assert list(found) == sorted(found, key=lambda name: name.split("/"))
+
+    def test_pax_records_only_carry_the_long_name(self, tmp_path: Path) -> None:
+        root = make_clone(tmp_path / "c", 0o022, 1_650_000_000.5)
+        data = build_tar(root, collect(root, load_ignore_rules(root)))
+        records = raw_pax_records(data)
+        assert records  # the long, non-ASCII name needs one
+        assert {record.split(b"=", 1)[0] for record in records} == {b"path"}
+        for member in members(data).values():
+            assert not {"mtime", "atime", "ctime"} & set(member.pax_headers)
+
+    def test_umask_only_mode_change_keeps_digest(self, tmp_path: Path) -> None:
+        make_app(tmp_path)
+        entries = collect(tmp_path, load_ignore_rules(tmp_path))
+        before = context_digest(tmp_path, entries)
+        (tmp_path / "app" / "views.py").chmod(0o600)
+        (tmp_path / "static").chmod(0o700)
+        (tmp_path / "manage.py").chmod(0o700)
+        assert context_digest(tmp_path, collect(tmp_path, load_ignore_rules(tmp_path))) == before
+        (tmp_path / "app" / "views.py").chmod(0o700)
+        assert context_digest(tmp_path, collect(tmp_path, load_ignore_rules(tmp_path))) != before
+
+    def test_digest_format_version_is_2(self) -> None:
+        assert context_module._DIGEST_VERSION == b"nox-warpdrive context digest v2\0"
+
+
+class TestSourceDateEpoch:
+    def test_unset_or_empty_is_1(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert source_date_epoch() == 1
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", "")
+        assert source_date_epoch() == 1
+
+    @pytest.mark.parametrize(
+        ("value", "epoch"), [("0", 0), ("1700000000", 1_700_000_000), (" 42\n", 42)]
+    )
+    def test_whole_seconds(self, monkeypatch: pytest.MonkeyPatch, value: str, epoch: int) -> None:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+        assert source_date_epoch() == epoch
+
+    @pytest.mark.parametrize("value", ["abc", "-5", "1.5", "1_000", "+7", "2024-01-01", "\u00b2"])
+    def test_anything_else_is_refused(self, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+        with pytest.raises(ContextError) as info:
+            source_date_epoch()
+        assert repr(value) in info.value.message
+        assert info.value.fix is not None
+        assert "git log -1 --format=%ct" in info.value.fix
+        assert "unset it" in info.value.fix
+
+
+# ----------------------------------------------------------------------------- unreadable
+
+
+@pytest.fixture
+def chmod_dir() -> Iterator[Callable[[Path, int], None]]:
+    """chmod a directory, and give it back 0o755 at teardown: a non-root pytest could not
+    remove a directory it cannot list, and would fail on the next run's temp dirs."""
+    changed: list[Path] = []
+
+    def chmod(path: Path, mode: int) -> None:
+        changed.append(path)
+        path.chmod(mode)
+
+    yield chmod
+    for path in changed:
+        path.chmod(0o755)
+
+
+class TestUnreadable:
+    @pytest.mark.parametrize("mode", [0o000, 0o200, 0o044, 0o300])
+    def test_file_its_owner_cannot_read_is_refused(self, tmp_path: Path, mode: int) -> None:
+        write(tmp_path, "conf/key.pem", "-----BEGIN", mode=mode)
+        with pytest.raises(ContextError) as info:
+            collect(tmp_path, load_ignore_rules(tmp_path))
+        assert info.value.message.startswith(
+            f"conf/key.pem is not readable by its owner (mode 0o{mode:03o})"
+        )
+        assert info.value.fix == (
+            "`chmod u+r conf/key.pem` (the image's app user owns it) or "
+            "add 'conf/key.pem' to .dockerignore"
+        )
+
+    @pytest.mark.parametrize("mode", [0o000, 0o300, 0o600, 0o644])
+    def test_directory_its_owner_cannot_enter_is_refused(
+        self, tmp_path: Path, chmod_dir: Callable[[Path, int], None], mode: int
+    ) -> None:
+        write(tmp_path, "data/x.txt")
+        chmod_dir(tmp_path / "data", mode)
+        with pytest.raises(ContextError) as info:
+            collect(tmp_path, load_ignore_rules(tmp_path))
+        assert f"data is not readable by its owner (mode 0o{mode:03o})" in info.value.message
+        assert info.value.fix is not None
+        assert info.value.fix.startswith("`chmod u+rx data`")
+
+    def test_readable_by_owner_only_is_fine(self, tmp_path: Path) -> None:
+        write(tmp_path, "a/f", mode=0o400)
+        (tmp_path / "a").chmod(0o500)
+        assert relpaths(tmp_path) == ["a", "a/f"]
+
+    def test_excluded_paths_are_not_checked(
+        self, tmp_path: Path, chmod_dir: Callable[[Path, int], None]
+    ) -> None:
+        write(tmp_path, ".dockerignore", "private\n*.key\n")
+        write(tmp_path, "server.key", mode=0o000)
+        write(tmp_path, "private/x")
+        chmod_dir(tmp_path / "private", 0o000)
+        write(tmp_path, "app.py")
+        assert relpaths(tmp_path) == [".dockerignore", "app.py"]
+
+    def test_excluded_dir_walked_for_a_negation_is_checked_only_if_archived(
+        self, tmp_path: Path, chmod_dir: Callable[[Path, int], None]
+    ) -> None:
+        write(tmp_path, ".dockerignore", "private\n!**/keep\n")
+        write(tmp_path, "private/x")
+        chmod_dir(tmp_path / "private", 0o000)
+        try:
+            os.listdir(tmp_path / "private")
+        except PermissionError:
+            pytest.skip("only a host that reads anything (root) walks a 0o000 directory")
+        assert relpaths(tmp_path) == [".dockerignore"]
+        (tmp_path / "private").chmod(0o755)
+        write(tmp_path, "private/keep")
+        (tmp_path / "private").chmod(0o000)
+        with pytest.raises(ContextError, match="private is not readable by its owner"):
+            collect(tmp_path, load_ignore_rules(tmp_path))
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+class TestSecretFiles:
+    @pytest.mark.parametrize(
+        "path", [".env", ".env.local", ".env.production", "site/.env", "a/b/.env.test", ".env."]
+    )
+    def test_dotenv_files_are_excluded_by_default(self, tmp_path: Path, path: str) -> None:
+        assert is_excluded(load_ignore_rules(tmp_path), path)
+
+    @pytest.mark.parametrize("path", [".envrc", "prod.env", "env", "site/env.py", ".environment"])
+    def test_lookalikes_are_kept(self, tmp_path: Path, path: str) -> None:
+        assert not is_excluded(load_ignore_rules(tmp_path), path)
+
+    def test_dockerignore_can_reinclude(self, tmp_path: Path) -> None:
+        write(tmp_path, ".dockerignore", "!.env\n!**/.env.example\n")
+        loaded = load_ignore_rules(tmp_path)
+        assert not is_excluded(loaded, ".env")
+        assert not is_excluded(loaded, "site/.env.example")
+        assert is_excluded(loaded, "site/.env")
+        assert is_excluded(loaded, ".env.local")
+
+    def make_tree(self, root: Path, dockerignore: str) -> None:
+        write(root, ".dockerignore", dockerignore)
+        write(root, "app.py")
+        for path in (".env", ".env.production", ".env.example", ".envrc", "app/.env"):
+            write(root, path, "SECRET_KEY=x\n")
+        write(root, "app/.env.local", "DEBUG=1\n")
+        write(root, "node_modules/pkg/.env")  # inside a default-excluded directory
+        write(root, "tools/.env/bin/python")  # a virtualenv called .env: not a file
+
+    def test_left_out_files_are_reported(self, tmp_path: Path) -> None:
+        self.make_tree(tmp_path, ".env.example\n!app/.env.local\n")
+        loaded = load_ignore_rules(tmp_path)
+        entries = collect(tmp_path, loaded)
+        archived = [entry.relpath for entry in entries]
+        assert ".envrc" in archived
+        assert "app/.env.local" in archived
+        for path in (".env", ".env.production", ".env.example", "app/.env", "tools/.env"):
+            assert path not in archived
+        # .env.example: the project's own rule left it out; app/.env.local: re-included
+        assert secret_files_left_out(tmp_path, loaded, entries) == [
+            ".env",
+            ".env.production",
+            "app/.env",
+        ]
+
+    def test_nothing_reported_when_reincluded(self, tmp_path: Path) -> None:
+        self.make_tree(tmp_path, "!**/.env\n!**/.env.*\n")
+        loaded = load_ignore_rules(tmp_path)
+        entries = collect(tmp_path, loaded)
+        assert {".env", ".env.production", "app/.env", "tools/.env/bin/python"} <= {
+            entry.relpath for entry in entries
+        }
+        assert secret_files_left_out(tmp_path, loaded, entries) == []
+
+    def test_extra_rules_count(self, tmp_path: Path) -> None:
+        write(tmp_path, ".env")
+        loaded = load_ignore_rules(tmp_path, extra=["!.env"])
+        assert secret_files_left_out(tmp_path, loaded, collect(tmp_path, loaded)) == []
+
+    def test_rules_without_the_secret_defaults_report_nothing(self, tmp_path: Path) -> None:
+        self.make_tree(tmp_path, "")
+        loaded = parse_dockerignore(".env\n")
+        assert secret_files_left_out(tmp_path, loaded, collect(tmp_path, loaded)) == []
+
+    def test_no_dotenv_files(self, tmp_path: Path) -> None:
+        make_app(tmp_path)
+        loaded = load_ignore_rules(tmp_path)
+        assert secret_files_left_out(tmp_path, loaded, collect(tmp_path, loaded)) == []
+
+
+# ----------------------------------------------------------------------------- large files
+
+
+class TestLargeFiles:
+    def test_limit(self) -> None:
+        assert LARGE_FILE_BYTES == 100 * 1024 * 1024
+
+    def test_files_over_the_limit(self, tmp_path: Path) -> None:
+        write(tmp_path, "small.txt", "x" * 10)
+        write(tmp_path, "big.bin", "x" * 11)
+        write(tmp_path, "d/bigger.bin", "x" * 12)
+        os.symlink("big.bin", tmp_path / "link")
+        entries = collect(tmp_path, IgnoreRules())
+        assert [e.relpath for e in large_files(entries, limit=10)] == ["big.bin", "d/bigger.bin"]
+        assert large_files(entries, limit=12) == []
+        assert large_files(entries) == []
+
+    def test_default_limit_with_a_sparse_file(self, tmp_path: Path) -> None:
+        with open(tmp_path / "model.bin", "wb") as handle:
+            handle.truncate(LARGE_FILE_BYTES + 1)  # sparse: no 100 MiB written
+        write(tmp_path, "at-limit.bin")
+        os.truncate(tmp_path / "at-limit.bin", LARGE_FILE_BYTES)
+        found = large_files(collect(tmp_path, IgnoreRules()))
+        assert found == [Entry("model.bin", "file", found[0].mode, LARGE_FILE_BYTES + 1)]
+
+    def test_excluded_files_are_not_entries(self, tmp_path: Path) -> None:
+        write(tmp_path, ".dockerignore", "*.bin\n")
+        write(tmp_path, "big.bin", "x" * 11)
+        assert large_files(collect(tmp_path, load_ignore_rules(tmp_path)), limit=10) == []

@@ -823,3 +823,129 @@ def test_installer_is_part_of_the_deps_key(tmp_path: Path) -> None:
     assert pip.key != uv.key
     plan = json.loads(step_files(uv.step, "/tmp")["warpdrive-build/plan.json"])
     assert (plan["installer"], plan["uv"]) == ("uv", "/x/uv")
+
+
+# ----------------------------------------------------------------------------- normalize_tar
+
+
+def raw_tar(members: list[tuple[str, bytes | str | None, dict[str, object]]]) -> bytes:
+    """A PAX tar of (name, regular file data / symlink target "->x" / hard link "=>x" /
+    None for a directory, TarInfo attributes), in the order given."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content, attrs in members:
+            info = tarfile.TarInfo(name)
+            payload = None
+            if content is None:
+                info.type = tarfile.DIRTYPE
+            elif isinstance(content, str):
+                info.type = tarfile.SYMTYPE if content.startswith("->") else tarfile.LNKTYPE
+                info.linkname = content[2:]
+            else:
+                info.size, payload = len(content), io.BytesIO(content)
+            for key, value in attrs.items():
+                setattr(info, key, value)
+            tar.addfile(info, payload)
+    return buf.getvalue()
+
+
+def static_tree(mtime: float, user: str) -> list[tuple[str, bytes | str | None, dict[str, object]]]:
+    """What get_archive might return for a static dir, at another time, by another name."""
+    times = {"mtime": mtime, "uname": user, "gname": user}
+    pax = {"atime": str(mtime + 1), "ctime": str(mtime + 2), "SCHILY.xattr.user.k": "v"}
+    return [
+        ("static", None, {**times, "mode": 0o775, "uid": 1001}),
+        ("static/app.css", b"body{}\n", {**times, "mode": 0o664, "uid": 1001}),
+        ("static/js", None, {**times, "mode": 0o755, "uid": 1001}),
+        ("static/js/app.js", b"x()\n", {**times, "mode": 0o644, "uid": 1001, "pax_headers": pax}),
+        ("static/latest.css", "->app.css", {**times, "mode": 0o777, "uid": 1001}),
+        ("static-extra", None, {**times, "mode": 0o700, "uid": 0, "gid": 5}),
+    ]
+
+
+def tar_infos(data: bytes) -> list[tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getmembers()
+
+
+def test_normalize_tar_same_files_give_identical_bytes() -> None:
+    from nox_warpdrive.plan import normalize_tar
+
+    first = raw_tar(static_tree(1_700_000_000.123, "default"))
+    second = raw_tar(static_tree(1_600_000_000.5, "root")[::-1])
+    assert first != second
+    assert normalize_tar(first, 7) == normalize_tar(second, 7)
+    assert normalize_tar(first, 7) != normalize_tar(first, 8)
+
+
+def test_normalize_tar_keeps_what_the_files_are() -> None:
+    from nox_warpdrive.plan import normalize_tar
+
+    raw = raw_tar(static_tree(1_700_000_000.123, "default")[::-1])
+    js = next(i for i in tar_infos(raw) if i.name == "static/js/app.js")
+    assert {"mtime", "atime", "ctime"} <= set(js.pax_headers)  # what is to be dropped
+    data = normalize_tar(raw, 1)
+    infos = tar_infos(data)
+    assert [i.name for i in infos] == [
+        "static",
+        "static/app.css",
+        "static/js",
+        "static/js/app.js",
+        "static/latest.css",
+        "static-extra",
+    ]
+    by_name = {i.name: i for i in infos}
+    assert {(i.mtime, i.uname, i.gname) for i in infos} == {(1, "", "")}
+    assert (by_name["static/js/app.js"].mode, by_name["static/js/app.js"].uid) == (0o644, 1001)
+    assert (by_name["static-extra"].mode, by_name["static-extra"].gid) == (0o700, 5)
+    assert by_name["static/latest.css"].issym()
+    assert by_name["static/latest.css"].linkname == "app.css"
+    assert tar_contents(data) == {"static/app.css": b"body{}\n", "static/js/app.js": b"x()\n"}
+    for info in infos:
+        assert not {"mtime", "atime", "ctime"} & set(info.pax_headers), info.name
+    assert by_name["static/js/app.js"].pax_headers == {"SCHILY.xattr.user.k": "v"}
+
+
+def test_normalize_tar_moves_hard_link_data_to_the_first_name() -> None:
+    from nox_warpdrive.plan import normalize_tar
+
+    data = normalize_tar(
+        raw_tar(
+            [
+                ("b", None, {}),
+                ("b/file", b"shared", {"mode": 0o640}),
+                ("a", None, {}),
+                ("a/link", "=>b/file", {}),
+                ("c", "=>a/link", {}),  # a link to a link
+                ("z", "=>outside/file", {}),  # its data is not in this archive
+            ]
+        ),
+        1,
+    )
+    by_name = {i.name: i for i in tar_infos(data)}
+    assert list(by_name) == ["a", "a/link", "b", "b/file", "c", "z"]
+    assert by_name["a/link"].isfile()
+    assert by_name["a/link"].mode == 0o640
+    assert tar_contents(data) == {"a/link": b"shared"}
+    assert (by_name["b/file"].islnk(), by_name["b/file"].linkname) == (True, "a/link")
+    assert (by_name["c"].islnk(), by_name["c"].linkname) == (True, "a/link")
+    assert (by_name["z"].islnk(), by_name["z"].linkname) == (True, "outside/file")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        handle = tar.extractfile("b/file")  # tarfile resolves a hard link to its data
+        assert handle is not None
+        assert handle.read() == b"shared"
+
+
+def test_normalize_tar_keeps_the_last_member_of_a_name() -> None:
+    from nox_warpdrive.plan import normalize_tar
+
+    data = normalize_tar(raw_tar([("f", b"old", {}), ("g", b"g", {}), ("f", b"new", {})]), 1)
+    assert [i.name for i in tar_infos(data)] == ["f", "g"]
+    assert tar_contents(data) == {"f": b"new", "g": b"g"}
+
+
+def test_normalize_tar_output_is_stable() -> None:
+    from nox_warpdrive.plan import normalize_tar
+
+    once = normalize_tar(raw_tar(static_tree(1_700_000_000.123, "default")), 1)
+    assert normalize_tar(once, 1) == once

@@ -1,0 +1,66 @@
+"""The wheelhouse's errors name the cause the builder reported, and the fix for that
+cause; credentials never appear in them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nox_warpdrive.buildenv import build_secrets
+from nox_warpdrive.errors import BuildError
+from nox_warpdrive.wheelhouse import FAILURE_LINE, _failure, builder_failure
+
+SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/simple"})
+
+
+@pytest.mark.parametrize(
+    ("stage", "package", "words", "fix_words"),
+    [
+        ("compile", "cext==1.0", "compiling cext==1.0 failed", "-dev headers"),
+        ("resolve", "nosuch", "no version of nosuch", "PIP_INDEX_URL"),
+        ("download", None, "downloading packages failed", "proxy"),
+        ("disk", None, "ran out of disk space", "docker system df"),
+        ("internal", None, "builder failed", "bug"),
+    ],
+)
+def test_each_cause_has_its_message_and_fix(
+    stage: str, package: str | None, words: str, fix_words: str
+) -> None:
+    failure = {"stage": stage, "package": package, "detail": ["last line"]}
+    error = builder_failure(1, failure, SECRETS)
+    assert isinstance(error, BuildError)
+    assert words in error.message
+    assert "last line" in error.message
+    assert error.fix is not None and fix_words in error.fix
+    assert "manifest is unchanged" in error.message
+
+
+def test_a_killed_builder_without_a_report() -> None:
+    error = builder_failure(137, {}, SECRETS)
+    assert "killed" in error.message and "137" in error.message
+    assert error.fix is not None and "memory" in error.fix
+
+
+def test_the_generic_failure_does_not_blame_headers() -> None:
+    error = builder_failure(2, {}, SECRETS)
+    assert "exit code 2" in error.message
+    assert "-dev" not in str(error)
+
+
+def test_credentials_in_the_details_are_redacted() -> None:
+    failure = {
+        "stage": "download",
+        "detail": ["GET https://user:s3cret@index.example/simple/x/ failed"],
+    }
+    assert "s3cret" not in str(builder_failure(1, failure, SECRETS))
+
+
+def test_the_last_failure_line_is_read() -> None:
+    lines = [
+        "noise",
+        FAILURE_LINE + json.dumps({"stage": "resolve"}),
+        FAILURE_LINE + json.dumps({"stage": "compile"}),
+    ]
+    assert _failure(lines) == {"stage": "compile"}
+    assert _failure(["noise", FAILURE_LINE + "{not json"]) == {}
