@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import tarfile
 import tempfile
@@ -86,6 +87,12 @@ def _import_docker() -> None:
 def _mount(target: str, source: str, read_only: bool = False) -> Any:
     _import_docker()
     return docker.types.Mount(target, source, type="volume", read_only=read_only)
+
+
+def _host_shown() -> str:
+    """DOCKER_HOST without credentials (an ssh:// or tcp:// URL may carry a user)."""
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    return re.sub(r"(?<=://)[^/@]*@", "", host)
 
 
 def local_socket(docker_host: str | None = None) -> str | None:
@@ -248,12 +255,12 @@ class Engine:
             client.ping()
         except docker.errors.DockerException as exc:
             raise EngineError(
-                f"no Docker engine answers ({_short(exc)})",
+                f"no Docker engine answers at {_host_shown()} ({_short(exc)})",
                 fix=START_ENGINE,
             ) from None
         except Exception as exc:  # requests/urllib3 connection errors
             raise EngineError(
-                f"no Docker engine answers ({_short(exc)})",
+                f"no Docker engine answers at {_host_shown()} ({_short(exc)})",
                 fix="start the engine or fix DOCKER_HOST",
             ) from None
         return cls(client)
@@ -1006,9 +1013,33 @@ def _remove(container: Any) -> None:
         container.remove(force=True, v=False)
 
 
+#: the root causes worth naming inside a requests/urllib3 exception's long repr
+_ROOT_CAUSES = re.compile(
+    r"\[Errno -?\d+\] ([^'\"()\]\\]+)|(Read timed out|Connection aborted|RemoteDisconnected"
+    r"|Connection reset by peer|Connection refused|Name or service not known"
+    r"|IncompleteRead|timed out)"
+)
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """What went wrong, in a few words: the engine's own explanation for an API error,
+    the root OS error ("Connection refused") for a connection failure; never the
+    ~250-character repr urllib3 builds around it."""
+    explanation = getattr(exc, "explanation", None)
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(explanation, (str, bytes)) and explanation:
+        text = (
+            explanation.decode("utf-8", "replace")
+            if isinstance(explanation, bytes)
+            else explanation
+        )
+        return (f"HTTP {status}: " if status else "") + text.strip().splitlines()[0][:300]
+    text = str(exc)
+    found = _ROOT_CAUSES.search(text)
+    if found:
+        return (found.group(1) or found.group(2)).strip()
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def _indent(text: str) -> str:
