@@ -254,3 +254,48 @@ def test_env_files_are_left_out_and_said(make_app: Any, engine: Engine, index: I
     assert ".env" not in out.decode().split()
     data = json.dumps(engine.inspect_raw(app.image))
     assert CANARY not in data
+
+
+def test_two_image_builds_at_once_on_one_cold_volume(
+    make_app: Any, engine: Engine, index: Index
+) -> None:
+    apps: list[App] = [make_app(["wd-pure-demo", "wd-cext-demo"]), make_app(["wd-cext-demo"])]
+    apps[1].volume = apps[0].volume
+    apps[1].write()
+    results: list[tuple[int, str]] = [(-1, "")] * 2
+    barrier = threading.Barrier(2)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        results[i] = run_nox(apps[i], "image", index)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for code, text in results:
+        assert code == 0, text
+    for app in apps:
+        assert engine.image(app.image) is not None
+
+
+def test_a_rebuild_removes_the_image_the_tag_named_unless_it_is_used(
+    make_app: Any, engine: Engine, index: Index
+) -> None:
+    app: App = make_app(["wd-pure-demo"])
+    assert run_nox(app, "image", index)[0] == 0
+    first = engine.image(app.image)
+    app.write(message="second")
+    assert run_nox(app, "image", index)[0] == 0
+    second = engine.image(app.image)
+    assert first is not None and second is not None and second.id != first.id
+    assert engine.image(first.id) is None, "the replaced image was left dangling"
+    # a container of the current image keeps it when the tag moves on
+    container = engine.client.containers.create(second.id, command=["true"])
+    try:
+        app.write(message="third")
+        assert run_nox(app, "image", index)[0] == 0
+        assert engine.image(second.id) is not None
+    finally:
+        container.remove(force=True)
