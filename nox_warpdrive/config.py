@@ -267,6 +267,11 @@ class RequirementSet:
         h.update(b"\0extra\0" + "\0".join(sorted(self.extra)).encode())
         return h.hexdigest()
 
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is required at all (files hold only comments or options)."""
+        return not self.extra and not self.names()
+
     def names(self) -> set[str]:
         """Normalised project names this set asks for (best effort, for server checks)."""
         out: set[str] = set()
@@ -373,12 +378,8 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
         shipped[name] = ("\n".join(cfg.dependencies) + "\n").encode()
         top.append(name)
         required.add(name)
-    if not top and not extra:
-        raise ConfigError(
-            f"no requirements found for {cfg.project_dir}",
-            fix="add a requirements.txt, [project].dependencies, or `requirements` in "
-            "[tool.warpdrive]",
-        )
+    # no files and no dependencies: an app that needs no packages (warpdrive and S2I build
+    # those too); the server, when one is needed, comes in ``extra``
     return RequirementSet(
         files=tuple(sorted(shipped.items())),
         top=tuple(top),

@@ -92,7 +92,7 @@ class DepsPlan:
 
 @dataclass(frozen=True)
 class Installer:
-    name: str  # "uv" | "pip"
+    name: str  # "uv" | "pip" | "none" (nothing to install)
     path: str = ""  # uv's path inside the build container
     version: str = ""
 
@@ -954,6 +954,9 @@ def wheels_for(
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
     layer took (None when none was built)."""
     base, pkey = target
+    if reqs.empty:
+        out("warpdrive: the app needs no packages")
+        return [], {}, None
     manifest: Mapping[str, Any] = read_manifest(engine, cfg.volume, pkey, base.id)
     resolved = resolved_set(manifest, reqs.digest)
     if resolved is not None and not check_files:
@@ -1029,7 +1032,7 @@ def build_image(
         resolved, manifest, early_seconds = wheels_for(
             cfg, engine, out, (base, pkey), reqs, no_index, timings
         )
-        installer = choose_installer(cfg, manifest, pkey)
+        installer = choose_installer(cfg, manifest, pkey) if resolved else Installer("none")
         deps_key = plan_deps(cfg, base, pkey, resolved, installer).key
     app = plan_app(
         cfg,

@@ -170,8 +170,12 @@ class WheelhouseResult:
     seconds: float
     #: the manifest as this run left it (empty when the builder did not report it)
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    #: the requirements are empty: no builder ran
+    nothing: bool = False
 
     def summary(self) -> str:
+        if self.nothing:
+            return "wheelhouse: nothing to build, the app needs no packages"
         if self.up_to_date:
             return (
                 f"wheelhouse up to date for {self.key.slug}: {self.resolved} wheels, nothing "
@@ -222,6 +226,8 @@ def build_wheelhouse(
         _, base_key = probe_image(engine, cfg.base_image, "base-image", cfg)
         check_compatible(cfg.builder_image, builder_key, cfg.base_image, base_key)
     reqs = requirements_for(cfg)
+    if reqs.empty:
+        return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     plan = WheelhousePlan(
         volume=cfg.volume,
         builder_image=builder_info.id,

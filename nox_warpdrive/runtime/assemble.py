@@ -52,6 +52,9 @@ def passwd_group_writable():
 
 
 def install_wheels(plan, files, env):
+    if not files:
+        log("no packages to install")
+        return
     venv_python = os.path.join(plan["venv"], "bin", "python")
     if plan.get("installer") == "uv":
         run(
@@ -144,7 +147,7 @@ def deps(plan):
     os.chown(src, plan["uid"], 0)
     os.chmod(src, 0o2775)
     # The exact set `wheelhouse` resolved: no resolver, no index, no surprises.
-    if plan.get("installer") == "uv":
+    if plan.get("installer") in ("uv", "none"):
         run([plan["python"], "-m", "venv", "--without-pip", venv])
     else:
         run([plan["python"], "-m", "venv", venv])

@@ -1085,6 +1085,7 @@ def main():
     wheels = os.path.join(root, "wheels")
     os.makedirs(wheels, exist_ok=True)
     os.makedirs(os.path.join(root, "cache"), exist_ok=True)
+    os.makedirs(plan["req_dir"], exist_ok=True)  # no requirement files: only the server
     staging, owner = make_staging(root)
     ctx = {
         "plan": plan,

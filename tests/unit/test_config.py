@@ -445,12 +445,15 @@ def test_local_path_requirement_is_refused_with_a_fix(tmp_path: Path, line: str)
     assert info.value.fix
 
 
-def test_nothing_to_install_is_a_config_error(tmp_path: Path) -> None:
+def test_an_app_that_needs_no_packages_has_an_empty_set(tmp_path: Path) -> None:
     root = project(tmp_path / "p", "")
-    with pytest.raises(ConfigError, match="no requirements found"):
-        read_requirements(load_config(root))
+    reqs = read_requirements(load_config(root))
+    assert reqs.empty and reqs.top == () and reqs.files == ()
+    write(root, "requirements.txt", "# nothing yet\n--index-url https://example.org/simple\n")
+    assert read_requirements(load_config(root)).empty
     # with an extra (the server) there is something to install
-    assert read_requirements(load_config(root), extra=("gunicorn",)).extra == ("gunicorn",)
+    with_server = read_requirements(load_config(root), extra=("gunicorn",))
+    assert with_server.extra == ("gunicorn",) and not with_server.empty
 
 
 # ----------------------------------------------------------------------------- digest, names
