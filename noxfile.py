@@ -29,4 +29,4 @@ def bench(session: nox.Session) -> None:
     """Build times against Dockerfile peers (slow; `-- --runs 3`): bench/RESULTS.md."""
     import sys
 
-    session.run(sys.executable, "bench/run.py", *session.posargs, external=True)
+    session.run(sys.executable, "-m", "bench", *session.posargs, external=True)

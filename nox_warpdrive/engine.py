@@ -198,6 +198,8 @@ class ImageInfo:
     created: str
     #: the layers' diff IDs, base first
     diff_ids: tuple[str, ...] = ()
+    #: the tags that name it
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -403,6 +405,7 @@ class Engine:
             layers=layers,
             created=str(attrs.get("Created") or ""),
             diff_ids=diff_ids,
+            tags=tuple(str(t) for t in attrs.get("RepoTags") or ()),
         )
 
     def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:

@@ -1133,9 +1133,11 @@ def build_image(
     final = engine.image(ref)
     assert final is not None
     if current is not None and current.id != final.id:
-        # the image this tag named before: removed unless another tag or a container
-        # uses it (the engine refuses then); deps images stay, they are the cache
-        engine.remove_image(current.id)
+        # the image this tag named before: removed unless another tag names it or a
+        # container uses it (the engine refuses that); deps images stay, they are the cache
+        old = engine.image(current.id)
+        if old is not None and not old.tags:
+            engine.remove_image(current.id)
     return ImageResult(
         ref,
         final.id,

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/engine-up.sh
 bash scripts/base-images.sh
 bash scripts/dev-env.sh
-echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests
+echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests bench
 echo "== mypy"; .venv/bin/mypy
+echo "== mypy bench"; .venv/bin/mypy --strict bench
 echo "== pytest"
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

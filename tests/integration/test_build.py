@@ -201,6 +201,7 @@ def test_code_change_rebuilds_only_the_app_layer(
     wheelhouse(app, engine)
     first = image(app, engine, no_index=True)
     assert not first.up_to_date and not first.deps_reused
+    engine.tag(first.image_id, f"{app.name}:first")  # a second tag keeps it after rebuilds
 
     same = image(app, engine, no_index=True)
     assert same.up_to_date and same.image_id == first.image_id

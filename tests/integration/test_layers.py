@@ -85,6 +85,7 @@ def test_django_static_files_are_collected_and_reused_only_when_unchanged(
     lines: list[str] = []
     first = image(app, engine, lines, no_index=True)
     assert "manage.py collectstatic" in "\n".join(lines)
+    engine.tag(first.image_id, f"{app.name}:first")  # a second tag keeps it after rebuilds
     css = "/opt/app-root/src/collected/shop/site.css"
     assert run(engine, first.image_id, "cat", css).strip() == "body { color: red }"
     owner = run(engine, first.image_id, "stat", "-c", "%u:%g %A", css).strip()

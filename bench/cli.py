@@ -1,0 +1,247 @@
+"""The bench's command line (``nox -s bench -- ARGS``, ``python -m bench ARGS`` or
+``python bench/run.py ARGS``) and its ``main``: check the machine, run the matrix, write
+bench/results/latest.json and RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from .apps import App, make_app
+from .common import (
+    BASE_IMAGE,
+    BENCH_DIR,
+    BUILDER_IMAGE,
+    DEFAULT_PACKAGE,
+    EXAMPLE,
+    EXAMPLE_DESCRIPTION,
+    REFERENCE,
+    REPO,
+    RESULTS_DIR,
+    SCENARIOS,
+    TOOLS,
+    BenchError,
+    out,
+    utc_now,
+)
+from .dockercli import Docker, find_docker
+from .matrix import make_tools, measure
+from .peers import find_ca_bundle
+from .report import (
+    Conditions,
+    Report,
+    Sample,
+    markdown_tables,
+    report_from_json,
+    results_markdown,
+    summarize,
+)
+
+#: the first line of the package's docstring (``--help`` shows it)
+DESCRIPTION = "Side-by-side build times: nox-warpdrive against four Dockerfile peers."
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The bench's options; a bad ``--runs`` or ``--tools`` stops it before any build."""
+    p = argparse.ArgumentParser(prog="nox -s bench --", description=DESCRIPTION)
+    p.add_argument("--runs", type=int, default=1, help="runs per scenario (default 1)")
+    p.add_argument(
+        "--tools", default=",".join(TOOLS), help=f"comma-separated subset of {', '.join(TOOLS)}"
+    )
+    p.add_argument(
+        "--package",
+        default=DEFAULT_PACKAGE,
+        help=f"the pure-Python requirement the add-package scenario appends "
+        f"(default {DEFAULT_PACKAGE})",
+    )
+    p.add_argument(
+        "--app",
+        type=Path,
+        help="build a copy of this app's directory instead of examples/wagtail-site "
+        "(needs a requirements.txt, and --peer-cmd)",
+    )
+    p.add_argument(
+        "--code-file",
+        help="the .py file (relative to the app) the code-change scenario edits "
+        "(default: the app's first module by path)",
+    )
+    p.add_argument(
+        "--peer-cmd",
+        help="what the Dockerfile peers' images start (their CMD), with --app",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only write bench/RESULTS.md again from bench/results/latest.json",
+    )
+    args = p.parse_args(list(argv))
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    unknown = [t for t in args.tools.split(",") if t not in TOOLS]
+    if unknown:
+        p.error(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
+    return args
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command RESULTS.md says was run: as the user typed it, through nox or not."""
+    if os.environ.get("NOX_CURRENT_SESSION") == "bench":
+        return "nox -s bench" + (" -- " + shlex.join(argv) if argv else "")
+    return "python bench/run.py" + (" " + shlex.join(argv) if argv else "")
+
+
+def tool_revision() -> str:
+    """The nox-warpdrive revision measured, and whether the checkout had local edits."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "nox_warpdrive")
+    return rev + (" with uncommitted changes to nox_warpdrive/" if dirty else "")
+
+
+def check_base_images(docker: Docker) -> None:
+    """Stop before any build when a base image is missing: the bench never builds or
+    pulls them (they are not part of what it measures)."""
+    missing = [ref for ref in (BASE_IMAGE, BUILDER_IMAGE) if docker.image_id(ref) is None]
+    if missing:
+        raise BenchError(
+            f"missing base image(s) {', '.join(missing)}: run "
+            "`bash scripts/base-images.sh` (or scripts/quickstart.sh) first"
+        )
+
+
+def host_description(docker: Docker, cpus: int) -> str:
+    """The machine line of RESULTS.md (``--report-only`` reads the CPUs back from it)."""
+    versions = docker.run("version", "--format", "{{.Client.Version}} / {{.Server.Version}}")
+    return (
+        f"{cpus} CPUs, {platform.system()} {platform.machine()}, Docker client / engine "
+        f"{versions.stdout.strip()} (BuildKit built into the engine)"
+    )
+
+
+def report_only() -> int:
+    """``--report-only``: RESULTS.md again from results/latest.json, written where the
+    bench wrote it (the example's in bench/, another app's in results/)."""
+    saved = json.loads((RESULTS_DIR / "latest.json").read_text())
+    own = saved.get("app", EXAMPLE_DESCRIPTION) == EXAMPLE_DESCRIPTION
+    markdown = BENCH_DIR / "RESULTS.md" if own else RESULTS_DIR / "RESULTS.md"
+    markdown.write_text(report_from_json(RESULTS_DIR / "latest.json"))
+    out(f"wrote {markdown.relative_to(REPO)}")
+    return 0
+
+
+def save_results(
+    report: Report,
+    samples: Sequence[Sample],
+    error: str | None,
+    names: Sequence[str],
+    conditions: Conditions,
+) -> str:
+    """Write results/latest.json (also when the bench failed: it says so) and return the
+    markdown tables of the medians."""
+    table = summarize(samples)
+    data = {
+        "complete": error is None,
+        "error": error,
+        **asdict(report),
+        "total_seconds": round(report.total_seconds, 1),
+        "reference": REFERENCE,
+        "scenarios": list(SCENARIOS),
+        "tools": list(names),
+        "medians": {t: {k: asdict(c) for k, c in row.items()} for t, row in table.items()},
+        "samples": [asdict(s) for s in samples],
+        "conditions": asdict(conditions),
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+    return markdown_tables(table)
+
+
+def write_markdown(app: App, report: Report, tables: str, conditions: str) -> Path:
+    """RESULTS.md of a complete bench. bench/RESULTS.md is the example's table (the
+    README quotes it); another app's goes next to the raw numbers."""
+    markdown = BENCH_DIR / "RESULTS.md" if app.source == EXAMPLE else RESULTS_DIR / "RESULTS.md"
+    markdown.write_text(results_markdown(report, tables, conditions))
+    return markdown
+
+
+def main(argv: Sequence[str]) -> int:
+    """The whole bench; 1 when a build failed or it was interrupted (after cleaning up
+    and saving latest.json), 0 otherwise."""
+    args = parse_args(argv)
+    if args.report_only:
+        return report_only()
+    began = time.perf_counter()
+    date = utc_now().strftime("%Y-%m-%d %H:%M UTC")
+    app = make_app(args.app, args.code_file, args.peer_cmd)
+    docker = find_docker()
+    check_base_images(docker)
+    ca = find_ca_bundle()
+    nonce = uuid.uuid4().hex[:8]
+    names = [t for t in TOOLS if t in args.tools.split(",")]
+    revision = tool_revision()
+    cpus = os.cpu_count() or 1
+    host = host_description(docker, cpus)
+    logs = RESULTS_DIR / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    out(
+        f"bench: {len(names)} tools x {len(SCENARIOS)} scenarios x {args.runs} run(s); "
+        f"nox-warpdrive {revision}; docker CLI {docker.cli}; logs in {logs.relative_to(REPO)}/"
+    )
+    conditions = Conditions()
+    cache_before = {r.get("ID", "") for r in docker.build_cache()}
+    workdir = Path(tempfile.mkdtemp(prefix="warpdrive-bench-"))
+    tools = make_tools(names, docker, workdir, app, ca, nonce)
+    samples, error = measure(
+        tools,
+        args.runs,
+        args.package,
+        nonce,
+        conditions,
+        cache_before=cache_before,
+        workdir=workdir,
+    )
+    total = time.perf_counter() - began
+    report = Report(
+        date,
+        command_line(argv),
+        host,
+        revision,
+        args.runs,
+        args.package,
+        total,
+        app.describe(),
+        app.code_file,
+    )
+    tables = save_results(report, samples, error, names, conditions)
+    out("")
+    out(tables)
+    out("")
+    if error is not None:
+        sys.stderr.write(f"bench failed: {error}\n")
+        return 1
+    markdown = write_markdown(app, report, tables, conditions.describe(cpus))
+    out(
+        f"ratios: to {REFERENCE} (below 1 is faster); total {total / 60:.1f} min; "
+        f"wrote {(RESULTS_DIR / 'latest.json').relative_to(REPO)} and "
+        f"{markdown.relative_to(REPO)}"
+    )
+    return 0

@@ -1,0 +1,70 @@
+"""What every part of the bench shares: its paths, the names of what it creates in
+Docker, the scenarios and tools, its error type and its console output.
+
+One place for these names because the clean-up relies on them: the bench removes only
+images, volumes and cache it can recognise as its own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+EXAMPLE = REPO / "examples" / "wagtail-site"
+EXAMPLE_DESCRIPTION = (
+    "a copy of `examples/wagtail-site` (Django 5.2, Wagtail 8.0.1, psycopg2 compiled from "
+    "source, gunicorn)"
+)
+#: the file the code-change scenario edits in EXAMPLE
+EXAMPLE_CODE_FILE = "mysite/urls.py"
+#: what the peers' Dockerfiles start (their CMD), for EXAMPLE
+EXAMPLE_PEER_CMD = ("gunicorn", "--bind", "0.0.0.0:8080", "mysite.wsgi:application")
+CMD_LINE = re.compile(r"^CMD .*$", re.MULTILINE)
+#: files the code-change scenario never picks on its own
+NOT_APP_CODE = {"manage.py", "setup.py", "noxfile.py", "conftest.py"}
+PEERS_DIR = BENCH_DIR / "peers"
+RESULTS_DIR = BENCH_DIR / "results"
+
+BASE_IMAGE = "warpdrive/python:3.11-bookworm"
+BUILDER_IMAGE = "warpdrive/python-builder:3.11-bookworm"
+
+SCENARIOS = ("cold", "no-change", "code-change", "add-package")
+TITLES = {
+    "cold": "cold",
+    "no-change": "no change",
+    "code-change": "code change",
+    "add-package": "add package",
+}
+WARPDRIVE = "nox-warpdrive"
+PEERS = ("s2i-style", "layered", "buildkit-cache", "multistage")
+TOOLS = (WARPDRIVE, *PEERS)
+REFERENCE = "buildkit-cache"
+DEFAULT_PACKAGE = "django-environ"
+
+#: the copy's [project].name: names the deps cache images ``warpdrive-deps/<name>:<key>``
+PROJECT_NAME = "bench-site"
+WD_IMAGE = "bench-warpdrive:latest"
+WD_VOLUME = "bench-warpdrive"
+WD_REFERENCES = ("bench-warpdrive", f"warpdrive-deps/{PROJECT_NAME}")
+#: what an app copy leaves out (build outputs of a local run, caches)
+COPY_IGNORE = ("__pycache__", "*.pyc", "db.sqlite3", "static", "media", ".nox", ".venv", "*.log")
+CACHE_ID_ARG = re.compile(r"id=\$\{?CACHE_ID\}?")
+
+
+class BenchError(Exception):
+    """A failed step: the message says which, and where its log is."""
+
+
+def out(line: str = "") -> None:
+    """A line of progress, flushed at once: a bench run takes minutes and its output is
+    often piped (nox, tee), where Python would otherwise buffer it."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def utc_now() -> dt.datetime:
+    """Aware UTC time: the build cache's CreatedAt is compared with it."""
+    return dt.datetime.now(dt.timezone.utc)
