@@ -48,7 +48,8 @@ from .owner import (
     owner_of_name,
     temp_name,
 )
-from .plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step, tar_files
+from .plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step
+from .tars import tar_files
 
 Output = Callable[[str], None]
 

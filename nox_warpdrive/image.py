@@ -36,22 +36,11 @@ from .context import (
 )
 from .engine import Engine, ImageInfo, Output, RunResult
 from .errors import BuildError, ConfigError, EngineError, LayerRefused, WarpdriveError
-from .plan import (
-    HELPERS_DIR,
-    VOLUME_DIR,
-    CommitSpec,
-    Step,
-    VolumeMount,
-    dir_tar,
-    merge_tars,
-    normalize_tar,
-    reprefix_tar,
-    tar_body,
-    tar_files,
-)
+from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
 from .runtime.assemble import DAMAGED_LINE
 from .runtime.start import App
+from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar, tar_body, tar_files
 from .wheelhouse import (
     build_wheelhouse,
     detect_app,

@@ -16,7 +16,7 @@ import stat
 import tarfile
 from pathlib import Path
 
-from .plan import tar_files
+from .tars import tar_files
 
 KEEP = 16
 NAMES = 64

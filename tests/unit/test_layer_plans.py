@@ -22,8 +22,8 @@ from nox_warpdrive import static_cache
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import Engine, ImageInfo
-from nox_warpdrive.plan import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 from nox_warpdrive.runtime.start import App
+from nox_warpdrive.tars import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 
 SRC = image_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
 RECORD = image_module.STATIC_ROOT_RECORD

@@ -21,7 +21,8 @@ from unit_support import tar_contents
 from nox_warpdrive import engine as engine_module
 from nox_warpdrive.engine import Engine, local_socket
 from nox_warpdrive.errors import EngineError, LayerRefused
-from nox_warpdrive.plan import CommitSpec, tar_files
+from nox_warpdrive.plan import CommitSpec
+from nox_warpdrive.tars import tar_files
 
 PARENT: dict[str, Any] = {
     "Id": "sha256:" + "p" * 64,
@@ -285,7 +286,8 @@ import os, sys
 os.environ["DOCKER_HOST"] = "unix://{path}"
 from nox_warpdrive import image, sessions  # what the image session imports
 from nox_warpdrive.engine import Engine
-from nox_warpdrive.plan import CommitSpec, tar_files
+from nox_warpdrive.plan import CommitSpec
+from nox_warpdrive.tars import tar_files
 engine = Engine.connect()
 new = engine.append_layer("parent:latest", tar_files({{"a": b"a"}}), CommitSpec())
 engine.tag(new, "app:latest")

@@ -869,7 +869,7 @@ def tar_infos(data: bytes) -> list[tarfile.TarInfo]:
 
 
 def test_normalize_tar_same_files_give_identical_bytes() -> None:
-    from nox_warpdrive.plan import normalize_tar
+    from nox_warpdrive.tars import normalize_tar
 
     first = raw_tar(static_tree(1_700_000_000.123, "default"))
     second = raw_tar(static_tree(1_600_000_000.5, "root")[::-1])
@@ -879,7 +879,7 @@ def test_normalize_tar_same_files_give_identical_bytes() -> None:
 
 
 def test_normalize_tar_keeps_what_the_files_are() -> None:
-    from nox_warpdrive.plan import normalize_tar
+    from nox_warpdrive.tars import normalize_tar
 
     raw = raw_tar(static_tree(1_700_000_000.123, "default")[::-1])
     js = next(i for i in tar_infos(raw) if i.name == "static/js/app.js")
@@ -907,7 +907,7 @@ def test_normalize_tar_keeps_what_the_files_are() -> None:
 
 
 def test_normalize_tar_moves_hard_link_data_to_the_first_name() -> None:
-    from nox_warpdrive.plan import normalize_tar
+    from nox_warpdrive.tars import normalize_tar
 
     data = normalize_tar(
         raw_tar(
@@ -937,7 +937,7 @@ def test_normalize_tar_moves_hard_link_data_to_the_first_name() -> None:
 
 
 def test_normalize_tar_keeps_the_last_member_of_a_name() -> None:
-    from nox_warpdrive.plan import normalize_tar
+    from nox_warpdrive.tars import normalize_tar
 
     data = normalize_tar(raw_tar([("f", b"old", {}), ("g", b"g", {}), ("f", b"new", {})]), 1)
     assert [i.name for i in tar_infos(data)] == ["f", "g"]
@@ -945,7 +945,7 @@ def test_normalize_tar_keeps_the_last_member_of_a_name() -> None:
 
 
 def test_normalize_tar_output_is_stable() -> None:
-    from nox_warpdrive.plan import normalize_tar
+    from nox_warpdrive.tars import normalize_tar
 
     once = normalize_tar(raw_tar(static_tree(1_700_000_000.123, "default")), 1)
     assert normalize_tar(once, 1) == once
