@@ -136,6 +136,18 @@ def host_description(docker: Docker, cpus: int) -> str:
     )
 
 
+def start_logs(matrix: str, revision: str, docker: Docker) -> None:
+    """An empty results/logs/ (a log per build of this bench only), and the first line of
+    progress: what is measured, and with which code and CLI."""
+    logs = RESULTS_DIR / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    out(
+        f"bench: {matrix}; nox-warpdrive {revision}; docker CLI {docker.cli}; "
+        f"logs in {logs.relative_to(REPO)}/"
+    )
+
+
 def report_only() -> int:
     """``--report-only``: RESULTS.md again from results/latest.json, written where the
     bench wrote it (the example's in bench/, another app's in results/)."""
@@ -199,12 +211,8 @@ def main(argv: Sequence[str]) -> int:
     revision = tool_revision()
     cpus = os.cpu_count() or 1
     host = host_description(docker, cpus)
-    logs = RESULTS_DIR / "logs"
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
-    out(
-        f"bench: {len(names)} tools x {len(SCENARIOS)} scenarios x {args.runs} run(s); "
-        f"nox-warpdrive {revision}; docker CLI {docker.cli}; logs in {logs.relative_to(REPO)}/"
+    start_logs(
+        f"{len(names)} tools x {len(SCENARIOS)} scenarios x {args.runs} run(s)", revision, docker
     )
     conditions = Conditions()
     cache_before = {r.get("ID", "") for r in docker.build_cache()}

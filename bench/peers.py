@@ -66,6 +66,8 @@ class Peer(Tool):
         self.commands = set(run_commands(text))
 
     def reset(self, run: int) -> None:
+        """Cold for a peer: its images gone, a cache id no build has used (an empty pip
+        cache) and ``--no-cache`` for the next build (no layer reused)."""
         self.docker.remove_images({self.tag, *self.image_ids})
         self.image_ids.clear()
         self.cache_id = f"warpdrive-bench-{self.name}-{self.nonce}-r{run}"
@@ -95,6 +97,8 @@ class Peer(Tool):
         return [*cmd, str(self.app)]
 
     def build(self, log: Path) -> tuple[float, dict[str, float], tuple[str, ...]]:
+        """``docker build``, timed; when it ran and the image it made are kept for the
+        clean-up, also when it failed. Its note: how many steps BuildKit had cached."""
         began = utc_now()
         try:
             step = timed(self.build_command(), cwd=self.root, env=self.docker.env(), log=log)

@@ -181,6 +181,8 @@ class Warpdrive(Tool):
         return left
 
     def reset(self, run: int) -> None:
+        """Cold for nox-warpdrive: no volume (wheels, pip's and uv's caches), no images of
+        the bench's, an empty probe cache; a run that cannot get there stops."""
         left = self.remove_all()
         if left:
             raise BenchError(f"could not remove {', '.join(left)} for a cold start")

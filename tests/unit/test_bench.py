@@ -3,25 +3,26 @@ pyproject it writes into the copy, and the peers' CMD. The bench itself is not r
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import tomllib
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # plain `pytest` puts tests/unit first, not the checkout
+    sys.path.insert(0, str(REPO))
 
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("warpdrive_bench_run", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from bench.apps import bench_pyproject, default_code_file, make_app  # noqa: E402
+from bench.common import (  # noqa: E402
+    BASE_IMAGE,
+    EXAMPLE,
+    PROJECT_NAME,
+    WD_IMAGE,
+    WD_VOLUME,
+    BenchError,
+)
+from bench.peers import Peer  # noqa: E402
 
 
 def write(root: Path, rel: str, text: str = "") -> None:
@@ -30,67 +31,63 @@ def write(root: Path, rel: str, text: str = "") -> None:
     path.write_text(text)
 
 
-def test_the_example_is_the_default(bench: ModuleType) -> None:
-    app = bench.make_app(None, None, None)
-    assert app.source == bench.EXAMPLE
+def test_the_example_is_the_default() -> None:
+    app = make_app(None, None, None)
+    assert app.source == EXAMPLE
     assert app.code_file == "mysite/urls.py"
     assert app.peer_cmd[-1] == "mysite.wsgi:application"
     assert "wagtail-site" in app.describe()
 
 
-def test_another_app_needs_a_requirements_file_and_a_peer_command(
-    bench: ModuleType, tmp_path: Path
-) -> None:
-    with pytest.raises(bench.BenchError, match=r"no requirements\.txt"):
-        bench.make_app(tmp_path, None, "gunicorn app:app")
+def test_another_app_needs_a_requirements_file_and_a_peer_command(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"no requirements\.txt"):
+        make_app(tmp_path, None, "gunicorn app:app")
     write(tmp_path, "requirements.txt", "flask\n")
     write(tmp_path, "app.py", "app = None\n")
-    with pytest.raises(bench.BenchError, match="--peer-cmd"):
-        bench.make_app(tmp_path, None, None)
-    with pytest.raises(bench.BenchError, match=r"--code-file nope\.py"):
-        bench.make_app(tmp_path, "nope.py", "x")
-    app = bench.make_app(tmp_path, None, "gunicorn --bind 0.0.0.0:8080 app:app")
+    with pytest.raises(BenchError, match="--peer-cmd"):
+        make_app(tmp_path, None, None)
+    with pytest.raises(BenchError, match=r"--code-file nope\.py"):
+        make_app(tmp_path, "nope.py", "x")
+    app = make_app(tmp_path, None, "gunicorn --bind 0.0.0.0:8080 app:app")
     assert app.peer_cmd == ("gunicorn", "--bind", "0.0.0.0:8080", "app:app")
     assert app.describe() == f"a copy of `{tmp_path.resolve()}`"
 
 
-def test_the_code_change_edits_the_first_module_that_is_not_a_launcher(
-    bench: ModuleType, tmp_path: Path
-) -> None:
+def test_the_code_change_edits_the_first_module_that_is_not_a_launcher(tmp_path: Path) -> None:
     for rel in ("manage.py", "noxfile.py", "tests/test_views.py", ".venv/lib/x.py", "z.py"):
         write(tmp_path, rel)
     write(tmp_path, "shop/views.py")
-    assert bench.default_code_file(tmp_path) == "shop/views.py"
+    assert default_code_file(tmp_path) == "shop/views.py"
     empty = tmp_path / "empty"
     write(empty, "manage.py")
-    with pytest.raises(bench.BenchError, match="--code-file"):
-        bench.default_code_file(empty)
+    with pytest.raises(BenchError, match="--code-file"):
+        default_code_file(empty)
 
 
-def test_the_copys_pyproject_keeps_the_apps_settings(bench: ModuleType, tmp_path: Path) -> None:
+def test_the_copys_pyproject_keeps_the_apps_settings(tmp_path: Path) -> None:
     write(
         tmp_path,
         "pyproject.toml",
         '[project]\nname = "shop"\n\n[tool.warpdrive]\nimage = "shop:1"\nserver = "uvicorn"\n'
         'collectstatic = false\nrequirements = ["requirements.txt"]\nvolume = "mine"\n',
     )
-    data = tomllib.loads(bench.bench_pyproject(tmp_path / "pyproject.toml"))
-    assert data["project"]["name"] == bench.PROJECT_NAME
+    data = tomllib.loads(bench_pyproject(tmp_path / "pyproject.toml"))
+    assert data["project"]["name"] == PROJECT_NAME
     table = data["tool"]["warpdrive"]
     assert (table["server"], table["collectstatic"]) == ("uvicorn", False)
     assert table["requirements"] == ["requirements.txt"]
     # what the bench removes and resets is its own, never the app's
-    assert (table["image"], table["volume"]) == (bench.WD_IMAGE, bench.WD_VOLUME)
-    assert table["base-image"] == bench.BASE_IMAGE
-    none = tomllib.loads(bench.bench_pyproject(tmp_path / "missing.toml"))
-    assert none["tool"]["warpdrive"]["image"] == bench.WD_IMAGE
+    assert (table["image"], table["volume"]) == (WD_IMAGE, WD_VOLUME)
+    assert table["base-image"] == BASE_IMAGE
+    none = tomllib.loads(bench_pyproject(tmp_path / "missing.toml"))
+    assert none["tool"]["warpdrive"]["image"] == WD_IMAGE
 
 
-def test_the_peers_start_the_apps_command(bench: ModuleType, tmp_path: Path) -> None:
+def test_the_peers_start_the_apps_command(tmp_path: Path) -> None:
     write(tmp_path, "requirements.txt", "flask\n")
     write(tmp_path, "app.py")
-    app = bench.make_app(tmp_path, None, "gunicorn 'app:create_app()'")
-    peer = bench.Peer("buildkit-cache", None, tmp_path / "work", app, tmp_path / "ca", "n")
+    app = make_app(tmp_path, None, "gunicorn 'app:create_app()'")
+    peer = Peer("buildkit-cache", None, tmp_path / "work", app, tmp_path / "ca", "n")
     peer.root.mkdir(parents=True)
     peer.render("cache-1")
     text = peer.dockerfile.read_text()
