@@ -7,6 +7,7 @@ ignored and leave the user wondering why their setting has no effect.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import re
@@ -31,6 +32,17 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "base-image": ((str,), "a string, the image the app runs on"),
     "builder-image": ((str,), "a string, the image wheels are compiled in"),
     "requirements": ((list, str), "a list of requirement file paths"),
+    "lock": (
+        (str,),
+        'a string, the lock file to install from ("uv.lock", "pylock.toml", "poetry.lock", '
+        '"Pipfile.lock")',
+    ),
+    "groups": ((list,), 'a list of dependency group names, e.g. ["prod"]'),
+    "extras": ((list,), 'a list of the project\'s extras, e.g. ["postgres"]'),
+    "install-project": (
+        (bool,),
+        "true or false: install the project itself when its lock file says it is a package",
+    ),
     "volume": ((str,), "a string, the Docker volume name for the wheelhouse"),
     "no-index": ((bool,), "true or false"),
     "network": ((str,), 'a string, the Docker network for build containers (e.g. "host")'),
@@ -70,6 +82,16 @@ class Config:
     start: str | None = None
     app_module: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the lock file the app is installed from (None: requirement files or
+    #: [project].dependencies), and its format: pylock, uv, poetry or pipenv
+    lock_file: Path | None = None
+    lock_format: str | None = None
+    groups: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    #: None: as the lock says (the project is installed when it is a package)
+    install_project: bool | None = None
+    #: how the inputs were chosen, said in the build's output
+    inputs_reason: str = ""
 
 
 def _suggest(key: str) -> str:
@@ -164,36 +186,14 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     base_image = check_image_ref(table.get("base-image", DEFAULT_BASE_IMAGE), "base-image")
     builder_image = check_image_ref(table.get("builder-image", base_image), "builder-image")
 
-    reqs = table.get("requirements")
-    if isinstance(reqs, str):
-        reqs = [reqs]
-    dependencies: tuple[str, ...] = ()
-    if reqs is None:
-        if (project_dir / "requirements.txt").is_file():
-            reqs = ["requirements.txt"]
-        else:
-            deps = project.get("dependencies", [])
-            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-                raise ConfigError(
-                    "[project].dependencies must be a list of strings",
-                    fix="fix [project].dependencies or add a requirements.txt",
-                )
-            dependencies = tuple(deps)
-            reqs = []
-    files: list[Path] = []
-    for item in reqs:
-        if not isinstance(item, str):
-            raise ConfigError(
-                f"`requirements` entries must be strings, got {item!r}",
-                fix='write `requirements = ["requirements.txt"]`',
-            )
-        path = (project_dir / item).resolve()
-        if not path.is_file():
-            raise ConfigError(
-                f"requirements file {item!r} not found in {project_dir}",
-                fix="create it, or fix `requirements` in [tool.warpdrive]",
-            )
-        files.append(path)
+    chosen = choose_inputs(project_dir, table, project)
+    install_project = table.get("install-project")
+    if install_project is not None and chosen.lock is None:
+        raise ConfigError(
+            "`install-project` in [tool.warpdrive] only applies to a lock file, and the app "
+            f"is installed from {chosen.reason}",
+            fix="remove `install-project`, or install from a lock file (`lock = ...`)",
+        )
 
     server = table.get("server")
     if server is not None and server not in SUPPORTED_SERVERS:
@@ -222,8 +222,8 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         image=image,
         base_image=base_image,
         builder_image=builder_image,
-        requirement_files=tuple(files),
-        dependencies=dependencies,
+        requirement_files=chosen.files,
+        dependencies=chosen.dependencies,
         volume=volume,
         no_index=table.get("no-index", False),
         network=table.get("network"),
@@ -233,7 +233,195 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         installer=installer,
         start=table.get("start"),
         app_module=table.get("app-module"),
+        lock_file=chosen.lock,
+        lock_format=chosen.lock_format,
+        groups=chosen.groups,
+        extras=chosen.extras,
+        install_project=install_project,
+        inputs_reason=chosen.reason,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# which inputs: lock files, requirement files, [project].dependencies
+
+#: lock file names and their format, in the order they are chosen when no key says
+#: which (``pylock.<name>.toml`` counts as ``pylock.toml``)
+LOCK_FILES: tuple[tuple[str, str], ...] = (
+    ("pylock.toml", "pylock"),
+    ("uv.lock", "uv"),
+    ("poetry.lock", "poetry"),
+    ("Pipfile.lock", "pipenv"),
+)
+_NAMED_PYLOCK = re.compile(r"^pylock\.[^.]+\.toml$")
+
+
+def lock_format(path: Path) -> str | None:
+    """pylock, uv, poetry or pipenv, from the file name; None for any other name."""
+    if _NAMED_PYLOCK.match(path.name):
+        return "pylock"
+    return dict(LOCK_FILES).get(path.name)
+
+
+def find_lock_files(project_dir: Path) -> list[Path]:
+    """The lock files in the project directory, in the order they are chosen."""
+    found: list[Path] = []
+    for name, fmt in LOCK_FILES:
+        if (project_dir / name).is_file():
+            found.append(project_dir / name)
+        if fmt == "pylock":
+            found += sorted(
+                p for p in project_dir.glob("pylock.*.toml") if _NAMED_PYLOCK.match(p.name)
+            )
+    return found
+
+
+@dataclass(frozen=True)
+class ChosenInputs:
+    """What the app is installed from, and why (said in the build's output)."""
+
+    reason: str
+    files: tuple[Path, ...] = ()
+    dependencies: tuple[str, ...] = ()
+    lock: Path | None = None
+    lock_format: str | None = None
+    groups: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+
+
+def _names(table: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(
+            f"`{key}` in [tool.warpdrive] must be a list of names, got {value!r}",
+            fix=f'write e.g. `{key} = ["{"prod" if key == "groups" else "postgres"}"]`',
+        )
+    return tuple(dict.fromkeys(value))
+
+
+def choose_inputs(
+    project_dir: Path, table: Mapping[str, Any], project: Mapping[str, Any]
+) -> ChosenInputs:
+    """The app's inputs, in this order unless `lock` or `requirements` says otherwise: a
+    lock file (pylock.toml, uv.lock, poetry.lock, Pipfile.lock), requirements.txt,
+    [project].dependencies. Two lock files and no key is an error: guessing would build
+    an image from something other than what the user meant to lock."""
+    groups, extras = _names(table, "groups"), _names(table, "extras")
+    if table.get("lock") is not None and table.get("requirements") is not None:
+        raise ConfigError(
+            "[tool.warpdrive] sets both `lock` and `requirements`",
+            fix="keep the one the image should be installed from",
+        )
+    if table.get("lock") is not None:
+        chosen = _chosen_lock(project_dir, table["lock"], "set by `lock` in [tool.warpdrive]")
+    elif table.get("requirements") is not None:
+        chosen = _requirement_files(project_dir, table["requirements"], "set by `requirements`")
+    else:
+        chosen = _found_inputs(project_dir, project, groups, extras)
+    if (groups or extras) and chosen.lock is None and not chosen.dependencies:
+        which = "groups" if groups else "extras"
+        raise ConfigError(
+            f"`{which}` in [tool.warpdrive] needs a lock file or [project].dependencies, "
+            f"and the app is installed from {chosen.reason}",
+            fix=f"remove `{which}`, or install from a lock file (`lock = ...`)",
+        )
+    return dataclasses.replace(chosen, groups=groups, extras=extras)
+
+
+def _found_inputs(
+    project_dir: Path, project: Mapping[str, Any], groups: tuple[str, ...], extras: tuple[str, ...]
+) -> ChosenInputs:
+    locks = find_lock_files(project_dir)
+    if len(locks) > 1:
+        names = ", ".join(p.name for p in locks)
+        raise ConfigError(
+            f"{project_dir} has several lock files ({names}) and [tool.warpdrive] does not "
+            "say which one the image is installed from",
+            fix=f'set `lock = "{locks[0].name}"` (or another of them) in [tool.warpdrive]',
+        )
+    if locks:
+        return _chosen_lock(project_dir, locks[0].name, "found")
+    if (project_dir / "requirements.txt").is_file():
+        return _requirement_files(project_dir, ["requirements.txt"], "found")
+    deps = project.get("dependencies", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise ConfigError(
+            "[project].dependencies must be a list of strings",
+            fix="fix [project].dependencies or add a requirements.txt",
+        )
+    deps = deps + _group_requirements(project_dir, groups) + _extra_requirements(project, extras)
+    return ChosenInputs(reason="[project].dependencies", dependencies=tuple(deps))
+
+
+def _chosen_lock(project_dir: Path, name: str, why: str) -> ChosenInputs:
+    path = (project_dir / name).resolve()
+    fmt = lock_format(path)
+    if fmt is None:
+        raise ConfigError(
+            f"`lock` = {name!r}: not a lock file name nox-warpdrive reads",
+            fix="name one of pylock.toml, pylock.<name>.toml, uv.lock, poetry.lock, "
+            "Pipfile.lock",
+        )
+    if not path.is_file():
+        raise ConfigError(
+            f"lock file {name!r} not found in {project_dir}",
+            fix="create it (`uv lock`, `poetry lock`, `pipenv lock`), or fix `lock`",
+        )
+    return ChosenInputs(reason=f"{path.name} ({why})", lock=path, lock_format=fmt)
+
+
+def _requirement_files(project_dir: Path, reqs: list[Any] | str, why: str) -> ChosenInputs:
+    files: list[Path] = []
+    for item in [reqs] if isinstance(reqs, str) else reqs:
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"`requirements` entries must be strings, got {item!r}",
+                fix='write `requirements = ["requirements.txt"]`',
+            )
+        path = (project_dir / item).resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"requirements file {item!r} not found in {project_dir}",
+                fix="create it, or fix `requirements` in [tool.warpdrive]",
+            )
+        files.append(path)
+    names = ", ".join(p.name for p in files) or "no files"
+    return ChosenInputs(reason=f"{names} ({why})", files=tuple(files))
+
+
+def _group_requirements(project_dir: Path, groups: tuple[str, ...]) -> list[str]:
+    """PEP 735 groups of pyproject.toml, includes followed (``packaging`` does it)."""
+    if not groups:
+        return []
+    from packaging.dependency_groups import resolve_dependency_groups
+
+    table = load_pyproject(project_dir).get("dependency-groups", {})
+    try:
+        return [str(r) for r in resolve_dependency_groups(table, *groups)]
+    except (LookupError, ValueError, TypeError) as exc:
+        known = ", ".join(sorted(table)) if isinstance(table, dict) else "none"
+        raise ConfigError(
+            f"`groups` = {list(groups)!r}: {exc} ([dependency-groups] of "
+            f"{project_dir / 'pyproject.toml'} has: {known or 'none'})",
+            fix="name groups that [dependency-groups] defines",
+        ) from None
+
+
+def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> list[str]:
+    table = project.get("optional-dependencies", {})
+    table = table if isinstance(table, dict) else {}
+    by_name = {normalize(k): v for k, v in table.items()}
+    out: list[str] = []
+    for extra in extras:
+        deps = by_name.get(normalize(extra))
+        if not isinstance(deps, list):
+            raise ConfigError(
+                f"`extras`: the project has no extra {extra!r} "
+                f"([project.optional-dependencies] has: {', '.join(sorted(table)) or 'none'})",
+                fix="name extras that [project.optional-dependencies] defines",
+            )
+        out += [d for d in deps if isinstance(d, str)]
+    return out
 
 
 def start_config(cfg: Config) -> dict[str, str]:

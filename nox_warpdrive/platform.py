@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from .errors import PlatformMismatchError, WarpdriveError
 
 #: Runs inside the image with its own ``python3``: stdlib only, prints one JSON line.
 PROBE_SCRIPT = r"""
-import json, platform, sys, sysconfig
+import json, os, platform, sys, sysconfig
 impl = sys.implementation.name
 short = {"cpython": "cp", "pypy": "pp"}.get(impl, impl)
 ver = "%d%d" % sys.version_info[:2]
@@ -48,6 +48,23 @@ for path in ("/etc/os-release", "/usr/lib/os-release"):
         break
     except OSError:
         pass
+iv = sys.implementation.version
+iver = "%d.%d.%d" % iv[:3]
+if iv.releaselevel != "final":
+    iver += iv.releaselevel[0] + str(iv.serial)
+markers = {
+    "implementation_name": impl,
+    "implementation_version": iver,
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_python_implementation": platform.python_implementation(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}
 print("WARPDRIVE-PROBE " + json.dumps({
     "interpreter": short + ver,
     "abi": abi,
@@ -58,16 +75,36 @@ print("WARPDRIVE-PROBE " + json.dumps({
     "distro_version": osr.get("VERSION_ID", osr.get("VERSION_CODENAME", "")),
     "python_version": platform.python_version(),
     "executable": sys.executable,
+    "markers": markers,
 }))
 """
 
 PROBE_MARKER = "WARPDRIVE-PROBE "
 
 
+#: the PEP 508 environment markers the probe reports (computed inside the image)
+MARKER_NAMES = (
+    "implementation_name",
+    "implementation_version",
+    "os_name",
+    "platform_machine",
+    "platform_python_implementation",
+    "platform_release",
+    "platform_system",
+    "platform_version",
+    "python_full_version",
+    "python_version",
+    "sys_platform",
+)
+
+
 @dataclass(frozen=True)
 class PlatformKey:
     """Everything a built wheel depends on. ``python_version`` and ``executable`` are
-    informational: patch releases share an ABI, so they are not part of equality."""
+    informational: patch releases share an ABI, so they are not part of the key's
+    identity. ``markers`` are the image's PEP 508 marker values (lock files are read for
+    the image, not for the host); the kernel's release and version are among them and
+    differ between engines, so they are not part of equality either."""
 
     interpreter: str
     abi: str
@@ -78,6 +115,12 @@ class PlatformKey:
     distro_version: str
     python_version: str = ""
     executable: str = "python3"
+    markers: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def marker_environment(self) -> dict[str, str]:
+        """The probed marker values, as ``packaging.markers`` takes them (empty when the
+        key came from an older probe)."""
+        return dict(self.markers)
 
     @property
     def identity(self) -> tuple[str, ...]:
@@ -107,12 +150,20 @@ class PlatformKey:
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        data["markers"] = dict(self.markers)
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PlatformKey:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: str(v) for k, v in data.items() if k in names})
+        names = {f.name for f in fields(cls)} - {"markers"}
+        raw = data.get("markers")
+        markers = (
+            tuple(sorted((str(k), str(v)) for k, v in raw.items() if k in MARKER_NAMES))
+            if isinstance(raw, dict)
+            else ()
+        )
+        return cls(**{k: str(v) for k, v in data.items() if k in names}, markers=markers)
 
 
 def parse_probe_output(output: str, image: str) -> PlatformKey:

@@ -24,6 +24,7 @@ import nox.registry
 
 from .config import load_config
 from .engine import Engine
+from .engine import connect as connect_engine
 from .errors import WarpdriveError
 
 SESSION_NAMES = ("wheelhouse", "image", "serve", "run")
@@ -112,7 +113,7 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
 
     args = run_parser().parse_args(list(posargs))
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
-    run(cfg, Engine.connect(), _out, port=args.port, detach=args.detach, name=args.name)
+    run(cfg, connect_engine(), _out, port=args.port, detach=args.detach, name=args.name)
 
 
 def serve_plan(
@@ -218,7 +219,7 @@ def _guard(
 def connect(out: Callable[[str], None]) -> Engine:
     """The engine, after removing what killed runs left on it (the second line of
     defence after the signal handlers: a SIGKILL cannot be handled)."""
-    engine = Engine.connect()
+    engine = connect_engine()
     removed = engine.sweep()
     if removed:
         out(f"warpdrive: removed {removed} leftovers of interrupted runs")

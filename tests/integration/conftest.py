@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from docker.models.containers import Container
 from pkgindex import Index, build_index, serve
 
-from nox_warpdrive.engine import Engine
+from nox_warpdrive.engine import Engine, connect
 from nox_warpdrive.errors import WarpdriveError
 
 BASE_IMAGE = os.environ.get("WARPDRIVE_TEST_BASE_IMAGE", "warpdrive/python:3.11-bookworm")
@@ -55,7 +55,7 @@ def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     try:
-        eng = Engine.connect()
+        eng = connect()
     except WarpdriveError as exc:
         pytest.fail(f"integration tests need a Docker engine: {exc}", pytrace=False)
     for ref in (BASE_IMAGE, BUILDER_IMAGE):

@@ -16,7 +16,7 @@ import pytest
 from unit_support import write
 
 import nox_warpdrive
-from nox_warpdrive import engine as engine_module
+from nox_warpdrive.engine import local as local_module
 from nox_warpdrive.errors import WarpdriveError
 
 # the package re-exports the function `sessions`, which hides the submodule attribute
@@ -47,15 +47,15 @@ def no_docker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("from_env")
         raise docker.errors.DockerException("engine contacted during the test")
 
-    def ping(self: engine_module._LocalApi) -> None:
+    def ping(self: local_module.LocalApi) -> None:
         calls.append("ping")
-        raise engine_module.ApiError("engine contacted during the test")
+        raise local_module.ApiError("engine contacted during the test")
 
     monkeypatch.setattr(docker, "from_env", from_env)
     monkeypatch.setattr(docker, "DockerClient", lambda *a, **k: calls.append("client"))
     monkeypatch.delenv("DOCKER_HOST", raising=False)  # the local socket's path is taken
-    monkeypatch.setattr(engine_module._LocalApi, "ping", ping)
-    monkeypatch.setattr(engine_module._LocalApi, "call", lambda *a, **k: calls.append("call"))
+    monkeypatch.setattr(local_module.LocalApi, "ping", ping)
+    monkeypatch.setattr(local_module.LocalApi, "call", lambda *a, **k: calls.append("call"))
     return calls
 
 

@@ -1,0 +1,292 @@
+"""The engine seam: the Protocol the rest of the code depends on, the records it returns,
+and the one place where foreign exceptions become EngineError.
+
+No module outside this package imports docker-py (or requests, urllib3, http.client for
+the engine): a build talks to ``Engine``; tests give it a fake that implements the same
+Protocol. Whatever a backend's library raises (a refused connection, an HTTP 500, a body
+that is not JSON, a connection cut mid-stream, a timeout) reaches the user as one line
+naming what failed and a ``fix:`` line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from ..errors import BuildError, EngineError, WarpdriveError
+from ..plan import CommitSpec, Step
+
+Output = Callable[[str], None]
+
+#: label on every volume / container this tool creates, to find leftovers
+OWNER_LABEL = "io.warpdrive.owner"
+
+#: docker-py's default local socket
+DEFAULT_SOCKET = "/var/run/docker.sock"
+
+START_ENGINE = (
+    "start one (on Debian as root: `bash scripts/engine-up.sh` from the nox-warpdrive "
+    "checkout, or `dockerd &`), or point DOCKER_HOST at a running engine"
+)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    env: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+    layers: int
+    created: str
+    #: the layers' diff IDs, base first
+    diff_ids: tuple[str, ...] = ()
+    #: the tags that name it
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    output_tail: str
+    image_id: str | None
+    seconds: float
+
+
+class Engine(Protocol):
+    """A connected Docker engine, as builds use it. Every method raises only
+    WarpdriveError (EngineError, BuildError) for anything that goes wrong."""
+
+    def describe(self) -> str: ...
+    def memory_total(self) -> int: ...
+    def image(self, ref: str) -> ImageInfo | None: ...
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]: ...
+    def require_image(self, ref: str, role: str) -> ImageInfo: ...
+    def tag(self, image_id: str, ref: str) -> None: ...
+    def remove_image(self, image_id: str) -> None: ...
+    def history(self, ref: str) -> list[dict[str, Any]]: ...
+    def inspect_raw(self, ref: str) -> dict[str, Any]: ...
+    def image_reader(
+        self, image: str
+    ) -> contextlib.AbstractContextManager[Callable[[str], bytes | None]]: ...
+    def append_layer(
+        self,
+        parent: str,
+        layer: bytes | Path,
+        spec: CommitSpec,
+        created_by: str = ...,
+        under: Sequence[tuple[str, bytes | str]] = ...,
+    ) -> str: ...
+    def ensure_volume(self, name: str) -> bool: ...
+    def volume_exists(self, name: str) -> bool: ...
+    def remove_volume(self, name: str) -> None: ...
+    def read_volume_file(self, volume: str, path: str, image: str) -> bytes | None: ...
+    def secrets_volume(
+        self, files: Mapping[str, bytes], image: str
+    ) -> contextlib.AbstractContextManager[str | None]: ...
+    def run(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult: ...
+    def run_checked(
+        self, step: Step, out: Output, secrets_volume: str | None = None
+    ) -> RunResult: ...
+    def run_probe(self, image: str, command: list[str], network: str | None = None) -> str: ...
+    def abort(self) -> None: ...
+    def sweep(self) -> int: ...
+    def remove_app(self, name: str) -> None: ...
+    def start_app(
+        self, image: str, name: str, host_port: int, env: Mapping[str, str] | None = None
+    ) -> str: ...
+    def container_state(self, container_id: str) -> tuple[bool, int | None]: ...
+    def follow_logs(self, container_id: str, out: Output) -> None: ...
+    def logs_tail(self, container_id: str, lines: int = 40) -> str: ...
+    def stop_app(self, container_id: str, timeout: int = 10) -> int | None: ...
+
+
+def check_result(step: Step, result: RunResult) -> RunResult:
+    """``result``, or the BuildError of a step that failed."""
+    if result.exit_code == 0:
+        return result
+    if result.exit_code in (137, 143):
+        cause = "was killed (out of memory, or stopped by `docker kill`/`docker rm -f`)"
+    else:
+        cause = f"exited with code {result.exit_code}"
+    raise BuildError(
+        f"the {step.name} step {cause}; its last lines:\n" + indent(result.output_tail),
+        fix="read the output above for the failing command; nothing was tagged or "
+        "published, the previous image and wheelhouse are unchanged",
+    )
+
+
+def indent(text: str) -> str:
+    return "\n".join("  | " + line for line in text.splitlines())
+
+
+def local_socket(docker_host: str | None = None) -> str | None:
+    """The unix socket of a local engine, as docker-py would find it from DOCKER_HOST
+    (unset: the default socket); None for any other kind of host."""
+    host = os.environ.get("DOCKER_HOST", "") if docker_host is None else docker_host
+    if not host:
+        return DEFAULT_SOCKET
+    if host.startswith("unix://"):
+        return host[len("unix://") :] or DEFAULT_SOCKET
+    return None
+
+
+def host_shown() -> str:
+    """DOCKER_HOST without credentials (an ssh:// or tcp:// URL may carry a user)."""
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    return re.sub(r"(?<=://)[^/@]*@", "", host)
+
+
+# -- the one place foreign exceptions are translated --------------------------------------
+
+#: the root causes worth naming inside a requests/urllib3 exception's long repr
+_ROOT_CAUSES = re.compile(
+    r"\[Errno -?\d+\] ([^'\"()\]\\]+)|(Read timed out|Connection aborted|RemoteDisconnected"
+    r"|Connection reset by peer|Connection refused|Name or service not known"
+    r"|IncompleteRead|timed out)"
+)
+
+
+def short(exc: BaseException) -> str:
+    """What went wrong, in a few words: the engine's own explanation for an API error,
+    the root OS error ("Connection refused") for a connection failure; never the
+    ~250-character repr urllib3 builds around it."""
+    explanation = getattr(exc, "explanation", None)
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    if isinstance(explanation, str) and explanation.strip():
+        return (f"HTTP {status}: " if status else "") + explanation.strip().splitlines()[0][:300]
+    text = str(exc)
+    found = _ROOT_CAUSES.search(text)
+    if found:
+        return (found.group(1) or found.group(2)).strip()
+    lines = text.strip().splitlines()
+    first = lines[0][:300] if lines else ""
+    name = type(exc).__name__
+    return f"{name}: {first}" if first and name not in first else (first or name)
+
+
+def engine_fix() -> str:
+    return (
+        f"check that the engine at {host_shown()} runs and answers (`docker info`, and its "
+        "log: /var/log/warpdrive-dockerd.log for scripts/engine-up.sh, else `journalctl -u "
+        "docker`) and that DOCKER_HOST points at it, then run again; nothing was tagged or "
+        "published"
+    )
+
+
+@contextlib.contextmanager
+def foreign_errors(what: str) -> Iterator[None]:
+    """Turn anything but our own errors (and interrupts) into one EngineError."""
+    try:
+        yield
+    except EngineError as exc:
+        if exc.fix is not None:
+            raise
+        raise type(exc)(exc.message, fix=engine_fix()) from None  # every error names a fix
+    except WarpdriveError:
+        raise
+    except Exception as exc:
+        raise EngineError(
+            f"the Docker engine failed while {what}: {short(exc)}", fix=engine_fix()
+        ) from None
+
+
+class _TranslatedContext:
+    """A context manager whose enter and exit (the backend's setup and cleanup) have
+    their foreign exceptions translated; what the body raises passes unchanged."""
+
+    def __init__(self, inner: contextlib.AbstractContextManager[Any], what: str) -> None:
+        self.inner, self.what = inner, what
+
+    def __enter__(self) -> Any:
+        with foreign_errors(self.what):
+            return self.inner.__enter__()
+
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        ev: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            return self.inner.__exit__(et, ev, tb)
+        except BaseException as raised:
+            if raised is ev:
+                raise
+            with foreign_errors(self.what):
+                raise
+
+
+_C = TypeVar("_C", bound=type)
+
+
+#: what a method does, for "the Docker engine failed while ..."
+_DOING = {
+    "describe": "naming the engine",
+    "memory_total": "reading the engine's memory",
+    "image": "inspecting image {0!r}",
+    "images_with_labels": "listing images",
+    "require_image": "inspecting image {0!r}",
+    "tag": "tagging {0:.19} as {1}",
+    "remove_image": "removing image {0:.19}",
+    "history": "reading the history of {0!r}",
+    "inspect_raw": "inspecting image {0!r}",
+    "image_reader": "reading files from image {0:.19}",
+    "append_layer": "loading a layer",
+    "ensure_volume": "creating volume {0!r}",
+    "volume_exists": "looking for volume {0!r}",
+    "remove_volume": "removing volume {0!r}",
+    "read_volume_file": "reading the wheelhouse manifest",
+    "secrets_volume": "handing the build secrets over",
+    "run": "running the {0.name} step",
+    "run_checked": "running the {0.name} step",
+    "run_probe": "probing an image",
+    "abort": "stopping build containers",
+    "sweep": "removing leftovers",
+    "remove_app": "removing an app container",
+    "start_app": "starting {0}",
+    "container_state": "inspecting a container",
+    "follow_logs": "following the app's output",
+    "logs_tail": "reading the app's output",
+    "stop_app": "stopping the app",
+}
+
+
+def translated(cls: _C) -> _C:
+    """Wrap every public method of a backend class so that no foreign exception leaves
+    it: the one place translation happens, for every call, including the ones a later
+    change adds."""
+    for name, fn in list(vars(cls).items()):
+        if name.startswith("_") or not callable(fn) or isinstance(fn, (staticmethod, classmethod)):
+            continue
+        setattr(cls, name, _wrap(fn, _DOING.get(name, name.replace("_", " "))))
+    return cls
+
+
+def _wrap(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        doing = _doing(what, args)
+        with foreign_errors(doing):
+            result = fn(self, *args, **kwargs)
+        if isinstance(result, contextlib.AbstractContextManager):
+            return _TranslatedContext(result, doing)
+        return result
+
+    return method
+
+
+def _doing(template: str, args: tuple[Any, ...]) -> str:
+    """The phrase for a call, with what it was called on when that can be said."""
+    try:
+        return template.format(*args)
+    except (IndexError, AttributeError, KeyError, ValueError, TypeError):
+        return template.split(" {", 1)[0]

@@ -1,0 +1,683 @@
+"""The docker-py backend: every call through docker-py, for any engine docker-py reaches
+(a local socket, ``tcp://`` with or without TLS, ``ssh://``). Named volumes and archives
+only, never a bind mount of a host path, so a remote engine works like a local one.
+
+docker-py is imported at first use: with requests and urllib3 it takes ~0.15 s, a fifth
+of a code change's whole build (the local backend, local.py, needs it only for builds that
+run a container). Every container it creates is removed in ``finally``; an image it
+commits is not tagged here (callers move tags only once a whole build has succeeded).
+Foreign exceptions are translated by ``base.translated``, for every public method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from .. import assembly
+from ..errors import BuildError, EngineError, LayerRefused, WarpdriveError
+from ..owner import (
+    PROCESS_LABEL,
+    TEMP_PREFIX,
+    Owner,
+    abandoned,
+    age_of,
+    me,
+    owner_of_name,
+    temp_name,
+)
+from ..plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step
+from ..tars import tar_files
+from .base import (
+    OWNER_LABEL,
+    START_ENGINE,
+    ImageInfo,
+    Output,
+    RunResult,
+    check_result,
+    engine_fix,
+    host_shown,
+    short,
+    translated,
+)
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import docker.types
+else:
+    docker = None  # imported by _import_docker(), at first use
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_docker() -> None:
+    """Import docker-py into this module's globals."""
+    global docker
+    with _IMPORT_LOCK:
+        import docker
+        import docker.errors
+        import docker.types
+
+
+def _quiet_loggers() -> None:
+    # nox turns on DEBUG logging; docker-py's and urllib3's request lines would flood it.
+    for name in ("urllib3", "docker", "docker.utils.config", "docker.auth"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _mount(target: str, source: str, read_only: bool = False) -> Any:
+    _import_docker()
+    return docker.types.Mount(target, source, type="volume", read_only=read_only)
+
+
+def image_info(attrs: Mapping[str, Any]) -> ImageInfo:
+    """The record of an image from its inspect data."""
+    cfg = attrs.get("Config") or {}
+    diff_ids = tuple(str(d) for d in (attrs.get("RootFS") or {}).get("Layers") or ())
+    return ImageInfo(
+        id=str(attrs.get("Id") or ""),
+        env=tuple(cfg.get("Env") or ()),
+        labels=dict(cfg.get("Labels") or {}),
+        size=int(attrs.get("Size") or 0),
+        layers=len(diff_ids),
+        created=str(attrs.get("Created") or ""),
+        diff_ids=diff_ids,
+        tags=tuple(str(t) for t in attrs.get("RepoTags") or ()),
+    )
+
+
+@translated
+class DockerEngine:
+    """A connected Docker engine, through docker-py."""
+
+    def __init__(self, client: Any = None, timeout: float = 600) -> None:
+        """``client``: a docker-py client (made at first use when None)."""
+        self._client = client
+        self._timeout = timeout
+        self._memory: int | None = None
+        #: temporary containers of this process that exist now (name -> container), for
+        #: ``abort`` to remove from any thread
+        self._live: dict[str, Any] = {}
+        self._live_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The docker-py client, made (and docker-py imported) at first use."""
+        _import_docker()
+        if self._client is None:
+            _quiet_loggers()
+            with _IMPORT_LOCK:
+                if self._client is None:
+                    self._client = docker.from_env(timeout=self._timeout)
+        return self._client
+
+    @classmethod
+    def _connect(cls, timeout: float = 600) -> DockerEngine:
+        _import_docker()
+        _quiet_loggers()
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except Exception as exc:  # DockerException, requests/urllib3 connection errors
+            raise EngineError(
+                f"no Docker engine answers at {host_shown()} ({short(exc)})", fix=START_ENGINE
+            ) from None
+        return cls(client, timeout)
+
+    def memory_total(self) -> int:
+        """The engine's memory in bytes (0 when it does not say)."""
+        if self._memory is None:
+            try:
+                self._memory = int(self._info().get("MemTotal") or 0)
+            except (ValueError, TypeError, AttributeError):
+                self._memory = 0
+        return self._memory
+
+    def _info(self) -> Any:
+        return self.client.info()
+
+    def describe(self) -> str:
+        return str(self.client.api.base_url)
+
+    # -- temporary containers and volumes ---------------------------------------------
+
+    @contextlib.contextmanager
+    def _temp_container(self, image: str, what: str, **kwargs: Any) -> Iterator[Any]:
+        """A created container, removed on exit however the block ends. It is named (by
+        its owner, see owner.py) before it exists, so it is removed even when the create
+        call's answer is lost to an interrupt, and found by the next run's sweep when
+        this process is killed outright."""
+        name = temp_name(what)
+        try:
+            container = self.client.containers.create(image, name=name, **kwargs)
+        except BaseException:
+            self._remove_name(name)
+            raise
+        with self._live_lock:
+            self._live[name] = container
+        try:
+            yield container
+        finally:
+            _remove(container)
+            with self._live_lock:
+                self._live.pop(name, None)
+
+    def _remove_name(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.client.api.remove_container(name, force=True)
+
+    def abort(self) -> None:
+        """Remove every temporary container of this process now (a build is being
+        interrupted: threads that follow one see it end)."""
+        with self._live_lock:
+            live = list(self._live.values())
+        for container in live:
+            _remove(container)
+
+    def sweep(self) -> int:
+        """Remove what killed runs left: temporary containers and secrets volumes whose
+        owner is gone (see ``owner.abandoned``). Best effort, never an error; the count."""
+        removed = 0
+        now = time.time()
+        try:
+            for row in self._list_temp_containers():
+                names = row.get("Names") or []
+                owner = owner_of_name(str(names[0])) if names else None
+                running = str(row.get("State") or "") in ("running", "restarting", "paused")
+                if abandoned(owner, age_of(row.get("Created") or 0, now), running):
+                    self._delete(f"/containers/{row.get('Id')}?force=1&v=0")
+                    removed += 1
+            for vol in self._list_secret_volumes():
+                labels = vol.get("Labels") or {}
+                owner = Owner.parse(str(labels.get(PROCESS_LABEL) or ""))
+                if abandoned(owner, age_of(str(vol.get("CreatedAt") or ""), now), False):
+                    self._delete(f"/volumes/{urllib.parse.quote(str(vol.get('Name')))}")
+                    removed += 1
+        except Exception:  # a sweep must never fail a build
+            return removed
+        return removed
+
+    def _list_temp_containers(self) -> list[dict[str, Any]]:
+        return list(self.client.api.containers(all=True, filters={"name": TEMP_PREFIX}))
+
+    def _list_secret_volumes(self) -> list[dict[str, Any]]:
+        label = f"{OWNER_LABEL}=nox-warpdrive-secrets"
+        return list(self.client.api.volumes(filters={"label": label}).get("Volumes") or [])
+
+    def _delete(self, path: str) -> None:
+        """DELETE an Engine API path (a container or volume), ignoring refusals."""
+        kind, _, rest = path.strip("/").partition("/")
+        ident = urllib.parse.unquote(rest.split("?", 1)[0])
+        with contextlib.suppress(docker.errors.APIError):
+            if kind == "containers":
+                self.client.api.remove_container(ident, force=True)
+            else:
+                self.client.api.remove_volume(ident)
+
+    # -- images ---------------------------------------------------------------------------
+
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
+        """The image's inspect data; None when the engine has no such image."""
+        try:
+            return dict(self.client.api.inspect_image(ref))
+        except docker.errors.NotFound:
+            return None
+
+    def image(self, ref: str) -> ImageInfo | None:
+        attrs = self._inspect(ref)
+        return image_info(attrs) if attrs is not None else None
+
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        out = []
+        for row in self.client.api.images(filters=filters):
+            info = self.image(str(row["Id"]))
+            if info is not None:
+                out.append(info)
+        return out
+
+    def require_image(self, ref: str, role: str) -> ImageInfo:
+        info = self.image(ref)
+        if info is None:
+            raise EngineError(
+                f"{role} {ref!r} is not on the engine ({self.describe()})",
+                fix=f"build or load it first (`docker pull {ref}` where a registry is "
+                "reachable; for the test images: `bash scripts/base-images.sh`), or set "
+                f"`{role}` in [tool.warpdrive]",
+            )
+        return info
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, tag = _split_tag(ref)
+        if not self.client.api.tag(image_id, repo, tag, force=True):
+            raise EngineError(f"the engine refused to tag {image_id[:19]} as {ref}")
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove an untagged image this tool made and no longer needs (never its
+        parents); a refusal (a container uses it) leaves it behind, nothing worse."""
+        with contextlib.suppress(docker.errors.APIError):
+            self.client.api.remove_image(image_id, noprune=True)
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        """The image's history rows, newest first (as `docker history`)."""
+        return list(self.client.api.history(ref))
+
+    def history_text(self, ref: str) -> str:
+        """Every ``created_by`` / comment of an image, for leak checks."""
+        rows = self.history(ref)
+        return "\n".join(f"{r.get('CreatedBy', '')} {r.get('Comment', '')}" for r in rows)
+
+    def inspect_raw(self, ref: str) -> dict[str, Any]:
+        attrs = self._inspect(ref)
+        if attrs is None:
+            raise EngineError(f"image {ref!r} is not on the engine ({self.describe()})")
+        return attrs
+
+    def read_image_path(self, image: str, path: str) -> bytes | None:
+        """A tar of ``path`` inside an image (docker cp from a created, never started
+        container); None when it does not exist."""
+        with self.image_reader(image) as read:
+            return read(path)
+
+    @contextlib.contextmanager
+    def image_reader(self, image: str) -> Iterator[Callable[[str], bytes | None]]:
+        """Read several paths of an image through one created (never started) container."""
+        with self._temp_container(image, "read", command=["true"], entrypoint=[]) as container:
+
+            def read(path: str) -> bytes | None:
+                try:
+                    stream, _ = container.get_archive(path)
+                except docker.errors.NotFound:
+                    return None
+                return b"".join(stream)
+
+            yield read
+
+    def append_layer(
+        self,
+        parent: str,
+        layer: bytes | Path,
+        spec: CommitSpec,
+        created_by: str = "nox-warpdrive app layer",
+        under: Sequence[tuple[str, bytes | str]] = (),
+    ) -> str:
+        """A new image: ``parent`` plus one layer, with ``spec`` applied to its config as
+        ``commit`` would, made with no container at all (assembly.layer_bundle; the engine
+        loads it). ``under``: layers between the parent's and the new one, as
+        (created_by, a layer tar or the diff ID of a layer the engine already has).
+        Raises LayerRefused when the engine refuses (e.g. an image store that needs every
+        layer, or a named layer that is gone); callers then carry it, or run + commit."""
+        bundle = assembly.layer_bundle(
+            self.inspect_raw(parent),
+            self.history(parent),
+            layer,
+            spec,
+            created=assembly.timestamp(time.time()),
+            created_by=created_by,
+            under=under,
+        )
+        what = created_by.replace("nox-warpdrive ", "")
+        with tempfile.TemporaryFile() as fh:
+            bundle.write(fh)
+            fh.seek(0)
+            self._load(fh, what)
+        if self.image(bundle.image_id) is None:
+            raise LayerRefused(f"the engine loaded the {what} but does not show the image")
+        return bundle.image_id
+
+    def _load(self, bundle: IO[bytes], what: str) -> None:
+        """`docker load` of an image tarball; LayerRefused when the engine refuses it."""
+        try:
+            for chunk in self.client.api.load_image(bundle):
+                if isinstance(chunk, dict) and (chunk.get("error") or chunk.get("errorDetail")):
+                    error = chunk.get("error") or chunk["errorDetail"]
+                    raise LayerRefused(f"the engine refused the {what}: {error}")
+        except docker.errors.APIError as exc:
+            raise LayerRefused(f"the engine refused the {what}: {short(exc)}") from None
+
+    # -- volumes --------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str) -> bool:
+        """Create the volume if missing; True when it was created."""
+        client = self.client
+        try:
+            client.volumes.get(name)
+            return False
+        except docker.errors.NotFound:
+            pass
+        try:
+            self.client.volumes.create(name=name, labels={OWNER_LABEL: "nox-warpdrive"})
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot create volume {name!r}: {short(exc)}") from None
+        return True
+
+    def volume_exists(self, name: str) -> bool:
+        client = self.client
+        try:
+            client.volumes.get(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    def remove_volume(self, name: str) -> None:
+        client = self.client
+        with contextlib.suppress(docker.errors.NotFound):
+            client.volumes.get(name).remove(force=True)
+
+    def read_volume_file(self, volume: str, path: str, image: str) -> bytes | None:
+        """Read one file from a volume without starting a container (create, get_archive,
+        remove): about a tenth of a second, and works on a remote engine."""
+        mounts = [_mount("/v", volume, read_only=True)]
+        with self._temp_container(image, "read", command=["true"], mounts=mounts) as container:
+            try:
+                stream, _ = container.get_archive("/v/" + path.lstrip("/"))
+            except docker.errors.NotFound:
+                return None
+            data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                if member.isfile():
+                    fh = tar.extractfile(member)
+                    return fh.read() if fh else None
+        return None
+
+    @contextlib.contextmanager
+    def secrets_volume(self, files: Mapping[str, bytes], image: str) -> Iterator[str | None]:
+        """A temporary volume holding build-time secrets, removed on exit.
+
+        Secrets must reach build containers without touching a layer, the image config or
+        the history: a file put into the container's own filesystem would be committed, an
+        env var would be copied into the image config by ``commit``. Data under a mounted
+        volume is never committed, and a named volume works on a remote engine.
+        """
+        if not files:
+            yield None
+            return
+        name = f"warpdrive-secrets-{uuid.uuid4().hex[:12]}"
+        labels = {OWNER_LABEL: "nox-warpdrive-secrets", PROCESS_LABEL: me().token}
+        try:
+            self.client.volumes.create(name=name, labels=labels)
+            mounts = [_mount("/s", name)]
+            with self._temp_container(
+                image, "secrets", command=["true"], mounts=mounts
+            ) as container:
+                if not container.put_archive("/s", tar_files(files, mode=0o444)):
+                    raise EngineError("the engine refused to write the build secrets volume")
+            yield name
+        finally:
+            self.remove_volume(name)
+
+    # -- running steps --------------------------------------------------------------------
+
+    def run(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
+        """Create the step's container, put its files, start it with live output, wait,
+        commit when asked and it succeeded; always remove the container."""
+        start = time.monotonic()
+        client = self.client
+        mounts = [_mount(m.target, m.source, read_only=m.read_only) for m in step.mounts]
+        if step.uses_secrets and secrets_volume:
+            mounts.append(_mount(SECRETS_DIR, secrets_volume, read_only=True))
+        kwargs: dict[str, Any] = {
+            "command": list(step.command) if step.command else ["true"],
+            "entrypoint": [],
+            "mounts": mounts,
+            # no labels: `commit` would copy them into the image config
+            "environment": [f"{k}={v}" for k, v in step.env],
+        }
+        if step.user:
+            kwargs["user"] = step.user
+        if step.workdir:
+            kwargs["working_dir"] = step.workdir
+        if step.network in ("host", "none", "bridge"):
+            kwargs["network_mode"] = step.network
+        elif step.network:
+            kwargs["network"] = step.network
+        if step.tmpfs:
+            kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
+        name = temp_name(step.name)
+        try:
+            container = client.containers.create(step.image, name=name, **kwargs)
+        except docker.errors.ImageNotFound:
+            raise EngineError(
+                f"image {step.image!r} is not on the engine",
+                fix="build or pull it first, or fix the image name in [tool.warpdrive]",
+            ) from None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot create the {step.name} container: {short(exc)}") from None
+        except BaseException:
+            self._remove_name(name)  # it may exist: the answer was lost
+            raise
+        with self._live_lock:
+            self._live[name] = container
+        tail: deque[str] = deque(maxlen=60)
+        exit_code = 0
+        image_id: str | None = None
+        try:
+            for directory, data in step.files:
+                if not container.put_archive(directory, data):
+                    raise EngineError(f"the engine refused files for {directory}")
+            if step.command is not None:
+                container.start()
+                ready = _follow(container, out, tail, EXPORT_READY if step.export else None)
+                if ready:
+                    image_id = self._export(container, step)
+                else:
+                    exit_code = int(container.wait().get("StatusCode", 1))
+                    if exit_code == 0 and step.export:
+                        exit_code = 1  # it ended without making anything to read
+            if exit_code == 0 and step.commit is not None and image_id is None:
+                image_id = self._commit(container, step)
+        except WarpdriveError:
+            raise
+        except Exception as exc:
+            raise EngineError(
+                f"the {step.name} step failed on the engine: {short(exc)}", fix=engine_fix()
+            ) from None
+        finally:
+            _remove(container)
+            with self._live_lock:
+                self._live.pop(name, None)
+        return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
+
+    def run_checked(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
+        return check_result(step, self.run(step, out, secrets_volume))
+
+    def _export(self, container: Any, step: Step) -> str:
+        """The step's layer, read out of the running container (``step.export``), put on
+        the step's image as one new layer with the commit's config."""
+        command, paths = list(step.export[:1]), list(step.export[1:])
+        exec_id = self.client.api.exec_create(container.id, [*command, *paths], user="0:0")
+        stderr = bytearray()
+        with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp:
+            layer = Path(tmp) / "layer.tar"
+            with layer.open("wb") as fh:
+                for out, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
+                    if out:
+                        fh.write(out)
+                    if err and len(stderr) < 65536:
+                        stderr += err
+            code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+            if code != 0:
+                text = stderr.decode("utf-8", "replace").strip()[-2000:]
+                raise BuildError(
+                    f"reading the {step.name} layer out of its container failed "
+                    f"(exit {code}): {text}",
+                    fix="nothing was tagged; report this with the output above",
+                )
+            assert step.commit is not None
+            return self.append_layer(
+                step.image, layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
+            )
+
+    def _commit(self, container: Any, step: Step) -> str:
+        spec = step.commit
+        assert spec is not None
+        conf = assembly.config_changes(spec)
+        result = self.client.api.commit(container.id, message=spec.message or None, conf=conf)
+        return str(result["Id"])
+
+    def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
+        """Run a short command in an image and return its combined output."""
+        step = Step(name="probe", image=image, command=tuple(command), network=network)
+        lines: list[str] = []
+        result = self.run(step, lines.append)
+        text = "\n".join(lines)
+        if result.exit_code != 0:
+            return text + f"\n(exit code {result.exit_code})"
+        return text
+
+    # -- app containers (the run session) ------------------------------------------------
+
+    def remove_app(self, name: str) -> None:
+        """Remove an earlier `run` container of this name (only one this tool started)."""
+        client = self.client
+        with contextlib.suppress(docker.errors.NotFound):
+            old = client.containers.get(name)
+            if old.labels.get(OWNER_LABEL) == "nox-warpdrive-run":
+                _remove(old)
+
+    def start_app(
+        self, image: str, name: str, host_port: int, env: Mapping[str, str] | None = None
+    ) -> str:
+        """Start the app image like `docker run -d -p PORT:8080 --name NAME`; an older
+        container of that name made by this tool is replaced."""
+        client = self.client
+        with contextlib.suppress(docker.errors.NotFound):
+            old = client.containers.get(name)
+            if old.labels.get(OWNER_LABEL) != "nox-warpdrive-run":
+                raise EngineError(
+                    f"a container named {name!r} exists and was not started by nox-warpdrive",
+                    fix=f"remove it (`docker rm -f {name}`) or pass -- --name OTHER",
+                )
+            _remove(old)
+        try:
+            container = self.client.containers.run(
+                image,
+                detach=True,
+                name=name,
+                ports={"8080/tcp": host_port},
+                environment=dict(env or {}),
+                labels={OWNER_LABEL: "nox-warpdrive-run"},
+            )
+        except docker.errors.ImageNotFound:
+            raise EngineError(
+                f"image {image!r} is not on the engine", fix="build it first: `nox -s image`"
+            ) from None
+        except docker.errors.APIError as exc:
+            text = str(exc)
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.client.containers.get(name).remove(force=True)
+            if "allocated" in text or "address already in use" in text:
+                raise EngineError(
+                    f"port {host_port} is already in use",
+                    fix="stop what uses it, or choose another port: `nox -s run -- --port 8081`",
+                ) from None
+            raise EngineError(f"cannot start {image}: {short(exc)}") from None
+        return str(container.id)
+
+    def container_state(self, container_id: str) -> tuple[bool, int | None]:
+        """(running, exit code once it stopped)."""
+        client = self.client
+        try:
+            c = client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return False, None
+        state = c.attrs.get("State") or {}
+        return bool(state.get("Running")), state.get("ExitCode")
+
+    def follow_logs(self, container_id: str, out: Output) -> None:
+        """Stream a container's output until it stops."""
+        client = self.client
+        with contextlib.suppress(docker.errors.NotFound):
+            _follow(client.containers.get(container_id), out, deque(maxlen=1))
+
+    def logs_tail(self, container_id: str, lines: int = 40) -> str:
+        client = self.client
+        try:
+            raw = client.containers.get(container_id).logs(tail=lines)
+        except docker.errors.NotFound:
+            return ""
+        return bytes(raw).decode("utf-8", "replace")
+
+    def stop_app(self, container_id: str, timeout: int = 10) -> int | None:
+        """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``), remove, return the
+        exit code."""
+        client = self.client
+        try:
+            c = client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+        try:
+            c.stop(timeout=timeout)
+            c.reload()
+            code = (c.attrs.get("State") or {}).get("ExitCode")
+        finally:
+            _remove(c)
+        return int(code) if code is not None else None
+
+
+def _follow(container: Any, out: Output, tail: deque[str], until: str | None = None) -> bool:
+    """Show the container's output until it ends, or until the line ``until`` (not shown):
+    then True, and the container still runs."""
+    pending = b""
+    stream = container.logs(stream=True, follow=True, stdout=True, stderr=True)
+    try:
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                if until is not None and line == until:
+                    return True
+                tail.append(line)
+                out(line)
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()
+    if pending:
+        line = pending.decode("utf-8", "replace")
+        tail.append(line)
+        out(line)
+    return False
+
+
+def _json_stream(data: bytes) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON stream as the engine writes them (one or more per line)."""
+    decoder = json.JSONDecoder()
+    text = data.decode("utf-8", "replace")
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return
+        if isinstance(obj, dict):
+            yield obj
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        container.remove(force=True, v=False)
+
+
+def _split_tag(ref: str) -> tuple[str, str]:
+    """(repository, tag) of a reference; the tag defaults to latest."""
+    repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    return repo, tag or "latest"

@@ -1,0 +1,181 @@
+"""The local-socket backend: on a local engine (``DOCKER_HOST`` unset or ``unix://``) the
+calls a container-free build makes (ping, inspect, history, load, tag, info, remove, the
+leftover sweep) go over the socket with the standard library, one connection per call;
+docker-py (~0.15 s to import with requests and urllib3) is imported only when a container
+must run. Chosen once, in ``connect()``; remote engines get the docker-py backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from typing import IO, Any
+
+from ..errors import EngineError, LayerRefused
+from ..owner import TEMP_PREFIX
+from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
+from .dockerpy import DockerEngine, _json_stream, _split_tag, image_info
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout, blocksize=1 << 20)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class ApiError(Exception):
+    """The engine could not be reached, or answered with an error."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.explanation = message  # what base.short() shows
+
+
+class LocalApi:
+    """The few Engine API calls a build with no container makes, over a local unix
+    socket with http.client (one connection per call: threads share the engine)."""
+
+    def __init__(self, path: str, timeout: float = 600) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.prefix = ""
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | IO[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> tuple[int, bytes, http.client.HTTPResponse]:
+        """(status, body, response); raises ApiError for a status not in ``ok`` (404
+        keeps its status) or no answer."""
+        conn = _UnixConnection(self.path, self.timeout)
+        try:
+            conn.request(method, self.prefix + path, body=body, headers=dict(headers or {}))
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ApiError(f"no answer from unix://{self.path}: {short(exc)}") from None
+        finally:
+            conn.close()
+        if resp.status not in ok:
+            try:
+                message = str(json.loads(data).get("message") or "")
+            except (ValueError, AttributeError):
+                message = data.decode("utf-8", "replace").strip()
+            raise ApiError(message or f"HTTP {resp.status}", resp.status)
+        return resp.status, data, resp
+
+    def json(self, path: str) -> Any:
+        return json.loads(self.call("GET", path)[1])
+
+    def ping(self) -> None:
+        """Check that the engine answers, and speak its API version from now on (as
+        docker-py does), not some later one's."""
+        _, _, resp = self.call("GET", "/_ping")
+        version = resp.getheader("API-Version") or ""
+        if version and all(p.isdigit() for p in version.split(".")):
+            self.prefix = f"/v{version}"
+
+    @staticmethod
+    def quote(ref: str) -> str:
+        return urllib.parse.quote(ref, safe="/:")
+
+
+@translated
+class LocalEngine(DockerEngine):
+    """A local engine: the calls above over the socket, the rest through docker-py."""
+
+    def __init__(self, api: LocalApi, timeout: float = 600) -> None:
+        super().__init__(None, timeout)
+        self._api = api
+
+    @classmethod
+    def _connect_local(cls, path: str, timeout: float = 600) -> LocalEngine:
+        api = LocalApi(path, timeout)
+        try:
+            api.ping()
+        except ApiError as exc:
+            raise EngineError(f"no Docker engine answers ({exc})", fix=START_ENGINE) from None
+        return cls(api, timeout)
+
+    def describe(self) -> str:
+        return f"unix://{self._api.path}"
+
+    def _info(self) -> Any:
+        return self._api.json("/info")
+
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._api.json(f"/images/{self._api.quote(ref)}/json"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        rows = self._api.json("/images/json?" + urllib.parse.urlencode({"filters": filters}))
+        infos = (self.image(str(row["Id"])) for row in rows)
+        return [info for info in infos if info is not None]
+
+    def image(self, ref: str) -> ImageInfo | None:
+        attrs = self._inspect(ref)
+        return image_info(attrs) if attrs is not None else None
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, tag = _split_tag(ref)
+        query = urllib.parse.urlencode({"repo": repo, "tag": tag})
+        self._api.call("POST", f"/images/{self._api.quote(image_id)}/tag?{query}", ok=(201,))
+
+    def remove_image(self, image_id: str) -> None:
+        with contextlib.suppress(ApiError):
+            self._api.call("DELETE", f"/images/{self._api.quote(image_id)}?noprune=1")
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        return list(self._api.json(f"/images/{self._api.quote(ref)}/history"))
+
+    def _load(self, bundle: IO[bytes], what: str) -> None:
+        """`docker load` of an image tarball over the local socket."""
+        size = bundle.seek(0, os.SEEK_END)
+        bundle.seek(0)
+        headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+        try:
+            _, data, _ = self._api.call("POST", "/images/load?quiet=1", bundle, headers)
+        except ApiError as exc:
+            raise LayerRefused(f"the engine refused the {what}: {exc}") from None
+        for message in _json_stream(data):
+            if message.get("error") or message.get("errorDetail"):
+                error = message.get("error") or message["errorDetail"]
+                raise LayerRefused(f"the engine refused the {what}: {error}")
+
+    def _list_temp_containers(self) -> list[dict[str, Any]]:
+        filters = json.dumps({"name": [TEMP_PREFIX]})
+        query = urllib.parse.urlencode({"all": "1", "filters": filters})
+        return list(self._api.json(f"/containers/json?{query}"))
+
+    def _list_secret_volumes(self) -> list[dict[str, Any]]:
+        label = f"{OWNER_LABEL}=nox-warpdrive-secrets"
+        query = urllib.parse.urlencode({"filters": json.dumps({"label": [label]})})
+        return list(self._api.json(f"/volumes?{query}").get("Volumes") or [])
+
+    def _delete(self, path: str) -> None:
+        with contextlib.suppress(ApiError):
+            self._api.call("DELETE", path, ok=(200, 204, 404, 409))
