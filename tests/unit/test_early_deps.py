@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 
-from nox_warpdrive import image as image_module
+from nox_warpdrive import deps as deps_module
 from nox_warpdrive import wheelhouse as wheelhouse_module
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import Engine, ImageInfo, RunResult
@@ -85,7 +85,7 @@ def deps_image(
         id=image_id,
         labels={
             "io.warpdrive.kind": "deps",
-            "io.warpdrive.deps-format": image_module.DEPS_FORMAT,
+            "io.warpdrive.deps-format": deps_module.DEPS_FORMAT,
             "io.warpdrive.deps-project": "site",
             "io.warpdrive.deps-base": BASE.id,
             "io.warpdrive.deps-installer": installer,
@@ -156,26 +156,26 @@ def ensure_deps(
     cfg: Config,
     out: list[str],
     resolved: list[dict[str, str]] = RESOLVED,
-    installer: image_module.Installer | None = None,
+    installer: deps_module.Installer | None = None,
 ) -> tuple[str, bool, float]:
-    return image_module.ensure_deps(
+    return deps_module.ensure_deps(
         cast(Engine, engine),
         cfg,
         BASE,
         PKEY,
         resolved,
-        installer or image_module.Installer("pip"),
+        installer or deps_module.Installer("pip"),
         out.append,
     )
 
 
-def early_deps(engine: FakeEngine, cfg: Config) -> image_module.EarlyDeps:
-    return image_module.EarlyDeps(cast(Engine, engine), cfg, BASE, PKEY)
+def early_deps(engine: FakeEngine, cfg: Config) -> deps_module.EarlyDeps:
+    return deps_module.EarlyDeps(cast(Engine, engine), cfg, BASE, PKEY)
 
 
 def existing_deps(cfg: Config, resolved: list[dict[str, str]] = RESOLVED) -> FakeEngine:
     """An engine that already has the deps image for these wheels, under its ref."""
-    plan = image_module.plan_deps(cfg, BASE, PKEY, resolved)
+    plan = deps_module.plan_deps(cfg, BASE, PKEY, resolved)
     found = dataclasses.replace(
         BASE, id="sha256:existing", labels={"io.warpdrive.deps-key": plan.key}
     )
@@ -436,7 +436,7 @@ def test_ensure_deps_finds_the_image_by_its_key(tmp_path: Path) -> None:
 def test_ensure_deps_builds_when_the_ref_holds_another_key(tmp_path: Path) -> None:
     """The ref carries only 20 characters of the key: the label decides."""
     cfg = wsgi_project(tmp_path / "site")
-    plan = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    plan = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     other = dataclasses.replace(BASE, id="sha256:other", labels={"io.warpdrive.deps-key": "x"})
     unlabelled = dataclasses.replace(BASE, id="sha256:unlabelled", labels={})
     for found in (other, unlabelled):
@@ -449,8 +449,8 @@ def test_ensure_deps_builds_when_the_ref_holds_another_key(tmp_path: Path) -> No
 def test_ensure_deps_builds_and_tags_a_missing_image(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     # RESOLVED has no wheel sizes: the layer cannot be proven to fit in memory, so commit
-    plan = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False)
-    engine = FakeEngine(candidates=[deps_image("sha256:same", image_module.wheel_ids(RESOLVED))])
+    plan = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False)
+    engine = FakeEngine(candidates=[deps_image("sha256:same", deps_module.wheel_ids(RESOLVED))])
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:built1", False, 7.5)
     assert engine.steps == [plan.step]
@@ -464,8 +464,8 @@ def test_ensure_deps_builds_and_tags_a_missing_image(tmp_path: Path) -> None:
 
 def test_ensure_deps_builds_on_a_parent_with_a_subset_of_the_wheels(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    full = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
-    have = image_module.wheel_ids(RESOLVED[:2])
+    full = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    have = deps_module.wheel_ids(RESOLVED[:2])
     parent = deps_image("sha256:0123456789abcdef0000", have)
     smaller = deps_image("sha256:small", have[:1])
     engine = FakeEngine(candidates=[smaller, parent])
@@ -484,7 +484,7 @@ def test_ensure_deps_builds_on_a_parent_with_a_subset_of_the_wheels(tmp_path: Pa
     assert engine.filters == [
         {
             "io.warpdrive.kind": "deps",
-            "io.warpdrive.deps-format": image_module.DEPS_FORMAT,
+            "io.warpdrive.deps-format": deps_module.DEPS_FORMAT,
             "io.warpdrive.deps-project": "site",
             "io.warpdrive.deps-base": BASE.id,
         }
@@ -493,8 +493,8 @@ def test_ensure_deps_builds_on_a_parent_with_a_subset_of_the_wheels(tmp_path: Pa
 
 def test_ensure_deps_parent_must_have_the_same_installer(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    uv = image_module.Installer("uv", f"{VOLUME_DIR}/{PKEY.slug}/tools/uv", "0.4.1")
-    have = image_module.wheel_ids(RESOLVED[:2])
+    uv = deps_module.Installer("uv", f"{VOLUME_DIR}/{PKEY.slug}/tools/uv", "0.4.1")
+    have = deps_module.wheel_ids(RESOLVED[:2])
     engine = FakeEngine(
         candidates=[
             deps_image("sha256:pip", have, installer="pip"),
@@ -531,7 +531,7 @@ def test_early_deps_builds_in_its_own_thread(tmp_path: Path) -> None:
     assert engine.threads == [THREAD_NAME]
     assert early.thread is not None and not early.thread.is_alive()
     assert seconds is not None and seconds == early.seconds and seconds >= 0
-    assert engine.tags == [("sha256:built1", image_module.plan_deps(cfg, BASE, PKEY, RESOLVED).ref)]
+    assert engine.tags == [("sha256:built1", deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED).ref)]
 
 
 def test_early_deps_starts_once(tmp_path: Path) -> None:
@@ -600,7 +600,7 @@ def test_early_deps_uses_uv_from_the_announced_tools(tmp_path: Path) -> None:
 
 
 def test_early_deps_join_without_start() -> None:
-    early = image_module.EarlyDeps(cast(Engine, FakeEngine()), cast(Config, None), BASE, PKEY)
+    early = deps_module.EarlyDeps(cast(Engine, FakeEngine()), cast(Config, None), BASE, PKEY)
     out: list[str] = []
     assert early.join(out.append) is None
     assert out == []

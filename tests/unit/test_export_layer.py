@@ -20,7 +20,8 @@ from typing import Any, cast
 import pytest
 from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 
-from nox_warpdrive import image as image_module
+from nox_warpdrive import deps as deps_module
+from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import Engine, ImageInfo, RunResult
 from nox_warpdrive.engine.dockerpy import _follow
@@ -59,7 +60,7 @@ def plan_json(step: Step) -> dict[str, Any]:
 
 def parent_of(have: list[dict[str, str]]) -> tuple[ImageInfo, list[str], int]:
     info = dataclasses.replace(BASE, id="sha256:parent")
-    return info, image_module.wheel_ids(have), 0
+    return info, deps_module.wheel_ids(have), 0
 
 
 def tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:
@@ -133,8 +134,8 @@ class FakeContainer:
 
 def test_full_deps_plan_is_built_in_memory_and_exported(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    step = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED).step
-    assert step.tmpfs == (image_module.APP_ROOT, image_module.DEPS_SCRATCH)
+    step = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED).step
+    assert step.tmpfs == (layout_module.APP_ROOT, deps_module.DEPS_SCRATCH)
     assert step.export == (
         cfg.python,
         f"{HELPERS_DIR}/assemble.py",
@@ -145,7 +146,7 @@ def test_full_deps_plan_is_built_in_memory_and_exported(tmp_path: Path) -> None:
     assert step.commit is not None  # the config the exported layer gets
     plan = plan_json(step)
     assert plan["export"] is True
-    assert plan["tmpdir"] == image_module.DEPS_SCRATCH
+    assert plan["tmpdir"] == deps_module.DEPS_SCRATCH
     assert "incremental" not in plan
     # the paths exported are relative to / and are what the deps step writes
     assert "/" + step.export[3] == plan["app_root"]
@@ -155,7 +156,7 @@ def test_full_deps_plan_is_built_in_memory_and_exported(tmp_path: Path) -> None:
 def test_incremental_deps_plan_is_committed(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     for export in (True, False):
-        deps = image_module.plan_deps(
+        deps = deps_module.plan_deps(
             cfg, BASE, PKEY, RESOLVED, parent=parent_of(RESOLVED[:2]), export=export
         )
         assert deps.step.image == "sha256:parent"
@@ -167,7 +168,7 @@ def test_incremental_deps_plan_is_committed(tmp_path: Path) -> None:
 
 def test_deps_plan_without_export_is_committed(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    step = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False).step
+    step = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False).step
     assert step.tmpfs == () and step.export == ()
     plan = plan_json(step)
     assert "export" not in plan and "tmpdir" not in plan
@@ -176,8 +177,8 @@ def test_deps_plan_without_export_is_committed(tmp_path: Path) -> None:
 
 def test_deps_key_does_not_depend_on_how_the_layer_is_made(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    exported = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
-    committed = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False)
+    exported = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    committed = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False)
     assert exported.key == committed.key and exported.ref == committed.ref
     assert exported.step.commit == committed.step.commit
     assert exported.step.command == committed.step.command
@@ -186,10 +187,8 @@ def test_deps_key_does_not_depend_on_how_the_layer_is_made(tmp_path: Path) -> No
         committed.step, files=()
     )
     parent = parent_of(RESOLVED[:1])
-    on_parent = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=parent)
-    on_parent_commit = image_module.plan_deps(
-        cfg, BASE, PKEY, RESOLVED, parent=parent, export=False
-    )
+    on_parent = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=parent)
+    on_parent_commit = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=parent, export=False)
     assert on_parent.key == on_parent_commit.key == exported.key
 
 
@@ -567,13 +566,13 @@ def ensure(
     out: list[str],
     resolved: list[dict[str, Any]] = RESOLVED,
 ) -> tuple[str, bool, float]:
-    return image_module.ensure_deps(
+    return deps_module.ensure_deps(
         cast(Engine, engine),
         cfg,
         BASE,
         PKEY,
         resolved,
-        image_module.Installer("pip"),
+        deps_module.Installer("pip"),
         out.append,
     )
 
@@ -590,7 +589,7 @@ def test_ensure_deps_exports_the_full_layer(tmp_path: Path) -> None:
 
 def test_ensure_deps_falls_back_to_a_commit_when_the_layer_is_refused(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    plan = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    plan = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     refused = LayerRefused("the engine refused the deps layer: no such layer")
     engine = FakeEngine([refused, None])
     out: list[str] = []
@@ -627,7 +626,7 @@ def test_ensure_deps_commits_a_layer_that_may_not_fit_in_memory(
     (step,) = engine.steps
     assert step.export == () and step.tmpfs == ()
     assert "export" not in plan_json(step)
-    plan = image_module.plan_deps(cfg, BASE, PKEY, resolved)
+    plan = deps_module.plan_deps(cfg, BASE, PKEY, resolved)
     assert engine.tags == [("sha256:built1", plan.ref)]
     assert out == []
 

@@ -17,7 +17,10 @@ from typing import Any, cast
 import pytest
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
-from nox_warpdrive import image as image_module
+from nox_warpdrive import app_layer as app_layer_module
+from nox_warpdrive import deps as deps_module
+from nox_warpdrive import layout as layout_module
+from nox_warpdrive import static as static_module
 from nox_warpdrive import static_cache
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
@@ -25,9 +28,9 @@ from nox_warpdrive.engine import Engine, ImageInfo
 from nox_warpdrive.runtime.start import App
 from nox_warpdrive.tars import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 
-SRC = image_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
-RECORD = image_module.STATIC_ROOT_RECORD
-STATIC_ROOT = f"{image_module.APP_SRC}/static"
+SRC = layout_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
+RECORD = layout_module.STATIC_ROOT_RECORD
+STATIC_ROOT = f"{layout_module.APP_SRC}/static"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -99,8 +102,8 @@ def wsgi_project(root: Path) -> Config:
     return load_config(root)
 
 
-def plan(cfg: Config, deps_key: str = "depskey") -> image_module.AppPlan:
-    return image_module.plan_app(cfg, BASE, PKEY, deps_key, "s")
+def plan(cfg: Config, deps_key: str = "depskey") -> app_layer_module.AppPlan:
+    return app_layer_module.plan_app(cfg, BASE, PKEY, deps_key, "s")
 
 
 # ----------------------------------------------------------------------------- merge_tars
@@ -267,7 +270,7 @@ def test_reprefix_tar_moves_names_stored_in_pax_records(name: str) -> None:
 
 
 def test_skeleton_tar_metadata() -> None:
-    info = members(image_module.skeleton_tar())
+    info = members(layout_module.skeleton_tar())
     got = [(m.name, m.isdir(), m.uid, m.gid, m.mode) for m in info]
     assert got == [
         ("opt", True, 0, 0, 0o755),
@@ -275,9 +278,9 @@ def test_skeleton_tar_metadata() -> None:
         ("opt/app-root/.warpdrive", True, 0, 0, 0o755),
         ("opt/app-root/bin", True, 0, 0, 0o755),
         ("opt/app-root/lib", True, 0, 0, 0o755),
-        ("opt/app-root/src", True, image_module.APP_UID, 0, 0o2775),
+        ("opt/app-root/src", True, layout_module.APP_UID, 0, 0o2775),
     ]
-    assert image_module.APP_UID == 1001
+    assert layout_module.APP_UID == 1001
     assert all(m.size == 0 for m in info)
 
 
@@ -299,7 +302,7 @@ def test_app_layer_has_no_duplicates_and_carries_every_parent(
 
 def test_app_layer_ownership_and_modes(tmp_path: Path) -> None:
     layer = by_name(plan(django_project(tmp_path / "p")).layer)
-    skeleton = by_name(image_module.skeleton_tar())
+    skeleton = by_name(layout_module.skeleton_tar())
     for name, info in skeleton.items():  # the skeleton's metadata is not overridden
         assert (layer[name].uid, layer[name].gid, layer[name].mode) == (
             info.uid,
@@ -311,7 +314,7 @@ def test_app_layer_ownership_and_modes(tmp_path: Path) -> None:
     assert (launcher.uid, launcher.mode) == (0, 0o755)
     src = {n: m for n, m in layer.items() if n.startswith(SRC + "/")}
     assert f"{SRC}/manage.py" in src and f"{SRC}/site1/static/site.css" in src
-    assert all((m.uid, m.gid) == (image_module.APP_UID, 0) for m in src.values())
+    assert all((m.uid, m.gid) == (layout_module.APP_UID, 0) for m in src.values())
     # parents come before their children
     order = names(plan(django_project(tmp_path / "p")).layer)
     for i, name in enumerate(order):
@@ -325,7 +328,7 @@ def test_app_layer_ownership_and_modes(tmp_path: Path) -> None:
 
 def relpaths(root: Path, app: App, skip: frozenset[str] = frozenset()) -> set[str]:
     entries = collect(root, load_ignore_rules(root))
-    return {e.relpath for e in image_module.static_inputs(entries, app, skip) if e.kind == "file"}
+    return {e.relpath for e in static_module.static_inputs(entries, app, skip) if e.kind == "file"}
 
 
 def test_static_inputs(tmp_path: Path) -> None:
@@ -341,10 +344,10 @@ def test_static_inputs(tmp_path: Path) -> None:
     write(root, "reqs/base.txt", "Django\n")
     write(root, "requirements.txt", "-r reqs/base.txt\n")
     cfg = load_config(root)
-    app, server = image_module.detect_app(cfg)
+    app, server = app_layer_module.detect_app(cfg)
     assert app.settings == "site1.settings"
     assert server == "gunicorn"
-    skip = image_module.not_static_inputs(cfg)
+    skip = static_module.not_static_inputs(cfg)
     # packages are compared by their wheels when the files are reused, not by these files
     assert {"pyproject.toml", "requirements.txt"} <= skip
     got = relpaths(root, app, skip | {"reqs/base.txt"})
@@ -381,7 +384,7 @@ def test_static_key_ignores_included_requirement_files(tmp_path: Path) -> None:
     write(root, "requirements.txt", "-r reqs/base.txt\n-c reqs/constraints.txt\n")
     write(root, "reqs/constraints.txt", "Django<6\n")
     cfg = load_config(root)
-    assert "reqs/base.txt" in image_module.not_static_inputs(cfg)
+    assert "reqs/base.txt" in static_module.not_static_inputs(cfg)
     first = plan(cfg)
     write(root, "reqs/base.txt", "Django>=5\nwhitenoise\n")
     write(root, "reqs/constraints.txt", "Django<5.2\n")
@@ -414,7 +417,7 @@ def test_static_inputs_keeps_directories_and_symlinks(tmp_path: Path) -> None:
     (root / "site1" / "alias.py").symlink_to("views.py")
     app = App("django", "m:a", "test", settings="site1.settings")
     entries = collect(root, load_ignore_rules(root))
-    kept = {(e.relpath, e.kind) for e in image_module.static_inputs(entries, app)}
+    kept = {(e.relpath, e.kind) for e in static_module.static_inputs(entries, app)}
     assert ("site1", "dir") in kept
     assert ("site1/alias.py", "symlink") in kept
     assert ("site1/views.py", "file") not in kept
@@ -478,7 +481,7 @@ def test_static_key_tracks_the_base_image_not_the_deps(tmp_path: Path) -> None:
     cfg = django_project(tmp_path / "p")
     assert plan(cfg, "deps-a").static_key == plan(cfg, "deps-b").static_key
     other_base = dataclasses.replace(BASE, id="sha256:other")
-    moved = image_module.plan_app(cfg, other_base, PKEY, "deps-a", "s")
+    moved = app_layer_module.plan_app(cfg, other_base, PKEY, "deps-a", "s")
     assert moved.static_key != plan(cfg, "deps-a").static_key
 
 
@@ -492,7 +495,7 @@ def test_static_key_empty_without_collectstatic(tmp_path: Path) -> None:
     assert off.commit.labels["io.warpdrive.static-key"] == ""
 
 
-# ----------------------------------------------------------------------------- reusable_static
+# ------------------------------------------------------------------- reusable_static_files
 
 
 class StaticEngine:
@@ -528,7 +531,7 @@ def static_tar() -> bytes:
         ("static/site.css", "file", b"body { color: red }\n"),
         ("static/admin", "dir", None),
         ("static/admin/base.css", "file", b"admin\n"),
-        uid=image_module.APP_UID,
+        uid=layout_module.APP_UID,
         mode=0o664,
     )
 
@@ -545,11 +548,22 @@ def current_image(
 def reuse(
     engine: StaticEngine,
     current: ImageInfo | None,
-    app: image_module.AppPlan,
+    app: app_layer_module.AppPlan,
     deps_key: str = "depskey",
     wheels: list[str] | None = None,
 ) -> bytes | None:
-    return image_module.reusable_static(cast(Engine, engine), current, app, deps_key, wheels)
+    """The reused files as members of the app layer, with the directories it lacks (what
+    build_image does when they cannot be a layer of their own)."""
+    found = static_module.reusable_static_files(
+        cast(Engine, engine), current, app, deps_key, wheels
+    )
+    if found is None:
+        return None
+    root, files = found
+    record_dir = layout_module.STATIC_ROOT_RECORD.rsplit("/", 1)[0]
+    return merge_tars(
+        static_module.parent_dirs(app.layer, root.rsplit("/", 1)[0], record_dir), files
+    )
 
 
 def engine_for(root: str = STATIC_ROOT) -> StaticEngine:
@@ -575,7 +589,7 @@ def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
     files = tar_contents(static)
     assert files[f"{SRC}/static/site.css"] == b"body { color: red }\n"
     assert files["opt/app-root/.warpdrive/static-root"] == f"{STATIC_ROOT}\n".encode()
-    assert info[f"{SRC}/static"].isdir() and info[f"{SRC}/static"].uid == image_module.APP_UID
+    assert info[f"{SRC}/static"].isdir() and info[f"{SRC}/static"].uid == layout_module.APP_UID
     # merged into the app layer (as build_image does): still no duplicate path
     layer = merge_tars(app.layer, static)
     assert len(names(layer)) == len(set(names(layer)))
@@ -660,7 +674,7 @@ def test_reusable_static_none_for_an_unsafe_record(tmp_path: Path, root: str) ->
     assert engine.reads == [("sha256:current", RECORD)]  # the unsafe path is never read
 
 
-@pytest.mark.parametrize("root", [STATIC_ROOT, f"{image_module.APP_SRC}/var/static"])
+@pytest.mark.parametrize("root", [STATIC_ROOT, f"{layout_module.APP_SRC}/var/static"])
 def test_reused_static_layer_carries_every_parent(tmp_path: Path, root: str) -> None:
     app = plan(django_project(tmp_path / "p"))
     static = reuse(engine_for(root), current_image(app.static_key), app)
@@ -768,7 +782,7 @@ class SplitEngine:
         self, parent: str, layer: bytes, spec: Any, under: list[tuple[str, bytes | str]]
     ) -> str:
         if self.refuse:
-            raise image_module.LayerRefused("the engine refused the app layer: no")
+            raise deps_module.LayerRefused("the engine refused the app layer: no")
         self.appended.append((parent, layer, spec, list(under)))
         return "sha256:split"
 
@@ -788,14 +802,14 @@ def test_split_static_rebuilds_a_container_build_as_static_and_app_layers(tmp_pa
     app = plan(django_project(tmp_path / "p"))
     engine = SplitEngine()
     static_cache.store("sha256:built", *collected())
-    result = image_module.split_static(
+    result = static_module.split_static(
         cast(Engine, engine), "sha256:deps", app, "sha256:built", collected()
     )
     assert result == "sha256:split" and engine.removed == ["sha256:built"]
     ((parent, layer, spec, under),) = engine.appended
     assert (parent, layer) == ("sha256:deps", app.layer)
     ((what, static),) = under
-    assert what == image_module.STATIC_CREATED_BY and isinstance(static, bytes)
+    assert what == static_module.STATIC_CREATED_BY and isinstance(static, bytes)
     assert (
         spec.labels["io.warpdrive.static-layer"] == "sha256:" + hashlib.sha256(static).hexdigest()
     )
@@ -804,7 +818,7 @@ def test_split_static_rebuilds_a_container_build_as_static_and_app_layers(tmp_pa
     # a layer of its own must carry every parent, with the owners the app layer gives them
     info = by_name(static)
     assert not missing_parents(static)
-    assert (info[SRC].uid, info[SRC].mode) == (image_module.APP_UID, 0o2775)
+    assert (info[SRC].uid, info[SRC].mode) == (layout_module.APP_UID, 0o2775)
     assert {f"{SRC}/static/site.css", "opt/app-root/.warpdrive/static-root"} <= set(info)
     # the host copy of the files is known under the new image id too
     assert static_cache.load("sha256:split") == static_cache.load("sha256:built")
@@ -813,14 +827,14 @@ def test_split_static_rebuilds_a_container_build_as_static_and_app_layers(tmp_pa
 def test_split_static_keeps_the_container_build_when_it_cannot_split(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
     refused = SplitEngine(refuse=True)
-    built = image_module.split_static(cast(Engine, refused), "d", app, "sha256:built", collected())
+    built = static_module.split_static(cast(Engine, refused), "d", app, "sha256:built", collected())
     assert built == "sha256:built" and refused.removed == []
     # files collected on the developer's machine are in the source: on top of a static
     # layer they would hide what collectstatic made, so no split
     shadowed = plan(django_project(tmp_path / "q"))
     engine = SplitEngine()
-    root = f"{image_module.APP_SRC}/site1"  # a directory the app layer has
-    result = image_module.split_static(
+    root = f"{layout_module.APP_SRC}/site1"  # a directory the app layer has
+    result = static_module.split_static(
         cast(Engine, engine), "d", shadowed, "sha256:b", collected(root)
     )
     assert result == "sha256:b" and engine.appended == []
@@ -836,13 +850,13 @@ def test_named_static_layer_only_right_on_the_same_deps(tmp_path: Path) -> None:
     }
     layers = ("sha256:base", "sha256:deps", "sha256:static", "sha256:app")
     current = dataclasses.replace(BASE, labels=labels, diff_ids=layers)
-    assert image_module.named_static_layer(current, app, deps) == "sha256:static"
-    assert image_module.named_static_layer(None, app, deps) is None
+    assert static_module.named_static_layer(current, app, deps) == "sha256:static"
+    assert static_module.named_static_layer(None, app, deps) is None
     other_deps = dataclasses.replace(deps, diff_ids=("sha256:base", "sha256:deps2"))
-    assert image_module.named_static_layer(current, app, other_deps) is None
+    assert static_module.named_static_layer(current, app, other_deps) is None
     changed = dataclasses.replace(current, labels={**labels, "io.warpdrive.static-key": "x"})
-    assert image_module.named_static_layer(changed, app, deps) is None
+    assert static_module.named_static_layer(changed, app, deps) is None
     unlabelled = dataclasses.replace(current, labels={"io.warpdrive.static-key": app.static_key})
-    assert image_module.named_static_layer(unlabelled, app, deps) is None
+    assert static_module.named_static_layer(unlabelled, app, deps) is None
     moved = dataclasses.replace(current, diff_ids=(*layers[:2], "sha256:other", layers[3]))
-    assert image_module.named_static_layer(moved, app, deps) is None
+    assert static_module.named_static_layer(moved, app, deps) is None

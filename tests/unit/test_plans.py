@@ -13,7 +13,9 @@ from typing import cast
 import pytest
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
-from nox_warpdrive import image as image_module
+from nox_warpdrive import app_layer as app_layer_module
+from nox_warpdrive import deps as deps_module
+from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config, read_requirements
 from nox_warpdrive.engine import Engine, ImageInfo
 from nox_warpdrive.errors import ConfigError
@@ -264,7 +266,7 @@ def test_resolved_set_survives_a_malformed_sets_field() -> None:
 
 def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    deps = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    deps = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     step = deps.step
     assert step.image == BASE.id
     assert step.network == "none"
@@ -276,7 +278,7 @@ def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     assert labels["io.warpdrive.deps-key"] == deps.key
     assert labels["io.warpdrive.deps-base"] == BASE.id
     assert labels["io.warpdrive.deps-project"] == cfg.name
-    assert json.loads(labels["io.warpdrive.deps-wheels"]) == image_module.wheel_ids(RESOLVED)
+    assert json.loads(labels["io.warpdrive.deps-wheels"]) == deps_module.wheel_ids(RESOLVED)
     assert labels["io.warpdrive.deps-depth"] == "0"
     assert deps.parent is None
     assert deps.files == tuple(sorted(w["file"] for w in RESOLVED))
@@ -295,7 +297,7 @@ def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
     def key(
         base: ImageInfo = BASE, resolved: list[dict[str, str]] = RESOLVED, pkey: PlatformKey = PKEY
     ) -> str:
-        return image_module.plan_deps(cfg, base, pkey, resolved).key
+        return deps_module.plan_deps(cfg, base, pkey, resolved).key
 
     first = key()
     assert key() == first
@@ -311,17 +313,17 @@ def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- app plan
 
 
-def commit_of(plan: image_module.AppPlan) -> CommitSpec:
+def commit_of(plan: app_layer_module.AppPlan) -> CommitSpec:
     commit = plan.step("sha256:deps").commit
     assert commit is not None
     assert commit == plan.commit
     return commit
 
 
-SRC_PREFIX = image_module.APP_SRC[1:] + "/"  # layer names are relative to /
+SRC_PREFIX = layout_module.APP_SRC[1:] + "/"  # layer names are relative to /
 
 
-def layer_src(plan: image_module.AppPlan) -> dict[str, bytes]:
+def layer_src(plan: app_layer_module.AppPlan) -> dict[str, bytes]:
     """The source files of the app layer, by path relative to APP_SRC."""
     return {
         name.removeprefix(SRC_PREFIX): data
@@ -332,7 +334,7 @@ def layer_src(plan: image_module.AppPlan) -> dict[str, bytes]:
 
 def test_plan_app_django(tmp_path: Path) -> None:
     cfg = django_project(tmp_path / "site1")
-    plan = image_module.plan_app(cfg, BASE, PKEY, "depskey", source_label="site1")
+    plan = app_layer_module.plan_app(cfg, BASE, PKEY, "depskey", source_label="site1")
     assert plan.app.kind == "django"
     assert plan.app.module == "site1.wsgi:application"
     assert plan.app.settings == "site1.settings"
@@ -340,7 +342,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
     step = plan.step("sha256:deps")
     assert step.image == "sha256:deps"
     assert step.command == (
-        f"{image_module.VENV}/bin/python",
+        f"{layout_module.VENV}/bin/python",
         f"{HELPERS_DIR}/assemble.py",
         "app",
     )
@@ -352,7 +354,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert build_plan["collectstatic"] is True
     assert build_plan["build_hook"] is False
     assert build_plan["settings"] == "site1.settings"
-    assert build_plan["fallback_static_root"] == f"{image_module.APP_SRC}/staticfiles"
+    assert build_plan["fallback_static_root"] == f"{layout_module.APP_SRC}/staticfiles"
     assert "env" not in build_plan
     assert plan.server == "gunicorn"
     assert plan.runs_something is True
@@ -376,7 +378,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
 
     commit = commit_of(plan)
     assert commit.user == "1001"
-    assert commit.workdir == image_module.APP_SRC
+    assert commit.workdir == layout_module.APP_SRC
     assert commit.exposed_ports == ("8080/tcp",)
     assert commit.cmd == ("warpdrive-start",)
     labels = dict(commit.labels)
@@ -390,7 +392,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
 
 def test_plan_app_django_without_collectstatic(tmp_path: Path) -> None:
     cfg = django_project(tmp_path / "site1", collectstatic=False)
-    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    plan = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     step = plan.step("sha256:deps")
     assert step.command is None
     assert step.files == (("/", plan.layer),)
@@ -402,7 +404,7 @@ def test_plan_app_django_without_collectstatic(tmp_path: Path) -> None:
 
 def test_plan_app_wsgi(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    plan = image_module.plan_app(cfg, BASE, PKEY, "depskey", source_label="site")
+    plan = app_layer_module.plan_app(cfg, BASE, PKEY, "depskey", source_label="site")
     assert (plan.app.kind, plan.app.module) == ("wsgi", "wsgi:application")
     step = plan.step("sha256:deps")
     assert step.command is None  # collectstatic is for Django only
@@ -419,15 +421,15 @@ def test_plan_app_wsgi(tmp_path: Path) -> None:
 def test_plan_app_with_a_build_hook_runs_a_step(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     hook = write(cfg.project_dir, ".warpdrive/action_hooks/build", "#!/bin/sh\necho hi\n")
-    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    plan = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert plan.build_hook is False  # not executable: not a hook
     assert plan.step("sha256:deps").command is None
     hook.chmod(0o755)
-    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    plan = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert (plan.build_hook, plan.collectstatic, plan.runs_something) == (True, False, True)
     step = plan.step("sha256:deps")
     assert step.command == (
-        f"{image_module.VENV}/bin/python",
+        f"{layout_module.VENV}/bin/python",
         f"{HELPERS_DIR}/assemble.py",
         "app",
     )
@@ -444,25 +446,25 @@ def test_plan_app_ships_the_start_settings(tmp_path: Path) -> None:
         '[project]\nname = "site"\n[tool.warpdrive]\napp-module = "web:app"\nserver = "waitress"\n',
     )
     write(root, "web.py", "app = None\n")
-    first = image_module.plan_app(load_config(root), BASE, PKEY, "k", "s")
+    first = app_layer_module.plan_app(load_config(root), BASE, PKEY, "k", "s")
     assert (first.app.kind, first.app.module, first.server) == ("wsgi", "web:app", "waitress")
     start_json = tar_contents(first.layer)["opt/app-root/.warpdrive/start.json"]
     assert json.loads(start_json) == {"app_module": "web:app", "server": "waitress"}
     assert first.commit.labels["io.warpdrive.app"] == "wsgi web:app (waitress)"
     # the start settings are part of the build key, even with the same source
     cfg = dataclasses.replace(load_config(root), server="gunicorn")
-    second = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    second = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert second.server == "gunicorn"
     assert second.build_key != first.build_key
 
 
 def test_plan_app_env_and_labels(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    commit = commit_of(image_module.plan_app(cfg, BASE, PKEY, "depskey", "site"))
+    commit = commit_of(app_layer_module.plan_app(cfg, BASE, PKEY, "depskey", "site"))
     env = dict(commit.env)
-    assert env["PATH"].startswith(f"{image_module.VENV}/bin:")
+    assert env["PATH"].startswith(f"{layout_module.VENV}/bin:")
     assert env["PATH"].endswith(":/usr/bin:/bin")
-    assert env["VIRTUAL_ENV"] == image_module.VENV
+    assert env["VIRTUAL_ENV"] == layout_module.VENV
     assert env["PORT"] == "8080"
     assert "$" not in env["PATH"]  # the engine does not expand variables
 
@@ -477,7 +479,7 @@ def test_plan_app_env_and_labels(tmp_path: Path) -> None:
 def test_plan_app_default_path_when_base_has_none(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     base = dataclasses.replace(BASE, env=("LANG=C.UTF-8",))
-    env = dict(commit_of(image_module.plan_app(cfg, base, PKEY, "k", "s")).env)
+    env = dict(commit_of(app_layer_module.plan_app(cfg, base, PKEY, "k", "s")).env)
     assert env["PATH"].endswith(":/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 
 
@@ -486,7 +488,7 @@ def test_created_label_honours_source_date_epoch(
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
     cfg = wsgi_project(tmp_path / "site")
-    labels = commit_of(image_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
+    labels = commit_of(app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
     assert labels["org.opencontainers.image.created"] == "1970-01-02T00:00:00Z"
 
 
@@ -495,10 +497,10 @@ def test_no_secret_reaches_any_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", INDEX_URL + "2")
     monkeypatch.setenv("HTTPS_PROXY", f"http://proxyuser:{SECRET}@proxy:3128")
     cfg = django_project(tmp_path / "site1")
-    app = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    app = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     steps = [
         wheelhouse_plan(cfg).step(),
-        image_module.plan_deps(cfg, BASE, PKEY, RESOLVED).step,
+        deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED).step,
         app.step("sha256:deps"),
     ]
     # the app layer and helpers also go into an image without any step (append_layer)
@@ -546,7 +548,7 @@ def test_git_labels_strip_credentials(tmp_path: Path) -> None:
         ["remote", "add", "origin", f"https://deploy:{SECRET}@git.example.com/s.git"],
     ):
         subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
-    labels = commit_of(image_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
+    labels = commit_of(app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
     assert labels["org.opencontainers.image.source"] == "https://git.example.com/s.git"
     assert len(labels["org.opencontainers.image.revision"]) == 40
     assert all(SECRET not in v for v in labels.values())
@@ -556,7 +558,7 @@ def test_build_key_tracks_sources_but_not_excluded_files(tmp_path: Path) -> None
     cfg = django_project(tmp_path / "site1")
 
     def key(deps_key: str = "k") -> str:
-        return image_module.plan_app(cfg, BASE, PKEY, deps_key, "s").build_key
+        return app_layer_module.plan_app(cfg, BASE, PKEY, deps_key, "s").build_key
 
     first = key()
     assert key() == first
@@ -577,19 +579,19 @@ def test_build_key_tracks_sources_but_not_excluded_files(tmp_path: Path) -> None
 
 def test_build_key_tracks_base_env_and_image_ref(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    first = image_module.plan_app(cfg, BASE, PKEY, "k", "s").build_key
+    first = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s").build_key
     base = dataclasses.replace(BASE, env=("PATH=/opt/bin:/usr/bin",))
-    assert image_module.plan_app(cfg, base, PKEY, "k", "s").build_key != first
+    assert app_layer_module.plan_app(cfg, base, PKEY, "k", "s").build_key != first
     retagged = dataclasses.replace(cfg, image="site:v2")
-    assert image_module.plan_app(retagged, BASE, PKEY, "k", "s").build_key != first
+    assert app_layer_module.plan_app(retagged, BASE, PKEY, "k", "s").build_key != first
 
 
 def test_build_key_tracks_dockerignore(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     write(cfg.project_dir, "notes.txt", "draft\n")
-    with_notes = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    with_notes = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     write(cfg.project_dir, ".dockerignore", "notes.txt\n")
-    without = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    without = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert without.build_key != with_notes.build_key
     assert "notes.txt" in layer_src(with_notes)
     assert "notes.txt" not in layer_src(without)
@@ -605,7 +607,7 @@ def test_project_without_entry_point_is_a_config_error(tmp_path: Path) -> None:
     write(root, "wsgi.py", "handler = object()\n")  # neither `application` nor `app`
     cfg = load_config(root)
     with pytest.raises(ConfigError) as info:
-        image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+        app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert "wsgi.py" in str(info.value)
     assert "manage.py" in str(info.value)
     assert info.value.fix
@@ -616,7 +618,7 @@ def test_detection_ignores_host_app_module(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("APP_MODULE", "elsewhere:app")
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "other.settings")
     cfg = django_project(tmp_path / "site1")
-    plan = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    plan = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     assert plan.app.module == "site1.wsgi:application"
     assert plan.app.settings == "site1.settings"
 
@@ -644,9 +646,9 @@ def test_build_key_tracks_the_git_revision(tmp_path: Path) -> None:
     git("init", "-q")
     git("add", "-A")
     git("commit", "-qm", "one")
-    first = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    first = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     git("commit", "-q", "--allow-empty", "-m", "two")
-    second = image_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    second = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
     # same files, new revision: the revision label must not go stale
     assert second.build_key != first.build_key
     assert (
@@ -660,10 +662,10 @@ def test_build_key_tracks_the_git_revision(tmp_path: Path) -> None:
 
 def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    full = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    full = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     parent_info = dataclasses.replace(BASE, id="sha256:parent")
-    have = image_module.wheel_ids(RESOLVED[:1])
-    deps = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=(parent_info, have, 1))
+    have = deps_module.wheel_ids(RESOLVED[:1])
+    deps = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=(parent_info, have, 1))
     assert deps.key == full.key  # same content, whichever way it is built
     assert deps.parent == "sha256:parent"
     assert deps.step.image == "sha256:parent"
@@ -675,7 +677,7 @@ def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> N
     labels = deps.step.commit.labels
     assert labels["io.warpdrive.deps-depth"] == "2"
     # the label lists every wheel in the image, not only the new ones
-    assert json.loads(labels["io.warpdrive.deps-wheels"]) == image_module.wheel_ids(RESOLVED)
+    assert json.loads(labels["io.warpdrive.deps-wheels"]) == deps_module.wheel_ids(RESOLVED)
     assert deps.step.network == "none" and deps.step.uses_secrets is False
 
 
@@ -692,8 +694,8 @@ class FakeEngine:
 def find_parent(
     engine: FakeEngine, cfg: Config, wanted: list[str]
 ) -> tuple[ImageInfo, list[str], int] | None:
-    return image_module.find_parent(
-        cast(Engine, engine), cfg, BASE, image_module.Installer("pip"), wanted
+    return deps_module.find_parent(
+        cast(Engine, engine), cfg, BASE, deps_module.Installer("pip"), wanted
     )
 
 
@@ -704,7 +706,7 @@ def deps_image(
     installer: str = "pip",
     project: str = "site",
     kind: str = "deps",
-    deps_format: str = image_module.DEPS_FORMAT,
+    deps_format: str = deps_module.DEPS_FORMAT,
 ) -> ImageInfo:
     return dataclasses.replace(
         BASE,
@@ -732,7 +734,7 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
             deps_image("sha256:best", ["a@1", "b@2"]),
             deps_image("sha256:same", wanted),  # not a strict subset: nothing to add
             deps_image("sha256:stale", ["a@1", "b@OLD"]),  # a wheel that changed
-            deps_image("sha256:deep", ["a@1", "b@2"], depth=image_module.MAX_DEPS_DEPTH),
+            deps_image("sha256:deep", ["a@1", "b@2"], depth=deps_module.MAX_DEPS_DEPTH),
             deps_image("sha256:uv", ["a@1", "b@2"], installer="uv0.4"),
             deps_image("sha256:other", ["a@1", "b@2"], project="other"),
             deps_image("sha256:bad", "not json"),
@@ -745,7 +747,7 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     assert engine.filters == [
         {
             "io.warpdrive.kind": "deps",
-            "io.warpdrive.deps-format": image_module.DEPS_FORMAT,
+            "io.warpdrive.deps-format": deps_module.DEPS_FORMAT,
             "io.warpdrive.deps-project": "site",
             "io.warpdrive.deps-base": BASE.id,
         }
@@ -774,20 +776,20 @@ def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
 def test_plan_deps_labels_its_image_as_deps(tmp_path: Path) -> None:
     """The labels find_parent filters on are the ones plan_deps writes."""
     cfg = wsgi_project(tmp_path / "site")
-    deps = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED[:1])
+    deps = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED[:1])
     assert deps.step.commit is not None
     labels = dict(deps.step.commit.labels)
     assert labels["io.warpdrive.kind"] == "deps"
     built = dataclasses.replace(BASE, id="sha256:built", labels=labels)
     engine = FakeEngine([built])
-    found = find_parent(engine, cfg, image_module.wheel_ids(RESOLVED))
+    found = find_parent(engine, cfg, deps_module.wheel_ids(RESOLVED))
     assert found is not None and found[0].id == "sha256:built"
     # the app image committed on it carries the same deps labels but kind=app
-    app = image_module.plan_app(cfg, BASE, PKEY, deps.key, "s")
+    app = app_layer_module.plan_app(cfg, BASE, PKEY, deps.key, "s")
     app_labels = {**labels, **app.commit.labels}
     assert app_labels["io.warpdrive.kind"] == "app"
     engine = FakeEngine([dataclasses.replace(BASE, id="sha256:app", labels=app_labels)])
-    wanted = image_module.wheel_ids(RESOLVED)
+    wanted = deps_module.wheel_ids(RESOLVED)
     assert find_parent(engine, cfg, wanted) is None
 
 
@@ -803,22 +805,22 @@ def test_find_parent_none_without_candidates(tmp_path: Path) -> None:
 def test_choose_installer(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     with_uv = {"tools": {"uv": {"path": "tools/uv", "version": "0.4.1"}}}
-    assert image_module.choose_installer(cfg, {}, PKEY) == image_module.Installer("pip")
-    uv = image_module.choose_installer(cfg, with_uv, PKEY)
-    assert uv == image_module.Installer("uv", f"{VOLUME_DIR}/{PKEY.slug}/tools/uv", "0.4.1")
+    assert deps_module.choose_installer(cfg, {}, PKEY) == deps_module.Installer("pip")
+    uv = deps_module.choose_installer(cfg, with_uv, PKEY)
+    assert uv == deps_module.Installer("uv", f"{VOLUME_DIR}/{PKEY.slug}/tools/uv", "0.4.1")
     pip_cfg = dataclasses.replace(cfg, installer="pip")
-    assert image_module.choose_installer(pip_cfg, with_uv, PKEY).name == "pip"
+    assert deps_module.choose_installer(pip_cfg, with_uv, PKEY).name == "pip"
     uv_cfg = dataclasses.replace(cfg, installer="uv")
-    assert image_module.choose_installer(uv_cfg, with_uv, PKEY).name == "uv"
+    assert deps_module.choose_installer(uv_cfg, with_uv, PKEY).name == "uv"
     with pytest.raises(ConfigError, match="no uv"):
-        image_module.choose_installer(uv_cfg, {"tools": []}, PKEY)
+        deps_module.choose_installer(uv_cfg, {"tools": []}, PKEY)
 
 
 def test_installer_is_part_of_the_deps_key(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    pip = image_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
-    uv = image_module.plan_deps(
-        cfg, BASE, PKEY, RESOLVED, image_module.Installer("uv", "/x/uv", "0.4")
+    pip = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    uv = deps_module.plan_deps(
+        cfg, BASE, PKEY, RESOLVED, deps_module.Installer("uv", "/x/uv", "0.4")
     )
     assert pip.key != uv.key
     plan = json.loads(step_files(uv.step, "/tmp")["warpdrive-build/plan.json"])

@@ -1,0 +1,392 @@
+"""The deps layer: the virtualenv with exactly the wheels the wheelhouse resolved,
+installed with no network from the read-only volume, reused while its key (base image,
+platform, installer, the wheels' hashes) holds, extended by a small layer when packages
+were only added, and started early while the builder still compiles sdists."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import runtime
+from .config import Config, RequirementSet
+from .engine import Engine, ImageInfo, Output, RunResult
+from .errors import BuildError, ConfigError, LayerRefused, WarpdriveError
+from .layout import (
+    APP_ROOT,
+    APP_UID,
+    LABEL_PREFIX,
+    VENV,
+    key_digest,
+)
+from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
+from .platform import PlatformKey
+from .runtime.assemble import DAMAGED_LINE
+from .tars import tar_files
+
+#: where a deps step unpacks wheels (a tmpfs: never in the image)
+DEPS_SCRATCH = "/tmp/warpdrive-scratch"
+
+
+#: bump when the layout of the deps layer changes, so old deps images are not reused
+DEPS_FORMAT = "2"
+
+
+@dataclass(frozen=True)
+class DepsPlan:
+    key: str
+    ref: str
+    step: Step
+    parent: str | None = None  # an earlier deps image this one is built on
+    files: tuple[str, ...] = ()  # the wheels this step installs
+
+
+@dataclass(frozen=True)
+class Installer:
+    name: str  # "uv" | "pip" | "none" (nothing to install)
+    path: str = ""  # uv's path inside the build container
+    version: str = ""
+
+
+def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey) -> Installer:
+    uv = manifest.get("tools", {}).get("uv") if isinstance(manifest.get("tools"), dict) else None
+    if cfg.installer != "pip" and isinstance(uv, dict) and uv.get("path"):
+        return Installer("uv", f"{VOLUME_DIR}/{pkey.slug}/{uv['path']}", str(uv.get("version")))
+    if cfg.installer == "uv":
+        raise ConfigError(
+            f'installer = "uv" but the wheelhouse in {cfg.volume!r} has no uv for {pkey.slug}',
+            fix="run `nox -s wheelhouse` with access to an index (it fetches uv), or set "
+            '`installer = "auto"`',
+        )
+    return Installer("pip")
+
+
+def wheel_ids(resolved: list[dict[str, Any]]) -> list[str]:
+    return sorted(f"{w['file']}@{w['sha256'][:16]}" for w in resolved)
+
+
+#: an incremental deps image may sit on at most this many earlier ones
+MAX_DEPS_DEPTH = 4
+
+
+def find_parent(
+    engine: Engine, cfg: Config, base: ImageInfo, installer: Installer, wanted: list[str]
+) -> tuple[ImageInfo, list[str], int] | None:
+    """The earlier deps image of this app whose wheels are a strict subset of the wanted
+    ones, with the most wheels: adding a package then installs only that package, in a
+    small layer on top, instead of rebuilding the whole virtualenv."""
+    best: tuple[ImageInfo, list[str], int] | None = None
+    for info in engine.images_with_labels(
+        {
+            f"{LABEL_PREFIX}.kind": "deps",
+            f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
+            f"{LABEL_PREFIX}.deps-project": cfg.name,
+            f"{LABEL_PREFIX}.deps-base": base.id,
+        }
+    ):
+        if info.labels.get(f"{LABEL_PREFIX}.deps-installer") != installer.name + installer.version:
+            continue
+        try:
+            have = json.loads(info.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
+            depth = int(info.labels.get(f"{LABEL_PREFIX}.deps-depth", "0"))
+        except ValueError:
+            continue
+        if not isinstance(have, list) or depth >= MAX_DEPS_DEPTH:
+            continue
+        if set(have) < set(wanted) and (best is None or len(have) > len(best[1])):
+            best = (info, have, depth)
+    return best
+
+
+def plan_deps(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[dict[str, Any]],
+    installer: Installer | None = None,
+    parent: tuple[ImageInfo, list[str], int] | None = None,
+    export: bool = True,
+) -> DepsPlan:
+    """The deps layer: exactly the wheels the wheelhouse resolved, installed with
+    ``--no-index --no-deps`` from the read-only volume, with no network at all. Keyed by
+    base image, platform, installer and the wheels' hashes; on a ``parent`` (an earlier
+    deps image with a subset of the wheels) only the added wheels are installed.
+
+    A whole virtualenv is built in memory (tmpfs at APP_ROOT and for the unpacked wheels)
+    and exported as the layer (``export``), which writes each file to disk once; an
+    incremental one installs into the parent's virtualenv and is committed."""
+    installer = installer or Installer("pip")
+    assemble = runtime.read("assemble.py")
+    ids = wheel_ids(resolved)
+    files = sorted(w["file"] for w in resolved)
+    key = key_digest(
+        "deps",
+        DEPS_FORMAT,
+        base.id,
+        pkey.slug,
+        cfg.python,
+        installer.name,
+        installer.version,
+        *ids,
+        assemble,
+    )
+    plan: dict[str, Any] = {
+        "app_root": APP_ROOT,
+        "venv": VENV,
+        "uid": APP_UID,
+        "python": cfg.python,
+        "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
+        "installer": installer.name,
+        "uv": installer.path,
+    }
+    image = base.id
+    parent_id: str | None = None
+    depth = 0
+    if parent is not None:
+        info, have, depth = parent
+        have_files = {h.rsplit("@", 1)[0] for h in have}
+        files = [f for f in files if f not in have_files]
+        image = parent_id = info.id
+        depth += 1
+        plan["incremental"] = True
+    plan["files"] = files
+    plan["sha256"] = {w["file"]: w["sha256"] for w in resolved if w["file"] in set(files)}
+    tmpfs: tuple[str, ...] = ()
+    exported: tuple[str, ...] = ()
+    if export and parent is None:
+        plan["export"] = True
+        plan["tmpdir"] = DEPS_SCRATCH
+        tmpfs = (APP_ROOT, DEPS_SCRATCH)
+        exported = (
+            cfg.python,
+            f"{HELPERS_DIR}/assemble.py",
+            "export",
+            APP_ROOT[1:],
+            "etc/passwd",
+        )
+    labels = {
+        f"{LABEL_PREFIX}.deps-key": key,
+        # app images inherit these labels; `kind` tells a deps image from them
+        f"{LABEL_PREFIX}.kind": "deps",
+        f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
+        f"{LABEL_PREFIX}.deps-project": cfg.name,
+        f"{LABEL_PREFIX}.deps-base": base.id,
+        f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
+        f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
+        f"{LABEL_PREFIX}.deps-depth": str(depth),
+    }
+    members = {
+        "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
+        "warpdrive-build/assemble.py": assemble,
+    }
+    step = Step(
+        name="deps",
+        image=image,
+        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
+        files=(("/tmp", tar_files(members)),),
+        mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
+        network="none",
+        user="0:0",
+        commit=CommitSpec(labels=labels, message="nox-warpdrive deps layer"),
+        tmpfs=tmpfs,
+        export=exported,
+    )
+    return DepsPlan(
+        key=key,
+        ref=f"warpdrive-deps/{cfg.name}:{key[:20]}",
+        step=step,
+        parent=parent_id,
+        files=tuple(files),
+    )
+
+
+def fits_in_memory(resolved: list[dict[str, Any]], memory: int) -> bool:
+    """Whether a virtualenv of these wheels can be built on tmpfs: the unpacked wheels and
+    the installed files (with bytecode) take a few times the wheels' size each, and that
+    must stay well below the engine's memory. Unknown sizes (a manifest written before
+    sizes were recorded) or memory: no."""
+    sizes = [w.get("size") for w in resolved]
+    if memory <= 0 or not all(isinstance(s, int) and s >= 0 for s in sizes):
+        return False
+    return 8 * sum(s for s in sizes if isinstance(s, int)) <= memory // 4
+
+
+def ensure_deps(
+    engine: Engine,
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[dict[str, Any]],
+    installer: Installer,
+    out: Output,
+) -> tuple[str, bool, float]:
+    """The deps image for exactly these wheels: found by its key, else built (on the
+    earlier deps image with the most of them, when there is one) and tagged. Returns
+    (image id, whether it was found, seconds spent building)."""
+    deps = plan_deps(cfg, base, pkey, resolved, installer)
+    found = engine.image(deps.ref)
+    if found is not None and found.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key:
+        return found.id, True, 0.0
+    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+    if parent is not None:
+        deps = plan_deps(cfg, base, pkey, resolved, installer, parent)
+        out(
+            f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
+            f"layer {parent[0].id.split(':')[-1][:12]}"
+        )
+    elif not fits_in_memory(resolved, engine.memory_total()):
+        deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)
+    try:
+        result = run_deps(engine, deps.step, out)
+    except LayerRefused as exc:
+        out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
+        deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
+        result = run_deps(engine, deps.step, out)
+    assert result.image_id is not None
+    engine.tag(result.image_id, deps.ref)
+    return result.image_id, False, result.seconds
+
+
+class DamagedWheels(WarpdriveError):
+    """Wheels in the volume that do not match the manifest's sha256 (found by the deps
+    step, which checks every wheel before installing it)."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = tuple(files)
+        super().__init__(
+            f"{len(files)} wheels in the wheelhouse do not match their sha256: "
+            + ", ".join(files[:5]),
+            fix="run `nox -s wheelhouse -- --verify` (it fetches or builds them again)",
+        )
+
+
+def run_deps(engine: Engine, step: Step, out: Output) -> RunResult:
+    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong."""
+    damaged: list[str] = []
+
+    def shown(line: str) -> None:
+        if not line.startswith(DAMAGED_LINE):
+            out(line)
+            return
+        with contextlib.suppress(ValueError):
+            files = json.loads(line[len(DAMAGED_LINE) :])
+            damaged.extend(str(f) for f in files if isinstance(files, list))
+
+    try:
+        return engine.run_checked(step, shown)
+    except BuildError:
+        if damaged:
+            raise DamagedWheels(damaged) from None
+        raise
+
+
+#: the deps step's last line (runtime/assemble.py)
+INSTALLED_IN = re.compile(r"virtualenv ready in (\d+(?:\.\d+)?) s")
+
+
+class EarlyDeps:
+    """A deps image for the wheels the wheelhouse has published while its builder still
+    compiles sdists, built in a thread: installing and committing most packages then
+    overlaps the compile, and the full deps layer afterwards adds only the built wheels
+    on top (find_parent finds this image). A failure here only costs the head start: the
+    regular path after the wheelhouse builds whatever is missing, and reports errors."""
+
+    def __init__(self, engine: Engine, cfg: Config, base: ImageInfo, pkey: PlatformKey):
+        self.engine, self.cfg, self.base, self.pkey = engine, cfg, base, pkey
+        self.thread: threading.Thread | None = None
+        self.lines: list[str] = []
+        self.count = 0
+        self.seconds = 0.0
+        self.built = False
+        self.error: WarpdriveError | None = None
+
+    def start(self, resolved: list[dict[str, Any]], tools: dict[str, Any]) -> None:
+        if self.thread is not None or not resolved:
+            return
+        try:
+            installer = choose_installer(self.cfg, {"tools": tools}, self.pkey)
+        except WarpdriveError:
+            return  # the regular path reports it
+        self.count = len(resolved)
+        self.thread = threading.Thread(
+            target=self._run, args=(resolved, installer), name="warpdrive-early-deps"
+        )
+        self.thread.start()
+
+    def _run(self, resolved: list[dict[str, Any]], installer: Installer) -> None:
+        started = time.monotonic()
+        try:
+            _, reused, _ = ensure_deps(
+                self.engine, self.cfg, self.base, self.pkey, resolved, installer, self.lines.append
+            )
+            self.built = not reused
+        except WarpdriveError as exc:
+            self.error = exc
+        self.seconds = time.monotonic() - started
+
+    def cancel(self) -> None:
+        """The build is being interrupted: end the thread's container now, so that
+        ``join`` does not wait for its install."""
+        if self.thread is not None:
+            self.engine.abort()
+
+    def join(self, out: Output) -> float | None:
+        """Wait for the thread; the seconds it took, None when it did not build."""
+        if self.thread is None:
+            return None
+        self.thread.join()
+        if self.error is not None:
+            out(
+                f"warpdrive: installing the first {self.count} wheels early failed "
+                f"({self.error.message.splitlines()[0]}); trying again after the wheelhouse"
+            )
+            return None
+        if not self.built:
+            return None
+        installed = next(
+            (m.group(1) for m in map(INSTALLED_IN.search, reversed(self.lines)) if m), None
+        )
+        detail = f"installed in {installed} s, " if installed else ""
+        for line in self.lines:
+            if line.startswith("warpdrive: adding "):
+                out(line)  # it was built on an earlier deps layer
+        out(
+            f"warpdrive: deps layer for the first {self.count} wheels built while the "
+            f"wheelhouse finished ({detail}{self.seconds:.1f} s in all)"
+        )
+        return self.seconds
+
+
+def known_deps(
+    engine: Engine,
+    cfg: Config,
+    current: ImageInfo | None,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    reqs: RequirementSet,
+) -> ImageInfo | None:
+    """The deps image of the current image, when it was built for exactly these
+    requirements on this base: then the wheelhouse need not even be read (a code change
+    rebuilds the app layer and nothing else)."""
+    if current is None:
+        return None
+    labels = current.labels
+    if (
+        labels.get(f"{LABEL_PREFIX}.requirements") != reqs.digest
+        or labels.get(f"{LABEL_PREFIX}.base-image-id") != base.id
+        or labels.get(f"{LABEL_PREFIX}.platform-key") != pkey.slug
+        or labels.get(f"{LABEL_PREFIX}.installer-setting") != cfg.installer
+        or labels.get(f"{LABEL_PREFIX}.deps-format") != DEPS_FORMAT
+    ):
+        return None
+    key = labels.get(f"{LABEL_PREFIX}.deps-key", "")
+    deps = engine.image(f"warpdrive-deps/{cfg.name}:{key[:20]}") if key else None
+    if deps is None or deps.labels.get(f"{LABEL_PREFIX}.deps-key") != key:
+        return None
+    return deps

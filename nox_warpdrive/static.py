@@ -1,0 +1,249 @@
+"""Collected static files (Django collectstatic): when their inputs are unchanged they
+are reused from the current image, as a layer of their own under the app layer that a
+code change names by diff ID instead of sending again."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
+from typing import TYPE_CHECKING
+
+from . import static_cache
+from .config import Config, read_requirements
+from .context import (
+    Entry,
+    source_date_epoch,
+)
+from .engine import Engine, ImageInfo
+from .errors import EngineError, WarpdriveError
+from .layout import (
+    APP_SRC,
+    APP_UID,
+    LABEL_PREFIX,
+    STATIC_ROOT_RECORD,
+    skeleton_tar,
+)
+from .runtime.start import App
+from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar, tar_body
+
+if TYPE_CHECKING:
+    from .app_layer import AppPlan
+
+
+def static_inputs(
+    entries: list[Entry], app: App, skip: frozenset[str] = frozenset()
+) -> list[Entry]:
+    """What collectstatic's output can depend on: every file that is not Python, the
+    settings (module or package) and apps.py files. A change to any other .py file (views,
+    models, urls) cannot change the collected files, so their output can be reused.
+    ``skip``: files known not to matter (requirement files, pyproject.toml: packages are
+    compared separately, by their wheels)."""
+    settings_file = settings_dir = None
+    if app.settings:
+        rel = app.settings.replace(".", "/")
+        settings_file, settings_dir = rel + ".py", rel + "/"
+
+    def matters(e: Entry) -> bool:
+        if e.relpath in skip:
+            return False
+        if e.kind != "file" or not e.relpath.endswith(".py"):
+            return True
+        if e.relpath == settings_file or (settings_dir and e.relpath.startswith(settings_dir)):
+            return True
+        return e.relpath.rsplit("/", 1)[-1] in ("apps.py", "manage.py")
+
+    return [e for e in entries if matters(e)]
+
+
+def not_static_inputs(cfg: Config) -> frozenset[str]:
+    """pyproject.toml and every requirement file, included ones too (the shipped names
+    are the files' paths relative to the project)."""
+    names = {"pyproject.toml"}
+    for path in cfg.requirement_files:
+        with contextlib.suppress(ValueError):
+            names.add(path.relative_to(cfg.project_dir).as_posix())
+    with contextlib.suppress(WarpdriveError):
+        names.update(name for name, _ in read_requirements(cfg).files)
+    return frozenset(names)
+
+
+def same_packages_or_more(current: ImageInfo, deps_key: str, wheels: list[str] | None) -> bool:
+    """Whether the current image's packages are all still installed, unchanged. Packages
+    only added cannot change collectstatic's output: a new Django app must be named in
+    INSTALLED_APPS first, and the settings are part of the static key."""
+    if current.labels.get(f"{LABEL_PREFIX}.deps-key") == deps_key:
+        return True
+    if wheels is None:
+        return False
+    try:
+        before = json.loads(current.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
+    except ValueError:
+        return False
+    return isinstance(before, list) and set(before) <= set(wheels)
+
+
+def static_root(record: bytes) -> str | None:
+    """The STATIC_ROOT an app image recorded (a tar of the record file), when it is a
+    directory the app owns, below APP_SRC: never "/", "/etc" or a climb out."""
+    with tarfile.open(fileobj=io.BytesIO(record)) as tar:
+        member = next((m for m in tar if m.isfile()), None)
+        fh = tar.extractfile(member) if member else None
+        root = fh.read().decode().strip() if fh else ""
+    root = root.rstrip("/")
+    parts = root.split("/")
+    if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
+        return None
+    return root
+
+
+def read_static(engine: Engine, image_id: str) -> tuple[bytes, bytes] | None:
+    """(the record's tar, a tar of the collected files and the record at their paths in
+    the image) of an app image: the host's copy, else read through one created container
+    (and copied for next time, already in the form a layer takes)."""
+    cached = static_cache.load(image_id)
+    if cached is not None and static_root(cached[0]) is not None:
+        return cached
+    with engine.image_reader(image_id) as read:
+        record = read(STATIC_ROOT_RECORD)
+        root = static_root(record) if record is not None else None
+        if record is None or root is None:
+            return None
+        static = read(root)
+    if static is None:
+        return None
+    # get_archive names the members after the root's last part: put them back under its
+    # parent, the record under its directory
+    files = merge_tars(
+        reprefix_tar(static, root.rsplit("/", 1)[0]),
+        reprefix_tar(record, STATIC_ROOT_RECORD.rsplit("/", 1)[0]),
+    )
+    static_cache.store(image_id, record, files)
+    return record, files
+
+
+def reusable_static_files(
+    engine: Engine,
+    current: ImageInfo | None,
+    app: AppPlan,
+    deps_key: str = "",
+    wheels: list[str] | None = None,
+) -> tuple[str, bytes] | None:
+    """(STATIC_ROOT, a tar of the collected files and the record at their paths) of the
+    current image, when its static inputs equal this build's (then collectstatic would
+    produce the same files)."""
+    if current is None or not app.static_key:
+        return None
+    if current.labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
+        return None
+    if not same_packages_or_more(current, deps_key, wheels):
+        return None
+    found = read_static(engine, current.id)
+    if found is None:
+        return None
+    record, files = found
+    root = static_root(record)
+    assert root is not None  # read_static checked it
+    return root, files
+
+
+#: labels of an app image whose collected static files are a layer of their own, under
+#: the app layer: that layer's diff ID, and the STATIC_ROOT it holds
+STATIC_LAYER_LABEL = f"{LABEL_PREFIX}.static-layer"
+
+
+STATIC_ROOT_LABEL = f"{LABEL_PREFIX}.static-root"
+
+
+STATIC_CREATED_BY = "nox-warpdrive static files (collectstatic)"
+
+
+def static_layer(root: str, files: bytes) -> bytes:
+    """The collected static files as a layer of their own, with every parent directory
+    (the skeleton's, and below APP_SRC as collectstatic makes them)."""
+    rel = root.rsplit("/", 1)[0][len(APP_SRC) :].strip("/")
+    chain: list[tuple[str, int, int]] = []
+    path = APP_SRC[1:]
+    for part in rel.split("/") if rel else []:
+        path = f"{path}/{part}"
+        chain.append((path, APP_UID, 0o2775))
+    return merge_tars(skeleton_tar(), dir_tar(chain), normalize_tar(files, source_date_epoch()))
+
+
+def shadows_static(layer: bytes, root: str) -> bool:
+    """Whether the app layer has files at or below STATIC_ROOT (a copy collected on the
+    developer's machine): on top of a static layer they would hide the collected ones,
+    where collectstatic overwrites them."""
+    found = tar_body(layer)
+    names = found[1] if found is not None else []
+    inside = root.strip("/")
+    return any(n == inside or n.startswith(inside + "/") for n in names)
+
+
+def named_static_layer(current: ImageInfo | None, app: AppPlan, deps: ImageInfo) -> str | None:
+    """The diff ID of the current image's static layer, when this build can name it
+    instead of carrying the files: same static inputs, and the layer sits right on this
+    build's deps layers (so the engine has it there)."""
+    if current is None or not app.static_key:
+        return None
+    labels = current.labels
+    diff = labels.get(STATIC_LAYER_LABEL, "")
+    root = labels.get(STATIC_ROOT_LABEL, "")
+    if labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key or not diff or not root:
+        return None
+    layers = current.diff_ids
+    if not deps.diff_ids or layers[:-2] != deps.diff_ids or layers[-2:-1] != (diff,):
+        return None
+    if shadows_static(app.layer, root):
+        return None
+    return diff
+
+
+def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
+    """Directory entries a reused-static layer needs and the app layer lacks, with the
+    metadata the container build gives them: below APP_SRC as collectstatic makes them
+    (app user, group 0, 2775), the record's directory as root makes it (0755)."""
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        have = {m.name.rstrip("/") for m in tar}
+    wanted: list[tuple[str, int, int]] = []
+    rel = static_parent[len(APP_SRC) :].strip("/")
+    path = APP_SRC[1:]
+    for part in rel.split("/") if rel else []:
+        path = f"{path}/{part}"
+        wanted.append((path, APP_UID, 0o2775))
+    wanted.append((record_dir[1:], 0, 0o755))
+    return dir_tar([w for w in wanted if w[0] not in have])
+
+
+def split_static(
+    engine: Engine, deps_id: str, app: AppPlan, built: str, found: tuple[bytes, bytes]
+) -> str:
+    """The image a container just built (app files and collected static files in one
+    committed layer), made again as deps + a static layer + the app layer, so that the
+    next code change names the static layer instead of sending it; the committed image
+    is removed. When that cannot be done, the committed image stays the result."""
+    record, files = found
+    root = static_root(record)
+    if root is None or shadows_static(app.layer, root):
+        return built
+    static = static_layer(root, files)
+    labels = {
+        **app.commit.labels,
+        STATIC_LAYER_LABEL: "sha256:" + hashlib.sha256(static).hexdigest(),
+        STATIC_ROOT_LABEL: root,
+    }
+    try:
+        image_id = engine.append_layer(
+            deps_id,
+            app.layer,
+            dataclasses.replace(app.commit, labels=labels),
+            under=[(STATIC_CREATED_BY, static)],
+        )
+    except EngineError:
+        return built
+    static_cache.copy(built, image_id)
+    engine.remove_image(built)
+    return image_id
