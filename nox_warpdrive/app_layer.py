@@ -4,11 +4,13 @@ on top of the deps image; its plan and its key. A code change rebuilds only this
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runtime
@@ -91,7 +93,6 @@ class AppPlan:
     build_key: str
     app: App
     files: int
-    layer: bytes
     commit: CommitSpec
     collectstatic: bool
     static_key: str
@@ -101,6 +102,14 @@ class AppPlan:
     build_hook: bool = False
     #: lines to show the user about the source (files left out, very large files)
     notices: tuple[str, ...] = ()
+    #: makes the layer's tar (see ``layer``)
+    make_layer: Callable[[], bytes] = field(default=lambda: b"", repr=False, compare=False)
+
+    @functools.cached_property
+    def layer(self) -> bytes:
+        """The app layer's tar (source under APP_SRC and the launcher; names relative to
+        /), made at first use: an up-to-date image never builds it."""
+        return self.make_layer()
 
     @property
     def runs_something(self) -> bool:
@@ -128,72 +137,31 @@ class AppPlan:
 BUILD_HOOK = ".warpdrive/action_hooks/build"
 
 
-def plan_app(
-    cfg: Config,
-    base: ImageInfo,
-    pkey: PlatformKey,
-    deps_key: str,
-    source_label: str,
-    requirements_digest: str = "",
-) -> AppPlan:
-    app, server = detect_app(cfg)
-    rules = load_ignore_rules(cfg.project_dir)
-    entries = collect(cfg.project_dir, rules)
-    notices = source_notices(cfg.project_dir, rules, entries)
-    digest = context_digest(cfg.project_dir, entries)
-    source_tar = build_tar(cfg.project_dir, entries, uid=APP_UID, gid=0, prefix=APP_SRC[1:])
-    launcher = runtime.read("start.py")
-    static_lib = runtime.read("warpdrive_static.py")
-    assemble = runtime.read("assemble.py")
-    start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
-    collectstatic = cfg.collectstatic and app.kind == "django"
-    build_hook = any(
-        e.relpath == BUILD_HOOK and e.kind == "file" and e.mode & 0o100 for e in entries
-    )
-    static_key = (
-        key_digest(
-            "static",
-            base.id,
-            assemble,
-            context_digest(cfg.project_dir, static_inputs(entries, app, not_static_inputs(cfg))),
-        )
-        if collectstatic
-        else ""
-    )
-    source_labels = git_labels(cfg.project_dir)
-    build_key = key_digest(
-        "app",
-        deps_key,
-        digest,
-        str(source_date_epoch()),  # the files' mtime in the layer
-        launcher,
-        static_lib,
-        start_json,
-        assemble,
-        str(collectstatic),
-        cfg.image,
-        json.dumps(image_env(base)),
-        json.dumps(source_labels, sort_keys=True),
-    )
-    labels = {
-        "org.opencontainers.image.created": created_timestamp(),
-        "org.opencontainers.image.title": cfg.name,
-        "org.opencontainers.image.base.name": cfg.base_image,
-        **source_labels,
-        f"{LABEL_PREFIX}.platform-key": pkey.slug,
-        f"{LABEL_PREFIX}.base-image": cfg.base_image,
-        f"{LABEL_PREFIX}.base-image-id": base.id,
-        f"{LABEL_PREFIX}.deps-key": deps_key,
-        f"{LABEL_PREFIX}.build-key": build_key,
-        f"{LABEL_PREFIX}.static-key": static_key,
-        f"{LABEL_PREFIX}.requirements": requirements_digest,
-        f"{LABEL_PREFIX}.installer-setting": cfg.installer,
-        f"{LABEL_PREFIX}.kind": "app",
-        f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}" + (f" ({server})" if server else ""),
-    }
-    layer = merge_tars(
+@dataclass(frozen=True)
+class Source:
+    """The app source as it will be archived: what is in it, its digest (the layer's
+    cache key: contents, kinds, modes, links; not mtimes) and what to tell the user."""
+
+    root: Path
+    entries: tuple[Entry, ...]
+    digest: str
+    notices: tuple[str, ...]
+
+
+def read_source(root: Path) -> Source:
+    rules = load_ignore_rules(root)
+    entries = collect(root, rules)
+    notices = source_notices(root, rules, entries)
+    return Source(root, tuple(entries), context_digest(root, entries), notices)
+
+
+def layer_tar(source: Source, launcher: bytes, static_lib: bytes, start_json: bytes) -> bytes:
+    """The app layer: the directory skeleton, the source under APP_SRC, the launcher and
+    its config. Built only once the build key says the image is not up to date."""
+    tree = build_tar(source.root, source.entries, uid=APP_UID, gid=0, prefix=APP_SRC[1:])
+    return merge_tars(
         skeleton_tar(),
-        source_tar,
+        tree,
         tar_files({APP_ROOT[1:] + "/bin/warpdrive-start": launcher}, mode=0o755),
         tar_files(
             {
@@ -202,6 +170,10 @@ def plan_app(
             }
         ),
     )
+
+
+def helpers_tar(cfg: Config, app: App, build_hook: bool, collectstatic: bool) -> bytes:
+    """The build step's plan and scripts (put in /tmp, removed before the commit)."""
     plan = {
         "app_root": APP_ROOT,
         "venv": VENV,
@@ -211,14 +183,125 @@ def plan_app(
         "settings": app.settings or "",
         "fallback_static_root": f"{APP_SRC}/staticfiles",
     }
-    helpers = tar_files(
+    return tar_files(
         {
             "warpdrive-build/plan.json": json.dumps(plan).encode(),
-            "warpdrive-build/assemble.py": assemble,
-            "warpdrive-build/start.py": launcher,  # assemble reads the environment with it
+            "warpdrive-build/assemble.py": runtime.read("assemble.py"),
+            # assemble reads the environment with the launcher's own code
+            "warpdrive-build/start.py": runtime.read("start.py"),
         }
     )
-    commit = CommitSpec(
+
+
+def plan_app(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    deps_key: str,
+    source_label: str,
+    requirements_digest: str = "",
+    *,
+    source_labels: Mapping[str, str] | None = None,
+    created: str = "",
+) -> AppPlan:
+    """The app layer's plan, from the source on disk and the given facts: no git and
+    no clock here (``source_labels``: git_labels(); ``created``: created_timestamp()).
+    Reading the source costs one hash of every file; the layer's tar is made only when
+    asked for (``AppPlan.layer``), after the build key has said it is needed."""
+    app, server = detect_app(cfg)
+    source = read_source(cfg.project_dir)
+    launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
+    start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
+    collectstatic = cfg.collectstatic and app.kind == "django"
+    build_hook = any(
+        e.relpath == BUILD_HOOK and e.kind == "file" and e.mode & 0o100 for e in source.entries
+    )
+    static_key = static_key_for(cfg, base, app, source) if collectstatic else ""
+    labels_in = dict(source_labels or {})
+    build_key = key_digest(
+        "app",
+        deps_key,
+        source.digest,
+        str(source_date_epoch()),  # the files' mtime in the layer
+        launcher,
+        static_lib,
+        start_json,
+        runtime.read("assemble.py"),
+        str(collectstatic),
+        cfg.image,
+        json.dumps(image_env(base)),
+        json.dumps(labels_in, sort_keys=True),
+    )
+    facts = AppFacts(
+        build_key, deps_key, static_key, requirements_digest, created, labels_in, server
+    )
+    return AppPlan(
+        build_key=build_key,
+        app=app,
+        files=len(source.entries),
+        commit=app_commit(cfg, base, pkey, app, facts, source_label),
+        collectstatic=collectstatic,
+        static_key=static_key,
+        helpers=helpers_tar(cfg, app, build_hook, collectstatic),
+        network=cfg.network,
+        server=server,
+        build_hook=build_hook,
+        notices=source.notices,
+        make_layer=functools.partial(layer_tar, source, launcher, static_lib, start_json),
+    )
+
+
+def static_key_for(cfg: Config, base: ImageInfo, app: App, source: Source) -> str:
+    """What collectstatic's output depends on: the base image, the build script and the
+    static inputs of the source (not views, models, requirement files)."""
+    inputs = static_inputs(list(source.entries), app, not_static_inputs(cfg))
+    return key_digest(
+        "static", base.id, runtime.read("assemble.py"), context_digest(source.root, inputs)
+    )
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    """The keys and facts an app image records in its labels."""
+
+    build_key: str
+    deps_key: str
+    static_key: str
+    requirements_digest: str
+    created: str
+    source_labels: Mapping[str, str]
+    server: str | None
+
+
+def app_commit(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    app: App,
+    facts: AppFacts,
+    source_label: str,
+) -> CommitSpec:
+    """The app image's config: how it starts, as whom, and its labels."""
+    labels = {
+        "org.opencontainers.image.created": facts.created,
+        "org.opencontainers.image.title": cfg.name,
+        "org.opencontainers.image.base.name": cfg.base_image,
+        **facts.source_labels,
+        f"{LABEL_PREFIX}.platform-key": pkey.slug,
+        f"{LABEL_PREFIX}.base-image": cfg.base_image,
+        f"{LABEL_PREFIX}.base-image-id": base.id,
+        f"{LABEL_PREFIX}.deps-key": facts.deps_key,
+        f"{LABEL_PREFIX}.build-key": facts.build_key,
+        f"{LABEL_PREFIX}.static-key": facts.static_key,
+        f"{LABEL_PREFIX}.requirements": facts.requirements_digest,
+        f"{LABEL_PREFIX}.installer-setting": cfg.installer,
+        f"{LABEL_PREFIX}.kind": "app",
+        f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}"
+        + (f" ({facts.server})" if facts.server else ""),
+    }
+    if not facts.created:
+        del labels["org.opencontainers.image.created"]
+    return CommitSpec(
         env=image_env(base),
         cmd=("warpdrive-start",),
         user=str(APP_UID),
@@ -226,20 +309,6 @@ def plan_app(
         exposed_ports=(f"{PORT}/tcp",),
         labels=labels,
         message=f"nox-warpdrive app layer ({source_label})",
-    )
-    return AppPlan(
-        build_key=build_key,
-        app=app,
-        files=len(entries),
-        layer=layer,
-        commit=commit,
-        collectstatic=collectstatic,
-        static_key=static_key,
-        helpers=helpers,
-        network=cfg.network,
-        server=server,
-        build_hook=build_hook,
-        notices=notices,
     )
 
 

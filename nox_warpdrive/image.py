@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import static_cache
-from .app_layer import plan_app
+from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
 from .config import Config, RequirementSet, split_ref
 from .deps import (
     DamagedWheels,
@@ -31,7 +31,7 @@ from .layout import (
     LABEL_PREFIX,
     STATIC_ROOT_RECORD,
 )
-from .plan import Step
+from .plan import CommitSpec
 from .platform import PlatformKey
 from .static import (
     STATIC_CREATED_BY,
@@ -151,6 +151,33 @@ def wheels_for(
     return resolved, manifest, early_seconds
 
 
+@dataclass
+class _Build:
+    """What one image build knows as it goes (internal to build_image)."""
+
+    cfg: Config
+    engine: Engine
+    out: Output
+    ref: str
+    base: ImageInfo
+    pkey: PlatformKey
+    reqs: RequirementSet
+    current: ImageInfo | None
+    no_index: bool
+    timings: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    #: the wheels the deps layer installs (None: the current image's deps layer is reused)
+    resolved: list[dict[str, Any]] | None = None
+    installer: Installer = dataclasses.field(default_factory=lambda: Installer("none"))
+    deps_key: str = ""
+    deps_image: ImageInfo | None = None
+    #: seconds an early deps layer took in this build (None: none was built)
+    early_seconds: float | None = None
+
+    @property
+    def target(self) -> tuple[ImageInfo, PlatformKey]:
+        return self.base, self.pkey
+
+
 def build_image(
     cfg: Config,
     engine: Engine,
@@ -161,138 +188,180 @@ def build_image(
 ) -> ImageResult:
     """Build (or find up to date) the app image. Without --no-index, requirements the
     wheelhouse lacks are built into it first (cached, incremental); with it, they are an
-    error and nothing is fetched."""
+    error and nothing is fetched. The tag moves only once everything succeeded."""
     started = time.monotonic()
-    no_index = cfg.no_index if no_index is None else no_index
+    b = _start(cfg, engine, out, cfg.no_index if no_index is None else no_index, tag)
+    _settle_deps_key(b)
+    app = _plan_app(b)
+    for line in app.notices:
+        out(line)
+    current = b.current
+    if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
+        seconds = time.monotonic() - started
+        return ImageResult(b.ref, current.id, True, True, current.size, current.layers, seconds)
+    deps_id, deps_reused, app = _deps_layer(b, app)
+    app_started = time.monotonic()
+    image_id = _app_layer(b, app, deps_id)
+    b.timings.append(("app", time.monotonic() - app_started))
+    final = _move_tag(engine, b.ref, image_id, current)
+    seconds = time.monotonic() - started
+    timings = tuple(b.timings)
+    return ImageResult(
+        b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings
+    )
+
+
+def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:
     ref = tag or cfg.image
     split_ref(ref)
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
     reqs = requirements_for(cfg)
-    current = engine.image(ref)
-    timings: list[tuple[str, float]] = []
+    return _Build(cfg, engine, out, ref, base, pkey, reqs, engine.image(ref), no_index)
 
-    resolved: list[dict[str, Any]] | None = None
-    early_seconds: float | None = None  # an early deps layer was built in this run
-    deps_image = known_deps(engine, cfg, current, base, pkey, reqs)
-    if deps_image is not None:
-        deps_key = deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
-    else:
-        resolved, manifest, early_seconds = wheels_for(
-            cfg, engine, out, (base, pkey), reqs, no_index, timings
-        )
-        installer = choose_installer(cfg, manifest, pkey) if resolved else Installer("none")
-        deps_key = plan_deps(cfg, base, pkey, resolved, installer).key
-    app = plan_app(
-        cfg,
-        base,
-        pkey,
-        deps_key,
-        source_label=cfg.project_dir.name,
-        requirements_digest=reqs.digest,
+
+def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
+    """The deps key: the current image's, when it was built for exactly these
+    requirements (the wheelhouse is then not even read), else from the resolved wheels."""
+    if not check_files:
+        b.deps_image = known_deps(b.engine, b.cfg, b.current, b.base, b.pkey, b.reqs)
+    if b.deps_image is not None:
+        b.deps_key = b.deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
+        return
+    resolved, manifest, early = wheels_for(
+        b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, check_files
     )
-    for line in app.notices:
-        out(line)
-    if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
-        return ImageResult(
-            ref, current.id, True, True, current.size, current.layers, time.monotonic() - started
-        )
+    b.resolved = resolved
+    if not check_files:  # a repair builds no early layer
+        b.early_seconds = early
+    b.installer = choose_installer(b.cfg, manifest, b.pkey) if resolved else Installer("none")
+    b.deps_key = plan_deps(b.cfg, b.base, b.pkey, resolved, b.installer).key
 
-    if deps_image is not None:
-        deps_id, deps_reused = deps_image.id, True
-    else:
-        assert resolved is not None
-        try:
-            deps_id, deps_reused, seconds = ensure_deps(
-                engine, cfg, base, pkey, resolved, installer, out
-            )
-        except DamagedWheels as exc:
-            # fetched or built again; a rebuilt wheel has another hash, hence another key
-            out(f"warpdrive: warning: {exc.message}; fetching or building them again")
-            resolved, manifest, _ = wheels_for(
-                cfg, engine, out, (base, pkey), reqs, no_index, timings, exc.files
-            )
-            installer = choose_installer(cfg, manifest, pkey)
-            deps_key = plan_deps(cfg, base, pkey, resolved, installer).key
-            app = plan_app(cfg, base, pkey, deps_key, cfg.project_dir.name, reqs.digest)
-            deps_id, deps_reused, seconds = ensure_deps(
-                engine, cfg, base, pkey, resolved, installer, out
-            )
-        if not deps_reused:
-            timings.append(("deps", seconds))
-        # found, but built moments ago from the wheels the wheelhouse published early
-        deps_reused = deps_reused and early_seconds is None
-    app_started = time.monotonic()
-    layer = app.layer
-    needs_container = app.runs_something
-    spec = app.commit
-    under: list[tuple[str, bytes | str]] = []  # the static layer, named or carried
-    static_reused = False
-    root = ""
-    if app.collectstatic and not app.build_hook:
-        deps_info = deps_image if deps_image is not None else engine.image(deps_id)
-        named = named_static_layer(current, app, deps_info) if deps_info else None
-        if named is not None and current is not None:
-            root = current.labels[STATIC_ROOT_LABEL]
-            under = [(STATIC_CREATED_BY, named)]
-        else:
-            wheels = wheel_ids(resolved) if resolved is not None else None
-            found = reusable_static_files(engine, current, app, deps_key, wheels)
-            if found is not None:
-                root, files = found
-                if shadows_static(layer, root):
-                    parent = root.rsplit("/", 1)[0]
-                    record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
-                    layer = merge_tars(layer, parent_dirs(layer, parent, record_dir), files)
-                else:
-                    static = static_layer(root, files)
-                    named = "sha256:" + hashlib.sha256(static).hexdigest()
-                    under = [(STATIC_CREATED_BY, static)]
-        if named is not None:
-            labels = {**spec.labels, STATIC_LAYER_LABEL: named, STATIC_ROOT_LABEL: root}
-            spec = dataclasses.replace(spec, labels=labels)
-        static_reused = named is not None or layer is not app.layer
-        if static_reused:
-            needs_container = False
-            out("warpdrive: static inputs unchanged; reusing the collected static files")
-    image_id: str | None = None
+
+def _plan_app(b: _Build) -> AppPlan:
+    return plan_app(
+        b.cfg,
+        b.base,
+        b.pkey,
+        b.deps_key,
+        source_label=b.cfg.project_dir.name,
+        requirements_digest=b.reqs.digest,
+        source_labels=git_labels(b.cfg.project_dir),
+        created=created_timestamp(),
+    )
+
+
+def _deps_layer(b: _Build, app: AppPlan) -> tuple[str, bool, AppPlan]:
+    """(the deps image id, whether it was reused, the app plan): a wheel found damaged
+    is fetched or built again, which may change the deps key and so the app plan."""
+    if b.deps_image is not None:
+        return b.deps_image.id, True, app
+    assert b.resolved is not None
+    try:
+        deps_id, reused, seconds = ensure_deps(
+            b.engine, b.cfg, b.base, b.pkey, b.resolved, b.installer, b.out
+        )
+    except DamagedWheels as exc:
+        b.out(f"warpdrive: warning: {exc.message}; fetching or building them again")
+        _settle_deps_key(b, exc.files)
+        assert b.resolved is not None
+        app = _plan_app(b)
+        deps_id, reused, seconds = ensure_deps(
+            b.engine, b.cfg, b.base, b.pkey, b.resolved, b.installer, b.out
+        )
+    if not reused:
+        b.timings.append(("deps", seconds))
+    # found, but built moments ago from the wheels the wheelhouse published early
+    return deps_id, reused and b.early_seconds is None, app
+
+
+@dataclass(frozen=True)
+class _Static:
+    """How this build gets its collected static files without running collectstatic:
+    the app layer (with the files merged in when they must be), the commit spec (labels
+    naming the static layer) and the static layer under it (named or carried)."""
+
+    layer: bytes
+    spec: CommitSpec
+    under: tuple[tuple[str, bytes | str], ...] = ()
+    reused: bool = False
+
+
+def _static_reuse(b: _Build, app: AppPlan, deps_id: str) -> _Static:
+    """The current image's collected files, when their inputs are unchanged."""
+    plain = _Static(app.layer, app.commit)
+    if not app.collectstatic or app.build_hook:
+        return plain
+    deps_info = b.deps_image if b.deps_image is not None else b.engine.image(deps_id)
+    named = named_static_layer(b.current, app, deps_info) if deps_info else None
+    if named is not None and b.current is not None:
+        return _with_static(app, named, b.current.labels[STATIC_ROOT_LABEL], named)
+    wheels = wheel_ids(b.resolved) if b.resolved is not None else None
+    found = reusable_static_files(b.engine, b.current, app, b.deps_key, wheels)
+    if found is None:
+        return plain
+    root, files = found
+    if shadows_static(app.layer, root):  # a copy collected on the host: merged over it
+        record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
+        dirs = parent_dirs(app.layer, root.rsplit("/", 1)[0], record_dir)
+        return _Static(merge_tars(app.layer, dirs, files), app.commit, reused=True)
+    static = static_layer(root, files)
+    return _with_static(app, "sha256:" + hashlib.sha256(static).hexdigest(), root, static)
+
+
+def _with_static(app: AppPlan, diff_id: str, root: str, layer: bytes | str) -> _Static:
+    labels = {**app.commit.labels, STATIC_LAYER_LABEL: diff_id, STATIC_ROOT_LABEL: root}
+    spec = dataclasses.replace(app.commit, labels=labels)
+    return _Static(app.layer, spec, ((STATIC_CREATED_BY, layer),), reused=True)
+
+
+def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
+    """The app image: the layer appended with no container when nothing has to run at
+    build time (or the collected files are reused), else built in a container."""
+    static = _static_reuse(b, app, deps_id)
+    if static.reused:
+        b.out("warpdrive: static inputs unchanged; reusing the collected static files")
+    needs_container = app.runs_something and not static.reused
     if not needs_container:
         try:
-            image_id = engine.append_layer(deps_id, layer, spec, under=under)
+            image_id = b.engine.append_layer(deps_id, static.layer, static.spec, under=static.under)
         except EngineError as exc:
-            out(f"warpdrive: {exc.message}; building the app layer in a container instead")
-            needs_container, layer, static_reused = app.runs_something, app.layer, False
-    if image_id is None:
-        step = app.step(deps_id, layer)
-        if not needs_container:
-            step = Step(**{**step.__dict__, "command": None, "files": (("/", layer),)})
-        image_id = engine.run_checked(step, out).image_id
-        assert image_id is not None
-        if app.collectstatic and needs_container:
-            # a host copy of what was collected: the next code change reads no image
-            collected = None
-            with contextlib.suppress(WarpdriveError):
-                collected = read_static(engine, image_id)
-            if collected is not None and not app.build_hook:
-                image_id = split_static(engine, deps_id, app, image_id, collected)
-    if static_reused and current is not None:
-        static_cache.copy(current.id, image_id)  # the same files, under the new image
-    timings.append(("app", time.monotonic() - app_started))
+            b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
+            static = _Static(app.layer, app.commit)
+            image_id = _app_container(b, app, deps_id, static.layer, app.runs_something)
+    else:
+        image_id = _app_container(b, app, deps_id, static.layer, True)
+    if static.reused and b.current is not None:
+        static_cache.copy(b.current.id, image_id)  # the same files, under the new image
+    return image_id
+
+
+def _app_container(b: _Build, app: AppPlan, deps_id: str, layer: bytes, run: bool) -> str:
+    """The app layer by run + commit (``run``: with the build step, else only the files);
+    collected static files are then split into a layer of their own."""
+    step = app.step(deps_id, layer)
+    if not run:
+        step = dataclasses.replace(step, command=None, files=(("/", layer),))
+    image_id = b.engine.run_checked(step, b.out).image_id
+    assert image_id is not None
+    if app.collectstatic and run:
+        # a host copy of what was collected: the next code change reads no image
+        collected = None
+        with contextlib.suppress(WarpdriveError):
+            collected = read_static(b.engine, image_id)
+        if collected is not None and not app.build_hook:
+            image_id = split_static(b.engine, deps_id, app, image_id, collected)
+    return image_id
+
+
+def _move_tag(engine: Engine, ref: str, image_id: str, current: ImageInfo | None) -> ImageInfo:
+    """Tag the new image; the image the tag named before is removed unless another tag
+    names it or a container uses it (the engine refuses that). Deps images stay: they
+    are the cache."""
     engine.tag(image_id, ref)
     final = engine.image(ref)
     assert final is not None
     if current is not None and current.id != final.id:
-        # the image this tag named before: removed unless another tag names it or a
-        # container uses it (the engine refuses that); deps images stay, they are the cache
         old = engine.image(current.id)
         if old is not None and not old.tags:
             engine.remove_image(current.id)
-    return ImageResult(
-        ref,
-        final.id,
-        False,
-        deps_reused,
-        final.size,
-        final.layers,
-        time.monotonic() - started,
-        tuple(timings),
-    )
+    return final

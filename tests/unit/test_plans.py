@@ -472,7 +472,23 @@ def test_plan_app_env_and_labels(tmp_path: Path) -> None:
     assert labels["io.warpdrive.platform-key"] == PKEY.slug
     assert labels["io.warpdrive.base-image-id"] == BASE.id
     assert labels["io.warpdrive.base-image"] == cfg.base_image
-    created = labels["org.opencontainers.image.created"]
+    assert "org.opencontainers.image.created" not in labels  # no clock in a plan
+    given = app_layer_module.plan_app(
+        cfg,
+        BASE,
+        PKEY,
+        "depskey",
+        "site",
+        source_labels={"org.opencontainers.image.revision": "abc"},
+        created="2026-01-02T03:04:05Z",
+    )
+    labels = dict(commit_of(given).labels)
+    assert labels["org.opencontainers.image.created"] == "2026-01-02T03:04:05Z"
+    assert labels["org.opencontainers.image.revision"] == "abc"
+
+
+def test_created_timestamp_is_utc() -> None:
+    created = app_layer_module.created_timestamp()
     assert len(created) == 20 and created.endswith("Z") and created[10] == "T"
 
 
@@ -487,9 +503,7 @@ def test_created_label_honours_source_date_epoch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
-    cfg = wsgi_project(tmp_path / "site")
-    labels = commit_of(app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
-    assert labels["org.opencontainers.image.created"] == "1970-01-02T00:00:00Z"
+    assert app_layer_module.created_timestamp() == "1970-01-02T00:00:00Z"
 
 
 def test_no_secret_reaches_any_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -548,7 +562,7 @@ def test_git_labels_strip_credentials(tmp_path: Path) -> None:
         ["remote", "add", "origin", f"https://deploy:{SECRET}@git.example.com/s.git"],
     ):
         subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
-    labels = commit_of(app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")).labels
+    labels = app_layer_module.git_labels(root)
     assert labels["org.opencontainers.image.source"] == "https://git.example.com/s.git"
     assert len(labels["org.opencontainers.image.revision"]) == 40
     assert all(SECRET not in v for v in labels.values())
@@ -646,9 +660,14 @@ def test_build_key_tracks_the_git_revision(tmp_path: Path) -> None:
     git("init", "-q")
     git("add", "-A")
     git("commit", "-qm", "one")
-    first = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
+
+    def plan() -> app_layer_module.AppPlan:
+        labels = app_layer_module.git_labels(cfg.project_dir)
+        return app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s", source_labels=labels)
+
+    first = plan()
     git("commit", "-q", "--allow-empty", "-m", "two")
-    second = app_layer_module.plan_app(cfg, BASE, PKEY, "k", "s")
+    second = plan()
     # same files, new revision: the revision label must not go stale
     assert second.build_key != first.build_key
     assert (
