@@ -75,13 +75,36 @@ def wheel_ids(resolved: list[dict[str, Any]]) -> list[str]:
 MAX_DEPS_DEPTH = 4
 
 
+@dataclass(frozen=True)
+class DepsParent:
+    """An earlier deps image of this app whose wheels are a subset of the wanted ones:
+    a new deps layer on top of it installs only what it lacks."""
+
+    image: ImageInfo
+    #: its wheels as wheel_ids() gives them ("file@sha")
+    wheels: tuple[str, ...]
+    #: how many incremental layers it already sits on
+    depth: int
+
+    @classmethod
+    def from_image(cls, info: ImageInfo) -> DepsParent | None:
+        try:
+            have = json.loads(info.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
+            depth = int(info.labels.get(f"{LABEL_PREFIX}.deps-depth", "0"))
+        except ValueError:
+            return None
+        if not isinstance(have, list) or not all(isinstance(w, str) for w in have):
+            return None
+        return cls(info, tuple(have), depth)
+
+
 def find_parent(
     engine: Engine, cfg: Config, base: ImageInfo, installer: Installer, wanted: list[str]
-) -> tuple[ImageInfo, list[str], int] | None:
+) -> DepsParent | None:
     """The earlier deps image of this app whose wheels are a strict subset of the wanted
     ones, with the most wheels: adding a package then installs only that package, in a
     small layer on top, instead of rebuilding the whole virtualenv."""
-    best: tuple[ImageInfo, list[str], int] | None = None
+    best: DepsParent | None = None
     for info in engine.images_with_labels(
         {
             f"{LABEL_PREFIX}.kind": "deps",
@@ -92,16 +115,48 @@ def find_parent(
     ):
         if info.labels.get(f"{LABEL_PREFIX}.deps-installer") != installer.name + installer.version:
             continue
-        try:
-            have = json.loads(info.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
-            depth = int(info.labels.get(f"{LABEL_PREFIX}.deps-depth", "0"))
-        except ValueError:
+        found = DepsParent.from_image(info)
+        if found is None or found.depth >= MAX_DEPS_DEPTH:
             continue
-        if not isinstance(have, list) or depth >= MAX_DEPS_DEPTH:
-            continue
-        if set(have) < set(wanted) and (best is None or len(have) > len(best[1])):
-            best = (info, have, depth)
+        if set(found.wheels) < set(wanted) and (
+            best is None or len(found.wheels) > len(best.wheels)
+        ):
+            best = found
     return best
+
+
+def deps_key(
+    cfg: Config, base: ImageInfo, pkey: PlatformKey, installer: Installer, ids: list[str]
+) -> str:
+    """What a deps layer depends on: base image, platform, Python, installer, the wheels'
+    hashes and the install script; not how the layer is made (export or commit)."""
+    return key_digest(
+        "deps",
+        DEPS_FORMAT,
+        base.id,
+        pkey.slug,
+        cfg.python,
+        installer.name,
+        installer.version,
+        *ids,
+        runtime.read("assemble.py"),
+    )
+
+
+def deps_labels(
+    cfg: Config, base: ImageInfo, key: str, installer: Installer, ids: list[str], depth: int
+) -> dict[str, str]:
+    return {
+        f"{LABEL_PREFIX}.deps-key": key,
+        # app images inherit these labels; `kind` tells a deps image from them
+        f"{LABEL_PREFIX}.kind": "deps",
+        f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
+        f"{LABEL_PREFIX}.deps-project": cfg.name,
+        f"{LABEL_PREFIX}.deps-base": base.id,
+        f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
+        f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
+        f"{LABEL_PREFIX}.deps-depth": str(depth),
+    }
 
 
 def plan_deps(
@@ -110,7 +165,7 @@ def plan_deps(
     pkey: PlatformKey,
     resolved: list[dict[str, Any]],
     installer: Installer | None = None,
-    parent: tuple[ImageInfo, list[str], int] | None = None,
+    parent: DepsParent | None = None,
     export: bool = True,
 ) -> DepsPlan:
     """The deps layer: exactly the wheels the wheelhouse resolved, installed with
@@ -122,20 +177,10 @@ def plan_deps(
     and exported as the layer (``export``), which writes each file to disk once; an
     incremental one installs into the parent's virtualenv and is committed."""
     installer = installer or Installer("pip")
-    assemble = runtime.read("assemble.py")
     ids = wheel_ids(resolved)
-    files = sorted(w["file"] for w in resolved)
-    key = key_digest(
-        "deps",
-        DEPS_FORMAT,
-        base.id,
-        pkey.slug,
-        cfg.python,
-        installer.name,
-        installer.version,
-        *ids,
-        assemble,
-    )
+    key = deps_key(cfg, base, pkey, installer, ids)
+    have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
+    files = [f for f in sorted(w["file"] for w in resolved) if f not in have]
     plan: dict[str, Any] = {
         "app_root": APP_ROOT,
         "venv": VENV,
@@ -144,65 +189,44 @@ def plan_deps(
         "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
         "installer": installer.name,
         "uv": installer.path,
+        "files": files,
+        # every wheel is hashed against these before it goes into the layer
+        "sha256": {w["file"]: w["sha256"] for w in resolved if w["file"] in set(files)},
     }
-    image = base.id
-    parent_id: str | None = None
-    depth = 0
     if parent is not None:
-        info, have, depth = parent
-        have_files = {h.rsplit("@", 1)[0] for h in have}
-        files = [f for f in files if f not in have_files]
-        image = parent_id = info.id
-        depth += 1
         plan["incremental"] = True
-    plan["files"] = files
-    plan["sha256"] = {w["file"]: w["sha256"] for w in resolved if w["file"] in set(files)}
-    tmpfs: tuple[str, ...] = ()
-    exported: tuple[str, ...] = ()
-    if export and parent is None:
-        plan["export"] = True
-        plan["tmpdir"] = DEPS_SCRATCH
-        tmpfs = (APP_ROOT, DEPS_SCRATCH)
-        exported = (
-            cfg.python,
-            f"{HELPERS_DIR}/assemble.py",
-            "export",
-            APP_ROOT[1:],
-            "etc/passwd",
-        )
-    labels = {
-        f"{LABEL_PREFIX}.deps-key": key,
-        # app images inherit these labels; `kind` tells a deps image from them
-        f"{LABEL_PREFIX}.kind": "deps",
-        f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
-        f"{LABEL_PREFIX}.deps-project": cfg.name,
-        f"{LABEL_PREFIX}.deps-base": base.id,
-        f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
-        f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
-        f"{LABEL_PREFIX}.deps-depth": str(depth),
-    }
-    members = {
-        "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
-        "warpdrive-build/assemble.py": assemble,
-    }
+    in_memory = export and parent is None
+    if in_memory:
+        plan.update(export=True, tmpdir=DEPS_SCRATCH)
+    depth = parent.depth + 1 if parent else 0
+    labels = deps_labels(cfg, base, key, installer, ids, depth)
     step = Step(
         name="deps",
-        image=image,
+        image=parent.image.id if parent else base.id,
         command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
-        files=(("/tmp", tar_files(members)),),
+        files=(("/tmp", _helpers(plan)),),
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
         network="none",
         user="0:0",
         commit=CommitSpec(labels=labels, message="nox-warpdrive deps layer"),
-        tmpfs=tmpfs,
-        export=exported,
+        tmpfs=(APP_ROOT, DEPS_SCRATCH) if in_memory else (),
+        export=_exported(cfg.python) if in_memory else (),
     )
-    return DepsPlan(
-        key=key,
-        ref=f"warpdrive-deps/{cfg.name}:{key[:20]}",
-        step=step,
-        parent=parent_id,
-        files=tuple(files),
+    ref = f"warpdrive-deps/{cfg.name}:{key[:20]}"
+    return DepsPlan(key, ref, step, parent.image.id if parent else None, tuple(files))
+
+
+def _exported(python: str) -> tuple[str, ...]:
+    """The export command and the paths (relative to /) the in-memory layer consists of."""
+    return (python, f"{HELPERS_DIR}/assemble.py", "export", APP_ROOT[1:], "etc/passwd")
+
+
+def _helpers(plan: dict[str, Any]) -> bytes:
+    return tar_files(
+        {
+            "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
+            "warpdrive-build/assemble.py": runtime.read("assemble.py"),
+        }
     )
 
 
@@ -238,7 +262,7 @@ def ensure_deps(
         deps = plan_deps(cfg, base, pkey, resolved, installer, parent)
         out(
             f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
-            f"layer {parent[0].id.split(':')[-1][:12]}"
+            f"layer {parent.image.id.split(':')[-1][:12]}"
         )
     elif not fits_in_memory(resolved, engine.memory_total()):
         deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)

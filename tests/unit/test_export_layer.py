@@ -58,9 +58,9 @@ def plan_json(step: Step) -> dict[str, Any]:
     return plan
 
 
-def parent_of(have: list[dict[str, str]]) -> tuple[ImageInfo, list[str], int]:
+def parent_of(have: list[dict[str, str]]) -> deps_module.DepsParent:
     info = dataclasses.replace(BASE, id="sha256:parent")
-    return info, deps_module.wheel_ids(have), 0
+    return deps_module.DepsParent(info, tuple(deps_module.wheel_ids(have)), 0)
 
 
 def tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:

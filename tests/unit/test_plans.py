@@ -684,7 +684,9 @@ def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> N
     full = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     parent_info = dataclasses.replace(BASE, id="sha256:parent")
     have = deps_module.wheel_ids(RESOLVED[:1])
-    deps = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=(parent_info, have, 1))
+    deps = deps_module.plan_deps(
+        cfg, BASE, PKEY, RESOLVED, parent=deps_module.DepsParent(parent_info, tuple(have), 1)
+    )
     assert deps.key == full.key  # same content, whichever way it is built
     assert deps.parent == "sha256:parent"
     assert deps.step.image == "sha256:parent"
@@ -761,8 +763,7 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     )
     found = find_parent(engine, cfg, wanted)
     assert found is not None
-    info, have, depth = found
-    assert (info.id, have, depth) == ("sha256:best", ["a@1", "b@2"], 0)
+    assert (found.image.id, found.wheels, found.depth) == ("sha256:best", ("a@1", "b@2"), 0)
     assert engine.filters == [
         {
             "io.warpdrive.kind": "deps",
@@ -787,7 +788,7 @@ def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
     engine = FakeEngine([app_image, unlabelled, deps_image("sha256:deps", ["a@1"])])
     found = find_parent(engine, cfg, wanted)
     assert found is not None
-    assert found[0].id == "sha256:deps"
+    assert found.image.id == "sha256:deps"
     only_app = FakeEngine([app_image, unlabelled])
     assert find_parent(only_app, cfg, wanted) is None
 
@@ -802,7 +803,7 @@ def test_plan_deps_labels_its_image_as_deps(tmp_path: Path) -> None:
     built = dataclasses.replace(BASE, id="sha256:built", labels=labels)
     engine = FakeEngine([built])
     found = find_parent(engine, cfg, deps_module.wheel_ids(RESOLVED))
-    assert found is not None and found[0].id == "sha256:built"
+    assert found is not None and found.image.id == "sha256:built"
     # the app image committed on it carries the same deps labels but kind=app
     app = app_layer_module.plan_app(cfg, BASE, PKEY, deps.key, "s")
     app_labels = {**labels, **app.commit.labels}
