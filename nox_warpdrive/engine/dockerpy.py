@@ -100,8 +100,9 @@ def image_info(attrs: Mapping[str, Any]) -> ImageInfo:
 
 
 @translated
-class DockerEngine:
-    """A connected Docker engine, through docker-py."""
+class _Core:
+    """The docker-py client and this process's temporary containers: what every part of
+    the backend below builds on."""
 
     def __init__(self, client: Any = None, timeout: float = 600) -> None:
         """``client``: a docker-py client (made at first use when None)."""
@@ -123,31 +124,6 @@ class DockerEngine:
                 if self._client is None:
                     self._client = docker.from_env(timeout=self._timeout)
         return self._client
-
-    @classmethod
-    def _connect(cls, timeout: float = 600) -> DockerEngine:
-        _import_docker()
-        _quiet_loggers()
-        try:
-            client = docker.from_env(timeout=timeout)
-            client.ping()
-        except Exception as exc:  # DockerException, requests/urllib3 connection errors
-            raise EngineError(
-                f"no Docker engine answers at {host_shown()} ({short(exc)})", fix=START_ENGINE
-            ) from None
-        return cls(client, timeout)
-
-    def memory_total(self) -> int:
-        """The engine's memory in bytes (0 when it does not say)."""
-        if self._memory is None:
-            try:
-                self._memory = int(self._info().get("MemTotal") or 0)
-            except (ValueError, TypeError, AttributeError):
-                self._memory = 0
-        return self._memory
-
-    def _info(self) -> Any:
-        return self.client.info()
 
     def describe(self) -> str:
         return str(self.client.api.base_url)
@@ -226,6 +202,11 @@ class DockerEngine:
                 self.client.api.remove_container(ident, force=True)
             else:
                 self.client.api.remove_volume(ident)
+
+
+@translated
+class _Images(_Core):
+    """Images: inspect, tag, remove, read files, and new images from layer bundles."""
 
     # -- images ---------------------------------------------------------------------------
 
@@ -348,6 +329,11 @@ class DockerEngine:
         except docker.errors.APIError as exc:
             raise LayerRefused(f"the engine refused the {what}: {short(exc)}") from None
 
+
+@translated
+class _Steps(_Images):
+    """Volumes and build steps: containers that run a plan's Step, with live output."""
+
     # -- volumes --------------------------------------------------------------------------
 
     def ensure_volume(self, name: str) -> bool:
@@ -424,73 +410,44 @@ class DockerEngine:
 
     def run(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
         """Create the step's container, put its files, start it with live output, wait,
-        commit when asked and it succeeded; always remove the container."""
+        commit (or export) when asked and it succeeded; always remove the container."""
         start = time.monotonic()
-        client = self.client
-        mounts = [_mount(m.target, m.source, read_only=m.read_only) for m in step.mounts]
-        if step.uses_secrets and secrets_volume:
-            mounts.append(_mount(SECRETS_DIR, secrets_volume, read_only=True))
-        kwargs: dict[str, Any] = {
-            "command": list(step.command) if step.command else ["true"],
-            "entrypoint": [],
-            "mounts": mounts,
-            # no labels: `commit` would copy them into the image config
-            "environment": [f"{k}={v}" for k, v in step.env],
-        }
-        if step.user:
-            kwargs["user"] = step.user
-        if step.workdir:
-            kwargs["working_dir"] = step.workdir
-        if step.network in ("host", "none", "bridge"):
-            kwargs["network_mode"] = step.network
-        elif step.network:
-            kwargs["network"] = step.network
-        if step.tmpfs:
-            kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
-        name = temp_name(step.name)
+        tail: deque[str] = deque(maxlen=60)
+        kwargs = _container_args(step, secrets_volume)
         try:
-            container = client.containers.create(step.image, name=name, **kwargs)
+            with self._temp_container(step.image, step.name, **kwargs) as container:
+                exit_code, image_id = self._drive(container, step, out, tail)
         except docker.errors.ImageNotFound:
             raise EngineError(
                 f"image {step.image!r} is not on the engine",
                 fix="build or pull it first, or fix the image name in [tool.warpdrive]",
             ) from None
-        except docker.errors.APIError as exc:
-            raise EngineError(f"cannot create the {step.name} container: {short(exc)}") from None
-        except BaseException:
-            self._remove_name(name)  # it may exist: the answer was lost
-            raise
-        with self._live_lock:
-            self._live[name] = container
-        tail: deque[str] = deque(maxlen=60)
-        exit_code = 0
-        image_id: str | None = None
-        try:
-            for directory, data in step.files:
-                if not container.put_archive(directory, data):
-                    raise EngineError(f"the engine refused files for {directory}")
-            if step.command is not None:
-                container.start()
-                ready = _follow(container, out, tail, EXPORT_READY if step.export else None)
-                if ready:
-                    image_id = self._export(container, step)
-                else:
-                    exit_code = int(container.wait().get("StatusCode", 1))
-                    if exit_code == 0 and step.export:
-                        exit_code = 1  # it ended without making anything to read
-            if exit_code == 0 and step.commit is not None and image_id is None:
-                image_id = self._commit(container, step)
         except WarpdriveError:
             raise
         except Exception as exc:
             raise EngineError(
                 f"the {step.name} step failed on the engine: {short(exc)}", fix=engine_fix()
             ) from None
-        finally:
-            _remove(container)
-            with self._live_lock:
-                self._live.pop(name, None)
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
+
+    def _drive(
+        self, container: Any, step: Step, out: Output, tail: deque[str]
+    ) -> tuple[int, str | None]:
+        """Files in, start, follow, wait; then the image: (exit code, image id or None)."""
+        for directory, data in step.files:
+            if not container.put_archive(directory, data):
+                raise EngineError(f"the engine refused files for {directory}")
+        exit_code, image_id = 0, None
+        if step.command is not None:
+            container.start()
+            if _follow(container, out, tail, EXPORT_READY if step.export else None):
+                return 0, self._export(container, step)
+            exit_code = int(container.wait().get("StatusCode", 1))
+            if exit_code == 0 and step.export:
+                exit_code = 1  # it ended without making anything to read
+        if exit_code == 0 and step.commit is not None:
+            image_id = self._commit(container, step)
+        return exit_code, image_id
 
     def run_checked(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
         return check_result(step, self.run(step, out, secrets_volume))
@@ -538,6 +495,11 @@ class DockerEngine:
         if result.exit_code != 0:
             return text + f"\n(exit code {result.exit_code})"
         return text
+
+
+@translated
+class _Apps(_Steps):
+    """The run session's app containers."""
 
     # -- app containers (the run session) ------------------------------------------------
 
@@ -627,6 +589,61 @@ class DockerEngine:
         finally:
             _remove(c)
         return int(code) if code is not None else None
+
+
+@translated
+class DockerEngine(_Apps):
+    """A connected Docker engine, through docker-py."""
+
+    @classmethod
+    def _connect(cls, timeout: float = 600) -> DockerEngine:
+        _import_docker()
+        _quiet_loggers()
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except Exception as exc:  # DockerException, requests/urllib3 connection errors
+            raise EngineError(
+                f"no Docker engine answers at {host_shown()} ({short(exc)})", fix=START_ENGINE
+            ) from None
+        return cls(client, timeout)
+
+    def memory_total(self) -> int:
+        """The engine's memory in bytes (0 when it does not say)."""
+        if self._memory is None:
+            try:
+                self._memory = int(self._info().get("MemTotal") or 0)
+            except (ValueError, TypeError, AttributeError):
+                self._memory = 0
+        return self._memory
+
+    def _info(self) -> Any:
+        return self.client.info()
+
+
+def _container_args(step: Step, secrets_volume: str | None) -> dict[str, Any]:
+    """docker-py's create() arguments for a step."""
+    mounts = [_mount(m.target, m.source, read_only=m.read_only) for m in step.mounts]
+    if step.uses_secrets and secrets_volume:
+        mounts.append(_mount(SECRETS_DIR, secrets_volume, read_only=True))
+    kwargs: dict[str, Any] = {
+        "command": list(step.command) if step.command else ["true"],
+        "entrypoint": [],
+        "mounts": mounts,
+        # no labels: `commit` would copy them into the image config
+        "environment": [f"{k}={v}" for k, v in step.env],
+    }
+    if step.user:
+        kwargs["user"] = step.user
+    if step.workdir:
+        kwargs["working_dir"] = step.workdir
+    if step.network in ("host", "none", "bridge"):
+        kwargs["network_mode"] = step.network
+    elif step.network:
+        kwargs["network"] = step.network
+    if step.tmpfs:
+        kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
+    return kwargs
 
 
 def _follow(container: Any, out: Output, tail: deque[str], until: str | None = None) -> bool:
