@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import static_cache
+from . import registry, static_cache
 from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
 from .config import Config, RequirementSet, split_ref
 from .deps import (
@@ -172,6 +172,8 @@ class _Build:
     deps_image: ImageInfo | None = None
     #: seconds an early deps layer took in this build (None: none was built)
     early_seconds: float | None = None
+    #: what the tag names now (``current`` may instead be a cache pulled from a registry)
+    tagged: ImageInfo | None = None
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
@@ -185,18 +187,26 @@ def build_image(
     *,
     no_index: bool | None = None,
     tag: str | None = None,
+    cache_from: str | None = None,
 ) -> ImageResult:
     """Build (or find up to date) the app image. Without --no-index, requirements the
     wheelhouse lacks are built into it first (cached, incremental); with it, they are an
-    error and nothing is fetched. The tag moves only once everything succeeded."""
+    error and nothing is fetched. ``cache_from``: an earlier app image in a registry
+    whose layers this build may reuse (registry.py). The tag moves only once everything
+    succeeded."""
     started = time.monotonic()
     b = _start(cfg, engine, out, cfg.no_index if no_index is None else no_index, tag)
+    if cache_from:
+        pulled = registry.cache_from(engine, cfg, cache_from, b.base, out)
+        b.current = b.current or pulled
     _settle_deps_key(b)
     app = _plan_app(b)
     for line in app.notices:
         out(line)
     current = b.current
     if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
+        if current.id != (b.tagged.id if b.tagged else None):
+            engine.tag(current.id, b.ref)  # the cache is this very build
         seconds = time.monotonic() - started
         return ImageResult(b.ref, current.id, True, True, current.size, current.layers, seconds)
     deps_id, deps_reused, app = _deps_layer(b, app)
@@ -216,7 +226,8 @@ def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | 
     split_ref(ref)
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
     reqs = requirements_for(cfg)
-    return _Build(cfg, engine, out, ref, base, pkey, reqs, engine.image(ref), no_index)
+    tagged = engine.image(ref)
+    return _Build(cfg, engine, out, ref, base, pkey, reqs, tagged, no_index, tagged=tagged)
 
 
 def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:

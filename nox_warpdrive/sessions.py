@@ -65,6 +65,12 @@ def image_parser() -> argparse.ArgumentParser:
         help="never consult a package index: install only from the wheelhouse",
     )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
+    p.add_argument(
+        "--cache-from",
+        metavar="REF",
+        help="pull REF (an earlier image of this app) and reuse its layers",
+    )
+    p.add_argument("--push", action="store_true", help="push the image after building it")
     return p
 
 
@@ -87,9 +93,11 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     overrides = {"image": args.tag} if args.tag else {}
     cfg = load_config(project_dir, overrides)
     engine = connect(_out)
-    result = build_image(cfg, engine, _out, no_index=args.no_index)
+    result = build_image(cfg, engine, _out, no_index=args.no_index, cache_from=args.cache_from)
     log(result.summary())
     _out(result.table())
+    if args.push:
+        engine.push(result.ref, _out)
 
 
 def run_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,9 @@ class Engine(Protocol):
     def follow_logs(self, container_id: str, out: Output) -> None: ...
     def logs_tail(self, container_id: str, lines: int = 40) -> str: ...
     def stop_app(self, container_id: str, timeout: int = 10) -> int | None: ...
+    def pull(self, ref: str) -> ImageInfo | None: ...
+    def push(self, ref: str, out: Output) -> str: ...
+    def load_bundle(self, members: Mapping[str, bytes], what: str) -> None: ...
 
 
 def check_result(step: Step, result: RunResult) -> RunResult:
@@ -257,6 +260,9 @@ _DOING = {
     "follow_logs": "following the app's output",
     "logs_tail": "reading the app's output",
     "stop_app": "stopping the app",
+    "pull": "pulling {0}",
+    "push": "pushing {0}",
+    "load_bundle": "loading the {1}",
 }
 
 

@@ -592,7 +592,122 @@ class _Apps(_Steps):
 
 
 @translated
-class DockerEngine(_Apps):
+class _Registry(_Apps):
+    """Pushes and pulls, with the credentials Docker users already have (docker-py reads
+    the Docker config file and its credential helpers); never printed."""
+
+    def pull(self, ref: str) -> ImageInfo | None:
+        """Pull ``ref``; None when the registry has no such image. A registry that cannot
+        be reached or refuses is an EngineError naming the ref (callers decide whether
+        that ends the build)."""
+        repo, tag = _split_tag(ref)
+        try:
+            api = self.client.api
+
+            def stream() -> Any:
+                return api.pull(repo, tag, stream=True, decode=True)
+
+            for item in _watched(stream, self._timeout, f"pulling {ref}"):
+                if isinstance(item, dict) and item.get("error"):
+                    raise _RegistryRefusal(str(item["error"]))
+        except (docker.errors.NotFound, _RegistryRefusal) as exc:
+            if _not_found(str(exc)):
+                return None
+            raise EngineError(f"cannot pull {ref}: {short(exc)}", fix=_registry_fix(ref)) from None
+        except docker.errors.APIError as exc:
+            if _not_found(str(exc)):
+                return None
+            raise EngineError(f"cannot pull {ref}: {short(exc)}", fix=_registry_fix(ref)) from None
+        return self.image(ref)
+
+    def push(self, ref: str, out: Output) -> str:
+        """Push ``ref``; its digest. A failed push raises (docker-py does not: every
+        streamed item is checked for an error)."""
+        repo, tag = _split_tag(ref)
+        digest = ""
+        try:
+            api = self.client.api
+
+            def stream() -> Any:
+                return api.push(repo, tag, stream=True, decode=True)
+
+            for item in _watched(stream, self._timeout, f"pushing {ref}"):
+                if not isinstance(item, dict):
+                    continue
+                if item.get("error"):
+                    raise _RegistryRefusal(str(item["error"]))
+                aux = item.get("aux") or {}
+                digest = str(aux.get("Digest") or digest)
+        except (docker.errors.APIError, _RegistryRefusal) as exc:
+            raise EngineError(
+                f"pushing {ref} failed: {short(exc)}; the image is built and tagged here",
+                fix=_registry_fix(ref),
+            ) from None
+        out(f"warpdrive: pushed {ref}" + (f" ({digest})" if digest else ""))
+        return digest
+
+    def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:
+        """`docker load` of an image tarball made of these members (a manifest naming
+        layers the engine has, and a config): an image from layers already here."""
+        with tempfile.TemporaryFile() as fh:
+            fh.write(tar_files(members))
+            fh.seek(0)
+            self._load(fh, what)
+
+
+class _RegistryRefusal(Exception):
+    """An error item in a push or pull stream."""
+
+
+def _watched(make: Any, quiet: float, what: str) -> Iterator[Any]:
+    """The items of a docker-py stream, read in a thread so that an engine that stops
+    answering is noticed: docker-py makes pull and push requests with no timeout at all
+    (a long pull is fine, silence for ``quiet`` seconds is not). ``make`` is the stream,
+    or a call that returns it (the request itself may hang)."""
+    import queue
+
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for item in make() if callable(make) else make:
+                items.put(("item", item))
+        except BaseException as exc:  # handed to the caller's thread
+            items.put(("error", exc))
+        items.put(("end", None))
+
+    threading.Thread(target=pump, daemon=True, name="warpdrive-stream").start()
+    while True:
+        try:
+            kind, value = items.get(timeout=quiet)
+        except queue.Empty:
+            raise EngineError(f"the engine sent nothing for {quiet:.0f} s while {what}") from None
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
+def _not_found(text: str) -> bool:
+    lowered = text.lower()
+    return any(
+        s in lowered
+        for s in ("manifest unknown", "not found", "does not exist", "repository name not known")
+    )
+
+
+def _registry_fix(ref: str) -> str:
+    registry = ref.split("/", 1)[0] if "/" in ref else "docker.io"
+    return (
+        f"check that {registry} is reachable from the engine and that you may push/pull "
+        f"there (`docker login {registry}`; a plain-HTTP registry other than on loopback "
+        "must be in the engine's insecure-registries)"
+    )
+
+
+@translated
+class DockerEngine(_Registry):
     """A connected Docker engine, through docker-py."""
 
     @classmethod

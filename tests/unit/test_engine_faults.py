@@ -148,9 +148,12 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "follow_logs": lambda e: e.follow_logs("c", lambda line: None),
     "logs_tail": lambda e: e.logs_tail("c"),
     "stop_app": lambda e: e.stop_app("c"),
+    "pull": lambda e: e.pull("127.0.0.1:5999/app:latest"),
+    "push": lambda e: e.push("127.0.0.1:5999/app:latest", lambda line: None),
+    "load_bundle": lambda e: e.load_bundle({"manifest.json": b"[]"}, "test bundle"),
 }
 #: a call that waits for a hung engine costs the timeout; these cover each kind of call
-HANG_CALLS = ("image", "append_layer", "run", "read_volume_file", "start_app", "tag")
+HANG_CALLS = ("image", "append_layer", "run", "read_volume_file", "start_app", "tag", "pull")
 
 
 def test_every_protocol_method_is_exercised() -> None:
