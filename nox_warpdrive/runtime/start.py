@@ -215,10 +215,27 @@ def detect(
     env: Optional[Mapping[str, str]] = None,
     config: Optional[Mapping[str, object]] = None,
 ) -> App:
-    """How to start the app in app_dir. Raises NotDetected listing what was tried."""
+    """How to start the app in app_dir: the first rule that matches, in warpdrive's and
+    S2I's order. Raises NotDetected listing what was tried."""
     env = os.environ if env is None else env
     config = config or {}
     server = str(config.get("server") or env.get("WARPDRIVE_SERVER_TYPE") or "")
+    for rule in (_by_config, _by_script, _by_django, _by_module_file):
+        found = rule(app_dir, env, config, server)
+        if found is not None:
+            return found
+    raise NotDetected(
+        "no way to start the app was found in %s; looked for, in order: `start` or "
+        "`app-module` in [tool.warpdrive] (or APP_MODULE), an executable app.sh, app.py, "
+        "manage.py (Django, with DJANGO_SETTINGS_MODULE), wsgi.py or asgi.py defining "
+        "`application`" % app_dir
+    )
+
+
+def _by_config(
+    app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
+) -> Optional[App]:
+    """`start`, then `app-module` (or APP_MODULE)."""
     start = config.get("start")
     if isinstance(start, str) and start.strip():
         return App("command", start, "`start` in [tool.warpdrive]", command=["sh", "-c", start])
@@ -231,6 +248,13 @@ def detect(
         )
         how = "`app-module` in [tool.warpdrive]" if config.get("app_module") else "APP_MODULE"
         return App(interface, module, how, interface=interface)
+    return None
+
+
+def _by_script(
+    app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
+) -> Optional[App]:
+    """An executable app.sh (APP_SCRIPT), then app.py (APP_FILE) run with Python."""
     script = env.get("APP_SCRIPT") or "app.sh"
     path = os.path.join(app_dir, script)
     if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -243,53 +267,47 @@ def detect(
             "%s, run with Python" % appfile,
             command=[sys.executable if env is os.environ else "python", appfile],
         )
-    if os.path.isfile(os.path.join(app_dir, "manage.py")):
-        settings = _django_settings(app_dir, env)
-        if settings:
-            asgi = _setting(app_dir, settings, "ASGI_APPLICATION")
-            if (asgi and server not in ("gunicorn", "waitress", "mod_wsgi", "uwsgi")) or (
-                server == "uvicorn"
-            ):
-                target = _dotted_to_module(asgi) if asgi else None
-                if target is None:
-                    target = _default_django_module(app_dir, settings, "asgi")
-                return App(
-                    "django",
-                    target,
-                    "Django project %s (ASGI)" % settings,
-                    settings,
-                    interface="asgi",
-                )
-            wsgi = _setting(app_dir, settings, "WSGI_APPLICATION")
-            if wsgi:
-                return App(
-                    "django",
-                    _dotted_to_module(wsgi),
-                    "Django project, WSGI_APPLICATION in %s" % settings,
-                    settings,
-                    interface="wsgi",
-                )
-            return App(
-                "django",
-                _default_django_module(app_dir, settings, "wsgi"),
-                "Django project %s (default wsgi module)" % settings,
-                settings,
-                interface="wsgi",
-            )
+    return None
+
+
+def _by_django(
+    app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
+) -> Optional[App]:
+    """manage.py with settings: ASGI_APPLICATION (unless a WSGI server is asked for),
+    else WSGI_APPLICATION, else the project's default wsgi module."""
+    if not os.path.isfile(os.path.join(app_dir, "manage.py")):
+        return None
+    settings = _django_settings(app_dir, env)
+    if not settings:
+        return None
+    asgi = _setting(app_dir, settings, "ASGI_APPLICATION")
+    wsgi_servers = ("gunicorn", "waitress", "mod_wsgi", "uwsgi")
+    if (asgi and server not in wsgi_servers) or server == "uvicorn":
+        target = _dotted_to_module(asgi) if asgi else None
+        if target is None:
+            target = _default_django_module(app_dir, settings, "asgi")
+        how = "Django project %s (ASGI)" % settings
+        return App("django", target, how, settings, interface="asgi")
+    wsgi = _setting(app_dir, settings, "WSGI_APPLICATION")
+    if wsgi:
+        how = "Django project, WSGI_APPLICATION in %s" % settings
+        return App("django", _dotted_to_module(wsgi), how, settings, interface="wsgi")
+    target = _default_django_module(app_dir, settings, "wsgi")
+    how = "Django project %s (default wsgi module)" % settings
+    return App("django", target, how, settings, interface="wsgi")
+
+
+def _by_module_file(
+    app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
+) -> Optional[App]:
+    """wsgi.py, then asgi.py (or packages), defining `application` or `app`."""
     for interface in ("wsgi", "asgi"):
         found = _module_file(app_dir, interface)
-        if found:
-            name = _defines(found, ["application", "app"])
-            if name:
-                return App(
-                    interface, "%s:%s" % (interface, name), "%s.py" % interface, interface=interface
-                )
-    raise NotDetected(
-        "no way to start the app was found in %s; looked for, in order: `start` or "
-        "`app-module` in [tool.warpdrive] (or APP_MODULE), an executable app.sh, app.py, "
-        "manage.py (Django, with DJANGO_SETTINGS_MODULE), wsgi.py or asgi.py defining "
-        "`application`" % app_dir
-    )
+        name = _defines(found, ["application", "app"]) if found else None
+        if name:
+            how = "%s.py" % interface
+            return App(interface, "%s:%s" % (interface, name), how, interface=interface)
+    return None
 
 
 def _default_django_module(app_dir: str, settings: str, kind: str) -> str:
@@ -369,6 +387,16 @@ def static_files(app: App) -> Optional[str]:
     return root if os.path.isdir(root) else None
 
 
+class _Serve:
+    """What every server's command line is made from."""
+
+    def __init__(self, app, env, port, workers, module, static, reload):
+        # type: (App, Mapping[str, str], str, str, str, Optional[str], bool) -> None
+        self.app, self.env, self.port, self.workers = app, env, port, workers
+        self.module, self.static, self.reload = module, static, reload
+        self.grace = env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10")
+
+
 def server_command(
     app: App, env: Mapping[str, str], server: Optional[str] = None, reload: bool = False
 ) -> List[str]:
@@ -376,94 +404,67 @@ def server_command(
     if app.command is not None:
         return list(app.command)
     server = server or ("uvicorn" if app.interface == "asgi" else "gunicorn")
-    port = env.get("PORT") or DEFAULT_PORT
-    workers = env.get("WEB_CONCURRENCY") or str(default_workers())
-    module = app.module
     static = static_files(app) if not reload else None
+    module = app.module
     if static and server in NEEDS_WHITENOISE:
         module = "warpdrive_static:application"  # WhiteNoise around the app (lib/)
-    if server == "gunicorn":
-        cmd = [
-            "gunicorn",
-            "--bind",
-            "0.0.0.0:%s" % port,
-            "--workers",
-            workers,
-            "--access-logfile",
-            "-",
-            "--error-logfile",
-            "-",
-            "--graceful-timeout",
-            env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
-        ]
-        if reload:
-            cmd.append("--reload")
-        return cmd + [module]
-    if server == "uvicorn":
-        cmd = [
-            "uvicorn",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            port,
-            "--proxy-headers",
-            "--timeout-graceful-shutdown",
-            env.get("WARPDRIVE_GRACEFUL_TIMEOUT", "10"),
-        ]
-        cmd += ["--reload"] if reload else ["--workers", workers]
-        if static:
-            cmd += ["--app-dir", LIB_DIR, "warpdrive_static:asgi_application"]
-            return cmd
-        return cmd + [module]
-    if server == "waitress":
-        return [
-            "waitress-serve",
-            "--listen=0.0.0.0:%s" % port,
-            "--threads=%s" % max(4, int(workers)),
-            module,
-        ]
-    if server == "uwsgi":
-        mod, _, attr = app.module.partition(":")
-        cmd = [
-            "uwsgi",
-            "--http-socket",
-            "0.0.0.0:%s" % port,
-            "--master",
-            "--die-on-term",
-            "--need-app",
-            "--processes",
-            workers,
-            "--module",
-            "%s:%s" % (mod, attr or "application"),
-            "--log-x-forwarded-for",
-            "--enable-threads",
-        ]
-        if static:
-            cmd += ["--static-map", "%s=%s" % (_static_url(app, env), static)]
-        return cmd
-    if server == "mod_wsgi":
-        mod, _, attr = app.module.partition(":")
-        cmd = [
-            "mod_wsgi-express",
-            "start-server",
-            "--port",
-            port,
-            "--processes",
-            workers,
-            "--log-to-terminal",
-            "--access-log",
-            "--startup-log",
-            "--server-root",
-            os.path.join(env.get("TMPDIR", "/tmp"), "mod_wsgi"),
-            "--application-type",
-            "module",
-            "--callable-object",
-            attr or "application",
-        ]
-        if static:
-            cmd += ["--url-alias", _static_url(app, env).rstrip("/"), static]
-        return cmd + [mod]
-    raise NotDetected("unknown server %r" % server)
+    port = env.get("PORT") or DEFAULT_PORT
+    workers = env.get("WEB_CONCURRENCY") or str(default_workers())
+    make = _COMMANDS.get(server)
+    if make is None:
+        raise NotDetected("unknown server %r" % server)
+    return make(_Serve(app, env, port, workers, module, static, reload))
+
+
+def _gunicorn(s: _Serve) -> List[str]:
+    cmd = ["gunicorn", "--bind", "0.0.0.0:%s" % s.port, "--workers", s.workers]
+    cmd += ["--access-logfile", "-", "--error-logfile", "-", "--graceful-timeout", s.grace]
+    return cmd + (["--reload"] if s.reload else []) + [s.module]
+
+
+def _uvicorn(s: _Serve) -> List[str]:
+    cmd = ["uvicorn", "--host", "0.0.0.0", "--port", s.port, "--proxy-headers"]
+    cmd += ["--timeout-graceful-shutdown", s.grace]
+    cmd += ["--reload"] if s.reload else ["--workers", s.workers]
+    if s.static:
+        return cmd + ["--app-dir", LIB_DIR, "warpdrive_static:asgi_application"]
+    return cmd + [s.module]
+
+
+def _waitress(s: _Serve) -> List[str]:
+    threads = "--threads=%s" % max(4, int(s.workers))
+    return ["waitress-serve", "--listen=0.0.0.0:%s" % s.port, threads, s.module]
+
+
+def _uwsgi(s: _Serve) -> List[str]:
+    mod, _, attr = s.app.module.partition(":")
+    cmd = ["uwsgi", "--http-socket", "0.0.0.0:%s" % s.port, "--master", "--die-on-term"]
+    cmd += ["--need-app", "--processes", s.workers]
+    cmd += ["--module", "%s:%s" % (mod, attr or "application")]
+    cmd += ["--log-x-forwarded-for", "--enable-threads"]
+    if s.static:
+        cmd += ["--static-map", "%s=%s" % (_static_url(s.app, s.env), s.static)]
+    return cmd
+
+
+def _mod_wsgi(s: _Serve) -> List[str]:
+    mod, _, attr = s.app.module.partition(":")
+    cmd = ["mod_wsgi-express", "start-server", "--port", s.port, "--processes", s.workers]
+    cmd += ["--log-to-terminal", "--access-log", "--startup-log"]
+    cmd += ["--server-root", os.path.join(s.env.get("TMPDIR", "/tmp"), "mod_wsgi")]
+    cmd += ["--application-type", "module", "--callable-object", attr or "application"]
+    if s.static:
+        cmd += ["--url-alias", _static_url(s.app, s.env).rstrip("/"), s.static]
+    return cmd + [mod]
+
+
+_COMMANDS = {
+    "gunicorn": _gunicorn,
+    "uvicorn": _uvicorn,
+    "waitress": _waitress,
+    "uwsgi": _uwsgi,
+    "mod_wsgi": _mod_wsgi,
+}
 
 
 def _static_url(app: App, env: Mapping[str, str]) -> str:
