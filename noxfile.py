@@ -19,9 +19,10 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
     session.install("-e", ".[dev]")
-    session.run("ruff", "check", "nox_warpdrive", "tests")
-    session.run("ruff", "format", "--check", "nox_warpdrive", "tests")
+    session.run("ruff", "check", "nox_warpdrive", "tests", "bench")
+    session.run("ruff", "format", "--check", "nox_warpdrive", "tests", "bench")
     session.run("mypy")
+    session.run("mypy", "--strict", "bench")
 
 
 @nox.session(venv_backend="none", default=False)
