@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .inputs import Pin, ProjectBuild
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -359,8 +363,7 @@ def _chosen_lock(project_dir: Path, name: str, why: str) -> ChosenInputs:
     if fmt is None:
         raise ConfigError(
             f"`lock` = {name!r}: not a lock file name nox-warpdrive reads",
-            fix="name one of pylock.toml, pylock.<name>.toml, uv.lock, poetry.lock, "
-            "Pipfile.lock",
+            fix="name one of pylock.toml, pylock.<name>.toml, uv.lock, poetry.lock, Pipfile.lock",
         )
     if not path.is_file():
         raise ConfigError(
@@ -396,15 +399,19 @@ def _group_requirements(project_dir: Path, groups: tuple[str, ...]) -> list[str]
     from packaging.dependency_groups import resolve_dependency_groups
 
     table = load_pyproject(project_dir).get("dependency-groups", {})
+    table = table if isinstance(table, dict) else {}
+    where = f"[dependency-groups] of {project_dir / 'pyproject.toml'}"
+    for group in groups:
+        if normalize(group) not in {normalize(g) for g in table}:
+            raise ConfigError(
+                f"`groups` names {group!r}, which {where} does not define "
+                f"(it has: {', '.join(sorted(table)) or 'none'})",
+                fix="name groups that [dependency-groups] defines",
+            )
     try:
         return [str(r) for r in resolve_dependency_groups(table, *groups)]
-    except (LookupError, ValueError, TypeError) as exc:
-        known = ", ".join(sorted(table)) if isinstance(table, dict) else "none"
-        raise ConfigError(
-            f"`groups` = {list(groups)!r}: {exc} ([dependency-groups] of "
-            f"{project_dir / 'pyproject.toml'} has: {known or 'none'})",
-            fix="name groups that [dependency-groups] defines",
-        ) from None
+    except Exception as exc:  # packaging raises an ExceptionGroup for malformed data
+        raise ConfigError(f"{where}: {exc}", fix="fix the group's entries") from None
 
 
 def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> list[str]:
@@ -436,19 +443,42 @@ def start_config(cfg: Config) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RequirementSet:
-    """The requirement files to ship into a builder container, plus extra requirements
-    (the server the image needs). ``files`` maps a POSIX name relative to the shipped
-    directory to its bytes; ``top`` are the names passed to ``pip -r``."""
+    """What the wheelhouse builds for the app. Either requirement files to ship into the
+    builder (``files`` maps a POSIX name relative to the shipped directory to its bytes;
+    ``top`` are the names passed to ``pip -r``), resolved there; or, from a lock file
+    (``locked_from``), the pins the lock selects for the target image, installed exactly
+    as locked. ``extra`` (the server the image needs) is resolved in both cases (against
+    the pins, for a lock that lacks it)."""
 
     files: tuple[tuple[str, bytes], ...]
     top: tuple[str, ...]
     extra: tuple[str, ...]
     #: files only reached through `-c`: they pin, they do not require
     constraint_only: tuple[str, ...] = ()
+    #: the lock file (or hashed requirement files) the pins come from; "" when resolved
+    locked_from: str = ""
+    locked: tuple[Pin, ...] = ()
+    #: the project itself, built from the app source (the lock says it is a package)
+    project: ProjectBuild | None = None
+    #: more indexes to look files up in (``--extra-index-url`` of hashed requirements)
+    indexes: tuple[str, ...] = ()
+    #: what the app is installed from, for the build's output
+    source: str = ""
 
     @property
     def digest(self) -> str:
+        """The requirement set's key in the manifest (and the deps layer's). For a lock it
+        covers only what gets installed: the selected pins and the files they allow for
+        this platform (not URLs, not line numbers, not other platforms or dev groups)."""
         h = hashlib.sha256()
+        if self.locked_from:
+            what = {
+                "pins": sorted((p.identity() for p in self.locked), key=lambda d: d["name"]),
+                "project": self.project.identity() if self.project else None,
+                "extra": sorted(self.extra),
+            }
+            h.update(b"locked-v1\0" + json.dumps(what, sort_keys=True).encode())
+            return h.hexdigest()
         for name, data in self.files:
             h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
         h.update(b"\0top\0" + "\0".join(self.top).encode())
@@ -467,6 +497,9 @@ class RequirementSet:
             n = _req_name(e)
             if n:
                 out.add(normalize(n))
+        out.update(p.name for p in self.locked)
+        if self.project is not None:
+            out.add(self.project.name)
         for name, data in self.files:
             if name in self.constraint_only:
                 continue

@@ -3,6 +3,7 @@ a named volume, per platform key. See runtime/build_wheels.py for the volume lay
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -10,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import buildenv, probe_cache, runtime
-from .config import Config, RequirementSet, normalize, read_requirements, start_config
+from .config import Config, RequirementSet, normalize, start_config
+from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
 from .errors import BuildError, ConfigError
+from .inputs import ProjectBuild, host_target, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
 from .runtime.start import (
@@ -51,15 +54,30 @@ def server_extras(cfg: Config, names: set[str]) -> tuple[str, ...]:
     return tuple(p for p in required_packages(app, server) if normalize(p) not in names)
 
 
-def requirements_for(cfg: Config) -> RequirementSet:
-    base = read_requirements(cfg) if (cfg.requirement_files or cfg.dependencies) else None
-    names = base.names() if base else set()
-    extras = server_extras(cfg, names)
-    if base is None:
-        return read_requirements(cfg, extra=extras)
-    return RequirementSet(
-        files=base.files, top=base.top, extra=extras, constraint_only=base.constraint_only
-    )
+#: image reference -> the platform key last probed for it in this process: what a
+#: requirement set is selected for when the caller does not pass the target
+_PROBED: dict[str, PlatformKey] = {}
+
+
+def requirements_for(cfg: Config, target: PlatformKey | None = None) -> RequirementSet:
+    """The app's requirement set for the image it runs in (``target``: the base image's
+    key; by default the one last probed for ``cfg.base_image``, else this host): a lock's
+    markers and wheels are chosen for it. The server the image needs is added when the
+    requirements lack it."""
+    key = target or _PROBED.get(cfg.base_image)
+    base = read_inputs(cfg, target_for(key) if key is not None else host_target())
+    return dataclasses.replace(base, extra=server_extras(cfg, base.names()))
+
+
+def _extra_note(reqs: RequirementSet) -> str:
+    if not reqs.extra:
+        return ""
+    if reqs.locked_from:
+        return (
+            f"; plus {', '.join(reqs.extra)} for the image's server, which the lock lacks: "
+            "resolved against its pins, not locked (add it to the lock to pin it)"
+        )
+    return f"; plus {', '.join(reqs.extra)} for the image's server"
 
 
 def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
@@ -69,6 +87,7 @@ def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[Image
         output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
         key = parse_probe_output(output, ref)
         probe_cache.store(info.id, key)
+    _PROBED[ref] = key
     return info, key
 
 
@@ -125,8 +144,19 @@ class WheelhousePlan:
     check_files: tuple[str, ...] = ()
 
     def plan_json(self) -> bytes:
+        reqs = self.requirements
+        locked = (
+            {
+                "locked": [p.plan() for p in reqs.locked],
+                "project": reqs.project.plan() if reqs.project else None,
+                "indexes": list(reqs.indexes),
+            }
+            if reqs.locked_from
+            else {}
+        )
         return json.dumps(
             {
+                **locked,
                 "key": self.key.slug,
                 "volume_dir": VOLUME_DIR,
                 "req_dir": f"{HELPERS_DIR}/req",
@@ -150,6 +180,8 @@ class WheelhousePlan:
         }
         for name, data in self.requirements.files:
             members[f"req/{name}"] = data
+        if self.requirements.project is not None:
+            members["project.tar"] = project_archive(self.requirements.project)
         return Step(
             name="wheelhouse",
             image=self.builder_image,
@@ -159,6 +191,13 @@ class WheelhousePlan:
             network=self.network,
             uses_secrets=True,
         )
+
+
+def project_archive(project: ProjectBuild) -> bytes:
+    """The app source the project is built from, as the app layer has it (.dockerignore
+    and the default exclusions apply): shipped as data, never mounted."""
+    rules = load_ignore_rules(project.root)
+    return build_tar(project.root, collect(project.root, rules))
 
 
 @dataclass(frozen=True)
@@ -225,7 +264,9 @@ def build_wheelhouse(
     if cfg.base_image != cfg.builder_image:
         _, base_key = probe_image(engine, cfg.base_image, "base-image", cfg)
         check_compatible(cfg.builder_image, builder_key, cfg.base_image, base_key)
-    reqs = requirements_for(cfg)
+    reqs = requirements_for(cfg, base_key)
+    if reqs.locked_from:
+        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     plan = WheelhousePlan(
@@ -327,6 +368,7 @@ def builder_failure(
             "this is a bug in nox-warpdrive: report it with the lines above; "
             "`nox -s wheelhouse -- --verify` checks the volume",
         ),
+        **_lock_messages(failure, what, last),
     }
     message, fix = messages.get(
         stage,
@@ -336,6 +378,44 @@ def builder_failure(
         ),
     )
     return BuildError(f"{message}\n{_KEPT}", fix=fix)
+
+
+def _lock_messages(failure: Mapping[str, Any], what: str, last: str) -> dict[str, tuple[str, str]]:
+    """Messages and fixes of the stages only a locked plan has."""
+    return {
+        "hash": (
+            f"{_where(failure)}the lock does not allow the file of{what} the builder got: "
+            f"{failure.get('file')} has sha256 {failure.get('got')}, the lock allows "
+            f"{' or '.join(map(str, failure.get('expected') or ())) or 'other hashes'}; "
+            "it was not installed",
+            "if the lock is right, the index serves another file than was locked (check "
+            "PIP_INDEX_URL and mirrors); if the file is right, lock again (`uv lock`, "
+            "`poetry lock`, `pipenv lock`, or regenerate the hashes)",
+        ),
+        "missing": (
+            f"{_where(failure)}{(what or ' a locked package').strip()} is missing from the "
+            f"index: no file the lock allows is there{last}",
+            "check PIP_INDEX_URL / PIP_EXTRA_INDEX_URL (the lock's own index must be "
+            "reachable from the builder), or lock again against the index you use",
+        ),
+        "platform": (
+            f"no file the lock allows for{what} fits the builder's Python{last}",
+            "lock for this platform, or use a base image the lock has wheels for",
+        ),
+        "project": (
+            f"building the project{what} itself failed{last}",
+            "fix its packaging (pyproject.toml [build-system], its package layout), or if "
+            "the app is not meant to be installed as a package: `package-mode = false` "
+            "([tool.poetry]), `package = false` ([tool.uv]), or `install-project = false` "
+            "in [tool.warpdrive]",
+        ),
+    }
+
+
+def _where(failure: Mapping[str, Any]) -> str:
+    """``uv.lock line 12: `` when the builder said which entry failed."""
+    where = failure.get("where")
+    return f"{where}: " if isinstance(where, str) and where else ""
 
 
 def _failure(lines: list[str]) -> dict[str, Any]:

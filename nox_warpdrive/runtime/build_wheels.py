@@ -268,11 +268,29 @@ def pick_uv_wheel(files, supported_tags, parse_wheel_filename, version_class):
     return best[1] if best else None
 
 
+def index_auth(index):
+    """(the index URL without credentials, the headers that carry them): urllib sends no
+    credentials from a URL, and they must not reach another host."""
+    import base64
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(index)
+    headers = {}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        headers["Authorization"] = "Basic " + token
+        host = "[%s]" % parts.hostname if ":" in parts.hostname else parts.hostname
+        netloc = host + (":%d" % parts.port if parts.port else "")
+        index = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return index, headers
+
+
 def fetch_uv_direct(env, directory):
     """uv's wheel straight from the index pip would use (PIP_INDEX_URL, pip's config
     files, or pip's default), picked with pip's own tag logic; no pip process, which
     takes seconds to start from its wheel. The wheel's path, or None (pip then tries)."""
-    import base64
     import urllib.parse
 
     where = pip_module_path()
@@ -288,16 +306,7 @@ def fetch_uv_direct(env, directory):
     except ImportError:
         return None
     index = env.get("PIP_INDEX_URL") or pip_config_index() or PyPI.simple_url
-    parts = urllib.parse.urlsplit(index)
-    headers = {}
-    if parts.username is not None:
-        user = urllib.parse.unquote(parts.username)
-        password = urllib.parse.unquote(parts.password or "")
-        token = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
-        headers["Authorization"] = "Basic " + token
-        host = "[%s]" % parts.hostname if ":" in parts.hostname else parts.hostname
-        netloc = host + (":%d" % parts.port if parts.port else "")
-        index = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    index, headers = index_auth(index)
     opener = _opener(env)
     try:
         files = index_files(opener, index.rstrip("/") + "/uv/", headers)
@@ -383,7 +392,7 @@ def published(wheels):
     return out
 
 
-def resolve_with_uv(uv, plan, root, wheels, staging, env):
+def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
     """Pins for the requirements as [Pin], or None when uv cannot resolve them (pip then
     does everything). The lock is PEP 751 pylock.toml,
     whose wheel lists uv has already narrowed to the interpreter's compatible ones."""
@@ -414,6 +423,8 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env):
     ]
     if plan.get("no_index"):
         cmd.append("--no-index")
+    if constraints:
+        cmd += ["-c", constraints]
     cmd += [os.path.join(plan["req_dir"], n) for n in plan["top"]] + [extra]
     log("resolving with uv")
     proc = subprocess.run(cmd, env=dict(env, **uv_env(env)), cwd=plan["req_dir"])
@@ -635,6 +646,38 @@ def publish(staging, wheels, fn):
     return True
 
 
+def replace_published(staging, wheels, fn):
+    """Put a wheel in place of a published one of the same name (a locked plan found
+    the published one is not the file its lock allows): a rename, so a reader sees the
+    old file or the new one, whole. Called under the wheelhouse lock."""
+    src = os.path.join(staging, fn)
+    with open(src, "rb") as fh:
+        os.fsync(fh.fileno())
+    fd, tmp = tempfile.mkstemp(dir=wheels, prefix=".replace-")
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, os.path.join(wheels, fn))
+
+
+def forget_replaced(manifest, replaced):
+    """Forget what the manifest knew of replaced wheels, and the requirement sets that
+    list them: those sets resolved to the old file, and are built again when asked for."""
+    if not replaced:
+        return
+    for table in ("wheels", "stats", "built_from"):
+        for fn in replaced:
+            (manifest.get(table) or {}).pop(fn, None)
+    sets = manifest.get("sets") or {}
+    for digest in list(sets):
+        files = set(w.get("file") for w in sets[digest].get("resolved") or ())
+        if files & set(replaced):
+            del sets[digest]
+
+
 def tools_entry(uv, root):
     if not uv:
         return {}
@@ -659,6 +702,576 @@ def announce_ready(wheels, files, manifest_path, uv, root):
         ready.append({"file": fn, "name": name, "version": version, "sha256": digest, "size": size})
     data = {"resolved": ready, "tools": tools_entry(uv, root)}
     print("warpdrive: WHEELS-READY " + json.dumps(data, separators=(",", ":")), flush=True)
+
+
+# -- locked plans: install exactly what a lock file allows --------------------------------
+#
+# The host read the lock (uv.lock, pylock.toml, poetry.lock, Pipfile.lock or requirement
+# files with --hash) and sends, per package, the files the lock allows for this platform
+# with their sha256s (or only the sha256s, when the lock names no files). Nothing is
+# resolved: each pin becomes the best wheel for this interpreter among those, downloaded
+# and checked against the lock's hash, or its sdist (checked) built here. A wheel already
+# in the volume is used only when its recorded sha256 is the one the lock allows for that
+# file, or when it was built from the locked sdist. Any other file is a "hash" failure
+# naming the package and both hashes, and is never published.
+
+
+def builder_tag_ranks():
+    """{tag: rank} for this interpreter, from pip's vendored packaging (as for uv's
+    wheel); None when pip's code is not to be had (the host's order is used then)."""
+    where = pip_module_path()
+    if where is None:
+        return None
+    if where and where not in sys.path:
+        sys.path.insert(0, where)
+    try:
+        from pip._vendor.packaging.tags import sys_tags
+    except ImportError:
+        return None
+    return dict((str(t), i) for i, t in enumerate(sys_tags()))
+
+
+def wheel_rank(filename, ranks):
+    """The best rank of a wheel file name's (compressed) tags; None when none fits."""
+    parts = filename[:-4].split("-")
+    if not filename.endswith(".whl") or len(parts) < 5:
+        return None
+    best = None
+    for py in parts[-3].split("."):
+        for abi in parts[-2].split("."):
+            for plat in parts[-1].split("."):
+                rank = ranks.get("%s-%s-%s" % (py, abi, plat))
+                if rank is not None and (best is None or rank < best):
+                    best = rank
+    return best
+
+
+def order_wheels(wheels, ranks):
+    """The lock's wheels this interpreter takes, best first (the host's order when
+    pip's tags are not to be had, or among equals)."""
+    if ranks is None:
+        return list(wheels)
+    ranked = [(wheel_rank(w["file"], ranks), i, w) for i, w in enumerate(wheels)]
+    return [w for rank, _, w in sorted(r for r in ranked if r[0] is not None)]
+
+
+def published_for(pin, wheels_dir, ranks):
+    """Published wheels of this pin's name and version that fit, best first."""
+    out = []
+    for fn in os.listdir(wheels_dir):
+        if not fn.endswith(".whl") or fn.startswith("."):
+            continue
+        name, version = wheel_name_version(fn)
+        if normalize(name) == pin["name"] and version == pin["version"]:
+            rank = wheel_rank(fn, ranks) if ranks is not None else 0
+            if rank is not None:
+                out.append((rank, fn))
+    return [fn for _, fn in sorted(out)]
+
+
+def decide(pin, ctx, manifest, ranks):
+    """What one pin needs: ("have", file) when the volume has an allowed file, else
+    ("wheel", entry), ("sdist", entry) or ("lookup", None) (find it on the index)."""
+    known = manifest.get("wheels") or {}
+    built = manifest.get("built_from") or {}
+    wheels = order_wheels(pin.get("wheels") or [], ranks)
+    if wheels:
+        best = wheels[0]
+        if known.get(best["file"]) == best["sha256"]:
+            return "have", best["file"]
+        path = os.path.join(ctx["wheels"], best["file"])
+        # published by a run that failed before recording it: hashed here, once
+        unrecorded = best["file"] not in known and os.path.exists(path)
+        if unrecorded and sha256(path) == best["sha256"]:
+            return "have", best["file"]
+        if os.path.exists(path):
+            ctx["replace"].add(best["file"])
+        return "wheel", best
+    sdist = pin.get("sdist")
+    allowed = set(pin.get("hashes") or ()) | set([sdist["sha256"]] if sdist else [])
+    for fn in published_for(pin, ctx["wheels"], ranks):
+        if known.get(fn) in allowed or (fn in known and built.get(fn) in allowed):
+            return "have", fn
+    if sdist:
+        return "sdist", sdist
+    if pin.get("hashes"):
+        return "lookup", None
+    return "none", None
+
+
+def lock_indexes(plan, env, pin):
+    """Where to look a pin's files up: the index its lock names, then the indexes pip
+    would use (PIP_INDEX_URL or pip's config, else PyPI; the extra ones), each as
+    (url without credentials, headers)."""
+    urls = [pin.get("index")] if pin.get("index") else []
+    urls.append(env.get("PIP_INDEX_URL") or pip_config_index() or "https://pypi.org/simple/")
+    urls += (env.get("PIP_EXTRA_INDEX_URL") or "").split()
+    urls += plan.get("indexes") or []
+    out = []
+    for url in urls:
+        clean, headers = index_auth(url)
+        if clean.rstrip("/") not in [u.rstrip("/") for u, _ in out]:
+            out.append((clean, headers))
+    return out
+
+
+def lookup(plan, env, opener, pin, filename=None):
+    """The pin's files on its indexes: (wheels, sdist, headers) as lock entries, only
+    those whose sha256 the lock allows (or ``filename``, for a lock that names files but
+    has no URLs). Empty when no index has them."""
+    allowed = set(pin.get("hashes") or ())
+    for index, headers in lock_indexes(plan, env, pin):
+        page = index.rstrip("/") + "/" + pin["name"] + "/"
+        try:
+            files = index_files(opener, page, headers)
+        except Exception as exc:
+            log("could not read %s (%s)" % (page, exc))
+            continue
+        wheels, sdist = [], None
+        for fn, url, sha, _ in files:
+            if filename is not None and fn != filename:
+                continue
+            if filename is None and sha is not None and sha not in allowed:
+                continue
+            entry = {"file": fn, "url": url, "sha256": sha}
+            if fn.endswith(".whl"):
+                name, version = wheel_name_version(fn)
+                if normalize(name) == pin["name"] and version == pin["version"]:
+                    wheels.append(entry)
+            elif filename is not None or sdist_name_version(fn) == (pin["name"], pin["version"]):
+                sdist = entry
+        if wheels or sdist:
+            return wheels, sdist, headers
+    return [], None, {}
+
+
+def sdist_name_version(filename):
+    """(normalised name, version) of an sdist file name; (None, None) for another."""
+    for suffix in (".tar.gz", ".zip"):
+        if filename.endswith(suffix):
+            name, _, version = filename[: -len(suffix)].rpartition("-")
+            return normalize(name), version
+    return None, None
+
+
+def download_checked(opener, url, directory, headers):
+    """(path, sha256) of one downloaded file, or (None, the error): the caller checks
+    the hash against the lock."""
+    import urllib.request
+
+    fn = url_filename(url)
+    tmp = os.path.join(directory, "." + fn + ".part")
+    try:
+        h = hashlib.sha256()
+        req = urllib.request.Request(url, headers=headers or {})
+        with opener.open(req, timeout=120) as resp, open(tmp, "wb") as dst:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                h.update(chunk)
+                dst.write(chunk)
+        dest = os.path.join(directory, fn)
+        os.replace(tmp, dest)
+        return dest, h.hexdigest()
+    except Exception as exc:
+        with_suppressed(os.unlink, tmp)
+        return None, str(exc)
+
+
+class LockFailure(Exception):
+    """A pin that cannot be installed as locked: reported once, nothing recorded."""
+
+    def __init__(self, stage, package, detail, **more):
+        Exception.__init__(self, stage)
+        self.stage, self.package, self.detail, self.more = stage, package, detail, more
+
+    def report(self):
+        return report_failure(self.stage, 5, self.detail, self.package, **self.more)
+
+
+def locate(plan, env, opener, pin, entry, ranks):
+    """(kind, entry with its URL, headers) of the file to download for a pin whose lock
+    has no URL for it (or hashes only): found on the pin's indexes."""
+    wheels, sdist, headers = lookup(plan, env, opener, pin, entry and entry["file"])
+    if ranks is None:  # the host did not filter what the index lists: pure wheels only
+        wheels = [w for w in wheels if w["file"].endswith("-none-any.whl")]
+    wheels = order_wheels(wheels, ranks)
+    if not wheels and sdist is None:
+        where = " (%s)" % pin["where"] if pin.get("where") else ""
+        indexes = ", ".join(u for u, _ in lock_indexes(plan, env, pin))
+        detail = "%s %s%s: no file the lock allows is on the index (%s)" % (
+            pin["name"],
+            pin["version"],
+            where,
+            indexes,
+        )
+        raise LockFailure("missing", pin["name"], [detail], where=pin.get("where"))
+    found = wheels[0] if wheels else sdist
+    if entry is None:  # a lock with hashes only: the index's file, checked against them
+        entry = dict(found, sha256=None)
+    return ("wheel" if wheels else "sdist"), dict(entry, url=found["url"]), headers
+
+
+def auth_for(plan, env, pin, url):
+    """The credentials of the configured index on the URL's host, if any (a lock's URLs
+    may point at a private index the builder reaches with PIP_INDEX_URL's user)."""
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(url).netloc
+    for index, headers in lock_indexes(plan, env, pin):
+        if headers and urllib.parse.urlsplit(index).netloc == host:
+            return headers
+    return {}
+
+
+def fetch_pin(plan, env, opener, pin, kind, entry, directory, ranks):
+    """Download what a pin needs into ``directory``, checked against the lock: (kind,
+    path, sha256) with kind "wheel" or "sdist". A lock URL that cannot be reached is
+    looked up by file name on the configured indexes (a mirror). Raises LockFailure."""
+    if kind == "lookup" or not entry.get("url"):
+        kind, entry, headers = locate(plan, env, opener, pin, entry, ranks)
+    else:
+        headers = auth_for(plan, env, pin, entry["url"])
+    path, got = download_checked(opener, entry["url"], directory, headers)
+    if path is None and kind in ("wheel", "sdist") and entry.get("sha256"):
+        log("%s: %s; looking for %s on the index" % (entry["url"], got, entry["file"]))
+        try:
+            kind, found, headers = locate(plan, env, opener, pin, entry, ranks)
+            path, got = download_checked(opener, found["url"], directory, headers)
+        except LockFailure:
+            path = None
+    if path is None:
+        raise LockFailure("download", pin["name"], ["%s: %s" % (entry["url"], got)])
+    allowed = [entry["sha256"]] if entry.get("sha256") else list(pin.get("hashes") or ())
+    if got not in allowed:
+        os.unlink(path)
+        fn = os.path.basename(path)
+        detail = "%s: sha256 %s, the lock allows %s" % (fn, got, ", ".join(allowed))
+        raise LockFailure(
+            "hash",
+            pin["name"],
+            [detail],
+            expected=allowed,
+            got=got,
+            file=fn,
+            where=pin.get("where"),
+        )
+    return kind, path, got
+
+
+def fetch_all(plan, env, todo, directory, ranks):
+    """Download every pin in ``todo`` ([(pin, kind, entry)]) in parallel threads:
+    [(pin, kind, path, sha256)]. Raises the first LockFailure."""
+    import concurrent.futures
+
+    opener = _opener(env)
+
+    def one(item):
+        pin, kind, entry = item
+        kind, path, sha = fetch_pin(plan, env, opener, pin, kind, entry, directory, ranks)
+        return pin, kind, path, sha
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, todo))
+
+
+def build_extra(ctx, uv, pip, env):
+    """The packages the image needs that the lock lacks (its server): resolved against
+    the lock's pins as constraints, fetched and built as an unlocked set is. (exit code,
+    files)."""
+    plan, staging = ctx["plan"], ctx["staging"]
+    extra = plan.get("extra") or []
+    if not extra:
+        return 0, []
+    locked = set(p["name"] for p in plan["locked"])
+    if plan.get("project"):
+        locked.add(plan["project"]["name"])
+    constraints = os.path.join(staging, "_locked.txt")
+    with open(constraints, "w") as fh:
+        fh.write("".join("%s==%s\n" % (p["name"], p["version"]) for p in plan["locked"]))
+    log("adding %s (not in the lock), resolved against its pins" % ", ".join(extra))
+    env_args = build_env(plan, staging)[1]
+    pins = None
+    if uv:
+        pins = resolve_with_uv(
+            uv, dict(plan, top=[]), ctx["root"], ctx["wheels"], staging, env, constraints
+        )
+    if pins is not None:
+        pins = [p for p in pins if normalize(p.name) not in locked]
+        code, files = build_pinned(ctx, uv, pins, pip, env_args, env, announce=False)
+        return code, files or []
+    out = tempfile.mkdtemp(dir=staging, prefix="extra-")
+    args = [out if a == staging else a for a in env_args]
+    tee = Tee(pip() + ["wheel"] + args + ["-c", constraints] + extra, env=env)
+    code = tee.wait()
+    if code != 0:
+        stage, package = classify(code, tee.tail)
+        return report_failure(stage, code, tee.tail, package), None
+    files = []
+    for fn in os.listdir(out):
+        if fn.endswith(".whl") and normalize(wheel_name_version(fn)[0]) not in locked:
+            os.replace(os.path.join(out, fn), os.path.join(staging, fn))
+            files.append(fn)
+    return 0, files
+
+
+def build_locked(ctx, uv, pip, env):
+    """A locked plan: each pin from the volume or downloaded and checked, sdists and the
+    project built here; nothing resolved (but the server the lock lacks). Returns (exit
+    code, the resolved files); a failure is reported."""
+    plan, wheels, staging = ctx["plan"], ctx["wheels"], ctx["staging"]
+    manifest = load_manifest(ctx["manifest_path"])
+    ranks = builder_tag_ranks()
+    decisions = [(pin,) + decide(pin, ctx, manifest, ranks) for pin in plan["locked"]]
+    for pin, kind, _ in decisions:
+        if kind == "none":
+            detail = [
+                "%s %s (%s): no file the lock allows fits this interpreter"
+                % (pin["name"], pin["version"], pin.get("where"))
+            ]
+            return report_failure("platform", 5, detail, pin["name"]), None
+    todo = [d for d in decisions if d[1] != "have"]
+    log(
+        "%d locked, %d already in the wheelhouse, %d to fetch"
+        % (len(decisions), len(decisions) - len(todo), len(todo))
+    )
+    if todo and plan.get("no_index"):
+        detail = [
+            "%s is not in the wheelhouse, and --no-index forbids fetching it" % todo[0][0]["name"]
+        ]
+        return report_failure("resolve", 5, detail, todo[0][0]["name"]), None
+    code, extra_files = build_extra(ctx, uv, pip, env)
+    if code:
+        return code, None
+    try:
+        fetched = fetch_all(plan, env, todo, staging, ranks)
+    except LockFailure as failure:
+        return failure.report(), None
+    files = [what for _, kind, what in decisions if kind == "have"]
+    sources = []
+    for pin, kind, path, sha in fetched:
+        fn = os.path.basename(path)
+        if kind == "sdist":
+            sources.append((pin, path, sha))
+            continue
+        print("Downloaded %s (sha256 as locked)" % fn, flush=True)
+        files.append(fn)
+        if fn not in ctx["replace"] and publish(staging, wheels, fn):
+            ctx["new"].append(fn)
+    ready = [f for f in files + extra_files if f not in ctx["replace"]]
+    announce_ready(
+        wheels,
+        [f for f in ready if os.path.exists(os.path.join(wheels, f))],
+        ctx["manifest_path"],
+        uv,
+        ctx["root"],
+    )
+    code, built = build_sources(ctx, uv, pip, env, sources)
+    if code:
+        return code, None
+    return 0, files + extra_files + built
+
+
+def wheel_builder(ctx, uv, pip, env, path, out):
+    """A running build of one wheel from an sdist or a source tree into ``out``: `uv
+    build` (its build isolation is much faster than pip's), else `pip wheel`."""
+    if uv:
+        cmd = [uv, "build", "--wheel", "--out-dir", out, "--python", ctx["plan"]["python"]]
+        cmd += ["--cache-dir", os.path.join(ctx["root"], "uv-cache"), "--no-config", path]
+        return Tee(cmd, env=dict(env, **uv_env(env)))
+    return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, path], env=env)
+
+
+def build_sources(ctx, uv, pip, env, sources):
+    """Build the locked sdists (checked already) in parallel, and the project itself
+    meanwhile. (exit code, the built files)."""
+    plan, staging = ctx["plan"], ctx["staging"]
+    running = []
+    for pin, path, sha in sources:
+        out = tempfile.mkdtemp(dir=staging, prefix="built-")
+        log("building %s==%s from its locked sdist" % (pin["name"], pin["version"]))
+        running.append((pin, sha, out, wheel_builder(ctx, uv, pip, env, path, out)))
+    built = []
+    if plan.get("project"):
+        code, fn = build_project(ctx, uv, pip, env, plan["project"])
+        if code:
+            for _, _, _, tee in running:
+                tee.wait()
+            return code, None
+        built.append(fn)
+    for pin, sha, out, tee in running:
+        code = tee.wait()
+        found = [f for f in os.listdir(out) if f.endswith(".whl")]
+        if code != 0 or len(found) != 1:
+            stage, package = classify(code or 4, tee.tail, pin["name"], compiling=True)
+            return report_failure(stage, code or 4, tee.tail, package), None
+        os.replace(os.path.join(out, found[0]), os.path.join(staging, found[0]))
+        ctx["built_from"][found[0]] = sha
+        built.append(found[0])
+    return 0, built
+
+
+# -- the project itself: its wheel (editable: pointing at the app source in the image) ----
+
+#: runs one PEP 517/660 hook of the project's build backend in its build environment
+HOOK_RUNNER = r"""
+import importlib, json, sys
+backend_path, backend, hook, out_dir, result_file = json.loads(sys.argv[1])
+sys.path[:0] = backend_path
+mod, _, attr = backend.partition(":")
+obj = importlib.import_module(mod)
+for part in attr.split(".") if attr else []:
+    obj = getattr(obj, part)
+fn = getattr(obj, hook, None)
+if fn is None:
+    result = None
+elif hook.startswith("get_requires_for_"):
+    result = fn({})
+else:
+    result = fn(out_dir, {})
+with open(result_file, "w") as fh:
+    json.dump(result, fh)
+"""
+
+
+def load_toml(path):
+    """A TOML file, with tomllib (Python >= 3.11) or the tomli pip vendors."""
+    try:
+        import tomllib as toml
+    except ImportError:
+        where = pip_module_path()
+        if where and where not in sys.path:
+            sys.path.insert(0, where)
+        from pip._vendor import tomli as toml
+    with open(path, "rb") as fh:
+        return toml.load(fh)
+
+
+def build_system(src):
+    """(requires, backend, backend-path) of a project, with PEP 517's defaults."""
+    path = os.path.join(src, "pyproject.toml")
+    table = (load_toml(path) if os.path.exists(path) else {}).get("build-system") or {}
+    requires = table.get("requires", ["setuptools>=40.8.0"])
+    backend = table.get("build-backend") or "setuptools.build_meta:__legacy__"
+    return requires, backend, [os.path.join(src, p) for p in table.get("backend-path", [])]
+
+
+def extract_project(archive, dest):
+    """The app source where the image has it (an editable install points there)."""
+    import tarfile
+
+    if os.path.lexists(dest):
+        shutil.rmtree(dest)
+    os.makedirs(dest)
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
+
+
+def build_venv(ctx, env):
+    """An isolated build environment, a virtualenv as pip, uv and `build` make one (a
+    backend may ship a program it looks for in the environment's scripts directory).
+    (exit code, its python, last lines)."""
+    venv = tempfile.mkdtemp(dir=ctx["staging"], prefix="build-env-")
+    tee = Tee([ctx["plan"]["python"], "-m", "venv", "--without-pip", venv], env=env)
+    return tee.wait(), os.path.join(venv, "bin", "python"), list(tee.tail)
+
+
+def install_build_requires(ctx, uv, pip, env, requires, python):
+    """The backend's requirements into the build environment of ``python``."""
+    plan = ctx["plan"]
+    if not requires:
+        return 0, []
+    if uv:
+        cmd = [uv, "pip", "install", "--quiet", "--python", python, "--no-config"]
+        cmd += ["--cache-dir", os.path.join(ctx["root"], "uv-cache")]
+        run_env = dict(env, **uv_env(env))
+    else:
+        cmd = pip() + ["--python", python, "install", "--quiet", "--disable-pip-version-check"]
+        cmd += ["--progress-bar", "off"]
+        run_env = env
+    if plan.get("no_index"):
+        cmd += ["--no-index", "--find-links", ctx["wheels"]]
+    tee = Tee(cmd + list(requires), env=run_env)
+    return tee.wait(), list(tee.tail)
+
+
+def run_hook(ctx, env, src, backend, hook, python, out_dir):
+    """(exit code, the hook's result, the last lines) of one backend hook."""
+    _, name, path = backend
+    result_file = os.path.join(ctx["staging"], "hook-result.json")
+    arg = json.dumps([path, name, hook, out_dir, result_file])
+    # the environment's programs first on PATH, as pip and uv run hooks (a backend may
+    # look its own program up there)
+    bin_dir = os.path.dirname(python)
+    run_env = dict(env, PATH=bin_dir + os.pathsep + env.get("PATH", os.defpath))
+    run_env["VIRTUAL_ENV"] = os.path.dirname(bin_dir)
+    tee = Tee([python, "-c", HOOK_RUNNER, arg], env=run_env, cwd=src)
+    code = tee.wait()
+    result = None
+    if code == 0:
+        with open(result_file) as fh:
+            result = json.load(fh)
+    return code, result, list(tee.tail)
+
+
+def build_editable(ctx, uv, pip, env, src, out):
+    """PEP 660: the backend's editable wheel, built in an isolated environment with its
+    requirements (the steps pip and uv take). (exit code, file, last lines)."""
+    backend = build_system(src)
+    code, python, tail = build_venv(ctx, env)
+    if code == 0:
+        code, tail = install_build_requires(ctx, uv, pip, env, backend[0], python)
+    if code == 0:
+        hook = "get_requires_for_build_editable"
+        code, more, tail = run_hook(ctx, env, src, backend, hook, python, out)
+        if code == 0 and more:
+            code, tail = install_build_requires(ctx, uv, pip, env, more, python)
+    if code != 0:
+        return code, None, tail
+    code, fn, tail = run_hook(ctx, env, src, backend, "build_editable", python, out)
+    if code == 0 and fn is None:
+        tail = ["the build backend %s has no build_editable hook (PEP 660)" % backend[1]]
+        return 4, None, tail
+    return code, fn, tail
+
+
+def build_project(ctx, uv, pip, env, project):
+    """The project's wheel from the shipped source, named with a build tag from the
+    host's key so that every distinct build has a distinct file. (exit code, file)."""
+    src = project["dest"]
+    extract_project(os.path.join(os.path.dirname(PLAN), project["archive"]), src)
+    out = tempfile.mkdtemp(dir=ctx["staging"], prefix="project-")
+    log(
+        "building the project %s (%s)"
+        % (project["name"], "editable" if project["editable"] else "wheel")
+    )
+    if project["editable"]:
+        code, fn, tail = build_editable(ctx, uv, pip, env, src, out)
+    else:
+        tee = wheel_builder(ctx, uv, pip, env, src, out)
+        code, tail = tee.wait(), list(tee.tail)
+        found = [f for f in os.listdir(out) if f.endswith(".whl")]
+        fn = found[0] if found else None
+    if code != 0 or not fn:
+        detail = list(tail) + [
+            "(%s: the project %s itself)" % (project.get("where"), project["name"])
+        ]
+        return report_failure("project", code or 4, detail, project["name"]), None
+    tagged = with_build_tag(fn, project["key"])
+    os.replace(os.path.join(out, fn), os.path.join(ctx["staging"], tagged))
+    ctx["built_from"][tagged] = "project:" + project["key"]
+    return 0, tagged
+
+
+def with_build_tag(filename, key):
+    """``name-version-<build>-py-abi-plat.whl`` with a build tag from ``key``: a changed
+    project gets a new file name, never another file under an old one's."""
+    parts = filename[:-4].split("-")
+    if len(parts) == 6:
+        del parts[2]
+    parts.insert(2, "0" + key[:12])
+    return "-".join(parts) + ".whl"
 
 
 # -- failures: what went wrong, said once, machine-read by the host ---------------------
@@ -703,10 +1316,11 @@ def classify(code, lines, package=None, compiling=False):
     return "unknown", package
 
 
-def report_failure(stage, code, lines=(), package=None):
+def report_failure(stage, code, lines=(), package=None, **more):
     """One machine-read line for the host, which turns it into the error and its fix."""
     detail = [line for line in lines if line.strip()][-15:]
     data = {"stage": stage, "code": code, "package": package, "detail": detail}
+    data.update(more)
     print(FAILURE_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
     return code if code > 0 else 1
 
@@ -828,6 +1442,7 @@ def verify_wheels(wheels, manifest, full=(), everything=False):
             log("warning: wheel %s is missing; it will be fetched or built again" % fn)
         known.pop(fn, None)
         stats.pop(fn, None)
+        (manifest.get("built_from") or {}).pop(fn, None)
         changed = True
     manifest["wheels"], manifest["stats"] = known, stats
     return damaged, missing, changed
@@ -877,9 +1492,10 @@ def check_volume(plan, root, wheels, staging, manifest_path):
     return set_is_complete(manifest, plan["requirements_hash"]), manifest
 
 
-def build_pinned(ctx, uv, pins, pip, base_args, env):
+def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
     """Fetch and build what the wheelhouse lacks of ``pins``; publish downloads at once and
-    announce them. Returns (exit code, the resolved files) ; a failure is reported."""
+    announce them (unless ``announce`` is off: a locked plan announces everything at
+    once). Returns (exit code, the resolved files); a failure is reported."""
     plan, root, wheels, staging = ctx["plan"], ctx["root"], ctx["wheels"], ctx["staging"]
     have = published(wheels)
     missing = [p for p in pins if (normalize(p.name), p.version) not in have]
@@ -910,7 +1526,8 @@ def build_pinned(ctx, uv, pins, pip, base_args, env):
             if publish(staging, wheels, fn):
                 ctx["new"].append(fn)
             early.append(fn)
-    announce_ready(wheels, early, ctx["manifest_path"], uv, root)
+    if announce:
+        announce_ready(wheels, early, ctx["manifest_path"], uv, root)
     code, tail = worst(builders)
     if code != 0:
         stage, package = classify(code, tail)
@@ -937,6 +1554,8 @@ def build_pinned(ctx, uv, pins, pip, base_args, env):
     for p in pins:
         key = (normalize(p.name), p.version)
         fn = have.get(key) or built_files.get(key)
+        if fn is not None and key not in have and not p.wheel_url and p.sdist_sha:
+            ctx["built_from"][fn] = p.sdist_sha  # a locked plan may reuse it
         if fn is None:
             detail = ["no wheel for %s after building" % spec_of(p)]
             return report_failure("compile", 4, detail, spec_of(p)), None
@@ -967,9 +1586,15 @@ def record(ctx, resolved_files, uv):
     plan, root, wheels, staging = ctx["plan"], ctx["root"], ctx["wheels"], ctx["staging"]
     with Lock(root):
         for fn in sorted(os.listdir(staging)):
-            if fn.endswith(".whl") and publish(staging, wheels, fn):
+            if not fn.endswith(".whl") or fn.startswith("."):
+                continue
+            if fn in ctx["replace"]:
+                replace_published(staging, wheels, fn)
+                ctx["new"].append(fn)
+            elif publish(staging, wheels, fn):
                 ctx["new"].append(fn)
         manifest = load_manifest(ctx["manifest_path"])
+        forget_replaced(manifest, ctx["replace"])
         known = manifest.get("wheels", {})
         stats = manifest.get("stats", {})
         all_wheels = {}
@@ -1002,6 +1627,12 @@ def record(ctx, resolved_files, uv):
             wheels=all_wheels,
             stats={fn: stats[fn] for fn in all_wheels},
             sets=sets,
+            built_from=dict(
+                (fn, sha)
+                for fn, sha in list((manifest.get("built_from") or {}).items())
+                + list(ctx["built_from"].items())
+                if fn in all_wheels
+            ),
             tools=tools_entry(uv, root) or manifest.get("tools", {}),
         )
         write_json_atomic(ctx["manifest_path"], manifest, staging)
@@ -1052,13 +1683,18 @@ def run(plan, ctx):
             return report_failure("tools", 3, detail)
     if uv:
         log("uv ready")
-    pins = (
-        resolve_with_uv(uv, plan, ctx["root"], ctx["wheels"], ctx["staging"], env) if uv else None
-    )
-    if uv and pins is not None:
-        code, resolved_files = build_pinned(ctx, uv, pins, pip, base_args, env)
+    if plan.get("locked") is not None:
+        code, resolved_files = build_locked(ctx, uv, pip, env)
     else:
-        code, resolved_files = build_all_with_pip(ctx, pip, base_args, env)
+        pins = (
+            resolve_with_uv(uv, plan, ctx["root"], ctx["wheels"], ctx["staging"], env)
+            if uv
+            else None
+        )
+        if uv and pins is not None:
+            code, resolved_files = build_pinned(ctx, uv, pins, pip, base_args, env)
+        else:
+            code, resolved_files = build_all_with_pip(ctx, pip, base_args, env)
     if code != 0:
         log("nothing was recorded")
         return code
@@ -1095,6 +1731,10 @@ def main():
         "manifest_path": os.path.join(root, "manifest.json"),
         "started": time.time(),
         "new": [],  # wheels this run published
+        # wheel -> sha256 of the sdist (or "project:<key>") it was built from
+        "built_from": {},
+        # published wheels a locked plan replaces (another file of the same name)
+        "replace": set(),
     }
     try:
         done, manifest = check_volume(plan, root, wheels, staging, ctx["manifest_path"])

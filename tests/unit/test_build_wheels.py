@@ -789,3 +789,266 @@ def test_ensure_uv_no_download_uses_a_published_uv(tmp_path: Path) -> None:
     script.write_text('#!/bin/sh\necho "uv 0.5.0"\n')
     script.chmod(0o755)
     check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, {}, may_download=False), tmp_path)
+
+
+# ----------------------------------------------------------------------------- locked plans
+
+PURE = "demo-1.0-py3-none-any.whl"
+NATIVE = "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+RANKS = {
+    "cp311-cp311-linux_x86_64": 0,
+    "cp311-cp311-manylinux_2_17_x86_64": 5,
+    "cp311-cp311-manylinux2014_x86_64": 6,
+    "py3-none-any": 50,
+}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_wheel_rank_and_order() -> None:
+    assert build_wheels.wheel_rank(NATIVE, RANKS) == 5  # the best of its compressed tags
+    assert build_wheels.wheel_rank(PURE, RANKS) == 50
+    assert build_wheels.wheel_rank("demo-1.0-cp311-cp311-win_amd64.whl", RANKS) is None
+    assert build_wheels.wheel_rank("demo-1.0.tar.gz", RANKS) is None
+    wheels = [{"file": PURE}, {"file": "demo-1.0-cp311-cp311-win_amd64.whl"}, {"file": NATIVE}]
+    assert [w["file"] for w in build_wheels.order_wheels(wheels, RANKS)] == [NATIVE, PURE]
+    assert build_wheels.order_wheels(wheels, None) == wheels  # the host's order
+
+
+def test_with_build_tag() -> None:
+    key = "0123456789abcdef"
+    assert build_wheels.with_build_tag("app-1.0-py3-none-any.whl", key) == (
+        "app-1.0-00123456789ab-py3-none-any.whl"
+    )
+    assert build_wheels.with_build_tag("app-1.0-0.editable-py3-none-any.whl", key) == (
+        "app-1.0-00123456789ab-py3-none-any.whl"
+    )
+    assert build_wheels.wheel_name_version("app-1.0-00123456789ab-py3-none-any.whl") == (
+        "app",
+        "1.0",
+    )
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> dict[str, Any]:
+    """A builder run's context on a scratch volume."""
+    root = tmp_path / "key"
+    (root / "wheels").mkdir(parents=True)
+    staging = root / "staging-x"
+    staging.mkdir()
+    return {
+        "plan": {
+            "python": sys.executable,
+            "locked": [],
+            "requirements_hash": "h",
+            "key": "k",
+            "platform_key": {},
+        },
+        "root": str(root),
+        "wheels": str(root / "wheels"),
+        "staging": str(staging),
+        "manifest_path": str(root / "manifest.json"),
+        "started": 0,
+        "new": [],
+        "built_from": {},
+        "replace": set(),
+    }
+
+
+def publish_old(ctx: dict[str, Any], fn: str, data: bytes, **manifest: Any) -> None:
+    Path(ctx["wheels"], fn).write_bytes(data)
+    content = {"wheels": {fn: sha(data)}, **manifest}
+    Path(ctx["manifest_path"]).write_text(json.dumps(content))
+
+
+def pin(**kw: Any) -> dict[str, Any]:
+    base = {"name": "demo", "version": "1.0", "wheels": [], "sdist": None, "hashes": []}
+    base.update(index=None, where="uv.lock line 7", **kw)
+    return base
+
+
+def test_decide(volume: dict[str, Any]) -> None:
+    data = b"published wheel"
+    publish_old(volume, PURE, data, built_from={NATIVE: "s" * 64})
+    manifest = json.loads(Path(volume["manifest_path"]).read_text())
+
+    def decide(p: dict[str, Any]) -> tuple[str, Any]:
+        result: tuple[str, Any] = build_wheels.decide(p, volume, manifest, RANKS)
+        return result
+
+    allowed = pin(wheels=[{"file": PURE, "sha256": sha(data), "url": "u"}])
+    assert decide(allowed) == ("have", PURE)
+    other = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])
+    assert decide(other) == ("wheel", other["wheels"][0])
+    assert volume["replace"] == {PURE}  # if the lock's file comes, it takes the name
+    for_others = pin(wheels=[{"file": "demo-1.0-cp311-cp311-win_amd64.whl", "sha256": "1"}])
+    assert decide(for_others) == ("none", None)
+    sdist = {"file": "demo-1.0.tar.gz", "sha256": "s" * 64, "url": "u"}
+    assert decide(pin(sdist=sdist)) == ("sdist", sdist)  # the published wheel is not from it
+    Path(volume["wheels"], NATIVE).write_bytes(b"built")
+    manifest["wheels"][NATIVE] = sha(b"built")
+    assert decide(pin(sdist=sdist)) == ("have", NATIVE)  # built from the locked sdist
+    assert decide(pin(hashes=[sha(data)])) == ("have", PURE)  # Pipfile.lock, --hash
+    assert decide(pin(hashes=["9" * 64])) == ("lookup", None)
+
+
+def serve_demo(index: Index, files: dict[str, bytes], page_sha: bool = True) -> None:
+    anchors = []
+    for fn, data in files.items():
+        index.routes["/files/" + fn] = Page(data, content_type="application/octet-stream")
+        frag = f"#sha256={sha(data)}" if page_sha else ""
+        anchors.append(f'<a href="../../files/{fn}{frag}">{fn}</a>')
+    index.html("/simple/demo/", *anchors)
+
+
+def fetch_pin(index: Index, tmp_path: Path, p: dict[str, Any], kind: str, entry: Any) -> Any:
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}
+    opener = build_wheels._opener(env)
+    plan = {"indexes": []}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return build_wheels.fetch_pin(plan, env, opener, p, kind, entry, str(tmp_path), RANKS)
+
+
+def test_fetch_pin_checks_the_lock_hash(index: Index, tmp_path: Path) -> None:
+    serve_demo(index, {PURE: b"the real wheel"})
+    url = index.url + "/files/" + PURE
+    good = pin(wheels=[{"file": PURE, "sha256": sha(b"the real wheel"), "url": url}])
+    kind, path, got = fetch_pin(index, tmp_path, good, "wheel", good["wheels"][0])
+    assert (kind, Path(path).read_bytes(), got) == (
+        "wheel",
+        b"the real wheel",
+        sha(b"the real wheel"),
+    )
+    forged = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": url}])
+    with pytest.raises(build_wheels.LockFailure) as failed:
+        fetch_pin(index, tmp_path / "x", forged, "wheel", forged["wheels"][0])
+    f = failed.value
+    assert (f.stage, f.package) == ("hash", "demo")
+    assert f.more == {
+        "expected": ["0" * 64],
+        "got": sha(b"the real wheel"),
+        "file": PURE,
+        "where": "uv.lock line 7",
+    }
+    assert not (tmp_path / "x" / PURE).exists()  # never kept
+
+
+def test_fetch_pin_finds_files_the_lock_names_without_urls(index: Index, tmp_path: Path) -> None:
+    """poetry.lock names files, Pipfile.lock and --hash only hashes: the index has them."""
+    serve_demo(
+        index, {PURE: b"pure", "demo-1.0.tar.gz": b"sdist", "demo-2.0-py3-none-any.whl": b"2"}
+    )
+    poetry = pin(wheels=[{"file": PURE, "sha256": sha(b"pure"), "url": None}])
+    kind, path, _ = fetch_pin(index, tmp_path, poetry, "wheel", poetry["wheels"][0])
+    assert kind == "wheel" and Path(path).name == PURE
+    pipenv = pin(hashes=[sha(b"sdist")])  # only the sdist is allowed
+    kind, path, _ = fetch_pin(index, tmp_path / "p", pipenv, "lookup", None)
+    assert kind == "sdist" and Path(path).read_bytes() == b"sdist"
+    missing = pin(hashes=["7" * 64])
+    with pytest.raises(build_wheels.LockFailure) as failed:
+        fetch_pin(index, tmp_path / "m", missing, "lookup", None)
+    assert failed.value.stage == "missing" and "no file the lock allows" in failed.value.detail[0]
+
+
+def test_fetch_pin_a_hash_only_lock_checks_what_the_page_does_not_hash(
+    index: Index, tmp_path: Path
+) -> None:
+    serve_demo(index, {PURE: b"not what was locked"}, page_sha=False)
+    with pytest.raises(build_wheels.LockFailure) as failed:
+        fetch_pin(index, tmp_path, pin(hashes=["7" * 64]), "lookup", None)
+    assert failed.value.stage == "hash" and failed.value.more["got"] == sha(b"not what was locked")
+
+
+def test_fetch_pin_an_unreachable_lock_url_is_found_on_the_index(
+    index: Index, tmp_path: Path
+) -> None:
+    serve_demo(index, {PURE: b"mirrored"})
+    gone = pin(
+        wheels=[{"file": PURE, "sha256": sha(b"mirrored"), "url": index.url + "/gone/" + PURE}]
+    )
+    _kind, path, _ = fetch_pin(index, tmp_path, gone, "wheel", gone["wheels"][0])
+    assert Path(path).read_bytes() == b"mirrored"
+
+
+def test_build_locked_uses_the_volume_and_downloads_the_rest(
+    index: Index, volume: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish_old(volume, PURE, b"pure")
+    other = "other-2.0-py3-none-any.whl"
+    index.routes["/files/" + other] = Page(b"other", content_type="application/octet-stream")
+    volume["plan"]["locked"] = [
+        pin(wheels=[{"file": PURE, "sha256": sha(b"pure"), "url": index.url + "/nowhere"}]),
+        pin(
+            name="other",
+            version="2.0",
+            wheels=[{"file": other, "sha256": sha(b"other"), "url": index.url + "/files/" + other}],
+        ),
+    ]
+    env = {"PIP_INDEX_URL": index.url + "/simple/"}
+    code, files = build_wheels.build_locked(volume, None, no_pip, env)
+    assert code == 0 and sorted(files) == sorted([PURE, other])
+    assert index.paths() == ["/files/" + other]  # the published wheel was not fetched again
+    assert volume["new"] == [other] and Path(volume["wheels"], other).read_bytes() == b"other"
+    out = capsys.readouterr().out
+    ready = json.loads(out.split("WHEELS-READY ", 1)[1].splitlines()[0])
+    assert sorted(w["file"] for w in ready["resolved"]) == sorted([PURE, other])
+    manifest = build_wheels.record(volume, files, None)
+    assert manifest["sets"]["h"]["resolved"][0]["sha256"] in (sha(b"pure"), sha(b"other"))
+
+
+def test_build_locked_replaces_a_published_file_the_lock_does_not_allow(
+    index: Index, volume: dict[str, Any]
+) -> None:
+    """Same name, other bytes (another index's build): the lock's file takes its place,
+    and the sets that listed the old file are forgotten."""
+    old_set = {"resolved": [{"file": PURE, "sha256": sha(b"old")}], "built_at": "x"}
+    publish_old(volume, PURE, b"old", sets={"old": old_set})
+    index.routes["/files/" + PURE] = Page(b"locked", content_type="application/octet-stream")
+    url = index.url + "/files/" + PURE
+    volume["plan"]["locked"] = [pin(wheels=[{"file": PURE, "sha256": sha(b"locked"), "url": url}])]
+    code, files = build_wheels.build_locked(volume, None, no_pip, {"PIP_INDEX_URL": index.url})
+    assert code == 0 and files == [PURE]
+    assert Path(volume["wheels"], PURE).read_bytes() == b"old"  # until recorded, under the lock
+    manifest = build_wheels.record(volume, files, None)
+    assert Path(volume["wheels"], PURE).read_bytes() == b"locked"
+    assert manifest["wheels"][PURE] == sha(b"locked") and set(manifest["sets"]) == {"h"}
+
+
+def test_build_locked_reports_a_hash_mismatch(
+    index: Index, volume: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    index.routes["/files/" + PURE] = Page(b"served", content_type="application/octet-stream")
+    url = index.url + "/files/" + PURE
+    volume["plan"]["locked"] = [pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": url}])]
+    code, files = build_wheels.build_locked(volume, None, no_pip, {"PIP_INDEX_URL": index.url})
+    assert code == 5 and files is None
+    line = next(
+        x for x in capsys.readouterr().out.splitlines() if x.startswith(build_wheels.FAILURE_PREFIX)
+    )
+    failure = json.loads(line[len(build_wheels.FAILURE_PREFIX) :])
+    assert failure["stage"] == "hash" and failure["package"] == "demo"
+    assert failure["expected"] == ["0" * 64] and failure["got"] == sha(b"served")
+    assert os.listdir(volume["wheels"]) == []
+
+
+def test_build_locked_with_no_index_only_takes_the_volume(
+    volume: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    volume["plan"]["no_index"] = True
+    volume["plan"]["locked"] = [pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])]
+    code, _ = build_wheels.build_locked(volume, None, no_pip, {})
+    assert code == 5 and "--no-index forbids fetching it" in capsys.readouterr().out
+
+
+def test_decide_uses_a_wheel_a_failed_run_published_when_it_is_the_locked_one(
+    volume: dict[str, Any],
+) -> None:
+    """A failed run keeps what it fetched; the manifest does not list it yet."""
+    Path(volume["wheels"], PURE).write_bytes(b"kept")
+    good = pin(wheels=[{"file": PURE, "sha256": sha(b"kept"), "url": "u"}])
+    assert build_wheels.decide(good, volume, {}, RANKS) == ("have", PURE)
+    bad = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])
+    assert build_wheels.decide(bad, volume, {}, RANKS)[0] == "wheel"
+    assert volume["replace"] == {PURE}

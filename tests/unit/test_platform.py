@@ -12,6 +12,7 @@ from unit_support import PKEY
 
 from nox_warpdrive.errors import PlatformMismatchError, WarpdriveError
 from nox_warpdrive.platform import (
+    MARKER_NAMES,
     PROBE_MARKER,
     PROBE_SCRIPT,
     PlatformKey,
@@ -176,3 +177,60 @@ def test_probe_script_is_stdlib_only_and_prints_one_marker_line() -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PROBE_MARKER)]
     assert len(lines) == 1
+
+
+# ----------------------------------------------------------------------------- marker values
+
+
+def test_probe_reports_the_marker_values_packaging_computes() -> None:
+    """Lock files are read for the image: the probe computes inside it what
+    ``packaging.markers.default_environment()`` computes here."""
+    from packaging.markers import default_environment
+
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE_SCRIPT], capture_output=True, text=True
+    )
+    key = parse_probe_output(proc.stdout, "host")
+    assert key.marker_environment() == {k: str(v) for k, v in default_environment().items()}
+    assert set(key.marker_environment()) == set(MARKER_NAMES)
+
+
+def with_markers(key: PlatformKey, **markers: str) -> PlatformKey:
+    return dataclasses.replace(key, markers=tuple(sorted(markers.items())))
+
+
+def test_markers_are_not_part_of_the_key() -> None:
+    """The kernel's release differs between engines; a key is what a wheel fits."""
+    a = with_markers(KEY, platform_release="6.1.0", python_full_version="3.12.4")
+    b = with_markers(KEY, platform_release="5.10.0", python_full_version="3.12.4")
+    assert a == b and hash(a) == hash(b) and mismatches(a, b) == [] and a.slug == b.slug
+
+
+def test_markers_survive_json() -> None:
+    key = with_markers(KEY, sys_platform="linux", python_version="3.12")
+    again = PlatformKey.from_dict(json.loads(key.to_json()))
+    assert again.markers == key.markers
+    assert json.loads(key.to_json())["markers"] == {
+        "python_version": "3.12",
+        "sys_platform": "linux",
+    }
+    junk = {**json.loads(key.to_json()), "markers": {"evil": "x", "os_name": 1}}
+    assert PlatformKey.from_dict(junk).marker_environment() == {"os_name": "1"}
+    assert PlatformKey.from_dict({**junk, "markers": "not a table"}).markers == ()
+
+
+def test_probe_cache_keeps_markers_and_ignores_older_entries() -> None:
+    from nox_warpdrive import probe_cache
+
+    key = with_markers(KEY, sys_platform="linux")
+    probe_cache.store("sha256:one", key)
+    loaded = probe_cache.load("sha256:one")
+    assert loaded == key and loaded is not None and loaded.markers == key.markers
+    # written by an older nox-warpdrive: the key alone, no markers: probed again
+    path = probe_cache.cache_dir() / "sha256_two.json"
+    path.write_text(KEY.to_json())
+    assert probe_cache.load("sha256:two") is None
+    path.write_text(json.dumps({"format": probe_cache.FORMAT, "key": json.loads(KEY.to_json())}))
+    assert probe_cache.load("sha256:two") is None  # no marker values: probed again
+    path.write_text("{broken")
+    assert probe_cache.load("sha256:two") is None

@@ -1,0 +1,377 @@
+"""uv.lock (version 1): walked from the project's own entry for the target image, and
+checked against pyproject.toml as ``uv lock --check`` does. No library reads uv.lock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from ..config import Config, load_pyproject, normalize
+from ..errors import ConfigError
+from ..inputs import (
+    Lines,
+    Locked,
+    LockedFile,
+    Pin,
+    Target,
+    check_environments,
+    check_python,
+    load_toml,
+    make_pin,
+    parse_marker,
+    project_build,
+    sha256_hex,
+    url_filename,
+)
+
+
+def read_uv_lock(cfg: Config, path: Path, target: Target) -> Locked:
+    """uv.lock walked from the project's entry: its dependencies, the chosen extras
+    (``optional-dependencies``) and groups (``dev-dependencies``), each edge kept when
+    its marker holds for the target. uv.lock is read here, not exported with ``uv
+    export`` in the builder: the selection decides the set's key, which must be known
+    before (and without) any container, and uv may not be there yet (or at all)."""
+    text, data = load_toml(path)
+    lines = Lines.of(path, text)
+    if data.get("version") != 1:
+        raise ConfigError(
+            f"{lines.at(lines.find(r'^version'))}: uv.lock version {data.get('version')!r} "
+            "is not supported (nox-warpdrive reads version 1)",
+            fix="lock with a uv release that writes version 1 (uv 0.3 to 0.x)",
+        )
+    check_python(data.get("requires-python"), target, lines, r"^requires-python")
+    check_environments(data.get("supported-environments"), target, lines)
+    packages = [p for p in data.get("package", []) if isinstance(p, dict)]
+    starts = lines.blocks("package")
+    where = {
+        id(p): lines.at(starts[i] + 1 if i < len(starts) else 1) for i, p in enumerate(packages)
+    }
+    root = _uv_root(cfg, packages, lines)
+    _check_uv_fresh(cfg, data, root, lines, where[id(root)])
+    chosen = _uv_walk(cfg, packages, root, target, where)
+    pins = tuple(_uv_pin(p, target, where[id(p)]) for p in chosen)
+    source = root.get("source", {})
+    project = None
+    if "editable" in source or "directory" in source:
+        project = project_build(cfg, root["name"], "editable" in source, where[id(root)])
+    elif cfg.install_project:
+        raise ConfigError(
+            f"{where[id(root)]}: `install-project = true`, but uv.lock says the project "
+            f"{root['name']} is virtual (not a package)",
+            fix="add a [build-system] to pyproject.toml and run `uv lock`, or remove "
+            "`install-project`",
+        )
+    return Locked(pins, project, path.name)
+
+
+def _uv_root(cfg: Config, packages: list[dict[str, Any]], lines: Lines) -> dict[str, Any]:
+    name = load_pyproject(cfg.project_dir).get("project", {}).get("name")
+    for p in packages:
+        src = p.get("source", {})
+        local = src.get("editable") or src.get("virtual") or src.get("directory")
+        if local == "." and (name is None or normalize(p.get("name", "")) == normalize(name)):
+            return p
+    raise ConfigError(
+        f"{lines.name}: no entry for the project {name or ''} itself (a package with "
+        'source = { editable = "." } or { virtual = "." }): uv.lock is out of date with '
+        "pyproject.toml, or belongs to another project",
+        fix="run `uv lock` in the project directory and commit uv.lock",
+    )
+
+
+def _uv_walk(
+    cfg: Config,
+    packages: list[dict[str, Any]],
+    root: dict[str, Any],
+    target: Target,
+    where: Mapping[int, str],
+) -> list[dict[str, Any]]:
+    """The packages the target installs, in lock order."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for p in packages:
+        by_name.setdefault(normalize(p.get("name", "")), []).append(p)
+    edges = list(root.get("dependencies", []))
+    edges += _uv_named(root, "optional-dependencies", cfg.extras, "extras", where[id(root)])
+    edges += _uv_named(root, "dev-dependencies", cfg.groups, "groups", where[id(root)])
+    conflict = _uv_conflict_values(root["name"], cfg.extras, cfg.groups)
+    seen: set[tuple[int, str]] = set()
+    chosen: dict[int, dict[str, Any]] = {}
+    queue = [(e, where[id(root)]) for e in edges]
+    while queue:
+        edge, at = queue.pop()
+        if not target.matches(parse_marker(edge.get("marker"), at), conflict):
+            continue
+        pkg = _uv_resolve(edge, by_name, at)
+        chosen[id(pkg)] = pkg
+        for extra in ["", *edge.get("extra", [])]:
+            if (id(pkg), extra) in seen:
+                continue
+            seen.add((id(pkg), extra))
+            if extra:
+                deps = pkg.get("optional-dependencies", {}).get(extra, [])
+            else:
+                deps = pkg.get("dependencies", [])
+            queue += [(d, where[id(pkg)]) for d in deps]
+    chosen.pop(id(root), None)
+    return [p for p in packages if id(p) in chosen]
+
+
+def _uv_conflict_values(project: str, extras: Sequence[str], groups: Sequence[str]) -> list[str]:
+    """uv encodes conflicting extras and groups in markers as ``extra ==
+    'extra-<len>-<project>-<name>'`` / ``'group-...'``: the values to evaluate with."""
+    name = normalize(project)
+    out = [f"extra-{len(name)}-{name}-{normalize(e)}" for e in extras]
+    return out + [f"group-{len(name)}-{name}-{normalize(g)}" for g in groups]
+
+
+def _uv_named(
+    root: Mapping[str, Any], table: str, names: Sequence[str], key: str, where: str
+) -> list[dict[str, Any]]:
+    have = {normalize(k): v for k, v in root.get(table, {}).items()}
+    out: list[dict[str, Any]] = []
+    for name in names:
+        if normalize(name) not in have:
+            known = ", ".join(sorted(root.get(table, {}))) or "none"
+            raise ConfigError(
+                f"`{key}` names {name!r}, which uv.lock does not have for {root['name']} "
+                f"({where}; it has: {known})",
+                fix=f"name {key} the lock has, or add it to pyproject.toml and run `uv lock`",
+            )
+        out += have[normalize(name)]
+    return out
+
+
+def _uv_resolve(
+    edge: Mapping[str, Any], by_name: Mapping[str, list[dict[str, Any]]], where: str
+) -> dict[str, Any]:
+    """The package an edge names; a forked lock names the version (and source) too."""
+    found = by_name.get(normalize(edge.get("name", "")), [])
+    if "version" in edge:
+        found = [p for p in found if str(p.get("version")) == str(edge["version"])]
+    if "source" in edge:
+        found = [p for p in found if p.get("source") == edge["source"]] or found
+    if len(found) != 1:
+        what = "no entry" if not found else "several entries"
+        raise ConfigError(
+            f"{where}: uv.lock has {what} for the dependency {edge.get('name')!r}",
+            fix="run `uv lock` to repair the lock file",
+        )
+    return found[0]
+
+
+def _uv_pin(pkg: Mapping[str, Any], target: Target, where: str) -> Pin:
+    source = pkg.get("source", {})
+    name, version = str(pkg["name"]), str(pkg.get("version", ""))
+    if "registry" not in source and "url" not in source:
+        kind = next(iter(source), "unknown")
+        raise ConfigError(
+            f"{where}: {name} comes from a `{kind}` source ({source.get(kind)}), which "
+            "nox-warpdrive cannot install into an image yet",
+            fix="publish the package to an index (or a wheel URL) and lock that",
+        )
+    files: list[LockedFile] = []
+    for entry in [*pkg.get("wheels", []), *([pkg["sdist"]] if "sdist" in pkg else [])]:
+        url = entry.get("url") or source.get("url")
+        sha = sha256_hex(entry.get("hash"))
+        if not url or sha is None:
+            raise ConfigError(
+                f"{where}: a file of {name} {version} has no URL or no sha256 in uv.lock",
+                fix="run `uv lock` to repair the lock file",
+            )
+        files.append(LockedFile(url_filename(url), sha, url))
+    return make_pin(name, version, files, target, where=where, index=source.get("registry"))
+
+
+# -- uv lock --check, for the project's own entry ------------------------------------------
+
+#: environments to compare two markers in: uv rewrites markers (it drops what
+#: requires-python already implies), so equal meaning, not equal text, is what counts
+_GRID_PLATFORMS = (
+    ("linux", "Linux", "posix", "x86_64"),
+    ("linux", "Linux", "posix", "aarch64"),
+    ("darwin", "Darwin", "posix", "arm64"),
+    ("win32", "Windows", "nt", "AMD64"),
+)
+
+
+def _same_marker(
+    a: Marker | None, b: Marker | None, pythons: Sequence[str], extras: Sequence[str]
+) -> bool:
+    if str(a) == str(b):
+        return True
+    for (sysp, system, osn, machine), py, impl, extra in (
+        (p, v, i, e)
+        for p in _GRID_PLATFORMS
+        for v in pythons
+        for i in ("cpython", "pypy")
+        for e in ("", *extras)
+    ):
+        env = {
+            "sys_platform": sysp, "platform_system": system, "os_name": osn,
+            "platform_machine": machine, "python_version": py, "python_full_version": py + ".0",
+            "implementation_name": impl, "implementation_version": py + ".0",
+            "platform_python_implementation": "CPython" if impl == "cpython" else "PyPy",
+            "platform_release": "", "platform_version": "", "extra": extra,
+        }  # fmt: skip
+        if (a is None or a.evaluate(env)) != (b is None or b.evaluate(env)):
+            return False
+    return True
+
+
+def _requirement_key(name: str, spec: str, extras: Iterable[str]) -> tuple[str, str, str]:
+    try:
+        specs = ",".join(sorted(str(s) for s in SpecifierSet(spec)))
+    except InvalidSpecifier:
+        specs = spec
+    return normalize(name), specs, ",".join(sorted(normalize(e) for e in extras))
+
+
+def _from_pyproject(
+    reqs: Iterable[str], extra: str | None, where: str
+) -> list[tuple[tuple[str, str, str], Marker | None, str]]:
+    out = []
+    for text in reqs:
+        try:
+            r = Requirement(text)
+        except InvalidRequirement as exc:
+            raise ConfigError(
+                f"{where}: invalid requirement {text!r}: {exc}", fix="fix it"
+            ) from None
+        marker = r.marker
+        if extra is not None:
+            clause = f'extra == "{extra}"'
+            marker = Marker(f"({marker}) and {clause}" if marker else clause)
+        out.append((_requirement_key(r.name, str(r.specifier), r.extras), marker, text))
+    return out
+
+
+def _from_uv(
+    entries: Iterable[Mapping[str, Any]], where: str
+) -> list[tuple[tuple[str, str, str], Marker | None, str]]:
+    out = []
+    for e in entries:
+        key = _requirement_key(
+            str(e.get("name", "")), str(e.get("specifier", "")), e.get("extras", [])
+        )
+        text = e.get("name", "") + str(e.get("specifier", ""))
+        out.append((key, parse_marker(e.get("marker"), where), text))
+    return out
+
+
+def _unmatched(
+    want: list[tuple[tuple[str, str, str], Marker | None, str]],
+    have: list[tuple[tuple[str, str, str], Marker | None, str]],
+    pythons: Sequence[str],
+    extras: Sequence[str],
+) -> tuple[str | None, str | None]:
+    """The first requirement only pyproject.toml has, and the first only the lock has."""
+    left = list(have)
+    for key, marker, text in want:
+        for i, (k, m, _) in enumerate(left):
+            if k == key and _same_marker(marker, m, pythons, extras):
+                del left[i]
+                break
+        else:
+            return text, None
+    return None, (left[0][2] if left else None)
+
+
+def _check_uv_fresh(
+    cfg: Config, data: Mapping[str, Any], root: Mapping[str, Any], lines: Lines, where: str
+) -> None:
+    """What ``uv lock --check`` reports for the project's own entry: its requirements,
+    extras, dependency groups, requires-python and version as recorded in uv.lock,
+    against pyproject.toml."""
+    pyproject = load_pyproject(cfg.project_dir)
+    problem = _uv_meta_problem(pyproject.get("project", {}), data, root)
+    problem = problem or _uv_requirements_problem(cfg, pyproject, data, root, where)
+    if problem:
+        raise ConfigError(
+            f"uv.lock is out of date with pyproject.toml ({where}, as `uv lock --check` would "
+            f"report): {problem}",
+            fix="run `uv lock` and commit uv.lock (or build from the commit it was locked at)",
+        )
+
+
+def _uv_meta_problem(
+    project: Mapping[str, Any], data: Mapping[str, Any], root: Mapping[str, Any]
+) -> str | None:
+    req_python = project.get("requires-python")
+    locked_python = data.get("requires-python", "")
+    try:
+        same = SpecifierSet(req_python or "") == SpecifierSet(locked_python)
+    except InvalidSpecifier:
+        same = req_python == locked_python
+    if req_python and not same:
+        return f"requires-python is {req_python!r}, uv.lock has {locked_python!r}"
+    version = project.get("version")
+    static = version and "version" not in project.get("dynamic", [])
+    if static and str(root.get("version")) != str(version):
+        return f"the project's version is {version}, uv.lock has {root.get('version')}"
+    return None
+
+
+def _uv_requirements_problem(
+    cfg: Config,
+    pyproject: Mapping[str, Any],
+    data: Mapping[str, Any],
+    root: Mapping[str, Any],
+    where: str,
+) -> str | None:
+    project = pyproject.get("project", {})
+    meta = root.get("metadata", {})
+    optional = project.get("optional-dependencies", {})
+    want = _from_pyproject(project.get("dependencies", []), None, "pyproject.toml")
+    for extra, reqs in optional.items():
+        want += _from_pyproject(reqs, extra, "pyproject.toml")
+    pairs = [(want, _from_uv(meta.get("requires-dist", []), where), "[project] dependencies")]
+    groups = _pyproject_groups(cfg, pyproject)
+    locked_groups = {normalize(k): v for k, v in meta.get("requires-dev", {}).items()}
+    for g in sorted(set(groups) | set(locked_groups)):
+        pyproject_side = _from_pyproject(groups.get(g, []), None, "pyproject.toml")
+        lock_side = _from_uv(locked_groups.get(g, []), where)
+        pairs.append((pyproject_side, lock_side, f"dependency group {g!r}"))
+    pythons = _grid_pythons(data.get("requires-python"))
+    for pyproject_side, lock_side, what in pairs:
+        only_here, only_lock = _unmatched(pyproject_side, lock_side, pythons, list(optional))
+        if only_here:
+            return f"{what}: pyproject.toml asks for `{only_here}`, which uv.lock does not record"
+        if only_lock:
+            return f"{what}: uv.lock records `{only_lock}`, which pyproject.toml no longer asks for"
+    return None
+
+
+def _pyproject_groups(cfg: Config, pyproject: Mapping[str, Any]) -> dict[str, list[str]]:
+    """PEP 735 groups (includes followed, as uv records them), plus uv's legacy
+    ``[tool.uv] dev-dependencies`` (its group ``dev``)."""
+    from packaging.dependency_groups import resolve_dependency_groups
+
+    table = pyproject.get("dependency-groups", {})
+    out: dict[str, list[str]] = {}
+    for name in table:
+        try:
+            out[normalize(name)] = [str(r) for r in resolve_dependency_groups(table, name)]
+        except Exception as exc:  # packaging raises an ExceptionGroup for malformed data
+            raise ConfigError(
+                f"[dependency-groups] of {cfg.project_dir / 'pyproject.toml'}: {exc}",
+                fix="fix the group's entries",
+            ) from None
+    legacy = pyproject.get("tool", {}).get("uv", {}).get("dev-dependencies")
+    if isinstance(legacy, list):
+        out["dev"] = out.get("dev", []) + [str(x) for x in legacy]
+    return out
+
+
+def _grid_pythons(spec: object) -> list[str]:
+    """The minor versions a lock covers, for comparing markers."""
+    versions = [f"3.{m}" for m in range(6, 16)]
+    try:
+        allowed = SpecifierSet(str(spec or ""))
+    except InvalidSpecifier:
+        return versions
+    return [v for v in versions if allowed.contains(v + ".0", prereleases=True)] or versions
