@@ -329,6 +329,8 @@ class EarlyDeps:
         self.seconds = 0.0
         self.built = False
         self.error: WarpdriveError | None = None
+        #: the build ended (the wheelhouse failed, or a signal): its container was removed
+        self.cancelled = False
 
     def start(self, resolved: list[dict[str, Any]], tools: dict[str, Any]) -> None:
         if self.thread is not None or not resolved:
@@ -358,6 +360,7 @@ class EarlyDeps:
         """The build is being interrupted: end the thread's container now, so that
         ``join`` does not wait for its install."""
         if self.thread is not None:
+            self.cancelled = True
             self.engine.abort()
 
     def join(self, out: Output) -> float | None:
@@ -365,6 +368,8 @@ class EarlyDeps:
         if self.thread is None:
             return None
         self.thread.join()
+        if self.cancelled:
+            return None  # stopped on purpose: its "killed" is not news
         if self.error is not None:
             out(
                 f"warpdrive: installing the first {self.count} wheels early failed "

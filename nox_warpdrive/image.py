@@ -225,7 +225,7 @@ def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | 
     ref = tag or cfg.image
     split_ref(ref)
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
-    reqs = requirements_for(cfg)
+    reqs = requirements_for(cfg, pkey)  # a lock's markers, for the image's platform
     tagged = engine.image(ref)
     return _Build(cfg, engine, out, ref, base, pkey, reqs, tagged, no_index, tagged=tagged)
 

@@ -136,11 +136,20 @@ def serve_plan(
     args = serve_parser().parse_args(list(posargs))
     cfg = load_config(project_dir)
     reqs = requirements_for(cfg)
-    installs = [["-r", str(f)] for f in cfg.requirement_files]
-    if cfg.dependencies:
-        installs.append(list(cfg.dependencies))
+    installs: list[list[str]] = []
+    if reqs.locked_from:
+        # the lock's pins (selected for this host, where serve runs), and the project
+        installs.append([f"{p.name}=={p.version}" for p in reqs.locked])
+        if reqs.project is not None:
+            installs.append(["-e" if reqs.project.editable else "", str(reqs.project.root)])
+            installs[-1] = [a for a in installs[-1] if a]
+    else:
+        installs = [["-r", str(f)] for f in cfg.requirement_files]
+        if cfg.dependencies:
+            installs.append(list(cfg.dependencies))
     if reqs.extra:
         installs.append(list(reqs.extra))
+    installs = [i for i in installs if i]
     env = {"PORT": str(args.port), "WARPDRIVE_START_CONFIG": json.dumps(start_config(cfg))}
     command = ["python", str(Path(launcher.__file__).resolve())]
     if args.reload:

@@ -696,3 +696,26 @@ def test_early_image_is_the_parent_of_the_full_deps_layer(tmp_path: Path) -> Non
     assert engine.steps[1].image == "sha256:built1"
     assert plan_files(engine.steps[1])["files"] == [RESOLVED[2]["file"]]
     assert out == ["warpdrive: adding 1 wheels on top of the deps layer built1"]
+
+
+def test_a_cancelled_early_deps_step_is_stopped_and_not_reported(tmp_path: Path) -> None:
+    """The build ends (the wheelhouse failed, a signal): the early step's container is
+    removed at once, and its "killed" is not reported as a failure of its own."""
+    cfg = wsgi_project(tmp_path / "site")
+    gate = threading.Event()
+    killed = BuildError("the deps step was killed (out of memory, or stopped)")
+    engine = FakeEngine(gate=gate, fail=killed)
+    aborted: list[bool] = []
+
+    def abort() -> None:
+        aborted.append(True)
+        gate.set()  # its container is gone: the step ends
+
+    engine.abort = abort  # type: ignore[attr-defined]
+    early = early_deps(engine, cfg)
+    early.start(RESOLVED, {})
+    assert engine.entered.wait(WAIT)
+    early.cancel()
+    out: list[str] = []
+    assert early.join(out.append) is None
+    assert aborted == [True] and out == []
