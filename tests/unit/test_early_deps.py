@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from fake_engine import WAIT, FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 
 from nox_warpdrive import deps as deps_module
@@ -46,8 +47,6 @@ RESOLVED = [
 ]
 UV_TOOLS = {"uv": {"path": "tools/uv", "version": "0.4.1"}}
 THREAD_NAME = "warpdrive-early-deps"
-#: bounds every wait, so that a broken implementation fails instead of hanging
-WAIT = 10.0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -95,62 +94,6 @@ def deps_image(
     )
 
 
-class FakeEngine:
-    """The engine calls ensure_deps makes. run_checked records the thread it runs in,
-    writes ``output`` to the step's ``out``, may wait for ``gate`` (set by the test) and
-    fails with ``fail`` when given; a built image is tagged as a real engine would."""
-
-    def __init__(
-        self,
-        images: Mapping[str, ImageInfo] | None = None,
-        candidates: list[ImageInfo] | None = None,
-        output: tuple[str, ...] = (),
-        fail: Exception | None = None,
-        gate: threading.Event | None = None,
-    ) -> None:
-        self.images = dict(images or {})
-        self.candidates = candidates or []
-        self.output = output
-        self.fail = fail
-        self.gate = gate
-        self.entered = threading.Event()
-        self.steps: list[Step] = []
-        self.threads: list[str] = []
-        self.tags: list[tuple[str, str]] = []
-        self.filters: list[dict[str, str]] = []
-        self.built: dict[str, Step] = {}
-
-    def image(self, ref: str) -> ImageInfo | None:
-        return self.images.get(ref)
-
-    def memory_total(self) -> int:
-        return 8 << 30
-
-    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        self.filters.append(dict(labels))
-        return [i for i in self.candidates if all(i.labels.get(k) == v for k, v in labels.items())]
-
-    def run_checked(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
-        self.threads.append(threading.current_thread().name)
-        self.steps.append(step)
-        self.entered.set()
-        if self.gate is not None:
-            assert self.gate.wait(WAIT), "the test never opened the gate"
-        for line in self.output:
-            out(line)
-        if self.fail is not None:
-            raise self.fail
-        image_id = f"sha256:built{len(self.steps)}"
-        self.built[image_id] = step
-        return RunResult(exit_code=0, output_tail="", image_id=image_id, seconds=7.5)
-
-    def tag(self, image_id: str, ref: str) -> None:
-        self.tags.append((image_id, ref))
-        step = self.built[image_id]
-        assert step.commit is not None
-        self.images[ref] = dataclasses.replace(BASE, id=image_id, labels=dict(step.commit.labels))
-
-
 def ensure_deps(
     engine: FakeEngine,
     cfg: Config,
@@ -179,7 +122,7 @@ def existing_deps(cfg: Config, resolved: list[dict[str, str]] = RESOLVED) -> Fak
     found = dataclasses.replace(
         BASE, id="sha256:existing", labels={"io.warpdrive.deps-key": plan.key}
     )
-    return FakeEngine(images={plan.ref: found})
+    return FakeEngine(base=BASE, images={plan.ref: found})
 
 
 # ----------------------------------------------------------------------------- _ready
@@ -440,7 +383,7 @@ def test_ensure_deps_builds_when_the_ref_holds_another_key(tmp_path: Path) -> No
     other = dataclasses.replace(BASE, id="sha256:other", labels={"io.warpdrive.deps-key": "x"})
     unlabelled = dataclasses.replace(BASE, id="sha256:unlabelled", labels={})
     for found in (other, unlabelled):
-        engine = FakeEngine(images={plan.ref: found})
+        engine = FakeEngine(base=BASE, images={plan.ref: found})
         image_id, reused, seconds = ensure_deps(engine, cfg, [])
         assert (image_id, reused, seconds) == ("sha256:built1", False, 7.5)
         assert engine.tags == [("sha256:built1", plan.ref)]
@@ -450,7 +393,9 @@ def test_ensure_deps_builds_and_tags_a_missing_image(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     # RESOLVED has no wheel sizes: the layer cannot be proven to fit in memory, so commit
     plan = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, export=False)
-    engine = FakeEngine(candidates=[deps_image("sha256:same", deps_module.wheel_ids(RESOLVED))])
+    engine = FakeEngine(
+        base=BASE, candidates=[deps_image("sha256:same", deps_module.wheel_ids(RESOLVED))]
+    )
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:built1", False, 7.5)
     assert engine.steps == [plan.step]
@@ -468,7 +413,7 @@ def test_ensure_deps_builds_on_a_parent_with_a_subset_of_the_wheels(tmp_path: Pa
     have = deps_module.wheel_ids(RESOLVED[:2])
     parent = deps_image("sha256:0123456789abcdef0000", have)
     smaller = deps_image("sha256:small", have[:1])
-    engine = FakeEngine(candidates=[smaller, parent])
+    engine = FakeEngine(base=BASE, candidates=[smaller, parent])
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:built1", False, 7.5)
     (step,) = engine.steps
@@ -516,7 +461,7 @@ def test_ensure_deps_parent_must_have_the_same_installer(tmp_path: Path) -> None
 def test_early_deps_builds_in_its_own_thread(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     gate = threading.Event()
-    engine = FakeEngine(gate=gate)
+    engine = FakeEngine(base=BASE, gate=gate)
     early = early_deps(engine, cfg)
     early.start(RESOLVED, {})
     try:
@@ -537,7 +482,7 @@ def test_early_deps_builds_in_its_own_thread(tmp_path: Path) -> None:
 def test_early_deps_starts_once(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     gate = threading.Event()
-    engine = FakeEngine(gate=gate)
+    engine = FakeEngine(base=BASE, gate=gate)
     early = early_deps(engine, cfg)
     early.start(RESOLVED[:2], {})
     try:
@@ -560,7 +505,7 @@ def test_early_deps_starts_once(tmp_path: Path) -> None:
 
 def test_early_deps_ignores_an_empty_announcement(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine()
+    engine = FakeEngine(base=BASE)
     early = early_deps(engine, cfg)
     early.start([], UV_TOOLS)
     assert early.thread is None
@@ -576,7 +521,7 @@ def test_early_deps_ignores_an_empty_announcement(tmp_path: Path) -> None:
 def test_early_deps_does_not_start_when_uv_is_required_but_missing(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site", installer="uv")
     assert cfg.installer == "uv"
-    engine = FakeEngine()
+    engine = FakeEngine(base=BASE)
     early = early_deps(engine, cfg)
     early.start(RESOLVED, {})  # choose_installer raises ConfigError: swallowed
     early.start(RESOLVED, {"uv": {"version": "0.4.1"}})  # no path: no uv either
@@ -588,7 +533,7 @@ def test_early_deps_does_not_start_when_uv_is_required_but_missing(tmp_path: Pat
 
 def test_early_deps_uses_uv_from_the_announced_tools(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site", installer="uv")
-    engine = FakeEngine()
+    engine = FakeEngine(base=BASE)
     early = early_deps(engine, cfg)
     early.start(RESOLVED, UV_TOOLS)
     assert early.join(lambda line: None) is not None
@@ -600,7 +545,9 @@ def test_early_deps_uses_uv_from_the_announced_tools(tmp_path: Path) -> None:
 
 
 def test_early_deps_join_without_start() -> None:
-    early = deps_module.EarlyDeps(cast(Engine, FakeEngine()), cast(Config, None), BASE, PKEY)
+    early = deps_module.EarlyDeps(
+        cast(Engine, FakeEngine(base=BASE)), cast(Config, None), BASE, PKEY
+    )
     out: list[str] = []
     assert early.join(out.append) is None
     assert out == []
@@ -614,7 +561,7 @@ def test_early_deps_join_reports_the_install_time(tmp_path: Path) -> None:
         "warpdrive: virtualenv ready in 7.2 s",
         "warpdrive: committed",
     )
-    engine = FakeEngine(output=output)
+    engine = FakeEngine(base=BASE, output=output)
     early = early_deps(engine, cfg)
     early.start(RESOLVED, {})
     out: list[str] = []
@@ -632,7 +579,7 @@ def test_early_deps_join_reports_the_install_time(tmp_path: Path) -> None:
 
 def test_early_deps_join_without_an_install_time(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine(output=("warpdrive: something else",))
+    engine = FakeEngine(base=BASE, output=("warpdrive: something else",))
     early = early_deps(engine, cfg)
     early.start(RESOLVED, {})
     out: list[str] = []
@@ -652,7 +599,9 @@ def test_early_deps_join_without_an_install_time(tmp_path: Path) -> None:
 )
 def test_early_deps_join_reports_a_failure(tmp_path: Path, error: WarpdriveError) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine(output=("warpdrive: virtualenv ready in 7.2 s",), fail=error)
+    engine = FakeEngine(
+        base=BASE, output=("warpdrive: virtualenv ready in 7.2 s",), failures=[error]
+    )
     early = early_deps(engine, cfg)
     early.start(RESOLVED, {})
     out: list[str] = []
@@ -682,7 +631,7 @@ def test_early_image_is_the_parent_of_the_full_deps_layer(tmp_path: Path) -> Non
     """The point of it all: after the early image for the downloaded wheels, the full deps
     layer installs only the compiled rest on top of it."""
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine()
+    engine = FakeEngine(base=BASE)
     early = early_deps(engine, cfg)
     early.start(RESOLVED[:2], {})
     assert early.join(lambda line: None) is not None
@@ -704,18 +653,11 @@ def test_a_cancelled_early_deps_step_is_stopped_and_not_reported(tmp_path: Path)
     cfg = wsgi_project(tmp_path / "site")
     gate = threading.Event()
     killed = BuildError("the deps step was killed (out of memory, or stopped)")
-    engine = FakeEngine(gate=gate, fail=killed)
-    aborted: list[bool] = []
-
-    def abort() -> None:
-        aborted.append(True)
-        gate.set()  # its container is gone: the step ends
-
-    engine.abort = abort  # type: ignore[attr-defined]
+    engine = FakeEngine(base=BASE, gate=gate, failures=[killed])
     early = early_deps(engine, cfg)
     early.start(RESOLVED, {})
     assert engine.entered.wait(WAIT)
     early.cancel()
     out: list[str] = []
     assert early.join(out.append) is None
-    assert aborted == [True] and out == []
+    assert engine.aborted == 1 and out == []

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config
-from nox_warpdrive.engine import Engine, ImageInfo, RunResult
+from nox_warpdrive.engine import Engine
 from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
@@ -531,35 +532,6 @@ def test_follow_closes_the_stream_when_out_raises() -> None:
 # ----------------------------------------------------------------------------- _sha256
 
 
-class FakeEngine:
-    """run_checked raises the next of ``failures`` (None: succeeds) and records steps."""
-
-    def __init__(self, failures: list[Exception | None], memory: int = 8 * GIB) -> None:
-        self.failures = failures
-        self.memory = memory
-        self.steps: list[Step] = []
-        self.tags: list[tuple[str, str]] = []
-
-    def image(self, ref: str) -> ImageInfo | None:
-        return None
-
-    def images_with_labels(self, labels: dict[str, str]) -> list[ImageInfo]:
-        return []
-
-    def memory_total(self) -> int:
-        return self.memory
-
-    def run_checked(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
-        self.steps.append(step)
-        failure = self.failures.pop(0) if self.failures else None
-        if failure is not None:
-            raise failure
-        return RunResult(0, "", f"sha256:built{len(self.steps)}", 4.5)
-
-    def tag(self, image_id: str, ref: str) -> None:
-        self.tags.append((image_id, ref))
-
-
 def ensure(
     engine: FakeEngine,
     cfg: Config,
@@ -579,9 +551,9 @@ def ensure(
 
 def test_ensure_deps_exports_the_full_layer(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([None])
+    engine = FakeEngine(failures=[None], base=BASE)
     out: list[str] = []
-    assert ensure(engine, cfg, out) == ("sha256:built1", False, 4.5)
+    assert ensure(engine, cfg, out) == ("sha256:built1", False, 7.5)
     (step,) = engine.steps
     assert step.export and step.tmpfs
     assert out == []
@@ -591,9 +563,9 @@ def test_ensure_deps_falls_back_to_a_commit_when_the_layer_is_refused(tmp_path: 
     cfg = wsgi_project(tmp_path / "site")
     plan = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
     refused = LayerRefused("the engine refused the deps layer: no such layer")
-    engine = FakeEngine([refused, None])
+    engine = FakeEngine(failures=[refused, None], base=BASE)
     out: list[str] = []
-    assert ensure(engine, cfg, out) == ("sha256:built2", False, 4.5)
+    assert ensure(engine, cfg, out) == ("sha256:built2", False, 7.5)
     first, second = engine.steps
     assert first == plan.step
     assert first.export and first.tmpfs
@@ -620,9 +592,9 @@ def test_ensure_deps_commits_a_layer_that_may_not_fit_in_memory(
     tmp_path: Path, memory: int, resolved: list[dict[str, Any]]
 ) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([None], memory=memory)
+    engine = FakeEngine(failures=[None], memory=memory, base=BASE)
     out: list[str] = []
-    assert ensure(engine, cfg, out, resolved) == ("sha256:built1", False, 4.5)
+    assert ensure(engine, cfg, out, resolved) == ("sha256:built1", False, 7.5)
     (step,) = engine.steps
     assert step.export == () and step.tmpfs == ()
     assert "export" not in plan_json(step)
@@ -633,7 +605,7 @@ def test_ensure_deps_commits_a_layer_that_may_not_fit_in_memory(
 
 def test_ensure_deps_exports_a_layer_that_just_fits(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([None], memory=8 * 3000 * 4)
+    engine = FakeEngine(failures=[None], memory=8 * 3000 * 4, base=BASE)
     ensure(engine, cfg, [])
     assert engine.steps[0].export and engine.steps[0].tmpfs
 
@@ -645,7 +617,7 @@ def test_ensure_deps_exports_a_layer_that_just_fits(tmp_path: Path) -> None:
 )
 def test_ensure_deps_does_not_retry_other_errors(tmp_path: Path, error: Exception) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([error, None])
+    engine = FakeEngine(failures=[error, None], base=BASE)
     out: list[str] = []
     with pytest.raises(type(error)):
         ensure(engine, cfg, out)
@@ -654,7 +626,9 @@ def test_ensure_deps_does_not_retry_other_errors(tmp_path: Path, error: Exceptio
 
 def test_ensure_deps_second_refusal_is_raised(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([LayerRefused("refused"), LayerRefused("refused again")])
+    engine = FakeEngine(
+        failures=[LayerRefused("refused"), LayerRefused("refused again")], base=BASE
+    )
     with pytest.raises(LayerRefused, match="again"):
         ensure(engine, cfg, [])
     assert len(engine.steps) == 2 and engine.tags == []

@@ -1,0 +1,222 @@
+"""The one fake engine of the unit tests: implements the whole Engine Protocol
+(nox_warpdrive/engine/base.py) in memory, records what it was asked, and builds, fails or
+waits as a test says. Never a fake of docker-py's object model: the real backends are
+tested against a fake Engine API server (test_local_api.py, test_engine_faults.py) and a
+real engine (tests/integration)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nox_warpdrive.engine import ImageInfo, RunResult
+from nox_warpdrive.errors import EngineError
+from nox_warpdrive.plan import CommitSpec, Step
+
+GIB = 1 << 30
+#: how long a test waits for a gate before failing
+WAIT = 10.0
+
+BLANK = ImageInfo("sha256:blank", (), {}, 1, 1, "")
+
+
+class FakeEngine:
+    """``images``: ref -> image; ``candidates``: images only ``images_with_labels``
+    lists; ``output``: lines every step prints; ``failures``: what the next steps raise
+    (None: that one succeeds); ``gate``: steps wait for it; ``paths``: what image_reader
+    finds; ``volume_files``: (volume, path) -> bytes."""
+
+    def __init__(
+        self,
+        images: Mapping[str, ImageInfo] | None = None,
+        candidates: Sequence[ImageInfo] = (),
+        output: Sequence[str] = (),
+        failures: Sequence[BaseException | None] = (),
+        gate: threading.Event | None = None,
+        memory: int = 8 * GIB,
+        paths: Mapping[str, bytes] | None = None,
+        volume_files: Mapping[tuple[str, str], bytes] | None = None,
+        base: ImageInfo = BLANK,
+    ) -> None:
+        self.images = dict(images or {})
+        self.candidates = list(candidates)
+        self.output = tuple(output)
+        self.failures = list(failures)
+        self.gate = gate
+        self.memory = memory
+        self.paths = dict(paths or {})
+        self.volume_files = dict(volume_files or {})
+        self.base = base
+        self.entered = threading.Event()
+        self.steps: list[Step] = []
+        self.threads: list[str] = []
+        self.tags: list[tuple[str, str]] = []
+        self.filters: list[dict[str, str]] = []
+        self.built: dict[str, Step] = {}
+        self.appended: list[tuple[str, CommitSpec, Sequence[tuple[str, Any]]]] = []
+        self.removed: list[str] = []
+        self.reads: list[tuple[str, str]] = []
+        self.readers = 0
+        self.volumes: set[str] = set()
+        self.aborted = 0
+        self.pushed: list[str] = []
+        self.loaded: list[Mapping[str, bytes]] = []
+
+    # -- images
+    def describe(self) -> str:
+        return "fake://engine"
+
+    def memory_total(self) -> int:
+        return self.memory
+
+    def image(self, ref: str) -> ImageInfo | None:
+        return self.images.get(ref)
+
+    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        self.filters.append(dict(labels))
+        pool = [*self.candidates, *self.images.values()]
+        seen: dict[str, ImageInfo] = {}
+        for info in pool:
+            if all(info.labels.get(k) == v for k, v in labels.items()):
+                seen.setdefault(info.id, info)
+        return list(seen.values())
+
+    def require_image(self, ref: str, role: str) -> ImageInfo:
+        found = self.image(ref)
+        if found is None:
+            raise EngineError(f"{role} {ref!r} is not on the engine", fix="build it")
+        return found
+
+    def tag(self, image_id: str, ref: str) -> None:
+        self.tags.append((image_id, ref))
+        step = self.built.get(image_id)
+        labels = dict(step.commit.labels) if step is not None and step.commit else {}
+        known = self.images.get(image_id)
+        info = known or dataclasses.replace(self.base, id=image_id, labels=labels)
+        self.images[ref] = info
+        self.images[image_id] = info
+
+    def remove_image(self, image_id: str) -> None:
+        self.removed.append(image_id)
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        return []
+
+    def inspect_raw(self, ref: str) -> dict[str, Any]:
+        info = self.require_image(ref, "image")
+        return {"Id": info.id, "Config": {"Labels": dict(info.labels)}}
+
+    @contextlib.contextmanager
+    def image_reader(self, image: str) -> Iterator[Callable[[str], bytes | None]]:
+        self.readers += 1
+
+        def read(path: str) -> bytes | None:
+            self.reads.append((image, path))
+            return self.paths.get(path)
+
+        yield read
+
+    def append_layer(
+        self,
+        parent: str,
+        layer: bytes | Path | str,
+        spec: CommitSpec,
+        created_by: str = "nox-warpdrive app layer",
+        under: Sequence[tuple[str, Any]] = (),
+    ) -> str:
+        self._next_failure()
+        self.appended.append((parent, spec, tuple(under)))
+        image_id = f"sha256:appended{len(self.appended)}"
+        self.images[image_id] = dataclasses.replace(
+            self.base, id=image_id, labels=dict(spec.labels)
+        )
+        return image_id
+
+    # -- volumes
+    def ensure_volume(self, name: str) -> bool:
+        new = name not in self.volumes
+        self.volumes.add(name)
+        return new
+
+    def volume_exists(self, name: str) -> bool:
+        return name in self.volumes
+
+    def remove_volume(self, name: str) -> None:
+        self.volumes.discard(name)
+
+    def read_volume_file(self, volume: str, path: str, image: str) -> bytes | None:
+        return self.volume_files.get((volume, path))
+
+    @contextlib.contextmanager
+    def secrets_volume(self, files: Mapping[str, bytes], image: str) -> Iterator[str | None]:
+        yield "warpdrive-secrets-fake" if files else None
+
+    # -- steps
+    def _next_failure(self) -> None:
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+
+    def run(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
+        self.threads.append(threading.current_thread().name)
+        self.steps.append(step)
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(WAIT), "the test never opened the gate"
+        for line in self.output:
+            out(line)
+        self._next_failure()
+        image_id = f"sha256:built{len(self.steps)}" if step.commit is not None else None
+        if image_id is not None:
+            self.built[image_id] = step
+        return RunResult(0, "\n".join(self.output), image_id, 7.5)
+
+    def run_checked(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
+        return self.run(step, out, secrets_volume)
+
+    def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
+        return ""
+
+    def abort(self) -> None:
+        self.aborted += 1
+        if self.gate is not None:
+            self.gate.set()
+
+    def sweep(self) -> int:
+        return 0
+
+    # -- registry
+    def pull(self, ref: str) -> ImageInfo | None:
+        return self.images.get(ref)
+
+    def push(self, ref: str, out: Any) -> str:
+        self.pushed.append(ref)
+        return "sha256:pushed"
+
+    def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:
+        self.loaded.append(dict(members))
+
+    # -- app containers
+    def remove_app(self, name: str) -> None:
+        pass
+
+    def start_app(
+        self, image: str, name: str, host_port: int, env: Mapping[str, str] | None = None
+    ) -> str:
+        return "container"
+
+    def container_state(self, container_id: str) -> tuple[bool, int | None]:
+        return False, 0
+
+    def follow_logs(self, container_id: str, out: Any) -> None:
+        pass
+
+    def logs_tail(self, container_id: str, lines: int = 40) -> str:
+        return ""
+
+    def stop_app(self, container_id: str, timeout: int = 10) -> int | None:
+        return 0
