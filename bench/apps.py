@@ -30,12 +30,24 @@ class App:
     source: Path
     code_file: str  # relative POSIX path of the .py file the code change edits
     peer_cmd: tuple[str, ...]  # the peers' CMD
+    #: generated files added to every copy (``--files``, ``--assets-mb``): see gentree
+    files: int = 0
+    assets_mb: int = 0
 
     def describe(self) -> str:
         """The app as RESULTS.md names it."""
-        if self.source == EXAMPLE:
-            return EXAMPLE_DESCRIPTION
-        return f"a copy of `{self.source}`"
+        name = EXAMPLE_DESCRIPTION if self.source == EXAMPLE else f"a copy of `{self.source}`"
+        if self.files or self.assets_mb:
+            name += (
+                f", plus {self.files:,} generated small files and {self.assets_mb} MB of "
+                "generated assets (bench/gentree.py)"
+            )
+        return name
+
+    @property
+    def is_example(self) -> bool:
+        """Whether this is the README's app: the example, as it is."""
+        return self.source == EXAMPLE and not (self.files or self.assets_mb)
 
 
 def default_code_file(app: Path) -> str:
@@ -55,9 +67,16 @@ def default_code_file(app: Path) -> str:
     return found[0]
 
 
-def make_app(source: Path | None, code_file: str | None, peer_cmd: str | None) -> App:
+def make_app(
+    source: Path | None,
+    code_file: str | None,
+    peer_cmd: str | None,
+    files: int = 0,
+    assets_mb: int = 0,
+) -> App:
     """The bench's app: EXAMPLE unless --app names another one (a directory with a
-    requirements.txt, what `nox -s image` builds)."""
+    requirements.txt, what `nox -s image` builds), with ``files`` generated small files
+    and ``assets_mb`` MB of generated assets added to every copy."""
     src = (source or EXAMPLE).resolve()
     if not (src / "requirements.txt").is_file():
         raise BenchError(f"{src} has no requirements.txt: --app takes an app's directory")
@@ -76,7 +95,7 @@ def make_app(source: Path | None, code_file: str | None, peer_cmd: str | None) -
         )
     if not cmd:
         raise BenchError("--peer-cmd is empty")
-    return App(src, code_file, cmd)
+    return App(src, code_file, cmd, files, assets_mb)
 
 
 def toml_value(value: object) -> str:

@@ -25,7 +25,6 @@ from .common import (
     BENCH_DIR,
     BUILDER_IMAGE,
     DEFAULT_PACKAGE,
-    EXAMPLE,
     EXAMPLE_DESCRIPTION,
     REFERENCE,
     REPO,
@@ -82,6 +81,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="what the Dockerfile peers' images start (their CMD), with --app",
     )
     p.add_argument(
+        "--files",
+        type=int,
+        default=0,
+        help="add this many generated small files to every copy of the app (default 0)",
+    )
+    p.add_argument(
+        "--assets-mb",
+        type=int,
+        default=0,
+        help="add this many MB of generated binary assets to every copy (default 0)",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="only write bench/RESULTS.md again from bench/results/latest.json",
@@ -89,6 +100,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(list(argv))
     if args.runs < 1:
         p.error("--runs must be at least 1")
+    if args.files < 0 or args.assets_mb < 0:
+        p.error("--files and --assets-mb cannot be negative")
     unknown = [t for t in args.tools.split(",") if t not in TOOLS]
     if unknown:
         p.error(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
@@ -189,7 +202,7 @@ def save_results(
 def write_markdown(app: App, report: Report, tables: str, conditions: str) -> Path:
     """RESULTS.md of a complete bench. bench/RESULTS.md is the example's table (the
     README quotes it); another app's goes next to the raw numbers."""
-    markdown = BENCH_DIR / "RESULTS.md" if app.source == EXAMPLE else RESULTS_DIR / "RESULTS.md"
+    markdown = BENCH_DIR / "RESULTS.md" if app.is_example else RESULTS_DIR / "RESULTS.md"
     markdown.write_text(results_markdown(report, tables, conditions))
     return markdown
 
@@ -202,7 +215,7 @@ def main(argv: Sequence[str]) -> int:
         return report_only()
     began = time.perf_counter()
     date = utc_now().strftime("%Y-%m-%d %H:%M UTC")
-    app = make_app(args.app, args.code_file, args.peer_cmd)
+    app = make_app(args.app, args.code_file, args.peer_cmd, args.files, args.assets_mb)
     docker = find_docker()
     check_base_images(docker)
     ca = find_ca_bundle()

@@ -19,6 +19,7 @@ from pathlib import Path
 from .apps import App, bench_pyproject
 from .common import COPY_IGNORE, REPO, WARPDRIVE, WD_IMAGE, WD_REFERENCES, WD_VOLUME, BenchError
 from .dockercli import Docker
+from .gentree import generate
 
 
 @dataclass
@@ -77,9 +78,12 @@ class Tool:
         self.image_ids: set[str] = set()
 
     def fresh_copy(self) -> None:
-        """The app as it is in its source, without a local run's outputs and caches."""
+        """The app as it is in its source, without a local run's outputs and caches, and
+        with the generated files the bench was asked for (the same bytes in every copy)."""
         shutil.rmtree(self.app, ignore_errors=True)
         shutil.copytree(self.spec.source, self.app, ignore=shutil.ignore_patterns(*COPY_IGNORE))
+        if self.spec.files or self.spec.assets_mb:
+            generate(self.app, self.spec.files, self.spec.assets_mb)
 
     def edit_code(self, stamp: str) -> None:
         """A code-only change: a new module-level constant in one .py file."""

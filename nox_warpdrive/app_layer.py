@@ -13,20 +13,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runtime
+from . import runtime, source_index
 from .config import Config, start_config
 from .context import (
     Entry,
     IgnoreRules,
-    build_tar,
-    collect,
     context_digest,
+    file_sha256,
     large_files,
     load_ignore_rules,
+    paused_gc,
     secret_files_left_out,
     source_date_epoch,
+    walk_tree,
 )
 from .engine import ImageInfo
+from .layers import AppTree
 from .layout import (
     APP_ROOT,
     APP_SRC,
@@ -36,16 +38,17 @@ from .layout import (
     VENV,
     image_env,
     key_digest,
-    skeleton_tar,
 )
 from .plan import HELPERS_DIR, CommitSpec, Step
 from .platform import PlatformKey
 from .runtime.start import App
+from .source_index import SourceTree
+from .source_layers import app_tree_of, layer_bytes
 from .static import (
     not_static_inputs,
     static_inputs,
 )
-from .tars import merge_tars, tar_files
+from .tars import tar_files
 from .wheelhouse import (
     detect_app,
 )
@@ -86,9 +89,10 @@ def created_timestamp() -> str:
 
 @dataclass(frozen=True)
 class AppPlan:
-    """The app layer: ``layer`` (source under APP_SRC and the launcher, as one tar whose
-    names are relative to /) goes on the deps image either by appending it without a
-    container, or, when the build must run something (collectstatic), by a step."""
+    """The app layers: ``tree`` (the source under APP_SRC, the launcher and its config)
+    goes on the deps image either as layers appended without a container (split by how
+    often they change, source_layers.append_app), or, when the build must run something
+    (collectstatic), as one tar (``layer``) put into a step's container."""
 
     build_key: str
     app: App
@@ -102,19 +106,39 @@ class AppPlan:
     build_hook: bool = False
     #: lines to show the user about the source (files left out, very large files)
     notices: tuple[str, ...] = ()
-    #: makes the layer's tar (see ``layer``)
-    make_layer: Callable[[], bytes] = field(default=lambda: b"", repr=False, compare=False)
+    #: makes the tree (see ``tree``)
+    make_tree: Callable[[], AppTree] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def tree(self) -> AppTree:
+        """The files of the app layers (names relative to /), made at first use: an
+        up-to-date image never needs them."""
+        assert self.make_tree is not None
+        with paused_gc():
+            return self.make_tree()
 
     @functools.cached_property
     def layer(self) -> bytes:
-        """The app layer's tar (source under APP_SRC and the launcher; names relative to
-        /), made at first use: an up-to-date image never builds it."""
-        return self.make_layer()
+        """The whole tree as one tar, for a build step's container."""
+        return layer_bytes(self.tree)
 
     @property
     def runs_something(self) -> bool:
         """Whether the app layer needs a container (a build step), or can be appended."""
         return self.collectstatic or self.build_hook
+
+    def build_step(self, image: str) -> Step:
+        """The build step (the hook, collectstatic) run on ``image``, which already has
+        the app layers: only the helper scripts are put into its container."""
+        return Step(
+            name="app",
+            image=image,
+            command=(f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app"),
+            files=(("/tmp", self.helpers),),
+            user="0:0",
+            network=self.network,
+            commit=self.commit,
+        )
 
     def step(self, deps_image: str, layer: bytes | None = None) -> Step:
         files: list[tuple[str, bytes]] = [("/", self.layer if layer is None else layer)]
@@ -139,37 +163,53 @@ BUILD_HOOK = ".warpdrive/action_hooks/build"
 
 @dataclass(frozen=True)
 class Source:
-    """The app source as it will be archived: what is in it, its digest (the layer's
-    cache key: contents, kinds, modes, links; not mtimes) and what to tell the user."""
+    """The app source as it will be archived: what is in it, its members in the app
+    layers, its digest (the build key's: contents, kinds, modes, links; not mtimes) and
+    what to tell the user."""
 
     root: Path
     entries: tuple[Entry, ...]
     digest: str
     notices: tuple[str, ...]
+    members: SourceTree = field(default_factory=lambda: SourceTree({}, [], 0, ""))
+
+    @functools.cached_property
+    def digests(self) -> dict[str, str]:
+        """relpath -> sha256 of every file (from the members: nothing is read)."""
+        cut = len(APP_SRC)  # the members' names are relative to /, under APP_SRC
+        return {
+            name[cut:]: line.split("\0")[5]
+            for name, line in self.members.tree.items()
+            if line.startswith("file\0")
+        }
 
 
 def read_source(root: Path) -> Source:
+    """One stat pass over the tree; only the files that changed since the last build
+    (source_index.py) are read, to hash them."""
     rules = load_ignore_rules(root)
-    entries = collect(root, rules)
-    notices = source_notices(root, rules, entries)
-    return Source(root, tuple(entries), context_digest(root, entries), notices)
+    with paused_gc():  # a few objects per file, none in a cycle
+        walked = walk_tree(root, rules)
+        members = source_index.source_tree(
+            root,
+            walked,
+            (APP_SRC[1:], source_date_epoch()),
+            lambda entry: file_sha256(root, entry.relpath, entry.size),
+        )
+        notices = source_notices(root, rules, walked.entries, walked.dotenv)
+    return Source(root, tuple(walked.entries), members.digest, notices, members)
 
 
-def layer_tar(source: Source, launcher: bytes, static_lib: bytes, start_json: bytes) -> bytes:
-    """The app layer: the directory skeleton, the source under APP_SRC, the launcher and
-    its config. Built only once the build key says the image is not up to date."""
-    tree = build_tar(source.root, source.entries, uid=APP_UID, gid=0, prefix=APP_SRC[1:])
-    return merge_tars(
-        skeleton_tar(),
-        tree,
-        tar_files({APP_ROOT[1:] + "/bin/warpdrive-start": launcher}, mode=0o755),
-        tar_files(
-            {
-                APP_ROOT[1:] + "/lib/warpdrive_static.py": static_lib,
-                APP_ROOT[1:] + "/.warpdrive/start.json": start_json,
-            }
-        ),
-    )
+def source_tree(source: Source, launcher: bytes, static_lib: bytes, start_json: bytes) -> AppTree:
+    """The files of the app layers: the directory skeleton, the source under APP_SRC,
+    the launcher and its config. Made only once the build key says the image is not up
+    to date."""
+    runtime = {
+        "bin/warpdrive-start": launcher,
+        "lib/warpdrive_static.py": static_lib,
+        ".warpdrive/start.json": start_json,
+    }
+    return app_tree_of(source.root, source.members, runtime)
 
 
 def helpers_tar(cfg: Config, app: App, build_hook: bool, collectstatic: bool) -> bytes:
@@ -213,9 +253,8 @@ def plan_app(
     launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
     start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
     collectstatic = cfg.collectstatic and app.kind == "django"
-    build_hook = any(
-        e.relpath == BUILD_HOOK and e.kind == "file" and e.mode & 0o100 for e in source.entries
-    )
+    hook = source.members.tree.get(f"{APP_SRC[1:]}/{BUILD_HOOK}", "")
+    build_hook = hook.startswith("file\x00775\x00")  # a file, executable
     static_key = static_key_for(cfg, base, app, source) if collectstatic else ""
     labels_in = dict(source_labels or {})
     build_key = key_digest(
@@ -247,7 +286,7 @@ def plan_app(
         server=server,
         build_hook=build_hook,
         notices=source.notices,
-        make_layer=functools.partial(layer_tar, source, launcher, static_lib, start_json),
+        make_tree=functools.partial(source_tree, source, launcher, static_lib, start_json),
     )
 
 
@@ -256,7 +295,10 @@ def static_key_for(cfg: Config, base: ImageInfo, app: App, source: Source) -> st
     static inputs of the source (not views, models, requirement files)."""
     inputs = static_inputs(list(source.entries), app, not_static_inputs(cfg))
     return key_digest(
-        "static", base.id, runtime.read("assemble.py"), context_digest(source.root, inputs)
+        "static",
+        base.id,
+        runtime.read("assemble.py"),
+        context_digest(source.root, inputs, source.digests),
     )
 
 
@@ -312,13 +354,15 @@ def app_commit(
     )
 
 
-def source_notices(root: Path, rules: IgnoreRules, entries: list[Entry]) -> tuple[str, ...]:
+def source_notices(
+    root: Path, rules: IgnoreRules, entries: list[Entry], dotenv: list[str] | None = None
+) -> tuple[str, ...]:
     """Lines to show about the source: secrets-looking files left out, very large files
-    put in."""
+    put in (``dotenv``: the dotenv files the walk saw)."""
     lines = [
         f"warpdrive: left out {p} (a secrets-looking file; `!{p}` in .dockerignore puts it "
         "in the image)"
-        for p in secret_files_left_out(root, rules, entries)
+        for p in secret_files_left_out(root, rules, entries, dotenv)
     ]
     lines += [
         f"warpdrive: warning: {e.relpath} is {e.size / 1e6:.0f} MB and goes into the image "

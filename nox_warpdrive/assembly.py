@@ -11,17 +11,15 @@ drift.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .plan import CommitSpec
-from .tars import writer
 
 
 def config_changes(spec: CommitSpec) -> dict[str, Any]:
@@ -110,70 +108,113 @@ def sha256_of(data: bytes | Path) -> str:
     return h.hexdigest()
 
 
+#: a layer of a new image: carried (its tar, in memory or in a file) or named by its
+#: diff ID (the engine has it, at that place on the same layers below)
+LayerData = bytes | Path | str
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """An image tarball for `docker load`: the parent's layers named by diff ID (the
-    engine has them: never read, never carried), ``under`` layers carried or named, and
-    one new layer carried."""
+    """An image tarball for `docker load`: the parent's layers and any layer the engine
+    has named by diff ID (never read, never carried), the others carried."""
 
     image_id: str
     config: bytes
     manifest: bytes
-    carried: tuple[tuple[str, bytes], ...]
-    layer: bytes | Path
+    carried: tuple[tuple[str, bytes | Path], ...]
 
-    def write(self, fileobj: IO[bytes]) -> None:
-        """Write the bundle (streaming a layer given as a file)."""
-        members: list[tuple[str, bytes | Path]] = [
+    def members(self) -> list[tuple[str, bytes | Path | None]]:
+        """(name, bytes / file / None for a directory), in the order they are written."""
+        out: list[tuple[str, bytes | Path | None]] = []
+        made: set[str] = set()
+        files: list[tuple[str, bytes | Path]] = [
             ("manifest.json", self.manifest),
             (self.image_id[7:] + ".json", self.config),
             *self.carried,
-            ("new/layer.tar", self.layer),
         ]
-        made: set[str] = set()
-        with writer(fileobj) as tar:
-            for name, data in members:
-                directory = name.rpartition("/")[0]
-                if directory and directory not in made:
-                    made.add(directory)
-                    info = tar.tarinfo(directory)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
-                info = tar.tarinfo(name)
-                if isinstance(data, bytes):
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-                else:
-                    info.size = data.stat().st_size
-                    with data.open("rb") as fh:
-                        tar.addfile(info, fh)
+        for name, data in files:
+            directory = name.rpartition("/")[0]
+            if directory and directory not in made:
+                made.add(directory)
+                out.append((directory, None))
+            out.append((name, data))
+        return out
+
+    def _headers(self) -> Iterator[tuple[bytes, bytes | Path | None, int]]:
+        for name, data in self.members():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                size = 0
+            else:
+                size = len(data) if isinstance(data, bytes) else data.stat().st_size
+                info.size = size
+            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), data, size
+
+    def size(self) -> int:
+        """The bundle's length in bytes (what ``chunks`` yields), without reading a layer."""
+        total = sum(len(h) + size + (-size % tarfile.BLOCKSIZE) for h, _, size in self._headers())
+        end = 2 * tarfile.BLOCKSIZE
+        return total + end + (-(total + end) % tarfile.RECORDSIZE)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bundle as it is sent: layer files are read 1 MiB at a time as the engine
+        takes them, so no layer, and no bundle, is ever whole in memory (a layer file
+        that changed size since ``size`` stops it)."""
+        total = 0
+        for header, data, size in self._headers():
+            yield header
+            if isinstance(data, bytes):
+                yield data
+            elif data is not None:
+                yield from _file_chunks(data, size)
+            pad = -size % tarfile.BLOCKSIZE
+            yield b"\0" * pad
+            total += len(header) + size + pad
+        end = 2 * tarfile.BLOCKSIZE
+        yield b"\0" * (end + (-(total + end) % tarfile.RECORDSIZE))
+
+    def write(self, fileobj: IO[bytes]) -> None:
+        """Write the bundle (streaming the layers given as files)."""
+        for chunk in self.chunks():
+            fileobj.write(chunk)
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    left = size
+    with path.open("rb") as fh:
+        while left and (chunk := fh.read(min(left, 1 << 20))):
+            left -= len(chunk)
+            yield chunk
+    if left:
+        raise OSError(f"{path} shrank while it was being loaded")
 
 
 def layer_bundle(
     parent: Mapping[str, Any],
     parent_history: Sequence[Mapping[str, Any]],
-    layer: bytes | Path,
+    layer: LayerData,
     spec: CommitSpec,
     *,
     created: str,
     created_by: str = "nox-warpdrive app layer",
-    under: Sequence[tuple[str, bytes | str]] = (),
+    under: Sequence[tuple[str, LayerData]] = (),
 ) -> Bundle:
     """The bundle that makes ``parent`` (its inspect data and history) plus ``under``
     and ``layer`` into one image with ``spec`` applied to its config."""
     diff_ids = list((parent.get("RootFS") or {}).get("Layers") or [])
     parent_layers = len(diff_ids)
     paths = [f"{d[7:]}/layer.tar" for d in diff_ids]
-    carried: list[tuple[str, bytes]] = []
-    for i, (_, under_layer) in enumerate(under):
-        if isinstance(under_layer, str):
-            diff_ids.append(under_layer)
-            paths.append(f"{under_layer[7:]}/layer.tar")
+    carried: list[tuple[str, bytes | Path]] = []
+    for i, (_, data) in enumerate([*under, ("", layer)]):
+        if isinstance(data, str):
+            diff_ids.append(data)
+            paths.append(f"{data[7:]}/layer.tar")
         else:
-            diff_ids.append("sha256:" + sha256_of(under_layer))
-            paths.append(f"under{i}/layer.tar")
-            carried.append((f"under{i}/layer.tar", under_layer))
-    diff_ids.append("sha256:" + sha256_of(layer))
+            path = f"under{i}/layer.tar" if i < len(under) else "new/layer.tar"
+            diff_ids.append("sha256:" + sha256_of(data))
+            paths.append(path)
+            carried.append((path, data))
     added = [what for what, _ in under] + [created_by]
     config: dict[str, Any] = {
         "architecture": parent.get("Architecture") or "amd64",
@@ -187,7 +228,5 @@ def layer_bundle(
         config["variant"] = parent["Variant"]
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-    manifest = [
-        {"Config": image_id[7:] + ".json", "RepoTags": None, "Layers": [*paths, "new/layer.tar"]}
-    ]
-    return Bundle(image_id, config_bytes, json.dumps(manifest).encode(), tuple(carried), layer)
+    manifest = [{"Config": image_id[7:] + ".json", "RepoTags": None, "Layers": paths}]
+    return Bundle(image_id, config_bytes, json.dumps(manifest).encode(), tuple(carried))

@@ -60,6 +60,11 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "start": ((str,), "a string, the shell command that starts the app"),
     "app-module": ((str,), 'a string, the app\'s WSGI/ASGI callable as "package.module:name"'),
     "installer": ((str,), '"auto" (uv when it is available for the platform), "uv" or "pip"'),
+    "wheelhouse-image": (
+        (str,),
+        "a string, the registry image the wheelhouse is seeded from (and pushed to with "
+        '`nox -s wheelhouse -- --push`), e.g. "ghcr.io/org/app-wheelhouse"',
+    ),
 }
 
 SUPPORTED_SERVERS = ("gunicorn", "uvicorn", "waitress", "mod_wsgi", "uwsgi")
@@ -96,6 +101,8 @@ class Config:
     install_project: bool | None = None
     #: how the inputs were chosen, said in the build's output
     inputs_reason: str = ""
+    #: a registry image to seed the wheelhouse from (tagged per platform key)
+    wheelhouse_image: str | None = None
 
 
 def _suggest(key: str) -> str:
@@ -189,6 +196,9 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     image = check_image_ref(table.get("image", f"{name}:latest"), "image")
     base_image = check_image_ref(table.get("base-image", DEFAULT_BASE_IMAGE), "base-image")
     builder_image = check_image_ref(table.get("builder-image", base_image), "builder-image")
+    wheelhouse_image = table.get("wheelhouse-image")
+    if wheelhouse_image is not None:
+        check_image_ref(wheelhouse_image, "wheelhouse-image")
 
     chosen = choose_inputs(project_dir, table, project)
     install_project = table.get("install-project")
@@ -243,6 +253,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         extras=chosen.extras,
         install_project=install_project,
         inputs_reason=chosen.reason,
+        wheelhouse_image=wheelhouse_image,
     )
 
 

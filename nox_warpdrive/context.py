@@ -9,11 +9,8 @@ umask of whoever cloned) do not reach the archive or the digest, so two clones o
 commit give byte-identical archives: every member gets :func:`source_date_epoch` as its
 mtime and a mode made from its kind and executable bit alone (:func:`_tar_mode`).
 
-Ignore rules follow Docker's ``.dockerignore`` semantics (moby ``patternmatcher`` and
-``ignorefile``) so that a project's existing ``.dockerignore`` means the same thing here
-as it does to ``docker build``. Where Docker's behaviour is an accident of its regexp
-translation rather than a documented rule, this module follows the documented
-``filepath.Match`` rules instead; each such place says so.
+Ignore rules follow Docker's ``.dockerignore`` semantics (:mod:`nox_warpdrive.ignore`),
+compiled once per walk (:class:`~nox_warpdrive.ignore.RuleSet`).
 
 Choices made where Docker leaves room:
 
@@ -34,20 +31,32 @@ Choices made where Docker leaves room:
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
+import gc
 import hashlib
 import io
+import operator
 import os
 import posixpath
 import re
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, NamedTuple
 
 from nox_warpdrive.errors import ContextError
+from nox_warpdrive.ignore import (
+    DEFAULT_EXCLUDES,
+    SECRET_EXCLUDES,
+    IgnoreRules,
+    RuleSet,
+    is_excluded,
+    load_ignore_rules,
+    may_reinclude_below,
+    parse_dockerignore,
+)
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -55,46 +64,20 @@ __all__ = [
     "SECRET_EXCLUDES",
     "Entry",
     "IgnoreRules",
+    "Walked",
     "build_tar",
     "collect",
     "context_digest",
+    "file_sha256",
     "is_excluded",
     "large_files",
     "load_ignore_rules",
     "parse_dockerignore",
     "secret_files_left_out",
     "source_date_epoch",
+    "walk_tree",
 ]
 
-#: Excluded even without a ``.dockerignore``; a ``!`` rule in the file re-includes.
-#:
-#: VCS metadata and tool caches get ``**/`` because they appear below the root too
-#: (git submodules, old svn's per-directory ``.svn``, a ``frontend/node_modules``, caches
-#: of tools run from a subdirectory). Virtualenvs and nox/tox dirs stay anchored at the
-#: root: a nested directory called ``venv`` may well be app code.
-DEFAULT_EXCLUDES: tuple[str, ...] = (
-    "**/.git",
-    "**/.hg",
-    "**/.svn",
-    ".nox",
-    ".tox",
-    ".venv",
-    "venv",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.mypy_cache",
-    "**/.pytest_cache",
-    "**/.ruff_cache",
-    "**/node_modules",
-)
-
-#: Files that usually hold secrets (dotenv files), excluded after :data:`DEFAULT_EXCLUDES`
-#: and before the project's ``.dockerignore``, so ``!.env`` there re-includes one.
-#:
-#: An image is easily pushed or shared; a ``.env`` with a database password or an API key
-#: copied into it by accident leaks with it, while a ``.env`` left out costs one visible
-#: notice (:func:`secret_files_left_out`) and one line to bring it back.
-SECRET_EXCLUDES: tuple[str, ...] = ("**/.env", "**/.env.*")
 
 #: Included regular files above this size are worth a warning (:func:`large_files`): they
 #: are usually data or build output committed by mistake, and they make every app layer,
@@ -103,329 +86,22 @@ LARGE_FILE_BYTES = 100 * 1024 * 1024
 
 _CHUNK = 1024 * 1024
 _DIGEST_VERSION = b"nox-warpdrive context digest v2\0"
-_DOCKERIGNORE = ".dockerignore"
-_BOM = "\ufeff"
 #: jib's choice (1970-01-01T00:00:01Z): a fixed time that no tool mistakes for "unset" (0)
 _DEFAULT_EPOCH = 1
 
 Kind = Literal["file", "dir", "symlink"]
 
 
-# --------------------------------------------------------------------------- patterns
-
-
-class _PatternError(ValueError):
-    """A pattern is not valid ``filepath.Match`` syntax; the caller adds where it was."""
-
-
-@dataclass(frozen=True)
-class _Matcher:
-    """One compiled pattern.
-
-    ``kind`` mirrors moby's fast paths (exact, prefix, suffix) because they are not
-    exactly equivalent to the regexp: ``**foo`` is a plain suffix test there, so it
-    matches ``xfoo``. Keeping them makes a ``.dockerignore`` behave as in Docker.
-    """
-
-    kind: Literal["exact", "prefix", "suffix", "regex"]
-    text: str
-    regex: re.Pattern[str] | None = None
-
-    def matches(self, path: str) -> bool:
-        if self.kind == "exact":
-            return path == self.text
-        if self.kind == "prefix":
-            return path.startswith(self.text)
-        if self.kind == "suffix":
-            if path.endswith(self.text):
-                return True
-            return self.text.startswith("/") and path == self.text[1:]
-        assert self.regex is not None
-        return self.regex.fullmatch(path) is not None
-
-
-def _class_char(pattern: str, i: int) -> tuple[str, int]:
-    """Read one (possibly escaped) character of a ``[...]`` range, as filepath.Match does."""
-    if i >= len(pattern):
-        raise _PatternError("unterminated '[' character class")
-    ch = pattern[i]
-    if ch in "-]":
-        raise _PatternError(f"unexpected {ch!r} in character class")
-    if ch == "\\":
-        i += 1
-        if i >= len(pattern):
-            raise _PatternError("unterminated '[' character class")
-        ch = pattern[i]
-    return ch, i + 1
-
-
-def _char_class(pattern: str, i: int) -> tuple[str, int]:
-    """Translate a ``[...]`` class starting after its ``[``; return regex and next index.
-
-    Docker pastes the class into a Go regexp verbatim, where ``[^a]`` also matches
-    ``/``; here a class never matches ``/``, like ``*`` and ``?`` (filepath.Match rules),
-    so patterns stay per path component.
-    """
-    negated = i < len(pattern) and pattern[i] == "^"
-    if negated:
-        i += 1
-    items: list[str] = []
-    while True:
-        if i < len(pattern) and pattern[i] == "]" and items:
-            i += 1
-            break
-        lo, i = _class_char(pattern, i)
-        hi = lo
-        if i < len(pattern) and pattern[i] == "-":
-            hi, i = _class_char(pattern, i + 1)
-            if hi < lo:
-                raise _PatternError(f"character range {lo}-{hi} is reversed")
-        items.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
-    body = "".join(items)
-    return (f"[^/{body}]" if negated else f"(?!/)[{body}]"), i
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile(pattern: str) -> _Matcher:
-    """Compile a cleaned pattern the way moby's ``Pattern.compile`` does.
-
-    ``*`` and ``?`` never cross ``/``; ``**`` (and ``**/``) matches any number of
-    directories, including none; ``\\x`` is a literal ``x`` (Docker hands ``\\d`` to its
-    regexp engine as a digit class, an accident not copied here).
-    """
-    parts: list[str] = []
-    detected: Literal["exact", "prefix", "suffix", "regex"] = "exact"
-    literal_end = 0  # end of the literal text before a trailing "**" (prefix match)
-    i = 0
-    token = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*" and i < n and pattern[i] == "*":
-            literal_end = i - 1
-            i += 1
-            if i < n and pattern[i] == "/":
-                i += 1
-            if i >= n:
-                if detected == "exact":
-                    detected = "prefix"
-                else:
-                    parts.append(".*")
-                    detected = "regex"
-            else:
-                parts.append("(?:.*/)?")
-                detected = "regex"
-            if token == 0:
-                detected = "suffix"
-        elif ch == "*":
-            parts.append("[^/]*")
-            detected = "regex"
-        elif ch == "?":
-            parts.append("[^/]")
-            detected = "regex"
-        elif ch == "\\":
-            if i >= n:
-                raise _PatternError("trailing '\\' escapes nothing")
-            parts.append(re.escape(pattern[i]))
-            i += 1
-            detected = "regex"
-        elif ch == "[":
-            cls, i = _char_class(pattern, i)
-            parts.append(cls)
-            detected = "regex"
-        elif ch == "]":
-            parts.append(re.escape(ch))
-            detected = "regex"
-        else:
-            parts.append(re.escape(ch))
-        token += 1
-    if detected == "exact":
-        return _Matcher("exact", pattern)
-    if detected == "prefix":
-        return _Matcher("prefix", pattern[:literal_end])
-    if detected == "suffix":
-        return _Matcher("suffix", pattern[2:])
-    return _Matcher("regex", pattern, re.compile("".join(parts), re.DOTALL))
-
-
-def _go_clean(path: str) -> str:
-    """``filepath.Clean`` for slash paths; unlike ``normpath`` it folds a leading ``//``."""
-    cleaned = posixpath.normpath(path)
-    if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")
-    return cleaned
-
-
-def _parse_line(line: str) -> tuple[bool, str] | None:
-    """Normalise one ``.dockerignore`` line like moby's ``ignorefile.ReadAll``.
-
-    Only a ``#`` in column one starts a comment (Docker checks before trimming, so
-    ``  #x`` is a pattern). ``!`` may be followed by spaces; patterns are cleaned and a
-    leading ``/`` is dropped because the context root is the only root there is.
-    """
-    if line.startswith("#"):
-        return None
-    text = line.strip()
-    if not text:
-        return None
-    negated = text.startswith("!")
-    if negated:
-        text = text[1:].strip()
-        if not text:
-            raise _PatternError("'!' must be followed by a pattern")
-    text = _go_clean(text)
-    if len(text) > 1 and text.startswith("/"):
-        text = text[1:]
-    _compile(text)
-    return negated, text
-
-
-@dataclass(frozen=True)
-class IgnoreRules:
-    """Ordered ``(negated, pattern)`` rules; the last rule matching a path decides.
-
-    Construction validates every pattern, so a bad hand-built rule fails here with a
-    :class:`ContextError` rather than in the middle of a walk.
-    """
-
-    patterns: tuple[tuple[bool, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        for negated, pattern in self.patterns:
-            try:
-                _compile(pattern)
-            except _PatternError as exc:
-                shown = ("!" if negated else "") + pattern
-                raise ContextError(
-                    f"ignore pattern {shown!r} is invalid: {exc}",
-                    fix="correct the pattern (Go filepath.Match syntax: *, ?, [a-z], **, "
-                    "\\ escapes the next character)",
-                ) from None
-
-
-def _parse_lines(lines: Sequence[str], source: str) -> list[tuple[bool, str]]:
-    rules: list[tuple[bool, str]] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            parsed = _parse_line(line)
-        except _PatternError as exc:
-            raise ContextError(
-                f"{source} line {number}: pattern {line.strip()!r} is invalid: {exc}",
-                fix=f"correct or delete line {number} of {source} (Go filepath.Match "
-                "syntax: *, ?, [a-z], **, \\ escapes the next character)",
-            ) from None
-        if parsed is not None:
-            rules.append(parsed)
-    return rules
-
-
-def parse_dockerignore(text: str, *, source: str = _DOCKERIGNORE) -> IgnoreRules:
-    """Parse ``.dockerignore`` text (``source`` names it in error messages)."""
-    text = text.removeprefix(_BOM)
-    # Split on "\n" only, like Go's line scanner; a trailing "\r" is trimmed as space.
-    return IgnoreRules(tuple(_parse_lines(text.split("\n"), source)))
-
-
-def _read_dockerignore(root: Path) -> str | None:
-    path = root / _DOCKERIGNORE
-    if not path.exists():
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ContextError(
-            f"{path} is not valid UTF-8",
-            fix=f"re-save {path} as UTF-8",
-        ) from None
-    except OSError as exc:
-        raise ContextError(
-            f"cannot read {path}: {exc.strerror or exc}",
-            fix=f"make {path} a readable file, or delete it",
-        ) from None
-
-
-def load_ignore_rules(root: Path, extra: Sequence[str] = ()) -> IgnoreRules:
-    """Rules in the order they apply: defaults (:data:`DEFAULT_EXCLUDES`, then
-    :data:`SECRET_EXCLUDES`), then ``root/.dockerignore``, then ``extra``.
-
-    Later rules win, so the project's file can re-include a default (``!.venv``,
-    ``!.env``) and ``extra`` (from ``[tool.warpdrive]``) has the last word. ``extra``
-    items are ``.dockerignore`` lines.
-    """
-    defaults = DEFAULT_EXCLUDES + SECRET_EXCLUDES
-    rules: list[tuple[bool, str]] = [(False, pattern) for pattern in defaults]
-    text = _read_dockerignore(root)
-    if text is not None:
-        rules.extend(parse_dockerignore(text, source=str(root / _DOCKERIGNORE)).patterns)
-    rules.extend(_parse_lines(list(extra), "extra ignore pattern"))
-    return IgnoreRules(tuple(rules))
-
-
-def _ancestors(path: str) -> list[str]:
-    """``a/b/c`` -> ``["a", "a/b"]``: the parents a pattern may exclude ``path`` through."""
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def is_excluded(rules: IgnoreRules, relpath: str) -> bool:
-    """Docker's ``MatchesOrParentMatches``: last matching rule wins, parents count.
-
-    A rule matches a path if it matches the path itself or any of its parent
-    directories, which is how excluding ``build`` excludes ``build/x/y``.
-    """
-    path = _go_clean(relpath.replace(os.sep, "/"))
-    if path in (".", "/"):
-        return False
-    parents = _ancestors(path)
-    matched = False
-    for negated, pattern in rules.patterns:
-        if negated != matched:
-            continue  # an exclude cannot change an excluded path, nor a `!` an included one
-        matcher = _compile(pattern)
-        if matcher.matches(path) or any(matcher.matches(parent) for parent in parents):
-            matched = not negated
-    return matched
-
-
-def _component_may_match(pattern_part: str, name: str) -> bool:
-    try:
-        return _compile(pattern_part).matches(name)
-    except _PatternError:  # e.g. a class split by "/"; err on the side of descending
-        return True
-
-
-def _may_reinclude_below(rules: IgnoreRules, dirpath: str) -> bool:
-    """Whether some ``!`` rule could match something inside excluded ``dirpath``.
-
-    Decides only whether the walk descends; every path found is still judged by
-    :func:`is_excluded`, so erring towards True costs time, never correctness. Docker's
-    classic builder only descends for ``!`` patterns with a literal ``dirpath/`` prefix
-    and so misses ``!**/keep``; BuildKit descends, and so does this.
-    """
-    dir_parts = dirpath.split("/")
-    for negated, pattern in rules.patterns:
-        if not negated:
-            continue
-        pattern_parts = pattern.split("/")
-        for depth, name in enumerate(dir_parts):
-            if depth >= len(pattern_parts) or "**" in pattern_parts[depth]:
-                return True
-            if not _component_may_match(pattern_parts[depth], name):
-                break
-        else:
-            return True
-    return False
-
-
 # --------------------------------------------------------------------------- walking
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One archived path. ``mode`` is the permission bits as found on disk (the archive
     and the digest use only its executable bit, see :func:`_tar_mode`); ``size`` is 0
-    for directories and symlinks; ``target`` is set only for symlinks."""
+    for directories and symlinks; ``target`` is set only for symlinks.
+
+    A named tuple rather than a frozen dataclass: every build makes one per file of the
+    tree, and a tuple is made in a third of the time (0.45 us against 1.3 us)."""
 
     relpath: str
     kind: Kind
@@ -434,10 +110,36 @@ class Entry:
     target: str | None = None
 
 
+@dataclass(frozen=True)
+class Walked:
+    """What one walk of the tree found: the entries (:func:`collect`); per directory
+    (``""``: the root), in tree order of the directories, the entries right in it and
+    their signatures; and the dotenv files it saw in the directories it listed (for
+    :func:`secret_files_left_out`, which would otherwise list them all again).
+
+    A signature says everything about an entry that the app layers hold, but a file's
+    bytes: name, kind, executable bit, link target, and for a file its size, mtime,
+    ctime (whole seconds), inode and device. A directory whose signatures are what they
+    were at the last build holds the same files (source_index.py): what was made from
+    them is not made again."""
+
+    entries: list[Entry]
+    children: dict[str, list[Entry]]
+    signatures: dict[str, list[str]]
+    dotenv: list[str]
+    #: the newest ctime (whole seconds) of the files: the filesystem's clock had
+    #: reached it (source_index.py: racily clean files, even with a skewed clock)
+    newest: list[int] = dataclasses.field(default_factory=lambda: [0])
+
+
 def _sort_key(relpath: str) -> tuple[str, ...]:
     """Tree order by path component: parents first, independent of locale and of
     ``-`` sorting before ``/``."""
     return tuple(relpath.split("/"))
+
+
+_IFMT = 0o170000
+_KINDS: dict[int, Kind] = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
 
 
 def _kind_of(mode: int) -> Kind | None:
@@ -454,8 +156,13 @@ def _exclude_fix(relpath: str) -> str:
     return f"add '{relpath}' to .dockerignore"
 
 
+#: what an image layer's member name starts with when it deletes a path below it
+_WHITEOUT = ".wh."
+
+
 def _check_name(relpath: str) -> None:
-    """Refuse names the tar cannot carry faithfully (PAX names are UTF-8)."""
+    """Refuse names the tar cannot carry faithfully (PAX names are UTF-8), and names an
+    engine would read as a deletion instead of a file (``.wh.*``, OCI's whiteouts)."""
     try:
         relpath.encode("utf-8")
     except UnicodeEncodeError:
@@ -463,6 +170,12 @@ def _check_name(relpath: str) -> None:
             f"path {relpath!r} is not valid UTF-8 and cannot be archived",
             fix=f"rename it to a UTF-8 name, or {_exclude_fix(relpath)}",
         ) from None
+    if relpath.rpartition("/")[2].startswith(_WHITEOUT):
+        raise ContextError(
+            f"{relpath} cannot go into an image: in a layer, a name starting with "
+            f"{_WHITEOUT!r} deletes a path instead of being a file",
+            fix=f"rename it, or {_exclude_fix(relpath)}",
+        )
 
 
 def _check_readable(relpath: str, kind: Kind, mode: int) -> None:
@@ -511,10 +224,17 @@ def _check_symlink(root: Path, relpath: str, target: str) -> None:
         )
 
 
+_NAME = operator.attrgetter("name")
+
+#: makes an Entry from a tuple of its fields without the named tuple's Python-level
+#: ``__new__`` (the walk makes one per file)
+_entry = tuple.__new__
+
+
 def _scan(directory: Path, relpath: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(directory) as it:
-            return sorted(it, key=lambda entry: entry.name)
+            return sorted(it, key=_NAME)
     except OSError as exc:
         shown = relpath or "."
         raise ContextError(
@@ -523,40 +243,112 @@ def _scan(directory: Path, relpath: str) -> list[os.DirEntry[str]]:
         ) from None
 
 
-def _walk(root: Path, rules: IgnoreRules, directory: Path, relpath: str) -> Iterator[Entry]:
-    for dirent in _scan(directory, relpath):
-        child = f"{relpath}/{dirent.name}" if relpath else dirent.name
-        try:
-            st = dirent.stat(follow_symlinks=False)
-        except FileNotFoundError:  # deleted since the directory was listed
-            continue
-        kind = _kind_of(st.st_mode)
-        if kind is None:
-            continue
-        excluded = is_excluded(rules, child)
-        mode = stat.S_IMODE(st.st_mode)
-        if kind == "dir":
-            if excluded and not _may_reinclude_below(rules, child):
+@dataclass(frozen=True)
+class _Walk:
+    """One walk of a tree: its root, its rules, and the rules compiled for it.
+
+    Entries are appended to one list rather than yielded through a generator per
+    directory level, and the common rule lookups are inlined: a walk of tens of
+    thousands of files is on every build's path, next to one stat a file."""
+
+    root: Path
+    rules: IgnoreRules
+    compiled: RuleSet
+    found: Walked
+
+    def walk(self, directory: Path, relpath: str, depth: int, bits: int) -> None:
+        """Add the entries below ``directory`` (``relpath``, ``depth`` components from the
+        root; ``bits``: the rules that match it or a parent) to what was found."""
+        out = self.found.entries
+        mine = self.found.children[relpath] = []
+        signatures = self.found.signatures[relpath] = []
+        compiled = self.compiled
+        by_name, by_path = compiled.by_name.get, compiled.by_path.get
+        name_any = compiled.name_any.fullmatch if compiled.name_any is not None else None
+        slow = compiled.slow_bits if compiled.by_depth or compiled.general else None
+        prefix = relpath + "/" if relpath else ""
+        depth += 1
+        newest = 0
+        for dirent in _scan(directory, relpath):
+            name = dirent.name
+            child = prefix + name
+            try:
+                st = dirent.stat(follow_symlinks=False)
+            except FileNotFoundError:  # deleted since the directory was listed
                 continue
-            if not excluded:  # before the walk, which would fail on a non-root host
-                _check_readable(child, kind, mode)
-            below = list(_walk(root, rules, Path(dirent.path), child))
+            # a stat result read by index: (mode, ino, dev, ..., size, atime, mtime, ctime)
+            st_mode = st[0]
+            kind = _KINDS.get(st_mode & _IFMT)
+            if kind is None:
+                continue  # socket, fifo, device: not app source
+            child_bits = bits | by_name(name, 0) | by_path(child, 0)
+            if name_any is not None and name_any(name):
+                child_bits |= compiled.glob_bits(name)
+            if slow is not None:
+                child_bits |= slow(child, depth)
+            excluded = child_bits != 0 and compiled.decides(child_bits)
+            mode = st_mode & 0o7777
+            if kind == "dir":
+                self._directory(dirent, child, (depth, child_bits), excluded, mode)
+                continue
+            if name.startswith(".env") and _is_dotenv_name(name):
+                self.found.dotenv.append(child)
             if excluded:
-                if not below:
-                    continue
-                _check_readable(child, kind, mode)
-            _check_name(child)
-            yield Entry(child, "dir", mode, 0)
-            yield from below
-        elif not excluded:
-            _check_name(child)
+                continue
+            if not name.isascii() or name.startswith(_WHITEOUT):
+                _check_name(child)
             if kind == "file":
-                _check_readable(child, kind, mode)
-                yield Entry(child, "file", mode, st.st_size)
+                if mode & 0o400 != 0o400:
+                    _check_readable(child, kind, mode)
+                entry = _entry(Entry, (child, "file", mode, st[6], None))
+                if st[9] > newest:
+                    newest = int(st[9])
+                x = "x" if mode & 0o100 else "-"
+                # size, mtime, ctime (whole seconds), inode, device
+                signatures.append(f"{name}\0{x}{st[6]}:{st[8]}:{st[9]}:{st[1]}:{st[2]}")
             else:
                 target = os.readlink(dirent.path)
-                _check_symlink(root, child, target)
-                yield Entry(child, "symlink", mode, 0, target)
+                _check_symlink(self.root, child, target)
+                entry = Entry(child, "symlink", mode, 0, target)
+                signatures.append(f"{name}\0l{target}")
+            out.append(entry)
+            mine.append(entry)
+        if newest > self.found.newest[0]:
+            self.found.newest[0] = newest
+
+    def _directory(
+        self,
+        dirent: os.DirEntry[str],
+        child: str,
+        where: tuple[int, int],
+        excluded: bool,
+        mode: int,
+    ) -> None:
+        """A directory and what is archived below it (``where``: its depth and rule
+        bits): an excluded one only when a ``!`` rule re-includes something inside, and
+        then as a bare directory entry."""
+        depth, bits = where
+        if excluded and not may_reinclude_below(self.rules, child):
+            return
+        if not excluded:  # before the walk, which would fail on a non-root host
+            _check_readable(child, "dir", mode)
+        _check_name(child)
+        found = self.found
+        parent = child.rpartition("/")[0]
+        entry = Entry(child, "dir", mode, 0)
+        at = len(found.entries)
+        found.entries.append(entry)
+        found.children[parent].append(entry)
+        found.signatures[parent].append(f"{dirent.name}\0d")
+        self.walk(Path(dirent.path), child, depth, bits)
+        if excluded:
+            if len(found.entries) == at + 1:  # nothing re-included below it
+                found.entries.pop()
+                found.children[parent].pop()
+                found.signatures[parent].pop()
+                del found.children[child], found.signatures[child]
+            else:
+                _check_readable(child, "dir", mode)
 
 
 def collect(root: Path, rules: IgnoreRules) -> list[Entry]:
@@ -568,12 +360,36 @@ def collect(root: Path, rules: IgnoreRules) -> list[Entry]:
     here, by name, unless excluded: archived with normalised modes it would become
     readable in the image.
     """
+    return walk_tree(root, rules).entries
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection in the block (then as before). A build makes a few
+    objects per file of the tree, none of them in a cycle; with collections running, a
+    walk of 100,000 files spends a third of its time in them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def walk_tree(root: Path, rules: IgnoreRules) -> Walked:
+    """:func:`collect`, with the file stamps and dotenv files the walk saw (the one stat
+    pass a build makes over the tree)."""
     if not root.is_dir():
         raise ContextError(
             f"app source {root} is not a directory",
             fix="point the app source at the project directory",
         )
-    return sorted(_walk(root, rules, root, ""), key=lambda entry: _sort_key(entry.relpath))
+    found = Walked([], {}, {}, [])
+    # each directory is listed in name order, parents before children: tree order
+    with paused_gc():
+        _Walk(root, rules, RuleSet.compile(rules), found).walk(root, "", 0, 0)
+    return found
 
 
 def _is_dotenv_name(name: str) -> bool:
@@ -605,7 +421,12 @@ def _without_secret_excludes(rules: IgnoreRules) -> IgnoreRules:
     return IgnoreRules(tuple(patterns))
 
 
-def secret_files_left_out(root: Path, rules: IgnoreRules, entries: Sequence[Entry]) -> list[str]:
+def secret_files_left_out(
+    root: Path,
+    rules: IgnoreRules,
+    entries: Sequence[Entry],
+    candidates: Sequence[str] | None = None,
+) -> list[str]:
     """Relpaths, in tree order, of dotenv files left out only by :data:`SECRET_EXCLUDES`.
 
     The caller tells the user, because a setting that silently goes missing in the
@@ -613,14 +434,21 @@ def secret_files_left_out(root: Path, rules: IgnoreRules, entries: Sequence[Entr
     project's own rules exclude gets no notice: they chose that. Only the root and the
     directories in ``entries`` (what :func:`collect` returned) are listed, once each and
     without stat calls; anything else is inside an excluded directory, left out anyway.
+    ``candidates``: the dotenv files a walk already saw there (:class:`Walked`), instead
+    of listing the directories again.
     """
     without = _without_secret_excludes(rules)
-    found: list[str] = []
-    for directory in ["", *(entry.relpath for entry in entries if entry.kind == "dir")]:
-        for name in _dotenv_names(root / directory):
-            relpath = f"{directory}/{name}" if directory else name
-            if is_excluded(rules, relpath) and not is_excluded(without, relpath):
-                found.append(relpath)
+    if candidates is None:
+        candidates = [
+            f"{directory}/{name}" if directory else name
+            for directory in ["", *(entry.relpath for entry in entries if entry.kind == "dir")]
+            for name in _dotenv_names(root / directory)
+        ]
+    found = [
+        relpath
+        for relpath in candidates
+        if is_excluded(rules, relpath) and not is_excluded(without, relpath)
+    ]
     return sorted(found, key=_sort_key)
 
 
@@ -712,6 +540,20 @@ def _open_file(root: Path, entry: Entry) -> BinaryIO:
     return handle
 
 
+def open_file(root: Path, relpath: str, size: int) -> BinaryIO:
+    """Open the regular file ``relpath`` that :func:`collect` found ``size`` bytes long,
+    without following a symlink swapped in since (refused as changed otherwise)."""
+    return _open_file(root, Entry(relpath, "file", 0, size))
+
+
+def check_link(root: Path, relpath: str, target: str) -> None:
+    """Refuse the symlink ``relpath`` unless it is still the link to ``target`` that
+    :func:`collect` found, and still inside the app root."""
+    entry = Entry(relpath, "symlink", 0o777, 0, target)
+    _lstat(root, entry)
+    _check_symlink(root, relpath, _read_target(root, entry))
+
+
 def _read_target(root: Path, entry: Entry) -> str:
     try:
         target = os.readlink(root / entry.relpath)
@@ -737,6 +579,11 @@ def _tar_mode(kind: Kind, mode: int) -> int:
     if kind == "symlink":
         return 0o777
     return 0o775 if mode & 0o100 else 0o664
+
+
+def tar_mode(kind: Kind, mode: int) -> int:
+    """The archived mode of a path of ``kind`` whose mode on disk is ``mode``."""
+    return _tar_mode(kind, mode)
 
 
 def source_date_epoch() -> int:
@@ -833,7 +680,15 @@ def _file_sha256(root: Path, entry: Entry) -> str:
     return digest.hexdigest()
 
 
-def context_digest(root: Path, entries: Sequence[Entry]) -> str:
+def file_sha256(root: Path, relpath: str, size: int) -> str:
+    """sha256 of the regular file ``relpath`` that :func:`collect` found ``size`` bytes
+    long (refused as changed when it no longer is a file of that size)."""
+    return _file_sha256(root, Entry(relpath, "file", 0, size))
+
+
+def context_digest(
+    root: Path, entries: Sequence[Entry], digests: Mapping[str, str] | None = None
+) -> str:
     """Hex sha256 of the archived tree: the cache key for the app layer.
 
     Covers each entry's path, kind, archived mode (:func:`_tar_mode`: the executable
@@ -841,8 +696,15 @@ def context_digest(root: Path, entries: Sequence[Entry]) -> str:
     contents, with NUL framing so no two trees hash alike. Not covered: mtimes and the
     ``build_tar`` arguments (uid, gid, prefix, mtime, hence ``SOURCE_DATE_EPOCH``); a
     caller that varies those must add them to its key.
+
+    ``digests`` (relpath -> sha256 hex of every file, e.g. from the host index) stands in
+    for reading the files: entries are then checked against nothing on disk, the caller
+    having just found them there.
     """
     digest = hashlib.sha256(_DIGEST_VERSION)
+    if digests is not None:
+        digest.update(_records(entries, digests).encode("utf-8"))
+        return digest.hexdigest()
     for entry in _ordered(entries):
         _lstat(root, entry)
         if entry.kind == "file":
@@ -855,3 +717,17 @@ def context_digest(root: Path, entries: Sequence[Entry]) -> str:
         record = f"{entry.kind}\0{entry.relpath}\0{mode:o}\0{detail}\0"
         digest.update(record.encode("utf-8"))
     return digest.hexdigest()
+
+
+def _records(entries: Sequence[Entry], digests: Mapping[str, str]) -> str:
+    """What :func:`context_digest` hashes, from known file digests, in one string (one
+    hash update instead of one a file)."""
+    parts = []
+    for relpath, kind, mode, _, target in entries:
+        if kind == "file":
+            parts.append(f"file\0{relpath}\0{775 if mode & 0o100 else 664}\0{digests[relpath]}\0")
+        elif kind == "dir":
+            parts.append(f"dir\0{relpath}\x00775\0\0")
+        else:
+            parts.append(f"symlink\0{relpath}\x00777\0{target or ''}\0")
+    return "".join(parts)

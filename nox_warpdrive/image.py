@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,25 +26,17 @@ from .deps import (
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, WarpdriveError
-from .layout import (
-    LABEL_PREFIX,
-    STATIC_ROOT_RECORD,
-)
+from .layout import LABEL_PREFIX
 from .plan import CommitSpec
 from .platform import PlatformKey
+from .source_layers import StaticLayer, append_app
 from .static import (
-    STATIC_CREATED_BY,
-    STATIC_LAYER_LABEL,
     STATIC_ROOT_LABEL,
-    named_static_layer,
-    parent_dirs,
     read_static,
-    reusable_static_files,
+    reusable_static,
     shadows_static,
     split_static,
-    static_layer,
 )
-from .tars import merge_tars
 from .wheelhouse import (
     build_wheelhouse,
     probe_image,
@@ -288,79 +279,88 @@ def _deps_layer(b: _Build, app: AppPlan) -> tuple[str, bool, AppPlan]:
 @dataclass(frozen=True)
 class _Static:
     """How this build gets its collected static files without running collectstatic:
-    the app layer (with the files merged in when they must be), the commit spec (labels
-    naming the static layer) and the static layer under it (named or carried)."""
+    the commit spec (the label naming their root) and their layer (named, or read only
+    if it has to be sent)."""
 
-    layer: bytes
     spec: CommitSpec
-    under: tuple[tuple[str, bytes | str], ...] = ()
-    reused: bool = False
+    layer: StaticLayer | None = None
 
 
-def _static_reuse(b: _Build, app: AppPlan, deps_id: str) -> _Static:
-    """The current image's collected files, when their inputs are unchanged."""
-    plain = _Static(app.layer, app.commit)
+def _static_reuse(b: _Build, app: AppPlan) -> _Static:
+    """The current image's collected files, when their inputs are unchanged (and the
+    source has no copy of them collected on the host: collectstatic, in a container,
+    overwrites those, which a layer under the source could not)."""
+    plain = _Static(app.commit)
     if not app.collectstatic or app.build_hook:
         return plain
-    deps_info = b.deps_image if b.deps_image is not None else b.engine.image(deps_id)
-    named = named_static_layer(b.current, app, deps_info) if deps_info else None
-    if named is not None and b.current is not None:
-        return _with_static(app, named, b.current.labels[STATIC_ROOT_LABEL], named)
     wheels = wheel_ids(b.resolved) if b.resolved is not None else None
-    found = reusable_static_files(b.engine, b.current, app, b.deps_key, wheels)
-    if found is None:
+    found = reusable_static(b.engine, b.current, app, b.deps_key, wheels)
+    if found is None or shadows_static(app.tree.tree, found[0]):
         return plain
-    root, files = found
-    if shadows_static(app.layer, root):  # a copy collected on the host: merged over it
-        record_dir = STATIC_ROOT_RECORD.rsplit("/", 1)[0]
-        dirs = parent_dirs(app.layer, root.rsplit("/", 1)[0], record_dir)
-        return _Static(merge_tars(app.layer, dirs, files), app.commit, reused=True)
-    static = static_layer(root, files)
-    return _with_static(app, "sha256:" + hashlib.sha256(static).hexdigest(), root, static)
-
-
-def _with_static(app: AppPlan, diff_id: str, root: str, layer: bytes | str) -> _Static:
-    labels = {**app.commit.labels, STATIC_LAYER_LABEL: diff_id, STATIC_ROOT_LABEL: root}
-    spec = dataclasses.replace(app.commit, labels=labels)
-    return _Static(app.layer, spec, ((STATIC_CREATED_BY, layer),), reused=True)
+    root, layer = found
+    labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}
+    return _Static(dataclasses.replace(app.commit, labels=labels), layer)
 
 
 def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
-    """The app image: the layer appended with no container when nothing has to run at
-    build time (or the collected files are reused), else built in a container."""
-    static = _static_reuse(b, app, deps_id)
-    if static.reused:
+    """The app image: the app layers appended with no container when nothing has to
+    run at build time (or the collected files are reused), else built in a container."""
+    static = _static_reuse(b, app)
+    if static.layer is not None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
-    needs_container = app.runs_something and not static.reused
-    if not needs_container:
-        try:
-            image_id = b.engine.append_layer(deps_id, static.layer, static.spec, under=static.under)
-        except EngineError as exc:
-            b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
-            static = _Static(app.layer, app.commit)
-            image_id = _app_container(b, app, deps_id, static.layer, app.runs_something)
-    else:
-        image_id = _app_container(b, app, deps_id, static.layer, True)
-    if static.reused and b.current is not None:
+    if app.runs_something and static.layer is None:
+        return _app_container(b, app, deps_id)
+    try:
+        image_id = _append_app(b, app, deps_id, static.spec, static.layer)
+    except EngineError as exc:
+        b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
+        return _app_container(b, app, deps_id, fallback=True)
+    if static.layer is not None and b.current is not None:
         static_cache.copy(b.current.id, image_id)  # the same files, under the new image
     return image_id
 
 
-def _app_container(b: _Build, app: AppPlan, deps_id: str, layer: bytes, run: bool) -> str:
-    """The app layer by run + commit (``run``: with the build step, else only the files);
-    collected static files are then split into a layer of their own."""
-    step = app.step(deps_id, layer)
-    if not run:
-        step = dataclasses.replace(step, command=None, files=(("/", layer),))
-    image_id = b.engine.run_checked(step, b.out).image_id
+def _append_app(
+    b: _Build, app: AppPlan, deps_id: str, spec: CommitSpec, static: StaticLayer | None = None
+) -> str:
+    """The app layers on the deps image by one `docker load`: what the engine already
+    has at its place is named, only changes are sent."""
+    deps = b.deps_image if b.deps_image is not None and b.deps_image.id == deps_id else None
+    deps = deps or b.engine.require_image(deps_id, "deps image")
+    return append_app(b.engine, deps, app.tree, spec, static=static, current=b.current)
+
+
+def _app_container(b: _Build, app: AppPlan, deps_id: str, fallback: bool = False) -> str:
+    """The app image when something runs at build time: the app layers appended (as a
+    code change would make them, no archive of the whole tree in memory), the build step
+    run on them and committed; collected static files then become a layer of their own.
+    ``fallback``: the engine refused the appended layers, so the tree is put into a
+    container of the deps image instead (all of it, in one archive)."""
+    if fallback:
+        step = app.step(deps_id)
+        if not app.runs_something:
+            step = dataclasses.replace(step, command=None, files=(("/", app.layer),))
+        image_id = b.engine.run_checked(step, b.out).image_id
+        assert image_id is not None
+        return image_id
+    below = _append_app(b, app, deps_id, app.commit)
+    try:
+        image_id = b.engine.run_checked(app.build_step(below), b.out).image_id
+    except BaseException:
+        b.engine.remove_image(below)
+        raise
     assert image_id is not None
-    if app.collectstatic and run:
-        # a host copy of what was collected: the next code change reads no image
-        collected = None
-        with contextlib.suppress(WarpdriveError):
-            collected = read_static(b.engine, image_id)
-        if collected is not None and not app.build_hook:
-            image_id = split_static(b.engine, deps_id, app, image_id, collected)
+    if not app.collectstatic or app.build_hook:
+        return image_id  # the hook's files stay where it made them, on the app layers
+    # a host copy of what was collected: the next code change reads no image
+    collected = None
+    with contextlib.suppress(WarpdriveError):
+        collected = read_static(b.engine, image_id)
+    if collected is not None:
+        split = split_static(b.engine, deps_id, app, image_id, collected, b.current)
+        if split != image_id:
+            b.engine.remove_image(below)
+            return split
     return image_id
 
 

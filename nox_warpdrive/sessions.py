@@ -22,7 +22,7 @@ from typing import Any
 import nox
 import nox.registry
 
-from .config import load_config
+from .config import check_image_ref, load_config
 from .engine import Engine
 from .engine import connect as connect_engine
 from .errors import WarpdriveError
@@ -53,6 +53,34 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
         help="hash every wheel in the volume against the manifest; fetch or build again "
         "any that is damaged or missing",
     )
+    p.add_argument(
+        "--pull",
+        metavar="REF",
+        nargs="?",
+        const="",
+        help="seed the volume from the wheelhouse image at REF (default: wheelhouse-image) "
+        "before building: only what it lacks is fetched or built",
+    )
+    p.add_argument(
+        "--push",
+        metavar="REF",
+        nargs="?",
+        const="",
+        help="push this platform's wheelhouse to REF (default: wheelhouse-image) after "
+        "building: a layer with the new wheels on the previous wheelhouse image",
+    )
+    p.add_argument(
+        "--import",
+        dest="import_dir",
+        metavar="DIR",
+        help="seed the volume from the CI cache directory DIR (what --export wrote)",
+    )
+    p.add_argument(
+        "--export",
+        dest="export_dir",
+        metavar="DIR",
+        help="write this platform's wheelhouse to DIR/<platform key>/ (only what is new)",
+    )
     return p
 
 
@@ -74,16 +102,46 @@ def image_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _registry_ref(given: str | None, configured: str | None, option: str) -> str | None:
+    """The REF of --pull/--push: the one given, else `wheelhouse-image`; None when the
+    option is absent."""
+    if given is None:
+        return None
+    if given:
+        return check_image_ref(given, option)
+    if configured:
+        return configured
+    raise _ArgError(f"{option} needs a REF, or `wheelhouse-image` in [tool.warpdrive]")
+
+
 def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
-    from .wheelhouse import build_wheelhouse
+    from .wheelhouse import Seed, build_wheelhouse, seeds_for
 
     args = wheelhouse_parser().parse_args(list(posargs))
     cfg = load_config(project_dir)
+    pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
+    push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
+    imported = str(Path(args.import_dir).resolve()) if args.import_dir else ""
+    seeds: tuple[Seed, ...] = (Seed("dir", imported),) if imported else ()
+    seeds += (Seed("image", pull),) if pull else seeds_for(cfg)
     engine = connect(_out)
     result = build_wheelhouse(
-        cfg, engine, _out, no_index=args.no_index, check=True, verify=args.verify
+        cfg, engine, _out, no_index=args.no_index, check=True, verify=args.verify, seeds=seeds
     )
     log(result.summary())
+    if result.nothing or not (push or args.export_dir):
+        return
+    from .wheelhouse_transfer import Wheelhouse
+
+    wh = Wheelhouse(cfg.volume, result.key, result.builder_id, cfg.python)
+    if args.export_dir:
+        from .wheelhouse_dir import export_dir
+
+        export_dir(engine, wh, result.manifest, Path(args.export_dir).resolve(), _out)
+    if push:
+        from .wheelhouse_image import push_wheelhouse
+
+        push_wheelhouse(engine, wh, push, result.manifest, _out)
 
 
 def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:

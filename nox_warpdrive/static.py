@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import static_cache
@@ -19,7 +20,8 @@ from .context import (
     source_date_epoch,
 )
 from .engine import Engine, ImageInfo
-from .errors import EngineError, WarpdriveError
+from .errors import EngineError, LayerRefused, WarpdriveError
+from .layers import CREATED_BY, STATIC
 from .layout import (
     APP_SRC,
     APP_UID,
@@ -28,7 +30,9 @@ from .layout import (
     skeleton_tar,
 )
 from .runtime.start import App
-from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar, tar_body
+from .source_layers import STATIC_LAYER_LABEL as STATIC_LAYER_LABEL
+from .source_layers import StaticLayer, append_app
+from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar
 
 if TYPE_CHECKING:
     from .app_layer import AppPlan
@@ -93,6 +97,10 @@ def static_root(record: bytes) -> str | None:
         member = next((m for m in tar if m.isfile()), None)
         fh = tar.extractfile(member) if member else None
         root = fh.read().decode().strip() if fh else ""
+    return _safe_root(root)
+
+
+def _safe_root(root: str) -> str | None:
     root = root.rstrip("/")
     parts = root.split("/")
     if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
@@ -150,15 +158,48 @@ def reusable_static_files(
     return root, files
 
 
-#: labels of an app image whose collected static files are a layer of their own, under
-#: the app layer: that layer's diff ID, and the STATIC_ROOT it holds
-STATIC_LAYER_LABEL = f"{LABEL_PREFIX}.static-layer"
-
-
+#: labels of an app image whose collected static files are a layer of their own: that
+#: layer's diff ID (source_layers.py sets it), and the STATIC_ROOT it holds
 STATIC_ROOT_LABEL = f"{LABEL_PREFIX}.static-root"
 
 
-STATIC_CREATED_BY = "nox-warpdrive static files (collectstatic)"
+STATIC_CREATED_BY = CREATED_BY[STATIC]
+
+
+def reusable_static(
+    engine: Engine,
+    current: ImageInfo | None,
+    app: AppPlan,
+    deps_key: str = "",
+    wheels: list[str] | None = None,
+) -> tuple[str, StaticLayer] | None:
+    """(STATIC_ROOT, the static layer) of the current image, when its static inputs
+    equal this build's. When its files are a layer of their own, that layer is named and
+    its bytes are read (from the host copy, else the image) only if the engine must be
+    sent it; else the files are read now and made a layer."""
+    if current is None or not app.static_key:
+        return None
+    labels = current.labels
+    if labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
+        return None
+    if not same_packages_or_more(current, deps_key, wheels):
+        return None
+    diff, root = labels.get(STATIC_LAYER_LABEL, ""), labels.get(STATIC_ROOT_LABEL, "")
+    if diff in current.diff_ids and _safe_root(root) is not None:
+
+        def data() -> bytes:
+            found = read_static(engine, current.id)
+            if found is None or static_root(found[0]) != root:
+                raise LayerRefused("the collected static files of the current image are gone")
+            return static_layer(root, found[1])
+
+        return root, StaticLayer(diff, data)
+    found = reusable_static_files(engine, current, app, deps_key, wheels)
+    if found is None:
+        return None
+    root, files = found
+    layer = static_layer(root, files)
+    return root, StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
 
 
 def static_layer(root: str, files: bytes) -> bytes:
@@ -173,33 +214,12 @@ def static_layer(root: str, files: bytes) -> bytes:
     return merge_tars(skeleton_tar(), dir_tar(chain), normalize_tar(files, source_date_epoch()))
 
 
-def shadows_static(layer: bytes, root: str) -> bool:
-    """Whether the app layer has files at or below STATIC_ROOT (a copy collected on the
-    developer's machine): on top of a static layer they would hide the collected ones,
-    where collectstatic overwrites them."""
-    found = tar_body(layer)
-    names = found[1] if found is not None else []
+def shadows_static(names: Iterable[str], root: str) -> bool:
+    """Whether the app layers have files at or below STATIC_ROOT (``names``: theirs,
+    relative to /; a copy collected on the developer's machine): on top of a static
+    layer they would hide the collected ones, where collectstatic overwrites them."""
     inside = root.strip("/")
     return any(n == inside or n.startswith(inside + "/") for n in names)
-
-
-def named_static_layer(current: ImageInfo | None, app: AppPlan, deps: ImageInfo) -> str | None:
-    """The diff ID of the current image's static layer, when this build can name it
-    instead of carrying the files: same static inputs, and the layer sits right on this
-    build's deps layers (so the engine has it there)."""
-    if current is None or not app.static_key:
-        return None
-    labels = current.labels
-    diff = labels.get(STATIC_LAYER_LABEL, "")
-    root = labels.get(STATIC_ROOT_LABEL, "")
-    if labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key or not diff or not root:
-        return None
-    layers = current.diff_ids
-    if not deps.diff_ids or layers[:-2] != deps.diff_ids or layers[-2:-1] != (diff,):
-        return None
-    if shadows_static(app.layer, root):
-        return None
-    return diff
 
 
 def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
@@ -219,28 +239,33 @@ def parent_dirs(layer: bytes, static_parent: str, record_dir: str) -> bytes:
 
 
 def split_static(
-    engine: Engine, deps_id: str, app: AppPlan, built: str, found: tuple[bytes, bytes]
+    engine: Engine,
+    deps_id: str,
+    app: AppPlan,
+    built: str,
+    found: tuple[bytes, bytes],
+    current: ImageInfo | None = None,
 ) -> str:
-    """The image a container just built (app files and collected static files in one
-    committed layer), made again as deps + a static layer + the app layer, so that the
-    next code change names the static layer instead of sending it; the committed image
-    is removed. When that cannot be done, the committed image stays the result."""
+    """The image a container just built (the app layers and, committed on them, the
+    collected static files), made again as the app layers with the static files in a
+    layer of their own in its place, so that the next code change names it instead of
+    sending it; the committed image is removed. When that cannot be done, the committed
+    image stays the result."""
     record, files = found
     root = static_root(record)
-    if root is None or shadows_static(app.layer, root):
+    if root is None or shadows_static(app.tree.tree, root):
         return built
-    static = static_layer(root, files)
-    labels = {
-        **app.commit.labels,
-        STATIC_LAYER_LABEL: "sha256:" + hashlib.sha256(static).hexdigest(),
-        STATIC_ROOT_LABEL: root,
-    }
+    layer = static_layer(root, files)
+    static = StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
+    labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}
     try:
-        image_id = engine.append_layer(
-            deps_id,
-            app.layer,
+        image_id = append_app(
+            engine,
+            engine.require_image(deps_id, "deps image"),
+            app.tree,
             dataclasses.replace(app.commit, labels=labels),
-            under=[(STATIC_CREATED_BY, static)],
+            static=static,
+            current=current,
         )
     except EngineError:
         return built

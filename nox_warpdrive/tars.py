@@ -8,10 +8,13 @@ the same bytes on any machine.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import tarfile
-from collections.abc import Iterator, Mapping
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, BinaryIO
+
+from .errors import ContextError
 
 
 @contextlib.contextmanager
@@ -21,6 +24,77 @@ def writer(fileobj: IO[bytes]) -> Iterator[tarfile.TarFile]:
         fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8"
     ) as tar:
         yield tar
+
+
+#: what a streamed member's bytes come from: inline bytes, a function that opens them
+#: (called when the member is written), or nothing (directories, links, whiteouts)
+Content = bytes | Callable[[], BinaryIO] | None
+
+_COPY_CHUNK = 1 << 20
+
+
+def stream_tar(fh: IO[bytes], members: Iterable[tuple[tarfile.TarInfo, Content, str]]) -> str:
+    """Write a tar of ``members`` (header, content, expected sha256 hex of the content or
+    "" for none) to ``fh`` as it goes, a file's bytes copied in 1 MiB pieces: never a
+    whole file, let alone the archive, in memory. Returns the sha256 of the archive (a
+    layer's diff ID). The bytes are what :mod:`tarfile` writes for the same members (PAX
+    headers, end blocks, record padding).
+
+    A file whose bytes are not what ``info.size`` and the expected digest say (it
+    changed since it was hashed) stops the archive with a ContextError: a layer must hold
+    what its listing, and so its key, says."""
+    whole = hashlib.sha256()
+
+    def put(data: bytes | memoryview) -> None:
+        whole.update(data)
+        fh.write(data)
+
+    written = 0
+    for info, content, expected in members:
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        put(header)
+        written += len(header)
+        if info.isfile() and info.size:
+            _copy_content(info, content, expected, put)
+            written += info.size
+            pad = -info.size % tarfile.BLOCKSIZE
+            put(b"\0" * pad)
+            written += pad
+        elif info.isfile() and expected and expected != hashlib.sha256(b"").hexdigest():
+            raise _changed(info.name)
+    end = 2 * tarfile.BLOCKSIZE
+    put(b"\0" * (end + (-(written + end) % tarfile.RECORDSIZE)))
+    return whole.hexdigest()
+
+
+def _copy_content(
+    info: tarfile.TarInfo, content: Content, expected: str, put: Callable[[bytes], None]
+) -> None:
+    digest = hashlib.sha256()
+    left = info.size
+    if isinstance(content, bytes):
+        if len(content) != info.size:
+            raise _changed(info.name)
+        digest.update(content)
+        put(content)
+        left = 0
+    elif content is not None:
+        with content() as src:
+            while left and (chunk := src.read(min(left, _COPY_CHUNK))):
+                digest.update(chunk)
+                put(chunk)
+                left -= len(chunk)
+            if src.read(1):
+                left = -1
+    if left != 0 or (expected and digest.hexdigest() != expected):
+        raise _changed(info.name)
+
+
+def _changed(name: str) -> ContextError:
+    return ContextError(
+        f"{name} changed while the app layer was being written",
+        fix="re-run once nothing is writing to the project directory",
+    )
 
 
 def tar_files(members: Mapping[str, bytes], mode: int = 0o644, mtime: int = 0) -> bytes:

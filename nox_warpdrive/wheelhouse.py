@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import buildenv, probe_cache, runtime
@@ -211,6 +212,8 @@ class WheelhouseResult:
     manifest: Mapping[str, Any] = field(default_factory=dict)
     #: the requirements are empty: no builder ran
     nothing: bool = False
+    #: the builder image's id (what reads and writes the volume for a push or export)
+    builder_id: str = ""
 
     def summary(self) -> str:
         if self.nothing:
@@ -237,6 +240,69 @@ READY_LINE = "warpdrive: WHEELS-READY "
 ReadyCallback = Callable[[list[dict[str, Any]], dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class Seed:
+    """Where wheels may come from before anything is fetched or built: a wheelhouse
+    image in a registry (``kind="image"``, ``where`` its REF; wheelhouse_image.py) or a
+    CI cache directory (``kind="dir"``; wheelhouse_dir.py)."""
+
+    kind: str
+    where: str
+
+
+def seeds_for(cfg: Config) -> tuple[Seed, ...]:
+    """The seeds every wheelhouse build of the app uses: `wheelhouse-image`, if set."""
+    return (Seed("image", cfg.wheelhouse_image),) if cfg.wheelhouse_image else ()
+
+
+def seed_wheelhouse(
+    engine: Engine,
+    cfg: Config,
+    key: PlatformKey,
+    builder_id: str,
+    seeds: tuple[Seed, ...],
+    manifest: Mapping[str, Any],
+    digest: str,
+    out: Output,
+) -> Mapping[str, Any]:
+    """Seed the volume from each source in turn while it lacks the requirement set
+    ``digest``; the manifest as the last import left it. A source that has nothing (or
+    cannot be reached) says so in a line; the build goes on without it. One that is not
+    needed (the volume has the set) is not even asked, and a line says so."""
+    # imported here: a build whose wheelhouse is complete never needs them
+    from .wheelhouse_dir import import_dir
+    from .wheelhouse_image import pull_seed
+    from .wheelhouse_transfer import Wheelhouse
+
+    wh = Wheelhouse(cfg.volume, key, builder_id, cfg.python)
+    for i, seed in enumerate(seeds):
+        if resolved_set(manifest, digest) is not None:
+            where = ", ".join(s.where for s in seeds[i:])
+            out(
+                "warpdrive: the volume has every wheel these requirements need; "
+                f"not seeded from {where}"
+            )
+            break
+        engine.ensure_volume(cfg.volume)
+        if seed.kind == "dir":
+            imported = import_dir(engine, wh, Path(seed.where), manifest, out)
+        else:
+            imported = pull_seed(engine, wh, seed.where, manifest, out)
+        if imported is not None and imported.manifest:
+            manifest = imported.manifest
+    return manifest
+
+
+def _targets(cfg: Config, engine: Engine) -> tuple[ImageInfo, PlatformKey, PlatformKey]:
+    """The builder image, its platform key and the base image's (checked to fit)."""
+    builder_info, builder_key = probe_image(engine, cfg.builder_image, "builder-image", cfg)
+    base_key = builder_key
+    if cfg.base_image != cfg.builder_image:
+        _, base_key = probe_image(engine, cfg.base_image, "base-image", cfg)
+        check_compatible(cfg.builder_image, builder_key, cfg.base_image, base_key)
+    return builder_info, builder_key, base_key
+
+
 def build_wheelhouse(
     cfg: Config,
     engine: Engine,
@@ -248,47 +314,63 @@ def build_wheelhouse(
     check: bool = False,
     verify: bool = False,
     check_files: tuple[str, ...] = (),
+    seeds: tuple[Seed, ...] | None = None,
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
     starts its deps layer with them). ``manifest``: the volume's manifest for the base
-    image's platform, when the caller has just read it.
+    image's platform, when the caller has just read it. ``seeds``: where wheels may come
+    from first when the volume lacks the requirement set (default: `wheelhouse-image`).
 
     A set the manifest lists is taken as it is, unless ``check`` (the builder then
     compares each wheel's size and mtime with the manifest, hashing those that changed),
     ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
     missing wheel is fetched or built again."""
     started = time.monotonic()
-    builder_info, builder_key = probe_image(engine, cfg.builder_image, "builder-image", cfg)
-    base_key = builder_key
-    if cfg.base_image != cfg.builder_image:
-        _, base_key = probe_image(engine, cfg.base_image, "base-image", cfg)
-        check_compatible(cfg.builder_image, builder_key, cfg.base_image, base_key)
+    builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
     if reqs.locked_from:
         out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
-    plan = WheelhousePlan(
-        volume=cfg.volume,
-        builder_image=builder_info.id,
-        key=builder_key,
-        requirements=reqs,
-        no_index=no_index,
-        network=cfg.network,
-        python=cfg.python,
-        installer=cfg.installer,
-        verify=verify,
-        check_files=check_files,
-    )
     if manifest is None or base_key.slug != builder_key.slug:
         manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
+    seeds = seeds_for(cfg) if seeds is None else seeds
+    if seeds:
+        manifest = seed_wheelhouse(
+            engine, cfg, builder_key, builder_info.id, seeds, manifest, reqs.digest, out
+        )
     done = resolved_set(manifest, reqs.digest)
     if done is not None and not (check or verify or check_files):
+        seconds = time.monotonic() - started
         return WheelhouseResult(
-            builder_key, True, (), len(done), time.monotonic() - started, manifest
+            builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
         )
-    engine.ensure_volume(cfg.volume)
+    plan = WheelhousePlan(
+        cfg.volume, builder_info.id, builder_key, reqs, no_index, cfg.network, cfg.python
+    )
+    plan = dataclasses.replace(
+        plan, installer=cfg.installer, verify=verify, check_files=check_files
+    )
+    summary = _run_builder(engine, plan, on_ready, out)
+    written = summary.get("manifest")
+    return WheelhouseResult(
+        builder_key,
+        bool(summary.get("up_to_date")),
+        tuple(summary.get("new", ())),
+        int(summary.get("resolved", 0)),
+        time.monotonic() - started,
+        written if isinstance(written, dict) else {},
+        builder_id=builder_info.id,
+    )
+
+
+def _run_builder(
+    engine: Engine, plan: WheelhousePlan, on_ready: ReadyCallback | None, out: Output
+) -> dict[str, Any]:
+    """Run the builder with the build secrets; its summary. Its output is shown redacted
+    (the machine-read lines are not); a failure is the BuildError naming its cause."""
+    engine.ensure_volume(plan.volume)
     secrets = buildenv.build_secrets()
     lines: list[str] = []
 
@@ -302,20 +384,11 @@ def build_wheelhouse(
         if not line.startswith((SUMMARY_LINE, FAILURE_LINE)):
             out(buildenv.redact(line, secrets))
 
-    with engine.secrets_volume(secrets, builder_info.id) as secrets_volume:
+    with engine.secrets_volume(secrets, plan.builder_image) as secrets_volume:
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
         raise builder_failure(result.exit_code, _failure(lines), secrets)
-    summary = _summary(lines)
-    written = summary.get("manifest")
-    return WheelhouseResult(
-        builder_key,
-        bool(summary.get("up_to_date")),
-        tuple(summary.get("new", ())),
-        int(summary.get("resolved", 0)),
-        time.monotonic() - started,
-        written if isinstance(written, dict) else {},
-    )
+    return _summary(lines)
 
 
 #: what the builder says when it fails (runtime/build_wheels.py report_failure)

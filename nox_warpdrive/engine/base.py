@@ -14,16 +14,29 @@ import contextlib
 import functools
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
+from ..assembly import Bundle
 from ..errors import BuildError, EngineError, WarpdriveError
 from ..plan import CommitSpec, Step
 
 Output = Callable[[str], None]
+
+#: a tar archive as it moves between containers and the host: a stream of chunks (what
+#: ``get_archive`` gives) or an open file, never a whole wheelhouse in memory
+ArchiveStream = Iterable[bytes] | IO[bytes]
+
+#: reads one path of a container as a tar stream (None when it does not exist); the
+#: stream must be consumed before the reader's block ends
+ArchiveRead = Callable[[str], Iterator[bytes] | None]
+
+#: where an archive goes in a container, and a call that opens it when it is its turn
+#: (None: nothing to put)
+ArchivePut = tuple[str, Callable[[], ArchiveStream | None]]
 
 #: label on every volume / container this tool creates, to find leftovers
 OWNER_LABEL = "io.warpdrive.owner"
@@ -78,10 +91,10 @@ class Engine(Protocol):
     def append_layer(
         self,
         parent: str,
-        layer: bytes | Path,
+        layer: bytes | Path | str,
         spec: CommitSpec,
         created_by: str = ...,
-        under: Sequence[tuple[str, bytes | str]] = ...,
+        under: Sequence[tuple[str, bytes | str | Path]] = ...,
     ) -> str: ...
     def ensure_volume(self, name: str) -> bool: ...
     def volume_exists(self, name: str) -> bool: ...
@@ -108,6 +121,13 @@ class Engine(Protocol):
     def pull(self, ref: str) -> ImageInfo | None: ...
     def push(self, ref: str, out: Output) -> str: ...
     def load_bundle(self, members: Mapping[str, bytes], what: str) -> None: ...
+    def load_image(self, bundle: Bundle, what: str) -> str: ...
+    def archive_reader(
+        self, image: str, volume: str | None = None, at: str = ...
+    ) -> contextlib.AbstractContextManager[ArchiveRead]: ...
+    def run_with_archives(
+        self, step: Step, archives: Sequence[ArchivePut], out: Output
+    ) -> RunResult: ...
 
 
 def check_result(step: Step, result: RunResult) -> RunResult:
@@ -263,6 +283,9 @@ _DOING = {
     "pull": "pulling {0}",
     "push": "pushing {0}",
     "load_bundle": "loading the {1}",
+    "load_image": "loading the {1}",
+    "archive_reader": "reading files from {0:.19}",
+    "run_with_archives": "running the {0.name} step",
 }
 
 

@@ -12,6 +12,7 @@ Foreign exceptions are translated by ``base.translated``, for every public metho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -38,11 +39,13 @@ from ..owner import (
     owner_of_name,
     temp_name,
 )
-from ..plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step
+from ..plan import EXPORT_READY, SECRETS_DIR, VOLUME_DIR, CommitSpec, Step
 from ..tars import tar_files
 from .base import (
     OWNER_LABEL,
     START_ENGINE,
+    ArchivePut,
+    ArchiveRead,
     ImageInfo,
     Output,
     RunResult,
@@ -290,15 +293,17 @@ class _Images(_Core):
     def append_layer(
         self,
         parent: str,
-        layer: bytes | Path,
+        layer: bytes | Path | str,
         spec: CommitSpec,
         created_by: str = "nox-warpdrive app layer",
-        under: Sequence[tuple[str, bytes | str]] = (),
+        under: Sequence[tuple[str, bytes | str | Path]] = (),
     ) -> str:
         """A new image: ``parent`` plus one layer, with ``spec`` applied to its config as
         ``commit`` would, made with no container at all (assembly.layer_bundle; the engine
         loads it). ``under``: layers between the parent's and the new one, as
-        (created_by, a layer tar or the diff ID of a layer the engine already has).
+        (created_by, a layer tar in memory or in a file, or the diff ID of a layer the
+        engine already has there). The bundle is streamed to the engine, layer files a
+        piece at a time: never whole in memory, and never copied into a bundle file.
         Raises LayerRefused when the engine refuses (e.g. an image store that needs every
         layer, or a named layer that is gone); callers then carry it, or run + commit."""
         bundle = assembly.layer_bundle(
@@ -311,18 +316,17 @@ class _Images(_Core):
             under=under,
         )
         what = created_by.replace("nox-warpdrive ", "")
-        with tempfile.TemporaryFile() as fh:
-            bundle.write(fh)
-            fh.seek(0)
-            self._load(fh, what)
+        self._load(bundle, what)
         if self.image(bundle.image_id) is None:
             raise LayerRefused(f"the engine loaded the {what} but does not show the image")
         return bundle.image_id
 
-    def _load(self, bundle: IO[bytes], what: str) -> None:
-        """`docker load` of an image tarball; LayerRefused when the engine refuses it."""
+    def _load(self, bundle: assembly.Bundle | IO[bytes], what: str) -> None:
+        """`docker load` of an image tarball (a bundle, streamed; or a file);
+        LayerRefused when the engine refuses it."""
+        data = bundle.chunks() if isinstance(bundle, assembly.Bundle) else bundle
         try:
-            for chunk in self.client.api.load_image(bundle):
+            for chunk in self.client.api.load_image(data):
                 if isinstance(chunk, dict) and (chunk.get("error") or chunk.get("errorDetail")):
                     error = chunk.get("error") or chunk["errorDetail"]
                     raise LayerRefused(f"the engine refused the {what}: {error}")
@@ -653,6 +657,64 @@ class _Registry(_Apps):
             fh.write(tar_files(members))
             fh.seek(0)
             self._load(fh, what)
+
+    def load_image(self, bundle: assembly.Bundle, what: str) -> str:
+        """`docker load` of a bundle whose layers are files or named by diff ID (streamed,
+        a layer file a piece at a time: a wheelhouse layer may be large); the image id.
+        An image with no parent at all (a wheelhouse image) is made this way too."""
+        self._load(bundle, what)
+        if self.image(bundle.image_id) is None:
+            raise EngineError(f"the engine loaded the {what} but does not show the image")
+        return bundle.image_id
+
+    @contextlib.contextmanager
+    def archive_reader(
+        self, image: str, volume: str | None = None, at: str = VOLUME_DIR
+    ) -> Iterator[ArchiveRead]:
+        """Read paths of ``image`` (and of ``volume``, mounted read-only at ``at``) as tar
+        streams, through one created, never started container: an image with no shell
+        (a wheelhouse image) can be read, and nothing is ever whole in memory."""
+        mounts = [_mount(at, volume, read_only=True)] if volume else []
+        kwargs = {"command": ["true"], "entrypoint": [], "mounts": mounts}
+        with self._temp_container(image, "read", **kwargs) as container:
+
+            def read(path: str) -> Iterator[bytes] | None:
+                try:
+                    stream, _ = container.get_archive(path)
+                except docker.errors.NotFound:
+                    return None
+                chunks: Iterator[bytes] = iter(stream)
+                return chunks
+
+            yield read
+
+    def run_with_archives(
+        self, step: Step, archives: Sequence[ArchivePut], out: Output
+    ) -> RunResult:
+        """Run ``step`` with more files than fit in memory: after its own files, each
+        archive is opened when its turn comes and streamed into the created container
+        (e.g. straight from another container's ``get_archive``), then the step starts.
+        The container is removed however it ends."""
+        start = time.monotonic()
+        tail: deque[str] = deque(maxlen=60)
+        kwargs = _container_args(step, None)
+        try:
+            with self._temp_container(step.image, step.name, **kwargs) as container:
+                for directory, data in step.files:
+                    if not container.put_archive(directory, data):
+                        raise EngineError(f"the engine refused files for {directory}")
+                for directory, source in archives:
+                    stream = source()
+                    if stream is not None and not container.put_archive(directory, stream):
+                        raise EngineError(f"the engine refused files for {directory}")
+                bare = dataclasses.replace(step, files=())
+                exit_code, _ = self._drive(container, bare, out, tail)
+        except docker.errors.ImageNotFound:
+            raise EngineError(
+                f"image {step.image!r} is not on the engine",
+                fix="build or pull it first, or fix the image name in [tool.warpdrive]",
+            ) from None
+        return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
 
 
 class _RegistryRefusal(Exception):

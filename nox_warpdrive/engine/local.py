@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import os
 import socket
 import urllib.parse
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, cast
 
+from ..assembly import Bundle
 from ..errors import EngineError, LayerRefused
 from ..owner import TEMP_PREFIX
 from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
@@ -36,6 +38,30 @@ class _UnixConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks: what http.client sends a body
+    from, a block at a time."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
 
 class ApiError(Exception):
@@ -152,13 +178,19 @@ class LocalEngine(DockerEngine):
     def history(self, ref: str) -> list[dict[str, Any]]:
         return list(self._api.json(f"/images/{self._api.quote(ref)}/history"))
 
-    def _load(self, bundle: IO[bytes], what: str) -> None:
-        """`docker load` of an image tarball over the local socket."""
-        size = bundle.seek(0, os.SEEK_END)
-        bundle.seek(0)
+    def _load(self, bundle: Bundle | IO[bytes], what: str) -> None:
+        """`docker load` of an image tarball over the local socket: a bundle is streamed
+        (its length is known before a layer is read), a file sent as it is."""
+        if isinstance(bundle, Bundle):
+            size = bundle.size()
+            body = cast(IO[bytes], _ChunkReader(bundle.chunks()))
+        else:
+            size = bundle.seek(0, os.SEEK_END)
+            bundle.seek(0)
+            body = bundle
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         try:
-            _, data, _ = self._api.call("POST", "/images/load?quiet=1", bundle, headers)
+            _, data, _ = self._api.call("POST", "/images/load?quiet=1", body, headers)
         except ApiError as exc:
             raise LayerRefused(f"the engine refused the {what}: {exc}") from None
         for message in _json_stream(data):

@@ -1,6 +1,6 @@
-"""Unit tests never read or write the user's caches of probes and static files (their
-fake image ids would collide across runs). The test index's download cache is left
-alone: it is shared on purpose, and keyed by content."""
+"""Unit tests never read or write the user's caches of probes, static files, source
+indexes and layer listings (their fake image ids would collide across runs). The test
+index's download cache is left alone: it is shared on purpose, and keyed by content."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive import probe_cache, static_cache
+from nox_warpdrive import probe_cache, source_index, static_cache
 
 
 @pytest.fixture(autouse=True)
@@ -16,4 +16,5 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "xdg-cache" / "nox-warpdrive"
     monkeypatch.setattr(probe_cache, "cache_dir", lambda: root / "probes")
     monkeypatch.setattr(static_cache, "cache_dir", lambda: root / "static")
+    monkeypatch.setattr(source_index, "cache_dir", lambda: root / "source-index")
     return root

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nox_warpdrive.assembly import Bundle
 from nox_warpdrive.engine import ImageInfo, RunResult
+from nox_warpdrive.engine.base import ArchivePut, ArchiveRead
 from nox_warpdrive.errors import EngineError
-from nox_warpdrive.plan import CommitSpec, Step
+from nox_warpdrive.plan import VOLUME_DIR, CommitSpec, Step
 
 GIB = 1 << 30
 #: how long a test waits for a gate before failing
@@ -65,6 +68,8 @@ class FakeEngine:
         self.aborted = 0
         self.pushed: list[str] = []
         self.loaded: list[Mapping[str, bytes]] = []
+        self.loaded_images: list[Bundle] = []
+        self.archives: list[tuple[str, bytes]] = []
 
     # -- images
     def describe(self) -> str:
@@ -199,6 +204,35 @@ class FakeEngine:
 
     def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:
         self.loaded.append(dict(members))
+
+    def load_image(self, bundle: Bundle, what: str) -> str:
+        labels = json.loads(bundle.config)["config"].get("Labels") or {}
+        self.loaded_images.append(bundle)
+        self.images[bundle.image_id] = dataclasses.replace(
+            self.base, id=bundle.image_id, labels=labels
+        )
+        return bundle.image_id
+
+    @contextlib.contextmanager
+    def archive_reader(
+        self, image: str, volume: str | None = None, at: str = VOLUME_DIR
+    ) -> Iterator[ArchiveRead]:
+        self.readers += 1
+
+        def read(path: str) -> Iterator[bytes] | None:
+            self.reads.append((image, path))
+            data = self.paths.get(path)
+            return iter([data]) if data is not None else None
+
+        yield read
+
+    def run_with_archives(self, step: Step, archives: Sequence[ArchivePut], out: Any) -> RunResult:
+        for directory, source in archives:
+            stream = source()
+            if stream is not None:
+                data = stream.read() if hasattr(stream, "read") else b"".join(stream)
+                self.archives.append((directory, bytes(data)))
+        return self.run(step, out)
 
     # -- app containers
     def remove_app(self, name: str) -> None:

@@ -94,3 +94,21 @@ def test_the_peers_start_the_apps_command(tmp_path: Path) -> None:
     assert 'CMD ["gunicorn", "app:create_app()"]' in text
     assert "id=cache-1" in text and "mysite" not in text
     assert "if [ -f manage.py ]" in text  # collectstatic only for a Django app
+
+
+def test_generated_files_are_named_and_keep_the_readme_table_apart(tmp_path: Path) -> None:
+    from bench.gentree import PER_DIR, SMALL_KINDS, generate
+
+    app = make_app(None, None, None, files=250, assets_mb=3)
+    assert not app.is_example and make_app(None, None, None).is_example
+    assert "250 generated small files and 3 MB" in app.describe()
+    made = generate(tmp_path, 250, 3)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert len(files) == 250 + len(made.assets)
+    assert sum(p.stat().st_size for p in (tmp_path / "media").iterdir()) == 3 * 1024 * 1024
+    assert len(list((tmp_path / "generated").iterdir())) == -(-250 // PER_DIR)
+    assert {p.suffix for p in (tmp_path / "generated").rglob("*.*")} == set(SMALL_KINDS)
+    again = tmp_path / "again"
+    generate(again, 250, 3)  # the same bytes every time
+    for path in files:
+        assert (again / path.relative_to(tmp_path)).read_bytes() == path.read_bytes()

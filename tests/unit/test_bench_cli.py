@@ -123,3 +123,14 @@ def test_both_entry_points_show_the_help(command: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: nox -s bench -- ")
     assert cli.DESCRIPTION in proc.stdout
+
+
+def test_generated_files_are_options_and_never_negative(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = cli.parse_args(["--files", "30000", "--assets-mb", "300"])
+    assert (args.files, args.assets_mb) == (30000, 300)
+    assert (cli.parse_args([]).files, cli.parse_args([]).assets_mb) == (0, 0)
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--files", "-1"])
+    assert "cannot be negative" in capsys.readouterr().err

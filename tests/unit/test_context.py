@@ -1010,3 +1010,15 @@ class TestLargeFiles:
         write(tmp_path, ".dockerignore", "*.bin\n")
         write(tmp_path, "big.bin", "x" * 11)
         assert large_files(collect(tmp_path, load_ignore_rules(tmp_path)), limit=10) == []
+
+
+def test_a_whiteout_name_is_refused_unless_excluded(tmp_path: Path) -> None:
+    """In an image layer, ``.wh.x`` deletes ``x``: such a file would silently vanish."""
+    write(tmp_path, "a/.wh.x", "x")
+    with pytest.raises(ContextError, match=r"a/\.wh\.x cannot go into an image"):
+        collect(tmp_path, load_ignore_rules(tmp_path))
+    assert "a/.wh.x" not in relpaths(tmp_path, rules("**/.wh.*"))
+    (tmp_path / "a" / ".wh.x").unlink()
+    (tmp_path / "a" / ".wh.d").mkdir()
+    with pytest.raises(ContextError, match="cannot go into an image"):
+        collect(tmp_path, load_ignore_rules(tmp_path))

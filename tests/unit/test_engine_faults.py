@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from nox_warpdrive.assembly import Bundle, layer_bundle
 from nox_warpdrive.engine import DockerEngine, Engine, LocalEngine, connect
 from nox_warpdrive.errors import WarpdriveError
 from nox_warpdrive.plan import CommitSpec, Step
@@ -119,6 +120,23 @@ def _secrets(engine: Engine) -> None:
         pass
 
 
+def _read_archive(engine: Engine) -> None:
+    with engine.archive_reader("img", "vol") as read:
+        stream = read("/warpdrive/key/manifest.json")
+        if stream is not None:
+            b"".join(stream)
+
+
+def _bundle() -> Bundle:
+    return layer_bundle(
+        {"Architecture": "amd64"},
+        [],
+        tar_files({"a": b"a"}),
+        CommitSpec(),
+        created="1970-01-01T00:00:01Z",
+    )
+
+
 STEP = Step(name="probe", image="img", command=("true",), files=(("/tmp", tar_files({})),))
 CALLS: dict[str, Callable[[Engine], object]] = {
     "describe": lambda e: e.describe(),
@@ -151,9 +169,23 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "pull": lambda e: e.pull("127.0.0.1:5999/app:latest"),
     "push": lambda e: e.push("127.0.0.1:5999/app:latest", lambda line: None),
     "load_bundle": lambda e: e.load_bundle({"manifest.json": b"[]"}, "test bundle"),
+    "load_image": lambda e: e.load_image(_bundle(), "test image"),
+    "archive_reader": _read_archive,
+    "run_with_archives": lambda e: e.run_with_archives(
+        STEP, [("/tmp", lambda: iter([tar_files({"b": b"b"})]))], lambda line: None
+    ),
 }
 #: a call that waits for a hung engine costs the timeout; these cover each kind of call
-HANG_CALLS = ("image", "append_layer", "run", "read_volume_file", "start_app", "tag", "pull")
+HANG_CALLS = (
+    "image",
+    "append_layer",
+    "run",
+    "read_volume_file",
+    "start_app",
+    "tag",
+    "pull",
+    "archive_reader",
+)
 
 
 def test_every_protocol_method_is_exercised() -> None:

@@ -10,7 +10,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -771,19 +771,34 @@ def test_static_cache_ignores_a_damaged_copy() -> None:
 
 
 class SplitEngine:
-    """append_layer and remove_image, recorded; refuses when told to."""
+    """require_image, append_layer and remove_image, recorded (a layer written to a file
+    is read while it exists); refuses when told to."""
 
     def __init__(self, refuse: bool = False) -> None:
         self.refuse = refuse
         self.appended: list[tuple[str, bytes, Any, list[tuple[str, bytes | str]]]] = []
         self.removed: list[str] = []
 
+    def require_image(self, ref: str, role: str) -> ImageInfo:
+        return dataclasses.replace(BASE, id=ref, diff_ids=("sha256:base", "sha256:deps"))
+
     def append_layer(
-        self, parent: str, layer: bytes, spec: Any, under: list[tuple[str, bytes | str]]
+        self,
+        parent: str,
+        layer: bytes | Path | str,
+        spec: Any,
+        created_by: str = "",
+        under: Sequence[tuple[str, bytes | str | Path]] = (),
     ) -> str:
         if self.refuse:
             raise deps_module.LayerRefused("the engine refused the app layer: no")
-        self.appended.append((parent, layer, spec, list(under)))
+
+        def read(data: bytes | Path | str) -> bytes | str:
+            return data.read_bytes() if isinstance(data, Path) else data
+
+        top = read(layer)
+        assert isinstance(top, bytes)
+        self.appended.append((parent, top, spec, [(w, read(d)) for w, d in under]))
         return "sha256:split"
 
     def remove_image(self, image_id: str) -> None:
@@ -840,23 +855,34 @@ def test_split_static_keeps_the_container_build_when_it_cannot_split(tmp_path: P
     assert result == "sha256:b" and engine.appended == []
 
 
-def test_named_static_layer_only_right_on_the_same_deps(tmp_path: Path) -> None:
+def test_reusable_static_names_its_layer_and_reads_it_only_when_sent(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
-    deps = dataclasses.replace(BASE, diff_ids=("sha256:base", "sha256:deps"))
     labels = {
         "io.warpdrive.static-key": app.static_key,
+        "io.warpdrive.deps-key": "depskey",
         "io.warpdrive.static-layer": "sha256:static",
         "io.warpdrive.static-root": STATIC_ROOT,
     }
     layers = ("sha256:base", "sha256:deps", "sha256:static", "sha256:app")
-    current = dataclasses.replace(BASE, labels=labels, diff_ids=layers)
-    assert static_module.named_static_layer(current, app, deps) == "sha256:static"
-    assert static_module.named_static_layer(None, app, deps) is None
-    other_deps = dataclasses.replace(deps, diff_ids=("sha256:base", "sha256:deps2"))
-    assert static_module.named_static_layer(current, app, other_deps) is None
-    changed = dataclasses.replace(current, labels={**labels, "io.warpdrive.static-key": "x"})
-    assert static_module.named_static_layer(changed, app, deps) is None
-    unlabelled = dataclasses.replace(current, labels={"io.warpdrive.static-key": app.static_key})
-    assert static_module.named_static_layer(unlabelled, app, deps) is None
+    current = dataclasses.replace(BASE, id="sha256:current", labels=labels, diff_ids=layers)
+    engine = engine_for()
+    found = static_module.reusable_static(cast(Engine, engine), current, app, "depskey")
+    assert found is not None
+    root, layer = found
+    assert (root, layer.diff_id) == (STATIC_ROOT, "sha256:static")
+    assert engine.reads == []  # named: nothing read
+    data = layer.data()  # had it to be sent: read then, as a layer of its own
+    assert engine.reads and f"{SRC}/static/site.css" in tar_contents(data)
+    # a label naming a layer the image does not have: the files are read now
     moved = dataclasses.replace(current, diff_ids=(*layers[:2], "sha256:other", layers[3]))
-    assert static_module.named_static_layer(moved, app, deps) is None
+    found = static_module.reusable_static(cast(Engine, engine_for()), moved, app, "depskey")
+    assert found is not None and found[1].diff_id.startswith("sha256:")
+    assert found[1].diff_id != "sha256:static"
+    # other static inputs, other packages, an unsafe root: nothing reused
+    for changed in (
+        {**labels, "io.warpdrive.static-key": "x"},
+        {**labels, "io.warpdrive.deps-key": "other"},
+    ):
+        image = dataclasses.replace(current, labels=changed)
+        assert static_module.reusable_static(cast(Engine, engine), image, app, "depskey") is None
+    assert static_module.reusable_static(cast(Engine, engine), None, app, "depskey") is None

@@ -1,0 +1,333 @@
+"""The host's index of the app source, like git's: per directory, what its entries were
+at the last build (name, kind, executable bit, link target, and a file's size, mtime,
+ctime, inode and device) and what was made of them (the members of the app layers, with
+each file's sha256). A build still stats every file (the ignore rules and the security
+checks need the walk), but a directory whose entries are unchanged is not looked at
+again, file by file: its members come from the index as they are; in a directory that
+changed, only the files whose stat changed are read, to hash them. Reading tens of
+thousands of files costs seconds, and a code change changes one.
+
+What the index never does is decide what goes into a layer: layers are made from the
+files' bytes (checked against these digests as they are written), and the digests only
+say which files are the same as before. So a stale, damaged or foreign index can cost
+time, never a wrong image:
+
+* A file changed within the timestamp granularity of when it was hashed can keep its
+  size, mtime and ctime ("racily clean", as git calls it): a digest is trusted only
+  when the file's mtime and ctime were at least :data:`RACY_SECONDS` older than the
+  moment it was hashed, and older than the newest ctime in the tree (the filesystem's
+  own clock, should it differ from this host's); a younger one is recorded as unknown,
+  and hashed again at the next build.
+* The index is a cache, in the user's cache directory (``XDG_CACHE_HOME``), keyed by the
+  project's real path, never in the project (where it would end up in a layer or a
+  commit). A file that does not parse, does not match its own checksum, has another
+  format or names another project (or another ``SOURCE_DATE_EPOCH``) is ignored, and
+  everything is hashed.
+* Inode and device are in the signature: a file replaced by another (a checkout, an
+  editor that writes a new file and renames it) is hashed again even if size and times
+  match.
+
+The listings of the layers a build made (layers.py) are kept here too, by key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .context import Entry, Walked
+from .layers import Rec, is_asset
+from .layout import APP_UID
+
+#: the index file's format; an index of another format is ignored
+FORMAT = "nox-warpdrive source index 2"
+
+#: how much older than the moment it was hashed a file's mtime and ctime must be for its
+#: digest to be trusted later. Signatures keep whole seconds; any change made after the
+#: hash then has a later second in its ctime (which no user can set back). Coarse
+#: timestamps (2 s on FAT) and a kernel clock a tick behind the wall clock stay inside.
+RACY_SECONDS = 3
+
+#: what the signature of a directory with racily clean files starts with in the index:
+#: it never equals a walk's, so the directory is looked at again (the rest of its files
+#: from the index, those files hashed again)
+RACY = "racy\n"
+
+#: what the tree's digest starts with (a new way of hashing makes every key new)
+_DIGEST_FORMAT = b"nox-warpdrive source tree 1\0"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nox-warpdrive" / "source-index"
+
+
+def index_path(root: Path) -> Path:
+    """Where the index of the project at ``root`` lives (one file per project)."""
+    real = os.path.realpath(root).encode("utf-8", "surrogateescape")
+    return cache_dir() / (hashlib.sha256(real).hexdigest()[:32] + ".idx")
+
+
+@dataclass(frozen=True)
+class Dir:
+    """What the index keeps of one directory: its entries' signatures (as the walk
+    makes them, "\\n"-joined), their names in the app layers' tree and their members'
+    lines (layers.Rec.line(), in the same order), the names of the assets among them and
+    the assets' bytes."""
+
+    signature: str
+    names: str
+    lines: str
+    assets: str
+    asset_bytes: int
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """The source's part of the app layers: name (relative to /) -> member line, the
+    names of its assets and their bytes, and a digest of all of it (the build key's)."""
+
+    tree: dict[str, str]
+    assets: list[str]
+    asset_bytes: int
+    digest: str
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _header(root: Path, where: tuple[str, int], body: bytes, dirs: list[list[object]]) -> bytes:
+    data = {
+        "format": FORMAT,
+        "root": os.path.realpath(root),
+        "where": list(where),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "dirs": dirs,
+    }
+    return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+
+
+#: indexes being written by this process (source_tree), waited for before one is read
+_WRITING: list[threading.Thread] = []
+
+
+def flush() -> None:
+    """Wait until the indexes this process is writing are written."""
+    while _WRITING:
+        _WRITING.pop().join()
+
+
+def load(root: Path, where: tuple[str, int]) -> dict[str, Dir]:
+    """The index of ``root`` for the members ``where`` says (the prefix of their names,
+    their mtime); {} when there is none usable (see the module doc). A header with the
+    length of every field, then the fields, concatenated: slices of one string."""
+    flush()
+    try:
+        head, _, body = index_path(root).read_bytes().partition(b"\n")
+        header = json.loads(head)
+        dirs = header["dirs"]
+        if head + b"\n" != _header(root, where, body, dirs):
+            return {}
+        text = body.decode("utf-8", "surrogateescape")
+        out: dict[str, Dir] = {}
+        at = 0
+        for name, *lengths, asset_bytes in dirs:
+            fields = []
+            for n in lengths:
+                fields.append(text[at : at + n])
+                at += n
+            signature, names, lines, assets = fields
+            out[name] = Dir(signature, names, lines, assets, int(asset_bytes))
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    return out if at == len(text) else {}
+
+
+def save(root: Path, where: tuple[str, int], dirs: Mapping[str, Dir]) -> None:
+    """Write the index atomically (a reader sees the old one or the new one); a cache
+    that cannot be written only costs time."""
+    fields: list[str] = []
+    rows: list[list[object]] = []
+    for name, d in dirs.items():
+        parts = (d.signature, d.names, d.lines, d.assets)
+        fields += parts
+        rows.append([name, *(len(p) for p in parts), d.asset_bytes])
+    body = "".join(fields).encode("utf-8", "surrogateescape")
+    path = index_path(root)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(_header(root, where, body, rows) + body)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+def source_tree(
+    root: Path,
+    walked: Walked,
+    where: tuple[str, int],
+    hash_file: Callable[[Entry], str],
+) -> SourceTree:
+    """The members of the app layers that the walked source makes (``where``: the
+    prefix of their names, the mtime they get): a directory whose signatures are those
+    the index has is taken from it; in another, each file whose signature changed is
+    hashed (``hash_file``). The index is then written back when something changed."""
+    # now, by the wall clock and by the filesystem's (its newest ctime): a file changed
+    # within RACY_SECONDS of the first, or as late as the second, is racily clean
+    clocks = (int(time.time()), walked.newest[0])
+    old = load(root, where)
+    new: dict[str, Dir] = {}
+    tree: dict[str, str] = {}
+    assets: list[str] = []
+    asset_bytes = 0
+    parts: list[str] = []
+    for directory, signatures in walked.signatures.items():
+        signature = "\n".join(signatures)
+        found = old.get(directory)
+        if found is not None and found.signature == signature:
+            new[directory] = found
+            if found.names:
+                tree.update(zip(found.names.split("\n"), found.lines.split("\n"), strict=True))
+        else:
+            names, lines, found, keep = _remake(
+                signatures, walked.children[directory], found, where, hash_file, clocks
+            )
+            tree.update(zip(names, lines, strict=True))
+            if keep is not None:
+                new[directory] = keep
+            else:  # a name or link with a newline: its entry in the index could not be read
+                found = Dir("", "", json.dumps([names, lines]), found.assets, found.asset_bytes)
+        parts += (f"{len(found.names)}:{found.names}", f"{len(found.lines)}:{found.lines}")
+        if found.assets:
+            assets += found.assets.split("\n")
+            asset_bytes += found.asset_bytes
+    if new != old:
+        # written while the build goes on (most of it waits on the engine); the process
+        # waits for it before it exits, and a reader sees the old index or the new one
+        writer = threading.Thread(target=save, args=(root, where, new), name="warpdrive-index")
+        writer.start()
+        _WRITING.append(writer)
+    digest = hashlib.sha256(_DIGEST_FORMAT)
+    digest.update("\0".join(parts).encode("utf-8", "surrogateescape"))
+    return SourceTree(tree, assets, asset_bytes, digest.hexdigest())
+
+
+def _remake(
+    signatures: list[str],
+    entries: list[Entry],
+    before: Dir | None,
+    where: tuple[str, int],
+    hash_file: Callable[[Entry], str],
+    clocks: tuple[int, int],
+) -> tuple[list[str], list[str], Dir, Dir | None]:
+    """A directory's members made again from its entries, each file's digest from the
+    index when its signature is unchanged and it was not racily clean, else hashed:
+    (names, member lines, the directory as this build uses it, as the index keeps it:
+    racily clean files' digests unknown; None when it cannot be kept)."""
+    src, epoch = where
+    began, newest = clocks
+    known_sigs: dict[str, str] = {}
+    known_lines: dict[str, str] = {}
+    if before is not None:
+        for sig in before.signature.removeprefix(RACY).split("\n"):
+            known_sigs[sig.split("\0", 1)[0]] = sig
+        if before.names:
+            known_lines = dict(zip(before.names.split("\n"), before.lines.split("\n"), strict=True))
+    names: list[str] = []
+    lines: list[str] = []
+    kept: list[str] = []
+    assets: list[str] = []
+    asset_bytes = 0
+    for entry, sig in zip(entries, signatures, strict=True):
+        name = f"{src}/{entry.relpath}"
+        line = kept_line = _line(entry, epoch)
+        if entry.kind == "file":
+            old = known_lines.get(name) if known_sigs.get(sig.split("\0", 1)[0]) == sig else None
+            digest = kept_digest = old.split("\0")[5] if old is not None else ""
+            if not digest:
+                digest = kept_digest = hash_file(entry)
+                _, mtime, ctime, _, _ = sig.rsplit("\0", 1)[1][1:].split(":")
+                changed = max(int(mtime), int(ctime))
+                if changed + RACY_SECONDS > began or changed >= newest:
+                    kept_digest = ""  # too recent to tell from a later change: again
+            line = f"{line}{digest}\0{entry.size}"
+            kept_line = f"{kept_line}{kept_digest}\0{entry.size}"
+            if is_asset(entry.relpath, entry.size):
+                assets.append(name)
+                asset_bytes += entry.size
+        names.append(name)
+        lines.append(line)
+        kept.append(kept_line)
+    signature = "\n".join(signatures)
+    made = Dir(signature, "\n".join(names), "\n".join(lines), "\n".join(assets), asset_bytes)
+    if any("\n" in part for part in (*names, *lines)):
+        return names, lines, made, None
+    if kept == lines:
+        return names, lines, made, made
+    keep = Dir(RACY + signature, made.names, "\n".join(kept), made.assets, asset_bytes)
+    return names, lines, made, keep
+
+
+def _line(entry: Entry, epoch: int) -> str:
+    """An entry's member line; a file's without its digest and size (they end it)."""
+    if entry.kind == "file":
+        mode = 0o775 if entry.mode & 0o100 else 0o664
+        return f"file\0{mode:o}\0{APP_UID}\x000\0{epoch}\0"
+    if entry.kind == "dir":
+        return Rec("dir", 0o775, APP_UID, 0, epoch, "", 0).line()
+    return Rec("symlink", 0o777, APP_UID, 0, epoch, entry.target or "", 0).line()
+
+
+# --------------------------------------------------------------------------- listings
+
+#: how many layer listings are kept (the assets and code layers of a few projects)
+KEEP_LISTINGS = 8
+
+
+def listings_dir() -> Path:
+    return cache_dir().parent / "layer-listings"
+
+
+def load_listing(key: str) -> bytes | None:
+    """The listing of the layer whose key is ``key`` (layers.listing), as kept by
+    :func:`store_listing`; None when it is not kept, or the file is not what its name
+    says (a listing's key is the sha256 of its bytes: a damaged one cannot pass)."""
+    path = listings_dir() / f"{key}.lst"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != key:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # just used: the newest, for the pruning
+    return data
+
+
+def store_listing(key: str, data: bytes) -> None:
+    """Keep a layer's listing under its key (best effort), and only the newest
+    :data:`KEEP_LISTINGS`."""
+    directory = listings_dir()
+    path = directory / f"{key}.lst"
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        kept = sorted(directory.glob("*.lst"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[KEEP_LISTINGS:]:
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        tmp.unlink(missing_ok=True)
