@@ -519,29 +519,17 @@ def _opener(env):
 
 def fetch(opener, url, sha, directory, headers=None, quiet=False):
     """Download one file, verifying its sha256; its path, or None (pip then tries)."""
-    import urllib.request
-
     fn = url_filename(url)
-    tmp = os.path.join(directory, "." + fn + ".part")
-    try:
-        h = hashlib.sha256()
-        req = urllib.request.Request(url, headers=headers or {})
-        with opener.open(req, timeout=120) as resp, open(tmp, "wb") as dst:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                dst.write(chunk)
-        if sha and h.hexdigest() != sha:
-            raise ValueError("sha256 mismatch")
-        dest = os.path.join(directory, fn)
-        os.replace(tmp, dest)
-        if not quiet:
-            print("Downloaded %s" % fn, flush=True)
-        return dest
-    except Exception as exc:
-        log("download of %s failed (%s); pip will fetch it" % (fn, exc))
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    path, digest = download_checked(opener, url, directory, headers)
+    if path is not None and sha and digest != sha:
+        with_suppressed(os.unlink, path)
+        path, digest = None, "sha256 mismatch"
+    if path is None:
+        log("download of %s failed (%s); pip will fetch it" % (fn, digest))
         return None
+    if not quiet:
+        print("Downloaded %s" % fn, flush=True)
+    return path
 
 
 def download_wheels(items, staging, env):
