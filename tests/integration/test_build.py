@@ -23,6 +23,7 @@ from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.errors import PlatformMismatchError, WarpdriveError
 from nox_warpdrive.image import build_image
+from nox_warpdrive.owner import PROCESS_LABEL, me
 from nox_warpdrive.wheelhouse import build_wheelhouse, manifest_path, probe_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -310,5 +311,10 @@ def test_secrets_never_land_in_images_volumes_or_logs(
         remove=True,
     )
     assert out.decode().strip() == "", f"a secret is in the wheelhouse volume: {out!r}"
-    leftovers = [v.name for v in engine.client.volumes.list() if "secrets" in v.name]
+    mine = me().token  # other processes' builds may be running on this engine
+    leftovers = [
+        v.name
+        for v in engine.client.volumes.list()
+        if "secrets" in v.name and (v.attrs.get("Labels") or {}).get(PROCESS_LABEL) == mine
+    ]
     assert not leftovers, f"secrets volumes left behind: {leftovers}"
