@@ -44,8 +44,9 @@ import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, NamedTuple
+from typing import Any, BinaryIO, Literal, NamedTuple, cast
 
+from nox_warpdrive import forked
 from nox_warpdrive.errors import ContextError
 from nox_warpdrive.ignore import (
     DEFAULT_EXCLUDES,
@@ -255,6 +256,10 @@ class _Walk:
     rules: IgnoreRules
     compiled: RuleSet
     found: Walked
+    #: directories whose contents are left for later (a forked child may walk them),
+    #: and those met, as (relpath, path, depth, rule bits)
+    later: frozenset[str] = frozenset()
+    deferred: list[tuple[str, str, int, int]] = dataclasses.field(default_factory=list)
 
     def walk(self, directory: Path, relpath: str, depth: int, bits: int) -> None:
         """Add the entries below ``directory`` (``relpath``, ``depth`` components from the
@@ -340,6 +345,9 @@ class _Walk:
         found.entries.append(entry)
         found.children[parent].append(entry)
         found.signatures[parent].append(f"{dirent.name}\0d")
+        if child in self.later and not excluded:
+            self.deferred.append((child, dirent.path, depth, bits))
+            return
         self.walk(Path(dirent.path), child, depth, bits)
         if excluded:
             if len(found.entries) == at + 1:  # nothing re-included below it
@@ -378,18 +386,119 @@ def paused_gc() -> Iterator[None]:
 
 
 def walk_tree(root: Path, rules: IgnoreRules) -> Walked:
-    """:func:`collect`, with the file stamps and dotenv files the walk saw (the one stat
-    pass a build makes over the tree)."""
+    """:func:`collect`, with what the walk saw on the way (:class:`Walked`): the one stat
+    pass a build makes over the tree. A big tree's subtrees are shared with a forked
+    child (forked.py); the result is the same as one walk's, in the same order."""
     if not root.is_dir():
         raise ContextError(
             f"app source {root} is not a directory",
             fix="point the app source at the project directory",
         )
     found = Walked([], {}, {}, [])
+    compiled = RuleSet.compile(rules)
+    later = _split_points(root, compiled) if forked.can_fork() else frozenset()
+    walk = _Walk(root, rules, compiled, found, later)
     # each directory is listed in name order, parents before children: tree order
     with paused_gc():
-        _Walk(root, rules, RuleSet.compile(rules), found).walk(root, "", 0, 0)
+        walk.walk(root, "", 0, 0)
+        if walk.deferred:
+            _walk_deferred(walk)
     return found
+
+
+#: a tree is walked by two processes when it has this many directories at one depth
+_SPLIT_DIRS = 32
+
+
+def _split_points(root: Path, compiled: RuleSet, deepest: int = 4) -> frozenset[str]:
+    """The directories a big tree's walk is split at: the first depth (down to
+    ``deepest``) with :data:`_SPLIT_DIRS` directories that no rule excludes, found from
+    the directories' names alone; none for a smaller tree (a fork would cost more than it
+    saves)."""
+    level: list[tuple[str, str, int]] = [("", str(root), 0)]
+    for depth in range(1, deepest + 1):
+        below: list[tuple[str, str, int]] = []
+        for relpath, path, bits in level:
+            try:
+                with os.scandir(path) as it:
+                    dirs = [d for d in it if d.is_dir(follow_symlinks=False)]
+            except OSError:
+                return frozenset()  # the walk says what is wrong
+            for d in dirs:
+                child = f"{relpath}/{d.name}" if relpath else d.name
+                child_bits = bits | compiled.direct(child, d.name, depth)
+                if not compiled.decides(child_bits):
+                    below.append((child, d.path, child_bits))
+        if len(below) >= _SPLIT_DIRS:
+            return frozenset(child for child, _, _ in below)
+        if not below:
+            return frozenset()
+        level = below
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A subtree's walk that raised a ContextError (carried back from a forked child)."""
+
+    message: str
+    fix: str | None
+
+
+def _walk_deferred(walk: _Walk) -> None:
+    """Walk the deferred subtrees (every other one in a forked child) and put what was
+    found in its place: entries in tree order, directories in tree order."""
+
+    def run(job: tuple[str, str, int, int]) -> Walked | _Refused:
+        relpath, path, depth, bits = job
+        sub = Walked([], {}, {}, [])
+        try:
+            _Walk(walk.root, walk.rules, walk.compiled, sub).walk(Path(path), relpath, depth, bits)
+        except ContextError as exc:
+            return _Refused(exc.message, exc.fix)
+        return sub
+
+    subs = forked.share(walk.deferred, run, _encode, _decode)
+    found, by_dir = walk.found, {}
+    for (relpath, _, _, _), sub in zip(walk.deferred, subs, strict=True):
+        if isinstance(sub, _Refused):
+            raise ContextError(sub.message, fix=sub.fix)
+        by_dir[relpath] = sub
+    entries: list[Entry] = []
+    for entry in found.entries:
+        entries.append(entry)
+        walked = by_dir.get(entry.relpath) if entry.kind == "dir" else None
+        if walked is not None:
+            entries += walked.entries
+            found.children.update(walked.children)
+            found.signatures.update(walked.signatures)
+            found.dotenv.extend(walked.dotenv)
+            found.newest[0] = max(found.newest[0], walked.newest[0])
+    found.entries[:] = entries
+    for table in (found.children, found.signatures):
+        ordered = sorted(table.items(), key=lambda item: _sort_key(item[0]))
+        table.clear()
+        table.update(ordered)  # type: ignore[arg-type]
+
+
+def _encode(sub: Walked | _Refused) -> object:
+    """A subtree's walk as marshal takes it (plain tuples, each entry once)."""
+    if isinstance(sub, _Refused):
+        return ("refused", sub.message, sub.fix)
+    plain = {id(e): tuple(e) for e in sub.entries}
+    children = {d: [plain[id(e)] for e in es] for d, es in sub.children.items()}
+    entries = [plain[id(e)] for e in sub.entries]
+    return ("walked", entries, children, sub.signatures, sub.dotenv, sub.newest)
+
+
+def _decode(data: object) -> Walked | _Refused:
+    parts = cast(tuple[Any, ...], data)
+    if parts[0] == "refused":
+        return _Refused(str(parts[1]), parts[2])
+    _, entries, children, signatures, dotenv, newest = parts
+    made = {id(t): _entry(Entry, t) for t in entries}
+    back = {d: [made[id(t)] for t in ts] for d, ts in children.items()}
+    return Walked([made[id(t)] for t in entries], back, signatures, dotenv, newest)
 
 
 def _is_dotenv_name(name: str) -> bool:

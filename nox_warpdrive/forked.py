@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 J = TypeVar("J")
+R = TypeVar("R")
 
 
 def cpus() -> int:
@@ -34,10 +35,16 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and cpus() > 1 and threading.active_count() == 1
 
 
-def share(jobs: Sequence[J], run: Callable[[J], object]) -> list[object]:
+def share(
+    jobs: Sequence[J],
+    run: Callable[[J], R],
+    encode: Callable[[R], object],
+    decode: Callable[[object], R],
+) -> list[R]:
     """``run(job)`` for every job, in their order; every other job in a forked child when
-    :func:`can_fork` (its results must be marshallable). What ``run`` raises here is
-    raised; the child's failures make its jobs run here instead."""
+    :func:`can_fork`, its results sent back as ``marshal(encode(result))`` and read as
+    ``decode(...)``. What ``run`` raises here is raised; a child that fails, or sends
+    what does not decode, has its jobs run here instead."""
     if len(jobs) < 2 or not can_fork():
         return [run(job) for job in jobs]
     read_end, write_end = os.pipe()
@@ -51,36 +58,42 @@ def share(jobs: Sequence[J], run: Callable[[J], object]) -> list[object]:
         status = 1
         with contextlib.suppress(BaseException):
             os.close(read_end)
-            data = marshal.dumps([run(job) for job in jobs[1::2]])
+            data = marshal.dumps([encode(run(job)) for job in jobs[1::2]])
             with os.fdopen(write_end, "wb") as fh:
                 fh.write(data)
             status = 0
         os._exit(status)
     os.close(write_end)
-    return _gather(jobs, run, pid, read_end)
+    mine, data, status = _mine(jobs, run, pid, read_end)
+    theirs: list[R] | None = None
+    if status == 0:
+        with contextlib.suppress(Exception):
+            theirs = [decode(item) for item in marshal.loads(data)]
+    if theirs is None or len(theirs) != len(jobs[1::2]):
+        theirs = [run(job) for job in jobs[1::2]]
+    results: list[R] = []
+    for i, result in enumerate(mine):
+        results.append(result)
+        if i < len(theirs):
+            results.append(theirs[i])
+    return results
 
 
-def _gather(jobs: Sequence[J], run: Callable[[J], object], pid: int, read_end: int) -> list[object]:
-    """This process's jobs, then the child's results (or its jobs run here)."""
-    results: list[object] = [None] * len(jobs)
+def _mine(
+    jobs: Sequence[J], run: Callable[[J], R], pid: int, read_end: int
+) -> tuple[list[R], bytes, int]:
+    """This process's jobs, then what the child sent and its exit status; the child is
+    killed if this process's jobs fail."""
     try:
-        for i in range(0, len(jobs), 2):
-            results[i] = run(jobs[i])
+        mine = [run(job) for job in jobs[0::2]]
         with os.fdopen(read_end, "rb") as fh:
             data = fh.read()
     except BaseException:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
             os.close(read_end)
         os.waitpid(pid, 0)
         raise
     _, status = os.waitpid(pid, 0)
-    theirs: object = None
-    if status == 0:
-        with contextlib.suppress(Exception):
-            theirs = marshal.loads(data)
-    expected = len(range(1, len(jobs), 2))
-    if not isinstance(theirs, list) or len(theirs) != expected:
-        theirs = [run(job) for job in jobs[1::2]]
-    results[1::2] = theirs
-    return results
+    return mine, data, status

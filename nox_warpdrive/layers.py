@@ -37,6 +37,7 @@ change layers on top of earlier ones; the image's files are the same either way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 from collections.abc import Iterable, Mapping
@@ -140,6 +141,10 @@ class AppTree:
     #: the files that are assets (:func:`is_asset`), and their bytes
     assets: frozenset[str] = frozenset()
     asset_bytes: int = 0
+    #: the tree again, by directory: path -> (its members' names, their lines), each
+    #: "\n"-joined in name order (the source index keeps them so): a directory that is
+    #: the same as below is compared in one go; empty when not known
+    dirs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def source(self, name: str) -> str | bytes:
         """A file's bytes (inline) or its path relative to the project."""
@@ -177,6 +182,8 @@ class Previous:
 
     layers: tuple[tuple[str, str, str], ...]
     bases: Mapping[str, Listed]
+    #: the assets and code layers' members by directory (:func:`group`), when kept
+    lower: Mapping[str, tuple[str, str]] | None = None
 
     def key(self, role: str) -> str:
         return next(key for r, key, _ in self.layers if r == role)
@@ -205,16 +212,25 @@ def listing(tree: Mapping[str, str]) -> bytes:
 
 @dataclass(frozen=True)
 class Listed:
-    """A layer as its listing says: its members, and their count and content bytes (for
-    deciding whether changes to it are still worth a layer of their own)."""
+    """A layer as its listing says: its count of members and content bytes (for deciding
+    whether changes to it are still worth a layer of their own), and its members, read
+    from the listing only when asked for."""
 
-    tree: Tree
+    data: bytes
     members: int
     size: int
 
+    @functools.cached_property
+    def tree(self) -> Tree:
+        count = self.members
+        body = self.data[self.data.index(b"\n", len(LISTING_FORMAT)) + 1 :]
+        lines = body.decode("utf-8", "surrogateescape").split("\n") if count else []
+        return dict(zip(lines[:count], lines[count:], strict=True))
+
 
 def parse_listing(data: bytes) -> Listed | None:
-    """A listing read back; None when it is not one."""
+    """A listing read back (its members parsed when asked for); None when it is not
+    one."""
     if not data.startswith(LISTING_FORMAT):
         return None
     totals, _, body = data[len(LISTING_FORMAT) :].partition(b"\n")
@@ -222,10 +238,26 @@ def parse_listing(data: bytes) -> Listed | None:
         count, size = (int(n) for n in totals.split())
     except ValueError:
         return None
-    lines = body.decode("utf-8", "surrogateescape").split("\n") if count else []
-    if len(lines) != 2 * count:
+    if body.count(b"\n") + 1 != 2 * count and count:
         return None  # a name with a newline: not a listing to use
-    return Listed(dict(zip(lines[:count], lines[count:], strict=True)), count, size)
+    return Listed(data, count, size)
+
+
+def group(tree: Mapping[str, str]) -> dict[str, tuple[str, str]] | None:
+    """The tree by directory, as :attr:`AppTree.dirs`; None when a name or a line has a
+    newline in it (it could not be told apart)."""
+    by_dir: dict[str, list[str]] = {}
+    for name in sorted(tree, key=_tree_order):
+        by_dir.setdefault(posixpath.dirname(name), []).append(name)
+        if tree[name].startswith("dir\0"):
+            by_dir.setdefault(name, [])  # an empty directory is one too
+    out = {}
+    for directory, names in by_dir.items():
+        lines = [tree[name] for name in names]
+        if any("\n" in part for part in (*names, *lines)):
+            return None
+        out[directory] = ("\n".join(names), "\n".join(lines))
+    return out
 
 
 def key_of(tree: Mapping[str, str]) -> str:
@@ -295,17 +327,21 @@ def _choose(app: AppTree, previous: Previous | None) -> tuple[list[_Layer], bool
     if previous is None or listed_c is None or (listed_a is None) != (not asset_names):
         # nothing to diff against (no listing), or an assets layer came or went
         return _canonical(app, asset_names)
-    base_a = listed_a.tree if listed_a is not None else {}
-    d_assets, d_code = diff(app.tree, {**base_a, **listed_c.tree}, asset_names)
+    if previous.lower is not None and app.dirs:
+        d_assets, d_code = diff_dirs(app, previous.lower, asset_names)
+    else:
+        lower = {**(listed_a.tree if listed_a is not None else {}), **listed_c.tree}
+        d_assets, d_code = diff(app.tree, lower, asset_names)
     if listed_a is not None and not _worth_keeping(d_assets, listed_a, 2, ASSET_CHANGES_FLOOR):
         return _canonical(app, asset_names)
-    layers: list[_Layer] = [(ASSETS, base_a, previous.key(ASSETS) if base_a else None)]
+    layers: list[_Layer] = [(ASSETS, {}, previous.key(ASSETS) if listed_a else None)]
     big_code = _big(listed_c.members, listed_c.size)
     if big_code and _worth_keeping(d_code, listed_c, 4, CODE_CHANGES_FLOOR):
-        layers.append((CODE, listed_c.tree, previous.key(CODE)))
+        layers.append((CODE, {}, previous.key(CODE)))
     else:  # made again from the tree: the asset changes are then on that
         code = {name: line for name, line in app.tree.items() if name not in asset_names}
         layers.append((CODE, code, None))
+        base_a = listed_a.tree if listed_a is not None else {}
         d_assets, d_code = diff(app.tree, {**base_a, **code}, asset_names)
     layers += [(ASSET_CHANGES, d_assets, None), (CODE_CHANGES, d_code, None)]
     return layers, big_code
@@ -344,8 +380,8 @@ def _name(layers: list[_Layer], previous: Previous | None) -> tuple[LayerPlan, .
     plans: list[LayerPlan] = []
     same = previous is not None
     for role, tree, known in layers:
-        if not tree and role != STATIC:
-            continue
+        if not tree and known is None:
+            continue  # an empty layer (a kept one, named, is given by its key alone)
         key = known or key_of(tree)
         named = None
         i = len(plans)
@@ -359,8 +395,30 @@ def _name(layers: list[_Layer], previous: Previous | None) -> tuple[LayerPlan, .
     return tuple(plans)
 
 
+def diff_dirs(
+    app: AppTree, lower: Mapping[str, tuple[str, str]], assets: Iterable[str]
+) -> tuple[Tree, Tree]:
+    """:func:`diff`, looking only into the directories that differ from ``lower`` (the
+    layers below, by directory): a code change compares a few thousand directories as
+    strings instead of a hundred thousand members one by one."""
+    tree_part: Tree = {}
+    lower_part: Tree = {}
+    for directory, blocks in app.dirs.items():
+        below = lower.get(directory)
+        if below == blocks:
+            continue
+        if blocks[0]:
+            tree_part.update(zip(blocks[0].split("\n"), blocks[1].split("\n"), strict=True))
+        if below is not None and below[0]:
+            lower_part.update(zip(below[0].split("\n"), below[1].split("\n"), strict=True))
+    return diff(tree_part, lower_part, assets, app.tree)
+
+
 def diff(
-    tree: Mapping[str, str], lower: Mapping[str, str], assets: Iterable[str]
+    tree: Mapping[str, str],
+    lower: Mapping[str, str],
+    assets: Iterable[str],
+    whole: Mapping[str, str] | None = None,
 ) -> tuple[Tree, Tree]:
     """(asset changes, code changes): what turns the files of ``lower`` into ``tree``.
 
@@ -369,7 +427,9 @@ def diff(
     directory) is a whiteout and the new member in the asset changes (the lower of the
     two layers, so the code changes can add below it); a deleted path is one whiteout
     at the top of what was deleted, with the code changes unless it was an asset file.
-    Each layer carries the parents of its members."""
+    Each layer carries the parents of its members. ``whole``: the whole tree, when
+    ``tree`` and ``lower`` are only the directories that differ."""
+    whole = tree if whole is None else whole
     asset_set = assets if isinstance(assets, (set, frozenset)) else frozenset(assets)
     d_assets: Tree = {}
     d_code: Tree = {}
@@ -386,12 +446,12 @@ def diff(
             d_code[name] = line
     for name, old in [(name, old) for name, old in lower.items() if name not in tree]:
         parent = posixpath.dirname(name)
-        if parent in tree and parent not in kind_changed:  # the top of what was deleted
+        if parent in whole and parent not in kind_changed:  # the top of what was deleted
             target = d_assets if name in asset_set or _was_asset(name, old) else d_code
             target[_whiteout_name(name)] = whiteout()
     for name in kind_changed:
         d_assets[_whiteout_name(name)] = whiteout()
-    return with_parents(d_assets, tree), with_parents(d_code, tree)
+    return with_parents(d_assets, whole), with_parents(d_code, whole)
 
 
 def _was_asset(name: str, line: str) -> bool:

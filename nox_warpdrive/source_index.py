@@ -33,6 +33,7 @@ The listings of the layers a build made (layers.py) are kept here too, by key.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -47,7 +48,7 @@ from .layers import Rec, is_asset
 from .layout import APP_UID
 
 #: the index file's format; an index of another format is ignored
-FORMAT = "nox-warpdrive source index 2"
+FORMAT = "nox-warpdrive source index 3"
 
 #: how much older than the moment it was hashed a file's mtime and ctime must be for its
 #: digest to be trusted later. Signatures keep whole seconds; any change made after the
@@ -87,6 +88,8 @@ class Dir:
     lines: str
     assets: str
     asset_bytes: int
+    #: sha256 of its names and lines: the tree's digest is made of these
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class SourceTree:
     assets: list[str]
     asset_bytes: int
     digest: str
+    #: the members by directory (layers.AppTree.dirs); None when a name has a newline
+    dirs: dict[str, tuple[str, str]] | None = None
 
 
 # --------------------------------------------------------------------------- the file
@@ -144,7 +149,7 @@ def load(root: Path, where: tuple[str, int]) -> dict[str, Dir]:
                 fields.append(text[at : at + n])
                 at += n
             signature, names, lines, assets = fields
-            out[name] = Dir(signature, names, lines, assets, int(asset_bytes))
+            out[name] = Dir(signature, names, lines, assets, int(asset_bytes[0]), asset_bytes[1])
     except (OSError, ValueError, TypeError, KeyError):
         return {}
     return out if at == len(text) else {}
@@ -158,7 +163,7 @@ def save(root: Path, where: tuple[str, int], dirs: Mapping[str, Dir]) -> None:
     for name, d in dirs.items():
         parts = (d.signature, d.names, d.lines, d.assets)
         fields += parts
-        rows.append([name, *(len(p) for p in parts), d.asset_bytes])
+        rows.append([name, *(len(p) for p in parts), [d.asset_bytes, d.digest]])
     body = "".join(fields).encode("utf-8", "surrogateescape")
     path = index_path(root)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -192,6 +197,7 @@ def source_tree(
     assets: list[str] = []
     asset_bytes = 0
     parts: list[str] = []
+    dirs: dict[str, tuple[str, str]] | None = {}
     for directory, signatures in walked.signatures.items():
         signature = "\n".join(signatures)
         found = old.get(directory)
@@ -207,8 +213,10 @@ def source_tree(
             if keep is not None:
                 new[directory] = keep
             else:  # a name or link with a newline: its entry in the index could not be read
-                found = Dir("", "", json.dumps([names, lines]), found.assets, found.asset_bytes)
-        parts += (f"{len(found.names)}:{found.names}", f"{len(found.lines)}:{found.lines}")
+                dirs = None
+        if dirs is not None:
+            dirs[f"{where[0]}/{directory}" if directory else where[0]] = (found.names, found.lines)
+        parts.append(f"{directory}\0{found.digest}")
         if found.assets:
             assets += found.assets.split("\n")
             asset_bytes += found.asset_bytes
@@ -218,9 +226,9 @@ def source_tree(
         writer = threading.Thread(target=save, args=(root, where, new), name="warpdrive-index")
         writer.start()
         _WRITING.append(writer)
-    digest = hashlib.sha256(_DIGEST_FORMAT)
-    digest.update("\0".join(parts).encode("utf-8", "surrogateescape"))
-    return SourceTree(tree, assets, asset_bytes, digest.hexdigest())
+    digest = hashlib.sha256(_DIGEST_FORMAT)  # of the directories' digests, in tree order
+    digest.update("\n".join(parts).encode("utf-8", "surrogateescape"))
+    return SourceTree(tree, assets, asset_bytes, digest.hexdigest(), dirs)
 
 
 def _remake(
@@ -251,7 +259,7 @@ def _remake(
     asset_bytes = 0
     for entry, sig in zip(entries, signatures, strict=True):
         name = f"{src}/{entry.relpath}"
-        line = kept_line = _line(entry, epoch)
+        line = kept_line = member_line(entry, epoch)
         if entry.kind == "file":
             old = known_lines.get(name) if known_sigs.get(sig.split("\0", 1)[0]) == sig else None
             digest = kept_digest = old.split("\0")[5] if old is not None else ""
@@ -270,16 +278,19 @@ def _remake(
         lines.append(line)
         kept.append(kept_line)
     signature = "\n".join(signatures)
-    made = Dir(signature, "\n".join(names), "\n".join(lines), "\n".join(assets), asset_bytes)
-    if any("\n" in part for part in (*names, *lines)):
+    text = json.dumps([names, lines]) if any("\n" in p for p in (*names, *lines)) else ""
+    joined = ("\n".join(names), "\n".join(lines))
+    data = (text or "\0".join(joined)).encode("utf-8", "surrogateescape")
+    made = Dir(signature, *joined, "\n".join(assets), asset_bytes, hashlib.sha256(data).hexdigest())
+    if text:  # a name or link with a newline: the joined lines could not be split again
         return names, lines, made, None
     if kept == lines:
         return names, lines, made, made
-    keep = Dir(RACY + signature, made.names, "\n".join(kept), made.assets, asset_bytes)
+    keep = dataclasses.replace(made, signature=RACY + signature, lines="\n".join(kept))
     return names, lines, made, keep
 
 
-def _line(entry: Entry, epoch: int) -> str:
+def member_line(entry: Entry, epoch: int) -> str:
     """An entry's member line; a file's without its digest and size (they end it)."""
     if entry.kind == "file":
         mode = 0o775 if entry.mode & 0o100 else 0o664
@@ -291,8 +302,45 @@ def _line(entry: Entry, epoch: int) -> str:
 
 # --------------------------------------------------------------------------- listings
 
-#: how many layer listings are kept (the assets and code layers of a few projects)
-KEEP_LISTINGS = 8
+
+def store_lower(key: str, dirs: Mapping[str, tuple[str, str]]) -> None:
+    """Keep the members of a pair of assets and code layers by directory (layers.group)
+    under ``key``: the next build compares the tree with them directory by directory."""
+    fields: list[str] = []
+    rows: list[list[object]] = []
+    for name, (names, lines) in dirs.items():
+        fields += (names, lines)
+        rows.append([name, len(names), len(lines)])
+    body = "".join(fields).encode("utf-8", "surrogateescape")
+    head = json.dumps({"key": key, "sha256": hashlib.sha256(body).hexdigest(), "dirs": rows})
+    store_listing(f"lower-{key}", head.encode() + b"\n" + body)
+
+
+def load_lower(key: str) -> dict[str, tuple[str, str]] | None:
+    """What :func:`store_lower` kept under ``key``; None when it is not kept or does not
+    check out."""
+    path = listings_dir() / f"lower-{key}.lst"
+    try:
+        head, _, body = path.read_bytes().partition(b"\n")
+        header = json.loads(head)
+        if header["key"] != key or header["sha256"] != hashlib.sha256(body).hexdigest():
+            return None
+        text = body.decode("utf-8", "surrogateescape")
+        out: dict[str, tuple[str, str]] = {}
+        at = 0
+        for name, n_names, n_lines in header["dirs"]:
+            out[name] = (text[at : at + n_names], text[at + n_names : at + n_names + n_lines])
+            at += n_names + n_lines
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return out if at == len(text) else None
+
+
+#: how many layer listings are kept (the assets and code layers of a few projects, and
+#: their members by directory)
+KEEP_LISTINGS = 12
 
 
 def listings_dir() -> Path:

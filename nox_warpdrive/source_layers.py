@@ -24,8 +24,6 @@ from .engine import Engine, ImageInfo
 from .layers import (
     ASSETS,
     CODE,
-    CODE_FILE_MAX,
-    CODE_SUFFIXES,
     STATIC,
     AppTree,
     LayerPlan,
@@ -33,6 +31,8 @@ from .layers import (
     Previous,
     Rec,
     Tree,
+    group,
+    is_asset,
     listing,
     parse_listing,
     plan_layers,
@@ -66,55 +66,39 @@ def app_tree(
     """The files of the app layers: the skeleton, the source under APP_SRC (owned by the
     app user, modes made from the executable bit, every mtime SOURCE_DATE_EPOCH) and
     ``runtime`` (name under APP_ROOT -> bytes: the launcher, executable, and its
-    config), owned by root with mtime 0, as the deps layer's files are."""
+    config), owned by root with mtime 0, as the deps layer's files are. What a build
+    makes through the source index (:func:`app_tree_of`), made here file by file."""
+    src, epoch = APP_SRC[1:], source_date_epoch()
     tree: Tree = {}
-    for name, uid, mode in _SKELETON:
-        tree[name] = Rec("dir", mode, uid, 0, 0, "", 0).line()
-    src = APP_SRC[1:]
-    epoch = source_date_epoch()
-    dir_line = Rec("dir", 0o775, APP_UID, 0, epoch, "", 0).line()
-    # a file's line, but for its digest and size: one per archived mode
-    file_line = {m: f"file\0{m:o}\0{APP_UID}\x000\0{epoch}\0" for m in (0o664, 0o775)}
     assets: list[str] = []
     asset_bytes = 0
-    code_suffixes = CODE_SUFFIXES
-    for relpath, kind, mode, size, target in entries:
-        name = f"{src}/{relpath}"
-        if kind == "file":
-            tree[name] = f"{file_line[0o775 if mode & 0o100 else 0o664]}{digests[relpath]}\0{size}"
-            # layers.is_asset, inlined: this runs for every file of every build
-            dot = relpath.rfind(".")
-            if size > CODE_FILE_MAX or (
-                dot > relpath.rfind("/") + 1 and relpath[dot:].lower() not in code_suffixes
-            ):
+    for entry in entries:
+        name = f"{src}/{entry.relpath}"
+        line = source_index.member_line(entry, epoch)
+        if entry.kind == "file":
+            line += f"{digests[entry.relpath]}\0{entry.size}"
+            if is_asset(entry.relpath, entry.size):
                 assets.append(name)
-                asset_bytes += size
-        elif kind == "dir":
-            tree[name] = dir_line
-        else:
-            tree[name] = Rec("symlink", 0o777, APP_UID, 0, epoch, target or "", 0).line()
-    inline: dict[str, bytes] = {}
-    for rel, data in runtime.items():
-        name = f"{APP_ROOT[1:]}/{rel}"
-        mode = 0o755 if rel.startswith("bin/") else 0o644
-        tree[name] = Rec("file", mode, 0, 0, 0, _sha256(data), len(data)).line()
-        inline[name] = data
-    return AppTree(tree, root, src, inline, frozenset(assets), asset_bytes)
+                asset_bytes += entry.size
+        tree[name] = line
+    return app_tree_of(root, SourceTree(tree, assets, asset_bytes, "", group(tree)), runtime)
 
 
 def app_tree_of(root: Path, source: SourceTree, runtime: Mapping[str, bytes]) -> AppTree:
     """:func:`app_tree`, from the source's members as the index gave them (nothing is
     made again file by file)."""
     tree: Tree = {name: Rec("dir", mode, uid, 0, 0, "", 0).line() for name, uid, mode in _SKELETON}
-    tree.update(source.tree)
     inline: dict[str, bytes] = {}
     for rel, data in runtime.items():
         name = f"{APP_ROOT[1:]}/{rel}"
         mode = 0o755 if rel.startswith("bin/") else 0o644
         tree[name] = Rec("file", mode, 0, 0, 0, _sha256(data), len(data)).line()
         inline[name] = data
+    outside = group(tree)  # the few members above APP_SRC, by directory
+    tree.update(source.tree)
+    dirs = {**outside, **source.dirs} if outside is not None and source.dirs is not None else {}
     assets = frozenset(source.assets)
-    return AppTree(tree, root, APP_SRC[1:], inline, assets, source.asset_bytes)
+    return AppTree(tree, root, APP_SRC[1:], inline, assets, source.asset_bytes, dirs)
 
 
 def _sha256(data: bytes) -> str:
@@ -139,7 +123,14 @@ def previous_layers(current: ImageInfo | None, below: Sequence[str]) -> Previous
         found = parse_listing(data) if data is not None else None
         if found is not None:
             bases[role] = found
-    return Previous(layers, bases)
+    lower = source_index.load_lower(_lower_key(layers)) if bases else None
+    return Previous(layers, bases, lower)
+
+
+def _lower_key(layers: Sequence[Sequence[str]]) -> str:
+    """The key of the members of the assets and code layers, by directory (their keys')."""
+    keys = [f"{role}:{key}" for role, key, *_ in layers if role in (ASSETS, CODE)]
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
 def app_layer_count(info: ImageInfo) -> int | None:
@@ -260,7 +251,7 @@ def append_app(
             created_by=created_by,
             under=made[:-1],
         )
-    remember(plans)
+    remember(plans, previous)
     return image_id
 
 
@@ -280,10 +271,31 @@ def _made(
     return path, diff_id
 
 
-def remember(plans: Sequence[LayerPlan]) -> None:
-    """Keep the listings of new assets and code layers on the host: the next build
-    diffs the tree against them (best effort: without them it makes those layers
-    again)."""
-    for plan in plans:
-        if plan.role in (ASSETS, CODE) and plan.named is None:
+def remember(plans: Sequence[LayerPlan], previous: Previous | None = None) -> None:
+    """Keep the listings of new assets and code layers on the host, and the members of
+    the pair by directory: the next build compares the tree with them (best effort:
+    without them it makes those layers again)."""
+    bases = {p.role: p for p in plans if p.role in (ASSETS, CODE)}
+    for plan in bases.values():
+        if plan.named is None:
             source_index.store_listing(plan.key, listing(plan.tree))
+    key = _lower_key([(p.role, p.key) for p in bases.values()])
+    if previous is not None and previous.lower is not None and all(
+        p.named is not None for p in bases.values()
+    ):
+        return  # the same pair as the current image's, kept already
+    trees: list[Tree] = []
+    for role, plan in bases.items():
+        listed = previous.bases.get(role) if previous is not None else None
+        if plan.named is None:
+            trees.append(plan.tree)
+        elif listed is not None:
+            trees.append(listed.tree)
+        else:
+            return  # a layer named but not listed here: nothing to keep
+    merged: Tree = {}
+    for tree in trees:
+        merged.update(tree)
+    found = group(merged)
+    if found is not None:
+        source_index.store_lower(key, found)

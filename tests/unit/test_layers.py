@@ -127,9 +127,10 @@ class Image:
     """An image's app layers as a build leaves them: the plans, each layer's bytes, and
     the label rows the next build reads (listings kept as append_app keeps them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_dir: bool = True) -> None:
         self.rows: list[tuple[str, str, str]] = []
         self.data: dict[str, bytes] = {}  # diff ID -> tar
+        self.by_dir = by_dir  # compare by directory (as builds do), or member by member
 
     def previous(self) -> Previous | None:
         if not self.rows:
@@ -140,10 +141,12 @@ class Image:
             listed = parse_listing(found) if found is not None else None
             if listed is not None:
                 bases[role] = listed
-        return Previous(tuple(self.rows), bases)
+        lower = source_index.load_lower(source_layers._lower_key(self.rows)) if bases else None
+        return Previous(tuple(self.rows), bases, lower if self.by_dir else None)
 
     def build(self, app: AppTree) -> tuple[LayerPlan, ...]:
-        plans = plan_layers(app, self.previous())
+        previous = self.previous()
+        plans = plan_layers(app, previous)
         rows = []
         for plan in plans:
             if plan.named is not None:
@@ -155,7 +158,7 @@ class Image:
             self.data[diff_id] = buf.getvalue()
             rows.append((plan.role, plan.key, diff_id))
         self.rows = rows
-        source_layers.remember(plans)
+        source_layers.remember(plans, previous)
         assert apply([self.data[d] for _, _, d in rows]) == expected(app)
         return plans
 
@@ -257,10 +260,13 @@ def test_deletions_kind_changes_links_and_modes_are_exact(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_random_changes_always_give_the_source_tree(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("by_dir", [True, False])
+def test_random_changes_always_give_the_source_tree(
+    tmp_path: Path, seed: int, by_dir: bool
+) -> None:
     rng = random.Random(seed)
     root = project(tmp_path / "p")
-    image = Image()
+    image = Image(by_dir)
     image.build(tree_of(root))
     for _ in range(6):
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())

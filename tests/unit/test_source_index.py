@@ -139,7 +139,7 @@ def test_same_size_and_times_but_another_file_is_hashed_again(
     "damage",
     [
         lambda data: data[:-10],  # cut short
-        lambda data: data.replace(b"source index 2", b"source index 9", 1),  # a format
+        lambda data: data.replace(b"source index 3", b"source index 9", 1),  # a format
         lambda data: data[:-3] + bytes([data[-3] ^ 1]) + data[-2:],  # body changed
         lambda data: b"not an index",
         lambda data: b"",
