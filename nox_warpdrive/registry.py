@@ -20,6 +20,7 @@ from .engine import Engine, ImageInfo, Output
 from .errors import EngineError
 from .layout import LABEL_PREFIX
 from .plan import CommitSpec
+from .source_layers import app_layer_count
 from .static import STATIC_LAYER_LABEL
 
 
@@ -64,10 +65,13 @@ def deps_layers(pulled: ImageInfo, base: ImageInfo) -> tuple[str, ...] | None:
     layers = pulled.diff_ids
     if layers[:n] != base.diff_ids:
         return None
-    top = 1
-    static = pulled.labels.get(STATIC_LAYER_LABEL, "")
-    if static and len(layers) >= n + 2 and layers[-2] == static:
-        top = 2
+    # a big tree has several app layers (source_layers.py's label lists them all)
+    top = app_layer_count(pulled)
+    if top is None:  # an image from before that label: one app layer, maybe a static one
+        top = 1
+        static = pulled.labels.get(STATIC_LAYER_LABEL, "")
+        if static and len(layers) >= n + 2 and layers[-2] == static:
+            top = 2
     deps = layers[n : len(layers) - top]
     return deps or None
 

@@ -86,3 +86,15 @@ def test_the_deps_bundle_names_every_layer_and_carries_none() -> None:
         "ADD rootfs",
         "nox-warpdrive deps layer (from reg/app:latest)",
     ]
+
+
+def test_deps_layers_leave_out_every_app_layer_the_label_lists() -> None:
+    """A big tree's image has several app layers (assets, code, static, changes)."""
+    layers = ("sha256:b1", "sha256:b2", "sha256:d1", "sha256:as", "sha256:co", "sha256:ch")
+    rows = [
+        ["assets", "k1", "sha256:as"],
+        ["code", "k2", "sha256:co"],
+        ["code-changes", "k3", "sha256:ch"],
+    ]
+    pulled = app_image(layers, **{"io.warpdrive.app-layers": json.dumps(rows)})
+    assert registry.deps_layers(pulled, BASE) == ("sha256:d1",)
