@@ -267,13 +267,17 @@ class _Walk:
         out = self.found.entries
         mine = self.found.children[relpath] = []
         signatures = self.found.signatures[relpath] = []
+        add_entry, add_mine, add_signature = out.append, mine.append, signatures.append
         compiled = self.compiled
         by_name, by_path = compiled.by_name.get, compiled.by_path.get
-        name_any = compiled.name_any.fullmatch if compiled.name_any is not None else None
-        slow = compiled.slow_bits if compiled.by_depth or compiled.general else None
-        prefix = relpath + "/" if relpath else ""
         depth += 1
-        newest = 0
+        # the rules that can match a name, looked up once a directory, not once a file
+        suffixes = compiled.name_suffixes
+        name_any = compiled.name_any.fullmatch if compiled.name_any is not None else None
+        slow = compiled.slow_bits if compiled.has_slow(depth) else None
+        prefix = relpath + "/" if relpath else ""
+        newest: float = 0  # a stat result's index 9 is whole seconds (an int)
+        kinds = _KINDS.get
         for dirent in _scan(directory, relpath):
             name = dirent.name
             child = prefix + name
@@ -283,10 +287,12 @@ class _Walk:
                 continue
             # a stat result read by index: (mode, ino, dev, ..., size, atime, mtime, ctime)
             st_mode = st[0]
-            kind = _KINDS.get(st_mode & _IFMT)
+            kind = kinds(st_mode & _IFMT)
             if kind is None:
                 continue  # socket, fifo, device: not app source
             child_bits = bits | by_name(name, 0) | by_path(child, 0)
+            if suffixes and name.endswith(suffixes):
+                child_bits |= compiled.suffix_bits(name)
             if name_any is not None and name_any(name):
                 child_bits |= compiled.glob_bits(name)
             if slow is not None:
@@ -300,26 +306,28 @@ class _Walk:
                 self.found.dotenv.append(child)
             if excluded:
                 continue
-            if not name.isascii() or name.startswith(_WHITEOUT):
+            if name.startswith(_WHITEOUT) or not name.isascii():
                 _check_name(child)
             if kind == "file":
                 if mode & 0o400 != 0o400:
                     _check_readable(child, kind, mode)
                 entry = _entry(Entry, (child, "file", mode, st[6], None))
-                if st[9] > newest:
-                    newest = int(st[9])
-                x = "x" if mode & 0o100 else "-"
+                ctime = st[9]
+                if ctime > newest:
+                    newest = ctime
                 # size, mtime, ctime (whole seconds), inode, device
-                signatures.append(f"{name}\0{x}{st[6]}:{st[8]}:{st[9]}:{st[1]}:{st[2]}")
+                add_signature(
+                    f"{name}\0{'x' if mode & 0o100 else '-'}{st[6]}:{st[8]}:{ctime}:{st[1]}:{st[2]}"
+                )
             else:
                 target = os.readlink(dirent.path)
                 _check_symlink(self.root, child, target)
                 entry = Entry(child, "symlink", mode, 0, target)
-                signatures.append(f"{name}\0l{target}")
-            out.append(entry)
-            mine.append(entry)
+                add_signature(f"{name}\0l{target}")
+            add_entry(entry)
+            add_mine(entry)
         if newest > self.found.newest[0]:
-            self.found.newest[0] = newest
+            self.found.newest[0] = int(newest)
 
     def _directory(
         self,

@@ -393,6 +393,10 @@ class RuleSet:
     by_depth: dict[int, tuple[tuple[int, _Matcher], ...]]
     #: rules that are tried on every path (``**`` in the middle, prefixes, classes)
     general: tuple[tuple[int, _Matcher], ...]
+    #: the rules on the last component that only test its end (``**/*.pyc``), with
+    #: their bits: one ``str.endswith`` a name instead of a regexp
+    name_suffixes: tuple[str, ...] = ()
+    suffix_rules: tuple[tuple[int, str], ...] = ()
 
     @classmethod
     def compile(cls, rules: IgnoreRules) -> RuleSet:
@@ -402,6 +406,7 @@ class RuleSet:
         globs: list[tuple[int, _Matcher]] = []
         by_depth: dict[int, list[tuple[int, _Matcher]]] = {}
         general: list[tuple[int, _Matcher]] = []
+        suffixes: list[tuple[int, str]] = []
         for i, (neg, pattern) in enumerate(rules.patterns):
             bit = 1 << i
             if neg:
@@ -412,6 +417,8 @@ class RuleSet:
                 by_name[key] = by_name.get(key, 0) | bit
             elif where == "path":
                 by_path[key] = by_path.get(key, 0) | bit
+            elif where == "glob" and _is_suffix_glob(key):
+                suffixes.append((bit, key[1:]))
             elif where == "glob":
                 globs.append((bit, _compile(key)))
             elif where == "depth":
@@ -421,12 +428,25 @@ class RuleSet:
         regexes = [m.regex.pattern for _, m in globs if m.regex is not None]
         name_any = re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL) if regexes else None
         depths = {d: tuple(ms) for d, ms in by_depth.items()}
-        return cls(negated, by_name, tuple(globs), name_any, by_path, depths, tuple(general))
+        ends = tuple(sorted({end for _, end in suffixes}))
+        return cls(
+            negated,
+            by_name,
+            tuple(globs),
+            name_any,
+            by_path,
+            depths,
+            tuple(general),
+            ends,
+            tuple(suffixes),
+        )
 
     def direct(self, path: str, name: str, depth: int) -> int:
         """Bits of the rules that match ``path`` itself (not through a parent); ``name``
         is its last component, ``depth`` its number of components."""
         bits = self.by_name.get(name, 0) | self.by_path.get(path, 0)
+        if self.name_suffixes and name.endswith(self.name_suffixes):
+            bits |= self.suffix_bits(name)
         if self.name_any is not None and self.name_any.fullmatch(name):
             bits |= self.glob_bits(name)
         return bits | self.slow_bits(path, depth)
@@ -434,6 +454,15 @@ class RuleSet:
     def glob_bits(self, name: str) -> int:
         """Bits of the rules on the last component with wildcards that match ``name``."""
         return sum(bit for bit, matcher in self.name_globs if matcher.matches(name))
+
+    def suffix_bits(self, name: str) -> int:
+        """Bits of the rules on the last component's end (``*.pyc``) that ``name`` ends with."""
+        return sum(bit for bit, end in self.suffix_rules if name.endswith(end))
+
+    def has_slow(self, depth: int) -> bool:
+        """Whether :meth:`slow_bits` can find anything at ``depth`` (a walk asks once a
+        directory: most trees have no such rule, or only for the first level)."""
+        return bool(self.general) or depth in self.by_depth
 
     def slow_bits(self, path: str, depth: int) -> int:
         """Bits of the fixed-depth and general rules that match ``path``."""
@@ -465,6 +494,12 @@ class RuleSet:
         if path in (".", "/"):
             return False
         return self.decides(self.bits(path))
+
+
+def _is_suffix_glob(glob: str) -> bool:
+    """Whether a last-component glob is ``*`` and then plain text (``*.pyc``): on a name
+    (no ``/`` in it) moby's ``[^/]*\\.pyc`` matches exactly the names ending in ``.pyc``."""
+    return glob.startswith("*") and len(glob) > 1 and not any(c in glob[1:] for c in "*?[]\\")
 
 
 def _rule_scope(pattern: str, matcher: _Matcher) -> tuple[str, str]:
