@@ -18,7 +18,6 @@ from .config import Config, start_config
 from .context import (
     Entry,
     IgnoreRules,
-    context_digest,
     file_sha256,
     large_files,
     load_ignore_rules,
@@ -173,16 +172,6 @@ class Source:
     notices: tuple[str, ...]
     members: SourceTree = field(default_factory=lambda: SourceTree({}, [], 0, ""))
 
-    @functools.cached_property
-    def digests(self) -> dict[str, str]:
-        """relpath -> sha256 of every file (from the members: nothing is read)."""
-        cut = len(APP_SRC)  # the members' names are relative to /, under APP_SRC
-        return {
-            name[cut:]: line.split("\0")[5]
-            for name, line in self.members.tree.items()
-            if line.startswith("file\0")
-        }
-
 
 def read_source(root: Path) -> Source:
     """One stat pass over the tree; only the files that changed since the last build
@@ -292,14 +281,13 @@ def plan_app(
 
 def static_key_for(cfg: Config, base: ImageInfo, app: App, source: Source) -> str:
     """What collectstatic's output depends on: the base image, the build script and the
-    static inputs of the source (not views, models, requirement files)."""
-    inputs = static_inputs(list(source.entries), app, not_static_inputs(cfg))
-    return key_digest(
-        "static",
-        base.id,
-        runtime.read("assemble.py"),
-        context_digest(source.root, inputs, source.digests),
-    )
+    static inputs of the source (not views, models, requirement files), each by its
+    member line in the app layers (kind, mode, owner, mtime, sha256, size, link target):
+    known from the source index, so nothing is read or hashed again, file by file."""
+    inputs = static_inputs(source.entries, app, not_static_inputs(cfg))
+    tree, src = source.members.tree, APP_SRC[1:] + "/"
+    records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in inputs])
+    return key_digest("static 2", base.id, runtime.read("assemble.py"), records)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from . import static_cache
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def static_inputs(
-    entries: list[Entry], app: App, skip: frozenset[str] = frozenset()
+    entries: Sequence[Entry], app: App, skip: frozenset[str] = frozenset()
 ) -> list[Entry]:
     """What collectstatic's output can depend on: every file that is not Python, the
     settings (module or package) and apps.py files. A change to any other .py file (views,
