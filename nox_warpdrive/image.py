@@ -43,6 +43,7 @@ from .wheelhouse import (
     read_manifest,
     requirements_for,
     resolved_set,
+    seeds_for,
 )
 
 
@@ -100,7 +101,8 @@ def wheels_for(
     resolved = resolved_set(manifest, reqs.digest)
     if resolved is not None and not check_files:
         return resolved, manifest, None
-    if resolved is None and no_index:
+    if resolved is None and no_index and not seeds_for(cfg):
+        # with a wheelhouse image, it seeds the volume first: a registry is no package index
         what = "was never built" if not manifest else "was built for other requirements"
         raise WarpdriveError(
             f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "

@@ -13,10 +13,11 @@ import contextlib
 import json
 import re
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from conftest import App
@@ -97,6 +98,16 @@ def test_a_fresh_runner_adds_a_package_without_compiling(
     assert not any(c in text for c in COMPILED), text
     assert "fresh-runner-wheels" in serve_on(runner, app.image)
     _the_image_is_layered_and_not_runnable(runner, f"{ref}:{slug}")
+    # offline on an empty volume: `image -- --no-index` seeds it from the wheelhouse image
+    # (a registry is not a package index) and never asks the index (a dead one here)
+    cleanup_runner(runner, app)
+    app.write(message="offline-from-the-image")
+    dead = cast(Index, types.SimpleNamespace(url="http://127.0.0.1:1/simple"))
+    code, text = nox_on(app, runner, dead, "-s", "image", "--", "--no-index")
+    assert code == 0, text
+    assert "wheels imported" in text, text
+    assert not any(c in text for c in COMPILED), text
+    assert "offline-from-the-image" in serve_on(runner, app.image)
     # the same with the registry gone: a cold build that succeeds and says why
     cleanup_runner(runner, app)
     app.extra_config["wheelhouse-image"] = "127.0.0.1:1/wd/wheelhouse"
