@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import tempfile
 import threading
@@ -811,6 +812,9 @@ def _registry_failure(ref: str, exc: BaseException) -> tuple[str, str] | None:
     else:
         return None
     lowered = said.lower()
+    if any(s in lowered for s in _NO_LOGIN + _REFUSED):
+        # the registry's own words, without the engine's 'HTTP 500: Head "URL": '
+        said = re.sub(r'^(HTTP \d+: )?([A-Za-z]+ "[^"]*": )?', "", said)
     if any(s in lowered for s in _NO_LOGIN):
         return (
             f"{registry} wants a login and there are no credentials for it in "

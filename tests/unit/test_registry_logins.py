@@ -167,10 +167,12 @@ def test_a_refused_login_says_so_and_never_shows_the_password(
 def test_a_pull_without_a_login_is_an_error_a_missing_image_is_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    docker_config(tmp_path, monkeypatch, {})
+    config = docker_config(tmp_path, monkeypatch, {})
     with engine_saying(NO_LOGIN, monkeypatch) as (engine, _), pytest.raises(EngineError) as info:
         engine.pull(REF)
     assert info.value.message.startswith(f"cannot pull {REF}: {REGISTRY} wants a login")
+    # the registry's words, not the engine's wrapping of them
+    assert info.value.message.endswith(f"in {config} ({NO_LOGIN})")
     with engine_saying("missing", monkeypatch) as (engine, _):
         assert engine.pull(REF) is None
 
