@@ -25,7 +25,8 @@ import pytest
 from conftest import App, serve_image
 from pkgindex import Index
 from test_build import http_get
-from test_registry import SCRIPTS, cleanup_runner
+from test_registry import SCRIPTS, cleanup_runner, serve_on
+from test_registry import runner as runner
 
 from nox_warpdrive.engine import Engine
 
@@ -106,10 +107,18 @@ class Runs:
     texts: list[str]
 
     def nox(
-        self, app: App, index: Index, config: Path, *args: str, path: Path | None = None
+        self,
+        app: App,
+        index: Index,
+        config: Path,
+        *args: str,
+        path: Path | None = None,
+        host: str | None = None,
     ) -> tuple[int, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "DOCKER_"))}
         env.update(PIP_INDEX_URL=index.url, PYTHONUNBUFFERED="1", DOCKER_CONFIG=str(config))
+        if host is not None:
+            env["DOCKER_HOST"] = host
         if path is not None:
             env["PATH"] = f"{path}{os.pathsep}{env.get('PATH', '')}"
         proc = subprocess.run(
@@ -228,6 +237,7 @@ def test_the_docker_config_file_logs_in_and_nothing_leaks(
     index: Index,
     auth_registry: AuthRegistry,
     runs: Runs,
+    runner: str,
     tmp_path: Path,
 ) -> None:
     app, reg = auth_app, auth_registry
@@ -255,6 +265,18 @@ def test_the_docker_config_file_logs_in_and_nothing_leaks(
     assert code == 0, text
     assert f"using the cache {app.image}" in text and "deps layer reused" in text, text
     assert_serves(engine, app.image, "auth-v2")
+    # a fresh runner reached over TCP: docker-py hands the login to that engine, which
+    # pulls the cache with it
+    try:
+        write_pure(app, message="auth-v3")
+        code, text = runs.nox(
+            app, index, config, "-s", "image", "--", "--cache-from", app.image, host=runner
+        )
+        assert code == 0, text
+        assert f"using the cache {app.image}" in text and "deps layer reused" in text, text
+        assert "auth-v3" in serve_on(runner, app.image)
+    finally:
+        cleanup_runner(runner, app)
     # (c) the password is in no label, history, config, nor any layer of what was pushed
     for ref in [app.image, *pushed]:
         for secret in reg.secrets():
