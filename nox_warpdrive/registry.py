@@ -33,6 +33,8 @@ def cache_from(
         pulled = engine.pull(ref)
     except EngineError as exc:
         out(f"warpdrive: warning: cannot pull the cache {ref} ({exc.message}); building without it")
+        if exc.fix:
+            out(f"  fix: {exc.fix}")
         return None
     if pulled is None:
         out(f"warpdrive: no cache at {ref} yet (a first run); building without it")

@@ -16,12 +16,15 @@ import dataclasses
 import io
 import json
 import logging
+import os
+import re
 import tarfile
 import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -79,6 +82,9 @@ def _quiet_loggers() -> None:
     # nox turns on DEBUG logging; docker-py's and urllib3's request lines would flood it.
     for name in ("urllib3", "docker", "docker.utils.config", "docker.auth"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a credential helper that is not on PATH: docker-py warns (a Python warning, with
+    # its file and line) and then fails; the push or pull says so itself, with the fix
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"docker\.credentials")
 
 
 def _mount(target: str, source: str, read_only: bool = False) -> Any:
@@ -614,14 +620,14 @@ class _Registry(_Apps):
             for item in _watched(stream, self._timeout, f"pulling {ref}"):
                 if isinstance(item, dict) and item.get("error"):
                     raise _RegistryRefusal(str(item["error"]))
-        except (docker.errors.NotFound, _RegistryRefusal) as exc:
-            if _not_found(str(exc)):
+        except (docker.errors.DockerException, _RegistryRefusal) as exc:
+            if isinstance(exc, (docker.errors.APIError, _RegistryRefusal)) and _not_found(str(exc)):
                 return None
-            raise EngineError(f"cannot pull {ref}: {short(exc)}", fix=_registry_fix(ref)) from None
-        except docker.errors.APIError as exc:
-            if _not_found(str(exc)):
-                return None
-            raise EngineError(f"cannot pull {ref}: {short(exc)}", fix=_registry_fix(ref)) from None
+            failure = _registry_failure(ref, exc)
+            if failure is None:
+                raise  # the engine itself failed: base.translated says so
+            why, fix = failure
+            raise EngineError(f"cannot pull {ref}: {why}", fix=fix) from None
         return self.image(ref)
 
     def push(self, ref: str, out: Output) -> str:
@@ -642,10 +648,13 @@ class _Registry(_Apps):
                     raise _RegistryRefusal(str(item["error"]))
                 aux = item.get("aux") or {}
                 digest = str(aux.get("Digest") or digest)
-        except (docker.errors.APIError, _RegistryRefusal) as exc:
+        except (docker.errors.DockerException, _RegistryRefusal) as exc:
+            failure = _registry_failure(ref, exc)
+            if failure is None:
+                raise  # the engine itself failed: base.translated says so
+            why, fix = failure
             raise EngineError(
-                f"pushing {ref} failed: {short(exc)}; the image is built and tagged here",
-                fix=_registry_fix(ref),
+                f"pushing {ref} failed: {why}; the image is built and tagged here", fix=fix
             ) from None
         out(f"warpdrive: pushed {ref}" + (f" ({digest})" if digest else ""))
         return digest
@@ -760,12 +769,90 @@ def _not_found(text: str) -> bool:
 
 
 def _registry_fix(ref: str) -> str:
-    registry = ref.split("/", 1)[0] if "/" in ref else "docker.io"
+    registry = registry_of(ref)
     return (
         f"check that {registry} is reachable from the engine and that you may push/pull "
         f"there (`docker login {registry}`; a plain-HTTP registry other than on loopback "
         "must be in the engine's insecure-registries)"
     )
+
+
+def registry_of(ref: str) -> str:
+    """The registry of an image reference, as Docker reads it: the first component when
+    it names a host (a dot, a port, localhost), else Docker Hub."""
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+#: what an engine relays when a registry wanted a login and none was sent, and when it
+#: refused the one sent (a wrong password, or a user who may not push or pull there)
+_NO_LOGIN = ("no basic auth credentials",)
+_REFUSED = ("unauthorized", "authentication required", "denied", "forbidden")
+
+
+def _registry_failure(ref: str, exc: BaseException) -> tuple[str, str] | None:
+    """(why, fix) of a push or pull of ``ref`` that the registry (through the engine) or
+    a credential helper refused; None when the engine itself failed. The credentials
+    are never in it: docker-py sends them in a header the engine does not echo."""
+    registry = registry_of(ref)
+    login = f"`docker login {registry}`"
+    helper = _helper_failure(exc)
+    if helper is not None:
+        return (
+            f"the credential helper for {registry} failed ({helper})",
+            f"install that helper (on PATH), or remove `credsStore`/`credHelpers` from "
+            f"{config_file()} and log in with {login}; then run again",
+        )
+    if isinstance(exc, _RegistryRefusal):
+        said = str(exc)
+    elif isinstance(exc, docker.errors.APIError):
+        said = short(exc)
+    else:
+        return None
+    lowered = said.lower()
+    if any(s in lowered for s in _NO_LOGIN + _REFUSED):
+        # the registry's own words, without the engine's 'HTTP 500: Head "URL": '
+        said = re.sub(r'^(HTTP \d+: )?([A-Za-z]+ "[^"]*": )?', "", said)
+    if any(s in lowered for s in _NO_LOGIN):
+        return (
+            f"{registry} wants a login and there are no credentials for it in "
+            f"{config_file()} ({said})",
+            f"log in with {login} (nox-warpdrive reads the Docker config file and its "
+            "credential helpers, as docker does), then run again",
+        )
+    if any(s in lowered for s in _REFUSED):
+        return (
+            f"{registry} refused the credentials in {config_file()} ({said})",
+            f"log in again with {login}, as a user who may push to and pull from "
+            f"{_split_tag(ref)[0]}, then run again",
+        )
+    return said, _registry_fix(ref)
+
+
+def _helper_failure(exc: BaseException) -> str | None:
+    """What a credential helper's failure says (docker-py wraps it in a bare
+    DockerException): a helper not on PATH, one that exited with an error."""
+    if isinstance(exc, docker.errors.APIError) or not isinstance(
+        exc, docker.errors.DockerException
+    ):
+        return None
+    if not str(exc).startswith("Credentials store error"):
+        return None
+    cause = exc.__cause__
+    return str(cause).strip() if cause is not None else str(exc)
+
+
+def config_file() -> str:
+    """The Docker config file docker-py reads the credentials from, for messages."""
+    import docker.utils.config
+
+    found = docker.utils.config.find_config_file()
+    if found:
+        return str(found)
+    where = os.environ.get("DOCKER_CONFIG") or os.path.join("~", ".docker")
+    return f"{os.path.join(where, 'config.json')} (there is none)"
 
 
 @translated
