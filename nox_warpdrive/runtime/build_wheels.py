@@ -41,6 +41,17 @@ import zipfile
 PLAN = "/tmp/warpdrive-build/plan.json"
 SECRETS = "/run/warpdrive-secrets"
 
+# the lines the host reads from this script's output (wheelhouse.py, wheelhouse_transfer.py
+# import these: they are defined here only); each is followed by one line of JSON
+#: the run's result (new wheels, counts, the manifest just written)
+SUMMARY_PREFIX = "warpdrive: SUMMARY "
+#: resolved wheels already published while sdists still build (the early deps layer)
+READY_PREFIX = "warpdrive: WHEELS-READY "
+#: why the run failed (stage, package, last lines)
+FAILURE_PREFIX = "warpdrive: FAILURE "
+#: what an import published and refused
+IMPORTED_PREFIX = "warpdrive: IMPORTED "
+
 
 T0 = time.time()
 
@@ -722,7 +733,7 @@ def announce_ready(wheels, files, manifest_path, uv, root):
         size = os.path.getsize(os.path.join(wheels, fn))
         ready.append({"file": fn, "name": name, "version": version, "sha256": digest, "size": size})
     data = {"resolved": ready, "tools": tools_entry(uv, root)}
-    print("warpdrive: WHEELS-READY " + json.dumps(data, separators=(",", ":")), flush=True)
+    print(READY_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
 
 
 # -- locked plans: install exactly what a lock file allows --------------------------------
@@ -1297,8 +1308,6 @@ def with_build_tag(filename, key):
 
 # -- failures: what went wrong, said once, machine-read by the host ---------------------
 
-FAILURE_PREFIX = "warpdrive: FAILURE "
-
 _NETWORK = re.compile(
     r"Max retries exceeded|Temporary failure in name resolution|Name or service not known"
     r"|Connection (?:refused|reset|timed out)|Read timed out|CERTIFICATE_VERIFY_FAILED"
@@ -1661,7 +1670,7 @@ def record(ctx, resolved_files, uv):
 
 
 def summary_line(data):
-    print("warpdrive: SUMMARY " + json.dumps(data, separators=(",", ":")), flush=True)
+    print(SUMMARY_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
 
 
 def build_env(plan, staging):
@@ -1744,8 +1753,6 @@ def run(plan, ctx):
 # own wheels and requirement sets always win: a wheel of the same name is never
 # replaced, and a set of the other manifest is added only when every wheel it resolved
 # is here with the sha256 it names.
-
-IMPORTED_PREFIX = "warpdrive: IMPORTED "
 
 #: the fields of a platform key that decide which wheels fit (the rest is informational)
 KEY_FIELDS = ("interpreter", "abi", "platform", "libc", "libc_version", "distro", "distro_version")

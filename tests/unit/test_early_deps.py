@@ -23,7 +23,8 @@ from nox_warpdrive.engine import Engine, ImageInfo, RunResult
 from nox_warpdrive.errors import BuildError, WarpdriveError
 from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.wheelhouse import READY_LINE, SUMMARY_LINE, _ready, build_wheelhouse
+from nox_warpdrive.runtime.build_wheels import READY_PREFIX, SUMMARY_PREFIX
+from nox_warpdrive.wheelhouse import _ready, build_wheelhouse
 
 RESOLVED = [
     {
@@ -64,7 +65,7 @@ def wsgi_project(root: Path, installer: str | None = None) -> Config:
 
 
 def ready_line(payload: object) -> str:
-    return READY_LINE + json.dumps(payload)
+    return READY_PREFIX + json.dumps(payload)
 
 
 def plan_files(step: Step) -> dict[str, Any]:
@@ -135,7 +136,7 @@ def test_ready_parses_resolved_wheels_and_tools() -> None:
 
 def test_ready_accepts_surrounding_whitespace_and_extra_keys() -> None:
     extra = [{**RESOLVED[0], "size": 123}]
-    line = READY_LINE + " " + json.dumps({"resolved": extra, "tools": {}, "x": 1}) + "\n"
+    line = READY_PREFIX + " " + json.dumps({"resolved": extra, "tools": {}, "x": 1}) + "\n"
     assert _ready(line) == (extra, {})
 
 
@@ -152,9 +153,9 @@ def test_ready_without_tools_gives_empty_tools() -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        READY_LINE + "{not json",
-        READY_LINE,
-        READY_LINE + '{"resolved": [',
+        READY_PREFIX + "{not json",
+        READY_PREFIX,
+        READY_PREFIX + '{"resolved": [',
         ready_line([RESOLVED]),
         ready_line("resolved"),
         ready_line(None),
@@ -263,7 +264,7 @@ def run_wheelhouse(
     return result, shown, calls, events
 
 
-SUMMARY = SUMMARY_LINE + json.dumps({"new": ["gunicorn-22.0-py3-none-any.whl"], "resolved": 3})
+SUMMARY = SUMMARY_PREFIX + json.dumps({"new": ["gunicorn-22.0-py3-none-any.whl"], "resolved": 3})
 
 
 def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
@@ -272,7 +273,7 @@ def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
     """The builder prints the manifest it wrote: the image build installs from it without
     reading the volume a second and a third time (a container each, ~0.1 s)."""
     written = {"format": 1, "sets": {"d": {"resolved": RESOLVED}}, "tools": UV_TOOLS}
-    line = SUMMARY_LINE + json.dumps({"new": [], "resolved": 3, "manifest": written})
+    line = SUMMARY_PREFIX + json.dumps({"new": [], "resolved": 3, "manifest": written})
     reads: list[str] = []
     monkeypatch.setattr(
         wheelhouse_module, "read_manifest", lambda *a, **k: reads.append("read") or {}
@@ -324,7 +325,7 @@ def test_tee_hides_a_malformed_ready_line_and_does_not_call_back(
 ) -> None:
     broken = {**RESOLVED[0], "sha256": None}
     lines = [
-        READY_LINE + "{oops",
+        READY_PREFIX + "{oops",
         ready_line({"resolved": [broken], "tools": {}}),
         "done",
         SUMMARY,
