@@ -29,6 +29,7 @@ from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
 from .runtime.assemble import DAMAGED_LINE
 from .tars import tar_files
+from .wheels import Wheel, wheel_ids
 
 #: where a deps step unpacks wheels (a tmpfs: never in the image)
 DEPS_SCRATCH = "/tmp/warpdrive-scratch"
@@ -65,10 +66,6 @@ def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey
             '`installer = "auto"`',
         )
     return Installer("pip")
-
-
-def wheel_ids(resolved: list[dict[str, Any]]) -> list[str]:
-    return sorted(f"{w['file']}@{w['sha256'][:16]}" for w in resolved)
 
 
 #: an incremental deps image may sit on at most this many earlier ones
@@ -163,7 +160,7 @@ def plan_deps(
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    resolved: list[dict[str, Any]],
+    resolved: list[Wheel],
     installer: Installer | None = None,
     parent: DepsParent | None = None,
     export: bool = True,
@@ -180,7 +177,7 @@ def plan_deps(
     ids = wheel_ids(resolved)
     key = deps_key(cfg, base, pkey, installer, ids)
     have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
-    files = [f for f in sorted(w["file"] for w in resolved) if f not in have]
+    files = [f for f in sorted(w.filename for w in resolved) if f not in have]
     plan: dict[str, Any] = {
         "app_root": APP_ROOT,
         "venv": VENV,
@@ -191,7 +188,7 @@ def plan_deps(
         "uv": installer.path,
         "files": files,
         # every wheel is hashed against these before it goes into the layer
-        "sha256": {w["file"]: w["sha256"] for w in resolved if w["file"] in set(files)},
+        "sha256": {w.filename: w.sha256 for w in resolved if w.filename in set(files)},
     }
     if parent is not None:
         plan["incremental"] = True
@@ -230,15 +227,15 @@ def _helpers(plan: dict[str, Any]) -> bytes:
     )
 
 
-def fits_in_memory(resolved: list[dict[str, Any]], memory: int) -> bool:
+def fits_in_memory(resolved: list[Wheel], memory: int) -> bool:
     """Whether a virtualenv of these wheels can be built on tmpfs: the unpacked wheels and
     the installed files (with bytecode) take a few times the wheels' size each, and that
     must stay well below the engine's memory. Unknown sizes (a manifest written before
     sizes were recorded) or memory: no."""
-    sizes = [w.get("size") for w in resolved]
-    if memory <= 0 or not all(isinstance(s, int) and s >= 0 for s in sizes):
+    sizes = [w.size for w in resolved]
+    if memory <= 0 or not all(s is not None and s >= 0 for s in sizes):
         return False
-    return 8 * sum(s for s in sizes if isinstance(s, int)) <= memory // 4
+    return 8 * sum(s for s in sizes if s is not None) <= memory // 4
 
 
 def ensure_deps(
@@ -246,7 +243,7 @@ def ensure_deps(
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    resolved: list[dict[str, Any]],
+    resolved: list[Wheel],
     installer: Installer,
     out: Output,
 ) -> tuple[str, bool, float]:
@@ -332,7 +329,7 @@ class EarlyDeps:
         #: the build ended (the wheelhouse failed, or a signal): its container was removed
         self.cancelled = False
 
-    def start(self, resolved: list[dict[str, Any]], tools: dict[str, Any]) -> None:
+    def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
         if self.thread is not None or not resolved:
             return
         try:
@@ -345,7 +342,7 @@ class EarlyDeps:
         )
         self.thread.start()
 
-    def _run(self, resolved: list[dict[str, Any]], installer: Installer) -> None:
+    def _run(self, resolved: list[Wheel], installer: Installer) -> None:
         started = time.monotonic()
         try:
             _, reused, _ = ensure_deps(

@@ -22,7 +22,6 @@ from .deps import (
     ensure_deps,
     known_deps,
     plan_deps,
-    wheel_ids,
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, WarpdriveError
@@ -44,6 +43,7 @@ from .wheelhouse import (
     requirements_for,
     resolved_set,
 )
+from .wheels import Wheel, wheel_ids
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def wheels_for(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...] = (),
-) -> tuple[list[dict[str, Any]], Mapping[str, Any], float | None]:
+) -> tuple[list[Wheel], Mapping[str, Any], float | None]:
     """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
     layer took (None when none was built)."""
@@ -157,7 +157,7 @@ class _Build:
     no_index: bool
     timings: list[tuple[str, float]] = dataclasses.field(default_factory=list)
     #: the wheels the deps layer installs (None: the current image's deps layer is reused)
-    resolved: list[dict[str, Any]] | None = None
+    resolved: list[Wheel] | None = None
     installer: Installer = dataclasses.field(default_factory=lambda: Installer("none"))
     deps_key: str = ""
     deps_image: ImageInfo | None = None

@@ -27,6 +27,7 @@ from .runtime.start import (
     read_environment,
     required_packages,
 )
+from .wheels import Wheel, wheels_from_manifest
 
 
 def detect_app(cfg: Config) -> tuple[App, str | None]:
@@ -109,20 +110,18 @@ def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> 
     return data if isinstance(data, dict) else {}
 
 
-def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[dict[str, Any]] | None:
+def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[Wheel] | None:
     """The wheels a previous run resolved for exactly these requirements, if all are still
-    published in the volume."""
+    published in the volume (and the set's entries are well formed)."""
     sets = manifest.get("sets")
     entry = sets.get(digest) if isinstance(sets, dict) else None
     if not isinstance(entry, dict):
         return None
-    wheels = manifest.get("wheels")
-    if not isinstance(wheels, dict):
+    published = manifest.get("wheels")
+    if not isinstance(published, dict):
         return None
-    resolved = entry.get("resolved")
-    if not isinstance(resolved, list) or not all(
-        isinstance(w, dict) and w.get("file") in wheels for w in resolved
-    ):
+    resolved = wheels_from_manifest(entry.get("resolved"))
+    if resolved is None or not all(w.filename in published for w in resolved):
         return None
     return resolved
 
@@ -231,9 +230,9 @@ class WheelhouseResult:
         )
 
 
-#: called with the resolved wheels the builder has already published (file, name,
-#: version, sha256) and the manifest-style tools entry, while sdists still build
-ReadyCallback = Callable[[list[dict[str, Any]], dict[str, Any]], None]
+#: called with the resolved wheels the builder has already published and the
+#: manifest-style tools entry, while sdists still build
+ReadyCallback = Callable[[list[Wheel], dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -501,7 +500,7 @@ def _failure(lines: list[str]) -> dict[str, Any]:
     return {}
 
 
-def _ready(line: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+def _ready(line: str) -> tuple[list[Wheel], dict[str, Any]] | None:
     from .runtime.build_wheels import READY_PREFIX
 
     try:
@@ -510,11 +509,8 @@ def _ready(line: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
         return None
     if not isinstance(data, dict):
         return None
-    resolved, tools = data.get("resolved"), data.get("tools")
-    keys = ("file", "name", "version", "sha256")
-    if not isinstance(resolved, list) or not all(
-        isinstance(w, dict) and all(isinstance(w.get(k), str) for k in keys) for w in resolved
-    ):
+    resolved, tools = wheels_from_manifest(data.get("resolved")), data.get("tools")
+    if resolved is None:
         return None
     return resolved, tools if isinstance(tools, dict) else {}
 

@@ -25,8 +25,9 @@ from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.runtime.build_wheels import READY_PREFIX, SUMMARY_PREFIX
 from nox_warpdrive.wheelhouse import _ready, build_wheelhouse
+from nox_warpdrive.wheels import Wheel
 
-RESOLVED = [
+ENTRIES = [
     {
         "file": "asgiref-3.8.1-py3-none-any.whl",
         "name": "asgiref",
@@ -46,6 +47,8 @@ RESOLVED = [
         "sha256": "c" * 64,
     },
 ]
+#: the same wheels as the host reads them
+RESOLVED = [w for w in map(Wheel.from_manifest, ENTRIES) if w is not None]
 UV_TOOLS = {"uv": {"path": "tools/uv", "version": "0.4.1"}}
 THREAD_NAME = "warpdrive-early-deps"
 
@@ -99,7 +102,7 @@ def ensure_deps(
     engine: FakeEngine,
     cfg: Config,
     out: list[str],
-    resolved: list[dict[str, str]] = RESOLVED,
+    resolved: list[Wheel] = RESOLVED,
     installer: deps_module.Installer | None = None,
 ) -> tuple[str, bool, float]:
     return deps_module.ensure_deps(
@@ -117,7 +120,7 @@ def early_deps(engine: FakeEngine, cfg: Config) -> deps_module.EarlyDeps:
     return deps_module.EarlyDeps(cast(Engine, engine), cfg, BASE, PKEY)
 
 
-def existing_deps(cfg: Config, resolved: list[dict[str, str]] = RESOLVED) -> FakeEngine:
+def existing_deps(cfg: Config, resolved: list[Wheel] = RESOLVED) -> FakeEngine:
     """An engine that already has the deps image for these wheels, under its ref."""
     plan = deps_module.plan_deps(cfg, BASE, PKEY, resolved)
     found = dataclasses.replace(
@@ -130,24 +133,24 @@ def existing_deps(cfg: Config, resolved: list[dict[str, str]] = RESOLVED) -> Fak
 
 
 def test_ready_parses_resolved_wheels_and_tools() -> None:
-    parsed = _ready(ready_line({"resolved": RESOLVED, "tools": UV_TOOLS}))
+    parsed = _ready(ready_line({"resolved": ENTRIES, "tools": UV_TOOLS}))
     assert parsed == (RESOLVED, UV_TOOLS)
 
 
 def test_ready_accepts_surrounding_whitespace_and_extra_keys() -> None:
-    extra = [{**RESOLVED[0], "size": 123}]
+    extra = [{**ENTRIES[0], "size": 123}]
     line = READY_PREFIX + " " + json.dumps({"resolved": extra, "tools": {}, "x": 1}) + "\n"
-    assert _ready(line) == (extra, {})
+    assert _ready(line) == ([dataclasses.replace(RESOLVED[0], size=123)], {})
 
 
 @pytest.mark.parametrize("tools", [None, [], "uv", 3, ["uv"]])
 def test_ready_tools_that_are_not_a_dict_become_empty(tools: object) -> None:
-    parsed = _ready(ready_line({"resolved": RESOLVED, "tools": tools}))
+    parsed = _ready(ready_line({"resolved": ENTRIES, "tools": tools}))
     assert parsed == (RESOLVED, {})
 
 
 def test_ready_without_tools_gives_empty_tools() -> None:
-    assert _ready(ready_line({"resolved": RESOLVED})) == (RESOLVED, {})
+    assert _ready(ready_line({"resolved": ENTRIES})) == (RESOLVED, {})
 
 
 @pytest.mark.parametrize(
@@ -156,7 +159,7 @@ def test_ready_without_tools_gives_empty_tools() -> None:
         READY_PREFIX + "{not json",
         READY_PREFIX,
         READY_PREFIX + '{"resolved": [',
-        ready_line([RESOLVED]),
+        ready_line([ENTRIES]),
         ready_line("resolved"),
         ready_line(None),
         ready_line(42),
@@ -169,20 +172,20 @@ def test_ready_none_for_malformed_json_or_not_a_dict(line: str) -> None:
 
 @pytest.mark.parametrize("key", ["file", "name", "version", "sha256"])
 def test_ready_none_when_an_entry_lacks_a_key(key: str) -> None:
-    broken = {k: v for k, v in RESOLVED[1].items() if k != key}
-    assert _ready(ready_line({"resolved": [RESOLVED[0], broken], "tools": {}})) is None
+    broken = {k: v for k, v in ENTRIES[1].items() if k != key}
+    assert _ready(ready_line({"resolved": [ENTRIES[0], broken], "tools": {}})) is None
 
 
 @pytest.mark.parametrize("value", [None, 5, 1.5, True, ["x"], {"x": "y"}])
 @pytest.mark.parametrize("key", ["file", "name", "version", "sha256"])
 def test_ready_none_when_an_entry_has_a_non_str_value(key: str, value: object) -> None:
-    broken = {**RESOLVED[1], key: value}
-    assert _ready(ready_line({"resolved": [RESOLVED[0], broken], "tools": {}})) is None
+    broken = {**ENTRIES[1], key: value}
+    assert _ready(ready_line({"resolved": [ENTRIES[0], broken], "tools": {}})) is None
 
 
 @pytest.mark.parametrize(
     "resolved",
-    [None, "x", {"file": "a"}, [RESOLVED[0], "django-5.0-py3-none-any.whl"], [None]],
+    [None, "x", {"file": "a"}, [ENTRIES[0], "django-5.0-py3-none-any.whl"], [None]],
     ids=["null", "string", "dict", "str-entry", "null-entry"],
 )
 def test_ready_none_when_resolved_is_not_a_list_of_dicts(resolved: object) -> None:
@@ -272,7 +275,7 @@ def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
 ) -> None:
     """The builder prints the manifest it wrote: the image build installs from it without
     reading the volume a second and a third time (a container each, ~0.1 s)."""
-    written = {"format": 1, "sets": {"d": {"resolved": RESOLVED}}, "tools": UV_TOOLS}
+    written = {"format": 1, "sets": {"d": {"resolved": ENTRIES}}, "tools": UV_TOOLS}
     line = SUMMARY_PREFIX + json.dumps({"new": [], "resolved": 3, "manifest": written})
     reads: list[str] = []
     monkeypatch.setattr(
@@ -292,8 +295,8 @@ def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
 def test_tee_hands_ready_lines_to_the_callback_and_hides_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = ready_line({"resolved": RESOLVED[:2], "tools": UV_TOOLS})
-    later = ready_line({"resolved": RESOLVED, "tools": "no"})
+    first = ready_line({"resolved": ENTRIES[:2], "tools": UV_TOOLS})
+    later = ready_line({"resolved": ENTRIES, "tools": "no"})
     lines = [
         "Collecting django",
         first,
@@ -323,7 +326,7 @@ def test_tee_hands_ready_lines_to_the_callback_and_hides_them(
 def test_tee_hides_a_malformed_ready_line_and_does_not_call_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broken = {**RESOLVED[0], "sha256": None}
+    broken = {**ENTRIES[0], "sha256": None}
     lines = [
         READY_PREFIX + "{oops",
         ready_line({"resolved": [broken], "tools": {}}),
@@ -338,7 +341,7 @@ def test_tee_hides_a_malformed_ready_line_and_does_not_call_back(
 def test_tee_without_a_callback_still_hides_ready_and_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = ["one", ready_line({"resolved": RESOLVED, "tools": {}}), SUMMARY, "two"]
+    lines = ["one", ready_line({"resolved": ENTRIES, "tools": {}}), SUMMARY, "two"]
     result, shown, calls, _ = run_wheelhouse(tmp_path, monkeypatch, lines, on_ready=False)
     assert calls == []
     assert shown == ["one", "two"]
@@ -356,7 +359,7 @@ def test_tee_calls_back_before_a_failing_builder_is_reported(
     monkeypatch.setattr(wheelhouse_module, "read_manifest", lambda *a, **k: {})
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: {})
     engine = FakeWheelhouseEngine(
-        [ready_line({"resolved": RESOLVED[:1], "tools": {}})], [], exit_code=2
+        [ready_line({"resolved": ENTRIES[:1], "tools": {}})], [], exit_code=2
     )
     with pytest.raises(WarpdriveError, match="code 2"):
         build_wheelhouse(
@@ -420,7 +423,7 @@ def test_ensure_deps_builds_on_a_parent_with_a_subset_of_the_wheels(tmp_path: Pa
     (step,) = engine.steps
     assert step.image == "sha256:0123456789abcdef0000"
     plan = plan_files(step)
-    assert plan["files"] == [RESOLVED[2]["file"]]
+    assert plan["files"] == [RESOLVED[2].filename]
     assert plan["incremental"] is True
     assert step.commit is not None
     assert step.commit.labels["io.warpdrive.deps-key"] == full.key
@@ -452,7 +455,7 @@ def test_ensure_deps_parent_must_have_the_same_installer(tmp_path: Path) -> None
     ensure_deps(engine, cfg, out, installer=uv)
     (step,) = engine.steps
     assert step.image == "sha256:uv"
-    assert plan_files(step)["files"] == [RESOLVED[1]["file"], RESOLVED[2]["file"]]
+    assert plan_files(step)["files"] == [RESOLVED[1].filename, RESOLVED[2].filename]
     assert out == ["warpdrive: adding 2 wheels on top of the deps layer uv"]
 
 
@@ -499,7 +502,7 @@ def test_early_deps_starts_once(tmp_path: Path) -> None:
     assert early.join(out.append) is not None
     assert engine.threads == [THREAD_NAME]
     (step,) = engine.steps
-    assert plan_files(step)["files"] == [w["file"] for w in RESOLVED[:2]]
+    assert plan_files(step)["files"] == [w.filename for w in RESOLVED[:2]]
     assert plan_files(step)["installer"] == "pip"
     assert "first 2 wheels" in out[0]
 
@@ -644,7 +647,7 @@ def test_early_image_is_the_parent_of_the_full_deps_layer(tmp_path: Path) -> Non
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:built2", False, 7.5)
     assert engine.steps[1].image == "sha256:built1"
-    assert plan_files(engine.steps[1])["files"] == [RESOLVED[2]["file"]]
+    assert plan_files(engine.steps[1])["files"] == [RESOLVED[2].filename]
     assert out == ["warpdrive: adding 1 wheels on top of the deps layer built1"]
 
 

@@ -29,10 +29,11 @@ from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
 from nox_warpdrive.runtime import assemble
+from nox_warpdrive.wheels import Wheel
 
 
-def wheel(file: str, name: str, version: str, sha: str) -> dict[str, Any]:
-    return {"file": file, "name": name, "version": version, "sha256": sha * 64, "size": 1000}
+def wheel(file: str, name: str, version: str, sha: str) -> Wheel:
+    return Wheel(file, name, version, sha * 64, 1000)
 
 
 RESOLVED = [
@@ -59,7 +60,7 @@ def plan_json(step: Step) -> dict[str, Any]:
     return plan
 
 
-def parent_of(have: list[dict[str, str]]) -> deps_module.DepsParent:
+def parent_of(have: list[Wheel]) -> deps_module.DepsParent:
     info = dataclasses.replace(BASE, id="sha256:parent")
     return deps_module.DepsParent(info, tuple(deps_module.wheel_ids(have)), 0)
 
@@ -536,7 +537,7 @@ def ensure(
     engine: FakeEngine,
     cfg: Config,
     out: list[str],
-    resolved: list[dict[str, Any]] = RESOLVED,
+    resolved: list[Wheel] = RESOLVED,
 ) -> tuple[str, bool, float]:
     return deps_module.ensure_deps(
         cast(Engine, engine),
@@ -583,7 +584,7 @@ def test_ensure_deps_falls_back_to_a_commit_when_the_layer_is_refused(tmp_path: 
     ("memory", "resolved"),
     [
         (0, RESOLVED),  # the engine does not say
-        (8 * GIB, [{k: v for k, v in w.items() if k != "size"} for w in RESOLVED]),
+        (8 * GIB, [dataclasses.replace(w, size=None) for w in RESOLVED]),
         (8 * 3000 * 4 - 1, RESOLVED),  # just too small for 3000 bytes of wheels
     ],
     ids=["no-memory", "no-sizes", "too-small"],

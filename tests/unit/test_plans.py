@@ -22,11 +22,19 @@ from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.wheelhouse import WheelhousePlan, requirements_for, resolved_set
+from nox_warpdrive.wheels import Wheel
 
-RESOLVED = [
-    {"file": "django-5.0-py3-none-any.whl", "sha256": "a" * 64},
-    {"file": "gunicorn-22.0-py3-none-any.whl", "sha256": "b" * 64},
+#: a requirement set's wheels as the manifest lists them, and as the host reads them
+ENTRIES = [
+    {"file": "django-5.0-py3-none-any.whl", "name": "django", "version": "5.0", "sha256": "a" * 64},
+    {
+        "file": "gunicorn-22.0-py3-none-any.whl",
+        "name": "gunicorn",
+        "version": "22.0",
+        "sha256": "b" * 64,
+    },
 ]
+RESOLVED = [w for w in map(Wheel.from_manifest, ENTRIES) if w is not None]
 SECRET = "s3cr3tT0ken"
 INDEX_URL = f"https://deploy:{SECRET}@pypi.example.com/simple"
 
@@ -228,23 +236,23 @@ def test_gunicorn_only_in_a_constraints_file_still_gets_installed(tmp_path: Path
 
 def manifest(files: list[str], digest: str = "d1") -> dict[str, object]:
     return {
-        "sets": {digest: {"resolved": RESOLVED}},
+        "sets": {digest: {"resolved": ENTRIES}},
         "wheels": {f: {"sha256": "x"} for f in files},
     }
 
 
 def test_resolved_set_when_every_wheel_is_published() -> None:
-    m = manifest([w["file"] for w in RESOLVED] + ["other-1.0-py3-none-any.whl"])
+    m = manifest([w.filename for w in RESOLVED] + ["other-1.0-py3-none-any.whl"])
     assert resolved_set(m, "d1") == RESOLVED
 
 
 def test_resolved_set_none_when_a_wheel_is_missing() -> None:
-    m = manifest([RESOLVED[0]["file"]])
+    m = manifest([RESOLVED[0].filename])
     assert resolved_set(m, "d1") is None
 
 
 def test_resolved_set_none_for_other_requirements() -> None:
-    m = manifest([w["file"] for w in RESOLVED])
+    m = manifest([w.filename for w in RESOLVED])
     assert resolved_set(m, "d2") is None
     assert resolved_set({}, "d1") is None
 
@@ -281,13 +289,13 @@ def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     assert json.loads(labels["io.warpdrive.deps-wheels"]) == deps_module.wheel_ids(RESOLVED)
     assert labels["io.warpdrive.deps-depth"] == "0"
     assert deps.parent is None
-    assert deps.files == tuple(sorted(w["file"] for w in RESOLVED))
+    assert deps.files == tuple(sorted(w.filename for w in RESOLVED))
     assert deps.ref == f"warpdrive-deps/site:{deps.key[:20]}"
 
     files = step_files(step, "/tmp")
     assert set(files) == {"warpdrive-build/plan.json", "warpdrive-build/assemble.py"}
     plan = json.loads(files["warpdrive-build/plan.json"])
-    assert plan["files"] == sorted(w["file"] for w in RESOLVED)
+    assert plan["files"] == sorted(w.filename for w in RESOLVED)
     assert plan["wheels_dir"] == f"{VOLUME_DIR}/{PKEY.slug}/wheels"
 
 
@@ -295,7 +303,7 @@ def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
 
     def key(
-        base: ImageInfo = BASE, resolved: list[dict[str, str]] = RESOLVED, pkey: PlatformKey = PKEY
+        base: ImageInfo = BASE, resolved: list[Wheel] = RESOLVED, pkey: PlatformKey = PKEY
     ) -> str:
         return deps_module.plan_deps(cfg, base, pkey, resolved).key
 
@@ -303,7 +311,7 @@ def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
     assert key() == first
     assert key(resolved=list(reversed(RESOLVED))) == first  # order does not matter
 
-    changed_sha = [RESOLVED[0], {**RESOLVED[1], "sha256": "c" * 64}]
+    changed_sha = [RESOLVED[0], dataclasses.replace(RESOLVED[1], sha256="c" * 64)]
     assert key(resolved=changed_sha) != first
     assert key(resolved=RESOLVED[:1]) != first
     assert key(base=dataclasses.replace(BASE, id="sha256:def")) != first
@@ -690,9 +698,9 @@ def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> N
     assert deps.key == full.key  # same content, whichever way it is built
     assert deps.parent == "sha256:parent"
     assert deps.step.image == "sha256:parent"
-    assert deps.files == (RESOLVED[1]["file"],)
+    assert deps.files == (RESOLVED[1].filename,)
     plan = json.loads(step_files(deps.step, "/tmp")["warpdrive-build/plan.json"])
-    assert plan["files"] == [RESOLVED[1]["file"]]
+    assert plan["files"] == [RESOLVED[1].filename]
     assert plan["incremental"] is True
     assert deps.step.commit is not None
     labels = deps.step.commit.labels

@@ -58,7 +58,9 @@ def seeded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 def complete(cfg: Config) -> dict[str, Any]:
     """A manifest that lists the app's requirement set."""
     digest = wheelhouse_module.requirements_for(cfg, PKEY).digest
-    resolved = [{"file": "flask-3-py3-none-any.whl", "sha256": "0" * 64}]
+    resolved = [
+        {"file": "flask-3-py3-none-any.whl", "name": "flask", "version": "3", "sha256": "0" * 64}
+    ]
     return {
         "wheels": {"flask-3-py3-none-any.whl": "0" * 64},
         "sets": {digest: {"resolved": resolved}},
