@@ -25,12 +25,11 @@ from .deps import (
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, WarpdriveError
-from .layout import LABEL_PREFIX
+from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, AppLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .source_layers import StaticLayer, append_app
 from .static import (
-    STATIC_ROOT_LABEL,
     read_static,
     reusable_static,
     shadows_static,
@@ -195,7 +194,7 @@ def build_image(
     for line in app.notices:
         out(line)
     current = b.current
-    if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
+    if current is not None and _built_by(current, app):
         if current.id != (b.tagged.id if b.tagged else None):
             engine.tag(current.id, b.ref)  # the cache is this very build
         seconds = time.monotonic() - started
@@ -210,6 +209,12 @@ def build_image(
     return ImageResult(
         b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings
     )
+
+
+def _built_by(current: ImageInfo, app: AppPlan) -> bool:
+    """Whether the current image is exactly what this build would make."""
+    labels = AppLabels.from_labels(current.labels)
+    return labels is not None and labels.build_key == app.build_key
 
 
 def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:
@@ -227,7 +232,7 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
     if not check_files:
         b.deps_image = known_deps(b.engine, b.cfg, b.current, b.base, b.pkey, b.reqs)
     if b.deps_image is not None:
-        b.deps_key = b.deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
+        b.deps_key = b.deps_image.labels[DEPS_KEY_LABEL]
         return
     resolved, manifest, early = wheels_for(
         b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, check_files
