@@ -108,6 +108,32 @@ def wheels_for(
         )
     if resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
+    manifest, early_seconds = _build_wheels(
+        cfg, engine, out, target, manifest, no_index, timings, check_files
+    )
+    resolved = resolved_set(manifest, reqs.digest)
+    if resolved is None:
+        raise WarpdriveError(
+            "the wheelhouse was built but does not list these requirements",
+            fix="run `nox -s wheelhouse` and read its output",
+        )
+    return resolved, manifest, early_seconds
+
+
+def _build_wheels(
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    target: tuple[ImageInfo, PlatformKey],
+    manifest: Mapping[str, Any],
+    no_index: bool,
+    timings: list[tuple[str, float]],
+    check_files: tuple[str, ...],
+) -> tuple[Mapping[str, Any], float | None]:
+    """Build what the wheelhouse lacks, with a deps layer started early on the wheels it
+    publishes first (not when repairing ``check_files``); the manifest as the builder
+    left it, and the seconds the early deps layer took (None when none was built)."""
+    base, pkey = target
     wheels_started = time.monotonic()
     early = EarlyDeps(engine, cfg, base, pkey)
     try:
@@ -131,14 +157,7 @@ def wheels_for(
         timings.append(("early deps", early_seconds))
     # as the builder wrote it (the same platform: check_compatible), else read
     written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
-    manifest = dict(written) or read_manifest(engine, cfg.volume, pkey, base.id)
-    resolved = resolved_set(manifest, reqs.digest)
-    if resolved is None:
-        raise WarpdriveError(
-            "the wheelhouse was built but does not list these requirements",
-            fix="run `nox -s wheelhouse` and read its output",
-        )
-    return resolved, manifest, early_seconds
+    return dict(written) or read_manifest(engine, cfg.volume, pkey, base.id), early_seconds
 
 
 @dataclass

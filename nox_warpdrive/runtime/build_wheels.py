@@ -443,6 +443,28 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
     with open(extra, "w") as fh:
         fh.write("\n".join(plan.get("extra", [])) + "\n")
     out = os.path.join(staging, "pylock.toml")
+    cmd = uv_compile_command(uv, plan, root, wheels, staging, out, constraints) + [extra]
+    log("resolving with uv")
+    proc = subprocess.run(cmd, env=dict(env, **uv_env(env)), cwd=plan["req_dir"])
+    try:
+        if proc.returncode != 0:
+            log("uv could not resolve the requirements; falling back to pip")
+            return None
+        with open(out, "rb") as fh:
+            lock = tomllib.load(fh)
+        return pins_of_pylock(lock)
+    except (OSError, ValueError, KeyError) as exc:
+        log("could not read uv's lock (%s); falling back to pip" % exc)
+        return None
+    finally:
+        for path in (extra, out):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def uv_compile_command(uv, plan, root, wheels, staging, out, constraints):
+    """`uv pip compile` of the top requirement files into the pylock.toml ``out``, with the
+    published wheels as a flat index (the extra requirements' file goes last)."""
     cmd = [
         uv,
         "pip",
@@ -464,34 +486,24 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
         cmd.append("--no-index")
     if constraints:
         cmd += ["-c", constraints]
-    cmd += [os.path.join(plan["req_dir"], n) for n in plan["top"]] + [extra]
-    log("resolving with uv")
-    proc = subprocess.run(cmd, env=dict(env, **uv_env(env)), cwd=plan["req_dir"])
-    try:
-        if proc.returncode != 0:
-            log("uv could not resolve the requirements; falling back to pip")
-            return None
-        with open(out, "rb") as fh:
-            lock = tomllib.load(fh)
-        pins = []
-        for pkg in lock.get("packages", []):
-            url = sha = None
-            for wheel in pkg.get("wheels", []):
-                if wheel.get("url", "").startswith(("https://", "http://")):
-                    url, sha = wheel["url"], wheel.get("hashes", {}).get("sha256")
-                    break
-            sdist = pkg.get("sdist") or {}
-            sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
-            sdist_sha = sdist.get("hashes", {}).get("sha256")
-            pins.append(Pin(pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
-        return pins
-    except (OSError, ValueError, KeyError) as exc:
-        log("could not read uv's lock (%s); falling back to pip" % exc)
-        return None
-    finally:
-        for path in (extra, out):
-            if os.path.exists(path):
-                os.unlink(path)
+    return cmd + [os.path.join(plan["req_dir"], n) for n in plan["top"]]
+
+
+def pins_of_pylock(lock):
+    """[Pin] of a pylock.toml uv wrote: per package, its first wheel with an http(s) URL
+    and its sdist (KeyError when a package lacks its name or version)."""
+    pins = []
+    for pkg in lock.get("packages", []):
+        url = sha = None
+        for wheel in pkg.get("wheels", []):
+            if wheel.get("url", "").startswith(("https://", "http://")):
+                url, sha = wheel["url"], wheel.get("hashes", {}).get("sha256")
+                break
+        sdist = pkg.get("sdist") or {}
+        sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
+        sdist_sha = sdist.get("hashes", {}).get("sha256")
+        pins.append(Pin(pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
+    return pins
 
 
 def cache_dns():
@@ -1546,6 +1558,19 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
     log("%d wheels downloaded" % (len(to_download) - len(failed)))
     # Publish the downloads now and say which resolved wheels are ready: the host can
     # install them (in the base image) while the sdists still build here.
+    early = publish_downloads(ctx, pins, have, failed)
+    if announce:
+        announce_ready(wheels, early, ctx["manifest_path"], uv, root)
+    code = finish_builds(plan, pip, base_args, env, builders, uv_builds, failed)
+    if code != 0:
+        return code, None
+    log("wheels fetched and built")
+    return pinned_files(ctx, pins, have)
+
+
+def publish_downloads(ctx, pins, have, failed):
+    """Publish the downloaded wheels of ``pins`` (those not in ``failed``); the files of
+    every pin whose wheel is now published (already there, or just downloaded)."""
     early = []
     for p in pins:
         key = (normalize(p.name), p.version)
@@ -1553,15 +1578,20 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
             early.append(have[key])
         elif p.wheel_url and spec_of(p) not in failed:
             fn = url_filename(p.wheel_url)
-            if publish(staging, wheels, fn):
+            if publish(ctx["staging"], ctx["wheels"], fn):
                 ctx["new"].append(fn)
             early.append(fn)
-    if announce:
-        announce_ready(wheels, early, ctx["manifest_path"], uv, root)
+    return early
+
+
+def finish_builds(plan, pip, base_args, env, builders, uv_builds, failed):
+    """Wait for the sdist builds (pip's, then uv's), then let pip fetch or build what
+    could not be downloaded (``failed``, and the sdists uv could not start); 0, or the
+    exit code of the reported failure."""
     code, tail = worst(builders)
     if code != 0:
         stage, package = classify(code, tail)
-        return report_failure(stage, code, tail, package), None
+        return report_failure(stage, code, tail, package)
     for spec, tee in uv_builds:
         if tee is None:
             failed.append(spec)
@@ -1569,14 +1599,19 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
         built = tee.wait()
         if built != 0:
             stage, package = classify(built, tee.tail, spec, compiling=True)
-            return report_failure(stage, built, tee.tail, package), None
+            return report_failure(stage, built, tee.tail, package)
     code, tail = pip_wheel_groups(pip, base_args, failed, env, plan["req_dir"], 2)
     if code != 0:
         stage, package = classify(code, tail)
-        return report_failure(stage, code, tail, package), None
-    log("wheels fetched and built")
+        return report_failure(stage, code, tail, package)
+    return 0
+
+
+def pinned_files(ctx, pins, have):
+    """(0, the wheel of each pin: published before or built in staging now), or a
+    reported "compile" failure when a pin has none; records what each was built from."""
     built_files = {}
-    for fn in os.listdir(staging):
+    for fn in os.listdir(ctx["staging"]):
         if fn.endswith(".whl") and not fn.startswith("."):
             name, version = wheel_name_version(fn)
             built_files[(normalize(name), version)] = fn
