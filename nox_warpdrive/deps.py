@@ -35,7 +35,8 @@ from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
 from .runtime.assemble import DAMAGED_LINE
 from .tars import tar_files
-from .wheels import Wheel, wheel_ids
+from .wheels import Wheel
+from .wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
 
 #: where a deps step unpacks wheels (a tmpfs: never in the image)
 DEPS_SCRATCH = "/tmp/warpdrive-scratch"

@@ -4,11 +4,9 @@ EarlyDeps, which builds the deps image in a thread while the wheelhouse still co
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +17,7 @@ from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import wheelhouse as wheelhouse_module
 from nox_warpdrive.config import Config, load_config
-from nox_warpdrive.engine import Engine, ImageInfo, RunResult
+from nox_warpdrive.engine import ImageInfo, RunResult
 from nox_warpdrive.errors import BuildError, WarpdriveError
 from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
@@ -106,7 +104,7 @@ def ensure_deps(
     installer: deps_module.Installer | None = None,
 ) -> tuple[str, bool, float]:
     return deps_module.ensure_deps(
-        cast(Engine, engine),
+        engine,
         cfg,
         BASE,
         PKEY,
@@ -117,7 +115,7 @@ def ensure_deps(
 
 
 def early_deps(engine: FakeEngine, cfg: Config) -> deps_module.EarlyDeps:
-    return deps_module.EarlyDeps(cast(Engine, engine), cfg, BASE, PKEY)
+    return deps_module.EarlyDeps(engine, cfg, BASE, PKEY)
 
 
 def existing_deps(cfg: Config, resolved: list[Wheel] = RESOLVED) -> FakeEngine:
@@ -203,33 +201,21 @@ INDEX_URL = f"https://deploy:{SECRET}@pypi.example.com/simple"
 BUILDER = dataclasses.replace(BASE, id="sha256:builder")
 
 
-class FakeWheelhouseEngine:
-    """Feeds ``lines`` to the tee build_wheelhouse gives engine.run; ``events`` records
-    the order of what happened (lines fed, callbacks heard)."""
+class WheelhouseEngine(FakeEngine):
+    """The shared fake engine, its steps printing ``lines``; ``events`` records the order
+    of what happened (each line fed to the tee build_wheelhouse gives engine.run, and
+    what the test's callbacks hear)."""
 
     def __init__(self, lines: list[str], events: list[str], exit_code: int = 0) -> None:
-        self.lines = lines
+        super().__init__(output=lines, exit_code=exit_code, base=BUILDER)
         self.events = events
-        self.exit_code = exit_code
-        self.volumes: list[str] = []
-        self.secrets: list[tuple[dict[str, bytes], str]] = []
-        self.runs: list[tuple[Step, str | None]] = []
-
-    def ensure_volume(self, name: str) -> bool:
-        self.volumes.append(name)
-        return True
-
-    @contextlib.contextmanager
-    def secrets_volume(self, files: Mapping[str, bytes], image: str) -> Iterator[str | None]:
-        self.secrets.append((dict(files), image))
-        yield "warpdrive-secrets-1"
 
     def run(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
-        self.runs.append((step, secrets_volume))
-        for line in self.lines:
+        def fed(line: str) -> None:
             self.events.append(f"fed {line}")
             out(line)
-        return RunResult(exit_code=self.exit_code, output_tail="", image_id=None, seconds=1.0)
+
+        return super().run(step, fed, secrets_volume)
 
 
 def run_wheelhouse(
@@ -251,19 +237,18 @@ def run_wheelhouse(
     monkeypatch.setattr(wheelhouse_module, "read_manifest", lambda *a, **k: {})
     secrets = {"pip-env.json": json.dumps({"PIP_INDEX_URL": INDEX_URL}).encode()}
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: secrets)
-    engine = FakeWheelhouseEngine(lines, events, exit_code)
+    engine = WheelhouseEngine(lines, events, exit_code)
 
-    def heard(resolved: list[dict[str, str]], tools: dict[str, Any]) -> None:
+    def heard(resolved: list[Wheel], tools: dict[str, Any]) -> None:
         events.append("ready")
         calls.append((resolved, tools))
 
     shown: list[str] = []
-    result = build_wheelhouse(
-        cfg, cast(Engine, engine), shown.append, on_ready=heard if on_ready else None
-    )
-    assert engine.volumes == [cfg.volume]
+    result = build_wheelhouse(cfg, engine, shown.append, on_ready=heard if on_ready else None)
+    assert engine.ensured == [cfg.volume]
     assert engine.secrets == [(secrets, BUILDER.id)]
-    assert [(s.name, v) for s, v in engine.runs] == [("wheelhouse", "warpdrive-secrets-1")]
+    assert [s.name for s in engine.steps] == ["wheelhouse"]
+    assert engine.secrets_used == ["warpdrive-secrets-fake"]
     return result, shown, calls, events
 
 
@@ -284,11 +269,11 @@ def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
     cfg = wsgi_project(tmp_path / "site")
     monkeypatch.setattr(wheelhouse_module, "probe_image", lambda *a, **k: (BUILDER, PKEY))
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: {})
-    engine = FakeWheelhouseEngine([line], [])
-    result = build_wheelhouse(cfg, cast(Engine, engine), lambda _: None, manifest={})
+    engine = WheelhouseEngine([line], [])
+    result = build_wheelhouse(cfg, engine, lambda _: None, manifest={})
     assert reads == []  # the caller's manifest was used: same image, same platform
     assert result.manifest == written
-    build_wheelhouse(cfg, cast(Engine, engine), lambda _: None)
+    build_wheelhouse(cfg, engine, lambda _: None)
     assert reads == ["read"]  # none given: read
 
 
@@ -358,13 +343,9 @@ def test_tee_calls_back_before_a_failing_builder_is_reported(
     monkeypatch.setattr(wheelhouse_module, "probe_image", lambda *a: (BUILDER, PKEY))
     monkeypatch.setattr(wheelhouse_module, "read_manifest", lambda *a, **k: {})
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: {})
-    engine = FakeWheelhouseEngine(
-        [ready_line({"resolved": ENTRIES[:1], "tools": {}})], [], exit_code=2
-    )
+    engine = WheelhouseEngine([ready_line({"resolved": ENTRIES[:1], "tools": {}})], [], exit_code=2)
     with pytest.raises(WarpdriveError, match="code 2"):
-        build_wheelhouse(
-            cfg, cast(Engine, engine), lambda line: None, on_ready=lambda r, t: heard.append(len(r))
-        )
+        build_wheelhouse(cfg, engine, lambda line: None, on_ready=lambda r, t: heard.append(len(r)))
     assert heard == [1]
 
 
@@ -549,9 +530,7 @@ def test_early_deps_uses_uv_from_the_announced_tools(tmp_path: Path) -> None:
 
 
 def test_early_deps_join_without_start() -> None:
-    early = deps_module.EarlyDeps(
-        cast(Engine, FakeEngine(base=BASE)), cast(Config, None), BASE, PKEY
-    )
+    early = deps_module.EarlyDeps(FakeEngine(base=BASE), cast(Config, None), BASE, PKEY)
     out: list[str] = []
     assert early.join(out.append) is None
     assert out == []

@@ -15,7 +15,7 @@ import types
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fake_engine import FakeEngine
@@ -24,7 +24,6 @@ from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config
-from nox_warpdrive.engine import Engine
 from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
@@ -540,7 +539,7 @@ def ensure(
     resolved: list[Wheel] = RESOLVED,
 ) -> tuple[str, bool, float]:
     return deps_module.ensure_deps(
-        cast(Engine, engine),
+        engine,
         cfg,
         BASE,
         PKEY,
@@ -590,7 +589,7 @@ def test_ensure_deps_falls_back_to_a_commit_when_the_layer_is_refused(tmp_path: 
     ids=["no-memory", "no-sizes", "too-small"],
 )
 def test_ensure_deps_commits_a_layer_that_may_not_fit_in_memory(
-    tmp_path: Path, memory: int, resolved: list[dict[str, Any]]
+    tmp_path: Path, memory: int, resolved: list[Wheel]
 ) -> None:
     cfg = wsgi_project(tmp_path / "site")
     engine = FakeEngine(failures=[None], memory=memory, base=BASE)

@@ -8,16 +8,16 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import cast
 
 import pytest
+from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
 from nox_warpdrive import app_layer as app_layer_module
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config, read_requirements
-from nox_warpdrive.engine import Engine, ImageInfo
+from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from nox_warpdrive.platform import PlatformKey
@@ -710,22 +710,10 @@ def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> N
     assert deps.step.network == "none" and deps.step.uses_secrets is False
 
 
-class FakeEngine:
-    def __init__(self, images: list[ImageInfo]) -> None:
-        self.images = images
-        self.filters: list[dict[str, str]] = []
-
-    def images_with_labels(self, labels: dict[str, str]) -> list[ImageInfo]:
-        self.filters.append(labels)
-        return [i for i in self.images if all(i.labels.get(k) == v for k, v in labels.items())]
-
-
 def find_parent(
     engine: FakeEngine, cfg: Config, wanted: list[str]
-) -> tuple[ImageInfo, list[str], int] | None:
-    return deps_module.find_parent(
-        cast(Engine, engine), cfg, BASE, deps_module.Installer("pip"), wanted
-    )
+) -> deps_module.DepsParent | None:
+    return deps_module.find_parent(engine, cfg, BASE, deps_module.Installer("pip"), wanted)
 
 
 def deps_image(
@@ -756,7 +744,7 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     wanted = ["a@1", "b@2", "c@3"]
     engine = FakeEngine(
-        [
+        candidates=[
             # an older layout of the deps layer, listed first: never built on
             deps_image("sha256:old-format", ["a@1", "b@2"], deps_format="1"),
             deps_image("sha256:small", ["a@1"]),
@@ -793,11 +781,11 @@ def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
     unlabelled = dataclasses.replace(
         unlabelled, labels={k: v for k, v in unlabelled.labels.items() if k != "io.warpdrive.kind"}
     )
-    engine = FakeEngine([app_image, unlabelled, deps_image("sha256:deps", ["a@1"])])
+    engine = FakeEngine(candidates=[app_image, unlabelled, deps_image("sha256:deps", ["a@1"])])
     found = find_parent(engine, cfg, wanted)
     assert found is not None
     assert found.image.id == "sha256:deps"
-    only_app = FakeEngine([app_image, unlabelled])
+    only_app = FakeEngine(candidates=[app_image, unlabelled])
     assert find_parent(only_app, cfg, wanted) is None
 
 
@@ -809,21 +797,21 @@ def test_plan_deps_labels_its_image_as_deps(tmp_path: Path) -> None:
     labels = dict(deps.step.commit.labels)
     assert labels["io.warpdrive.kind"] == "deps"
     built = dataclasses.replace(BASE, id="sha256:built", labels=labels)
-    engine = FakeEngine([built])
+    engine = FakeEngine(candidates=[built])
     found = find_parent(engine, cfg, deps_module.wheel_ids(RESOLVED))
     assert found is not None and found.image.id == "sha256:built"
     # the app image committed on it carries the same deps labels but kind=app
     app = app_layer_module.plan_app(cfg, BASE, PKEY, deps.key, "s")
     app_labels = {**labels, **app.commit.labels}
     assert app_labels["io.warpdrive.kind"] == "app"
-    engine = FakeEngine([dataclasses.replace(BASE, id="sha256:app", labels=app_labels)])
+    engine = FakeEngine(candidates=[dataclasses.replace(BASE, id="sha256:app", labels=app_labels)])
     wanted = deps_module.wheel_ids(RESOLVED)
     assert find_parent(engine, cfg, wanted) is None
 
 
 def test_find_parent_none_without_candidates(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([deps_image("sha256:same", ["a@1"])])
+    engine = FakeEngine(candidates=[deps_image("sha256:same", ["a@1"])])
     assert find_parent(engine, cfg, ["a@1"]) is None
 
 

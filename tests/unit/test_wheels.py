@@ -14,13 +14,9 @@ from typing import Any
 import pytest
 
 from nox_warpdrive.runtime import build_wheels
+from nox_warpdrive.runtime.build_wheels import set_fits
 from nox_warpdrive.wheelhouse import _ready
-from nox_warpdrive.wheelhouse_transfer import (
-    manifest_bytes,
-    set_fits,
-    shipped_manifest,
-    wheels_of,
-)
+from nox_warpdrive.wheelhouse_transfer import manifest_bytes, shipped_manifest, wheels_of
 from nox_warpdrive.wheels import Wheel, wheel_ids, wheels_from_manifest
 
 FILES = {
@@ -65,7 +61,7 @@ def recorded_manifest(tmp_path: Path) -> dict[str, Any]:
 
 
 #: a set as a builder from before sizes were recorded wrote it
-OLD_SET = {
+OLD_SET: dict[str, Any] = {
     "built_at": "2026-01-01T00:00:00Z",
     "resolved": [
         {
