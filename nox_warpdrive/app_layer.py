@@ -27,12 +27,12 @@ from .context import (
     walk_tree,
 )
 from .engine import ImageInfo
+from .labels import OCI_REVISION, OCI_SOURCE, AppLabels
 from .layers import AppTree
 from .layout import (
     APP_ROOT,
     APP_SRC,
     APP_UID,
-    LABEL_PREFIX,
     PORT,
     VENV,
     image_env,
@@ -69,10 +69,10 @@ def git_labels(project_dir: Path) -> dict[str, str]:
 
     rev = git("rev-parse", "HEAD")
     if rev:
-        labels["org.opencontainers.image.revision"] = rev
+        labels[OCI_REVISION] = rev
     remote = git("remote", "get-url", "origin")
     if remote:
-        labels["org.opencontainers.image.source"] = re.sub(r"//[^/@]*@", "//", remote)
+        labels[OCI_SOURCE] = re.sub(r"//[^/@]*@", "//", remote)
     return labels
 
 
@@ -312,25 +312,20 @@ def app_commit(
     source_label: str,
 ) -> CommitSpec:
     """The app image's config: how it starts, as whom, and its labels."""
-    labels = {
-        "org.opencontainers.image.created": facts.created,
-        "org.opencontainers.image.title": cfg.name,
-        "org.opencontainers.image.base.name": cfg.base_image,
-        **facts.source_labels,
-        f"{LABEL_PREFIX}.platform-key": pkey.slug,
-        f"{LABEL_PREFIX}.base-image": cfg.base_image,
-        f"{LABEL_PREFIX}.base-image-id": base.id,
-        f"{LABEL_PREFIX}.deps-key": facts.deps_key,
-        f"{LABEL_PREFIX}.build-key": facts.build_key,
-        f"{LABEL_PREFIX}.static-key": facts.static_key,
-        f"{LABEL_PREFIX}.requirements": facts.requirements_digest,
-        f"{LABEL_PREFIX}.installer-setting": cfg.installer,
-        f"{LABEL_PREFIX}.kind": "app",
-        f"{LABEL_PREFIX}.app": f"{app.kind} {app.module}"
-        + (f" ({facts.server})" if facts.server else ""),
-    }
-    if not facts.created:
-        del labels["org.opencontainers.image.created"]
+    labels = AppLabels(
+        title=cfg.name,
+        base_image=cfg.base_image,
+        base_image_id=base.id,
+        platform_key=pkey.slug,
+        deps_key=facts.deps_key,
+        build_key=facts.build_key,
+        static_key=facts.static_key,
+        requirements=facts.requirements_digest,
+        installer_setting=cfg.installer,
+        app=f"{app.kind} {app.module}" + (f" ({facts.server})" if facts.server else ""),
+        created=facts.created,
+        source=facts.source_labels,
+    ).to_labels()
     return CommitSpec(
         env=image_env(base),
         cmd=("warpdrive-start",),

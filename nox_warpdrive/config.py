@@ -167,69 +167,15 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     """Read and validate ``[tool.warpdrive]``; ``overrides`` win (command-line options)."""
     project_dir = project_dir.resolve()
     data = load_pyproject(project_dir)
-    tool = data.get("tool", {})
-    table = tool.get("warpdrive", {}) if isinstance(tool, dict) else None
-    if not isinstance(table, dict):
-        raise ConfigError(
-            "[tool.warpdrive] must be a table", fix="write it as a `[tool.warpdrive]` section"
-        )
-    table = {**table, **(overrides or {})}
-    for key, value in table.items():
-        if key not in _KEYS:
-            raise ConfigError(
-                f"unknown key `{key}` in [tool.warpdrive] of {project_dir / 'pyproject.toml'}",
-                fix=_suggest(key),
-            )
-        types, desc = _KEYS[key]
-        # bool is an int subclass in Python; the check below is exact on purpose
-        if type(value) not in types:
-            raise ConfigError(
-                f"`{key}` in [tool.warpdrive] is {value!r} ({type(value).__name__}), "
-                f"expected {desc}",
-                fix=f"write `{key}` as {desc}",
-            )
-
+    table = _warpdrive_table(project_dir, data, overrides)
     project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
     raw_name = project.get("name") if isinstance(project.get("name"), str) else None
     name = docker_name(raw_name or project_dir.name)
-
-    image = check_image_ref(table.get("image", f"{name}:latest"), "image")
-    base_image = check_image_ref(table.get("base-image", DEFAULT_BASE_IMAGE), "base-image")
-    builder_image = check_image_ref(table.get("builder-image", base_image), "builder-image")
-    wheelhouse_image = table.get("wheelhouse-image")
-    if wheelhouse_image is not None:
-        check_image_ref(wheelhouse_image, "wheelhouse-image")
-
+    image, base_image, builder_image, wheelhouse_image = _image_refs(table, name)
     chosen = choose_inputs(project_dir, table, project)
-    install_project = table.get("install-project")
-    if install_project is not None and chosen.lock is None:
-        raise ConfigError(
-            "`install-project` in [tool.warpdrive] only applies to a lock file, and the app "
-            f"is installed from {chosen.reason}",
-            fix="remove `install-project`, or install from a lock file (`lock = ...`)",
-        )
-
-    server = table.get("server")
-    if server is not None and server not in SUPPORTED_SERVERS:
-        raise ConfigError(
-            f"`server` = {server!r} is not supported",
-            fix="use one of: " + ", ".join(SUPPORTED_SERVERS),
-        )
-
-    installer = table.get("installer", "auto")
-    if installer not in ("auto", "uv", "pip"):
-        raise ConfigError(
-            f"`installer` = {installer!r} is not one of auto, uv, pip",
-            fix='write `installer = "auto"` (or "uv" / "pip")',
-        )
-
-    volume = table.get("volume", f"warpdrive-{name}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$", volume):
-        raise ConfigError(
-            f"`volume` = {volume!r} is not a valid Docker volume name",
-            fix="use letters, digits, `_`, `.` and `-` only",
-        )
-
+    install_project = _install_project(table, chosen)
+    server, installer = _server(table), _installer(table)
+    volume = _volume(table, name)
     return Config(
         project_dir=project_dir,
         name=name,
@@ -255,6 +201,86 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         inputs_reason=chosen.reason,
         wheelhouse_image=wheelhouse_image,
     )
+
+
+def _warpdrive_table(
+    project_dir: Path, data: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``[tool.warpdrive]`` with the overrides applied, every key known and of its type."""
+    tool = data.get("tool", {})
+    table = tool.get("warpdrive", {}) if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "[tool.warpdrive] must be a table", fix="write it as a `[tool.warpdrive]` section"
+        )
+    table = {**table, **(overrides or {})}
+    for key, value in table.items():
+        if key not in _KEYS:
+            raise ConfigError(
+                f"unknown key `{key}` in [tool.warpdrive] of {project_dir / 'pyproject.toml'}",
+                fix=_suggest(key),
+            )
+        types, desc = _KEYS[key]
+        # bool is an int subclass in Python; the check below is exact on purpose
+        if type(value) not in types:
+            raise ConfigError(
+                f"`{key}` in [tool.warpdrive] is {value!r} ({type(value).__name__}), "
+                f"expected {desc}",
+                fix=f"write `{key}` as {desc}",
+            )
+    return table
+
+
+def _image_refs(table: Mapping[str, Any], name: str) -> tuple[str, str, str, str | None]:
+    """(image, base-image, builder-image, wheelhouse-image), each a valid reference."""
+    image = check_image_ref(table.get("image", f"{name}:latest"), "image")
+    base_image = check_image_ref(table.get("base-image", DEFAULT_BASE_IMAGE), "base-image")
+    builder_image = check_image_ref(table.get("builder-image", base_image), "builder-image")
+    wheelhouse_image = table.get("wheelhouse-image")
+    if wheelhouse_image is not None:
+        check_image_ref(wheelhouse_image, "wheelhouse-image")
+    return image, base_image, builder_image, wheelhouse_image
+
+
+def _install_project(table: Mapping[str, Any], chosen: ChosenInputs) -> bool | None:
+    install_project: bool | None = table.get("install-project")
+    if install_project is not None and chosen.lock is None:
+        raise ConfigError(
+            "`install-project` in [tool.warpdrive] only applies to a lock file, and the app "
+            f"is installed from {chosen.reason}",
+            fix="remove `install-project`, or install from a lock file (`lock = ...`)",
+        )
+    return install_project
+
+
+def _server(table: Mapping[str, Any]) -> str | None:
+    server: str | None = table.get("server")
+    if server is not None and server not in SUPPORTED_SERVERS:
+        raise ConfigError(
+            f"`server` = {server!r} is not supported",
+            fix="use one of: " + ", ".join(SUPPORTED_SERVERS),
+        )
+    return server
+
+
+def _installer(table: Mapping[str, Any]) -> str:
+    installer: str = table.get("installer", "auto")
+    if installer not in ("auto", "uv", "pip"):
+        raise ConfigError(
+            f"`installer` = {installer!r} is not one of auto, uv, pip",
+            fix='write `installer = "auto"` (or "uv" / "pip")',
+        )
+    return installer
+
+
+def _volume(table: Mapping[str, Any], name: str) -> str:
+    volume: str = table.get("volume", f"warpdrive-{name}")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$", volume):
+        raise ConfigError(
+            f"`volume` = {volume!r} is not a valid Docker volume name",
+            fix="use letters, digits, `_`, `.` and `-` only",
+        )
+    return volume
 
 
 # ---------------------------------------------------------------------------------------
@@ -542,27 +568,47 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
     Everything is read on the host and shipped into the container as data: no host path is
     ever mounted, so a remote engine works the same.
     """
-    shipped: dict[str, bytes] = {}
-    required: set[str] = set()  # reached through -r (or top level)
-    top: list[str] = []
-    root = cfg.project_dir
+    walk = _IncludeWalk(cfg.project_dir)
+    top = [walk.visit(f) for f in cfg.requirement_files]
+    if cfg.dependencies:
+        name = "_project-dependencies.txt"
+        walk.shipped[name] = ("\n".join(cfg.dependencies) + "\n").encode()
+        top.append(name)
+        walk.required.add(name)
+    # no files and no dependencies: an app that needs no packages (warpdrive and S2I build
+    # those too); the server, when one is needed, comes in ``extra``
+    return RequirementSet(
+        files=tuple(sorted(walk.shipped.items())),
+        top=tuple(top),
+        extra=extra,
+        constraint_only=tuple(sorted(set(walk.shipped) - walk.required)),
+    )
 
-    def rel(path: Path) -> str:
+
+@dataclass
+class _IncludeWalk:
+    """The requirement files read so far and the ones they include, as they are shipped:
+    name (relative to the project; a file outside it under ``_external/``) -> bytes, with
+    each include rewritten for that layout."""
+
+    root: Path
+    shipped: dict[str, bytes] = field(default_factory=dict)
+    #: the names reached through -r (or given at the top), not only through -c
+    required: set[str] = field(default_factory=set)
+
+    def name(self, path: Path) -> str:
         try:
-            return path.relative_to(root).as_posix()
+            return path.relative_to(self.root).as_posix()
         except ValueError:
-            return (
-                "_external/"
-                + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-                + "-"
-                + (path.name)
-            )
+            digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+            return f"_external/{digest}-{path.name}"
 
-    def visit(path: Path, requires: bool = True) -> str:
-        name = rel(path)
+    def visit(self, path: Path, requires: bool = True) -> str:
+        """Ship ``path`` (once) and what it includes; its shipped name."""
+        name = self.name(path)
         if requires:
-            required.add(name)
-        if name in shipped:
+            self.required.add(name)
+        if name in self.shipped:
             return name
         try:
             data = path.read_bytes()
@@ -571,50 +617,42 @@ def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSe
                 f"cannot read requirements file {path}: {exc.strerror}",
                 fix="create it or fix the `-r`/`-c` line that names it",
             ) from None
-        shipped[name] = b""  # guard against include cycles
-        out_lines: list[str] = []
-        for lineno, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            stripped = line.strip()
-            if stripped.startswith(("-e ", "--editable")):
-                raise ConfigError(
-                    f"{path.name}:{lineno}: editable requirement {stripped!r} cannot go into a "
-                    "wheelhouse",
-                    fix="list the package by name (or a path to its sdist) instead of `-e`",
-                )
-            m = _INCLUDE_RE.match(line)
-            if m:
-                target = (path.parent / m.group(2)).resolve()
-                inc = visit(target, requires and m.group(1) in ("-r", "--requirement"))
-                # rewrite the include relative to the shipped layout
-                here = Path(name).parent
-                rel_inc = Path(inc)
-                try:
-                    new = rel_inc.relative_to(here).as_posix()
-                except ValueError:
-                    new = ("../" * len(here.parts)) + rel_inc.as_posix()
-                out_lines.append(f"{m.group(1)} {new}")
-                continue
-            if stripped.startswith((".", "/")) or stripped.startswith("file:"):
-                raise ConfigError(
-                    f"{path.name}:{lineno}: local path requirement {stripped!r} is not supported",
-                    fix="publish the package to your index, or list it by name",
-                )
-            out_lines.append(line)
-        shipped[name] = ("\n".join(out_lines) + "\n").encode()
+        self.shipped[name] = b""  # guard against include cycles
+        text = data.decode("utf-8", "replace")
+        lines = [
+            self._line(path, name, lineno, line, requires)
+            for lineno, line in enumerate(text.splitlines(), 1)
+        ]
+        self.shipped[name] = ("\n".join(lines) + "\n").encode()
         return name
 
-    for f in cfg.requirement_files:
-        top.append(visit(f))
-    if cfg.dependencies:
-        name = "_project-dependencies.txt"
-        shipped[name] = ("\n".join(cfg.dependencies) + "\n").encode()
-        top.append(name)
-        required.add(name)
-    # no files and no dependencies: an app that needs no packages (warpdrive and S2I build
-    # those too); the server, when one is needed, comes in ``extra``
-    return RequirementSet(
-        files=tuple(sorted(shipped.items())),
-        top=tuple(top),
-        extra=extra,
-        constraint_only=tuple(sorted(set(shipped) - required)),
-    )
+    def _line(self, path: Path, name: str, lineno: int, line: str, requires: bool) -> str:
+        """One line as shipped: an include visited and rewritten; an editable or local
+        path requirement is an error."""
+        stripped = line.strip()
+        if stripped.startswith(("-e ", "--editable")):
+            raise ConfigError(
+                f"{path.name}:{lineno}: editable requirement {stripped!r} cannot go into a "
+                "wheelhouse",
+                fix="list the package by name (or a path to its sdist) instead of `-e`",
+            )
+        m = _INCLUDE_RE.match(line)
+        if m:
+            target = (path.parent / m.group(2)).resolve()
+            inc = self.visit(target, requires and m.group(1) in ("-r", "--requirement"))
+            return f"{m.group(1)} {_relative_include(name, inc)}"
+        if stripped.startswith((".", "/")) or stripped.startswith("file:"):
+            raise ConfigError(
+                f"{path.name}:{lineno}: local path requirement {stripped!r} is not supported",
+                fix="publish the package to your index, or list it by name",
+            )
+        return line
+
+
+def _relative_include(name: str, included: str) -> str:
+    """The include of shipped file ``included`` written in shipped file ``name``."""
+    here = Path(name).parent
+    try:
+        return Path(included).relative_to(here).as_posix()
+    except ValueError:
+        return ("../" * len(here.parts)) + Path(included).as_posix()

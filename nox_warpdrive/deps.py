@@ -18,10 +18,16 @@ from . import runtime
 from .config import Config, RequirementSet
 from .engine import Engine, ImageInfo, Output, RunResult
 from .errors import BuildError, ConfigError, LayerRefused, WarpdriveError
+from .labels import (
+    DEPS_FORMAT_LABEL,
+    DEPS_KEY_LABEL,
+    AppLabels,
+    DepsLabels,
+    deps_selector,
+)
 from .layout import (
     APP_ROOT,
     APP_UID,
-    LABEL_PREFIX,
     VENV,
     key_digest,
 )
@@ -29,6 +35,8 @@ from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
 from .runtime.assemble import DAMAGED_LINE
 from .tars import tar_files
+from .wheels import Wheel
+from .wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
 
 #: where a deps step unpacks wheels (a tmpfs: never in the image)
 DEPS_SCRATCH = "/tmp/warpdrive-scratch"
@@ -67,10 +75,6 @@ def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey
     return Installer("pip")
 
 
-def wheel_ids(resolved: list[dict[str, Any]]) -> list[str]:
-    return sorted(f"{w['file']}@{w['sha256'][:16]}" for w in resolved)
-
-
 #: an incremental deps image may sit on at most this many earlier ones
 MAX_DEPS_DEPTH = 4
 
@@ -86,17 +90,6 @@ class DepsParent:
     #: how many incremental layers it already sits on
     depth: int
 
-    @classmethod
-    def from_image(cls, info: ImageInfo) -> DepsParent | None:
-        try:
-            have = json.loads(info.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
-            depth = int(info.labels.get(f"{LABEL_PREFIX}.deps-depth", "0"))
-        except ValueError:
-            return None
-        if not isinstance(have, list) or not all(isinstance(w, str) for w in have):
-            return None
-        return cls(info, tuple(have), depth)
-
 
 def find_parent(
     engine: Engine, cfg: Config, base: ImageInfo, installer: Installer, wanted: list[str]
@@ -105,18 +98,12 @@ def find_parent(
     ones, with the most wheels: adding a package then installs only that package, in a
     small layer on top, instead of rebuilding the whole virtualenv."""
     best: DepsParent | None = None
-    for info in engine.images_with_labels(
-        {
-            f"{LABEL_PREFIX}.kind": "deps",
-            f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
-            f"{LABEL_PREFIX}.deps-project": cfg.name,
-            f"{LABEL_PREFIX}.deps-base": base.id,
-        }
-    ):
-        if info.labels.get(f"{LABEL_PREFIX}.deps-installer") != installer.name + installer.version:
+    for info in engine.images_with_labels(deps_selector(DEPS_FORMAT, cfg.name, base.id)):
+        labels = DepsLabels.from_labels(info.labels)
+        if labels is None or labels.installer != installer.name + installer.version:
             continue
-        found = DepsParent.from_image(info)
-        if found is None or found.depth >= MAX_DEPS_DEPTH:
+        found = DepsParent(info, labels.wheels, labels.depth)
+        if found.depth >= MAX_DEPS_DEPTH:
             continue
         if set(found.wheels) < set(wanted) and (
             best is None or len(found.wheels) > len(best.wheels)
@@ -145,25 +132,23 @@ def deps_key(
 
 def deps_labels(
     cfg: Config, base: ImageInfo, key: str, installer: Installer, ids: list[str], depth: int
-) -> dict[str, str]:
-    return {
-        f"{LABEL_PREFIX}.deps-key": key,
-        # app images inherit these labels; `kind` tells a deps image from them
-        f"{LABEL_PREFIX}.kind": "deps",
-        f"{LABEL_PREFIX}.deps-format": DEPS_FORMAT,
-        f"{LABEL_PREFIX}.deps-project": cfg.name,
-        f"{LABEL_PREFIX}.deps-base": base.id,
-        f"{LABEL_PREFIX}.deps-installer": installer.name + installer.version,
-        f"{LABEL_PREFIX}.deps-wheels": json.dumps(ids, separators=(",", ":")),
-        f"{LABEL_PREFIX}.deps-depth": str(depth),
-    }
+) -> DepsLabels:
+    return DepsLabels(
+        key=key,
+        format=DEPS_FORMAT,
+        project=cfg.name,
+        base_id=base.id,
+        installer=installer.name + installer.version,
+        wheels=tuple(ids),
+        depth=depth,
+    )
 
 
 def plan_deps(
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    resolved: list[dict[str, Any]],
+    resolved: list[Wheel],
     installer: Installer | None = None,
     parent: DepsParent | None = None,
     export: bool = True,
@@ -180,7 +165,7 @@ def plan_deps(
     ids = wheel_ids(resolved)
     key = deps_key(cfg, base, pkey, installer, ids)
     have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
-    files = [f for f in sorted(w["file"] for w in resolved) if f not in have]
+    files = [f for f in sorted(w.filename for w in resolved) if f not in have]
     plan: dict[str, Any] = {
         "app_root": APP_ROOT,
         "venv": VENV,
@@ -191,7 +176,7 @@ def plan_deps(
         "uv": installer.path,
         "files": files,
         # every wheel is hashed against these before it goes into the layer
-        "sha256": {w["file"]: w["sha256"] for w in resolved if w["file"] in set(files)},
+        "sha256": {w.filename: w.sha256 for w in resolved if w.filename in set(files)},
     }
     if parent is not None:
         plan["incremental"] = True
@@ -208,7 +193,7 @@ def plan_deps(
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
         network="none",
         user="0:0",
-        commit=CommitSpec(labels=labels, message="nox-warpdrive deps layer"),
+        commit=CommitSpec(labels=labels.to_labels(), message="nox-warpdrive deps layer"),
         tmpfs=(APP_ROOT, DEPS_SCRATCH) if in_memory else (),
         export=_exported(cfg.python) if in_memory else (),
     )
@@ -230,15 +215,15 @@ def _helpers(plan: dict[str, Any]) -> bytes:
     )
 
 
-def fits_in_memory(resolved: list[dict[str, Any]], memory: int) -> bool:
+def fits_in_memory(resolved: list[Wheel], memory: int) -> bool:
     """Whether a virtualenv of these wheels can be built on tmpfs: the unpacked wheels and
     the installed files (with bytecode) take a few times the wheels' size each, and that
     must stay well below the engine's memory. Unknown sizes (a manifest written before
     sizes were recorded) or memory: no."""
-    sizes = [w.get("size") for w in resolved]
-    if memory <= 0 or not all(isinstance(s, int) and s >= 0 for s in sizes):
+    sizes = [w.size for w in resolved]
+    if memory <= 0 or not all(s is not None and s >= 0 for s in sizes):
         return False
-    return 8 * sum(s for s in sizes if isinstance(s, int)) <= memory // 4
+    return 8 * sum(s for s in sizes if s is not None) <= memory // 4
 
 
 def ensure_deps(
@@ -246,7 +231,7 @@ def ensure_deps(
     cfg: Config,
     base: ImageInfo,
     pkey: PlatformKey,
-    resolved: list[dict[str, Any]],
+    resolved: list[Wheel],
     installer: Installer,
     out: Output,
 ) -> tuple[str, bool, float]:
@@ -255,7 +240,7 @@ def ensure_deps(
     (image id, whether it was found, seconds spent building)."""
     deps = plan_deps(cfg, base, pkey, resolved, installer)
     found = engine.image(deps.ref)
-    if found is not None and found.labels.get(f"{LABEL_PREFIX}.deps-key") == deps.key:
+    if found is not None and found.labels.get(DEPS_KEY_LABEL) == deps.key:
         return found.id, True, 0.0
     parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
     if parent is not None:
@@ -332,7 +317,7 @@ class EarlyDeps:
         #: the build ended (the wheelhouse failed, or a signal): its container was removed
         self.cancelled = False
 
-    def start(self, resolved: list[dict[str, Any]], tools: dict[str, Any]) -> None:
+    def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
         if self.thread is not None or not resolved:
             return
         try:
@@ -345,7 +330,7 @@ class EarlyDeps:
         )
         self.thread.start()
 
-    def _run(self, resolved: list[dict[str, Any]], installer: Installer) -> None:
+    def _run(self, resolved: list[Wheel], installer: Installer) -> None:
         started = time.monotonic()
         try:
             _, reused, _ = ensure_deps(
@@ -403,19 +388,20 @@ def known_deps(
     """The deps image of the current image, when it was built for exactly these
     requirements on this base: then the wheelhouse need not even be read (a code change
     rebuilds the app layer and nothing else)."""
-    if current is None:
-        return None
-    labels = current.labels
+    app = AppLabels.from_labels(current.labels) if current is not None else None
     if (
-        labels.get(f"{LABEL_PREFIX}.requirements") != reqs.digest
-        or labels.get(f"{LABEL_PREFIX}.base-image-id") != base.id
-        or labels.get(f"{LABEL_PREFIX}.platform-key") != pkey.slug
-        or labels.get(f"{LABEL_PREFIX}.installer-setting") != cfg.installer
-        or labels.get(f"{LABEL_PREFIX}.deps-format") != DEPS_FORMAT
+        current is None
+        or app is None
+        or app.requirements != reqs.digest
+        or app.base_image_id != base.id
+        or app.platform_key != pkey.slug
+        or app.installer_setting != cfg.installer
+        # the layout of the deps layer it inherited (deps images never lacked this one)
+        or current.labels.get(DEPS_FORMAT_LABEL) != DEPS_FORMAT
     ):
         return None
-    key = labels.get(f"{LABEL_PREFIX}.deps-key", "")
+    key = app.deps_key
     deps = engine.image(f"warpdrive-deps/{cfg.name}:{key[:20]}") if key else None
-    if deps is None or deps.labels.get(f"{LABEL_PREFIX}.deps-key") != key:
+    if deps is None or deps.labels.get(DEPS_KEY_LABEL) != key:
         return None
     return deps

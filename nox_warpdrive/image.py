@@ -22,16 +22,14 @@ from .deps import (
     ensure_deps,
     known_deps,
     plan_deps,
-    wheel_ids,
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, WarpdriveError
-from .layout import LABEL_PREFIX
+from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, AppLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .source_layers import StaticLayer, append_app
 from .static import (
-    STATIC_ROOT_LABEL,
     read_static,
     reusable_static,
     shadows_static,
@@ -45,6 +43,7 @@ from .wheelhouse import (
     resolved_set,
     seeds_for,
 )
+from .wheels import Wheel, wheel_ids
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def wheels_for(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...] = (),
-) -> tuple[list[dict[str, Any]], Mapping[str, Any], float | None]:
+) -> tuple[list[Wheel], Mapping[str, Any], float | None]:
     """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
     layer took (None when none was built)."""
@@ -111,6 +110,32 @@ def wheels_for(
         )
     if resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
+    manifest, early_seconds = _build_wheels(
+        cfg, engine, out, target, manifest, no_index, timings, check_files
+    )
+    resolved = resolved_set(manifest, reqs.digest)
+    if resolved is None:
+        raise WarpdriveError(
+            "the wheelhouse was built but does not list these requirements",
+            fix="run `nox -s wheelhouse` and read its output",
+        )
+    return resolved, manifest, early_seconds
+
+
+def _build_wheels(
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    target: tuple[ImageInfo, PlatformKey],
+    manifest: Mapping[str, Any],
+    no_index: bool,
+    timings: list[tuple[str, float]],
+    check_files: tuple[str, ...],
+) -> tuple[Mapping[str, Any], float | None]:
+    """Build what the wheelhouse lacks, with a deps layer started early on the wheels it
+    publishes first (not when repairing ``check_files``); the manifest as the builder
+    left it, and the seconds the early deps layer took (None when none was built)."""
+    base, pkey = target
     wheels_started = time.monotonic()
     early = EarlyDeps(engine, cfg, base, pkey)
     try:
@@ -134,14 +159,7 @@ def wheels_for(
         timings.append(("early deps", early_seconds))
     # as the builder wrote it (the same platform: check_compatible), else read
     written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
-    manifest = dict(written) or read_manifest(engine, cfg.volume, pkey, base.id)
-    resolved = resolved_set(manifest, reqs.digest)
-    if resolved is None:
-        raise WarpdriveError(
-            "the wheelhouse was built but does not list these requirements",
-            fix="run `nox -s wheelhouse` and read its output",
-        )
-    return resolved, manifest, early_seconds
+    return dict(written) or read_manifest(engine, cfg.volume, pkey, base.id), early_seconds
 
 
 @dataclass
@@ -159,7 +177,7 @@ class _Build:
     no_index: bool
     timings: list[tuple[str, float]] = dataclasses.field(default_factory=list)
     #: the wheels the deps layer installs (None: the current image's deps layer is reused)
-    resolved: list[dict[str, Any]] | None = None
+    resolved: list[Wheel] | None = None
     installer: Installer = dataclasses.field(default_factory=lambda: Installer("none"))
     deps_key: str = ""
     deps_image: ImageInfo | None = None
@@ -197,7 +215,7 @@ def build_image(
     for line in app.notices:
         out(line)
     current = b.current
-    if current is not None and current.labels.get(f"{LABEL_PREFIX}.build-key") == app.build_key:
+    if current is not None and _built_by(current, app):
         if current.id != (b.tagged.id if b.tagged else None):
             engine.tag(current.id, b.ref)  # the cache is this very build
         seconds = time.monotonic() - started
@@ -212,6 +230,12 @@ def build_image(
     return ImageResult(
         b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings
     )
+
+
+def _built_by(current: ImageInfo, app: AppPlan) -> bool:
+    """Whether the current image is exactly what this build would make."""
+    labels = AppLabels.from_labels(current.labels)
+    return labels is not None and labels.build_key == app.build_key
 
 
 def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:
@@ -229,7 +253,7 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
     if not check_files:
         b.deps_image = known_deps(b.engine, b.cfg, b.current, b.base, b.pkey, b.reqs)
     if b.deps_image is not None:
-        b.deps_key = b.deps_image.labels[f"{LABEL_PREFIX}.deps-key"]
+        b.deps_key = b.deps_image.labels[DEPS_KEY_LABEL]
         return
     resolved, manifest, early = wheels_for(
         b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, check_files

@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 
 from .engine import ImageInfo
+
+# the labels' keys and records live in labels.py; the prefix stays importable here
+from .labels import LABEL_PREFIX as LABEL_PREFIX
 from .tars import dir_tar
 
 APP_ROOT = "/opt/app-root"
@@ -22,9 +25,6 @@ APP_UID = 1001
 
 
 PORT = 8080
-
-
-LABEL_PREFIX = "io.warpdrive"
 
 
 #: where the app step records Django's STATIC_ROOT inside the image

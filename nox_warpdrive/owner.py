@@ -18,10 +18,12 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from .labels import OWNER_PROCESS_LABEL
+
 #: prefix of every temporary container's name
 TEMP_PREFIX = "warpdrive-tmp."
 #: label naming the owner of a temporary volume
-PROCESS_LABEL = "io.warpdrive.owner-process"
+PROCESS_LABEL = OWNER_PROCESS_LABEL
 #: a temporary thing of another host is removed once it is this old and stopped (or
 #: unused, for a volume): the longest a create -> start gap can be
 STOPPED_GRACE = 600.0

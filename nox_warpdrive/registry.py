@@ -18,10 +18,16 @@ from . import assembly
 from .config import Config
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError
-from .layout import LABEL_PREFIX
+from .labels import (
+    DEPS_KEY_LABEL,
+    KIND_LABEL,
+    OCI_TITLE,
+    STATIC_LAYER_LABEL,
+    AppLabels,
+    inherited_deps_labels,
+)
 from .plan import CommitSpec
 from .source_layers import app_layer_count
-from .static import STATIC_LAYER_LABEL
 
 
 def cache_from(
@@ -51,10 +57,11 @@ def cache_from(
 def unusable(pulled: ImageInfo, cfg: Config, base: ImageInfo) -> str:
     """Why an image cannot serve as this app's cache ("" when it can)."""
     labels = pulled.labels
-    if labels.get(f"{LABEL_PREFIX}.kind") != "app":
+    app = AppLabels.from_labels(labels)
+    if app is None or labels.get(KIND_LABEL) != "app":
         return "is not an image nox-warpdrive built"
-    if labels.get("org.opencontainers.image.title") != cfg.name:
-        return f"was built for another app ({labels.get('org.opencontainers.image.title')!r})"
+    if app.title != cfg.name:
+        return f"was built for another app ({labels.get(OCI_TITLE)!r})"
     if deps_layers(pulled, base) is None:
         return "was built on another base image"
     return ""
@@ -87,15 +94,15 @@ def seed_deps_image(
 ) -> None:
     """Make the pulled image's deps layers a local deps image (tagged as the build that
     made them tagged it), unless one with that key is here already."""
-    key = pulled.labels.get(f"{LABEL_PREFIX}.deps-key", "")
+    key = pulled.labels.get(DEPS_KEY_LABEL, "")
     layers = deps_layers(pulled, base)
     if not key or layers is None:
         return
     found = engine.image(deps_ref(cfg, key))
-    if found is not None and found.labels.get(f"{LABEL_PREFIX}.deps-key") == key:
+    if found is not None and found.labels.get(DEPS_KEY_LABEL) == key:
         return
-    labels = {k: v for k, v in pulled.labels.items() if k.startswith(f"{LABEL_PREFIX}.deps-")}
-    labels[f"{LABEL_PREFIX}.kind"] = "deps"
+    # as the app image inherited them (an earlier version's labels are kept as they are)
+    labels = inherited_deps_labels(pulled.labels)
     image_id, members = deps_bundle(
         engine.inspect_raw(base.id), engine.history(base.id), layers, labels, ref
     )

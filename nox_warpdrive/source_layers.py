@@ -21,6 +21,11 @@ from typing import BinaryIO
 from . import source_index
 from .context import Entry, check_link, open_file, paused_gc, source_date_epoch
 from .engine import Engine, ImageInfo
+
+# the label that lists an app image's app layers ([[role, key, diff ID], ...] bottom up),
+# and the one naming the diff ID of its layer of collected static files
+from .labels import LAYERS_LABEL as LAYERS_LABEL
+from .labels import STATIC_LAYER_LABEL as STATIC_LAYER_LABEL
 from .layers import (
     ASSETS,
     CODE,
@@ -38,16 +43,10 @@ from .layers import (
     plan_layers,
     whiteout_target,
 )
-from .layout import APP_ROOT, APP_SRC, APP_UID, LABEL_PREFIX
+from .layout import APP_ROOT, APP_SRC, APP_UID
 from .plan import CommitSpec
 from .source_index import SourceTree
 from .tars import Content, stream_tar
-
-#: the label that lists an app image's app layers: [[role, key, diff ID], ...] bottom up
-LAYERS_LABEL = f"{LABEL_PREFIX}.app-layers"
-
-#: the label naming the diff ID of an app image's layer of collected static files
-STATIC_LAYER_LABEL = f"{LABEL_PREFIX}.static-layer"
 
 #: the directories above the app files, as the deps layer has them (layout.skeleton_tar)
 _SKELETON = (

@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-import json
 import tarfile
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -21,16 +20,15 @@ from .context import (
 )
 from .engine import Engine, ImageInfo
 from .errors import EngineError, LayerRefused, WarpdriveError
+from .labels import STATIC_LAYER_LABEL, STATIC_ROOT_LABEL, AppLabels, DepsLabels
 from .layers import CREATED_BY, STATIC
 from .layout import (
     APP_SRC,
     APP_UID,
-    LABEL_PREFIX,
     STATIC_ROOT_RECORD,
     skeleton_tar,
 )
 from .runtime.start import App
-from .source_layers import STATIC_LAYER_LABEL as STATIC_LAYER_LABEL
 from .source_layers import StaticLayer, append_app
 from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar
 
@@ -79,15 +77,20 @@ def same_packages_or_more(current: ImageInfo, deps_key: str, wheels: list[str] |
     """Whether the current image's packages are all still installed, unchanged. Packages
     only added cannot change collectstatic's output: a new Django app must be named in
     INSTALLED_APPS first, and the settings are part of the static key."""
-    if current.labels.get(f"{LABEL_PREFIX}.deps-key") == deps_key:
+    app = AppLabels.from_labels(current.labels)
+    if app is not None and app.deps_key == deps_key:
         return True
     if wheels is None:
         return False
-    try:
-        before = json.loads(current.labels.get(f"{LABEL_PREFIX}.deps-wheels", ""))
-    except ValueError:
-        return False
-    return isinstance(before, list) and set(before) <= set(wheels)
+    before = DepsLabels.from_labels(current.labels)  # inherited from its deps image
+    return before is not None and set(before.wheels) <= set(wheels)
+
+
+def same_static_inputs(current: ImageInfo, app: AppPlan) -> bool:
+    """Whether the current image's collected static files came from this build's static
+    inputs (its static key)."""
+    labels = AppLabels.from_labels(current.labels)
+    return labels is not None and labels.static_key == app.static_key
 
 
 def static_root(record: bytes) -> str | None:
@@ -143,9 +146,7 @@ def reusable_static_files(
     """(STATIC_ROOT, a tar of the collected files and the record at their paths) of the
     current image, when its static inputs equal this build's (then collectstatic would
     produce the same files)."""
-    if current is None or not app.static_key:
-        return None
-    if current.labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
+    if current is None or not app.static_key or not same_static_inputs(current, app):
         return None
     if not same_packages_or_more(current, deps_key, wheels):
         return None
@@ -156,11 +157,6 @@ def reusable_static_files(
     root = static_root(record)
     assert root is not None  # read_static checked it
     return root, files
-
-
-#: labels of an app image whose collected static files are a layer of their own: that
-#: layer's diff ID (source_layers.py sets it), and the STATIC_ROOT it holds
-STATIC_ROOT_LABEL = f"{LABEL_PREFIX}.static-root"
 
 
 STATIC_CREATED_BY = CREATED_BY[STATIC]
@@ -177,13 +173,13 @@ def reusable_static(
     equal this build's. When its files are a layer of their own, that layer is named and
     its bytes are read (from the host copy, else the image) only if the engine must be
     sent it; else the files are read now and made a layer."""
-    if current is None or not app.static_key:
-        return None
-    labels = current.labels
-    if labels.get(f"{LABEL_PREFIX}.static-key") != app.static_key:
+    if current is None or not app.static_key or not same_static_inputs(current, app):
         return None
     if not same_packages_or_more(current, deps_key, wheels):
         return None
+    # an app image whose collected static files are a layer of their own labels that
+    # layer's diff ID (source_layers.py) and the STATIC_ROOT it holds
+    labels = current.labels
     diff, root = labels.get(STATIC_LAYER_LABEL, ""), labels.get(STATIC_ROOT_LABEL, "")
     if diff in current.diff_ids and _safe_root(root) is not None:
 

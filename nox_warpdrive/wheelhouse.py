@@ -27,6 +27,7 @@ from .runtime.start import (
     read_environment,
     required_packages,
 )
+from .wheels import Wheel, wheels_from_manifest
 
 
 def detect_app(cfg: Config) -> tuple[App, str | None]:
@@ -109,20 +110,18 @@ def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> 
     return data if isinstance(data, dict) else {}
 
 
-def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[dict[str, Any]] | None:
+def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[Wheel] | None:
     """The wheels a previous run resolved for exactly these requirements, if all are still
-    published in the volume."""
+    published in the volume (and the set's entries are well formed)."""
     sets = manifest.get("sets")
     entry = sets.get(digest) if isinstance(sets, dict) else None
     if not isinstance(entry, dict):
         return None
-    wheels = manifest.get("wheels")
-    if not isinstance(wheels, dict):
+    published = manifest.get("wheels")
+    if not isinstance(published, dict):
         return None
-    resolved = entry.get("resolved")
-    if not isinstance(resolved, list) or not all(
-        isinstance(w, dict) and w.get("file") in wheels for w in resolved
-    ):
+    resolved = wheels_from_manifest(entry.get("resolved"))
+    if resolved is None or not all(w.filename in published for w in resolved):
         return None
     return resolved
 
@@ -231,13 +230,9 @@ class WheelhouseResult:
         )
 
 
-#: machine-read lines of build_wheels.py (not shown to the user)
-SUMMARY_LINE = "warpdrive: SUMMARY "
-READY_LINE = "warpdrive: WHEELS-READY "
-
-#: called with the resolved wheels the builder has already published (file, name,
-#: version, sha256) and the manifest-style tools entry, while sdists still build
-ReadyCallback = Callable[[list[dict[str, Any]], dict[str, Any]], None]
+#: called with the resolved wheels the builder has already published and the
+#: manifest-style tools entry, while sdists still build
+ReadyCallback = Callable[[list[Wheel], dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -370,18 +365,22 @@ def _run_builder(
 ) -> dict[str, Any]:
     """Run the builder with the build secrets; its summary. Its output is shown redacted
     (the machine-read lines are not); a failure is the BuildError naming its cause."""
+    # the builder's machine-read lines, defined on its side of the line; imported here
+    # (not at the top): a build whose wheelhouse is complete never runs the builder
+    from .runtime.build_wheels import FAILURE_PREFIX, READY_PREFIX, SUMMARY_PREFIX
+
     engine.ensure_volume(plan.volume)
     secrets = buildenv.build_secrets()
     lines: list[str] = []
 
     def tee(line: str) -> None:
         lines.append(line)
-        if line.startswith(READY_LINE):
+        if line.startswith(READY_PREFIX):
             ready = _ready(line)
             if ready is not None and on_ready is not None:
                 on_ready(*ready)
             return
-        if not line.startswith((SUMMARY_LINE, FAILURE_LINE)):
+        if not line.startswith((SUMMARY_PREFIX, FAILURE_PREFIX)):
             out(buildenv.redact(line, secrets))
 
     with engine.secrets_volume(secrets, plan.builder_image) as secrets_volume:
@@ -390,9 +389,6 @@ def _run_builder(
         raise builder_failure(result.exit_code, _failure(lines), secrets)
     return _summary(lines)
 
-
-#: what the builder says when it fails (runtime/build_wheels.py report_failure)
-FAILURE_LINE = "warpdrive: FAILURE "
 
 _KEPT = (
     "the manifest is unchanged (earlier images and --no-index builds are not affected); "
@@ -492,37 +488,40 @@ def _where(failure: Mapping[str, Any]) -> str:
 
 
 def _failure(lines: list[str]) -> dict[str, Any]:
+    from .runtime.build_wheels import FAILURE_PREFIX
+
     for line in reversed(lines):
-        if line.startswith(FAILURE_LINE):
+        if line.startswith(FAILURE_PREFIX):
             try:
-                data = json.loads(line[len(FAILURE_LINE) :])
+                data = json.loads(line[len(FAILURE_PREFIX) :])
             except ValueError:
                 return {}
             return data if isinstance(data, dict) else {}
     return {}
 
 
-def _ready(line: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+def _ready(line: str) -> tuple[list[Wheel], dict[str, Any]] | None:
+    from .runtime.build_wheels import READY_PREFIX
+
     try:
-        data = json.loads(line[len(READY_LINE) :])
+        data = json.loads(line[len(READY_PREFIX) :])
     except ValueError:
         return None
     if not isinstance(data, dict):
         return None
-    resolved, tools = data.get("resolved"), data.get("tools")
-    keys = ("file", "name", "version", "sha256")
-    if not isinstance(resolved, list) or not all(
-        isinstance(w, dict) and all(isinstance(w.get(k), str) for k in keys) for w in resolved
-    ):
+    resolved, tools = wheels_from_manifest(data.get("resolved")), data.get("tools")
+    if resolved is None:
         return None
     return resolved, tools if isinstance(tools, dict) else {}
 
 
 def _summary(lines: list[str]) -> dict[str, Any]:
+    from .runtime.build_wheels import SUMMARY_PREFIX
+
     for line in reversed(lines):
-        if line.startswith(SUMMARY_LINE):
+        if line.startswith(SUMMARY_PREFIX):
             try:
-                data = json.loads(line[len(SUMMARY_LINE) :])
+                data = json.loads(line[len(SUMMARY_PREFIX) :])
             except ValueError:
                 break
             return data if isinstance(data, dict) else {}

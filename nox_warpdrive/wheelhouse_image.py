@@ -40,7 +40,7 @@ from .config import split_ref
 from .engine import Engine, ImageInfo, Output
 from .engine.base import ArchivePut, ArchiveRead, ArchiveStream
 from .errors import ConfigError, EngineError
-from .layout import LABEL_PREFIX
+from .labels import KIND_LABEL, PLATFORM_KEY_LABEL, WheelhouseLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .tars import Content, stream_tar
@@ -63,9 +63,6 @@ IMAGE_DIR = "/wheelhouse"
 #: a push that would make more layers than this squashes the image into one
 MAX_LAYERS = 10
 
-KIND_LABEL = f"{LABEL_PREFIX}.kind"
-KEY_LABEL = f"{LABEL_PREFIX}.platform-key"
-WHEELS_LABEL = f"{LABEL_PREFIX}.wheelhouse.wheels"
 #: a fixed mtime for every entry of a wheelhouse layer (as jib does)
 _MTIME = 1
 
@@ -89,24 +86,23 @@ def image_tag(ref: str, key: PlatformKey) -> str:
 
 def unusable(info: ImageInfo, key: PlatformKey) -> str:
     """Why a pulled image cannot seed this platform's wheelhouse ("" when it can)."""
-    kind = info.labels.get(KIND_LABEL)
-    if kind != "wheelhouse":
+    labels = WheelhouseLabels.from_labels(info.labels)
+    if labels is None:
+        kind = info.labels.get(KIND_LABEL)
         what = f"an image nox-warpdrive built as {kind!r}" if kind else "not nox-warpdrive's"
         return f"is not a wheelhouse image ({what})"
-    if info.labels.get(KEY_LABEL) != key.slug:
+    if labels.platform_key != key.slug:
         return (
-            f"holds the wheelhouse of platform {info.labels.get(KEY_LABEL)!r}, not of this "
-            f"builder's {key.slug}"
+            f"holds the wheelhouse of platform {info.labels.get(PLATFORM_KEY_LABEL)!r}, not "
+            f"of this builder's {key.slug}"
         )
     return ""
 
 
-def _labelled_wheels(info: ImageInfo) -> dict[str, str]:
-    try:
-        data = json.loads(info.labels.get(WHEELS_LABEL) or "{}")
-    except ValueError:
-        return {}
-    return wheels_of({"wheels": data}) if isinstance(data, dict) else {}
+def _labelled_wheels(info: ImageInfo) -> Mapping[str, str]:
+    """The wheels (file -> sha256) a wheelhouse image's labels say it holds."""
+    labels = WheelhouseLabels.from_labels(info.labels)
+    return labels.wheels if labels is not None else {}
 
 
 def _warn(out: Output, message: str, fix: str) -> None:
@@ -258,7 +254,7 @@ def _previous(engine: Engine, tag: str, key: PlatformKey, out: Output) -> ImageI
     if pulled is None:
         return None
     why = unusable(pulled, key)
-    if why and pulled.labels.get(KIND_LABEL) != "wheelhouse":
+    if why and WheelhouseLabels.from_labels(pulled.labels) is None:
         raise ConfigError(
             f"{tag} {why}: pushing the wheelhouse there would replace it; nothing was "
             "pushed, the wheelhouse in the volume is built and unchanged",
@@ -341,20 +337,12 @@ def _bundle(
         if builder.get("Variant"):
             config["Variant"] = builder["Variant"]
         history, depth = [], 0
-    labels = {
-        KIND_LABEL: "wheelhouse",
-        KEY_LABEL: wh.key.slug,
-        WHEELS_LABEL: json.dumps(plan.manifest["wheels"], sort_keys=True, separators=(",", ":")),
-        f"{LABEL_PREFIX}.wheelhouse.layers": str(depth + 1),
-        "org.opencontainers.image.description": (
-            f"nox-warpdrive wheelhouse for {wh.key.slug} (wheels only; not runnable)"
-        ),
-    }
+    labels = WheelhouseLabels(wh.key.slug, plan.manifest["wheels"], depth + 1)
     return assembly.layer_bundle(
         config,
         history,
         layer,
-        CommitSpec(labels=labels),
+        CommitSpec(labels=labels.to_labels()),
         created=assembly.timestamp(time.time()),
         created_by=f"nox-warpdrive wheelhouse layer ({len(plan.new)} wheels)",
     )

@@ -35,15 +35,13 @@ from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount
 from .platform import PlatformKey
 from .runtime.build_wheels import IMPORTED_PREFIX, MAX_SETS, set_fits
 from .tars import dir_tar, tar_files
+from .wheels import wheels_from_manifest
 
 #: where the import step receives what it imports (the container's own filesystem)
 INCOMING = "/tmp/warpdrive-incoming"
 
 #: more wanted wheels than this: read the whole wheels directory in one stream
 PER_FILE_MAX = 24
-
-#: the fields of a requirement set's resolved wheels that are shipped
-_RESOLVED_FIELDS = ("file", "name", "version", "sha256", "size")
 
 
 @dataclass(frozen=True)
@@ -75,11 +73,13 @@ def _table(manifest: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 
 def _shipped_set(entry: Any) -> dict[str, Any] | None:
-    resolved = entry.get("resolved") if isinstance(entry, dict) else None
-    if not isinstance(resolved, list) or not all(isinstance(w, dict) for w in resolved):
+    """A requirement set as it is shipped: its wheels' manifest entries (only the
+    fields a Wheel has) and when it was built; None when an entry is not well formed."""
+    resolved = wheels_from_manifest(entry.get("resolved") if isinstance(entry, dict) else None)
+    if resolved is None:
         return None
     return {
-        "resolved": [{k: w[k] for k in _RESOLVED_FIELDS if k in w} for w in resolved],
+        "resolved": [w.to_manifest() for w in resolved],
         "built_at": str(entry.get("built_at") or ""),
     }
 

@@ -41,6 +41,17 @@ import zipfile
 PLAN = "/tmp/warpdrive-build/plan.json"
 SECRETS = "/run/warpdrive-secrets"
 
+# the lines the host reads from this script's output (wheelhouse.py, wheelhouse_transfer.py
+# import these: they are defined here only); each is followed by one line of JSON
+#: the run's result (new wheels, counts, the manifest just written)
+SUMMARY_PREFIX = "warpdrive: SUMMARY "
+#: resolved wheels already published while sdists still build (the early deps layer)
+READY_PREFIX = "warpdrive: WHEELS-READY "
+#: why the run failed (stage, package, last lines)
+FAILURE_PREFIX = "warpdrive: FAILURE "
+#: what an import published and refused
+IMPORTED_PREFIX = "warpdrive: IMPORTED "
+
 
 T0 = time.time()
 
@@ -432,6 +443,28 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
     with open(extra, "w") as fh:
         fh.write("\n".join(plan.get("extra", [])) + "\n")
     out = os.path.join(staging, "pylock.toml")
+    cmd = uv_compile_command(uv, plan, root, wheels, staging, out, constraints) + [extra]
+    log("resolving with uv")
+    proc = subprocess.run(cmd, env=dict(env, **uv_env(env)), cwd=plan["req_dir"])
+    try:
+        if proc.returncode != 0:
+            log("uv could not resolve the requirements; falling back to pip")
+            return None
+        with open(out, "rb") as fh:
+            lock = tomllib.load(fh)
+        return pins_of_pylock(lock)
+    except (OSError, ValueError, KeyError) as exc:
+        log("could not read uv's lock (%s); falling back to pip" % exc)
+        return None
+    finally:
+        for path in (extra, out):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def uv_compile_command(uv, plan, root, wheels, staging, out, constraints):
+    """`uv pip compile` of the top requirement files into the pylock.toml ``out``, with the
+    published wheels as a flat index (the extra requirements' file goes last)."""
     cmd = [
         uv,
         "pip",
@@ -453,34 +486,24 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
         cmd.append("--no-index")
     if constraints:
         cmd += ["-c", constraints]
-    cmd += [os.path.join(plan["req_dir"], n) for n in plan["top"]] + [extra]
-    log("resolving with uv")
-    proc = subprocess.run(cmd, env=dict(env, **uv_env(env)), cwd=plan["req_dir"])
-    try:
-        if proc.returncode != 0:
-            log("uv could not resolve the requirements; falling back to pip")
-            return None
-        with open(out, "rb") as fh:
-            lock = tomllib.load(fh)
-        pins = []
-        for pkg in lock.get("packages", []):
-            url = sha = None
-            for wheel in pkg.get("wheels", []):
-                if wheel.get("url", "").startswith(("https://", "http://")):
-                    url, sha = wheel["url"], wheel.get("hashes", {}).get("sha256")
-                    break
-            sdist = pkg.get("sdist") or {}
-            sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
-            sdist_sha = sdist.get("hashes", {}).get("sha256")
-            pins.append(Pin(pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
-        return pins
-    except (OSError, ValueError, KeyError) as exc:
-        log("could not read uv's lock (%s); falling back to pip" % exc)
-        return None
-    finally:
-        for path in (extra, out):
-            if os.path.exists(path):
-                os.unlink(path)
+    return cmd + [os.path.join(plan["req_dir"], n) for n in plan["top"]]
+
+
+def pins_of_pylock(lock):
+    """[Pin] of a pylock.toml uv wrote: per package, its first wheel with an http(s) URL
+    and its sdist (KeyError when a package lacks its name or version)."""
+    pins = []
+    for pkg in lock.get("packages", []):
+        url = sha = None
+        for wheel in pkg.get("wheels", []):
+            if wheel.get("url", "").startswith(("https://", "http://")):
+                url, sha = wheel["url"], wheel.get("hashes", {}).get("sha256")
+                break
+        sdist = pkg.get("sdist") or {}
+        sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
+        sdist_sha = sdist.get("hashes", {}).get("sha256")
+        pins.append(Pin(pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
+    return pins
 
 
 def cache_dns():
@@ -722,7 +745,7 @@ def announce_ready(wheels, files, manifest_path, uv, root):
         size = os.path.getsize(os.path.join(wheels, fn))
         ready.append({"file": fn, "name": name, "version": version, "sha256": digest, "size": size})
     data = {"resolved": ready, "tools": tools_entry(uv, root)}
-    print("warpdrive: WHEELS-READY " + json.dumps(data, separators=(",", ":")), flush=True)
+    print(READY_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
 
 
 # -- locked plans: install exactly what a lock file allows --------------------------------
@@ -1297,8 +1320,6 @@ def with_build_tag(filename, key):
 
 # -- failures: what went wrong, said once, machine-read by the host ---------------------
 
-FAILURE_PREFIX = "warpdrive: FAILURE "
-
 _NETWORK = re.compile(
     r"Max retries exceeded|Temporary failure in name resolution|Name or service not known"
     r"|Connection (?:refused|reset|timed out)|Read timed out|CERTIFICATE_VERIFY_FAILED"
@@ -1537,6 +1558,19 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
     log("%d wheels downloaded" % (len(to_download) - len(failed)))
     # Publish the downloads now and say which resolved wheels are ready: the host can
     # install them (in the base image) while the sdists still build here.
+    early = publish_downloads(ctx, pins, have, failed)
+    if announce:
+        announce_ready(wheels, early, ctx["manifest_path"], uv, root)
+    code = finish_builds(plan, pip, base_args, env, builders, uv_builds, failed)
+    if code != 0:
+        return code, None
+    log("wheels fetched and built")
+    return pinned_files(ctx, pins, have)
+
+
+def publish_downloads(ctx, pins, have, failed):
+    """Publish the downloaded wheels of ``pins`` (those not in ``failed``); the files of
+    every pin whose wheel is now published (already there, or just downloaded)."""
     early = []
     for p in pins:
         key = (normalize(p.name), p.version)
@@ -1544,15 +1578,20 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
             early.append(have[key])
         elif p.wheel_url and spec_of(p) not in failed:
             fn = url_filename(p.wheel_url)
-            if publish(staging, wheels, fn):
+            if publish(ctx["staging"], ctx["wheels"], fn):
                 ctx["new"].append(fn)
             early.append(fn)
-    if announce:
-        announce_ready(wheels, early, ctx["manifest_path"], uv, root)
+    return early
+
+
+def finish_builds(plan, pip, base_args, env, builders, uv_builds, failed):
+    """Wait for the sdist builds (pip's, then uv's), then let pip fetch or build what
+    could not be downloaded (``failed``, and the sdists uv could not start); 0, or the
+    exit code of the reported failure."""
     code, tail = worst(builders)
     if code != 0:
         stage, package = classify(code, tail)
-        return report_failure(stage, code, tail, package), None
+        return report_failure(stage, code, tail, package)
     for spec, tee in uv_builds:
         if tee is None:
             failed.append(spec)
@@ -1560,14 +1599,19 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
         built = tee.wait()
         if built != 0:
             stage, package = classify(built, tee.tail, spec, compiling=True)
-            return report_failure(stage, built, tee.tail, package), None
+            return report_failure(stage, built, tee.tail, package)
     code, tail = pip_wheel_groups(pip, base_args, failed, env, plan["req_dir"], 2)
     if code != 0:
         stage, package = classify(code, tail)
-        return report_failure(stage, code, tail, package), None
-    log("wheels fetched and built")
+        return report_failure(stage, code, tail, package)
+    return 0
+
+
+def pinned_files(ctx, pins, have):
+    """(0, the wheel of each pin: published before or built in staging now), or a
+    reported "compile" failure when a pin has none; records what each was built from."""
     built_files = {}
-    for fn in os.listdir(staging):
+    for fn in os.listdir(ctx["staging"]):
         if fn.endswith(".whl") and not fn.startswith("."):
             name, version = wheel_name_version(fn)
             built_files[(normalize(name), version)] = fn
@@ -1661,7 +1705,7 @@ def record(ctx, resolved_files, uv):
 
 
 def summary_line(data):
-    print("warpdrive: SUMMARY " + json.dumps(data, separators=(",", ":")), flush=True)
+    print(SUMMARY_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
 
 
 def build_env(plan, staging):
@@ -1744,8 +1788,6 @@ def run(plan, ctx):
 # own wheels and requirement sets always win: a wheel of the same name is never
 # replaced, and a set of the other manifest is added only when every wheel it resolved
 # is here with the sha256 it names.
-
-IMPORTED_PREFIX = "warpdrive: IMPORTED "
 
 #: the fields of a platform key that decide which wheels fit (the rest is informational)
 KEY_FIELDS = ("interpreter", "abi", "platform", "libc", "libc_version", "distro", "distro_version")

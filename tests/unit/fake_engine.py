@@ -17,7 +17,7 @@ from typing import Any
 from nox_warpdrive.assembly import Bundle
 from nox_warpdrive.engine import ImageInfo, RunResult
 from nox_warpdrive.engine.base import ArchivePut, ArchiveRead
-from nox_warpdrive.errors import EngineError
+from nox_warpdrive.errors import BuildError, EngineError
 from nox_warpdrive.plan import VOLUME_DIR, CommitSpec, Step
 
 GIB = 1 << 30
@@ -31,7 +31,8 @@ class FakeEngine:
     """``images``: ref -> image; ``candidates``: images only ``images_with_labels``
     lists; ``output``: lines every step prints; ``failures``: what the next steps raise
     (None: that one succeeds); ``gate``: steps wait for it; ``paths``: what image_reader
-    finds; ``volume_files``: (volume, path) -> bytes."""
+    finds; ``volume_files``: (volume, path) -> bytes; ``exit_code``: what every step
+    exits with (run_checked raises BuildError when it is not 0)."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class FakeEngine:
         paths: Mapping[str, bytes] | None = None,
         volume_files: Mapping[tuple[str, str], bytes] | None = None,
         base: ImageInfo = BLANK,
+        exit_code: int = 0,
     ) -> None:
         self.images = dict(images or {})
         self.candidates = list(candidates)
@@ -54,6 +56,7 @@ class FakeEngine:
         self.paths = dict(paths or {})
         self.volume_files = dict(volume_files or {})
         self.base = base
+        self.exit_code = exit_code
         self.entered = threading.Event()
         self.steps: list[Step] = []
         self.threads: list[str] = []
@@ -61,10 +64,18 @@ class FakeEngine:
         self.filters: list[dict[str, str]] = []
         self.built: dict[str, Step] = {}
         self.appended: list[tuple[str, CommitSpec, Sequence[tuple[str, Any]]]] = []
+        #: each appended layer's data and its ``under`` layers' (read while they exist)
+        self.appended_data: list[tuple[bytes | str, list[tuple[str, bytes | str]]]] = []
         self.removed: list[str] = []
         self.reads: list[tuple[str, str]] = []
         self.readers = 0
         self.volumes: set[str] = set()
+        #: every ensure_volume call, in order
+        self.ensured: list[str] = []
+        #: every secrets volume asked for: (its files, the image)
+        self.secrets: list[tuple[dict[str, bytes], str]] = []
+        #: the secrets volume each step ran with
+        self.secrets_used: list[str | None] = []
         self.aborted = 0
         self.pushed: list[str] = []
         self.loaded: list[Mapping[str, bytes]] = []
@@ -135,6 +146,11 @@ class FakeEngine:
     ) -> str:
         self._next_failure()
         self.appended.append((parent, spec, tuple(under)))
+
+        def read(data: bytes | Path | str) -> bytes | str:
+            return data.read_bytes() if isinstance(data, Path) else data
+
+        self.appended_data.append((read(layer), [(what, read(d)) for what, d in under]))
         image_id = f"sha256:appended{len(self.appended)}"
         self.images[image_id] = dataclasses.replace(
             self.base, id=image_id, labels=dict(spec.labels)
@@ -143,6 +159,7 @@ class FakeEngine:
 
     # -- volumes
     def ensure_volume(self, name: str) -> bool:
+        self.ensured.append(name)
         new = name not in self.volumes
         self.volumes.add(name)
         return new
@@ -158,6 +175,7 @@ class FakeEngine:
 
     @contextlib.contextmanager
     def secrets_volume(self, files: Mapping[str, bytes], image: str) -> Iterator[str | None]:
+        self.secrets.append((dict(files), image))
         yield "warpdrive-secrets-fake" if files else None
 
     # -- steps
@@ -169,6 +187,7 @@ class FakeEngine:
     def run(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
         self.threads.append(threading.current_thread().name)
         self.steps.append(step)
+        self.secrets_used.append(secrets_volume)
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(WAIT), "the test never opened the gate"
@@ -178,10 +197,13 @@ class FakeEngine:
         image_id = f"sha256:built{len(self.steps)}" if step.commit is not None else None
         if image_id is not None:
             self.built[image_id] = step
-        return RunResult(0, "\n".join(self.output), image_id, 7.5)
+        return RunResult(self.exit_code, "\n".join(self.output), image_id, 7.5)
 
     def run_checked(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
-        return self.run(step, out, secrets_volume)
+        result = self.run(step, out, secrets_volume)
+        if result.exit_code != 0:
+            raise BuildError(f"step {step.name} failed (exit code {result.exit_code})")
+        return result
 
     def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
         return ""

@@ -4,11 +4,9 @@ EarlyDeps, which builds the deps image in a thread while the wheelhouse still co
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,13 +17,15 @@ from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import wheelhouse as wheelhouse_module
 from nox_warpdrive.config import Config, load_config
-from nox_warpdrive.engine import Engine, ImageInfo, RunResult
+from nox_warpdrive.engine import ImageInfo, RunResult
 from nox_warpdrive.errors import BuildError, WarpdriveError
 from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.wheelhouse import READY_LINE, SUMMARY_LINE, _ready, build_wheelhouse
+from nox_warpdrive.runtime.build_wheels import READY_PREFIX, SUMMARY_PREFIX
+from nox_warpdrive.wheelhouse import _ready, build_wheelhouse
+from nox_warpdrive.wheels import Wheel
 
-RESOLVED = [
+ENTRIES = [
     {
         "file": "asgiref-3.8.1-py3-none-any.whl",
         "name": "asgiref",
@@ -45,6 +45,8 @@ RESOLVED = [
         "sha256": "c" * 64,
     },
 ]
+#: the same wheels as the host reads them
+RESOLVED = [w for w in map(Wheel.from_manifest, ENTRIES) if w is not None]
 UV_TOOLS = {"uv": {"path": "tools/uv", "version": "0.4.1"}}
 THREAD_NAME = "warpdrive-early-deps"
 
@@ -64,7 +66,7 @@ def wsgi_project(root: Path, installer: str | None = None) -> Config:
 
 
 def ready_line(payload: object) -> str:
-    return READY_LINE + json.dumps(payload)
+    return READY_PREFIX + json.dumps(payload)
 
 
 def plan_files(step: Step) -> dict[str, Any]:
@@ -98,11 +100,11 @@ def ensure_deps(
     engine: FakeEngine,
     cfg: Config,
     out: list[str],
-    resolved: list[dict[str, str]] = RESOLVED,
+    resolved: list[Wheel] = RESOLVED,
     installer: deps_module.Installer | None = None,
 ) -> tuple[str, bool, float]:
     return deps_module.ensure_deps(
-        cast(Engine, engine),
+        engine,
         cfg,
         BASE,
         PKEY,
@@ -113,10 +115,10 @@ def ensure_deps(
 
 
 def early_deps(engine: FakeEngine, cfg: Config) -> deps_module.EarlyDeps:
-    return deps_module.EarlyDeps(cast(Engine, engine), cfg, BASE, PKEY)
+    return deps_module.EarlyDeps(engine, cfg, BASE, PKEY)
 
 
-def existing_deps(cfg: Config, resolved: list[dict[str, str]] = RESOLVED) -> FakeEngine:
+def existing_deps(cfg: Config, resolved: list[Wheel] = RESOLVED) -> FakeEngine:
     """An engine that already has the deps image for these wheels, under its ref."""
     plan = deps_module.plan_deps(cfg, BASE, PKEY, resolved)
     found = dataclasses.replace(
@@ -129,33 +131,33 @@ def existing_deps(cfg: Config, resolved: list[dict[str, str]] = RESOLVED) -> Fak
 
 
 def test_ready_parses_resolved_wheels_and_tools() -> None:
-    parsed = _ready(ready_line({"resolved": RESOLVED, "tools": UV_TOOLS}))
+    parsed = _ready(ready_line({"resolved": ENTRIES, "tools": UV_TOOLS}))
     assert parsed == (RESOLVED, UV_TOOLS)
 
 
 def test_ready_accepts_surrounding_whitespace_and_extra_keys() -> None:
-    extra = [{**RESOLVED[0], "size": 123}]
-    line = READY_LINE + " " + json.dumps({"resolved": extra, "tools": {}, "x": 1}) + "\n"
-    assert _ready(line) == (extra, {})
+    extra = [{**ENTRIES[0], "size": 123}]
+    line = READY_PREFIX + " " + json.dumps({"resolved": extra, "tools": {}, "x": 1}) + "\n"
+    assert _ready(line) == ([dataclasses.replace(RESOLVED[0], size=123)], {})
 
 
 @pytest.mark.parametrize("tools", [None, [], "uv", 3, ["uv"]])
 def test_ready_tools_that_are_not_a_dict_become_empty(tools: object) -> None:
-    parsed = _ready(ready_line({"resolved": RESOLVED, "tools": tools}))
+    parsed = _ready(ready_line({"resolved": ENTRIES, "tools": tools}))
     assert parsed == (RESOLVED, {})
 
 
 def test_ready_without_tools_gives_empty_tools() -> None:
-    assert _ready(ready_line({"resolved": RESOLVED})) == (RESOLVED, {})
+    assert _ready(ready_line({"resolved": ENTRIES})) == (RESOLVED, {})
 
 
 @pytest.mark.parametrize(
     "line",
     [
-        READY_LINE + "{not json",
-        READY_LINE,
-        READY_LINE + '{"resolved": [',
-        ready_line([RESOLVED]),
+        READY_PREFIX + "{not json",
+        READY_PREFIX,
+        READY_PREFIX + '{"resolved": [',
+        ready_line([ENTRIES]),
         ready_line("resolved"),
         ready_line(None),
         ready_line(42),
@@ -168,20 +170,20 @@ def test_ready_none_for_malformed_json_or_not_a_dict(line: str) -> None:
 
 @pytest.mark.parametrize("key", ["file", "name", "version", "sha256"])
 def test_ready_none_when_an_entry_lacks_a_key(key: str) -> None:
-    broken = {k: v for k, v in RESOLVED[1].items() if k != key}
-    assert _ready(ready_line({"resolved": [RESOLVED[0], broken], "tools": {}})) is None
+    broken = {k: v for k, v in ENTRIES[1].items() if k != key}
+    assert _ready(ready_line({"resolved": [ENTRIES[0], broken], "tools": {}})) is None
 
 
 @pytest.mark.parametrize("value", [None, 5, 1.5, True, ["x"], {"x": "y"}])
 @pytest.mark.parametrize("key", ["file", "name", "version", "sha256"])
 def test_ready_none_when_an_entry_has_a_non_str_value(key: str, value: object) -> None:
-    broken = {**RESOLVED[1], key: value}
-    assert _ready(ready_line({"resolved": [RESOLVED[0], broken], "tools": {}})) is None
+    broken = {**ENTRIES[1], key: value}
+    assert _ready(ready_line({"resolved": [ENTRIES[0], broken], "tools": {}})) is None
 
 
 @pytest.mark.parametrize(
     "resolved",
-    [None, "x", {"file": "a"}, [RESOLVED[0], "django-5.0-py3-none-any.whl"], [None]],
+    [None, "x", {"file": "a"}, [ENTRIES[0], "django-5.0-py3-none-any.whl"], [None]],
     ids=["null", "string", "dict", "str-entry", "null-entry"],
 )
 def test_ready_none_when_resolved_is_not_a_list_of_dicts(resolved: object) -> None:
@@ -199,33 +201,21 @@ INDEX_URL = f"https://deploy:{SECRET}@pypi.example.com/simple"
 BUILDER = dataclasses.replace(BASE, id="sha256:builder")
 
 
-class FakeWheelhouseEngine:
-    """Feeds ``lines`` to the tee build_wheelhouse gives engine.run; ``events`` records
-    the order of what happened (lines fed, callbacks heard)."""
+class WheelhouseEngine(FakeEngine):
+    """The shared fake engine, its steps printing ``lines``; ``events`` records the order
+    of what happened (each line fed to the tee build_wheelhouse gives engine.run, and
+    what the test's callbacks hear)."""
 
     def __init__(self, lines: list[str], events: list[str], exit_code: int = 0) -> None:
-        self.lines = lines
+        super().__init__(output=lines, exit_code=exit_code, base=BUILDER)
         self.events = events
-        self.exit_code = exit_code
-        self.volumes: list[str] = []
-        self.secrets: list[tuple[dict[str, bytes], str]] = []
-        self.runs: list[tuple[Step, str | None]] = []
-
-    def ensure_volume(self, name: str) -> bool:
-        self.volumes.append(name)
-        return True
-
-    @contextlib.contextmanager
-    def secrets_volume(self, files: Mapping[str, bytes], image: str) -> Iterator[str | None]:
-        self.secrets.append((dict(files), image))
-        yield "warpdrive-secrets-1"
 
     def run(self, step: Step, out: Any, secrets_volume: str | None = None) -> RunResult:
-        self.runs.append((step, secrets_volume))
-        for line in self.lines:
+        def fed(line: str) -> None:
             self.events.append(f"fed {line}")
             out(line)
-        return RunResult(exit_code=self.exit_code, output_tail="", image_id=None, seconds=1.0)
+
+        return super().run(step, fed, secrets_volume)
 
 
 def run_wheelhouse(
@@ -247,23 +237,22 @@ def run_wheelhouse(
     monkeypatch.setattr(wheelhouse_module, "read_manifest", lambda *a, **k: {})
     secrets = {"pip-env.json": json.dumps({"PIP_INDEX_URL": INDEX_URL}).encode()}
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: secrets)
-    engine = FakeWheelhouseEngine(lines, events, exit_code)
+    engine = WheelhouseEngine(lines, events, exit_code)
 
-    def heard(resolved: list[dict[str, str]], tools: dict[str, Any]) -> None:
+    def heard(resolved: list[Wheel], tools: dict[str, Any]) -> None:
         events.append("ready")
         calls.append((resolved, tools))
 
     shown: list[str] = []
-    result = build_wheelhouse(
-        cfg, cast(Engine, engine), shown.append, on_ready=heard if on_ready else None
-    )
-    assert engine.volumes == [cfg.volume]
+    result = build_wheelhouse(cfg, engine, shown.append, on_ready=heard if on_ready else None)
+    assert engine.ensured == [cfg.volume]
     assert engine.secrets == [(secrets, BUILDER.id)]
-    assert [(s.name, v) for s, v in engine.runs] == [("wheelhouse", "warpdrive-secrets-1")]
+    assert [s.name for s in engine.steps] == ["wheelhouse"]
+    assert engine.secrets_used == ["warpdrive-secrets-fake"]
     return result, shown, calls, events
 
 
-SUMMARY = SUMMARY_LINE + json.dumps({"new": ["gunicorn-22.0-py3-none-any.whl"], "resolved": 3})
+SUMMARY = SUMMARY_PREFIX + json.dumps({"new": ["gunicorn-22.0-py3-none-any.whl"], "resolved": 3})
 
 
 def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
@@ -271,8 +260,8 @@ def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
 ) -> None:
     """The builder prints the manifest it wrote: the image build installs from it without
     reading the volume a second and a third time (a container each, ~0.1 s)."""
-    written = {"format": 1, "sets": {"d": {"resolved": RESOLVED}}, "tools": UV_TOOLS}
-    line = SUMMARY_LINE + json.dumps({"new": [], "resolved": 3, "manifest": written})
+    written = {"format": 1, "sets": {"d": {"resolved": ENTRIES}}, "tools": UV_TOOLS}
+    line = SUMMARY_PREFIX + json.dumps({"new": [], "resolved": 3, "manifest": written})
     reads: list[str] = []
     monkeypatch.setattr(
         wheelhouse_module, "read_manifest", lambda *a, **k: reads.append("read") or {}
@@ -280,19 +269,19 @@ def test_the_manifest_comes_back_with_the_summary_and_is_not_read_again(
     cfg = wsgi_project(tmp_path / "site")
     monkeypatch.setattr(wheelhouse_module, "probe_image", lambda *a, **k: (BUILDER, PKEY))
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: {})
-    engine = FakeWheelhouseEngine([line], [])
-    result = build_wheelhouse(cfg, cast(Engine, engine), lambda _: None, manifest={})
+    engine = WheelhouseEngine([line], [])
+    result = build_wheelhouse(cfg, engine, lambda _: None, manifest={})
     assert reads == []  # the caller's manifest was used: same image, same platform
     assert result.manifest == written
-    build_wheelhouse(cfg, cast(Engine, engine), lambda _: None)
+    build_wheelhouse(cfg, engine, lambda _: None)
     assert reads == ["read"]  # none given: read
 
 
 def test_tee_hands_ready_lines_to_the_callback_and_hides_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = ready_line({"resolved": RESOLVED[:2], "tools": UV_TOOLS})
-    later = ready_line({"resolved": RESOLVED, "tools": "no"})
+    first = ready_line({"resolved": ENTRIES[:2], "tools": UV_TOOLS})
+    later = ready_line({"resolved": ENTRIES, "tools": "no"})
     lines = [
         "Collecting django",
         first,
@@ -322,9 +311,9 @@ def test_tee_hands_ready_lines_to_the_callback_and_hides_them(
 def test_tee_hides_a_malformed_ready_line_and_does_not_call_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broken = {**RESOLVED[0], "sha256": None}
+    broken = {**ENTRIES[0], "sha256": None}
     lines = [
-        READY_LINE + "{oops",
+        READY_PREFIX + "{oops",
         ready_line({"resolved": [broken], "tools": {}}),
         "done",
         SUMMARY,
@@ -337,7 +326,7 @@ def test_tee_hides_a_malformed_ready_line_and_does_not_call_back(
 def test_tee_without_a_callback_still_hides_ready_and_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = ["one", ready_line({"resolved": RESOLVED, "tools": {}}), SUMMARY, "two"]
+    lines = ["one", ready_line({"resolved": ENTRIES, "tools": {}}), SUMMARY, "two"]
     result, shown, calls, _ = run_wheelhouse(tmp_path, monkeypatch, lines, on_ready=False)
     assert calls == []
     assert shown == ["one", "two"]
@@ -354,13 +343,9 @@ def test_tee_calls_back_before_a_failing_builder_is_reported(
     monkeypatch.setattr(wheelhouse_module, "probe_image", lambda *a: (BUILDER, PKEY))
     monkeypatch.setattr(wheelhouse_module, "read_manifest", lambda *a, **k: {})
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: {})
-    engine = FakeWheelhouseEngine(
-        [ready_line({"resolved": RESOLVED[:1], "tools": {}})], [], exit_code=2
-    )
+    engine = WheelhouseEngine([ready_line({"resolved": ENTRIES[:1], "tools": {}})], [], exit_code=2)
     with pytest.raises(WarpdriveError, match="code 2"):
-        build_wheelhouse(
-            cfg, cast(Engine, engine), lambda line: None, on_ready=lambda r, t: heard.append(len(r))
-        )
+        build_wheelhouse(cfg, engine, lambda line: None, on_ready=lambda r, t: heard.append(len(r)))
     assert heard == [1]
 
 
@@ -419,7 +404,7 @@ def test_ensure_deps_builds_on_a_parent_with_a_subset_of_the_wheels(tmp_path: Pa
     (step,) = engine.steps
     assert step.image == "sha256:0123456789abcdef0000"
     plan = plan_files(step)
-    assert plan["files"] == [RESOLVED[2]["file"]]
+    assert plan["files"] == [RESOLVED[2].filename]
     assert plan["incremental"] is True
     assert step.commit is not None
     assert step.commit.labels["io.warpdrive.deps-key"] == full.key
@@ -451,7 +436,7 @@ def test_ensure_deps_parent_must_have_the_same_installer(tmp_path: Path) -> None
     ensure_deps(engine, cfg, out, installer=uv)
     (step,) = engine.steps
     assert step.image == "sha256:uv"
-    assert plan_files(step)["files"] == [RESOLVED[1]["file"], RESOLVED[2]["file"]]
+    assert plan_files(step)["files"] == [RESOLVED[1].filename, RESOLVED[2].filename]
     assert out == ["warpdrive: adding 2 wheels on top of the deps layer uv"]
 
 
@@ -498,7 +483,7 @@ def test_early_deps_starts_once(tmp_path: Path) -> None:
     assert early.join(out.append) is not None
     assert engine.threads == [THREAD_NAME]
     (step,) = engine.steps
-    assert plan_files(step)["files"] == [w["file"] for w in RESOLVED[:2]]
+    assert plan_files(step)["files"] == [w.filename for w in RESOLVED[:2]]
     assert plan_files(step)["installer"] == "pip"
     assert "first 2 wheels" in out[0]
 
@@ -545,9 +530,7 @@ def test_early_deps_uses_uv_from_the_announced_tools(tmp_path: Path) -> None:
 
 
 def test_early_deps_join_without_start() -> None:
-    early = deps_module.EarlyDeps(
-        cast(Engine, FakeEngine(base=BASE)), cast(Config, None), BASE, PKEY
-    )
+    early = deps_module.EarlyDeps(FakeEngine(base=BASE), cast(Config, None), BASE, PKEY)
     out: list[str] = []
     assert early.join(out.append) is None
     assert out == []
@@ -643,7 +626,7 @@ def test_early_image_is_the_parent_of_the_full_deps_layer(tmp_path: Path) -> Non
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:built2", False, 7.5)
     assert engine.steps[1].image == "sha256:built1"
-    assert plan_files(engine.steps[1])["files"] == [RESOLVED[2]["file"]]
+    assert plan_files(engine.steps[1])["files"] == [RESOLVED[2].filename]
     assert out == ["warpdrive: adding 1 wheels on top of the deps layer built1"]
 
 

@@ -15,7 +15,7 @@ import types
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fake_engine import FakeEngine
@@ -24,15 +24,15 @@ from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config
-from nox_warpdrive.engine import Engine
 from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
 from nox_warpdrive.runtime import assemble
+from nox_warpdrive.wheels import Wheel
 
 
-def wheel(file: str, name: str, version: str, sha: str) -> dict[str, Any]:
-    return {"file": file, "name": name, "version": version, "sha256": sha * 64, "size": 1000}
+def wheel(file: str, name: str, version: str, sha: str) -> Wheel:
+    return Wheel(file, name, version, sha * 64, 1000)
 
 
 RESOLVED = [
@@ -59,7 +59,7 @@ def plan_json(step: Step) -> dict[str, Any]:
     return plan
 
 
-def parent_of(have: list[dict[str, str]]) -> deps_module.DepsParent:
+def parent_of(have: list[Wheel]) -> deps_module.DepsParent:
     info = dataclasses.replace(BASE, id="sha256:parent")
     return deps_module.DepsParent(info, tuple(deps_module.wheel_ids(have)), 0)
 
@@ -536,10 +536,10 @@ def ensure(
     engine: FakeEngine,
     cfg: Config,
     out: list[str],
-    resolved: list[dict[str, Any]] = RESOLVED,
+    resolved: list[Wheel] = RESOLVED,
 ) -> tuple[str, bool, float]:
     return deps_module.ensure_deps(
-        cast(Engine, engine),
+        engine,
         cfg,
         BASE,
         PKEY,
@@ -583,13 +583,13 @@ def test_ensure_deps_falls_back_to_a_commit_when_the_layer_is_refused(tmp_path: 
     ("memory", "resolved"),
     [
         (0, RESOLVED),  # the engine does not say
-        (8 * GIB, [{k: v for k, v in w.items() if k != "size"} for w in RESOLVED]),
+        (8 * GIB, [dataclasses.replace(w, size=None) for w in RESOLVED]),
         (8 * 3000 * 4 - 1, RESOLVED),  # just too small for 3000 bytes of wheels
     ],
     ids=["no-memory", "no-sizes", "too-small"],
 )
 def test_ensure_deps_commits_a_layer_that_may_not_fit_in_memory(
-    tmp_path: Path, memory: int, resolved: list[dict[str, Any]]
+    tmp_path: Path, memory: int, resolved: list[Wheel]
 ) -> None:
     cfg = wsgi_project(tmp_path / "site")
     engine = FakeEngine(failures=[None], memory=memory, base=BASE)

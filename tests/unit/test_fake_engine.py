@@ -19,3 +19,9 @@ def test_the_fake_engine_implements_the_protocol() -> None:
         want = list(inspect.signature(member).parameters)
         have = list(inspect.signature(fake).parameters)
         assert have == want, f"{name}: {have} != {want}"
+
+
+def test_the_fake_engine_is_an_engine_for_mypy() -> None:
+    """For mypy (`mypy --strict tests/unit/test_fake_engine.py`): no cast needed."""
+    engine: Engine = FakeEngine()
+    assert engine.describe() == "fake://engine"

@@ -3,28 +3,27 @@ the static inputs that key collectstatic, and reusing collected static files."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
+from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
 from nox_warpdrive import app_layer as app_layer_module
-from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive import static as static_module
 from nox_warpdrive import static_cache
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
-from nox_warpdrive.engine import Engine, ImageInfo
+from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.errors import LayerRefused
 from nox_warpdrive.runtime.start import App
 from nox_warpdrive.tars import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 
@@ -498,27 +497,10 @@ def test_static_key_empty_without_collectstatic(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- reusable_static_files
 
 
-class StaticEngine:
-    """Answers image reads like ``docker cp`` out of a created container would."""
-
-    def __init__(self, paths: dict[str, bytes]) -> None:
-        self.paths = paths
-        self.reads: list[tuple[str, str]] = []
-        self.containers = 0
-
-    def read_image_path(self, image: str, path: str) -> bytes | None:
-        with self.image_reader(image) as read:
-            return read(path)
-
-    @contextlib.contextmanager
-    def image_reader(self, image: str) -> Iterator[Callable[[str], bytes | None]]:
-        self.containers += 1
-
-        def read(path: str) -> bytes | None:
-            self.reads.append((image, path))
-            return self.paths.get(path)
-
-        yield read
+def static_engine(paths: dict[str, bytes]) -> FakeEngine:
+    """Answers image reads like ``docker cp`` out of a created container would (each
+    image_reader is one created container: ``readers`` counts them)."""
+    return FakeEngine(paths=paths)
 
 
 def record_tar(root: str) -> bytes:
@@ -546,7 +528,7 @@ def current_image(
 
 
 def reuse(
-    engine: StaticEngine,
+    engine: FakeEngine,
     current: ImageInfo | None,
     app: app_layer_module.AppPlan,
     deps_key: str = "depskey",
@@ -554,9 +536,7 @@ def reuse(
 ) -> bytes | None:
     """The reused files as members of the app layer, with the directories it lacks (what
     build_image does when they cannot be a layer of their own)."""
-    found = static_module.reusable_static_files(
-        cast(Engine, engine), current, app, deps_key, wheels
-    )
+    found = static_module.reusable_static_files(engine, current, app, deps_key, wheels)
     if found is None:
         return None
     root, files = found
@@ -566,8 +546,8 @@ def reuse(
     )
 
 
-def engine_for(root: str = STATIC_ROOT) -> StaticEngine:
-    return StaticEngine({RECORD: record_tar(root), root: static_tar()})
+def engine_for(root: str = STATIC_ROOT) -> FakeEngine:
+    return static_engine({RECORD: record_tar(root), root: static_tar()})
 
 
 def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
@@ -576,7 +556,7 @@ def test_reusable_static_when_the_keys_match(tmp_path: Path) -> None:
     static = reuse(engine, current_image(app.static_key), app)
     assert static is not None
     assert engine.reads == [("sha256:current", RECORD), ("sha256:current", STATIC_ROOT)]
-    assert engine.containers == 1  # both reads through one created container
+    assert engine.readers == 1  # both reads through one created container
     info = by_name(static)
     assert set(info) == {
         f"{SRC}/static",
@@ -652,15 +632,15 @@ def test_reusable_static_none_without_collectstatic(tmp_path: Path) -> None:
 
 def test_reusable_static_none_when_the_record_is_missing(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
-    engine = StaticEngine({STATIC_ROOT: static_tar()})
+    engine = static_engine({STATIC_ROOT: static_tar()})
     assert reuse(engine, current_image(app.static_key), app) is None
-    empty = StaticEngine({RECORD: make_tar(), STATIC_ROOT: static_tar()})
+    empty = static_engine({RECORD: make_tar(), STATIC_ROOT: static_tar()})
     assert reuse(empty, current_image(app.static_key), app) is None
 
 
 def test_reusable_static_none_when_the_static_root_is_missing(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
-    engine = StaticEngine({RECORD: record_tar(STATIC_ROOT)})
+    engine = static_engine({RECORD: record_tar(STATIC_ROOT)})
     assert reuse(engine, current_image(app.static_key), app) is None
 
 
@@ -669,7 +649,7 @@ def test_reusable_static_none_when_the_static_root_is_missing(tmp_path: Path) ->
 )
 def test_reusable_static_none_for_an_unsafe_record(tmp_path: Path, root: str) -> None:
     app = plan(django_project(tmp_path / "p"))
-    engine = StaticEngine({RECORD: record_tar(root), root: static_tar()})
+    engine = static_engine({RECORD: record_tar(root), root: static_tar()})
     assert reuse(engine, current_image(app.static_key), app) is None
     assert engine.reads == [("sha256:current", RECORD)]  # the unsafe path is never read
 
@@ -699,14 +679,14 @@ def test_reusable_static_reads_the_host_copy_after_the_first_time(tmp_path: Path
     app = plan(django_project(tmp_path / "p"))
     engine = engine_for()
     first = reuse(engine, current_image(app.static_key), app)
-    assert first is not None and engine.containers == 1
+    assert first is not None and engine.readers == 1
     second = reuse(engine, current_image(app.static_key), app)
     assert second == first
-    assert engine.containers == 1, "the image was read again instead of the host copy"
+    assert engine.readers == 1, "the image was read again instead of the host copy"
     # another image id has no copy yet: read through a container
     other = dataclasses.replace(current_image(app.static_key), id="sha256:other")
     assert reuse(engine, other, app) == first
-    assert engine.containers == 2
+    assert engine.readers == 2
 
 
 def test_reusable_static_ignores_an_unsafe_host_copy(tmp_path: Path) -> None:
@@ -714,7 +694,7 @@ def test_reusable_static_ignores_an_unsafe_host_copy(tmp_path: Path) -> None:
     static_cache.store("sha256:current", record_tar("/etc"), static_tar())
     engine = engine_for()
     assert reuse(engine, current_image(app.static_key), app) is not None
-    assert engine.containers == 1  # the bad copy was not used; the image was read
+    assert engine.readers == 1  # the bad copy was not used; the image was read
 
 
 def test_static_cache_round_trip_copy_and_limit() -> None:
@@ -770,39 +750,13 @@ def test_static_cache_ignores_a_damaged_copy() -> None:
 # ----------------------------------------------------------------------------- static layer
 
 
-class SplitEngine:
-    """require_image, append_layer and remove_image, recorded (a layer written to a file
-    is read while it exists); refuses when told to."""
-
-    def __init__(self, refuse: bool = False) -> None:
-        self.refuse = refuse
-        self.appended: list[tuple[str, bytes, Any, list[tuple[str, bytes | str]]]] = []
-        self.removed: list[str] = []
-
-    def require_image(self, ref: str, role: str) -> ImageInfo:
-        return dataclasses.replace(BASE, id=ref, diff_ids=("sha256:base", "sha256:deps"))
-
-    def append_layer(
-        self,
-        parent: str,
-        layer: bytes | Path | str,
-        spec: Any,
-        created_by: str = "",
-        under: Sequence[tuple[str, bytes | str | Path]] = (),
-    ) -> str:
-        if self.refuse:
-            raise deps_module.LayerRefused("the engine refused the app layer: no")
-
-        def read(data: bytes | Path | str) -> bytes | str:
-            return data.read_bytes() if isinstance(data, Path) else data
-
-        top = read(layer)
-        assert isinstance(top, bytes)
-        self.appended.append((parent, top, spec, [(w, read(d)) for w, d in under]))
-        return "sha256:split"
-
-    def remove_image(self, image_id: str) -> None:
-        self.removed.append(image_id)
+def split_engine(*deps: str, refuse: bool = False) -> FakeEngine:
+    """The deps images ``deps`` (on a base layer); append_layer refuses when told to."""
+    images = {
+        d: dataclasses.replace(BASE, id=d, diff_ids=("sha256:base", "sha256:deps")) for d in deps
+    }
+    refused = LayerRefused("the engine refused the app layer: no")
+    return FakeEngine(images=images, failures=[refused] if refuse else [])
 
 
 def collected(root: str = STATIC_ROOT) -> tuple[bytes, bytes]:
@@ -815,13 +769,12 @@ def collected(root: str = STATIC_ROOT) -> tuple[bytes, bytes]:
 
 def test_split_static_rebuilds_a_container_build_as_static_and_app_layers(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
-    engine = SplitEngine()
+    engine = split_engine("sha256:deps")
     static_cache.store("sha256:built", *collected())
-    result = static_module.split_static(
-        cast(Engine, engine), "sha256:deps", app, "sha256:built", collected()
-    )
-    assert result == "sha256:split" and engine.removed == ["sha256:built"]
-    ((parent, layer, spec, under),) = engine.appended
+    result = static_module.split_static(engine, "sha256:deps", app, "sha256:built", collected())
+    assert result == "sha256:appended1" and engine.removed == ["sha256:built"]
+    ((parent, spec, _),) = engine.appended
+    ((layer, under),) = engine.appended_data
     assert (parent, layer) == ("sha256:deps", app.layer)
     ((what, static),) = under
     assert what == static_module.STATIC_CREATED_BY and isinstance(static, bytes)
@@ -836,22 +789,20 @@ def test_split_static_rebuilds_a_container_build_as_static_and_app_layers(tmp_pa
     assert (info[SRC].uid, info[SRC].mode) == (layout_module.APP_UID, 0o2775)
     assert {f"{SRC}/static/site.css", "opt/app-root/.warpdrive/static-root"} <= set(info)
     # the host copy of the files is known under the new image id too
-    assert static_cache.load("sha256:split") == static_cache.load("sha256:built")
+    assert static_cache.load("sha256:appended1") == static_cache.load("sha256:built")
 
 
 def test_split_static_keeps_the_container_build_when_it_cannot_split(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
-    refused = SplitEngine(refuse=True)
-    built = static_module.split_static(cast(Engine, refused), "d", app, "sha256:built", collected())
+    refused = split_engine("d", refuse=True)
+    built = static_module.split_static(refused, "d", app, "sha256:built", collected())
     assert built == "sha256:built" and refused.removed == []
     # files collected on the developer's machine are in the source: on top of a static
     # layer they would hide what collectstatic made, so no split
     shadowed = plan(django_project(tmp_path / "q"))
-    engine = SplitEngine()
+    engine = split_engine("d")
     root = f"{layout_module.APP_SRC}/site1"  # a directory the app layer has
-    result = static_module.split_static(
-        cast(Engine, engine), "d", shadowed, "sha256:b", collected(root)
-    )
+    result = static_module.split_static(engine, "d", shadowed, "sha256:b", collected(root))
     assert result == "sha256:b" and engine.appended == []
 
 
@@ -866,7 +817,7 @@ def test_reusable_static_names_its_layer_and_reads_it_only_when_sent(tmp_path: P
     layers = ("sha256:base", "sha256:deps", "sha256:static", "sha256:app")
     current = dataclasses.replace(BASE, id="sha256:current", labels=labels, diff_ids=layers)
     engine = engine_for()
-    found = static_module.reusable_static(cast(Engine, engine), current, app, "depskey")
+    found = static_module.reusable_static(engine, current, app, "depskey")
     assert found is not None
     root, layer = found
     assert (root, layer.diff_id) == (STATIC_ROOT, "sha256:static")
@@ -875,7 +826,7 @@ def test_reusable_static_names_its_layer_and_reads_it_only_when_sent(tmp_path: P
     assert engine.reads and f"{SRC}/static/site.css" in tar_contents(data)
     # a label naming a layer the image does not have: the files are read now
     moved = dataclasses.replace(current, diff_ids=(*layers[:2], "sha256:other", layers[3]))
-    found = static_module.reusable_static(cast(Engine, engine_for()), moved, app, "depskey")
+    found = static_module.reusable_static(engine_for(), moved, app, "depskey")
     assert found is not None and found[1].diff_id.startswith("sha256:")
     assert found[1].diff_id != "sha256:static"
     # other static inputs, other packages, an unsafe root: nothing reused
@@ -884,5 +835,5 @@ def test_reusable_static_names_its_layer_and_reads_it_only_when_sent(tmp_path: P
         {**labels, "io.warpdrive.deps-key": "other"},
     ):
         image = dataclasses.replace(current, labels=changed)
-        assert static_module.reusable_static(cast(Engine, engine), image, app, "depskey") is None
-    assert static_module.reusable_static(cast(Engine, engine), None, app, "depskey") is None
+        assert static_module.reusable_static(engine, image, app, "depskey") is None
+    assert static_module.reusable_static(engine, None, app, "depskey") is None

@@ -8,25 +8,33 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import cast
 
 import pytest
+from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
 from nox_warpdrive import app_layer as app_layer_module
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive.config import Config, load_config, read_requirements
-from nox_warpdrive.engine import Engine, ImageInfo
+from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.wheelhouse import WheelhousePlan, requirements_for, resolved_set
+from nox_warpdrive.wheels import Wheel
 
-RESOLVED = [
-    {"file": "django-5.0-py3-none-any.whl", "sha256": "a" * 64},
-    {"file": "gunicorn-22.0-py3-none-any.whl", "sha256": "b" * 64},
+#: a requirement set's wheels as the manifest lists them, and as the host reads them
+ENTRIES = [
+    {"file": "django-5.0-py3-none-any.whl", "name": "django", "version": "5.0", "sha256": "a" * 64},
+    {
+        "file": "gunicorn-22.0-py3-none-any.whl",
+        "name": "gunicorn",
+        "version": "22.0",
+        "sha256": "b" * 64,
+    },
 ]
+RESOLVED = [w for w in map(Wheel.from_manifest, ENTRIES) if w is not None]
 SECRET = "s3cr3tT0ken"
 INDEX_URL = f"https://deploy:{SECRET}@pypi.example.com/simple"
 
@@ -228,23 +236,23 @@ def test_gunicorn_only_in_a_constraints_file_still_gets_installed(tmp_path: Path
 
 def manifest(files: list[str], digest: str = "d1") -> dict[str, object]:
     return {
-        "sets": {digest: {"resolved": RESOLVED}},
+        "sets": {digest: {"resolved": ENTRIES}},
         "wheels": {f: {"sha256": "x"} for f in files},
     }
 
 
 def test_resolved_set_when_every_wheel_is_published() -> None:
-    m = manifest([w["file"] for w in RESOLVED] + ["other-1.0-py3-none-any.whl"])
+    m = manifest([w.filename for w in RESOLVED] + ["other-1.0-py3-none-any.whl"])
     assert resolved_set(m, "d1") == RESOLVED
 
 
 def test_resolved_set_none_when_a_wheel_is_missing() -> None:
-    m = manifest([RESOLVED[0]["file"]])
+    m = manifest([RESOLVED[0].filename])
     assert resolved_set(m, "d1") is None
 
 
 def test_resolved_set_none_for_other_requirements() -> None:
-    m = manifest([w["file"] for w in RESOLVED])
+    m = manifest([w.filename for w in RESOLVED])
     assert resolved_set(m, "d2") is None
     assert resolved_set({}, "d1") is None
 
@@ -281,13 +289,13 @@ def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     assert json.loads(labels["io.warpdrive.deps-wheels"]) == deps_module.wheel_ids(RESOLVED)
     assert labels["io.warpdrive.deps-depth"] == "0"
     assert deps.parent is None
-    assert deps.files == tuple(sorted(w["file"] for w in RESOLVED))
+    assert deps.files == tuple(sorted(w.filename for w in RESOLVED))
     assert deps.ref == f"warpdrive-deps/site:{deps.key[:20]}"
 
     files = step_files(step, "/tmp")
     assert set(files) == {"warpdrive-build/plan.json", "warpdrive-build/assemble.py"}
     plan = json.loads(files["warpdrive-build/plan.json"])
-    assert plan["files"] == sorted(w["file"] for w in RESOLVED)
+    assert plan["files"] == sorted(w.filename for w in RESOLVED)
     assert plan["wheels_dir"] == f"{VOLUME_DIR}/{PKEY.slug}/wheels"
 
 
@@ -295,7 +303,7 @@ def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
 
     def key(
-        base: ImageInfo = BASE, resolved: list[dict[str, str]] = RESOLVED, pkey: PlatformKey = PKEY
+        base: ImageInfo = BASE, resolved: list[Wheel] = RESOLVED, pkey: PlatformKey = PKEY
     ) -> str:
         return deps_module.plan_deps(cfg, base, pkey, resolved).key
 
@@ -303,7 +311,7 @@ def test_plan_deps_key_is_stable_and_tracks_its_inputs(tmp_path: Path) -> None:
     assert key() == first
     assert key(resolved=list(reversed(RESOLVED))) == first  # order does not matter
 
-    changed_sha = [RESOLVED[0], {**RESOLVED[1], "sha256": "c" * 64}]
+    changed_sha = [RESOLVED[0], dataclasses.replace(RESOLVED[1], sha256="c" * 64)]
     assert key(resolved=changed_sha) != first
     assert key(resolved=RESOLVED[:1]) != first
     assert key(base=dataclasses.replace(BASE, id="sha256:def")) != first
@@ -690,9 +698,9 @@ def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> N
     assert deps.key == full.key  # same content, whichever way it is built
     assert deps.parent == "sha256:parent"
     assert deps.step.image == "sha256:parent"
-    assert deps.files == (RESOLVED[1]["file"],)
+    assert deps.files == (RESOLVED[1].filename,)
     plan = json.loads(step_files(deps.step, "/tmp")["warpdrive-build/plan.json"])
-    assert plan["files"] == [RESOLVED[1]["file"]]
+    assert plan["files"] == [RESOLVED[1].filename]
     assert plan["incremental"] is True
     assert deps.step.commit is not None
     labels = deps.step.commit.labels
@@ -702,22 +710,10 @@ def test_plan_deps_on_a_parent_installs_only_the_new_wheels(tmp_path: Path) -> N
     assert deps.step.network == "none" and deps.step.uses_secrets is False
 
 
-class FakeEngine:
-    def __init__(self, images: list[ImageInfo]) -> None:
-        self.images = images
-        self.filters: list[dict[str, str]] = []
-
-    def images_with_labels(self, labels: dict[str, str]) -> list[ImageInfo]:
-        self.filters.append(labels)
-        return [i for i in self.images if all(i.labels.get(k) == v for k, v in labels.items())]
-
-
 def find_parent(
     engine: FakeEngine, cfg: Config, wanted: list[str]
-) -> tuple[ImageInfo, list[str], int] | None:
-    return deps_module.find_parent(
-        cast(Engine, engine), cfg, BASE, deps_module.Installer("pip"), wanted
-    )
+) -> deps_module.DepsParent | None:
+    return deps_module.find_parent(engine, cfg, BASE, deps_module.Installer("pip"), wanted)
 
 
 def deps_image(
@@ -748,7 +744,7 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     wanted = ["a@1", "b@2", "c@3"]
     engine = FakeEngine(
-        [
+        candidates=[
             # an older layout of the deps layer, listed first: never built on
             deps_image("sha256:old-format", ["a@1", "b@2"], deps_format="1"),
             deps_image("sha256:small", ["a@1"]),
@@ -785,11 +781,11 @@ def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
     unlabelled = dataclasses.replace(
         unlabelled, labels={k: v for k, v in unlabelled.labels.items() if k != "io.warpdrive.kind"}
     )
-    engine = FakeEngine([app_image, unlabelled, deps_image("sha256:deps", ["a@1"])])
+    engine = FakeEngine(candidates=[app_image, unlabelled, deps_image("sha256:deps", ["a@1"])])
     found = find_parent(engine, cfg, wanted)
     assert found is not None
     assert found.image.id == "sha256:deps"
-    only_app = FakeEngine([app_image, unlabelled])
+    only_app = FakeEngine(candidates=[app_image, unlabelled])
     assert find_parent(only_app, cfg, wanted) is None
 
 
@@ -801,21 +797,21 @@ def test_plan_deps_labels_its_image_as_deps(tmp_path: Path) -> None:
     labels = dict(deps.step.commit.labels)
     assert labels["io.warpdrive.kind"] == "deps"
     built = dataclasses.replace(BASE, id="sha256:built", labels=labels)
-    engine = FakeEngine([built])
+    engine = FakeEngine(candidates=[built])
     found = find_parent(engine, cfg, deps_module.wheel_ids(RESOLVED))
     assert found is not None and found.image.id == "sha256:built"
     # the app image committed on it carries the same deps labels but kind=app
     app = app_layer_module.plan_app(cfg, BASE, PKEY, deps.key, "s")
     app_labels = {**labels, **app.commit.labels}
     assert app_labels["io.warpdrive.kind"] == "app"
-    engine = FakeEngine([dataclasses.replace(BASE, id="sha256:app", labels=app_labels)])
+    engine = FakeEngine(candidates=[dataclasses.replace(BASE, id="sha256:app", labels=app_labels)])
     wanted = deps_module.wheel_ids(RESOLVED)
     assert find_parent(engine, cfg, wanted) is None
 
 
 def test_find_parent_none_without_candidates(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
-    engine = FakeEngine([deps_image("sha256:same", ["a@1"])])
+    engine = FakeEngine(candidates=[deps_image("sha256:same", ["a@1"])])
     assert find_parent(engine, cfg, ["a@1"]) is None
 
 

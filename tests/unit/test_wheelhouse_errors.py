@@ -9,7 +9,8 @@ import pytest
 
 from nox_warpdrive.buildenv import build_secrets
 from nox_warpdrive.errors import BuildError
-from nox_warpdrive.wheelhouse import FAILURE_LINE, _failure, builder_failure
+from nox_warpdrive.runtime.build_wheels import FAILURE_PREFIX
+from nox_warpdrive.wheelhouse import _failure, builder_failure
 
 SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/simple"})
 
@@ -59,8 +60,8 @@ def test_credentials_in_the_details_are_redacted() -> None:
 def test_the_last_failure_line_is_read() -> None:
     lines = [
         "noise",
-        FAILURE_LINE + json.dumps({"stage": "resolve"}),
-        FAILURE_LINE + json.dumps({"stage": "compile"}),
+        FAILURE_PREFIX + json.dumps({"stage": "resolve"}),
+        FAILURE_PREFIX + json.dumps({"stage": "compile"}),
     ]
     assert _failure(lines) == {"stage": "compile"}
-    assert _failure(["noise", FAILURE_LINE + "{not json"]) == {}
+    assert _failure(["noise", FAILURE_PREFIX + "{not json"]) == {}

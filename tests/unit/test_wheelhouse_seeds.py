@@ -18,7 +18,8 @@ from nox_warpdrive import wheelhouse as wheelhouse_module
 from nox_warpdrive import wheelhouse_dir, wheelhouse_image
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.errors import ConfigError
-from nox_warpdrive.wheelhouse import SUMMARY_LINE, Seed, build_wheelhouse, seeds_for
+from nox_warpdrive.runtime.build_wheels import SUMMARY_PREFIX
+from nox_warpdrive.wheelhouse import Seed, build_wheelhouse, seeds_for
 from nox_warpdrive.wheelhouse_transfer import Imported
 
 BUILDER = BASE
@@ -57,7 +58,9 @@ def seeded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 def complete(cfg: Config) -> dict[str, Any]:
     """A manifest that lists the app's requirement set."""
     digest = wheelhouse_module.requirements_for(cfg, PKEY).digest
-    resolved = [{"file": "flask-3-py3-none-any.whl", "sha256": "0" * 64}]
+    resolved = [
+        {"file": "flask-3-py3-none-any.whl", "name": "flask", "version": "3", "sha256": "0" * 64}
+    ]
     return {
         "wheels": {"flask-3-py3-none-any.whl": "0" * 64},
         "sets": {digest: {"resolved": resolved}},
@@ -65,7 +68,7 @@ def complete(cfg: Config) -> dict[str, Any]:
 
 
 def builder(summary: dict[str, Any] | None = None) -> FakeEngine:
-    return FakeEngine(output=[SUMMARY_LINE + json.dumps(summary or {"new": [], "resolved": 1})])
+    return FakeEngine(output=[SUMMARY_PREFIX + json.dumps(summary or {"new": [], "resolved": 1})])
 
 
 def test_the_config_key_seeds_every_build(tmp_path: Path, seeded: list[tuple[str, str]]) -> None:

@@ -224,6 +224,18 @@ class _Lines(io.StringIO):
         return len(text)
 
 
+def resolved_entry(filename: str, data: bytes) -> dict[str, Any]:
+    """A resolved wheel as the builder records it in a requirement set."""
+    name, version = build_wheels.wheel_name_version(filename)
+    return {
+        "file": filename,
+        "name": name,
+        "version": version,
+        "sha256": sha(data),
+        "size": len(data),
+    }
+
+
 def put_volume(
     engine: SimEngine,
     volume: str,
@@ -244,7 +256,7 @@ def put_volume(
         "stats": {n: build_wheels.file_stat(str(root / "wheels" / n)) for n in wheels},
         "sets": {
             digest: {
-                "resolved": [{"file": f, "sha256": sha(wheels[f])} for f in files],
+                "resolved": [resolved_entry(f, wheels[f]) for f in files],
                 "built_at": f"2026-01-0{i + 1}T00:00:00Z",
             }
             for i, (digest, files) in enumerate((sets or {}).items())
