@@ -41,7 +41,7 @@ import posixpath
 import re
 import stat
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, NamedTuple, cast
@@ -264,10 +264,7 @@ class _Walk:
     def walk(self, directory: Path, relpath: str, depth: int, bits: int) -> None:
         """Add the entries below ``directory`` (``relpath``, ``depth`` components from the
         root; ``bits``: the rules that match it or a parent) to what was found."""
-        out = self.found.entries
-        mine = self.found.children[relpath] = []
-        signatures = self.found.signatures[relpath] = []
-        add_entry, add_mine, add_signature = out.append, mine.append, signatures.append
+        add_entry, add_mine, add_signature = self._lists(relpath)
         compiled = self.compiled
         by_name, by_path = compiled.by_name.get, compiled.by_path.get
         depth += 1
@@ -277,7 +274,6 @@ class _Walk:
         slow = compiled.slow_bits if compiled.has_slow(depth) else None
         prefix = relpath + "/" if relpath else ""
         newest: float = 0  # a stat result's index 9 is whole seconds (an int)
-        kinds = _KINDS.get
         for dirent in _scan(directory, relpath):
             name = dirent.name
             child = prefix + name
@@ -287,7 +283,7 @@ class _Walk:
                 continue
             # a stat result read by index: (mode, ino, dev, ..., size, atime, mtime, ctime)
             st_mode = st[0]
-            kind = kinds(st_mode & _IFMT)
+            kind = _KINDS.get(st_mode & _IFMT)
             if kind is None:
                 continue  # socket, fifo, device: not app source
             child_bits = bits | by_name(name, 0) | by_path(child, 0)
@@ -312,22 +308,32 @@ class _Walk:
                 if mode & 0o400 != 0o400:
                     _check_readable(child, kind, mode)
                 entry = _entry(Entry, (child, "file", mode, st[6], None))
-                ctime = st[9]
-                if ctime > newest:
-                    newest = ctime
+                newest = max(newest, st[9])
                 # size, mtime, ctime (whole seconds), inode, device
                 add_signature(
-                    f"{name}\0{'x' if mode & 0o100 else '-'}{st[6]}:{st[8]}:{ctime}:{st[1]}:{st[2]}"
+                    f"{name}\0{'x' if mode & 0o100 else '-'}{st[6]}:{st[8]}:{st[9]}:{st[1]}:{st[2]}"
                 )
             else:
-                target = os.readlink(dirent.path)
-                _check_symlink(self.root, child, target)
-                entry = Entry(child, "symlink", mode, 0, target)
-                add_signature(f"{name}\0l{target}")
+                entry = self._symlink(dirent.path, child, mode)
+                add_signature(f"{name}\0l{entry.target}")
             add_entry(entry)
             add_mine(entry)
         if newest > self.found.newest[0]:
             self.found.newest[0] = int(newest)
+
+    def _lists(
+        self, relpath: str
+    ) -> tuple[Callable[[Entry], None], Callable[[Entry], None], Callable[[str], None]]:
+        """Where the walk of the directory ``relpath`` adds what it finds: to all the
+        entries, to the directory's own, and its entries' signatures."""
+        mine = self.found.children[relpath] = []
+        signatures = self.found.signatures[relpath] = []
+        return self.found.entries.append, mine.append, signatures.append
+
+    def _symlink(self, path: str, child: str, mode: int) -> Entry:
+        target = os.readlink(path)
+        _check_symlink(self.root, child, target)
+        return Entry(child, "symlink", mode, 0, target)
 
     def _directory(
         self,

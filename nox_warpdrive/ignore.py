@@ -185,6 +185,17 @@ def _compile(pattern: str) -> _Matcher:
         else:
             parts.append(re.escape(ch))
         token += 1
+    return _matcher(detected, pattern, literal_end, parts)
+
+
+def _matcher(
+    detected: Literal["exact", "prefix", "suffix", "regex"],
+    pattern: str,
+    literal_end: int,
+    parts: list[str],
+) -> _Matcher:
+    """The matcher :func:`_compile` found for ``pattern``: one of moby's fast paths, or
+    the regexp made of ``parts``."""
     if detected == "exact":
         return _Matcher("exact", pattern)
     if detected == "prefix":
