@@ -27,4 +27,7 @@ unit-tested in tests/unit/test_bench*.py):
 - ``report``: medians, ratios, the markdown tables, RESULTS.md
 - ``matrix``: the interleaved runs and the clean-up after them
 - ``cli``: arguments and ``main``; ``python -m bench`` and ``bench/run.py`` call it
+- ``fresh``: ``--fresh-runner``, the CI pipelines on an empty engine with a registry;
+  ``runner`` (that engine and the registry's start), ``registry`` (its tags put back
+  before every scenario), ``fresh_report`` (its tables and RESULTS.md section)
 """

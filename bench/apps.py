@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,10 +112,11 @@ def toml_value(value: object) -> str:
     raise BenchError(f"cannot copy the [tool.warpdrive] value {value!r} into the bench's app")
 
 
-def bench_pyproject(existing: Path) -> str:
+def bench_pyproject(existing: Path, extra: Mapping[str, object] | None = None) -> str:
     """The app copy's pyproject.toml: the bench's own name, image, volume and base images
     (so it removes only what it made), and the app's other [tool.warpdrive] settings
-    (server, module, collectstatic, ...) as they are."""
+    (server, module, collectstatic, ...) as they are; ``extra`` settings last (the fresh
+    runner's registry image and host network)."""
     settings: dict[str, object] = {}
     if existing.is_file():
         import tomllib  # here, not at the top: only this path needs Python 3.11
@@ -127,6 +129,7 @@ def bench_pyproject(existing: Path) -> str:
         "volume": WD_VOLUME,
         "base-image": BASE_IMAGE,
         "builder-image": BUILDER_IMAGE,
+        **(extra or {}),
     }
     lines = [
         "[project]",

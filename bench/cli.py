@@ -36,6 +36,7 @@ from .common import (
     utc_now,
 )
 from .dockercli import Docker, find_docker
+from .fresh_report import fresh_section
 from .matrix import make_tools, measure
 from .peers import find_ca_bundle
 from .report import (
@@ -93,6 +94,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="add this many MB of generated binary assets to every copy (default 0)",
     )
     p.add_argument(
+        "--fresh-runner",
+        action="store_true",
+        help="CI on a fresh runner: nox-warpdrive's and the buildkit-cache peer's "
+        "pipelines on an empty second engine, with a local registry (see bench/README.md)",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="only write bench/RESULTS.md again from bench/results/latest.json",
@@ -105,6 +112,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     unknown = [t for t in args.tools.split(",") if t not in TOOLS]
     if unknown:
         p.error(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
+    if args.fresh_runner and (args.report_only or args.tools != ",".join(TOOLS)):
+        p.error(
+            "--fresh-runner compares nox-warpdrive with buildkit-cache only: no --tools, "
+            "no --report-only"
+        )
     return args
 
 
@@ -167,7 +179,9 @@ def report_only() -> int:
     saved = json.loads((RESULTS_DIR / "latest.json").read_text())
     own = saved.get("app", EXAMPLE_DESCRIPTION) == EXAMPLE_DESCRIPTION
     markdown = BENCH_DIR / "RESULTS.md" if own else RESULTS_DIR / "RESULTS.md"
-    markdown.write_text(report_from_json(RESULTS_DIR / "latest.json"))
+    kept = fresh_section(markdown.read_text()) if markdown.is_file() else ""
+    text = report_from_json(RESULTS_DIR / "latest.json")
+    markdown.write_text(text + ("\n" + kept if kept else ""))
     out(f"wrote {markdown.relative_to(REPO)}")
     return 0
 
@@ -203,7 +217,9 @@ def write_markdown(app: App, report: Report, tables: str, conditions: str) -> Pa
     """RESULTS.md of a complete bench. bench/RESULTS.md is the example's table (the
     README quotes it); another app's goes next to the raw numbers."""
     markdown = BENCH_DIR / "RESULTS.md" if app.is_example else RESULTS_DIR / "RESULTS.md"
-    markdown.write_text(results_markdown(report, tables, conditions))
+    kept = fresh_section(markdown.read_text()) if markdown.is_file() else ""
+    text = results_markdown(report, tables, conditions)
+    markdown.write_text(text + ("\n" + kept if kept else ""))
     return markdown
 
 
@@ -219,6 +235,11 @@ def main(argv: Sequence[str]) -> int:
     docker = find_docker()
     check_base_images(docker)
     ca = find_ca_bundle()
+    if args.fresh_runner:
+        from .fresh import main_fresh
+
+        package = args.package
+        return main_fresh(app, args.runs, package, command_line(argv), tool_revision(), docker, ca)
     nonce = uuid.uuid4().hex[:8]
     names = [t for t in TOOLS if t in args.tools.split(",")]
     revision = tool_revision()

@@ -19,13 +19,19 @@ from .common import BenchError
 
 @dataclass(frozen=True)
 class Docker:
-    """The docker CLI the bench drives (one that can build with BuildKit)."""
+    """The docker CLI the bench drives (one that can build with BuildKit), and the engine
+    it talks to: ``host`` (a ``DOCKER_HOST``) or, when empty, the environment's."""
 
     cli: str
+    host: str = ""
 
     def env(self) -> dict[str, str]:
-        """The environment of every docker call: BuildKit on, for the peers' builds."""
-        return {**os.environ, "DOCKER_BUILDKIT": "1"}
+        """The environment of every docker call: BuildKit on, for the peers' builds, and
+        ``DOCKER_HOST`` when this CLI talks to another engine (the fresh runner)."""
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        if self.host:
+            env["DOCKER_HOST"] = self.host
+        return env
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker ARGS``, captured; a failure is a BenchError unless ``check`` is off

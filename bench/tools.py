@@ -30,19 +30,34 @@ class Step:
     output: str
 
 
-def timed(cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path) -> Step:
+def timed(
+    cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path, stamp: bool = False
+) -> Step:
     """Run ``cmd`` with its output appended to ``log``, and time it: the wall clock of the
-    command a user would type, start-up included. A failure is a BenchError that quotes
-    the log's tail."""
+    command a user would type, start-up included. With ``stamp`` every line of the log
+    starts with the seconds since the command began (where a pipeline's time goes), and
+    ``Step.output`` is the lines without it. A failure is a BenchError that quotes the
+    log's tail."""
+    stamped: list[str] = []
     with log.open("a") as fh:
         fh.write(f"$ {shlex.join(cmd)}\n")
         fh.flush()
         start = log.stat().st_size
         began = time.perf_counter()
         proc = subprocess.Popen(
-            list(cmd), cwd=cwd, env=dict(env), stdout=fh, stderr=subprocess.STDOUT
+            list(cmd),
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE if stamp else fh,
+            stderr=subprocess.STDOUT,
+            text=stamp,
         )
         try:
+            if proc.stdout is not None:
+                for line in proc.stdout:
+                    stamped.append(line)
+                    fh.write(f"[{time.perf_counter() - began:6.1f}s] {line}")
+                    fh.flush()
             returncode = proc.wait()
         except KeyboardInterrupt:
             # let the build stop as on Ctrl-C (its containers are removed in `finally`),
@@ -56,9 +71,12 @@ def timed(cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path) -
             raise
         seconds = time.perf_counter() - began
         fh.write(f"# exit {returncode} after {seconds:.1f} s\n")
-    with log.open() as fh:
-        fh.seek(start)
-        output = fh.read()
+    if stamp:
+        output = "".join(stamped)
+    else:
+        with log.open() as fh:
+            fh.seek(start)
+            output = fh.read()
     if returncode != 0:
         tail = "\n".join("    " + line for line in output.splitlines()[-25:])
         raise BenchError(f"`{shlex.join(cmd)}` failed (exit {returncode}); log: {log}\n{tail}")
@@ -166,10 +184,15 @@ class Warpdrive(Tool):
                 f"({proc.stdout.strip() or proc.stderr.strip()})"
             )
 
+    def settings(self) -> dict[str, object]:
+        """[tool.warpdrive] settings on top of the bench's own (none here)."""
+        return {}
+
     def fresh_copy(self) -> None:
         """The app, with the bench's pyproject.toml (its own name, image and volume)."""
         super().fresh_copy()
-        (self.app / "pyproject.toml").write_text(bench_pyproject(self.app / "pyproject.toml"))
+        pyproject = self.app / "pyproject.toml"
+        pyproject.write_text(bench_pyproject(pyproject, self.settings()))
 
     def remove_all(self) -> list[str]:
         """Every image this tool made or may have made, and its volume; returns what is

@@ -4,6 +4,9 @@
 #
 #   WARPDRIVE_ENGINE2_PORT   TCP port (default 23750)
 #   WARPDRIVE_ENGINE2_DIR    its data root etc. (default /var/lib/warpdrive-engine2)
+#   WARPDRIVE_ENGINE2_BRIDGE its bridge (default wdbr2): a second such engine needs another
+#   WARPDRIVE_ENGINE2_SUBNET the bridge's address (default 172.31.250.1/24)
+#   WARPDRIVE_ENGINE2_LOG    dockerd's log (default /var/log/warpdrive-engine2.log)
 #   $@                       images of the first engine to copy into it (docker save | load),
 #                            as a registry would bring them; ones it has are skipped
 #
@@ -16,15 +19,16 @@ set -euo pipefail
 PORT="${WARPDRIVE_ENGINE2_PORT:-23750}"
 DIR="${WARPDRIVE_ENGINE2_DIR:-/var/lib/warpdrive-engine2}"
 HOST="tcp://127.0.0.1:$PORT"
-LOG=/var/log/warpdrive-engine2.log
+LOG="${WARPDRIVE_ENGINE2_LOG:-/var/log/warpdrive-engine2.log}"
+BRIDGE="${WARPDRIVE_ENGINE2_BRIDGE:-wdbr2}"
+SUBNET="${WARPDRIVE_ENGINE2_SUBNET:-172.31.250.1/24}"
 
 log() { printf 'second-engine: %s\n' "$*" >&2; }
 answers() { DOCKER_HOST="$HOST" docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
-BRIDGE=wdbr2
 if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
-    ip addr add 172.31.250.1/24 dev "$BRIDGE"
+    ip addr add "$SUBNET" dev "$BRIDGE"
     ip link set "$BRIDGE" up
 fi
 if ! answers; then
