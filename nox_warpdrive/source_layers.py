@@ -279,8 +279,10 @@ def remember(plans: Sequence[LayerPlan], previous: Previous | None = None) -> No
         if plan.named is None:
             source_index.store_listing(plan.key, listing(plan.tree))
     key = _lower_key([(p.role, p.key) for p in bases.values()])
-    if previous is not None and previous.lower is not None and all(
-        p.named is not None for p in bases.values()
+    if (
+        previous is not None
+        and previous.lower is not None
+        and all(p.named is not None for p in bases.values())
     ):
         return  # the same pair as the current image's, kept already
     trees: list[Tree] = []
