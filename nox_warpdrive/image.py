@@ -36,6 +36,7 @@ from .static import (
     split_static,
 )
 from .wheelhouse import (
+    WheelhouseResult,
     build_wheelhouse,
     probe_image,
     read_manifest,
@@ -56,6 +57,8 @@ class ImageResult:
     layers: int
     seconds: float
     timings: tuple[tuple[str, float], ...] = ()
+    #: the wheelhouse build this image build ran (None: the wheelhouse had every wheel)
+    wheelhouse: WheelhouseResult | None = None
 
     def summary(self) -> str:
         if self.up_to_date:
@@ -88,10 +91,12 @@ def wheels_for(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...] = (),
+    built: list[WheelhouseResult] | None = None,
 ) -> tuple[list[Wheel], Mapping[str, Any], float | None]:
     """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
-    layer took (None when none was built)."""
+    layer took (None when none was built). ``built``: where the wheelhouse build, if one
+    runs, is reported."""
     base, pkey = target
     if reqs.empty:
         out("warpdrive: the app needs no packages")
@@ -110,9 +115,14 @@ def wheels_for(
         )
     if resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
-    manifest, early_seconds = _build_wheels(
+    result_wh, early_seconds = _build_wheels(
         cfg, engine, out, target, manifest, no_index, timings, check_files
     )
+    if built is not None:
+        built.append(result_wh)
+    # as the builder wrote it (the same platform: check_compatible), else read
+    written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
+    manifest = dict(written) or read_manifest(engine, cfg.volume, pkey, base.id)
     resolved = resolved_set(manifest, reqs.digest)
     if resolved is None:
         raise WarpdriveError(
@@ -131,10 +141,10 @@ def _build_wheels(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...],
-) -> tuple[Mapping[str, Any], float | None]:
+) -> tuple[WheelhouseResult, float | None]:
     """Build what the wheelhouse lacks, with a deps layer started early on the wheels it
-    publishes first (not when repairing ``check_files``); the manifest as the builder
-    left it, and the seconds the early deps layer took (None when none was built)."""
+    publishes first (not when repairing ``check_files``): what the build did, and the
+    seconds the early deps layer took (None when none was built)."""
     base, pkey = target
     wheels_started = time.monotonic()
     early = EarlyDeps(engine, cfg, base, pkey)
@@ -157,9 +167,7 @@ def _build_wheels(
     timings.append(("wheelhouse", time.monotonic() - wheels_started))
     if early_seconds is not None:
         timings.append(("early deps", early_seconds))
-    # as the builder wrote it (the same platform: check_compatible), else read
-    written = result_wh.manifest if result_wh.key.slug == pkey.slug else {}
-    return dict(written) or read_manifest(engine, cfg.volume, pkey, base.id), early_seconds
+    return result_wh, early_seconds
 
 
 @dataclass
@@ -185,10 +193,17 @@ class _Build:
     early_seconds: float | None = None
     #: what the tag names now (``current`` may instead be a cache pulled from a registry)
     tagged: ImageInfo | None = None
+    #: the wheelhouse builds this build ran (a repair of damaged wheels is a second one)
+    wheelhouse: list[WheelhouseResult] = dataclasses.field(default_factory=list)
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
         return self.base, self.pkey
+
+    @property
+    def built(self) -> WheelhouseResult | None:
+        """The last wheelhouse build this build ran, if any."""
+        return self.wheelhouse[-1] if self.wheelhouse else None
 
 
 def build_image(
@@ -219,7 +234,9 @@ def build_image(
         if current.id != (b.tagged.id if b.tagged else None):
             engine.tag(current.id, b.ref)  # the cache is this very build
         seconds = time.monotonic() - started
-        return ImageResult(b.ref, current.id, True, True, current.size, current.layers, seconds)
+        return ImageResult(
+            b.ref, current.id, True, True, current.size, current.layers, seconds, (), b.built
+        )
     deps_id, deps_reused, app = _deps_layer(b, app)
     app_started = time.monotonic()
     image_id = _app_layer(b, app, deps_id)
@@ -228,7 +245,7 @@ def build_image(
     seconds = time.monotonic() - started
     timings = tuple(b.timings)
     return ImageResult(
-        b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings
+        b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings, b.built
     )
 
 
@@ -256,7 +273,7 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
         b.deps_key = b.deps_image.labels[DEPS_KEY_LABEL]
         return
     resolved, manifest, early = wheels_for(
-        b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, check_files
+        b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, check_files, b.wheelhouse
     )
     b.resolved = resolved
     if not check_files:  # a repair builds no early layer

@@ -17,15 +17,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nox
 import nox.registry
 
-from .config import check_image_ref, load_config
+from .config import Config, check_image_ref, load_config
 from .engine import Engine
 from .engine import connect as connect_engine
 from .errors import WarpdriveError
+
+if TYPE_CHECKING:
+    from .wheelhouse import WheelhouseResult
 
 SESSION_NAMES = ("wheelhouse", "image", "serve", "run")
 
@@ -156,6 +159,28 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     _out(result.table())
     if args.push:
         engine.push(result.ref, _out)
+        _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
+
+
+def _push_grown_wheelhouse(cfg: Config, engine: Engine, built: WheelhouseResult | None) -> None:
+    """With `wheelhouse-image` set, `image -- --push` also pushes the wheels this build
+    added to the wheelhouse (a layer of them on the wheelhouse image), so the next fresh
+    runner finds them: a CI pipeline needs one command. Nothing when no wheel was added;
+    a refused push is a warning (the image is pushed; the next run builds them again)."""
+    if not cfg.wheelhouse_image or built is None or not built.new:
+        return
+    from .wheelhouse import read_manifest
+    from .wheelhouse_image import push_wheelhouse
+    from .wheelhouse_transfer import Wheelhouse
+
+    wh = Wheelhouse(cfg.volume, built.key, built.builder_id, cfg.python)
+    manifest = built.manifest or read_manifest(engine, cfg.volume, built.key, built.builder_id)
+    try:
+        push_wheelhouse(engine, wh, cfg.wheelhouse_image, manifest, _out)
+    except WarpdriveError as exc:
+        _out(f"warpdrive: warning: the wheelhouse image was not updated: {exc.message}")
+        if exc.fix:
+            _out(f"  fix: {exc.fix}")
 
 
 def run_parser() -> argparse.ArgumentParser:

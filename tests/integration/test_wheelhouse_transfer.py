@@ -245,3 +245,46 @@ def test_a_directory_cache_between_engines_refuses_a_damaged_wheel(
     app.write()
     code, text = nox_on(app, runner, index, "-s", "wheelhouse", "--", "--no-index")
     assert code == 0 and "0 new (none)" in text, text
+
+
+def test_one_image_command_carries_the_wheelhouse_between_runners(
+    make_app: Any,
+    engine: Engine,
+    index: Index,
+    registry: str,
+    runner: str,
+    fresh: list[App],
+) -> None:
+    """The one-command CI recipe: `image -- --cache-from I --push` with `wheelhouse-image`
+    set pushes the image, and the wheelhouse when it grew; a fresh runner that adds a
+    package compiles nothing and pushes the one new wheel; a code change does not even
+    read the wheelhouse."""
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    fresh.append(app)
+    wheels = f"{registry}/{app.name}-wheelhouse"
+    app.image = f"{registry}/{app.name}:latest"
+    app.extra_config["wheelhouse-image"] = wheels
+    app.write()
+    pipeline = ("-s", "image", "--", "--cache-from", app.image, "--push")
+    code, text = nox_on(app, None, index, *pipeline)
+    assert code == 0, text
+    assert any(c in text for c in COMPILED), text
+    slug = slug_of(text)
+    assert f"pushed {app.image}" in text and f"pushed {wheels}:{slug}" in text, text
+    # a fresh runner adds a package: seeded from the wheelhouse image, one wheel pushed
+    app.requirements.append("wd-extra-demo")
+    app.write(message="one-command-add")
+    code, text = nox_on(app, runner, index, *pipeline)
+    assert code == 0, text
+    assert "wheels imported" in text and not any(c in text for c in COMPILED), text
+    assert f"pushed {wheels}:{slug}" in text and "a layer with 1 new wheels" in text, text
+    assert "one-command-add" in serve_on(runner, app.image)
+    # another fresh runner, a code change: the wheelhouse is neither read nor pushed
+    cleanup_runner(runner, app)
+    app.write(message="one-command-code")
+    code, text = nox_on(app, runner, index, *pipeline)
+    assert code == 0, text
+    assert f"using the cache {app.image}" in text, text
+    assert "wheels imported" not in text and f"pushed {wheels}" not in text, text
+    assert f"pushed {app.image}" in text, text
+    assert "one-command-code" in serve_on(runner, app.image)
