@@ -36,7 +36,7 @@ def cache_from(
     """The app image at ``ref``, pulled, with its deps layers made a local deps image;
     None (and one line saying why) when there is nothing to reuse."""
     try:
-        pulled = engine.pull(ref)
+        pulled = engine.pull(ref, out)
     except EngineError as exc:
         out(f"warpdrive: warning: cannot pull the cache {ref} ({exc.message}); building without it")
         if exc.fix:

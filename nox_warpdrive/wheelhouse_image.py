@@ -125,7 +125,7 @@ def pull_seed(
     tag = image_tag(ref, wh.key)
     started = time.monotonic()
     try:
-        pulled = engine.pull(tag)
+        pulled = engine.pull(tag, out)
     except EngineError as exc:
         _warn(out, f"cannot pull the wheelhouse image {tag} ({exc.message})", exc.fix or "")
         return None
@@ -244,7 +244,7 @@ def _previous(engine: Engine, tag: str, key: PlatformKey, out: Output) -> ImageI
     """The wheelhouse image now at ``tag`` (pulled: a push goes on top of it), None when
     there is none. Not a wheelhouse image: an error (a push would replace it)."""
     try:
-        pulled = engine.pull(tag)
+        pulled = engine.pull(tag, out)
     except EngineError as exc:
         raise EngineError(
             f"cannot reach the wheelhouse image {tag} ({exc.message}); nothing was pushed, "

@@ -58,6 +58,7 @@ from .base import (
     short,
     translated,
 )
+from .progress import Progress
 
 if TYPE_CHECKING:
     import docker
@@ -606,11 +607,12 @@ class _Registry(_Apps):
     """Pushes and pulls, with the credentials Docker users already have (docker-py reads
     the Docker config file and its credential helpers); never printed."""
 
-    def pull(self, ref: str) -> ImageInfo | None:
+    def pull(self, ref: str, out: Output | None = None) -> ImageInfo | None:
         """Pull ``ref``; None when the registry has no such image. A registry that cannot
         be reached or refuses is an EngineError naming the ref (callers decide whether
-        that ends the build)."""
+        that ends the build). A long pull says how far it is, with ``out``."""
         repo, tag = _split_tag(ref)
+        progress = Progress("pull", ref, out)
         try:
             api = self.client.api
 
@@ -618,8 +620,11 @@ class _Registry(_Apps):
                 return api.pull(repo, tag, stream=True, decode=True)
 
             for item in _watched(stream, self._timeout, f"pulling {ref}"):
-                if isinstance(item, dict) and item.get("error"):
+                if not isinstance(item, dict):
+                    continue
+                if item.get("error"):
                     raise _RegistryRefusal(str(item["error"]))
+                progress.feed(item)
         except (docker.errors.DockerException, _RegistryRefusal) as exc:
             if isinstance(exc, (docker.errors.APIError, _RegistryRefusal)) and _not_found(str(exc)):
                 return None
@@ -635,6 +640,7 @@ class _Registry(_Apps):
         streamed item is checked for an error)."""
         repo, tag = _split_tag(ref)
         digest = ""
+        progress = Progress("push", ref, out)
         try:
             api = self.client.api
 
@@ -646,6 +652,7 @@ class _Registry(_Apps):
                     continue
                 if item.get("error"):
                     raise _RegistryRefusal(str(item["error"]))
+                progress.feed(item)
                 aux = item.get("aux") or {}
                 digest = str(aux.get("Digest") or digest)
         except (docker.errors.DockerException, _RegistryRefusal) as exc:

@@ -256,7 +256,7 @@ def test_the_registry_of_a_ref(ref: str, registry_host: str) -> None:
 
 
 class RefusingEngine(FakeEngine):
-    def pull(self, ref: str) -> ImageInfo | None:
+    def pull(self, ref: str, out: Any = None) -> ImageInfo | None:
         raise EngineError(f"cannot pull {ref}: {REGISTRY} wants a login", fix="`docker login`")
 
 

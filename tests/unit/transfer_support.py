@@ -107,7 +107,7 @@ class SimEngine(FakeEngine):
         self.images[ref] = self.images[image_id]
 
     # -- the registry
-    def pull(self, ref: str) -> ImageInfo | None:
+    def pull(self, ref: str, out: Any = None) -> ImageInfo | None:
         if self.unreachable:
             raise EngineError(
                 f"cannot pull {ref}: connection refused", fix="check that the registry runs"
