@@ -12,8 +12,9 @@ checkout (a new copy of the app, with the scenario's change) and no host cache:
 What runs is what the README's CI recipes say a user runs, pushes included (a pipeline
 is the next pipeline's cache):
 
-- nox-warpdrive: ``nox -s wheelhouse -- --pull W --push W`` then ``nox -s image --
-  --cache-from I --push`` (``image = I`` in the copy's ``[tool.warpdrive]``);
+- nox-warpdrive: ``nox -s image -- --cache-from I --push`` (``image = I`` and
+  ``wheelhouse-image = W`` in the copy's ``[tool.warpdrive]``: the wheelhouse is seeded
+  from W when the build needs wheels, and the wheels it adds are pushed there);
 - the peer (bench/peers/buildkit-cache.Dockerfile): ``docker build --cache-from P
   --build-arg BUILDKIT_INLINE_CACHE=1 -t P`` then ``docker push P``, Debian's docker
   client and the engine's built-in BuildKit.
@@ -66,7 +67,7 @@ class FreshWarpdrive(Warpdrive):
         self.wheelhouse_ref = wheelhouse_ref
 
     def settings(self) -> dict[str, object]:
-        return {"image": self.image_ref, "network": "host"}
+        return {"image": self.image_ref, "wheelhouse-image": self.wheelhouse_ref, "network": "host"}
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "DOCKER_HOST": self.docker.host}
@@ -79,11 +80,7 @@ class FreshWarpdrive(Warpdrive):
 
     def commands(self) -> list[tuple[str, list[str]]]:
         nox = [sys.executable, "-m", "nox", "--no-color", "-s"]
-        wh = self.wheelhouse_ref
-        return [
-            ("wheelhouse", [*nox, "wheelhouse", "--", "--pull", wh, "--push", wh]),
-            ("image", [*nox, "image", "--", "--cache-from", self.image_ref, "--push"]),
-        ]
+        return [("image", [*nox, "image", "--", "--cache-from", self.image_ref, "--push"])]
 
     def build(self, log: Path) -> tuple[float, dict[str, float], tuple[str, ...]]:
         parts: dict[str, float] = {}

@@ -73,8 +73,7 @@ def test_the_pipelines_are_the_readme_recipes(tmp_path: Path) -> None:
     app = make_app(None, None, None)
     docker = Docker("/usr/bin/docker", BENCH_HOST)
     ours = FreshWarpdrive(docker, tmp_path, app, "r/bench-fresh/x/warpdrive:latest", "r/wh")
-    (_, wheelhouse), (_, image) = ours.commands()
-    assert wheelhouse[-6:] == ["wheelhouse", "--", "--pull", "r/wh", "--push", "r/wh"]
+    ((_, image),) = ours.commands()  # one command: the wheelhouse travels with the image
     assert image[-5:] == [
         "image",
         "--",
@@ -87,6 +86,7 @@ def test_the_pipelines_are_the_readme_recipes(tmp_path: Path) -> None:
     pyproject = (ours.app / "pyproject.toml").read_text()
     assert 'image = "r/bench-fresh/x/warpdrive:latest"' in pyproject
     assert 'network = "host"' in pyproject
+    assert 'wheelhouse-image = "r/wh"' in pyproject
 
     ca = tmp_path / "ca.pem"
     ca.write_text("")
@@ -113,7 +113,7 @@ def sample(scenario: str, tool: str, secs: float, run: int = 1, **parts: float) 
 
 def test_tables_show_medians_ratios_and_whether_each_target_is_met() -> None:
     samples = [
-        sample(FIRST, WARPDRIVE, 40.0, 0, wheelhouse=20.0, image=20.0),
+        sample(FIRST, WARPDRIVE, 40.0, 0, image=40.0),
         sample(FIRST, REFERENCE, 80.0, 0, build=70.0, push=10.0),
         *(sample("no-change", WARPDRIVE, s, r) for r, s in enumerate((9.0, 5.0, 6.0))),
         *(sample("no-change", REFERENCE, s, r) for r, s in enumerate((5.0, 5.5, 4.0))),
@@ -128,7 +128,7 @@ def test_tables_show_medians_ratios_and_whether_each_target_is_met() -> None:
     assert lines[4] == "| code change | 4.0 | 10.0 | 0.40× | ≤ 0.5× | yes |"
     assert lines[5] == "| one package added | 10.0 | 50.0 | 0.20× | ≤ 0.2× | yes |"
     split = [line for line in lines if line.startswith("| first pipeline")][1]
-    assert split == "| first pipeline | 20.0 | 20.0 | 70.0 | 10.0 |"
+    assert split == "| first pipeline | 40.0 | 70.0 | 10.0 |"
     assert verdict("no-change", None) == "–"
 
 
