@@ -452,7 +452,7 @@ class _Steps(_Images):
         if step.command is not None:
             container.start()
             if _follow(container, out, tail, EXPORT_READY if step.export else None):
-                return 0, self._export(container, step)
+                return 0, self._export(container, step, out)
             exit_code = int(container.wait().get("StatusCode", 1))
             if exit_code == 0 and step.export:
                 exit_code = 1  # it ended without making anything to read
@@ -463,18 +463,24 @@ class _Steps(_Images):
     def run_checked(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
         return check_result(step, self.run(step, out, secrets_volume))
 
-    def _export(self, container: Any, step: Step) -> str:
+    def _export(self, container: Any, step: Step, out: Output) -> str:
         """The step's layer, read out of the running container (``step.export``), put on
-        the step's image as one new layer with the commit's config."""
+        the step's image as one new layer with the commit's config. A long read says how
+        far it is (a big virtualenv over a remote engine takes a while)."""
         command, paths = list(step.export[:1]), list(step.export[1:])
         exec_id = self.client.api.exec_create(container.id, [*command, *paths], user="0:0")
         stderr = bytearray()
         with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp:
             layer = Path(tmp) / "layer.tar"
+            read, said = 0, time.monotonic()
             with layer.open("wb") as fh:
-                for out, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
-                    if out:
-                        fh.write(out)
+                for data, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
+                    if data:
+                        fh.write(data)
+                        read += len(data)
+                        if time.monotonic() - said >= _SAY_EVERY:
+                            said = time.monotonic()
+                            out(f"warpdrive: {step.name}: {read / 1e6:.0f} MB of the layer read")
                     if err and len(stderr) < 65536:
                         stderr += err
             code = self.client.api.exec_inspect(exec_id).get("ExitCode")
@@ -486,6 +492,8 @@ class _Steps(_Images):
                     fix="nothing was tagged; report this with the output above",
                 )
             assert step.commit is not None
+            if read >= _BIG_LAYER:  # its load takes seconds too: say so
+                out(f"warpdrive: {step.name}: loading the layer ({read / 1e6:.0f} MB) into the engine")
             return self.append_layer(
                 step.image, layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
             )
@@ -735,6 +743,12 @@ class _Registry(_Apps):
 
 class _RegistryRefusal(Exception):
     """An error item in a push or pull stream."""
+
+
+#: how often a long transfer says how far it is (seconds)
+_SAY_EVERY = 5.0
+#: a layer read out of a container that is worth a line before it is loaded (bytes)
+_BIG_LAYER = 50_000_000
 
 
 def _watched(make: Any, quiet: float, what: str) -> Iterator[Any]:
