@@ -493,7 +493,8 @@ class _Steps(_Images):
                 )
             assert step.commit is not None
             if read >= _BIG_LAYER:  # its load takes seconds too: say so
-                out(f"warpdrive: {step.name}: loading the layer ({read / 1e6:.0f} MB) into the engine")
+                size = f"{read / 1e6:.0f} MB"
+                out(f"warpdrive: {step.name}: loading the layer ({size}) into the engine")
             return self.append_layer(
                 step.image, layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
             )
