@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App
+from conftest import App, write_django
 from pkgindex import Index
 from test_registry import cleanup_runner, client_for, nox_on, serve_on
 from test_registry import registry as registry
@@ -170,6 +170,41 @@ def test_a_registry_that_wants_a_login(
         found = manifest(app.image, (reg.user, reg.password))
         raw = json.dumps(found)
         assert all(s not in raw for s in reg.secrets())
+    finally:
+        cleanup_runner(runner, app)
+        cleanup_runner(MAIN, app)
+
+
+def test_django_reuses_the_static_layer_by_digest(
+    make_app: Any, index: Index, registry: str, runner: str
+) -> None:
+    app: App = make_app(["Django==5.2.19"])
+    app.image = f"{registry}/{app.name}:latest"
+    app.write()
+    (app.root / "wsgi.py").unlink()
+    write_django(app.root)
+    try:
+        code, text = nox_on(app, None, index, "-s", "image", "--", "--push")
+        assert code == 0 and "collectstatic" in text and f"pushed {app.image}" in text, text
+        before = manifest(app.image)
+        # a view changed: collectstatic's inputs did not; its layer is the cache's blob
+        write_django(app.root, message="shop-v2")
+        args = ("-s", "image", "--", "--cache-from", app.image, "--push-only")
+        code, text = nox_on(app, runner, index, *args)
+        assert code == 0, text
+        assert "reusing the collected static files" in text and uploaded(text)[0] == 1, text
+        assert on_engine(runner, app) == [], text
+        after = manifest(app.image)
+        static = {d["digest"] for d in before["layers"]} & {d["digest"] for d in after["layers"]}
+        assert len(static) == len(before["layers"]) - 1, (before, after)
+        assert "shop-v2 uid=1001" in serve_on(runner, app.image)
+        cleanup_runner(runner, app)
+        # a static file changed: collectstatic must run, so it is built here and pushed
+        write_django(app.root, message="shop-v3", css="body { color: blue }\n")
+        code, text = nox_on(app, runner, index, *args)
+        assert code == 0, text
+        assert "the static inputs changed: collectstatic must run" in text, text
+        assert f"pushed {app.image}" in text, text
     finally:
         cleanup_runner(runner, app)
         cleanup_runner(MAIN, app)
