@@ -9,6 +9,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from test_registry_api import registry as registry
+from unit_support import PKEY, write_wsgi_site
+
+from nox_warpdrive import app_layer
 from nox_warpdrive import registry_api as api
 from nox_warpdrive import registry_build as rb
 from nox_warpdrive.config import load_config
@@ -138,3 +142,62 @@ def test_summaries() -> None:
     )
     same = dataclasses.replace(pushed, up_to_date=True, moved=False)
     assert "up to date in the registry: nothing pushed or pulled" in rb.summary(same, 1.0)
+
+
+def test_a_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
+    """The whole build against a registry on a real socket: a first app image on a cache
+    of base and deps layers, then a code change: one layer (and the config) uploaded,
+    every other named by the cache's digest; then nothing to build at all."""
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+    base_diff, deps_diff = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    base = dataclasses.replace(BASE, diff_ids=(base_diff,))
+    client = api.Registry(registry, None, timeout=5)
+    blobs = []
+    for n, data in enumerate((b"base layer", b"deps layer", b"old app layer")):
+        blob = tmp_path / f"{n}.gz"
+        blob.write_bytes(data)
+        client.upload("wd/app", blob, digest(data))
+        blobs.append({"mediaType": api.DOCKER_LAYER, "size": len(data), "digest": digest(data)})
+    labels = {"io.warpdrive.kind": "app", "io.warpdrive.deps-key": "k", "old-app": "x"}
+    labels["io.warpdrive.deps-project"] = "site"
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/usr/bin"], "Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": [base_diff, deps_diff, "sha256:" + "3" * 64]},
+        }
+    ).encode()
+    client.upload_bytes("wd/app", config, digest(config))
+    body, media = rb.manifest_body(api.DOCKER_MANIFEST, config, blobs)
+    client.put_manifest("wd/app", "latest", body, media)
+    target = api.parse_ref(f"{registry}/wd/app:latest")
+
+    def built(message: str) -> rb.Pushed:
+        (tmp_path / "site" / "views.py").write_text(f"MESSAGE = {message!r}\n")
+        plan = app_layer.plan_app(cfg, base, PKEY, "k", "s")
+        cache = rb.read_cache(client, target, ("linux", "amd64", ""))
+        assert cache is not None
+        if rb.up_to_date(cache, plan):
+            return rb.retag(client, cache, target)
+        return rb.build(client, cache, plan, target, base, ("", ""), "T", lambda line: None)
+
+    first = built("v1")
+    assert (first.uploaded, first.reused, first.layers) == (1, 2, 3)
+    second = built("v2")
+    assert (second.uploaded, second.reused, second.layers) == (1, 2, 3)
+    assert second.uploaded_bytes < 20_000
+    found = client.manifest("wd/app", "latest")
+    assert found is not None and found.digest == second.digest
+    layers = found.data["layers"]
+    assert layers[:2] == blobs[:2] and layers[2]["mediaType"] == api.DOCKER_LAYER
+    config_now = json.loads(client.blob("wd/app", found.data["config"]["digest"]))
+    # the deps image's labels (inherited), the new app's; none of the old app's own
+    assert config_now["config"]["Labels"]["io.warpdrive.deps-project"] == "site"
+    assert "old-app" not in config_now["config"]["Labels"]
+    assert config_now["config"]["Labels"]["io.warpdrive.kind"] == "app"
+    assert config_now["rootfs"]["diff_ids"][:2] == [base_diff, deps_diff]
+    same = built("v2")
+    assert same.up_to_date and not same.moved and same.uploaded_bytes == 0
+    assert client.manifest("wd/app", "latest") == found
