@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from test_registry_api import FakeRegistry
 from test_registry_api import registry as registry
 from unit_support import PKEY, write_wsgi_site
 
@@ -201,3 +202,21 @@ def test_a_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
     same = built("v2")
     assert same.up_to_date and not same.moved and same.uploaded_bytes == 0
     assert client.manifest("wd/app", "latest") == found
+    # the same build under another repository: every blob mounted, the same manifest
+    cache = rb.read_cache(client, target, ("linux", "amd64", ""))
+    assert cache is not None
+    elsewhere = api.parse_ref(f"{registry}/wd/app-pr:1")
+    moved = rb.retag(client, cache, elsewhere)
+    assert moved.up_to_date and moved.moved
+    assert client.manifest("wd/app-pr", "1") == found
+    for layer in found.data["layers"]:
+        assert client.has_blob("wd/app-pr", layer["digest"])
+    # and a code change built there, on the cache of the other repository
+    (tmp_path / "site" / "views.py").write_text("MESSAGE = 'v3'\n")
+    plan = app_layer.plan_app(cfg, base, PKEY, "k", "s")
+    other = api.parse_ref(f"{registry}/wd/app-other:1")
+    pushed = rb.build(client, cache, plan, other, base, ("", ""), "T", lambda line: None)
+    assert pushed.uploaded == 1
+    assert client.has_blob("wd/app-other", blobs[0]["digest"])
+    mounts = [s for s in FakeRegistry.seen if "mount=" in s]
+    assert mounts and all("from=wd%2Fapp" in s for s in mounts), mounts
