@@ -448,15 +448,18 @@ def build(
             assert layer.made is not None and layer.descriptor is not None
             digest = str(layer.descriptor["digest"])
             if not client.has_blob(target.repository, digest):
+                size = int(layer.descriptor["size"])
+                what = layer.created_by.removeprefix("nox-warpdrive ")
+                out(f"warpdrive: uploading the {what} ({size / 1e3:.1f} kB gzipped)")
                 client.upload(target.repository, layer.made, digest)
-                sent += int(layer.descriptor["size"])
+                sent += size
         parent_labels = {**base.labels, **inherited_deps_labels(cache.info.labels)}
         added = [(x.created_by, x.diff_id) for x in layers]
         config = image_config(cache.config, parent_labels, spec, below, added, created)
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         if not client.has_blob(target.repository, config_digest):
             client.upload_bytes(target.repository, config, config_digest)
-        sent += len(config)
+            sent += len(config)
         all_desc = [*below_desc, *(x.descriptor for x in layers)]
         body, media_type = manifest_body(media, config, [d for d in all_desc if d is not None])
         digest = client.put_manifest(target.repository, target.reference, body, media_type)
