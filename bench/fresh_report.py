@@ -22,7 +22,7 @@ TARGETS = {"no-change": 1.0, "code-change": 0.5, "add-package": 0.2}
 TOOLS = (WARPDRIVE, REFERENCE)
 #: each tool's commands, in the order they run, as the split table names them
 STEPS = {
-    WARPDRIVE: (("image", "`nox -s image -- --cache-from I --push`"),),
+    WARPDRIVE: (("image", "`nox -s image -- --cache-from I --push-only`"),),
     REFERENCE: (
         ("build", "`docker build --cache-from P` (inline cache)"),
         ("push", "`docker push P`"),
@@ -118,9 +118,11 @@ scenario starts on the engine emptied again (base images only: no volume, no ima
 build cache), the registry as that earlier pipeline left it, a fresh copy of the app and
 no host cache, and runs the whole pipeline, pushes included: `code change` edits
 `{facts["code_file"]}`, `one package added` appends `{facts["package"]}` to
-requirements.txt. nox-warpdrive: `nox -s image -- --cache-from I --push` with
-`wheelhouse-image = "W"` (the wheelhouse is seeded from W only when the build needs
-wheels; the wheels it adds are pushed there); the peer: `bench/peers/buildkit-cache.Dockerfile`,
+requirements.txt. nox-warpdrive: `nox -s image -- --cache-from I --push-only` with
+`wheelhouse-image = "W"` (built in the registry, nothing pulled, when only the app
+layers change; else built here and pushed: the wheelhouse is seeded from W only when the
+build needs wheels, and the wheels it adds are pushed there); the peer:
+`bench/peers/buildkit-cache.Dockerfile`,
 `DOCKER_BUILDKIT=1 docker build --cache-from P --build-arg BUILDKIT_INLINE_CACHE=1 -t P`
 (Debian's docker client, the engine's built-in BuildKit), then `docker push P`. Wall
 clock seconds; the ratio is nox-warpdrive / peer (below 1 is faster); targets from issue

@@ -388,20 +388,31 @@ def known_deps(
     """The deps image of the current image, when it was built for exactly these
     requirements on this base: then the wheelhouse need not even be read (a code change
     rebuilds the app layer and nothing else)."""
-    app = AppLabels.from_labels(current.labels) if current is not None else None
+    key = built_for(current.labels, cfg, base, pkey, reqs) if current is not None else ""
+    deps = engine.image(f"warpdrive-deps/{cfg.name}:{key[:20]}") if key else None
+    if deps is None or deps.labels.get(DEPS_KEY_LABEL) != key:
+        return None
+    return deps
+
+
+def built_for(
+    labels: Mapping[str, str],
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    reqs: RequirementSet,
+) -> str:
+    """The deps key of an app image (its labels) when it was built for exactly these
+    requirements on this base, with this installer setting and deps layout; else ""."""
+    app = AppLabels.from_labels(labels)
     if (
-        current is None
-        or app is None
+        app is None
         or app.requirements != reqs.digest
         or app.base_image_id != base.id
         or app.platform_key != pkey.slug
         or app.installer_setting != cfg.installer
         # the layout of the deps layer it inherited (deps images never lacked this one)
-        or current.labels.get(DEPS_FORMAT_LABEL) != DEPS_FORMAT
+        or labels.get(DEPS_FORMAT_LABEL) != DEPS_FORMAT
     ):
-        return None
-    key = app.deps_key
-    deps = engine.image(f"warpdrive-deps/{cfg.name}:{key[:20]}") if key else None
-    if deps is None or deps.labels.get(DEPS_KEY_LABEL) != key:
-        return None
-    return deps
+        return ""
+    return app.deps_key

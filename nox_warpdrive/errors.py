@@ -41,3 +41,8 @@ class BuildError(WarpdriveError):
 
 class ContextError(WarpdriveError):
     """The app source cannot be archived safely (bad ignore rule, unsafe path)."""
+
+
+class RegistryError(WarpdriveError):
+    """A registry spoken to directly (registry_api.py) cannot be reached, refused the
+    credentials, or answered something that is not the Registry API."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import registry, static_cache
+from . import registry, registry_build, static_cache
 from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
 from .config import Config, RequirementSet, split_ref
 from .deps import (
@@ -24,7 +24,7 @@ from .deps import (
     plan_deps,
 )
 from .engine import Engine, ImageInfo, Output
-from .errors import EngineError, WarpdriveError
+from .errors import EngineError, RegistryError, WarpdriveError
 from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, AppLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
@@ -59,8 +59,12 @@ class ImageResult:
     timings: tuple[tuple[str, float], ...] = ()
     #: the wheelhouse build this image build ran (None: the wheelhouse had every wheel)
     wheelhouse: WheelhouseResult | None = None
+    #: built in the registry (--push-only): what it did there; None when built here
+    pushed: registry_build.Pushed | None = None
 
     def summary(self) -> str:
+        if self.pushed is not None:
+            return registry_build.summary(self.pushed, self.seconds)
         if self.up_to_date:
             return f"image {self.ref} up to date, nothing rebuilt ({self.seconds:.1f} s)"
         deps = "deps layer reused" if self.deps_reused else "deps layer built"
@@ -214,14 +218,21 @@ def build_image(
     no_index: bool | None = None,
     tag: str | None = None,
     cache_from: str | None = None,
+    push_only: bool = False,
 ) -> ImageResult:
     """Build (or find up to date) the app image. Without --no-index, requirements the
     wheelhouse lacks are built into it first (cached, incremental); with it, they are an
     error and nothing is fetched. ``cache_from``: an earlier app image in a registry
     whose layers this build may reuse (registry.py). The tag moves only once everything
-    succeeded."""
+    succeeded. ``push_only``: build it in the registry from the cache's layers when it
+    can (registry_build.py), else here, saying why."""
     started = time.monotonic()
     b = _start(cfg, engine, out, cfg.no_index if no_index is None else no_index, tag)
+    if push_only:
+        cache_from = cache_from or b.ref  # the image it pushes to is its cache
+        in_registry = _in_registry(b, cache_from, started)
+        if in_registry is not None:
+            return in_registry
     if cache_from:
         pulled = registry.cache_from(engine, cfg, cache_from, b.base, out)
         b.current = b.current or pulled
@@ -246,6 +257,33 @@ def build_image(
     timings = tuple(b.timings)
     return ImageResult(
         b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings, b.built
+    )
+
+
+def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | None:
+    """The image built in the registry, pulling nothing (None, and one line saying why,
+    when it has to be built here): the cache's manifest and config are read, and only
+    the app layers it lacks are uploaded."""
+    try:
+        found = registry_build.prepare(b.engine, b.cfg, b.ref, cache_ref, b.target, b.reqs, b.out)
+        if found is None:
+            return None
+        b.deps_key, cache = found.deps_key, found.cache
+        app = _plan_app(b)
+        for line in app.notices:
+            b.out(line)
+        pushed = registry_build.push_only(found, app, b.base, b.out)
+    except RegistryError as exc:
+        b.out(f"warpdrive: warning: cannot build in the registry ({exc.message}); building here")
+        if exc.fix:
+            b.out(f"  fix: {exc.fix}")
+        return None
+    if pushed is None:
+        return None
+    seconds = time.monotonic() - started
+    image_id = cache.info.id if pushed.up_to_date else pushed.config_digest
+    return ImageResult(
+        b.ref, image_id, pushed.up_to_date, True, pushed.size, pushed.layers, seconds, pushed=pushed
     )
 
 

@@ -102,6 +102,14 @@ def image_parser() -> argparse.ArgumentParser:
         help="pull REF (an earlier image of this app) and reuse its layers",
     )
     p.add_argument("--push", action="store_true", help="push the image after building it")
+    p.add_argument(
+        "--push-only",
+        action="store_true",
+        help="build the image in the registry (the image ref) on the layers of "
+        "--cache-from REF (default: the image ref itself): pull nothing, upload only the "
+        "new app layers, leave nothing on the engine; when it cannot (requirements "
+        "changed, collectstatic must run, a build hook), build here and push, saying why",
+    )
     return p
 
 
@@ -153,13 +161,35 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
     cfg = load_config(project_dir, overrides)
+    if args.push_only:
+        _registry_image(cfg.image)
     engine = connect(_out)
-    result = build_image(cfg, engine, _out, no_index=args.no_index, cache_from=args.cache_from)
+    result = build_image(
+        cfg,
+        engine,
+        _out,
+        no_index=args.no_index,
+        cache_from=args.cache_from,
+        push_only=args.push_only,
+    )
     log(result.summary())
+    if result.pushed is not None:
+        return  # built in the registry: nothing here to show or push
     _out(result.table())
-    if args.push:
+    if args.push or args.push_only:
         engine.push(result.ref, _out)
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
+
+
+def _registry_image(ref: str) -> None:
+    """--push-only builds in a registry: the image ref must name one."""
+    first, slash, _ = ref.partition("/")
+    if not (slash and ("." in first or ":" in first or first == "localhost")):
+        raise _ArgError(
+            f"--push-only builds the image in a registry, and the image ref {ref!r} names "
+            "none: set `image` in [tool.warpdrive] (or --tag) to REGISTRY/NAME[:TAG], "
+            "e.g. ghcr.io/me/app:latest or 127.0.0.1:5000/app"
+        )
 
 
 def _push_grown_wheelhouse(cfg: Config, engine: Engine, built: WheelhouseResult | None) -> None:

@@ -675,6 +675,34 @@ class _Registry(_Apps):
         out(f"warpdrive: pushed {ref}" + (f" ({digest})" if digest else ""))
         return digest
 
+    def registry_login(self, registry: str) -> tuple[str, str] | None:
+        """The (user, password) the Docker config file holds for ``registry`` (its
+        ``auths``, or its ``credsStore``/``credHelpers`` helper), resolved as docker-py
+        resolves them for a push; None when there is none. For registry_api.py, which
+        speaks to the registry itself: never printed, never stored."""
+        _import_docker()
+        _quiet_loggers()
+        import docker.auth
+
+        try:
+            found = docker.auth.resolve_authconfig(docker.auth.load_config(), registry)
+        except docker.errors.DockerException as exc:
+            helper = _helper_failure(exc)
+            if helper is None:
+                raise
+            raise EngineError(
+                f"the credential helper for {registry} failed ({helper})",
+                fix=f"install that helper (on PATH), or remove `credsStore`/`credHelpers` "
+                f"from {config_file()} and log in with `docker login {registry}`",
+            ) from None
+        if not found:
+            return None
+        fields = {str(k).lower(): v for k, v in dict(found).items()}
+        user, password = fields.get("username"), fields.get("password")
+        if not user or not password:
+            return None  # an identity token only: anonymous, the registry then says so
+        return str(user), str(password)
+
     def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:
         """`docker load` of an image tarball made of these members (a manifest naming
         layers the engine has, and a config): an image from layers already here."""

@@ -78,6 +78,8 @@ class FakeEngine:
         self.secrets_used: list[str | None] = []
         self.aborted = 0
         self.pushed: list[str] = []
+        #: registry -> (user, password), what registry_login gives
+        self.logins: dict[str, tuple[str, str]] = {}
         self.loaded: list[Mapping[str, bytes]] = []
         self.loaded_images: list[Bundle] = []
         self.archives: list[tuple[str, bytes]] = []
@@ -223,6 +225,9 @@ class FakeEngine:
     def push(self, ref: str, out: Any) -> str:
         self.pushed.append(ref)
         return "sha256:pushed"
+
+    def registry_login(self, registry: str) -> tuple[str, str] | None:
+        return self.logins.get(registry)
 
     def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:
         self.loaded.append(dict(members))

@@ -18,7 +18,7 @@ from bench.apps import make_app  # noqa: E402
 from bench.cli import parse_args  # noqa: E402
 from bench.common import REFERENCE, WARPDRIVE, BenchError  # noqa: E402
 from bench.dockercli import Docker  # noqa: E402
-from bench.fresh import FreshPeer, FreshWarpdrive, refs, repositories  # noqa: E402
+from bench.fresh import FreshPeer, FreshWarpdrive, pushed_size, refs, repositories  # noqa: E402
 from bench.fresh_report import (  # noqa: E402
     BEGIN,
     END,
@@ -79,7 +79,7 @@ def test_the_pipelines_are_the_readme_recipes(tmp_path: Path) -> None:
         "--",
         "--cache-from",
         "r/bench-fresh/x/warpdrive:latest",
-        "--push",
+        "--push-only",
     ]
     assert ours.env()["DOCKER_HOST"] == BENCH_HOST
     ours.reset(0)
@@ -163,3 +163,27 @@ def test_a_stamped_log_says_when_each_line_came(tmp_path: Path) -> None:
     assert [line.split("] ", 1)[1] for line in lines[1:3]] == ["one", "two"]
     assert all(line.startswith("[") and "s] " in line for line in lines[1:3])
     assert lines[3].startswith("# exit 0 after ")
+
+
+def test_an_image_built_in_the_registry_is_pulled_for_its_size() -> None:
+    """--push-only leaves nothing on the engine: the size is read after a pull, untimed."""
+    calls: list[tuple[str, ...]] = []
+
+    class Engine:
+        here = False
+
+        def image_id(self, ref: str) -> str | None:
+            return "sha256:x" if self.here else None
+
+        def run(self, *args: str, check: bool = True) -> None:
+            calls.append(args)
+            self.here = True
+
+        def image_size(self, ref: str) -> int:
+            return 42 if self.here else 0
+
+    engine = Engine()
+    assert pushed_size(engine, "r/app:latest") == 42  # type: ignore[arg-type]
+    assert calls == [("pull", "r/app:latest")]
+    assert pushed_size(engine, "r/app:latest") == 42  # type: ignore[arg-type]
+    assert len(calls) == 1  # there already: no pull

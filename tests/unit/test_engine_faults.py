@@ -168,6 +168,7 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "stop_app": lambda e: e.stop_app("c"),
     "pull": lambda e: e.pull("127.0.0.1:5999/app:latest"),
     "push": lambda e: e.push("127.0.0.1:5999/app:latest", lambda line: None),
+    "registry_login": lambda e: e.registry_login("127.0.0.1:5999"),
     "load_bundle": lambda e: e.load_bundle({"manifest.json": b"[]"}, "test bundle"),
     "load_image": lambda e: e.load_image(_bundle(), "test image"),
     "archive_reader": _read_archive,

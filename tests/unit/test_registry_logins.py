@@ -270,3 +270,36 @@ def test_a_refused_cache_is_a_warning_with_its_fix(tmp_path: Path) -> None:
     assert lines[0].startswith(f"warpdrive: warning: cannot pull the cache {REF}")
     assert lines[0].endswith("building without it")
     assert lines[1] == "  fix: `docker login`"
+
+
+def test_registry_login_reads_auths_and_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What registry_api.py is handed: docker-py's own resolution of the config file."""
+    engine = DockerEngine()
+
+    def config(name: str, document: Any) -> None:
+        (tmp_path / name).mkdir()
+        docker_config(tmp_path / name, monkeypatch, document)
+
+    config("none", {})
+    assert engine.registry_login(REGISTRY) is None
+    logged_in(tmp_path, monkeypatch)
+    assert engine.registry_login(REGISTRY) == (USER, CANARY)
+    assert engine.registry_login("127.0.0.1:5998") is None
+    helper = tmp_path / "bin" / "docker-credential-wdunit"
+    helper.parent.mkdir()
+    helper.write_text(
+        '#!/bin/sh\n[ "$1" = get ] || exit 1\nserver=$(cat)\n'
+        f'printf \'{{"ServerURL":"%s","Username":"helper-user","Secret":"{CANARY}"}}\' '
+        '"$server"\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:/usr/bin:/bin")
+    config("helper", {"credsStore": "wdunit"})
+    assert engine.registry_login(REGISTRY) == ("helper-user", CANARY)
+    config("missing", {"credHelpers": {REGISTRY: "wd-none"}})
+    with pytest.raises(EngineError) as info:
+        engine.registry_login(REGISTRY)
+    assert "credential helper for" in info.value.message and info.value.fix
+    assert CANARY not in str(info.value)

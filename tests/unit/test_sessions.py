@@ -228,6 +228,18 @@ def test_bad_posargs_become_session_error(
     assert no_docker == []
 
 
+def test_push_only_needs_an_image_ref_in_a_registry(
+    registry: dict[str, Any], no_docker: list[str], tmp_path: Path
+) -> None:
+    write(tmp_path, "pyproject.toml", '[tool.warpdrive]\nimage = "site:latest"\n')
+    write(tmp_path, "wsgi.py", "application = None\n")
+    nox_warpdrive.sessions(project_dir=tmp_path)
+    error = run_session(registry, "image", ["--push-only"]).errors[0]
+    assert "--push-only builds the image in a registry" in error and "'site:latest'" in error
+    assert no_docker == []  # said before the engine is reached
+    assert sessions_module.image_parser().parse_args(["--push-only"]).push_only is True
+
+
 def test_parsers() -> None:
     args = sessions_module.image_parser().parse_args(["--no-index", "--tag", "site:v2"])
     assert (args.no_index, args.tag) == (True, "site:v2")

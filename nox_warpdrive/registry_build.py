@@ -1,0 +1,514 @@
+"""The app image built in the registry (``image -- --push-only``), as jib's ``build`` and
+crane's ``append`` build one: nothing is pulled and nothing is left on the engine. The
+cache image's manifest and config are read from the registry; when its deps layers fit
+(the same requirements, base image and installer) and nothing has to run in a container
+at build time, the app layers are made on the host exactly as ``source_layers.append_app``
+plans them, only the ones the cache lacks (by diff ID: the layers are reproducible) are
+gzipped and uploaded, and a new config and manifest name every other layer by the
+digest the registry already has. The tag moves only with the last request, the manifest.
+
+Anything else (requirements changed, static files to collect, a build hook, no usable
+cache) is a fallback to the engine's path (pull, build, push), said in one line. The
+planning (what is reused, what is uploaded, the config and the manifest) is pure and
+unit-tested; the I/O is registry_api.py's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+from . import registry_api as api
+from .app_layer import AppPlan
+from .assembly import merge_config, timestamp
+from .config import Config, RequirementSet
+from .deps import built_for
+from .engine import Engine, ImageInfo, Output
+from .errors import RegistryError
+from .labels import (
+    BUILD_KEY_LABEL,
+    OCI_CREATED,
+    STATIC_KEY_LABEL,
+    STATIC_LAYER_LABEL,
+    STATIC_ROOT_LABEL,
+    inherited_deps_labels,
+)
+from .layers import STATIC, LayerPlan, plan_layers
+from .layout import APP_SRC
+from .plan import CommitSpec
+from .platform import PlatformKey
+from .registry import deps_layers, unusable
+from .source_layers import LAYERS_LABEL, previous_layers, remember, write_layer
+from .static import shadows_static
+
+
+@dataclass(frozen=True)
+class Cache:
+    """The cache image as the registry holds it: where, its manifest, its config, and
+    its record (``info``: id = the config's digest, labels, diff IDs)."""
+
+    ref: api.Ref
+    manifest: api.Manifest
+    config: Mapping[str, Any]
+    info: ImageInfo
+
+    @property
+    def descriptors(self) -> dict[str, dict[str, Any]]:
+        """diff ID -> the manifest's descriptor of that layer's blob."""
+        layers = self.manifest.data.get("layers") or []
+        return {d: dict(desc) for d, desc in zip(self.info.diff_ids, layers, strict=False)}
+
+
+def cache_record(ref: api.Ref, manifest: api.Manifest, config: Mapping[str, Any]) -> Cache:
+    """The Cache of a manifest and its config (pure)."""
+    section = config.get("config") or {}
+    diff_ids = tuple(str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or ())
+    layers = manifest.data.get("layers") or []
+    info = ImageInfo(
+        id=str((manifest.data.get("config") or {}).get("digest") or ""),
+        env=tuple(section.get("Env") or ()),
+        labels=dict(section.get("Labels") or {}),
+        size=sum(int(d.get("size") or 0) for d in layers),
+        layers=len(diff_ids),
+        created=str(config.get("created") or ""),
+        diff_ids=diff_ids if len(layers) == len(diff_ids) else (),
+    )
+    return Cache(ref, manifest, config, info)
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+def why_not(
+    cache: Cache, cfg: Config, base: ImageInfo, pkey: PlatformKey, reqs: RequirementSet
+) -> str:
+    """Why the cache's deps layers cannot carry this build ("" when they can)."""
+    if not cache.info.diff_ids:
+        return f"the cache {cache.ref} has a manifest that does not match its config"
+    why = unusable(cache.info, cfg, base)
+    if why:
+        return f"the cache {cache.ref} {why}"
+    if not built_for(cache.info.labels, cfg, base, pkey, reqs):
+        return "the requirements (or the installer) changed since the cache was built"
+    return ""
+
+
+def static_reuse(cache: Cache, app: AppPlan) -> tuple[str, str] | str:
+    """(STATIC_ROOT, the diff ID of the cache's static layer) when this build's collected
+    static files are the cache's, "" when nothing is collected; else why not (a str
+    starting with "the")."""
+    if app.build_hook:
+        return "the app has a build hook, which runs in a container"
+    if not app.collectstatic:
+        return ("", "")
+    labels = cache.info.labels
+    diff, root = labels.get(STATIC_LAYER_LABEL, ""), labels.get(STATIC_ROOT_LABEL, "").rstrip("/")
+    if labels.get(STATIC_KEY_LABEL) != app.static_key or not app.static_key:
+        return "the static inputs changed: collectstatic must run"
+    if diff not in cache.info.diff_ids or not root.startswith(APP_SRC + "/") or ".." in root:
+        return "the cache has no layer of collected static files"
+    if shadows_static(app.tree.tree, root):
+        return "the source has a copy of STATIC_ROOT, which collectstatic overwrites"
+    return root, diff
+
+
+# --------------------------------------------------------------------------- pure planning
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One app layer of the new image: what made it, its diff ID, and its blob's
+    descriptor when the cache has it (else ``made``: the gzipped tar to upload)."""
+
+    created_by: str
+    diff_id: str
+    descriptor: Mapping[str, Any] | None = None
+    made: Path | None = None
+
+
+def blob_plan(
+    layers: Sequence[Layer], cache_blobs: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[Layer], list[Layer]]:
+    """(every layer, with the cache's descriptor where it has that diff ID; the ones to
+    upload)."""
+    out: list[Layer] = []
+    upload: list[Layer] = []
+    for layer in layers:
+        found = cache_blobs.get(layer.diff_id)
+        if found is not None:
+            layer = dataclasses.replace(layer, descriptor=found, made=None)
+        elif layer.made is not None:
+            upload.append(layer)
+        out.append(layer)
+    return out, upload
+
+
+def history_rows(
+    rows: Sequence[Mapping[str, Any]], below: int, added: Sequence[str], created: str, comment: str
+) -> list[dict[str, Any]]:
+    """The new image's history: the cache's rows up to its ``below``-th layer, then one
+    row per added layer (the last with ``comment``). When the cache's rows do not match
+    its layers, the rows of the layers below are left out rather than made up (and with
+    them every row: a history must match the layers or be absent)."""
+    kept: list[dict[str, Any]] = []
+    layers = 0
+    for row in rows:
+        if layers == below:
+            break
+        kept.append(dict(row))
+        if not row.get("empty_layer"):
+            layers += 1
+    if layers != below:
+        return []
+    for i, what in enumerate(added):
+        entry: dict[str, Any] = {"created": created, "created_by": what}
+        if i == len(added) - 1 and comment:
+            entry["comment"] = comment
+        kept.append(entry)
+    return kept
+
+
+def image_config(
+    cache: Mapping[str, Any],
+    parent_labels: Mapping[str, str],
+    spec: CommitSpec,
+    below: Sequence[str],
+    added: Sequence[tuple[str, str]],
+    created: str,
+) -> bytes:
+    """The new image's config: the cache's, its labels those of the deps image (the
+    base image's and the deps labels), ``spec`` merged as a commit merges it
+    (assembly.merge_config), the layers ``below`` and the ``added`` (created_by, diff
+    ID) ones."""
+    section = dict(cache.get("config") or {})
+    section["Labels"] = dict(parent_labels)
+    config: dict[str, Any] = {
+        "architecture": cache.get("architecture") or "amd64",
+        "os": cache.get("os") or "linux",
+        "created": created,
+        "config": merge_config(section, spec),
+        "rootfs": {"type": "layers", "diff_ids": [*below, *(d for _, d in added)]},
+    }
+    history = history_rows(
+        cache.get("history") or [], len(below), [c for c, _ in added], created, spec.message
+    )
+    if history:
+        config["history"] = history
+    if cache.get("variant"):
+        config["variant"] = cache["variant"]
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def manifest_body(
+    media_type: str, config: bytes, layers: Sequence[Mapping[str, Any]]
+) -> tuple[bytes, str]:
+    """(the manifest, its media type): Docker schema 2 unless the cache's was OCI."""
+    oci = media_type == api.OCI_MANIFEST
+    body = {
+        "schemaVersion": 2,
+        "mediaType": api.OCI_MANIFEST if oci else api.DOCKER_MANIFEST,
+        "config": {
+            "mediaType": api.OCI_CONFIG if oci else api.DOCKER_CONFIG,
+            "size": len(config),
+            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        },
+        "layers": [dict(d) for d in layers],
+    }
+    return json.dumps(body, indent=3).encode(), str(body["mediaType"])
+
+
+def new_descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
+    layer = api.OCI_LAYER if media_type == api.OCI_MANIFEST else api.DOCKER_LAYER
+    return {"mediaType": layer, "size": size, "digest": digest}
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """What a build in the registry did."""
+
+    ref: str
+    digest: str
+    config_digest: str
+    up_to_date: bool
+    uploaded: int
+    uploaded_bytes: int
+    reused: int
+    size: int
+    layers: int
+    #: the tag moved (a new manifest, or the cache's under another tag)
+    moved: bool = True
+
+
+def summary(pushed: Pushed, seconds: float) -> str:
+    took = f"{seconds:.1f} s"
+    if pushed.up_to_date and not pushed.moved:
+        return f"image {pushed.ref} up to date in the registry: nothing pushed or pulled ({took})"
+    if pushed.up_to_date:
+        return f"image {pushed.ref} tagged in the registry (the cache is this very build; {took})"
+    return (
+        f"image {pushed.ref} built in the registry: {pushed.uploaded} layers uploaded "
+        f"({pushed.uploaded_bytes / 1e3:.1f} kB with the config), {pushed.reused} reused by "
+        f"digest, nothing pulled, nothing left on the engine ({took})"
+    )
+
+
+@dataclass(frozen=True)
+class Found:
+    """A cache whose deps layers carry this build, and the registry to build in."""
+
+    client: api.Registry
+    cache: Cache
+    target: api.Ref
+    deps_key: str
+
+
+FALLBACK = "; building here and pushing instead"
+
+
+def prepare(
+    engine: Engine,
+    cfg: Config,
+    ref: str,
+    cache_ref: str,
+    target: tuple[ImageInfo, PlatformKey],
+    reqs: RequirementSet,
+    out: Output,
+) -> Found | None:
+    """The cache at ``cache_ref`` (manifest and config, read from the registry), when
+    its deps layers carry this build; None and one line saying why when they do not."""
+    base, pkey = target
+    to, at = api.parse_ref(ref), api.parse_ref(cache_ref)
+    if to.registry != at.registry:
+        out(f"warpdrive: the cache {cache_ref} is in another registry than {ref}{FALLBACK}")
+        return None
+    client = client_for(engine, to.registry)
+    cache = read_cache(client, at, platform_of(engine, base))
+    if cache is None:
+        out(f"warpdrive: no cache at {cache_ref} yet (a first run){FALLBACK}")
+        return None
+    why = why_not(cache, cfg, base, pkey, reqs)
+    if why:
+        out(f"warpdrive: {why}{FALLBACK}")
+        return None
+    short = cache.manifest.digest[7:19]
+    out(f"warpdrive: building in the registry on the cache {cache_ref} ({short})")
+    return Found(client, cache, to, built_for(cache.info.labels, cfg, base, pkey, reqs))
+
+
+def push_only(found: Found, app: AppPlan, base: ImageInfo, out: Output) -> Pushed | None:
+    """The image in the registry (None, and one line saying why, when something must
+    run in a container at build time)."""
+    if up_to_date(found.cache, app):
+        return retag(found.client, found.cache, found.target)
+    static = static_reuse(found.cache, app)
+    if isinstance(static, str):
+        out(f"warpdrive: {static}{FALLBACK}")
+        return None
+    if static[1]:
+        out("warpdrive: static inputs unchanged; reusing the collected static files")
+    created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
+    return build(found.client, found.cache, app, found.target, base, static, created, out)
+
+
+def client_for(engine: Engine, registry: str, timeout: float = 60) -> api.Registry:
+    return api.Registry(registry, engine.registry_login(registry), timeout)
+
+
+def platform_of(engine: Engine, base: ImageInfo) -> tuple[str, str, str]:
+    raw = engine.inspect_raw(base.id)
+    return (
+        str(raw.get("Os") or "linux"),
+        str(raw.get("Architecture") or "amd64"),
+        str(raw.get("Variant") or ""),
+    )
+
+
+def read_cache(client: api.Registry, ref: api.Ref, platform: tuple[str, str, str]) -> Cache | None:
+    """The cache image's manifest and config, read from the registry (no layer); None
+    when there is no image at ``ref``."""
+    manifest = client.manifest(ref.repository, ref.reference, platform)
+    if manifest is None:
+        return None
+    digest = str((manifest.data.get("config") or {}).get("digest") or "")
+    if not digest.startswith("sha256:"):
+        raise RegistryError(
+            f"{ref} has a manifest with no config", fix="use an image docker pushed"
+        )
+    try:
+        config = json.loads(client.blob(ref.repository, digest))
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise RegistryError(f"the config of {ref} is not JSON", fix="use an image docker pushed")
+    return cache_record(ref, manifest, config)
+
+
+def up_to_date(cache: Cache, app: AppPlan) -> bool:
+    return bool(app.build_key) and cache.info.labels.get(BUILD_KEY_LABEL) == app.build_key
+
+
+def retag(client: api.Registry, cache: Cache, target: api.Ref) -> Pushed:
+    """The cache is this very build: its manifest under the target tag (its blobs
+    mounted first into another repository), or nothing at all when it is the target."""
+    same = (cache.ref.repository, cache.ref.reference) == (target.repository, target.reference)
+    digest = cache.manifest.digest
+    if not same:
+        _ensure_blobs(client, cache, target, [*cache.descriptors.values(), _config_desc(cache)])
+        client.put_manifest(
+            target.repository, target.reference, cache.manifest.body, cache.manifest.media_type
+        )
+    info = cache.info
+    sent = 0 if same else len(cache.manifest.body)
+    return Pushed(
+        str(target), digest, info.id, True, 0, sent, info.layers, info.size, info.layers, not same
+    )
+
+
+def _config_desc(cache: Cache) -> dict[str, Any]:
+    return dict(cache.manifest.data.get("config") or {})
+
+
+def _ensure_blobs(
+    client: api.Registry, cache: Cache, target: api.Ref, descriptors: Sequence[Mapping[str, Any]]
+) -> None:
+    """Every blob in the target repository: mounted from the cache's when it lacks one."""
+    if target.repository == cache.ref.repository:
+        return
+    for desc in descriptors:
+        digest = str(desc.get("digest") or "")
+        if client.has_blob(target.repository, digest):
+            continue
+        if not client.mount(target.repository, digest, cache.ref.repository):
+            raise RegistryError(
+                f"{target.registry} would not mount blob {digest[:19]} from "
+                f"{cache.ref.repository} into {target.repository}; nothing was tagged",
+                fix=f"use --cache-from {target.registry}/{target.repository}:TAG, or push "
+                "without --push-only",
+            )
+
+
+def build(
+    client: api.Registry,
+    cache: Cache,
+    app: AppPlan,
+    target: api.Ref,
+    base: ImageInfo,
+    static: tuple[str, str],
+    created: str,
+    out: Output,
+) -> Pushed:
+    """The new image in the registry: the app layers planned as ``append_app`` plans
+    them, the ones the cache lacks gzipped and uploaded, then the config and the
+    manifest (the tag moves last)."""
+    deps = deps_layers(cache.info, base) or ()
+    below = (*base.diff_ids, *deps)
+    root, static_diff = static
+    spec = app.commit
+    if static_diff:
+        spec = dataclasses.replace(spec, labels={**spec.labels, STATIC_ROOT_LABEL: root})
+    previous = previous_layers(cache.info, below)
+    plans = plan_layers(app.tree, previous, static_diff or None)
+    blobs = cache.descriptors
+    media = cache.manifest.media_type
+    with tempfile.TemporaryDirectory(prefix="warpdrive-registry-") as tmp:
+        made = [
+            _layer(app, plan, Path(tmp) / f"{i}.tar.gz", blobs, media)
+            for i, plan in enumerate(plans)
+        ]
+        layers, upload = blob_plan(made, blobs)
+        rows = [
+            [plan.role, layer.diff_id if plan.role == STATIC else plan.key, layer.diff_id]
+            for plan, layer in zip(plans, layers, strict=True)
+        ]
+        labels = {**spec.labels, LAYERS_LABEL: json.dumps(rows, separators=(",", ":"))}
+        if static_diff:
+            labels[STATIC_LAYER_LABEL] = static_diff
+        spec = dataclasses.replace(spec, labels=labels)
+        below_desc = [blobs[d] for d in below]
+        _ensure_blobs(
+            client,
+            cache,
+            target,
+            [*below_desc, *(x.descriptor for x in layers if x.descriptor and x.made is None)],
+        )
+        sent = 0
+        for layer in upload:
+            assert layer.made is not None and layer.descriptor is not None
+            digest = str(layer.descriptor["digest"])
+            if not client.has_blob(target.repository, digest):
+                size = int(layer.descriptor["size"])
+                what = layer.created_by.removeprefix("nox-warpdrive ")
+                out(f"warpdrive: uploading the {what} ({size / 1e3:.1f} kB gzipped)")
+                client.upload(target.repository, layer.made, digest)
+                sent += size
+        parent_labels = {**base.labels, **inherited_deps_labels(cache.info.labels)}
+        added = [(x.created_by, x.diff_id) for x in layers]
+        config = image_config(cache.config, parent_labels, spec, below, added, created)
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        if not client.has_blob(target.repository, config_digest):
+            client.upload_bytes(target.repository, config, config_digest)
+            sent += len(config)
+        all_desc = [*below_desc, *(x.descriptor for x in layers)]
+        body, media_type = manifest_body(media, config, [d for d in all_desc if d is not None])
+        digest = client.put_manifest(target.repository, target.reference, body, media_type)
+    remember(plans, previous)
+    size = sum(int(d.get("size") or 0) for d in all_desc if d is not None)
+    reused = len(all_desc) - len(upload)
+    return Pushed(
+        str(target), digest, config_digest, False, len(upload), sent, reused, size, len(all_desc)
+    )
+
+
+def _layer(
+    app: AppPlan,
+    plan: LayerPlan,
+    path: Path,
+    blobs: Mapping[str, Mapping[str, Any]],
+    media: str,
+) -> Layer:
+    """An app layer: named (the cache has it), or written from the tree, gzipped as it
+    is written (one pass: the diff ID of the tar, the digest of the gzip)."""
+    if plan.named is not None or plan.role == STATIC:
+        diff_id = plan.named or plan.key  # the static layer's key is its diff ID
+        if diff_id not in blobs:
+            raise RegistryError(
+                f"the cache has no blob for its layer {diff_id[:19]}",
+                fix="push the cache image again (or build without --push-only)",
+            )
+        return Layer(plan.created_by, diff_id, blobs[diff_id])
+    with path.open("wb") as raw:
+        counted = _Digesting(raw)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=counted, compresslevel=6, mtime=0) as gz:
+            diff_id = write_layer(app.tree, plan.tree, cast(BinaryIO, gz))
+    descriptor = new_descriptor(media, "sha256:" + counted.sha.hexdigest(), counted.size)
+    return Layer(plan.created_by, diff_id, descriptor, path)
+
+
+class _Digesting(io.RawIOBase):
+    """A file the gzip stream is written to, hashed and counted as it goes."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        super().__init__()
+        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.sha.update(view)
+        self.size += len(view)
+        self.fh.write(view)
+        return len(view)
