@@ -134,6 +134,15 @@ def check_image_ref(ref: str, key: str) -> str:
     return ref
 
 
+def named_registry(ref: str) -> str | None:
+    """The registry an image reference names, as Docker reads it: its first component
+    when that is a host (a dot, a port, ``localhost``); None for Docker Hub."""
+    first, slash, _ = ref.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """``repo:tag`` -> (repo, tag); a missing tag is ``latest``. Keeps registry ports."""
     if "@" in ref:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .config import named_registry
 from .errors import RegistryError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -72,9 +73,9 @@ def parse_ref(ref: str) -> Ref:
     registry when it has a dot or a port or is localhost, else Docker Hub (whose
     one-component repositories are under ``library/``)."""
     name, at, digest = ref.partition("@")
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, rest
+    named = named_registry(name)
+    if named is not None:
+        registry, path = named, name.partition("/")[2]
     else:
         registry, path = HUB, name
     last = path.rsplit("/", 1)[-1]

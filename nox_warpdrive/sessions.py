@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import nox
 import nox.registry
 
-from .config import Config, check_image_ref, load_config
+from .config import Config, check_image_ref, load_config, named_registry
 from .engine import Engine
 from .engine import connect as connect_engine
 from .errors import WarpdriveError
@@ -183,8 +183,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
 
 def _registry_image(ref: str) -> None:
     """--push-only builds in a registry: the image ref must name one."""
-    first, slash, _ = ref.partition("/")
-    if not (slash and ("." in first or ":" in first or first == "localhost")):
+    if named_registry(ref) is None:
         raise _ArgError(
             f"--push-only builds the image in a registry, and the image ref {ref!r} names "
             "none: set `image` in [tool.warpdrive] (or --tag) to REGISTRY/NAME[:TAG], "

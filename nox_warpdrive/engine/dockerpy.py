@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .. import assembly
+from ..config import named_registry
 from ..errors import BuildError, EngineError, LayerRefused, WarpdriveError
 from ..owner import (
     PROCESS_LABEL,
@@ -830,10 +831,7 @@ def _registry_fix(ref: str) -> str:
 def registry_of(ref: str) -> str:
     """The registry of an image reference, as Docker reads it: the first component when
     it names a host (a dot, a port, localhost), else Docker Hub."""
-    first, slash, _ = ref.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
+    return named_registry(ref) or "docker.io"
 
 
 #: what an engine relays when a registry wanted a login and none was sent, and when it
