@@ -258,10 +258,14 @@ def summary(pushed: Pushed, seconds: float) -> str:
     if pushed.up_to_date:
         return f"image {pushed.ref} tagged in the registry (the cache is this very build; {took})"
     return (
-        f"image {pushed.ref} built in the registry: {pushed.uploaded} layers uploaded "
+        f"image {pushed.ref} built in the registry: {_count(pushed.uploaded)} uploaded "
         f"({pushed.uploaded_bytes / 1e3:.1f} kB with the config), {pushed.reused} reused by "
         f"digest, nothing pulled, nothing left on the engine ({took})"
     )
+
+
+def _count(layers: int) -> str:
+    return f"{layers} layer" if layers == 1 else f"{layers} layers"
 
 
 @dataclass(frozen=True)

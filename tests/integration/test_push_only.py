@@ -52,7 +52,7 @@ def manifest(ref: str, login: tuple[str, str] | None = None) -> dict[str, Any]:
 
 
 def uploaded(text: str) -> tuple[int, float]:
-    found = re.search(r"built in the registry: (\d+) layers uploaded \(([\d.]+) kB", text)
+    found = re.search(r"built in the registry: (\d+) layers? uploaded \(([\d.]+) kB", text)
     assert found, text
     return int(found.group(1)), float(found.group(2))
 

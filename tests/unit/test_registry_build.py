@@ -138,7 +138,7 @@ def test_why_not_says_why(tmp_path: Path) -> None:
 
 def test_summaries() -> None:
     pushed = rb.Pushed("r/app:1", "sha256:m", "sha256:c", False, 1, 2500, 4, 10, 5)
-    assert "1 layers uploaded (2.5 kB with the config), 4 reused by digest" in rb.summary(
+    assert "1 layer uploaded (2.5 kB with the config), 4 reused by digest" in rb.summary(
         pushed, 1.0
     )
     same = dataclasses.replace(pushed, up_to_date=True, moved=False)
