@@ -9,9 +9,9 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import registry, registry_build, static_cache
+from . import registry, static_cache
 from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
 from .config import Config, RequirementSet, split_ref
 from .deps import (
@@ -46,6 +46,9 @@ from .wheelhouse import (
 )
 from .wheels import Wheel, wheel_ids
 
+if TYPE_CHECKING:
+    from . import registry_build
+
 
 @dataclass(frozen=True)
 class ImageResult:
@@ -64,7 +67,9 @@ class ImageResult:
 
     def summary(self) -> str:
         if self.pushed is not None:
-            return registry_build.summary(self.pushed, self.seconds)
+            from .registry_build import summary
+
+            return summary(self.pushed, self.seconds)
         if self.up_to_date:
             return f"image {self.ref} up to date, nothing rebuilt ({self.seconds:.1f} s)"
         deps = "deps layer reused" if self.deps_reused else "deps layer built"
@@ -264,6 +269,8 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
     """The image built in the registry, pulling nothing (None, and one line saying why,
     when it has to be built here): the cache's manifest and config are read, and only
     the app layers it lacks are uploaded."""
+    from . import registry_build  # only --push-only needs the registry client
+
     try:
         found = registry_build.prepare(b.engine, b.cfg, b.ref, cache_ref, b.target, b.reqs, b.out)
         if found is None:
