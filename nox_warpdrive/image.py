@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,11 +102,13 @@ def wheels_for(
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...] = (),
     built: list[WheelhouseResult] | None = None,
+    early_deps: bool = True,
 ) -> tuple[list[Wheel], Mapping[str, Any], float | None]:
     """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
     layer took (None when none was built). ``built``: where the wheelhouse build, if one
-    runs, is reported."""
+    runs, is reported; ``early_deps``: whether a deps layer may start on the first wheels
+    (not while a cache whose deps layers are the parent is still being pulled)."""
     base, pkey = target
     if reqs.empty:
         out("warpdrive: the app needs no packages")
@@ -125,7 +128,7 @@ def wheels_for(
     if resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
     result_wh, early_seconds = _build_wheels(
-        cfg, engine, out, target, manifest, no_index, timings, check_files
+        cfg, engine, out, target, manifest, no_index, timings, check_files, early_deps
     )
     if built is not None:
         built.append(result_wh)
@@ -150,6 +153,7 @@ def _build_wheels(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...],
+    early_deps: bool = True,
 ) -> tuple[WheelhouseResult, float | None]:
     """Build what the wheelhouse lacks, with a deps layer started early on the wheels it
     publishes first (not when repairing ``check_files``): what the build did, and the
@@ -162,7 +166,7 @@ def _build_wheels(
             cfg,
             engine,
             out,
-            on_ready=None if check_files else early.start,
+            on_ready=early.start if early_deps and not check_files else None,
             manifest=manifest,
             check_files=check_files,
             no_index=no_index,
@@ -204,6 +208,11 @@ class _Build:
     tagged: ImageInfo | None = None
     #: the wheelhouse builds this build ran (a repair of damaged wheels is a second one)
     wheelhouse: list[WheelhouseResult] = dataclasses.field(default_factory=list)
+    #: the cache's deps layers are known not to carry this build (its labels were read
+    #: in the registry): the wheelhouse is built while the cache is pulled
+    wheels_first: bool = False
+    #: the wheels and manifest that build made, for the deps key
+    prebuilt: tuple[list[Wheel], Mapping[str, Any]] | None = None
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
@@ -238,7 +247,9 @@ def build_image(
         in_registry = _in_registry(b, cache_from, started)
         if in_registry is not None:
             return in_registry
-    if cache_from:
+    if cache_from and b.wheels_first:
+        _pull_while_wheels(b, cache_from)
+    elif cache_from:
         pulled = registry.cache_from(engine, cfg, cache_from, b.base, out)
         b.current = b.current or pulled
     _settle_deps_key(b)
@@ -273,7 +284,8 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
 
     try:
         found = registry_build.prepare(b.engine, b.cfg, b.ref, cache_ref, b.target, b.reqs, b.out)
-        if found is None:
+        if isinstance(found, registry_build.Fallback):
+            b.wheels_first = found.wheels_first
             return None
         b.deps_key, cache = found.deps_key, found.cache
         app = _plan_app(b)
@@ -292,6 +304,32 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
     return ImageResult(
         b.ref, image_id, pushed.up_to_date, True, pushed.size, pushed.layers, seconds, pushed=pushed
     )
+
+
+def _pull_while_wheels(b: _Build, cache_from: str) -> None:
+    """The cache pulled in a thread while the wheelhouse builds what the changed
+    requirements need (on a fresh runner the pull is most of the time, and the wheelhouse
+    does not need the cache). No early deps layer: the deps layer goes on the cache's,
+    once it is here."""
+    pulled: list[ImageInfo | None] = []
+    failed: list[BaseException] = []
+
+    def pull() -> None:
+        try:
+            pulled.append(registry.cache_from(b.engine, b.cfg, cache_from, b.base, b.out))
+        except BaseException as exc:  # raised in the build's thread, below
+            failed.append(exc)
+
+    thread = threading.Thread(target=pull, name="warpdrive-cache-pull", daemon=True)
+    thread.start()
+    resolved, manifest, _ = wheels_for(
+        b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, (), b.wheelhouse, False
+    )
+    thread.join()
+    if failed:
+        raise failed[0]
+    b.current = b.current or (pulled[0] if pulled else None)
+    b.prebuilt = (resolved, manifest)
 
 
 def _built_by(current: ImageInfo, app: AppPlan) -> bool:
@@ -317,9 +355,20 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
     if b.deps_image is not None:
         b.deps_key = b.deps_image.labels[DEPS_KEY_LABEL]
         return
-    resolved, manifest, early = wheels_for(
-        b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, check_files, b.wheelhouse
-    )
+    if b.prebuilt is not None and not check_files:
+        (resolved, manifest), early = b.prebuilt, None
+    else:
+        resolved, manifest, early = wheels_for(
+            b.cfg,
+            b.engine,
+            b.out,
+            b.target,
+            b.reqs,
+            b.no_index,
+            b.timings,
+            check_files,
+            b.wheelhouse,
+        )
     b.resolved = resolved
     if not check_files:  # a repair builds no early layer
         b.early_seconds = early

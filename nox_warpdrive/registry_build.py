@@ -98,8 +98,12 @@ def why_not(
     if why:
         return f"the cache {cache.ref} {why}"
     if not built_for(cache.info.labels, cfg, base, pkey, reqs):
-        return "the requirements (or the installer) changed since the cache was built"
+        return REQUIREMENTS_CHANGED
     return ""
+
+
+#: why_not's answer when only the requirements (or the installer) differ
+REQUIREMENTS_CHANGED = "the requirements (or the installer) changed since the cache was built"
 
 
 def static_reuse(cache: Cache, app: AppPlan) -> tuple[str, str] | str:
@@ -281,6 +285,16 @@ class Found:
 FALLBACK = "; building here and pushing instead"
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """Why the image is built here instead; ``wheels_first``: the cache's deps layers are
+    this app's for other requirements, so the build here needs the wheelhouse whatever
+    the pulled cache holds (it can be built while the cache is pulled)."""
+
+    why: str
+    wheels_first: bool = False
+
+
 def prepare(
     engine: Engine,
     cfg: Config,
@@ -289,23 +303,20 @@ def prepare(
     target: tuple[ImageInfo, PlatformKey],
     reqs: RequirementSet,
     out: Output,
-) -> Found | None:
+) -> Found | Fallback:
     """The cache at ``cache_ref`` (manifest and config, read from the registry), when
-    its deps layers carry this build; None and one line saying why when they do not."""
+    its deps layers carry this build; else why not (said in one line)."""
     base, pkey = target
     to, at = api.parse_ref(ref), api.parse_ref(cache_ref)
     if to.registry != at.registry:
-        out(f"warpdrive: the cache {cache_ref} is in another registry than {ref}{FALLBACK}")
-        return None
+        return _fallback(out, f"the cache {cache_ref} is in another registry than {ref}")
     client = client_for(engine, to.registry)
     cache = read_cache(client, at, platform_of(engine, base))
     if cache is None:
-        out(f"warpdrive: no cache at {cache_ref} yet (a first run){FALLBACK}")
-        return None
+        return _fallback(out, f"no cache at {cache_ref} yet (a first run)")
     why = why_not(cache, cfg, base, pkey, reqs)
     if why:
-        out(f"warpdrive: {why}{FALLBACK}")
-        return None
+        return _fallback(out, why, wheels_first=why == REQUIREMENTS_CHANGED)
     short = cache.manifest.digest[7:19]
     out(f"warpdrive: building in the registry on the cache {cache_ref} ({short})")
     return Found(client, cache, to, built_for(cache.info.labels, cfg, base, pkey, reqs))
@@ -324,6 +335,11 @@ def push_only(found: Found, app: AppPlan, base: ImageInfo, out: Output) -> Pushe
         out("warpdrive: static inputs unchanged; reusing the collected static files")
     created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
     return build(found.client, found.cache, app, found.target, base, static, created, out)
+
+
+def _fallback(out: Output, why: str, wheels_first: bool = False) -> Fallback:
+    out(f"warpdrive: {why}{FALLBACK}")
+    return Fallback(why, wheels_first)
 
 
 def client_for(engine: Engine, registry: str, timeout: float = 60) -> api.Registry:
@@ -424,8 +440,7 @@ def build(
         spec = dataclasses.replace(spec, labels={**spec.labels, STATIC_ROOT_LABEL: root})
     previous = previous_layers(cache.info, below)
     plans = plan_layers(app.tree, previous, static_diff or None)
-    blobs = cache.descriptors
-    media = cache.manifest.media_type
+    blobs, media = cache.descriptors, cache.manifest.media_type
     with tempfile.TemporaryDirectory(prefix="warpdrive-registry-") as tmp:
         made = [
             _layer(app, plan, Path(tmp) / f"{i}.tar.gz", blobs, media)
@@ -447,16 +462,7 @@ def build(
             target,
             [*below_desc, *(x.descriptor for x in layers if x.descriptor and x.made is None)],
         )
-        sent = 0
-        for layer in upload:
-            assert layer.made is not None and layer.descriptor is not None
-            digest = str(layer.descriptor["digest"])
-            if not client.has_blob(target.repository, digest):
-                size = int(layer.descriptor["size"])
-                what = layer.created_by.removeprefix("nox-warpdrive ")
-                out(f"warpdrive: uploading the {what} ({size / 1e3:.1f} kB gzipped)")
-                client.upload(target.repository, layer.made, digest)
-                sent += size
+        sent = _upload(client, target, upload, out)
         parent_labels = {**base.labels, **inherited_deps_labels(cache.info.labels)}
         added = [(x.created_by, x.diff_id) for x in layers]
         config = image_config(cache.config, parent_labels, spec, below, added, created)
@@ -473,6 +479,21 @@ def build(
     return Pushed(
         str(target), digest, config_digest, False, len(upload), sent, reused, size, len(all_desc)
     )
+
+
+def _upload(client: api.Registry, target: api.Ref, upload: Sequence[Layer], out: Output) -> int:
+    """Upload the layers made here that the target repository lacks; the bytes sent."""
+    sent = 0
+    for layer in upload:
+        assert layer.made is not None and layer.descriptor is not None
+        digest = str(layer.descriptor["digest"])
+        if not client.has_blob(target.repository, digest):
+            size = int(layer.descriptor["size"])
+            what = layer.created_by.removeprefix("nox-warpdrive ")
+            out(f"warpdrive: uploading the {what} ({size / 1e3:.1f} kB gzipped)")
+            client.upload(target.repository, layer.made, digest)
+            sent += size
+    return sent
 
 
 def _layer(
