@@ -275,8 +275,12 @@ def remember(plans: Sequence[LayerPlan], previous: Previous | None = None) -> No
     the pair by directory: the next build compares the tree with them (best effort:
     without them it makes those layers again)."""
     bases = {p.role: p for p in plans if p.role in (ASSETS, CODE)}
-    for plan in bases.values():
-        if plan.named is None:
+    listed = previous.bases if previous is not None else {}
+    for role, plan in bases.items():
+        # made from the tree: kept, also when the engine had it (named) but this host
+        # had lost its listing (a cleared cache): else every later build makes the
+        # layers from the tree again, to find them the same
+        if plan.tree and (plan.named is None or role not in listed):
             source_index.store_listing(plan.key, listing(plan.tree))
     key = _lower_key([(p.role, p.key) for p in bases.values()])
     if (
@@ -287,11 +291,10 @@ def remember(plans: Sequence[LayerPlan], previous: Previous | None = None) -> No
         return  # the same pair as the current image's, kept already
     trees: list[Tree] = []
     for role, plan in bases.items():
-        listed = previous.bases.get(role) if previous is not None else None
-        if plan.named is None:
+        if plan.tree:
             trees.append(plan.tree)
-        elif listed is not None:
-            trees.append(listed.tree)
+        elif role in listed:
+            trees.append(listed[role].tree)
         else:
             return  # a layer named but not listed here: nothing to keep
     merged: Tree = {}

@@ -309,6 +309,24 @@ def test_without_the_listings_the_layers_are_made_from_the_tree_and_named_if_sam
     plans = image.build(tree_of(root))
     assert roles(plans) == [(ASSETS, True), (CODE, False)]
     assert plans[0].key == first[0].key
+    # the named assets layer's listing is kept again: the next code change is small
+    write(root, "app/m04.py", "X = 'changed too'\n")
+    plans = image.build(tree_of(root))
+    assert roles(plans) == [(ASSETS, True), (CODE, True), (CODE_CHANGES, False)]
+
+
+def test_an_emptied_cache_with_nothing_changed_recovers_its_listings(tmp_path: Path) -> None:
+    """Both layers named from the tree (nothing changed since the cache was emptied):
+    their listings are kept again, so the first code change after is one small layer."""
+    root = project(tmp_path / "p")
+    image = Image()
+    image.build(tree_of(root))
+    for path in source_index.listings_dir().iterdir():
+        path.unlink()
+    assert roles(image.build(tree_of(root))) == [(ASSETS, True), (CODE, True)]
+    write(root, "app/m03.py", "X = 'changed'\n")
+    plans = image.build(tree_of(root))
+    assert roles(plans) == [(ASSETS, True), (CODE, True), (CODE_CHANGES, False)]
 
 
 def test_two_clones_make_the_same_layers(tmp_path: Path) -> None:
