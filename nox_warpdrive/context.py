@@ -268,8 +268,7 @@ class _Walk:
         compiled = self.compiled
         by_name, by_path = compiled.by_name.get, compiled.by_path.get
         depth += 1
-        # the rules that can match a name, looked up once a directory, not once a file
-        suffixes = compiled.name_suffixes
+        starts, ends = compiled.name_starts, compiled.name_ends  # once a directory
         name_any = compiled.name_any.fullmatch if compiled.name_any is not None else None
         slow = compiled.slow_bits if compiled.has_slow(depth) else None
         prefix = relpath + "/" if relpath else ""
@@ -287,8 +286,8 @@ class _Walk:
             if kind is None:
                 continue  # socket, fifo, device: not app source
             child_bits = bits | by_name(name, 0) | by_path(child, 0)
-            if suffixes and name.endswith(suffixes):
-                child_bits |= compiled.suffix_bits(name)
+            if name.startswith(starts) or name.endswith(ends):
+                child_bits |= compiled.star_bits(name)
             if name_any is not None and name_any(name):
                 child_bits |= compiled.glob_bits(name)
             if slow is not None:
@@ -308,7 +307,8 @@ class _Walk:
                 if mode & 0o400 != 0o400:
                     _check_readable(child, kind, mode)
                 entry = _entry(Entry, (child, "file", mode, st[6], None))
-                newest = max(newest, st[9])
+                if st[9] > newest:
+                    newest = st[9]
                 # size, mtime, ctime (whole seconds), inode, device
                 add_signature(
                     f"{name}\0{'x' if mode & 0o100 else '-'}{st[6]}:{st[8]}:{st[9]}:{st[1]}:{st[2]}"

@@ -404,10 +404,13 @@ class RuleSet:
     by_depth: dict[int, tuple[tuple[int, _Matcher], ...]]
     #: rules that are tried on every path (``**`` in the middle, prefixes, classes)
     general: tuple[tuple[int, _Matcher], ...]
-    #: the rules on the last component that only test its end (``**/*.pyc``), with
-    #: their bits: one ``str.endswith`` a name instead of a regexp
-    name_suffixes: tuple[str, ...] = ()
-    suffix_rules: tuple[tuple[int, str], ...] = ()
+    #: the rules on the last component with one ``*`` and plain text around it
+    #: (``**/*.pyc``, ``**/.env.*``), as (bit, start, end): ``str.startswith`` and
+    #: ``str.endswith`` instead of a regexp; a name can only match one of them when it
+    #: starts with one of ``name_starts`` or ends with one of ``name_ends``
+    star_rules: tuple[tuple[int, str, str], ...] = ()
+    name_starts: tuple[str, ...] = ()
+    name_ends: tuple[str, ...] = ()
 
     @classmethod
     def compile(cls, rules: IgnoreRules) -> RuleSet:
@@ -417,19 +420,20 @@ class RuleSet:
         globs: list[tuple[int, _Matcher]] = []
         by_depth: dict[int, list[tuple[int, _Matcher]]] = {}
         general: list[tuple[int, _Matcher]] = []
-        suffixes: list[tuple[int, str]] = []
+        stars: list[tuple[int, str, str]] = []
         for i, (neg, pattern) in enumerate(rules.patterns):
             bit = 1 << i
             if neg:
                 negated |= bit
             matcher = _compile(pattern)
             where, key = _rule_scope(pattern, matcher)
+            star = _one_star(key) if where == "glob" else None
             if where == "name":
                 by_name[key] = by_name.get(key, 0) | bit
             elif where == "path":
                 by_path[key] = by_path.get(key, 0) | bit
-            elif where == "glob" and _is_suffix_glob(key):
-                suffixes.append((bit, key[1:]))
+            elif star is not None:
+                stars.append((bit, *star))
             elif where == "glob":
                 globs.append((bit, _compile(key)))
             elif where == "depth":
@@ -439,7 +443,8 @@ class RuleSet:
         regexes = [m.regex.pattern for _, m in globs if m.regex is not None]
         name_any = re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL) if regexes else None
         depths = {d: tuple(ms) for d, ms in by_depth.items()}
-        ends = tuple(sorted({end for _, end in suffixes}))
+        starts = tuple(sorted({start for _, start, _ in stars if start}))
+        ends = tuple(sorted({end for _, start, end in stars if not start}))
         return cls(
             negated,
             by_name,
@@ -448,16 +453,17 @@ class RuleSet:
             by_path,
             depths,
             tuple(general),
+            tuple(stars),
+            starts,
             ends,
-            tuple(suffixes),
         )
 
     def direct(self, path: str, name: str, depth: int) -> int:
         """Bits of the rules that match ``path`` itself (not through a parent); ``name``
         is its last component, ``depth`` its number of components."""
         bits = self.by_name.get(name, 0) | self.by_path.get(path, 0)
-        if self.name_suffixes and name.endswith(self.name_suffixes):
-            bits |= self.suffix_bits(name)
+        if name.startswith(self.name_starts) or name.endswith(self.name_ends):
+            bits |= self.star_bits(name)
         if self.name_any is not None and self.name_any.fullmatch(name):
             bits |= self.glob_bits(name)
         return bits | self.slow_bits(path, depth)
@@ -466,9 +472,14 @@ class RuleSet:
         """Bits of the rules on the last component with wildcards that match ``name``."""
         return sum(bit for bit, matcher in self.name_globs if matcher.matches(name))
 
-    def suffix_bits(self, name: str) -> int:
-        """Bits of the rules on the last component's end (``*.pyc``) that ``name`` ends with."""
-        return sum(bit for bit, end in self.suffix_rules if name.endswith(end))
+    def star_bits(self, name: str) -> int:
+        """Bits of the one-``*`` rules on the last component (``*.pyc``, ``.env.*``) that
+        ``name`` matches."""
+        return sum(
+            bit
+            for bit, start, end in self.star_rules
+            if name.startswith(start) and name.endswith(end) and len(name) >= len(start) + len(end)
+        )
 
     def has_slow(self, depth: int) -> bool:
         """Whether :meth:`slow_bits` can find anything at ``depth`` (a walk asks once a
@@ -507,10 +518,14 @@ class RuleSet:
         return self.decides(self.bits(path))
 
 
-def _is_suffix_glob(glob: str) -> bool:
-    """Whether a last-component glob is ``*`` and then plain text (``*.pyc``): on a name
-    (no ``/`` in it) moby's ``[^/]*\\.pyc`` matches exactly the names ending in ``.pyc``."""
-    return glob.startswith("*") and len(glob) > 1 and not any(c in glob[1:] for c in "*?[]\\")
+def _one_star(glob: str) -> tuple[str, str] | None:
+    """(the text before, the text after) when a last-component glob is plain text around
+    one ``*`` (``*.pyc``, ``.env.*``), not ``*`` alone: on a name (no ``/`` in it) moby's
+    regexp (``[^/]*\\.pyc``) matches exactly the names with that start and that end."""
+    start, star, end = glob.partition("*")
+    if not star or not (start or end) or any(c in start + end for c in "*?[]\\"):
+        return None
+    return start, end
 
 
 def _rule_scope(pattern: str, matcher: _Matcher) -> tuple[str, str]:

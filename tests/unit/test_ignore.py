@@ -57,11 +57,16 @@ PATTERNS = [
     "x/*/y",
     "!**/*.md",
     "**/a?",
+    "**/a*b",
+    "**/ab*ab",
+    "**/.env*",
+    "!**/*b",
 ]
 
 NAMES = ["a", "b", "z", "x", "y", "foo", "xfoo", "foobar", "build", "docs", "keep", "a.txt"]
 NAMES += ["n7", "ay", "]z", "*.txt", "x.pyc", "README.md", "README-secret.md", "x.log"]
 NAMES += ["index.md", "file1.txt", ".env.prod", ".env", ".git", "__pycache__", "venv", "ab"]
+NAMES += ["abab", "aXb", "aab", ".envrc"]
 
 
 def random_paths(rng: random.Random, count: int) -> list[str]:
