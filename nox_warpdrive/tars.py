@@ -12,7 +12,7 @@ import hashlib
 import io
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from .errors import ContextError
 
@@ -322,3 +322,28 @@ def normalize_tar(data: bytes, mtime: int) -> bytes:
             info = _normalized_info(member, name, mtime)
             out.addfile(info, io.BytesIO(payload) if payload is not None else None)
     return buf.getvalue()
+
+
+class ChunkFile(io.RawIOBase):
+    """A readable file over a stream of byte chunks (a ``get_archive`` answer for
+    ``tarfile``'s stream mode, a bundle http.client sends a block at a time): nothing is
+    held but the current chunk."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n

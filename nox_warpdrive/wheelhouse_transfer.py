@@ -34,7 +34,7 @@ from .errors import BuildError
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount
 from .platform import PlatformKey
 from .runtime.build_wheels import IMPORTED_PREFIX, MAX_SETS, set_fits
-from .tars import dir_tar, tar_files
+from .tars import ChunkFile, dir_tar, tar_files
 from .wheels import wheels_from_manifest
 
 #: where the import step receives what it imports (the container's own filesystem)
@@ -252,30 +252,6 @@ def import_summary(what: str, imported: Imported, sent: int, known: int, seconds
 
 
 # -- reading wheels out of a container -------------------------------------------------
-
-
-class ChunkFile(io.RawIOBase):
-    """A readable file over a stream of byte chunks (a ``get_archive`` answer), for
-    ``tarfile``'s stream mode: nothing is held but the current chunk."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 class Checked(io.RawIOBase):

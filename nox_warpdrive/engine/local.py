@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import os
 import socket
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import IO, Any, cast
 
 from ..assembly import Bundle
 from ..errors import EngineError, LayerRefused
 from ..owner import TEMP_PREFIX
+from ..tars import ChunkFile
 from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
 from .dockerpy import DockerEngine, _json_stream, _split_tag, image_info
 
@@ -38,30 +38,6 @@ class _UnixConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks: what http.client sends a body
-    from, a block at a time."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 class ApiError(Exception):
@@ -183,7 +159,7 @@ class LocalEngine(DockerEngine):
         (its length is known before a layer is read), a file sent as it is."""
         if isinstance(bundle, Bundle):
             size = bundle.size()
-            body = cast(IO[bytes], _ChunkReader(bundle.chunks()))
+            body = cast(IO[bytes], ChunkFile(bundle.chunks()))
         else:
             size = bundle.seek(0, os.SEEK_END)
             bundle.seek(0)
