@@ -430,10 +430,7 @@ class _Steps(_Images):
             with self._temp_container(step.image, step.name, **kwargs) as container:
                 exit_code, image_id = self._drive(container, step, out, tail)
         except docker.errors.ImageNotFound:
-            raise EngineError(
-                f"image {step.image!r} is not on the engine",
-                fix="build or pull it first, or fix the image name in [tool.warpdrive]",
-            ) from None
+            raise _step_image_missing(step) from None
         except WarpdriveError:
             raise
         except Exception as exc:
@@ -764,11 +761,15 @@ class _Registry(_Apps):
                 bare = dataclasses.replace(step, files=())
                 exit_code, _ = self._drive(container, bare, out, tail)
         except docker.errors.ImageNotFound:
-            raise EngineError(
-                f"image {step.image!r} is not on the engine",
-                fix="build or pull it first, or fix the image name in [tool.warpdrive]",
-            ) from None
+            raise _step_image_missing(step) from None
         return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
+
+
+def _step_image_missing(step: Step) -> EngineError:
+    return EngineError(
+        f"image {step.image!r} is not on the engine",
+        fix="build or pull it first, or fix the image name in [tool.warpdrive]",
+    )
 
 
 class _RegistryRefusal(Exception):
