@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,11 @@ def runner() -> Iterator[str]:
     yield host
 
 
-def nox_on(app: App, host: str | None, index: Index, *args: str) -> tuple[int, str]:
+def nox_on(
+    app: App, host: str | None, index: Index, *args: str, env_extra: Mapping[str, str] = {}
+) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "DOCKER_"))}
-    env.update(PIP_INDEX_URL=index.url, PYTHONUNBUFFERED="1")
+    env.update(PIP_INDEX_URL=index.url, PYTHONUNBUFFERED="1", **env_extra)
     if host:
         env["DOCKER_HOST"] = host
     proc = subprocess.run(

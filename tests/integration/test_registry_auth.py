@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import pytest
 from conftest import App, serve_image
 from pkgindex import Index
 from test_build import http_get
-from test_registry import SCRIPTS, cleanup_runner, serve_on
+from test_registry import SCRIPTS, cleanup_runner, nox_on, serve_on
 from test_registry import runner as runner
 
 from nox_warpdrive.engine import Engine
@@ -115,23 +114,12 @@ class Runs:
         path: Path | None = None,
         host: str | None = None,
     ) -> tuple[int, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "DOCKER_"))}
-        env.update(PIP_INDEX_URL=index.url, PYTHONUNBUFFERED="1", DOCKER_CONFIG=str(config))
-        if host is not None:
-            env["DOCKER_HOST"] = host
+        extra = {"DOCKER_CONFIG": str(config)}
         if path is not None:
-            env["PATH"] = f"{path}{os.pathsep}{env.get('PATH', '')}"
-        proc = subprocess.run(
-            [sys.executable, "-m", "nox", "-f", "noxfile.py", *args],
-            cwd=app.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        text = proc.stdout + proc.stderr
+            extra["PATH"] = f"{path}{os.pathsep}{os.environ.get('PATH', '')}"
+        code, text = nox_on(app, host, index, *args, env_extra=extra)
         self.texts.append(text)
-        return proc.returncode, text
+        return code, text
 
 
 @pytest.fixture
