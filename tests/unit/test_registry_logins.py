@@ -198,9 +198,8 @@ def test_a_credential_helper_not_on_path_is_named_without_a_python_warning(
     assert not [w for w in seen if "docker-credential" in str(w.message)]
 
 
-def test_a_credential_helper_on_path_is_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def install_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A credential helper `wdunit` on PATH that answers every `get` with the canary."""
     helper = tmp_path / "bin" / "docker-credential-wdunit"
     helper.parent.mkdir()
     helper.write_text(
@@ -210,6 +209,12 @@ def test_a_credential_helper_on_path_is_asked(
     )
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{helper.parent}:/usr/bin:/bin")
+
+
+def test_a_credential_helper_on_path_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_helper(tmp_path, monkeypatch)
     docker_config(tmp_path, monkeypatch, {"credsStore": "wdunit"})
     with (
         engine_saying(REFUSED, monkeypatch) as (engine, headers),
@@ -287,15 +292,7 @@ def test_registry_login_reads_auths_and_helpers(
     logged_in(tmp_path, monkeypatch)
     assert engine.registry_login(REGISTRY) == (USER, CANARY)
     assert engine.registry_login("127.0.0.1:5998") is None
-    helper = tmp_path / "bin" / "docker-credential-wdunit"
-    helper.parent.mkdir()
-    helper.write_text(
-        '#!/bin/sh\n[ "$1" = get ] || exit 1\nserver=$(cat)\n'
-        f'printf \'{{"ServerURL":"%s","Username":"helper-user","Secret":"{CANARY}"}}\' '
-        '"$server"\n'
-    )
-    helper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{helper.parent}:/usr/bin:/bin")
+    install_helper(tmp_path, monkeypatch)
     config("helper", {"credsStore": "wdunit"})
     assert engine.registry_login(REGISTRY) == ("helper-user", CANARY)
     config("missing", {"credHelpers": {REGISTRY: "wd-none"}})
