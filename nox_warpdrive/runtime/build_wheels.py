@@ -307,11 +307,8 @@ def fetch_uv_direct(env, directory):
     takes seconds to start from its wheel. The wheel's path, or None (pip then tries)."""
     import urllib.parse
 
-    where = pip_module_path()
-    if where is None:
+    if not pip_importable():
         return None
-    if where and where not in sys.path:
-        sys.path.insert(0, where)
     try:
         from pip._internal.models.index import PyPI
         from pip._vendor.packaging.tags import sys_tags
@@ -760,14 +757,21 @@ def announce_ready(wheels, files, manifest_path, uv, root):
 # naming the package and both hashes, and is never published.
 
 
+def pip_importable():
+    """Whether pip's own modules can be imported here (its directory put on sys.path)."""
+    where = pip_module_path()
+    if where is None:
+        return False
+    if where and where not in sys.path:
+        sys.path.insert(0, where)
+    return True
+
+
 def builder_tag_ranks():
     """{tag: rank} for this interpreter, from pip's vendored packaging (as for uv's
     wheel); None when pip's code is not to be had (the host's order is used then)."""
-    where = pip_module_path()
-    if where is None:
+    if not pip_importable():
         return None
-    if where and where not in sys.path:
-        sys.path.insert(0, where)
     try:
         from pip._vendor.packaging.tags import sys_tags
     except ImportError:
