@@ -59,6 +59,7 @@ from .base import (
     short,
     translated,
 )
+from .progress import EVERY as PROGRESS_EVERY
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -476,7 +477,7 @@ class _Steps(_Images):
                     if data:
                         fh.write(data)
                         read += len(data)
-                        if time.monotonic() - said >= _SAY_EVERY:
+                        if time.monotonic() - said >= PROGRESS_EVERY:
                             said = time.monotonic()
                             out(f"warpdrive: {step.name}: {read / 1e6:.0f} MB of the layer read")
                     if err and len(stderr) < 65536:
@@ -776,8 +777,6 @@ class _RegistryRefusal(Exception):
     """An error item in a push or pull stream."""
 
 
-#: how often a long transfer says how far it is (seconds)
-_SAY_EVERY = 5.0
 #: a layer read out of a container that is worth a line before it is loaded (bytes)
 _BIG_LAYER = 50_000_000
 
