@@ -121,6 +121,12 @@ class AppPlan:
         """The whole tree as one tar, for a build step's container."""
         return layer_bytes(self.tree)
 
+    def made(self, image: ImageInfo) -> bool:
+        """Whether ``image`` (here, or a cache in a registry) is exactly what this plan
+        builds: an app image with its build key."""
+        labels = AppLabels.from_labels(image.labels)
+        return labels is not None and bool(self.build_key) and labels.build_key == self.build_key
+
     @property
     def runs_something(self) -> bool:
         """Whether the app layer needs a container (a build step), or can be appended."""

@@ -26,7 +26,7 @@ from .deps import (
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, RegistryError, WarpdriveError
-from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, AppLabels
+from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .source_layers import StaticLayer, append_app
@@ -257,7 +257,7 @@ def build_image(
     for line in app.notices:
         out(line)
     current = b.current
-    if current is not None and _built_by(current, app):
+    if current is not None and app.made(current):
         if current.id != (b.tagged.id if b.tagged else None):
             engine.tag(current.id, b.ref)  # the cache is this very build
         seconds = time.monotonic() - started
@@ -330,12 +330,6 @@ def _pull_while_wheels(b: _Build, cache_from: str) -> None:
         raise failed[0]
     b.current = b.current or (pulled[0] if pulled else None)
     b.prebuilt = (resolved, manifest)
-
-
-def _built_by(current: ImageInfo, app: AppPlan) -> bool:
-    """Whether the current image is exactly what this build would make."""
-    labels = AppLabels.from_labels(current.labels)
-    return labels is not None and labels.build_key == app.build_key
 
 
 def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:

@@ -35,20 +35,17 @@ from .deps import built_for
 from .engine import Engine, ImageInfo, Output
 from .errors import RegistryError
 from .labels import (
-    BUILD_KEY_LABEL,
     OCI_CREATED,
-    STATIC_KEY_LABEL,
     STATIC_LAYER_LABEL,
     STATIC_ROOT_LABEL,
     inherited_deps_labels,
 )
 from .layers import STATIC, LayerPlan, plan_layers
-from .layout import APP_SRC
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .registry import deps_layers, unusable
 from .source_layers import LAYERS_LABEL, previous_layers, remember, write_layer
-from .static import shadows_static
+from .static import safe_root, same_static_inputs, shadows_static
 
 
 @dataclass(frozen=True)
@@ -115,10 +112,10 @@ def static_reuse(cache: Cache, app: AppPlan) -> tuple[str, str] | str:
     if not app.collectstatic:
         return ("", "")
     labels = cache.info.labels
-    diff, root = labels.get(STATIC_LAYER_LABEL, ""), labels.get(STATIC_ROOT_LABEL, "").rstrip("/")
-    if labels.get(STATIC_KEY_LABEL) != app.static_key or not app.static_key:
+    diff, root = labels.get(STATIC_LAYER_LABEL, ""), safe_root(labels.get(STATIC_ROOT_LABEL, ""))
+    if not app.static_key or not same_static_inputs(cache.info, app):
         return "the static inputs changed: collectstatic must run"
-    if diff not in cache.info.diff_ids or not root.startswith(APP_SRC + "/") or ".." in root:
+    if diff not in cache.info.diff_ids or root is None:
         return "the cache has no layer of collected static files"
     if shadows_static(app.tree.tree, root):
         return "the source has a copy of STATIC_ROOT, which collectstatic overwrites"
@@ -376,7 +373,7 @@ def read_cache(client: api.Registry, ref: api.Ref, platform: tuple[str, str, str
 
 
 def up_to_date(cache: Cache, app: AppPlan) -> bool:
-    return bool(app.build_key) and cache.info.labels.get(BUILD_KEY_LABEL) == app.build_key
+    return app.made(cache.info)
 
 
 def retag(client: api.Registry, cache: Cache, target: api.Ref) -> Pushed:

@@ -100,10 +100,12 @@ def static_root(record: bytes) -> str | None:
         member = next((m for m in tar if m.isfile()), None)
         fh = tar.extractfile(member) if member else None
         root = fh.read().decode().strip() if fh else ""
-    return _safe_root(root)
+    return safe_root(root)
 
 
-def _safe_root(root: str) -> str | None:
+def safe_root(root: str) -> str | None:
+    """A STATIC_ROOT as an app image labels it, without a trailing slash, when it is a
+    directory below APP_SRC (no "..", ".", or empty part); else None."""
     root = root.rstrip("/")
     parts = root.split("/")
     if not root.startswith(APP_SRC + "/") or ".." in parts or "." in parts or "" in parts[1:]:
@@ -181,7 +183,7 @@ def reusable_static(
     # layer's diff ID (source_layers.py) and the STATIC_ROOT it holds
     labels = current.labels
     diff, root = labels.get(STATIC_LAYER_LABEL, ""), labels.get(STATIC_ROOT_LABEL, "")
-    if diff in current.diff_ids and _safe_root(root) is not None:
+    if diff in current.diff_ids and safe_root(root) is not None:
 
         def data() -> bytes:
             found = read_static(engine, current.id)
