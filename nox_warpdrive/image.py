@@ -323,7 +323,15 @@ def _pull_while_wheels(b: _Build, cache_from: str) -> None:
     thread = threading.Thread(target=pull, name="warpdrive-cache-pull", daemon=True)
     thread.start()
     resolved, manifest, _ = wheels_for(
-        b.cfg, b.engine, b.out, b.target, b.reqs, b.no_index, b.timings, (), b.wheelhouse, False
+        b.cfg,
+        b.engine,
+        b.out,
+        b.target,
+        b.reqs,
+        b.no_index,
+        b.timings,
+        built=b.wheelhouse,
+        early_deps=False,
     )
     thread.join()
     if failed:
