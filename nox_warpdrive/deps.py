@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import runtime
 from .config import Config, RequirementSet
-from .engine import Engine, ImageInfo, Output, RunResult
+from .engine import Engine, ImageInfo, Output, RunResult, check_result
 from .errors import BuildError, ConfigError, LayerRefused, WarpdriveError
 from .labels import (
     DEPS_FORMAT_LABEL,
@@ -166,18 +167,7 @@ def plan_deps(
     key = deps_key(cfg, base, pkey, installer, ids)
     have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
     files = [f for f in sorted(w.filename for w in resolved) if f not in have]
-    plan: dict[str, Any] = {
-        "app_root": APP_ROOT,
-        "venv": VENV,
-        "uid": APP_UID,
-        "python": cfg.python,
-        "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
-        "installer": installer.name,
-        "uv": installer.path,
-        "files": files,
-        # every wheel is hashed against these before it goes into the layer
-        "sha256": {w.filename: w.sha256 for w in resolved if w.filename in set(files)},
-    }
+    plan = _step_plan(cfg, pkey, resolved, installer, files)
     if parent is not None:
         plan["incremental"] = True
     in_memory = export and parent is None
@@ -199,6 +189,82 @@ def plan_deps(
     )
     ref = f"warpdrive-deps/{cfg.name}:{key[:20]}"
     return DepsPlan(key, ref, step, parent.image.id if parent else None, tuple(files))
+
+
+#: where a grow step lists the paths of its layer (export @LIST)
+GROW_LIST = f"{DEPS_SCRATCH}/grow.list"
+
+
+def plan_grow(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[Wheel],
+    installer: Installer,
+    parent: DepsLabels,
+) -> DepsPlan:
+    """The layer that adds to a deps layer which is not on this engine (a cache in a
+    registry, whose labels are ``parent``) the wheels it lacks: the same virtualenv is
+    made afresh on the base image, in memory, and the layer is exactly what installing
+    the added wheels adds or changes there (installing on the parent adds the same: it
+    holds a subset of the wheels, none replaced, and the same skeleton). Keyed and
+    labelled as ``plan_deps`` on a local parent would key and label it."""
+    ids = wheel_ids(resolved)
+    key = deps_key(cfg, base, pkey, installer, ids)
+    have = {h.rsplit("@", 1)[0] for h in parent.wheels}
+    files = [f for f in sorted(w.filename for w in resolved) if f not in have]
+    plan = _step_plan(cfg, pkey, resolved, installer, files)
+    plan.update(grow=GROW_LIST, export=True, tmpdir=DEPS_SCRATCH)
+    labels = deps_labels(cfg, base, key, installer, ids, parent.depth + 1)
+    export = (cfg.python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST)
+    step = Step(
+        name="deps",
+        image=base.id,
+        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
+        files=(("/tmp", _helpers(plan)),),
+        mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
+        network="none",
+        user="0:0",
+        commit=CommitSpec(labels=labels.to_labels(), message="nox-warpdrive deps layer"),
+        tmpfs=(APP_ROOT, DEPS_SCRATCH),
+        export=export,
+    )
+    return DepsPlan(key, f"warpdrive-deps/{cfg.name}:{key[:20]}", step, None, tuple(files))
+
+
+def can_grow(parent: DepsLabels | None, installer: Installer, wanted: list[str]) -> str:
+    """Why a deps layer with these labels cannot be grown into one with the ``wanted``
+    wheels (wheel ids) by a layer of added wheels ("" when it can): the same layout and
+    installer, only wheels added, and a bounded depth (past it, the whole virtualenv is
+    built again: one layer)."""
+    if parent is None or parent.format != DEPS_FORMAT:
+        return "its deps layer has an older layout"
+    if parent.installer != installer.name + installer.version:
+        return f"its deps layer was installed by {parent.installer or 'another installer'}"
+    if not set(parent.wheels) < set(wanted):
+        return "packages were removed or changed, not only added"
+    if parent.depth >= MAX_DEPS_DEPTH:
+        return f"its deps layer already sits on {parent.depth} layers of added packages"
+    return ""
+
+
+def _step_plan(
+    cfg: Config, pkey: PlatformKey, resolved: list[Wheel], installer: Installer, files: list[str]
+) -> dict[str, Any]:
+    """What assemble.py's deps step reads: where things go, the installer, the wheel
+    files to install and the sha256 each must have."""
+    return {
+        "app_root": APP_ROOT,
+        "venv": VENV,
+        "uid": APP_UID,
+        "python": cfg.python,
+        "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
+        "installer": installer.name,
+        "uv": installer.path,
+        "files": files,
+        # every wheel is hashed against these before it goes into the layer
+        "sha256": {w.filename: w.sha256 for w in resolved if w.filename in set(files)},
+    }
 
 
 def _exported(python: str) -> tuple[str, ...]:
@@ -275,8 +341,10 @@ class DamagedWheels(WarpdriveError):
         )
 
 
-def run_deps(engine: Engine, step: Step, out: Output) -> RunResult:
-    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong."""
+def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
+    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong.
+    ``into``: the file an export step's layer is written to (engine.run_export)
+    instead of an image."""
     damaged: list[str] = []
 
     def shown(line: str) -> None:
@@ -288,7 +356,9 @@ def run_deps(engine: Engine, step: Step, out: Output) -> RunResult:
             damaged.extend(str(f) for f in files if isinstance(files, list))
 
     try:
-        return engine.run_checked(step, shown)
+        if into is None:
+            return engine.run_checked(step, shown)
+        return check_result(step, engine.run_export(step, shown, into))
     except BuildError:
         if damaged:
             raise DamagedWheels(damaged) from None

@@ -19,14 +19,16 @@ from .deps import (
     DamagedWheels,
     EarlyDeps,
     Installer,
+    can_grow,
     choose_installer,
     ensure_deps,
     known_deps,
     plan_deps,
+    plan_grow,
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, RegistryError, WarpdriveError
-from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL
+from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, DepsLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .source_layers import StaticLayer, append_app
@@ -211,6 +213,8 @@ class _Build:
     #: the cache's deps layers are known not to carry this build (its labels were read
     #: in the registry): the wheelhouse is built while the cache is pulled
     wheels_first: bool = False
+    #: --push-only on a cache for other requirements: may be grown in the registry
+    grow: registry_build.Grow | None = None
     #: the wheels and manifest that build made, for the deps key
     prebuilt: tuple[list[Wheel], Mapping[str, Any]] | None = None
 
@@ -245,6 +249,8 @@ def build_image(
     if push_only:
         cache_from = cache_from or b.ref  # the image it pushes to is its cache
         in_registry = _in_registry(b, cache_from, started)
+        if in_registry is None and b.grow is not None:
+            in_registry = _grow_in_registry(b, b.grow, started)
         if in_registry is not None:
             return in_registry
     if cache_from and b.wheels_first:
@@ -284,8 +290,10 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
 
     try:
         found = registry_build.prepare(b.engine, b.cfg, b.ref, cache_ref, b.target, b.reqs, b.out)
+        if isinstance(found, registry_build.Grow):
+            b.wheels_first, b.grow = True, found
+            return None
         if isinstance(found, registry_build.Fallback):
-            b.wheels_first = found.wheels_first
             return None
         b.deps_key, cache = found.deps_key, found.cache
         app = _plan_app(b)
@@ -299,11 +307,70 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
         return None
     if pushed is None:
         return None
-    seconds = time.monotonic() - started
     image_id = cache.info.id if pushed.up_to_date else pushed.config_digest
+    return _pushed_result(b, image_id, pushed, started)
+
+
+def _pushed_result(
+    b: _Build, image_id: str, pushed: registry_build.Pushed, started: float
+) -> ImageResult:
+    seconds = time.monotonic() - started
+    reused = not pushed.wheels_added
     return ImageResult(
-        b.ref, image_id, pushed.up_to_date, True, pushed.size, pushed.layers, seconds, pushed=pushed
+        b.ref,
+        image_id,
+        pushed.up_to_date,
+        reused,
+        pushed.size,
+        pushed.layers,
+        seconds,
+        tuple(b.timings),
+        b.built,
+        pushed=pushed,
     )
+
+
+def _grow_in_registry(b: _Build, found: registry_build.Grow, started: float) -> ImageResult | None:
+    """The image built in the registry on a cache for other requirements, when they only
+    add packages: the wheelhouse built for them (no cache pulled), then a layer of the
+    added wheels on the cache's deps layers; None (one line saying why) when the build
+    has to happen here instead, the wheelhouse kept for it."""
+    from . import registry_build
+
+    resolved, manifest, _ = wheels_for(
+        b.cfg,
+        b.engine,
+        b.out,
+        b.target,
+        b.reqs,
+        b.no_index,
+        b.timings,
+        built=b.wheelhouse,
+        early_deps=False,  # a whole deps layer here is not what this build wants
+    )
+    b.prebuilt = (resolved, manifest)
+    installer = choose_installer(b.cfg, manifest, b.pkey) if resolved else Installer("none")
+    parent = DepsLabels.from_labels(found.cache.info.labels)
+    why = can_grow(parent, installer, wheel_ids(resolved))
+    if why or parent is None:
+        b.out(f"warpdrive: the cache cannot be added to ({why}){registry_build.FALLBACK}")
+        return None
+    deps = plan_grow(b.cfg, b.base, b.pkey, resolved, installer, parent)
+    b.deps_key = deps.key
+    app = _plan_app(b)
+    for line in app.notices:
+        b.out(line)
+    b.out(f"warpdrive: adding {len(deps.files)} wheels on the cache's deps layers")
+    try:
+        pushed = registry_build.grow(found, deps, app, b.base, b.engine, b.out)
+    except (RegistryError, DamagedWheels) as exc:
+        b.out(f"warpdrive: warning: cannot build in the registry ({exc.message}); building here")
+        if exc.fix:
+            b.out(f"  fix: {exc.fix}")
+        return None
+    if pushed is None:
+        return None
+    return _pushed_result(b, pushed.config_digest, pushed, started)
 
 
 def _pull_while_wheels(b: _Build, cache_from: str) -> None:

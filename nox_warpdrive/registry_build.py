@@ -31,7 +31,7 @@ from . import registry_api as api
 from .app_layer import AppPlan
 from .assembly import merge_config, timestamp
 from .config import Config, RequirementSet
-from .deps import built_for
+from .deps import DepsPlan, built_for, run_deps
 from .engine import Engine, ImageInfo, Output
 from .errors import RegistryError
 from .labels import (
@@ -250,6 +250,8 @@ class Pushed:
     layers: int
     #: the tag moved (a new manifest, or the cache's under another tag)
     moved: bool = True
+    #: wheels added in a deps layer of their own, on the cache's (grow)
+    wheels_added: int = 0
 
 
 def summary(pushed: Pushed, seconds: float) -> str:
@@ -258,9 +260,13 @@ def summary(pushed: Pushed, seconds: float) -> str:
         return f"image {pushed.ref} up to date in the registry: nothing pushed or pulled ({took})"
     if pushed.up_to_date:
         return f"image {pushed.ref} tagged in the registry (the cache is this very build; {took})"
+    sent = "the config"
+    if pushed.wheels_added:
+        wheels = "wheel" if pushed.wheels_added == 1 else "wheels"
+        sent += f" and a deps layer of {pushed.wheels_added} added {wheels}"
     return (
         f"image {pushed.ref} built in the registry: {_count(pushed.uploaded)} uploaded "
-        f"({pushed.uploaded_bytes / 1e3:.1f} kB with the config), {pushed.reused} reused by "
+        f"({pushed.uploaded_bytes / 1e3:.1f} kB with {sent}), {pushed.reused} reused by "
         f"digest, nothing pulled, nothing left on the engine ({took})"
     )
 
@@ -284,12 +290,20 @@ FALLBACK = "; building here and pushing instead"
 
 @dataclass(frozen=True)
 class Fallback:
-    """Why the image is built here instead; ``wheels_first``: the cache's deps layers are
-    this app's for other requirements, so the build here needs the wheelhouse whatever
-    the pulled cache holds (it can be built while the cache is pulled)."""
+    """Why the image is built here instead."""
 
     why: str
-    wheels_first: bool = False
+
+
+@dataclass(frozen=True)
+class Grow:
+    """The cache is this app's, built for other requirements: when the new ones only
+    add packages, its deps layers and one layer of the added wheels carry this build
+    (``grow``), still pulling nothing; the wheelhouse must say first what they are."""
+
+    client: api.Registry
+    cache: Cache
+    target: api.Ref
 
 
 def prepare(
@@ -300,9 +314,10 @@ def prepare(
     target: tuple[ImageInfo, PlatformKey],
     reqs: RequirementSet,
     out: Output,
-) -> Found | Fallback:
+) -> Found | Grow | Fallback:
     """The cache at ``cache_ref`` (manifest and config, read from the registry), when
-    its deps layers carry this build; else why not (said in one line)."""
+    its deps layers carry this build (Found), or may with a layer of added packages
+    (Grow); else why not (said in one line)."""
     base, pkey = target
     to, at = api.parse_ref(ref), api.parse_ref(cache_ref)
     if to.registry != at.registry:
@@ -312,8 +327,11 @@ def prepare(
     if cache is None:
         return _fallback(out, f"no cache at {cache_ref} yet (a first run)")
     why = why_not(cache, cfg, base, pkey, reqs)
+    if why == REQUIREMENTS_CHANGED:
+        out(f"warpdrive: {why}; the wheelhouse first")
+        return Grow(client, cache, to)
     if why:
-        return _fallback(out, why, wheels_first=why == REQUIREMENTS_CHANGED)
+        return _fallback(out, why)
     short = cache.manifest.digest[7:19]
     out(f"warpdrive: building in the registry on the cache {cache_ref} ({short})")
     return Found(client, cache, to, built_for(cache.info.labels, cfg, base, pkey, reqs))
@@ -334,9 +352,58 @@ def push_only(found: Found, app: AppPlan, base: ImageInfo, out: Output) -> Pushe
     return build(found.client, found.cache, app, found.target, base, static, created, out)
 
 
-def _fallback(out: Output, why: str, wheels_first: bool = False) -> Fallback:
+def grow(
+    found: Grow, deps: DepsPlan, app: AppPlan, base: ImageInfo, engine: Engine, out: Output
+) -> Pushed | None:
+    """The image in the registry on the cache's deps layers and one more, ``deps`` (a
+    plan_grow step: the added wheels, installed on the engine into a virtualenv of its
+    own and exported, never on an image); None, and one line saying why, when something
+    must run in a container at build time."""
+    static = static_reuse(found.cache, app)  # packages only added: see same_packages_or_more
+    if isinstance(static, str):
+        out(f"warpdrive: {static}{FALLBACK}")
+        return None
+    if static[1]:
+        out("warpdrive: static inputs unchanged; reusing the collected static files")
+    created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
+    media = found.cache.manifest.media_type
+    with tempfile.TemporaryDirectory(prefix="warpdrive-deps-") as tmp:
+        raw = Path(tmp) / "deps.tar"
+        run_deps(engine, deps.step, out, raw)
+        assert deps.step.commit is not None
+        layer = _gzipped(raw, Path(tmp) / "deps.tar.gz", "nox-warpdrive deps layer", media)
+        under = _Under(layer, deps.step.commit.labels)
+        client, cache, target = found.client, found.cache, found.target
+        pushed = build(client, cache, app, target, base, static, created, out, under)
+    return dataclasses.replace(pushed, wheels_added=len(deps.files))
+
+
+@dataclass(frozen=True)
+class _Under:
+    """A layer of added packages between the cache's deps layers and the app layers,
+    and the deps labels of all of them together."""
+
+    layer: Layer
+    labels: Mapping[str, str]
+
+
+def _gzipped(raw: Path, path: Path, created_by: str, media: str) -> Layer:
+    """A layer tar on disk, gzipped as registry_build's own layers are: its diff ID
+    and the descriptor of the gzip written to ``path``."""
+    tar_sha = hashlib.sha256()
+    with raw.open("rb") as src, path.open("wb") as dest:
+        counted = _Digesting(dest)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=counted, compresslevel=6, mtime=0) as gz:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                tar_sha.update(chunk)
+                gz.write(chunk)
+    descriptor = new_descriptor(media, "sha256:" + counted.sha.hexdigest(), counted.size)
+    return Layer(created_by, "sha256:" + tar_sha.hexdigest(), descriptor, path)
+
+
+def _fallback(out: Output, why: str) -> Fallback:
     out(f"warpdrive: {why}{FALLBACK}")
-    return Fallback(why, wheels_first)
+    return Fallback(why)
 
 
 def client_for(engine: Engine, registry: str, timeout: float = 60) -> api.Registry:
@@ -425,10 +492,12 @@ def build(
     static: tuple[str, str],
     created: str,
     out: Output,
+    under: _Under | None = None,
 ) -> Pushed:
     """The new image in the registry: the app layers planned as ``append_app`` plans
     them, the ones the cache lacks gzipped and uploaded, then the config and the
-    manifest (the tag moves last)."""
+    manifest (the tag moves last). ``under``: a layer of added packages on the cache's
+    deps layers (the app layers do not depend on what lies below them)."""
     deps = deps_layers(cache.info, base) or ()
     below = (*base.diff_ids, *deps)
     root, static_diff = static
@@ -438,15 +507,16 @@ def build(
     previous = previous_layers(cache.info, below)
     plans = plan_layers(app.tree, previous, static_diff or None)
     blobs, media = cache.descriptors, cache.manifest.media_type
+    extra = [under.layer] if under is not None else []
     with tempfile.TemporaryDirectory(prefix="warpdrive-registry-") as tmp:
         made = [
             _layer(app, plan, Path(tmp) / f"{i}.tar.gz", blobs, media)
             for i, plan in enumerate(plans)
         ]
-        layers, upload = blob_plan(made, blobs)
+        layers, upload = blob_plan([*extra, *made], blobs)
         rows = [
             [plan.role, layer.diff_id if plan.role == STATIC else plan.key, layer.diff_id]
-            for plan, layer in zip(plans, layers, strict=True)
+            for plan, layer in zip(plans, layers[len(extra) :], strict=True)
         ]
         labels = {**spec.labels, LAYERS_LABEL: json.dumps(rows, separators=(",", ":"))}
         if static_diff:
@@ -460,7 +530,8 @@ def build(
             [*below_desc, *(x.descriptor for x in layers if x.descriptor and x.made is None)],
         )
         sent = _upload(client, target, upload, out)
-        parent_labels = {**base.labels, **inherited_deps_labels(cache.info.labels)}
+        deps_labels = under.labels if under is not None else cache.info.labels
+        parent_labels = {**base.labels, **inherited_deps_labels(deps_labels)}
         added = [(x.created_by, x.diff_id) for x in layers]
         config = image_config(cache.config, parent_labels, spec, below, added, created)
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()

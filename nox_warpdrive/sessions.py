@@ -173,11 +173,11 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         push_only=args.push_only,
     )
     log(result.summary())
-    if result.pushed is not None:
-        return  # built in the registry: nothing here to show or push
-    _out(result.table())
+    if result.pushed is None:  # built in the registry: nothing here to show or push
+        _out(result.table())
+        if args.push or args.push_only:
+            engine.push(result.ref, _out)
     if args.push or args.push_only:
-        engine.push(result.ref, _out)
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
 
 

@@ -424,12 +424,24 @@ class _Steps(_Images):
     def run(self, step: Step, out: Output, secrets_volume: str | None = None) -> RunResult:
         """Create the step's container, put its files, start it with live output, wait,
         commit (or export) when asked and it succeeded; always remove the container."""
+        return self._run(step, out, secrets_volume)
+
+    def run_export(self, step: Step, out: Output, into: Path) -> RunResult:
+        """Run an export step (``step.export``) and write the layer it exports to the file
+        ``into`` (a tar) instead of putting it on an image: a layer to upload elsewhere."""
+        if not step.export:
+            raise EngineError(f"the {step.name} step exports nothing", fix=engine_fix())
+        return self._run(step, out, None, into)
+
+    def _run(
+        self, step: Step, out: Output, secrets_volume: str | None, into: Path | None = None
+    ) -> RunResult:
         start = time.monotonic()
         tail: deque[str] = deque(maxlen=60)
         kwargs = _container_args(step, secrets_volume)
         try:
             with self._temp_container(step.image, step.name, **kwargs) as container:
-                exit_code, image_id = self._drive(container, step, out, tail)
+                exit_code, image_id = self._drive(container, step, out, tail, into)
         except docker.errors.ImageNotFound:
             raise _step_image_missing(step) from None
         except WarpdriveError:
@@ -441,9 +453,15 @@ class _Steps(_Images):
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
 
     def _drive(
-        self, container: Any, step: Step, out: Output, tail: deque[str]
+        self,
+        container: Any,
+        step: Step,
+        out: Output,
+        tail: deque[str],
+        into: Path | None = None,
     ) -> tuple[int, str | None]:
-        """Files in, start, follow, wait; then the image: (exit code, image id or None)."""
+        """Files in, start, follow, wait; then the image: (exit code, image id or None).
+        ``into``: where an export step's layer goes instead of onto an image."""
         for directory, data in step.files:
             if not container.put_archive(directory, data):
                 raise EngineError(f"the engine refused files for {directory}")
@@ -451,6 +469,9 @@ class _Steps(_Images):
         if step.command is not None:
             container.start()
             if _follow(container, out, tail, EXPORT_READY if step.export else None):
+                if into is not None:
+                    self._read_export(container, step, out, into)
+                    return 0, None
                 return 0, self._export(container, step, out)
             exit_code = int(container.wait().get("StatusCode", 1))
             if exit_code == 0 and step.export:
@@ -466,30 +487,9 @@ class _Steps(_Images):
         """The step's layer, read out of the running container (``step.export``), put on
         the step's image as one new layer with the commit's config. A long read says how
         far it is (a big virtualenv over a remote engine takes a while)."""
-        command, paths = list(step.export[:1]), list(step.export[1:])
-        exec_id = self.client.api.exec_create(container.id, [*command, *paths], user="0:0")
-        stderr = bytearray()
         with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp:
             layer = Path(tmp) / "layer.tar"
-            read, said = 0, time.monotonic()
-            with layer.open("wb") as fh:
-                for data, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
-                    if data:
-                        fh.write(data)
-                        read += len(data)
-                        if time.monotonic() - said >= PROGRESS_EVERY:
-                            said = time.monotonic()
-                            out(f"warpdrive: {step.name}: {read / 1e6:.0f} MB of the layer read")
-                    if err and len(stderr) < 65536:
-                        stderr += err
-            code = self.client.api.exec_inspect(exec_id).get("ExitCode")
-            if code != 0:
-                text = stderr.decode("utf-8", "replace").strip()[-2000:]
-                raise BuildError(
-                    f"reading the {step.name} layer out of its container failed "
-                    f"(exit {code}): {text}",
-                    fix="nothing was tagged; report this with the output above",
-                )
+            read = self._read_export(container, step, out, layer)
             assert step.commit is not None
             if read >= _BIG_LAYER:  # its load takes seconds too: say so
                 size = f"{read / 1e6:.0f} MB"
@@ -497,6 +497,32 @@ class _Steps(_Images):
             return self.append_layer(
                 step.image, layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
             )
+
+    def _read_export(self, container: Any, step: Step, out: Output, layer: Path) -> int:
+        """The layer an export step made, read out of its running container into the
+        file ``layer``; the bytes read."""
+        command, paths = list(step.export[:1]), list(step.export[1:])
+        exec_id = self.client.api.exec_create(container.id, [*command, *paths], user="0:0")
+        stderr = bytearray()
+        read, said = 0, time.monotonic()
+        with layer.open("wb") as fh:
+            for data, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
+                if data:
+                    fh.write(data)
+                    read += len(data)
+                    if time.monotonic() - said >= PROGRESS_EVERY:
+                        said = time.monotonic()
+                        out(f"warpdrive: {step.name}: {read / 1e6:.0f} MB of the layer read")
+                if err and len(stderr) < 65536:
+                    stderr += err
+        code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+        if code != 0:
+            text = stderr.decode("utf-8", "replace").strip()[-2000:]
+            raise BuildError(
+                f"reading the {step.name} layer out of its container failed (exit {code}): {text}",
+                fix="nothing was tagged; report this with the output above",
+            )
+        return read
 
     def _commit(self, container: Any, step: Step) -> str:
         spec = step.commit

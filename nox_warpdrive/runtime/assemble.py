@@ -151,8 +151,43 @@ def deps(plan):
         run([plan["python"], "-m", "venv", "--without-pip", venv])
     else:
         run([plan["python"], "-m", "venv", venv])
+    if plan.get("grow"):
+        # the added wheels' layer, made away from the deps layer it goes on: the same
+        # virtualenv made afresh, then only what installing them adds or changes
+        before = snapshot(app_root)
+        install_wheels(plan, files, env)
+        write_list(plan["grow"], changed(app_root, before))
+        log(
+            "%d wheels installed for a layer of their own in %.1f s"
+            % (len(files), time.time() - started)
+        )
+        return
     install_wheels(plan, files, env)
     log("virtualenv ready in %.1f s" % (time.time() - started))
+
+
+def snapshot(top):
+    """Every path below ``top`` (and ``top``): what its lstat says of its content."""
+    found = {}
+    for root, dirs, names in os.walk(top):
+        for name in [""] + dirs + names:
+            path = os.path.join(root, name) if name else root
+            st = os.lstat(path)
+            found[path] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
+    return found
+
+
+def changed(top, before):
+    """The paths below ``top`` that are new or whose lstat changed since ``before``,
+    relative to / and sorted (a directory before what it holds)."""
+    after = snapshot(top)
+    return sorted(p.lstrip("/") for p, s in after.items() if before.get(p) != s)
+
+
+def write_list(path, paths):
+    """A NUL-separated list of paths, for `export @LIST` (GNU tar's --null -T)."""
+    with open(path, "wb") as fh:
+        fh.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
 
 
 STATIC_ROOT_RECORD = ".warpdrive/static-root"
@@ -269,17 +304,29 @@ EXPORT_READY = "warpdrive: EXPORT-READY"  # plan.EXPORT_READY
 def export(paths):
     """A tar of ``paths`` (relative to /) on standard output, owners numeric, mtimes kept
     (bytecode checks them): GNU tar when the image has it (ten times faster), else
-    Python's tarfile."""
+    Python's tarfile. ``@LIST`` alone: exactly the paths that file lists (NUL-separated,
+    as write_list writes them), a directory without what it holds."""
+    listed = paths[0][1:] if len(paths) == 1 and paths[0].startswith("@") else None
     tar = shutil.which("tar")
     if tar:
         version = subprocess.run([tar, "--version"], capture_output=True, text=True)
         if "GNU tar" in version.stdout:
-            os.execv(tar, [tar, "-C", "/", "--numeric-owner", "-cf", "-", "--"] + paths)
+            args = [tar, "-C", "/", "--numeric-owner", "-cf", "-"]
+            if listed is not None:
+                args += ["--no-recursion", "--verbatim-files-from", "--null", "-T", listed]
+            else:
+                args += ["--"] + paths
+            os.execv(tar, args)
     import tarfile
 
+    if listed is not None:
+        with open(listed, "rb") as fh:
+            names = [n.decode("utf-8", "surrogateescape") for n in fh.read().split(b"\0") if n]
+    else:
+        names = paths
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.GNU_FORMAT) as out:
-        for path in paths:
-            out.add("/" + path, arcname=path, filter=numeric)
+        for path in names:
+            out.add("/" + path, arcname=path, filter=numeric, recursive=listed is None)
     return 0
 
 

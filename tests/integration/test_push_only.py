@@ -25,6 +25,7 @@ from test_registry_auth import auth_registry as auth_registry
 from test_registry_auth import runs as runs
 
 from nox_warpdrive import registry_api as api
+from nox_warpdrive.labels import DEPS_DEPTH_LABEL, DEPS_WHEELS_LABEL
 
 MAIN = "unix:///var/run/docker.sock"
 
@@ -122,17 +123,111 @@ def test_a_code_change_is_built_in_the_registry_pulling_nothing(
     )
 
 
-def test_changed_requirements_fall_back_and_work(pushed: App, index: Index, runner: str) -> None:
+#: the virtualenv of an image as a listing: every path, its kind, mode, owner, and for
+#: files their sha256 (bytecode: only that it is there; it records its source's mtime)
+VENV_TREE = r"""
+import hashlib, os, stat
+for root, dirs, files in os.walk("/opt/app-root/venv"):
+    dirs.sort()
+    for name in sorted(dirs + files):
+        p = os.path.join(root, name)
+        st = os.lstat(p)
+        kind = "l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode) else "f"
+        what = os.readlink(p) if kind == "l" else ""
+        if kind == "f" and not p.endswith(".pyc"):
+            what = hashlib.sha256(open(p, "rb").read()).hexdigest()
+        print(p, kind, oct(st.st_mode), st.st_uid, st.st_gid, what)
+"""
+
+
+def same_tree(listing: str) -> list[str]:
+    """A VENV_TREE listing, less what differs between two wheelhouse volumes holding the
+    same wheels: uv records the wheel file's mtime in uv_cache.json (and its hash in
+    RECORD)."""
+    kept = []
+    for line in listing.splitlines():
+        if "/uv_cache.json " in line or line.split(" ")[0].endswith(".dist-info/RECORD"):
+            line = line.rsplit(" ", 1)[0]
+        kept.append(line)
+    return kept
+
+
+def in_image(host: str, ref: str, *command: str) -> str:
+    with client_for(host) as client:
+        out = client.containers.run(ref, list(command[1:]), entrypoint=[command[0]], remove=True)
+    return bytes(out).decode()
+
+
+def test_added_packages_grow_the_cache_in_the_registry(
+    pushed: App, index: Index, runner: str
+) -> None:
+    """Requirements that only add packages: the wheelhouse is built for them and a layer
+    of the added wheels goes on the cache's deps layers, in the registry; nothing is
+    pulled, and the image holds exactly what a build on the engine makes."""
     app = pushed
-    app.requirements.append("wd-extra-demo")
+    before = manifest(app.image)
+    app.requirements += ["wd-extra-demo", "click==8.5.1"]
     write_pure(app, "push-only-deps")
     args = ("-s", "image", "--", "--cache-from", app.image, "--push-only")
     code, text = nox_on(app, runner, index, *args)
     assert code == 0, text
     assert "the requirements (or the installer) changed" in text, text
-    assert "building here and pushing instead" in text and f"pushed {app.image}" in text, text
-    cleanup_runner(runner, app)
+    assert "a deps layer of 2 added wheels" in text and "nothing pulled" in text, text
+    assert "Traceback" not in text and on_engine(runner, app) == [], text
+    after = manifest(app.image)
+    old = [d["digest"] for d in before["layers"]]
+    new = [d["digest"] for d in after["layers"]]
+    # the base and deps layers named, then the added wheels' layer and the app layer
+    assert new[: len(old) - 1] == old[:-1] and len(new) == len(old) + 1, (old, new)
+    python = "/opt/app-root/venv/bin/python"
+    with client_for(runner) as client:
+        client.images.pull(app.image)
+        labels = client.images.get(app.image).labels
+    assert labels[DEPS_DEPTH_LABEL] == "1", labels
     assert "push-only-deps" in serve_on(runner, app.image)
+    assert in_image(runner, app.image, "/opt/app-root/venv/bin/wd-extra").strip() == (
+        "hello from wd-extra-demo"
+    )
+    grown = in_image(runner, app.image, python, "-c", VENV_TREE)
+    # the engine's way, on the first pipeline's engine: installed on its deps image
+    code, text = nox_on(app, None, index, "-s", "image")
+    assert code == 0 and "adding 2 wheels on top of the deps layer" in text, text
+    local = in_image(MAIN, app.image, python, "-c", VENV_TREE)
+    assert "wd_extra_demo" in grown and "bin/wd-extra" in grown, grown
+    assert same_tree(grown) == same_tree(local)
+    # a code change on the grown image: built in the registry, one layer uploaded
+    cleanup_runner(runner, app)
+    write_pure(app, "push-only-deps-v2")
+    code, text = nox_on(app, runner, index, *args)
+    assert code == 0 and uploaded(text)[0] == 1 and "nothing pulled" in text, text
+    assert [d["digest"] for d in manifest(app.image)["layers"]][:-1] == new[:-1]
+
+
+def test_removed_packages_fall_back_and_work(
+    make_app: Any, index: Index, registry: str, runner: str
+) -> None:
+    app: App = make_app(["wd-pure-demo", "wd-extra-demo"])
+    app.image = f"{registry}/{app.name}:latest"
+    write_pure(app, "removed-v1")
+    try:
+        code, text = nox_on(app, None, index, "-s", "image", "--", "--push")
+        assert code == 0 and f"pushed {app.image}" in text, text
+        app.requirements.remove("wd-extra-demo")
+        write_pure(app, "removed-v2")
+        args = ("-s", "image", "--", "--cache-from", app.image, "--push-only")
+        code, text = nox_on(app, runner, index, *args)
+        assert code == 0, text
+        assert "packages were removed or changed, not only added" in text, text
+        assert "building here and pushing instead" in text and f"pushed {app.image}" in text
+        cleanup_runner(runner, app)
+        assert "removed-v2" in serve_on(runner, app.image)
+        with client_for(runner) as client:
+            labels = client.images.get(app.image).labels
+        assert labels[DEPS_DEPTH_LABEL] == "0", labels
+        assert "wd_extra" not in labels[DEPS_WHEELS_LABEL], labels
+    finally:
+        cleanup_runner(runner, app)
+        cleanup_runner(MAIN, app)
 
 
 def test_a_registry_that_wants_a_login(

@@ -78,6 +78,8 @@ class FakeEngine:
         self.secrets_used: list[str | None] = []
         self.aborted = 0
         self.pushed: list[str] = []
+        #: the layer an export step run by run_export writes (a tar)
+        self.exported = b""
         #: registry -> (user, password), what registry_login gives
         self.logins: dict[str, tuple[str, str]] = {}
         self.loaded: list[Mapping[str, bytes]] = []
@@ -205,6 +207,13 @@ class FakeEngine:
         result = self.run(step, out, secrets_volume)
         if result.exit_code != 0:
             raise BuildError(f"step {step.name} failed (exit code {result.exit_code})")
+        return result
+
+    def run_export(self, step: Step, out: Any, into: Path) -> RunResult:
+        """An export step: its layer is ``exported`` (a tar) written to ``into``."""
+        result = self.run(dataclasses.replace(step, commit=None), out)
+        if result.exit_code == 0:
+            into.write_bytes(self.exported)
         return result
 
     def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:

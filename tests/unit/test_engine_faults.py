@@ -7,6 +7,7 @@ normally or with a WarpdriveError that names what failed and has a fix."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.server
 import socket
 import socketserver
@@ -138,6 +139,7 @@ def _bundle() -> Bundle:
 
 
 STEP = Step(name="probe", image="img", command=("true",), files=(("/tmp", tar_files({})),))
+EXPORT = dataclasses.replace(STEP, export=("tar",))
 CALLS: dict[str, Callable[[Engine], object]] = {
     "describe": lambda e: e.describe(),
     "memory_total": lambda e: e.memory_total(),
@@ -157,6 +159,7 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "secrets_volume": _secrets,
     "run": lambda e: e.run(STEP, lambda line: None),
     "run_checked": lambda e: e.run_checked(STEP, lambda line: None),
+    "run_export": lambda e: e.run_export(EXPORT, lambda line: None, Path("/nonexistent/l.tar")),
     "run_probe": lambda e: e.run_probe("img", ["true"]),
     "abort": lambda e: e.abort(),
     "sweep": lambda e: e.sweep(),
