@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import types
@@ -322,6 +323,52 @@ def test_export_with_a_tar_that_is_not_gnu_uses_python(
     members = tar_members(stdout.buffer.getvalue())
     assert f"{str(tree)[1:]}/a.txt" in members
     assert all(m.uname == "" and m.gname == "" for m in members.values())
+
+
+def grown(tree: Path) -> list[str]:
+    """What assemble's grow mode lists after a file is added to, one changed in and a
+    directory made in ``tree`` (the snapshot taken before)."""
+    before = assemble.snapshot(str(tree))
+    write(tree, "sub/new.py", "NEW = 1\n")
+    write(tree, "a.txt", "alpha, changed")
+    write(tree, "-rf/x", "a name tar could take for an option")
+    return assemble.changed(str(tree), before)
+
+
+def test_the_grow_list_is_what_changed(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path)
+    rel = str(tree)[1:]
+    listed = grown(tree)
+    assert listed == sorted(
+        [rel, f"{rel}/-rf", f"{rel}/-rf/x", f"{rel}/a.txt", f"{rel}/sub", f"{rel}/sub/new.py"]
+    )
+    assert assemble.changed(str(tree), assemble.snapshot(str(tree))) == []
+
+
+@pytest.mark.parametrize("gnu", [True, False])
+def test_export_of_a_list_writes_exactly_its_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gnu: bool
+) -> None:
+    """``export @LIST``: the listed paths and nothing below a listed directory that is
+    not listed itself (GNU tar, run for real, and the Python fallback)."""
+    tree = make_tree(tmp_path)
+    listed = grown(tree)
+    listing = tmp_path / "grow.list"
+    assemble.write_list(str(listing), listed)
+    if gnu:
+        proc = subprocess.run(
+            [sys.executable, assemble.__file__, "export", f"@{listing}"],
+            capture_output=True,
+            check=True,
+        )
+        data = proc.stdout
+    else:
+        data = python_export(monkeypatch, [f"@{listing}"])
+    members = tar_members(data)
+    assert sorted(members) == listed
+    rel = str(tree)[1:]
+    assert tar_contents(data)[f"{rel}/sub/new.py"] == b"NEW = 1\n"
+    assert members[f"{rel}/sub"].isdir() and f"{rel}/sub/b.py" not in members
 
 
 def test_numeric_clears_names_only() -> None:

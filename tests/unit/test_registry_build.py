@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from fake_engine import FakeEngine
 from test_registry_api import FakeRegistry
 from test_registry_api import registry as registry
 from unit_support import PKEY, write_wsgi_site
@@ -17,9 +18,24 @@ from nox_warpdrive import app_layer
 from nox_warpdrive import registry_api as api
 from nox_warpdrive import registry_build as rb
 from nox_warpdrive.config import load_config
+from nox_warpdrive.deps import (
+    DEPS_FORMAT,
+    GROW_LIST,
+    MAX_DEPS_DEPTH,
+    Installer,
+    can_grow,
+    deps_labels,
+    plan_deps,
+    plan_grow,
+)
 from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.labels import KIND_LABEL, DepsLabels
+from nox_warpdrive.layout import APP_ROOT
 from nox_warpdrive.plan import CommitSpec
 from nox_warpdrive.platform import PlatformKey
+from nox_warpdrive.registry import deps_layers as registry_deps_layers
+from nox_warpdrive.tars import tar_files
+from nox_warpdrive.wheels import Wheel, wheel_ids
 
 BASE = ImageInfo("sha256:base", ("PATH=/usr/bin",), {"base": "yes"}, 1, 2, "", ("sha256:b1",))
 
@@ -145,14 +161,14 @@ def test_summaries() -> None:
     assert "up to date in the registry: nothing pushed or pulled" in rb.summary(same, 1.0)
 
 
-def test_a_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
-    """The whole build against a registry on a real socket: a first app image on a cache
-    of base and deps layers, then a code change: one layer (and the config) uploaded,
-    every other named by the cache's digest; then nothing to build at all."""
-    write_wsgi_site(tmp_path / "site")
-    cfg = load_config(tmp_path / "site")
-    base_diff, deps_diff = "sha256:" + "1" * 64, "sha256:" + "2" * 64
-    base = dataclasses.replace(BASE, diff_ids=(base_diff,))
+BASE_DIFF, DEPS_DIFF = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+def seeded(
+    registry: str, tmp_path: Path, labels: dict[str, str]
+) -> tuple[api.Registry, list[dict[str, object]]]:
+    """A registry holding wd/app:latest: an app image of a base, a deps and an app
+    layer with these labels; the client and the layers' descriptors."""
     client = api.Registry(registry, None, timeout=5)
     blobs = []
     for n, data in enumerate((b"base layer", b"deps layer", b"old app layer")):
@@ -160,19 +176,31 @@ def test_a_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
         blob.write_bytes(data)
         client.upload("wd/app", blob, digest(data))
         blobs.append({"mediaType": api.DOCKER_LAYER, "size": len(data), "digest": digest(data)})
-    labels = {"io.warpdrive.kind": "app", "io.warpdrive.deps-key": "k", "old-app": "x"}
-    labels["io.warpdrive.deps-project"] = "site"
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "config": {"Env": ["PATH=/usr/bin"], "Labels": labels},
-            "rootfs": {"type": "layers", "diff_ids": [base_diff, deps_diff, "sha256:" + "3" * 64]},
+            "rootfs": {"type": "layers", "diff_ids": [BASE_DIFF, DEPS_DIFF, "sha256:" + "3" * 64]},
         }
     ).encode()
     client.upload_bytes("wd/app", config, digest(config))
     body, media = rb.manifest_body(api.DOCKER_MANIFEST, config, blobs)
     client.put_manifest("wd/app", "latest", body, media)
+    return client, blobs
+
+
+def test_a_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
+    """The whole build against a registry on a real socket: a first app image on a cache
+    of base and deps layers, then a code change: one layer (and the config) uploaded,
+    every other named by the cache's digest; then nothing to build at all."""
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+    base_diff, deps_diff = BASE_DIFF, DEPS_DIFF
+    base = dataclasses.replace(BASE, diff_ids=(base_diff,))
+    labels = {"io.warpdrive.kind": "app", "io.warpdrive.deps-key": "k", "old-app": "x"}
+    labels["io.warpdrive.deps-project"] = "site"
+    client, blobs = seeded(registry, tmp_path, labels)
     target = api.parse_ref(f"{registry}/wd/app:latest")
 
     def built(message: str) -> rb.Pushed:
@@ -220,3 +248,78 @@ def test_a_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
     assert client.has_blob("wd/app-other", blobs[0]["digest"])
     mounts = [s for s in FakeRegistry.seen if "mount=" in s]
     assert mounts and all("from=wd%2Fapp" in s for s in mounts), mounts
+
+
+WHEELS = [
+    Wheel("a-1-py3-none-any.whl", "a", "1", "a" * 64),
+    Wheel("b-1-py3-none-any.whl", "b", "1", "b" * 64),
+]
+
+
+def test_a_grown_build_in_the_fake_registry(registry: str, tmp_path: Path) -> None:
+    """Packages only added: the layer the grow step exports goes between the cache's
+    deps layers and the new app layer, both uploaded; the config carries the new deps
+    labels (one deeper, every wheel), not the cache's."""
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+    base = dataclasses.replace(BASE, diff_ids=(BASE_DIFF,))
+    installer = Installer("uv", "/warpdrive/uv", "0.1")
+    parent = deps_labels(cfg, base, "k-old", installer, wheel_ids(WHEELS[:1]), 0)
+    client, blobs = seeded(registry, tmp_path, {**parent.to_labels(), KIND_LABEL: "app"})
+    target = api.parse_ref(f"{registry}/wd/app:latest")
+    cache = rb.read_cache(client, target, ("linux", "amd64", ""))
+    assert cache is not None
+    deps = plan_grow(cfg, base, PKEY, WHEELS, installer, parent)
+    assert deps.files == ("b-1-py3-none-any.whl",)
+    plan = app_layer.plan_app(cfg, base, PKEY, deps.key, "s")
+    engine = FakeEngine()
+    layer = tar_files({"opt/app-root/venv/lib/b.py": b"B = 1\n"})
+    engine.exported = layer
+    pushed = rb.grow(rb.Grow(client, cache, target), deps, plan, base, engine, lambda _: None)
+    assert pushed is not None and pushed.wheels_added == 1
+    assert (pushed.uploaded, pushed.reused, pushed.layers) == (2, 2, 4)
+    assert "and a deps layer of 1 added wheel), 2 reused" in rb.summary(pushed, 1.0)
+    step = engine.steps[0]
+    assert step.image == base.id and step.commit is None and step.export[-1] == "@" + GROW_LIST
+    found = client.manifest("wd/app", "latest")
+    assert found is not None and found.data["layers"][:2] == blobs[:2]
+    config = json.loads(client.blob("wd/app", found.data["config"]["digest"]))
+    diff_ids = config["rootfs"]["diff_ids"]
+    assert diff_ids[:2] == [BASE_DIFF, DEPS_DIFF] and diff_ids[2] == digest(layer)
+    labels = DepsLabels.from_labels(config["config"]["Labels"])
+    assert labels is not None and labels.key == deps.key and labels.depth == 1
+    assert labels.wheels == tuple(wheel_ids(WHEELS))
+    assert config["config"]["Labels"][KIND_LABEL] == "app"
+    assert registry_deps_layers(rb.cache_record(target, found, config).info, base) == (
+        DEPS_DIFF,
+        digest(layer),
+    )
+
+
+def test_can_grow_only_what_only_adds() -> None:
+    installer = Installer("uv", "/x", "0.1")
+    have = DepsLabels("k", DEPS_FORMAT, "site", "sha256:base", "uv0.1", ("a@1",), 0)
+    assert can_grow(have, installer, ["a@1", "b@2"]) == ""
+    assert "removed or changed" in can_grow(have, installer, ["a@2", "b@2"])
+    assert "removed or changed" in can_grow(have, installer, ["a@1"])  # nothing added
+    assert "installed by pip" in can_grow(
+        dataclasses.replace(have, installer="pip"), installer, ["a@1", "b@2"]
+    )
+    assert "older layout" in can_grow(dataclasses.replace(have, format="1"), installer, ["b"])
+    assert "older layout" in can_grow(None, installer, ["a@1", "b@2"])
+    deep = dataclasses.replace(have, depth=MAX_DEPS_DEPTH)
+    assert "already sits on" in can_grow(deep, installer, ["a@1", "b@2"])
+
+
+def test_a_grow_step_is_keyed_as_an_incremental_one(tmp_path: Path) -> None:
+    """The grown deps layer has the key and labels a build on the engine gives the same
+    wheels: a later build finds it either way."""
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+    installer = Installer("pip")
+    parent = deps_labels(cfg, BASE, "k0", installer, wheel_ids(WHEELS[:1]), 2)
+    grown = plan_grow(cfg, BASE, PKEY, WHEELS, installer, parent)
+    assert grown.key == plan_deps(cfg, BASE, PKEY, WHEELS, installer).key
+    labels = DepsLabels.from_labels(grown.step.commit.labels if grown.step.commit else {})
+    assert labels is not None and labels.depth == 3
+    assert APP_ROOT in grown.step.tmpfs and grown.step.network == "none"
