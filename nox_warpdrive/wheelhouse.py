@@ -411,6 +411,13 @@ def builder_failure(
             "check the name and version in the requirements; a private package needs "
             "its index (PIP_INDEX_URL / PIP_EXTRA_INDEX_URL on the host reach the builder)",
         ),
+        "network": (
+            f"the build container cannot reach the package index{last}",
+            "give build containers a way out (an engine whose bridge has no route out: "
+            '`network = "host"` in [tool.warpdrive]), check the proxy and PIP_INDEX_URL, '
+            "or build offline from wheels you have: `--no-index` with `wheelhouse-image` "
+            "or after `nox -s wheelhouse -- --import DIR`",
+        ),
         "download": (
             f"downloading{what or ' packages'} failed{last}",
             "check the network, the proxy and PIP_INDEX_URL (the host's CA bundle is "

@@ -1732,6 +1732,44 @@ def build_env(plan, staging):
     return env, base_args
 
 
+#: how long the index (or its proxy) may take to accept a connection before a run that
+#: needs it gives up: pip and uv would otherwise retry for minutes
+REACH_TIMEOUT = 10
+
+
+def unreachable(env, timeout=REACH_TIMEOUT):
+    """Why this container cannot open a connection to the package index (or to the proxy
+    the environment names for it), in one line; None when it can. Without this, a build
+    container with no route out (an engine's bridge with no way out, a firewall) spends
+    minutes in pip's and uv's retries before saying anything."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    index = env.get("PIP_INDEX_URL") or pip_config_index() or "https://pypi.org/simple/"
+    parts = urllib.parse.urlsplit(index)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None  # a file:// index, or one this check cannot read: let pip say
+    target = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    proxies = {k.lower()[:-6]: v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    proxy = proxies.get(parts.scheme)
+    via = ""
+    if proxy and not urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        found = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        if found.hostname:
+            target, via = (found.hostname, found.port or 80), " (its proxy)"
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as exc:
+        return "cannot connect to %s:%d%s from the build container: %s" % (
+            target[0],
+            target[1],
+            via,
+            exc.strerror or exc.__class__.__name__,
+        )
+    return None
+
+
 def run(plan, ctx):
     """One run after the volume was checked: resolve, fetch and build, publish, record."""
     found_pip = []
@@ -1743,6 +1781,10 @@ def run(plan, ctx):
         return found_pip[0]
 
     env, base_args = build_env(plan, ctx["staging"])
+    why = None if plan.get("no_index") else unreachable(env)
+    if why:
+        log("nothing was recorded")
+        return report_failure("network", 1, [why])
     installer = plan.get("installer", "auto")
     uv = None
     if installer in ("auto", "uv"):

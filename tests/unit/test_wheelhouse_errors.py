@@ -4,12 +4,13 @@ cause; credentials never appear in them."""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
 from nox_warpdrive.buildenv import build_secrets
 from nox_warpdrive.errors import BuildError
-from nox_warpdrive.runtime.build_wheels import FAILURE_PREFIX
+from nox_warpdrive.runtime.build_wheels import FAILURE_PREFIX, unreachable
 from nox_warpdrive.wheelhouse import _failure, builder_failure
 
 SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/simple"})
@@ -21,6 +22,7 @@ SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/sim
         ("compile", "cext==1.0", "compiling cext==1.0 failed", "-dev headers"),
         ("resolve", "nosuch", "no version of nosuch", "PIP_INDEX_URL"),
         ("download", None, "downloading packages failed", "proxy"),
+        ("network", None, "cannot reach the package index", 'network = "host"'),
         ("disk", None, "ran out of disk space", "docker system df"),
         ("internal", None, "builder failed", "bug"),
     ],
@@ -65,3 +67,33 @@ def test_the_last_failure_line_is_read() -> None:
     ]
     assert _failure(lines) == {"stage": "compile"}
     assert _failure(["noise", FAILURE_PREFIX + "{not json"]) == {}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_unreachable_index_is_said_at_once() -> None:
+    """The builder tries one connection to the index (or its proxy) before pip and uv
+    would retry for minutes: refused, it says where, in one line; a listening one, or
+    a proxy bypassed, or a file:// index, passes."""
+    port = closed_port()
+    env = {"PIP_INDEX_URL": f"http://127.0.0.1:{port}/simple/"}
+    why = unreachable(env, timeout=2)
+    assert why is not None and f"127.0.0.1:{port} from the build container" in why
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        open_port = listening.getsockname()[1]
+        assert unreachable({"PIP_INDEX_URL": f"http://127.0.0.1:{open_port}/"}) is None
+        # through a proxy that is down: the proxy is what is named
+        proxied = {
+            "PIP_INDEX_URL": f"https://127.0.0.1:{open_port}/simple/",
+            "HTTPS_PROXY": f"http://127.0.0.1:{port}",
+        }
+        why = unreachable(proxied, timeout=2)
+        assert why is not None and "(its proxy)" in why
+        assert unreachable({**proxied, "NO_PROXY": "127.0.0.1"}, timeout=2) is None
+    assert unreachable({"PIP_INDEX_URL": "file:///wheels/simple"}) is None
