@@ -120,8 +120,9 @@ no host cache, and runs the whole pipeline, pushes included: `code change` edits
 `{facts["code_file"]}`, `one package added` appends `{facts["package"]}` to
 requirements.txt. nox-warpdrive: `nox -s image -- --cache-from I --push-only` with
 `wheelhouse-image = "W"` (built in the registry, nothing pulled, when only the app
-layers change; else built here and pushed: the wheelhouse is seeded from W only when the
-build needs wheels, and the wheels it adds are pushed there); the peer:
+layers change or packages were only added: then the wheelhouse is seeded from W, the
+added wheels become one layer on the cache's deps layers, and the wheels it adds are
+pushed to W; else built here and pushed); the peer:
 `bench/peers/buildkit-cache.Dockerfile`,
 `DOCKER_BUILDKIT=1 docker build --cache-from P --build-arg BUILDKIT_INLINE_CACHE=1 -t P`
 (Debian's docker client, the engine's built-in BuildKit), then `docker push P`. Wall

@@ -339,7 +339,7 @@ class Registry:
         """Meet a 401's challenge: Basic credentials, or a token from the realm."""
         scheme, params = _challenge(r.headers.get("WWW-Authenticate") or "")
         if scheme == "basic":
-            if self._login is None or self._basic:
+            if self._login is None or self._basic or self._login[0] == TOKEN_USER:
                 raise self._refused(r)
             self._basic = True
             return
@@ -351,25 +351,9 @@ class Registry:
 
     def _token(self, params: Mapping[str, str], scope: str) -> str:
         realm = urllib.parse.urlsplit(params["realm"])
-        query: list[tuple[str, str]] = []
-        if params.get("service"):
-            query.append(("service", params["service"]))
-        for s in (scope or params.get("scope", "")).split():
-            query.append(("scope", s))
-        where = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
-        if realm.query:
-            where += "&" + realm.query
-        headers: dict[str, str] = {}
+        method, where, headers, form = self._token_request(realm, params, scope)
         secure = realm.scheme == "https"
-        if self._login is not None:
-            if not secure and host_of(realm.netloc) not in LOOPBACK:
-                raise RegistryError(
-                    f"{self.registry} asks for credentials to be sent to a token server "
-                    f"over plain HTTP ({realm.scheme}://{realm.netloc}); refused",
-                    fix=f"check the address of {self.registry} and its auth configuration",
-                )
-            headers["Authorization"] = "Basic " + _basic(self._login)
-        r = self._send("GET", realm.netloc, secure, where, headers, None, 1 << 20)
+        r = self._send(method, realm.netloc, secure, where, headers, form, 1 << 20)
         if r.status in (401, 403):
             raise self._refused(r)
         if r.status != 200:
@@ -388,6 +372,35 @@ class Registry:
                 fix=f"check the address of {self.registry}, then run again",
             )
         return token
+
+    def _token_request(
+        self, realm: urllib.parse.SplitResult, params: Mapping[str, str], scope: str
+    ) -> tuple[str, str, dict[str, str], bytes | None]:
+        """(method, path, headers, body) of the request for a token: a GET with the
+        service and scopes in the query (Basic credentials when there are any), or for
+        an identity token OAuth2's refresh grant, POSTed as docker posts it."""
+        headers: dict[str, str] = {}
+        path = (realm.path or "/") + (f"?{realm.query}" if realm.query else "")
+        if self._login is not None:
+            if realm.scheme != "https" and host_of(realm.netloc) not in LOOPBACK:
+                raise RegistryError(
+                    f"{self.registry} asks for credentials to be sent to a token server "
+                    f"over plain HTTP ({realm.scheme}://{realm.netloc}); refused",
+                    fix=f"check the address of {self.registry} and its auth configuration",
+                )
+            if self._login[0] == TOKEN_USER:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+                return "POST", path, headers, _refresh_form(self._login[1], params, scope)
+            headers["Authorization"] = "Basic " + _basic(self._login)
+        query: list[tuple[str, str]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        for s in (scope or params.get("scope", "")).split():
+            query.append(("scope", s))
+        where = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
+        if realm.query:
+            where += "&" + realm.query
+        return "GET", where, headers, None
 
     def _refused(self, r: _Response) -> RegistryError:
         login = f"`docker login {self.registry}`"
@@ -475,6 +488,27 @@ class _Headers(dict[str, str]):
 def _why(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return str(text)[:200]
+
+
+#: the user name of a login that is an identity token (docker-py's TOKEN_USERNAME, as
+#: credential helpers store one): its "password" is an OAuth2 refresh token
+TOKEN_USER = "<token>"
+
+#: the client id docker sends with an OAuth2 token request (a required field)
+CLIENT_ID = "registry-client"
+
+
+def _refresh_form(refresh_token: str, params: Mapping[str, str], scope: str) -> bytes:
+    """The body of an OAuth2 refresh-token grant, as docker's registry client posts it
+    to the realm for a login that is an identity token."""
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": CLIENT_ID,
+        "service": params.get("service", ""),
+        "scope": " ".join((scope or params.get("scope", "")).split()),
+    }
+    return urllib.parse.urlencode(form).encode()
 
 
 def _basic(login: tuple[str, str]) -> str:

@@ -44,6 +44,7 @@ from ..owner import (
     temp_name,
 )
 from ..plan import EXPORT_READY, SECRETS_DIR, VOLUME_DIR, CommitSpec, Step
+from ..registry_api import TOKEN_USER
 from ..tars import tar_files
 from .base import (
     OWNER_LABEL,
@@ -724,8 +725,10 @@ class _Registry(_Apps):
             return None
         fields = {str(k).lower(): v for k, v in dict(found).items()}
         user, password = fields.get("username"), fields.get("password")
+        if fields.get("identitytoken"):  # registry_api trades it for a token (OAuth2)
+            return TOKEN_USER, str(fields["identitytoken"])
         if not user or not password:
-            return None  # an identity token only: anonymous, the registry then says so
+            return None
         return str(user), str(password)
 
     def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:

@@ -40,6 +40,8 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
     manifests: ClassVar[dict[str, dict[str, tuple[str, bytes]]]] = {}
     tokens: ClassVar[set[str]] = set()
     seen: ClassVar[list[str]] = []
+    #: the forms POSTed to the token server (identity tokens)
+    forms: ClassVar[list[dict[str, str]]] = []
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -74,6 +76,17 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
         self.error_with(401, challenge)
         return False
 
+    def refresh_grant(self, form: dict[str, str]) -> None:
+        """OAuth2's refresh-token grant, as a token server answers it (docker's form)."""
+        self.forms.append(form)
+        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != PASSWORD:
+            return self.error(401, "UNAUTHORIZED")
+        if not form.get("client_id"):
+            return self.error(400, "INVALID_REQUEST")
+        token = f"tok{len(self.tokens)}"
+        self.tokens.add(token)
+        return self.reply(200, json.dumps({"access_token": token, "expires_in": 60}).encode())
+
     def error_with(self, status: int, challenge: str) -> None:
         body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
         self.reply(status, body, {"WWW-Authenticate": challenge})
@@ -86,6 +99,8 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         data = self.body()
+        if url.path == "/token" and self.command == "POST":
+            return self.refresh_grant(dict(urllib.parse.parse_qsl(data.decode())))
         if url.path == "/token":
             good = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
             if self.headers.get("Authorization") != good:
@@ -144,7 +159,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 def registry() -> Iterator[str]:
     FakeRegistry.mode, FakeRegistry.fault = "none", ""
     FakeRegistry.blobs, FakeRegistry.manifests = {}, {}
-    FakeRegistry.tokens, FakeRegistry.seen = set(), []
+    FakeRegistry.tokens, FakeRegistry.seen, FakeRegistry.forms = set(), [], []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -212,6 +227,25 @@ def test_bearer_token_flow(registry: str, tmp_path: Path) -> None:
     assert any("repository%3Awd%2Fapp%3Apull" in s and "wd%2Fother" in s for s in token_requests)
     # a token is asked for once per scope, not once per request
     assert len(token_requests) <= 4, token_requests
+
+
+def test_an_identity_token_is_traded_for_tokens(registry: str, tmp_path: Path) -> None:
+    """A login that is an identity token (docker's "<token>" user): never sent as Basic
+    credentials, traded at the realm for a token by OAuth2's refresh grant, per scope."""
+    FakeRegistry.mode = "bearer"
+    _round_trip(api.Registry(registry, (api.TOKEN_USER, PASSWORD), timeout=5), tmp_path)
+    assert FakeRegistry.forms, FakeRegistry.seen
+    assert all(f["client_id"] and f["service"] == "fake" for f in FakeRegistry.forms)
+    assert any(f["scope"] == "repository:wd/app:pull,push" for f in FakeRegistry.forms)
+    assert not any("Basic" in line or PASSWORD in line for line in FakeRegistry.seen)
+    # a wrong one is refused with the fix, and never shown
+    with pytest.raises(WarpdriveError) as info:
+        api.Registry(registry, (api.TOKEN_USER, "wrong"), timeout=5).manifest("wd/app", "x")
+    assert "refused the credentials" in info.value.message and "wrong" not in str(info.value)
+    # a registry that only knows Basic cannot take an identity token
+    FakeRegistry.mode = "basic"
+    with pytest.raises(WarpdriveError):
+        api.Registry(registry, (api.TOKEN_USER, PASSWORD), timeout=5).manifest("wd/app", "x")
 
 
 def _no_secret(exc: WarpdriveError) -> None:

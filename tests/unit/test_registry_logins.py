@@ -25,6 +25,7 @@ from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import DockerEngine, ImageInfo, connect
 from nox_warpdrive.engine.dockerpy import registry_of
 from nox_warpdrive.errors import EngineError
+from nox_warpdrive.registry_api import TOKEN_USER
 
 REGISTRY = "127.0.0.1:5999"
 REF = f"{REGISTRY}/team/app:latest"
@@ -295,6 +296,9 @@ def test_registry_login_reads_auths_and_helpers(
     install_helper(tmp_path, monkeypatch)
     config("helper", {"credsStore": "wdunit"})
     assert engine.registry_login(REGISTRY) == ("helper-user", CANARY)
+    # `docker login` to a registry with an OAuth2 token server stores an identity token
+    config("identity", {"auths": {REGISTRY: {"auth": "", "identitytoken": CANARY}}})
+    assert engine.registry_login(REGISTRY) == (TOKEN_USER, CANARY)
     config("missing", {"credHelpers": {REGISTRY: "wd-none"}})
     with pytest.raises(EngineError) as info:
         engine.registry_login(REGISTRY)
