@@ -1746,6 +1746,8 @@ def unreachable(env, timeout=REACH_TIMEOUT):
     import urllib.parse
     import urllib.request
 
+    if env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
+        return None  # pip is told to use no index: find-links only
     index = env.get("PIP_INDEX_URL") or pip_config_index() or "https://pypi.org/simple/"
     parts = urllib.parse.urlsplit(index)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -97,3 +97,4 @@ def test_an_unreachable_index_is_said_at_once() -> None:
         assert why is not None and "(its proxy)" in why
         assert unreachable({**proxied, "NO_PROXY": "127.0.0.1"}, timeout=2) is None
     assert unreachable({"PIP_INDEX_URL": "file:///wheels/simple"}) is None
+    assert unreachable({**env, "PIP_NO_INDEX": "1"}) is None
