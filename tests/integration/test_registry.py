@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -159,6 +160,26 @@ def test_a_missing_or_unreachable_cache_is_a_cold_build(
         assert f"cannot pull the cache {closed}" in text, text
         with client_for(runner) as client:
             assert client.images.get(app.image).labels["org.opencontainers.image.title"]
+    finally:
+        cleanup_runner(runner, app)
+
+
+def test_a_build_container_with_no_way_out_fails_at_once(
+    make_app: Any, index: Index, runner: str
+) -> None:
+    """On the runner's own bridge (not the host network the other tests use) the index
+    on the host's loopback cannot be reached: one connection tried, then the network
+    cause and its fix, instead of minutes of pip's and uv's retries."""
+    app: App = make_app(["wd-pure-demo"])
+    config = app.root / "pyproject.toml"
+    config.write_text(config.read_text().replace('network = "host"\n', ""))
+    try:
+        started = time.monotonic()
+        code, text = nox_on(app, runner, index, "-s", "wheelhouse")
+        took = time.monotonic() - started
+        assert code != 0 and "cannot reach the package index" in text, text
+        assert 'network = "host"' in text and "Traceback" not in text, text
+        assert took < 90, (took, text)
     finally:
         cleanup_runner(runner, app)
 
