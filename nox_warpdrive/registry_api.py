@@ -351,7 +351,9 @@ class Registry:
 
     def _token(self, params: Mapping[str, str], scope: str) -> str:
         realm = urllib.parse.urlsplit(params["realm"])
-        method, where, headers, form = self._token_request(realm, params, scope)
+        method, where, headers, form = _token_request(
+            self.registry, self._login, realm, params, scope
+        )
         secure = realm.scheme == "https"
         r = self._send(method, realm.netloc, secure, where, headers, form, 1 << 20)
         if r.status in (401, 403):
@@ -372,35 +374,6 @@ class Registry:
                 fix=f"check the address of {self.registry}, then run again",
             )
         return token
-
-    def _token_request(
-        self, realm: urllib.parse.SplitResult, params: Mapping[str, str], scope: str
-    ) -> tuple[str, str, dict[str, str], bytes | None]:
-        """(method, path, headers, body) of the request for a token: a GET with the
-        service and scopes in the query (Basic credentials when there are any), or for
-        an identity token OAuth2's refresh grant, POSTed as docker posts it."""
-        headers: dict[str, str] = {}
-        path = (realm.path or "/") + (f"?{realm.query}" if realm.query else "")
-        if self._login is not None:
-            if realm.scheme != "https" and host_of(realm.netloc) not in LOOPBACK:
-                raise RegistryError(
-                    f"{self.registry} asks for credentials to be sent to a token server "
-                    f"over plain HTTP ({realm.scheme}://{realm.netloc}); refused",
-                    fix=f"check the address of {self.registry} and its auth configuration",
-                )
-            if self._login[0] == TOKEN_USER:
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-                return "POST", path, headers, _refresh_form(self._login[1], params, scope)
-            headers["Authorization"] = "Basic " + _basic(self._login)
-        query: list[tuple[str, str]] = []
-        if params.get("service"):
-            query.append(("service", params["service"]))
-        for s in (scope or params.get("scope", "")).split():
-            query.append(("scope", s))
-        where = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
-        if realm.query:
-            where += "&" + realm.query
-        return "GET", where, headers, None
 
     def _refused(self, r: _Response) -> RegistryError:
         login = f"`docker login {self.registry}`"
@@ -488,6 +461,40 @@ class _Headers(dict[str, str]):
 def _why(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return str(text)[:200]
+
+
+def _token_request(
+    registry: str,
+    login: tuple[str, str] | None,
+    realm: urllib.parse.SplitResult,
+    params: Mapping[str, str],
+    scope: str,
+) -> tuple[str, str, dict[str, str], bytes | None]:
+    """(method, path, headers, body) of the request for a token: a GET with the service
+    and scopes in the query (Basic credentials when there are any), or for an identity
+    token OAuth2's refresh grant, POSTed as docker posts it."""
+    headers: dict[str, str] = {}
+    path = (realm.path or "/") + (f"?{realm.query}" if realm.query else "")
+    if login is not None:
+        if realm.scheme != "https" and host_of(realm.netloc) not in LOOPBACK:
+            raise RegistryError(
+                f"{registry} asks for credentials to be sent to a token server over plain "
+                f"HTTP ({realm.scheme}://{realm.netloc}); refused",
+                fix=f"check the address of {registry} and its auth configuration",
+            )
+        if login[0] == TOKEN_USER:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            return "POST", path, headers, _refresh_form(login[1], params, scope)
+        headers["Authorization"] = "Basic " + _basic(login)
+    query: list[tuple[str, str]] = []
+    if params.get("service"):
+        query.append(("service", params["service"]))
+    for s in (scope or params.get("scope", "")).split():
+        query.append(("scope", s))
+    where = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
+    if realm.query:
+        where += "&" + realm.query
+    return "GET", where, headers, None
 
 
 #: the user name of a login that is an identity token (docker-py's TOKEN_USERNAME, as

@@ -514,14 +514,7 @@ def build(
             for i, plan in enumerate(plans)
         ]
         layers, upload = blob_plan([*extra, *made], blobs)
-        rows = [
-            [plan.role, layer.diff_id if plan.role == STATIC else plan.key, layer.diff_id]
-            for plan, layer in zip(plans, layers[len(extra) :], strict=True)
-        ]
-        labels = {**spec.labels, LAYERS_LABEL: json.dumps(rows, separators=(",", ":"))}
-        if static_diff:
-            labels[STATIC_LAYER_LABEL] = static_diff
-        spec = dataclasses.replace(spec, labels=labels)
+        spec = _layer_labels(spec, plans, layers[len(extra) :], static_diff)
         below_desc = [blobs[d] for d in below]
         _ensure_blobs(
             client,
@@ -547,6 +540,21 @@ def build(
     return Pushed(
         str(target), digest, config_digest, False, len(upload), sent, reused, size, len(all_desc)
     )
+
+
+def _layer_labels(
+    spec: CommitSpec, plans: Sequence[LayerPlan], layers: Sequence[Layer], static_diff: str
+) -> CommitSpec:
+    """``spec`` with the labels that name the app layers (source_layers' rows) and the
+    static layer's diff ID."""
+    rows = [
+        [plan.role, layer.diff_id if plan.role == STATIC else plan.key, layer.diff_id]
+        for plan, layer in zip(plans, layers, strict=True)
+    ]
+    labels = {**spec.labels, LAYERS_LABEL: json.dumps(rows, separators=(",", ":"))}
+    if static_diff:
+        labels[STATIC_LAYER_LABEL] = static_diff
+    return dataclasses.replace(spec, labels=labels)
 
 
 def _upload(client: api.Registry, target: api.Ref, upload: Sequence[Layer], out: Output) -> int:
