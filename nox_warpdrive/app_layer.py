@@ -168,31 +168,63 @@ BUILD_HOOK = ".warpdrive/action_hooks/build"
 
 @dataclass(frozen=True)
 class Source:
-    """The app source as it will be archived: what is in it, its members in the app
-    layers, its digest (the build key's: contents, kinds, modes, links; not mtimes) and
-    what to tell the user."""
+    """The app source as it will be archived: its members in the app layers, its digest
+    (the build key's: contents, kinds, modes, links; not mtimes) and what to tell the
+    user."""
 
     root: Path
-    entries: tuple[Entry, ...]
     digest: str
     notices: tuple[str, ...]
     members: SourceTree = field(default_factory=lambda: SourceTree({}, [], 0, ""))
 
+    @property
+    def files(self) -> int:
+        """How many paths are archived (directories and links too)."""
+        return len(self.members.tree)
+
+    def entries(self) -> list[Entry]:
+        """Every archived path, in tree order, as its member says (a mode made from
+        the executable bit): the walk made entries only for the directories that
+        changed since the last build."""
+        cut = len(APP_SRC)
+        found = [_entry_of(name[cut:], line) for name, line in self.members.tree.items()]
+        return sorted(found, key=lambda e: e.relpath.split("/"))
+
+
+def _entry_of(relpath: str, line: str) -> Entry:
+    kind, mode, _, _, _, digest, size = line.split("\0")
+    if kind == "file":
+        return Entry(relpath, "file", 0o755 if mode == "775" else 0o644, int(size))
+    if kind == "dir":
+        return Entry(relpath, "dir", 0o755, 0)
+    return Entry(relpath, "symlink", 0o777, 0, digest)
+
+
+def _large_files(members: SourceTree) -> list[Entry]:
+    """The files too big to go into an image unremarked (context.large_files)."""
+    cut = len(APP_SRC)
+    return [_entry_of(name[cut:], members.tree[name]) for name in members.large]
+
 
 def read_source(root: Path) -> Source:
-    """One stat pass over the tree; only the files that changed since the last build
-    (source_index.py) are read, to hash them."""
+    """One stat pass over the tree; only the directories that changed since the last
+    build (source_index.py) are looked at file by file, and only their files that
+    changed are read, to hash them."""
     rules = load_ignore_rules(root)
+    where = (APP_SRC[1:], source_date_epoch())
     with paused_gc():  # a few objects per file, none in a cycle
-        walked = walk_tree(root, rules)
+        old = source_index.load(root, where, rules)
+        walked = walk_tree(root, rules, {name: d.signature for name, d in old.items()})
         members = source_index.source_tree(
             root,
             walked,
-            (APP_SRC[1:], source_date_epoch()),
+            where,
             lambda entry: file_sha256(root, entry.relpath, entry.size),
+            rules,
+            old,
         )
-        notices = source_notices(root, rules, walked.entries, walked.dotenv)
-    return Source(root, tuple(walked.entries), members.digest, notices, members)
+        notices = source_notices(root, rules, _large_files(members), walked.dotenv)
+    return Source(root, members.digest, notices, members)
 
 
 def source_tree(source: Source, launcher: bytes, static_lib: bytes, start_json: bytes) -> AppTree:
@@ -272,7 +304,7 @@ def plan_app(
     return AppPlan(
         build_key=build_key,
         app=app,
-        files=len(source.entries),
+        files=source.files,
         commit=app_commit(cfg, base, pkey, app, facts, source_label),
         collectstatic=collectstatic,
         static_key=static_key,
@@ -290,7 +322,7 @@ def static_key_for(cfg: Config, base: ImageInfo, app: App, source: Source) -> st
     static inputs of the source (not views, models, requirement files), each by its
     member line in the app layers (kind, mode, owner, mtime, sha256, size, link target):
     known from the source index, so nothing is read or hashed again, file by file."""
-    inputs = static_inputs(source.entries, app, not_static_inputs(cfg))
+    inputs = static_inputs(source.entries(), app, not_static_inputs(cfg))
     tree, src = source.members.tree, APP_SRC[1:] + "/"
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in inputs])
     return key_digest("static 2", base.id, runtime.read("assemble.py"), records)
@@ -347,7 +379,8 @@ def source_notices(
     root: Path, rules: IgnoreRules, entries: list[Entry], dotenv: list[str] | None = None
 ) -> tuple[str, ...]:
     """Lines to show about the source: secrets-looking files left out, very large files
-    put in (``dotenv``: the dotenv files the walk saw)."""
+    put in (``entries``: the archived files, or any that include the large ones;
+    ``dotenv``: the dotenv files the walk saw)."""
     lines = [
         f"warpdrive: left out {p} (a secrets-looking file; `!{p}` in .dockerignore puts it "
         "in the image)"

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import hashlib
 import io
+import itertools
+import marshal
 import operator
 import os
 import posixpath
@@ -114,22 +117,26 @@ class Entry(NamedTuple):
 @dataclass(frozen=True)
 class Walked:
     """What one walk of the tree found: the entries (:func:`collect`); per directory
-    (``""``: the root), in tree order of the directories, the entries right in it and
-    their signatures; and the dotenv files it saw in the directories it listed (for
+    (``""``: the root), in tree order of the directories, its signature and the entries
+    right in it; and the dotenv files it saw in the directories it listed (for
     :func:`secret_files_left_out`, which would otherwise list them all again).
 
-    A signature says everything about an entry that the app layers hold, but a file's
-    bytes: name, kind, executable bit, link target, and for a file its size, mtime,
-    ctime (whole seconds), inode and device. A directory whose signatures are what they
-    were at the last build holds the same files (source_index.py): what was made from
-    them is not made again."""
+    A directory's signature (:func:`directory_key`) is its names and their lstat but
+    the access time: everything about its entries that the app layers hold, but a
+    file's bytes (a file's executable bit, size, mtime and ctime in whole seconds,
+    inode and device; a link's target has its own inode). A directory whose signature
+    is what it was at the last build holds the same files (source_index.py): what was
+    made from them is not made again. A walk told those signatures (``known``) makes no
+    entries for the files of such a directory: it has no ``children``, and only its
+    subdirectories are in ``entries``."""
 
     entries: list[Entry]
     children: dict[str, list[Entry]]
-    signatures: dict[str, list[str]]
+    signatures: dict[str, bytes]
     dotenv: list[str]
-    #: the newest ctime (whole seconds) of the files: the filesystem's clock had
-    #: reached it (source_index.py: racily clean files, even with a skewed clock)
+    #: the newest ctime (whole seconds) of the files it made entries for: the
+    #: filesystem's clock had reached it (source_index.py: racily clean files, even
+    #: with a skewed clock)
     newest: list[int] = dataclasses.field(default_factory=lambda: [0])
 
 
@@ -225,17 +232,36 @@ def _check_symlink(root: Path, relpath: str, target: str) -> None:
         )
 
 
-_NAME = operator.attrgetter("name")
-
 #: makes an Entry from a tuple of its fields without the named tuple's Python-level
 #: ``__new__`` (the walk makes one per file)
 _entry = tuple.__new__
 
+#: what a file's signature keeps of its lstat: all but the access time (mode, inode,
+#: device, links, owner, group, size, mtime and ctime in whole seconds)
+_SIGNATURE = operator.itemgetter(0, 1, 2, 3, 4, 5, 6, 8, 9)
+_MODE = operator.itemgetter(0)
 
-def _scan(directory: Path, relpath: str) -> list[os.DirEntry[str]]:
+#: stat calls relative to an open directory (no path lookup a file), where the OS has them
+_DIR_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
+_OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _listing(directory: Path, relpath: str) -> tuple[list[str], list[os.stat_result]]:
+    """The names in a directory, in name order, and their lstat results (a name deleted
+    since the listing is left out). The stat calls run in one ``map``: no Python frame
+    a file."""
     try:
-        with os.scandir(directory) as it:
-            return sorted(it, key=_NAME)
+        if not _DIR_FD:
+            names = sorted(os.listdir(directory))
+            return _stat_all(names, os.lstat, [os.path.join(directory, n) for n in names])
+        fd = os.open(directory, _OPEN_DIR)
+        try:
+            names = os.listdir(fd)
+            names.sort()
+            lstat = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+            return _stat_all(names, lstat, names)
+        finally:
+            os.close(fd)
     except OSError as exc:
         shown = relpath or "."
         raise ContextError(
@@ -244,13 +270,44 @@ def _scan(directory: Path, relpath: str) -> list[os.DirEntry[str]]:
         ) from None
 
 
+def _stat_all(
+    names: list[str], lstat: Callable[[str], os.stat_result], args: list[str]
+) -> tuple[list[str], list[os.stat_result]]:
+    try:
+        return names, list(map(lstat, args))
+    except FileNotFoundError:  # one was deleted since the listing: one by one
+        kept: list[tuple[str, os.stat_result]] = []
+        for name, arg in zip(names, args, strict=True):
+            with contextlib.suppress(FileNotFoundError):
+                kept.append((name, lstat(arg)))
+        return [n for n, _ in kept], [st for _, st in kept]
+
+
+def directory_key(names: list[str], stats: list[os.stat_result]) -> bytes:
+    """A directory's signature: its names and each one's lstat but the access time,
+    marshalled (version 2: the same values give the same bytes, and back the same
+    values)."""
+    return marshal.dumps((names, list(map(_SIGNATURE, stats))), 2)
+
+
+def file_signatures(key: bytes) -> dict[str, tuple[int, ...]]:
+    """name -> its signature, from a :func:`directory_key` ({} when it is not one)."""
+    try:
+        names, sigs = marshal.loads(key)
+        return {name: tuple(sig) for name, sig in zip(names, sigs, strict=True)}
+    except (EOFError, ValueError, TypeError):
+        return {}
+
+
 @dataclass(frozen=True)
 class _Walk:
     """One walk of a tree: its root, its rules, and the rules compiled for it.
 
     Entries are appended to one list rather than yielded through a generator per
     directory level, and the common rule lookups are inlined: a walk of tens of
-    thousands of files is on every build's path, next to one stat a file."""
+    thousands of files is on every build's path, next to one stat a file. A directory
+    whose signature is the one in ``known`` (the source index's, made with the same
+    rules) has had its files looked at already: only its subdirectories are."""
 
     root: Path
     rules: IgnoreRules
@@ -260,11 +317,66 @@ class _Walk:
     #: and those met, as (relpath, path, depth, rule bits)
     later: frozenset[str] = frozenset()
     deferred: list[tuple[str, str, int, int]] = dataclasses.field(default_factory=list)
+    #: directory -> its signature when its files were last looked at (source_index.py)
+    known: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
     def walk(self, directory: Path, relpath: str, depth: int, bits: int) -> None:
         """Add the entries below ``directory`` (``relpath``, ``depth`` components from the
         root; ``bits``: the rules that match it or a parent) to what was found."""
-        add_entry, add_mine, add_signature = self._lists(relpath)
+        names, stats = _listing(directory, relpath)
+        key = directory_key(names, stats)
+        self.found.signatures[relpath] = key
+        modes = list(map(_MODE, stats))
+        if (
+            self.known.get(relpath) == key
+            and stat.S_IFLNK not in set(map(stat.S_IFMT, modes))
+            and not (bits and self.compiled.decides(bits))
+        ):
+            # the same names and files as when the index was made: only the directories.
+            # Not with links (where they lead depends on other links: checked on every
+            # walk), nor in an excluded directory (kept only for what it re-includes)
+            self._unchanged(directory, names, stats, modes, (relpath, depth, bits))
+        else:
+            self._entries(directory, names, stats, (relpath, depth, bits))
+
+    def _unchanged(
+        self,
+        directory: Path,
+        names: list[str],
+        stats: list[os.stat_result],
+        modes: list[int],
+        where: tuple[str, int, int],
+    ) -> None:
+        """A directory known unchanged: its subdirectories walked, its dotenv files
+        noted, nothing made a file."""
+        relpath, depth, bits = where
+        prefix = relpath + "/" if relpath else ""
+        depth += 1
+        direct, decides = self.compiled.direct, self.compiled.decides
+        dirs = itertools.compress(zip(names, stats, strict=True), map(stat.S_ISDIR, modes))
+        for name, st in dirs:
+            child = prefix + name
+            child_bits = bits | direct(child, name, depth)
+            excluded = child_bits != 0 and decides(child_bits)
+            path = os.path.join(directory, name)
+            self._directory(path, child, (depth, child_bits), excluded, st[0] & 0o7777)
+        if "\0.env" in "\0" + "\0".join(names):
+            dotenv = self.found.dotenv
+            for name, mode in zip(names, modes, strict=True):
+                if _is_dotenv_name(name) and not stat.S_ISDIR(mode):
+                    dotenv.append(prefix + name)
+
+    def _entries(
+        self,
+        directory: Path,
+        names: list[str],
+        stats: list[os.stat_result],
+        where: tuple[str, int, int],
+    ) -> None:
+        """A directory's entries, one by one (the rules, the checks, an Entry each)."""
+        relpath, depth, bits = where
+        add_entry = self.found.entries.append
+        add_mine = self.found.children.setdefault(relpath, []).append
         compiled = self.compiled
         by_name, by_path = compiled.by_name.get, compiled.by_path.get
         depth += 1
@@ -273,13 +385,8 @@ class _Walk:
         slow = compiled.slow_bits if compiled.has_slow(depth) else None
         prefix = relpath + "/" if relpath else ""
         newest: float = 0  # a stat result's index 9 is whole seconds (an int)
-        for dirent in _scan(directory, relpath):
-            name = dirent.name
+        for name, st in zip(names, stats, strict=True):
             child = prefix + name
-            try:
-                st = dirent.stat(follow_symlinks=False)
-            except FileNotFoundError:  # deleted since the directory was listed
-                continue
             # a stat result read by index: (mode, ino, dev, ..., size, atime, mtime, ctime)
             st_mode = st[0]
             kind = _KINDS.get(st_mode & _IFMT)
@@ -295,7 +402,8 @@ class _Walk:
             excluded = child_bits != 0 and compiled.decides(child_bits)
             mode = st_mode & 0o7777
             if kind == "dir":
-                self._directory(dirent, child, (depth, child_bits), excluded, mode)
+                path = os.path.join(directory, name)
+                self._directory(path, child, (depth, child_bits), excluded, mode)
                 continue
             if name.startswith(".env") and _is_dotenv_name(name):
                 self.found.dotenv.append(child)
@@ -309,26 +417,12 @@ class _Walk:
                 entry = _entry(Entry, (child, "file", mode, st[6], None))
                 if st[9] > newest:
                     newest = st[9]
-                # size, mtime, ctime (whole seconds), inode, device
-                add_signature(
-                    f"{name}\0{'x' if mode & 0o100 else '-'}{st[6]}:{st[8]}:{st[9]}:{st[1]}:{st[2]}"
-                )
             else:
-                entry = self._symlink(dirent.path, child, mode)
-                add_signature(f"{name}\0l{entry.target}")
+                entry = self._symlink(os.path.join(directory, name), child, mode)
             add_entry(entry)
             add_mine(entry)
         if newest > self.found.newest[0]:
             self.found.newest[0] = int(newest)
-
-    def _lists(
-        self, relpath: str
-    ) -> tuple[Callable[[Entry], None], Callable[[Entry], None], Callable[[str], None]]:
-        """Where the walk of the directory ``relpath`` adds what it finds: to all the
-        entries, to the directory's own, and its entries' signatures."""
-        mine = self.found.children[relpath] = []
-        signatures = self.found.signatures[relpath] = []
-        return self.found.entries.append, mine.append, signatures.append
 
     def _symlink(self, path: str, child: str, mode: int) -> Entry:
         target = os.readlink(path)
@@ -337,7 +431,7 @@ class _Walk:
 
     def _directory(
         self,
-        dirent: os.DirEntry[str],
+        path: str,
         child: str,
         where: tuple[int, int],
         excluded: bool,
@@ -357,18 +451,20 @@ class _Walk:
         entry = Entry(child, "dir", mode, 0)
         at = len(found.entries)
         found.entries.append(entry)
-        found.children[parent].append(entry)
-        found.signatures[parent].append(f"{dirent.name}\0d")
+        mine = found.children.get(parent)  # none in a directory known unchanged
+        if mine is not None:
+            mine.append(entry)
         if child in self.later and not excluded:
-            self.deferred.append((child, dirent.path, depth, bits))
+            self.deferred.append((child, path, depth, bits))
             return
-        self.walk(Path(dirent.path), child, depth, bits)
+        self.walk(Path(path), child, depth, bits)
         if excluded:
             if len(found.entries) == at + 1:  # nothing re-included below it
                 found.entries.pop()
-                found.children[parent].pop()
-                found.signatures[parent].pop()
-                del found.children[child], found.signatures[child]
+                if mine is not None:
+                    mine.pop()
+                found.children.pop(child, None)
+                del found.signatures[child]
             else:
                 _check_readable(child, "dir", mode)
 
@@ -399,10 +495,12 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def walk_tree(root: Path, rules: IgnoreRules) -> Walked:
+def walk_tree(root: Path, rules: IgnoreRules, known: Mapping[str, bytes] | None = None) -> Walked:
     """:func:`collect`, with what the walk saw on the way (:class:`Walked`): the one stat
     pass a build makes over the tree. A big tree's subtrees are shared with a forked
-    child (forked.py); the result is the same as one walk's, in the same order."""
+    child (forked.py); the result is the same as one walk's, in the same order.
+    ``known``: directory -> its signature when the source index was made with these
+    rules; the files of a directory that still has it get no entries."""
     if not root.is_dir():
         raise ContextError(
             f"app source {root} is not a directory",
@@ -411,7 +509,7 @@ def walk_tree(root: Path, rules: IgnoreRules) -> Walked:
     found = Walked([], {}, {}, [])
     compiled = RuleSet.compile(rules)
     later = _split_points(root, compiled) if forked.can_fork() else frozenset()
-    walk = _Walk(root, rules, compiled, found, later)
+    walk = _Walk(root, rules, compiled, found, later, known=known or {})
     # each directory is listed in name order, parents before children: tree order
     with paused_gc():
         walk.walk(root, "", 0, 0)
@@ -467,12 +565,14 @@ def _walk_deferred(walk: _Walk) -> None:
         relpath, path, depth, bits = job
         sub = Walked([], {}, {}, [])
         try:
-            _Walk(walk.root, walk.rules, walk.compiled, sub).walk(Path(path), relpath, depth, bits)
+            sub_walk = _Walk(walk.root, walk.rules, walk.compiled, sub, known=walk.known)
+            sub_walk.walk(Path(path), relpath, depth, bits)
         except ContextError as exc:
             return _Refused(exc.message, exc.fix)
         return sub
 
-    subs = forked.share(walk.deferred, run, _encode, _decode)
+    encode = functools.partial(_encode, known=walk.known)
+    subs = forked.share(walk.deferred, run, encode, functools.partial(_decode, known=walk.known))
     found, by_dir = walk.found, {}
     for (relpath, _, _, _), sub in zip(walk.deferred, subs, strict=True):
         if isinstance(sub, _Refused):
@@ -495,23 +595,26 @@ def _walk_deferred(walk: _Walk) -> None:
         table.update(ordered)  # type: ignore[arg-type]
 
 
-def _encode(sub: Walked | _Refused) -> object:
-    """A subtree's walk as marshal takes it (plain tuples, each entry once)."""
+def _encode(sub: Walked | _Refused, known: Mapping[str, bytes]) -> object:
+    """A subtree's walk as marshal takes it (plain tuples, each entry once; None for
+    a signature that is the ``known`` one)."""
     if isinstance(sub, _Refused):
         return ("refused", sub.message, sub.fix)
     plain = {id(e): tuple(e) for e in sub.entries}
     children = {d: [plain[id(e)] for e in es] for d, es in sub.children.items()}
     entries = [plain[id(e)] for e in sub.entries]
-    return ("walked", entries, children, sub.signatures, sub.dotenv, sub.newest)
+    sigs = {d: None if known.get(d) == sig else sig for d, sig in sub.signatures.items()}
+    return ("walked", entries, children, sigs, sub.dotenv, sub.newest)
 
 
-def _decode(data: object) -> Walked | _Refused:
+def _decode(data: object, known: Mapping[str, bytes]) -> Walked | _Refused:
     parts = cast(tuple[Any, ...], data)
     if parts[0] == "refused":
         return _Refused(str(parts[1]), parts[2])
-    _, entries, children, signatures, dotenv, newest = parts
+    _, entries, children, sigs, dotenv, newest = parts
     made = {id(t): _entry(Entry, t) for t in entries}
     back = {d: [made[id(t)] for t in ts] for d, ts in children.items()}
+    signatures = {d: known[d] if sig is None else sig for d, sig in sigs.items()}
     return Walked([made[id(t)] for t in entries], back, signatures, dotenv, newest)
 
 

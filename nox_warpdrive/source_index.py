@@ -1,11 +1,12 @@
-"""The host's index of the app source, like git's: per directory, what its entries were
-at the last build (name, kind, executable bit, link target, and a file's size, mtime,
-ctime, inode and device) and what was made of them (the members of the app layers, with
-each file's sha256). A build still stats every file (the ignore rules and the security
-checks need the walk), but a directory whose entries are unchanged is not looked at
-again, file by file: its members come from the index as they are; in a directory that
-changed, only the files whose stat changed are read, to hash them. Reading tens of
-thousands of files costs seconds, and a code change changes one.
+"""The host's index of the app source, like git's: per directory, its signature at the
+last build (its names and their lstat but the access time: context.directory_key) and
+what was made of its entries (the members of the app layers, with each file's sha256).
+A build still stats every file (a file's edit changes nothing but its own stat), but a
+directory whose signature is unchanged is not looked at again, file by file: the walk
+makes nothing of its files (no rule tried, no check, no entry), and its members come
+from the index as they are; in a directory that changed, only the files whose stat
+changed are read, to hash them. Reading tens of thousands of files costs seconds, and a
+code change changes one.
 
 What the index never does is decide what goes into a layer: layers are made from the
 files' bytes (checked against these digests as they are written), and the digests only
@@ -15,13 +16,15 @@ time, never a wrong image:
 * A file changed within the timestamp granularity of when it was hashed can keep its
   size, mtime and ctime ("racily clean", as git calls it): a digest is trusted only
   when the file's mtime and ctime were at least :data:`RACY_SECONDS` older than the
-  moment it was hashed, and older than the newest ctime in the tree (the filesystem's
-  own clock, should it differ from this host's); a younger one is recorded as unknown,
-  and hashed again at the next build.
+  moment it was hashed, and older than the newest ctime the walk saw (the filesystem's
+  own clock, should it differ from this host's; the walk sees the files of the
+  directories it looks into, and a lower clock only makes more files racily clean); a
+  younger one is recorded as unknown, and hashed again at the next build.
 * The index is a cache, in the user's cache directory (``XDG_CACHE_HOME``), keyed by the
   project's real path, never in the project (where it would end up in a layer or a
   commit). A file that does not parse, does not match its own checksum, has another
-  format or names another project (or another ``SOURCE_DATE_EPOCH``) is ignored, and
+  format or names another project (or another ``SOURCE_DATE_EPOCH``, or other ignore
+  rules: the walk trusts it to say what the rules made of a directory) is ignored, and
   everything is hashed.
 * Inode and device are in the signature: a file replaced by another (a checkout, an
   editor that writes a new file and renames it) is hashed again even if size and times
@@ -43,12 +46,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .context import Entry, Walked
+from .context import LARGE_FILE_BYTES, Entry, IgnoreRules, Walked, file_signatures
 from .layers import Rec, is_asset
 from .layout import APP_UID
 
 #: the index file's format; an index of another format is ignored
-FORMAT = "nox-warpdrive source index 3"
+FORMAT = "nox-warpdrive source index 4"
 
 #: how much older than the moment it was hashed a file's mtime and ctime must be for its
 #: digest to be trusted later. Signatures keep whole seconds; any change made after the
@@ -59,7 +62,7 @@ RACY_SECONDS = 3
 #: what the signature of a directory with racily clean files starts with in the index:
 #: it never equals a walk's, so the directory is looked at again (the rest of its files
 #: from the index, those files hashed again)
-RACY = "racy\n"
+RACY = b"racy\n"
 
 #: what the tree's digest starts with (a new way of hashing makes every key new)
 _DIGEST_FORMAT = b"nox-warpdrive source tree 1\0"
@@ -71,19 +74,26 @@ def cache_dir() -> Path:
 
 
 def index_path(root: Path) -> Path:
-    """Where the index of the project at ``root`` lives (one file per project)."""
+    """Where the index of the project at ``root`` lives (one file per project and index
+    format: two versions of this tool used on one project do not undo each other's)."""
     real = os.path.realpath(root).encode("utf-8", "surrogateescape")
-    return cache_dir() / (hashlib.sha256(real).hexdigest()[:32] + ".idx")
+    return cache_dir() / (hashlib.sha256(FORMAT.encode() + b"\0" + real).hexdigest()[:32] + ".idx")
+
+
+def rules_key(rules: IgnoreRules) -> str:
+    """What the index says of the ignore rules it was made with: a walk takes a
+    directory's files from it only when the rules are those (context.walk_tree)."""
+    return hashlib.sha256(json.dumps(rules.patterns).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class Dir:
-    """What the index keeps of one directory: its entries' signatures (as the walk
-    makes them, "\\n"-joined), their names in the app layers' tree and their members'
-    lines (layers.Rec.line(), in the same order), the names of the assets among them and
-    the assets' bytes."""
+    """What the index keeps of one directory: its signature (context.directory_key;
+    :data:`RACY` first when it has racily clean files), its entries' names in the app
+    layers' tree and their members' lines (layers.Rec.line(), in the same order), the
+    names of the assets among them and the assets' bytes."""
 
-    signature: str
+    signature: bytes
     names: str
     lines: str
     assets: str
@@ -103,16 +113,25 @@ class SourceTree:
     digest: str
     #: the members by directory (layers.AppTree.dirs); None when a name has a newline
     dirs: dict[str, tuple[str, str]] | None = None
+    #: the files bigger than context.LARGE_FILE_BYTES (all assets), in tree order
+    large: list[str] = dataclasses.field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the file
 
 
-def _header(root: Path, where: tuple[str, int], body: bytes, dirs: list[list[object]]) -> bytes:
+def _header(
+    root: Path,
+    where: tuple[str, int],
+    rules: str,
+    body: bytes | memoryview,
+    dirs: list[list[object]],
+) -> bytes:
     data = {
         "format": FORMAT,
         "root": os.path.realpath(root),
         "where": list(where),
+        "rules": rules,
         "sha256": hashlib.sha256(body).hexdigest(),
         "dirs": dirs,
     }
@@ -129,47 +148,53 @@ def flush() -> None:
         _WRITING.pop().join()
 
 
-def load(root: Path, where: tuple[str, int]) -> dict[str, Dir]:
+def load(root: Path, where: tuple[str, int], rules: IgnoreRules) -> dict[str, Dir]:
     """The index of ``root`` for the members ``where`` says (the prefix of their names,
-    their mtime); {} when there is none usable (see the module doc). A header with the
-    length of every field, then the fields, concatenated: slices of one string."""
+    their mtime) and the ignore ``rules``; {} when there is none usable (see the module
+    doc). A header with the length of every field, then the fields, concatenated: slices
+    of one buffer, the signatures as bytes, the rest as text."""
     flush()
     try:
-        head, _, body = index_path(root).read_bytes().partition(b"\n")
-        header = json.loads(head)
+        data = index_path(root).read_bytes()
+        cut = data.index(b"\n") + 1
+        body = memoryview(data)[cut:]
+        header = json.loads(data[:cut])
         dirs = header["dirs"]
-        if head + b"\n" != _header(root, where, body, dirs):
+        if data[:cut] != _header(root, where, rules_key(rules), body, dirs):
             return {}
-        text = body.decode("utf-8", "surrogateescape")
         out: dict[str, Dir] = {}
         at = 0
-        for name, *lengths, asset_bytes in dirs:
+        for name, n_sig, *lengths, asset_bytes in dirs:
+            signature = bytes(body[at : at + n_sig])
+            at += n_sig
             fields = []
             for n in lengths:
-                fields.append(text[at : at + n])
+                fields.append(str(body[at : at + n], "utf-8", "surrogateescape"))
                 at += n
-            signature, names, lines, assets = fields
+            names, lines, assets = fields
             out[name] = Dir(signature, names, lines, assets, int(asset_bytes[0]), asset_bytes[1])
     except (OSError, ValueError, TypeError, KeyError):
         return {}
-    return out if at == len(text) else {}
+    return out if at == len(body) else {}
 
 
-def save(root: Path, where: tuple[str, int], dirs: Mapping[str, Dir]) -> None:
+def save(root: Path, where: tuple[str, int], rules: IgnoreRules, dirs: Mapping[str, Dir]) -> None:
     """Write the index atomically (a reader sees the old one or the new one); a cache
     that cannot be written only costs time."""
-    fields: list[str] = []
+    fields: list[bytes] = []
     rows: list[list[object]] = []
     for name, d in dirs.items():
-        parts = (d.signature, d.names, d.lines, d.assets)
+        parts = [d.signature] + [
+            p.encode("utf-8", "surrogateescape") for p in (d.names, d.lines, d.assets)
+        ]
         fields += parts
         rows.append([name, *(len(p) for p in parts), [d.asset_bytes, d.digest]])
-    body = "".join(fields).encode("utf-8", "surrogateescape")
+    body = b"".join(fields)
     path = index_path(root)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(_header(root, where, body, rows) + body)
+        tmp.write_bytes(_header(root, where, rules_key(rules), body, rows) + body)
         tmp.replace(path)
     except OSError:
         tmp.unlink(missing_ok=True)
@@ -183,23 +208,26 @@ def source_tree(
     walked: Walked,
     where: tuple[str, int],
     hash_file: Callable[[Entry], str],
+    rules: IgnoreRules,
+    old: Mapping[str, Dir] | None = None,
 ) -> SourceTree:
     """The members of the app layers that the walked source makes (``where``: the
-    prefix of their names, the mtime they get): a directory whose signatures are those
-    the index has is taken from it; in another, each file whose signature changed is
-    hashed (``hash_file``). The index is then written back when something changed."""
+    prefix of their names, the mtime they get; ``rules``: the ignore rules it was walked
+    with): a directory whose signature is the one the index (``old``, else loaded) has
+    is taken from it; in another, each file whose signature changed is hashed
+    (``hash_file``). The index is then written back when something changed."""
     # now, by the wall clock and by the filesystem's (its newest ctime): a file changed
     # within RACY_SECONDS of the first, or as late as the second, is racily clean
     clocks = (int(time.time()), walked.newest[0])
-    old = load(root, where)
+    old = load(root, where, rules) if old is None else old
     new: dict[str, Dir] = {}
     tree: dict[str, str] = {}
     assets: list[str] = []
     asset_bytes = 0
     parts: list[str] = []
     dirs: dict[str, tuple[str, str]] | None = {}
-    for directory, signatures in walked.signatures.items():
-        signature = "\n".join(signatures)
+    large: list[str] = []
+    for directory, signature in walked.signatures.items():
         found = old.get(directory)
         if found is not None and found.signature == signature:
             new[directory] = found
@@ -207,7 +235,7 @@ def source_tree(
                 tree.update(zip(found.names.split("\n"), found.lines.split("\n"), strict=True))
         else:
             names, lines, found, keep = _remake(
-                signatures, walked.children[directory], found, where, hash_file, clocks
+                signature, walked.children[directory], found, where, hash_file, clocks
             )
             tree.update(zip(names, lines, strict=True))
             if keep is not None:
@@ -220,19 +248,31 @@ def source_tree(
         if found.assets:
             assets += found.assets.split("\n")
             asset_bytes += found.asset_bytes
+            if found.asset_bytes > LARGE_FILE_BYTES:  # else none of its files is large
+                large += _large(found, LARGE_FILE_BYTES)
     if new != old:
         # written while the build goes on (most of it waits on the engine); the process
         # waits for it before it exits, and a reader sees the old index or the new one
-        writer = threading.Thread(target=save, args=(root, where, new), name="warpdrive-index")
+        writer = threading.Thread(
+            target=save, args=(root, where, rules, new), name="warpdrive-index"
+        )
         writer.start()
         _WRITING.append(writer)
     digest = hashlib.sha256(_DIGEST_FORMAT)  # of the directories' digests, in tree order
     digest.update("\n".join(parts).encode("utf-8", "surrogateescape"))
-    return SourceTree(tree, assets, asset_bytes, digest.hexdigest(), dirs)
+    large.sort(key=lambda name: name.split("/"))  # tree order
+    return SourceTree(tree, assets, asset_bytes, digest.hexdigest(), dirs, large)
+
+
+def _large(d: Dir, limit: int) -> list[str]:
+    """The names of a directory's files bigger than ``limit`` bytes."""
+    assets = set(d.assets.split("\n"))
+    lines = dict(zip(d.names.split("\n"), d.lines.split("\n"), strict=True))
+    return [n for n in lines if n in assets and int(lines[n].rpartition("\0")[2]) > limit]
 
 
 def _remake(
-    signatures: list[str],
+    signature: bytes,
     entries: list[Entry],
     before: Dir | None,
     where: tuple[str, int],
@@ -245,11 +285,11 @@ def _remake(
     racily clean files' digests unknown; None when it cannot be kept)."""
     src, epoch = where
     began, newest = clocks
-    known_sigs: dict[str, str] = {}
+    sigs = file_signatures(signature)
+    known_sigs: dict[str, tuple[int, ...]] = {}
     known_lines: dict[str, str] = {}
     if before is not None:
-        for sig in before.signature.removeprefix(RACY).split("\n"):
-            known_sigs[sig.split("\0", 1)[0]] = sig
+        known_sigs = file_signatures(before.signature.removeprefix(RACY))
         if before.names:
             known_lines = dict(zip(before.names.split("\n"), before.lines.split("\n"), strict=True))
     names: list[str] = []
@@ -257,16 +297,17 @@ def _remake(
     kept: list[str] = []
     assets: list[str] = []
     asset_bytes = 0
-    for entry, sig in zip(entries, signatures, strict=True):
+    for entry in entries:
         name = f"{src}/{entry.relpath}"
         line = kept_line = member_line(entry, epoch)
         if entry.kind == "file":
-            old = known_lines.get(name) if known_sigs.get(sig.split("\0", 1)[0]) == sig else None
+            base = entry.relpath.rpartition("/")[2]
+            sig = sigs[base]
+            old = known_lines.get(name) if known_sigs.get(base) == sig else None
             digest = kept_digest = old.split("\0")[5] if old is not None else ""
             if not digest:
                 digest = kept_digest = hash_file(entry)
-                _, mtime, ctime, _, _ = sig.rsplit("\0", 1)[1][1:].split(":")
-                changed = max(int(mtime), int(ctime))
+                changed = max(sig[-2], sig[-1])  # mtime, ctime
                 if changed + RACY_SECONDS > began or changed >= newest:
                     kept_digest = ""  # too recent to tell from a later change: again
             line = f"{line}{digest}\0{entry.size}"
@@ -277,7 +318,6 @@ def _remake(
         names.append(name)
         lines.append(line)
         kept.append(kept_line)
-    signature = "\n".join(signatures)
     text = json.dumps([names, lines]) if any("\n" in p for p in (*names, *lines)) else ""
     joined = ("\n".join(names), "\n".join(lines))
     data = (text or "\0".join(joined)).encode("utf-8", "surrogateescape")

@@ -347,13 +347,13 @@ class TestCollect:
     ) -> None:
         make_app(tmp_path)
         scanned: list[str] = []
-        real_scan: Callable[[Path, str], list[os.DirEntry[str]]] = context_module._scan
+        real_listing = context_module._listing
 
-        def spy(directory: Path, relpath: str) -> list[os.DirEntry[str]]:
+        def spy(directory: Path, relpath: str) -> tuple[list[str], list[os.stat_result]]:
             scanned.append(relpath)
-            return real_scan(directory, relpath)
+            return real_listing(directory, relpath)
 
-        monkeypatch.setattr(context_module, "_scan", spy)
+        monkeypatch.setattr(context_module, "_listing", spy)
         collect(tmp_path, load_ignore_rules(tmp_path))
         assert ".git" not in scanned
         assert ".venv" not in scanned
@@ -365,13 +365,13 @@ class TestCollect:
     ) -> None:
         make_app(tmp_path)
         scanned: list[str] = []
-        real_scan = context_module._scan
+        real_listing = context_module._listing
 
-        def spy(directory: Path, relpath: str) -> list[os.DirEntry[str]]:
+        def spy(directory: Path, relpath: str) -> tuple[list[str], list[os.stat_result]]:
             scanned.append(relpath)
-            return real_scan(directory, relpath)
+            return real_listing(directory, relpath)
 
-        monkeypatch.setattr(context_module, "_scan", spy)
+        monkeypatch.setattr(context_module, "_listing", spy)
         collect(tmp_path, load_ignore_rules(tmp_path, extra=["static", "!static/css"]))
         assert ".venv" not in scanned
         assert "static" in scanned

@@ -4,6 +4,7 @@ foreign indexes, a file replaced by another with the same size and times)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -12,20 +13,36 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive import source_index
+from nox_warpdrive import app_layer, source_index
 from nox_warpdrive.app_layer import read_source
-from nox_warpdrive.context import Entry, file_sha256, load_ignore_rules, walk_tree
+from nox_warpdrive.context import (
+    Entry,
+    IgnoreRules,
+    Walked,
+    file_sha256,
+    large_files,
+    load_ignore_rules,
+    walk_tree,
+)
 from nox_warpdrive.source_layers import app_tree, app_tree_of
 
 WHERE = ("opt/app-root/src", 1)
 
 
 def members(
-    root: Path, hashed: list[str] | None = None, later: int = 60
+    root: Path,
+    hashed: list[str] | None = None,
+    later: int = 60,
+    walks: list[Walked] | None = None,
 ) -> source_index.SourceTree:
-    """The source's members; ``later``: the filesystem's clock has moved on this many
-    seconds past the newest change (the test's files were all written in one second)."""
-    walked = walk_tree(root, load_ignore_rules(root))
+    """The source's members, the walk told the index's signatures (as a build's);
+    ``later``: the filesystem's clock has moved on this many seconds past the newest
+    change (the test's files were all written in one second); ``walks``: gets the walk."""
+    rules = load_ignore_rules(root)
+    old = source_index.load(root, WHERE, rules)
+    walked = walk_tree(root, rules, {name: d.signature for name, d in old.items()})
+    if walks is not None:
+        walks.append(walked)
     walked.newest[0] += later
 
     def hash_file(entry: Entry) -> str:
@@ -33,7 +50,7 @@ def members(
             hashed.append(entry.relpath)
         return file_sha256(root, entry.relpath, entry.size)
 
-    found = source_index.source_tree(root, walked, WHERE, hash_file)
+    found = source_index.source_tree(root, walked, WHERE, hash_file, rules, old)
     source_index.flush()  # the index is written while a build goes on
     return found
 
@@ -92,7 +109,8 @@ def test_a_racily_clean_file_is_hashed_again(tree: Path) -> None:
     """Changed in the same second it was hashed, with the same size and mtime: only a
     new hash tells (git's "racily clean")."""
     digests(tree)
-    assert source_index.load(tree, WHERE)[""].signature.startswith(source_index.RACY)
+    index = source_index.load(tree, WHERE, load_ignore_rules(tree))
+    assert index[""].signature.startswith(source_index.RACY)
     st = os.stat(tree / "wsgi.py")
     (tree / "wsgi.py").write_text("application = 2\n")  # the same size
     os.utime(tree / "wsgi.py", ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -139,7 +157,7 @@ def test_same_size_and_times_but_another_file_is_hashed_again(
     "damage",
     [
         lambda data: data[:-10],  # cut short
-        lambda data: data.replace(b"source index 3", b"source index 9", 1),  # a format
+        lambda data: data.replace(b"source index 4", b"source index 9", 1),  # a format
         lambda data: data[:-3] + bytes([data[-3] ^ 1]) + data[-2:],  # body changed
         lambda data: b"not an index",
         lambda data: b"",
@@ -152,7 +170,7 @@ def test_a_damaged_index_is_ignored(
     digests(tree)
     path = source_index.index_path(tree)
     path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
-    assert source_index.load(tree, WHERE) == {}
+    assert source_index.load(tree, WHERE, load_ignore_rules(tree)) == {}
     hashed: list[str] = []
     found = digests(tree, hashed)
     assert len(hashed) == 6 and found["pkg/m0.py"] == real(tree, "pkg/m0.py")
@@ -164,9 +182,10 @@ def test_another_projects_index_is_ignored(tmp_path: Path, tree: Path) -> None:
     write(other, "wsgi.py", "application = None\n")
     source_index.index_path(other).parent.mkdir(parents=True, exist_ok=True)
     source_index.index_path(other).write_bytes(source_index.index_path(tree).read_bytes())
-    assert source_index.load(other, WHERE) == {}
-    assert source_index.load(tree, WHERE) != {}
-    assert source_index.load(tree, (WHERE[0], 2)) == {}  # another SOURCE_DATE_EPOCH
+    assert source_index.load(other, WHERE, load_ignore_rules(other)) == {}
+    assert source_index.load(tree, WHERE, load_ignore_rules(tree)) != {}
+    another_epoch = (WHERE[0], 2)
+    assert source_index.load(tree, another_epoch, load_ignore_rules(tree)) == {}
 
 
 def test_the_index_lives_in_the_cache_not_in_the_project(tree: Path) -> None:
@@ -227,3 +246,82 @@ def test_the_source_digest_tracks_the_tree(tree: Path) -> None:
     assert read_source(tree).digest == first
     (tree / "pkg" / "m0.py").chmod(0o755)
     assert read_source(tree).digest != first
+
+
+def settled(tree: Path, monkeypatch: pytest.MonkeyPatch) -> source_index.SourceTree:
+    """The members once the index has every directory (nothing racily clean)."""
+    monkeypatch.setattr(time, "time", lambda: os.stat(tree / "wsgi.py").st_ctime + 60)
+    members(tree)
+    return members(tree)
+
+
+def test_a_walk_makes_nothing_of_the_files_of_an_unchanged_directory(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tree, "pkg/sub/deep.py", "X = 'deep'\n")
+    settled(tree, monkeypatch)
+    write(tree, "wsgi.py", "application = 'changed'\n")
+    walks: list[Walked] = []
+    found = members(tree, walks=walks)
+    walked = walks[0]
+    assert list(walked.children) == [""]  # the one directory that changed
+    assert [e.relpath for e in walked.entries] == ["pkg", "pkg/sub", "wsgi.py"]
+    assert list(walked.signatures) == ["", "pkg", "pkg/sub"]
+    full = walk_tree(tree, load_ignore_rules(tree))  # told nothing: every entry
+    files = {e.relpath: real(tree, e.relpath) for e in full.entries if e.kind == "file"}
+    assert app_tree_of(tree, found, {}).tree == app_tree(tree, full.entries, files, {}).tree
+
+
+@pytest.mark.parametrize("change", ["edit", "delete", "add", "chmod", "replaced"])
+def test_a_change_deep_in_a_big_tree_is_exactly_in_the_members(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    for i in range(30):
+        write(tree, f"lib/d{i:02d}/m.py", f"X = {i}\n")
+    settled(tree, monkeypatch)
+    path = tree / "lib" / "d17" / "m.py"
+    st = path.stat()
+    if change == "edit":
+        path.write_text("X = 'edited'\n")
+    elif change == "delete":
+        path.unlink()
+    elif change == "add":
+        write(tree, "lib/d17/new.py", "Y = 1\n")
+    elif change == "chmod":
+        path.chmod(0o755)
+    else:  # an editor's save: another file of the same size and times renamed over it
+        other = tree / "lib" / "d17" / "tmp"
+        other.write_text("X = 99\n")
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        other.replace(path)
+    found = members(tree, later=0).tree  # as late as the change: nothing trusted there
+    full = walk_tree(tree, load_ignore_rules(tree))
+    files = {e.relpath: real(tree, e.relpath) for e in full.entries if e.kind == "file"}
+    assert app_tree_of(tree, members(tree), {}).tree == app_tree(tree, full.entries, files, {}).tree
+    assert found == members(tree).tree
+
+
+def test_an_index_made_with_other_ignore_rules_is_ignored(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled(tree, monkeypatch)
+    assert source_index.load(tree, WHERE, load_ignore_rules(tree)) != {}
+    other = IgnoreRules((*load_ignore_rules(tree).patterns, (False, "pkg/m1.py")))
+    assert source_index.load(tree, WHERE, other) == {}
+    write(tree, ".dockerignore", "pkg/m1.py\n")
+    assert "opt/app-root/src/pkg/m1.py" not in members(tree).tree
+
+
+def test_notices_come_from_unchanged_directories_too(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tree, "pkg/.env", "SECRET=1\n")
+    monkeypatch.setattr(source_index, "LARGE_FILE_BYTES", 1000)  # "large" from 1000 bytes
+    monkeypatch.setattr(app_layer, "large_files", functools.partial(large_files, limit=1000))
+    write(tree, "pkg/big.bin", b"x" * 2000)
+    monkeypatch.setattr(time, "time", lambda: os.stat(tree / "wsgi.py").st_ctime + 60)
+    first = read_source(tree).notices
+    write(tree, "wsgi.py", "application = 'changed'\n")
+    again = read_source(tree).notices
+    assert first == again and len(again) == 2
+    assert "left out pkg/.env" in again[0] and "pkg/big.bin" in again[1]
