@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .config import named_registry
+from .engine.base import TOKEN_USER
 from .errors import RegistryError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -496,10 +497,6 @@ def _token_request(
         where += "&" + realm.query
     return "GET", where, headers, None
 
-
-#: the user name of a login that is an identity token (docker-py's TOKEN_USERNAME, as
-#: credential helpers store one): its "password" is an OAuth2 refresh token
-TOKEN_USER = "<token>"
 
 #: the client id docker sends with an OAuth2 token request (a required field)
 CLIENT_ID = "registry-client"

@@ -72,6 +72,12 @@ class RunResult:
     seconds: float
 
 
+#: the user name of a registry login that is an identity token (docker-py's
+#: TOKEN_USERNAME, as credential helpers store one): its "password" is an OAuth2 refresh
+#: token, which registry_api.py trades for tokens
+TOKEN_USER = "<token>"
+
+
 class Engine(Protocol):
     """A connected Docker engine, as builds use it. Every method raises only
     WarpdriveError (EngineError, BuildError) for anything that goes wrong."""

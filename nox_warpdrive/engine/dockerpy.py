@@ -44,11 +44,11 @@ from ..owner import (
     temp_name,
 )
 from ..plan import EXPORT_READY, SECRETS_DIR, VOLUME_DIR, CommitSpec, Step
-from ..registry_api import TOKEN_USER
 from ..tars import tar_files
 from .base import (
     OWNER_LABEL,
     START_ENGINE,
+    TOKEN_USER,
     ArchivePut,
     ArchiveRead,
     ImageInfo,
