@@ -163,32 +163,63 @@ def plan_deps(
     and exported as the layer (``export``), which writes each file to disk once; an
     incremental one installs into the parent's virtualenv and is committed."""
     installer = installer or Installer("pip")
+    have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
+    in_memory = export and parent is None
+    extra: dict[str, Any] = {"incremental": True} if parent is not None else {}
+    if in_memory:
+        extra.update(export=True, tmpdir=DEPS_SCRATCH)
+    return _deps_plan(
+        cfg,
+        (base, pkey, installer),
+        resolved,
+        have,
+        parent.depth + 1 if parent else 0,
+        parent.image.id if parent else base.id,
+        extra,
+        tmpfs=(APP_ROOT, DEPS_SCRATCH) if in_memory else (),
+        export=_exported(cfg.python) if in_memory else (),
+    )
+
+
+def deps_ref(cfg: Config, key: str) -> str:
+    """The tag of this app's deps image for ``key``."""
+    return f"warpdrive-deps/{cfg.name}:{key[:20]}"
+
+
+def _deps_plan(
+    cfg: Config,
+    target: tuple[ImageInfo, PlatformKey, Installer],
+    resolved: list[Wheel],
+    have: set[str],
+    depth: int,
+    image: str,
+    extra: Mapping[str, Any],
+    tmpfs: tuple[str, ...],
+    export: tuple[str, ...],
+) -> DepsPlan:
+    """A deps step on ``image`` that installs the resolved wheels not in ``have`` (file
+    names): keyed and labelled by all of them (``depth``: incremental layers below);
+    ``extra``: what its plan.json adds for this way of making the layer."""
+    base, pkey, installer = target
     ids = wheel_ids(resolved)
     key = deps_key(cfg, base, pkey, installer, ids)
-    have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
     files = [f for f in sorted(w.filename for w in resolved) if f not in have]
-    plan = _step_plan(cfg, pkey, resolved, installer, files)
-    if parent is not None:
-        plan["incremental"] = True
-    in_memory = export and parent is None
-    if in_memory:
-        plan.update(export=True, tmpdir=DEPS_SCRATCH)
-    depth = parent.depth + 1 if parent else 0
+    plan = {**_step_plan(cfg, pkey, resolved, installer, files), **extra}
     labels = deps_labels(cfg, base, key, installer, ids, depth)
     step = Step(
         name="deps",
-        image=parent.image.id if parent else base.id,
+        image=image,
         command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
         files=(("/tmp", _helpers(plan)),),
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
         network="none",
         user="0:0",
         commit=CommitSpec(labels=labels.to_labels(), message="nox-warpdrive deps layer"),
-        tmpfs=(APP_ROOT, DEPS_SCRATCH) if in_memory else (),
-        export=_exported(cfg.python) if in_memory else (),
+        tmpfs=tmpfs,
+        export=export,
     )
-    ref = f"warpdrive-deps/{cfg.name}:{key[:20]}"
-    return DepsPlan(key, ref, step, parent.image.id if parent else None, tuple(files))
+    parent = image if image != base.id else None
+    return DepsPlan(key, deps_ref(cfg, key), step, parent, tuple(files))
 
 
 #: where a grow step lists the paths of its layer (export @LIST)
@@ -209,27 +240,17 @@ def plan_grow(
     the added wheels adds or changes there (installing on the parent adds the same: it
     holds a subset of the wheels, none replaced, and the same skeleton). Keyed and
     labelled as ``plan_deps`` on a local parent would key and label it."""
-    ids = wheel_ids(resolved)
-    key = deps_key(cfg, base, pkey, installer, ids)
-    have = {h.rsplit("@", 1)[0] for h in parent.wheels}
-    files = [f for f in sorted(w.filename for w in resolved) if f not in have]
-    plan = _step_plan(cfg, pkey, resolved, installer, files)
-    plan.update(grow=GROW_LIST, export=True, tmpdir=DEPS_SCRATCH)
-    labels = deps_labels(cfg, base, key, installer, ids, parent.depth + 1)
-    export = (cfg.python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST)
-    step = Step(
-        name="deps",
-        image=base.id,
-        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
-        files=(("/tmp", _helpers(plan)),),
-        mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
-        network="none",
-        user="0:0",
-        commit=CommitSpec(labels=labels.to_labels(), message="nox-warpdrive deps layer"),
+    return _deps_plan(
+        cfg,
+        (base, pkey, installer),
+        resolved,
+        {h.rsplit("@", 1)[0] for h in parent.wheels},
+        parent.depth + 1,
+        base.id,
+        {"grow": GROW_LIST, "export": True, "tmpdir": DEPS_SCRATCH},
         tmpfs=(APP_ROOT, DEPS_SCRATCH),
-        export=export,
+        export=(cfg.python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST),
     )
-    return DepsPlan(key, f"warpdrive-deps/{cfg.name}:{key[:20]}", step, None, tuple(files))
 
 
 def can_grow(parent: DepsLabels | None, installer: Installer, wanted: list[str]) -> str:
@@ -459,7 +480,7 @@ def known_deps(
     requirements on this base: then the wheelhouse need not even be read (a code change
     rebuilds the app layer and nothing else)."""
     key = built_for(current.labels, cfg, base, pkey, reqs) if current is not None else ""
-    deps = engine.image(f"warpdrive-deps/{cfg.name}:{key[:20]}") if key else None
+    deps = engine.image(deps_ref(cfg, key)) if key else None
     if deps is None or deps.labels.get(DEPS_KEY_LABEL) != key:
         return None
     return deps

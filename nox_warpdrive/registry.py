@@ -16,6 +16,7 @@ from typing import Any
 
 from . import assembly
 from .config import Config
+from .deps import deps_ref
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError
 from .labels import (
@@ -83,10 +84,6 @@ def deps_layers(pulled: ImageInfo, base: ImageInfo) -> tuple[str, ...] | None:
             top = 2
     deps = layers[n : len(layers) - top]
     return deps or None
-
-
-def deps_ref(cfg: Config, key: str) -> str:
-    return f"warpdrive-deps/{cfg.name}:{key[:20]}"
 
 
 def seed_deps_image(
