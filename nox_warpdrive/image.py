@@ -301,14 +301,19 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
             b.out(line)
         pushed = registry_build.push_only(found, app, b.base, b.out)
     except RegistryError as exc:
-        b.out(f"warpdrive: warning: cannot build in the registry ({exc.message}); building here")
-        if exc.fix:
-            b.out(f"  fix: {exc.fix}")
+        _cannot_build_there(b, exc)
         return None
     if pushed is None:
         return None
     image_id = cache.info.id if pushed.up_to_date else pushed.config_digest
     return _pushed_result(b, image_id, pushed, started)
+
+
+def _cannot_build_there(b: _Build, exc: WarpdriveError) -> None:
+    """One warning, and its fix: the image is built here instead of in the registry."""
+    b.out(f"warpdrive: warning: cannot build in the registry ({exc.message}); building here")
+    if exc.fix:
+        b.out(f"  fix: {exc.fix}")
 
 
 def _pushed_result(
@@ -337,18 +342,7 @@ def _grow_in_registry(b: _Build, found: registry_build.Grow, started: float) -> 
     has to happen here instead, the wheelhouse kept for it."""
     from . import registry_build
 
-    resolved, manifest, _ = wheels_for(
-        b.cfg,
-        b.engine,
-        b.out,
-        b.target,
-        b.reqs,
-        b.no_index,
-        b.timings,
-        built=b.wheelhouse,
-        early_deps=False,  # a whole deps layer here is not what this build wants
-    )
-    b.prebuilt = (resolved, manifest)
+    resolved, manifest = _wheels_first(b)
     installer = choose_installer(b.cfg, manifest, b.pkey) if resolved else Installer("none")
     parent = DepsLabels.from_labels(found.cache.info.labels)
     why = can_grow(parent, installer, wheel_ids(resolved))
@@ -364,9 +358,7 @@ def _grow_in_registry(b: _Build, found: registry_build.Grow, started: float) -> 
     try:
         pushed = registry_build.grow(found, deps, app, b.base, b.engine, b.out)
     except (RegistryError, DamagedWheels) as exc:
-        b.out(f"warpdrive: warning: cannot build in the registry ({exc.message}); building here")
-        if exc.fix:
-            b.out(f"  fix: {exc.fix}")
+        _cannot_build_there(b, exc)
         return None
     if pushed is None:
         return None
@@ -389,22 +381,31 @@ def _pull_while_wheels(b: _Build, cache_from: str) -> None:
 
     thread = threading.Thread(target=pull, name="warpdrive-cache-pull", daemon=True)
     thread.start()
-    resolved, manifest, _ = wheels_for(
-        b.cfg,
-        b.engine,
-        b.out,
-        b.target,
-        b.reqs,
-        b.no_index,
-        b.timings,
-        built=b.wheelhouse,
-        early_deps=False,
-    )
+    _wheels_first(b)
     thread.join()
     if failed:
         raise failed[0]
     b.current = b.current or (pulled[0] if pulled else None)
-    b.prebuilt = (resolved, manifest)
+
+
+def _wheels_first(b: _Build) -> tuple[list[Wheel], Mapping[str, Any]]:
+    """The wheels and manifest for the changed requirements, built before any deps
+    layer (none early: this build's goes on the cache's), once per build: a build in the
+    registry that had to give up keeps them for the build here."""
+    if b.prebuilt is None:
+        resolved, manifest, _ = wheels_for(
+            b.cfg,
+            b.engine,
+            b.out,
+            b.target,
+            b.reqs,
+            b.no_index,
+            b.timings,
+            built=b.wheelhouse,
+            early_deps=False,
+        )
+        b.prebuilt = (resolved, manifest)
+    return b.prebuilt
 
 
 def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:
