@@ -342,14 +342,23 @@ def push_only(found: Found, app: AppPlan, base: ImageInfo, out: Output) -> Pushe
     run in a container at build time)."""
     if up_to_date(found.cache, app):
         return retag(found.client, found.cache, found.target)
-    static = static_reuse(found.cache, app)
+    static = _static_here(found.cache, app, out)
+    if static is None:
+        return None
+    created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
+    return build(found.client, found.cache, app, found.target, base, static, created, out)
+
+
+def _static_here(cache: Cache, app: AppPlan, out: Output) -> tuple[str, str] | None:
+    """static_reuse's answer, said: None (and why, in one line) when collectstatic or a
+    build hook must run, so the image is built on the engine instead."""
+    static = static_reuse(cache, app)
     if isinstance(static, str):
         out(f"warpdrive: {static}{FALLBACK}")
         return None
     if static[1]:
         out("warpdrive: static inputs unchanged; reusing the collected static files")
-    created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
-    return build(found.client, found.cache, app, found.target, base, static, created, out)
+    return static
 
 
 def grow(
@@ -359,12 +368,9 @@ def grow(
     plan_grow step: the added wheels, installed on the engine into a virtualenv of its
     own and exported, never on an image); None, and one line saying why, when something
     must run in a container at build time."""
-    static = static_reuse(found.cache, app)  # packages only added: see same_packages_or_more
-    if isinstance(static, str):
-        out(f"warpdrive: {static}{FALLBACK}")
+    static = _static_here(found.cache, app, out)  # only added: see same_packages_or_more
+    if static is None:
         return None
-    if static[1]:
-        out("warpdrive: static inputs unchanged; reusing the collected static files")
     created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
     media = found.cache.manifest.media_type
     with tempfile.TemporaryDirectory(prefix="warpdrive-deps-") as tmp:
