@@ -168,12 +168,12 @@ def volume_check(
         return Check("volume", INFO, f"{cfg.volume} does not exist yet (the first build makes it)")
     wheels = manifest.get("wheels") if isinstance(manifest.get("wheels"), dict) else {}
     sets = manifest.get("sets") if isinstance(manifest.get("sets"), dict) else {}
-    when = [
-        str(s.get("last_used") or s.get("built_at"))
-        for s in (sets or {}).values()
-        if isinstance(s, dict) and (s.get("last_used") or s.get("built_at"))
-    ]
-    last = f", last used {max(when)}" if when else ", last use not recorded"
+    last = ", last use not recorded"
+    for field, said in (("built_at", "last built"), ("last_used", "last used")):
+        when = [
+            str(s[field]) for s in (sets or {}).values() if isinstance(s, dict) and s.get(field)
+        ]
+        last = f", {said} {max(when)}" if when else last
     detail = f"{cfg.volume} ({mb(size)}): {len(wheels or {})} wheels, "
     detail += f"{len(sets or {})} requirement sets for {slug}{last}"
     return Check("volume", OK, detail)

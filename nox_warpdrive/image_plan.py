@@ -156,7 +156,7 @@ def plan_image(
         deps,
         layers,
         static,
-        installed_from(reqs),
+        installed_from(reqs, resolved_too=True),
         tuple(notes),
     )
 

@@ -71,10 +71,11 @@ def requirements_for(cfg: Config, target: PlatformKey | None = None) -> Requirem
     return dataclasses.replace(base, extra=server_extras(cfg, base.names()))
 
 
-def installed_from(reqs: RequirementSet) -> str | None:
+def installed_from(reqs: RequirementSet, resolved_too: bool = False) -> str | None:
     """The line saying what a locked set is installed from (None for requirement files,
-    which the builder resolves): the wheelhouse build and ``image -- --plan`` say it."""
-    if not reqs.locked_from:
+    which the builder resolves, unless ``resolved_too``: ``image -- --plan`` says it for
+    every set; the wheelhouse build only for a lock)."""
+    if not (reqs.locked_from or (resolved_too and reqs.source)):
         return None
     return f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}"
 
