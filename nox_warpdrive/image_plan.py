@@ -107,10 +107,15 @@ class ImagePlan:
             out.append("  image: up to date, nothing rebuilt")
             return out
         for layer in self.layers:
-            size = f"{layer.files} files, {layer.bytes / 1e6:.2f} MB"
-            out.append(f"  app layer {layer.role}: {layer.action} ({size})")
+            # the collected static files are known by their layer's diff ID only
+            size = "" if layer.role == STATIC else f" ({layer.files} files, {mb(layer.bytes)})"
+            out.append(f"  app layer {layer.role}: {layer.action}{size}")
         out.append(f"  static files: {self.static}")
         return out
+
+
+def mb(size: int) -> str:
+    return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
 def plan_image(
