@@ -14,7 +14,7 @@ from typing import Any
 
 import docker
 import pytest
-from conftest import BASE_IMAGE, BUILDER_IMAGE, App
+from conftest import BASE_IMAGE, BUILDER_IMAGE, App, write_django
 from pkgindex import Index
 
 from nox_warpdrive.config import load_config
@@ -72,7 +72,7 @@ def test_doctor_passes_on_a_healthy_setup_and_names_a_missing_builder(
 def volume_listing(engine: Engine, volume: str) -> list[str]:
     """Every path in the volume with its size and mtime (read by a container of the
     test's own, outside what is measured)."""
-    out = engine.client.containers.run(  # type: ignore[attr-defined]
+    out = engine.client.containers.run(
         BASE_IMAGE,
         ["sh", "-c", "cd /v && find . -printf '%p %s %T@\\n' | sort"],
         mounts=[docker.types.Mount("/v", volume, type="volume", read_only=True)],
@@ -84,7 +84,7 @@ def volume_listing(engine: Engine, volume: str) -> list[str]:
 def containers_of(engine: Engine, app: App) -> list[str]:
     """The engine's containers (running or not) that use this app's volume or images:
     other tests share the engine, so theirs come and go."""
-    client = engine.client  # type: ignore[attr-defined]
+    client = engine.client
     found = client.api.containers(all=True, filters={"volume": app.volume})
     found += client.api.containers(all=True, filters={"ancestor": app.image})
     return sorted(str(c["Id"]) + " " + str(c.get("Names")) for c in found)
@@ -151,6 +151,40 @@ def test_plan_names_the_added_package_and_changes_nothing(
     result = build_image(cfg, engine, lambda line: None)
     assert result.wheelhouse is not None
     assert [n.split("-")[0] for n in result.wheelhouse.new] == ["wd_extra_demo"]
+
+
+def plan_of(app: App) -> dict[str, Any]:
+    r = nox(app, "-s", "image", "--", "--plan", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    data: dict[str, Any] = json.loads(r.stdout.split("\nnox >")[0])
+    return data
+
+
+def test_plan_says_whether_collectstatic_runs_and_the_build_agrees(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    app: App = make_app(["Django==5.2.19"])
+    os.unlink(app.root / "wsgi.py")
+    write_django(app.root)
+    cfg = load_config(app.root)
+    build_image(cfg, engine, lambda line: None)
+
+    # a view changed: the collected files are reused, as a layer named again
+    write_django(app.root, message="shop-v2")
+    plan = plan_of(app)
+    assert plan["static"].startswith("reused"), plan["static"]
+    assert {"role": "static", "action": "reused"}.items() <= plan["layers"][0].items()
+    lines: list[str] = []
+    build_image(cfg, engine, lines.append)
+    assert "reusing the collected static files" in "\n".join(lines)
+
+    # a static file changed: collectstatic runs again
+    write_django(app.root, message="shop-v2", css="body { color: blue }\n")
+    plan = plan_of(app)
+    assert plan["static"].startswith("collectstatic runs"), plan["static"]
+    lines.clear()
+    build_image(cfg, engine, lines.append)
+    assert "manage.py collectstatic" in "\n".join(lines)
 
 
 @pytest.mark.parametrize("flag", ["--push", "--push-only"])

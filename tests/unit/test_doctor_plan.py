@@ -5,6 +5,7 @@ runs, tags, writes and creates nothing (the source index included)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,24 @@ def test_plan_of_an_unchanged_image_is_up_to_date(tmp_path: Path) -> None:
     plan = plan_image(cfg, engine)
     assert plan.up_to_date and plan.deps.action == "reused"
     assert plan.lines()[-1] == "  image: up to date, nothing rebuilt"
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--json"], "--json goes with --plan"),
+        (["--plan", "--push"], "drop --push"),
+        (["--plan", "--cache-from", "r.example/app:1"], "drop --cache-from"),
+    ],
+)
+def test_plan_arguments_that_would_act_are_refused_before_the_engine(
+    tmp_path: Path, args: list[str], said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = importlib.import_module("nox_warpdrive.sessions")  # the package exports a function
+    project(tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # nothing is contacted
+    with pytest.raises(sessions._ArgError, match=said):
+        sessions.run_image(tmp_path / "app", args, lambda line: None)
