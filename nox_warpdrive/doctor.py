@@ -24,6 +24,7 @@ from typing import Any
 from . import probe_cache
 from .config import Config, load_config, named_registry
 from .engine import Engine, ImageInfo
+from .engine.about import DiskUsage
 from .errors import WarpdriveError
 from .labels import DEPS_PROJECT_LABEL, KIND_LABEL
 from .platform import PlatformKey, check_compatible
@@ -179,16 +180,25 @@ def volume_check(
     return Check("volume", OK, detail)
 
 
-def deps_check(engine: Engine, cfg: Config) -> Check:
-    """The app's deps images, and all apps' (sizes include the base image's layers,
-    which they share)."""
+def deps_check(engine: Engine, cfg: Config, usage: DiskUsage) -> Check:
+    """The deps images of the app and of all apps: the largest's size over the base
+    image, and what they hold that no other image shares (``usage``: the engine's disk
+    usage), which is what removing them would free (app images share their layers)."""
     ours = engine.images_with_labels({KIND_LABEL: "deps", DEPS_PROJECT_LABEL: cfg.name})
     every = engine.images_with_labels({KIND_LABEL: "deps"})
-    largest = max((i.size for i in ours), default=0)
+
+    def own(images: list[ImageInfo]) -> str:
+        sizes = [usage.images.get(i.id) for i in images]
+        known = [size - shared for size, shared in (s for s in sizes if s is not None)]
+        return mb(sum(known)) if len(known) == len(sizes) else "unknown size"
+
+    base = engine.image(cfg.base_image)
+    over = max((i.size - base.size for i in ours), default=0) if base is not None else 0
     detail = f"{len(ours)} of {cfg.name}"
     if ours:
-        detail += f" (largest {mb(largest)} with its base)"
-    return Check("deps images", OK, f"{detail}; {len(every)} of all apps")
+        detail += f" (largest {mb(over)} over the base image"
+        detail += f"; {own(ours)} held by no other image)"
+    return Check("deps images", OK, detail + f"; {len(every)} of all apps ({own(every)})")
 
 
 def host_caches(root: Path | None = None) -> Check:
@@ -272,8 +282,9 @@ def diagnose(
         checks.append(engine_check(engine))
     except WarpdriveError as exc:
         return Report((*checks, _error("engine", exc)))
-    checks += _images_and_volume(engine, cfg, pull(engine))
-    checks.append(deps_check(engine, cfg))
+    usage = engine.disk_usage()
+    checks += _images_and_volume(engine, cfg, pull(engine), usage)
+    checks.append(deps_check(engine, cfg, usage))
     checks.append(host_caches())
     refs = [("image", cfg.image), ("cache-from", cache_from)]
     refs.append(("wheelhouse-image", cfg.wheelhouse_image))
@@ -281,7 +292,9 @@ def diagnose(
     return Report(tuple(checks))
 
 
-def _images_and_volume(engine: Engine, cfg: Config, pull: Callable[[str], str]) -> list[Check]:
+def _images_and_volume(
+    engine: Engine, cfg: Config, pull: Callable[[str], str], usage: DiskUsage
+) -> list[Check]:
     base_check, base = image_check(engine, cfg, cfg.base_image, "base-image", pull)
     checks = [base_check]
     builder = base
@@ -294,7 +307,7 @@ def _images_and_volume(engine: Engine, cfg: Config, pull: Callable[[str], str]) 
     slug = builder[1].slug
     exists = engine.volume_exists(cfg.volume)
     manifest = read_manifest(engine, cfg.volume, builder[1], builder[0].id) if exists else {}
-    size = engine.volume_size(cfg.volume) if exists else None
+    size = usage.volumes.get(cfg.volume)
     checks.append(volume_check(engine, cfg, manifest, slug, size))
     checks.append(uv_check(cfg, manifest, slug))
     return checks

@@ -61,14 +61,28 @@ def about_of(info: dict[str, Any], version: dict[str, Any]) -> EngineAbout:
     )
 
 
-def volume_size_of(df: dict[str, Any], name: str) -> int | None:
-    """A volume's size from ``/system/df``; None when the engine does not say (or has no
-    such volume)."""
+@dataclass(frozen=True)
+class DiskUsage:
+    """What ``docker system df -v`` says: each volume's size, and each image's size and
+    the part of it shared with other images (its own is the difference)."""
+
+    volumes: dict[str, int]
+    images: dict[str, tuple[int, int]]
+
+
+def usage_of(df: dict[str, Any]) -> DiskUsage:
+    """The record from ``/system/df`` (sizes the engine could not tell are left out)."""
+    volumes: dict[str, int] = {}
     for volume in df.get("Volumes") or ():
-        if volume.get("Name") == name:
-            size = (volume.get("UsageData") or {}).get("Size")
-            return int(size) if isinstance(size, int) and size >= 0 else None
-    return None
+        size = (volume.get("UsageData") or {}).get("Size")
+        if isinstance(size, int) and size >= 0:
+            volumes[str(volume.get("Name"))] = size
+    images: dict[str, tuple[int, int]] = {}
+    for image in df.get("Images") or ():
+        size, shared = image.get("Size"), image.get("SharedSize")
+        if isinstance(size, int) and size >= 0:
+            images[str(image.get("Id"))] = (size, shared if isinstance(shared, int) else 0)
+    return DiskUsage(volumes, images)
 
 
 @translated
@@ -88,10 +102,10 @@ class AboutMixin:
     def about(self) -> EngineAbout:
         return about_of(dict(self._info()), dict(self._version()))
 
-    def volume_size(self, name: str) -> int | None:
-        """The size of volume ``name`` as the engine counts it (``docker system df
-        -v``: it walks the volume, a second or so for a large one)."""
-        return volume_size_of(dict(self._system_df()), name)
+    def disk_usage(self) -> DiskUsage:
+        """Volume and image sizes as the engine counts them (``docker system df -v``:
+        it walks the volumes, a second or so for a large one)."""
+        return usage_of(dict(self._system_df()))
 
     def login_helper(self, registry: str) -> str | None:
         """The credential helper the Docker config names for ``registry`` (its

@@ -25,7 +25,7 @@ from ..errors import BuildError, EngineError, WarpdriveError
 from ..plan import CommitSpec, Step
 
 if TYPE_CHECKING:
-    from .about import EngineAbout
+    from .about import DiskUsage, EngineAbout
 
 Output = Callable[[str], None]
 
@@ -141,7 +141,7 @@ class Engine(Protocol):
     ) -> RunResult: ...
     # read only, for doctor (about.py)
     def about(self) -> EngineAbout: ...
-    def volume_size(self, name: str) -> int | None: ...
+    def disk_usage(self) -> DiskUsage: ...
     def login_helper(self, registry: str) -> str | None: ...
 
 
@@ -303,7 +303,7 @@ _DOING = {
     "archive_reader": "reading files from {0:.19}",
     "run_with_archives": "running the {0.name} step",
     "about": "reading the engine's info and version",
-    "volume_size": "reading the size of volume {0!r}",
+    "disk_usage": "reading the engine's disk usage",
     "login_helper": "reading the Docker config for {0}",
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nox_warpdrive.assembly import Bundle
 from nox_warpdrive.engine import ImageInfo, RunResult
-from nox_warpdrive.engine.about import EngineAbout
+from nox_warpdrive.engine.about import DiskUsage, EngineAbout
 from nox_warpdrive.engine.base import ArchivePut, ArchiveRead
 from nox_warpdrive.errors import BuildError, EngineError
 from nox_warpdrive.plan import VOLUME_DIR, CommitSpec, Step
@@ -86,7 +86,7 @@ class FakeEngine:
         self.loaded: list[Mapping[str, bytes]] = []
         self.loaded_images: list[Bundle] = []
         self.archives: list[tuple[str, bytes]] = []
-        #: what about() says; volume name -> size; registry -> credential helper
+        #: what about() and disk_usage() say; registry -> credential helper
         self.about_info = EngineAbout(
             "unix:///fake.sock",
             "20.10",
@@ -98,7 +98,7 @@ class FakeEngine:
             memory,
             50 * GIB,
         )
-        self.volume_sizes: dict[str, int] = {}
+        self.usage = DiskUsage({}, {})
         self.helpers: dict[str, str] = {}
 
     # -- images
@@ -310,8 +310,8 @@ class FakeEngine:
     def about(self) -> EngineAbout:
         return self.about_info
 
-    def volume_size(self, name: str) -> int | None:
-        return self.volume_sizes.get(name)
+    def disk_usage(self) -> DiskUsage:
+        return self.usage
 
     def login_helper(self, registry: str) -> str | None:
         return self.helpers.get(registry)

@@ -20,6 +20,7 @@ from nox_warpdrive.app_layer import plan_app
 from nox_warpdrive.config import Config, RequirementSet, load_config
 from nox_warpdrive.deps import DEPS_FORMAT, deps_ref
 from nox_warpdrive.engine import Engine, ImageInfo
+from nox_warpdrive.engine.about import DiskUsage
 from nox_warpdrive.errors import EngineError, WarpdriveError
 from nox_warpdrive.image_plan import missing_wheels, plan_image
 from nox_warpdrive.inputs import LockedFile, Pin
@@ -120,7 +121,10 @@ def test_doctor_on_a_healthy_setup_passes_and_changes_nothing(tmp_path: Path) ->
     cfg = project(tmp_path)
     engine = engine_for()
     with_manifest(engine, cfg, WHEELS, "d1")
-    engine.volume_sizes[cfg.volume] = 42_000_000
+    labels = DepsLabels("k", DEPS_FORMAT, cfg.name, BASE.id, "pip", ()).to_labels()
+    deps = dataclasses.replace(BASE, id="sha256:d", labels=labels, size=BASE.size + 33_000_000)
+    engine.images["warpdrive-deps/shop:k"] = deps
+    engine.usage = DiskUsage({cfg.volume: 42_000_000}, {"sha256:d": (200_000_000, 170_000_000)})
     report = doctor.diagnose(tmp_path / "app", lambda: engine, pull=no_pull)
     assert not report.failed, [c.line() for c in report.checks]
     text = "\n".join(c.line() for c in report.checks)
@@ -130,6 +134,10 @@ def test_doctor_on_a_healthy_setup_passes_and_changes_nothing(tmp_path: Path) ->
     assert "shopvol (42.0 MB): 2 wheels, 1 requirement sets" in text
     assert "last built 2026-12-01T10:00:00Z" in text
     assert "uv 0.5.0 in the volume" in text
+    assert (
+        "deps images: 1 of shop (largest 33.0 MB over the base image; 30.0 MB held by no "
+        "other image); 1 of all apps (30.0 MB)"
+    ) in text
     assert acted(engine) == [[], [], [], [], [], [], [], []]
 
 
