@@ -22,14 +22,20 @@ from typing import Any
 from . import probe_cache
 from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
 from .config import Config, RequirementSet, normalize, split_ref
-from .deps import Installer, choose_installer, decide_deps, known_deps
+from .deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
 from .engine import Engine, ImageInfo
 from .image import offline_error
-from .labels import DEPS_KEY_LABEL, STATIC_LAYER_LABEL, STATIC_ROOT_LABEL
+from .labels import (
+    DEPS_KEY_LABEL,
+    STATIC_LAYER_LABEL,
+    STATIC_ROOT_LABEL,
+    AppLabels,
+    DepsLabels,
+)
 from .layers import STATIC, LayerPlan, Previous, plan_layers
 from .platform import PlatformKey
 from .source_layers import previous_layers
-from .static import shadows_static, static_inputs_unchanged
+from .static import same_static_inputs, shadows_static, static_inputs_unchanged
 from .wheelhouse import installed_from, probe_image, read_manifest, requirements_for, seeds_for
 from .wheels import Wheel, wheel_ids
 
@@ -190,8 +196,7 @@ def _deps_and_wheels(
         raise offline_error(cfg, manifest, pkey)
     if resolved is None:
         wheels = missing_wheels(reqs, manifest, cfg.volume, pkey.slug)
-        why = "decided once the wheelhouse has resolved the new set (extended when it only adds)"
-        return wheels, DepsStep("after the wheelhouse", why), None, None
+        return wheels, DepsStep("after the wheelhouse", _pending(cfg, engine, current)), None, None
     reason = f"every wheel of this requirement set is in volume {cfg.volume!r}"
     wheels = WheelsStep(True, reason, wheels=len(resolved))
     installer = choose_installer(cfg, manifest, pkey) if resolved else Installer("none")
@@ -207,6 +212,23 @@ def _deps_and_wheels(
         return wheels, deps, resolved, None
     why = f"no deps image of {len(resolved)} wheels with this key, nor a subset to extend"
     return wheels, DepsStep("rebuilt", why, decided.plan.key), resolved, None
+
+
+def _pending(cfg: Config, engine: Engine, current: ImageInfo | None) -> str:
+    """Why the deps layer is decided only after the wheelhouse, and what it may extend:
+    the key hashes the resolved wheels, which only the builder knows."""
+    why = "its key hashes the wheels the builder resolves"
+    app = AppLabels.from_labels(current.labels) if current is not None else None
+    deps = engine.image(deps_ref(cfg, app.deps_key)) if app is not None and app.deps_key else None
+    if deps is None:
+        return why + "; extended when an earlier deps image has a subset of them, else rebuilt"
+    labels = DepsLabels.from_labels(deps.labels)
+    count = f" ({len(labels.wheels)} wheels)" if labels is not None else ""
+    name = deps.id.split(":")[-1][:12]
+    return (
+        f"{why}; extended on the current image's deps image {name}{count} when the new set "
+        "only adds to it, else rebuilt"
+    )
 
 
 def _resolved(manifest: Mapping[str, Any], reqs: RequirementSet) -> list[Wheel] | None:
@@ -263,10 +285,16 @@ def _static(
         return "none (not a Django app, or collectstatic = false)", None
     if app.build_hook:
         return "collectstatic runs with the build hook, in a container", None
-    if not complete or not deps_key:
-        return "collectstatic runs in a container (the packages may change)", None
     if current is None:
         return "collectstatic runs in a container (no current image)", None
+    if (not complete or not deps_key) and same_static_inputs(current, app):
+        return (
+            "decided after the wheelhouse: reused when the new set only adds packages "
+            "(static inputs unchanged), else collectstatic runs",
+            None,
+        )
+    if not complete or not deps_key:
+        return "collectstatic runs in a container: static inputs changed", None
     if not static_inputs_unchanged(current, app, deps_key, wheels):
         return "collectstatic runs in a container: static inputs or packages changed", None
     root = current.labels.get(STATIC_ROOT_LABEL, "")
@@ -286,6 +314,8 @@ def _layers(
     steps = [_layer_step(p, previous) for p in plans]
     if static.startswith("collectstatic"):
         steps.append(LayerStep(STATIC, "new (made by collectstatic)", 0, 0))
+    elif static.startswith("decided"):
+        steps.append(LayerStep(STATIC, "reused or made by collectstatic", 0, 0))
     elif static.startswith("reused") and static_diff is None:
         steps.append(LayerStep(STATIC, "new (the current image's collected files)", 0, 0))
     return tuple(steps)

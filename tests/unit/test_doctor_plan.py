@@ -243,6 +243,7 @@ def test_plan_of_an_added_package_names_it_and_acts_on_nothing(tmp_path: Path) -
     plan = plan_image(cfg, engine)
     assert plan.wheels.fetch == ("wd-extra-demo",) and not plan.wheels.complete
     assert plan.deps.action == "after the wheelhouse" and not plan.up_to_date
+    assert plan.deps.reason.endswith("an earlier deps image has a subset of them, else rebuilt")
     assert [(layer.role, layer.action) for layer in plan.layers] == [("code", "new")]
     assert "to fetch: wd-extra-demo" in "\n".join(plan.lines())
     assert "installing from requirements.txt" in (plan.installed_from or "")
