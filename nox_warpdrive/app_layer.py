@@ -206,10 +206,11 @@ def _large_files(members: SourceTree) -> list[Entry]:
     return [_entry_of(name[cut:], members.tree[name]) for name in members.large]
 
 
-def read_source(root: Path) -> Source:
+def read_source(root: Path, save_index: bool = True) -> Source:
     """One stat pass over the tree; only the directories that changed since the last
     build (source_index.py) are looked at file by file, and only their files that
-    changed are read, to hash them."""
+    changed are read, to hash them. ``save_index``: write the index back (not for a
+    plan, which changes nothing)."""
     rules = load_ignore_rules(root)
     where = (APP_SRC[1:], source_date_epoch())
     with paused_gc():  # a few objects per file, none in a cycle
@@ -222,6 +223,7 @@ def read_source(root: Path) -> Source:
             lambda entry: file_sha256(root, entry.relpath, entry.size),
             rules,
             old,
+            save_index,
         )
         notices = source_notices(root, rules, _large_files(members), walked.dotenv)
     return Source(root, members.digest, notices, members)
@@ -270,13 +272,15 @@ def plan_app(
     *,
     source_labels: Mapping[str, str] | None = None,
     created: str = "",
+    save_index: bool = True,
 ) -> AppPlan:
     """The app layer's plan, from the source on disk and the given facts: no git and
     no clock here (``source_labels``: git_labels(); ``created``: created_timestamp()).
     Reading the source costs one hash of every file; the layer's tar is made only when
-    asked for (``AppPlan.layer``), after the build key has said it is needed."""
+    asked for (``AppPlan.layer``), after the build key has said it is needed.
+    ``save_index``: keep the source index for the next build (not for a plan)."""
     app, server = detect_app(cfg)
-    source = read_source(cfg.project_dir)
+    source = read_source(cfg.project_dir, save_index)
     launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
     start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
     collectstatic = cfg.collectstatic and app.kind == "django"

@@ -313,6 +313,45 @@ def fits_in_memory(resolved: list[Wheel], memory: int) -> bool:
     return 8 * sum(s for s in sizes if s is not None) <= memory // 4
 
 
+@dataclass(frozen=True)
+class DepsDecision:
+    """What a deps layer for exactly these wheels would be: ``found`` (an image with its
+    key, reused), else built on ``parent`` (an earlier deps image with a subset of the
+    wheels: only the added ones are installed), else built whole. ``plan``: the step
+    (on the parent, when there is one)."""
+
+    plan: DepsPlan
+    found: ImageInfo | None
+    parent: DepsParent | None
+
+    @property
+    def action(self) -> str:
+        """ "reused", "extended" or "rebuilt"."""
+        if self.found is not None:
+            return "reused"
+        return "extended" if self.parent is not None else "rebuilt"
+
+
+def decide_deps(
+    engine: Engine,
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[Wheel],
+    installer: Installer,
+) -> DepsDecision:
+    """Reuse, extend or rebuild: decided by reading the engine's images only (what
+    ensure_deps then does, and what ``image -- --plan`` says it would do)."""
+    deps = plan_deps(cfg, base, pkey, resolved, installer)
+    found = engine.image(deps.ref)
+    if found is not None and found.labels.get(DEPS_KEY_LABEL) == deps.key:
+        return DepsDecision(deps, found, None)
+    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+    if parent is not None:
+        return DepsDecision(plan_deps(cfg, base, pkey, resolved, installer, parent), None, parent)
+    return DepsDecision(deps, None, None)
+
+
 def ensure_deps(
     engine: Engine,
     cfg: Config,
@@ -325,13 +364,11 @@ def ensure_deps(
     """The deps image for exactly these wheels: found by its key, else built (on the
     earlier deps image with the most of them, when there is one) and tagged. Returns
     (image id, whether it was found, seconds spent building)."""
-    deps = plan_deps(cfg, base, pkey, resolved, installer)
-    found = engine.image(deps.ref)
-    if found is not None and found.labels.get(DEPS_KEY_LABEL) == deps.key:
-        return found.id, True, 0.0
-    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+    decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
+    deps, parent = decided.plan, decided.parent
+    if decided.found is not None:
+        return decided.found.id, True, 0.0
     if parent is not None:
-        deps = plan_deps(cfg, base, pkey, resolved, installer, parent)
         out(
             f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
             f"layer {parent.image.id.split(':')[-1][:12]}"

@@ -94,6 +94,17 @@ class ImageResult:
         return "\n".join(lines)
 
 
+def offline_error(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey) -> WarpdriveError:
+    """Why a --no-index build stops when the wheelhouse lacks its requirement set (and
+    no wheelhouse image seeds the volume first: a registry is no package index)."""
+    what = "was never built" if not manifest else "was built for other requirements"
+    return WarpdriveError(
+        f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
+        "--no-index forbids fetching anything",
+        fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
+    )
+
+
 def wheels_for(
     cfg: Config,
     engine: Engine,
@@ -120,13 +131,7 @@ def wheels_for(
     if resolved is not None and not check_files:
         return resolved, manifest, None
     if resolved is None and no_index and not seeds_for(cfg):
-        # with a wheelhouse image, it seeds the volume first: a registry is no package index
-        what = "was never built" if not manifest else "was built for other requirements"
-        raise WarpdriveError(
-            f"the wheelhouse in volume {cfg.volume!r} {what} (platform {pkey.slug}), and "
-            "--no-index forbids fetching anything",
-            fix="run `nox -s wheelhouse` first, then `nox -s image -- --no-index`",
-        )
+        raise offline_error(cfg, manifest, pkey)
     if resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
     result_wh, early_seconds = _build_wheels(

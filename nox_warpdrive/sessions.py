@@ -30,7 +30,7 @@ from .errors import WarpdriveError
 if TYPE_CHECKING:
     from .wheelhouse import WheelhouseResult
 
-SESSION_NAMES = ("wheelhouse", "image", "serve", "run")
+SESSION_NAMES = ("wheelhouse", "image", "serve", "run", "doctor")
 
 
 class _ArgError(Exception):
@@ -103,6 +103,12 @@ def image_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--push", action="store_true", help="push the image after building it")
     p.add_argument(
+        "--plan",
+        action="store_true",
+        help="say what the build would do and why, changing nothing",
+    )
+    p.add_argument("--json", action="store_true", help="with --plan: one JSON document")
+    p.add_argument(
         "--push-only",
         action="store_true",
         help="build the image in the registry (the image ref) on the layers of "
@@ -161,6 +167,9 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
     cfg = load_config(project_dir, overrides)
+    if args.plan or args.json:
+        _plan_image(cfg, args)
+        return
     if args.push_only:
         _registry_image(cfg.image)
     engine = connect(_out)
@@ -179,6 +188,45 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
             engine.push(result.ref, _out)
     if args.push or args.push_only:
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
+
+
+def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
+    """`image -- --plan`: what the build would do, changing nothing (image_plan.py); no
+    leftover sweep either, and no registry: --push, --push-only and --cache-from act."""
+    from .image_plan import plan_image
+
+    if not args.plan:
+        raise _ArgError("--json goes with --plan")
+    acting = [o for o, on in (("--push", args.push), ("--push-only", args.push_only)) if on]
+    acting += ["--cache-from"] if args.cache_from else []
+    if acting:
+        raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
+    plan = plan_image(cfg, connect_engine(), no_index=args.no_index)
+    _out(plan.to_json() if args.json else "\n".join(plan.lines()))
+
+
+def doctor_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nox -s doctor --", add_help=False)
+    p.add_argument("--json", action="store_true", help="one JSON document (for CI)")
+    p.add_argument("--cache-from", metavar="REF", help="also check the login for REF")
+    return p
+
+
+def run_doctor(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
+    """One line per check (doctor.py); a WarpdriveError (the session fails) when one
+    says a build would fail."""
+    from .doctor import diagnose
+
+    args = doctor_parser().parse_args(list(posargs))
+    if args.cache_from:
+        check_image_ref(args.cache_from, "--cache-from")
+    report = diagnose(project_dir, connect_engine, args.cache_from)
+    _out(report.to_json() if args.json else "\n".join(c.line() for c in report.checks))
+    if report.failed:
+        names = ", ".join(c.name for c in report.failed)
+        raise WarpdriveError(
+            f"doctor: a build would fail ({names})", fix=report.failed[0].fix or None
+        )
 
 
 def _registry_image(ref: str) -> None:
@@ -384,6 +432,10 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
         """Run the built image, wait until it answers HTTP (-- --port N, -- --detach)."""
         _guard(session, run_container, root, keyboard=True)
 
+    def doctor(session: Any) -> None:
+        """Check the setup: engine, images, volume, caches, logins (-- --json)."""
+        _guard(session, run_doctor, root)
+
     def serve(session: Any) -> None:
         """Run the app here as the image would: same launcher and server (-- --reload)."""
         directory = root or Path.cwd()
@@ -402,3 +454,4 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
     nox.session(name=prefix + "image", venv_backend="none", default=False)(image)
     nox.session(name=prefix + "run", venv_backend="none", default=False)(run)
     nox.session(name=prefix + "serve", default=False)(serve)
+    nox.session(name=prefix + "doctor", venv_backend="none", default=False)(doctor)

@@ -210,12 +210,14 @@ def source_tree(
     hash_file: Callable[[Entry], str],
     rules: IgnoreRules,
     old: Mapping[str, Dir] | None = None,
+    save_index: bool = True,
 ) -> SourceTree:
     """The members of the app layers that the walked source makes (``where``: the
     prefix of their names, the mtime they get; ``rules``: the ignore rules it was walked
     with): a directory whose signature is the one the index (``old``, else loaded) has
     is taken from it; in another, each file whose signature changed is hashed
-    (``hash_file``). The index is then written back when something changed."""
+    (``hash_file``). The index is then written back when something changed (unless
+    ``save_index`` is false: ``image -- --plan`` changes nothing)."""
     # now, by the wall clock and by the filesystem's (its newest ctime): a file changed
     # within RACY_SECONDS of the first, or as late as the second, is racily clean
     clocks = (int(time.time()), walked.newest[0])
@@ -250,7 +252,7 @@ def source_tree(
             asset_bytes += found.asset_bytes
             if found.asset_bytes > LARGE_FILE_BYTES:  # else none of its files is large
                 large += _large(found, LARGE_FILE_BYTES)
-    if new != old:
+    if save_index and new != old:
         # written while the build goes on (most of it waits on the engine); the process
         # waits for it before it exits, and a reader sees the old index or the new one
         writer = threading.Thread(

@@ -138,6 +138,20 @@ def read_static(engine: Engine, image_id: str) -> tuple[bytes, bytes] | None:
     return record, files
 
 
+def static_inputs_unchanged(
+    current: ImageInfo | None,
+    app: AppPlan,
+    deps_key: str = "",
+    wheels: list[str] | None = None,
+) -> bool:
+    """Whether collectstatic would make the files the current image already holds: its
+    static inputs are this build's, and its packages are the same or more (labels only:
+    what a build decides before reading any file, and what ``--plan`` says)."""
+    if current is None or not app.static_key or not same_static_inputs(current, app):
+        return False
+    return same_packages_or_more(current, deps_key, wheels)
+
+
 def reusable_static_files(
     engine: Engine,
     current: ImageInfo | None,
@@ -148,9 +162,7 @@ def reusable_static_files(
     """(STATIC_ROOT, a tar of the collected files and the record at their paths) of the
     current image, when its static inputs equal this build's (then collectstatic would
     produce the same files)."""
-    if current is None or not app.static_key or not same_static_inputs(current, app):
-        return None
-    if not same_packages_or_more(current, deps_key, wheels):
+    if current is None or not static_inputs_unchanged(current, app, deps_key, wheels):
         return None
     found = read_static(engine, current.id)
     if found is None:
@@ -175,9 +187,7 @@ def reusable_static(
     equal this build's. When its files are a layer of their own, that layer is named and
     its bytes are read (from the host copy, else the image) only if the engine must be
     sent it; else the files are read now and made a layer."""
-    if current is None or not app.static_key or not same_static_inputs(current, app):
-        return None
-    if not same_packages_or_more(current, deps_key, wheels):
+    if current is None or not static_inputs_unchanged(current, app, deps_key, wheels):
         return None
     # an app image whose collected static files are a layer of their own labels that
     # layer's diff ID (source_layers.py) and the STATIC_ROOT it holds

@@ -71,6 +71,15 @@ def requirements_for(cfg: Config, target: PlatformKey | None = None) -> Requirem
     return dataclasses.replace(base, extra=server_extras(cfg, base.names()))
 
 
+def installed_from(reqs: RequirementSet, resolved_too: bool = False) -> str | None:
+    """The line saying what a locked set is installed from (None for requirement files,
+    which the builder resolves, unless ``resolved_too``: ``image -- --plan`` says it for
+    every set; the wheelhouse build only for a lock)."""
+    if not (reqs.locked_from or (resolved_too and reqs.source)):
+        return None
+    return f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}"
+
+
 def _extra_note(reqs: RequirementSet) -> str:
     if not reqs.extra:
         return ""
@@ -82,13 +91,18 @@ def _extra_note(reqs: RequirementSet) -> str:
     return f"; plus {', '.join(reqs.extra)} for the image's server"
 
 
-def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
+def probe_image(
+    engine: Engine, ref: str, role: str, cfg: Config, store: bool = True
+) -> tuple[ImageInfo, PlatformKey]:
+    """The image and its platform key: from the host's probe cache, else probed (Python
+    run in a throwaway container, no network) and, with ``store``, cached."""
     info = engine.require_image(ref, role)
     key = probe_cache.load(info.id)
     if key is None:
         output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
         key = parse_probe_output(output, ref)
-        probe_cache.store(info.id, key)
+        if store:
+            probe_cache.store(info.id, key)
     _PROBED[ref] = key
     return info, key
 
@@ -324,8 +338,9 @@ def build_wheelhouse(
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
-    if reqs.locked_from:
-        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
+    line = installed_from(reqs)
+    if line is not None:
+        out(line)
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     if manifest is None or base_key.slug != builder_key.slug:

@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..assembly import Bundle
 from ..errors import BuildError, EngineError, WarpdriveError
 from ..plan import CommitSpec, Step
+
+if TYPE_CHECKING:
+    from .about import DiskUsage, EngineAbout
 
 Output = Callable[[str], None]
 
@@ -136,6 +139,10 @@ class Engine(Protocol):
     def run_with_archives(
         self, step: Step, archives: Sequence[ArchivePut], out: Output
     ) -> RunResult: ...
+    # read only, for doctor (about.py)
+    def about(self) -> EngineAbout: ...
+    def disk_usage(self) -> DiskUsage: ...
+    def login_helper(self, registry: str) -> str | None: ...
 
 
 def check_result(step: Step, result: RunResult) -> RunResult:
@@ -295,6 +302,9 @@ _DOING = {
     "load_image": "loading the {1}",
     "archive_reader": "reading files from {0:.19}",
     "run_with_archives": "running the {0.name} step",
+    "about": "reading the engine's info and version",
+    "disk_usage": "reading the engine's disk usage",
+    "login_helper": "reading the Docker config for {0}",
 }
 
 

@@ -45,6 +45,7 @@ from ..owner import (
 )
 from ..plan import EXPORT_READY, SECRETS_DIR, VOLUME_DIR, CommitSpec, Step
 from ..tars import tar_files
+from .about import AboutMixin
 from .base import (
     OWNER_LABEL,
     START_ENGINE,
@@ -933,7 +934,7 @@ def config_file() -> str:
 
 
 @translated
-class DockerEngine(_Registry):
+class DockerEngine(_Registry, AboutMixin):
     """A connected Docker engine, through docker-py."""
 
     @classmethod

@@ -124,6 +124,12 @@ class LocalEngine(DockerEngine):
     def _info(self) -> Any:
         return self._api.json("/info")
 
+    def _version(self) -> Any:
+        return self._api.json("/version")
+
+    def _system_df(self) -> Any:
+        return self._api.json("/system/df")
+
     def _inspect(self, ref: str) -> dict[str, Any] | None:
         try:
             return dict(self._api.json(f"/images/{self._api.quote(ref)}/json"))

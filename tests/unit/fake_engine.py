@@ -16,6 +16,7 @@ from typing import Any
 
 from nox_warpdrive.assembly import Bundle
 from nox_warpdrive.engine import ImageInfo, RunResult
+from nox_warpdrive.engine.about import DiskUsage, EngineAbout
 from nox_warpdrive.engine.base import ArchivePut, ArchiveRead
 from nox_warpdrive.errors import BuildError, EngineError
 from nox_warpdrive.plan import VOLUME_DIR, CommitSpec, Step
@@ -85,6 +86,20 @@ class FakeEngine:
         self.loaded: list[Mapping[str, bytes]] = []
         self.loaded_images: list[Bundle] = []
         self.archives: list[tuple[str, bytes]] = []
+        #: what about() and disk_usage() say; registry -> credential helper
+        self.about_info = EngineAbout(
+            "unix:///fake.sock",
+            "20.10",
+            "1.41",
+            "overlay2",
+            "linux",
+            "amd64",
+            "/var/lib/docker",
+            memory,
+            50 * GIB,
+        )
+        self.usage = DiskUsage({}, {})
+        self.helpers: dict[str, str] = {}
 
     # -- images
     def describe(self) -> str:
@@ -290,3 +305,13 @@ class FakeEngine:
 
     def stop_app(self, container_id: str, timeout: int = 10) -> int | None:
         return 0
+
+    # -- read only, for doctor
+    def about(self) -> EngineAbout:
+        return self.about_info
+
+    def disk_usage(self) -> DiskUsage:
+        return self.usage
+
+    def login_helper(self, registry: str) -> str | None:
+        return self.helpers.get(registry)

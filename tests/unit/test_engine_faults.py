@@ -178,6 +178,9 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "run_with_archives": lambda e: e.run_with_archives(
         STEP, [("/tmp", lambda: iter([tar_files({"b": b"b"})]))], lambda line: None
     ),
+    "about": lambda e: e.about(),
+    "disk_usage": lambda e: e.disk_usage(),
+    "login_helper": lambda e: e.login_helper("127.0.0.1:5999"),
 }
 #: a call that waits for a hung engine costs the timeout; these cover each kind of call
 HANG_CALLS = (

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nox_warpdrive.sessions import image_parser, run_parser, serve_parser, wheelhouse_parser
+from nox_warpdrive.sessions import (
+    doctor_parser,
+    image_parser,
+    run_parser,
+    serve_parser,
+    wheelhouse_parser,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -20,6 +26,7 @@ PARSERS = {
     "image": image_parser,
     "run": run_parser,
     "serve": serve_parser,
+    "doctor": doctor_parser,
 }
 
 

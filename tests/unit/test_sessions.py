@@ -84,7 +84,7 @@ class FakeSession:
 
 def test_registers_wheelhouse_and_image(registry: dict[str, Any], no_docker: list[str]) -> None:
     nox_warpdrive.sessions()
-    assert set(registry) == {"wheelhouse", "image", "run", "serve"}
+    assert set(registry) == {"wheelhouse", "image", "run", "serve", "doctor"}
     for name, func in registry.items():
         assert func.name == name
         # serve installs the app's requirements: the only one with a virtualenv
@@ -113,10 +113,12 @@ def test_registering_contacts_no_docker_and_reads_no_config(
         "image",
         "run",
         "serve",
+        "doctor",
         "wd-wheelhouse",
         "wd-image",
         "wd-run",
         "wd-serve",
+        "wd-doctor",
     }
     assert no_docker == []
 
@@ -143,7 +145,14 @@ def test_prefix_registers_beside_existing_sessions(registry: dict[str, Any]) -> 
         pass
 
     nox_warpdrive.sessions(prefix="wd-")
-    assert set(registry) == {"image", "wd-wheelhouse", "wd-image", "wd-run", "wd-serve"}
+    assert set(registry) == {
+        "image",
+        "wd-wheelhouse",
+        "wd-image",
+        "wd-run",
+        "wd-serve",
+        "wd-doctor",
+    }
     assert registry["wd-image"].venv_backend == "none"
     assert registry["image"].func is not registry["wd-image"].func
     with pytest.raises(WarpdriveError, match="'wd-wheelhouse' is already registered"):
