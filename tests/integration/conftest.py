@@ -178,20 +178,28 @@ class App:
         (self.root / ".git" / "ignored-by-default").write_text("x")
 
 
+def make_app_for(
+    tmp_path_factory: pytest.TempPathFactory, requirements: list[str] | None = None
+) -> App:
+    """A new app project with names of its own (remove it with :func:`cleanup`)."""
+    tag = uuid.uuid4().hex[:8]
+    app = App(
+        root=tmp_path_factory.mktemp("app"),
+        name=f"wdtest-{tag}",
+        image=f"wdtest-{tag}:latest",
+        volume=f"wdtest-{tag}",
+        requirements=requirements or ["wd-pure-demo", "wd-cext-demo"],
+    )
+    app.write()
+    return app
+
+
 @pytest.fixture
 def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
     made: list[App] = []
 
     def factory(requirements: list[str] | None = None) -> App:
-        tag = uuid.uuid4().hex[:8]
-        app = App(
-            root=tmp_path_factory.mktemp("app"),
-            name=f"wdtest-{tag}",
-            image=f"wdtest-{tag}:latest",
-            volume=f"wdtest-{tag}",
-            requirements=requirements or ["wd-pure-demo", "wd-cext-demo"],
-        )
-        app.write()
+        app = make_app_for(tmp_path_factory, requirements)
         made.append(app)
         return app
 
