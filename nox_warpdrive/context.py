@@ -744,8 +744,9 @@ def _lstat(root: Path, entry: Entry) -> os.stat_result:
     return st
 
 
-def _open_file(root: Path, entry: Entry) -> BinaryIO:
-    """Open a regular file without following a symlink swapped in since ``collect``."""
+def _open_file(root: Path, entry: Entry, grown: bool = False) -> BinaryIO:
+    """Open a regular file without following a symlink swapped in since ``collect``
+    (``grown``: it may be longer now; its first bytes are to be checked by digest)."""
     path = root / entry.relpath
     try:
         # O_NONBLOCK: a fifo swapped in must not hang the build; no effect on files.
@@ -760,16 +761,20 @@ def _open_file(root: Path, entry: Entry) -> BinaryIO:
         ) from None
     handle = os.fdopen(fd, "rb")
     st = os.fstat(handle.fileno())
-    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+    if not stat.S_ISREG(st.st_mode) or not (
+        st.st_size == entry.size or (grown and st.st_size > entry.size)
+    ):
         handle.close()
         raise _changed(entry)
     return handle
 
 
 def open_file(root: Path, relpath: str, size: int) -> BinaryIO:
-    """Open the regular file ``relpath`` that :func:`collect` found ``size`` bytes long,
-    without following a symlink swapped in since (refused as changed otherwise)."""
-    return _open_file(root, Entry(relpath, "file", 0, size))
+    """Open the regular file ``relpath`` that was read ``size`` bytes long, without
+    following a symlink swapped in since (refused as changed otherwise); one that has
+    grown since is opened (a log being written: its first ``size`` bytes, which the
+    caller checks by their digest, are what was read)."""
+    return _open_file(root, Entry(relpath, "file", 0, size), grown=True)
 
 
 def check_link(root: Path, relpath: str, target: str) -> None:
