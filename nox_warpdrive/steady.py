@@ -115,13 +115,14 @@ class Reads:
     #: waits between reads (the tests' clock)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
-    def hash_file(self, relpath: str, size: int) -> Hashed | None:
+    def hash_file(self, relpath: str, size: int, keep: bool = False) -> Hashed | None:
         """The file ``relpath`` that the walk found ``size`` bytes long, read: its digest
-        (streamed, nothing held) when it is still that file; else the bytes of a
-        consistent read, read again a few times (:data:`TRIES`); None when it is gone."""
-        first = read_once(self.root, relpath, keep=False)
+        (streamed, nothing held, unless ``keep``) when it is still that file; else the
+        bytes of a consistent read, read again a few times (:data:`TRIES`); None when it
+        is gone."""
+        first = read_once(self.root, relpath, keep=keep)
         if first is not None and first.consistent and first.size == size:
-            return Hashed(first.digest, first.size)
+            return Hashed(first.digest, first.size, held=first.data)
         last: _Read | None = None  # the last consistent read
         read = first
         for attempt in range(1, TRIES + 1):
