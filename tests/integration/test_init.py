@@ -101,6 +101,7 @@ def test_docker_stop_is_quick_and_leaves_no_zombie(
         procs = processes(container)
         zombies = [p for p in procs if p[2] == "Z"]
         assert not zombies, (zombies, procs)
+        _, status = container.exec_run(["grep", "VmRSS", "/proc/1/status"])
         started = time.monotonic()
         container.stop(timeout=10)
         took = time.monotonic() - started
@@ -109,5 +110,7 @@ def test_docker_stop_is_quick_and_leaves_no_zombie(
         logs = container.logs().decode(errors="replace")
         assert code in (0, 143), (code, logs)
         assert took < 3, f"docker stop of {mode} took {took:.1f} s (exit {code}): {logs}"
+        rss = status.decode().split()[1:2]
+        print(f"\n{mode}: docker stop {took:.2f} s, exit {code}, PID 1 RSS {rss} kB")
     finally:
         container.remove(force=True)
