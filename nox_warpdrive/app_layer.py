@@ -13,12 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import runtime, source_index
+from . import runtime, source_index, steady
 from .config import Config, start_config
 from .context import (
     Entry,
     IgnoreRules,
-    file_sha256,
     large_files,
     load_ignore_rules,
     paused_gc,
@@ -127,6 +126,19 @@ class AppPlan:
         labels = AppLabels.from_labels(image.labels)
         return labels is not None and bool(self.build_key) and labels.build_key == self.build_key
 
+    def grown_notices(self) -> list[str]:
+        """What to tell of the source files that grew after they were read, found so
+        by the layers made (none before): the image holds them as read."""
+        tree = self.__dict__.get("tree")  # made, or nothing was read again
+        grown = dict.fromkeys(tree.grown) if isinstance(tree, AppTree) else {}
+        return [
+            f"warpdrive: warning: {relpath} grew while the app layers were made (a log "
+            "being written?); the image holds it as it was when read. "
+            f"fix: add '{relpath}' to .dockerignore to leave it out"
+            for relpath in grown
+            if not any(f" {relpath} " in line for line in self.notices)  # said already
+        ]
+
     @property
     def runs_something(self) -> bool:
         """Whether the app layer needs a container (a build step), or can be appended."""
@@ -176,6 +188,8 @@ class Source:
     digest: str
     notices: tuple[str, ...]
     members: SourceTree = field(default_factory=lambda: SourceTree({}, [], 0, ""))
+    #: relpath -> the bytes of files that changed while read, as the layers hold them
+    held: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def files(self) -> int:
@@ -209,10 +223,12 @@ def _large_files(members: SourceTree) -> list[Entry]:
 def read_source(root: Path, save_index: bool = True) -> Source:
     """One stat pass over the tree; only the directories that changed since the last
     build (source_index.py) are looked at file by file, and only their files that
-    changed are read, to hash them. ``save_index``: write the index back (not for a
-    plan, which changes nothing)."""
+    changed are read, to hash them. A file that changes while it is read (the build's
+    own log) is read again, or held as read once (steady.py): never a failed build.
+    ``save_index``: write the index back (not for a plan, which changes nothing)."""
     rules = load_ignore_rules(root)
     where = (APP_SRC[1:], source_date_epoch())
+    reads = steady.Reads(root)
     with paused_gc():  # a few objects per file, none in a cycle
         old = source_index.load(root, where, rules)
         walked = walk_tree(root, rules, {name: d.signature for name, d in old.items()})
@@ -220,13 +236,28 @@ def read_source(root: Path, save_index: bool = True) -> Source:
             root,
             walked,
             where,
-            lambda entry: file_sha256(root, entry.relpath, entry.size),
+            lambda entry: reads.hash_file(entry.relpath, entry.size),
             rules,
             old,
             save_index,
         )
         notices = source_notices(root, rules, _large_files(members), walked.dotenv)
-    return Source(root, members.digest, notices, members)
+    return Source(root, members.digest, (*notices, *_changing(reads, members)), members, reads.held)
+
+
+def _changing(reads: steady.Reads, members: SourceTree) -> list[str]:
+    """What to say of the files that changed while read, and of the one this build's
+    output goes to (a log in the project: in the image unless left out)."""
+    said = list(reads.notices)
+    for relpath in steady.own_output(reads.root):
+        if f"{APP_SRC[1:]}/{relpath}" in members.tree and not any(
+            f" {relpath} " in n for n in said
+        ):
+            said.append(
+                f"warpdrive: warning: {relpath} is where this build's output goes; the image "
+                f"holds it as it was when read. fix: add '{relpath}' to .dockerignore"
+            )
+    return said
 
 
 def source_tree(source: Source, launcher: bytes, static_lib: bytes, start_json: bytes) -> AppTree:
@@ -238,7 +269,7 @@ def source_tree(source: Source, launcher: bytes, static_lib: bytes, start_json: 
         "lib/warpdrive_static.py": static_lib,
         ".warpdrive/start.json": start_json,
     }
-    return app_tree_of(source.root, source.members, runtime)
+    return app_tree_of(source.root, source.members, runtime, source.held)
 
 
 def helpers_tar(cfg: Config, app: App, build_hook: bool, collectstatic: bool) -> bytes:

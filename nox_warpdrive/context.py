@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, NamedTuple, cast
 
-from nox_warpdrive import forked
+from nox_warpdrive import forked, steady
 from nox_warpdrive.errors import ContextError
 from nox_warpdrive.ignore import (
     DEFAULT_EXCLUDES,
@@ -744,8 +744,9 @@ def _lstat(root: Path, entry: Entry) -> os.stat_result:
     return st
 
 
-def _open_file(root: Path, entry: Entry) -> BinaryIO:
-    """Open a regular file without following a symlink swapped in since ``collect``."""
+def _open_file(root: Path, entry: Entry, grown: bool = False) -> BinaryIO:
+    """Open a regular file without following a symlink swapped in since ``collect``
+    (``grown``: it may be longer now; its first bytes are to be checked by digest)."""
     path = root / entry.relpath
     try:
         # O_NONBLOCK: a fifo swapped in must not hang the build; no effect on files.
@@ -760,16 +761,20 @@ def _open_file(root: Path, entry: Entry) -> BinaryIO:
         ) from None
     handle = os.fdopen(fd, "rb")
     st = os.fstat(handle.fileno())
-    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+    if not stat.S_ISREG(st.st_mode) or not (
+        st.st_size == entry.size or (grown and st.st_size > entry.size)
+    ):
         handle.close()
         raise _changed(entry)
     return handle
 
 
 def open_file(root: Path, relpath: str, size: int) -> BinaryIO:
-    """Open the regular file ``relpath`` that :func:`collect` found ``size`` bytes long,
-    without following a symlink swapped in since (refused as changed otherwise)."""
-    return _open_file(root, Entry(relpath, "file", 0, size))
+    """Open the regular file ``relpath`` that was read ``size`` bytes long, without
+    following a symlink swapped in since (refused as changed otherwise); one that has
+    grown since is opened (a log being written: its first ``size`` bytes, which the
+    caller checks by their digest, are what was read)."""
+    return _open_file(root, Entry(relpath, "file", 0, size), grown=True)
 
 
 def check_link(root: Path, relpath: str, target: str) -> None:
@@ -837,9 +842,16 @@ def source_date_epoch() -> int:
 
 def _add_member(tar: tarfile.TarFile, root: Path, entry: Entry, info: tarfile.TarInfo) -> None:
     """Add ``entry`` as ``info`` (name, owner, mtime already set), checking that it is
-    still what :func:`collect` saw."""
-    _lstat(root, entry)
+    still what :func:`collect` saw; a file as one consistent read (steady.py: a file
+    that changed is read again, one deleted meanwhile left out)."""
     info.mode = _tar_mode(entry.kind, entry.mode)
+    if entry.kind == "file":
+        read = steady.Reads(root).hash_file(entry.relpath, entry.size, keep=True)
+        if read is not None and read.held is not None:
+            info.size = read.size
+            tar.addfile(info, io.BytesIO(read.held))
+        return
+    _lstat(root, entry)
     if entry.kind == "dir":
         info.type = tarfile.DIRTYPE
         tar.addfile(info)
@@ -848,13 +860,6 @@ def _add_member(tar: tarfile.TarFile, root: Path, entry: Entry, info: tarfile.Ta
         info.linkname = _read_target(root, entry)
         _check_symlink(root, entry.relpath, info.linkname)
         tar.addfile(info)
-    else:
-        info.size = entry.size
-        with _open_file(root, entry) as handle:
-            try:
-                tar.addfile(info, handle)
-            except OSError:  # shrank after the size check
-                raise _changed(entry) from None
 
 
 def build_tar(
@@ -932,13 +937,14 @@ def context_digest(
         digest.update(_records(entries, digests).encode("utf-8"))
         return digest.hexdigest()
     for entry in _ordered(entries):
-        _lstat(root, entry)
         if entry.kind == "file":
-            detail = _file_sha256(root, entry)
-        elif entry.kind == "symlink":
-            detail = _read_target(root, entry)
+            read = steady.Reads(root).hash_file(entry.relpath, entry.size)
+            if read is None:
+                continue  # deleted since collect(): left out, as build_tar leaves it
+            detail = read.digest
         else:
-            detail = ""
+            _lstat(root, entry)
+            detail = _read_target(root, entry) if entry.kind == "symlink" else ""
         mode = _tar_mode(entry.kind, entry.mode)
         record = f"{entry.kind}\0{entry.relpath}\0{mode:o}\0{detail}\0"
         digest.update(record.encode("utf-8"))

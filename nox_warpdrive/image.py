@@ -278,6 +278,8 @@ def build_image(
     deps_id, deps_reused, app = _deps_layer(b, app)
     app_started = time.monotonic()
     image_id = _app_layer(b, app, deps_id)
+    for line in app.grown_notices():
+        out(line)
     b.timings.append(("app", time.monotonic() - app_started))
     final = _move_tag(engine, b.ref, image_id, current)
     seconds = time.monotonic() - started

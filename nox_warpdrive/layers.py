@@ -132,7 +132,8 @@ def whiteout() -> str:
 @dataclass(frozen=True)
 class AppTree:
     """The files the app layers hold, as one tree, and where each file's bytes come from:
-    ``root`` (the project) for names under ``src``, ``inline`` for the others."""
+    ``root`` (the project) for names under ``src``, ``inline`` for the others (and for
+    source files held in memory because they changed while read: steady.py)."""
 
     tree: Tree
     root: Path
@@ -145,6 +146,9 @@ class AppTree:
     #: "\n"-joined in name order (the source index keeps them so): a directory that is
     #: the same as below is compared in one go; empty when not known
     dirs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: the source files (relpaths) found grown when a layer read them, after they were
+    #: hashed: a layer holds their first bytes, the ones hashed (a log being written)
+    grown: list[str] = field(default_factory=list, compare=False)
 
     def source(self, name: str) -> str | bytes:
         """A file's bytes (inline) or its path relative to the project."""

@@ -49,6 +49,7 @@ from pathlib import Path
 from .context import LARGE_FILE_BYTES, Entry, IgnoreRules, Walked, file_signatures
 from .layers import Rec, is_asset
 from .layout import APP_UID
+from .steady import Hashed
 
 #: the index file's format; an index of another format is ignored
 FORMAT = "nox-warpdrive source index 4"
@@ -207,7 +208,7 @@ def source_tree(
     root: Path,
     walked: Walked,
     where: tuple[str, int],
-    hash_file: Callable[[Entry], str],
+    hash_file: Callable[[Entry], Hashed | None],
     rules: IgnoreRules,
     old: Mapping[str, Dir] | None = None,
     save_index: bool = True,
@@ -216,8 +217,9 @@ def source_tree(
     prefix of their names, the mtime they get; ``rules``: the ignore rules it was walked
     with): a directory whose signature is the one the index (``old``, else loaded) has
     is taken from it; in another, each file whose signature changed is hashed
-    (``hash_file``). The index is then written back when something changed (unless
-    ``save_index`` is false: ``image -- --plan`` changes nothing)."""
+    (``hash_file``: steady.Reads; a file it finds gone is left out). The index is then
+    written back when something changed (unless ``save_index`` is false: ``image --
+    --plan`` changes nothing)."""
     # now, by the wall clock and by the filesystem's (its newest ctime): a file changed
     # within RACY_SECONDS of the first, or as late as the second, is racily clean
     clocks = (int(time.time()), walked.newest[0])
@@ -278,15 +280,15 @@ def _remake(
     entries: list[Entry],
     before: Dir | None,
     where: tuple[str, int],
-    hash_file: Callable[[Entry], str],
+    hash_file: Callable[[Entry], Hashed | None],
     clocks: tuple[int, int],
 ) -> tuple[list[str], list[str], Dir, Dir | None]:
     """A directory's members made again from its entries, each file's digest from the
     index when its signature is unchanged and it was not racily clean, else hashed:
     (names, member lines, the directory as this build uses it, as the index keeps it:
-    racily clean files' digests unknown; None when it cannot be kept)."""
+    the digests of racily clean files and of files that were not what the walk saw
+    (steady.py) unknown; None when it cannot be kept)."""
     src, epoch = where
-    began, newest = clocks
     sigs = file_signatures(signature)
     known_sigs: dict[str, tuple[int, ...]] = {}
     known_lines: dict[str, str] = {}
@@ -299,6 +301,7 @@ def _remake(
     kept: list[str] = []
     assets: list[str] = []
     asset_bytes = 0
+    gone = False
     for entry in entries:
         name = f"{src}/{entry.relpath}"
         line = kept_line = member_line(entry, epoch)
@@ -306,17 +309,16 @@ def _remake(
             base = entry.relpath.rpartition("/")[2]
             sig = sigs[base]
             old = known_lines.get(name) if known_sigs.get(base) == sig else None
-            digest = kept_digest = old.split("\0")[5] if old is not None else ""
-            if not digest:
-                digest = kept_digest = hash_file(entry)
-                changed = max(sig[-2], sig[-1])  # mtime, ctime
-                if changed + RACY_SECONDS > began or changed >= newest:
-                    kept_digest = ""  # too recent to tell from a later change: again
-            line = f"{line}{digest}\0{entry.size}"
-            kept_line = f"{kept_line}{kept_digest}\0{entry.size}"
-            if is_asset(entry.relpath, entry.size):
+            found = _file_digest(entry, sig, old, hash_file, clocks)
+            if found is None:  # deleted since the walk: left out
+                gone = True
+                continue
+            digest, kept_digest, size = found
+            line = f"{line}{digest}\0{size}"
+            kept_line = f"{kept_line}{kept_digest}\0{size}"
+            if is_asset(entry.relpath, size):
                 assets.append(name)
-                asset_bytes += entry.size
+                asset_bytes += size
         names.append(name)
         lines.append(line)
         kept.append(kept_line)
@@ -326,10 +328,33 @@ def _remake(
     made = Dir(signature, *joined, "\n".join(assets), asset_bytes, hashlib.sha256(data).hexdigest())
     if text:  # a name or link with a newline: the joined lines could not be split again
         return names, lines, made, None
-    if kept == lines:
+    if kept == lines and not gone:
         return names, lines, made, made
     keep = dataclasses.replace(made, signature=RACY + signature, lines="\n".join(kept))
     return names, lines, made, keep
+
+
+def _file_digest(
+    entry: Entry,
+    sig: tuple[int, ...],
+    old: str | None,
+    hash_file: Callable[[Entry], Hashed | None],
+    clocks: tuple[int, int],
+) -> tuple[str, str, int] | None:
+    """A file's digest from its member line in the index (``old``, when its signature
+    is unchanged), else read: (digest, the digest the index keeps, "" when it cannot be
+    trusted later, size); None when the file is gone."""
+    digest = old.split("\0")[5] if old is not None else ""
+    if digest:
+        return digest, digest, entry.size
+    hashed = hash_file(entry)
+    if hashed is None:
+        return None
+    began, newest = clocks
+    changed = max(sig[-2], sig[-1])  # mtime, ctime
+    # too recent to tell from a later change, or not the bytes the walk saw: read again
+    trusted = hashed.steady and changed + RACY_SECONDS <= began and changed < newest
+    return hashed.digest, hashed.digest if trusted else "", hashed.size
 
 
 def member_line(entry: Entry, epoch: int) -> str:

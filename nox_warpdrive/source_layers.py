@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -83,11 +84,17 @@ def app_tree(
     return app_tree_of(root, SourceTree(tree, assets, asset_bytes, "", group(tree)), runtime)
 
 
-def app_tree_of(root: Path, source: SourceTree, runtime: Mapping[str, bytes]) -> AppTree:
+def app_tree_of(
+    root: Path,
+    source: SourceTree,
+    runtime: Mapping[str, bytes],
+    held: Mapping[str, bytes] | None = None,
+) -> AppTree:
     """:func:`app_tree`, from the source's members as the index gave them (nothing is
-    made again file by file)."""
+    made again file by file). ``held``: relpath -> the bytes of source files that
+    changed while they were read (steady.py), which the layers hold as read."""
     tree: Tree = {name: Rec("dir", mode, uid, 0, 0, "", 0).line() for name, uid, mode in _SKELETON}
-    inline: dict[str, bytes] = {}
+    inline: dict[str, bytes] = {f"{APP_SRC[1:]}/{rel}": data for rel, data in (held or {}).items()}
     for rel, data in runtime.items():
         name = f"{APP_ROOT[1:]}/{rel}"
         mode = 0o755 if rel.startswith("bin/") else 0o644
@@ -181,12 +188,18 @@ def _members(app: AppTree, tree: Tree) -> Iterator[tuple[tarfile.TarInfo, Conten
         elif rec.kind == "file":
             info.size = rec.size
             source = app.source(name)
-            content = source if isinstance(source, bytes) else _opener(app.root, source, rec.size)
+            content = source if isinstance(source, bytes) else _opener(app, source, rec.size)
         yield info, content, rec.digest if rec.kind == "file" else ""
 
 
-def _opener(root: Path, relpath: str, size: int) -> Callable[[], BinaryIO]:
-    return lambda: open_file(root, relpath, size)
+def _opener(app: AppTree, relpath: str, size: int) -> Callable[[], BinaryIO]:
+    def opened() -> BinaryIO:
+        handle = open_file(app.root, relpath, size)
+        if os.fstat(handle.fileno()).st_size > size:
+            app.grown.append(relpath)  # a log being written: its first bytes, as hashed
+        return handle
+
+    return opened
 
 
 def write_layer(app: AppTree, tree: Tree, fh: BinaryIO) -> str:

@@ -12,19 +12,27 @@
 #                                into DIR/htpasswd (a user already there is replaced, the
 #                                others kept: test sessions with their own users share one
 #                                instance), which the registry reads again when it changes.
+#   WARPDRIVE_REGISTRY_LOG       its log (default /var/log/warpdrive-registry.log, or
+#                                /var/log/warpdrive-registry-auth.log with a password file)
 #
-# Prints the registry's address (127.0.0.1:PORT) on stdout.
+# Prints the registry's address (127.0.0.1:PORT) on stdout. The pid of a registry it
+# starts goes into DIR/registry.pid; `registry-up.sh --stop` (same variables) stops it.
+# The tests start theirs on a free port and storage of their own, and stop them.
 set -euo pipefail
 
 HTPASSWD="${WARPDRIVE_REGISTRY_HTPASSWD:-}"
 if [ -n "$HTPASSWD" ]; then
     PORT="${WARPDRIVE_REGISTRY_PORT:-5001}"
     DIR="${WARPDRIVE_REGISTRY_DIR:-/var/lib/warpdrive-registry-auth}"
-    LOG=/var/log/warpdrive-registry-auth.log
+    LOG="${WARPDRIVE_REGISTRY_LOG:-/var/log/warpdrive-registry-auth.log}"
 else
     PORT="${WARPDRIVE_REGISTRY_PORT:-5000}"
     DIR="${WARPDRIVE_REGISTRY_DIR:-/var/lib/warpdrive-registry}"
-    LOG=/var/log/warpdrive-registry.log
+    LOG="${WARPDRIVE_REGISTRY_LOG:-/var/log/warpdrive-registry.log}"
+fi
+PIDFILE="$DIR/registry.pid"
+if [ "${1:-}" = "--stop" ]; then
+    exec bash "$(dirname "$0")/stop-daemon.sh" "$PIDFILE" "$DIR/config.yml" "docker-registry on 127.0.0.1:$PORT"
 fi
 
 log() { printf 'registry-up: %s\n' "$*" >&2; }
@@ -111,6 +119,7 @@ YML
 fi
 log "starting docker-registry on 127.0.0.1:$PORT${HTPASSWD:+ (basic auth)} (log: $LOG)"
 setsid docker-registry serve "$config" >"$LOG" 2>&1 < /dev/null &
+echo $! > "$PIDFILE"  # setsid execs it here (the script's jobs lead no process group)
 for _ in $(seq 1 60); do
     if answers; then
         log "registry answers on 127.0.0.1:$PORT"

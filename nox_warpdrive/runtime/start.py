@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """warpdrive-start: the start launcher shipped into every image (stdlib only).
 
-It finds how to run the app in the current directory and execs the web server, so the
-server replaces it as PID 1: `docker stop` sends SIGTERM straight to the server, which
-shuts down gracefully. The same `detect` function is imported by nox-warpdrive on the host
-at build time, so an app the image could not start fails the build, not the deploy.
+It finds how to run the app in the current directory and starts the web server. As a
+container's PID 1 it stays, as a small init (tini's and dumb-init's job, Docker's
+`--init`): the kernel gives PID 1 no default signal action, so an app without a SIGTERM
+handler (http.server in an app.py, a shell script) would ignore `docker stop` and be
+killed after the grace period, and orphaned processes would stay zombies. The init runs
+the app in its own process group, passes on the signals `docker stop`, `docker kill -s` and
+a terminal send, reaps every child, and exits with the app's status (143 when SIGTERM
+ended it). Elsewhere (not PID 1: `docker run --init`, a pod's shared process namespace)
+it execs the server, as before. The same `detect` function is imported by nox-warpdrive on
+the host at build time, so an app the image could not start fails the build, not the
+deploy.
 
 Detection order (first match wins), modelled on warpdrive and s2i-python-container:
   1. `start` in [tool.warpdrive] (a shell command)
@@ -33,7 +40,8 @@ import shlex
 import signal
 import subprocess
 import sys
-from typing import Dict, List, Mapping, Optional
+import traceback
+from typing import Callable, Dict, List, Mapping, Optional
 
 DEFAULT_PORT = "8080"
 APP_ROOT = os.environ.get("APP_ROOT", "/opt/app-root")
@@ -562,6 +570,139 @@ def _serve_waitress(cmd: List[str]) -> int:
     return 0
 
 
+# -- PID 1 ----------------------------------------------------------------------------
+
+#: what the init passes on to the app: tini's list, less job control
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+
+
+def exit_status(status: int) -> int:
+    """A shell's exit status for a wait status: the exit code, or 128 + the signal that
+    ended the process (143 for SIGTERM, what `docker stop` counts as a clean stop)."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def to_group(app: App) -> bool:
+    """Whether signals go to the app's whole process group (dumb-init's way) or to its
+    first process only (tini's). A shell command or script is a group, as in a terminal:
+    a `start` line that is not one `exec` leaves the shell between the init and the app.
+    A server manages its own workers, and some take signals meant for the master as an
+    order to die at once (gunicorn's workers on SIGHUP and SIGUSR2)."""
+    return app.kind in ("command", "python")
+
+
+def run_as_init(launch: Callable[[], int], group: bool) -> int:
+    """Run ``launch`` (it starts the app: an exec, or a server in-process) in a forked
+    child with its own process group, and be its init: each of :data:`FORWARDED` is
+    passed on (to the group when ``group``), every child that ends is reaped (orphans are
+    PID 1's), and the app's exit status is returned once it ends.
+
+    The signals are blocked and waited for (sigwaitinfo), as tini does: no handler runs
+    between a signal and the wait, and a blocked signal is queued even for PID 1, which
+    the kernel spares the default actions of."""
+    watched = set(FORWARDED) | {signal.SIGCHLD}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (tested through subprocesses)
+        _child(launch, mask)
+    try:
+        os.setpgid(pid, pid)  # also here: a signal may come before the child's own call
+    except OSError:
+        pass
+    while True:
+        signum = signal.sigwaitinfo(watched).si_signo
+        if signum != signal.SIGCHLD:
+            _forward(pid, signum, group)
+            continue
+        status = _reap(pid)
+        if status is not None:
+            return exit_status(status)
+
+
+def _child(launch: Callable[[], int], mask: object) -> None:
+    """The app's side of the fork: its own process group (the terminal's, if any), the
+    signal mask it had, then ``launch``; never returns to the caller."""
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        _take_terminal()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # type: ignore[arg-type]
+        code = launch()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _take_terminal() -> None:
+    """With a terminal (`docker run -it`), make the app's group its foreground group, as
+    a shell does: Ctrl-C reaches the app, and it may read the terminal."""
+    try:
+        if not os.isatty(0):
+            return
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(0, os.getpgrp())
+        finally:
+            signal.signal(signal.SIGTTOU, old)
+    except OSError:
+        pass
+
+
+def _forward(pid: int, signum: int, group: bool) -> None:
+    try:
+        if group:
+            try:
+                os.killpg(pid, signum)
+                return
+            except ProcessLookupError:  # the app left its group (setsid): itself
+                pass
+        os.kill(pid, signum)
+    except OSError:
+        pass  # gone already: its SIGCHLD is on the way
+
+
+def _reap(pid: int) -> Optional[int]:
+    """Reap every child that has ended (one SIGCHLD may stand for several); the wait
+    status of ``pid`` if it was one of them."""
+    found = None
+    while True:
+        try:
+            done, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if done == 0:
+            return found
+        if done == pid:
+            found = status
+
+
+def _exec(cmd: List[str], env: Mapping[str, str]) -> None:
+    """Become ``cmd``, with the signal dispositions a program expects: Python ignores
+    SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec (subprocess
+    restores them the same way)."""
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    os.execvpe(cmd[0], cmd, env)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     app_dir = os.getcwd()
@@ -589,17 +730,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["--print"]:
         print(" ".join(shlex.quote(c) for c in cmd))
         return 0
-    ensure_passwd_entry()
-    run_hook(app_dir, "deploy", env)
-    sys.stderr.write("warpdrive-start: %s -> %s\n" % (app.how, " ".join(cmd)))
-    sys.stderr.flush()
-    if server == "waitress" and not reload:
-        os.environ.clear()
-        os.environ.update(env)
-        sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [app_dir]
-        return _serve_waitress(cmd)
-    os.execvpe(cmd[0], cmd, env)
-    return 1  # pragma: no cover
+
+    def launch() -> int:
+        ensure_passwd_entry()
+        run_hook(app_dir, "deploy", env)
+        sys.stderr.write("warpdrive-start: %s -> %s\n" % (app.how, " ".join(cmd)))
+        sys.stderr.flush()
+        if server == "waitress" and not reload:
+            os.environ.clear()
+            os.environ.update(env)
+            path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            sys.path[:0] = path + [app_dir]
+            return _serve_waitress(cmd)
+        _exec(cmd, env)
+        return 1  # pragma: no cover
+
+    if os.getpid() == 1:
+        return run_as_init(launch, to_group(app))
+    return launch()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ the command that fixes it (never a silent skip): `bash scripts/test.sh` sets bot
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import daemons
 from docker.models.containers import Container
 from pkgindex import Index, build_index, serve
 
@@ -50,6 +53,70 @@ def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ.pop("XDG_CACHE_HOME", None)
         else:
             os.environ["XDG_CACHE_HOME"] = old
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A session ended by SIGTERM (a CI job cancelled, `timeout`) runs its teardown, as
+    on Ctrl-C: the daemons it started are stopped."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted)
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[str]:
+    """127.0.0.1:PORT of a registry of this session (a free port), stopped at its end."""
+    daemons.sweep()
+    with daemons.registry() as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def runner() -> Iterator[str]:
+    """DOCKER_HOST of a second engine of this session that has the base images and
+    nothing else (a fresh CI runner), stopped at its end."""
+    daemons.sweep()
+    with daemons.engine(BASE_IMAGE, BUILDER_IMAGE) as host:
+        yield host
+
+
+@dataclass(frozen=True)
+class AuthRegistry:
+    address: str
+    user: str
+    password: str
+
+    @property
+    def auth(self) -> str:
+        """The ``auth`` value of a config.json ``auths`` entry (what `docker login` writes)."""
+        return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every form the password could leak in."""
+        return (self.password, self.auth)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
+    """A registry of this session on 127.0.0.1 that wants a login: a user and a canary
+    password of this session (bcrypt, as distribution wants), stopped at its end."""
+    import bcrypt
+    from test_build import http_get
+
+    daemons.sweep()
+    tag = uuid.uuid4().hex[:10]
+    user, password = f"wdtest-{tag}", f"wd-canary-{uuid.uuid4().hex}"
+    htpasswd = tmp_path_factory.mktemp("htpasswd") / "htpasswd"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    htpasswd.write_text(f"{user}:{hashed}\n")
+    with daemons.registry(htpasswd) as address:
+        # the registry itself wants the login (and takes this one)
+        status, _ = http_get(f"http://{address}/v2/")
+        assert status == 401
+        yield AuthRegistry(address, user, password)
 
 
 @pytest.fixture(scope="session")
@@ -178,20 +245,28 @@ class App:
         (self.root / ".git" / "ignored-by-default").write_text("x")
 
 
+def make_app_for(
+    tmp_path_factory: pytest.TempPathFactory, requirements: list[str] | None = None
+) -> App:
+    """A new app project with names of its own (remove it with :func:`cleanup`)."""
+    tag = uuid.uuid4().hex[:8]
+    app = App(
+        root=tmp_path_factory.mktemp("app"),
+        name=f"wdtest-{tag}",
+        image=f"wdtest-{tag}:latest",
+        volume=f"wdtest-{tag}",
+        requirements=requirements or ["wd-pure-demo", "wd-cext-demo"],
+    )
+    app.write()
+    return app
+
+
 @pytest.fixture
 def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
     made: list[App] = []
 
     def factory(requirements: list[str] | None = None) -> App:
-        tag = uuid.uuid4().hex[:8]
-        app = App(
-            root=tmp_path_factory.mktemp("app"),
-            name=f"wdtest-{tag}",
-            image=f"wdtest-{tag}:latest",
-            volume=f"wdtest-{tag}",
-            requirements=requirements or ["wd-pure-demo", "wd-cext-demo"],
-        )
-        app.write()
+        app = make_app_for(tmp_path_factory, requirements)
         made.append(app)
         return app
 

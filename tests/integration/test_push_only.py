@@ -18,10 +18,7 @@ import pytest
 from conftest import App, write_django
 from pkgindex import Index
 from test_registry import cleanup_runner, client_for, nox_on, serve_on
-from test_registry import registry as registry
-from test_registry import runner as runner
 from test_registry_auth import AuthRegistry, Runs, logged_in, write_pure
-from test_registry_auth import auth_registry as auth_registry
 from test_registry_auth import runs as runs
 
 from nox_warpdrive import registry_api as api

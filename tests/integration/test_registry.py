@@ -12,40 +12,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-from conftest import BASE_IMAGE, BUILDER_IMAGE, App
+from conftest import App
 from pkgindex import Index
 from test_build import http_get
 
 from nox_warpdrive.engine import Engine
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def _script(name: str, *args: str) -> str:
-    proc = subprocess.run(
-        ["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"{name} failed:\n{proc.stderr}", pytrace=False)
-    return proc.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
-def registry() -> str:
-    """127.0.0.1:PORT of a running local registry."""
-    return _script("registry-up.sh")
-
-
-@pytest.fixture(scope="session")
-def runner() -> Iterator[str]:
-    """DOCKER_HOST of a second engine that has the base images and nothing else."""
-    host = _script("second-engine.sh", BASE_IMAGE, BUILDER_IMAGE)
-    yield host
 
 
 def nox_on(

@@ -12,75 +12,20 @@ import base64
 import contextlib
 import json
 import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import pytest
-from conftest import App, serve_image
+from conftest import App, AuthRegistry, serve_image
 from pkgindex import Index
 from test_build import http_get
-from test_registry import SCRIPTS, cleanup_runner, nox_on, serve_on
-from test_registry import runner as runner
+from test_registry import cleanup_runner, nox_on, serve_on
 
 from nox_warpdrive.engine import Engine
 
 MAIN = "unix:///var/run/docker.sock"
-#: the auth registry's own port and storage: the default one (5000) is shared, untouched
-AUTH_PORT = os.environ.get("WARPDRIVE_TEST_AUTH_REGISTRY_PORT", "5001")
-
-
-@dataclass(frozen=True)
-class AuthRegistry:
-    address: str
-    user: str
-    password: str
-
-    @property
-    def auth(self) -> str:
-        """The ``auth`` value of a config.json ``auths`` entry (what `docker login` writes)."""
-        return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-
-    def secrets(self) -> tuple[str, ...]:
-        """Every form the password could leak in."""
-        return (self.password, self.auth)
-
-
-@pytest.fixture(scope="session")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> AuthRegistry:
-    """A registry on 127.0.0.1 that wants a login: a user and a canary password of
-    this test session (the instance may be shared; its users are merged)."""
-    tag = uuid.uuid4().hex[:10]
-    user, password = f"wdtest-{tag}", f"wd-canary-{uuid.uuid4().hex}"
-    htpasswd = tmp_path_factory.mktemp("htpasswd") / "htpasswd"
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
-    htpasswd.write_text(f"{user}:{hashed}\n")
-    env = dict(
-        os.environ,
-        WARPDRIVE_REGISTRY_HTPASSWD=str(htpasswd),
-        WARPDRIVE_REGISTRY_PORT=AUTH_PORT,
-        WARPDRIVE_REGISTRY_DIR=os.environ.get(
-            "WARPDRIVE_TEST_AUTH_REGISTRY_DIR", "/var/lib/warpdrive-registry-auth"
-        ),
-    )
-    proc = subprocess.run(
-        ["bash", str(SCRIPTS / "registry-up.sh")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"registry-up.sh (auth) failed:\n{proc.stderr}", pytrace=False)
-    address = proc.stdout.strip().splitlines()[-1]
-    # the registry itself wants the login (and takes this one)
-    status, _ = http_get(f"http://{address}/v2/")
-    assert status == 401
-    return AuthRegistry(address, user, password)
 
 
 def docker_config(where: Path, document: dict[str, Any]) -> Path:

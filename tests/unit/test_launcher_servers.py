@@ -610,7 +610,8 @@ def exec_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], di
         calls.append((file, list(args), dict(env)))
         raise Exec
 
-    monkeypatch.setattr(start.os, "execvpe", fake_exec)
+    # start._exec, not os.execvpe: it also resets this process's SIGPIPE handling
+    monkeypatch.setattr(start, "_exec", lambda cmd, env: fake_exec(cmd[0], cmd, dict(env)))
     monkeypatch.setattr(start, "ensure_passwd_entry", lambda: None)
     return calls
 

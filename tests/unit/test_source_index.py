@@ -25,6 +25,7 @@ from nox_warpdrive.context import (
     walk_tree,
 )
 from nox_warpdrive.source_layers import app_tree, app_tree_of
+from nox_warpdrive.steady import Hashed
 
 WHERE = ("opt/app-root/src", 1)
 
@@ -45,10 +46,10 @@ def members(
         walks.append(walked)
     walked.newest[0] += later
 
-    def hash_file(entry: Entry) -> str:
+    def hash_file(entry: Entry) -> Hashed:
         if hashed is not None:
             hashed.append(entry.relpath)
-        return file_sha256(root, entry.relpath, entry.size)
+        return Hashed(file_sha256(root, entry.relpath, entry.size), entry.size)
 
     found = source_index.source_tree(root, walked, WHERE, hash_file, rules, old)
     source_index.flush()  # the index is written while a build goes on
