@@ -33,7 +33,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 DEFAULT_PORT = "8080"
 APP_ROOT = os.environ.get("APP_ROOT", "/opt/app-root")
@@ -105,15 +105,21 @@ class App:
 
 
 def _django_settings(app_dir: str, env: Mapping[str, str]) -> Optional[str]:
+    return django_settings_source(app_dir, env)[0]
+
+
+def django_settings_source(app_dir: str, env: Mapping[str, str]) -> Tuple[Optional[str], str]:
+    """The Django settings module and where it comes from: DJANGO_SETTINGS_MODULE in
+    the environment, else the default manage.py sets."""
     if env.get("DJANGO_SETTINGS_MODULE"):
-        return env["DJANGO_SETTINGS_MODULE"]
+        return env["DJANGO_SETTINGS_MODULE"], "the environment"
     try:
         with open(os.path.join(app_dir, "manage.py"), encoding="utf-8") as fh:
             text = fh.read()
     except OSError:
-        return None
+        return None, "nowhere"
     m = re.search(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]""", text)
-    return m.group(1) if m else None
+    return (m.group(1), "manage.py's default") if m else (None, "nowhere")
 
 
 def _module_file(app_dir: str, module: str) -> Optional[str]:
