@@ -63,6 +63,8 @@ SERVER_PACKAGES = {
 }
 #: servers without a static file mapping of their own: WhiteNoise serves Django's files
 NEEDS_WHITENOISE = ("gunicorn", "waitress")
+#: an app whose settings name this middleware serves its static files itself
+WHITENOISE_MIDDLEWARE = "whitenoise.middleware.WhiteNoiseMiddleware"
 ASGI_HINTS = re.compile(
     r"\b(?:fastapi|starlette|quart|litestar|sanic|django\.core\.asgi|get_asgi_application)\b"
 )
@@ -138,6 +140,17 @@ def _parse(path: str) -> Optional[ast.Module]:
         return None
 
 
+def _star_target(module: str, node: ast.ImportFrom, is_package: bool) -> Optional[str]:
+    """The module a `from ... import *` in ``module`` names, or None."""
+    if not node.level:
+        return node.module or None
+    parts = module.split(".")
+    keep = len(parts) - node.level + (1 if is_package else 0)
+    if keep < 0:
+        return None
+    return ".".join(parts[:keep] + ([node.module] if node.module else [])) or None
+
+
 def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[str]:
     """A string constant assigned at the top level of a settings module, read with ast so
     that nothing of the app is imported. Star imports (`from .base import *`, the split
@@ -152,14 +165,7 @@ def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[s
     value = None  # type: Optional[str]
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
-            if node.level:
-                parts = module.split(".")
-                keep = len(parts) - node.level + (1 if is_package else 0)
-                if keep < 0:
-                    continue
-                target = ".".join(parts[:keep] + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _star_target(module, node, is_package)
             found = _setting(app_dir, target, name, depth + 1) if target else None
             if found is not None:
                 value = found
@@ -172,6 +178,30 @@ def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[s
                 ):
                     value = node.value.value
     return value
+
+
+def _mentions(app_dir: str, module: str, text: str, depth: int = 0) -> bool:
+    """Whether a settings module, or one it star-imports, has the string ``text``
+    anywhere (``MIDDLEWARE.append("...")`` in production.py counts)."""
+    path = _module_file(app_dir, module)
+    tree = _parse(path) if path is not None and depth <= 8 else None
+    if tree is None or path is None:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == text:
+            return True
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            target = _star_target(module, node, path.endswith("__init__.py"))
+            if target and _mentions(app_dir, target, text, depth + 1):
+                return True
+    return False
+
+
+def serves_own_static(app_dir: str, settings: Optional[str]) -> bool:
+    """Whether the Django app serves its static files itself (WhiteNoise's middleware
+    in its settings): then the launcher puts nothing in front of it, and the app's own
+    cache headers reach the client."""
+    return bool(settings) and _mentions(app_dir, str(settings), WHITENOISE_MIDDLEWARE)
 
 
 def _defines(path: str, names: List[str]) -> Optional[str]:
@@ -382,8 +412,9 @@ def default_workers(cpus: Optional[int] = None, memory: Optional[int] = None) ->
 
 
 def static_files(app: App) -> Optional[str]:
-    """Django's collected static files in this image, if any."""
-    if app.kind != "django":
+    """Django's collected static files in this image, when the launcher is to serve
+    them (not when the app serves them itself)."""
+    if app.kind != "django" or serves_own_static(os.getcwd(), app.settings):
         return None
     try:
         with open(STATIC_ROOT_RECORD) as fh:
@@ -597,6 +628,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     ensure_passwd_entry()
     run_hook(app_dir, "deploy", env)
+    if app.kind == "django" and serves_own_static(app_dir, app.settings):
+        sys.stderr.write("warpdrive-start: the app serves its static files (WhiteNoise)\n")
     sys.stderr.write("warpdrive-start: %s -> %s\n" % (app.how, " ".join(cmd)))
     sys.stderr.flush()
     if server == "waitress" and not reload:
