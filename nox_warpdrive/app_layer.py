@@ -319,7 +319,7 @@ def plan_app(
         network=cfg.network,
         server=server,
         build_hook=build_hook,
-        notices=source.notices,
+        notices=source.notices + name_notice(cfg),
         static_notes=static_notes,
         make_tree=functools.partial(source_tree, source, launcher, static_lib, start_json),
     )
@@ -425,6 +425,16 @@ def app_commit(
         exposed_ports=(f"{PORT}/tcp",),
         labels=labels,
         message=f"nox-warpdrive app layer ({source_label})",
+    )
+
+
+def name_notice(cfg: Config) -> tuple[str, ...]:
+    """A line when the app's name (its image's, its volume's) is the folder's."""
+    if cfg.name_source != "folder":
+        return ()
+    return (
+        f"warpdrive: no [project].name: the image and volume are named after the folder "
+        f"({cfg.name}); set [project].name, or `image` in [tool.warpdrive]",
     )
 
 

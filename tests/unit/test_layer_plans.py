@@ -841,3 +841,14 @@ def test_static_notes_say_the_settings_and_where_they_come_from(tmp_path: Path) 
     based = dataclasses.replace(BASE, env=("DJANGO_SETTINGS_MODULE=site1.settings",))
     notes = app_layer_module.plan_app(cfg, based, PKEY, "d", "s").static_notes
     assert notes[0].endswith("=site1.settings (from the base image's environment)")
+
+
+def test_a_name_from_the_folder_is_said(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "p")
+    assert not any("named after the folder" in n for n in plan(cfg).notices)
+    write(cfg.project_dir, "pyproject.toml", "[tool.warpdrive]\n")
+    notices = plan(load_config(cfg.project_dir)).notices
+    assert (
+        "warpdrive: no [project].name: the image and volume are named after the folder (p); "
+        "set [project].name, or `image` in [tool.warpdrive]"
+    ) in notices
