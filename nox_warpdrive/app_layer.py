@@ -9,7 +9,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +43,8 @@ from .platform import PlatformKey
 from .runtime.start import App, django_settings_source, read_environment
 from .source_index import SourceTree
 from .source_layers import app_tree_of, layer_bytes
-from .static import (
-    not_static_inputs,
-    static_inputs,
-)
-from .static_inputs import StaticInputs, static_inputs_of
+from .static import not_static_inputs
+from .static_inputs import StaticInputs, choose
 from .tars import tar_files
 from .wheelhouse import (
     detect_app,
@@ -348,14 +345,35 @@ def static_key_for(
     (static.same_packages_or_more), here only when the settings import packages that
     may be absent: then an added one can change the output."""
     settings, where = django_settings(cfg, base)
-    entries = source.entries()
-    inputs = static_inputs_of(cfg.project_dir, settings, {e.relpath: e.kind for e in entries})
-    chosen = static_inputs(entries, inputs, not_static_inputs(cfg))
     tree, src = source.members.tree, APP_SRC[1:] + "/"
+    kinds = MemberKinds(tree, src)
+    inputs, chosen = choose(
+        cfg.project_dir, settings, source.entries(), kinds, not_static_inputs(cfg)
+    )
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
     packages = deps_key if inputs.packages_exact else ""
     key = key_digest("static 3", base.id, runtime.read("assemble.py"), str(settings), packages)
     return key_digest(key, records), static_notes(settings, where, inputs)
+
+
+class MemberKinds(Mapping[str, str]):
+    """The source index's members as relpath -> kind, read through, not copied."""
+
+    def __init__(self, tree: Mapping[str, str], prefix: str) -> None:
+        self.tree, self.prefix = tree, prefix
+
+    def __getitem__(self, relpath: str) -> str:
+        return self.tree[self.prefix + relpath].split("\0", 1)[0]
+
+    def __contains__(self, relpath: object) -> bool:
+        return isinstance(relpath, str) and self.prefix + relpath in self.tree
+
+    def __iter__(self) -> Iterator[str]:
+        cut = len(self.prefix)
+        return (name[cut:] for name in self.tree if name.startswith(self.prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def static_notes(settings: str | None, where: str, inputs: StaticInputs) -> tuple[str, ...]:

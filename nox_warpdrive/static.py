@@ -9,13 +9,12 @@ import dataclasses
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import static_cache
 from .config import Config, read_requirements
 from .context import (
-    Entry,
     source_date_epoch,
 )
 from .engine import Engine, ImageInfo
@@ -29,20 +28,10 @@ from .layout import (
     skeleton_tar,
 )
 from .source_layers import StaticLayer, append_app
-from .static_inputs import StaticInputs
 from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar
 
 if TYPE_CHECKING:
     from .app_layer import AppPlan
-
-
-def static_inputs(
-    entries: Sequence[Entry], inputs: StaticInputs, skip: frozenset[str] = frozenset()
-) -> list[Entry]:
-    """The archived paths collectstatic's output depends on (static_inputs.py chose
-    them from the settings). ``skip``: files known not to matter (requirement files,
-    pyproject.toml: packages are compared separately, by their wheels)."""
-    return [e for e in entries if e.relpath not in skip and inputs.matters(e.relpath)]
 
 
 def not_static_inputs(cfg: Config) -> frozenset[str]:

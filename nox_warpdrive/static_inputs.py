@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import ast
 import posixpath
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .context import Entry
 from .layout import APP_SRC
 
 #: calls after which a settings module's outcome depends on files or code that cannot
@@ -105,7 +106,8 @@ class StaticInputs:
     everything: bool = False
     why: str = ""
     packages_exact: bool = False
-    modules: tuple[str, ...] = field(default=())
+    #: the settings modules read (the settings module and those it imports)
+    modules: tuple[str, ...] = ()
 
     def matters(self, relpath: str) -> bool:
         return self.everything or relpath in self.files or relpath.startswith(self.dirs)
@@ -429,7 +431,7 @@ class _Paths:
 
 
 def finder_dirs(
-    values: list[ast.expr], strings: _Strings, paths: _Paths, dirs: Collection[str]
+    values: list[ast.expr], strings: _Strings, paths: _Paths, kinds: Mapping[str, str]
 ) -> set[str]:
     """The tree's directories a STATICFILES_DIRS names: each entry evaluated where it
     can be (``os.path.join(PROJECT_DIR, "static")``), else its literal parts ("static")
@@ -448,6 +450,7 @@ def finder_dirs(
         suffixes = {s for s in map(_path_suffix, strings.of(entry)) if s}
         if not suffixes:
             raise Dynamic(f"STATICFILES_DIRS has an entry without a name: {ast.unparse(entry)}")
+        dirs = [p for p, kind in kinds.items() if kind == "dir"]  # rare: read only then
         for suffix in suffixes:
             found.update(d for d in dirs if d == suffix or d.endswith("/" + suffix))
     return found
@@ -495,7 +498,7 @@ def _app_inputs(tree: _Tree, apps: list[str]) -> tuple[set[str], set[str]]:
     return files, dirs
 
 
-def _follow(tree: _Tree, settings: str, kinds: dict[str, str]) -> StaticInputs:
+def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInputs:
     """The inputs when the settings can be read (raises Dynamic when they cannot)."""
     closure = settings_closure(tree, settings)
     trees = list(closure.trees.values())
@@ -515,15 +518,12 @@ def _follow(tree: _Tree, settings: str, kinds: dict[str, str]) -> StaticInputs:
             raise Dynamic(f"INSTALLED_APPS has an entry without a name: {ast.unparse(entry)}")
         apps += named
     app_files, app_dirs = _app_inputs(tree, apps)
-    all_dirs = [p for p, kind in kinds.items() if kind == "dir"]
     origin = {id(n): rel for rel, parsed in closure.trees.items() for n in ast.walk(parsed)}
     paths = _Paths(strings.names, origin)
-    dirs = app_dirs | finder_dirs(values.get(DIRS, []), strings, paths, all_dirs)
+    dirs = app_dirs | finder_dirs(values.get(DIRS, []), strings, paths, kinds)
+    # a static directory's own entry counts too: a symbolic link there is refused (choose)
+    files |= {d for d in dirs if d}
     prefixes = tuple(sorted(d.rstrip("/") + "/" for d in dirs if d))
-    links = [p for p, kind in kinds.items() if kind == "symlink"]
-    for link in links:
-        if link.startswith(prefixes) or link + "/" in prefixes:
-            raise Dynamic(f"{link}, in a static directory, is a symbolic link")
     return StaticInputs(
         files=frozenset(files | app_files),
         dirs=prefixes,
@@ -532,7 +532,7 @@ def _follow(tree: _Tree, settings: str, kinds: dict[str, str]) -> StaticInputs:
     )
 
 
-def static_inputs_of(root: Path, settings: str | None, kinds: dict[str, str]) -> StaticInputs:
+def static_inputs_of(root: Path, settings: str | None, kinds: Mapping[str, str]) -> StaticInputs:
     """collectstatic's inputs for the settings module ``settings`` of the source at
     ``root`` (``kinds``: every archived path relative to it, and its kind); every file
     when the settings cannot be followed (``why`` says what stopped it)."""
@@ -545,3 +545,37 @@ def static_inputs_of(root: Path, settings: str | None, kinds: dict[str, str]) ->
         return _follow(tree, settings, kinds)
     except Dynamic as exc:
         return StaticInputs(everything=True, why=str(exc))
+
+
+def choose(
+    root: Path,
+    settings: str | None,
+    entries: Sequence[Entry],
+    kinds: Mapping[str, str],
+    skip: Collection[str] = frozenset(),
+) -> tuple[StaticInputs, list[Entry]]:
+    """(collectstatic's inputs, the archived paths among them): ``entries`` every
+    archived path, ``kinds`` the same as relpath -> kind (a view of the source index,
+    not a copy: trees have 100k files); ``skip``: files known not to matter
+    (requirement files, pyproject.toml: packages are compared by their wheels). A
+    symbolic link among the inputs can bring in files from anywhere: then every file
+    counts."""
+    inputs = static_inputs_of(root, settings, kinds)
+    chosen = _chosen(entries, inputs, skip)
+    link = next((e.relpath for e in chosen if e.kind == "symlink"), None)
+    if link is not None and not inputs.everything:
+        why = f"{link}, an input of collectstatic, is a symbolic link"
+        inputs = StaticInputs(everything=True, why=why)
+        chosen = _chosen(entries, inputs, skip)
+    return inputs, chosen
+
+
+def _chosen(entries: Sequence[Entry], inputs: StaticInputs, skip: Collection[str]) -> list[Entry]:
+    if inputs.everything:
+        return [e for e in entries if e.relpath not in skip]
+    files, dirs = inputs.files, inputs.dirs
+    return [
+        e
+        for e in entries
+        if (e.relpath in files or e.relpath.startswith(dirs)) and e.relpath not in skip
+    ]

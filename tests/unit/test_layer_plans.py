@@ -24,7 +24,7 @@ from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import LayerRefused
-from nox_warpdrive.static_inputs import static_inputs_of
+from nox_warpdrive.static_inputs import choose
 from nox_warpdrive.tars import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 
 SETTINGS = (
@@ -332,10 +332,8 @@ def test_app_layer_ownership_and_modes(tmp_path: Path) -> None:
 
 def relpaths(root: Path, settings: str, skip: frozenset[str] = frozenset()) -> set[str]:
     entries = collect(root, load_ignore_rules(root))
-    inputs = static_inputs_of(root, settings, {e.relpath: e.kind for e in entries})
-    return {
-        e.relpath for e in static_module.static_inputs(entries, inputs, skip) if e.kind == "file"
-    }
+    _, chosen = choose(root, settings, entries, {e.relpath: e.kind for e in entries}, skip)
+    return {e.relpath for e in chosen if e.kind == "file"}
 
 
 def test_static_inputs(tmp_path: Path) -> None:
@@ -852,3 +850,16 @@ def test_a_name_from_the_folder_is_said(tmp_path: Path) -> None:
         "warpdrive: no [project].name: the image and volume are named after the folder (p); "
         "set [project].name, or `image` in [tool.warpdrive]"
     ) in notices
+
+
+def test_a_symbolic_link_among_the_static_inputs_makes_every_file_count(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "p")
+    write(cfg.project_dir, "shared/x.css", "p {}\n")
+    (cfg.project_dir / "site1" / "static" / "shared").symlink_to("../../shared")
+    first = plan(cfg)
+    assert (
+        "site1/static/shared, an input of collectstatic, is a symbolic link"
+        in (first.static_notes[1])
+    )
+    write(cfg.project_dir, "site1/templates/index.html", "<p>hi</p>\n")
+    assert plan(cfg).static_key != first.static_key  # every file counts

@@ -10,7 +10,7 @@ import pytest
 from unit_support import write
 
 from nox_warpdrive.context import collect, load_ignore_rules
-from nox_warpdrive.static_inputs import StaticInputs, static_inputs_of
+from nox_warpdrive.static_inputs import StaticInputs, choose
 
 BASE = """\
 import os
@@ -66,7 +66,7 @@ def split_site(root: Path) -> None:
 
 def inputs(root: Path, settings: str | None = "shop.settings.production") -> StaticInputs:
     entries = collect(root, load_ignore_rules(root))
-    return static_inputs_of(root, settings, {e.relpath: e.kind for e in entries})
+    return choose(root, settings, entries, {e.relpath: e.kind for e in entries})[0]
 
 
 def counted(root: Path, settings: str = "shop.settings.production") -> set[str]:
@@ -263,7 +263,8 @@ def test_a_symbolic_link_in_a_static_directory(tmp_path: Path) -> None:
     write(tmp_path, "frontend/build/app.js", "1;\n")
     (tmp_path / "shop" / "static" / "build").symlink_to("../../frontend/build")
     found = inputs(tmp_path)
-    assert found.everything and "symbolic link" in found.why
+    assert found.everything and "shop/static/build, an input" in found.why, found.why
+    assert found.matters("shop/templates/base.html")
 
 
 def test_unknown_settings(tmp_path: Path) -> None:
