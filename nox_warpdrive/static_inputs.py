@@ -16,6 +16,7 @@ counts: collectstatic reruns on any change, and the build says why.
 from __future__ import annotations
 
 import ast
+import contextlib
 import posixpath
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ DYNAMIC_CALLS = frozenset(
         "iterdir",
         "walk",
     }
+)
+#: calls whose answer depends on which packages are installed (an added one counts)
+PACKAGE_CALLS = frozenset(
+    {"find_spec", "find_loader", "version", "distribution", "entry_points", "iter_modules"}
 )
 #: calls that only build a path or a list from what they are given
 PURE_CALLS = frozenset(
@@ -194,9 +199,11 @@ class _Closure:
     packages_exact: bool = False
 
 
-def settings_closure(tree: _Tree, settings: str) -> _Closure:
+def settings_closure(tree: _Tree, settings: str, strict: bool = True) -> _Closure:
     """Every project module the settings module imports, transitively (and their
-    packages' __init__.py, which importing them runs). Raises Dynamic."""
+    packages' __init__.py, which importing them runs). Raises Dynamic (``strict``: also
+    for code that cannot be followed; manage.py's is not, its `load_dotenv()` reads a
+    .env the image leaves out unless asked, and then counts)."""
     found = _Closure()
     todo, seen = [settings], set()
     while todo:
@@ -213,8 +220,10 @@ def settings_closure(tree: _Tree, settings: str) -> _Closure:
         parsed = tree.parse(relpath)
         found.trees[relpath] = parsed
         for node in ast.walk(parsed):
-            if isinstance(node, ast.Call) and _call_name(node) in DYNAMIC_CALLS:
+            if strict and isinstance(node, ast.Call) and _call_name(node) in DYNAMIC_CALLS:
                 raise Dynamic(f"{relpath} line {node.lineno} calls {_call_name(node)}()")
+            if isinstance(node, ast.Call) and _call_name(node) in PACKAGE_CALLS:
+                found.packages_exact = True
             if isinstance(node, ast.Try) and _catches_import_error(node):
                 found.packages_exact = found.packages_exact or _imports_package(tree, node)
             if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -508,6 +517,10 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
         if tree.is_project(finder) or finder.endswith("DefaultStorageFinder"):
             raise Dynamic(f"STATICFILES_FINDERS names {finder}")
     files = set(closure.files) | set(ALWAYS)
+    # the project modules manage.py imports run before the settings, too (one it cannot
+    # parse: manage.py itself counts, a fix to it reruns collectstatic)
+    with contextlib.suppress(Dynamic):
+        files |= settings_closure(tree, "manage", strict=False).files
     for backend in [s for v in values.get(STORAGE, []) for s in strings.of(v)]:
         if "." in backend and tree.is_project(backend):
             files |= settings_closure(tree, backend.rpartition(".")[0]).files

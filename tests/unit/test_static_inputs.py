@@ -182,6 +182,29 @@ def test_a_module_added_later_counts(tmp_path: Path) -> None:
     assert found.matters("shop/settings/local.py") and not found.packages_exact
 
 
+def test_what_manage_py_imports_of_the_project_counts(tmp_path: Path) -> None:
+    split_site(tmp_path)
+    write(
+        tmp_path, "manage.py", "import dotenv\nfrom shop.boot import setup\ndotenv.load_dotenv()\n"
+    )
+    write(tmp_path, "shop/boot.py", "def setup(): pass\n")
+    found = inputs(tmp_path)
+    assert not found.everything, found.why  # manage.py's load_dotenv() is not the settings'
+    assert found.matters("shop/boot.py")
+
+
+def test_find_spec_makes_packages_count(tmp_path: Path) -> None:
+    split_site(tmp_path)
+    write(
+        tmp_path,
+        "shop/settings/production.py",
+        PRODUCTION + "import importlib.util\n"
+        "if importlib.util.find_spec('debug_toolbar'):\n"
+        "    INSTALLED_APPS.append('debug_toolbar')\n",
+    )
+    assert inputs(tmp_path).packages_exact
+
+
 def test_an_optional_package_makes_packages_count(tmp_path: Path) -> None:
     split_site(tmp_path)
     write(
