@@ -381,6 +381,12 @@ def static_notes(settings: str | None, where: str, inputs: StaticInputs) -> tupl
     reruns it."""
     name = settings or "(none found)"
     lines = [f"warpdrive: collectstatic uses DJANGO_SETTINGS_MODULE={name} (from {where})"]
+    shell = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if shell and shell != settings:
+        lines.append(
+            f"warpdrive: DJANGO_SETTINGS_MODULE={shell} of this shell does not reach the "
+            "build; name it in .warpdrive/environment to use it"
+        )
     if inputs.everything:
         lines.append(
             f"warpdrive: collectstatic reruns on any change to the source: {inputs.why} "

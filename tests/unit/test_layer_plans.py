@@ -823,7 +823,10 @@ def test_static_key_follows_the_packages_when_the_settings_import_optional_ones(
     assert "the installed packages" in plan(cfg).static_notes[1]
 
 
-def test_static_notes_say_the_settings_and_where_they_come_from(tmp_path: Path) -> None:
+def test_static_notes_say_the_settings_and_where_they_come_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     cfg = django_project(tmp_path / "p")
     notes = plan(cfg).static_notes
     assert notes[0] == (
@@ -839,6 +842,12 @@ def test_static_notes_say_the_settings_and_where_they_come_from(tmp_path: Path) 
     based = dataclasses.replace(BASE, env=("DJANGO_SETTINGS_MODULE=site1.settings",))
     notes = app_layer_module.plan_app(cfg, based, PKEY, "d", "s").static_notes
     assert notes[0].endswith("=site1.settings (from the base image's environment)")
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "site1.other")
+    notes = plan(cfg).static_notes
+    assert notes[1] == (
+        "warpdrive: DJANGO_SETTINGS_MODULE=site1.other of this shell does not reach the "
+        "build; name it in .warpdrive/environment to use it"
+    )
 
 
 def test_a_name_from_the_folder_is_said(tmp_path: Path) -> None:
