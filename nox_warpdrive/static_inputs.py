@@ -50,6 +50,9 @@ DYNAMIC_CALLS = frozenset(
         "scandir",
         "iterdir",
         "walk",
+        "globals",  # globals().update(...), globals()["X"] = ...
+        "setattr",
+        "vars",
     }
 )
 #: calls whose answer depends on which packages are installed (an added one counts)

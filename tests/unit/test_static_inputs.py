@@ -265,6 +265,7 @@ def test_a_custom_storage_of_the_project_counts(tmp_path: Path) -> None:
         ("STATICFILES_DIRS = [os.environ.get('ASSETS')]\n", "os.environ.get"),
         ("INSTALLED_APPS += [f'shop.{x}' for x in NAMES]\n", "line"),
         ("STATICFILES_FINDERS = ['shop.finders.Mine']\n", "STATICFILES_FINDERS names"),
+        ("globals()['INSTALLED_APPS'] = []\n", "calls globals()"),
         ("INSTALLED_APPS = APPS_FROM_ELSEWHERE\n", "APPS_FROM_ELSEWHERE is not set"),
         ("INSTALLED_APPS.append(os.environ['APP'])\n", "line"),
         ("INSTALLED_APPS.append(conf.APP)\n", "INSTALLED_APPS has an entry without a name"),
