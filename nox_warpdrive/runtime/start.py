@@ -18,7 +18,9 @@ Detection order (first match wins), modelled on warpdrive and s2i-python-contain
 
 Servers: gunicorn (default for WSGI), uvicorn (default for ASGI), waitress,
 mod_wsgi-express, uwsgi; `server` in [tool.warpdrive] or WARPDRIVE_SERVER_TYPE chooses.
-All listen on 0.0.0.0:$PORT (8080).
+All listen on 0.0.0.0:$PORT (8080). A Django app's collected static files are served in
+front of it (WhiteNoise, the ASGI handler in lib/, uwsgi's and mod_wsgi's mappings) unless
+its settings name WhiteNoise's middleware: then the app serves them, with its own headers.
 
 At each start, before the server: `.warpdrive/environment` (KEY=VALUE lines) fills in
 variables not already set, an arbitrary uid gets a passwd entry (OpenShift), and an
