@@ -116,7 +116,17 @@ def headers(url: str) -> dict[str, str]:
 
 
 def hashed_css(engine: Engine, ref: str) -> str:
-    manifest = json.loads(run(engine, ref, "cat", f"{COLLECTED}/staticfiles.json"))
+    """The hashed name of site.css in the image's manifest. The file's size is printed
+    first: an answer with no output at all (seen once on a loaded engine: the logs of a
+    container that had just ended) is asked again; an empty file fails."""
+    for _ in range(3):
+        out = run(engine, ref, "sh", "-c", f"wc -c < {COLLECTED}/staticfiles.json")
+        out += run(engine, ref, "cat", f"{COLLECTED}/staticfiles.json")
+        size, _, text = out.partition("\n")
+        if size.strip():
+            break
+    assert int(size) > 0 and len(text.encode()) == int(size), out
+    manifest = json.loads(text)
     return str(manifest["paths"]["shop/site.css"])
 
 
