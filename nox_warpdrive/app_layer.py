@@ -9,7 +9,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,13 +39,11 @@ from .layout import (
 )
 from .plan import HELPERS_DIR, CommitSpec, Step
 from .platform import PlatformKey
-from .runtime.start import App
+from .runtime.start import App, django_settings_source, read_environment
 from .source_index import SourceTree
 from .source_layers import app_tree_of, layer_bytes
-from .static import (
-    not_static_inputs,
-    static_inputs,
-)
+from .static import not_static_inputs
+from .static_inputs import StaticInputs, choose
 from .tars import tar_files
 from .wheelhouse import (
     detect_app,
@@ -104,6 +102,9 @@ class AppPlan:
     build_hook: bool = False
     #: lines to show the user about the source (files left out, very large files)
     notices: tuple[str, ...] = ()
+    #: lines to show when the app layer is built: the settings collectstatic uses,
+    #: where they come from, what its inputs are
+    static_notes: tuple[str, ...] = ()
     #: makes the tree (see ``tree``)
     make_tree: Callable[[], AppTree] | None = field(default=None, repr=False, compare=False)
 
@@ -317,7 +318,10 @@ def plan_app(
     collectstatic = cfg.collectstatic and app.kind == "django"
     hook = source.members.tree.get(f"{APP_SRC[1:]}/{BUILD_HOOK}", "")
     build_hook = hook.startswith("file\x00775\x00")  # a file, executable
-    static_key = static_key_for(cfg, base, app, source) if collectstatic else ""
+    static_key: str = ""
+    static_notes: tuple[str, ...] = ()
+    if collectstatic:
+        static_key, static_notes = static_key_for(cfg, base, source, deps_key)
     labels_in = dict(source_labels or {})
     build_key = key_digest(
         "app",
@@ -347,20 +351,93 @@ def plan_app(
         network=cfg.network,
         server=server,
         build_hook=build_hook,
-        notices=source.notices,
+        notices=source.notices + name_notice(cfg),
+        static_notes=static_notes,
         make_tree=functools.partial(source_tree, source, launcher, static_lib, start_json),
     )
 
 
-def static_key_for(cfg: Config, base: ImageInfo, app: App, source: Source) -> str:
-    """What collectstatic's output depends on: the base image, the build script and the
-    static inputs of the source (not views, models, requirement files), each by its
-    member line in the app layers (kind, mode, owner, mtime, sha256, size, link target):
-    known from the source index, so nothing is read or hashed again, file by file."""
-    inputs = static_inputs(source.entries(), app, not_static_inputs(cfg))
+def django_settings(cfg: Config, base: ImageInfo) -> tuple[str | None, str]:
+    """The DJANGO_SETTINGS_MODULE collectstatic runs with and where it comes from, in
+    the order the build container applies them: the base image's environment, then
+    .warpdrive/environment, then manage.py's default."""
+    env = dict(e.split("=", 1) for e in base.env if "=" in e)
+    if env.get("DJANGO_SETTINGS_MODULE"):
+        return env["DJANGO_SETTINGS_MODULE"], "the base image's environment"
+    env = read_environment(str(cfg.project_dir))
+    settings, where = django_settings_source(str(cfg.project_dir), env)
+    return settings, ".warpdrive/environment" if where == "the environment" else where
+
+
+def static_key_for(
+    cfg: Config, base: ImageInfo, source: Source, deps_key: str = ""
+) -> tuple[str, tuple[str, ...]]:
+    """(what collectstatic's output depends on, lines saying what that is): the base
+    image, the build script, the settings module and the source files its settings make
+    inputs (static_inputs.py), each by its member line in the app layers (kind, mode,
+    owner, mtime, sha256, size, link target): known from the source index, so nothing
+    is hashed again. Packages are compared by their wheels when the files are reused
+    (static.same_packages_or_more), here only when the settings import packages that
+    may be absent: then an added one can change the output."""
+    settings, where = django_settings(cfg, base)
     tree, src = source.members.tree, APP_SRC[1:] + "/"
-    records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in inputs])
-    return key_digest("static 2", base.id, runtime.read("assemble.py"), records)
+    kinds = MemberKinds(tree, src)
+    inputs, chosen = choose(
+        cfg.project_dir, settings, source.entries(), kinds, not_static_inputs(cfg)
+    )
+    records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
+    packages = deps_key if inputs.packages_exact else ""
+    key = key_digest("static 3", base.id, runtime.read("assemble.py"), str(settings), packages)
+    return key_digest(key, records), static_notes(settings, where, inputs)
+
+
+class MemberKinds(Mapping[str, str]):
+    """The source index's members as relpath -> kind, read through, not copied."""
+
+    def __init__(self, tree: Mapping[str, str], prefix: str) -> None:
+        self.tree, self.prefix = tree, prefix
+
+    def __getitem__(self, relpath: str) -> str:
+        return self.tree[self.prefix + relpath].split("\0", 1)[0]
+
+    def __contains__(self, relpath: object) -> bool:
+        return isinstance(relpath, str) and self.prefix + relpath in self.tree
+
+    def __iter__(self) -> Iterator[str]:
+        cut = len(self.prefix)
+        return (name[cut:] for name in self.tree if name.startswith(self.prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def static_notes(settings: str | None, where: str, inputs: StaticInputs) -> tuple[str, ...]:
+    """What the build says about collectstatic: which settings, from where, and what
+    reruns it."""
+    name = settings or "(none found)"
+    lines = [f"warpdrive: collectstatic uses DJANGO_SETTINGS_MODULE={name} (from {where})"]
+    shell = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if shell and shell != settings:
+        lines.append(
+            f"warpdrive: DJANGO_SETTINGS_MODULE={shell} of this shell does not reach the "
+            "build; name it in .warpdrive/environment to use it"
+        )
+    if inputs.everything:
+        lines.append(
+            f"warpdrive: collectstatic reruns on any change to the source: {inputs.why} "
+            "(nox-warpdrive cannot tell its inputs from the settings)"
+        )
+    else:
+        modules, dirs = len(inputs.modules), len(inputs.dirs)
+        lines.append(
+            f"warpdrive: collectstatic inputs: {modules} settings module{'s'[: modules != 1]}, "
+            f"{dirs} static director{'ies' if dirs != 1 else 'y'}"
+            + (
+                ", the installed packages (the settings import optional ones)"
+                * inputs.packages_exact
+            )
+        )
+    return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -407,6 +484,16 @@ def app_commit(
         exposed_ports=(f"{PORT}/tcp",),
         labels=labels,
         message=f"nox-warpdrive app layer ({source_label})",
+    )
+
+
+def name_notice(cfg: Config) -> tuple[str, ...]:
+    """A line when the app's name (its image's, its volume's) is the folder's."""
+    if cfg.name_source != "folder":
+        return ()
+    return (
+        f"warpdrive: no [project].name: the image and volume are named after the folder "
+        f"({cfg.name}); set [project].name, or `image` in [tool.warpdrive]",
     )
 
 

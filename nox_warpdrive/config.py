@@ -103,6 +103,8 @@ class Config:
     inputs_reason: str = ""
     #: a registry image to seed the wheelhouse from (tagged per platform key)
     wheelhouse_image: str | None = None
+    #: where ``name`` comes from: "[project].name", "image" or "folder"
+    name_source: str = "[project].name"
 
 
 def _suggest(key: str) -> str:
@@ -178,8 +180,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     data = load_pyproject(project_dir)
     table = _warpdrive_table(project_dir, data, overrides)
     project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
-    raw_name = project.get("name") if isinstance(project.get("name"), str) else None
-    name = docker_name(raw_name or project_dir.name)
+    name, name_source = project_name(project, table, project_dir)
     image, base_image, builder_image, wheelhouse_image = _image_refs(table, name)
     chosen = choose_inputs(project_dir, table, project)
     install_project = _install_project(table, chosen)
@@ -188,6 +189,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     return Config(
         project_dir=project_dir,
         name=name,
+        name_source=name_source,
         image=image,
         base_image=base_image,
         builder_image=builder_image,
@@ -238,6 +240,24 @@ def _warpdrive_table(
                 fix=f"write `{key}` as {desc}",
             )
     return table
+
+
+def project_name(
+    project: Mapping[str, Any], table: Mapping[str, Any], project_dir: Path
+) -> tuple[str, str]:
+    """(the name the default image, the volume and the deps images are called by, where
+    it comes from): [project].name; else the repository `image` names
+    ("registry.example.com/team/bakery:1": bakery), which the user chose; else the
+    folder, whose name a checkout may have made up ("repo", "main")."""
+    raw = project.get("name")
+    if isinstance(raw, str) and raw.strip():
+        return docker_name(raw), "[project].name"
+    image = table.get("image")
+    if isinstance(image, str):
+        repository = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+        if any(c.isalnum() for c in repository):
+            return docker_name(repository), "image"
+    return docker_name(project_dir.name), "folder"
 
 
 def _image_refs(table: Mapping[str, Any], name: str) -> tuple[str, str, str, str | None]:

@@ -519,6 +519,8 @@ def _static_reuse(b: _Build, app: AppPlan) -> _Static:
 def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     """The app image: the app layers appended with no container when nothing has to
     run at build time (or the collected files are reused), else built in a container."""
+    for line in app.static_notes:
+        b.out(line)
     static = _static_reuse(b, app)
     if static.layer is not None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")

@@ -354,8 +354,10 @@ def _static_here(cache: Cache, app: AppPlan, out: Output) -> tuple[str, str] | N
     build hook must run, so the image is built on the engine instead."""
     static = static_reuse(cache, app)
     if isinstance(static, str):
-        out(f"warpdrive: {static}{FALLBACK}")
+        out(f"warpdrive: {static}{FALLBACK}")  # the build here says the settings
         return None
+    for line in app.static_notes:
+        out(line)
     if static[1]:
         out("warpdrive: static inputs unchanged; reusing the collected static files")
     return static

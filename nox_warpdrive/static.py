@@ -9,13 +9,12 @@ import dataclasses
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import static_cache
 from .config import Config, read_requirements
 from .context import (
-    Entry,
     source_date_epoch,
 )
 from .engine import Engine, ImageInfo
@@ -28,37 +27,11 @@ from .layout import (
     STATIC_ROOT_RECORD,
     skeleton_tar,
 )
-from .runtime.start import App
 from .source_layers import StaticLayer, append_app
 from .tars import dir_tar, merge_tars, normalize_tar, reprefix_tar
 
 if TYPE_CHECKING:
     from .app_layer import AppPlan
-
-
-def static_inputs(
-    entries: Sequence[Entry], app: App, skip: frozenset[str] = frozenset()
-) -> list[Entry]:
-    """What collectstatic's output can depend on: every file that is not Python, the
-    settings (module or package) and apps.py files. A change to any other .py file (views,
-    models, urls) cannot change the collected files, so their output can be reused.
-    ``skip``: files known not to matter (requirement files, pyproject.toml: packages are
-    compared separately, by their wheels)."""
-    settings_file = settings_dir = None
-    if app.settings:
-        rel = app.settings.replace(".", "/")
-        settings_file, settings_dir = rel + ".py", rel + "/"
-
-    def matters(e: Entry) -> bool:
-        if e.relpath in skip:
-            return False
-        if e.kind != "file" or not e.relpath.endswith(".py"):
-            return True
-        if e.relpath == settings_file or (settings_dir and e.relpath.startswith(settings_dir)):
-            return True
-        return e.relpath.rsplit("/", 1)[-1] in ("apps.py", "manage.py")
-
-    return [e for e in entries if matters(e)]
 
 
 def not_static_inputs(cfg: Config) -> frozenset[str]:

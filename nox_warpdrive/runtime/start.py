@@ -25,7 +25,9 @@ Detection order (first match wins), modelled on warpdrive and s2i-python-contain
 
 Servers: gunicorn (default for WSGI), uvicorn (default for ASGI), waitress,
 mod_wsgi-express, uwsgi; `server` in [tool.warpdrive] or WARPDRIVE_SERVER_TYPE chooses.
-All listen on 0.0.0.0:$PORT (8080).
+All listen on 0.0.0.0:$PORT (8080). A Django app's collected static files are served in
+front of it (WhiteNoise, the ASGI handler in lib/, uwsgi's and mod_wsgi's mappings) unless
+its settings name WhiteNoise's middleware: then the app serves them, with its own headers.
 
 At each start, before the server: `.warpdrive/environment` (KEY=VALUE lines) fills in
 variables not already set, an arbitrary uid gets a passwd entry (OpenShift), and an
@@ -41,7 +43,7 @@ import signal
 import subprocess
 import sys
 import traceback
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 DEFAULT_PORT = "8080"
 APP_ROOT = os.environ.get("APP_ROOT", "/opt/app-root")
@@ -71,6 +73,8 @@ SERVER_PACKAGES = {
 }
 #: servers without a static file mapping of their own: WhiteNoise serves Django's files
 NEEDS_WHITENOISE = ("gunicorn", "waitress")
+#: an app whose settings name this middleware serves its static files itself
+WHITENOISE_MIDDLEWARE = "whitenoise.middleware.WhiteNoiseMiddleware"
 ASGI_HINTS = re.compile(
     r"\b(?:fastapi|starlette|quart|litestar|sanic|django\.core\.asgi|get_asgi_application)\b"
 )
@@ -113,15 +117,21 @@ class App:
 
 
 def _django_settings(app_dir: str, env: Mapping[str, str]) -> Optional[str]:
+    return django_settings_source(app_dir, env)[0]
+
+
+def django_settings_source(app_dir: str, env: Mapping[str, str]) -> Tuple[Optional[str], str]:
+    """The Django settings module and where it comes from: DJANGO_SETTINGS_MODULE in
+    the environment, else the default manage.py sets."""
     if env.get("DJANGO_SETTINGS_MODULE"):
-        return env["DJANGO_SETTINGS_MODULE"]
+        return env["DJANGO_SETTINGS_MODULE"], "the environment"
     try:
         with open(os.path.join(app_dir, "manage.py"), encoding="utf-8") as fh:
             text = fh.read()
     except OSError:
-        return None
+        return None, "nowhere"
     m = re.search(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]""", text)
-    return m.group(1) if m else None
+    return (m.group(1), "manage.py's default") if m else (None, "nowhere")
 
 
 def _module_file(app_dir: str, module: str) -> Optional[str]:
@@ -140,6 +150,17 @@ def _parse(path: str) -> Optional[ast.Module]:
         return None
 
 
+def _star_target(module: str, node: ast.ImportFrom, is_package: bool) -> Optional[str]:
+    """The module a `from ... import *` in ``module`` names, or None."""
+    if not node.level:
+        return node.module or None
+    parts = module.split(".")
+    keep = len(parts) - node.level + (1 if is_package else 0)
+    if keep < 0:
+        return None
+    return ".".join(parts[:keep] + ([node.module] if node.module else [])) or None
+
+
 def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[str]:
     """A string constant assigned at the top level of a settings module, read with ast so
     that nothing of the app is imported. Star imports (`from .base import *`, the split
@@ -154,14 +175,7 @@ def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[s
     value = None  # type: Optional[str]
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
-            if node.level:
-                parts = module.split(".")
-                keep = len(parts) - node.level + (1 if is_package else 0)
-                if keep < 0:
-                    continue
-                target = ".".join(parts[:keep] + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _star_target(module, node, is_package)
             found = _setting(app_dir, target, name, depth + 1) if target else None
             if found is not None:
                 value = found
@@ -174,6 +188,30 @@ def _setting(app_dir: str, module: str, name: str, depth: int = 0) -> Optional[s
                 ):
                     value = node.value.value
     return value
+
+
+def _mentions(app_dir: str, module: str, text: str, depth: int = 0) -> bool:
+    """Whether a settings module, or one it star-imports, has the string ``text``
+    anywhere (``MIDDLEWARE.append("...")`` in production.py counts)."""
+    path = _module_file(app_dir, module)
+    tree = _parse(path) if path is not None and depth <= 8 else None
+    if tree is None or path is None:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == text:
+            return True
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            target = _star_target(module, node, path.endswith("__init__.py"))
+            if target and _mentions(app_dir, target, text, depth + 1):
+                return True
+    return False
+
+
+def serves_own_static(app_dir: str, settings: Optional[str]) -> bool:
+    """Whether the Django app serves its static files itself (WhiteNoise's middleware
+    in its settings): then the launcher puts nothing in front of it, and the app's own
+    cache headers reach the client."""
+    return bool(settings) and _mentions(app_dir, str(settings), WHITENOISE_MIDDLEWARE)
 
 
 def _defines(path: str, names: List[str]) -> Optional[str]:
@@ -384,8 +422,9 @@ def default_workers(cpus: Optional[int] = None, memory: Optional[int] = None) ->
 
 
 def static_files(app: App) -> Optional[str]:
-    """Django's collected static files in this image, if any."""
-    if app.kind != "django":
+    """Django's collected static files in this image, when the launcher is to serve
+    them (not when the app serves them itself)."""
+    if app.kind != "django" or serves_own_static(os.getcwd(), app.settings):
         return None
     try:
         with open(STATIC_ROOT_RECORD) as fh:
@@ -734,6 +773,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     def launch() -> int:
         ensure_passwd_entry()
         run_hook(app_dir, "deploy", env)
+        if app.kind == "django" and serves_own_static(app_dir, app.settings):
+            sys.stderr.write("warpdrive-start: the app serves its static files (WhiteNoise)\n")
         sys.stderr.write("warpdrive-start: %s -> %s\n" % (app.how, " ".join(cmd)))
         sys.stderr.flush()
         if server == "waitress" and not reload:

@@ -5,12 +5,18 @@ static file mapping of their own: `application` (WSGI) wraps the app in WhiteNoi
 warpdrive does; `asgi_application` (ASGI, uvicorn) serves the files itself, since
 WhiteNoise speaks only WSGI. The app is named by WARPDRIVE_APPLICATION ("mod:callable");
 the files by WARPDRIVE_STATIC_ROOT and WARPDRIVE_STATIC_URL.
+
+Files Django's manifest storage named by their content (a 12-hex hash before the
+extension, listed in staticfiles.json) never change under that name: they are sent
+cacheable for a year and immutable; the others for 60 seconds, as WhiteNoise does.
 """
 
 import importlib
+import json
 import mimetypes
 import os
-from typing import Any, Dict
+import re
+from typing import Any, Dict, FrozenSet
 
 _cache = {}  # type: Dict[str, Any]
 
@@ -33,10 +39,49 @@ def _prefix() -> str:
     return "/" + url.strip("/") + "/"
 
 
+#: how long a hashed file may be cached: a year
+YEAR = 31536000
+HASHED = re.compile(r"\.[0-9a-f]{12}\.[^./]+$")
+MANIFEST = "staticfiles.json"
+
+
+def _hashed() -> FrozenSet[str]:
+    """The hashed names in Django's manifest (relative to the root): read once."""
+    if "hashed" not in _cache:
+        try:
+            with open(os.path.join(_root(), MANIFEST), encoding="utf-8") as fh:
+                paths = json.load(fh).get("paths") or {}
+        except (OSError, ValueError, AttributeError):
+            paths = {}
+        names = paths.values() if isinstance(paths, dict) else []
+        _cache["hashed"] = frozenset(n for n in names if isinstance(n, str) and HASHED.search(n))
+    return _cache["hashed"]  # type: ignore[no-any-return]
+
+
+def immutable(url: str) -> bool:
+    """Whether a URL path names a hashed file of the manifest."""
+    prefix = _prefix()
+    return url.startswith(prefix) and url[len(prefix) :] in _hashed()
+
+
+def _cache_control(url: str) -> bytes:
+    if immutable(url):
+        return b"max-age=%d, public, immutable" % YEAR
+    return b"max-age=60, public"
+
+
 def _wsgi() -> Any:
     from whitenoise import WhiteNoise  # type: ignore[import-not-found]
 
-    return WhiteNoise(_target(), root=_root(), prefix=_prefix())
+    class YearWhiteNoise(WhiteNoise):  # type: ignore[misc]
+        FOREVER = YEAR  # WhiteNoise's own is ten years
+
+    def immutable_file_test(path: str, url: str) -> bool:
+        return immutable(url)
+
+    return YearWhiteNoise(
+        _target(), root=_root(), prefix=_prefix(), immutable_file_test=immutable_file_test
+    )
 
 
 def _resolve(path: str) -> str:
@@ -70,7 +115,7 @@ def _asgi() -> Any:
                         "headers": [
                             (b"content-type", ctype.encode()),
                             (b"content-length", str(size).encode()),
-                            (b"cache-control", b"max-age=60, public"),
+                            (b"cache-control", _cache_control(scope["path"])),
                         ],
                     }
                 )

@@ -70,6 +70,20 @@ def test_name_falls_back_to_normalised_folder_name(tmp_path: Path) -> None:
     assert cfg.volume == "warpdrive-my-cool-app"
 
 
+def test_name_comes_from_the_image_repository_before_the_folder(tmp_path: Path) -> None:
+    """A checkout's folder may be called anything ("repo"): the repository the user
+    named in `image` is a better name for the volume and the deps images."""
+    table = '[tool.warpdrive]\nimage = "registry.example.com:5000/team/bakery_demo:1.0"\n'
+    cfg = load_config(project(tmp_path / "repo", table))
+    assert (cfg.name, cfg.name_source) == ("bakery-demo", "image")
+    assert cfg.volume == "warpdrive-bakery-demo"
+    assert cfg.image == "registry.example.com:5000/team/bakery_demo:1.0"
+    named = load_config(project(tmp_path / "r2", '[project]\nname = "shop"\n' + table))
+    assert (named.name, named.name_source) == ("shop", "[project].name")
+    folder = load_config(project(tmp_path / "Shop"))
+    assert (folder.name, folder.name_source) == ("shop", "folder")
+
+
 def test_no_pyproject_at_all_uses_folder_name(tmp_path: Path) -> None:
     root = project(tmp_path / "Shop")
     cfg = load_config(root)

@@ -449,6 +449,34 @@ def test_static_url_from_the_settings(
     assert after(cmd, "--static-map") == f"/media/static/={static_root}"
 
 
+@pytest.mark.parametrize("server", ["gunicorn", "waitress", "uvicorn", "uwsgi", "mod_wsgi"])
+def test_an_app_serving_its_own_static_files_is_not_wrapped(
+    static_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    """WhiteNoise's middleware in the settings (here added in production.py, which
+    star-imports base.py, as Wagtail's demo does): the app's own serving, with its own
+    cache headers, is what the client gets."""
+    project = tmp_path / "project"
+    write(project, "site1/settings/__init__.py", "")
+    write(project, "site1/settings/base.py", 'MIDDLEWARE = ["a.B"]\n')
+    write(
+        project,
+        "site1/settings/production.py",
+        'from .base import *\nMIDDLEWARE.append("whitenoise.middleware.WhiteNoiseMiddleware")\n',
+    )
+    write(project, "site1/settings/dev.py", "from .base import *\n")
+    monkeypatch.chdir(project)
+    app = DJANGO_ASGI if server == "uvicorn" else DJANGO_WSGI
+    prod = App(app.kind, app.module, "t", "site1.settings.production", interface=app.interface)
+    dev = App(app.kind, app.module, "t", "site1.settings.dev", interface=app.interface)
+    assert start.serves_own_static(str(project), prod.settings)
+    assert not start.serves_own_static(str(project), dev.settings)
+    assert start.static_files(prod) is None
+    cmd = server_command(prod, ENV, server)
+    assert not any("warpdrive_static" in c or "static" in c for c in cmd), cmd
+    assert start.static_files(dev) == str(static_root)  # the launcher serves for dev
+
+
 def test_no_static_wrapping_when_it_does_not_apply(
     static_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -782,6 +810,28 @@ def test_the_handler_is_built_once(static_env: Path) -> None:
         static_mod.something_else  # noqa: B018
 
 
+def test_hashed_files_of_the_manifest_are_cacheable_for_a_year(static_env: Path) -> None:
+    """Django's manifest storage names files by their content: those names (a 12-hex
+    hash before the extension, in staticfiles.json) never change, the others may."""
+    write(static_env, "css/site.55e7cbb9ba48.css", "p {}\n")
+    write(static_env, "css/site.css", "p {}\n")
+    write(static_env, "js/app.0123456789ab.js", "1;\n")  # looks hashed, not in the manifest
+    manifest = {"paths": {"css/site.css": "css/site.55e7cbb9ba48.css"}, "version": "1.1"}
+    write(static_env, "staticfiles.json", json.dumps(manifest))
+    year = b"max-age=31536000, public, immutable"
+    assert call("/static/css/site.55e7cbb9ba48.css")[1][b"cache-control"] == year
+    assert call("/static/css/site.css")[1][b"cache-control"] == b"max-age=60, public"
+    assert call("/static/js/app.0123456789ab.js")[1][b"cache-control"] == b"max-age=60, public"
+    assert static_mod.immutable("/static/css/site.55e7cbb9ba48.css")
+    assert not static_mod.immutable("/other/css/site.55e7cbb9ba48.css")
+
+
+def test_no_manifest_no_immutable_files(static_env: Path) -> None:
+    write(static_env, "staticfiles.json", "not json")
+    assert call("/static/x.css")[1][b"cache-control"] == b"max-age=60, public"
+    assert static_mod._hashed() == frozenset()
+
+
 def test_wsgi_wrapper_is_whitenoise_around_the_app(
     static_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -791,8 +841,10 @@ def test_wsgi_wrapper_is_whitenoise_around_the_app(
         fake,
         "whitenoise/__init__.py",
         "class WhiteNoise:\n"
-        "    def __init__(self, app, root=None, prefix=None):\n"
-        "        self.app, self.root, self.prefix = app, root, prefix\n",
+        "    FOREVER = 315360000\n"
+        "    def __init__(self, app, root=None, prefix=None, immutable_file_test=None):\n"
+        "        self.app, self.root, self.prefix = app, root, prefix\n"
+        "        self.immutable_file_test = immutable_file_test\n",
     )
     monkeypatch.syspath_prepend(str(fake))
     monkeypatch.delitem(sys.modules, "whitenoise", raising=False)
@@ -800,6 +852,12 @@ def test_wsgi_wrapper_is_whitenoise_around_the_app(
         wrapped = static_mod.application
         assert wrapped.app is sys.modules[APP_MODULE_NAME].app
         assert (wrapped.root, wrapped.prefix) == (str(static_env), "/static/")
+        assert wrapped.FOREVER == 31536000  # a year, not WhiteNoise's ten
+        assert not wrapped.immutable_file_test(str(static_env / "x.css"), "/static/x.css")
+        write(static_env, "x.0123456789ab.css", "p {}\n")
+        write(static_env, "staticfiles.json", '{"paths": {"x.css": "x.0123456789ab.css"}}')
+        static_mod._cache.pop("hashed", None)
+        assert wrapped.immutable_file_test("", "/static/x.0123456789ab.css")
     finally:
         sys.modules.pop("whitenoise", None)
 

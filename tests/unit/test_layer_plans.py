@@ -24,9 +24,13 @@ from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import LayerRefused
-from nox_warpdrive.runtime.start import App
+from nox_warpdrive.static_inputs import choose
 from nox_warpdrive.tars import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 
+SETTINGS = (
+    'WSGI_APPLICATION = "site1.wsgi.application"\n'
+    'INSTALLED_APPS = ["site1", "django.contrib.staticfiles"]\n'
+)
 SRC = layout_module.APP_SRC[1:]  # "opt/app-root/src": layer names are relative to /
 RECORD = layout_module.STATIC_ROOT_RECORD
 STATIC_ROOT = f"{layout_module.APP_SRC}/static"
@@ -90,6 +94,7 @@ def missing_parents(data: bytes) -> set[str]:
 
 def django_project(root: Path) -> Config:
     write_django_site(root)
+    write(root, "site1/settings.py", SETTINGS)
     write(root, "site1/static/site.css", "body { color: red }\n")
     write(root, "site1/views.py", "def index(request): ...\n")
     return load_config(root)
@@ -325,9 +330,10 @@ def test_app_layer_ownership_and_modes(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- static inputs
 
 
-def relpaths(root: Path, app: App, skip: frozenset[str] = frozenset()) -> set[str]:
+def relpaths(root: Path, settings: str, skip: frozenset[str] = frozenset()) -> set[str]:
     entries = collect(root, load_ignore_rules(root))
-    return {e.relpath for e in static_module.static_inputs(entries, app, skip) if e.kind == "file"}
+    _, chosen = choose(root, settings, entries, {e.relpath: e.kind for e in entries}, skip)
+    return {e.relpath for e in chosen if e.kind == "file"}
 
 
 def test_static_inputs(tmp_path: Path) -> None:
@@ -336,9 +342,10 @@ def test_static_inputs(tmp_path: Path) -> None:
     write(root, "site1/apps.py", "from django.apps import AppConfig\n")
     write(root, "site1/models.py", "X = 1\n")
     write(root, "site1/urls.py", "urlpatterns = []\n")
-    write(root, "site1/settings_extra.py", "Y = 1\n")  # not the settings module
+    write(root, "site1/settings_extra.py", "Y = 1\n")  # not imported by the settings
     write(root, "site1/templates/index.html", "<p>hi</p>\n")
-    write(root, "blog/apps.py", "\n")
+    write(root, "site1/migrations/0001_initial.py", "\n")
+    write(root, "blog/apps.py", "\n")  # not an installed app
     write(root, "blog/static/blog.js", "1;\n")
     write(root, "reqs/base.txt", "Django\n")
     write(root, "requirements.txt", "-r reqs/base.txt\n")
@@ -349,77 +356,35 @@ def test_static_inputs(tmp_path: Path) -> None:
     skip = static_module.not_static_inputs(cfg)
     # packages are compared by their wheels when the files are reused, not by these files
     assert {"pyproject.toml", "requirements.txt"} <= skip
-    got = relpaths(root, app, skip | {"reqs/base.txt"})
-    for kept in (
+    got = relpaths(root, "site1.settings", skip | {"reqs/base.txt"})
+    assert got == {
         "manage.py",
+        "site1/__init__.py",
         "site1/settings.py",
         "site1/apps.py",
-        "blog/apps.py",
         "site1/static/site.css",
-        "site1/templates/index.html",
-        "blog/static/blog.js",
-    ):
-        assert kept in got, kept
-    for left_out in (
-        "site1/views.py",
-        "site1/models.py",
-        "site1/urls.py",
-        "site1/wsgi.py",
-        "site1/__init__.py",
-        "site1/settings_extra.py",
-        "requirements.txt",
-        "reqs/base.txt",
-        "pyproject.toml",
-    ):
-        assert left_out not in got, left_out
-    # without skip, non-Python files are all kept
-    assert {"requirements.txt", "reqs/base.txt", "pyproject.toml"} <= relpaths(root, app)
-
-
-def test_static_key_ignores_included_requirement_files(tmp_path: Path) -> None:
-    root = tmp_path / "p"
-    cfg = django_project(root)
-    write(root, "reqs/base.txt", "Django>=5\n")
-    write(root, "requirements.txt", "-r reqs/base.txt\n-c reqs/constraints.txt\n")
-    write(root, "reqs/constraints.txt", "Django<6\n")
-    cfg = load_config(root)
-    assert "reqs/base.txt" in static_module.not_static_inputs(cfg)
-    first = plan(cfg)
-    write(root, "reqs/base.txt", "Django>=5\nwhitenoise\n")
-    write(root, "reqs/constraints.txt", "Django<5.2\n")
-    assert plan(load_config(root)).static_key == first.static_key
+    }
 
 
 def test_static_inputs_with_a_settings_package(tmp_path: Path) -> None:
     root = tmp_path / "p"
     write(root, "manage.py", "\n")
     write(root, "site1/__init__.py", "")
-    write(root, "site1/settings/__init__.py", "from .base import *\n")
-    write(root, "site1/settings/base.py", "STATIC_ROOT = 'x'\n")
-    write(root, "site1/settings/prod.py", "DEBUG = False\n")
-    write(root, "site1/settingsfoo.py", "\n")
+    write(root, "site1/settings/__init__.py", "")
+    write(root, "site1/settings/base.py", "STATIC_ROOT = 'x'\nfrom site1.common import X\n")
+    write(root, "site1/common.py", "X = 1\n")
+    write(root, "site1/settings/prod.py", "from .base import *\nDEBUG = False\n")
+    write(root, "site1/settings/dev.py", "from .base import *\nDEBUG = True\n")
     write(root, "site1/views.py", "\n")
-    app = App("django", "site1.wsgi:application", "test", settings="site1.settings")
-    got = relpaths(root, app)
-    assert {
+    got = relpaths(root, "site1.settings.prod")
+    assert got == {
         "manage.py",
+        "site1/__init__.py",
+        "site1/common.py",
         "site1/settings/__init__.py",
         "site1/settings/base.py",
         "site1/settings/prod.py",
-    } <= got
-    assert not got & {"site1/settingsfoo.py", "site1/views.py", "site1/__init__.py"}
-
-
-def test_static_inputs_keeps_directories_and_symlinks(tmp_path: Path) -> None:
-    root = tmp_path / "p"
-    write(root, "site1/views.py", "\n")
-    (root / "site1" / "alias.py").symlink_to("views.py")
-    app = App("django", "m:a", "test", settings="site1.settings")
-    entries = collect(root, load_ignore_rules(root))
-    kept = {(e.relpath, e.kind) for e in static_module.static_inputs(entries, app)}
-    assert ("site1", "dir") in kept
-    assert ("site1/alias.py", "symlink") in kept
-    assert ("site1/views.py", "file") not in kept
+    }
 
 
 # ----------------------------------------------------------------------------- static key
@@ -444,6 +409,9 @@ def test_static_key_survives_a_views_edit(tmp_path: Path) -> None:
         ("requirements.txt", "Django>=5\nwhitenoise\n"),
         ("pyproject.toml", '[project]\nname = "site1"\nversion = "2"\n'),
         ("site1/models.py", "X = 2\n"),
+        ("site1/templates/index.html", "<p>hi</p>\n"),
+        ("site1/migrations/0002_more.py", "\n"),
+        ("blog/static/blog.js", "1;\n"),  # not an installed app
     ],
 )
 def test_static_key_ignores_python_and_requirement_edits(
@@ -462,9 +430,9 @@ def test_static_key_ignores_python_and_requirement_edits(
     [
         ("site1/static/site.css", "body { color: blue }\n"),
         ("site1/static/new.css", "p {}\n"),
-        ("site1/settings.py", 'WSGI_APPLICATION = "site1.wsgi.application"\nSTATIC_URL = "/s/"\n'),
+        ("site1/settings.py", SETTINGS + 'STATIC_URL = "/s/"\n'),
         ("site1/apps.py", "from django.apps import AppConfig\n"),
-        ("site1/templates/index.html", "<p>hi</p>\n"),
+        (".warpdrive/environment", "DEBUG=1\n"),
     ],
 )
 def test_static_key_changes_with_a_static_input(tmp_path: Path, relpath: str, text: str) -> None:
@@ -837,3 +805,70 @@ def test_reusable_static_names_its_layer_and_reads_it_only_when_sent(tmp_path: P
         image = dataclasses.replace(current, labels=changed)
         assert static_module.reusable_static(engine, image, app, "depskey") is None
     assert static_module.reusable_static(engine, None, app, "depskey") is None
+
+
+def test_static_key_follows_the_packages_when_the_settings_import_optional_ones(
+    tmp_path: Path,
+) -> None:
+    """`try: import debug_toolbar` in the settings: a package added can change what is
+    collected, so the deps key is part of the static key."""
+    cfg = django_project(tmp_path / "p")
+    assert plan(cfg, "deps-a").static_key == plan(cfg, "deps-b").static_key
+    write(
+        cfg.project_dir,
+        "site1/settings.py",
+        SETTINGS + "try:\n    import debug_toolbar\nexcept ImportError:\n    pass\n",
+    )
+    assert plan(cfg, "deps-a").static_key != plan(cfg, "deps-b").static_key
+    assert "the installed packages" in plan(cfg).static_notes[1]
+
+
+def test_static_notes_say_the_settings_and_where_they_come_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    cfg = django_project(tmp_path / "p")
+    notes = plan(cfg).static_notes
+    assert notes[0] == (
+        "warpdrive: collectstatic uses DJANGO_SETTINGS_MODULE=site1.settings "
+        "(from manage.py's default)"
+    )
+    assert notes[1] == "warpdrive: collectstatic inputs: 1 settings module, 1 static directory"
+    write(cfg.project_dir, "site1/prod.py", "from .settings import *\nX = open('x')\n")
+    write(cfg.project_dir, ".warpdrive/environment", "DJANGO_SETTINGS_MODULE=site1.prod\n")
+    notes = plan(cfg).static_notes
+    assert notes[0].endswith("=site1.prod (from .warpdrive/environment)")
+    assert "reruns on any change to the source: site1/prod.py line 2 calls open()" in notes[1]
+    based = dataclasses.replace(BASE, env=("DJANGO_SETTINGS_MODULE=site1.settings",))
+    notes = app_layer_module.plan_app(cfg, based, PKEY, "d", "s").static_notes
+    assert notes[0].endswith("=site1.settings (from the base image's environment)")
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "site1.other")
+    notes = plan(cfg).static_notes
+    assert notes[1] == (
+        "warpdrive: DJANGO_SETTINGS_MODULE=site1.other of this shell does not reach the "
+        "build; name it in .warpdrive/environment to use it"
+    )
+
+
+def test_a_name_from_the_folder_is_said(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "p")
+    assert not any("named after the folder" in n for n in plan(cfg).notices)
+    write(cfg.project_dir, "pyproject.toml", "[tool.warpdrive]\n")
+    notices = plan(load_config(cfg.project_dir)).notices
+    assert (
+        "warpdrive: no [project].name: the image and volume are named after the folder (p); "
+        "set [project].name, or `image` in [tool.warpdrive]"
+    ) in notices
+
+
+def test_a_symbolic_link_among_the_static_inputs_makes_every_file_count(tmp_path: Path) -> None:
+    cfg = django_project(tmp_path / "p")
+    write(cfg.project_dir, "shared/x.css", "p {}\n")
+    (cfg.project_dir / "site1" / "static" / "shared").symlink_to("../../shared")
+    first = plan(cfg)
+    assert (
+        "site1/static/shared, an input of collectstatic, is a symbolic link"
+        in (first.static_notes[1])
+    )
+    write(cfg.project_dir, "site1/templates/index.html", "<p>hi</p>\n")
+    assert plan(cfg).static_key != first.static_key  # every file counts
