@@ -386,7 +386,7 @@ def _run_builder(
     with engine.secrets_volume(secrets, plan.builder_image) as secrets_volume:
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
-        raise builder_failure(result.exit_code, _failure(lines), secrets)
+        raise builder_failure(result.exit_code, _failure(lines), secrets, plan.volume)
     return _summary(lines)
 
 
@@ -397,9 +397,10 @@ _KEPT = (
 
 
 def builder_failure(
-    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes]
+    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes], volume: str = ""
 ) -> BuildError:
-    """The error for a failed builder, naming its cause and the fix for that cause."""
+    """The error for a failed builder, naming its cause and the fix for that cause
+    (``volume``: the wheelhouse volume's name, for a full one)."""
     stage = str(failure.get("stage") or ("killed" if code in (137, 143) else "unknown"))
     package = failure.get("package")
     what = f" {package}" if isinstance(package, str) and package else ""
@@ -434,10 +435,7 @@ def builder_failure(
             "`docker kill`/`docker rm -f`)",
             "give the engine more memory (or build fewer sdists at once), then run again",
         ),
-        "disk": (
-            f"the engine ran out of disk space while building the wheelhouse{last}",
-            "free space on the engine (`docker system df`, `docker image prune`), then run again",
-        ),
+        "disk": _disk_message(failure, volume, last),
         "tools": (f"the builder could not get its tools{last}", 'set installer = "pip"'),
         "internal": (
             f"the wheelhouse builder failed{last}",
@@ -454,6 +452,38 @@ def builder_failure(
         ),
     )
     return BuildError(f"{message}\n{_KEPT}", fix=fix)
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "an unknown amount"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _disk_message(failure: Mapping[str, Any], volume: str, last: str) -> tuple[str, str]:
+    """Which disk is full (the builder measured it: the volume, or the engine's storage
+    where sdists unpack and compile) and the fix for that one: pruning images cannot
+    help a full volume, nor a bigger volume a full engine."""
+    space = f"{_size(failure.get('free'))} free of {_size(failure.get('size'))}"
+    cleaned = "; what the full disk cut off in the volume's caches was removed"
+    if failure.get("full") == "volume":
+        name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
+        return (
+            f"{name} is full: its filesystem has {space}{cleaned}{last}",
+            f"give the volume room (`docker volume inspect {volume or 'NAME'}` shows where it "
+            "lives: free space there, or grow that filesystem; a volume made with "
+            "`--opt o=size=...` must be made bigger), or set `volume` in [tool.warpdrive] to "
+            "another volume; then run the same command again",
+        )
+    return (
+        f"the engine's storage is full ({space} where the builder unpacks and compiles)"
+        f"{cleaned}{last}",
+        "free space on the engine (`docker system df`, `docker image prune`, "
+        "`docker builder prune`) or give its disk room, then run the same command again",
+    )
 
 
 def _lock_messages(failure: Mapping[str, Any], what: str, last: str) -> dict[str, tuple[str, str]]:
