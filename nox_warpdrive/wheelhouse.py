@@ -15,7 +15,7 @@ from . import buildenv, probe_cache, runtime
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import BuildError, ConfigError
+from .errors import BuildError, ConfigError, WarpdriveError
 from .inputs import ProjectBuild, host_target, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
@@ -108,6 +108,29 @@ def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> 
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+class VolumeLostFiles(WarpdriveError):
+    """The wheelhouse volume was emptied between two containers (a tmpfs volume is,
+    whenever no container mounts it): fetching or building again cannot help."""
+
+    def __init__(self, volume: str) -> None:
+        super().__init__(
+            f"the volume {volume!r} did not keep its files: a tmpfs volume? The wheelhouse "
+            "was written into it, and the next container found it without them (a volume "
+            "made with `--opt type=tmpfs` is emptied whenever no container mounts it)",
+            fix=f"use a volume that keeps its files: `docker volume rm {volume}` and let "
+            "nox-warpdrive create a plain one, or set `volume` in [tool.warpdrive] to another",
+        )
+
+
+def check_kept(engine: Engine, volume: str, key: PlatformKey, image: str) -> None:
+    """VolumeLostFiles when the manifest a builder just wrote is no longer in the
+    volume (read by a new container: about a tenth of a second). Without this, a volume
+    that forgets builds everything on every run, reports success, and an image build
+    then finds every wheel missing and sends the user to `--verify`, which succeeds."""
+    if engine.read_volume_file(volume, manifest_path(key), image) is None:
+        raise VolumeLostFiles(volume)
 
 
 def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[Wheel] | None:
@@ -320,7 +343,8 @@ def build_wheelhouse(
     A set the manifest lists is taken as it is, unless ``check`` (the builder then
     compares each wheel's size and mtime with the manifest, hashing those that changed),
     ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
-    missing wheel is fetched or built again."""
+    missing wheel is fetched or built again. With ``check``, a volume that did not keep
+    what the builder wrote is said (an image build's deps step finds that itself)."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
@@ -349,6 +373,8 @@ def build_wheelhouse(
     )
     summary = _run_builder(engine, plan, on_ready, out)
     written = summary.get("manifest")
+    if check and isinstance(written, dict) and not summary.get("up_to_date"):
+        check_kept(engine, cfg.volume, builder_key, builder_info.id)
     return WheelhouseResult(
         builder_key,
         bool(summary.get("up_to_date")),

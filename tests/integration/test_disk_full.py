@@ -15,7 +15,7 @@ from typing import Any
 
 from conftest import App
 from pkgindex import Index
-from test_reliability import run_nox, start_nox
+from test_reliability import run_nox, start_nox, volume_shell
 
 from nox_warpdrive.engine import Engine
 
@@ -106,3 +106,42 @@ def test_a_full_volume_is_named_and_the_same_command_succeeds_once_it_has_room(
         assert "is invalid" not in text, text
         code, text = run_nox(app, "wheelhouse", index, "--verify")
         assert code == 0 and " 0 damaged, 0 missing" in text, text
+
+
+def test_a_volume_that_does_not_keep_its_files_is_named(
+    make_app: Any, engine: Engine, index: Index
+) -> None:
+    """A tmpfs volume is emptied whenever no container mounts it: `wheelhouse` and
+    `image` say so, instead of succeeding and then sending the user round `--verify`."""
+    app: App = make_app(["wd-pure-demo"])
+    name = f"wdtest-tmpfs-{uuid.uuid4().hex[:8]}"
+    engine.client.volumes.create(
+        name, driver="local", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=256m"}
+    )
+    try:
+        app.volume = name
+        app.write()
+        said = f"the volume '{name}' did not keep its files: a tmpfs volume?"
+        for session in ("wheelhouse", "image"):
+            code, text = run_nox(app, session, index)
+            assert code != 0, text
+            assert said in text, text
+            assert "do not match their sha256" not in text, text
+    finally:
+        engine.remove_volume(name)
+
+
+def test_a_wheel_missing_from_the_volume_is_fetched_again_by_an_image_build(
+    make_app: Any, engine: Engine, index: Index
+) -> None:
+    app: App = make_app(["wd-pure-demo"])
+    code, text = run_nox(app, "wheelhouse", index)
+    assert code == 0, text
+    volume_shell(engine, app.volume, "rm /v/*/wheels/wd_pure_demo-*.whl")
+    code, text = run_nox(app, "image", index)
+    assert code == 0, text
+    assert "the wheelhouse lists are missing from it: wd_pure_demo" in text, text
+    assert "fetching or building them again" in text, text
+    assert "did not keep its files" not in text, text
+    code, text = run_nox(app, "wheelhouse", index, "--verify")
+    assert code == 0 and " 0 damaged, 0 missing" in text, text
