@@ -224,6 +224,7 @@ def read_source(root: Path) -> Source:
             old,
         )
         notices = source_notices(root, rules, _large_files(members), walked.dotenv)
+        notices += special_notice(walked.special)
     return Source(root, members.digest, notices, members)
 
 
@@ -372,6 +373,19 @@ def app_commit(
         exposed_ports=(f"{PORT}/tcp",),
         labels=labels,
         message=f"nox-warpdrive app layer ({source_label})",
+    )
+
+
+def special_notice(paths: list[str]) -> tuple[str, ...]:
+    """One line naming the FIFOs, sockets and devices of the tree: they are left out
+    (an archive cannot hold what they are), and a user looking for one in the image
+    knows why it is not there."""
+    if not paths:
+        return ()
+    named = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (
+        f"warpdrive: left out {named} (FIFOs, sockets or devices are no app source; "
+        "add them to .dockerignore to say nothing)",
     )
 
 
