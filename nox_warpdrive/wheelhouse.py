@@ -350,6 +350,8 @@ def build_wheelhouse(
     reqs = requirements_for(cfg, base_key)
     if reqs.locked_from:
         out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
+        for note in (n for pin in reqs.locked for n in pin.notes):
+            out(note)
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     if manifest is None or base_key.slug != builder_key.slug:
