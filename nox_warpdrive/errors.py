@@ -4,6 +4,12 @@ never sees a traceback for their own mistake."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+
 
 class WarpdriveError(Exception):
     """Root of every error nox-warpdrive raises on purpose.
@@ -46,3 +52,47 @@ class ContextError(WarpdriveError):
 class RegistryError(WarpdriveError):
     """A registry spoken to directly (registry_api.py) cannot be reached, refused the
     credentials, or answered something that is not the Registry API."""
+
+
+#: a write failed for want of room (or of quota)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def host_disk_full(
+    exc: OSError, directory: str | os.PathLike[str] | None = None
+) -> WarpdriveError | None:
+    """The error for a host write that found the disk full (None for any other OSError):
+    naming the directory written to (``directory``, else the failed file's, else the
+    temporary directory, where layers are written) and the room left there."""
+    if exc.errno not in _FULL:
+        return None
+    where = str(
+        directory
+        or (os.path.dirname(str(exc.filename)) if exc.filename else "")
+        or tempfile.gettempdir()
+    )
+    try:
+        st = os.statvfs(where)
+        room = f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free there"
+    except OSError:
+        room = "its free space unknown"
+    return WarpdriveError(
+        f"the host disk is full: writing in {where} failed ({room}); what was written "
+        "there for this run is removed, and no tag moved",
+        fix=f"free space on the disk holding {where} (layers are written under the "
+        "temporary directory: TMPDIR can point at a disk with room), then run the same "
+        "command again",
+    )
+
+
+@contextlib.contextmanager
+def host_writes(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Writes into ``directory`` on the host: a full disk is the error naming it, not a
+    traceback."""
+    try:
+        yield
+    except OSError as exc:
+        error = host_disk_full(exc, directory)
+        if error is None:
+            raise
+        raise error from exc

@@ -145,3 +145,28 @@ def test_a_wheel_missing_from_the_volume_is_fetched_again_by_an_image_build(
     assert "did not keep its files" not in text, text
     code, text = run_nox(app, "wheelhouse", index, "--verify")
     assert code == 0 and " 0 damaged, 0 missing" in text, text
+
+
+def test_a_full_host_disk_while_an_export_is_written_is_named(
+    make_app: Any, engine: Engine, index: Index, tmp_path: Path
+) -> None:
+    """`wheelhouse -- --export DIR` onto a full host filesystem: the error names the
+    directory, no half-written file stays, and with room the same command succeeds."""
+    app: App = make_app(["wd-pure-demo"])
+    mount = tmp_path / "ci-cache"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        fill(mount, 0)
+        code, text = run_nox(app, "wheelhouse", index, "--export", str(mount))
+        assert code != 0, text
+        assert f"the host disk is full: writing in {mount}/" in text, text
+        assert "Traceback" not in text, text
+        written = [p for p in mount.rglob("*") if p.is_file()]
+        assert [p.name for p in written] == ["someone-elses-file"], written
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
+        code, text = run_nox(app, "wheelhouse", index, "--export", str(mount))
+        assert code == 0, text
+        assert "exported the wheelhouse" in text, text
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
