@@ -496,7 +496,7 @@ def _disk_message(failure: Mapping[str, Any], volume: str, last: str) -> tuple[s
     where sdists unpack and compile) and the fix for that one: pruning images cannot
     help a full volume, nor a bigger volume a full engine."""
     space = f"{_size(failure.get('free'))} free of {_size(failure.get('size'))}"
-    cleaned = "; what the full disk cut off in the volume's caches was removed"
+    cleaned = "; nothing it cut off in the volume's caches is used again"
     if failure.get("full") == "volume":
         name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
         return (
