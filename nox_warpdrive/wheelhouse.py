@@ -82,6 +82,15 @@ def _extra_note(reqs: RequirementSet) -> str:
     return f"; plus {', '.join(reqs.extra)} for the image's server"
 
 
+def _say_source(reqs: RequirementSet, out: Output) -> None:
+    """The lock the wheelhouse installs from, and the lines about what it left out of it
+    (a wheel URL refused: its sdist is built instead)."""
+    if reqs.locked_from:
+        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
+        for note in (n for pin in reqs.locked for n in pin.notes):
+            out(note)
+
+
 def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
     info = engine.require_image(ref, role)
     key = probe_cache.load(info.id)
@@ -340,18 +349,14 @@ def build_wheelhouse(
     image's platform, when the caller has just read it. ``seeds``: where wheels may come
     from first when the volume lacks the requirement set (default: `wheelhouse-image`).
 
-    A set the manifest lists is taken as it is, unless ``check`` (the builder then
-    compares each wheel's size and mtime with the manifest, hashing those that changed),
-    ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
-    missing wheel is fetched or built again. With ``check``, a volume that did not keep
-    what the builder wrote is said (an image build's deps step finds that itself)."""
+    A listed set is taken as it is, unless ``check`` (the builder compares sizes and mtimes
+    with the manifest, hashing what changed; a volume that lost what it wrote is said),
+    ``verify`` (all hashed) or ``check_files`` (these hashed): a damaged or missing wheel
+    is fetched or built again."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
-    if reqs.locked_from:
-        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
-        for note in (n for pin in reqs.locked for n in pin.notes):
-            out(note)
+    _say_source(reqs, out)
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     if manifest is None or base_key.slug != builder_key.slug:
@@ -376,7 +381,7 @@ def build_wheelhouse(
     summary = _run_builder(engine, plan, on_ready, out)
     written = summary.get("manifest")
     if check and isinstance(written, dict) and not summary.get("up_to_date"):
-        check_kept(engine, cfg.volume, builder_key, builder_info.id)
+        check_kept(engine, cfg.volume, builder_key, builder_info.id)  # not a tmpfs volume
     return WheelhouseResult(
         builder_key,
         bool(summary.get("up_to_date")),
