@@ -94,3 +94,16 @@ def test_a_refused_wheel_with_no_sdist_is_an_error_naming_it(tmp_path: Path) -> 
 def test_good_wheel_urls_have_no_notes(tmp_path: Path) -> None:
     root = project(tmp_path, "uv", 'lock = "uv.lock"\n')
     assert all(p.notes == () for p in read(root).locked)
+
+
+def test_the_wheelhouse_says_the_notes(tmp_path: Path) -> None:
+    from nox_warpdrive.wheelhouse import _say_source
+
+    root = project(tmp_path, "uv", 'lock = "uv.lock"\n')
+    edit(root / "uv.lock", ITS_WHEEL, "file:///etc/itsdangerous-2.2.0-py3-none-any.whl")
+    reqs = read(root)
+    shown: list[str] = []
+    _say_source(reqs, shown.append)
+    assert shown[0].startswith("warpdrive: installing from uv.lock")
+    assert any("is refused (not an http or https URL)" in line for line in shown[1:])
+    assert len(shown) == 2
