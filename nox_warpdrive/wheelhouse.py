@@ -502,8 +502,15 @@ def _disk_message(failure: Mapping[str, Any], volume: str, last: str) -> tuple[s
     help a full volume, nor a bigger volume a full engine."""
     space = f"{_size(failure.get('free'))} free of {_size(failure.get('size'))}"
     cleaned = "; nothing it cut off in the volume's caches is used again"
+    name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
+    if failure.get("shared"):
+        return (
+            f"the engine's disk is full ({space}), and {name} lives on it{cleaned}{last}",
+            "free space on the engine (`docker system df`, `docker image prune`, "
+            "`docker builder prune`, old volumes in `docker volume ls`) or give its disk "
+            "room, then run the same command again",
+        )
     if failure.get("full") == "volume":
-        name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
         return (
             f"{name} is full: its filesystem has {space}{cleaned}{last}",
             f"give the volume room (`docker volume inspect {volume or 'NAME'}` shows where it "

@@ -1409,7 +1409,21 @@ def full_filesystem(lines, volume_dir=VOLUME_DIR):
         shares = {k: v[0] / v[1] for k, v in spaces.items() if v and v[1]}
         where = min(shares, key=lambda k: shares[k]) if shares else "engine"
     found = spaces[where]
-    return {"full": where, "free": found[0] if found else None, "size": found[1] if found else None}
+    return {
+        "full": where,
+        "free": found[0] if found else None,
+        "size": found[1] if found else None,
+        "shared": same_disk(spaces["volume"], spaces["engine"]),
+    }
+
+
+def same_disk(volume, engine):
+    """Whether the volume lives on the engine's own disk (a plain local volume does:
+    /var/lib/docker/volumes): the same size, and nearly the same room. Then freeing
+    the engine's space is what gives the volume room."""
+    if not volume or not engine or volume[1] != engine[1]:
+        return False
+    return abs(volume[0] - engine[0]) <= max(64 << 20, volume[1] // 50)
 
 
 def cut_off(path):

@@ -105,3 +105,18 @@ def test_a_file_still_being_written_is_left_alone(
     monkeypatch.setattr(build_wheels.time, "sleep", more)
     assert build_wheels.drop_cut_off_cache(str(tmp_path), settle=0.01) == 0
     assert growing.exists()
+
+
+def test_a_volume_on_the_engines_own_disk_says_to_free_the_engine() -> None:
+    failure = {"stage": "disk", "full": "volume", "free": 0, "size": 10**11, "shared": True}
+    error = builder_failure(1, failure, {}, "shop-wheels")
+    assert "the engine's disk is full" in error.message
+    assert "the volume 'shop-wheels' lives on it" in error.message
+    assert error.fix is not None and "docker system df" in error.fix
+
+
+def test_same_disk_is_the_same_size_and_nearly_the_same_room() -> None:
+    gib = 1 << 30
+    assert build_wheels.same_disk((10 * gib, 100 * gib), (10 * gib + 4096, 100 * gib))
+    assert not build_wheels.same_disk((4096, 1 << 20), (10 * gib, 100 * gib))
+    assert not build_wheels.same_disk(None, (10 * gib, 100 * gib))
