@@ -8,7 +8,8 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 
 class WarpdriveError(Exception):
@@ -96,3 +97,44 @@ def host_writes(directory: str | os.PathLike[str]) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "an unknown amount"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def disk_message(failure: Mapping[str, Any], volume: str, last: str = "") -> tuple[str, str]:
+    """(message, fix) for a builder that ran out of space (``failure``: its FAILURE
+    report, measured in the container: runtime/build_wheels.py full_filesystem): which
+    disk is full, the volume or the engine's storage where sdists unpack and compile,
+    and the fix for that one: pruning images cannot help a full volume, nor a bigger
+    volume a full engine. ``last``: the builder's last lines, as the message ends."""
+    space = f"{_size(failure.get('free'))} free of {_size(failure.get('size'))}"
+    cleaned = "; nothing it cut off in the volume's caches is used again"
+    name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
+    if failure.get("shared"):
+        return (
+            f"the engine's disk is full ({space}), and {name} lives on it{cleaned}{last}",
+            "free space on the engine (`docker system df`, `docker image prune`, "
+            "`docker builder prune`, old volumes in `docker volume ls`) or give its disk "
+            "room, then run the same command again",
+        )
+    if failure.get("full") == "volume":
+        return (
+            f"{name} is full: its filesystem has {space}{cleaned}{last}",
+            f"give the volume room (`docker volume inspect {volume or 'NAME'}` shows where it "
+            "lives: free space there, or grow that filesystem; a volume made with "
+            "`--opt o=size=...` must be made bigger), or set `volume` in [tool.warpdrive] to "
+            "another volume; then run the same command again",
+        )
+    return (
+        f"the engine's storage is full ({space} where the builder unpacks and compiles)"
+        f"{cleaned}{last}",
+        "free space on the engine (`docker system df`, `docker image prune`, "
+        "`docker builder prune`) or give its disk room, then run the same command again",
+    )

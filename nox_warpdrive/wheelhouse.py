@@ -15,7 +15,7 @@ from . import buildenv, probe_cache, runtime
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import BuildError, ConfigError, WarpdriveError
+from .errors import BuildError, ConfigError, WarpdriveError, disk_message
 from .inputs import ProjectBuild, host_target, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
@@ -468,7 +468,7 @@ def builder_failure(
             "`docker kill`/`docker rm -f`)",
             "give the engine more memory (or build fewer sdists at once), then run again",
         ),
-        "disk": _disk_message(failure, volume, last),
+        "disk": disk_message(failure, volume, last),
         "tools": (f"the builder could not get its tools{last}", 'set installer = "pip"'),
         "internal": (
             f"the wheelhouse builder failed{last}",
@@ -485,45 +485,6 @@ def builder_failure(
         ),
     )
     return BuildError(f"{message}\n{_KEPT}", fix=fix)
-
-
-def _size(n: object) -> str:
-    if not isinstance(n, int):
-        return "an unknown amount"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
-
-
-def _disk_message(failure: Mapping[str, Any], volume: str, last: str) -> tuple[str, str]:
-    """Which disk is full (the builder measured it: the volume, or the engine's storage
-    where sdists unpack and compile) and the fix for that one: pruning images cannot
-    help a full volume, nor a bigger volume a full engine."""
-    space = f"{_size(failure.get('free'))} free of {_size(failure.get('size'))}"
-    cleaned = "; nothing it cut off in the volume's caches is used again"
-    name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
-    if failure.get("shared"):
-        return (
-            f"the engine's disk is full ({space}), and {name} lives on it{cleaned}{last}",
-            "free space on the engine (`docker system df`, `docker image prune`, "
-            "`docker builder prune`, old volumes in `docker volume ls`) or give its disk "
-            "room, then run the same command again",
-        )
-    if failure.get("full") == "volume":
-        return (
-            f"{name} is full: its filesystem has {space}{cleaned}{last}",
-            f"give the volume room (`docker volume inspect {volume or 'NAME'}` shows where it "
-            "lives: free space there, or grow that filesystem; a volume made with "
-            "`--opt o=size=...` must be made bigger), or set `volume` in [tool.warpdrive] to "
-            "another volume; then run the same command again",
-        )
-    return (
-        f"the engine's storage is full ({space} where the builder unpacks and compiles)"
-        f"{cleaned}{last}",
-        "free space on the engine (`docker system df`, `docker image prune`, "
-        "`docker builder prune`) or give its disk room, then run the same command again",
-    )
 
 
 def _lock_messages(failure: Mapping[str, Any], what: str, last: str) -> dict[str, tuple[str, str]]:
