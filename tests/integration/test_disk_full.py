@@ -108,6 +108,26 @@ def test_a_full_volume_is_named_and_the_same_command_succeeds_once_it_has_room(
         assert code == 0 and " 0 damaged, 0 missing" in text, text
 
 
+def test_a_fresh_small_volume_is_named_and_works_once_grown(
+    make_app: Any, engine: Engine, index: Index, tmp_path: Path
+) -> None:
+    """A first build into a volume too small for its wheels (uv and gunicorn do not
+    fit): the volume is named; grown, the same command succeeds."""
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    with small_volume(engine, tmp_path, "1m") as (volume, mount):
+        app.volume = volume
+        app.write()
+        fill(mount, 128 * 1024)
+        code, text = run_nox(app, "wheelhouse", index)
+        assert code != 0, text
+        assert f"the volume '{volume}' is full" in text, text
+        assert "Traceback" not in text.split("nox > Session wheelhouse")[-1], text
+        assert not cache_is_whole(mount), text
+        subprocess.run(["mount", "-o", "remount,size=128m", str(mount)], check=True)
+        code, text = run_nox(app, "wheelhouse", index)
+        assert code == 0, text
+
+
 def test_a_volume_that_does_not_keep_its_files_is_named(
     make_app: Any, engine: Engine, index: Index
 ) -> None:
