@@ -82,15 +82,6 @@ def _extra_note(reqs: RequirementSet) -> str:
     return f"; plus {', '.join(reqs.extra)} for the image's server"
 
 
-def _say_source(reqs: RequirementSet, out: Output) -> None:
-    """The lock the wheelhouse installs from, and the lines about what it left out of it
-    (a wheel URL refused: its sdist is built instead)."""
-    if reqs.locked_from:
-        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
-        for note in (n for pin in reqs.locked for n in pin.notes):
-            out(note)
-
-
 def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
     info = engine.require_image(ref, role)
     key = probe_cache.load(info.id)
@@ -330,6 +321,13 @@ def _targets(cfg: Config, engine: Engine) -> tuple[ImageInfo, PlatformKey, Platf
     return builder_info, builder_key, base_key
 
 
+def _say_notes(reqs: RequirementSet, out: Output) -> None:
+    """What the lock reader left out, and why (a wheel URL refused: its sdist is built
+    instead), said after the line naming the lock."""
+    for note in (n for pin in reqs.locked for n in pin.notes):
+        out(note)
+
+
 def build_wheelhouse(
     cfg: Config,
     engine: Engine,
@@ -356,9 +354,11 @@ def build_wheelhouse(
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
-    _say_source(reqs, out)
+    if reqs.locked_from:
+        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
+    _say_notes(reqs, out)
     if manifest is None or base_key.slug != builder_key.slug:
         manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
     seeds = seeds_for(cfg) if seeds is None else seeds
