@@ -378,10 +378,8 @@ def build_wheelhouse(
     plan = dataclasses.replace(
         plan, installer=cfg.installer, verify=verify, check_files=check_files
     )
-    summary = _run_builder(engine, plan, on_ready, out)
+    summary = _run_builder(engine, plan, on_ready, out, kept=check)
     written = summary.get("manifest")
-    if check and isinstance(written, dict) and not summary.get("up_to_date"):
-        check_kept(engine, cfg.volume, builder_key, builder_info.id)  # not a tmpfs volume
     return WheelhouseResult(
         builder_key,
         bool(summary.get("up_to_date")),
@@ -394,10 +392,16 @@ def build_wheelhouse(
 
 
 def _run_builder(
-    engine: Engine, plan: WheelhousePlan, on_ready: ReadyCallback | None, out: Output
+    engine: Engine,
+    plan: WheelhousePlan,
+    on_ready: ReadyCallback | None,
+    out: Output,
+    kept: bool = False,
 ) -> dict[str, Any]:
     """Run the builder with the build secrets; its summary. Its output is shown redacted
-    (the machine-read lines are not); a failure is the BuildError naming its cause."""
+    (the machine-read lines are not); a failure is the BuildError naming its cause.
+    ``kept``: check that the volume kept the manifest the builder wrote (a tmpfs volume
+    does not), when it wrote one."""
     # the builder's machine-read lines, defined on its side of the line; imported here
     # (not at the top): a build whose wheelhouse is complete never runs the builder
     from .runtime.build_wheels import FAILURE_PREFIX, READY_PREFIX, SUMMARY_PREFIX
@@ -420,7 +424,10 @@ def _run_builder(
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
         raise builder_failure(result.exit_code, _failure(lines), secrets, plan.volume)
-    return _summary(lines)
+    summary = _summary(lines)
+    if kept and isinstance(summary.get("manifest"), dict) and not summary.get("up_to_date"):
+        check_kept(engine, plan.volume, plan.key, plan.builder_image)
+    return summary
 
 
 _KEPT = (
