@@ -243,6 +243,7 @@ def read_source(root: Path, save_index: bool = True) -> Source:
             save_index,
         )
         notices = source_notices(root, rules, _large_files(members), walked.dotenv)
+        notices += special_notice(walked.special)
     return Source(root, members.digest, (*notices, *_changing(reads, members)), members, reads.held)
 
 
@@ -494,6 +495,19 @@ def name_notice(cfg: Config) -> tuple[str, ...]:
     return (
         f"warpdrive: no [project].name: the image and volume are named after the folder "
         f"({cfg.name}); set [project].name, or `image` in [tool.warpdrive]",
+    )
+
+
+def special_notice(paths: list[str]) -> tuple[str, ...]:
+    """One line naming the FIFOs, sockets and devices of the tree: they are left out
+    (an archive cannot hold what they are), and a user looking for one in the image
+    knows why it is not there."""
+    if not paths:
+        return ()
+    named = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (
+        f"warpdrive: left out {named} (FIFOs, sockets or devices are no app source; "
+        "add them to .dockerignore to say nothing)",
     )
 
 

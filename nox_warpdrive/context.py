@@ -138,6 +138,9 @@ class Walked:
     #: filesystem's clock had reached it (source_index.py: racily clean files, even
     #: with a skewed clock)
     newest: list[int] = dataclasses.field(default_factory=lambda: [0])
+    #: FIFOs, sockets and devices it saw and left out (no rule excluded them): a tar of
+    #: one would hang on a FIFO or hold no app source, and the user is told which
+    special: list[str] = dataclasses.field(default_factory=list)
 
 
 def _sort_key(relpath: str) -> tuple[str, ...]:
@@ -148,6 +151,7 @@ def _sort_key(relpath: str) -> tuple[str, ...]:
 
 _IFMT = 0o170000
 _KINDS: dict[int, Kind] = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
+_FMTS = frozenset(_KINDS)
 
 
 def _kind_of(mode: int) -> Kind | None:
@@ -360,6 +364,10 @@ class _Walk:
             excluded = child_bits != 0 and decides(child_bits)
             path = os.path.join(directory, name)
             self._directory(path, child, (depth, child_bits), excluded, st[0] & 0o7777)
+        if not _FMTS.issuperset(map(stat.S_IFMT, modes)):
+            for name, mode in zip(names, modes, strict=True):
+                if stat.S_IFMT(mode) not in _FMTS:
+                    self._special(prefix + name, name, depth, bits)
         if "\0.env" in "\0" + "\0".join(names):
             dotenv = self.found.dotenv
             for name, mode in zip(names, modes, strict=True):
@@ -390,8 +398,9 @@ class _Walk:
             # a stat result read by index: (mode, ino, dev, ..., size, atime, mtime, ctime)
             st_mode = st[0]
             kind = _KINDS.get(st_mode & _IFMT)
-            if kind is None:
-                continue  # socket, fifo, device: not app source
+            if kind is None:  # socket, fifo, device: not app source
+                self._special(child, name, depth, bits)
+                continue
             child_bits = bits | by_name(name, 0) | by_path(child, 0)
             if name.startswith(starts) or name.endswith(ends):
                 child_bits |= compiled.star_bits(name)
@@ -423,6 +432,11 @@ class _Walk:
             add_mine(entry)
         if newest > self.found.newest[0]:
             self.found.newest[0] = int(newest)
+
+    def _special(self, child: str, name: str, depth: int, bits: int) -> None:
+        """Note a FIFO, socket or device that no rule excludes: it is left out."""
+        if not self.compiled.decides(bits | self.compiled.direct(child, name, depth)):
+            self.found.special.append(child)
 
     def _symlink(self, path: str, child: str, mode: int) -> Entry:
         target = os.readlink(path)
@@ -587,6 +601,7 @@ def _walk_deferred(walk: _Walk) -> None:
             found.children.update(walked.children)
             found.signatures.update(walked.signatures)
             found.dotenv.extend(walked.dotenv)
+            found.special.extend(walked.special)
             found.newest[0] = max(found.newest[0], walked.newest[0])
     found.entries[:] = entries
     for table in (found.children, found.signatures):
@@ -604,18 +619,19 @@ def _encode(sub: Walked | _Refused, known: Mapping[str, bytes]) -> object:
     children = {d: [plain[id(e)] for e in es] for d, es in sub.children.items()}
     entries = [plain[id(e)] for e in sub.entries]
     sigs = {d: None if known.get(d) == sig else sig for d, sig in sub.signatures.items()}
-    return ("walked", entries, children, sigs, sub.dotenv, sub.newest)
+    return ("walked", entries, children, sigs, sub.dotenv, sub.newest, sub.special)
 
 
 def _decode(data: object, known: Mapping[str, bytes]) -> Walked | _Refused:
     parts = cast(tuple[Any, ...], data)
     if parts[0] == "refused":
         return _Refused(str(parts[1]), parts[2])
-    _, entries, children, sigs, dotenv, newest = parts
+    _, entries, children, sigs, dotenv, newest, special = parts
     made = {id(t): _entry(Entry, t) for t in entries}
     back = {d: [made[id(t)] for t in ts] for d, ts in children.items()}
     signatures = {d: known[d] if sig is None else sig for d, sig in sigs.items()}
-    return Walked([made[id(t)] for t in entries], back, signatures, dotenv, newest)
+    walked = [made[id(t)] for t in entries]
+    return Walked(walked, back, signatures, dotenv, newest, special)
 
 
 def _is_dotenv_name(name: str) -> bool:

@@ -34,7 +34,7 @@ from .layout import (
 )
 from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
-from .runtime.assemble import DAMAGED_LINE
+from .runtime.assemble import DAMAGED_LINE, MISSING_LINE
 from .tars import tar_files
 from .wheels import Wheel
 from .wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
@@ -387,39 +387,47 @@ def ensure_deps(
 
 
 class DamagedWheels(WarpdriveError):
-    """Wheels in the volume that do not match the manifest's sha256 (found by the deps
-    step, which checks every wheel before installing it)."""
+    """Wheels in the volume that do not match the manifest's sha256, or are not there
+    at all (found by the deps step, which checks every wheel before installing it)."""
 
-    def __init__(self, files: list[str]) -> None:
-        self.files = tuple(files)
+    def __init__(self, files: list[str], missing: list[str] | None = None) -> None:
+        self.missing = tuple(missing or ())
+        self.files = tuple(files) + self.missing
+        said = []
+        if files:
+            said.append(f"{len(files)} wheels in the wheelhouse do not match their sha256: ")
+            said[-1] += ", ".join(files[:5])
+        if self.missing:
+            said.append(f"{len(self.missing)} wheels the wheelhouse lists are missing from it: ")
+            said[-1] += ", ".join(self.missing[:5])
         super().__init__(
-            f"{len(files)} wheels in the wheelhouse do not match their sha256: "
-            + ", ".join(files[:5]),
+            "; ".join(said),
             fix="run `nox -s wheelhouse -- --verify` (it fetches or builds them again)",
         )
 
 
 def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
-    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong.
-    ``into``: the file an export step's layer is written to (engine.run_export)
-    instead of an image."""
-    damaged: list[str] = []
+    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
+    found one missing. ``into``: the file an export step's layer is written to
+    (engine.run_export) instead of an image."""
+    found: dict[str, list[str]] = {DAMAGED_LINE: [], MISSING_LINE: []}
 
     def shown(line: str) -> None:
-        if not line.startswith(DAMAGED_LINE):
+        prefix = next((p for p in found if line.startswith(p)), None)
+        if prefix is None:
             out(line)
             return
         with contextlib.suppress(ValueError):
-            files = json.loads(line[len(DAMAGED_LINE) :])
-            damaged.extend(str(f) for f in files if isinstance(files, list))
+            files = json.loads(line[len(prefix) :])
+            found[prefix].extend(str(f) for f in files if isinstance(files, list))
 
     try:
         if into is None:
             return engine.run_checked(step, shown)
         return check_result(step, engine.run_export(step, shown, into))
     except BuildError:
-        if damaged:
-            raise DamagedWheels(damaged) from None
+        if found[DAMAGED_LINE] or found[MISSING_LINE]:
+            raise DamagedWheels(found[DAMAGED_LINE], found[MISSING_LINE]) from None
         raise
 
 

@@ -4,6 +4,13 @@ never sees a traceback for their own mistake."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 
 class WarpdriveError(Exception):
     """Root of every error nox-warpdrive raises on purpose.
@@ -46,3 +53,88 @@ class ContextError(WarpdriveError):
 class RegistryError(WarpdriveError):
     """A registry spoken to directly (registry_api.py) cannot be reached, refused the
     credentials, or answered something that is not the Registry API."""
+
+
+#: a write failed for want of room (or of quota)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def host_disk_full(
+    exc: OSError, directory: str | os.PathLike[str] | None = None
+) -> WarpdriveError | None:
+    """The error for a host write that found the disk full (None for any other OSError):
+    naming the directory written to (``directory``, else the failed file's, else the
+    temporary directory, where layers are written) and the room left there."""
+    if exc.errno not in _FULL:
+        return None
+    where = str(
+        directory
+        or (os.path.dirname(str(exc.filename)) if exc.filename else "")
+        or tempfile.gettempdir()
+    )
+    try:
+        st = os.statvfs(where)
+        room = f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free there"
+    except OSError:
+        room = "its free space unknown"
+    return WarpdriveError(
+        f"the host disk is full: writing in {where} failed ({room}); what was written "
+        "there for this run is removed, and no tag moved",
+        fix=f"free space on the disk holding {where} (layers are written under the "
+        "temporary directory: TMPDIR can point at a disk with room), then run the same "
+        "command again",
+    )
+
+
+@contextlib.contextmanager
+def host_writes(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Writes into ``directory`` on the host: a full disk is the error naming it, not a
+    traceback."""
+    try:
+        yield
+    except OSError as exc:
+        error = host_disk_full(exc, directory)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "an unknown amount"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def disk_message(failure: Mapping[str, Any], volume: str, last: str = "") -> tuple[str, str]:
+    """(message, fix) for a builder that ran out of space (``failure``: its FAILURE
+    report, measured in the container: runtime/build_wheels.py full_filesystem): which
+    disk is full, the volume or the engine's storage where sdists unpack and compile,
+    and the fix for that one: pruning images cannot help a full volume, nor a bigger
+    volume a full engine. ``last``: the builder's last lines, as the message ends."""
+    space = f"{_size(failure.get('free'))} free of {_size(failure.get('size'))}"
+    cleaned = "; nothing it cut off in the volume's caches is used again"
+    name = f"the volume {volume!r}" if volume else "the wheelhouse volume"
+    if failure.get("shared"):
+        return (
+            f"the engine's disk is full ({space}), and {name} lives on it{cleaned}{last}",
+            "free space on the engine (`docker system df`, `docker image prune`, "
+            "`docker builder prune`, old volumes in `docker volume ls`) or give its disk "
+            "room, then run the same command again",
+        )
+    if failure.get("full") == "volume":
+        return (
+            f"{name} is full: its filesystem has {space}{cleaned}{last}",
+            f"give the volume room (`docker volume inspect {volume or 'NAME'}` shows where it "
+            "lives: free space there, or grow that filesystem; a volume made with "
+            "`--opt o=size=...` must be made bigger), or set `volume` in [tool.warpdrive] to "
+            "another volume; then run the same command again",
+        )
+    return (
+        f"the engine's storage is full ({space} where the builder unpacks and compiles)"
+        f"{cleaned}{last}",
+        "free space on the engine (`docker system df`, `docker image prune`, "
+        "`docker builder prune`) or give its disk room, then run the same command again",
+    )

@@ -41,6 +41,7 @@ from .static import (
 from .wheelhouse import (
     WheelhouseResult,
     build_wheelhouse,
+    check_kept,
     probe_image,
     read_manifest,
     requirements_for,
@@ -477,6 +478,8 @@ def _deps_layer(b: _Build, app: AppPlan) -> tuple[str, bool, AppPlan]:
             b.engine, b.cfg, b.base, b.pkey, b.resolved, b.installer, b.out
         )
     except DamagedWheels as exc:
+        if exc.missing:  # a volume that did not keep its files is no wheel to repair
+            check_kept(b.engine, b.cfg.volume, b.pkey, b.base.id)
         b.out(f"warpdrive: warning: {exc.message}; fetching or building them again")
         _settle_deps_key(b, exc.files)
         assert b.resolved is not None

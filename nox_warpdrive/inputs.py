@@ -80,6 +80,8 @@ class Pin:
     hashes: tuple[str, ...] = ()
     index: str | None = None
     where: str = ""
+    #: lines to show when the wheelhouse is built (a wheel of the lock left out, and why)
+    notes: tuple[str, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """What the requirement set's key covers: what can be installed, not where from."""
@@ -346,6 +348,7 @@ def make_pin(
     *,
     where: str,
     index: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> Pin:
     """A pin with the wheels that fit the target (best first) and the sdist. A package
     the target cannot install (no wheel for it, no sdist) is an error naming the entry:
@@ -368,7 +371,13 @@ def make_pin(
         )
     wheels.sort(key=lambda rf: (rf[0], rf[1].filename))
     return Pin(
-        normalize(name), version, tuple(f for _, f in wheels), sdist, index=index, where=where
+        normalize(name),
+        version,
+        tuple(f for _, f in wheels),
+        sdist,
+        index=index,
+        where=where,
+        notes=notes,
     )
 
 

@@ -33,7 +33,7 @@ from .assembly import merge_config, timestamp
 from .config import Config, RequirementSet
 from .deps import DepsPlan, built_for, run_deps
 from .engine import Engine, ImageInfo, Output
-from .errors import RegistryError
+from .errors import RegistryError, host_writes
 from .labels import (
     OCI_CREATED,
     STATIC_LAYER_LABEL,
@@ -375,7 +375,7 @@ def grow(
         return None
     created = app.commit.labels.get(OCI_CREATED) or timestamp(time.time())
     media = found.cache.manifest.media_type
-    with tempfile.TemporaryDirectory(prefix="warpdrive-deps-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="warpdrive-deps-") as tmp, host_writes(tmp):
         raw = Path(tmp) / "deps.tar"
         run_deps(engine, deps.step, out, raw)
         assert deps.step.commit is not None
@@ -516,7 +516,7 @@ def build(
     plans = plan_layers(app.tree, previous, static_diff or None)
     blobs, media = cache.descriptors, cache.manifest.media_type
     extra = [under.layer] if under is not None else []
-    with tempfile.TemporaryDirectory(prefix="warpdrive-registry-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="warpdrive-registry-") as tmp, host_writes(tmp):
         made = [
             _layer(app, plan, Path(tmp) / f"{i}.tar.gz", blobs, media)
             for i, plan in enumerate(plans)

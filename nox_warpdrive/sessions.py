@@ -25,7 +25,7 @@ import nox.registry
 from .config import Config, check_image_ref, load_config, named_registry
 from .engine import Engine
 from .engine import connect as connect_engine
-from .errors import WarpdriveError
+from .errors import WarpdriveError, host_disk_full
 
 if TYPE_CHECKING:
     from .wheelhouse import WheelhouseResult
@@ -391,6 +391,11 @@ def _guard(
         session.error(f"bad arguments: {exc}")
     except WarpdriveError as exc:
         session.error(str(exc))
+    except OSError as exc:  # a host write no caller named: the disk, if it is full
+        full = host_disk_full(exc)
+        if full is None:
+            raise
+        session.error(str(full))
 
 
 def connect(out: Callable[[str], None]) -> Engine:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from . import source_index
 from .context import Entry, check_link, open_file, paused_gc, source_date_epoch
 from .engine import Engine, ImageInfo
+from .errors import host_writes
 
 # the label that lists an app image's app layers ([[role, key, diff ID], ...] bottom up),
 # and the one naming the diff ID of its layer of collected static files
@@ -244,7 +245,7 @@ def append_app(
     with paused_gc():  # listings of tens of thousands of members, none in a cycle
         previous = previous_layers(current, parent.diff_ids)
         plans = plan_layers(app, previous, static.diff_id if static is not None else None)
-    with tempfile.TemporaryDirectory(prefix="warpdrive-layers-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="warpdrive-layers-") as tmp, host_writes(tmp):
         made: list[tuple[str, bytes | str | Path]] = []
         rows: list[list[str]] = []
         for i, plan in enumerate(plans):

@@ -15,7 +15,7 @@ from . import buildenv, probe_cache, runtime
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import BuildError, ConfigError
+from .errors import BuildError, ConfigError, WarpdriveError, disk_message
 from .inputs import ProjectBuild, host_target, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
@@ -122,6 +122,29 @@ def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> 
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+class VolumeLostFiles(WarpdriveError):
+    """The wheelhouse volume was emptied between two containers (a tmpfs volume is,
+    whenever no container mounts it): fetching or building again cannot help."""
+
+    def __init__(self, volume: str) -> None:
+        super().__init__(
+            f"the volume {volume!r} did not keep its files: a tmpfs volume? The wheelhouse "
+            "was written into it, and the next container found it without them (a volume "
+            "made with `--opt type=tmpfs` is emptied whenever no container mounts it)",
+            fix=f"use a volume that keeps its files: `docker volume rm {volume}` and let "
+            "nox-warpdrive create a plain one, or set `volume` in [tool.warpdrive] to another",
+        )
+
+
+def check_kept(engine: Engine, volume: str, key: PlatformKey, image: str) -> None:
+    """VolumeLostFiles when the manifest a builder just wrote is no longer in the
+    volume (read by a new container: about a tenth of a second). Without this, a volume
+    that forgets builds everything on every run, reports success, and an image build
+    then finds every wheel missing and sends the user to `--verify`, which succeeds."""
+    if engine.read_volume_file(volume, manifest_path(key), image) is None:
+        raise VolumeLostFiles(volume)
 
 
 def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[Wheel] | None:
@@ -312,6 +335,13 @@ def _targets(cfg: Config, engine: Engine) -> tuple[ImageInfo, PlatformKey, Platf
     return builder_info, builder_key, base_key
 
 
+def _say_notes(reqs: RequirementSet, out: Output) -> None:
+    """What the lock reader left out, and why (a wheel URL refused: its sdist is built
+    instead), said after the line naming the lock."""
+    for note in (n for pin in reqs.locked for n in pin.notes):
+        out(note)
+
+
 def build_wheelhouse(
     cfg: Config,
     engine: Engine,
@@ -331,10 +361,10 @@ def build_wheelhouse(
     image's platform, when the caller has just read it. ``seeds``: where wheels may come
     from first when the volume lacks the requirement set (default: `wheelhouse-image`).
 
-    A set the manifest lists is taken as it is, unless ``check`` (the builder then
-    compares each wheel's size and mtime with the manifest, hashing those that changed),
-    ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
-    missing wheel is fetched or built again."""
+    A listed set is taken as it is, unless ``check`` (the builder compares sizes and mtimes
+    with the manifest, hashing what changed; a volume that lost what it wrote is said),
+    ``verify`` (all hashed) or ``check_files`` (these hashed): a damaged or missing wheel
+    is fetched or built again."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
@@ -343,6 +373,7 @@ def build_wheelhouse(
         out(line)
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
+    _say_notes(reqs, out)
     if manifest is None or base_key.slug != builder_key.slug:
         manifest = read_manifest(engine, cfg.volume, builder_key, builder_info.id)
     seeds = seeds_for(cfg) if seeds is None else seeds
@@ -362,7 +393,7 @@ def build_wheelhouse(
     plan = dataclasses.replace(
         plan, installer=cfg.installer, verify=verify, check_files=check_files
     )
-    summary = _run_builder(engine, plan, on_ready, out)
+    summary = _run_builder(engine, plan, on_ready, out, kept=check)
     written = summary.get("manifest")
     return WheelhouseResult(
         builder_key,
@@ -376,10 +407,16 @@ def build_wheelhouse(
 
 
 def _run_builder(
-    engine: Engine, plan: WheelhousePlan, on_ready: ReadyCallback | None, out: Output
+    engine: Engine,
+    plan: WheelhousePlan,
+    on_ready: ReadyCallback | None,
+    out: Output,
+    kept: bool = False,
 ) -> dict[str, Any]:
     """Run the builder with the build secrets; its summary. Its output is shown redacted
-    (the machine-read lines are not); a failure is the BuildError naming its cause."""
+    (the machine-read lines are not); a failure is the BuildError naming its cause.
+    ``kept``: check that the volume kept the manifest the builder wrote (a tmpfs volume
+    does not), when it wrote one."""
     # the builder's machine-read lines, defined on its side of the line; imported here
     # (not at the top): a build whose wheelhouse is complete never runs the builder
     from .runtime.build_wheels import FAILURE_PREFIX, READY_PREFIX, SUMMARY_PREFIX
@@ -401,8 +438,11 @@ def _run_builder(
     with engine.secrets_volume(secrets, plan.builder_image) as secrets_volume:
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
-        raise builder_failure(result.exit_code, _failure(lines), secrets)
-    return _summary(lines)
+        raise builder_failure(result.exit_code, _failure(lines), secrets, plan.volume)
+    summary = _summary(lines)
+    if kept and isinstance(summary.get("manifest"), dict) and not summary.get("up_to_date"):
+        check_kept(engine, plan.volume, plan.key, plan.builder_image)
+    return summary
 
 
 _KEPT = (
@@ -412,9 +452,10 @@ _KEPT = (
 
 
 def builder_failure(
-    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes]
+    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes], volume: str = ""
 ) -> BuildError:
-    """The error for a failed builder, naming its cause and the fix for that cause."""
+    """The error for a failed builder, naming its cause and the fix for that cause
+    (``volume``: the wheelhouse volume's name, for a full one)."""
     stage = str(failure.get("stage") or ("killed" if code in (137, 143) else "unknown"))
     package = failure.get("package")
     what = f" {package}" if isinstance(package, str) and package else ""
@@ -449,10 +490,7 @@ def builder_failure(
             "`docker kill`/`docker rm -f`)",
             "give the engine more memory (or build fewer sdists at once), then run again",
         ),
-        "disk": (
-            f"the engine ran out of disk space while building the wheelhouse{last}",
-            "free space on the engine (`docker system df`, `docker image prune`), then run again",
-        ),
+        "disk": disk_message(failure, volume, last),
         "tools": (f"the builder could not get its tools{last}", 'set installer = "pip"'),
         "internal": (
             f"the wheelhouse builder failed{last}",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .engine import Engine, Output
-from .errors import BuildError
+from .errors import BuildError, host_writes
 from .tars import Content, stream_tar
 from .wheelhouse_transfer import (
     INCOMING,
@@ -106,7 +106,7 @@ def _write_whole(path: Path, data: bytes | BinaryIO) -> None:
     job's cache) never sees half a file. A stream is copied a piece at a time."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with host_writes(path.parent), os.fdopen(fd, "wb") as fh:
             if isinstance(data, bytes):
                 fh.write(data)
             else:

@@ -39,7 +39,7 @@ from . import assembly
 from .config import split_ref
 from .engine import Engine, ImageInfo, Output
 from .engine.base import ArchivePut, ArchiveRead, ArchiveStream
-from .errors import ConfigError, EngineError
+from .errors import ConfigError, EngineError, host_writes
 from .labels import KIND_LABEL, PLATFORM_KEY_LABEL, WheelhouseLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
@@ -212,7 +212,7 @@ def push_wheelhouse(
         out(f"warpdrive: the wheelhouse image {tag} already holds this wheelhouse; nothing pushed")
         return ""
     parent = None if plan.squash else previous
-    with tempfile.TemporaryDirectory(prefix="warpdrive-wheelhouse-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="warpdrive-wheelhouse-") as tmp, host_writes(tmp):
         layer = Path(tmp) / "layer.tar"
         size = _write_layer(engine, wh, plan, layer)
         image_id = engine.load_image(_bundle(engine, wh, plan, parent, layer), "wheelhouse image")

@@ -30,10 +30,10 @@ from typing import IO, Any
 from . import runtime
 from .engine import Engine, Output
 from .engine.base import ArchivePut, ArchiveRead
-from .errors import BuildError
+from .errors import BuildError, disk_message
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount
 from .platform import PlatformKey
-from .runtime.build_wheels import IMPORTED_PREFIX, MAX_SETS, set_fits
+from .runtime.build_wheels import FAILURE_PREFIX, IMPORTED_PREFIX, MAX_SETS, set_fits
 from .tars import ChunkFile, dir_tar, tar_files
 from .wheels import wheels_from_manifest
 
@@ -204,11 +204,15 @@ def run_import(
 
     def tee(line: str) -> None:
         lines.append(line)
-        if not line.startswith(IMPORTED_PREFIX):
+        if not line.startswith((IMPORTED_PREFIX, FAILURE_PREFIX)):
             out(line)
 
     result = engine.run_with_archives(import_step(wh, source), archives, tee)
     report = _report(lines)
+    failure = _report(lines, FAILURE_PREFIX) or {}
+    if result.exit_code != 0 and failure.get("stage") == "disk":
+        message, fix = disk_message(failure, wh.volume)
+        raise BuildError(f"importing the wheelhouse from {source} failed: {message}", fix=fix)
     if result.exit_code != 0 or report is None:
         raise BuildError(
             f"importing the wheelhouse from {source} failed (exit code {result.exit_code}); "
@@ -227,11 +231,11 @@ def run_import(
     )
 
 
-def _report(lines: list[str]) -> dict[str, Any] | None:
+def _report(lines: list[str], prefix: str = IMPORTED_PREFIX) -> dict[str, Any] | None:
     for line in reversed(lines):
-        if line.startswith(IMPORTED_PREFIX):
+        if line.startswith(prefix):
             try:
-                data = json.loads(line[len(IMPORTED_PREFIX) :])
+                data = json.loads(line[len(prefix) :])
             except ValueError:
                 return None
             return data if isinstance(data, dict) else None

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .. import assembly
 from ..config import named_registry
-from ..errors import BuildError, EngineError, LayerRefused, WarpdriveError
+from ..errors import BuildError, EngineError, LayerRefused, WarpdriveError, host_writes
 from ..owner import (
     PROCESS_LABEL,
     TEMP_PREFIX,
@@ -491,7 +491,8 @@ class _Steps(_Images):
         far it is (a big virtualenv over a remote engine takes a while)."""
         with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp:
             layer = Path(tmp) / "layer.tar"
-            read = self._read_export(container, step, out, layer)
+            with host_writes(tmp):
+                read = self._read_export(container, step, out, layer)
             assert step.commit is not None
             if read >= _BIG_LAYER:  # its load takes seconds too: say so
                 size = f"{read / 1e6:.0f} MB"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -174,8 +175,12 @@ def _uv_pin(pkg: Mapping[str, Any], target: Target, where: str) -> Pin:
             "nox-warpdrive cannot install into an image yet",
             fix="publish the package to an index (or a wheel URL) and lock that",
         )
+    if "url" in source:
+        _check_url_source(pkg, str(source["url"]), where)
     files: list[LockedFile] = []
-    for entry in [*pkg.get("wheels", []), *([pkg["sdist"]] if "sdist" in pkg else [])]:
+    notes: list[str] = []
+    wheels = [e for e in pkg.get("wheels", []) if isinstance(e, dict)]
+    for entry in [*wheels, *([pkg["sdist"]] if "sdist" in pkg else [])]:
         url = entry.get("url") or source.get("url")
         sha = sha256_hex(entry.get("hash"))
         if not url or sha is None:
@@ -183,8 +188,71 @@ def _uv_pin(pkg: Mapping[str, Any], target: Target, where: str) -> Pin:
                 f"{where}: a file of {name} {version} has no URL or no sha256 in uv.lock",
                 fix="run `uv lock` to repair the lock file",
             )
+        why = _refused_wheel(str(url)) if entry is not pkg.get("sdist") else None
+        if why:
+            notes.append(f"{where}: the wheel URL {url} of {name} {version} is refused ({why})")
+            continue
         files.append(LockedFile(url_filename(url), sha, url))
-    return make_pin(name, version, files, target, where=where, index=source.get("registry"))
+    if notes and not files:
+        raise ConfigError(
+            f"{notes[0]}, and uv.lock has no other file of it",
+            fix="lock against an index that serves the package over http(s) (`uv lock`)",
+        )
+    if notes:
+        instead = "its sdist is built instead" if "sdist" in pkg else "its other files are used"
+        notes = [f"warpdrive: {n}; {instead}" for n in notes]
+    return make_pin(
+        name, version, files, target, where=where, index=source.get("registry"), notes=tuple(notes)
+    )
+
+
+def _check_url_source(pkg: Mapping[str, Any], url: str, where: str) -> None:
+    """A `url` source the builder can fetch: http(s), with the file uv locked for it."""
+    name = pkg["name"]
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(
+            f"{where}: {name} comes from a `url` source pointing at {url}, which a build "
+            "container cannot fetch (only http and https URLs are; a local file is not "
+            "in the container)",
+            fix="publish the package to an index or an https URL and lock that",
+        )
+    if not pkg.get("wheels") and "sdist" not in pkg:
+        raise ConfigError(
+            f"{where}: {name} comes from the `url` source {url}, but uv.lock lists no "
+            "file for it (no `wheels` and no `sdist` with its sha256)",
+            fix="run `uv lock` to repair the lock file",
+        )
+    filename = url_filename(url)
+    if "sdist" in pkg and not pkg.get("wheels") and not _is_dist_name(filename):
+        raise ConfigError(
+            f"{where}: {name} comes from the `url` source {url}, which names no wheel or "
+            "sdist file (.whl, .tar.gz, .zip)",
+            fix="lock a URL of the package's wheel or sdist",
+        )
+
+
+def _is_dist_name(filename: str) -> bool:
+    return filename.endswith((".whl", ".tar.gz", ".zip"))
+
+
+def _refused_wheel(url: str) -> str | None:
+    """Why a wheel URL of the lock is not fetched (None: it is): only an http(s) URL
+    naming a plain wheel file is; a ``file:`` URL, or one whose name could leave the
+    download directory, is not."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return "not an http or https URL"
+    filename = url_filename(url)
+    if (
+        not filename.endswith(".whl")
+        or filename.startswith(".")
+        or "/" in filename
+        or "\\" in filename
+        or "\0" in filename
+    ):
+        return "it names no wheel file"
+    return None
 
 
 # -- uv lock --check, for the project's own entry ------------------------------------------

@@ -96,6 +96,9 @@ def install_wheels(plan, files, env):
 #: the deps step's exit code when a wheel does not match the manifest's sha256
 DAMAGED_EXIT = 65
 DAMAGED_LINE = "warpdrive: DAMAGED-WHEELS "
+#: the wheels that are not in the volume at all (the host tells a volume that did not
+#: keep its files from one that lost a wheel)
+MISSING_LINE = "warpdrive: MISSING-WHEELS "
 
 
 def check_wheels(plan, files):
@@ -105,7 +108,7 @@ def check_wheels(plan, files):
     import hashlib
 
     expected = plan.get("sha256") or {}
-    bad = []
+    bad, missing = [], []
     for path in files:
         want = expected.get(os.path.basename(path))
         if not want:
@@ -115,13 +118,17 @@ def check_wheels(plan, files):
             with open(path, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
+        except FileNotFoundError:
+            missing.append(os.path.basename(path))
+            continue
         except OSError:
             bad.append(os.path.basename(path))
             continue
         if h.hexdigest() != want:
             bad.append(os.path.basename(path))
-    if bad:
+    if bad or missing:
         print(DAMAGED_LINE + json.dumps(bad), flush=True)
+        print(MISSING_LINE + json.dumps(missing), flush=True)
         raise SystemExit(DAMAGED_EXIT)
 
 

@@ -1366,9 +1366,110 @@ def report_failure(stage, code, lines=(), package=None, **more):
     """One machine-read line for the host, which turns it into the error and its fix."""
     detail = [line for line in lines if line.strip()][-15:]
     data = {"stage": stage, "code": code, "package": package, "detail": detail}
+    if stage == "disk":
+        data.update(full_filesystem(lines))
     data.update(more)
     print(FAILURE_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
     return code if code > 0 else 1
+
+
+# -- a full disk: which one, and nothing cut off left in the caches ----------------------
+
+#: where the volume is mounted (plan.VOLUME_DIR on the host)
+VOLUME_DIR = "/warpdrive"
+
+_QUOTED_PATH = re.compile(r"""[`'"](/[^`'"]+)[`'"]""")
+
+
+def space_of(path):
+    """(free bytes, size in bytes) of the filesystem holding ``path``; None if unknown."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def full_filesystem(lines, volume_dir=VOLUME_DIR):
+    """Which filesystem ran out of space, for the host's message: the volume or the
+    engine's storage (this container's own filesystem, where pip unpacks and compiles
+    in /tmp), with its free space and size. The path the failed write names decides
+    (the last one on the line: a copy names its source first); without one, the
+    filesystem with the smaller share free. Pruning images cannot help a full volume,
+    so the two must never be confused."""
+    where = None
+    for line in lines:
+        if "No space left" in line or "Disk quota exceeded" in line or "os error 28" in line:
+            paths = _QUOTED_PATH.findall(line)
+            if paths:
+                inside = paths[-1] == volume_dir or paths[-1].startswith(volume_dir + "/")
+                where = "volume" if inside else "engine"
+    spaces = {"volume": space_of(volume_dir), "engine": space_of(tempfile.gettempdir())}
+    if where is None:
+        shares = {k: v[0] / v[1] for k, v in spaces.items() if v and v[1]}
+        where = min(shares, key=lambda k: shares[k]) if shares else "engine"
+    found = spaces[where]
+    return {
+        "full": where,
+        "free": found[0] if found else None,
+        "size": found[1] if found else None,
+        "shared": same_disk(spaces["volume"], spaces["engine"]),
+    }
+
+
+def same_disk(volume, engine):
+    """Whether the volume lives on the engine's own disk (a plain local volume does:
+    /var/lib/docker/volumes): the same size, and nearly the same room. Then freeing
+    the engine's space is what gives the volume room."""
+    if not volume or not engine or volume[1] != engine[1]:
+        return False
+    return abs(volume[0] - engine[0]) <= max(64 << 20, volume[1] // 50)
+
+
+def cut_off(path):
+    """Whether a cached wheel is not a whole zip (its end record is read: cheap)."""
+    try:
+        with zipfile.ZipFile(path):
+            return False
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return True
+
+
+def drop_cut_off_cache(root, settle=1.0):
+    """Remove what a full disk or a killed run cut off in pip's cache in the volume: a
+    wheel pip moved into its cache with a plain copy (from /tmp, another filesystem)
+    that stopped half-way, which every later pip run takes from the cache and fails on
+    ("Wheel ... is invalid") for ever; and the temporary files of its HTTP cache that a
+    failed write leaves. uv's cache writes through temporary names and renames. A
+    file still being written by a run in another container changes within ``settle``
+    seconds and is left alone. Returns how many were removed."""
+    cache = os.path.join(root, "cache")
+    found = [
+        p
+        for p in glob.glob(os.path.join(cache, "wheels", "**", "*.whl"), recursive=True)
+        if cut_off(p)
+    ]
+    found += glob.glob(os.path.join(cache, "http*", "**", "*.tmp"), recursive=True)
+    if not found:
+        return 0
+    before = {p: stat_or_none(p) for p in found}
+    time.sleep(settle)
+    removed = 0
+    for path, st in before.items():
+        if st is not None and stat_or_none(path) == st:
+            with_suppressed(os.unlink, path)
+            removed += 1
+    if removed:
+        log("removed %d cut-off files from pip's cache (a full disk or a killed run)" % removed)
+    return removed
+
+
+def stat_or_none(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 # -- the volume: locks, leftovers, verification ------------------------------------------
@@ -1787,6 +1888,7 @@ def run(plan, ctx):
     if why:
         log("nothing was recorded")
         return report_failure("network", 1, [why])
+    drop_cut_off_cache(ctx["root"])  # else pip takes a cut-off wheel from its cache
     installer = plan.get("installer", "auto")
     uv = None
     if installer in ("auto", "uv"):
@@ -1809,6 +1911,7 @@ def run(plan, ctx):
         else:
             code, resolved_files = build_all_with_pip(ctx, pip, base_args, env)
     if code != 0:
+        drop_cut_off_cache(ctx["root"])  # what this failure cut off never reaches a rerun
         log("nothing was recorded")
         return code
     manifest = record(ctx, resolved_files, uv)

@@ -123,3 +123,29 @@ def test_a_directory_of_another_platform_is_a_warning(tmp_path: Path) -> None:
     lines: list[str] = []
     assert import_dir(engine, wh("fresh"), tmp_path / "cache", {}, lines.append) is None
     assert f"holds the wheelhouse of {other.slug}" in lines[0] and lines[1].startswith("  fix:")
+
+
+def test_an_import_onto_a_full_disk_names_the_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nox_warpdrive.runtime import build_wheels
+
+    engine = SimEngine(tmp_path / "engine")
+    cache = tmp_path / "cache"
+    put_volume(engine, "ci", dict([A, B]), {"theirs": [A[0], B[0]]})
+    export(engine, "ci", cache)
+    local = put_volume(engine, "fresh", dict([A]), {"mine": [A[0]]})
+    volume_dir = str(engine.volume_dir("fresh"))
+
+    def full(src: str, dest: str) -> str:
+        raise OSError(28, "No space left on device", dest)
+
+    monkeypatch.setattr(build_wheels, "copy_hashed", full)
+    monkeypatch.setattr(build_wheels.full_filesystem, "__defaults__", (volume_dir,))
+    lines: list[str] = []
+    with pytest.raises(BuildError) as found:
+        import_dir(engine, wh("fresh"), cache, local, lines.append)
+    # the simulated volume is a directory on this machine's disk: the engine's disk
+    assert "the volume 'fresh' lives on it" in found.value.message, found.value.message
+    assert found.value.fix is not None and "docker system df" in found.value.fix
+    assert not any("FAILURE" in x for x in lines), lines

@@ -23,7 +23,7 @@ SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/sim
         ("resolve", "nosuch", "no version of nosuch", "PIP_INDEX_URL"),
         ("download", None, "downloading packages failed", "proxy"),
         ("network", None, "cannot reach the package index", 'network = "host"'),
-        ("disk", None, "ran out of disk space", "docker system df"),
+        ("disk", None, "engine's storage is full", "docker system df"),
         ("internal", None, "builder failed", "bug"),
     ],
 )
