@@ -142,11 +142,15 @@ def test_a_volume_that_does_not_keep_its_files_is_named(
         app.volume = name
         app.write()
         said = f"the volume '{name}' did not keep its files: a tmpfs volume?"
-        for session in ("wheelhouse", "image"):
-            code, text = run_nox(app, session, index)
-            assert code != 0, text
-            assert said in text, text
-            assert "do not match their sha256" not in text, text
+        code, text = run_nox(app, "wheelhouse", index)
+        assert code != 0, text
+        assert said in text, text
+        # `image` installs the first wheels while the builder still mounts the volume
+        # (the early deps layer): when the two overlap, the tmpfs keeps its files and the
+        # image is right; when they do not, the volume is named. Never the --verify loop.
+        code, text = run_nox(app, "image", index)
+        assert code == 0 or said in text, text
+        assert "do not match their sha256" not in text, text
     finally:
         engine.remove_volume(name)
 
