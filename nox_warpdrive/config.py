@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .workspace import find_workspace, member_dir, unused_locks
 
 if TYPE_CHECKING:
     from .inputs import Pin, ProjectBuild
@@ -40,6 +42,10 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
         (str,),
         'a string, the lock file to install from ("uv.lock", "pylock.toml", "poetry.lock", '
         '"Pipfile.lock")',
+    ),
+    "package": (
+        (str,),
+        'a string, at a uv workspace\'s root: the member to build (its [project].name), e.g. "app"',
     ),
     "groups": ((list,), 'a list of dependency group names, e.g. ["prod"]'),
     "extras": ((list,), 'a list of the project\'s extras, e.g. ["postgres"]'),
@@ -103,6 +109,8 @@ class Config:
     inputs_reason: str = ""
     #: a registry image to seed the wheelhouse from (tagged per platform key)
     wheelhouse_image: str | None = None
+    #: the lock files up to the repository root not installed from, each with why
+    unused_locks: tuple[str, ...] = ()
 
 
 def _suggest(key: str) -> str:
@@ -177,6 +185,8 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     project_dir = project_dir.resolve()
     data = load_pyproject(project_dir)
     table = _warpdrive_table(project_dir, data, overrides)
+    if "package" in table:
+        return _member_config(project_dir, table)
     project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
     raw_name = project.get("name") if isinstance(project.get("name"), str) else None
     name = docker_name(raw_name or project_dir.name)
@@ -209,7 +219,23 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         install_project=install_project,
         inputs_reason=chosen.reason,
         wheelhouse_image=wheelhouse_image,
+        unused_locks=unused_locks(project_dir, chosen.lock),
     )
+
+
+def _member_config(root: Path, table: Mapping[str, Any]) -> Config:
+    """`package` at a uv workspace's root: the member's directory is the app (its source,
+    its pyproject), built with the root's settings over the member's own; paths the
+    root's settings name stay relative to the root."""
+    member = member_dir(root, table["package"])
+    settings = {k: v for k, v in table.items() if k != "package"}
+    if isinstance(settings.get("lock"), str):
+        settings["lock"] = str((root / settings["lock"]).resolve())
+    reqs = settings.get("requirements")
+    if reqs is not None:
+        items = [reqs] if isinstance(reqs, str) else reqs
+        settings["requirements"] = [str((root / r).resolve()) for r in items]
+    return load_config(member, settings)
 
 
 def _warpdrive_table(
@@ -391,6 +417,9 @@ def _found_inputs(
         )
     if locks:
         return _chosen_lock(project_dir, locks[0].name, "found")
+    membership = find_workspace(project_dir)
+    if membership is not None and membership.member and membership.workspace.lock.is_file():
+        return _workspace_lock(project_dir, membership.workspace.lock)
     if (project_dir / "requirements.txt").is_file():
         return _requirement_files(project_dir, ["requirements.txt"], "found")
     deps = project.get("dependencies", [])
@@ -416,7 +445,51 @@ def _chosen_lock(project_dir: Path, name: str, why: str) -> ChosenInputs:
             f"lock file {name!r} not found in {project_dir}",
             fix="create it (`uv lock`, `poetry lock`, `pipenv lock`), or fix `lock`",
         )
+    if path.parent != project_dir and fmt != "pylock":
+        return _lock_elsewhere(project_dir, path, fmt)
     return ChosenInputs(reason=f"{path.name} ({why})", lock=path, lock_format=fmt)
+
+
+def _workspace_lock(project_dir: Path, lock: Path) -> ChosenInputs:
+    """The uv.lock at the root of the workspace the app is a member of."""
+    rel = Path(os.path.relpath(lock, project_dir)).as_posix()
+    name = load_pyproject(project_dir).get("project", {}).get("name", project_dir.name)
+    return ChosenInputs(
+        reason=f"uv.lock (workspace root {rel}, member {name})", lock=lock, lock_format="uv"
+    )
+
+
+def _lock_elsewhere(project_dir: Path, path: Path, fmt: str) -> ChosenInputs:
+    """A uv.lock, poetry.lock or Pipfile.lock outside the app's directory: a uv
+    workspace's lock when the app is one of its members; other lockers have no
+    workspaces (their lock belongs to the project in its own directory)."""
+    where = Path(os.path.relpath(path, project_dir)).as_posix()
+    if fmt == "uv":
+        membership = find_workspace(project_dir)
+        if membership is not None and membership.workspace.lock == path:
+            if membership.member:
+                return _workspace_lock(project_dir, path)
+            raise ConfigError(
+                f"`lock` = {where!r} is the lock of the uv workspace at "
+                f"{membership.workspace.root}, and the app is not one of its members: "
+                f"{membership.why_not}",
+                fix="add the app's directory to `members` in [tool.uv.workspace] and run "
+                "`uv lock`, or lock the app on its own",
+            )
+        raise ConfigError(
+            f"`lock` = {where!r} locks the project in {path.parent}, which is no uv workspace "
+            "the app is a member of",
+            fix="make the app a workspace member (`[tool.uv.workspace] members = [...]` there, "
+            "then `uv lock`), or run `uv lock` in the app's directory",
+        )
+    tool = {"poetry": "Poetry", "pipenv": "pipenv"}[fmt]
+    raise ConfigError(
+        f"`lock` = {where!r} locks the project in {path.parent}, not this app: {tool} has no "
+        "workspaces, so a lock above the app cannot say what the app installs",
+        fix=f"lock the app in its own directory, or export the lock for it (e.g. "
+        f"`{'poetry export' if fmt == 'poetry' else 'pipenv requirements --hash'} "
+        "-o requirements.txt` with hashes) and set `requirements`",
+    )
 
 
 def _requirement_files(project_dir: Path, reqs: list[Any] | str, why: str) -> ChosenInputs:
