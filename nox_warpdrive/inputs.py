@@ -644,6 +644,26 @@ def describe(cfg: Config, locked: Locked, target: Target) -> str:
     return f"{reason}: " + "; ".join(parts)
 
 
+def inputs_line(cfg: Config, reqs: RequirementSet) -> str:
+    """The one line every build says (and ``--plan`` shows): what the installed set
+    comes from, locked or not, the server added on top, and each lock file up to the
+    repository root that was not used, with why. An unlocked build must never look like
+    a locked one."""
+    line = f"warpdrive: installing from {reqs.source or cfg.inputs_reason}"
+    if not reqs.locked_from:
+        line += ", not locked" if cfg.dependencies else ", resolved at build (not locked)"
+    if reqs.extra and reqs.locked_from:
+        line += (
+            f"; plus {', '.join(reqs.extra)} for the image's server, which the lock lacks: "
+            "resolved against its pins, not locked (add it to the lock to pin it)"
+        )
+    elif reqs.extra:
+        line += f"; plus {', '.join(reqs.extra)} for the image's server"
+    if cfg.unused_locks:
+        line += "; not used: " + "; ".join(cfg.unused_locks)
+    return line
+
+
 def read_inputs(cfg: Config, target: Target) -> RequirementSet:
     """The app's requirement set for the target, without the server (wheelhouse adds
     it): the lock's pins, or hashed requirement files' pins, or requirement files and

@@ -16,7 +16,7 @@ from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
 from .errors import BuildError, ConfigError
-from .inputs import ProjectBuild, host_target, read_inputs, target_for
+from .inputs import ProjectBuild, host_target, inputs_line, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
 from .runtime.start import (
@@ -69,17 +69,6 @@ def requirements_for(cfg: Config, target: PlatformKey | None = None) -> Requirem
     key = target or _PROBED.get(cfg.base_image)
     base = read_inputs(cfg, target_for(key) if key is not None else host_target())
     return dataclasses.replace(base, extra=server_extras(cfg, base.names()))
-
-
-def _extra_note(reqs: RequirementSet) -> str:
-    if not reqs.extra:
-        return ""
-    if reqs.locked_from:
-        return (
-            f"; plus {', '.join(reqs.extra)} for the image's server, which the lock lacks: "
-            "resolved against its pins, not locked (add it to the lock to pin it)"
-        )
-    return f"; plus {', '.join(reqs.extra)} for the image's server"
 
 
 def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
@@ -310,12 +299,15 @@ def build_wheelhouse(
     verify: bool = False,
     check_files: tuple[str, ...] = (),
     seeds: tuple[Seed, ...] | None = None,
+    announce: bool = True,
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
     starts its deps layer with them). ``manifest``: the volume's manifest for the base
     image's platform, when the caller has just read it. ``seeds``: where wheels may come
     from first when the volume lacks the requirement set (default: `wheelhouse-image`).
+    ``announce``: say what the app is installed from (an image build says it once
+    itself, whether or not the wheelhouse is built).
 
     A set the manifest lists is taken as it is, unless ``check`` (the builder then
     compares each wheel's size and mtime with the manifest, hashing those that changed),
@@ -324,8 +316,8 @@ def build_wheelhouse(
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
-    if reqs.locked_from:
-        out(f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}")
+    if announce:
+        out(inputs_line(cfg, reqs))
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     if manifest is None or base_key.slug != builder_key.slug:

@@ -244,7 +244,9 @@ def run_wheelhouse(
         calls.append((resolved, tools))
 
     shown: list[str] = []
-    result = build_wheelhouse(cfg, engine, shown.append, on_ready=heard if on_ready else None)
+    result = build_wheelhouse(
+        cfg, engine, shown.append, on_ready=heard if on_ready else None, announce=False
+    )
     assert engine.ensured == [cfg.volume]
     assert engine.secrets == [(secrets, BUILDER.id)]
     assert [s.name for s in engine.steps] == ["wheelhouse"]

@@ -22,6 +22,7 @@ from test_inputs_locks import LINUX, edit, error, pins, read
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.errors import ConfigError
+from nox_warpdrive.inputs import inputs_line
 from nox_warpdrive.workspace import find_workspace, unused_locks, workspace_at
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "locks" / "uv-workspace"
@@ -229,3 +230,22 @@ def test_uv_lock_above_of_no_workspace_is_refused(tmp_path: Path) -> None:
 
 def test_target_is_linux() -> None:
     assert dict(LINUX.markers)["sys_platform"] == "linux"
+
+
+# ----------------------------------------------------------------------- the line
+
+
+def test_every_build_says_what_it_installs_from(tmp_path: Path) -> None:
+    app = workspace(tmp_path)
+    line = inputs_line(load_config(app), read(app))
+    assert line.startswith(
+        "warpdrive: installing from uv.lock (workspace root ../uv.lock, member app): 3 pinned"
+    )
+    assert "not locked" not in line and "not used" not in line
+    legacy = app.parent / "packages" / "legacy"
+    line = inputs_line(load_config(legacy), read(legacy))
+    assert line.startswith("warpdrive: installing from [project].dependencies, not locked; ")
+    assert "not used: ../../uv.lock (the workspace's `exclude`" in line
+    (legacy / "requirements.txt").write_text("sniffio\n")
+    line = inputs_line(load_config(legacy), read(legacy))
+    assert "from requirements.txt (found), resolved at build (not locked)" in line
