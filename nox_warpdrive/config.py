@@ -111,6 +111,8 @@ class Config:
     wheelhouse_image: str | None = None
     #: the lock files up to the repository root not installed from, each with why
     unused_locks: tuple[str, ...] = ()
+    #: `entrypoint` in [tool.fastapi] (what `fastapi run` reads), for the launcher
+    fastapi_entrypoint: str | None = None
 
 
 def _suggest(key: str) -> str:
@@ -220,7 +222,23 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         inputs_reason=chosen.reason,
         wheelhouse_image=wheelhouse_image,
         unused_locks=unused_locks(project_dir, chosen.lock),
+        fastapi_entrypoint=_fastapi_entrypoint(data),
     )
+
+
+def _fastapi_entrypoint(data: Mapping[str, Any]) -> str | None:
+    """``[tool.fastapi] entrypoint = "app.main:app"``, as the FastAPI CLI reads it."""
+    tool = data.get("tool")
+    table = tool.get("fastapi") if isinstance(tool, dict) else None
+    value = table.get("entrypoint") if isinstance(table, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.]+(:[\w.]+)?", value):
+        raise ConfigError(
+            f"`entrypoint` in [tool.fastapi] is {value!r}, not a module path",
+            fix='write it as FastAPI\'s CLI reads it: `entrypoint = "app.main:app"`',
+        )
+    return value
 
 
 def _member_config(root: Path, table: Mapping[str, Any]) -> Config:
@@ -552,7 +570,12 @@ def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> 
 
 def start_config(cfg: Config) -> dict[str, str]:
     """What the image's start launcher is told (written to .warpdrive/start.json)."""
-    out = {"start": cfg.start, "app_module": cfg.app_module, "server": cfg.server}
+    out = {
+        "start": cfg.start,
+        "app_module": cfg.app_module,
+        "server": cfg.server,
+        "fastapi_entrypoint": cfg.fastapi_entrypoint,
+    }
     return {k: v for k, v in out.items() if v}
 
 
