@@ -604,6 +604,8 @@ class RequirementSet:
     project: ProjectBuild | None = None
     #: more indexes to look files up in (``--extra-index-url`` of hashed requirements)
     indexes: tuple[str, ...] = ()
+    #: other uv workspace members the project depends on, built as wheels
+    members: tuple[ProjectBuild, ...] = ()
     #: what the app is installed from, for the build's output
     source: str = ""
 
@@ -619,6 +621,8 @@ class RequirementSet:
                 "project": self.project.identity() if self.project else None,
                 "extra": sorted(self.extra),
             }
+            if self.members:  # absent otherwise: the keys of existing sets stay
+                what["members"] = [m.identity() for m in self.members]
             h.update(b"locked-v1\0" + json.dumps(what, sort_keys=True).encode())
             return h.hexdigest()
         for name, data in self.files:
@@ -642,6 +646,7 @@ class RequirementSet:
         out.update(p.name for p in self.locked)
         if self.project is not None:
             out.add(self.project.name)
+        out.update(m.name for m in self.members)
         for name, data in self.files:
             if name in self.constraint_only:
                 continue

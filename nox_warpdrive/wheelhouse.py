@@ -138,6 +138,7 @@ class WheelhousePlan:
             {
                 "locked": [p.plan() for p in reqs.locked],
                 "project": reqs.project.plan() if reqs.project else None,
+                "members": [m.plan() for m in reqs.members],
                 "indexes": list(reqs.indexes),
             }
             if reqs.locked_from
@@ -171,6 +172,8 @@ class WheelhousePlan:
             members[f"req/{name}"] = data
         if self.requirements.project is not None:
             members["project.tar"] = project_archive(self.requirements.project)
+        for member in self.requirements.members:
+            members[member.archive] = project_archive(member)
         return Step(
             name="wheelhouse",
             image=self.builder_image,

@@ -19,11 +19,13 @@ from ..inputs import (
     Locked,
     LockedFile,
     Pin,
+    ProjectBuild,
     Target,
     check_environments,
     check_python,
     load_toml,
     make_pin,
+    member_build,
     parse_marker,
     project_build,
     sha256_hex,
@@ -56,9 +58,12 @@ def read_uv_lock(cfg: Config, path: Path, target: Target) -> Locked:
     python = _workspace_python(path.parent, data, packages)
     _check_uv_fresh(cfg, data, root, lines, where[id(root)], python)
     chosen = _uv_walk(cfg, packages, root, target, where)
-    pins = tuple(_uv_pin(p, target, where[id(p)]) for p in chosen if not _local(p))
-    for p in chosen:
-        _check_member_dependency(p, root, where[id(p)])
+    pins = tuple(_uv_pin(p, target, where[id(p)]) for p in chosen if _local(p) is None)
+    members = tuple(
+        _member(path.parent, p, root, where[id(p)])
+        for p in chosen
+        if _local(p) is not None and "virtual" not in p.get("source", {})
+    )
     source = root.get("source", {})
     project = None
     if "editable" in source or "directory" in source:
@@ -70,7 +75,7 @@ def read_uv_lock(cfg: Config, path: Path, target: Target) -> Locked:
             fix="add a [build-system] to pyproject.toml and run `uv lock`, or remove "
             "`install-project`",
         )
-    return Locked(pins, project, path.name)
+    return Locked(pins, project, path.name, members=members)
 
 
 def _local(pkg: Mapping[str, Any]) -> str | None:
@@ -111,19 +116,20 @@ def _uv_root(
     )
 
 
-def _check_member_dependency(pkg: Mapping[str, Any], root: Mapping[str, Any], where: str) -> None:
-    """Another workspace member the app depends on would be built from its directory,
-    which the builder does not get (it gets the app's source only)."""
-    local = _local(pkg)
-    if local is None or "virtual" in pkg.get("source", {}):
-        return  # a virtual member installs nothing (its dependencies are walked)
-    raise ConfigError(
-        f"{where}: {root['name']} depends on the workspace member {pkg['name']} (in "
-        f"{local!r}), and nox-warpdrive builds only the app's own project into the image, "
-        "not other workspace members yet",
-        fix=f"publish {pkg['name']} to an index and depend on it by version (or move its "
-        "code into the app's package)",
-    )
+def _member(
+    lockdir: Path, pkg: Mapping[str, Any], root: Mapping[str, Any], where: str
+) -> ProjectBuild:
+    """Another workspace member (or local project) the app depends on, built as a wheel
+    from its directory; a virtual one installs nothing (its dependencies are walked)."""
+    local = str(_local(pkg))
+    directory = (lockdir / local).resolve()
+    if not (directory / "pyproject.toml").is_file() and not (directory / "setup.py").is_file():
+        raise ConfigError(
+            f"{where}: {root['name']} depends on {pkg['name']} in {local!r}, and "
+            f"{directory} holds no project (no pyproject.toml, no setup.py)",
+            fix="run `uv lock` to repair the lock file, or restore the member's directory",
+        )
+    return member_build(directory, str(pkg["name"]), where)
 
 
 def _uv_walk(

@@ -4,7 +4,8 @@ index, one package held at its older release by a uv constraint), a dev group at
 root and in the member. Built from backend/ with only image, base-image, builder-image
 and volume set (and the test network): the build says it installs from the workspace's
 lock, the image holds the locked versions (the held one included) and no dev-group
-package, and the app is started from `entrypoint` in [tool.fastapi]."""
+package, and the app is started from `entrypoint` in [tool.fastapi]; another member it
+depends on (libs/wscommon) is built as a wheel from its directory."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ ROOT_PYPROJECT = """\
 dev = ["wd-extra-demo"]
 
 [tool.uv.workspace]
-members = ["backend"]
+members = ["backend", "libs/*"]
 
 [tool.uv]
 constraint-dependencies = ["wd-held-demo<2"]
@@ -38,7 +39,10 @@ MEMBER_PYPROJECT = """\
 name = "{name}"
 version = "0.1.0"
 requires-python = ">=3.11"
-dependencies = ["wd-pure-demo", "wd-held-demo", "uvicorn"]
+dependencies = ["wd-pure-demo", "wd-held-demo", "uvicorn", "wscommon"]
+
+[tool.uv.sources]
+wscommon = {{ workspace = true }}
 
 [dependency-groups]
 dev = ["wd-extra-demo"]
@@ -67,6 +71,7 @@ import os
 
 import wd_held_demo
 import wd_pure_demo
+import wscommon
 
 
 async def app(scope, receive, send):
@@ -79,12 +84,25 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     dev = importlib.util.find_spec("wd_extra_demo") is not None
-    body = "from the workspace held=%s %s dev=%s uid=%d" % (
-        wd_held_demo.VERSION, wd_pure_demo.hello(), dev, os.getuid()
+    body = "from the workspace held=%s %s %s dev=%s uid=%d" % (
+        wd_held_demo.VERSION, wd_pure_demo.hello(), wscommon.MESSAGE, dev, os.getuid()
     )
     headers = [(b"content-type", b"text/plain")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body.encode()})
+"""
+
+
+COMMON_PYPROJECT = """\
+[project]
+name = "wscommon"
+version = "0.3.0"
+requires-python = ">=3.11"
+dependencies = ["wd-pure-demo"]
+
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
 """
 
 
@@ -109,6 +127,10 @@ def test_member_built_from_the_workspace_lock(
     (member / "src" / "wsapp" / "__init__.py").write_text("")
     (member / "src" / "wsapp" / "main.py").write_text(ASGI_APP)
     (root / "pyproject.toml").write_text(ROOT_PYPROJECT)
+    common = root / "libs" / "wscommon"
+    (common / "wscommon").mkdir(parents=True)
+    (common / "wscommon" / "__init__.py").write_text('MESSAGE = "common v1"\n')
+    (common / "pyproject.toml").write_text(COMMON_PYPROJECT)
     (member / "pyproject.toml").write_text(
         MEMBER_PYPROJECT.format(
             name=app.name,
@@ -121,6 +143,7 @@ def test_member_built_from_the_workspace_lock(
     uv(uv_binary, index_env, root, "lock")
     lock = (root / "uv.lock").read_text()
     assert 'source = { editable = "backend" }' in lock and 'version = "1.0.0"' in lock
+    assert 'source = { editable = "libs/wscommon" }' in lock
     assert not (member / "uv.lock").exists()
 
     # the selection is what uv itself exports for the member, without dev groups
@@ -139,10 +162,21 @@ def test_member_built_from_the_workspace_lock(
         f"warpdrive: installing from uv.lock (workspace root ../uv.lock, member {app.name}): "
         "5 pinned packages" in text
     ), text
+    assert "the workspace members wscommon (wheels built from their directories)" in text
     assert f"the project {app.name} (editable, built from the source)" in text, text
     body, _, _ = serve_and_check(engine, app.image, "from the workspace")
-    assert body == "from the workspace held=1.0.0 hello from wd-pure-demo dev=False uid=1001"
+    assert body == (
+        "from the workspace held=1.0.0 hello from wd-pure-demo common v1 dev=False uid=1001"
+    )
     listing = engine.client.containers.run(
         app.image, ["sh", "-c", "ls /opt/app-root/venv/lib/python3.11/site-packages"], remove=True
     ).decode()
     assert "wd_held_demo-1.0.0.dist-info" in listing and "wd_extra_demo" not in listing
+    assert "wscommon-0.3.0.dist-info" in listing
+
+    # a change of the other member builds its wheel again
+    (common / "wscommon" / "__init__.py").write_text('MESSAGE = "common v2"\n')
+    build_image(load_config(member), engine, lambda line: None)
+    serve_and_check(
+        engine, app.image, "from the workspace held=1.0.0 hello from wd-pure-demo common v2"
+    )

@@ -9,8 +9,9 @@ local index (python -m http.server over a PyPI mirror, hence the 127.0.0.1 URLs)
 virtual root (no [project], a dev group), the app in backend/, packages/worker (which
 depends on the member packages/common) and packages/legacy, excluded. Its
 export-*.txt files are `uv export --package app --no-dev --frozen --format
-requirements-txt --no-hashes --no-header --no-annotate` (the second with `--group prod
---extra http`), written by that uv from that lock."""
+requirements-txt --no-hashes --no-header --no-annotate` (export-app-prod-http.txt with
+`--group prod --extra http`, export-worker.txt with `--package worker`), written by that
+uv from that lock."""
 
 from __future__ import annotations
 
@@ -153,10 +154,20 @@ def test_explicit_lock_above_is_the_workspace_lock(tmp_path: Path) -> None:
     assert "out of date" not in read(app).source
 
 
-def test_a_dependency_on_another_member_is_a_clear_error(tmp_path: Path) -> None:
+def test_other_members_it_depends_on_are_built_as_wheels(tmp_path: Path) -> None:
+    """worker depends on the member common: its dependencies are pinned as uv exports
+    them, and common is built as a wheel from its directory (keyed by its files)."""
     worker = workspace(tmp_path, at="packages/worker")
-    message = error(worker)
-    assert "worker depends on the workspace member common (in 'packages/common')" in message
+    reqs = read(worker)
+    assert pins(reqs) == exported("export-worker.txt")
+    assert [(m.name, m.editable, m.root) for m in reqs.members] == [
+        ("common", False, worker.parent / "common")
+    ]
+    assert reqs.members[0].plan()["archive"] == "member-common.tar"
+    assert "the workspace members common (wheels built from their directories)" in reqs.source
+    before = reqs.digest
+    (worker.parent / "common" / "common.py").write_text("X = 1\n")
+    assert read(worker).digest != before  # a change of the member builds it again
 
 
 def test_the_workspace_requires_python_is_all_members_together(tmp_path: Path) -> None:
