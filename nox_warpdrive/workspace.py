@@ -203,7 +203,7 @@ def _why_unused(path: Path, app_dir: Path, used: Path | None) -> str:
             return f"it locks the project in {where}, which is no uv workspace"
         membership = _membership(ws, app_dir)
         if membership.member:
-            return f"the app's own {used.name if used else 'inputs'} are used"
+            return f"the app's own {used.name} is used" if used else "the app has inputs of its own"
         return membership.why_not
     if path.name == "pylock.toml":
         return (

@@ -125,8 +125,15 @@ def test_from_the_workspace_root_with_package(tmp_path: Path) -> None:
     (root / "pyproject.toml").write_text(
         (root / "pyproject.toml").read_text() + '\n[tool.warpdrive]\npackage = "app"\n'
     )
+    edit(
+        app / "pyproject.toml",
+        "[tool.warpdrive]\n",
+        '[tool.warpdrive]\nimage = "m:1"\nserver = "uvicorn"\n',
+    )
+    edit(root / "pyproject.toml", 'package = "app"', 'package = "app"\nimage = "shop/api:2"')
     cfg = load_config(root)
     assert cfg.project_dir == app and cfg.name == "app"
+    assert (cfg.image, cfg.server) == ("shop/api:2", "uvicorn")  # the root's over the member's
     assert cfg.inputs_reason == "uv.lock (workspace root ../uv.lock, member app)"
     assert pins(read(root)) == exported("export-app.txt")
     edit(root / "pyproject.toml", 'package = "app"', 'package = "nope"')
@@ -218,6 +225,13 @@ def test_locks_above_not_used_say_why(tmp_path: Path) -> None:
     assert "pdm.lock (nox-warpdrive does not read pdm.lock" in text
     assert "../../uv.lock (the workspace's `exclude` (packages/legacy)" in text
     assert "../../poetry.lock (Poetry has no workspaces" in text
+    # a member with a lock of its own: the workspace's is not used, and said so
+    (app.parent.parent / "backend" / "uv.lock").write_text("")
+    assert (
+        unused_locks(app.parent.parent / "backend", app.parent.parent / "backend" / "uv.lock")[0]
+        == "../uv.lock (the app's own uv.lock is used)"
+    )
+    (app.parent.parent / "backend" / "uv.lock").unlink()
     # the member's own build says nothing of the lock it uses
     assert unused_locks(app.parent.parent / "backend", app.parent.parent / "uv.lock") == (
         "../poetry.lock (Poetry has no workspaces: it locks the project in .. only)",
