@@ -81,6 +81,17 @@ def repository_root(start: Path) -> Path:
     return Path(start.anchor)
 
 
+def _above(app_dir: Path) -> list[Path]:
+    """The directories above ``app_dir`` up to its repository root, nearest first."""
+    stop = repository_root(app_dir)
+    out: list[Path] = []
+    for directory in app_dir.parents if app_dir != stop else ():
+        out.append(directory)
+        if directory == stop:
+            break
+    return out
+
+
 def _uv_workspace_table(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     tool = data.get("tool")
     uv = tool.get("uv") if isinstance(tool, dict) else None
@@ -125,13 +136,10 @@ def find_workspace(app_dir: Path) -> Membership | None:
     """The nearest parent ``[tool.uv.workspace]`` above ``app_dir`` (up to the
     repository root), as uv finds it; None when there is none."""
     app_dir = app_dir.resolve()
-    stop = repository_root(app_dir)
-    for directory in app_dir.parents:
+    for directory in _above(app_dir):
         ws = workspace_at(directory)
         if ws is not None:
             return _membership(ws, app_dir)
-        if directory == stop:
-            return None
     return None
 
 
@@ -173,18 +181,22 @@ def unused_locks(app_dir: Path, used: Path | None) -> tuple[str, ...]:
     """Each lock file up to the repository root that the build does not install from,
     with why: the build's output says it, so an unlocked build never looks locked."""
     app_dir = app_dir.resolve()
-    stop = repository_root(app_dir)
     out: list[str] = []
-    if (app_dir / "pdm.lock").is_file():
-        out.append(f"pdm.lock ({_PDM})")
-    for directory in app_dir.parents:
+    for name in LOCKS_ABOVE:
+        own = app_dir / name
+        if own.is_file() and own != used:
+            if name == "pdm.lock":
+                why = _PDM
+            elif used is not None:
+                why = f"`lock` in [tool.warpdrive] names {_rel(used, app_dir)}"
+            else:
+                why = "`requirements` in [tool.warpdrive] is set"
+            out.append(f"{name} ({why})")
+    for directory in _above(app_dir):
         for name in LOCKS_ABOVE:
             path = directory / name
             if path.is_file() and path != used:
-                rel = Path(os.path.relpath(path, app_dir)).as_posix()
-                out.append(f"{rel} ({_why_unused(path, app_dir, used)})")
-        if directory == stop:
-            break
+                out.append(f"{_rel(path, app_dir)} ({_why_unused(path, app_dir, used)})")
     return tuple(out)
 
 
@@ -193,8 +205,12 @@ _PDM = (
 )
 
 
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
 def _why_unused(path: Path, app_dir: Path, used: Path | None) -> str:
-    where = Path(os.path.relpath(path.parent, app_dir)).as_posix()
+    where = _rel(path.parent, app_dir)
     if path.name == "pdm.lock":
         return _PDM
     if path.name == "uv.lock":

@@ -274,3 +274,19 @@ def test_every_build_says_what_it_installs_from(tmp_path: Path) -> None:
     (legacy / "requirements.txt").write_text("sniffio\n")
     line = inputs_line(load_config(legacy), read(legacy))
     assert "from requirements.txt (found), resolved at build (not locked)" in line
+
+
+def test_own_locks_not_used_say_why(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / ".git").mkdir()
+    (tmp_path / "uv.lock").write_text("")  # above the repository: never looked at
+    for name in ("uv.lock", "poetry.lock", "requirements.txt"):
+        (app / name).write_text("")
+    assert unused_locks(app, app / "uv.lock") == (
+        "poetry.lock (`lock` in [tool.warpdrive] names uv.lock)",
+    )
+    assert unused_locks(app, None) == (
+        "uv.lock (`requirements` in [tool.warpdrive] is set)",
+        "poetry.lock (`requirements` in [tool.warpdrive] is set)",
+    )
