@@ -44,11 +44,16 @@ TOOLS = (WARPDRIVE, *PEERS)
 REFERENCE = "buildkit-cache"
 DEFAULT_PACKAGE = "django-environ"
 
-#: the copy's [project].name: names the deps cache images ``warpdrive-deps/<name>:<key>``
+#: the copy's [project].name (deps cache images were named after it before they were
+#: named after the image's repository: ``warpdrive-deps/<repository>:<key>``)
 PROJECT_NAME = "bench-site"
 WD_IMAGE = "bench-warpdrive:latest"
 WD_VOLUME = "bench-warpdrive"
-WD_REFERENCES = ("bench-warpdrive", f"warpdrive-deps/{PROJECT_NAME}")
+WD_REFERENCES = (
+    "bench-warpdrive",
+    "warpdrive-deps/bench-warpdrive",
+    f"warpdrive-deps/{PROJECT_NAME}",
+)
 #: what an app copy leaves out (build outputs of a local run, caches)
 COPY_IGNORE = ("__pycache__", "*.pyc", "db.sqlite3", "static", "media", ".nox", ".venv", "*.log")
 CACHE_ID_ARG = re.compile(r"id=\$\{?CACHE_ID\}?")

@@ -316,7 +316,8 @@ def plan_app(
     source = read_source(cfg.project_dir, save_index)
     launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
     start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
-    collectstatic = cfg.collectstatic and app.kind == "django"
+    # a Django project started by a command (a Procfile's web: line) has settings too
+    collectstatic = cfg.collectstatic and (app.kind == "django" or bool(app.settings))
     hook = source.members.tree.get(f"{APP_SRC[1:]}/{BUILD_HOOK}", "")
     build_hook = hook.startswith("file\x00775\x00")  # a file, executable
     static_key: str = ""

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .workspace import find_workspace, member_dir, unused_locks
 
 if TYPE_CHECKING:
     from .inputs import Pin, ProjectBuild
@@ -40,6 +42,10 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
         (str,),
         'a string, the lock file to install from ("uv.lock", "pylock.toml", "poetry.lock", '
         '"Pipfile.lock")',
+    ),
+    "package": (
+        (str,),
+        'a string, at a uv workspace\'s root: the member to build (its [project].name), e.g. "app"',
     ),
     "groups": ((list,), 'a list of dependency group names, e.g. ["prod"]'),
     "extras": ((list,), 'a list of the project\'s extras, e.g. ["postgres"]'),
@@ -105,6 +111,10 @@ class Config:
     wheelhouse_image: str | None = None
     #: where ``name`` comes from: "[project].name", "image" or "folder"
     name_source: str = "[project].name"
+    #: the lock files up to the repository root not installed from, each with why
+    unused_locks: tuple[str, ...] = ()
+    #: `entrypoint` in [tool.fastapi] (what `fastapi run` reads), for the launcher
+    fastapi_entrypoint: str | None = None
 
 
 def _suggest(key: str) -> str:
@@ -179,6 +189,8 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
     project_dir = project_dir.resolve()
     data = load_pyproject(project_dir)
     table = _warpdrive_table(project_dir, data, overrides)
+    if "package" in table:
+        return _member_config(project_dir, table)
     project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
     name, name_source = project_name(project, table, project_dir)
     image, base_image, builder_image, wheelhouse_image = _image_refs(table, name)
@@ -211,7 +223,39 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         install_project=install_project,
         inputs_reason=chosen.reason,
         wheelhouse_image=wheelhouse_image,
+        unused_locks=unused_locks(project_dir, chosen.lock),
+        fastapi_entrypoint=_fastapi_entrypoint(data),
     )
+
+
+def _fastapi_entrypoint(data: Mapping[str, Any]) -> str | None:
+    """``[tool.fastapi] entrypoint = "app.main:app"``, as the FastAPI CLI reads it."""
+    tool = data.get("tool")
+    table = tool.get("fastapi") if isinstance(tool, dict) else None
+    value = table.get("entrypoint") if isinstance(table, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.]+(:[\w.]+)?", value):
+        raise ConfigError(
+            f"`entrypoint` in [tool.fastapi] is {value!r}, not a module path",
+            fix='write it as FastAPI\'s CLI reads it: `entrypoint = "app.main:app"`',
+        )
+    return value
+
+
+def _member_config(root: Path, table: Mapping[str, Any]) -> Config:
+    """`package` at a uv workspace's root: the member's directory is the app (its source,
+    its pyproject), built with the root's settings over the member's own; paths the
+    root's settings name stay relative to the root."""
+    member = member_dir(root, table["package"])
+    settings = {k: v for k, v in table.items() if k != "package"}
+    if isinstance(settings.get("lock"), str):
+        settings["lock"] = str((root / settings["lock"]).resolve())
+    reqs = settings.get("requirements")
+    if reqs is not None:
+        items = [reqs] if isinstance(reqs, str) else reqs
+        settings["requirements"] = [str((root / r).resolve()) for r in items]
+    return load_config(member, settings)
 
 
 def _warpdrive_table(
@@ -411,6 +455,9 @@ def _found_inputs(
         )
     if locks:
         return _chosen_lock(project_dir, locks[0].name, "found")
+    membership = find_workspace(project_dir)
+    if membership is not None and membership.member and membership.workspace.lock.is_file():
+        return _workspace_lock(project_dir, membership.workspace.lock)
     if (project_dir / "requirements.txt").is_file():
         return _requirement_files(project_dir, ["requirements.txt"], "found")
     deps = project.get("dependencies", [])
@@ -436,7 +483,51 @@ def _chosen_lock(project_dir: Path, name: str, why: str) -> ChosenInputs:
             f"lock file {name!r} not found in {project_dir}",
             fix="create it (`uv lock`, `poetry lock`, `pipenv lock`), or fix `lock`",
         )
+    if path.parent != project_dir and fmt != "pylock":
+        return _lock_elsewhere(project_dir, path, fmt)
     return ChosenInputs(reason=f"{path.name} ({why})", lock=path, lock_format=fmt)
+
+
+def _workspace_lock(project_dir: Path, lock: Path) -> ChosenInputs:
+    """The uv.lock at the root of the workspace the app is a member of."""
+    rel = Path(os.path.relpath(lock, project_dir)).as_posix()
+    name = load_pyproject(project_dir).get("project", {}).get("name", project_dir.name)
+    return ChosenInputs(
+        reason=f"uv.lock (workspace root {rel}, member {name})", lock=lock, lock_format="uv"
+    )
+
+
+def _lock_elsewhere(project_dir: Path, path: Path, fmt: str) -> ChosenInputs:
+    """A uv.lock, poetry.lock or Pipfile.lock outside the app's directory: a uv
+    workspace's lock when the app is one of its members; other lockers have no
+    workspaces (their lock belongs to the project in its own directory)."""
+    where = Path(os.path.relpath(path, project_dir)).as_posix()
+    if fmt == "uv":
+        membership = find_workspace(project_dir)
+        if membership is not None and membership.workspace.lock == path:
+            if membership.member:
+                return _workspace_lock(project_dir, path)
+            raise ConfigError(
+                f"`lock` = {where!r} is the lock of the uv workspace at "
+                f"{membership.workspace.root}, and the app is not one of its members: "
+                f"{membership.why_not}",
+                fix="add the app's directory to `members` in [tool.uv.workspace] and run "
+                "`uv lock`, or lock the app on its own",
+            )
+        raise ConfigError(
+            f"`lock` = {where!r} locks the project in {path.parent}, which is no uv workspace "
+            "the app is a member of",
+            fix="make the app a workspace member (`[tool.uv.workspace] members = [...]` there, "
+            "then `uv lock`), or run `uv lock` in the app's directory",
+        )
+    tool = {"poetry": "Poetry", "pipenv": "pipenv"}[fmt]
+    raise ConfigError(
+        f"`lock` = {where!r} locks the project in {path.parent}, not this app: {tool} has no "
+        "workspaces, so a lock above the app cannot say what the app installs",
+        fix=f"lock the app in its own directory, or export the lock for it (e.g. "
+        f"`{'poetry export' if fmt == 'poetry' else 'pipenv requirements --hash'} "
+        "-o requirements.txt` with hashes) and set `requirements`",
+    )
 
 
 def _requirement_files(project_dir: Path, reqs: list[Any] | str, why: str) -> ChosenInputs:
@@ -499,7 +590,12 @@ def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> 
 
 def start_config(cfg: Config) -> dict[str, str]:
     """What the image's start launcher is told (written to .warpdrive/start.json)."""
-    out = {"start": cfg.start, "app_module": cfg.app_module, "server": cfg.server}
+    out = {
+        "start": cfg.start,
+        "app_module": cfg.app_module,
+        "server": cfg.server,
+        "fastapi_entrypoint": cfg.fastapi_entrypoint,
+    }
     return {k: v for k, v in out.items() if v}
 
 
@@ -528,6 +624,8 @@ class RequirementSet:
     project: ProjectBuild | None = None
     #: more indexes to look files up in (``--extra-index-url`` of hashed requirements)
     indexes: tuple[str, ...] = ()
+    #: other uv workspace members the project depends on, built as wheels
+    members: tuple[ProjectBuild, ...] = ()
     #: what the app is installed from, for the build's output
     source: str = ""
 
@@ -543,6 +641,8 @@ class RequirementSet:
                 "project": self.project.identity() if self.project else None,
                 "extra": sorted(self.extra),
             }
+            if self.members:  # absent otherwise: the keys of existing sets stay
+                what["members"] = [m.identity() for m in self.members]
             h.update(b"locked-v1\0" + json.dumps(what, sort_keys=True).encode())
             return h.hexdigest()
         for name, data in self.files:
@@ -566,6 +666,7 @@ class RequirementSet:
         out.update(p.name for p in self.locked)
         if self.project is not None:
             out.add(self.project.name)
+        out.update(m.name for m in self.members)
         for name, data in self.files:
             if name in self.constraint_only:
                 continue

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runtime
-from .config import Config, RequirementSet
+from .config import Config, RequirementSet, docker_name, split_ref
 from .engine import Engine, ImageInfo, Output, RunResult, check_result
 from .errors import BuildError, ConfigError, LayerRefused, WarpdriveError
 from .labels import (
@@ -99,7 +99,7 @@ def find_parent(
     ones, with the most wheels: adding a package then installs only that package, in a
     small layer on top, instead of rebuilding the whole virtualenv."""
     best: DepsParent | None = None
-    for info in engine.images_with_labels(deps_selector(DEPS_FORMAT, cfg.name, base.id)):
+    for info in engine.images_with_labels(deps_selector(DEPS_FORMAT, deps_name(cfg), base.id)):
         labels = DepsLabels.from_labels(info.labels)
         if labels is None or labels.installer != installer.name + installer.version:
             continue
@@ -137,7 +137,7 @@ def deps_labels(
     return DepsLabels(
         key=key,
         format=DEPS_FORMAT,
-        project=cfg.name,
+        project=deps_name(cfg),
         base_id=base.id,
         installer=installer.name + installer.version,
         wheels=tuple(ids),
@@ -181,9 +181,35 @@ def plan_deps(
     )
 
 
+def deps_name(cfg: Config) -> str:
+    """This app's name among deps images: its image's repository (registry host and
+    path kept, each part made a valid name), not the bare [project].name, so two projects
+    both called "app" never share deps images (nor their labels) on one engine."""
+    repo = split_ref(cfg.image)[0]
+    return "/".join(docker_name(part) for part in repo.split("/"))
+
+
 def deps_ref(cfg: Config, key: str) -> str:
     """The tag of this app's deps image for ``key``."""
-    return f"warpdrive-deps/{cfg.name}:{key[:20]}"
+    return f"warpdrive-deps/{deps_name(cfg)}:{key[:20]}"
+
+
+def find_deps_image(engine: Engine, cfg: Config, key: str) -> ImageInfo | None:
+    """This app's deps image for ``key``: by its tag, else by the tag builds before
+    per-app names gave it (``warpdrive-deps/<[project].name>``), taken only when its
+    key label is ``key`` (the key covers the base image and every wheel, so it is the
+    same layer whoever built it)."""
+    found = _find_deps(engine, cfg, key)
+    return found[0] if found else None
+
+
+def _find_deps(engine: Engine, cfg: Config, key: str) -> tuple[ImageInfo, str] | None:
+    """The deps image for ``key`` and the tag it was found by."""
+    for ref in dict.fromkeys((deps_ref(cfg, key), f"warpdrive-deps/{cfg.name}:{key[:20]}")):
+        found = engine.image(ref)
+        if found is not None and found.labels.get(DEPS_KEY_LABEL) == key:
+            return found, ref
+    return None
 
 
 def _deps_plan(
@@ -323,6 +349,8 @@ class DepsDecision:
     plan: DepsPlan
     found: ImageInfo | None
     parent: DepsParent | None
+    #: the tag ``found`` was found by (an older release named deps images otherwise)
+    found_ref: str | None = None
 
     @property
     def action(self) -> str:
@@ -343,9 +371,9 @@ def decide_deps(
     """Reuse, extend or rebuild: decided by reading the engine's images only (what
     ensure_deps then does, and what ``image -- --plan`` says it would do)."""
     deps = plan_deps(cfg, base, pkey, resolved, installer)
-    found = engine.image(deps.ref)
-    if found is not None and found.labels.get(DEPS_KEY_LABEL) == deps.key:
-        return DepsDecision(deps, found, None)
+    found = _find_deps(engine, cfg, deps.key)
+    if found is not None:
+        return DepsDecision(deps, found[0], None, found[1])
     parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
     if parent is not None:
         return DepsDecision(plan_deps(cfg, base, pkey, resolved, installer, parent), None, parent)
@@ -367,6 +395,8 @@ def ensure_deps(
     decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
+        if decided.found_ref != deps.ref:  # a deps image from before per-app names
+            engine.tag(decided.found.id, deps.ref)
         return decided.found.id, True, 0.0
     if parent is not None:
         out(
@@ -525,10 +555,7 @@ def known_deps(
     requirements on this base: then the wheelhouse need not even be read (a code change
     rebuilds the app layer and nothing else)."""
     key = built_for(current.labels, cfg, base, pkey, reqs) if current is not None else ""
-    deps = engine.image(deps_ref(cfg, key)) if key else None
-    if deps is None or deps.labels.get(DEPS_KEY_LABEL) != key:
-        return None
-    return deps
+    return find_deps_image(engine, cfg, key) if key else None
 
 
 def built_for(

@@ -28,6 +28,7 @@ from .deps import (
 )
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, RegistryError, WarpdriveError
+from .inputs import inputs_line
 from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, DepsLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
@@ -178,6 +179,7 @@ def _build_wheels(
             manifest=manifest,
             check_files=check_files,
             no_index=no_index,
+            announce=False,  # _start said it
         )
     except BaseException:
         early.cancel()
@@ -421,6 +423,7 @@ def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | 
     split_ref(ref)
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
     reqs = requirements_for(cfg, pkey)  # a lock's markers, for the image's platform
+    out(inputs_line(cfg, reqs))
     tagged = engine.image(ref)
     return _Build(cfg, engine, out, ref, base, pkey, reqs, tagged, no_index, tagged=tagged)
 

@@ -25,6 +25,7 @@ from .config import Config, RequirementSet, normalize, split_ref
 from .deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
 from .engine import Engine, ImageInfo
 from .image import offline_error
+from .inputs import inputs_line
 from .labels import (
     DEPS_KEY_LABEL,
     STATIC_LAYER_LABEL,
@@ -36,7 +37,7 @@ from .layers import STATIC, LayerPlan, Previous, plan_layers
 from .platform import PlatformKey
 from .source_layers import previous_layers
 from .static import same_static_inputs, shadows_static, static_inputs_unchanged
-from .wheelhouse import installed_from, probe_image, read_manifest, requirements_for, seeds_for
+from .wheelhouse import probe_image, read_manifest, requirements_for, seeds_for
 from .wheels import Wheel, wheel_ids
 
 
@@ -167,7 +168,7 @@ def plan_image(
         deps,
         layers,
         static,
-        installed_from(reqs, resolved_too=True),
+        inputs_line(cfg, reqs),
         tuple(notes),
     )
 

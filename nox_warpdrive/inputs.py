@@ -118,19 +118,22 @@ class ProjectBuild:
     editable: bool
     key: str
     where: str = ""
+    #: the archive it is shipped as, and where the builder unpacks it: the project is
+    #: built where the image has the app source (an editable install points there);
+    #: another workspace member, as a plain wheel, in a directory of its own
+    archive: str = "project.tar"
+    dest: str = APP_SRC
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "editable": self.editable, "key": self.key}
 
     def plan(self) -> dict[str, Any]:
-        # built from a copy where the image has the app source: an editable install
-        # points there
         return {
             "name": self.name,
             "editable": self.editable,
             "key": self.key,
-            "dest": APP_SRC,
-            "archive": "project.tar",
+            "dest": self.dest,
+            "archive": self.archive,
             "where": self.where,
         }
 
@@ -143,6 +146,8 @@ class Locked:
     project: ProjectBuild | None
     source: str
     indexes: tuple[str, ...] = ()
+    #: the other workspace members the project depends on, built as wheels
+    members: tuple[ProjectBuild, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------
@@ -469,6 +474,27 @@ def project_build(cfg: Config, name: str, editable: bool, where: str) -> Project
     return ProjectBuild(normalize(name), root, editable, h.hexdigest(), where)
 
 
+def member_build(root: Path, name: str, where: str) -> ProjectBuild:
+    """Another uv workspace member the app depends on: built as a plain wheel from its
+    directory (shipped like the app source, its ignore rules applied), keyed by every
+    file. Not editable, unlike `uv sync`: its source is not in the image."""
+    data = load_pyproject(root)
+    if "build-system" not in data and not (root / "setup.py").is_file():
+        raise ConfigError(
+            f"{where}: the app depends on the workspace member {name}, and "
+            f"{root / 'pyproject.toml'} has no [build-system] (and there is no setup.py)",
+            fix=f"add a [build-system] to {name}'s pyproject.toml and run `uv lock`",
+        )
+    from .context import collect, context_digest, load_ignore_rules
+
+    digest = context_digest(root, collect(root, load_ignore_rules(root)))
+    key = hashlib.sha256(b"member-v1\0" + digest.encode()).hexdigest()
+    slug = normalize(name)
+    return ProjectBuild(
+        slug, root, False, key, where, f"member-{slug}.tar", f"/tmp/warpdrive-members/{slug}"
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # requirement files with --hash (pip's hash-checking mode)
 
@@ -649,8 +675,31 @@ def describe(cfg: Config, locked: Locked, target: Target) -> str:
     if locked.project is not None:
         how = "editable" if locked.project.editable else "a wheel"
         parts.append(f"the project {locked.project.name} ({how}, built from the source)")
+    if locked.members:
+        names = ", ".join(m.name for m in locked.members)
+        parts.append(f"the workspace members {names} (wheels built from their directories)")
     reason = cfg.inputs_reason if cfg.lock_file is not None else locked.source
     return f"{reason}: " + "; ".join(parts)
+
+
+def inputs_line(cfg: Config, reqs: RequirementSet) -> str:
+    """The one line every build says (and ``--plan`` shows): what the installed set
+    comes from, locked or not, the server added on top, and each lock file up to the
+    repository root that was not used, with why. An unlocked build must never look like
+    a locked one."""
+    line = f"warpdrive: installing from {reqs.source or cfg.inputs_reason}"
+    if not reqs.locked_from:
+        line += ", not locked" if cfg.dependencies else ", resolved at build (not locked)"
+    if reqs.extra and reqs.locked_from:
+        line += (
+            f"; plus {', '.join(reqs.extra)} for the image's server, which the lock lacks: "
+            "resolved against its pins, not locked (add it to the lock to pin it)"
+        )
+    elif reqs.extra:
+        line += f"; plus {', '.join(reqs.extra)} for the image's server"
+    if cfg.unused_locks:
+        line += "; not used: " + "; ".join(cfg.unused_locks)
+    return line
 
 
 def read_inputs(cfg: Config, target: Target) -> RequirementSet:
@@ -670,6 +719,7 @@ def read_inputs(cfg: Config, target: Target) -> RequirementSet:
             locked_from=cfg.lock_file.name if cfg.lock_file else locked.source,
             locked=tuple(sorted(locked.pins, key=lambda p: p.name)),
             project=locked.project,
+            members=locked.members,
             indexes=locked.indexes,
             source=describe(cfg, locked, target),
         )

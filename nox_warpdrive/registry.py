@@ -16,7 +16,7 @@ from typing import Any
 
 from . import assembly
 from .config import Config
-from .deps import deps_ref
+from .deps import deps_ref, find_deps_image
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError
 from .labels import (
@@ -95,8 +95,7 @@ def seed_deps_image(
     layers = deps_layers(pulled, base)
     if not key or layers is None:
         return
-    found = engine.image(deps_ref(cfg, key))
-    if found is not None and found.labels.get(DEPS_KEY_LABEL) == key:
+    if find_deps_image(engine, cfg, key) is not None:
         return
     # as the app image inherited them (an earlier version's labels are kept as they are)
     labels = inherited_deps_labels(pulled.labels)

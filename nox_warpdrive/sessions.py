@@ -303,6 +303,7 @@ def serve_plan(
         if reqs.project is not None:
             installs.append(["-e" if reqs.project.editable else "", str(reqs.project.root)])
             installs[-1] = [a for a in installs[-1] if a]
+        installs += [[str(m.root)] for m in reqs.members]  # other workspace members
     else:
         installs = [["-r", str(f)] for f in cfg.requirement_files]
         if cfg.dependencies:

@@ -16,7 +16,7 @@ from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
 from .errors import BuildError, ConfigError, WarpdriveError, disk_message
-from .inputs import ProjectBuild, host_target, read_inputs, target_for
+from .inputs import ProjectBuild, host_target, inputs_line, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
 from .runtime.start import (
@@ -69,26 +69,6 @@ def requirements_for(cfg: Config, target: PlatformKey | None = None) -> Requirem
     key = target or _PROBED.get(cfg.base_image)
     base = read_inputs(cfg, target_for(key) if key is not None else host_target())
     return dataclasses.replace(base, extra=server_extras(cfg, base.names()))
-
-
-def installed_from(reqs: RequirementSet, resolved_too: bool = False) -> str | None:
-    """The line saying what a locked set is installed from (None for requirement files,
-    which the builder resolves, unless ``resolved_too``: ``image -- --plan`` says it for
-    every set; the wheelhouse build only for a lock)."""
-    if not (reqs.locked_from or (resolved_too and reqs.source)):
-        return None
-    return f"warpdrive: installing from {reqs.source}{_extra_note(reqs)}"
-
-
-def _extra_note(reqs: RequirementSet) -> str:
-    if not reqs.extra:
-        return ""
-    if reqs.locked_from:
-        return (
-            f"; plus {', '.join(reqs.extra)} for the image's server, which the lock lacks: "
-            "resolved against its pins, not locked (add it to the lock to pin it)"
-        )
-    return f"; plus {', '.join(reqs.extra)} for the image's server"
 
 
 def probe_image(
@@ -186,6 +166,7 @@ class WheelhousePlan:
             {
                 "locked": [p.plan() for p in reqs.locked],
                 "project": reqs.project.plan() if reqs.project else None,
+                "members": [m.plan() for m in reqs.members],
                 "indexes": list(reqs.indexes),
             }
             if reqs.locked_from
@@ -219,6 +200,8 @@ class WheelhousePlan:
             members[f"req/{name}"] = data
         if self.requirements.project is not None:
             members["project.tar"] = project_archive(self.requirements.project)
+        for member in self.requirements.members:
+            members[member.archive] = project_archive(member)
         return Step(
             name="wheelhouse",
             image=self.builder_image,
@@ -354,12 +337,15 @@ def build_wheelhouse(
     verify: bool = False,
     check_files: tuple[str, ...] = (),
     seeds: tuple[Seed, ...] | None = None,
+    announce: bool = True,
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
     starts its deps layer with them). ``manifest``: the volume's manifest for the base
     image's platform, when the caller has just read it. ``seeds``: where wheels may come
     from first when the volume lacks the requirement set (default: `wheelhouse-image`).
+    ``announce``: say what the app is installed from (an image build says it once
+    itself, whether or not the wheelhouse is built).
 
     A listed set is taken as it is, unless ``check`` (the builder compares sizes and mtimes
     with the manifest, hashing what changed; a volume that lost what it wrote is said),
@@ -368,9 +354,8 @@ def build_wheelhouse(
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
-    line = installed_from(reqs)
-    if line is not None:
-        out(line)
+    if announce:
+        out(inputs_line(cfg, reqs))
     if reqs.empty:
         return WheelhouseResult(builder_key, True, (), 0, time.monotonic() - started, nothing=True)
     _say_notes(reqs, out)

@@ -3,6 +3,7 @@ checked against pyproject.toml as ``uv lock --check`` does. No library reads uv.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,13 @@ from ..inputs import (
     Locked,
     LockedFile,
     Pin,
+    ProjectBuild,
     Target,
     check_environments,
     check_python,
     load_toml,
     make_pin,
+    member_build,
     parse_marker,
     project_build,
     sha256_hex,
@@ -52,10 +55,16 @@ def read_uv_lock(cfg: Config, path: Path, target: Target) -> Locked:
     where = {
         id(p): lines.at(starts[i] + 1 if i < len(starts) else 1) for i, p in enumerate(packages)
     }
-    root = _uv_root(cfg, packages, lines)
-    _check_uv_fresh(cfg, data, root, lines, where[id(root)])
+    root = _uv_root(cfg, path, data, packages, lines)
+    python = _workspace_python(path.parent, data, packages)
+    _check_uv_fresh(cfg, data, root, lines, where[id(root)], python)
     chosen = _uv_walk(cfg, packages, root, target, where)
-    pins = tuple(_uv_pin(p, target, where[id(p)]) for p in chosen)
+    pins = tuple(_uv_pin(p, target, where[id(p)]) for p in chosen if _local(p) is None)
+    members = tuple(
+        _member(path.parent, p, root, where[id(p)])
+        for p in chosen
+        if _local(p) is not None and "virtual" not in p.get("source", {})
+    )
     source = root.get("source", {})
     project = None
     if "editable" in source or "directory" in source:
@@ -67,22 +76,61 @@ def read_uv_lock(cfg: Config, path: Path, target: Target) -> Locked:
             fix="add a [build-system] to pyproject.toml and run `uv lock`, or remove "
             "`install-project`",
         )
-    return Locked(pins, project, path.name)
+    return Locked(pins, project, path.name, members=members)
 
 
-def _uv_root(cfg: Config, packages: list[dict[str, Any]], lines: Lines) -> dict[str, Any]:
-    name = load_pyproject(cfg.project_dir).get("project", {}).get("name")
+def _local(pkg: Mapping[str, Any]) -> str | None:
+    """A package's directory when it is a local project (a workspace member)."""
+    src = pkg.get("source", {})
+    local = src.get("editable") or src.get("virtual") or src.get("directory")
+    return str(local) if local is not None else None
+
+
+def _uv_root(
+    cfg: Config, path: Path, data: Mapping[str, Any], packages: list[dict[str, Any]], lines: Lines
+) -> dict[str, Any]:
+    """The app's own entry: the package whose local source is the app's directory, as
+    written relative to the lock's (``"."`` for the project itself, ``"backend"`` for
+    the workspace member in ``backend/``)."""
+    project = load_pyproject(cfg.project_dir).get("project")
+    members = [str(m) for m in data.get("manifest", {}).get("members", [])]
+    if not isinstance(project, dict) or not isinstance(project.get("name"), str):
+        raise ConfigError(
+            f"{cfg.project_dir / 'pyproject.toml'} has no [project].name, so nothing says "
+            f"which of {lines.name}'s projects is the app"
+            + (f" (the workspace's members: {', '.join(members)})" if members else ""),
+            fix='at a workspace\'s root, name the member: `package = "NAME"` in '
+            "[tool.warpdrive]; or build from the member's own directory",
+        )
+    name = project["name"]
+    rel = Path(os.path.relpath(cfg.project_dir, path.parent)).as_posix()
     for p in packages:
-        src = p.get("source", {})
-        local = src.get("editable") or src.get("virtual") or src.get("directory")
-        if local == "." and (name is None or normalize(p.get("name", "")) == normalize(name)):
+        if _local(p) == rel and normalize(p.get("name", "")) == normalize(name):
             return p
+    same_name = [_local(p) for p in packages if normalize(p.get("name", "")) == normalize(name)]
+    found = f" (its entry's source is {same_name[0]!r}, not {rel!r})" if same_name else ""
     raise ConfigError(
-        f"{lines.name}: no entry for the project {name or ''} itself (a package with "
-        'source = { editable = "." } or { virtual = "." }): uv.lock is out of date with '
-        "pyproject.toml, or belongs to another project",
-        fix="run `uv lock` in the project directory and commit uv.lock",
+        f"{lines.name}: no entry for the project {name} in {rel!r}{found}: uv.lock is out "
+        "of date with pyproject.toml (the project was added or renamed since), or belongs "
+        "to another project",
+        fix=f"run `uv lock` in {path.parent} and commit uv.lock",
     )
+
+
+def _member(
+    lockdir: Path, pkg: Mapping[str, Any], root: Mapping[str, Any], where: str
+) -> ProjectBuild:
+    """Another workspace member (or local project) the app depends on, built as a wheel
+    from its directory; a virtual one installs nothing (its dependencies are walked)."""
+    local = str(_local(pkg))
+    directory = (lockdir / local).resolve()
+    if not (directory / "pyproject.toml").is_file() and not (directory / "setup.py").is_file():
+        raise ConfigError(
+            f"{where}: {root['name']} depends on {pkg['name']} in {local!r}, and "
+            f"{directory} holds no project (no pyproject.toml, no setup.py)",
+            fix="run `uv lock` to repair the lock file, or restore the member's directory",
+        )
+    return member_build(directory, str(pkg["name"]), where)
 
 
 def _uv_walk(
@@ -326,7 +374,11 @@ def _from_uv(
         key = _requirement_key(
             str(e.get("name", "")), str(e.get("specifier", "")), e.get("extras", [])
         )
-        text = e.get("name", "") + str(e.get("specifier", ""))
+        extras = ",".join(e.get("extras", []))
+        marker = f"; {e['marker']}" if e.get("marker") else ""
+        text = (
+            f"{e.get('name', '')}{f'[{extras}]' if extras else ''}{e.get('specifier', '')}{marker}"
+        )
         out.append((key, parse_marker(e.get("marker"), where), text))
     return out
 
@@ -336,27 +388,96 @@ def _unmatched(
     have: list[tuple[tuple[str, str, str], Marker | None, str]],
     pythons: Sequence[str],
     extras: Sequence[str],
-) -> tuple[str | None, str | None]:
-    """The first requirement only pyproject.toml has, and the first only the lock has."""
+) -> tuple[list[str], list[str]]:
+    """The requirements only pyproject.toml has, and those only the lock has."""
     left = list(have)
+    only_here: list[str] = []
     for key, marker, text in want:
         for i, (k, m, _) in enumerate(left):
             if k == key and _same_marker(marker, m, pythons, extras):
                 del left[i]
                 break
         else:
-            return text, None
-    return None, (left[0][2] if left else None)
+            only_here.append(text)
+    return only_here, [text for _, _, text in left]
+
+
+def _differences(what: str, only_here: list[str], only_lock: list[str]) -> list[str]:
+    """Each requirement added, removed or changed since the lock, by name."""
+
+    def name(text: str) -> str:
+        try:
+            return normalize(Requirement(text).name)
+        except InvalidRequirement:
+            return text
+
+    locked = {name(t): t for t in only_lock}
+    out = []
+    for text in only_here:
+        old = locked.pop(name(text), None)
+        if old is not None:
+            out.append(f"{what}: `{old}` changed to `{text}` in pyproject.toml")
+        else:
+            out.append(f"{what}: `{text}` added to pyproject.toml, uv.lock does not record it")
+    out += [
+        f"{what}: `{t}` is in uv.lock, pyproject.toml no longer asks for it"
+        for t in locked.values()
+    ]
+    return out
+
+
+def _same_python(a: str, b: str) -> bool:
+    """Two requires-python ranges that allow the same Pythons (uv writes the members'
+    ranges of a workspace simplified: ``>=3.10,>=3.11`` as ``>=3.11``)."""
+    try:
+        sa, sb = SpecifierSet(a), SpecifierSet(b)
+    except InvalidSpecifier:
+        return a == b
+    versions = [f"3.{m}.{p}" for m in range(0, 20) for p in (0, 1, 5, 99)]
+    return all(
+        sa.contains(v, prereleases=True) == sb.contains(v, prereleases=True) for v in versions
+    )
+
+
+def _workspace_python(
+    lockdir: Path, data: Mapping[str, Any], packages: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """What uv writes as a workspace lock's requires-python: the members' ranges taken
+    together (None for a lock of one project, whose own range is compared)."""
+    members = {normalize(str(m)) for m in data.get("manifest", {}).get("members", [])}
+    if len(members) < 2:
+        return None
+    combined = SpecifierSet()
+    for p in packages:
+        local = _local(p)
+        if local is None or normalize(p.get("name", "")) not in members:
+            continue
+        spec = load_pyproject(lockdir / local).get("project", {}).get("requires-python")
+        try:
+            combined &= SpecifierSet(str(spec or ""))
+        except InvalidSpecifier:
+            continue
+    return str(combined)
 
 
 def _check_uv_fresh(
-    cfg: Config, data: Mapping[str, Any], root: Mapping[str, Any], lines: Lines, where: str
+    cfg: Config,
+    data: Mapping[str, Any],
+    root: Mapping[str, Any],
+    lines: Lines,
+    where: str,
+    workspace_python: str | None = None,
 ) -> None:
     """What ``uv lock --check`` reports for the project's own entry: its requirements,
     extras, dependency groups, requires-python and version as recorded in uv.lock,
-    against pyproject.toml."""
+    against pyproject.toml. In a workspace the lock's requires-python is all the
+    members' together (``workspace_python``), not the app's alone."""
     pyproject = load_pyproject(cfg.project_dir)
-    problem = _uv_meta_problem(pyproject.get("project", {}), data, root)
+    project = dict(pyproject.get("project", {}))
+    if workspace_python is not None:
+        project["requires-python"] = workspace_python
+    what = "requires-python" if workspace_python is None else "the members' requires-python"
+    problem = _uv_meta_problem(project, data, root, what)
     problem = problem or _uv_requirements_problem(cfg, pyproject, data, root, where)
     if problem:
         raise ConfigError(
@@ -367,16 +488,15 @@ def _check_uv_fresh(
 
 
 def _uv_meta_problem(
-    project: Mapping[str, Any], data: Mapping[str, Any], root: Mapping[str, Any]
+    project: Mapping[str, Any],
+    data: Mapping[str, Any],
+    root: Mapping[str, Any],
+    what: str = "requires-python",
 ) -> str | None:
     req_python = project.get("requires-python")
     locked_python = data.get("requires-python", "")
-    try:
-        same = SpecifierSet(req_python or "") == SpecifierSet(locked_python)
-    except InvalidSpecifier:
-        same = req_python == locked_python
-    if req_python and not same:
-        return f"requires-python is {req_python!r}, uv.lock has {locked_python!r}"
+    if req_python and not _same_python(str(req_python), str(locked_python)):
+        return f"{what} is {req_python!r}, uv.lock has {locked_python!r}"
     version = project.get("version")
     static = version and "version" not in project.get("dynamic", [])
     if static and str(root.get("version")) != str(version):
@@ -405,13 +525,11 @@ def _uv_requirements_problem(
         lock_side = _from_uv(locked_groups.get(g, []), where)
         pairs.append((pyproject_side, lock_side, f"dependency group {g!r}"))
     pythons = _grid_pythons(data.get("requires-python"))
+    found: list[str] = []
     for pyproject_side, lock_side, what in pairs:
         only_here, only_lock = _unmatched(pyproject_side, lock_side, pythons, list(optional))
-        if only_here:
-            return f"{what}: pyproject.toml asks for `{only_here}`, which uv.lock does not record"
-        if only_lock:
-            return f"{what}: uv.lock records `{only_lock}`, which pyproject.toml no longer asks for"
-    return None
+        found += _differences(what, only_here, only_lock)
+    return "; ".join(found) or None
 
 
 def _pyproject_groups(cfg: Config, pyproject: Mapping[str, Any]) -> dict[str, list[str]]:

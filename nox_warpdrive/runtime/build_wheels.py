@@ -1032,6 +1032,7 @@ def build_extra(ctx, uv, pip, env):
     locked = set(p["name"] for p in plan["locked"])
     if plan.get("project"):
         locked.add(plan["project"]["name"])
+    locked.update(m["name"] for m in plan.get("members", []))
     constraints = os.path.join(staging, "_locked.txt")
     with open(constraints, "w") as fh:
         fh.write("".join("%s==%s\n" % (p["name"], p["version"]) for p in plan["locked"]))
@@ -1138,8 +1139,9 @@ def build_sources(ctx, uv, pip, env, sources):
         log("building %s==%s from its locked sdist" % (pin["name"], pin["version"]))
         running.append((pin, sha, out, wheel_builder(ctx, uv, pip, env, path, out)))
     built = []
-    if plan.get("project"):
-        code, fn = build_project(ctx, uv, pip, env, plan["project"])
+    # the project, then the workspace members it depends on (plain wheels)
+    for project in ([plan["project"]] if plan.get("project") else []) + plan.get("members", []):
+        code, fn = build_project(ctx, uv, pip, env, project)
         if code:
             for _, _, _, tee in running:
                 tee.wait()

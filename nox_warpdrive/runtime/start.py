@@ -16,12 +16,14 @@ deploy.
 Detection order (first match wins), modelled on warpdrive and s2i-python-container:
   1. `start` in [tool.warpdrive] (a shell command)
   2. `app-module` in [tool.warpdrive], or the APP_MODULE environment variable
-  3. an executable app.sh (APP_SCRIPT names another)
-  4. app.py, run with Python (APP_FILE names another)
-  5. manage.py: a Django project; ASGI_APPLICATION if its settings have one, else
+  3. a Procfile's `web:` line (Heroku, buildpacks, Railpack), run as a shell command
+  4. `entrypoint` in [tool.fastapi] (what `fastapi run` reads): an ASGI app
+  5. an executable app.sh (APP_SCRIPT names another)
+  6. app.py, run with Python (APP_FILE names another)
+  7. manage.py: a Django project; ASGI_APPLICATION if its settings have one, else
      WSGI_APPLICATION
-  6. wsgi.py or wsgi/__init__.py defining `application` (or `app`)
-  7. asgi.py or asgi/__init__.py defining `application` (or `app`)
+  8. wsgi.py or wsgi/__init__.py defining `application` (or `app`)
+  9. asgi.py or asgi/__init__.py defining `application` (or `app`)
 
 Servers: gunicorn (default for WSGI), uvicorn (default for ASGI), waitress,
 mod_wsgi-express, uwsgi; `server` in [tool.warpdrive] or WARPDRIVE_SERVER_TYPE chooses.
@@ -266,13 +268,14 @@ def detect(
     env = os.environ if env is None else env
     config = config or {}
     server = str(config.get("server") or env.get("WARPDRIVE_SERVER_TYPE") or "")
-    for rule in (_by_config, _by_script, _by_django, _by_module_file):
+    for rule in (_by_config, _by_declaration, _by_script, _by_django, _by_module_file):
         found = rule(app_dir, env, config, server)
         if found is not None:
             return found
     raise NotDetected(
         "no way to start the app was found in %s; looked for, in order: `start` or "
-        "`app-module` in [tool.warpdrive] (or APP_MODULE), an executable app.sh, app.py, "
+        "`app-module` in [tool.warpdrive] (or APP_MODULE), a Procfile's web: line, "
+        "`entrypoint` in [tool.fastapi], an executable app.sh, app.py, "
         "manage.py (Django, with DJANGO_SETTINGS_MODULE), wsgi.py or asgi.py defining "
         "`application`" % app_dir
     )
@@ -294,6 +297,43 @@ def _by_config(
         )
         how = "`app-module` in [tool.warpdrive]" if config.get("app_module") else "APP_MODULE"
         return App(interface, module, how, interface=interface)
+    return None
+
+
+def procfile_web(app_dir: str) -> Optional[str]:
+    """The command of a Procfile's `web:` process (Heroku's format: `name: command` per
+    line, comments with #), or None."""
+    try:
+        with open(os.path.join(app_dir, "Procfile"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        m = re.match(r"^\s*web\s*:\s*(.*\S)\s*$", line)
+        if m and not line.lstrip().startswith("#"):
+            return m.group(1)
+    return None
+
+
+def _by_declaration(
+    app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
+) -> Optional[App]:
+    """What the app declares for other tools: a Procfile's `web:` line (a shell command,
+    like `start`), then `entrypoint` in [tool.fastapi] (an ASGI app; the host reads
+    pyproject.toml and passes it in the config)."""
+    web = procfile_web(app_dir)
+    if web:
+        # a Django project keeps its settings: collectstatic still runs at build, as
+        # Heroku's buildpack runs it
+        settings = None
+        if os.path.isfile(os.path.join(app_dir, "manage.py")):
+            settings = _django_settings(app_dir, env)
+        how = "Procfile's web: line"
+        return App("command", web, how, settings=settings, command=["sh", "-c", web])
+    entry = config.get("fastapi_entrypoint")
+    if isinstance(entry, str) and entry:
+        module = entry if ":" in entry else entry + ":app"
+        return App("asgi", module, "`entrypoint` in [tool.fastapi]", interface="asgi")
     return None
 
 

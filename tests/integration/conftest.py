@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,3 +316,15 @@ def serve_image(
         yield container, f"http://127.0.0.1:{port}"
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def uv_binary(index: Index, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real uv, from the wheel the local index serves (the builder uses the same)."""
+    wheel = next((index.root / "files").glob("uv-*.whl"))
+    version = wheel.name.split("-")[1]
+    dest = tmp_path_factory.mktemp("uv") / "uv"
+    with zipfile.ZipFile(wheel) as zf:
+        dest.write_bytes(zf.read(f"uv-{version}.data/scripts/uv"))
+    dest.chmod(0o755)
+    return dest

@@ -1,12 +1,14 @@
 """A real, local PEP 503 package index for integration tests.
 
-The index holds three tiny fixture projects whose sources live in
+The index holds four tiny fixture projects whose sources live in
 ``tests/fixtures/packages``:
 
 * ``wd-cext-demo`` -- a C extension, shipped **only as an sdist**, so whoever
   installs it must compile it (gcc + Python headers) under pip's build isolation;
 * ``wd-pure-demo`` -- a pure-Python wheel (``py3-none-any``);
 * ``wd-extra-demo`` -- a pure-Python wheel, "the one added requirement";
+* ``wd-held-demo`` -- a pure-Python wheel in two releases, 1.0.0 (sources in
+  ``wd-held-demo-1``) and 2.0.0: a lock that holds the older one must install it;
 
 plus the wheels of the build backend that pip's build isolation needs to build
 the sdist (:data:`BACKEND_REQUIREMENTS`, i.e. setuptools).  Since setuptools 70.1
@@ -82,11 +84,14 @@ __all__ = [
 #: Where the fixture package sources live.
 PACKAGES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "packages"
 
-#: Fixture project (directory name == project name) -> what to ship.
+#: Fixture source directory (its name is the project's, or the project's with the
+#: release's major version for an older release) -> what to ship.
 FIXTURE_PACKAGES: Mapping[str, str] = {
     "wd-cext-demo": "sdist",
     "wd-pure-demo": "wheel",
     "wd-extra-demo": "wheel",
+    "wd-held-demo": "wheel",
+    "wd-held-demo-1": "wheel",
 }
 
 #: Wheels served so that pip's build isolation can build the sdist.  Pinned (exact

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import subprocess
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +65,6 @@ def fresh(make_app: Any) -> App:
     for name in ("requirements.txt", "wsgi.py", "pyproject.toml"):
         (app.root / name).unlink()
     return app
-
-
-@pytest.fixture(scope="session")
-def uv_binary(index: Index, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real uv, from the wheel the local index serves (the builder uses the same)."""
-    wheel = next((index.root / "files").glob("uv-*.whl"))
-    version = wheel.name.split("-")[1]
-    dest = tmp_path_factory.mktemp("uv") / "uv"
-    with zipfile.ZipFile(wheel) as zf:
-        dest.write_bytes(zf.read(f"uv-{version}.data/scripts/uv"))
-    dest.chmod(0o755)
-    return dest
 
 
 def uv(uv_binary: Path, index: Index, cwd: Path, *args: str) -> str:

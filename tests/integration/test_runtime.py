@@ -108,6 +108,15 @@ def start_command(root: Path) -> str:
     return "from start"
 
 
+def procfile(root: Path) -> str:
+    """Heroku's Procfile: its web: line is run as a shell command ($PORT is set); an
+    app.py that would come later in the order is not used."""
+    (root / "serve.py").write_text(STDLIB_SERVER.format(who="from Procfile"))
+    (root / "app.py").write_text(STDLIB_SERVER.format(who="from app.py"))
+    (root / "Procfile").write_text("release: true\nweb: exec python serve.py\n")
+    return "from Procfile"
+
+
 CASES: dict[str, tuple[Callable[[Path], str], dict[str, str], bool]] = {
     # name: (writer, [tool.warpdrive] additions, graceful stop expected from our server)
     "app.sh": (app_sh, {}, True),
@@ -116,6 +125,7 @@ CASES: dict[str, tuple[Callable[[Path], str], dict[str, str], bool]] = {
     "asgi.py+uvicorn": (asgi_uvicorn, {}, True),
     "wsgi.py+waitress": (wsgi_waitress, {"server": "waitress"}, True),
     "start": (start_command, {"start": "exec python serve.py"}, True),
+    "Procfile": (procfile, {}, True),
 }
 
 

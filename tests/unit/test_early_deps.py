@@ -244,7 +244,9 @@ def run_wheelhouse(
         calls.append((resolved, tools))
 
     shown: list[str] = []
-    result = build_wheelhouse(cfg, engine, shown.append, on_ready=heard if on_ready else None)
+    result = build_wheelhouse(
+        cfg, engine, shown.append, on_ready=heard if on_ready else None, announce=False
+    )
     assert engine.ensured == [cfg.volume]
     assert engine.secrets == [(secrets, BUILDER.id)]
     assert [s.name for s in engine.steps] == ["wheelhouse"]
@@ -644,3 +646,31 @@ def test_a_cancelled_early_deps_step_is_stopped_and_not_reported(tmp_path: Path)
     out: list[str] = []
     assert early.join(out.append) is None
     assert engine.aborted == 1 and out == []
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def test_deps_images_are_named_by_the_image_repository(tmp_path: Path) -> None:
+    """Two projects both called "app" that build different images never share deps
+    image names (nor the label their parents are found by)."""
+    one = dataclasses.replace(wsgi_project(tmp_path / "site"), image="shop/app:latest")
+    two = dataclasses.replace(one, image="localhost:5000/blog/app:dev")
+    assert deps_module.deps_name(one) == "shop/app"
+    assert deps_module.deps_name(two) == "localhost-5000/blog/app"
+    plan = deps_module.plan_deps(one, BASE, PKEY, RESOLVED)
+    assert plan.ref == f"warpdrive-deps/shop/app:{plan.key[:20]}"
+    labels = dict(plan.step.commit.labels) if plan.step.commit else {}
+    assert labels["io.warpdrive.deps-project"] == "shop/app"
+    assert deps_module.plan_deps(two, BASE, PKEY, RESOLVED).ref.startswith(
+        "warpdrive-deps/localhost-5000/blog/app:"
+    )
+
+
+def test_a_deps_image_from_before_per_app_names_is_found_and_tagged(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(wsgi_project(tmp_path / "site"), image="shop/site:latest")
+    plan = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    old = dataclasses.replace(BASE, id="sha256:old", labels={"io.warpdrive.deps-key": plan.key})
+    engine = FakeEngine(base=BASE, images={f"warpdrive-deps/site:{plan.key[:20]}": old})
+    assert ensure_deps(engine, cfg, []) == ("sha256:old", True, 0.0)
+    assert engine.tags == [("sha256:old", plan.ref)] and engine.steps == []

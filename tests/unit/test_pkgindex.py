@@ -54,6 +54,7 @@ def test_simple_tree_lists_every_project(simple: Path) -> None:
         "waitress",
         "wd-cext-demo",
         "wd-extra-demo",
+        "wd-held-demo",
         "wd-pure-demo",
         "whitenoise",
     ]

@@ -118,7 +118,9 @@ def test_a_complete_volume_is_not_seeded(
     build_wheelhouse(cfg, builder(), lines.append)
     assert seeded == []
     assert lines == [
-        "warpdrive: the volume has every wheel these requirements need; not seeded from reg/wh"
+        "warpdrive: installing from requirements.txt (found), resolved at build (not locked); "
+        "plus gunicorn for the image's server",
+        "warpdrive: the volume has every wheel these requirements need; not seeded from reg/wh",
     ]
 
 
