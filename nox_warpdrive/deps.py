@@ -328,6 +328,7 @@ def ensure_deps(
     deps = plan_deps(cfg, base, pkey, resolved, installer)
     found = engine.image(deps.ref)
     if found is not None and found.labels.get(DEPS_KEY_LABEL) == deps.key:
+        engine.tag(found.id, deps.ref)  # its last use, for the deps images' bound
         return found.id, True, 0.0
     parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
     if parent is not None:

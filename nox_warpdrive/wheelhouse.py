@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import buildenv, probe_cache, runtime
+from .cache_bounds import needs_upkeep, pruned_line
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
@@ -142,6 +143,14 @@ class WheelhousePlan:
     verify: bool = False
     #: hash these wheels (found damaged by an install)
     check_files: tuple[str, ...] = ()
+    #: the volume's bound in bytes (None: a share of the engine's disk)
+    cache_max_size: int | None = None
+    #: "unused": --prune (only what the current set uses stays); "": the bound
+    prune: str = ""
+    #: with --prune: the other platform keys' wheelhouses go too
+    all_keys: bool = False
+    #: "upkeep": only record the set's use and keep the bound (nothing is built)
+    mode: str = ""
 
     def plan_json(self) -> bytes:
         reqs = self.requirements
@@ -168,6 +177,10 @@ class WheelhousePlan:
                 "installer": self.installer,
                 "verify": self.verify,
                 "check_files": list(self.check_files),
+                "cache_max_size": self.cache_max_size,
+                "prune": self.prune,
+                "all_keys": self.all_keys,
+                "mode": self.mode,
                 "platform_key": json.loads(self.key.to_json()),
             },
             sort_keys=True,
@@ -177,6 +190,7 @@ class WheelhousePlan:
         members = {
             "plan.json": self.plan_json(),
             "build_wheels.py": runtime.read("build_wheels.py"),
+            "wheel_cache.py": runtime.read("wheel_cache.py"),
         }
         for name, data in self.requirements.files:
             members[f"req/{name}"] = data
@@ -310,6 +324,8 @@ def build_wheelhouse(
     verify: bool = False,
     check_files: tuple[str, ...] = (),
     seeds: tuple[Seed, ...] | None = None,
+    prune: str = "",
+    all_keys: bool = False,
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
@@ -320,7 +336,12 @@ def build_wheelhouse(
     A set the manifest lists is taken as it is, unless ``check`` (the builder then
     compares each wheel's size and mtime with the manifest, hashing those that changed),
     ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
-    missing wheel is fetched or built again."""
+    missing wheel is fetched or built again.
+
+    After the run the builder records the set's use and keeps the volume under
+    `cache-max-size`; ``prune="unused"`` (--prune) keeps only what the set uses
+    (``all_keys``: and nothing of other platform keys). A set found complete without a
+    run gets that upkeep when its recorded use is getting old or the volume was over."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
@@ -336,17 +357,26 @@ def build_wheelhouse(
             engine, cfg, builder_key, builder_info.id, seeds, manifest, reqs.digest, out
         )
     done = resolved_set(manifest, reqs.digest)
-    if done is not None and not (check or verify or check_files):
-        seconds = time.monotonic() - started
-        return WheelhouseResult(
-            builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
-        )
     plan = WheelhousePlan(
         cfg.volume, builder_info.id, builder_key, reqs, no_index, cfg.network, cfg.python
     )
     plan = dataclasses.replace(
-        plan, installer=cfg.installer, verify=verify, check_files=check_files
+        plan,
+        installer=cfg.installer,
+        verify=verify,
+        check_files=check_files,
+        cache_max_size=cfg.cache_max_size,
+        prune=prune,
+        all_keys=all_keys,
     )
+    if done is not None and not (check or verify or check_files or prune):
+        if needs_upkeep(manifest, reqs.digest, cfg.cache_max_size):
+            kept = _run_builder(engine, dataclasses.replace(plan, mode="upkeep"), None, out)
+            manifest = kept.get("manifest") or manifest
+        seconds = time.monotonic() - started
+        return WheelhouseResult(
+            builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
+        )
     summary = _run_builder(engine, plan, on_ready, out)
     written = summary.get("manifest")
     return WheelhouseResult(
@@ -368,6 +398,7 @@ def _run_builder(
     # the builder's machine-read lines, defined on its side of the line; imported here
     # (not at the top): a build whose wheelhouse is complete never runs the builder
     from .runtime.build_wheels import FAILURE_PREFIX, READY_PREFIX, SUMMARY_PREFIX
+    from .runtime.wheel_cache import PRUNED_PREFIX
 
     engine.ensure_volume(plan.volume)
     secrets = buildenv.build_secrets()
@@ -379,6 +410,11 @@ def _run_builder(
             ready = _ready(line)
             if ready is not None and on_ready is not None:
                 on_ready(*ready)
+            return
+        if line.startswith(PRUNED_PREFIX):
+            said = _pruned(line[len(PRUNED_PREFIX) :], plan.volume)
+            if said:
+                out(said)
             return
         if not line.startswith((SUMMARY_PREFIX, FAILURE_PREFIX)):
             out(buildenv.redact(line, secrets))
@@ -505,6 +541,15 @@ def _failure(lines: list[str]) -> dict[str, Any]:
                 return {}
             return data if isinstance(data, dict) else {}
     return {}
+
+
+def _pruned(text: str, volume: str) -> str | None:
+    """The line to say of the builder's upkeep report (cache_bounds.pruned_line)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return pruned_line(data, volume) if isinstance(data, dict) else None
 
 
 def _ready(line: str) -> tuple[list[Wheel], dict[str, Any]] | None:

@@ -1680,13 +1680,13 @@ def record(ctx, resolved_files, uv):
             entry["size"] = size
             resolved.append(entry)
         sets = manifest.get("sets", {})
-        sets[plan["requirements_hash"]] = {
-            "resolved": resolved,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        # keep the most recent requirement sets (switching branches back is free)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sets[plan["requirements_hash"]] = {"resolved": resolved, "built_at": stamp}
+        sets[plan["requirements_hash"]]["last_used"] = stamp
+        # keep the most recently used requirement sets (switching branches back is free)
         if len(sets) > MAX_SETS:
-            for old in sorted(sets, key=lambda k: sets[k]["built_at"])[: len(sets) - MAX_SETS]:
+            last_use = cache_module().last_use
+            for old in sorted(sets, key=lambda k: last_use(sets[k]))[: len(sets) - MAX_SETS]:
                 del sets[old]
         manifest.update(
             format=1,
@@ -1706,6 +1706,49 @@ def record(ctx, resolved_files, uv):
         )
         write_json_atomic(ctx["manifest_path"], manifest, staging)
     return manifest
+
+
+def cache_module():
+    """wheel_cache.py, shipped next to this script: the volume's bound and --prune."""
+    try:
+        from . import wheel_cache
+    except ImportError:  # run as a script in the builder
+        import wheel_cache
+    return wheel_cache
+
+
+def upkeep(ctx, uv=None):
+    """After a run, under the lock: record the use of the current requirement set, then
+    keep the volume under its limit (or, for --prune, only what the current set uses);
+    one PRUNED line says what was freed. The manifest as written."""
+    wc = cache_module()
+    plan, root = ctx["plan"], ctx["root"]
+    with Lock(root):
+        manifest = load_manifest(ctx["manifest_path"])
+        if not manifest:
+            return manifest
+        now = time.time()
+        current = [plan["requirements_hash"]]
+        wc.touch(manifest, current[0], now)
+        if wc.others_live(root, ctx["staging"]):
+            data = {"mode": "skipped", "why": "another run is building in this wheelhouse"}
+        elif plan.get("prune") == "unused":
+            uv = uv or installed_uv(root, manifest)
+            args = (root, plan["volume_dir"], manifest, current, uv, plan.get("all_keys"), Lock)
+            data = wc.prune_unused(*args)
+        else:
+            limit = plan.get("cache_max_size")
+            data = wc.bound(root, plan["volume_dir"], manifest, current, limit, now)
+        write_json_atomic(ctx["manifest_path"], manifest, ctx["staging"])
+    wc.report(data)
+    return manifest
+
+
+def installed_uv(root, manifest):
+    """The uv the manifest names, when it is there."""
+    entry = (manifest.get("tools") or {}).get("uv") or {}
+    path = os.path.join(root, entry["path"]) if entry.get("path") else None
+    return path if path and os.path.exists(path) else None
 
 
 def summary_line(data):
@@ -1811,7 +1854,8 @@ def run(plan, ctx):
     if code != 0:
         log("nothing was recorded")
         return code
-    manifest = record(ctx, resolved_files, uv)
+    record(ctx, resolved_files, uv)
+    manifest = upkeep(ctx, uv)
     resolved = manifest["resolved"]
     summary_line(
         {
@@ -2025,10 +2069,11 @@ def main():
     }
     try:
         done, manifest = check_volume(plan, root, wheels, staging, ctx["manifest_path"])
-        if done is not None:
-            summary_line(
-                {"up_to_date": True, "new": [], "resolved": len(done), "manifest": manifest}
-            )
+        if done is not None or plan.get("mode") == "upkeep":
+            # complete (or the host asks only for the upkeep): nothing to build
+            manifest = upkeep(ctx) or manifest
+            summary = {"up_to_date": done is not None, "new": [], "manifest": manifest}
+            summary_line(dict(summary, resolved=len(done or ())))
             return 0
         return run(plan, ctx)
     except OSError as exc:
