@@ -1,0 +1,145 @@
+"""The bounded cache on a real engine, the real local index and real volumes: after three
+requirement sets, `--prune` keeps only what the current set uses and an offline build
+still works; a `cache-max-size` under the volume's size brings it under, and the current
+set still builds offline."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import docker
+from conftest import BASE_IMAGE, App
+from pkgindex import Index
+from test_build import manifest, nox
+
+from nox_warpdrive.config import load_config
+from nox_warpdrive.engine import Engine
+from nox_warpdrive.wheelhouse import requirements_for
+
+#: three requirement sets, the last one current (the app imports what it names)
+SETS = (
+    ["wd-pure-demo", "wd-cext-demo", "wd-extra-demo"],
+    ["wd-pure-demo", "wd-extra-demo"],
+    ["wd-pure-demo", "wd-cext-demo"],
+)
+
+
+def sh(engine: Engine, volume: str, script: str, read_only: bool = True) -> str:
+    out = engine.client.containers.run(
+        BASE_IMAGE,
+        ["sh", "-c", script],
+        mounts=[docker.types.Mount("/v", volume, type="volume", read_only=read_only)],
+        remove=True,
+    )
+    return str(out.decode())
+
+
+def volume_bytes(engine: Engine, volume: str) -> int:
+    """What the volume takes on disk, as `du -s -B1` counts it."""
+    return int(sh(engine, volume, "du -s -B1 /v").split()[0])
+
+
+def ok(result: Any) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return str(result.stdout + result.stderr)
+
+
+def three_sets(app: App) -> list[str]:
+    """Build the wheelhouse for each set in turn; the digest of each."""
+    digests = []
+    for reqs in SETS:
+        app.requirements = reqs
+        app.write()
+        ok(nox(app, "-s", "wheelhouse"))
+        digests.append(requirements_for(load_config(app.root)).digest)
+    return digests
+
+
+def current_files(data: dict[str, Any], digest: str) -> set[str]:
+    return {w["file"] for w in data["sets"][digest]["resolved"]}
+
+
+def offline_image(app: App, index: Index) -> str:
+    """`nox -s image -- --no-index`: asks nothing of the index."""
+    before = len(index.requests)
+    text = ok(nox(app, "-s", "image", "--", "--no-index"))
+    assert len(index.requests) == before, index.requests[before:]
+    return text
+
+
+def test_prune_keeps_only_what_the_current_set_uses(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    app: App = make_app()
+    digests = three_sets(app)
+    data = manifest(engine, app)
+    assert set(data["sets"]) == set(digests)
+    keep = current_files(data, digests[-1])
+    assert any(f.startswith("wd_extra_demo-") for f in data["wheels"])
+    before = volume_bytes(engine, app.volume)
+
+    text = ok(nox(app, "-s", "wheelhouse", "--", "--prune"))
+    after = volume_bytes(engine, app.volume)
+    print(f"volume {app.volume}: {before} bytes before --prune, {after} after")
+    line = [x for x in text.splitlines() if "--prune freed" in x]
+    assert len(line) == 1 and "2 requirement sets" in line[0], text
+    print(line[0])
+    data = manifest(engine, app)
+    assert set(data["sets"]) == {digests[-1]}
+    assert set(data["wheels"]) == keep
+    slug = data["platform_key"]
+    key = sh(engine, app.volume, "ls /v").split()
+    assert len(key) == 1, key
+    on_disk = set(sh(engine, app.volume, f"ls /v/{key[0]}/wheels").split())
+    assert on_disk == keep and not any(f.startswith("wd_extra_demo-") for f in on_disk)
+    assert after < before, (before, after, slug)
+
+    offline_image(app, index_env)
+
+
+def test_cache_max_size_brings_the_volume_under(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    app: App = make_app()
+    digests = three_sets(app)
+    data = manifest(engine, app)
+    key = sh(engine, app.volume, "ls /v").split()[0]
+    # the two older sets as if last used two days ago (the bound never removes a set
+    # used in the last hour: a parallel build may be installing it)
+    aged = "2000-01-01T00:00:00Z"
+    for digest in digests[:2]:
+        data["sets"][digest].update(built_at=aged, last_used=aged)
+    text = json.dumps(data).replace("'", "'\\''")
+    sh(engine, app.volume, f"printf '%s' '{text}' > /v/{key}/manifest.json", read_only=False)
+    keep = current_files(data, digests[-1])
+    before = volume_bytes(engine, app.volume)
+    # what the current set needs: its wheels, uv, the manifest and the directories
+    needed = int(
+        sh(
+            engine,
+            app.volume,
+            f"cd /v/{key} && du -s -B1 -c tools manifest.json "
+            + " ".join(f"wheels/{f}" for f in sorted(keep))
+            + " | tail -1",
+        ).split()[0]
+    )
+    limit = needed + 256 * 1024
+    print(f"volume {app.volume}: {before} bytes, the current set needs {needed}")
+    assert limit < before, (limit, before)
+
+    app.extra_config["cache-max-size"] = str(limit)
+    app.write()
+    text = ok(nox(app, "-s", "wheelhouse"))
+    after = volume_bytes(engine, app.volume)
+    print(f"cache-max-size {limit}: {before} bytes before, {after} after")
+    line = [x for x in text.splitlines() if "cache bound: freed" in x]
+    assert len(line) == 1 and "still over" not in line[0], text
+    print(line[0])
+    assert after <= limit, (after, limit)
+    data = manifest(engine, app)
+    assert digests[-1] in data["sets"] and keep <= set(data["wheels"])
+    on_disk = set(sh(engine, app.volume, f"ls /v/{key}/wheels").split())
+    assert keep <= on_disk
+
+    offline_image(app, index_env)
