@@ -195,9 +195,8 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         push_only=args.push_only,
     )
     log(result.summary())
-    if result.pushed is None:
-        _bound_caches(cfg, engine, result.image_id)
     if result.pushed is None:  # built in the registry: nothing here to show or push
+        _bound_caches(cfg, engine, result.image_id)
         _out(result.table())
         if args.push or args.push_only:
             engine.push(result.ref, _out)

@@ -5,7 +5,9 @@ Layout of the volume (mounted at /warpdrive):
 
     /warpdrive/<platform-key>/wheels/*.whl     published wheels (only complete files)
     /warpdrive/<platform-key>/cache/           pip's cache (HTTP + locally built wheels)
-    /warpdrive/<platform-key>/manifest.json    requirement sets -> resolved wheels, sha256s
+    /warpdrive/<platform-key>/manifest.json    requirement sets -> resolved wheels, sha256s,
+                                               each set's built_at and last_used; the
+                                               volume's size when last measured
     /warpdrive/<platform-key>/staging-*/       pip's output for one run, removed after
     /warpdrive/<platform-key>/tools/uv-<ver>/  uv, fetched inside the builder (so it fits it)
     /warpdrive/<platform-key>/uv-cache/        uv's cache (metadata for fast resolution)
@@ -21,6 +23,10 @@ WHEELS-READY tells the host, which can install them while sdists still build); a
 requirement set is recorded in the manifest only at the end, after everything was built,
 so a failed or interrupted run records nothing (its verified downloads stay for the next
 run).
+
+After each run the volume is kept under its bound (wheel_cache.py, shipped next to this
+script): the use of the current set is recorded, then caches, unused wheels and the least
+recently used sets go while it is over.
 """
 
 import collections
