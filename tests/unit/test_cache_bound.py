@@ -4,6 +4,7 @@ the user reads, and the builder's upkeep on a real directory laid out as the vol
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_engine import FakeEngine
+from unit_support import write_wsgi_site
 
 from nox_warpdrive import cache_bounds
 from nox_warpdrive.cache_bounds import (
@@ -25,7 +28,15 @@ from nox_warpdrive.cache_bounds import (
     stamp,
 )
 from nox_warpdrive.config import load_config, parse_size
+from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import ConfigError
+from nox_warpdrive.labels import (
+    DEPS_BASE_LABEL,
+    DEPS_DEPTH_LABEL,
+    DEPS_KEY_LABEL,
+    DEPS_PROJECT_LABEL,
+    KIND_LABEL,
+)
 from nox_warpdrive.runtime import build_wheels, wheel_cache
 from nox_warpdrive.runtime.wheel_cache import (
     FALLBACK,
@@ -379,3 +390,65 @@ def test_prune_unused_keeps_only_the_current_set_and_clears_other_keys(tmp_path:
     report, _ = vol.upkeep(prune="unused", all_keys=True)
     assert report["keys"] == ["other-key"]
     assert sorted(os.listdir(other)) == [".lock"]
+
+
+# -- deps images on the (fake) engine: what a tagged image depends on stays ---------------
+
+
+class Engine(FakeEngine):
+    """Images by id; removing one takes it away unless another is built on it (as the
+    engine refuses: "image has dependent child images")."""
+
+    def remove_image(self, image_id: str) -> None:
+        super().remove_image(image_id)
+        victim = self.images[image_id]
+        if not any(cache_bounds._on(other, victim) for other in self.images.values()):
+            del self.images[image_id]
+
+
+def deps_image(key: str, layers: tuple[str, ...], size: int, when: str, **labels: str) -> ImageInfo:
+    found = {
+        KIND_LABEL: "deps",
+        DEPS_PROJECT_LABEL: "site",
+        DEPS_KEY_LABEL: key,
+        DEPS_BASE_LABEL: "sha256:base",
+        **labels,
+    }
+    return ImageInfo(f"sha256:{key}", (), found, size, len(layers), when, ("b1", *layers))
+
+
+def test_prune_deps_images_never_what_a_tagged_image_depends_on(tmp_path: Path) -> None:
+    write_wsgi_site(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "site"\n\n[tool.warpdrive]\ncache-max-size = 1000\n'
+    )
+    cfg = load_config(tmp_path)
+    old = "2001-09-01T00:00:00.5Z"
+    base = ImageInfo("sha256:base", (), {}, 5000, 1, old, ("b1",))
+    lone = deps_image("k1", ("d1",), 7000, old)
+    parent = deps_image("k2", ("d2",), 8000, old)
+    child = deps_image("k3", ("d2", "d3"), 9000, old, **{DEPS_DEPTH_LABEL: "1"})
+    app_labels = {**child.labels, KIND_LABEL: "app"}
+    app = ImageInfo("sha256:app", (), app_labels, 9100, 4, old, ("b1", "d2", "d3", "a1"))
+    app = dataclasses.replace(app, tags=("site:latest",))
+    engine = Engine(images={i.id: i for i in (base, lone, parent, child, app)})
+
+    found = {i.id: i for i in cache_bounds.deps_images(engine, cfg, "")}
+    assert {k: (v.own, v.protected) for k, v in found.items()} == {
+        "sha256:k1": (2000, False),
+        "sha256:k2": (3000, True),  # the tagged app image's deps image is built on it
+        "sha256:k3": (1000, True),  # the tagged app image's own
+    }
+    line = cache_bounds.prune_deps_images(engine, cfg, "", now=NOW)
+    assert engine.removed == ["sha256:k1"]
+    assert line is not None and "removed 1 of site" in line and "2.0 kB" in line
+
+    # untagged, the app image protects nothing: the most recently used (k3, reused a day
+    # ago) fits in the limit, k2 does not; the engine refuses it (k3 is built on it)
+    engine.images["sha256:app"] = dataclasses.replace(app, tags=())
+    engine.images["sha256:k3"] = dataclasses.replace(child, last_tagged="2001-09-08T00:00:00Z")
+    assert cache_bounds.prune_deps_images(engine, cfg, "", now=NOW) is None
+    assert engine.removed[1:] == ["sha256:k2"] and "sha256:k2" in engine.images
+    # the current build's image protects them again
+    assert cache_bounds.prune_deps_images(engine, cfg, "sha256:app", now=NOW) is None
+    assert engine.removed[2:] == []
