@@ -172,7 +172,8 @@ def bound_host_caches(limit: int | None, now: float | None = None) -> str | None
 # -- deps images -------------------------------------------------------------------------
 
 #: a deps image no tagged image depends on, unused for this long, goes whatever the bound
-DEPS_MAX_AGE = 30 * 86400
+#: (BuildKit's default policy removes what was not used for 60 days)
+DEPS_MAX_AGE = 60 * 86400
 
 
 def stamp(text: str) -> float:

@@ -36,13 +36,10 @@ PRUNED_PREFIX = "warpdrive: PRUNED "
 #: use again when the last one is older than half of this)
 RECENT = 3600
 
-#: the default limit: this share of the disk the volume is on (BuildKit's default
-#: keepStorage is 10% of its disk), within these bounds; FALLBACK when the disk's size
-#: cannot be read
+#: the default limit, as BuildKit's keepStorage: this share of the disk the volume is on
+#: (the engine's data root), FALLBACK when the disk's size cannot be read
 DEFAULT_SHARE = 0.10
-DEFAULT_MIN = 2 * 1000**3
-DEFAULT_MAX = 100 * 1000**3
-FALLBACK = 10 * 1000**3
+FALLBACK = 2 * 1000**3
 
 #: the caches the bound empties first, in this order (directories of a platform key)
 CACHES = ("cache", "uv-cache")
@@ -71,9 +68,7 @@ def last_use(entry):
 def default_limit(disk_bytes):
     """The limit when none is configured, from the size of the volume's disk (None or 0:
     unknown)."""
-    if not disk_bytes:
-        return FALLBACK
-    return int(min(DEFAULT_MAX, max(DEFAULT_MIN, disk_bytes * DEFAULT_SHARE)))
+    return int(disk_bytes * DEFAULT_SHARE) if disk_bytes else FALLBACK
 
 
 def disk_size(path):

@@ -119,11 +119,10 @@ def test_last_use_is_the_later_of_last_used_and_built_at() -> None:
     assert last_use({}) == 0.0 and last_use({"last_used": "yesterday"}) == 0.0
 
 
-def test_default_limit_is_a_share_of_the_disk_within_bounds() -> None:
-    assert default_limit(None) == FALLBACK == 10 * 1000**3
+def test_default_limit_is_a_share_of_the_disk_as_buildkit() -> None:
+    assert default_limit(None) == default_limit(0) == FALLBACK == 2 * 1000**3
     assert default_limit(500 * 1000**3) == 50 * 1000**3  # 10%
-    assert default_limit(8 * 1000**3) == 2 * 1000**3  # at least 2 GB
-    assert default_limit(5000 * 1000**3) == 100 * 1000**3  # at most 100 GB
+    assert default_limit(8 * 1000**3) == 800 * 1000**2
 
 
 # -- sizes in [tool.warpdrive] ----------------------------------------------------------
@@ -235,7 +234,7 @@ def test_choose_deps_keeps_protected_and_recent_and_the_newest_within_the_limit(
         DepsImage("recent", 900, NOW - 60, False),
         DepsImage("new", 300, NOW - 2 * DAY, False),
         DepsImage("older", 100, NOW - 3 * DAY, False),
-        DepsImage("ancient", 1, NOW - 40 * DAY, False),
+        DepsImage("ancient", 1, NOW - 70 * DAY, False),
     ]
     gone = [i.id for i in choose_deps(images, 1000, NOW)]
     # recent (900) + new (300) > 1000: new goes; older (100) then fits; ancient is too old
