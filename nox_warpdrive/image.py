@@ -46,6 +46,7 @@ from .wheelhouse import (
     requirements_for,
     resolved_set,
     seeds_for,
+    upkeep_for,
 )
 from .wheels import Wheel, wheel_ids
 
@@ -118,7 +119,7 @@ def wheels_for(
     manifest: Mapping[str, Any] = read_manifest(engine, cfg.volume, pkey, base.id)
     resolved = resolved_set(manifest, reqs.digest)
     if resolved is not None and not check_files:
-        return resolved, manifest, None
+        return resolved, upkeep_for(cfg, engine, reqs, manifest, out), None
     if resolved is None and no_index and not seeds_for(cfg):
         # with a wheelhouse image, it seeds the volume first: a registry is no package index
         what = "was never built" if not manifest else "was built for other requirements"

@@ -370,9 +370,7 @@ def build_wheelhouse(
         all_keys=all_keys,
     )
     if done is not None and not (check or verify or check_files or prune):
-        if needs_upkeep(manifest, reqs.digest, cfg.cache_max_size):
-            kept = _run_builder(engine, dataclasses.replace(plan, mode="upkeep"), None, out)
-            manifest = kept.get("manifest") or manifest
+        manifest = keep_up(engine, plan, manifest, out)
         seconds = time.monotonic() - started
         return WheelhouseResult(
             builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
@@ -388,6 +386,34 @@ def build_wheelhouse(
         written if isinstance(written, dict) else {},
         builder_id=builder_info.id,
     )
+
+
+def keep_up(
+    engine: Engine, plan: WheelhousePlan, manifest: Mapping[str, Any], out: Output
+) -> Mapping[str, Any]:
+    """For a requirement set found complete (nothing to build): the builder's upkeep
+    (its use recorded, the volume kept under its bound) when the recorded use is getting
+    old or the volume was over its limit; the manifest as it then is."""
+    if not needs_upkeep(manifest, plan.requirements.digest, plan.cache_max_size):
+        return manifest
+    kept = _run_builder(engine, dataclasses.replace(plan, mode="upkeep"), None, out)
+    written = kept.get("manifest")
+    return written if isinstance(written, dict) and written else manifest
+
+
+def upkeep_for(
+    cfg: Config, engine: Engine, reqs: RequirementSet, manifest: Mapping[str, Any], out: Output
+) -> Mapping[str, Any]:
+    """keep_up for an image build that found its requirement set complete in
+    ``manifest`` (read for the base image's platform key, which the builder's equals)."""
+    if not needs_upkeep(manifest, reqs.digest, cfg.cache_max_size):
+        return manifest  # the common case: no probe, no container
+    builder_info, builder_key, _ = _targets(cfg, engine)
+    plan = WheelhousePlan(
+        cfg.volume, builder_info.id, builder_key, reqs, True, cfg.network, cfg.python
+    )
+    plan = dataclasses.replace(plan, installer=cfg.installer, cache_max_size=cfg.cache_max_size)
+    return keep_up(engine, plan, manifest, out)
 
 
 def _run_builder(

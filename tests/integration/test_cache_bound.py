@@ -6,6 +6,7 @@ set still builds offline."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import docker
@@ -15,6 +16,8 @@ from test_build import manifest, nox
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
+from nox_warpdrive.image import build_image
+from nox_warpdrive.runtime import wheel_cache
 from nox_warpdrive.wheelhouse import requirements_for
 
 #: three requirement sets, the last one current (the app imports what it names)
@@ -152,3 +155,25 @@ def test_cache_max_size_brings_the_volume_under(
     assert on_disk == keep
 
     offline_image(app, index_env)
+
+
+def test_an_image_build_records_the_use_of_a_complete_set(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """A build that finds its set complete runs no build, but records the set's use when
+    the recorded one is old (a parallel bound must not take it while it is installed)."""
+    app: App = make_app()
+    ok(nox(app, "-s", "wheelhouse"))
+    digest = requirements_for(load_config(app.root)).digest
+    data = manifest(engine, app)
+    key = sh(engine, app.volume, "ls /v").split()[0]
+    data["sets"][digest].update(built_at="2000-01-01T00:00:00Z", last_used="2000-01-01T00:00:00Z")
+    text = json.dumps(data).replace("'", "'\\''")
+    sh(engine, app.volume, f"printf '%s' '{text}' > /v/{key}/manifest.json", read_only=False)
+
+    lines: list[str] = []
+    built = build_image(load_config(app.root), engine, lines.append, no_index=True)
+    assert built.wheelhouse is None or built.wheelhouse.up_to_date
+    used = manifest(engine, app)["sets"][digest]["last_used"]
+    assert wheel_cache.parse_iso(used) > time.time() - 600, used
+    assert not any(line.startswith("warpdrive: cache bound") for line in lines), lines
