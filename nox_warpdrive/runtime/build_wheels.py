@@ -1744,7 +1744,8 @@ def upkeep(ctx, uv=None):
             data = wc.prune_unused(*args)
         else:
             limit = plan.get("cache_max_size")
-            data = wc.bound(root, plan["volume_dir"], manifest, current, limit, now)
+            others = (Lock, lambda path, data: write_json_atomic(path, data, ctx["staging"]))
+            data = wc.bound(root, plan["volume_dir"], manifest, current, limit, now, others)
         write_json_atomic(ctx["manifest_path"], manifest, ctx["staging"])
     wc.report(data)
     return manifest

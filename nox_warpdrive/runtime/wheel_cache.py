@@ -234,23 +234,29 @@ def set_table(manifest):
     return dict((d, (last_use(e), set_files(e))) for d, e in sets.items())
 
 
-def bound(root, volume_dir, manifest, current, limit, now):
-    """The size bound, applied to this platform key (under its lock): removes what
-    :func:`choose` picks, updates ``manifest``; the report for the host."""
+def bound(root, volume_dir, manifest, current, limit, now, others=None):
+    """The size bound (under this platform key's lock): removes what :func:`choose` picks
+    here, updates ``manifest``; when that is not enough and ``others`` is given (a lock
+    for a key's directory, and how to write a manifest), the other platform keys'
+    wheelhouses are bounded the same way, each under its own lock (none of their sets is
+    the current build's, but one used in the last hour stays). The report for the host."""
     if limit is None:
         limit = default_limit(disk_size(volume_dir))
-    wheels_dir = os.path.join(root, "wheels")
-    seen = set()
-    caches = [(name, du(os.path.join(root, name), seen)) for name in CACHES]
-    wheels = wheel_table(wheels_dir)
     total = du(volume_dir, set())
-    fixed = max(0, total - sum(b for _, b in caches) - sum(b for b, _ in wheels.values()))
-    plan = choose(set_table(manifest), wheels, caches, fixed, current, limit, now)
-    for name in plan["caches"]:
-        empty_dir(os.path.join(root, name))
-    remove_wheels(wheels_dir, plan["wheels"])
-    forget(manifest, plan["sets"], plan["wheels"])
-    usage = du(volume_dir, set()) if plan["freed"] else total
+    done = [bound_key(root, manifest, current, limit, total, now)]
+    left = total - done[0]["freed"]
+    for other in other_keys(volume_dir, root) if others and left > limit else ():
+        lock_for, write = others
+        with lock_for(other):
+            if left <= limit or others_live(other, None):
+                continue
+            path = os.path.join(other, "manifest.json")
+            theirs = load_json(path)
+            done.append(bound_key(other, theirs, [], limit, left, now))
+            if done[-1]["sets"] or done[-1]["wheels"]:
+                write(path, theirs)
+            left -= done[-1]["freed"]
+    usage = du(volume_dir, set()) if any(p["freed"] for p in done) else total
     manifest["volume"] = {"bytes": usage, "limit": limit, "measured_at": now_iso(now)}
     return {
         "mode": "bound",
@@ -258,11 +264,37 @@ def bound(root, volume_dir, manifest, current, limit, now):
         "before": total,
         "usage": usage,
         "freed": max(0, total - usage),
-        "sets": len(plan["sets"]),
-        "wheels": len(plan["wheels"]),
-        "caches": plan["caches"],
+        "sets": sum(len(p["sets"]) for p in done),
+        "wheels": sum(len(p["wheels"]) for p in done),
+        "caches": sorted(set(c for p in done for c in p["caches"]), key=CACHES.index),
+        "keys": len([p for p in done[1:] if p["freed"]]),
         "over": usage > limit,
     }
+
+
+def bound_key(root, manifest, current, limit, total, now):
+    """Bound one platform key's wheelhouse, the volume holding ``total`` bytes: what
+    :func:`choose` picked (and removed, and forgot in ``manifest``)."""
+    wheels_dir = os.path.join(root, "wheels")
+    seen = set()
+    caches = [(name, du(os.path.join(root, name), seen)) for name in CACHES]
+    wheels = wheel_table(wheels_dir) if os.path.isdir(wheels_dir) else {}
+    fixed = max(0, total - sum(b for _, b in caches) - sum(b for b, _ in wheels.values()))
+    plan = choose(set_table(manifest), wheels, caches, fixed, current, limit, now)
+    for name in plan["caches"]:
+        empty_dir(os.path.join(root, name))
+    remove_wheels(wheels_dir, plan["wheels"])
+    forget(manifest, plan["sets"], plan["wheels"])
+    return plan
+
+
+def load_json(path):
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def prune_unused(root, volume_dir, manifest, current, uv, all_keys, lock_for):

@@ -451,3 +451,31 @@ def test_prune_deps_images_never_what_a_tagged_image_depends_on(tmp_path: Path) 
     # the current build's image protects them again
     assert cache_bounds.prune_deps_images(engine, cfg, "sha256:app", now=NOW) is None
     assert engine.removed[2:] == []
+
+
+def test_upkeep_goes_on_to_other_platform_keys_when_this_one_is_not_enough(
+    tmp_path: Path,
+) -> None:
+    vol = Volume(tmp_path)
+    other = vol.dir / "other-key"
+    (other / "wheels").mkdir(parents=True)
+    old = wheel_cache.now_iso(time.time() - 5 * DAY)
+    theirs = {
+        "wheels": {"x.whl": "0" * 64, "y.whl": "0" * 64},
+        "sets": {
+            "gone": {"resolved": [{"file": "x.whl"}], "built_at": old},
+            "fresh": {"resolved": [{"file": "y.whl"}], "last_used": wheel_cache.now_iso()},
+        },
+    }
+    for fn in theirs["wheels"]:
+        (other / "wheels" / fn).write_bytes(b"x" * 300_000)
+    (other / "manifest.json").write_text(json.dumps(theirs))
+    before = vol.size()
+    # everything removable here (caches, orphan, "mid" and "old") is not enough
+    report, written = vol.upkeep(cache_max_size=before - 400_000 - 4 * 40_000 - 100_000)
+    assert vol.files() == {"a.whl", "b.whl"} and set(written["sets"]) == {"cur"}
+    assert sorted(os.listdir(other / "wheels")) == ["y.whl"]  # used just now: it stays
+    assert set(json.loads((other / "manifest.json").read_text())["sets"]) == {"fresh"}
+    assert report["keys"] == 1 and report["sets"] == 3 and not report["over"]
+    line = pruned_line(report, "vol")
+    assert line is not None and "in 1 other platform keys too" in line
