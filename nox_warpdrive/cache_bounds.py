@@ -54,11 +54,11 @@ def pruned_line(data: Mapping[str, Any], volume: str) -> str | None:
     if mode != "bound" or (not freed and not data.get("over")):
         return None
     caches = [{"cache": "pip's cache", "uv-cache": "uv's cache"}.get(c, c) for c in data["caches"]]
-    keys = int(data.get("keys") or 0)
-    other = [f"in {keys} other platform keys too"] if keys else []
+    n_keys = int(data.get("keys") or 0)
+    more = [f"in {n_keys} other platform keys too"] if n_keys else []
     line = (
         f"warpdrive: cache bound: freed {human(freed)} in volume {volume} "
-        f"({', '.join([*caches, what, *other])}): it holds {human(usage)} of {human(limit)}"
+        f"({', '.join([*caches, what, *more])}): it holds {human(usage)} of {human(limit)}"
     )
     if data.get("over"):
         line += (
