@@ -338,10 +338,8 @@ def build_wheelhouse(
     ``verify`` (it hashes every wheel) or ``check_files`` (it hashes these): a damaged or
     missing wheel is fetched or built again.
 
-    After the run the builder records the set's use and keeps the volume under
-    `cache-max-size`; ``prune="unused"`` (--prune) keeps only what the set uses
-    (``all_keys``: and nothing of other platform keys). A set found complete without a
-    run gets that upkeep when its recorded use is getting old or the volume was over."""
+    Then the set's use is recorded and the volume bounded (keep_up); ``prune="unused"``
+    and ``all_keys``: --prune and --all-keys (runtime/wheel_cache.py)."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
@@ -357,15 +355,13 @@ def build_wheelhouse(
             engine, cfg, builder_key, builder_info.id, seeds, manifest, reqs.digest, out
         )
     done = resolved_set(manifest, reqs.digest)
-    plan = WheelhousePlan(
-        cfg.volume, builder_info.id, builder_key, reqs, no_index, cfg.network, cfg.python
-    )
-    plan = dataclasses.replace(
-        plan,
-        installer=cfg.installer,
+    plan = builder_plan(
+        cfg,
+        (builder_info, builder_key),
+        reqs,
+        no_index,
         verify=verify,
         check_files=check_files,
-        cache_max_size=cfg.cache_max_size,
         prune=prune,
         all_keys=all_keys,
     )
@@ -376,15 +372,22 @@ def build_wheelhouse(
             builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
         )
     summary = _run_builder(engine, plan, on_ready, out)
+    return _result(builder_key, builder_info.id, summary, time.monotonic() - started)
+
+
+def _result(
+    key: PlatformKey, builder_id: str, summary: Mapping[str, Any], seconds: float
+) -> WheelhouseResult:
+    """What a builder run reported (its summary line), as the result."""
     written = summary.get("manifest")
     return WheelhouseResult(
-        builder_key,
+        key,
         bool(summary.get("up_to_date")),
         tuple(summary.get("new", ())),
         int(summary.get("resolved", 0)),
-        time.monotonic() - started,
+        seconds,
         written if isinstance(written, dict) else {},
-        builder_id=builder_info.id,
+        builder_id=builder_id,
     )
 
 
@@ -409,11 +412,23 @@ def upkeep_for(
     if not needs_upkeep(manifest, reqs.digest, cfg.cache_max_size):
         return manifest  # the common case: no probe, no container
     builder_info, builder_key, _ = _targets(cfg, engine)
-    plan = WheelhousePlan(
-        cfg.volume, builder_info.id, builder_key, reqs, True, cfg.network, cfg.python
-    )
-    plan = dataclasses.replace(plan, installer=cfg.installer, cache_max_size=cfg.cache_max_size)
+    plan = builder_plan(cfg, (builder_info, builder_key), reqs, True)
     return keep_up(engine, plan, manifest, out)
+
+
+def builder_plan(
+    cfg: Config,
+    builder: tuple[ImageInfo, PlatformKey],
+    reqs: RequirementSet,
+    no_index: bool,
+    **more: Any,
+) -> WheelhousePlan:
+    """The builder's plan for ``reqs`` with the app's settings (``more``: this run's)."""
+    info, key = builder
+    plan = WheelhousePlan(cfg.volume, info.id, key, reqs, no_index, cfg.network, cfg.python)
+    return dataclasses.replace(
+        plan, installer=cfg.installer, cache_max_size=cfg.cache_max_size, **more
+    )
 
 
 def _run_builder(
