@@ -161,7 +161,7 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
         all_keys=args.all_keys,
     )
     log(result.summary())
-    _bound_caches(cfg, engine, "")
+    _bound_caches(cfg, engine, None)
     if result.nothing or not (push or args.export_dir):
         return
     from .wheelhouse_transfer import Wheelhouse
@@ -196,7 +196,9 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     )
     log(result.summary())
     if result.pushed is None:  # built in the registry: nothing here to show or push
-        _bound_caches(cfg, engine, result.image_id)
+        # deps images only grow when a build makes one: only then are they bounded
+        deps_made = not (result.up_to_date or result.deps_reused)
+        _bound_caches(cfg, engine, result.image_id if deps_made else None)
         _out(result.table())
         if args.push or args.push_only:
             engine.push(result.ref, _out)
@@ -204,14 +206,16 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
 
 
-def _bound_caches(cfg: Config, engine: Engine, image_id: str) -> None:
-    """After a build: this app's deps images and the host caches kept under their
-    bounds (the volume's is kept by the builder); one line for each that freed
-    something."""
+def _bound_caches(cfg: Config, engine: Engine, image_id: str | None) -> None:
+    """After a build: the host caches and (``image_id``: the image a build that made a
+    deps layer just built) this app's deps images kept under their bounds (the volume's
+    is kept by the builder); one line for each that freed something."""
     from .cache_bounds import bound_host_caches, prune_deps_images
 
     try:
-        lines = [prune_deps_images(engine, cfg, image_id), bound_host_caches(cfg.cache_max_size)]
+        lines = [bound_host_caches(cfg.cache_max_size)]
+        if image_id is not None:
+            lines.append(prune_deps_images(engine, cfg, image_id))
     except WarpdriveError as exc:  # the build succeeded: a bound that failed only warns
         lines = [f"warpdrive: warning: the caches were not pruned: {exc.message}"]
     for line in lines:

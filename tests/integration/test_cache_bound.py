@@ -14,9 +14,11 @@ from conftest import BASE_IMAGE, App
 from pkgindex import Index
 from test_build import manifest, nox
 
+from nox_warpdrive import cache_bounds
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
+from nox_warpdrive.labels import DEPS_PROJECT_LABEL, KIND_LABEL
 from nox_warpdrive.runtime import wheel_cache
 from nox_warpdrive.wheelhouse import requirements_for
 
@@ -177,3 +179,37 @@ def test_an_image_build_records_the_use_of_a_complete_set(
     used = manifest(engine, app)["sets"][digest]["last_used"]
     assert wheel_cache.parse_iso(used) > time.time() - 600, used
     assert not any(line.startswith("warpdrive: cache bound") for line in lines), lines
+
+
+def test_deps_images_no_tagged_image_uses_are_bounded(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """Two deps images (the second set removes a package: a whole new deps layer); the
+    tagged image's stays, the other goes once unused long enough (the bound's clock is
+    moved, the engine and images are real)."""
+    app: App = make_app(SETS[0])
+    ok(nox(app, "-s", "image"))
+    app.requirements = SETS[2]
+    app.write()
+    ok(nox(app, "-s", "image"))
+    cfg = load_config(app.root)
+    selector = {DEPS_PROJECT_LABEL: cfg.name, KIND_LABEL: "deps"}
+    deps = engine.images_with_labels(selector)
+    tagged = engine.image(cfg.image)
+    assert tagged is not None
+    # the tagged image is built on its deps image, and that one maybe on an earlier one
+    # (an early deps layer): those stay; every other deps image may go
+    under = [d for d in deps if tagged.diff_ids[: len(d.diff_ids)] == d.diff_ids]
+    rest = [d for d in deps if d not in under]
+    assert under and rest, deps
+
+    # used in the last hour: they stay, whatever the bound
+    assert cache_bounds.prune_deps_images(engine, cfg, "") is None
+    assert all(engine.image(d.id) is not None for d in rest)
+    # sixty days later no tagged image uses them: they go; the tagged image's stay
+    line = cache_bounds.prune_deps_images(engine, cfg, "", now=time.time() + 61 * 86400)
+    print(line)
+    assert line is not None and f"removed {len(rest)} of {cfg.name}" in line
+    assert all(engine.image(d.id) is None for d in rest)
+    assert all(engine.image(d.id) is not None for d in under)
+    offline_image(app, index_env)  # the current image's deps layer is still there
