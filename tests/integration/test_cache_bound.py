@@ -6,6 +6,8 @@ set still builds offline."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -213,3 +215,34 @@ def test_deps_images_no_tagged_image_uses_are_bounded(
     assert all(engine.image(d.id) is None for d in rest)
     assert all(engine.image(d.id) is not None for d in under)
     offline_image(app, index_env)  # the current image's deps layer is still there
+
+
+def test_parallel_runs_on_one_volume_under_a_tiny_bound(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """Two apps share a volume whose bound is one byte, and build their wheelhouses at
+    the same time: each run's upkeep leaves alone what the other is publishing (it
+    removes nothing while another run is live), so both succeed and both sets then build
+    offline."""
+    first: App = make_app(SETS[0])
+    second: App = make_app(SETS[2])
+    second.volume = first.volume
+    for app in (first, second):
+        app.extra_config["cache-max-size"] = "1"
+        app.write()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nox", "--no-color", "-s", "wheelhouse"],
+            cwd=app.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for app in (first, second)
+    ]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    text = "\n".join(outputs)
+    assert "still over" in text  # said, not a failure: one byte holds nothing
+    for app in (first, second):
+        offline_image(app, index_env)
