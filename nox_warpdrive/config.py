@@ -66,6 +66,10 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "start": ((str,), "a string, the shell command that starts the app"),
     "app-module": ((str,), 'a string, the app\'s WSGI/ASGI callable as "package.module:name"'),
     "installer": ((str,), '"auto" (uv when it is available for the platform), "uv" or "pip"'),
+    "cache-max-size": (
+        (int, str),
+        'a size: a number of bytes or a string with a unit, e.g. "10GB", "500MB", "2GiB"',
+    ),
     "wheelhouse-image": (
         (str,),
         "a string, the registry image the wheelhouse is seeded from (and pushed to with "
@@ -115,6 +119,9 @@ class Config:
     unused_locks: tuple[str, ...] = ()
     #: `entrypoint` in [tool.fastapi] (what `fastapi run` reads), for the launcher
     fastapi_entrypoint: str | None = None
+    #: the bound on the wheelhouse volume (and this app's deps images), in bytes; None:
+    #: a share of the engine's disk (runtime/wheel_cache.py default_limit)
+    cache_max_size: int | None = None
 
 
 def _suggest(key: str) -> str:
@@ -225,6 +232,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         wheelhouse_image=wheelhouse_image,
         unused_locks=unused_locks(project_dir, chosen.lock),
         fastapi_entrypoint=_fastapi_entrypoint(data),
+        cache_max_size=_cache_max_size(table),
     )
 
 
@@ -344,6 +352,51 @@ def _installer(table: Mapping[str, Any]) -> str:
             fix='write `installer = "auto"` (or "uv" / "pip")',
         )
     return installer
+
+
+#: the units `cache-max-size` takes (decimal as disks are sold, binary as `du` counts)
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_size(value: int | str, key: str = "cache-max-size") -> int:
+    """Bytes of a size as written in [tool.warpdrive]: an integer, or a number with a
+    unit ("10GB", "500MB", "2GiB"). Anything else is an error naming the key."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        found = _SIZE_RE.match(str(value))
+        unit = found.group(2).lower() if found else ""
+        if not found or unit not in SIZE_UNITS:
+            raise ConfigError(
+                f"`{key}` in [tool.warpdrive] is {value!r}: not a size",
+                fix=f"write `{key}` as a number of bytes or a number with one of the units "
+                f"{', '.join(u.upper().replace('I', 'i') for u in SIZE_UNITS if u)}, "
+                'e.g. "10GB", "500MB", "2GiB"',
+            )
+        size = int(float(found.group(1)) * SIZE_UNITS[unit])
+    if size <= 0:
+        raise ConfigError(
+            f"`{key}` in [tool.warpdrive] is {value!r}: a size must be more than 0 bytes",
+            fix=f'write e.g. `{key} = "10GB"` (or remove it: a share of the engine\'s disk)',
+        )
+    return size
+
+
+def _cache_max_size(table: Mapping[str, Any]) -> int | None:
+    value = table.get("cache-max-size")
+    return None if value is None else parse_size(value)
 
 
 def _volume(table: Mapping[str, Any], name: str) -> str:

@@ -395,8 +395,9 @@ def ensure_deps(
     decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
-        if decided.found_ref != deps.ref:  # a deps image from before per-app names
-            engine.tag(decided.found.id, deps.ref)
+        # tagged again: a deps image from before per-app names gets its name, and every
+        # reused one its last use (LastTagTime), for the deps images' bound
+        engine.tag(decided.found.id, deps.ref)
         return decided.found.id, True, 0.0
     if parent is not None:
         out(

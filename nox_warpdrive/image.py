@@ -48,6 +48,7 @@ from .wheelhouse import (
     requirements_for,
     resolved_set,
     seeds_for,
+    upkeep_for,
 )
 from .wheels import Wheel, wheel_ids
 
@@ -131,7 +132,7 @@ def wheels_for(
     manifest: Mapping[str, Any] = read_manifest(engine, cfg.volume, pkey, base.id)
     resolved = resolved_set(manifest, reqs.digest)
     if resolved is not None and not check_files:
-        return resolved, manifest, None
+        return resolved, upkeep_for(cfg, engine, reqs, manifest, out), None
     if resolved is None and no_index and not seeds_for(cfg):
         raise offline_error(cfg, manifest, pkey)
     if resolved is None:

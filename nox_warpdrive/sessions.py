@@ -84,6 +84,17 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write this platform's wheelhouse to DIR/<platform key>/ (only what is new)",
     )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove every wheel and requirement set the current requirements do not use "
+        "(and pip's cache), saying what it freed",
+    )
+    p.add_argument(
+        "--all-keys",
+        action="store_true",
+        help="with --prune: remove the wheelhouses of other platform keys in the volume too",
+    )
     return p
 
 
@@ -135,6 +146,8 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     from .wheelhouse import Seed, build_wheelhouse, seeds_for
 
     args = wheelhouse_parser().parse_args(list(posargs))
+    if args.all_keys and not args.prune:
+        raise _ArgError("--all-keys goes with --prune: `nox -s wheelhouse -- --prune --all-keys`")
     cfg = load_config(project_dir)
     pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
     push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
@@ -143,9 +156,18 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     seeds += (Seed("image", pull),) if pull else seeds_for(cfg)
     engine = connect(_out)
     result = build_wheelhouse(
-        cfg, engine, _out, no_index=args.no_index, check=True, verify=args.verify, seeds=seeds
+        cfg,
+        engine,
+        _out,
+        no_index=args.no_index,
+        check=True,
+        verify=args.verify,
+        seeds=seeds,
+        prune="unused" if args.prune else "",
+        all_keys=args.all_keys,
     )
     log(result.summary())
+    _bound_caches(cfg, engine, None)
     if result.nothing or not (push or args.export_dir):
         return
     from .wheelhouse_transfer import Wheelhouse
@@ -183,6 +205,9 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     )
     log(result.summary())
     if result.pushed is None:  # built in the registry: nothing here to show or push
+        # deps images only grow when a build makes one: only then are they bounded
+        deps_made = not (result.up_to_date or result.deps_reused)
+        _bound_caches(cfg, engine, result.image_id if deps_made else None)
         _out(result.table())
         if args.push or args.push_only:
             engine.push(result.ref, _out)
@@ -227,6 +252,23 @@ def run_doctor(project_dir: Path, posargs: Sequence[str], log: Callable[[str], N
         raise WarpdriveError(
             f"doctor: a build would fail ({names})", fix=report.failed[0].fix or None
         )
+
+
+def _bound_caches(cfg: Config, engine: Engine, image_id: str | None) -> None:
+    """After a build: the host caches and (``image_id``: the image a build that made a
+    deps layer just built) this app's deps images kept under their bounds (the volume's
+    is kept by the builder); one line for each that freed something."""
+    from .cache_bounds import bound_host_caches, prune_deps_images
+
+    try:
+        lines = [bound_host_caches(cfg.cache_max_size)]
+        if image_id is not None:
+            lines.append(prune_deps_images(engine, cfg, image_id))
+    except WarpdriveError as exc:  # the build succeeded: a bound that failed only warns
+        lines = [f"warpdrive: warning: the caches were not pruned: {exc.message}"]
+    for line in lines:
+        if line:
+            _out(line)
 
 
 def _registry_image(ref: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import buildenv, probe_cache, runtime
+from .cache_bounds import needs_upkeep, pruned_line
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
@@ -159,6 +160,14 @@ class WheelhousePlan:
     verify: bool = False
     #: hash these wheels (found damaged by an install)
     check_files: tuple[str, ...] = ()
+    #: the volume's bound in bytes (None: a share of the engine's disk)
+    cache_max_size: int | None = None
+    #: "unused": --prune (only what the current set uses stays); "": the bound
+    prune: str = ""
+    #: with --prune: the other platform keys' wheelhouses go too
+    all_keys: bool = False
+    #: "upkeep": only record the set's use and keep the bound (nothing is built)
+    mode: str = ""
 
     def plan_json(self) -> bytes:
         reqs = self.requirements
@@ -186,6 +195,10 @@ class WheelhousePlan:
                 "installer": self.installer,
                 "verify": self.verify,
                 "check_files": list(self.check_files),
+                "cache_max_size": self.cache_max_size,
+                "prune": self.prune,
+                "all_keys": self.all_keys,
+                "mode": self.mode,
                 "platform_key": json.loads(self.key.to_json()),
             },
             sort_keys=True,
@@ -195,6 +208,7 @@ class WheelhousePlan:
         members = {
             "plan.json": self.plan_json(),
             "build_wheels.py": runtime.read("build_wheels.py"),
+            "wheel_cache.py": runtime.read("wheel_cache.py"),
         }
         for name, data in self.requirements.files:
             members[f"req/{name}"] = data
@@ -338,6 +352,8 @@ def build_wheelhouse(
     check_files: tuple[str, ...] = (),
     seeds: tuple[Seed, ...] | None = None,
     announce: bool = True,
+    prune: str = "",
+    all_keys: bool = False,
 ) -> WheelhouseResult:
     """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
     which resolved wheels are published before the builder finishes (the image build
@@ -350,7 +366,10 @@ def build_wheelhouse(
     A listed set is taken as it is, unless ``check`` (the builder compares sizes and mtimes
     with the manifest, hashing what changed; a volume that lost what it wrote is said),
     ``verify`` (all hashed) or ``check_files`` (these hashed): a damaged or missing wheel
-    is fetched or built again."""
+    is fetched or built again.
+
+    Then the set's use is recorded and the volume bounded (keep_up); ``prune="unused"``
+    and ``all_keys``: --prune and --all-keys (runtime/wheel_cache.py)."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
     reqs = requirements_for(cfg, base_key)
@@ -367,27 +386,79 @@ def build_wheelhouse(
             engine, cfg, builder_key, builder_info.id, seeds, manifest, reqs.digest, out
         )
     done = resolved_set(manifest, reqs.digest)
-    if done is not None and not (check or verify or check_files):
+    plan = builder_plan(
+        cfg,
+        (builder_info, builder_key),
+        reqs,
+        no_index,
+        verify=verify,
+        check_files=check_files,
+        prune=prune,
+        all_keys=all_keys,
+    )
+    if done is not None and not (check or verify or check_files or prune):
+        manifest = keep_up(engine, plan, manifest, out)
         seconds = time.monotonic() - started
         return WheelhouseResult(
             builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
         )
-    plan = WheelhousePlan(
-        cfg.volume, builder_info.id, builder_key, reqs, no_index, cfg.network, cfg.python
-    )
-    plan = dataclasses.replace(
-        plan, installer=cfg.installer, verify=verify, check_files=check_files
-    )
     summary = _run_builder(engine, plan, on_ready, out, kept=check)
+    return _result(builder_key, builder_info.id, summary, time.monotonic() - started)
+
+
+def _result(
+    key: PlatformKey, builder_id: str, summary: Mapping[str, Any], seconds: float
+) -> WheelhouseResult:
+    """What a builder run reported (its summary line), as the result."""
     written = summary.get("manifest")
     return WheelhouseResult(
-        builder_key,
+        key,
         bool(summary.get("up_to_date")),
         tuple(summary.get("new", ())),
         int(summary.get("resolved", 0)),
-        time.monotonic() - started,
+        seconds,
         written if isinstance(written, dict) else {},
-        builder_id=builder_info.id,
+        builder_id=builder_id,
+    )
+
+
+def keep_up(
+    engine: Engine, plan: WheelhousePlan, manifest: Mapping[str, Any], out: Output
+) -> Mapping[str, Any]:
+    """For a requirement set found complete (nothing to build): the builder's upkeep
+    (its use recorded, the volume kept under its bound) when the recorded use is getting
+    old or the volume was over its limit; the manifest as it then is."""
+    if not needs_upkeep(manifest, plan.requirements.digest, plan.cache_max_size):
+        return manifest
+    kept = _run_builder(engine, dataclasses.replace(plan, mode="upkeep"), None, out)
+    written = kept.get("manifest")
+    return written if isinstance(written, dict) and written else manifest
+
+
+def upkeep_for(
+    cfg: Config, engine: Engine, reqs: RequirementSet, manifest: Mapping[str, Any], out: Output
+) -> Mapping[str, Any]:
+    """keep_up for an image build that found its requirement set complete in
+    ``manifest`` (read for the base image's platform key, which the builder's equals)."""
+    if not needs_upkeep(manifest, reqs.digest, cfg.cache_max_size):
+        return manifest  # the common case: no probe, no container
+    builder_info, builder_key, _ = _targets(cfg, engine)
+    plan = builder_plan(cfg, (builder_info, builder_key), reqs, True)
+    return keep_up(engine, plan, manifest, out)
+
+
+def builder_plan(
+    cfg: Config,
+    builder: tuple[ImageInfo, PlatformKey],
+    reqs: RequirementSet,
+    no_index: bool,
+    **more: Any,
+) -> WheelhousePlan:
+    """The builder's plan for ``reqs`` with the app's settings (``more``: this run's)."""
+    info, key = builder
+    plan = WheelhousePlan(cfg.volume, info.id, key, reqs, no_index, cfg.network, cfg.python)
+    return dataclasses.replace(
+        plan, installer=cfg.installer, cache_max_size=cfg.cache_max_size, **more
     )
 
 
@@ -405,6 +476,7 @@ def _run_builder(
     # the builder's machine-read lines, defined on its side of the line; imported here
     # (not at the top): a build whose wheelhouse is complete never runs the builder
     from .runtime.build_wheels import FAILURE_PREFIX, READY_PREFIX, SUMMARY_PREFIX
+    from .runtime.wheel_cache import PRUNED_PREFIX
 
     engine.ensure_volume(plan.volume)
     secrets = buildenv.build_secrets()
@@ -416,6 +488,11 @@ def _run_builder(
             ready = _ready(line)
             if ready is not None and on_ready is not None:
                 on_ready(*ready)
+            return
+        if line.startswith(PRUNED_PREFIX):
+            said = _pruned(line[len(PRUNED_PREFIX) :], plan.volume)
+            if said:
+                out(said)
             return
         if not line.startswith((SUMMARY_PREFIX, FAILURE_PREFIX)):
             out(buildenv.redact(line, secrets))
@@ -543,6 +620,15 @@ def _failure(lines: list[str]) -> dict[str, Any]:
                 return {}
             return data if isinstance(data, dict) else {}
     return {}
+
+
+def _pruned(text: str, volume: str) -> str | None:
+    """The line to say of the builder's upkeep report (cache_bounds.pruned_line)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return pruned_line(data, volume) if isinstance(data, dict) else None
 
 
 def _ready(line: str) -> tuple[list[Wheel], dict[str, Any]] | None:

@@ -65,6 +65,9 @@ class ImageInfo:
     diff_ids: tuple[str, ...] = ()
     #: the tags that name it
     tags: tuple[str, ...] = ()
+    #: when it was last tagged (RFC 3339; "" when never): a deps image is tagged again
+    #: each time a build reuses it, so this is its last use
+    last_tagged: str = ""
 
 
 @dataclass(frozen=True)

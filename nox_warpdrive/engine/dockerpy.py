@@ -110,6 +110,7 @@ def image_info(attrs: Mapping[str, Any]) -> ImageInfo:
         created=str(attrs.get("Created") or ""),
         diff_ids=diff_ids,
         tags=tuple(str(t) for t in attrs.get("RepoTags") or ()),
+        last_tagged=str((attrs.get("Metadata") or {}).get("LastTagTime") or ""),
     )
 
 

@@ -5,7 +5,9 @@ Layout of the volume (mounted at /warpdrive):
 
     /warpdrive/<platform-key>/wheels/*.whl     published wheels (only complete files)
     /warpdrive/<platform-key>/cache/           pip's cache (HTTP + locally built wheels)
-    /warpdrive/<platform-key>/manifest.json    requirement sets -> resolved wheels, sha256s
+    /warpdrive/<platform-key>/manifest.json    requirement sets -> resolved wheels, sha256s,
+                                               each set's built_at and last_used; the
+                                               volume's size when last measured
     /warpdrive/<platform-key>/staging-*/       pip's output for one run, removed after
     /warpdrive/<platform-key>/tools/uv-<ver>/  uv, fetched inside the builder (so it fits it)
     /warpdrive/<platform-key>/uv-cache/        uv's cache (metadata for fast resolution)
@@ -21,6 +23,10 @@ WHEELS-READY tells the host, which can install them while sdists still build); a
 requirement set is recorded in the manifest only at the end, after everything was built,
 so a failed or interrupted run records nothing (its verified downloads stay for the next
 run).
+
+After each run the volume is kept under its bound (wheel_cache.py, shipped next to this
+script): the use of the current set is recorded, then caches, unused wheels and the least
+recently used sets go while it is over.
 """
 
 import collections
@@ -1783,13 +1789,13 @@ def record(ctx, resolved_files, uv):
             entry["size"] = size
             resolved.append(entry)
         sets = manifest.get("sets", {})
-        sets[plan["requirements_hash"]] = {
-            "resolved": resolved,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        # keep the most recent requirement sets (switching branches back is free)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sets[plan["requirements_hash"]] = {"resolved": resolved, "built_at": stamp}
+        sets[plan["requirements_hash"]]["last_used"] = stamp
+        # keep the most recently used requirement sets (switching branches back is free)
         if len(sets) > MAX_SETS:
-            for old in sorted(sets, key=lambda k: sets[k]["built_at"])[: len(sets) - MAX_SETS]:
+            last_use = cache_module().last_use
+            for old in sorted(sets, key=lambda k: last_use(sets[k]))[: len(sets) - MAX_SETS]:
                 del sets[old]
         manifest.update(
             format=1,
@@ -1809,6 +1815,50 @@ def record(ctx, resolved_files, uv):
         )
         write_json_atomic(ctx["manifest_path"], manifest, staging)
     return manifest
+
+
+def cache_module():
+    """wheel_cache.py, shipped next to this script: the volume's bound and --prune."""
+    try:
+        from . import wheel_cache
+    except ImportError:  # run as a script in the builder
+        import wheel_cache
+    return wheel_cache
+
+
+def upkeep(ctx, uv=None):
+    """After a run, under the lock: record the use of the current requirement set, then
+    keep the volume under its limit (or, for --prune, only what the current set uses);
+    one PRUNED line says what was freed. The manifest as written."""
+    wc = cache_module()
+    plan, root = ctx["plan"], ctx["root"]
+    with Lock(root):
+        manifest = load_manifest(ctx["manifest_path"])
+        if not manifest:
+            return manifest
+        now = time.time()
+        current = [plan["requirements_hash"]]
+        wc.touch(manifest, current[0], now)
+        if wc.others_live(root, ctx["staging"]):
+            data = {"mode": "skipped", "why": "another run is building in this wheelhouse"}
+        elif plan.get("prune") == "unused":
+            uv = uv or installed_uv(root, manifest)
+            args = (root, plan["volume_dir"], manifest, current, uv, plan.get("all_keys"), Lock)
+            data = wc.prune_unused(*args)
+        else:
+            limit = plan.get("cache_max_size")
+            others = (Lock, lambda path, data: write_json_atomic(path, data, ctx["staging"]))
+            data = wc.bound(root, plan["volume_dir"], manifest, current, limit, now, others)
+        write_json_atomic(ctx["manifest_path"], manifest, ctx["staging"])
+    wc.report(data)
+    return manifest
+
+
+def installed_uv(root, manifest):
+    """The uv the manifest names, when it is there."""
+    entry = (manifest.get("tools") or {}).get("uv") or {}
+    path = os.path.join(root, entry["path"]) if entry.get("path") else None
+    return path if path and os.path.exists(path) else None
 
 
 def summary_line(data):
@@ -1916,7 +1966,8 @@ def run(plan, ctx):
         drop_cut_off_cache(ctx["root"])  # what this failure cut off never reaches a rerun
         log("nothing was recorded")
         return code
-    manifest = record(ctx, resolved_files, uv)
+    record(ctx, resolved_files, uv)
+    manifest = upkeep(ctx, uv)
     resolved = manifest["resolved"]
     summary_line(
         {
@@ -2130,10 +2181,11 @@ def main():
     }
     try:
         done, manifest = check_volume(plan, root, wheels, staging, ctx["manifest_path"])
-        if done is not None:
-            summary_line(
-                {"up_to_date": True, "new": [], "resolved": len(done), "manifest": manifest}
-            )
+        if done is not None or plan.get("mode") == "upkeep":
+            # complete (or the host asks only for the upkeep): nothing to build
+            manifest = upkeep(ctx) or manifest
+            summary = {"up_to_date": done is not None, "new": [], "manifest": manifest}
+            summary_line(dict(summary, resolved=len(done or ())))
             return 0
         return run(plan, ctx)
     except OSError as exc:

@@ -359,7 +359,11 @@ def test_ensure_deps_finds_the_image_by_its_key(tmp_path: Path) -> None:
     engine = existing_deps(cfg)
     out: list[str] = []
     assert ensure_deps(engine, cfg, out) == ("sha256:existing", True, 0.0)
-    assert engine.steps == [] and engine.tags == [] and engine.filters == []
+    assert engine.steps == [] and engine.filters == []
+    # tagged again under the same ref: its last use, for the deps images' bound
+    assert [(i, r.split(":")[0]) for i, r in engine.tags] == [
+        ("sha256:existing", f"warpdrive-deps/{cfg.name}")
+    ]
     assert out == []
 
 
@@ -609,7 +613,10 @@ def test_early_deps_join_none_when_the_image_already_existed(tmp_path: Path) -> 
     assert early.join(out.append) is None
     assert out == []
     assert early.error is None and early.thread is not None
-    assert engine.steps == [] and engine.tags == []
+    # only tagged again under its own ref (its last use)
+    assert engine.steps == [] and {r for _, r in engine.tags} == {
+        deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED).ref
+    }
 
 
 def test_early_image_is_the_parent_of_the_full_deps_layer(tmp_path: Path) -> None:

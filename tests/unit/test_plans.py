@@ -96,6 +96,7 @@ def test_wheelhouse_step(tmp_path: Path) -> None:
     assert set(files) == {
         "warpdrive-build/plan.json",
         "warpdrive-build/build_wheels.py",
+        "warpdrive-build/wheel_cache.py",
         "warpdrive-build/req/requirements.txt",
         "warpdrive-build/req/reqs/base.txt",
     }

@@ -342,3 +342,14 @@ def test_nox_bad_posargs_are_a_clean_error(good_project: Path) -> None:
     text = nox_fails(good_project, "-s", "image", "--", "--bogus")
     assert "bad arguments" in text and "--bogus" in text
     assert "no Docker engine" not in text  # arguments are checked first
+
+
+def test_prune_options(registry: dict[str, Any], no_docker: list[str], tmp_path: Path) -> None:
+    args = sessions_module.wheelhouse_parser().parse_args(["--prune", "--all-keys"])
+    assert (args.prune, args.all_keys) == (True, True)
+    args = sessions_module.wheelhouse_parser().parse_args([])
+    assert (args.prune, args.all_keys) == (False, False)
+    nox_warpdrive.sessions(project_dir=tmp_path)
+    error = run_session(registry, "wheelhouse", ["--all-keys"]).errors[0]
+    assert "--all-keys goes with --prune" in error
+    assert no_docker == []  # said before the engine is reached

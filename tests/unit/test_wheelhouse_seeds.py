@@ -18,6 +18,7 @@ from nox_warpdrive import wheelhouse as wheelhouse_module
 from nox_warpdrive import wheelhouse_dir, wheelhouse_image
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.errors import ConfigError
+from nox_warpdrive.runtime import wheel_cache
 from nox_warpdrive.runtime.build_wheels import SUMMARY_PREFIX
 from nox_warpdrive.wheelhouse import Seed, build_wheelhouse, seeds_for
 from nox_warpdrive.wheelhouse_transfer import Imported
@@ -63,7 +64,8 @@ def complete(cfg: Config) -> dict[str, Any]:
     ]
     return {
         "wheels": {"flask-3-py3-none-any.whl": "0" * 64},
-        "sets": {digest: {"resolved": resolved}},
+        # used just now: a build that finds it complete needs no upkeep run
+        "sets": {digest: {"resolved": resolved, "last_used": wheel_cache.now_iso()}},
     }
 
 
