@@ -215,6 +215,27 @@ def _push_grown_wheelhouse(cfg: Config, engine: Engine, built: WheelhouseResult 
 def run_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s run --", add_help=False)
     p.add_argument("--port", type=int, default=8080, help="host port (default 8080)")
+    p.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        help="publish the port on ADDRESS (default 127.0.0.1: this machine only; "
+        "0.0.0.0: every network it is on)",
+    )
+    p.add_argument(
+        "--env",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a variable for the container (repeatable)",
+    )
+    p.add_argument(
+        "--env-file",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="variables for the container, KEY=VALUE per line (# comments), as "
+        "`docker run --env-file` reads them",
+    )
     p.add_argument("--detach", action="store_true", help="leave it running")
     p.add_argument("--name", help="container name (default <name>-run)")
     p.add_argument("--tag", metavar="REF", help="run REF instead of `image`")
@@ -229,11 +250,14 @@ def serve_parser() -> argparse.ArgumentParser:
 
 
 def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
-    from .run import run
+    from .run import RunOptions, run, run_env
 
     args = run_parser().parse_args(list(posargs))
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
-    run(cfg, connect_engine(), _out, port=args.port, detach=args.detach, name=args.name)
+    files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
+    env = run_env(files, args.env)
+    options = RunOptions(args.port, args.host, env, args.name)
+    run(cfg, connect_engine(), _out, options, detach=args.detach)
 
 
 def serve_plan(
