@@ -103,6 +103,9 @@ class Config:
     inputs_reason: str = ""
     #: a registry image to seed the wheelhouse from (tagged per platform key)
     wheelhouse_image: str | None = None
+    #: show the output of sdist builds as they run (`--verbose`; not a pyproject key):
+    #: by default it goes to a log in the volume, shown when a build fails
+    verbose: bool = False
 
 
 def _suggest(key: str) -> str:

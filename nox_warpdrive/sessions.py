@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -50,6 +51,7 @@ def _out(line: str) -> None:
 def wheelhouse_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s wheelhouse --", add_help=False)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
+    _verbose_option(p)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -96,6 +98,7 @@ def image_parser() -> argparse.ArgumentParser:
         help="never consult a package index: install only from the wheelhouse",
     )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
+    _verbose_option(p)
     p.add_argument(
         "--cache-from",
         metavar="REF",
@@ -111,6 +114,15 @@ def image_parser() -> argparse.ArgumentParser:
         "changed, collectstatic must run, a build hook), build here and push, saying why",
     )
     return p
+
+
+def _verbose_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the output of sdist builds (compilers) as it comes; without it, it goes "
+        "to a log in the volume, shown when a build fails",
+    )
 
 
 def _registry_ref(given: str | None, configured: str | None, option: str) -> str | None:
@@ -129,7 +141,7 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     from .wheelhouse import Seed, build_wheelhouse, seeds_for
 
     args = wheelhouse_parser().parse_args(list(posargs))
-    cfg = load_config(project_dir)
+    cfg = dataclasses.replace(load_config(project_dir), verbose=args.verbose)
     pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
     push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
     imported = str(Path(args.import_dir).resolve()) if args.import_dir else ""
@@ -160,7 +172,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
 
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
-    cfg = load_config(project_dir, overrides)
+    cfg = dataclasses.replace(load_config(project_dir, overrides), verbose=args.verbose)
     if args.push_only:
         _registry_image(cfg.image)
     engine = connect(_out)
