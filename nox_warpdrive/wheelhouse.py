@@ -349,11 +349,7 @@ def build_wheelhouse(
         cfg.volume, builder_info.id, builder_key, reqs, no_index, cfg.network, cfg.python
     )
     plan = dataclasses.replace(
-        plan,
-        installer=cfg.installer,
-        verify=verify,
-        check_files=check_files,
-        verbose=cfg.verbose,
+        plan, installer=cfg.installer, verify=verify, check_files=check_files, verbose=cfg.verbose
     )
     summary = _run_builder(engine, plan, on_ready, out)
     written = summary.get("manifest")
@@ -399,6 +395,9 @@ def _run_builder(
     return _summary(lines)
 
 
+#: the volume and the builder image of a run (where its logs are read), when known
+Where = tuple[str, str] | None
+
 _KEPT = (
     "the manifest is unchanged (earlier images and --no-index builds are not affected); "
     "wheels fetched so far are kept for the next run"
@@ -406,19 +405,14 @@ _KEPT = (
 
 
 def builder_failure(
-    code: int,
-    failure: Mapping[str, Any],
-    secrets: Mapping[str, bytes],
-    where: tuple[str, str] | None = None,
+    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes], where: Where = None
 ) -> BuildError:
     """The error for a failed builder, naming its cause and the fix for that cause.
     ``where``: the volume and builder image (a build's whole output is read there)."""
     stage = str(failure.get("stage") or ("killed" if code in (137, 143) else "unknown"))
     package = failure.get("package")
     what = f" {package}" if isinstance(package, str) and package else ""
-    detail = [buildenv.redact(str(x), secrets) for x in failure.get("detail") or ()]
-    last = ("; its last lines:\n" + "\n".join("  | " + x for x in detail)) if detail else ""
-    last += _log_note(failure, where)
+    last = _last_lines(failure, secrets) + _log_note(failure, where)
     messages = {
         "resolve": (
             f"no version of{what or ' a requirement'} could be found or resolved{last}",
@@ -503,7 +497,13 @@ def _lock_messages(failure: Mapping[str, Any], what: str, last: str) -> dict[str
     }
 
 
-def _log_note(failure: Mapping[str, Any], where: tuple[str, str] | None) -> str:
+def _last_lines(failure: Mapping[str, Any], secrets: Mapping[str, bytes]) -> str:
+    """The builder's last lines, redacted, as the message shows them ('' for none)."""
+    detail = [buildenv.redact(str(x), secrets) for x in failure.get("detail") or ()]
+    return ("; its last lines:\n" + "\n".join("  | " + x for x in detail)) if detail else ""
+
+
+def _log_note(failure: Mapping[str, Any], where: Where) -> str:
     """Where a failed build's whole output is (its log in the volume), and the command
     that shows it."""
     log = failure.get("log")
