@@ -24,11 +24,13 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def env_pair(text: str, where: str) -> tuple[str, str]:
     """KEY=VALUE as (KEY, VALUE), the value taken as it is (quotes included, as
-    `docker run --env-file` takes it); ConfigError naming ``where`` otherwise."""
+    `docker run --env-file` takes it); ConfigError naming ``where`` otherwise (the value
+    left out of the message: it may be a secret)."""
     key, sep, value = text.partition("=")
     if not sep or not _ENV_NAME.match(key):
+        shown = f"{key.strip()}=..." if sep else text.strip()[:40]
         raise ConfigError(
-            f"{where}: {text.strip()!r} is not KEY=VALUE",
+            f"{where}: {shown!r} is not KEY=VALUE",
             fix="write each variable as KEY=VALUE (a letter or _ first, then letters, "
             "digits or _), e.g. `--env DJANGO_SETTINGS_MODULE=site.settings`",
         )

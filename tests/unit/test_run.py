@@ -89,7 +89,8 @@ def test_env_pairs_and_files(tmp_path: Path) -> None:
 def test_a_bad_env_argument_is_named(bad: str) -> None:
     with pytest.raises(ConfigError) as exc:
         run_env([], [bad])
-    assert repr(bad) in exc.value.message and "--env" in exc.value.message
+    shown = bad.split("=")[0] + "=..." if "=" in bad else bad
+    assert repr(shown) in exc.value.message and "--env" in exc.value.message
     assert "KEY=VALUE" in (exc.value.fix or "")
 
 
@@ -98,7 +99,8 @@ def test_a_bad_env_file_line_is_named_with_its_number(tmp_path: Path) -> None:
     f.write_text("A=1\n# fine\nexport B=2\n")
     with pytest.raises(ConfigError) as exc:
         env_file(f)
-    assert f"{f} line 3" in exc.value.message and "'export B=2'" in exc.value.message
+    assert f"{f} line 3" in exc.value.message and "'export B=...'" in exc.value.message
+    assert "2" not in exc.value.message.split("line 3")[1], "the value was shown"
     with pytest.raises(ConfigError, match="cannot read the env file"):
         env_file(tmp_path / "missing.env")
 
