@@ -85,3 +85,11 @@ def test_failures_without_a_log_keep_15_lines(capsys: pytest.CaptureFixture[str]
     bw.report_failure("download", 1, [f"line {i}" for i in range(40)])
     failure = _failure(capsys.readouterr().out.splitlines())
     assert failure["detail"] == [f"line {i}" for i in range(25, 40)]
+
+
+def test_verbose_is_an_option_of_wheelhouse_and_image() -> None:
+    from nox_warpdrive.sessions import image_parser, wheelhouse_parser
+
+    assert wheelhouse_parser().parse_args(["--verbose"]).verbose
+    assert image_parser().parse_args(["--verbose", "--tag", "x"]).verbose
+    assert not image_parser().parse_args([]).verbose
