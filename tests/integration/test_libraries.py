@@ -37,3 +37,20 @@ def test_a_library_the_base_image_lacks_fails_the_build_and_keeps_the_tag(
     assert "apt-get install -y --no-install-recommends libpython3.11" in (exc.value.fix or "")
     tagged = engine.image(app.image)
     assert tagged is not None and tagged.id == first.image_id, "the tag moved"
+
+
+def test_a_whole_deps_layer_built_in_memory_is_checked_too(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """The wheelhouse built first (no deps layer started early, none to add to): the
+    deps layer is built whole, in memory, and exported; the check fails it the same way."""
+    from nox_warpdrive.wheelhouse import build_wheelhouse
+
+    app: App = make_app(["wd-embed-demo"])
+    build_wheelhouse(load_config(app.root), engine, lambda line: None)
+    lines: list[str] = []
+    with pytest.raises(MissingLibraries) as exc:
+        build_image(load_config(app.root), engine, lines.append, no_index=True)
+    assert "libpython3.11.so.1.0 (Debian package libpython3.11)" in str(exc.value)
+    assert not any("adding" in line for line in lines), "it was built on another deps layer"
+    assert engine.image(app.image) is None, "an image was tagged"
