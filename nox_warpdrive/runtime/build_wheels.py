@@ -600,8 +600,9 @@ def start_uv_builds(ctx, uv, pins, env):
             path,
         ]
         log("building " + spec_of(pin))
-        path, echo = build_log(ctx, spec_of(pin))
-        out.append((spec_of(pin), Tee(cmd, env=dict(env, **uv_env(env)), log=path, echo=echo)))
+        log_path, echo = build_log(ctx, spec_of(pin))
+        tee = Tee(cmd, env=dict(env, **uv_env(env)), log=log_path, echo=echo)
+        out.append((spec_of(pin), tee))
     return out
 
 
@@ -649,14 +650,14 @@ class Tee:
         self.thread.start()
 
     def _pump(self):
-        sink = open(self.log, "w", encoding="utf-8") if self.log else None
+        sink = LogSink(self.log) if self.log else None
         try:
             for raw in iter(self.proc.stdout.readline, b""):
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 self.tail.append(line)
                 self.lines += 1
                 if sink is not None:
-                    sink.write(line + "\n")
+                    sink.write(line)
                 if self.echo:
                     with Tee._print_lock:
                         sys.stdout.write(line + "\n")
@@ -669,6 +670,55 @@ class Tee:
         code = self.proc.wait()
         self.thread.join()
         return code
+
+
+class LogSink:
+    """A build's log in the volume, credentials redacted as the host redacts what it
+    shows. A log that cannot be written (a full disk) is given up, never the build: the
+    child's output is still read, so it cannot block on a full pipe."""
+
+    def __init__(self, path):
+        self.secrets = secret_parts()
+        try:
+            self.fh = open(path, "w", encoding="utf-8")
+        except OSError:
+            self.fh = None
+
+    def write(self, line):
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(redact_line(line, self.secrets) + "\n")
+        except OSError:
+            self.close()
+
+    def close(self):
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError:
+                pass
+            self.fh = None
+
+
+def secret_parts():
+    """The index settings' words that carry credentials (user:token@host URLs)."""
+    parts = []
+    for value in secret_env().values():
+        for part in str(value).split():
+            if "@" in part and len(part) > 8:
+                parts.append(part)
+    return parts
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
+
+
+def redact_line(line, secrets):
+    """``line`` without the index settings' credentials, nor any user:password@ in a URL."""
+    for part in secrets:
+        line = line.replace(part, "<redacted>")
+    return _URL_CREDENTIALS.sub("<redacted>@", line)
 
 
 def build_log(ctx, spec):

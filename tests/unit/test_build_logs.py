@@ -93,3 +93,28 @@ def test_verbose_is_an_option_of_wheelhouse_and_image() -> None:
     assert wheelhouse_parser().parse_args(["--verbose"]).verbose
     assert image_parser().parse_args(["--verbose", "--tag", "x"]).verbose
     assert not image_parser().parse_args([]).verbose
+
+
+def test_the_log_holds_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        bw, "secret_env", lambda: {"PIP_INDEX_URL": "https://me:t0ken@index.example/simple"}
+    )
+    path = tmp_path / "x.log"
+    script = (
+        "print('GET https://me:t0ken@index.example/simple/x/');print('from http://other:pw@host/y')"
+    )
+    tee = bw.Tee([sys.executable, "-c", script], log=str(path), echo=False)
+    tee.wait()
+    text = path.read_text()
+    assert "t0ken" not in text and "pw@" not in text and text.count("<redacted>") == 2
+
+
+def test_a_log_that_cannot_be_written_does_not_stop_the_build(tmp_path: Path) -> None:
+    tee = bw.Tee(noisy(20000), log=str(tmp_path / "missing-dir" / "x.log"), echo=False)
+    assert tee.wait() == 0 and tee.lines == 20000
+
+
+def test_a_full_disk_under_the_log_does_not_block_the_build() -> None:
+    """/dev/full: every write fails with ENOSPC, as a full volume does."""
+    tee = bw.Tee(noisy(20000), log="/dev/full", echo=False)
+    assert tee.wait() == 0 and tee.lines == 20000
