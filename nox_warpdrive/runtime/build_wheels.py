@@ -1489,14 +1489,27 @@ def python_mismatch(lines):
         versions, needs = [], []
         for item in m.group(1).split("; "):
             version, _, spec = item.partition(" Requires-Python ")
-            if spec:
+            if spec and needs_newer(spec):
                 versions.append(version.strip())
                 if spec.strip() not in needs:
                     needs.append(spec.strip())
+        if not needs:
+            return {}  # only releases for an older Python were left out: not the cause
         python = "%d.%d.%d" % sys.version_info[:3]
         every = bool(_PIP_NONE_LEFT.search(text))
         return {"python": python, "needs": needs, "versions": versions, "all": every}
     return {}
+
+
+def needs_newer(spec, python=None):
+    """Whether a Requires-Python asks for a newer Python than this one (its lower bound:
+    >=3.12, >3.11, ~=3.12), not an older one (<3, ==2.7)."""
+    here = tuple(python or sys.version_info[:2])
+    for op, major, minor in re.findall(r"(>=|>|~=)\s*(\d+)\.(\d+)", spec):
+        bound = (int(major), int(minor))
+        if bound > here or (op == ">" and bound == here):
+            return True
+    return False
 
 
 def report_failure(stage, code, lines=(), package=None, **more):

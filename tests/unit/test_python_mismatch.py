@@ -45,6 +45,13 @@ UV_TEXT = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def builder_python_311(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builder's Python is the test base image's, 3.11, whatever runs the tests."""
+    newer = build_wheels.needs_newer
+    monkeypatch.setattr(build_wheels, "needs_newer", lambda spec: newer(spec, (3, 11)))
+
+
 def reported(lines: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     stage, package = build_wheels.classify(1, lines)
     build_wheels.report_failure(stage, 1, lines, package)
@@ -103,3 +110,26 @@ def test_the_example_image(spec: str, example: str) -> None:
 def test_the_report_line_is_json() -> None:
     data = build_wheels.python_mismatch(PIP_NONE_LEFT)
     assert json.loads(json.dumps(data)) == data
+
+
+def test_releases_left_out_for_an_older_python_are_not_the_cause(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = [
+        "ERROR: Ignored the following versions that require a different python version: "
+        "0.1 Requires-Python <3; 0.2 Requires-Python ==2.7.*",
+        "ERROR: Could not find a version that satisfies the requirement old==9 "
+        "(from versions: 1.0)",
+        "ERROR: No matching distribution found for old==9",
+    ]
+    failure = reported(lines, capsys)
+    assert "needs" not in failure
+    assert "private package" in (builder_failure(1, failure, SECRETS).fix or "")
+
+
+@pytest.mark.parametrize(
+    ("spec", "newer"),
+    [(">=3.12", True), (">3.11", True), ("~=3.13", True), (">=3.8", False), ("<3", False)],
+)
+def test_needs_newer(spec: str, newer: bool) -> None:
+    assert build_wheels.needs_newer(spec) is newer  # as the builder's 3.11 sees it
