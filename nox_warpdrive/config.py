@@ -122,6 +122,9 @@ class Config:
     #: the bound on the wheelhouse volume (and this app's deps images), in bytes; None:
     #: a share of the engine's disk (runtime/wheel_cache.py default_limit)
     cache_max_size: int | None = None
+    #: show the output of sdist builds as they run (`--verbose`; not a pyproject key):
+    #: by default it goes to a log in the volume, shown when a build fails
+    verbose: bool = False
 
 
 def _suggest(key: str) -> str:

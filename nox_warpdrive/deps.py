@@ -32,9 +32,10 @@ from .layout import (
     VENV,
     key_digest,
 )
+from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search, parse_report
 from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
-from .runtime.assemble import DAMAGED_LINE, MISSING_LINE
+from .runtime.assemble import DAMAGED_LINE, LIBRARIES_LINE, MISSING_LINE
 from .tars import tar_files
 from .wheels import Wheel
 from .wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
@@ -44,7 +45,9 @@ DEPS_SCRATCH = "/tmp/warpdrive-scratch"
 
 
 #: bump when the layout of the deps layer changes, so old deps images are not reused
-DEPS_FORMAT = "2"
+#: ("3": every deps layer passed the shared-library and server check; one built before
+#: it may hold a file that cannot load in the base image, and is built again once)
+DEPS_FORMAT = "3"
 
 
 @dataclass(frozen=True)
@@ -407,11 +410,14 @@ def ensure_deps(
     elif not fits_in_memory(resolved, engine.memory_total()):
         deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)
     try:
-        result = run_deps(engine, deps.step, out)
-    except LayerRefused as exc:
-        out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
-        deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
-        result = run_deps(engine, deps.step, out)
+        try:
+            result = run_deps(engine, deps.step, out)
+        except LayerRefused as exc:
+            out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
+            deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
+            result = run_deps(engine, deps.step, out)
+    except MissingLibraries as exc:
+        raise name_missing(engine, cfg, exc) from None
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
@@ -439,11 +445,16 @@ class DamagedWheels(WarpdriveError):
 
 def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
     """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
-    found one missing. ``into``: the file an export step's layer is written to
+    found one missing, MissingLibraries when a file of the virtualenv needs a library
+    the base image lacks. ``into``: the file an export step's layer is written to
     (engine.run_export) instead of an image."""
     found: dict[str, list[str]] = {DAMAGED_LINE: [], MISSING_LINE: []}
+    libraries: dict[str, list[dict[str, str]]] = {}
 
     def shown(line: str) -> None:
+        if line.startswith(LIBRARIES_LINE):
+            libraries.update(parse_report(line[len(LIBRARIES_LINE) :]))
+            return
         prefix = next((p for p in found if line.startswith(p)), None)
         if prefix is None:
             out(line)
@@ -459,7 +470,19 @@ def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) 
     except BuildError:
         if found[DAMAGED_LINE] or found[MISSING_LINE]:
             raise DamagedWheels(found[DAMAGED_LINE], found[MISSING_LINE]) from None
+        if libraries:
+            raise MissingLibraries(libraries) from None
         raise
+
+
+def name_missing(engine: Engine, cfg: Config, exc: MissingLibraries) -> MissingLibraries:
+    """The error naming the base image and, where the builder image can say (`dpkg -S`:
+    it has the -dev packages, so the libraries), the Debian package of each library."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(WarpdriveError):
+        output = engine.run_probe(cfg.builder_image, dpkg_command(sorted(exc.report)), "none")
+        found = parse_dpkg_search(output, sorted(exc.report))
+    return exc.named(cfg.base_image, found)
 
 
 #: the deps step's last line (runtime/assemble.py)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -50,6 +51,7 @@ def _out(line: str) -> None:
 def wheelhouse_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s wheelhouse --", add_help=False)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
+    _verbose_option(p)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -107,6 +109,7 @@ def image_parser() -> argparse.ArgumentParser:
         help="never consult a package index: install only from the wheelhouse",
     )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
+    _verbose_option(p)
     p.add_argument(
         "--cache-from",
         metavar="REF",
@@ -130,6 +133,15 @@ def image_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _verbose_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the output of sdist builds (compilers) as it comes; without it, it goes "
+        "to a log in the volume, shown when a build fails",
+    )
+
+
 def _registry_ref(given: str | None, configured: str | None, option: str) -> str | None:
     """The REF of --pull/--push: the one given, else `wheelhouse-image`; None when the
     option is absent."""
@@ -148,7 +160,7 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     args = wheelhouse_parser().parse_args(list(posargs))
     if args.all_keys and not args.prune:
         raise _ArgError("--all-keys goes with --prune: `nox -s wheelhouse -- --prune --all-keys`")
-    cfg = load_config(project_dir)
+    cfg = dataclasses.replace(load_config(project_dir), verbose=args.verbose)
     pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
     push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
     imported = str(Path(args.import_dir).resolve()) if args.import_dir else ""
@@ -188,7 +200,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
 
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
-    cfg = load_config(project_dir, overrides)
+    cfg = dataclasses.replace(load_config(project_dir, overrides), verbose=args.verbose)
     if args.plan or args.json:
         _plan_image(cfg, args)
         return
@@ -305,6 +317,27 @@ def _push_grown_wheelhouse(cfg: Config, engine: Engine, built: WheelhouseResult 
 def run_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s run --", add_help=False)
     p.add_argument("--port", type=int, default=8080, help="host port (default 8080)")
+    p.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        help="publish the port on ADDRESS (default 127.0.0.1: this machine only; "
+        "0.0.0.0: every network it is on)",
+    )
+    p.add_argument(
+        "--env",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a variable for the container (repeatable)",
+    )
+    p.add_argument(
+        "--env-file",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="variables for the container, KEY=VALUE per line (# comments), as "
+        "`docker run --env-file` reads them",
+    )
     p.add_argument("--detach", action="store_true", help="leave it running")
     p.add_argument("--name", help="container name (default <name>-run)")
     p.add_argument("--tag", metavar="REF", help="run REF instead of `image`")
@@ -319,11 +352,14 @@ def serve_parser() -> argparse.ArgumentParser:
 
 
 def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
-    from .run import run
+    from .run import RunOptions, run, run_env
 
     args = run_parser().parse_args(list(posargs))
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
-    run(cfg, connect_engine(), _out, port=args.port, detach=args.detach, name=args.name)
+    files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
+    env = run_env(files, args.env)
+    options = RunOptions(args.port, args.host, env, args.name)
+    run(cfg, connect_engine(), _out, options, detach=args.detach)
 
 
 def serve_plan(

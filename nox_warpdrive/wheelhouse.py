@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -168,6 +169,8 @@ class WheelhousePlan:
     all_keys: bool = False
     #: "upkeep": only record the set's use and keep the bound (nothing is built)
     mode: str = ""
+    #: show sdist builds' output as it comes (it always goes to a log in the volume)
+    verbose: bool = False
 
     def plan_json(self) -> bytes:
         reqs = self.requirements
@@ -199,6 +202,7 @@ class WheelhousePlan:
                 "prune": self.prune,
                 "all_keys": self.all_keys,
                 "mode": self.mode,
+                "verbose": self.verbose,
                 "platform_key": json.loads(self.key.to_json()),
             },
             sort_keys=True,
@@ -458,7 +462,11 @@ def builder_plan(
     info, key = builder
     plan = WheelhousePlan(cfg.volume, info.id, key, reqs, no_index, cfg.network, cfg.python)
     return dataclasses.replace(
-        plan, installer=cfg.installer, cache_max_size=cfg.cache_max_size, **more
+        plan,
+        installer=cfg.installer,
+        cache_max_size=cfg.cache_max_size,
+        verbose=cfg.verbose,
+        **more,
     )
 
 
@@ -500,12 +508,16 @@ def _run_builder(
     with engine.secrets_volume(secrets, plan.builder_image) as secrets_volume:
         result = engine.run(plan.step(), tee, secrets_volume)
     if result.exit_code != 0:
-        raise builder_failure(result.exit_code, _failure(lines), secrets, plan.volume)
+        where = (plan.volume, plan.builder_image)
+        raise builder_failure(result.exit_code, _failure(lines), secrets, where)
     summary = _summary(lines)
     if kept and isinstance(summary.get("manifest"), dict) and not summary.get("up_to_date"):
         check_kept(engine, plan.volume, plan.key, plan.builder_image)
     return summary
 
+
+#: the volume and the builder image of a run (where its logs are read), when known
+Where = tuple[str, str] | None
 
 _KEPT = (
     "the manifest is unchanged (earlier images and --no-index builds are not affected); "
@@ -514,15 +526,15 @@ _KEPT = (
 
 
 def builder_failure(
-    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes], volume: str = ""
+    code: int, failure: Mapping[str, Any], secrets: Mapping[str, bytes], where: Where = None
 ) -> BuildError:
-    """The error for a failed builder, naming its cause and the fix for that cause
-    (``volume``: the wheelhouse volume's name, for a full one)."""
+    """The error for a failed builder, naming its cause and the fix for that cause.
+    ``where``: the volume and builder image (a build's whole output is read there; a
+    full volume is named)."""
     stage = str(failure.get("stage") or ("killed" if code in (137, 143) else "unknown"))
     package = failure.get("package")
     what = f" {package}" if isinstance(package, str) and package else ""
-    detail = [buildenv.redact(str(x), secrets) for x in failure.get("detail") or ()]
-    last = ("; its last lines:\n" + "\n".join("  | " + x for x in detail)) if detail else ""
+    last = _last_lines(failure, secrets) + _log_note(failure, where)
     messages = {
         "resolve": (
             f"no version of{what or ' a requirement'} could be found or resolved{last}",
@@ -552,7 +564,7 @@ def builder_failure(
             "`docker kill`/`docker rm -f`)",
             "give the engine more memory (or build fewer sdists at once), then run again",
         ),
-        "disk": disk_message(failure, volume, last),
+        "disk": disk_message(failure, where[0] if where else "", last),
         "tools": (f"the builder could not get its tools{last}", 'set installer = "pip"'),
         "internal": (
             f"the wheelhouse builder failed{last}",
@@ -560,6 +572,7 @@ def builder_failure(
             "`nox -s wheelhouse -- --verify` checks the volume",
         ),
         **_lock_messages(failure, what, last),
+        **_python_messages(failure, what, last),
     }
     message, fix = messages.get(
         stage,
@@ -601,6 +614,66 @@ def _lock_messages(failure: Mapping[str, Any], what: str, last: str) -> dict[str
             "in [tool.warpdrive]",
         ),
     }
+
+
+def _last_lines(failure: Mapping[str, Any], secrets: Mapping[str, bytes]) -> str:
+    """The builder's last lines, redacted, as the message shows them ('' for none)."""
+    detail = [buildenv.redact(str(x), secrets) for x in failure.get("detail") or ()]
+    return ("; its last lines:\n" + "\n".join("  | " + x for x in detail)) if detail else ""
+
+
+def _log_note(failure: Mapping[str, Any], where: Where) -> str:
+    """Where a failed build's whole output is (its log in the volume), and the command
+    that shows it."""
+    log = failure.get("log")
+    if not isinstance(log, str) or not log or log.startswith(("/", "..")):
+        return ""
+    if where is None:
+        return f"\n(the whole output: {log} in the wheelhouse volume)"
+    volume, image = where
+    image = image.split(":")[-1][:12] if image.startswith("sha256:") else image
+    return f"\n(the whole output: `docker run --rm -v {volume}:/w:ro {image} cat /w/{log}`)"
+
+
+def _python_messages(
+    failure: Mapping[str, Any], what: str, last: str
+) -> dict[str, tuple[str, str]]:
+    """The resolve stage's message and fix when the releases were left out for their
+    Requires-Python: the Python is the base image's, so the fix is a newer base image
+    (or an older release), not the requirement's name or index."""
+    needs = [str(n) for n in failure.get("needs") or () if n]
+    if failure.get("stage") != "resolve" or not needs:
+        return {}
+    python = str(failure.get("python") or "")
+    name = what.strip() or "a requirement"
+    versions = [str(v) for v in failure.get("versions") or ()]
+    left = f" (left out: {', '.join(versions[-5:])})" if versions else ""
+    which = (
+        f"every release of {name} needs"
+        if failure.get("all")
+        else f"the releases of {name} that would fit need"
+    )
+    example = _python_image(needs[0])
+    return {
+        "resolve": (
+            f"{which} Python {' or '.join(needs)}{left}, and the base image has Python "
+            f"{python or 'of another version'}{last}",
+            f"use a base image (and builder image) with a Python that satisfies "
+            f"{needs[0]}{example}: set `base-image` and `builder-image` in "
+            f"[tool.warpdrive]; or require a release of {name} that supports Python "
+            f"{'.'.join(python.split('.')[:2]) or 'the base image has'}",
+        )
+    }
+
+
+def _python_image(spec: str) -> str:
+    """', e.g. python:3.12-slim' for a Requires-Python such as '>=3.12' ('' when it says
+    no lowest version)."""
+    m = re.search(r">=?\s*(\d+)\.(\d+)", spec)
+    if not m:
+        return ""
+    major, minor = int(m.group(1)), int(m.group(2)) + (0 if ">=" in spec else 1)
+    return f", e.g. python:{major}.{minor}-slim" if major == 3 and minor < 99 else ""
 
 
 def _where(failure: Mapping[str, Any]) -> str:

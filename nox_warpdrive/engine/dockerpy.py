@@ -561,10 +561,17 @@ class _Apps(_Steps):
                 _remove(old)
 
     def start_app(
-        self, image: str, name: str, host_port: int, env: Mapping[str, str] | None = None
+        self,
+        image: str,
+        name: str,
+        host_port: int,
+        env: Mapping[str, str] | None = None,
+        host_ip: str = "127.0.0.1",
     ) -> str:
-        """Start the app image like `docker run -d -p PORT:8080 --name NAME`; an older
-        container of that name made by this tool is replaced."""
+        """Start the app image like `docker run -d -p HOST_IP:PORT:8080 --name NAME`
+        (``host_ip``: the address the port is published on; a local run is for this
+        machine, not its network); an older container of that name made by this tool is
+        replaced."""
         client = self.client
         with contextlib.suppress(docker.errors.NotFound):
             old = client.containers.get(name)
@@ -579,7 +586,7 @@ class _Apps(_Steps):
                 image,
                 detach=True,
                 name=name,
-                ports={"8080/tcp": host_port},
+                ports={"8080/tcp": (host_ip, host_port)},
                 environment=dict(env or {}),
                 labels={OWNER_LABEL: "nox-warpdrive-run"},
             )

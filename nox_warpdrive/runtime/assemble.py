@@ -9,6 +9,8 @@ The plan comes from /tmp/warpdrive-build/plan.json; this directory is removed be
 container is committed, so nothing of the build machinery stays in the image.
 """
 
+import csv
+import glob
 import json
 import os
 import re
@@ -132,6 +134,166 @@ def check_wheels(plan, files):
         raise SystemExit(DAMAGED_EXIT)
 
 
+#: the deps step's exit code when a file in the virtualenv needs a library the image lacks
+LIBRARIES_EXIT = 66
+LIBRARIES_LINE = "warpdrive: MISSING-LIBRARIES "
+#: libraries a container gets from its host at run time (the GPU driver's, injected by
+#: the NVIDIA container runtime): never in an image, so never missing from one
+PROVIDED_AT_RUN = re.compile(r"lib(?:cuda|nvidia-[\w-]+|nvcuvid|nvidia-ml)\.so(\.\d+)*$")
+#: what `ldd` says of one needed library it cannot find (glibc, then musl)
+_NOT_FOUND = re.compile(r"^\s+(\S+) => not found\s*$")
+_MUSL_NOT_FOUND = re.compile(r"Error loading shared library (\S+?):.*\(needed by (\S+)\)")
+
+
+def elf_files(top):
+    """The ELF files below ``top`` that the loader opens: extension modules and shared
+    libraries (``*.so``, ``*.so.N``) and executables; symbolic links left out (the
+    virtualenv's python is the base image's own)."""
+    found = []
+    for root, _, names in os.walk(top):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            if not (name.endswith(".so") or ".so." in name or os.access(path, os.X_OK)):
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    if fh.read(4) == b"\x7fELF":
+                        found.append(path)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def parse_ldd(output, files):
+    """{library: [files that need it]} of what ``ldd files...`` reported "not found"
+    (glibc prints each file's name as a header when given several; musl says
+    "Error loading shared library")."""
+    missing = {}
+    current = files[0] if len(files) == 1 else None
+    headers = set(files)
+    for line in output.splitlines():
+        if not line.startswith(("\t", " ")) and line.endswith(":") and line[:-1] in headers:
+            current = line[:-1]
+            continue
+        m = _NOT_FOUND.match(line)
+        if m and current is not None:
+            needed = missing.setdefault(m.group(1), [])
+            if current not in needed:
+                needed.append(current)
+            continue
+        m = _MUSL_NOT_FOUND.search(line)
+        if m:
+            needed = missing.setdefault(m.group(1), [])
+            if m.group(2) not in needed:
+                needed.append(m.group(2))
+    return {lib: paths for lib, paths in missing.items() if not PROVIDED_AT_RUN.match(lib)}
+
+
+def missing_libraries(files, batch=64):
+    """What `ldd` of this image says is missing, for ``files`` (a few dozen per `ldd`);
+    None when the image has no `ldd` (nothing can be told)."""
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        return None
+    missing = {}
+    for i in range(0, len(files), batch):
+        part = files[i : i + batch]
+        proc = subprocess.run([ldd] + part, capture_output=True, text=True, errors="replace")
+        for lib, paths in parse_ldd(proc.stdout + proc.stderr, part).items():
+            missing.setdefault(lib, []).extend(p for p in paths if p not in missing[lib])
+    return missing
+
+
+def dist_name(info):
+    """A .dist-info directory's project name as its METADATA spells it."""
+    try:
+        with open(os.path.join(info, "METADATA"), encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("name:"):
+                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+    except OSError:
+        pass
+    return os.path.basename(info)[: -len(".dist-info")].rsplit("-", 1)[0]
+
+
+def owners(venv):
+    """{absolute path: distribution name} of every file an installed distribution's
+    RECORD lists (scripts in bin/ included)."""
+    found = {}
+    for record in glob.glob(os.path.join(venv, "lib", "python*", "site-packages", "*", "RECORD")):
+        info = os.path.dirname(record)
+        if not info.endswith(".dist-info"):
+            continue
+        name = dist_name(info)
+        site = os.path.dirname(info)
+        with open(record, newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.reader(fh):
+                if row:
+                    found[os.path.normpath(os.path.join(site, row[0]))] = name
+    return found
+
+
+def check_libraries(plan):
+    """Every extension module and executable of the virtualenv, checked against this
+    image's shared libraries (the base image's: the one the app runs on): a file
+    compiled in the builder may link a library only the builder has (uwsgi links
+    libpython3.X.so, which Debian's runtime python3 lacks), and would fail only when the
+    container starts. The host hears what is missing, and by which packages' files."""
+    venv = plan["venv"]
+    started = time.time()
+    files = elf_files(venv)
+    missing = missing_libraries(files) if files else {}
+    if missing is None:
+        log("this image has no ldd: the compiled files were not checked")
+        return
+    if not missing:
+        log("%d compiled files checked in %.1f s" % (len(files), time.time() - started))
+        return
+    by_file = owners(venv)
+    report = {
+        lib: [{"file": path, "package": by_file.get(path, "")} for path in sorted(paths)]
+        for lib, paths in sorted(missing.items())
+    }
+    print(LIBRARIES_LINE + json.dumps(report, sort_keys=True), flush=True)
+    raise SystemExit(LIBRARIES_EXIT)
+
+
+#: each web server's shortest command that loads all of it (the binary, its libraries,
+#: its Python package): run at build time, so one that cannot start fails the build
+SERVER_LOADS = {
+    "uwsgi": ["uwsgi", "--version"],
+    "gunicorn": ["gunicorn", "--version"],
+    "uvicorn": ["uvicorn", "--version"],
+    "waitress-serve": ["python", "-c", "import waitress.runner"],
+    "mod_wsgi-express": ["python", "-c", "import mod_wsgi.server"],
+}
+
+
+def check_servers(plan):
+    """Load every web server the virtualenv has, as the launcher would start it."""
+    bindir = os.path.join(plan["venv"], "bin")
+    for script, cmd in sorted(SERVER_LOADS.items()):
+        if not os.path.exists(os.path.join(bindir, script)):
+            continue
+        argv = [os.path.join(bindir, cmd[0])] + cmd[1:]
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, errors="replace", timeout=60
+            )
+            code, output = proc.returncode, proc.stdout + proc.stderr
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            code, output = 127, str(exc)
+        if code != 0:
+            log("the web server %s cannot start here (exit code %d):" % (script, code))
+            sys.stdout.write(output)
+            log("command failed with exit code %d" % code)
+            raise SystemExit(code or 1)
+
+
 def deps(plan):
     app_root = plan["app_root"]
     src = os.path.join(app_root, "src")
@@ -145,6 +307,8 @@ def deps(plan):
     if plan.get("incremental"):
         # On top of an earlier deps image of this app: only the added wheels.
         install_wheels(plan, files, env)
+        check_libraries(plan)  # the whole virtualenv: what it sits on too
+        check_servers(plan)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
         return
     ensure_user(plan["uid"], src)
@@ -163,6 +327,7 @@ def deps(plan):
         # virtualenv made afresh, then only what installing them adds or changes
         before = snapshot(app_root)
         install_wheels(plan, files, env)
+        check_libraries(plan)  # the servers are loaded where the whole virtualenv is
         write_list(plan["grow"], changed(app_root, before))
         log(
             "%d wheels installed for a layer of their own in %.1f s"
@@ -170,6 +335,8 @@ def deps(plan):
         )
         return
     install_wheels(plan, files, env)
+    check_libraries(plan)
+    check_servers(plan)
     log("virtualenv ready in %.1f s" % (time.time() - started))
 
 

@@ -577,11 +577,12 @@ def spec_of(pin):
     return "%s==%s" % (pin.name, pin.version)
 
 
-def start_uv_builds(uv, plan, root, pins, staging, env):
+def start_uv_builds(ctx, uv, pins, env):
     """Download sdists and start `uv build --wheel` for each (uv's build isolation is much
     faster than pip's). Returns [(spec, Tee or None)]; a spec whose download failed gets
     None (pip builds it). A failed uv build is reported as it is: each sdist is compiled
-    once."""
+    once. Their output goes to a log each (build_log)."""
+    plan, root, staging = ctx["plan"], ctx["root"], ctx["staging"]
     sdists = os.path.join(staging, "sdists")
     os.makedirs(sdists, exist_ok=True)
     opener = _opener(env)
@@ -605,7 +606,9 @@ def start_uv_builds(uv, plan, root, pins, staging, env):
             path,
         ]
         log("building " + spec_of(pin))
-        out.append((spec_of(pin), Tee(cmd, env=dict(env, **uv_env(env)))))
+        log_path, echo = build_log(ctx, spec_of(pin))
+        tee = Tee(cmd, env=dict(env, **uv_env(env)), log=log_path, echo=echo)
+        out.append((spec_of(pin), tee))
     return out
 
 
@@ -636,12 +639,16 @@ def worst(tees):
 
 class Tee:
     """A child process whose output is shown live and whose last lines are kept, to
-    say why it failed."""
+    say why it failed. ``log``: a file its output goes to instead, shown only when
+    ``echo`` (an sdist's compiler output: hundreds of lines nobody reads unless it
+    fails)."""
 
     _print_lock = threading.Lock()
 
-    def __init__(self, cmd, env=None, cwd=None, keep=60):
+    def __init__(self, cmd, env=None, cwd=None, keep=60, log=None, echo=True):
         self.tail = collections.deque(maxlen=keep)
+        self.log, self.echo, self.lines = log, echo or not log, 0
+        self.started = time.time()
         self.proc = subprocess.Popen(
             cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -649,17 +656,106 @@ class Tee:
         self.thread.start()
 
     def _pump(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.tail.append(line)
-            with Tee._print_lock:
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+        sink = LogSink(self.log) if self.log else None
+        try:
+            for raw in iter(self.proc.stdout.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self.tail.append(line)
+                self.lines += 1
+                if sink is not None:
+                    sink.write(line)
+                if self.echo:
+                    with Tee._print_lock:
+                        sys.stdout.write(line + "\n")
+                        sys.stdout.flush()
+        finally:
+            if sink is not None:
+                sink.close()
 
     def wait(self):
         code = self.proc.wait()
         self.thread.join()
         return code
+
+
+class LogSink:
+    """A build's log in the volume, credentials redacted as the host redacts what it
+    shows. A log that cannot be written (a full disk) is given up, never the build: the
+    child's output is still read, so it cannot block on a full pipe."""
+
+    def __init__(self, path):
+        self.secrets = secret_parts()
+        try:
+            self.fh = open(path, "w", encoding="utf-8")
+        except OSError:
+            self.fh = None
+
+    def write(self, line):
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(redact_line(line, self.secrets) + "\n")
+        except OSError:
+            self.close()
+
+    def close(self):
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError:
+                pass
+            self.fh = None
+
+
+def secret_parts():
+    """The index settings' words that carry credentials (user:token@host URLs)."""
+    parts = []
+    for value in secret_env().values():
+        for part in str(value).split():
+            if "@" in part and len(part) > 8:
+                parts.append(part)
+    return parts
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
+
+
+def redact_line(line, secrets):
+    """``line`` without the index settings' credentials, nor any user:password@ in a URL."""
+    for part in secrets:
+        line = line.replace(part, "<redacted>")
+    return _URL_CREDENTIALS.sub("<redacted>@", line)
+
+
+def build_log(ctx, spec):
+    """(the log the output of building ``spec`` goes to: ``logs/<spec>.log`` in this
+    platform's part of the volume, the last build of each kept; whether it is also shown
+    as it comes: `--verbose`)."""
+    logs = os.path.join(ctx["root"], "logs")
+    os.makedirs(logs, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", spec)[:100] or "build"
+    return os.path.join(logs, name + ".log"), bool(ctx["plan"].get("verbose"))
+
+
+def built_line(spec, tee):
+    """The one line a successful sdist build leaves (its output is in the log)."""
+    where = " (its output: %s)" % log_name(tee.log) if tee.log and not tee.echo else ""
+    log("built %s in %.1f s%s" % (spec, time.time() - tee.started, where))
+
+
+def log_name(path):
+    """A log's path as the host names it: relative to the volume's root."""
+    return os.path.relpath(path, os.path.dirname(os.path.dirname(os.path.dirname(path))))
+
+
+def build_failed(tee, spec, code):
+    """Report a failed sdist build: its last lines (all the user sees when its output
+    went to the log) and the log's place."""
+    stage, package = classify(code, tee.tail, spec, compiling=True)
+    if stage == "compile":
+        package = spec  # uv names the sdist's path in the staging directory
+    more = {"log": log_name(tee.log)} if tee.log else {}
+    return report_failure(stage, code, tee.tail, package, **more)
 
 
 def url_filename(url):
@@ -1131,7 +1227,8 @@ def wheel_builder(ctx, uv, pip, env, path, out):
     if uv:
         cmd = [uv, "build", "--wheel", "--out-dir", out, "--python", ctx["plan"]["python"]]
         cmd += ["--cache-dir", os.path.join(ctx["root"], "uv-cache"), "--no-config", path]
-        return Tee(cmd, env=dict(env, **uv_env(env)))
+        log_path, echo = build_log(ctx, os.path.basename(path))
+        return Tee(cmd, env=dict(env, **uv_env(env)), log=log_path, echo=echo)
     return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, path], env=env)
 
 
@@ -1157,8 +1254,8 @@ def build_sources(ctx, uv, pip, env, sources):
         code = tee.wait()
         found = [f for f in os.listdir(out) if f.endswith(".whl")]
         if code != 0 or len(found) != 1:
-            stage, package = classify(code or 4, tee.tail, pin["name"], compiling=True)
-            return report_failure(stage, code or 4, tee.tail, package), None
+            return build_failed(tee, pin["name"], code or 4), None
+        built_line("%s==%s" % (pin["name"], pin["version"]), tee)
         os.replace(os.path.join(out, found[0]), os.path.join(staging, found[0]))
         ctx["built_from"][found[0]] = sha
         built.append(found[0])
@@ -1302,6 +1399,7 @@ def build_project(ctx, uv, pip, env, project):
         "building the project %s (%s)"
         % (project["name"], "editable" if project["editable"] else "wheel")
     )
+    more = {}
     if project["editable"]:
         code, fn, tail = build_editable(ctx, uv, pip, env, src, out)
     else:
@@ -1309,11 +1407,12 @@ def build_project(ctx, uv, pip, env, project):
         code, tail = tee.wait(), list(tee.tail)
         found = [f for f in os.listdir(out) if f.endswith(".whl")]
         fn = found[0] if found else None
+        more = {"log": log_name(tee.log)} if tee.log else {}
     if code != 0 or not fn:
         detail = list(tail) + [
             "(%s: the project %s itself)" % (project.get("where"), project["name"])
         ]
-        return report_failure("project", code or 4, detail, project["name"]), None
+        return report_failure("project", code or 4, detail, project["name"], **more), None
     tagged = with_build_tag(fn, project["key"])
     os.replace(os.path.join(out, fn), os.path.join(ctx["staging"], tagged))
     ctx["built_from"][tagged] = "project:" + project["key"]
@@ -1370,12 +1469,66 @@ def classify(code, lines, package=None, compiling=False):
     return "unknown", package
 
 
+#: pip: the releases a Requires-Python excluded, said before "Could not find a version"
+_PIP_IGNORED = re.compile(
+    r"Ignored the following versions that require a different python version: (.*)$"
+)
+_PIP_NONE_LEFT = re.compile(r"Could not find a version that satisfies .*\(from versions: none\)")
+#: uv: "Because the current Python version (3.11.2) does not satisfy Python>=3.12 and
+#: all versions of django>=6 depend on Python>=3.12, ..." (or "pkg==1.0 depends on")
+_UV_PYTHON = re.compile(
+    r"current Python version \(([\d.]+)\) does not satisfy Python([^\s,]+) and "
+    r"(all versions of )?(\S+?) depends? on Python"
+)
+
+
+def python_mismatch(lines):
+    """What a resolution failure says of Requires-Python: {"python": this Python,
+    "needs": the specifiers, "versions": the releases left out for it, "all": whether
+    no other release was there}; {} when it says nothing of it (pip and uv)."""
+    text = "\n".join(lines)
+    m = _UV_PYTHON.search(text)
+    if m:
+        return {"python": m.group(1), "needs": [m.group(2)], "versions": [], "all": True}
+    for line in lines:
+        m = _PIP_IGNORED.search(line)
+        if not m:
+            continue
+        versions, needs = [], []
+        for item in m.group(1).split("; "):
+            version, _, spec = item.partition(" Requires-Python ")
+            if spec and needs_newer(spec):
+                versions.append(version.strip())
+                if spec.strip() not in needs:
+                    needs.append(spec.strip())
+        if not needs:
+            return {}  # only releases for an older Python were left out: not the cause
+        python = "%d.%d.%d" % sys.version_info[:3]
+        every = bool(_PIP_NONE_LEFT.search(text))
+        return {"python": python, "needs": needs, "versions": versions, "all": every}
+    return {}
+
+
+def needs_newer(spec, python=None):
+    """Whether a Requires-Python asks for a newer Python than this one (its lower bound:
+    >=3.12, >3.11, ~=3.12), not an older one (<3, ==2.7)."""
+    here = tuple(python or sys.version_info[:2])
+    for op, major, minor in re.findall(r"(>=|>|~=)\s*(\d+)\.(\d+)", spec):
+        bound = (int(major), int(minor))
+        if bound > here or (op == ">" and bound == here):
+            return True
+    return False
+
+
 def report_failure(stage, code, lines=(), package=None, **more):
     """One machine-read line for the host, which turns it into the error and its fix."""
-    detail = [line for line in lines if line.strip()][-15:]
+    # a build whose output went to a log: all the user will see of it, so more
+    detail = [line for line in lines if line.strip()][-60 if more.get("log") else -15 :]
     data = {"stage": stage, "code": code, "package": package, "detail": detail}
     if stage == "disk":
         data.update(full_filesystem(lines))
+    if stage == "resolve":
+        data.update(python_mismatch(list(lines)))
     data.update(more)
     print(FAILURE_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
     return code if code > 0 else 1
@@ -1662,7 +1815,7 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
         % (len(pins), len(pins) - len(missing), len(to_download), len(to_build) + len(with_sdist))
     )
     # sdists build (CPU) while wheels download (network)
-    uv_builds = start_uv_builds(uv, plan, root, with_sdist, staging, env)
+    uv_builds = start_uv_builds(ctx, uv, with_sdist, env)
     builders = []
     if to_build:
         cmd = pip() + ["wheel"] + base_args + ["--no-deps"] + to_build
@@ -1711,8 +1864,8 @@ def finish_builds(plan, pip, base_args, env, builders, uv_builds, failed):
             continue
         built = tee.wait()
         if built != 0:
-            stage, package = classify(built, tee.tail, spec, compiling=True)
-            return report_failure(stage, built, tee.tail, package)
+            return build_failed(tee, spec, built)
+        built_line(spec, tee)
     code, tail = pip_wheel_groups(pip, base_args, failed, env, plan["req_dir"], 2)
     if code != 0:
         stage, package = classify(code, tail)

@@ -1,7 +1,7 @@
 """A real, local PEP 503 package index for integration tests.
 
-The index holds four tiny fixture projects whose sources live in
-``tests/fixtures/packages``:
+The index holds tiny fixture projects whose sources live in
+``tests/fixtures/packages`` (FIXTURE_PACKAGES lists them all), among them:
 
 * ``wd-cext-demo`` -- a C extension, shipped **only as an sdist**, so whoever
   installs it must compile it (gcc + Python headers) under pip's build isolation;
@@ -92,6 +92,12 @@ FIXTURE_PACKAGES: Mapping[str, str] = {
     "wd-extra-demo": "wheel",
     "wd-held-demo": "wheel",
     "wd-held-demo-1": "wheel",
+    # links libpython3.X.so, as uwsgi does: builds in the builder, cannot load in the base
+    "wd-embed-demo": "sdist",
+    # a C extension with a compile error
+    "wd-broken-demo": "sdist",
+    # every release needs a newer Python than any base image has
+    "wd-newpy-demo": "wheel",
 }
 
 #: Wheels served so that pip's build isolation can build the sdist.  Pinned (exact

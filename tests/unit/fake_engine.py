@@ -60,6 +60,8 @@ class FakeEngine:
         self.exit_code = exit_code
         self.entered = threading.Event()
         self.steps: list[Step] = []
+        #: (image, name, host port, env, host ip) of every start_app
+        self.started_apps: list[tuple[str, str, int, dict[str, str], str]] = []
         self.threads: list[str] = []
         self.tags: list[tuple[str, str]] = []
         self.filters: list[dict[str, str]] = []
@@ -290,8 +292,14 @@ class FakeEngine:
         pass
 
     def start_app(
-        self, image: str, name: str, host_port: int, env: Mapping[str, str] | None = None
+        self,
+        image: str,
+        name: str,
+        host_port: int,
+        env: Mapping[str, str] | None = None,
+        host_ip: str = "127.0.0.1",
     ) -> str:
+        self.started_apps.append((image, name, host_port, dict(env or {}), host_ip))
         return "container"
 
     def container_state(self, container_id: str) -> tuple[bool, int | None]:

@@ -41,7 +41,7 @@ def test_without_a_path_the_fuller_filesystem_is_named(tmp_path: Path) -> None:
 
 def test_a_full_volume_is_named_with_its_space_and_fix() -> None:
     failure = {"stage": "disk", "full": "volume", "free": 4096, "size": 1048576, "detail": []}
-    error = builder_failure(1, failure, {}, "shop-wheels")
+    error = builder_failure(1, failure, {}, ("shop-wheels", "builder"))
     assert "the volume 'shop-wheels' is full" in error.message
     assert "4.1 kB free of 1.0 MB" in error.message
     assert error.fix is not None
@@ -51,7 +51,7 @@ def test_a_full_volume_is_named_with_its_space_and_fix() -> None:
 
 def test_a_full_engine_says_to_free_the_engine() -> None:
     failure = {"stage": "disk", "full": "engine", "free": 0, "size": 10**10, "detail": []}
-    error = builder_failure(1, failure, {}, "shop-wheels")
+    error = builder_failure(1, failure, {}, ("shop-wheels", "builder"))
     assert "engine's storage is full" in error.message and "0 bytes free" in error.message
     assert error.fix is not None and "docker system df" in error.fix
 
@@ -109,7 +109,7 @@ def test_a_file_still_being_written_is_left_alone(
 
 def test_a_volume_on_the_engines_own_disk_says_to_free_the_engine() -> None:
     failure = {"stage": "disk", "full": "volume", "free": 0, "size": 10**11, "shared": True}
-    error = builder_failure(1, failure, {}, "shop-wheels")
+    error = builder_failure(1, failure, {}, ("shop-wheels", "builder"))
     assert "the engine's disk is full" in error.message
     assert "the volume 'shop-wheels' lives on it" in error.message
     assert error.fix is not None and "docker system df" in error.fix

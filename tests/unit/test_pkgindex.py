@@ -52,9 +52,12 @@ def test_simple_tree_lists_every_project(simple: Path) -> None:
         "uv",
         "uvicorn",
         "waitress",
+        "wd-broken-demo",
         "wd-cext-demo",
+        "wd-embed-demo",
         "wd-extra-demo",
         "wd-held-demo",
+        "wd-newpy-demo",
         "wd-pure-demo",
         "whitenoise",
     ]
