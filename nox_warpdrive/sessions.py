@@ -279,18 +279,34 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-#: what CI systems and terminals send to end a job
-END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: every signal whose default action ends the process and that someone sends: what CI
+#: systems and terminals send to end a job (SIGINT, SIGTERM, SIGHUP, SIGQUIT: Ctrl-\
+#: and some CI runners), SIGUSR1/2 and SIGALRM (ends the process when nothing handles
+#: them), SIGXCPU (a CPU-time limit). SIGPIPE and SIGXFSZ are not here: Python ignores
+#: both from its start, so a write to a closed pipe raises BrokenPipeError, which
+#: unwinds through every ``finally`` like any error.
+END_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGXCPU,
+)
 
 
 @contextlib.contextmanager
 def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP all end a build the same way. Python's default for
-    SIGTERM and SIGHUP ends the process at once, skipping every ``finally``: a cancelled
-    CI job then left its build container running and its credentials in a volume. The
-    first signal raises Interrupted; later ones are ignored while it unwinds (the
-    cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead (the
-    run session stops its container on it and ends normally)."""
+    """Every signal of END_SIGNALS ends a build the same way. Python's default for all
+    but SIGINT ends the process at once, skipping every ``finally``: a cancelled CI job
+    (or a Ctrl-\\) then left its build container running and its credentials in a
+    volume. The first signal raises Interrupted; later ones are ignored while it unwinds
+    (the cleanup must not be cut short). A signal this process was started ignoring
+    (``nohup``, a background job's SIGINT) stays ignored. ``keyboard``: raise
+    KeyboardInterrupt instead (the run session stops its container on it and ends
+    normally)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -304,7 +320,11 @@ def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
             raise KeyboardInterrupt
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in END_SIGNALS}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in END_SIGNALS
+        if signal.getsignal(sig) != signal.SIG_IGN
+    }
     try:
         yield
     finally:
