@@ -39,6 +39,20 @@ class BuildError(WarpdriveError):
     """A step inside a build container failed (pip, collectstatic, ...)."""
 
 
+class CommandMissing(BuildError):
+    """A step's command is not in its image (runc: "executable file not found"): the
+    engine runs and answered, the image or the configured command is wrong. Callers that
+    know which setting named the command (``python``) say so."""
+
+    def __init__(self, image: str | None, command: str, said: str) -> None:
+        which = f"image {image}" if image else "the image"
+        super().__init__(
+            f"{which} has no command {command!r} (the engine said: {said})",
+            fix=f"use a command that image has, or an image that has {command!r}",
+        )
+        self.image, self.command, self.said = image, command, said
+
+
 class ContextError(WarpdriveError):
     """The app source cannot be archived safely (bad ignore rule, unsafe path)."""
 

@@ -303,10 +303,8 @@ def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
     but SIGINT ends the process at once, skipping every ``finally``: a cancelled CI job
     (or a Ctrl-\\) then left its build container running and its credentials in a
     volume. The first signal raises Interrupted; later ones are ignored while it unwinds
-    (the cleanup must not be cut short). A signal this process was started ignoring
-    (``nohup``, a background job's SIGINT) stays ignored. ``keyboard``: raise
-    KeyboardInterrupt instead (the run session stops its container on it and ends
-    normally)."""
+    (the cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead
+    (the run session stops its container on it and ends normally)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -320,11 +318,7 @@ def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
             raise KeyboardInterrupt
         raise Interrupted(signum)
 
-    previous = {
-        sig: signal.signal(sig, handler)
-        for sig in END_SIGNALS
-        if signal.getsignal(sig) != signal.SIG_IGN
-    }
+    previous = {sig: signal.signal(sig, handler) for sig in END_SIGNALS}
     try:
         yield
     finally:

@@ -15,7 +15,7 @@ from . import buildenv, probe_cache, runtime
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import BuildError, ConfigError
+from .errors import BuildError, CommandMissing, ConfigError
 from .inputs import ProjectBuild, host_target, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
@@ -83,12 +83,24 @@ def _extra_note(reqs: RequirementSet) -> str:
 
 
 def probe_image(engine: Engine, ref: str, role: str, cfg: Config) -> tuple[ImageInfo, PlatformKey]:
+    """The image and its platform key, probed with the configured ``python`` (cached
+    by image id and that command). A ``python`` the image lacks is a ConfigError naming
+    the key and the image, cached probe or not."""
     info = engine.require_image(ref, role)
-    key = probe_cache.load(info.id)
+    key = probe_cache.load(info.id, cfg.python)
     if key is None:
-        output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
+        try:
+            output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
+        except CommandMissing as exc:
+            raise ConfigError(
+                f"`python = {cfg.python!r}` in [tool.warpdrive]: {role} {ref} has no such "
+                f"command (the engine said: {exc.said})",
+                fix=f"set `python` to a Python command {ref} has (the default is "
+                f"\"python3\"; `docker run --rm --entrypoint sh {ref} -c 'command -v python3'` "
+                "shows where it is), or use an image that has it",
+            ) from exc
         key = parse_probe_output(output, ref)
-        probe_cache.store(info.id, key)
+        probe_cache.store(info.id, cfg.python, key)
     _PROBED[ref] = key
     return info, key
 

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .. import assembly
 from ..config import named_registry
-from ..errors import BuildError, EngineError, LayerRefused, WarpdriveError
+from ..errors import BuildError, CommandMissing, EngineError, LayerRefused, WarpdriveError
 from ..owner import (
     PROCESS_LABEL,
     TEMP_PREFIX,
@@ -57,6 +57,7 @@ from .base import (
     check_result,
     engine_fix,
     host_shown,
+    missing_command,
     short,
     translated,
 )
@@ -468,7 +469,7 @@ class _Steps(_Images):
                 raise EngineError(f"the engine refused files for {directory}")
         exit_code, image_id = 0, None
         if step.command is not None:
-            container.start()
+            _start(container, step)
             if _follow(container, out, tail, EXPORT_READY if step.export else None):
                 if into is not None:
                     self._read_export(container, step, out, into)
@@ -793,6 +794,19 @@ class _Registry(_Apps):
         except docker.errors.ImageNotFound:
             raise _step_image_missing(step) from None
         return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
+
+
+def _start(container: Any, step: Step) -> None:
+    """Start a step's container; CommandMissing when its image lacks the command (the
+    engine answered: it is the image or the configured command that is wrong)."""
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        said = short(exc)
+        command = missing_command(said)
+        if command is None:
+            raise
+        raise CommandMissing(step.image, command, said) from exc
 
 
 def _step_image_missing(step: Step) -> EngineError:
