@@ -60,3 +60,14 @@ class ContextError(WarpdriveError):
 class RegistryError(WarpdriveError):
     """A registry spoken to directly (registry_api.py) cannot be reached, refused the
     credentials, or answered something that is not the Registry API."""
+
+
+class TokenServerError(RegistryError):
+    """The token server a registry sends clients to (its Bearer realm) failed: it
+    answered an error, no token, or could not be reached. Not "no such image": an engine
+    relays some of these as a 404 ("error parsing HTTP 404 response body")."""
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry itself could not be reached from here (the engine may still reach
+    it: a remote engine's network is not this host's)."""

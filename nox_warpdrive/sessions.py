@@ -176,7 +176,9 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     if result.pushed is None:  # built in the registry: nothing here to show or push
         _out(result.table())
         if args.push or args.push_only:
-            engine.push(result.ref, _out)
+            from .registry_check import push
+
+            push(engine, result.ref, _out)
     if args.push or args.push_only:
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
 

@@ -855,7 +855,12 @@ def _watched(make: Any, quiet: float, what: str) -> Iterator[Any]:
 
 
 def _not_found(text: str) -> bool:
+    """Whether the engine relays a registry's "no such image". A body the engine could
+    not parse is not one, even when it reads "404 page not found": that is a token
+    server or proxy answering 404, which registry_check.py asks the registry about."""
     lowered = text.lower()
+    if "error parsing http" in lowered:
+        return False
     return any(
         s in lowered
         for s in ("manifest unknown", "not found", "does not exist", "repository name not known")
