@@ -4,6 +4,7 @@ handler sees, still stops its build containers and removes its secrets volume so
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import App
 from pkgindex import Index
-from test_reliability import CANARY, leftovers, start_nox
+from test_reliability import CANARY, leftovers, run_nox, start_nox
 
 from nox_warpdrive.engine import Engine
 
@@ -58,3 +59,71 @@ def test_sigquit_during_a_compile_leaves_nothing_within_5_s(
     assert "interrupted by SIGQUIT" in text, text
     assert not leftovers(engine, proc.pid)
     assert CANARY not in text
+
+
+#: how long a ``kill -9`` may leave this run's things on the engine: the reaper (a
+#: bare interpreter already running) wakes at once, imports the engine client (~0.3 s)
+#: and removes the container (force) and the volume: about 1 s here, given 10 s on a
+#: shared 2-CPU engine that other builds keep busy
+KILL_BOUND = 10.0
+#: the watchdog alone: the engine closes the container's stdin as the owner's socket
+#: closes, PID 1 exits, the kernel kills the rest (measured 0.3 s)
+WATCHDOG_BOUND = 5.0
+
+
+def test_kill_9_during_a_compile_leaves_nothing_soon(
+    make_app: Any, engine: Engine, index: Index
+) -> None:
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    proc, _ = _during_compile(app, index)
+    assert running_or_secret(engine, proc.pid)
+    proc.kill()
+    proc.communicate(timeout=60)
+    took = wait_until_clean(engine, proc.pid, KILL_BOUND)
+    start = time.monotonic()
+    while leftovers(engine, proc.pid) and time.monotonic() - start < KILL_BOUND:
+        time.sleep(0.1)  # not even a stopped container
+    assert not leftovers(engine, proc.pid), leftovers(engine, proc.pid)
+    print(f"kill -9: nothing running and no secrets volume after {took:.1f} s")
+
+
+def test_kill_9_with_no_reaper_the_container_still_ends(
+    make_app: Any, engine: Engine, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reaper gone too (the host torn down): the builder's watchdog ends it."""
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    monkeypatch.setenv("WARPDRIVE_REAPER", "0")
+    proc, _ = _during_compile(app, index)
+    proc.kill()
+    proc.communicate(timeout=60)
+    api = engine.client.api
+    start = time.monotonic()
+    while True:
+        running = {row["Names"][0] for row in api.containers(filters={"status": "running"})}
+        mine = [name for name in leftovers(engine, proc.pid) if name in running]
+        if not mine:
+            break
+        assert time.monotonic() - start < WATCHDOG_BOUND, mine
+        time.sleep(0.1)
+    print(f"kill -9, no reaper: nothing running after {time.monotonic() - start:.1f} s")
+    engine.sweep()  # the stopped container and the secrets volume: the next run's sweep
+    assert not leftovers(engine, proc.pid)
+
+
+def test_images_carry_no_watchdog(make_app: Any, engine: Engine, index: Index) -> None:
+    """The watchdog is the containers' PID 1, never a committed image's command, and no
+    image keeps the open stdin it needs."""
+    app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    code, text = run_nox(app, "image", index)
+    assert code == 0, text
+    refs = [app.image] + [
+        tag
+        for image in engine.client.images.list()
+        for tag in image.tags
+        if tag.startswith(f"warpdrive-deps/{app.name}:")
+    ]
+    assert len(refs) >= 2, refs
+    for ref in refs:
+        config = engine.inspect_raw(ref)["Config"]
+        assert not config.get("OpenStdin") and not config.get("StdinOnce"), config
+        assert "os._exit(137)" not in json.dumps(config), config["Cmd"]
