@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import assembly, reaper, runtime
+from .. import assembly, reaper
 from ..config import named_registry
 from ..errors import BuildError, CommandMissing, EngineError, LayerRefused, WarpdriveError
 from ..owner import (
@@ -61,6 +61,7 @@ from .base import (
     short,
     translated,
 )
+from .ownerwatch import attach_stdin, detach_stdin, watched_command
 from .progress import EVERY as PROGRESS_EVERY
 from .progress import Progress
 
@@ -805,7 +806,7 @@ def _start(container: Any, step: Step) -> None:
     when its image lacks the command (the engine answered: it is the image or the
     configured command that is wrong)."""
     if (getattr(container, "attrs", None) or {}).get("Config", {}).get("OpenStdin"):
-        container.warpdrive_stdin = _attach_stdin(container.client, container)
+        attach_stdin(container)
     try:
         container.start()
     except docker.errors.APIError as exc:
@@ -826,9 +827,6 @@ def _step_image_missing(step: Step) -> EngineError:
 class _RegistryRefusal(Exception):
     """An error item in a push or pull stream."""
 
-
-#: PID 1 of every build container (runtime/watchdog.py): ends it when its owner dies
-WATCHDOG = runtime.read("watchdog.py").decode()
 
 #: a layer read out of a container that is worth a line before it is loaded (bytes)
 _BIG_LAYER = 50_000_000
@@ -997,7 +995,7 @@ def _container_args(step: Step, secrets_volume: str | None) -> dict[str, Any]:
     if step.uses_secrets and secrets_volume:
         mounts.append(_mount(SECRETS_DIR, secrets_volume, read_only=True))
     kwargs: dict[str, Any] = {
-        "command": _watched_command(step.command) if step.command else ["true"],
+        "command": watched_command(step.command) if step.command else ["true"],
         "entrypoint": [],
         # for the watchdog: an open stdin, closed by the engine when the owner that
         # attached to it disconnects (stdin_once follows stdin_open in docker-py)
@@ -1017,25 +1015,6 @@ def _container_args(step: Step, secrets_volume: str | None) -> dict[str, Any]:
     if step.tmpfs:
         kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
     return kwargs
-
-
-def _watched_command(command: Sequence[str]) -> list[str]:
-    """The step's command under the watchdog (runtime/watchdog.py), run by the step's own
-    Python: the container ends itself when its owner dies. Every build step runs a
-    Python; any other command runs as it is (the next run's sweep remains for it)."""
-    if not os.path.basename(command[0]).startswith("python"):
-        return list(command)
-    return [command[0], "-c", WATCHDOG, *command]
-
-
-def _attach_stdin(client: Any, container: Any) -> Any:
-    """The watchdog's stdin, attached: the socket this process holds until the container
-    is removed (its close, or this process's death, ends the container). None when
-    the engine would not attach (the container then runs unwatched, as before)."""
-    try:
-        return client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
-    except Exception:
-        return None
 
 
 def _follow(container: Any, out: Output, tail: deque[str], until: str | None = None) -> bool:
@@ -1084,14 +1063,7 @@ def _json_stream(data: bytes) -> Iterator[dict[str, Any]]:
 def _remove(container: Any) -> None:
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         container.remove(force=True, v=False)
-    attached = getattr(container, "warpdrive_stdin", None)
-    if attached is not None:  # after the removal: its close would end the container
-        container.warpdrive_stdin = None
-        with contextlib.suppress(Exception):
-            raw = getattr(attached, "_sock", None)
-            attached.close()
-            if raw is not None:
-                raw.close()
+    detach_stdin(container)  # after the removal: its close would end the container
 
 
 def _split_tag(ref: str) -> tuple[str, str]:
