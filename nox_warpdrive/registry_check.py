@@ -6,14 +6,14 @@ answering 404 reaches docker-py as "error parsing HTTP 404 response body", which
 like "no such image" (so ``--cache-from`` said "a first run" for ever) or, for a push, a
 raw parse error with a ``docker login`` fix. The engine backend now calls that a failure,
 not "not found"; and whenever a pull or push fails, the registry is asked directly
-(registry_api.py, with the login the engine uses): a failed token server, a refused
-login, an answer that is not the Registry API is then the error, named as such.
+(registry_api.py, with the login the engine uses): a failed token server is then the
+error, named as such, with its URL.
 """
 
 from __future__ import annotations
 
 from .engine import Engine, ImageInfo, Output
-from .errors import EngineError, RegistryError, RegistryUnreachable
+from .errors import EngineError, RegistryError, TokenServerError, WarpdriveError
 
 #: seconds the registry has to answer this host (only on a path that already failed)
 ASK_TIMEOUT = 10.0
@@ -48,16 +48,18 @@ def push(engine: Engine, ref: str, out: Output) -> str:
 
 
 def _ask_registry(engine: Engine, ref: str, push: bool, engine_error: EngineError | None) -> None:
-    """Raise what the registry itself says is wrong with ``ref`` (with push rights when
-    ``push``); return when it answers as a registry (the engine's own answer stands).
-    A registry this host cannot reach proves nothing (a remote engine has another
-    network): the engine's answer stands then too."""
+    """Raise the TokenServerError the registry itself gives for ``ref`` (with push rights
+    when ``push``), the one failure the engine relays as something else; return for
+    anything else (the engine's own answer stands: a refused login, for one, it names
+    with the Docker config file it read). A registry this host cannot reach proves
+    nothing (a remote engine has another network)."""
     from . import registry_api  # ssl and http.client, only on this path
 
     registry = registry_api.parse_ref(ref).registry
     try:
-        registry_api.exists(ref, engine.registry_login(registry), push=push, timeout=ASK_TIMEOUT)
-    except RegistryUnreachable:
-        return
-    except RegistryError as exc:
+        login = engine.registry_login(registry)
+        registry_api.exists(ref, login, push=push, timeout=ASK_TIMEOUT)
+    except TokenServerError as exc:
         raise exc from engine_error
+    except WarpdriveError:
+        return

@@ -95,3 +95,13 @@ def test_a_registry_this_host_cannot_reach_leaves_the_engine_word() -> None:
         port = s.getsockname()[1]
     with pytest.raises(EngineError):
         registry_check.pull(EngineSaying(), f"127.0.0.1:{port}/wd/app:cache", print)
+
+
+def test_a_refused_login_keeps_the_engine_word(registry: str) -> None:
+    """The engine already names a refused login with the config file it read."""
+    FakeRegistry.mode = "basic"
+    engine = EngineSaying()
+    engine.logins[registry] = ("someone", "wrong-password")
+    with pytest.raises(EngineError) as failed:
+        registry_check.push(engine, f"{registry}/wd/app:v1", print)
+    assert "`docker login`" in str(failed.value)
