@@ -328,11 +328,28 @@ def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+#: signals whose default action also writes a core file
+CORE_SIGNALS = (signal.SIGQUIT, signal.SIGXCPU)
+
+
+def _no_core_file() -> None:
+    """No core file when the process dies of SIGQUIT: one would land in the app's
+    directory (the next build's context) holding this process's memory, index
+    credentials included. The signal still ends the process, as the parent expects."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
 def die_of(signum: int) -> None:
     """End this process by the signal itself, once everything is cleaned up: the parent
     (a CI runner, a shell) sees 128 + N, as for any process the signal ended."""
     sys.stdout.flush()
     sys.stderr.flush()
+    if signum in CORE_SIGNALS:
+        _no_core_file()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
     time.sleep(5)  # the signal is delivered before this ends
