@@ -5,16 +5,22 @@ handler sees, still stops its build containers and removes its secrets volume so
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
+import docker
 import pytest
 from conftest import App
 from pkgindex import Index
+from test_registry import runner as runner
 from test_reliability import CANARY, leftovers, run_nox, start_nox
 
 from nox_warpdrive.engine import Engine
+from nox_warpdrive.owner import TEMP_PREFIX, owner_of_name
 
 
 def running_or_secret(engine: Engine, pid: int) -> list[str]:
@@ -127,3 +133,46 @@ def test_images_carry_no_watchdog(make_app: Any, engine: Engine, index: Index) -
         config = engine.inspect_raw(ref)["Config"]
         assert not config.get("OpenStdin") and not config.get("StdinOnce"), config
         assert "os._exit(137)" not in json.dumps(config), config["Cmd"]
+
+
+RUN_A_STEP = """
+from nox_warpdrive.engine import connect
+from nox_warpdrive.plan import Step
+step = Step(name="watched", image="warpdrive/python:3.11-bookworm",
+            command=("python3", "-c", "import time; print('up', flush=True); time.sleep(300)"))
+connect().run(step, print)
+"""
+
+
+def test_kill_9_on_a_remote_engine_ends_the_container(runner: str) -> None:
+    """Over tcp:// the owner's host cannot be seen from the container: the engine closing
+    the watchdog's stdin is what ends it (the reaper off: the host is gone too)."""
+    env = {**os.environ, "DOCKER_HOST": runner, "WARPDRIVE_REAPER": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_A_STEP], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    client = docker.DockerClient(base_url=runner)
+    try:
+
+        def mine(running: bool) -> list[str]:
+            rows = client.api.containers(all=not running, filters={"name": TEMP_PREFIX})
+            return [
+                r["Names"][0]
+                for r in rows
+                if (o := owner_of_name(r["Names"][0])) is not None and o.pid == proc.pid
+            ]
+
+        assert mine(running=True)
+        proc.kill()
+        proc.wait(timeout=30)
+        start = time.monotonic()
+        while mine(running=True):
+            assert time.monotonic() - start < WATCHDOG_BOUND, mine(running=True)
+            time.sleep(0.1)
+        print(f"remote engine, kill -9: nothing running after {time.monotonic() - start:.1f} s")
+        for name in mine(running=False):
+            client.api.remove_container(name, force=True)
+    finally:
+        client.close()
