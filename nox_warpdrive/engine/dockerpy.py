@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import assembly, reaper
+from .. import assembly
 from ..config import named_registry
 from ..errors import BuildError, CommandMissing, EngineError, LayerRefused, WarpdriveError
 from ..owner import (
@@ -45,6 +45,7 @@ from ..owner import (
 )
 from ..plan import EXPORT_READY, SECRETS_DIR, VOLUME_DIR, CommitSpec, Step
 from ..tars import tar_files
+from . import reaper
 from .base import (
     OWNER_LABEL,
     START_ENGINE,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 #: the process started for this run (kept: its pipe must stay open while the run lives)
@@ -33,7 +32,7 @@ def start() -> None:
     watchdog: runtime/watchdog.py)."""
     if _STARTED or os.environ.get("WARPDRIVE_REAPER") == "0":
         return
-    here = str(Path(__file__).resolve().parent.parent)
+    here = str(Path(__file__).resolve().parents[2])  # the directory of nox_warpdrive/
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     try:
         proc = subprocess.Popen(
@@ -49,29 +48,23 @@ def start() -> None:
     _STARTED.append(proc)
 
 
-#: the reaper's program: nothing imported while it waits (a run pays only the start of
-#: a bare interpreter), the sweep's imports once the owner is gone
-_WAIT = """
-import os, sys
+#: the reaper's program, run in its own interpreter (so no import of this package's
+#: modules from here: the engine imports this file): nothing imported while it waits (a
+#: run pays only the start of a bare interpreter), the sweep's imports once the owner
+#: is gone; two sweeps, the second for a container whose create call was in flight
+_WAIT = f"""
+import os, sys, time
 try:
     while os.read(0, 4096):
         pass
 except OSError:
     pass
-from nox_warpdrive.reaper import sweep
-sys.exit(sweep())
+from nox_warpdrive.engine import connect
+from nox_warpdrive.errors import WarpdriveError
+for delay in (0.0, {AGAIN_AFTER}):
+    time.sleep(delay)
+    try:
+        connect(timeout=60).sweep()
+    except WarpdriveError:
+        sys.exit(1)
 """
-
-
-def sweep() -> int:
-    """Sweep the engine twice (the owner is gone): 0, or 1 when no engine answers."""
-    from .engine import connect
-    from .errors import WarpdriveError
-
-    for delay in (0.0, AGAIN_AFTER):
-        time.sleep(delay)
-        try:
-            connect(timeout=60).sweep()
-        except WarpdriveError:
-            return 1
-    return 0
