@@ -22,9 +22,9 @@ WATCHDOG = runtime.read("watchdog.py").decode()
 
 def watched_command(command: Sequence[str]) -> list[str]:
     """The step's command under the watchdog, run by the step's own Python. Every build
-    step runs a Python; any other command runs as it is (the next run's sweep remains
-    for it)."""
-    if not os.path.basename(command[0]).startswith("python"):
+    step runs a Python (python3, a venv's python, pypy3, graalpy...); any other command
+    runs as it is (the reaper and the next run's sweep remain for it)."""
+    if "py" not in os.path.basename(command[0]).lower():
         return list(command)
     return [command[0], "-c", WATCHDOG, *command]
 

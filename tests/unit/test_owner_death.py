@@ -28,6 +28,7 @@ def test_build_steps_run_under_the_watchdog_with_an_open_stdin() -> None:
     assert args["command"][3:] == ["python3", "/tmp/assemble.py", "deps"]
     assert args["stdin_open"] is True
     assert _watched_command(["/opt/venv/bin/python", "x.py"])[0] == "/opt/venv/bin/python"
+    assert _watched_command(["pypy3", "x.py"])[:2] == ["pypy3", "-c"]
     assert _watched_command(["sh", "-c", "true"]) == ["sh", "-c", "true"]  # not a Python
     created_only = Step(name="secrets", image="img", command=None)
     assert _container_args(created_only, None)["stdin_open"] is False
