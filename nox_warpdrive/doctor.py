@@ -123,7 +123,7 @@ def image_check(
         fix = f"`docker pull {ref}`" if pullable.startswith("pullable") else ""
         fix = fix or f"build or load {ref}, or set `{role}` in [tool.warpdrive]"
         return Check(role, FAIL, f"{ref} is not on the engine; {pullable}", fix), None
-    probed = probe_cache.load(engine.require_image(ref, role).id) is not None
+    probed = probe_cache.load(engine.require_image(ref, role).id, cfg.python) is not None
     try:
         info, key = probe_image(engine, ref, role, cfg)
     except WarpdriveError as exc:

@@ -46,6 +46,20 @@ class BuildError(WarpdriveError):
     """A step inside a build container failed (pip, collectstatic, ...)."""
 
 
+class CommandMissing(BuildError):
+    """A step's command is not in its image (runc: "executable file not found"): the
+    engine runs and answered, the image or the configured command is wrong. Callers that
+    know which setting named the command (``python``) say so."""
+
+    def __init__(self, image: str | None, command: str, said: str) -> None:
+        which = f"image {image}" if image else "the image"
+        super().__init__(
+            f"{which} has no command {command!r} (the engine said: {said})",
+            fix=f"use a command that image has, or an image that has {command!r}",
+        )
+        self.image, self.command, self.said = image, command, said
+
+
 class ContextError(WarpdriveError):
     """The app source cannot be archived safely (bad ignore rule, unsafe path)."""
 
@@ -53,6 +67,17 @@ class ContextError(WarpdriveError):
 class RegistryError(WarpdriveError):
     """A registry spoken to directly (registry_api.py) cannot be reached, refused the
     credentials, or answered something that is not the Registry API."""
+
+
+class TokenServerError(RegistryError):
+    """The token server a registry sends clients to (its Bearer realm) failed: it
+    answered an error, no token, or could not be reached. Not "no such image": an engine
+    relays some of these as a 404 ("error parsing HTTP 404 response body")."""
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry itself could not be reached from here (the engine may still reach
+    it: a remote engine's network is not this host's)."""
 
 
 #: a write failed for want of room (or of quota)

@@ -134,7 +134,7 @@ def plan_image(
     split_ref(ref)
     notes: list[str] = []
     base_ref = engine.require_image(cfg.base_image, "base-image")
-    if probe_cache.load(base_ref.id) is None:
+    if probe_cache.load(base_ref.id, cfg.python) is None:
         notes.append("the base image was never probed: probed now in a throwaway container")
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg, store=False)
     reqs = requirements_for(cfg, pkey)

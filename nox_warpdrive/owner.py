@@ -31,14 +31,18 @@ STOPPED_GRACE = 600.0
 ANY_GRACE = 6 * 3600.0
 
 
-def _start_ticks(pid: int) -> str:
+def _start_ticks(pid: int, live: bool = False) -> str:
     """The process's start time in clock ticks since boot (Linux), telling a live owner
-    from a later process that reuses its pid; "0" where /proc is not there."""
+    from a later process that reuses its pid; "0" where /proc is not there. ``live``:
+    also "0" for a zombie (killed, not yet reaped by its parent: its things are
+    leftovers already)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return "0"
     fields = stat.rsplit(")", 1)[-1].split()
+    if live and fields and fields[0] in ("Z", "X"):
+        return "0"
     return fields[19] if len(fields) > 19 else "0"
 
 
@@ -71,7 +75,7 @@ class Owner:
 
     def alive(self) -> bool:
         """Whether the owning process still runs (only knowable on its own host)."""
-        return _start_ticks(self.pid) == self.start and self.start != "0"
+        return _start_ticks(self.pid, live=True) == self.start and self.start != "0"
 
 
 def me() -> Owner:

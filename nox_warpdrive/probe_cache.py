@@ -1,13 +1,16 @@
-"""A host-side cache of platform probes, keyed by image id.
+"""A host-side cache of platform probes, keyed by image id and the Python command.
 
 An image id is the digest of the image's config, so the probe of an id never changes:
-caching it saves a container start (~0.4 s) on every build after the first. What the
+caching it saves a container start (~0.4 s) on every build after the first. The probe
+runs the configured ``python`` command: a probe of ``python3`` says nothing about
+``python3.12`` (which the image may not even have), so the command is part of the key. What the
 probe reports grows over time (the image's marker values came later): an entry written
 by an older format is not used, so a key never lacks what the current code needs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,13 +26,14 @@ def cache_dir() -> Path:
     return Path(base) / "nox-warpdrive" / "probes"
 
 
-def _path(image_id: str) -> Path:
-    return cache_dir() / (image_id.replace(":", "_") + ".json")
+def _path(image_id: str, python: str) -> Path:
+    command = hashlib.sha256(python.encode()).hexdigest()[:12]
+    return cache_dir() / f"{image_id.replace(':', '_')}.{command}.json"
 
 
-def load(image_id: str) -> PlatformKey | None:
+def load(image_id: str, python: str) -> PlatformKey | None:
     try:
-        data = json.loads(_path(image_id).read_text())
+        data = json.loads(_path(image_id, python).read_text())
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             return None
         key = PlatformKey.from_dict(data["key"])
@@ -38,8 +42,8 @@ def load(image_id: str) -> PlatformKey | None:
     return key if key.markers else None
 
 
-def store(image_id: str, key: PlatformKey) -> None:
-    path = _path(image_id)
+def store(image_id: str, python: str, key: PlatformKey) -> None:
+    path = _path(image_id, python)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")

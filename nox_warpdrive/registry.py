@@ -14,11 +14,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import assembly
+from . import assembly, registry_check
 from .config import Config
 from .deps import deps_ref, find_deps_image
 from .engine import Engine, ImageInfo, Output
-from .errors import EngineError
+from .errors import EngineError, RegistryError
 from .labels import (
     DEPS_KEY_LABEL,
     KIND_LABEL,
@@ -37,8 +37,8 @@ def cache_from(
     """The app image at ``ref``, pulled, with its deps layers made a local deps image;
     None (and one line saying why) when there is nothing to reuse."""
     try:
-        pulled = engine.pull(ref, out)
-    except EngineError as exc:
+        pulled = registry_check.pull(engine, ref, out)
+    except (EngineError, RegistryError) as exc:
         out(f"warpdrive: warning: cannot pull the cache {ref} ({exc.message}); building without it")
         if exc.fix:
             out(f"  fix: {exc.fix}")

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 from .config import named_registry
 from .engine.base import TOKEN_USER
-from .errors import RegistryError
+from .errors import RegistryError, RegistryUnreachable, TokenServerError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -54,6 +54,10 @@ Login = tuple[str, str] | None
 
 #: a config blob is small; anything bigger is not one
 CONFIG_LIMIT = 8 << 20
+
+#: the error codes with which a registry says an image is not there (distribution's
+#: spec; NOT_FOUND as some registries say it): only these make a 404 "no such image"
+MISSING_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "NOT_FOUND"})
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,27 @@ class _Response:
     headers: Mapping[str, str]
     body: bytes
 
-    def error_text(self) -> str:
-        """The registry's own words (its error codes and messages), short."""
+    def errors(self) -> list[dict[str, Any]]:
+        """The registry's error objects (``{"errors": [{code, message}]}``), if any."""
         try:
-            errors = json.loads(self.body).get("errors") or []
-            said = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors)
+            found = json.loads(self.body).get("errors") or []
         except (ValueError, AttributeError, TypeError):
-            said = ""
+            return []
+        return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+    def error_text(self) -> str:
+        """The registry's own words (its error codes and messages, or the first line of a
+        short plain-text body: "404 page not found"), short."""
+        said = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in self.errors())
+        if not said and self.body and len(self.body) <= 400:
+            text = self.body.decode("utf-8", "replace").strip().splitlines()
+            said = text[0] if text and text[0].isprintable() and "<" not in text[0] else ""
         return f"HTTP {self.status}" + (f" ({said[:200]})" if said else "")
+
+    def says_missing(self) -> bool:
+        """Whether this is the registry saying there is no such image or repository."""
+        codes = {str(e.get("code") or "") for e in self.errors()}
+        return self.status == 404 and bool(codes & MISSING_CODES)
 
 
 class Registry:
@@ -200,7 +217,7 @@ class Registry:
         r = self._call(
             "GET", f"/v2/{repo}/manifests/{reference}", _pull(repo), headers={"Accept": accept}
         )
-        if r.status == 404:
+        if r.says_missing():
             return None
         self._check(r, (200,), f"reading the manifest of {repo}:{reference}")
         media = (r.headers.get("Content-Type") or "").split(";", 1)[0].strip()
@@ -351,29 +368,31 @@ class Registry:
         self._tokens[scope] = self._token(params, scope)
 
     def _token(self, params: Mapping[str, str], scope: str) -> str:
+        """A token from the realm. Its failures name the token server and its URL: a
+        broken one is not "no such image", nor a wrong login."""
         realm = urllib.parse.urlsplit(params["realm"])
         method, where, headers, form = _token_request(
             self.registry, self._login, realm, params, scope
         )
+        url = f"{realm.scheme}://{realm.netloc}{realm.path}"
+        server = _token_server(self.registry, url)
         secure = realm.scheme == "https"
-        r = self._send(method, realm.netloc, secure, where, headers, form, 1 << 20)
+        r = self._send(method, realm.netloc, secure, where, headers, form, 1 << 20, url)
         if r.status in (401, 403):
             raise self._refused(r)
         if r.status != 200:
-            raise RegistryError(
-                f"the token server of {self.registry} answered {r.error_text()}",
-                fix=f"check the address of {self.registry}, then run again",
-            )
+            raise TokenServerError(f"{server} answered {r.error_text()}", fix=_token_fix(self, url))
         try:
             data = json.loads(r.body)
             token = str(data.get("token") or data.get("access_token") or "")
         except (ValueError, AttributeError):
-            token = ""
+            raise TokenServerError(
+                f"{server} answered HTTP {r.status} with something that is not JSON "
+                f"({r.headers.get('Content-Type') or 'no content type'})",
+                fix=_token_fix(self, url),
+            ) from None
         if not token:
-            raise RegistryError(
-                f"the token server of {self.registry} gave no token",
-                fix=f"check the address of {self.registry}, then run again",
-            )
+            raise TokenServerError(f"{server} gave no token", fix=_token_fix(self, url))
         return token
 
     def _refused(self, r: _Response) -> RegistryError:
@@ -410,7 +429,10 @@ class Registry:
         headers: Mapping[str, str],
         body: bytes | BinaryIO | None,
         limit: int,
+        token_url: str = "",
     ) -> _Response:
+        """One request to ``netloc``: the registry, or its token server at ``token_url``
+        (which messages then name)."""
         conn: http.client.HTTPConnection
         try:
             if secure:
@@ -439,7 +461,12 @@ class Registry:
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             why = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else _why(exc)
-            raise RegistryError(
+            if token_url:
+                raise TokenServerError(
+                    f"cannot reach {_token_server(self.registry, token_url)} ({why})",
+                    fix=_token_fix(self, token_url),
+                ) from None
+            raise RegistryUnreachable(
                 f"cannot reach the registry {self.registry} ({why})",
                 fix=f"check the address {self.registry} and that it answers "
                 f"(`curl {self._url('/v2/')}`), then run again",
@@ -457,6 +484,37 @@ class _Headers(dict[str, str]):
 
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key.lower())
+
+
+def _token_server(registry: str, url: str) -> str:
+    return f"the token server of {registry} ({url})"
+
+
+def _token_fix(registry: Registry, url: str) -> str:
+    return (
+        f"{registry.registry} sends clients to {url} for a token (the realm of its "
+        "WWW-Authenticate header); that server must answer, from here and from the engine: "
+        "check the registry's token/auth configuration (the realm it advertises) and that "
+        "the token server runs; then run again"
+    )
+
+
+def exists(ref: str, login: Login, push: bool = False, timeout: float = 30) -> bool:
+    """Whether the registry holds an image at ``ref``, asked directly with ``login`` (and
+    for push rights when ``push``): False only when it said so (404 MANIFEST_UNKNOWN or
+    NAME_UNKNOWN). Anything else raises: TokenServerError for a failed token server,
+    RegistryError for a refused login or an answer that is not the Registry API,
+    RegistryUnreachable when the registry cannot be reached from here."""
+    at = parse_ref(ref)
+    client = Registry(at.registry, login, timeout)
+    scope = _push(at.repository) if push else _pull(at.repository)
+    accept = ", ".join((*MANIFESTS, *INDEXES))
+    path = f"/v2/{at.repository}/manifests/{at.reference}"
+    r = client._call("GET", path, scope, headers={"Accept": accept})
+    if r.says_missing():
+        return False
+    client._check(r, (200,), f"reading the manifest of {at.repository}:{at.reference}")
+    return True
 
 
 def _why(exc: BaseException) -> str:

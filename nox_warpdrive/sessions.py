@@ -222,7 +222,9 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         _bound_caches(cfg, engine, result.image_id if deps_made else None)
         _out(result.table())
         if args.push or args.push_only:
-            engine.push(result.ref, _out)
+            from .registry_check import push
+
+            push(engine, result.ref, _out)
     if args.push or args.push_only:
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
 
@@ -406,18 +408,32 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-#: what CI systems and terminals send to end a job
-END_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: every signal whose default action ends the process and that someone sends: what CI
+#: systems and terminals send to end a job (SIGINT, SIGTERM, SIGHUP, SIGQUIT: Ctrl-\
+#: and some CI runners), SIGUSR1/2 and SIGALRM (ends the process when nothing handles
+#: them), SIGXCPU (a CPU-time limit). SIGPIPE and SIGXFSZ are not here: Python ignores
+#: both from its start, so a write to a closed pipe raises BrokenPipeError, which
+#: unwinds through every ``finally`` like any error.
+END_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGXCPU,
+)
 
 
 @contextlib.contextmanager
 def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP all end a build the same way. Python's default for
-    SIGTERM and SIGHUP ends the process at once, skipping every ``finally``: a cancelled
-    CI job then left its build container running and its credentials in a volume. The
-    first signal raises Interrupted; later ones are ignored while it unwinds (the
-    cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead (the
-    run session stops its container on it and ends normally)."""
+    """Every signal of END_SIGNALS ends a build the same way. Python's default for all
+    but SIGINT ends the process at once, skipping every ``finally``: a cancelled CI job
+    (or a Ctrl-\\) then left its build container running and its credentials in a
+    volume. The first signal raises Interrupted; later ones are ignored while it unwinds
+    (the cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead
+    (the run session stops its container on it and ends normally)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -439,11 +455,28 @@ def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+#: signals whose default action also writes a core file
+CORE_SIGNALS = (signal.SIGQUIT, signal.SIGXCPU)
+
+
+def _no_core_file() -> None:
+    """No core file when the process dies of SIGQUIT: one would land in the app's
+    directory (the next build's context) holding this process's memory, index
+    credentials included. The signal still ends the process, as the parent expects."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
 def die_of(signum: int) -> None:
     """End this process by the signal itself, once everything is cleaned up: the parent
     (a CI runner, a shell) sees 128 + N, as for any process the signal ended."""
     sys.stdout.flush()
     sys.stderr.flush()
+    if signum in CORE_SIGNALS:
+        _no_core_file()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
     time.sleep(5)  # the signal is delivered before this ends

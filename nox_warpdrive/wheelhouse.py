@@ -17,7 +17,7 @@ from .cache_bounds import needs_upkeep, pruned_line
 from .config import Config, RequirementSet, normalize, start_config
 from .context import build_tar, collect, load_ignore_rules
 from .engine import Engine, ImageInfo, Output
-from .errors import BuildError, ConfigError, WarpdriveError, disk_message
+from .errors import BuildError, CommandMissing, ConfigError, WarpdriveError, disk_message
 from .inputs import ProjectBuild, host_target, inputs_line, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
@@ -76,15 +76,26 @@ def requirements_for(cfg: Config, target: PlatformKey | None = None) -> Requirem
 def probe_image(
     engine: Engine, ref: str, role: str, cfg: Config, store: bool = True
 ) -> tuple[ImageInfo, PlatformKey]:
-    """The image and its platform key: from the host's probe cache, else probed (Python
-    run in a throwaway container, no network) and, with ``store``, cached."""
+    """The image and its platform key, probed with the configured ``python`` (Python run
+    in a throwaway container, no network) and, with ``store``, cached by image id and
+    that command. A ``python`` the image lacks is a ConfigError naming the key and the
+    image, cached probe or not."""
     info = engine.require_image(ref, role)
-    key = probe_cache.load(info.id)
+    key = probe_cache.load(info.id, cfg.python)
     if key is None:
-        output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
+        try:
+            output = engine.run_probe(info.id, [cfg.python, "-c", PROBE_SCRIPT], network="none")
+        except CommandMissing as exc:
+            raise ConfigError(
+                f"`python = {cfg.python!r}` in [tool.warpdrive]: {role} {ref} has no such "
+                f"command (the engine said: {exc.said})",
+                fix=f"set `python` to a Python command {ref} has (the default is "
+                f"\"python3\"; `docker run --rm --entrypoint sh {ref} -c 'command -v python3'` "
+                "shows where it is), or use an image that has it",
+            ) from exc
         key = parse_probe_output(output, ref)
         if store:
-            probe_cache.store(info.id, key)
+            probe_cache.store(info.id, cfg.python, key)
     _PROBED[ref] = key
     return info, key
 

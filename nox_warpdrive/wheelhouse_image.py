@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import assembly
+from . import assembly, registry_check
 from .config import split_ref
 from .engine import Engine, ImageInfo, Output
 from .engine.base import ArchivePut, ArchiveRead, ArchiveStream
-from .errors import ConfigError, EngineError, host_writes
+from .errors import ConfigError, EngineError, RegistryError, host_writes
 from .labels import KIND_LABEL, PLATFORM_KEY_LABEL, WheelhouseLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
@@ -125,8 +125,8 @@ def pull_seed(
     tag = image_tag(ref, wh.key)
     started = time.monotonic()
     try:
-        pulled = engine.pull(tag, out)
-    except EngineError as exc:
+        pulled = registry_check.pull(engine, tag, out)
+    except (EngineError, RegistryError) as exc:
         _warn(out, f"cannot pull the wheelhouse image {tag} ({exc.message})", exc.fix or "")
         return None
     if pulled is None:
@@ -217,7 +217,7 @@ def push_wheelhouse(
         size = _write_layer(engine, wh, plan, layer)
         image_id = engine.load_image(_bundle(engine, wh, plan, parent, layer), "wheelhouse image")
     engine.tag(image_id, tag)
-    digest = engine.push(tag, out)
+    digest = registry_check.push(engine, tag, out)
     if previous is not None and previous.id != image_id:
         engine.remove_image(previous.id)
     out(_pushed_line(tag, plan, previous, size))
@@ -244,13 +244,13 @@ def _previous(engine: Engine, tag: str, key: PlatformKey, out: Output) -> ImageI
     """The wheelhouse image now at ``tag`` (pulled: a push goes on top of it), None when
     there is none. Not a wheelhouse image: an error (a push would replace it)."""
     try:
-        pulled = engine.pull(tag, out)
-    except EngineError as exc:
-        raise EngineError(
+        pulled = registry_check.pull(engine, tag, out)
+    except (EngineError, RegistryError) as exc:
+        raise type(exc)(
             f"cannot reach the wheelhouse image {tag} ({exc.message}); nothing was pushed, "
             "the wheelhouse in the volume is built and unchanged",
             fix=exc.fix,
-        ) from None
+        ) from exc
     if pulled is None:
         return None
     why = unusable(pulled, key)

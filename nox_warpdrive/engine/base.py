@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..assembly import Bundle
-from ..errors import BuildError, EngineError, WarpdriveError
+from ..errors import BuildError, CommandMissing, EngineError, WarpdriveError
 from ..plan import CommitSpec, Step
 
 if TYPE_CHECKING:
@@ -228,6 +228,19 @@ def engine_fix() -> str:
     )
 
 
+#: how runc says a container's command is not in its image (a name looked up on PATH, or
+#: a path); the engine answered, so this is never an engine that does not run
+_EXEC_MISSING = re.compile(
+    r'exec: "([^"]+)": (?:executable file not found in \$PATH|stat [^:]*: no such file)'
+)
+
+
+def missing_command(said: str) -> str | None:
+    """The command an engine's error says is not in the image, or None."""
+    found = _EXEC_MISSING.search(said)
+    return found.group(1) if found else None
+
+
 @contextlib.contextmanager
 def foreign_errors(what: str) -> Iterator[None]:
     """Turn anything but our own errors (and interrupts) into one EngineError."""
@@ -240,8 +253,12 @@ def foreign_errors(what: str) -> Iterator[None]:
     except WarpdriveError:
         raise
     except Exception as exc:
+        said = short(exc)
+        command = missing_command(said)
+        if command is not None:
+            raise CommandMissing(None, command, said) from None
         raise EngineError(
-            f"the Docker engine failed while {what}: {short(exc)}", fix=engine_fix()
+            f"the Docker engine failed while {what}: {said}", fix=engine_fix()
         ) from None
 
 

@@ -32,7 +32,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .. import assembly
 from ..config import named_registry
-from ..errors import BuildError, EngineError, LayerRefused, WarpdriveError, host_writes
+from ..errors import (
+    BuildError,
+    CommandMissing,
+    EngineError,
+    LayerRefused,
+    WarpdriveError,
+    host_writes,
+)
 from ..owner import (
     PROCESS_LABEL,
     TEMP_PREFIX,
@@ -45,6 +52,7 @@ from ..owner import (
 )
 from ..plan import EXPORT_READY, SECRETS_DIR, VOLUME_DIR, CommitSpec, Step
 from ..tars import tar_files
+from . import reaper
 from .about import AboutMixin
 from .base import (
     OWNER_LABEL,
@@ -58,9 +66,11 @@ from .base import (
     check_result,
     engine_fix,
     host_shown,
+    missing_command,
     short,
     translated,
 )
+from .ownerwatch import attach_stdin, detach_stdin, watched_command
 from .progress import EVERY as PROGRESS_EVERY
 from .progress import Progress
 
@@ -152,6 +162,7 @@ class _Core:
         call's answer is lost to an interrupt, and found by the next run's sweep when
         this process is killed outright."""
         name = temp_name(what)
+        reaper.start()  # removes it if this process dies by kill -9
         try:
             container = self.client.containers.create(image, name=name, **kwargs)
         except BaseException:
@@ -408,6 +419,7 @@ class _Steps(_Images):
         if not files:
             yield None
             return
+        reaper.start()  # removes the volume if this process dies by kill -9
         name = f"warpdrive-secrets-{uuid.uuid4().hex[:12]}"
         labels = {OWNER_LABEL: "nox-warpdrive-secrets", PROCESS_LABEL: me().token}
         try:
@@ -470,7 +482,7 @@ class _Steps(_Images):
                 raise EngineError(f"the engine refused files for {directory}")
         exit_code, image_id = 0, None
         if step.command is not None:
-            container.start()
+            _start(container, step)
             if _follow(container, out, tail, EXPORT_READY if step.export else None):
                 if into is not None:
                     self._read_export(container, step, out, into)
@@ -532,6 +544,8 @@ class _Steps(_Images):
         spec = step.commit
         assert spec is not None
         conf = assembly.config_changes(spec)
+        if "Cmd" not in conf and step.command:  # the step's, never the watchdog's
+            conf["Cmd"] = list(step.command)
         result = self.client.api.commit(container.id, message=spec.message or None, conf=conf)
         return str(result["Id"])
 
@@ -805,6 +819,22 @@ class _Registry(_Apps):
         return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
 
 
+def _start(container: Any, step: Step) -> None:
+    """Start a step's container, its watchdog's stdin attached first; CommandMissing
+    when its image lacks the command (the engine answered: it is the image or the
+    configured command that is wrong)."""
+    if (getattr(container, "attrs", None) or {}).get("Config", {}).get("OpenStdin"):
+        attach_stdin(container)
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        said = short(exc)
+        command = missing_command(said)
+        if command is None:
+            raise
+        raise CommandMissing(step.image, command, said) from exc
+
+
 def _step_image_missing(step: Step) -> EngineError:
     return EngineError(
         f"image {step.image!r} is not on the engine",
@@ -851,7 +881,12 @@ def _watched(make: Any, quiet: float, what: str) -> Iterator[Any]:
 
 
 def _not_found(text: str) -> bool:
+    """Whether the engine relays a registry's "no such image". A body the engine could
+    not parse is not one, even when it reads "404 page not found": that is a token
+    server or proxy answering 404, which registry_check.py asks the registry about."""
     lowered = text.lower()
+    if "error parsing http" in lowered:
+        return False
     return any(
         s in lowered
         for s in ("manifest unknown", "not found", "does not exist", "repository name not known")
@@ -978,8 +1013,11 @@ def _container_args(step: Step, secrets_volume: str | None) -> dict[str, Any]:
     if step.uses_secrets and secrets_volume:
         mounts.append(_mount(SECRETS_DIR, secrets_volume, read_only=True))
     kwargs: dict[str, Any] = {
-        "command": list(step.command) if step.command else ["true"],
+        "command": watched_command(step.command) if step.command else ["true"],
         "entrypoint": [],
+        # for the watchdog: an open stdin, closed by the engine when the owner that
+        # attached to it disconnects (stdin_once follows stdin_open in docker-py)
+        "stdin_open": bool(step.command),
         "mounts": mounts,
         # no labels: `commit` would copy them into the image config
         "environment": [f"{k}={v}" for k, v in step.env],
@@ -1043,6 +1081,7 @@ def _json_stream(data: bytes) -> Iterator[dict[str, Any]]:
 def _remove(container: Any) -> None:
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         container.remove(force=True, v=False)
+    detach_stdin(container)  # after the removal: its close would end the container
 
 
 def _split_tag(ref: str) -> tuple[str, str]:

@@ -116,11 +116,16 @@ def test_signals_at_several_points_of_a_cold_build_leave_nothing(
     assert "staging-" not in listing, listing
 
 
-def test_a_killed_run_is_swept_by_the_next(make_app: Any, engine: Engine, index: Index) -> None:
-    """SIGKILL cannot be handled: its builder container and secrets volume stay until the
-    next run removes them (they are named and labelled by their owner)."""
+def test_a_killed_run_is_swept_by_the_next(
+    make_app: Any, engine: Engine, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL cannot be handled: with no reaper (WARPDRIVE_REAPER=0; see
+    test_owner_death.py for the reaper), its stopped builder container and secrets
+    volume stay until the next run removes them (named and labelled by their owner)."""
     app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
+    monkeypatch.setenv("WARPDRIVE_REAPER", "0")
     proc = start_nox(app, "wheelhouse", index)
+    monkeypatch.delenv("WARPDRIVE_REAPER")
     assert proc.stdout is not None
     for line in proc.stdout:
         if "resolving with uv" in line:

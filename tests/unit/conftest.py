@@ -18,3 +18,9 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(static_cache, "cache_dir", lambda: root / "static")
     monkeypatch.setattr(source_index, "cache_dir", lambda: root / "source-index")
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No reaper process (reaper.py) for the fake engines of unit tests."""
+    monkeypatch.setenv("WARPDRIVE_REAPER", "0")

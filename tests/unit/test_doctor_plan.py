@@ -60,8 +60,8 @@ def project(tmp_path: Path, extra: str = "") -> Config:
 
 
 def engine_for(**kw: Any) -> FakeEngine:
-    probe_cache.store(BASE.id, PKEY)
-    probe_cache.store(BUILDER.id, PKEY)
+    probe_cache.store(BASE.id, "python3", PKEY)
+    probe_cache.store(BUILDER.id, "python3", PKEY)
     return FakeEngine(images={"base:1": BASE, "builder:1": BUILDER}, **kw)
 
 
@@ -166,7 +166,7 @@ def test_a_pullable_missing_image_still_fails_a_build_and_says_pull(tmp_path: Pa
 def test_a_builder_that_does_not_fit_fails(tmp_path: Path) -> None:
     project(tmp_path)
     engine = engine_for()
-    probe_cache.store(BUILDER.id, dataclasses.replace(PKEY, libc_version="2.39"))
+    probe_cache.store(BUILDER.id, "python3", dataclasses.replace(PKEY, libc_version="2.39"))
     report = doctor.diagnose(tmp_path / "app", lambda: engine, pull=no_pull)
     assert [c.name for c in report.failed] == ["fit"]
     assert "libc_version" in report.failed[0].detail

@@ -6,11 +6,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from unit_support import PKEY
+from fake_engine import FakeEngine
+from unit_support import BASE, PKEY
 
-from nox_warpdrive.errors import PlatformMismatchError, WarpdriveError
+from nox_warpdrive.errors import CommandMissing, ConfigError, PlatformMismatchError, WarpdriveError
 from nox_warpdrive.platform import (
     MARKER_NAMES,
     PROBE_MARKER,
@@ -223,14 +225,65 @@ def test_probe_cache_keeps_markers_and_ignores_older_entries() -> None:
     from nox_warpdrive import probe_cache
 
     key = with_markers(KEY, sys_platform="linux")
-    probe_cache.store("sha256:one", key)
-    loaded = probe_cache.load("sha256:one")
+    probe_cache.store("sha256:one", "python3", key)
+    loaded = probe_cache.load("sha256:one", "python3")
     assert loaded == key and loaded is not None and loaded.markers == key.markers
     # written by an older nox-warpdrive: the key alone, no markers: probed again
-    path = probe_cache.cache_dir() / "sha256_two.json"
+    path = probe_cache._path("sha256:two", "python3")
     path.write_text(KEY.to_json())
-    assert probe_cache.load("sha256:two") is None
+    assert probe_cache.load("sha256:two", "python3") is None
     path.write_text(json.dumps({"format": probe_cache.FORMAT, "key": json.loads(KEY.to_json())}))
-    assert probe_cache.load("sha256:two") is None  # no marker values: probed again
+    assert probe_cache.load("sha256:two", "python3") is None  # no marker values: probed again
     path.write_text("{broken")
-    assert probe_cache.load("sha256:two") is None
+    assert probe_cache.load("sha256:two", "python3") is None
+
+
+def test_probe_cache_is_keyed_by_the_python_command() -> None:
+    """A probe of python3 says nothing of python3.12: the image may not even have it."""
+    from nox_warpdrive import probe_cache
+
+    key = with_markers(KEY, sys_platform="linux")
+    probe_cache.store("sha256:one", "python3", key)
+    assert probe_cache.load("sha256:one", "python3") == key
+    assert probe_cache.load("sha256:one", "python3.12") is None
+    assert probe_cache.load("sha256:one", "/usr/bin/python3") is None
+
+
+class _ProbingEngine(FakeEngine):
+    """Runs the probe as an image without ``missing`` would: runc's exec error."""
+
+    def __init__(self, missing: str) -> None:
+        super().__init__(images={"app-base:1": BASE})
+        self.missing = missing
+        self.probes: list[list[str]] = []
+
+    def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
+        self.probes.append(command)
+        if command[0] == self.missing:
+            said = (
+                "HTTP 400: failed to create shim task: OCI runtime create failed: runc create "
+                f'failed: unable to start container process: exec: "{command[0]}": executable '
+                "file not found in $PATH: unknown"
+            )
+            raise CommandMissing(image, command[0], said)
+        return probe_line(with_markers(KEY, sys_platform="linux"))
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm-probe"])
+def test_a_python_the_image_lacks_is_a_config_error_naming_the_key(warm: bool) -> None:
+    from nox_warpdrive.config import Config
+    from nox_warpdrive.wheelhouse import probe_image
+
+    engine = _ProbingEngine(missing="python3.12")
+    good = Config(Path("/app"), "app", "app:latest", "app-base:1", "app-base:1", ())
+    if warm:  # the probe of the default python3 is cached: it must not stand in
+        probe_image(engine, "app-base:1", "base-image", good)
+        assert len(engine.probes) == 1
+    wrong = dataclasses.replace(good, python="python3.12")
+    with pytest.raises(ConfigError) as info:
+        probe_image(engine, "app-base:1", "base-image", wrong)
+    text = str(info.value)
+    assert "`python = 'python3.12'`" in text and "base-image app-base:1" in text, text
+    assert "executable file not found" in text
+    assert "set `python`" in (info.value.fix or "")
+    assert "runs and answers" not in text  # the engine answered: never blamed

@@ -20,7 +20,12 @@ from typing import Any, ClassVar
 import pytest
 
 from nox_warpdrive import registry_api as api
-from nox_warpdrive.errors import RegistryError, WarpdriveError
+from nox_warpdrive.errors import (
+    RegistryError,
+    RegistryUnreachable,
+    TokenServerError,
+    WarpdriveError,
+)
 
 USER, PASSWORD = "wd-user", "wd-canary-password-1234"
 
@@ -36,6 +41,8 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     mode = "none"
     fault = ""
+    #: how the token server fails: "" (it works), "404", "500", "json"
+    token_fault = ""
     blobs: ClassVar[dict[str, dict[str, bytes]]] = {}
     manifests: ClassVar[dict[str, dict[str, tuple[str, bytes]]]] = {}
     tokens: ClassVar[set[str]] = set()
@@ -99,6 +106,12 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         data = self.body()
+        if url.path == "/token" and self.token_fault == "404":
+            return self.reply(404, b"404 page not found\n", {"Content-Type": "text/plain"})
+        if url.path == "/token" and self.token_fault == "500":
+            return self.error(500, "UNKNOWN")
+        if url.path == "/token" and self.token_fault == "json":
+            return self.reply(200, b"<html>sign in</html>", {"Content-Type": "text/html"})
         if url.path == "/token" and self.command == "POST":
             return self.refresh_grant(dict(urllib.parse.parse_qsl(data.decode())))
         if url.path == "/token":
@@ -157,7 +170,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def registry() -> Iterator[str]:
-    FakeRegistry.mode, FakeRegistry.fault = "none", ""
+    FakeRegistry.mode, FakeRegistry.fault, FakeRegistry.token_fault = "none", "", ""
     FakeRegistry.blobs, FakeRegistry.manifests = {}, {}
     FakeRegistry.tokens, FakeRegistry.seen, FakeRegistry.forms = set(), [], []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
@@ -321,3 +334,53 @@ def test_unreachable_and_hanging_registries(registry: str) -> None:
     with pytest.raises(RegistryError, match="timed out"):
         api.Registry(registry, None, timeout=0.5).manifest("wd/app", "v1")
     assert time.monotonic() - started < 1.8
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ("404", "answered HTTP 404 (404 page not found)"),
+        ("500", "answered HTTP 500 (UNKNOWN: unknown)"),
+        ("json", "answered HTTP 200 with something that is not JSON (text/html)"),
+    ],
+)
+def test_a_failing_token_server_is_named_with_its_url(registry: str, fault: str, said: str) -> None:
+    """Not "no such image", not a wrong login: the token server, its URL, the fix."""
+    FakeRegistry.mode, FakeRegistry.token_fault = "bearer", fault
+    for login in (None, (USER, PASSWORD)):
+        client = api.Registry(registry, login, timeout=5)
+        with pytest.raises(TokenServerError) as failed:
+            client.manifest("wd/app", "v1")
+        text = str(failed.value)
+        assert f"the token server of {registry} (http://{registry}/token) {said}" in text, text
+        assert failed.value.fix and f"http://{registry}/token" in failed.value.fix
+        assert "docker login" not in text
+        secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        assert PASSWORD not in text and secret not in text and "tok0" not in text
+        with pytest.raises(TokenServerError):  # exists() says the same, never "missing"
+            api.exists(f"{registry}/wd/app:v1", login, push=True, timeout=5)
+
+
+def test_an_unreachable_token_server_is_named(registry: str) -> None:
+    with contextlib.closing(__import__("socket").socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = api.Registry(registry, None, timeout=5)
+    params = {"realm": f"http://127.0.0.1:{port}/token", "service": "fake"}
+    with pytest.raises(TokenServerError) as failed:
+        client._token(params, "repository:wd/app:pull")
+    text = str(failed.value)
+    assert f"cannot reach the token server of {registry} (http://127.0.0.1:{port}/token)" in text
+    assert not isinstance(failed.value, RegistryUnreachable)
+
+
+def test_missing_only_when_the_registry_says_so(registry: str) -> None:
+    """A 404 with MANIFEST_UNKNOWN / NAME_UNKNOWN is "no such image"; a 404 that is not
+    the Registry API's (a proxy, a wrong path) is an error, not a first run."""
+    assert api.exists(f"{registry}/wd/app:nope", None) is False
+    assert api.Registry(registry, None, timeout=5).manifest("wd/app", "nope") is None
+    missing = api._Response(404, {}, b'{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}')
+    assert missing.says_missing()
+    assert not api._Response(404, {}, b"404 page not found\n").says_missing()
+    assert not api._Response(404, {}, b"").says_missing()
+    assert not api._Response(401, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}').says_missing()

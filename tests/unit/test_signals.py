@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,27 @@ def test_the_process_ends_by_the_signal_after_cleanup(sig: int) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.split() == ["cleaned"]
     assert proc.returncode == -sig  # killed by it: a shell shows 128 + N
+
+
+def test_sigquit_and_the_other_ending_signals_are_handled() -> None:
+    """SIGQUIT (Ctrl-\\, some CI runners) ended the process at once, with no cleanup."""
+    for sig in (signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+        assert sig in END_SIGNALS
+    assert signal.SIGPIPE not in END_SIGNALS  # Python ignores it: BrokenPipeError unwinds
+
+
+def test_sigquit_ends_the_process_without_a_core_file(tmp_path: Path) -> None:
+    """Ctrl-\\ would write a core file (this process's memory, credentials included) into
+    the app's directory, which the next build archives: the signal ends the process,
+    but with no core."""
+    code = textwrap.dedent(
+        """
+        import os, resource, signal
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
+        from nox_warpdrive.sessions import die_of
+        die_of(signal.SIGQUIT)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True)
+    assert proc.returncode == -signal.SIGQUIT
+    assert not list(tmp_path.iterdir())
