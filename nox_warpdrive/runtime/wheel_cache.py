@@ -195,14 +195,18 @@ def staging_live(staging):
 def empty_dir(path):
     """Remove what a cache directory holds (the directory stays)."""
     for name in os.listdir(path) if os.path.isdir(path) else ():
-        target = os.path.join(path, name)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            try:
-                os.unlink(target)
-            except OSError:
-                pass
+        remove_path(os.path.join(path, name))
+
+
+def remove_path(target):
+    """Remove a file, a link or a whole directory, whatever is there (gone: nothing)."""
+    if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
 
 
 def forget(manifest, sets, wheels):
@@ -357,13 +361,7 @@ def clear_key(path):
         target = os.path.join(path, name)
         if name == ".lock" or (name.startswith("staging-") and staging_live(target)):
             continue
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            try:
-                os.unlink(target)
-            except OSError:
-                pass
+        remove_path(target)
 
 
 def report(data):
