@@ -120,7 +120,7 @@ def test_a_killed_run_is_swept_by_the_next(
     make_app: Any, engine: Engine, index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGKILL cannot be handled: with no reaper (WARPDRIVE_REAPER=0; see
-    test_owner_death.py for the reaper), its stopped builder container and secrets
+    test_owner_death_engine.py for the reaper), its stopped builder container and secrets
     volume stay until the next run removes them (named and labelled by their owner)."""
     app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
     monkeypatch.setenv("WARPDRIVE_REAPER", "0")

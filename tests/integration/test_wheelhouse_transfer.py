@@ -23,8 +23,6 @@ import pytest
 from conftest import App
 from pkgindex import Index
 from test_registry import cleanup_runner, client_for, nox_on, serve_on
-from test_registry import registry as registry
-from test_registry import runner as runner
 
 from nox_warpdrive import assembly
 from nox_warpdrive.engine import Engine

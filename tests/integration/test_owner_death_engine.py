@@ -16,7 +16,6 @@ import docker
 import pytest
 from conftest import App
 from pkgindex import Index
-from test_registry import runner as runner
 from test_reliability import CANARY, leftovers, run_nox, start_nox
 
 from nox_warpdrive.engine import Engine
