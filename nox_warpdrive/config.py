@@ -645,12 +645,18 @@ def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> 
 
 
 def start_config(cfg: Config) -> dict[str, str]:
-    """What the image's start launcher is told (written to .warpdrive/start.json)."""
+    """What the image's start launcher is told (written to .warpdrive/start.json). The
+    Procfile's web: line is read here, on the host, like [tool.fastapi]: a Procfile that
+    .dockerignore leaves out of the image (a Dockerfile build never needs it) must start
+    the app the way the host decided, not leave the image to find something else."""
+    from .runtime.start import procfile_web
+
     out = {
         "start": cfg.start,
         "app_module": cfg.app_module,
         "server": cfg.server,
         "fastapi_entrypoint": cfg.fastapi_entrypoint,
+        "procfile_web": procfile_web(str(cfg.project_dir)),
     }
     return {k: v for k, v in out.items() if v}
 

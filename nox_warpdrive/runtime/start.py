@@ -320,9 +320,10 @@ def _by_declaration(
 ) -> Optional[App]:
     """What the app declares for other tools: a Procfile's `web:` line (a shell command,
     like `start`), then `entrypoint` in [tool.fastapi] (an ASGI app; the host reads
-    pyproject.toml and passes it in the config)."""
-    web = procfile_web(app_dir)
-    if web:
+    pyproject.toml and passes it in the config; the Procfile's line too, so that one
+    .dockerignore leaves out of the image still counts)."""
+    web = config.get("procfile_web") or procfile_web(app_dir)
+    if isinstance(web, str) and web:
         # a Django project keeps its settings: collectstatic still runs at build, as
         # Heroku's buildpack runs it
         settings = None

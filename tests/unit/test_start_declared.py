@@ -83,3 +83,19 @@ def test_a_bad_fastapi_entrypoint_is_a_config_error(tmp_path: Path) -> None:
         assert "not a module path" in str(exc)
     else:
         raise AssertionError("no error")
+
+
+def test_a_procfile_left_out_of_the_image_still_starts_the_app(tmp_path: Path) -> None:
+    """The host reads the Procfile and passes its web: line to the launcher: with the
+    file left out of the image (.dockerignore), the image starts the app the same way
+    the host decided (not the Django project it would find next)."""
+    django(tmp_path)
+    write(tmp_path, "Procfile", "web: uwsgi ./etc/uwsgi.ini\n")
+    write(tmp_path, ".dockerignore", "Procfile\n")
+    config = start_config(load_config(tmp_path))
+    assert config["procfile_web"] == "uwsgi ./etc/uwsgi.ini"
+    image = tmp_path / "image"  # the app as the image holds it: no Procfile
+    image.mkdir()
+    django(image)
+    app = detect(str(image), env={}, config=config)
+    assert (app.kind, app.command) == ("command", ["sh", "-c", "uwsgi ./etc/uwsgi.ini"])
