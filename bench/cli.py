@@ -36,7 +36,7 @@ from .common import (
     utc_now,
 )
 from .dockercli import Docker, find_docker
-from .fresh_report import fresh_section
+from .fresh_report import kept_sections
 from .matrix import make_tools, measure
 from .peers import find_ca_bundle
 from .report import (
@@ -179,7 +179,7 @@ def report_only() -> int:
     saved = json.loads((RESULTS_DIR / "latest.json").read_text())
     own = saved.get("app", EXAMPLE_DESCRIPTION) == EXAMPLE_DESCRIPTION
     markdown = BENCH_DIR / "RESULTS.md" if own else RESULTS_DIR / "RESULTS.md"
-    kept = fresh_section(markdown.read_text()) if markdown.is_file() else ""
+    kept = kept_sections(markdown.read_text()) if markdown.is_file() else ""
     text = report_from_json(RESULTS_DIR / "latest.json")
     markdown.write_text(text + ("\n" + kept if kept else ""))
     out(f"wrote {markdown.relative_to(REPO)}")
@@ -217,7 +217,7 @@ def write_markdown(app: App, report: Report, tables: str, conditions: str) -> Pa
     """RESULTS.md of a complete bench. bench/RESULTS.md is the example's table (the
     README quotes it); another app's goes next to the raw numbers."""
     markdown = BENCH_DIR / "RESULTS.md" if app.is_example else RESULTS_DIR / "RESULTS.md"
-    kept = fresh_section(markdown.read_text()) if markdown.is_file() else ""
+    kept = kept_sections(markdown.read_text()) if markdown.is_file() else ""
     text = results_markdown(report, tables, conditions)
     markdown.write_text(text + ("\n" + kept if kept else ""))
     return markdown

@@ -30,6 +30,10 @@ STEPS = {
 }
 BEGIN = "<!-- fresh-runner: written by `nox -s bench -- --fresh-runner` -->"
 END = "<!-- /fresh-runner -->"
+#: the measurement history (earlier runs and one-off measurements, moved from the README):
+#: neither bench writes it, both keep it as it is when they write RESULTS.md again
+HISTORY_BEGIN = "<!-- history: "
+HISTORY_END = "<!-- /history -->"
 
 
 def fresh_cells(samples: Sequence[Sample]) -> dict[str, dict[str, Cell]]:
@@ -135,20 +139,42 @@ clock seconds; the ratio is nox-warpdrive / peer (below 1 is faster); targets fr
 
 
 def replace_section(text: str, section: str) -> str:
-    """``text`` with its fresh-runner section replaced by ``section`` (appended when it
-    has none): the rest of RESULTS.md is the main bench's."""
+    """``text`` with its fresh-runner section replaced by ``section`` (added before the
+    history, or at the end, when it has none): the rest of RESULTS.md is the main bench's."""
     start = text.find(BEGIN)
     end = text.find(END, start)
     if start < 0 or end < 0:
-        return text.rstrip("\n") + ("\n\n" if text.strip() else "") + section
+        history = history_section(text)
+        text = text.replace(history, "") if history else text
+        added = text.rstrip("\n") + ("\n\n" if text.strip() else "") + section
+        return added + ("\n" + history if history else "")
     return text[:start] + section.rstrip("\n") + text[end + len(END) :]
+
+
+def _section(text: str, begin: str, end_marker: str) -> str:
+    """The part of ``text`` from ``begin`` to ``end_marker`` included, with a newline
+    (empty when either marker is missing)."""
+    start = text.find(begin)
+    end = text.find(end_marker, start)
+    if start < 0 or end < 0:
+        return ""
+    return text[start : end + len(end_marker)] + "\n"
 
 
 def fresh_section(text: str) -> str:
     """The fresh-runner section of ``text`` (empty when it has none), so that the main
     bench keeps it when it writes RESULTS.md again."""
-    start = text.find(BEGIN)
-    end = text.find(END, start)
-    if start < 0 or end < 0:
-        return ""
-    return text[start : end + len(END)] + "\n"
+    return _section(text, BEGIN, END)
+
+
+def history_section(text: str) -> str:
+    """The measurement history of ``text`` (empty when it has none): written by hand,
+    kept as it is by both benches."""
+    return _section(text, HISTORY_BEGIN, HISTORY_END)
+
+
+def kept_sections(text: str) -> str:
+    """What the main bench keeps when it writes RESULTS.md again: the fresh-runner
+    section, then the history."""
+    fresh, history = fresh_section(text), history_section(text)
+    return fresh + ("\n" + history if fresh and history else history)

@@ -96,6 +96,16 @@ def test_report_only_writes_the_examples_results_in_bench(
     assert capsys.readouterr().out == "wrote bench/RESULTS.md\n"
 
 
+def test_report_only_keeps_the_measurement_history(results: Path) -> None:
+    history = "<!-- history: by hand -->\n## Measurement history\n27.5 (0.62×)\n<!-- /history -->\n"
+    results.mkdir(parents=True)
+    (results.parent / "RESULTS.md").write_text("# old\n\n" + history)
+    save()
+    assert cli.main(["--report-only"]) == 0
+    text = (results.parent / "RESULTS.md").read_text()
+    assert text.startswith("# Build-time benchmark") and text.endswith("\n" + history)
+
+
 def test_report_only_writes_another_apps_results_next_to_its_numbers(results: Path) -> None:
     save(app="a copy of `/shop`")
     assert cli.main(["--report-only"]) == 0

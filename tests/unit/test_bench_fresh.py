@@ -23,8 +23,12 @@ from bench.fresh_report import (  # noqa: E402
     BEGIN,
     END,
     FIRST,
+    HISTORY_BEGIN,
+    HISTORY_END,
     fresh_section,
     fresh_tables,
+    history_section,
+    kept_sections,
     replace_section,
     verdict,
 )
@@ -142,6 +146,21 @@ def test_the_fresh_section_is_replaced_and_kept_by_the_main_bench() -> None:
     assert again == main + "\n" + section.replace("new", "newer")
     assert fresh_section(again) == section.replace("new", "newer")
     assert fresh_section(main) == ""
+
+
+def test_the_history_is_kept_by_both_benches_as_written() -> None:
+    """The measurement history moved from the README is written by hand: the fresh-runner
+    bench writes its section before it (or in its place) and the main bench keeps both."""
+    history = f"{HISTORY_BEGIN}moved -->\n## Measurement history\n0.37 (3.08×)\n{HISTORY_END}\n"
+    section = f"{BEGIN}\n## Fresh CI runner\nnew\n{END}\n"
+    main = "# Build-time benchmark\n\ntable\n"
+    first = replace_section(main + "\n" + history, section)
+    assert first == main + "\n" + section + "\n" + history
+    again = replace_section(first, section.replace("new", "newer"))
+    assert history_section(again) == history
+    assert kept_sections(again) == section.replace("new", "newer") + "\n" + history
+    assert kept_sections(main + "\n" + history) == history
+    assert kept_sections(main) == "" and history_section(main) == ""
 
 
 def test_fresh_runner_takes_no_tools_or_report_only() -> None:
