@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion
+
 from . import buildenv, probe_cache, runtime
 from .cache_bounds import needs_upkeep, pruned_line
 from .config import Config, RequirementSet, normalize, start_config
@@ -629,8 +632,17 @@ def _lock_messages(failure: Mapping[str, Any], what: str, last: str) -> dict[str
 
 def _last_lines(failure: Mapping[str, Any], secrets: Mapping[str, bytes]) -> str:
     """The builder's last lines, redacted, as the message shows them ('' for none)."""
-    detail = [buildenv.redact(str(x), secrets) for x in failure.get("detail") or ()]
+    detail = [_clip(buildenv.redact(str(x), secrets)) for x in failure.get("detail") or ()]
     return ("; its last lines:\n" + "\n".join("  | " + x for x in detail)) if detail else ""
+
+
+#: a line of the builder's output longer than this is cut in a message (pip's "from
+#: versions: ..." lists every release ever made: thousands of characters)
+_LINE_MAX = 400
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= _LINE_MAX else f"{line[:_LINE_MAX]} ... ({len(line)} characters)"
 
 
 def _log_note(failure: Mapping[str, Any], where: Where) -> str:
@@ -657,8 +669,7 @@ def _python_messages(
         return {}
     python = str(failure.get("python") or "")
     name = what.strip() or "a requirement"
-    versions = [str(v) for v in failure.get("versions") or ()]
-    left = f" (left out: {', '.join(versions[-5:])})" if versions else ""
+    left = _left_out(name, [str(v) for v in failure.get("versions") or ()])
     which = (
         f"every release of {name} needs"
         if failure.get("all")
@@ -675,6 +686,21 @@ def _python_messages(
             f"{'.'.join(python.split('.')[:2]) or 'the base image has'}",
         )
     }
+
+
+def _left_out(name: str, versions: list[str]) -> str:
+    """The releases of the requirement ``name`` that its Requires-Python left out, the
+    newest five and how many more (those the requirement's own specifier excludes are
+    not the cause, and are not named)."""
+    try:
+        spec = Requirement(name).specifier
+        kept = [v for v in versions if spec.contains(v, prereleases=True)] or versions
+    except (InvalidRequirement, InvalidVersion):
+        kept = versions
+    if not kept:
+        return ""
+    more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+    return f" (left out: {', '.join(kept[-5:])}{more})"
 
 
 def _python_image(spec: str) -> str:

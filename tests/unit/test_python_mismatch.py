@@ -133,3 +133,23 @@ def test_releases_left_out_for_an_older_python_are_not_the_cause(
 )
 def test_needs_newer(spec: str, newer: bool) -> None:
     assert build_wheels.needs_newer(spec) is newer  # as the builder's 3.11 sees it
+
+
+def test_the_releases_named_are_the_requirements_own_and_long_lines_are_cut() -> None:
+    """bakerydemo's `Django>=6.0,<6.1` on a 3.11 base: pip leaves out 21 releases (6.1.x
+    among them, which the requirement excludes anyway) and lists every Django release
+    ever made on one line."""
+    versions = [f"6.0.{n}" for n in range(1, 11)] + ["6.1", "6.1.1", "6.1rc1"]
+    failure = {
+        "stage": "resolve",
+        "package": "Django<6.1,>=6.0",
+        "needs": [">=3.12"],
+        "versions": versions,
+        "python": "3.11.2",
+        "detail": ["ERROR: Could not find a version (from versions: " + "1.0, " * 500 + ")"],
+    }
+    message = builder_failure(1, failure, SECRETS).message
+    assert "(left out: 6.0.6, 6.0.7, 6.0.8, 6.0.9, 6.0.10 and 5 more)" in message
+    assert "6.1rc1" not in message
+    long_line = next(line for line in message.splitlines() if "from versions" in line)
+    assert len(long_line) < 500 and long_line.endswith("characters)")
