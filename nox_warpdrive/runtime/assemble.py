@@ -202,8 +202,20 @@ def missing_libraries(files, batch=64):
         part = files[i : i + batch]
         proc = subprocess.run([ldd] + part, capture_output=True, text=True, errors="replace")
         for lib, paths in parse_ldd(proc.stdout + proc.stderr, part).items():
-            missing.setdefault(lib, []).extend(p for p in paths if p not in missing[lib])
+            paths = [p for p in paths if not bundled(lib, p)]
+            if paths:
+                missing.setdefault(lib, []).extend(p for p in paths if p not in missing[lib])
     return missing
+
+
+def bundled(lib, path):
+    """Whether ``lib``, which ``ldd path`` alone could not find, is one of the libraries
+    a repaired wheel bundles beside ``path`` (auditwheel's ``<package>.libs/``, names
+    with a hash: psycopg-binary's libsasl2 needs its sibling libcrypt-13f4f5d0.so.1).
+    The loader finds those through the extension module that loads the bundle (its
+    RPATH), and `ldd` of that module, which is checked too, would say so if not."""
+    here = os.path.dirname(path)
+    return here.endswith(".libs") and os.path.isfile(os.path.join(here, lib))
 
 
 def dist_name(info):

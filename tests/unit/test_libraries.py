@@ -235,3 +235,37 @@ def test_servers_that_load_pass(tmp_path: Path) -> None:
     write(tmp_path, "bin/gunicorn", "#!/bin/sh\necho 'gunicorn (version 23)'\n", mode=0o755)
     assemble.check_servers({"venv": str(tmp_path)})  # no exit
     assemble.check_servers({"venv": str(tmp_path / "none")})  # no servers at all
+
+
+def _shared(path: Path, soname: str, needs: Path | None = None) -> None:
+    """A real shared library (gcc), named ``soname``, linking ``needs`` when given."""
+    import subprocess
+
+    src = path.with_suffix(".c")
+    src.write_text(f"int f_{abs(hash(soname)) % 10**6}(void) {{ return 1; }}\n")
+    cmd = ["gcc", "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-Wl,--no-as-needed"]
+    cmd += ["-o", str(path), str(src)]
+    if needs is not None:
+        cmd += [str(needs)]
+    subprocess.run(cmd, check=True)
+    src.unlink()
+
+
+def test_a_repaired_wheels_bundled_libraries_are_not_missing(tmp_path: Path) -> None:
+    """auditwheel bundles a package's libraries in `<package>.libs/`, each needing its
+    hashed siblings, which `ldd` of the bundled file alone cannot find (psycopg-binary
+    3.3 on trixie): not missing. The same library beside a file anywhere else is."""
+    import shutil
+
+    if shutil.which("gcc") is None or shutil.which("ldd") is None:
+        pytest.fail("this test builds real shared libraries: it needs gcc and ldd")
+    for where in ("site/psycopg_binary.libs", "site/plain"):
+        d = tmp_path / where
+        d.mkdir(parents=True)
+        _shared(d / "libcrypt-13f4f5d0.so.1", "libcrypt-13f4f5d0.so.1")
+        _shared(
+            d / "libsasl2-84219a89.so.3", "libsasl2-84219a89.so.3", d / "libcrypt-13f4f5d0.so.1"
+        )
+    bundle = str(tmp_path / "site/psycopg_binary.libs/libsasl2-84219a89.so.3")
+    plain = str(tmp_path / "site/plain/libsasl2-84219a89.so.3")
+    assert assemble.missing_libraries([bundle, plain]) == {"libcrypt-13f4f5d0.so.1": [plain]}
