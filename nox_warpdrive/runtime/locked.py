@@ -15,13 +15,14 @@ import os
 import tempfile
 
 if __package__:
-    from . import builds, common, failures, fetch, pinned, publish, resolve, uv_bootstrap
+    from . import builds, common, failures, fetch, pinned, project, publish, resolve, uv_bootstrap
 else:  # run as a script in the builder container: its modules are shipped beside it
     import builds
     import common
     import failures
     import fetch
     import pinned
+    import project
     import publish
     import resolve
     import uv_bootstrap
@@ -368,8 +369,8 @@ def build_sources(ctx, uv, pip, env, sources):
         running.append((pin, sha, out, builds.wheel_builder(ctx, uv, pip, env, path, out)))
     built = []
     # the project, then the workspace members it depends on (plain wheels)
-    for project in ([plan["project"]] if plan.get("project") else []) + plan.get("members", []):
-        code, fn = project.build_project(ctx, uv, pip, env, project)
+    for one in ([plan["project"]] if plan.get("project") else []) + plan.get("members", []):
+        code, fn = project.build_project(ctx, uv, pip, env, one)
         if code:
             for _, _, _, tee in running:
                 tee.wait()

@@ -1046,3 +1046,21 @@ def test_decide_uses_a_wheel_a_failed_run_published_when_it_is_the_locked_one(
     bad = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])
     assert rt_locked.decide(bad, volume, {}, RANKS)[0] == "wheel"
     assert volume.replace == {PURE}
+
+
+def test_build_sources_builds_the_project_and_its_members(
+    volume: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project, then each workspace member, built by the project module (a loop
+    variable once hid that module here)."""
+    built: list[str] = []
+
+    def build_project(ctx: Any, uv: Any, pip: Any, env: Any, one: dict[str, Any]) -> Any:
+        built.append(one["name"])
+        return 0, one["name"] + "-1.0-py3-none-any.whl"
+
+    monkeypatch.setattr(rt_project, "build_project", build_project)
+    volume.plan.update(project={"name": "app"}, members=[{"name": "lib"}])
+    code, files = rt_locked.build_sources(volume, None, None, {}, [])
+    assert (code, built) == (0, ["app", "lib"])
+    assert files == ["app-1.0-py3-none-any.whl", "lib-1.0-py3-none-any.whl"]
