@@ -6,7 +6,7 @@ registry, wheelhouse_image.py; a CI cache directory, wheelhouse_dir.py) share.
   each built wheel was built from. Never pip's or uv's caches, tools, stats or anything
   from the secrets volume.
 - What enters a volume: nothing the builder has not checked. The import step runs the
-  builder's own script (runtime/build_wheels.py, ``import_main``) in the builder image:
+  builder's own script (runtime/wheel_import.py, ``import_main``) in the builder image:
   the other manifest and the wheels this volume lacks are streamed into the container's
   own filesystem (never the volume: an interrupted import leaves nothing there), each
   wheel is hashed as it is copied into the run's staging directory, and only a wheel

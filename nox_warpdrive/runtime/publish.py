@@ -157,7 +157,6 @@ def upkeep(ctx, uv=None):
     """After a run, under the lock: record the use of the current requirement set, then
     keep the volume under its limit (or, for --prune, only what the current set uses);
     one PRUNED line says what was freed. The manifest as written."""
-    wc = wheel_cache
     plan, root = ctx.plan, ctx.root
     with volume.Lock(root):
         manifest = common.load_manifest(ctx.manifest_path)
@@ -165,8 +164,8 @@ def upkeep(ctx, uv=None):
             return manifest
         now = time.time()
         current = [plan["requirements_hash"]]
-        wc.touch(manifest, current[0], now)
-        if wc.others_live(root, ctx.staging):
+        wheel_cache.touch(manifest, current[0], now)
+        if wheel_cache.others_live(root, ctx.staging):
             data = {"mode": "skipped", "why": "another run is building in this wheelhouse"}
         elif plan.get("prune") == "unused":
             uv = uv or uv_bootstrap.installed_uv(root, manifest)
@@ -179,16 +178,18 @@ def upkeep(ctx, uv=None):
                 plan.get("all_keys"),
                 volume.Lock,
             )
-            data = wc.prune_unused(*args)
+            data = wheel_cache.prune_unused(*args)
         else:
             limit = plan.get("cache_max_size")
             others = (
                 volume.Lock,
                 lambda path, data: common.write_json_atomic(path, data, ctx.staging),
             )
-            data = wc.bound(root, plan["volume_dir"], manifest, current, limit, now, others)
+            data = wheel_cache.bound(
+                root, plan["volume_dir"], manifest, current, limit, now, others
+            )
         common.write_json_atomic(ctx.manifest_path, manifest, ctx.staging)
-    wc.report(data)
+    wheel_cache.report(data)
     return manifest
 
 
