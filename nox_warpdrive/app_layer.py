@@ -288,7 +288,7 @@ def helpers_tar(cfg: Config, app: App, build_hook: bool, collectstatic: bool) ->
     return tar_files(
         {
             "warpdrive-build/plan.json": json.dumps(plan).encode(),
-            "warpdrive-build/assemble.py": runtime.read("assemble.py"),
+            **runtime.files(runtime.ASSEMBLER, "warpdrive-build/"),
             # assemble reads the environment with the launcher's own code
             "warpdrive-build/start.py": runtime.read("start.py"),
         }

@@ -35,7 +35,7 @@ from .layout import (
 from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search, parse_report
 from .plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from .platform import PlatformKey
-from .runtime.assemble import DAMAGED_LINE, LIBRARIES_LINE, MISSING_LINE
+from .runtime import protocol
 from .tars import tar_files
 from .wheels import Wheel
 from .wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
@@ -326,7 +326,7 @@ def _helpers(plan: dict[str, Any]) -> bytes:
     return tar_files(
         {
             "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
-            "warpdrive-build/assemble.py": runtime.read("assemble.py"),
+            **runtime.files(runtime.ASSEMBLER, "warpdrive-build/"),
         }
     )
 
@@ -448,28 +448,25 @@ def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) 
     found one missing, MissingLibraries when a file of the virtualenv needs a library
     the base image lacks. ``into``: the file an export step's layer is written to
     (engine.run_export) instead of an image."""
-    found: dict[str, list[str]] = {DAMAGED_LINE: [], MISSING_LINE: []}
+    found: dict[str, list[str]] = {"damaged": [], "missing": []}
     libraries: dict[str, list[dict[str, str]]] = {}
 
     def shown(line: str) -> None:
-        if line.startswith(LIBRARIES_LINE):
-            libraries.update(parse_report(line[len(LIBRARIES_LINE) :]))
-            return
-        prefix = next((p for p in found if line.startswith(p)), None)
-        if prefix is None:
+        kind, data = protocol.parse(line) or ("", None)
+        if kind == "libraries":
+            libraries.update(parse_report(data))
+        elif kind not in found:
             out(line)
-            return
-        with contextlib.suppress(ValueError):
-            files = json.loads(line[len(prefix) :])
-            found[prefix].extend(str(f) for f in files if isinstance(files, list))
+        elif isinstance(data, list):
+            found[kind].extend(str(f) for f in data)
 
     try:
         if into is None:
             return engine.run_checked(step, shown)
         return check_result(step, engine.run_export(step, shown, into))
     except BuildError:
-        if found[DAMAGED_LINE] or found[MISSING_LINE]:
-            raise DamagedWheels(found[DAMAGED_LINE], found[MISSING_LINE]) from None
+        if found["damaged"] or found["missing"]:
+            raise DamagedWheels(found["damaged"], found["missing"]) from None
         if libraries:
             raise MissingLibraries(libraries) from None
         raise

@@ -135,7 +135,7 @@ def _size(n: object) -> str:
 
 def disk_message(failure: Mapping[str, Any], volume: str, last: str = "") -> tuple[str, str]:
     """(message, fix) for a builder that ran out of space (``failure``: its FAILURE
-    report, measured in the container: runtime/build_wheels.py full_filesystem): which
+    report, measured in the container: runtime/disk.py full_filesystem): which
     disk is full, the volume or the engine's storage where sdists unpack and compile,
     and the fix for that one: pruning images cannot help a full volume, nor a bigger
     volume a full engine. ``last``: the builder's last lines, as the message ends."""

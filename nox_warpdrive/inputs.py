@@ -94,7 +94,7 @@ class Pin:
         }
 
     def plan(self) -> dict[str, Any]:
-        """What the builder is told (runtime/build_wheels.py build_locked)."""
+        """What the builder is told (runtime/locked.py build_locked)."""
         return {
             "name": self.name,
             "version": self.version,

@@ -6,9 +6,9 @@ platform key but not the base image: without this, the image fails only when it 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .errors import BuildError
 from .layout import VENV
@@ -73,12 +73,9 @@ def dpkg_command(libraries: Sequence[str]) -> list[str]:
     ]
 
 
-def parse_report(line: str) -> dict[str, list[dict[str, str]]]:
-    """The deps step's report ({library: [{file, package}]}); {} when it is not one."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return {}
+def parse_report(data: Any) -> dict[str, list[dict[str, str]]]:
+    """The deps step's report ({library: [{file, package}]}) from its line's data
+    (protocol.parse); {} when it is not one."""
     if not isinstance(data, dict):
         return {}
     report: dict[str, list[dict[str, str]]] = {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .runtime import protocol
+
 #: where a build container sees the temporary secrets volume (CA bundle, index settings)
 SECRETS_DIR = "/run/warpdrive-secrets"
 #: where the helper scripts are put in a build container (removed before any commit)
@@ -17,7 +19,7 @@ HELPERS_DIR = "/tmp/warpdrive-build"
 #: where the wheelhouse volume is mounted
 VOLUME_DIR = "/warpdrive"
 #: what an export step prints once the paths it names are ready to be read
-EXPORT_READY = "warpdrive: EXPORT-READY"
+EXPORT_READY = protocol.EXPORT_READY
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .errors import BuildError, CommandMissing, ConfigError, WarpdriveError, dis
 from .inputs import ProjectBuild, host_target, inputs_line, read_inputs, target_for
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from .platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
+from .runtime import protocol
 from .runtime.start import (
     App,
     NotDetected,
@@ -225,8 +226,7 @@ class WheelhousePlan:
     def step(self) -> Step:
         members = {
             "plan.json": self.plan_json(),
-            "build_wheels.py": runtime.read("build_wheels.py"),
-            "wheel_cache.py": runtime.read("wheel_cache.py"),
+            **runtime.files(runtime.BUILDER),
         }
         for name, data in self.requirements.files:
             members[f"req/{name}"] = data
@@ -495,28 +495,24 @@ def _run_builder(
     (the machine-read lines are not); a failure is the BuildError naming its cause.
     ``kept``: check that the volume kept the manifest the builder wrote (a tmpfs volume
     does not), when it wrote one."""
-    # the builder's machine-read lines, defined on its side of the line; imported here
-    # (not at the top): a build whose wheelhouse is complete never runs the builder
-    from .runtime.build_wheels import FAILURE_PREFIX, READY_PREFIX, SUMMARY_PREFIX
-    from .runtime.wheel_cache import PRUNED_PREFIX
-
     engine.ensure_volume(plan.volume)
     secrets = buildenv.build_secrets()
     lines: list[str] = []
 
     def tee(line: str) -> None:
         lines.append(line)
-        if line.startswith(READY_PREFIX):
+        kind = (protocol.parse(line) or ("", None))[0]
+        if kind == "ready":
             ready = _ready(line)
             if ready is not None and on_ready is not None:
                 on_ready(*ready)
             return
-        if line.startswith(PRUNED_PREFIX):
-            said = _pruned(line[len(PRUNED_PREFIX) :], plan.volume)
+        if kind == "pruned":
+            said = _pruned(line, plan.volume)
             if said:
                 out(said)
             return
-        if not line.startswith((SUMMARY_PREFIX, FAILURE_PREFIX)):
+        if kind not in ("summary", "failure"):
             out(buildenv.redact(line, secrets))
 
     with engine.secrets_volume(secrets, plan.builder_image) as secrets_volume:
@@ -720,34 +716,18 @@ def _where(failure: Mapping[str, Any]) -> str:
 
 
 def _failure(lines: list[str]) -> dict[str, Any]:
-    from .runtime.build_wheels import FAILURE_PREFIX
-
-    for line in reversed(lines):
-        if line.startswith(FAILURE_PREFIX):
-            try:
-                data = json.loads(line[len(FAILURE_PREFIX) :])
-            except ValueError:
-                return {}
-            return data if isinstance(data, dict) else {}
-    return {}
+    data = protocol.last(lines, "failure")
+    return data if isinstance(data, dict) else {}
 
 
-def _pruned(text: str, volume: str) -> str | None:
+def _pruned(line: str, volume: str) -> str | None:
     """The line to say of the builder's upkeep report (cache_bounds.pruned_line)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
+    data = protocol.last([line], "pruned")
     return pruned_line(data, volume) if isinstance(data, dict) else None
 
 
 def _ready(line: str) -> tuple[list[Wheel], dict[str, Any]] | None:
-    from .runtime.build_wheels import READY_PREFIX
-
-    try:
-        data = json.loads(line[len(READY_PREFIX) :])
-    except ValueError:
-        return None
+    data = protocol.last([line], "ready")
     if not isinstance(data, dict):
         return None
     resolved, tools = wheels_from_manifest(data.get("resolved")), data.get("tools")
@@ -757,13 +737,5 @@ def _ready(line: str) -> tuple[list[Wheel], dict[str, Any]] | None:
 
 
 def _summary(lines: list[str]) -> dict[str, Any]:
-    from .runtime.build_wheels import SUMMARY_PREFIX
-
-    for line in reversed(lines):
-        if line.startswith(SUMMARY_PREFIX):
-            try:
-                data = json.loads(line[len(SUMMARY_PREFIX) :])
-            except ValueError:
-                break
-            return data if isinstance(data, dict) else {}
-    return {}
+    data = protocol.last(lines, "summary")
+    return data if isinstance(data, dict) else {}

@@ -6,7 +6,7 @@ registry, wheelhouse_image.py; a CI cache directory, wheelhouse_dir.py) share.
   each built wheel was built from. Never pip's or uv's caches, tools, stats or anything
   from the secrets volume.
 - What enters a volume: nothing the builder has not checked. The import step runs the
-  builder's own script (runtime/build_wheels.py, ``import_main``) in the builder image:
+  builder's own script (runtime/wheel_import.py, ``import_main``) in the builder image:
   the other manifest and the wheels this volume lacks are streamed into the container's
   own filesystem (never the volume: an interrupted import leaves nothing there), each
   wheel is hashed as it is copied into the run's staging directory, and only a wheel
@@ -33,7 +33,9 @@ from .engine.base import ArchivePut, ArchiveRead
 from .errors import BuildError, disk_message
 from .plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount
 from .platform import PlatformKey
-from .runtime.build_wheels import FAILURE_PREFIX, IMPORTED_PREFIX, MAX_SETS, set_fits
+from .runtime import protocol
+from .runtime.publish import MAX_SETS
+from .runtime.wheel_import import set_fits
 from .tars import ChunkFile, dir_tar, tar_files
 from .wheels import wheels_from_manifest
 
@@ -167,7 +169,7 @@ def import_step(wh: Wheelhouse, source: str) -> Step:
     helpers = tar_files(
         {
             "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
-            "warpdrive-build/build_wheels.py": runtime.read("build_wheels.py"),
+            **runtime.files(runtime.BUILDER, "warpdrive-build/"),
         }
     )
     name = INCOMING.rsplit("/", 1)[-1]
@@ -204,12 +206,12 @@ def run_import(
 
     def tee(line: str) -> None:
         lines.append(line)
-        if not line.startswith((IMPORTED_PREFIX, FAILURE_PREFIX)):
+        if (protocol.parse(line) or ("", None))[0] not in ("imported", "failure"):
             out(line)
 
     result = engine.run_with_archives(import_step(wh, source), archives, tee)
     report = _report(lines)
-    failure = _report(lines, FAILURE_PREFIX) or {}
+    failure = _report(lines, "failure") or {}
     if result.exit_code != 0 and failure.get("stage") == "disk":
         message, fix = disk_message(failure, wh.volume)
         raise BuildError(f"importing the wheelhouse from {source} failed: {message}", fix=fix)
@@ -231,15 +233,9 @@ def run_import(
     )
 
 
-def _report(lines: list[str], prefix: str = IMPORTED_PREFIX) -> dict[str, Any] | None:
-    for line in reversed(lines):
-        if line.startswith(prefix):
-            try:
-                data = json.loads(line[len(prefix) :])
-            except ValueError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None
+def _report(lines: list[str], kind: str = "imported") -> dict[str, Any] | None:
+    data = protocol.last(lines, kind)
+    return data if isinstance(data, dict) else None
 
 
 def import_summary(what: str, imported: Imported, sent: int, known: int, seconds: float) -> str:

@@ -19,6 +19,12 @@ import subprocess
 import sys
 import time
 
+if __package__:
+    from . import protocol
+else:  # run as a script in the container: protocol.py is shipped beside it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import protocol
+
 HELPERS = "/tmp/warpdrive-build"
 
 
@@ -97,10 +103,6 @@ def install_wheels(plan, files, env):
 
 #: the deps step's exit code when a wheel does not match the manifest's sha256
 DAMAGED_EXIT = 65
-DAMAGED_LINE = "warpdrive: DAMAGED-WHEELS "
-#: the wheels that are not in the volume at all (the host tells a volume that did not
-#: keep its files from one that lost a wheel)
-MISSING_LINE = "warpdrive: MISSING-WHEELS "
 
 
 def check_wheels(plan, files):
@@ -129,14 +131,13 @@ def check_wheels(plan, files):
         if h.hexdigest() != want:
             bad.append(os.path.basename(path))
     if bad or missing:
-        print(DAMAGED_LINE + json.dumps(bad), flush=True)
-        print(MISSING_LINE + json.dumps(missing), flush=True)
+        protocol.emit(protocol.DAMAGED_LINE, bad, compact=False)
+        protocol.emit(protocol.MISSING_LINE, missing, compact=False)
         raise SystemExit(DAMAGED_EXIT)
 
 
 #: the deps step's exit code when a file in the virtualenv needs a library the image lacks
 LIBRARIES_EXIT = 66
-LIBRARIES_LINE = "warpdrive: MISSING-LIBRARIES "
 #: libraries a container gets from its host at run time (the GPU driver's, injected by
 #: the NVIDIA container runtime): never in an image, so never missing from one
 PROVIDED_AT_RUN = re.compile(r"lib(?:cuda|nvidia-[\w-]+|nvcuvid|nvidia-ml)\.so(\.\d+)*$")
@@ -270,7 +271,7 @@ def check_libraries(plan):
         lib: [{"file": path, "package": by_file.get(path, "")} for path in sorted(paths)]
         for lib, paths in sorted(missing.items())
     }
-    print(LIBRARIES_LINE + json.dumps(report, sort_keys=True), flush=True)
+    protocol.emit(protocol.LIBRARIES_LINE, report, compact=False, sort_keys=True)
     raise SystemExit(LIBRARIES_EXIT)
 
 
@@ -484,9 +485,6 @@ def app(plan):
         collectstatic(plan, env)
 
 
-EXPORT_READY = "warpdrive: EXPORT-READY"  # plan.EXPORT_READY
-
-
 def export(paths):
     """A tar of ``paths`` (relative to /) on standard output, owners numeric, mtimes kept
     (bytecode checks them): GNU tar when the image has it (ten times faster), else
@@ -533,7 +531,7 @@ def main():
             shutil.rmtree(HELPERS, ignore_errors=True)
     if plan.get("export"):
         # the host now reads the result out of this container, then removes it
-        print(EXPORT_READY, flush=True)
+        print(protocol.EXPORT_READY, flush=True)
         time.sleep(plan.get("export_wait", 900))
         return 1  # nobody came for it
     return 0

@@ -13,7 +13,7 @@ the same platform key (its staging directory's flock is held).
 
 Each set's last use is recorded in the manifest (``last_used``, RFC 3339 like
 ``built_at``) whenever a run uses it. What was done is one machine-read line
-(:data:`PRUNED_PREFIX`) the host turns into one line for the user.
+(protocol.PRUNED_PREFIX) the host turns into one line for the user.
 
 :func:`choose` and :func:`choose_unused` are pure: they decide, the rest measures and
 removes.
@@ -28,8 +28,10 @@ import shutil
 import subprocess
 import time
 
-#: the line the host reads (wheelhouse.py), followed by one line of JSON
-PRUNED_PREFIX = "warpdrive: PRUNED "
+if __package__:
+    from . import protocol
+else:  # run as a script in the builder container: its modules are shipped beside it
+    import protocol
 
 #: a requirement set used this recently is never removed by the size bound: a build
 #: that found it complete may be installing its wheels right now (the host records a
@@ -365,4 +367,4 @@ def clear_key(path):
 
 
 def report(data):
-    print(PRUNED_PREFIX + json.dumps(data, separators=(",", ":")), flush=True)
+    protocol.emit(protocol.PRUNED_PREFIX, data)

@@ -26,7 +26,10 @@ from pip._vendor.packaging.tags import Tag
 from pip._vendor.packaging.utils import parse_wheel_filename
 from pip._vendor.packaging.version import Version
 
-from nox_warpdrive.runtime import build_wheels
+from nox_warpdrive.runtime import common, protocol, publish, uv_bootstrap
+from nox_warpdrive.runtime import fetch as rt_fetch
+from nox_warpdrive.runtime import locked as rt_locked
+from nox_warpdrive.runtime import project as rt_project
 
 UV_WHEEL = "uv-0.5.0-py3-none-any.whl"
 
@@ -147,8 +150,8 @@ def index() -> Iterator[Index]:
 
 
 def files_of(index: Index, page: str) -> list[tuple[str, str, str | None, bool]]:
-    opener = build_wheels._opener({})
-    result: list[tuple[str, str, str | None, bool]] = build_wheels.index_files(
+    opener = rt_fetch._opener({})
+    result: list[tuple[str, str, str | None, bool]] = rt_fetch.index_files(
         opener, index.url + page, {}
     )
     return result
@@ -168,7 +171,7 @@ def entry(filename: str, yanked: bool = False) -> tuple[str, str, str, bool]:
 
 
 def pick(*files: tuple[str, str, str, bool]) -> str | None:
-    chosen = build_wheels.pick_uv_wheel(list(files), SUPPORTED, parse_wheel_filename, Version)
+    chosen = uv_bootstrap.pick_uv_wheel(list(files), SUPPORTED, parse_wheel_filename, Version)
     if chosen is None:
         return None
     filename, url, sha = chosen
@@ -363,7 +366,7 @@ def test_links_parser_unescapes_and_flags_yanked() -> None:
         '<a href="a.whl?x=1&amp;y=2">a</a><a>no href</a><a href="">empty</a>'
         '<a href="b.whl" data-yanked="reason &lt;1&gt;">b</a>'
     )
-    assert build_wheels._Links(text).links == [("a.whl?x=1&y=2", False), ("b.whl", True)]
+    assert rt_fetch._Links(text).links == [("a.whl?x=1&y=2", False), ("b.whl", True)]
 
 
 # ----------------------------------------------------------------------------- pip config
@@ -423,7 +426,7 @@ def pipconf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PipConf:
 
 
 def test_pip_config_index_none(pipconf: PipConf) -> None:
-    assert build_wheels.pip_config_index() is None
+    assert rt_fetch.pip_config_index() is None
     # hermetic: the machine's /etc files were asked for, and redirected
     assert "/etc/pip.conf" in pipconf.wanted
     assert "/etc/xdg/pip/pip.conf" in pipconf.wanted
@@ -434,7 +437,7 @@ def test_pip_config_index_none(pipconf: PipConf) -> None:
 )
 def test_pip_config_index_each_file(pipconf: PipConf, where: str) -> None:
     pipconf.write(where, conf("  https://idx.example/simple/  "))
-    assert build_wheels.pip_config_index() == "https://idx.example/simple/"
+    assert rt_fetch.pip_config_index() == "https://idx.example/simple/"
 
 
 def test_pip_config_index_default_user_dir(
@@ -442,38 +445,38 @@ def test_pip_config_index_default_user_dir(
 ) -> None:
     monkeypatch.delenv("XDG_CONFIG_HOME")
     pipconf.write("home-config", conf("https://home.example/simple/"))
-    assert build_wheels.pip_config_index() == "https://home.example/simple/"
+    assert rt_fetch.pip_config_index() == "https://home.example/simple/"
 
 
 def test_pip_config_index_sections_and_keys(pipconf: PipConf) -> None:
     path = pipconf.write("env", conf("https://g.example/") + conf("https://d.example/", "download"))
-    assert build_wheels.pip_config_index() == "https://d.example/"
+    assert rt_fetch.pip_config_index() == "https://d.example/"
     path.write_text(conf("https://g.example/", key="index_url"))
-    assert build_wheels.pip_config_index() == "https://g.example/"
+    assert rt_fetch.pip_config_index() == "https://g.example/"
     path.write_text(conf("https://other.example/", "install") + "[global]\ntimeout = 5\n")
-    assert build_wheels.pip_config_index() is None
+    assert rt_fetch.pip_config_index() is None
     # RawConfigParser: no %-interpolation in percent-encoded credentials
     path.write_text(conf("https://u:p%40ss@idx.example/simple/"))
-    assert build_wheels.pip_config_index() == "https://u:p%40ss@idx.example/simple/"
+    assert rt_fetch.pip_config_index() == "https://u:p%40ss@idx.example/simple/"
 
 
 def test_pip_config_index_later_file_wins(pipconf: PipConf) -> None:
     pipconf.write("etc", conf("https://etc.example/"))
     pipconf.write("xdg", conf("https://xdg.example/"))
-    assert build_wheels.pip_config_index() == "https://xdg.example/"
+    assert rt_fetch.pip_config_index() == "https://xdg.example/"
     pipconf.write("env", conf("https://env.example/"))
-    assert build_wheels.pip_config_index() == "https://env.example/"
+    assert rt_fetch.pip_config_index() == "https://env.example/"
 
 
 def test_pip_config_index_skips_broken_files(pipconf: PipConf) -> None:
     pipconf.write("etc", conf("https://etc.example/"))
     pipconf.write("xdg", "this is not an ini file\n[global\n")
-    assert build_wheels.pip_config_index() == "https://etc.example/"
+    assert rt_fetch.pip_config_index() == "https://etc.example/"
 
 
 def test_pip_config_index_devnull_is_not_read(pipconf: PipConf) -> None:
     pipconf.monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    assert build_wheels.pip_config_index() is None
+    assert rt_fetch.pip_config_index() is None
     assert os.devnull not in pipconf.wanted
 
 
@@ -521,14 +524,14 @@ def test_pip_config_index_follows_pip(
             pipconf.monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
         else:
             pipconf.write(where, text)
-    assert build_wheels.pip_config_index() == expected
+    assert rt_fetch.pip_config_index() == expected
 
 
 # ----------------------------------------------------------------------------- pip_module_path
 
 
 def test_pip_module_path_own_pip() -> None:
-    assert build_wheels.pip_module_path() == ""  # the dev venv imports pip
+    assert uv_bootstrap.pip_module_path() == ""  # the dev venv imports pip
 
 
 def test_pip_module_path_bundled_wheels(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -540,16 +543,16 @@ def test_pip_module_path_bundled_wheels(monkeypatch: pytest.MonkeyPatch) -> None
         ],
     }
     monkeypatch.setattr(glob, "glob", lambda pattern: found.get(pattern, []))
-    assert build_wheels.pip_module_path() == "/usr/share/python-wheels/pip-24.0-py3-none-any.whl"
+    assert uv_bootstrap.pip_module_path() == "/usr/share/python-wheels/pip-24.0-py3-none-any.whl"
     import ensurepip
 
     bundled = os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")
     found[bundled] = [bundled.replace("*", "23.2.1-py3-none-any")]
-    assert build_wheels.pip_module_path() == found[bundled][0]  # venv support's own wheel
+    assert uv_bootstrap.pip_module_path() == found[bundled][0]  # venv support's own wheel
     found.clear()
-    assert build_wheels.pip_module_path() is None
+    assert uv_bootstrap.pip_module_path() is None
     monkeypatch.setitem(sys.modules, "ensurepip", None)
-    assert build_wheels.pip_module_path() is None
+    assert uv_bootstrap.pip_module_path() is None
 
 
 # ----------------------------------------------------------------------------- fetch_uv_direct
@@ -564,7 +567,7 @@ def page_urls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, str]
         seen.append((page_url, dict(headers)))
         return []
 
-    monkeypatch.setattr(build_wheels, "index_files", fake)
+    monkeypatch.setattr(rt_fetch, "index_files", fake)
     return seen
 
 
@@ -589,8 +592,8 @@ def test_fetch_uv_direct_index_choice(
     config: str | None,
     page: str,
 ) -> None:
-    monkeypatch.setattr(build_wheels, "pip_config_index", lambda: config)
-    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    monkeypatch.setattr(rt_fetch, "pip_config_index", lambda: config)
+    assert uv_bootstrap.fetch_uv_direct(env, str(tmp_path)) is None
     assert page_urls == [(page, {})]
 
 
@@ -598,7 +601,7 @@ def test_fetch_uv_direct_moves_credentials_to_a_header(
     page_urls: list[tuple[str, dict[str, str]]], tmp_path: Path
 ) -> None:
     env = {"PIP_INDEX_URL": "https://us%40er:p%3Ass@Idx.Example:8443/simple/"}
-    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert uv_bootstrap.fetch_uv_direct(env, str(tmp_path)) is None
     assert page_urls == [
         ("https://idx.example:8443/simple/uv/", {"Authorization": basic("us@er", "p:ss")})
     ]
@@ -608,15 +611,15 @@ def test_fetch_uv_direct_credentials_ipv6_host(
     page_urls: list[tuple[str, dict[str, str]]], tmp_path: Path
 ) -> None:
     env = {"PIP_INDEX_URL": "http://user:pw@[::1]:8080/simple/"}
-    build_wheels.fetch_uv_direct(env, str(tmp_path))
+    uv_bootstrap.fetch_uv_direct(env, str(tmp_path))
     assert page_urls == [("http://[::1]:8080/simple/uv/", {"Authorization": basic("user", "pw")})]
 
 
 def test_fetch_uv_direct_without_pip(
     monkeypatch: pytest.MonkeyPatch, page_urls: list[tuple[str, dict[str, str]]], tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(build_wheels, "pip_module_path", lambda: None)
-    assert build_wheels.fetch_uv_direct({"PIP_INDEX_URL": "http://x/"}, str(tmp_path)) is None
+    monkeypatch.setattr(uv_bootstrap, "pip_module_path", lambda: None)
+    assert uv_bootstrap.fetch_uv_direct({"PIP_INDEX_URL": "http://x/"}, str(tmp_path)) is None
     assert page_urls == []
 
 
@@ -624,7 +627,7 @@ def test_fetch_uv_direct_unreadable_index(
     index: Index, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {"PIP_INDEX_URL": index.url + "/simple/"}  # nothing served: 404
-    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert uv_bootstrap.fetch_uv_direct(env, str(tmp_path)) is None
     assert index.paths() == ["/simple/uv/"]
     assert "could not read the index for uv" in capsys.readouterr().out
 
@@ -635,16 +638,16 @@ def test_fetch_uv_direct_unreadable_index(
 def test_fetch_verifies_sha256(index: Index, tmp_path: Path) -> None:
     data = uv_wheel()
     index.routes["/files/" + UV_WHEEL] = Page(data, content_type="application/octet-stream")
-    opener = build_wheels._opener({})
+    opener = rt_fetch._opener({})
     url = index.url + "/files/" + UV_WHEEL
     good = hashlib.sha256(data).hexdigest()
 
-    assert build_wheels.fetch(opener, url, "0" * 64, str(tmp_path), quiet=True) is None
+    assert rt_fetch.fetch(opener, url, "0" * 64, str(tmp_path), quiet=True) is None
     assert os.listdir(tmp_path) == []  # no .part left behind
-    path = build_wheels.fetch(opener, url + "#sha256=" + good, good, str(tmp_path), quiet=True)
+    path = rt_fetch.fetch(opener, url + "#sha256=" + good, good, str(tmp_path), quiet=True)
     assert path == str(tmp_path / UV_WHEEL)
     assert (tmp_path / UV_WHEEL).read_bytes() == data
-    assert build_wheels.fetch(opener, index.url + "/missing.whl", None, str(tmp_path)) is None
+    assert rt_fetch.fetch(opener, index.url + "/missing.whl", None, str(tmp_path)) is None
     assert os.listdir(tmp_path) == [UV_WHEEL]
 
 
@@ -704,14 +707,14 @@ def check_uv(path: str | None, root: Path) -> None:
 def test_ensure_uv_fetches_straight_from_the_index(index: Index, tmp_path: Path) -> None:
     serve_uv(index)
     env = {"PIP_INDEX_URL": index.url + "/simple/"}
-    uv = build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True)
+    uv = uv_bootstrap.ensure_uv(str(tmp_path), no_pip, env, may_download=True)
     check_uv(uv, tmp_path)
     assert index.paths() == ["/simple/uv/", "/files/" + UV_WHEEL]
     assert leftovers(tmp_path) == []
     assert all("authorization" not in h for _, h in index.requests)
 
     # already in the volume: no network, no pip
-    again = build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True)
+    again = uv_bootstrap.ensure_uv(str(tmp_path), no_pip, env, may_download=True)
     assert again == uv
     assert len(index.requests) == 2
 
@@ -720,9 +723,9 @@ def test_ensure_uv_sha_mismatch_falls_back_to_pip(index: Index, tmp_path: Path) 
     serve_uv(index, sha="0" * 64)
     env = {"PIP_INDEX_URL": index.url + "/simple/"}
     with_pip = FakePip()
-    assert build_wheels.fetch_uv_direct(env, str(tmp_path)) is None
+    assert uv_bootstrap.fetch_uv_direct(env, str(tmp_path)) is None
     assert os.listdir(tmp_path) == []
-    assert build_wheels.ensure_uv(str(tmp_path), with_pip, env, may_download=True) is None
+    assert uv_bootstrap.ensure_uv(str(tmp_path), with_pip, env, may_download=True) is None
     assert with_pip.calls == 1
     assert sorted(os.listdir(tmp_path / "tools")) == []  # no .download-*, no uv-*
 
@@ -734,7 +737,7 @@ def test_ensure_uv_pip_fallback_succeeds(index: Index, tmp_path: Path) -> None:
     root = tmp_path / "key"
     env = {"PIP_INDEX_URL": index.url + "/simple/"}  # the index has no uv page: 404
     with_pip = FakePip(wheel)
-    uv = build_wheels.ensure_uv(str(root), with_pip, env, may_download=True)
+    uv = uv_bootstrap.ensure_uv(str(root), with_pip, env, may_download=True)
     check_uv(uv, root)
     assert with_pip.calls == 1
     assert leftovers(root) == []
@@ -749,14 +752,14 @@ def test_ensure_uv_wheel_without_the_script(index: Index, tmp_path: Path) -> Non
     sha = hashlib.sha256(data).hexdigest()
     index.html("/simple/uv/", f'<a href="../../files/{UV_WHEEL}#sha256={sha}">x</a>')
     env = {"PIP_INDEX_URL": index.url + "/simple/"}
-    assert build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True) is None
+    assert uv_bootstrap.ensure_uv(str(tmp_path), no_pip, env, may_download=True) is None
     assert os.listdir(tmp_path / "tools") == []
 
 
 def test_ensure_uv_basic_auth_same_host_only(index: Index, tmp_path: Path) -> None:
     serve_uv(index)
     env = {"PIP_INDEX_URL": f"http://user:p%40ss@127.0.0.1:{index.port}/simple/"}
-    check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True), tmp_path)
+    check_uv(uv_bootstrap.ensure_uv(str(tmp_path), no_pip, env, may_download=True), tmp_path)
     assert index.paths() == ["/simple/uv/", "/files/" + UV_WHEEL]
     for _, headers in index.requests:
         assert headers.get("authorization") == basic("user", "p@ss")
@@ -766,7 +769,7 @@ def test_ensure_uv_basic_auth_not_sent_to_another_host(index: Index, tmp_path: P
     # same server, but "localhost" is another netloc than "127.0.0.1"
     serve_uv(index, href_prefix=f"http://localhost:{index.port}/files/")
     env = {"PIP_INDEX_URL": f"http://user:pw@127.0.0.1:{index.port}/simple/"}
-    check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=True), tmp_path)
+    check_uv(uv_bootstrap.ensure_uv(str(tmp_path), no_pip, env, may_download=True), tmp_path)
     (_, page), (_, file) = index.requests
     assert page.get("authorization") == basic("user", "pw")
     assert "authorization" not in file
@@ -776,10 +779,10 @@ def test_ensure_uv_no_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     def no_network(*args: Any, **kwargs: Any) -> Any:
         pytest.fail("no network expected")
 
-    monkeypatch.setattr(build_wheels, "fetch_uv_direct", no_network)
-    monkeypatch.setattr(build_wheels, "_opener", no_network)
+    monkeypatch.setattr(uv_bootstrap, "fetch_uv_direct", no_network)
+    monkeypatch.setattr(rt_fetch, "_opener", no_network)
     env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple/"}
-    assert build_wheels.ensure_uv(str(tmp_path), no_pip, env, may_download=False) is None
+    assert uv_bootstrap.ensure_uv(str(tmp_path), no_pip, env, may_download=False) is None
     assert not (tmp_path / "tools").exists()
 
 
@@ -788,7 +791,7 @@ def test_ensure_uv_no_download_uses_a_published_uv(tmp_path: Path) -> None:
     script.parent.mkdir(parents=True)
     script.write_text('#!/bin/sh\necho "uv 0.5.0"\n')
     script.chmod(0o755)
-    check_uv(build_wheels.ensure_uv(str(tmp_path), no_pip, {}, may_download=False), tmp_path)
+    check_uv(uv_bootstrap.ensure_uv(str(tmp_path), no_pip, {}, may_download=False), tmp_path)
 
 
 # ----------------------------------------------------------------------------- locked plans
@@ -808,59 +811,50 @@ def sha(data: bytes) -> str:
 
 
 def test_wheel_rank_and_order() -> None:
-    assert build_wheels.wheel_rank(NATIVE, RANKS) == 5  # the best of its compressed tags
-    assert build_wheels.wheel_rank(PURE, RANKS) == 50
-    assert build_wheels.wheel_rank("demo-1.0-cp311-cp311-win_amd64.whl", RANKS) is None
-    assert build_wheels.wheel_rank("demo-1.0.tar.gz", RANKS) is None
+    assert rt_locked.wheel_rank(NATIVE, RANKS) == 5  # the best of its compressed tags
+    assert rt_locked.wheel_rank(PURE, RANKS) == 50
+    assert rt_locked.wheel_rank("demo-1.0-cp311-cp311-win_amd64.whl", RANKS) is None
+    assert rt_locked.wheel_rank("demo-1.0.tar.gz", RANKS) is None
     wheels = [{"file": PURE}, {"file": "demo-1.0-cp311-cp311-win_amd64.whl"}, {"file": NATIVE}]
-    assert [w["file"] for w in build_wheels.order_wheels(wheels, RANKS)] == [NATIVE, PURE]
-    assert build_wheels.order_wheels(wheels, None) == wheels  # the host's order
+    assert [w["file"] for w in rt_locked.order_wheels(wheels, RANKS)] == [NATIVE, PURE]
+    assert rt_locked.order_wheels(wheels, None) == wheels  # the host's order
 
 
 def test_with_build_tag() -> None:
     key = "0123456789abcdef"
-    assert build_wheels.with_build_tag("app-1.0-py3-none-any.whl", key) == (
+    assert rt_project.with_build_tag("app-1.0-py3-none-any.whl", key) == (
         "app-1.0-00123456789ab-py3-none-any.whl"
     )
-    assert build_wheels.with_build_tag("app-1.0-0.editable-py3-none-any.whl", key) == (
+    assert rt_project.with_build_tag("app-1.0-0.editable-py3-none-any.whl", key) == (
         "app-1.0-00123456789ab-py3-none-any.whl"
     )
-    assert build_wheels.wheel_name_version("app-1.0-00123456789ab-py3-none-any.whl") == (
+    assert common.wheel_name_version("app-1.0-00123456789ab-py3-none-any.whl") == (
         "app",
         "1.0",
     )
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> dict[str, Any]:
+def volume(tmp_path: Path) -> Any:
     """A builder run's context on a scratch volume."""
     root = tmp_path / "key"
     (root / "wheels").mkdir(parents=True)
     staging = root / "staging-x"
     staging.mkdir()
-    return {
-        "plan": {
-            "python": sys.executable,
-            "locked": [],
-            "requirements_hash": "h",
-            "key": "k",
-            "platform_key": {},
-        },
-        "root": str(root),
-        "wheels": str(root / "wheels"),
-        "staging": str(staging),
-        "manifest_path": str(root / "manifest.json"),
-        "started": 0,
-        "new": [],
-        "built_from": {},
-        "replace": set(),
+    plan = {
+        "python": sys.executable,
+        "locked": [],
+        "requirements_hash": "h",
+        "key": "k",
+        "platform_key": {},
     }
+    return common.RunState(plan, str(root), str(staging))
 
 
-def publish_old(ctx: dict[str, Any], fn: str, data: bytes, **manifest: Any) -> None:
-    Path(ctx["wheels"], fn).write_bytes(data)
+def publish_old(ctx: Any, fn: str, data: bytes, **manifest: Any) -> None:
+    Path(ctx.wheels, fn).write_bytes(data)
     content = {"wheels": {fn: sha(data)}, **manifest}
-    Path(ctx["manifest_path"]).write_text(json.dumps(content))
+    Path(ctx.manifest_path).write_text(json.dumps(content))
 
 
 def pin(**kw: Any) -> dict[str, Any]:
@@ -869,25 +863,25 @@ def pin(**kw: Any) -> dict[str, Any]:
     return base
 
 
-def test_decide(volume: dict[str, Any]) -> None:
+def test_decide(volume: Any) -> None:
     data = b"published wheel"
     publish_old(volume, PURE, data, built_from={NATIVE: "s" * 64})
-    manifest = json.loads(Path(volume["manifest_path"]).read_text())
+    manifest = json.loads(Path(volume.manifest_path).read_text())
 
     def decide(p: dict[str, Any]) -> tuple[str, Any]:
-        result: tuple[str, Any] = build_wheels.decide(p, volume, manifest, RANKS)
+        result: tuple[str, Any] = rt_locked.decide(p, volume, manifest, RANKS)
         return result
 
     allowed = pin(wheels=[{"file": PURE, "sha256": sha(data), "url": "u"}])
     assert decide(allowed) == ("have", PURE)
     other = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])
     assert decide(other) == ("wheel", other["wheels"][0])
-    assert volume["replace"] == {PURE}  # if the lock's file comes, it takes the name
+    assert volume.replace == {PURE}  # if the lock's file comes, it takes the name
     for_others = pin(wheels=[{"file": "demo-1.0-cp311-cp311-win_amd64.whl", "sha256": "1"}])
     assert decide(for_others) == ("none", None)
     sdist = {"file": "demo-1.0.tar.gz", "sha256": "s" * 64, "url": "u"}
     assert decide(pin(sdist=sdist)) == ("sdist", sdist)  # the published wheel is not from it
-    Path(volume["wheels"], NATIVE).write_bytes(b"built")
+    Path(volume.wheels, NATIVE).write_bytes(b"built")
     manifest["wheels"][NATIVE] = sha(b"built")
     assert decide(pin(sdist=sdist)) == ("have", NATIVE)  # built from the locked sdist
     assert decide(pin(hashes=[sha(data)])) == ("have", PURE)  # Pipfile.lock, --hash
@@ -905,10 +899,10 @@ def serve_demo(index: Index, files: dict[str, bytes], page_sha: bool = True) -> 
 
 def fetch_pin(index: Index, tmp_path: Path, p: dict[str, Any], kind: str, entry: Any) -> Any:
     env = {"PIP_INDEX_URL": index.url + "/simple/"}
-    opener = build_wheels._opener(env)
+    opener = rt_fetch._opener(env)
     plan = {"indexes": []}
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return build_wheels.fetch_pin(plan, env, opener, p, kind, entry, str(tmp_path), RANKS)
+    return rt_locked.fetch_pin(plan, env, opener, p, kind, entry, str(tmp_path), RANKS)
 
 
 def test_fetch_pin_checks_the_lock_hash(index: Index, tmp_path: Path) -> None:
@@ -922,7 +916,7 @@ def test_fetch_pin_checks_the_lock_hash(index: Index, tmp_path: Path) -> None:
         sha(b"the real wheel"),
     )
     forged = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": url}])
-    with pytest.raises(build_wheels.LockFailure) as failed:
+    with pytest.raises(rt_locked.LockFailure) as failed:
         fetch_pin(index, tmp_path / "x", forged, "wheel", forged["wheels"][0])
     f = failed.value
     assert (f.stage, f.package) == ("hash", "demo")
@@ -947,7 +941,7 @@ def test_fetch_pin_finds_files_the_lock_names_without_urls(index: Index, tmp_pat
     kind, path, _ = fetch_pin(index, tmp_path / "p", pipenv, "lookup", None)
     assert kind == "sdist" and Path(path).read_bytes() == b"sdist"
     missing = pin(hashes=["7" * 64])
-    with pytest.raises(build_wheels.LockFailure) as failed:
+    with pytest.raises(rt_locked.LockFailure) as failed:
         fetch_pin(index, tmp_path / "m", missing, "lookup", None)
     assert failed.value.stage == "missing" and "no file the lock allows" in failed.value.detail[0]
 
@@ -956,7 +950,7 @@ def test_fetch_pin_a_hash_only_lock_checks_what_the_page_does_not_hash(
     index: Index, tmp_path: Path
 ) -> None:
     serve_demo(index, {PURE: b"not what was locked"}, page_sha=False)
-    with pytest.raises(build_wheels.LockFailure) as failed:
+    with pytest.raises(rt_locked.LockFailure) as failed:
         fetch_pin(index, tmp_path, pin(hashes=["7" * 64]), "lookup", None)
     assert failed.value.stage == "hash" and failed.value.more["got"] == sha(b"not what was locked")
 
@@ -973,12 +967,12 @@ def test_fetch_pin_an_unreachable_lock_url_is_found_on_the_index(
 
 
 def test_build_locked_uses_the_volume_and_downloads_the_rest(
-    index: Index, volume: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    index: Index, volume: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     publish_old(volume, PURE, b"pure")
     other = "other-2.0-py3-none-any.whl"
     index.routes["/files/" + other] = Page(b"other", content_type="application/octet-stream")
-    volume["plan"]["locked"] = [
+    volume.plan["locked"] = [
         pin(wheels=[{"file": PURE, "sha256": sha(b"pure"), "url": index.url + "/nowhere"}]),
         pin(
             name="other",
@@ -987,19 +981,19 @@ def test_build_locked_uses_the_volume_and_downloads_the_rest(
         ),
     ]
     env = {"PIP_INDEX_URL": index.url + "/simple/"}
-    code, files = build_wheels.build_locked(volume, None, no_pip, env)
+    code, files = rt_locked.build_locked(volume, None, no_pip, env)
     assert code == 0 and sorted(files) == sorted([PURE, other])
     assert index.paths() == ["/files/" + other]  # the published wheel was not fetched again
-    assert volume["new"] == [other] and Path(volume["wheels"], other).read_bytes() == b"other"
+    assert volume.new == [other] and Path(volume.wheels, other).read_bytes() == b"other"
     out = capsys.readouterr().out
     ready = json.loads(out.split("WHEELS-READY ", 1)[1].splitlines()[0])
     assert sorted(w["file"] for w in ready["resolved"]) == sorted([PURE, other])
-    manifest = build_wheels.record(volume, files, None)
+    manifest = publish.record(volume, files, None)
     assert manifest["sets"]["h"]["resolved"][0]["sha256"] in (sha(b"pure"), sha(b"other"))
 
 
 def test_build_locked_replaces_a_published_file_the_lock_does_not_allow(
-    index: Index, volume: dict[str, Any]
+    index: Index, volume: Any
 ) -> None:
     """Same name, other bytes (another index's build): the lock's file takes its place,
     and the sets that listed the old file are forgotten."""
@@ -1007,48 +1001,66 @@ def test_build_locked_replaces_a_published_file_the_lock_does_not_allow(
     publish_old(volume, PURE, b"old", sets={"old": old_set})
     index.routes["/files/" + PURE] = Page(b"locked", content_type="application/octet-stream")
     url = index.url + "/files/" + PURE
-    volume["plan"]["locked"] = [pin(wheels=[{"file": PURE, "sha256": sha(b"locked"), "url": url}])]
-    code, files = build_wheels.build_locked(volume, None, no_pip, {"PIP_INDEX_URL": index.url})
+    volume.plan["locked"] = [pin(wheels=[{"file": PURE, "sha256": sha(b"locked"), "url": url}])]
+    code, files = rt_locked.build_locked(volume, None, no_pip, {"PIP_INDEX_URL": index.url})
     assert code == 0 and files == [PURE]
-    assert Path(volume["wheels"], PURE).read_bytes() == b"old"  # until recorded, under the lock
-    manifest = build_wheels.record(volume, files, None)
-    assert Path(volume["wheels"], PURE).read_bytes() == b"locked"
+    assert Path(volume.wheels, PURE).read_bytes() == b"old"  # until recorded, under the lock
+    manifest = publish.record(volume, files, None)
+    assert Path(volume.wheels, PURE).read_bytes() == b"locked"
     assert manifest["wheels"][PURE] == sha(b"locked") and set(manifest["sets"]) == {"h"}
 
 
 def test_build_locked_reports_a_hash_mismatch(
-    index: Index, volume: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    index: Index, volume: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     index.routes["/files/" + PURE] = Page(b"served", content_type="application/octet-stream")
     url = index.url + "/files/" + PURE
-    volume["plan"]["locked"] = [pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": url}])]
-    code, files = build_wheels.build_locked(volume, None, no_pip, {"PIP_INDEX_URL": index.url})
+    volume.plan["locked"] = [pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": url}])]
+    code, files = rt_locked.build_locked(volume, None, no_pip, {"PIP_INDEX_URL": index.url})
     assert code == 5 and files is None
     line = next(
-        x for x in capsys.readouterr().out.splitlines() if x.startswith(build_wheels.FAILURE_PREFIX)
+        x for x in capsys.readouterr().out.splitlines() if x.startswith(protocol.FAILURE_PREFIX)
     )
-    failure = json.loads(line[len(build_wheels.FAILURE_PREFIX) :])
+    failure = json.loads(line[len(protocol.FAILURE_PREFIX) :])
     assert failure["stage"] == "hash" and failure["package"] == "demo"
     assert failure["expected"] == ["0" * 64] and failure["got"] == sha(b"served")
-    assert os.listdir(volume["wheels"]) == []
+    assert os.listdir(volume.wheels) == []
 
 
 def test_build_locked_with_no_index_only_takes_the_volume(
-    volume: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    volume: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    volume["plan"]["no_index"] = True
-    volume["plan"]["locked"] = [pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])]
-    code, _ = build_wheels.build_locked(volume, None, no_pip, {})
+    volume.plan["no_index"] = True
+    volume.plan["locked"] = [pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])]
+    code, _ = rt_locked.build_locked(volume, None, no_pip, {})
     assert code == 5 and "--no-index forbids fetching it" in capsys.readouterr().out
 
 
 def test_decide_uses_a_wheel_a_failed_run_published_when_it_is_the_locked_one(
-    volume: dict[str, Any],
+    volume: Any,
 ) -> None:
     """A failed run keeps what it fetched; the manifest does not list it yet."""
-    Path(volume["wheels"], PURE).write_bytes(b"kept")
+    Path(volume.wheels, PURE).write_bytes(b"kept")
     good = pin(wheels=[{"file": PURE, "sha256": sha(b"kept"), "url": "u"}])
-    assert build_wheels.decide(good, volume, {}, RANKS) == ("have", PURE)
+    assert rt_locked.decide(good, volume, {}, RANKS) == ("have", PURE)
     bad = pin(wheels=[{"file": PURE, "sha256": "0" * 64, "url": "u"}])
-    assert build_wheels.decide(bad, volume, {}, RANKS)[0] == "wheel"
-    assert volume["replace"] == {PURE}
+    assert rt_locked.decide(bad, volume, {}, RANKS)[0] == "wheel"
+    assert volume.replace == {PURE}
+
+
+def test_build_sources_builds_the_project_and_its_members(
+    volume: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project, then each workspace member, built by the project module (a loop
+    variable once hid that module here)."""
+    built: list[str] = []
+
+    def build_project(ctx: Any, uv: Any, pip: Any, env: Any, one: dict[str, Any]) -> Any:
+        built.append(one["name"])
+        return 0, one["name"] + "-1.0-py3-none-any.whl"
+
+    monkeypatch.setattr(rt_project, "build_project", build_project)
+    volume.plan.update(project={"name": "app"}, members=[{"name": "lib"}])
+    code, files = rt_locked.build_sources(volume, None, None, {}, [])
+    assert (code, built) == (0, ["app", "lib"])
+    assert files == ["app-1.0-py3-none-any.whl", "lib-1.0-py3-none-any.whl"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from nox_warpdrive.runtime import build_wheels
+from nox_warpdrive.runtime import protocol, resolve, wheel_import
 
 KEY = {
     "interpreter": "cp311",
@@ -67,11 +67,11 @@ class Box:
     def run(self) -> dict[str, Any]:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            assert build_wheels.import_main(self.plan) == 0
+            assert wheel_import.import_main(self.plan) == 0
         lines = buf.getvalue().splitlines()
-        report = [x for x in lines if x.startswith(build_wheels.IMPORTED_PREFIX)]
+        report = [x for x in lines if x.startswith(protocol.IMPORTED_PREFIX)]
         assert len(report) == 1, lines
-        data: dict[str, Any] = json.loads(report[0][len(build_wheels.IMPORTED_PREFIX) :])
+        data: dict[str, Any] = json.loads(report[0][len(protocol.IMPORTED_PREFIX) :])
         data["lines"] = lines
         return data
 
@@ -185,7 +185,7 @@ def test_uv_finds_the_published_wheels_on_a_page_with_their_sha256s(tmp_path: Pa
     manifest = tmp_path / "manifest.json"
     known = {"a-1-py3-none-any.whl": "1" * 64, "a-1-cp311-cp311-linux_x86_64.whl": "2" * 64}
     manifest.write_text(json.dumps({"wheels": known}))
-    page = Path(build_wheels.flat_index(str(wheels), str(manifest), str(tmp_path)))
+    page = Path(resolve.flat_index(str(wheels), str(manifest), str(tmp_path)))
     anchors = [x for x in page.read_text().splitlines() if x.startswith("<a ")]
     assert anchors == [
         f'<a href="file://{wheels}/a-1-cp311-cp311-linux_x86_64.whl#sha256={"2" * 64}">'

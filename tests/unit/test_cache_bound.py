@@ -37,10 +37,10 @@ from nox_warpdrive.labels import (
     DEPS_PROJECT_LABEL,
     KIND_LABEL,
 )
-from nox_warpdrive.runtime import build_wheels, wheel_cache
+from nox_warpdrive.runtime import common, protocol, publish, wheel_cache
+from nox_warpdrive.runtime import volume as rt_volume
 from nox_warpdrive.runtime.wheel_cache import (
     FALLBACK,
-    PRUNED_PREFIX,
     RECENT,
     choose,
     choose_unused,
@@ -309,23 +309,19 @@ class Volume:
 
     def upkeep(self, **plan: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the builder's upkeep; (its report, the manifest it wrote)."""
-        staging, owner = build_wheels.make_staging(str(self.root))
-        ctx = {
-            "plan": {"requirements_hash": "cur", "volume_dir": str(self.dir), **plan},
-            "root": str(self.root),
-            "staging": staging,
-            "manifest_path": str(self.root / "manifest.json"),
-        }
+        staging, owner = rt_volume.make_staging(str(self.root))
+        plan = {"requirements_hash": "cur", "volume_dir": str(self.dir), **plan}
+        ctx = common.RunState(plan, str(self.root), staging)
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
-                build_wheels.upkeep(ctx)
+                publish.upkeep(ctx)
         finally:
             owner.close()
             shutil.rmtree(staging)  # as the builder's main() does
-        line = [x for x in out.getvalue().splitlines() if x.startswith(PRUNED_PREFIX)]
+        line = [x for x in out.getvalue().splitlines() if x.startswith(protocol.PRUNED_PREFIX)]
         assert len(line) == 1, out.getvalue()
-        report = json.loads(line[0][len(PRUNED_PREFIX) :])
+        report = json.loads(line[0][len(protocol.PRUNED_PREFIX) :])
         return report, json.loads((self.root / "manifest.json").read_text())
 
     def files(self) -> set[str]:
@@ -362,7 +358,7 @@ def test_upkeep_under_the_limit_only_records_the_use(tmp_path: Path) -> None:
 
 def test_upkeep_does_nothing_while_another_run_is_live(tmp_path: Path) -> None:
     vol = Volume(tmp_path)
-    _, owner = build_wheels.make_staging(str(vol.root))  # its flock is held
+    _, owner = rt_volume.make_staging(str(vol.root))  # its flock is held
     try:
         report, written = vol.upkeep(cache_max_size=1)
     finally:

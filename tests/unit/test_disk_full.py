@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive.runtime import build_wheels
+from nox_warpdrive.runtime import disk as rt_disk
+from nox_warpdrive.runtime import failures
 from nox_warpdrive.wheelhouse import builder_failure
 
 PIP_CUT_OFF = (
@@ -21,19 +22,19 @@ PIP_CUT_OFF = (
 
 
 def test_the_written_path_says_the_volume_is_full(tmp_path: Path) -> None:
-    found = build_wheels.full_filesystem(["x", PIP_CUT_OFF], volume_dir="/warpdrive")
+    found = rt_disk.full_filesystem(["x", PIP_CUT_OFF], volume_dir="/warpdrive")
     assert found["full"] == "volume"
 
 
 def test_a_write_in_tmp_is_the_engines_storage() -> None:
     line = "OSError: [Errno 28] No space left on device: '/tmp/pip-build-env-1/x.so'"
-    assert build_wheels.full_filesystem([line], volume_dir="/warpdrive")["full"] == "engine"
+    assert rt_disk.full_filesystem([line], volume_dir="/warpdrive")["full"] == "engine"
     uv = "error: failed to write to file `/warpdrive/k/uv-cache/x`: No space left (os error 28)"
-    assert build_wheels.full_filesystem([uv], volume_dir="/warpdrive")["full"] == "volume"
+    assert rt_disk.full_filesystem([uv], volume_dir="/warpdrive")["full"] == "volume"
 
 
 def test_without_a_path_the_fuller_filesystem_is_named(tmp_path: Path) -> None:
-    found = build_wheels.full_filesystem(["No space left on device"], volume_dir=str(tmp_path))
+    found = rt_disk.full_filesystem(["No space left on device"], volume_dir=str(tmp_path))
     assert found["full"] in ("volume", "engine")
     assert isinstance(found["free"], int) and isinstance(found["size"], int)
     assert found["size"] > 0
@@ -57,7 +58,7 @@ def test_a_full_engine_says_to_free_the_engine() -> None:
 
 
 def test_report_failure_measures_the_disk(capsys: object) -> None:
-    build_wheels.report_failure("disk", 1, [PIP_CUT_OFF], "psycopg2")
+    failures.report_failure("disk", 1, [PIP_CUT_OFF], "psycopg2")
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert '"full":"volume"' in out and '"free":' in out
 
@@ -80,14 +81,14 @@ def test_cut_off_cached_wheels_and_cache_temp_files_are_removed(tmp_path: Path) 
     http.mkdir(parents=True)
     (http / "0123abcdxyz.tmp").write_bytes(b"half a response")
     (http / "0123abcd").write_bytes(b"a whole response")
-    assert build_wheels.drop_cut_off_cache(str(tmp_path), settle=0) == 2
+    assert rt_disk.drop_cut_off_cache(str(tmp_path), settle=0) == 2
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == [
         "cache/http/a/b/0123abcd",
         "cache/wheels/84/e9/good-1.0-py3-none-any.whl",
         "cache/wheels/84/e9/origin.json",
     ]
-    assert build_wheels.drop_cut_off_cache(str(tmp_path), settle=0) == 0
+    assert rt_disk.drop_cut_off_cache(str(tmp_path), settle=0) == 0
 
 
 def test_a_file_still_being_written_is_left_alone(
@@ -102,8 +103,8 @@ def test_a_file_still_being_written_is_left_alone(
         with growing.open("ab") as fh:
             fh.write(b"more bytes")
 
-    monkeypatch.setattr(build_wheels.time, "sleep", more)
-    assert build_wheels.drop_cut_off_cache(str(tmp_path), settle=0.01) == 0
+    monkeypatch.setattr(rt_disk.time, "sleep", more)
+    assert rt_disk.drop_cut_off_cache(str(tmp_path), settle=0.01) == 0
     assert growing.exists()
 
 
@@ -117,6 +118,6 @@ def test_a_volume_on_the_engines_own_disk_says_to_free_the_engine() -> None:
 
 def test_same_disk_is_the_same_size_and_nearly_the_same_room() -> None:
     gib = 1 << 30
-    assert build_wheels.same_disk((10 * gib, 100 * gib), (10 * gib + 4096, 100 * gib))
-    assert not build_wheels.same_disk((4096, 1 << 20), (10 * gib, 100 * gib))
-    assert not build_wheels.same_disk(None, (10 * gib, 100 * gib))
+    assert rt_disk.same_disk((10 * gib, 100 * gib), (10 * gib + 4096, 100 * gib))
+    assert not rt_disk.same_disk((4096, 1 << 20), (10 * gib, 100 * gib))
+    assert not rt_disk.same_disk(None, (10 * gib, 100 * gib))

@@ -21,7 +21,7 @@ from nox_warpdrive.engine import ImageInfo, RunResult
 from nox_warpdrive.errors import BuildError, WarpdriveError
 from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.runtime.build_wheels import READY_PREFIX, SUMMARY_PREFIX
+from nox_warpdrive.runtime.protocol import READY_PREFIX, SUMMARY_PREFIX
 from nox_warpdrive.wheelhouse import _ready, build_wheelhouse
 from nox_warpdrive.wheels import Wheel
 

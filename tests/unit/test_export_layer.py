@@ -28,7 +28,7 @@ from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
-from nox_warpdrive.runtime import assemble
+from nox_warpdrive.runtime import assemble, protocol
 from nox_warpdrive.wheels import Wheel
 
 
@@ -400,7 +400,7 @@ def run_main(
 
 
 def test_assemble_module_marker_is_the_plans() -> None:
-    assert assemble.EXPORT_READY == EXPORT_READY
+    assert assemble.protocol.EXPORT_READY == EXPORT_READY == protocol.EXPORT_READY
 
 
 def test_main_in_export_mode_announces_waits_and_keeps_helpers(

@@ -24,7 +24,7 @@ from nox_warpdrive.libraries import (
     parse_report,
 )
 from nox_warpdrive.plan import Step
-from nox_warpdrive.runtime import assemble
+from nox_warpdrive.runtime import assemble, protocol
 
 #: what glibc's ldd printed in the runtime image for two files (a real run)
 LDD_TWO = """\
@@ -162,7 +162,7 @@ def test_a_library_no_table_knows_still_gets_a_fix() -> None:
 
 def test_the_deps_steps_report_becomes_the_error() -> None:
     report = {"libpq.so.5": [{"file": "/opt/app-root/venv/x.so", "package": "psycopg2"}]}
-    line = assemble.LIBRARIES_LINE + json.dumps(report)
+    line = protocol.LIBRARIES_LINE + json.dumps(report)
     engine = FakeEngine(output=["installing", line], exit_code=assemble.LIBRARIES_EXIT)
     shown: list[str] = []
     with pytest.raises(MissingLibraries) as exc:
@@ -205,9 +205,9 @@ def test_the_builder_names_the_debian_package(tmp_path: Path) -> None:
 
 
 def test_a_malformed_report_is_no_report() -> None:
-    assert parse_report("not json") == {}
-    assert parse_report("[1]") == {}
-    assert parse_report('{"libx.so": [{"file": "/a"}, 3]}') == {
+    assert parse_report(None) == {}  # its JSON could not be read (protocol.parse)
+    assert parse_report([1]) == {}
+    assert parse_report({"libx.so": [{"file": "/a"}, 3]}) == {
         "libx.so": [{"file": "/a", "package": ""}]
     }
 

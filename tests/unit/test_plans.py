@@ -16,6 +16,7 @@ from unit_support import BASE, PKEY, tar_contents, write, write_django_site, wri
 from nox_warpdrive import app_layer as app_layer_module
 from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
+from nox_warpdrive import runtime
 from nox_warpdrive.config import Config, load_config, read_requirements
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import ConfigError
@@ -95,11 +96,11 @@ def test_wheelhouse_step(tmp_path: Path) -> None:
     files = step_files(step, "/tmp")
     assert set(files) == {
         "warpdrive-build/plan.json",
-        "warpdrive-build/build_wheels.py",
-        "warpdrive-build/wheel_cache.py",
         "warpdrive-build/req/requirements.txt",
         "warpdrive-build/req/reqs/base.txt",
+        *(f"warpdrive-build/{name}" for name in runtime.BUILDER),
     }
+    assert "warpdrive-build/wheel_cache.py" in files and "warpdrive-build/protocol.py" in files
     assert files["warpdrive-build/req/reqs/base.txt"] == b"django\n"
     assert b"def " in files["warpdrive-build/build_wheels.py"]
     assert HELPERS_DIR == "/tmp/warpdrive-build"
@@ -294,7 +295,11 @@ def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
     assert deps.ref == f"warpdrive-deps/site:{deps.key[:20]}"
 
     files = step_files(step, "/tmp")
-    assert set(files) == {"warpdrive-build/plan.json", "warpdrive-build/assemble.py"}
+    assert set(files) == {
+        "warpdrive-build/plan.json",
+        "warpdrive-build/assemble.py",
+        "warpdrive-build/protocol.py",
+    }
     plan = json.loads(files["warpdrive-build/plan.json"])
     assert plan["files"] == sorted(w.filename for w in RESOLVED)
     assert plan["wheels_dir"] == f"{VOLUME_DIR}/{PKEY.slug}/wheels"

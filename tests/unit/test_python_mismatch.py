@@ -10,7 +10,7 @@ import json
 import pytest
 
 from nox_warpdrive.buildenv import build_secrets
-from nox_warpdrive.runtime import build_wheels
+from nox_warpdrive.runtime import failures
 from nox_warpdrive.wheelhouse import _failure, _python_image, builder_failure
 
 SECRETS = build_secrets({})
@@ -48,13 +48,13 @@ UV_TEXT = [
 @pytest.fixture(autouse=True)
 def builder_python_311(monkeypatch: pytest.MonkeyPatch) -> None:
     """The builder's Python is the test base image's, 3.11, whatever runs the tests."""
-    newer = build_wheels.needs_newer
-    monkeypatch.setattr(build_wheels, "needs_newer", lambda spec: newer(spec, (3, 11)))
+    newer = failures.needs_newer
+    monkeypatch.setattr(failures, "needs_newer", lambda spec: newer(spec, (3, 11)))
 
 
 def reported(lines: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
-    stage, package = build_wheels.classify(1, lines)
-    build_wheels.report_failure(stage, 1, lines, package)
+    stage, package = failures.classify(1, lines)
+    failures.report_failure(stage, 1, lines, package)
     return _failure(capsys.readouterr().out.splitlines())
 
 
@@ -108,7 +108,7 @@ def test_the_example_image(spec: str, example: str) -> None:
 
 
 def test_the_report_line_is_json() -> None:
-    data = build_wheels.python_mismatch(PIP_NONE_LEFT)
+    data = failures.python_mismatch(PIP_NONE_LEFT)
     assert json.loads(json.dumps(data)) == data
 
 
@@ -132,7 +132,7 @@ def test_releases_left_out_for_an_older_python_are_not_the_cause(
     [(">=3.12", True), (">3.11", True), ("~=3.13", True), (">=3.8", False), ("<3", False)],
 )
 def test_needs_newer(spec: str, newer: bool) -> None:
-    assert build_wheels.needs_newer(spec) is newer  # as the builder's 3.11 sees it
+    assert failures.needs_newer(spec) is newer  # as the builder's 3.11 sees it
 
 
 def test_the_releases_named_are_the_requirements_own_and_long_lines_are_cut() -> None:

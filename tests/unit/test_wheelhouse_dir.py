@@ -128,7 +128,7 @@ def test_a_directory_of_another_platform_is_a_warning(tmp_path: Path) -> None:
 def test_an_import_onto_a_full_disk_names_the_volume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nox_warpdrive.runtime import build_wheels
+    from nox_warpdrive.runtime import disk, wheel_import
 
     engine = SimEngine(tmp_path / "engine")
     cache = tmp_path / "cache"
@@ -140,8 +140,8 @@ def test_an_import_onto_a_full_disk_names_the_volume(
     def full(src: str, dest: str) -> str:
         raise OSError(28, "No space left on device", dest)
 
-    monkeypatch.setattr(build_wheels, "copy_hashed", full)
-    monkeypatch.setattr(build_wheels.full_filesystem, "__defaults__", (volume_dir,))
+    monkeypatch.setattr(wheel_import, "copy_hashed", full)
+    monkeypatch.setattr(disk.full_filesystem, "__defaults__", (volume_dir,))
     lines: list[str] = []
     with pytest.raises(BuildError) as found:
         import_dir(engine, wh("fresh"), cache, local, lines.append)

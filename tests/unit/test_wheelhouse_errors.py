@@ -10,7 +10,8 @@ import pytest
 
 from nox_warpdrive.buildenv import build_secrets
 from nox_warpdrive.errors import BuildError
-from nox_warpdrive.runtime.build_wheels import FAILURE_PREFIX, unreachable
+from nox_warpdrive.runtime.fetch import unreachable
+from nox_warpdrive.runtime.protocol import FAILURE_PREFIX
 from nox_warpdrive.wheelhouse import _failure, builder_failure
 
 SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/simple"})

@@ -19,7 +19,7 @@ from nox_warpdrive import wheelhouse_dir, wheelhouse_image
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.runtime import wheel_cache
-from nox_warpdrive.runtime.build_wheels import SUMMARY_PREFIX
+from nox_warpdrive.runtime.protocol import SUMMARY_PREFIX
 from nox_warpdrive.wheelhouse import Seed, build_wheelhouse, seeds_for
 from nox_warpdrive.wheelhouse_transfer import Imported
 

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive.runtime import build_wheels as bw
+from nox_warpdrive.runtime import builds, common, protocol
+from nox_warpdrive.runtime import failures as rt_failures
+from nox_warpdrive.runtime import publish as rt_publish
+from nox_warpdrive.runtime import volume as rt_volume
 
 
 def _sha(data: bytes) -> str:
@@ -30,13 +33,13 @@ def _manifest(wheels: Path, files: dict[str, bytes]) -> dict[str, object]:
         path = wheels / name
         path.write_bytes(data)
         known[name] = _sha(data)
-        stats[name] = bw.file_stat(str(path))
+        stats[name] = common.file_stat(str(path))
     return {"wheels": known, "stats": stats}
 
 
 def test_staging_dirs_are_unique_even_with_the_same_pid(tmp_path: Path) -> None:
-    a, owner_a = bw.make_staging(str(tmp_path))
-    b, owner_b = bw.make_staging(str(tmp_path))
+    a, owner_a = rt_volume.make_staging(str(tmp_path))
+    b, owner_b = rt_volume.make_staging(str(tmp_path))
     try:
         assert a != b
         assert os.path.basename(a).startswith("staging-")
@@ -46,10 +49,10 @@ def test_staging_dirs_are_unique_even_with_the_same_pid(tmp_path: Path) -> None:
 
 
 def test_sweep_keeps_a_live_runs_staging_and_removes_a_dead_ones(tmp_path: Path) -> None:
-    live, owner = bw.make_staging(str(tmp_path))
+    live, owner = rt_volume.make_staging(str(tmp_path))
     # a dead run: another process took the owner lock and exited
     code = (
-        "from nox_warpdrive.runtime import build_wheels as b; "
+        "from nox_warpdrive.runtime import volume as b; "
         f"print(b.make_staging({str(tmp_path)!r})[0])"
     )
     dead = subprocess.run(
@@ -57,13 +60,13 @@ def test_sweep_keeps_a_live_runs_staging_and_removes_a_dead_ones(tmp_path: Path)
     ).stdout.strip()
     assert os.path.isdir(dead)
     try:
-        assert bw.sweep_leftovers(str(tmp_path)) == 1
+        assert rt_volume.sweep_leftovers(str(tmp_path)) == 1
         assert not os.path.exists(dead)
         assert os.path.isdir(live)
     finally:
         owner.close()
     # once its owner is gone, the live one is a leftover too
-    assert bw.sweep_leftovers(str(tmp_path)) == 1
+    assert rt_volume.sweep_leftovers(str(tmp_path)) == 1
     assert not os.path.exists(live)
 
 
@@ -74,7 +77,7 @@ def test_sweep_gives_a_staging_dir_without_owner_file_a_grace_period(tmp_path: P
     old.mkdir()
     past = time.time() - 3600
     os.utime(old, (past, past))
-    assert bw.sweep_leftovers(str(tmp_path)) == 1
+    assert rt_volume.sweep_leftovers(str(tmp_path)) == 1
     assert young.is_dir() and not old.exists()
 
 
@@ -88,7 +91,7 @@ def test_sweep_removes_old_temporary_files_of_earlier_versions(tmp_path: Path) -
     past = time.time() - 7200
     os.utime(stale, (past, past))
     os.utime(manifest_tmp, (past, past))
-    assert bw.sweep_leftovers(str(tmp_path)) == 2
+    assert rt_volume.sweep_leftovers(str(tmp_path)) == 2
     assert fresh.exists() and not stale.exists() and not manifest_tmp.exists()
 
 
@@ -116,7 +119,7 @@ def test_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     holder.kill()
     holder.wait()
-    with bw.Lock(str(tmp_path)):  # would block forever if the dead holder kept it
+    with rt_volume.Lock(str(tmp_path)):  # would block forever if the dead holder kept it
         pass
 
 
@@ -126,7 +129,7 @@ def test_lock_says_it_waits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     import threading
 
     threading.Timer(0.3, fh.close).start()
-    with bw.Lock(str(tmp_path)):
+    with rt_volume.Lock(str(tmp_path)):
         pass
     assert "waiting for it" in capsys.readouterr().out
 
@@ -137,10 +140,10 @@ def test_publish_never_overwrites_another_runs_wheel(tmp_path: Path) -> None:
     staging.mkdir()
     (wheels / "a-1.0-py3-none-any.whl").write_bytes(b"first")
     (staging / "a-1.0-py3-none-any.whl").write_bytes(b"second")
-    assert bw.publish(str(staging), str(wheels), "a-1.0-py3-none-any.whl") is False
+    assert rt_publish.publish(str(staging), str(wheels), "a-1.0-py3-none-any.whl") is False
     assert (wheels / "a-1.0-py3-none-any.whl").read_bytes() == b"first"
     (staging / "b-1.0-py3-none-any.whl").write_bytes(b"new")
-    assert bw.publish(str(staging), str(wheels), "b-1.0-py3-none-any.whl") is True
+    assert rt_publish.publish(str(staging), str(wheels), "b-1.0-py3-none-any.whl") is True
     assert (wheels / "b-1.0-py3-none-any.whl").read_bytes() == b"new"
     assert sorted(p.name for p in wheels.iterdir()) == [
         "a-1.0-py3-none-any.whl",
@@ -152,7 +155,7 @@ def test_verify_trusts_unchanged_stats_and_rehashes_changed_files(tmp_path: Path
     manifest = _manifest(tmp_path, {"a.whl": b"aaaa", "b.whl": b"bbbb", "c.whl": b"cccc"})
     (tmp_path / "a.whl").write_bytes(b"aa")  # truncated
     (tmp_path / "b.whl").unlink()  # deleted
-    damaged, missing, changed = bw.verify_wheels(str(tmp_path), manifest)
+    damaged, missing, changed = rt_volume.verify_wheels(str(tmp_path), manifest)
     assert (damaged, missing, changed) == (["a.whl"], ["b.whl"], True)
     assert not (tmp_path / "a.whl").exists()  # removed: fetched or built again
     assert list(manifest["wheels"]) == ["c.whl"]  # type: ignore[call-overload]
@@ -162,7 +165,7 @@ def test_verify_catches_a_same_size_replacement_when_its_mtime_moved(tmp_path: P
     manifest = _manifest(tmp_path, {"a.whl": b"good"})
     time.sleep(0.01)
     (tmp_path / "a.whl").write_bytes(b"evil")  # same size, other content
-    assert bw.verify_wheels(str(tmp_path), manifest)[0] == ["a.whl"]
+    assert rt_volume.verify_wheels(str(tmp_path), manifest)[0] == ["a.whl"]
 
 
 def test_verify_everything_hashes_files_whose_stats_look_unchanged(tmp_path: Path) -> None:
@@ -170,20 +173,20 @@ def test_verify_everything_hashes_files_whose_stats_look_unchanged(tmp_path: Pat
     st = os.stat(tmp_path / "a.whl")
     (tmp_path / "a.whl").write_bytes(b"evil")
     os.utime(tmp_path / "a.whl", ns=(st.st_atime_ns, st.st_mtime_ns))  # stats forged
-    assert bw.verify_wheels(str(tmp_path), manifest)[0] == []
-    assert bw.verify_wheels(str(tmp_path), manifest, full={"a.whl"})[0] == ["a.whl"]
+    assert rt_volume.verify_wheels(str(tmp_path), manifest)[0] == []
+    assert rt_volume.verify_wheels(str(tmp_path), manifest, full={"a.whl"})[0] == ["a.whl"]
     manifest = _manifest(tmp_path, {"b.whl": b"good"})
     (tmp_path / "b.whl").write_bytes(b"evil")
     os.utime(tmp_path / "b.whl", ns=(st.st_atime_ns, manifest["stats"]["b.whl"][1]))  # type: ignore[index]
-    assert bw.verify_wheels(str(tmp_path), manifest, everything=True)[0] == ["b.whl"]
+    assert rt_volume.verify_wheels(str(tmp_path), manifest, everything=True)[0] == ["b.whl"]
 
 
 def test_verify_records_stats_of_a_manifest_that_had_none(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, {"a.whl": b"good"})
     manifest["stats"] = {}
-    damaged, missing, changed = bw.verify_wheels(str(tmp_path), manifest)
+    damaged, missing, changed = rt_volume.verify_wheels(str(tmp_path), manifest)
     assert (damaged, missing, changed) == ([], [], True)
-    assert manifest["stats"] == {"a.whl": bw.file_stat(str(tmp_path / "a.whl"))}
+    assert manifest["stats"] == {"a.whl": common.file_stat(str(tmp_path / "a.whl"))}
 
 
 def test_a_set_with_a_forgotten_wheel_is_not_complete() -> None:
@@ -191,10 +194,10 @@ def test_a_set_with_a_forgotten_wheel_is_not_complete() -> None:
         "wheels": {"a.whl": "1"},
         "sets": {"h": {"resolved": [{"file": "a.whl"}, {"file": "b.whl"}]}},
     }
-    assert bw.set_is_complete(manifest, "h") is None
+    assert rt_volume.set_is_complete(manifest, "h") is None
     manifest["wheels"]["b.whl"] = "2"  # type: ignore[index]
-    assert bw.set_is_complete(manifest, "h") == [{"file": "a.whl"}, {"file": "b.whl"}]
-    assert bw.set_is_complete(manifest, "other") is None
+    assert rt_volume.set_is_complete(manifest, "h") == [{"file": "a.whl"}, {"file": "b.whl"}]
+    assert rt_volume.set_is_complete(manifest, "other") is None
 
 
 PIP_COMPILE_FAILURE = """\
@@ -250,24 +253,26 @@ Failed to build cext"""
 def test_classify(
     code: int, text: str, package: str | None, compiling: bool, expected: tuple[str, str | None]
 ) -> None:
-    assert bw.classify(code, text.splitlines(), package, compiling) == expected
+    assert rt_failures.classify(code, text.splitlines(), package, compiling) == expected
 
 
 def test_report_failure_is_one_machine_line_with_the_last_lines(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     lines = [f"line {i}" for i in range(40)] + ["", "  "]
-    assert bw.report_failure("compile", 1, lines, "cext") == 1
+    assert rt_failures.report_failure("compile", 1, lines, "cext") == 1
     out = capsys.readouterr().out.strip()
-    assert out.startswith(bw.FAILURE_PREFIX)
-    data = json.loads(out[len(bw.FAILURE_PREFIX) :])
+    assert out.startswith(protocol.FAILURE_PREFIX)
+    data = json.loads(out[len(protocol.FAILURE_PREFIX) :])
     assert data["stage"] == "compile" and data["package"] == "cext"
     assert data["detail"] == [f"line {i}" for i in range(25, 40)]
-    assert bw.report_failure("killed", -9) == 1  # a signal's negative code is not an exit code
+    assert (
+        rt_failures.report_failure("killed", -9) == 1
+    )  # a signal's negative code is not an exit code
 
 
 def test_tee_shows_and_keeps_the_output(capfd: pytest.CaptureFixture[str]) -> None:
-    tee = bw.Tee(
+    tee = builds.Tee(
         [
             sys.executable,
             "-c",

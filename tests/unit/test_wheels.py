@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from nox_warpdrive.runtime import build_wheels
-from nox_warpdrive.runtime.build_wheels import set_fits
+from nox_warpdrive.runtime import common, protocol, publish
+from nox_warpdrive.runtime.wheel_import import set_fits
 from nox_warpdrive.wheelhouse import _ready
 from nox_warpdrive.wheelhouse_transfer import manifest_bytes, shipped_manifest, wheels_of
 from nox_warpdrive.wheels import Wheel, wheel_ids, wheels_from_manifest
@@ -35,25 +35,17 @@ def recorded_manifest(tmp_path: Path) -> dict[str, Any]:
     staging.mkdir()
     for name, data in FILES.items():
         (staging / name).write_bytes(data)
-    ctx: dict[str, Any] = {
-        "plan": {
-            "python": sys.executable,
-            "requirements_hash": "first",
-            "key": "k",
-            "platform_key": {"interpreter": "cp312", "abi": "cp312"},
-        },
-        "root": str(root),
-        "wheels": str(root / "wheels"),
-        "staging": str(staging),
-        "manifest_path": str(root / "manifest.json"),
-        "started": 0,
-        "new": [],
-        "built_from": {"psycopg2-2.9.9-cp312-cp312-linux_x86_64.whl": "f" * 64},
-        "replace": set(),
+    plan = {
+        "python": sys.executable,
+        "requirements_hash": "first",
+        "key": "k",
+        "platform_key": {"interpreter": "cp312", "abi": "cp312"},
     }
-    build_wheels.record(ctx, sorted(FILES)[:3], None)
-    ctx["plan"]["requirements_hash"] = "second"
-    manifest = build_wheels.record(ctx, sorted(FILES), None)
+    ctx = common.RunState(plan, str(root), str(staging))
+    ctx.built_from = {"psycopg2-2.9.9-cp312-cp312-linux_x86_64.whl": "f" * 64}
+    publish.record(ctx, sorted(FILES)[:3], None)
+    ctx.plan["requirements_hash"] = "second"
+    manifest = publish.record(ctx, sorted(FILES), None)
     on_disk = json.loads((root / "manifest.json").read_text())
     assert on_disk == manifest
     assert isinstance(manifest, dict)
@@ -160,9 +152,9 @@ def test_the_ready_line_reads_as_the_builder_wrote_it(
     wheels.mkdir()
     for name, data in FILES.items():
         (wheels / name).write_bytes(data)
-    build_wheels.announce_ready(str(wheels), list(FILES), str(tmp_path / "none.json"), None, "")
+    publish.announce_ready(str(wheels), list(FILES), str(tmp_path / "none.json"), None, "")
     (line,) = capsys.readouterr().out.splitlines()
-    written = json.loads(line[len(build_wheels.READY_PREFIX) :])["resolved"]
+    written = json.loads(line[len(protocol.READY_PREFIX) :])["resolved"]
     parsed = _ready(line)
     assert parsed is not None
     assert [w.to_manifest() for w in parsed[0]] == written

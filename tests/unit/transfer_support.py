@@ -23,7 +23,7 @@ from nox_warpdrive.engine import ImageInfo, RunResult
 from nox_warpdrive.errors import EngineError
 from nox_warpdrive.plan import Step
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.runtime import build_wheels
+from nox_warpdrive.runtime import common, wheel_import
 
 KEY = PlatformKey("cp311", "cp311", "linux_x86_64", "glibc", "2.36", "debian", "12", "3.11.2")
 BUILDER = ImageInfo("sha256:builder", (), {}, 1, 1, "")
@@ -198,7 +198,7 @@ class SimEngine(FakeEngine):
         )
         lines: list[str] = []
         with contextlib.redirect_stdout(_Lines(lines)):
-            code = build_wheels.import_main(plan)
+            code = wheel_import.import_main(plan)
         for line in lines:
             out(line)
         shutil.rmtree(box, ignore_errors=True)
@@ -226,7 +226,7 @@ class _Lines(io.StringIO):
 
 def resolved_entry(filename: str, data: bytes) -> dict[str, Any]:
     """A resolved wheel as the builder records it in a requirement set."""
-    name, version = build_wheels.wheel_name_version(filename)
+    name, version = common.wheel_name_version(filename)
     return {
         "file": filename,
         "name": name,
@@ -253,7 +253,7 @@ def put_volume(
         "format": 1,
         "platform_key": json.loads(key.to_json()),
         "wheels": {n: sha(d) for n, d in wheels.items()},
-        "stats": {n: build_wheels.file_stat(str(root / "wheels" / n)) for n in wheels},
+        "stats": {n: common.file_stat(str(root / "wheels" / n)) for n in wheels},
         "sets": {
             digest: {
                 "resolved": [resolved_entry(f, wheels[f]) for f in files],
