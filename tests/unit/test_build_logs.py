@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nox_warpdrive.runtime import build_wheels as bw
-from nox_warpdrive.wheelhouse import _failure, builder_failure
+from nox_warpdrive.wheelhouse.build import _failure, builder_failure
 
 KEY = "cp311-cp311-linux_x86_64-glibc2.36-debian12"
 

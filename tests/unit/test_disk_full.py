@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nox_warpdrive.runtime import build_wheels
-from nox_warpdrive.wheelhouse import builder_failure
+from nox_warpdrive.wheelhouse.build import builder_failure
 
 PIP_CUT_OFF = (
     "  Building wheel for psycopg2 failed: [Errno 28] No space left on device: "

@@ -8,10 +8,10 @@ import socket
 
 import pytest
 
-from nox_warpdrive.buildenv import build_secrets
 from nox_warpdrive.errors import BuildError
 from nox_warpdrive.runtime.build_wheels import FAILURE_PREFIX, unreachable
-from nox_warpdrive.wheelhouse import _failure, builder_failure
+from nox_warpdrive.wheelhouse.build import _failure, builder_failure
+from nox_warpdrive.wheelhouse.buildenv import build_secrets
 
 SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/simple"})
 
