@@ -17,12 +17,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy."""
+    """ruff, mypy, and the import layers (import-linter's contracts in pyproject.toml)."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", "nox_warpdrive", "tests", "bench")
     session.run("ruff", "format", "--check", "nox_warpdrive", "tests", "bench")
     session.run("mypy")
     session.run("mypy", "--strict", "bench")
+    session.run("lint-imports")
 
 
 @nox.session(venv_backend="none", default=False)

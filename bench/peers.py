@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from nox_warpdrive import buildenv
+from nox_warpdrive.wheelhouse import buildenv
 
 from .apps import App
 from .common import CACHE_ID_ARG, CMD_LINE, PEERS_DIR, BenchError, utc_now

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ConfigError
+from .refs import check_image_ref, docker_name
 from .workspace import find_workspace, member_dir, unused_locks
-
-if TYPE_CHECKING:
-    from .inputs import Pin, ProjectBuild
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,48 +128,6 @@ def _suggest(key: str) -> str:
     if close:
         return f"did you mean `{close[0]}`?"
     return "valid keys: " + ", ".join(sorted(_KEYS))
-
-
-def docker_name(text: str) -> str:
-    """A string usable as a Docker repository / volume name component."""
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return name or "app"
-
-
-_REF_RE = re.compile(
-    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"  # optional registry/first component
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
-)
-
-
-def check_image_ref(ref: str, key: str) -> str:
-    if not _REF_RE.match(ref):
-        raise ConfigError(
-            f"`{key}` = {ref!r} is not a valid Docker image reference",
-            fix='use lowercase `name[:tag]`, e.g. "mysite:latest"',
-        )
-    return ref
-
-
-def named_registry(ref: str) -> str | None:
-    """The registry an image reference names, as Docker reads it: its first component
-    when that is a host (a dot, a port, ``localhost``); None for Docker Hub."""
-    first, slash, _ = ref.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return None
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    """``repo:tag`` -> (repo, tag); a missing tag is ``latest``. Keeps registry ports."""
-    if "@" in ref:
-        ref = ref.split("@", 1)[0]
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = ref.rsplit(":", 1)
-        return repo, tag
-    return ref, "latest"
 
 
 def load_pyproject(project_dir: Path) -> dict[str, Any]:
@@ -661,190 +615,5 @@ def start_config(cfg: Config) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
-# ---------------------------------------------------------------------------------------
-# requirements
-
-
-@dataclass(frozen=True)
-class RequirementSet:
-    """What the wheelhouse builds for the app. Either requirement files to ship into the
-    builder (``files`` maps a POSIX name relative to the shipped directory to its bytes;
-    ``top`` are the names passed to ``pip -r``), resolved there; or, from a lock file
-    (``locked_from``), the pins the lock selects for the target image, installed exactly
-    as locked. ``extra`` (the server the image needs) is resolved in both cases (against
-    the pins, for a lock that lacks it)."""
-
-    files: tuple[tuple[str, bytes], ...]
-    top: tuple[str, ...]
-    extra: tuple[str, ...]
-    #: files only reached through `-c`: they pin, they do not require
-    constraint_only: tuple[str, ...] = ()
-    #: the lock file (or hashed requirement files) the pins come from; "" when resolved
-    locked_from: str = ""
-    locked: tuple[Pin, ...] = ()
-    #: the project itself, built from the app source (the lock says it is a package)
-    project: ProjectBuild | None = None
-    #: more indexes to look files up in (``--extra-index-url`` of hashed requirements)
-    indexes: tuple[str, ...] = ()
-    #: other uv workspace members the project depends on, built as wheels
-    members: tuple[ProjectBuild, ...] = ()
-    #: what the app is installed from, for the build's output
-    source: str = ""
-
-    @property
-    def digest(self) -> str:
-        """The requirement set's key in the manifest (and the deps layer's). For a lock it
-        covers only what gets installed: the selected pins and the files they allow for
-        this platform (not URLs, not line numbers, not other platforms or dev groups)."""
-        h = hashlib.sha256()
-        if self.locked_from:
-            what = {
-                "pins": sorted((p.identity() for p in self.locked), key=lambda d: d["name"]),
-                "project": self.project.identity() if self.project else None,
-                "extra": sorted(self.extra),
-            }
-            if self.members:  # absent otherwise: the keys of existing sets stay
-                what["members"] = [m.identity() for m in self.members]
-            h.update(b"locked-v1\0" + json.dumps(what, sort_keys=True).encode())
-            return h.hexdigest()
-        for name, data in self.files:
-            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-        h.update(b"\0top\0" + "\0".join(self.top).encode())
-        h.update(b"\0extra\0" + "\0".join(sorted(self.extra)).encode())
-        return h.hexdigest()
-
-    @property
-    def empty(self) -> bool:
-        """Whether nothing is required at all (files hold only comments or options)."""
-        return not self.extra and not self.names()
-
-    def names(self) -> set[str]:
-        """Normalised project names this set asks for (best effort, for server checks)."""
-        out: set[str] = set()
-        for e in self.extra:
-            n = _req_name(e)
-            if n:
-                out.add(normalize(n))
-        out.update(p.name for p in self.locked)
-        if self.project is not None:
-            out.add(self.project.name)
-        out.update(m.name for m in self.members)
-        for name, data in self.files:
-            if name in self.constraint_only:
-                continue
-            for line in data.decode("utf-8", "replace").splitlines():
-                n = _req_name(line)
-                if n:
-                    out.add(normalize(n))
-        return out
-
-
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _req_name(line: str) -> str | None:
-    line = line.split(" #", 1)[0].strip()
-    if not line or line.startswith(("#", "-")):
-        return None
-    m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-    return m.group(1) if m else None
-
-
-_INCLUDE_RE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)")
-
-
-def read_requirements(cfg: Config, extra: tuple[str, ...] = ()) -> RequirementSet:
-    """Collect the requirement files and everything they include with ``-r``/``-c``.
-
-    Everything is read on the host and shipped into the container as data: no host path is
-    ever mounted, so a remote engine works the same.
-    """
-    walk = _IncludeWalk(cfg.project_dir)
-    top = [walk.visit(f) for f in cfg.requirement_files]
-    if cfg.dependencies:
-        name = "_project-dependencies.txt"
-        walk.shipped[name] = ("\n".join(cfg.dependencies) + "\n").encode()
-        top.append(name)
-        walk.required.add(name)
-    # no files and no dependencies: an app that needs no packages (warpdrive and S2I build
-    # those too); the server, when one is needed, comes in ``extra``
-    return RequirementSet(
-        files=tuple(sorted(walk.shipped.items())),
-        top=tuple(top),
-        extra=extra,
-        constraint_only=tuple(sorted(set(walk.shipped) - walk.required)),
-    )
-
-
-@dataclass
-class _IncludeWalk:
-    """The requirement files read so far and the ones they include, as they are shipped:
-    name (relative to the project; a file outside it under ``_external/``) -> bytes, with
-    each include rewritten for that layout."""
-
-    root: Path
-    shipped: dict[str, bytes] = field(default_factory=dict)
-    #: the names reached through -r (or given at the top), not only through -c
-    required: set[str] = field(default_factory=set)
-
-    def name(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-            return f"_external/{digest}-{path.name}"
-
-    def visit(self, path: Path, requires: bool = True) -> str:
-        """Ship ``path`` (once) and what it includes; its shipped name."""
-        name = self.name(path)
-        if requires:
-            self.required.add(name)
-        if name in self.shipped:
-            return name
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read requirements file {path}: {exc.strerror}",
-                fix="create it or fix the `-r`/`-c` line that names it",
-            ) from None
-        self.shipped[name] = b""  # guard against include cycles
-        text = data.decode("utf-8", "replace")
-        lines = [
-            self._line(path, name, lineno, line, requires)
-            for lineno, line in enumerate(text.splitlines(), 1)
-        ]
-        self.shipped[name] = ("\n".join(lines) + "\n").encode()
-        return name
-
-    def _line(self, path: Path, name: str, lineno: int, line: str, requires: bool) -> str:
-        """One line as shipped: an include visited and rewritten; an editable or local
-        path requirement is an error."""
-        stripped = line.strip()
-        if stripped.startswith(("-e ", "--editable")):
-            raise ConfigError(
-                f"{path.name}:{lineno}: editable requirement {stripped!r} cannot go into a "
-                "wheelhouse",
-                fix="list the package by name (or a path to its sdist) instead of `-e`",
-            )
-        m = _INCLUDE_RE.match(line)
-        if m:
-            target = (path.parent / m.group(2)).resolve()
-            inc = self.visit(target, requires and m.group(1) in ("-r", "--requirement"))
-            return f"{m.group(1)} {_relative_include(name, inc)}"
-        if stripped.startswith((".", "/")) or stripped.startswith("file:"):
-            raise ConfigError(
-                f"{path.name}:{lineno}: local path requirement {stripped!r} is not supported",
-                fix="publish the package to your index, or list it by name",
-            )
-        return line
-
-
-def _relative_include(name: str, included: str) -> str:
-    """The include of shipped file ``included`` written in shipped file ``name``."""
-    here = Path(name).parent
-    try:
-        return Path(included).relative_to(here).as_posix()
-    except ValueError:
-        return ("../" * len(here.parts)) + Path(included).as_posix()

@@ -21,14 +21,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import probe_cache
-from .config import Config, load_config, named_registry
+from .config import Config, load_config
 from .engine import Engine, ImageInfo
 from .engine.about import DiskUsage
 from .errors import WarpdriveError
 from .labels import DEPS_PROJECT_LABEL, KIND_LABEL
 from .platform import PlatformKey, check_compatible
-from .wheelhouse import probe_image, read_manifest
+from .refs import named_registry
+from .wheelhouse import probe_cache
+from .wheelhouse.build import probe_image, read_manifest
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 
@@ -245,7 +246,7 @@ def pull_check(engine: Engine) -> Callable[[str], str]:
     "pullable from R", "R has no such image", or why that cannot be told."""
 
     def check(ref: str) -> str:
-        from .registry_api import Registry, parse_ref
+        from .engine.registry_api import Registry, parse_ref
 
         where = parse_ref(ref)
         try:

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import registry, static_cache
-from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
-from .config import Config, RequirementSet, split_ref
-from .deps import (
+from .build import static_cache
+from .build.app_layer import AppPlan, created_timestamp, git_labels, plan_app
+from .build.deps import (
     DamagedWheels,
     EarlyDeps,
     Installer,
@@ -26,20 +25,19 @@ from .deps import (
     plan_deps,
     plan_grow,
 )
+from .build.static import read_static, reusable_static, shadows_static, split_static
+from .config import Config
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, RegistryError, WarpdriveError
-from .inputs import inputs_line
+from .inputs.read import inputs_line
+from .inputs.requirements import RequirementSet
 from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, DepsLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
-from .source_layers import StaticLayer, append_app
-from .static import (
-    read_static,
-    reusable_static,
-    shadows_static,
-    split_static,
-)
-from .wheelhouse import (
+from .refs import split_ref
+from .registry import cache as registry
+from .source.image_layers import StaticLayer, append_app
+from .wheelhouse.build import (
     WheelhouseResult,
     build_wheelhouse,
     check_kept,
@@ -50,10 +48,10 @@ from .wheelhouse import (
     seeds_for,
     upkeep_for,
 )
-from .wheels import Wheel, wheel_ids
+from .wheelhouse.wheels import Wheel, wheel_ids
 
 if TYPE_CHECKING:
-    from . import registry_build
+    from .registry import build as registry_build
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class ImageResult:
 
     def summary(self) -> str:
         if self.pushed is not None:
-            from .registry_build import summary
+            from .registry.build import summary
 
             return summary(self.pushed, self.seconds)
         if self.up_to_date:
@@ -297,7 +295,7 @@ def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | Non
     """The image built in the registry, pulling nothing (None, and one line saying why,
     when it has to be built here): the cache's manifest and config are read, and only
     the app layers it lacks are uploaded."""
-    from . import registry_build  # only --push-only needs the registry client
+    from .registry import build as registry_build
 
     try:
         found = registry_build.prepare(b.engine, b.cfg, b.ref, cache_ref, b.target, b.reqs, b.out)
@@ -351,7 +349,7 @@ def _grow_in_registry(b: _Build, found: registry_build.Grow, started: float) -> 
     add packages: the wheelhouse built for them (no cache pulled), then a layer of the
     added wheels on the cache's deps layers; None (one line saying why) when the build
     has to happen here instead, the wheelhouse kept for it."""
-    from . import registry_build
+    from .registry import build as registry_build
 
     resolved, manifest = _wheels_first(b)
     installer = choose_installer(b.cfg, manifest, b.pkey) if resolved else Installer("none")

@@ -19,13 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import probe_cache
-from .app_layer import AppPlan, created_timestamp, git_labels, plan_app
-from .config import Config, RequirementSet, normalize, split_ref
-from .deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
+from .build.app_layer import AppPlan, created_timestamp, git_labels, plan_app
+from .build.deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
+from .build.static import same_static_inputs, shadows_static, static_inputs_unchanged
+from .config import Config, normalize
 from .engine import Engine, ImageInfo
 from .image import offline_error
-from .inputs import inputs_line
+from .inputs.read import inputs_line
+from .inputs.requirements import RequirementSet
 from .labels import (
     DEPS_KEY_LABEL,
     STATIC_LAYER_LABEL,
@@ -33,12 +34,13 @@ from .labels import (
     AppLabels,
     DepsLabels,
 )
-from .layers import STATIC, LayerPlan, Previous, plan_layers
 from .platform import PlatformKey
-from .source_layers import previous_layers
-from .static import same_static_inputs, shadows_static, static_inputs_unchanged
-from .wheelhouse import probe_image, read_manifest, requirements_for, seeds_for
-from .wheels import Wheel, wheel_ids
+from .refs import split_ref
+from .source.image_layers import previous_layers
+from .source.layers import STATIC, LayerPlan, Previous, plan_layers
+from .wheelhouse import probe_cache
+from .wheelhouse.build import probe_image, read_manifest, requirements_for, seeds_for
+from .wheelhouse.wheels import Wheel, wheel_ids
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ def _pending(cfg: Config, engine: Engine, current: ImageInfo | None) -> str:
 
 
 def _resolved(manifest: Mapping[str, Any], reqs: RequirementSet) -> list[Wheel] | None:
-    from .wheelhouse import resolved_set
+    from .wheelhouse.build import resolved_set
 
     if reqs.empty:
         return []

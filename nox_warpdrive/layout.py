@@ -5,12 +5,14 @@ and the runtime environment."""
 from __future__ import annotations
 
 import hashlib
-
-from .engine import ImageInfo
+from typing import TYPE_CHECKING
 
 # the labels' keys and records live in labels.py; the prefix stays importable here
 from .labels import LABEL_PREFIX as LABEL_PREFIX
 from .tars import dir_tar
+
+if TYPE_CHECKING:  # a type only: the core does not import the engine
+    from .engine import ImageInfo
 
 APP_ROOT = "/opt/app-root"
 

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 import nox
 import nox.registry
 
-from .config import Config, check_image_ref, load_config, named_registry
+from .config import Config, load_config
 from .engine import Engine
 from .engine import connect as connect_engine
 from .errors import WarpdriveError, host_disk_full
+from .refs import check_image_ref, named_registry
 
 if TYPE_CHECKING:
-    from .wheelhouse import WheelhouseResult
+    from .wheelhouse.build import WheelhouseResult
 
 SESSION_NAMES = ("wheelhouse", "image", "serve", "run", "doctor")
 
@@ -155,7 +156,7 @@ def _registry_ref(given: str | None, configured: str | None, option: str) -> str
 
 
 def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
-    from .wheelhouse import Seed, build_wheelhouse, seeds_for
+    from .wheelhouse.build import Seed, build_wheelhouse, seeds_for
 
     args = wheelhouse_parser().parse_args(list(posargs))
     if args.all_keys and not args.prune:
@@ -182,15 +183,15 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     _bound_caches(cfg, engine, None)
     if result.nothing or not (push or args.export_dir):
         return
-    from .wheelhouse_transfer import Wheelhouse
+    from .wheelhouse.transfer import Wheelhouse
 
     wh = Wheelhouse(cfg.volume, result.key, result.builder_id, cfg.python)
     if args.export_dir:
-        from .wheelhouse_dir import export_dir
+        from .wheelhouse.directory import export_dir
 
         export_dir(engine, wh, result.manifest, Path(args.export_dir).resolve(), _out)
     if push:
-        from .wheelhouse_image import push_wheelhouse
+        from .wheelhouse.image import push_wheelhouse
 
         push_wheelhouse(engine, wh, push, result.manifest, _out)
 
@@ -222,7 +223,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         _bound_caches(cfg, engine, result.image_id if deps_made else None)
         _out(result.table())
         if args.push or args.push_only:
-            from .registry_check import push
+            from .engine.registry_check import push
 
             push(engine, result.ref, _out)
     if args.push or args.push_only:
@@ -272,7 +273,7 @@ def _bound_caches(cfg: Config, engine: Engine, image_id: str | None) -> None:
     """After a build: the host caches and (``image_id``: the image a build that made a
     deps layer just built) this app's deps images kept under their bounds (the volume's
     is kept by the builder); one line for each that freed something."""
-    from .cache_bounds import bound_host_caches, prune_deps_images
+    from .wheelhouse.cache_bounds import bound_host_caches, prune_deps_images
 
     try:
         lines = [bound_host_caches(cfg.cache_max_size)]
@@ -302,9 +303,9 @@ def _push_grown_wheelhouse(cfg: Config, engine: Engine, built: WheelhouseResult 
     a refused push is a warning (the image is pushed; the next run builds them again)."""
     if not cfg.wheelhouse_image or built is None or not built.new:
         return
-    from .wheelhouse import read_manifest
-    from .wheelhouse_image import push_wheelhouse
-    from .wheelhouse_transfer import Wheelhouse
+    from .wheelhouse.build import read_manifest
+    from .wheelhouse.image import push_wheelhouse
+    from .wheelhouse.transfer import Wheelhouse
 
     wh = Wheelhouse(cfg.volume, built.key, built.builder_id, cfg.python)
     manifest = built.manifest or read_manifest(engine, cfg.volume, built.key, built.builder_id)
@@ -371,7 +372,7 @@ def serve_plan(
     image's own launcher, run from this package, in the session's virtualenv."""
     from .config import start_config
     from .runtime import start as launcher
-    from .wheelhouse import requirements_for
+    from .wheelhouse.build import requirements_for
 
     args = serve_parser().parse_args(list(posargs))
     cfg = load_config(project_dir)

@@ -10,5 +10,6 @@ bash scripts/dev-env.sh
 echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== mypy bench"; .venv/bin/mypy --strict bench
+echo "== import layers"; .venv/bin/lint-imports
 echo "== pytest"
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -17,7 +17,7 @@ from .base import (
     check_result,
     local_socket,
 )
-from .dockerpy import DockerEngine
+from .docker_registry import DockerEngine
 from .local import LocalEngine
 
 __all__ = [

@@ -18,10 +18,11 @@ from typing import IO, Any, cast
 
 from ..assembly import Bundle
 from ..errors import EngineError, LayerRefused
-from ..owner import TEMP_PREFIX
 from ..tars import ChunkFile
 from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
-from .dockerpy import DockerEngine, _json_stream, _split_tag, image_info
+from .docker_registry import DockerEngine
+from .dockerpy import _json_stream, _split_tag, image_info
+from .owner import TEMP_PREFIX
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -21,10 +21,10 @@ from pkgindex import Index
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
+from nox_warpdrive.engine.owner import PROCESS_LABEL, me
 from nox_warpdrive.errors import PlatformMismatchError, WarpdriveError
 from nox_warpdrive.image import build_image
-from nox_warpdrive.owner import PROCESS_LABEL, me
-from nox_warpdrive.wheelhouse import build_wheelhouse, manifest_path, probe_image
+from nox_warpdrive.wheelhouse.build import build_wheelhouse, manifest_path, probe_image
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,13 +16,13 @@ from conftest import BASE_IMAGE, App
 from pkgindex import Index
 from test_build import manifest, nox
 
-from nox_warpdrive import cache_bounds
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
 from nox_warpdrive.labels import DEPS_PROJECT_LABEL, KIND_LABEL
 from nox_warpdrive.runtime import wheel_cache
-from nox_warpdrive.wheelhouse import requirements_for
+from nox_warpdrive.wheelhouse import cache_bounds
+from nox_warpdrive.wheelhouse.build import requirements_for
 
 #: three requirement sets, the last one current (the app imports what it names)
 SETS = (

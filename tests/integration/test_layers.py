@@ -16,7 +16,7 @@ from test_build import manifest as manifest_of
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import choose_installer, plan_app, plan_deps
-from nox_warpdrive.wheelhouse import probe_image, requirements_for, resolved_set
+from nox_warpdrive.wheelhouse.build import probe_image, requirements_for, resolved_set
 
 
 def run(engine: Engine, ref: str, *cmd: str) -> str:

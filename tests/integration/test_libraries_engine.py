@@ -10,10 +10,10 @@ import pytest
 from conftest import App
 from pkgindex import Index
 
+from nox_warpdrive.build.libraries import MissingLibraries
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
-from nox_warpdrive.libraries import MissingLibraries
 
 
 def test_a_library_the_base_image_lacks_fails_the_build_and_keeps_the_tag(
@@ -44,7 +44,7 @@ def test_a_whole_deps_layer_built_in_memory_is_checked_too(
 ) -> None:
     """The wheelhouse built first (no deps layer started early, none to add to): the
     deps layer is built whole, in memory, and exported; the check fails it the same way."""
-    from nox_warpdrive.wheelhouse import build_wheelhouse
+    from nox_warpdrive.wheelhouse.build import build_wheelhouse
 
     app: App = make_app(["wd-embed-demo"])
     build_wheelhouse(load_config(app.root), engine, lambda line: None)

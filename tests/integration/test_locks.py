@@ -20,8 +20,8 @@ from test_runtime import STDLIB_SERVER, serve_and_check
 
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.errors import BuildError
-from nox_warpdrive.locks.pipenv import pipfile_hash
-from nox_warpdrive.locks.poetry import poetry_content_hash
+from nox_warpdrive.inputs.locks.pipenv import pipfile_hash
+from nox_warpdrive.inputs.locks.poetry import poetry_content_hash
 
 WSGI = """\
 import importlib.util

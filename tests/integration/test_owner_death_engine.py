@@ -19,7 +19,7 @@ from pkgindex import Index
 from test_reliability import CANARY, leftovers, run_nox, start_nox
 
 from nox_warpdrive.engine import Engine
-from nox_warpdrive.owner import TEMP_PREFIX, owner_of_name
+from nox_warpdrive.engine.owner import TEMP_PREFIX, owner_of_name
 
 
 def running_or_secret(engine: Engine, pid: int) -> list[str]:

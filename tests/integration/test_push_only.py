@@ -21,7 +21,7 @@ from test_registry import cleanup_runner, client_for, nox_on, serve_on
 from test_registry_auth import AuthRegistry, Runs, logged_in, write_pure
 from test_registry_auth import runs as runs
 
-from nox_warpdrive import registry_api as api
+from nox_warpdrive.engine import registry_api as api
 from nox_warpdrive.labels import DEPS_DEPTH_LABEL, DEPS_WHEELS_LABEL
 
 MAIN = "unix:///var/run/docker.sock"

@@ -16,7 +16,7 @@ from pkgindex import Index
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.errors import BuildError
-from nox_warpdrive.wheelhouse import build_wheelhouse
+from nox_warpdrive.wheelhouse.build import build_wheelhouse
 
 
 def compiler_lines(lines: list[str]) -> list[str]:

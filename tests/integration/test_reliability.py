@@ -21,7 +21,7 @@ from conftest import BASE_IMAGE, App
 from pkgindex import Index
 
 from nox_warpdrive.engine import Engine
-from nox_warpdrive.owner import PROCESS_LABEL, TEMP_PREFIX, owner_of_name
+from nox_warpdrive.engine.owner import PROCESS_LABEL, TEMP_PREFIX, owner_of_name
 
 CANARY = "canary-3f9d2c-token"
 

@@ -19,7 +19,8 @@ from pkgindex import Index
 from test_build import http_get, image, wheelhouse
 
 from nox_warpdrive.engine import Engine
-from nox_warpdrive.layers import (
+from nox_warpdrive.source.image_layers import LAYERS_LABEL
+from nox_warpdrive.source.layers import (
     ASSET_CHANGES,
     ASSETS,
     CODE,
@@ -27,7 +28,6 @@ from nox_warpdrive.layers import (
     KEEP_CODE_FILES,
     STATIC,
 )
-from nox_warpdrive.source_layers import LAYERS_LABEL
 
 SRC = "/opt/app-root/src"
 

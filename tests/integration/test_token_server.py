@@ -15,8 +15,7 @@ from pkgindex import Index
 from test_reliability import run_nox
 from tokenfault import broken_token_server
 
-from nox_warpdrive import registry_check
-from nox_warpdrive.engine import Engine
+from nox_warpdrive.engine import Engine, registry_check
 from nox_warpdrive.errors import RegistryError, TokenServerError
 
 SAID = {

@@ -20,8 +20,9 @@ from test_runtime import serve_and_check
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
-from nox_warpdrive.inputs import read_inputs, target_for
-from nox_warpdrive.wheelhouse import probe_image
+from nox_warpdrive.inputs.model import target_for
+from nox_warpdrive.inputs.read import read_inputs
+from nox_warpdrive.wheelhouse.build import probe_image
 
 ROOT_PYPROJECT = """\
 [dependency-groups]

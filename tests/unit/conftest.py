@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive import probe_cache, source_index, static_cache
+from nox_warpdrive.build import static_cache
+from nox_warpdrive.source import index as source_index
+from nox_warpdrive.wheelhouse import probe_cache
 
 
 @pytest.fixture(autouse=True)

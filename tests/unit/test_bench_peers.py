@@ -19,7 +19,7 @@ from bench.apps import make_app  # noqa: E402
 from bench.common import PEERS, PEERS_DIR, BenchError  # noqa: E402
 from bench.dockercli import Docker  # noqa: E402
 from bench.peers import Peer, cached_steps, find_ca_bundle, run_commands  # noqa: E402
-from nox_warpdrive import buildenv  # noqa: E402
+from nox_warpdrive.wheelhouse import buildenv  # noqa: E402
 
 
 def test_cached_steps_count_the_dockerfile_steps_but_from() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from nox_warpdrive.runtime import builds, common, failures
-from nox_warpdrive.wheelhouse import _failure, builder_failure
+from nox_warpdrive.wheelhouse.build import _failure, builder_failure
 
 KEY = "cp311-cp311-linux_x86_64-glibc2.36-debian12"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive import buildenv
-from nox_warpdrive.buildenv import build_secrets, find_ca_bundle, pip_env, redact
+from nox_warpdrive.wheelhouse import buildenv
+from nox_warpdrive.wheelhouse.buildenv import build_secrets, find_ca_bundle, pip_env, redact
 
 
 @pytest.fixture

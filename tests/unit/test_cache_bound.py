@@ -17,16 +17,6 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import write_wsgi_site
 
-from nox_warpdrive import cache_bounds
-from nox_warpdrive.cache_bounds import (
-    CacheFile,
-    DepsImage,
-    choose_deps,
-    choose_files,
-    needs_upkeep,
-    pruned_line,
-    stamp,
-)
 from nox_warpdrive.config import load_config, parse_size
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import ConfigError
@@ -46,6 +36,16 @@ from nox_warpdrive.runtime.wheel_cache import (
     choose_unused,
     default_limit,
     last_use,
+)
+from nox_warpdrive.wheelhouse import cache_bounds
+from nox_warpdrive.wheelhouse.cache_bounds import (
+    CacheFile,
+    DepsImage,
+    choose_deps,
+    choose_files,
+    needs_upkeep,
+    pruned_line,
+    stamp,
 )
 
 NOW = 1_000_000_000.0

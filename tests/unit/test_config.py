@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive.config import (
-    DEFAULT_BASE_IMAGE,
-    Config,
-    RequirementSet,
-    load_config,
-    normalize,
-    read_requirements,
-    start_config,
-)
+from nox_warpdrive.config import DEFAULT_BASE_IMAGE, Config, load_config, normalize, start_config
 from nox_warpdrive.errors import ConfigError, WarpdriveError
+from nox_warpdrive.inputs.requirements import RequirementSet, read_requirements
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -14,24 +14,23 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-import nox_warpdrive.context as context_module
-from nox_warpdrive.context import (
+import nox_warpdrive.source.archive as archive_module
+import nox_warpdrive.source.context as context_module
+from nox_warpdrive.errors import ContextError
+from nox_warpdrive.source.archive import build_tar, context_digest, source_date_epoch
+from nox_warpdrive.source.context import (
     DEFAULT_EXCLUDES,
     LARGE_FILE_BYTES,
     SECRET_EXCLUDES,
     Entry,
     IgnoreRules,
-    build_tar,
     collect,
-    context_digest,
     is_excluded,
     large_files,
     load_ignore_rules,
     parse_dockerignore,
     secret_files_left_out,
-    source_date_epoch,
 )
-from nox_warpdrive.errors import ContextError
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -717,7 +716,7 @@ class TestContextDigest:
 
 
 def test_mode_helper_uses_kind_and_owner_execute_bit_only() -> None:
-    tar_mode = context_module._tar_mode
+    tar_mode = archive_module._tar_mode
     assert tar_mode("file", 0o751) == 0o775
     assert tar_mode("file", 0o100) == 0o775
     assert tar_mode("file", stat.S_IFREG | 0o604) == 0o664

@@ -12,7 +12,7 @@ import pytest
 
 from nox_warpdrive.runtime import disk as rt_disk
 from nox_warpdrive.runtime import failures
-from nox_warpdrive.wheelhouse import builder_failure
+from nox_warpdrive.wheelhouse.build import builder_failure
 
 PIP_CUT_OFF = (
     "  Building wheel for psycopg2 failed: [Errno 28] No space left on device: "

@@ -15,18 +15,21 @@ from fake_engine import FakeEngine
 from unit_support import BASE, write
 from unit_support import PKEY as BARE_KEY
 
-from nox_warpdrive import doctor, probe_cache, source_index
-from nox_warpdrive.app_layer import plan_app
-from nox_warpdrive.config import Config, RequirementSet, load_config
-from nox_warpdrive.deps import DEPS_FORMAT, deps_ref
+from nox_warpdrive import doctor
+from nox_warpdrive.build.app_layer import plan_app
+from nox_warpdrive.build.deps import DEPS_FORMAT, deps_ref
+from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import Engine, ImageInfo
 from nox_warpdrive.engine.about import DiskUsage
 from nox_warpdrive.errors import EngineError, WarpdriveError
 from nox_warpdrive.image_plan import missing_wheels, plan_image
-from nox_warpdrive.inputs import LockedFile, Pin
+from nox_warpdrive.inputs.model import LockedFile, Pin
+from nox_warpdrive.inputs.requirements import RequirementSet
 from nox_warpdrive.labels import DEPS_KEY_LABEL, DepsLabels
-from nox_warpdrive.wheelhouse import manifest_path, requirements_for
-from nox_warpdrive.wheels import Wheel, wheel_ids
+from nox_warpdrive.source import index as source_index
+from nox_warpdrive.wheelhouse import probe_cache
+from nox_warpdrive.wheelhouse.build import manifest_path, requirements_for
+from nox_warpdrive.wheelhouse.wheels import Wheel, wheel_ids
 
 BUILDER = dataclasses.replace(BASE, id="sha256:builder")
 #: a probe's key: the probe cache keeps only keys with the image's marker values

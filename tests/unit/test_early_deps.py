@@ -14,16 +14,16 @@ import pytest
 from fake_engine import WAIT, FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 
-from nox_warpdrive import deps as deps_module
-from nox_warpdrive import wheelhouse as wheelhouse_module
+from nox_warpdrive.build import deps as deps_module
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import ImageInfo, RunResult
 from nox_warpdrive.errors import BuildError, WarpdriveError
 from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.runtime.protocol import READY_PREFIX, SUMMARY_PREFIX
-from nox_warpdrive.wheelhouse import _ready, build_wheelhouse
-from nox_warpdrive.wheels import Wheel
+from nox_warpdrive.wheelhouse import build as wheelhouse_module
+from nox_warpdrive.wheelhouse.build import _ready, build_wheelhouse
+from nox_warpdrive.wheelhouse.wheels import Wheel
 
 ENTRIES = [
     {

@@ -22,14 +22,14 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 
-from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
+from nox_warpdrive.build import deps as deps_module
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
 from nox_warpdrive.runtime import assemble, protocol
-from nox_warpdrive.wheels import Wheel
+from nox_warpdrive.wheelhouse.wheels import Wheel
 
 
 def wheel(file: str, name: str, version: str, sha: str) -> Wheel:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive import context, forked
-from nox_warpdrive.context import Walked, load_ignore_rules, parse_dockerignore, walk_tree
 from nox_warpdrive.errors import ContextError
+from nox_warpdrive.source import context, forked
+from nox_warpdrive.source.context import Walked, load_ignore_rules, parse_dockerignore, walk_tree
 
 needs_fork = pytest.mark.skipif(not forked.can_fork(), reason="one CPU, or no fork here")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive import wheelhouse_dir
 from nox_warpdrive.errors import WarpdriveError, host_disk_full, host_writes
+from nox_warpdrive.wheelhouse import directory as wheelhouse_dir
 
 
 def test_a_full_device_is_named_by_its_directory() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive.context import collect
-from nox_warpdrive.ignore import (
+from nox_warpdrive.source.context import collect
+from nox_warpdrive.source.ignore import (
     DEFAULT_EXCLUDES,
     SECRET_EXCLUDES,
     IgnoreRules,

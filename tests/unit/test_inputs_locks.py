@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
-from nox_warpdrive.config import RequirementSet, load_config
+from nox_warpdrive.config import load_config
 from nox_warpdrive.errors import ConfigError
-from nox_warpdrive.inputs import Target, read_inputs, target_for
-from nox_warpdrive.locks.pipenv import pipfile_hash
-from nox_warpdrive.locks.poetry import poetry_content_hash
+from nox_warpdrive.inputs.locks.pipenv import pipfile_hash
+from nox_warpdrive.inputs.locks.poetry import poetry_content_hash
+from nox_warpdrive.inputs.model import Target, target_for
+from nox_warpdrive.inputs.read import read_inputs
+from nox_warpdrive.inputs.requirements import RequirementSet
 from nox_warpdrive.platform import PlatformKey
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "locks"
@@ -550,7 +552,7 @@ def test_poetry_package_mode_off(tmp_path: Path) -> None:
     ],
 )
 def test_poetry_python_constraints(constraint: str, version: str, ok: bool) -> None:
-    from nox_warpdrive.locks.poetry import _poetry_python_ok
+    from nox_warpdrive.inputs.locks.poetry import _poetry_python_ok
 
     assert _poetry_python_ok(constraint, version) is ok
 
@@ -580,7 +582,7 @@ def test_pipfile_lock(tmp_path: Path) -> None:
 
 
 def test_pipfile_hash_is_pipenvs() -> None:
-    from nox_warpdrive.inputs import tomllib
+    from nox_warpdrive.inputs.model import tomllib
 
     lock = json.loads((FIXTURES / "pipenv" / "Pipfile.lock").read_text())
     pipfile = tomllib.loads((FIXTURES / "pipenv" / "Pipfile").read_text())

@@ -14,19 +14,13 @@ import pytest
 from test_inputs_locks import LINUX, PY310, WINDOWS, key, pins, project
 from unit_support import PKEY
 
-from nox_warpdrive.config import RequirementSet, load_config
+from nox_warpdrive.config import load_config
 from nox_warpdrive.errors import ConfigError
-from nox_warpdrive.inputs import (
-    LockedFile,
-    Pin,
-    host_target,
-    read_hashed_requirements,
-    read_inputs,
-    target_for,
-    target_tags,
-)
+from nox_warpdrive.inputs.model import LockedFile, Pin, host_target, target_for, target_tags
+from nox_warpdrive.inputs.read import read_hashed_requirements, read_inputs
+from nox_warpdrive.inputs.requirements import RequirementSet
 from nox_warpdrive.platform import PROBE_SCRIPT, parse_probe_output
-from nox_warpdrive.wheelhouse import WheelhousePlan, builder_failure
+from nox_warpdrive.wheelhouse.build import WheelhousePlan, builder_failure
 
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 

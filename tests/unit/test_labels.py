@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 from unit_support import BASE, PKEY, write_wsgi_site
 
-from nox_warpdrive import app_layer as app_layer_module
-from nox_warpdrive import deps as deps_module
-from nox_warpdrive import registry as registry_module
-from nox_warpdrive import wheelhouse_image as wheelhouse_image_module
+from nox_warpdrive.build import app_layer as app_layer_module
+from nox_warpdrive.build import deps as deps_module
 from nox_warpdrive.config import load_config
 from nox_warpdrive.labels import (
     AppLabels,
@@ -24,7 +22,9 @@ from nox_warpdrive.labels import (
     deps_selector,
     inherited_deps_labels,
 )
-from nox_warpdrive.wheels import Wheel, wheel_ids
+from nox_warpdrive.registry import cache as registry_module
+from nox_warpdrive.wheelhouse import image as wheelhouse_image_module
+from nox_warpdrive.wheelhouse.wheels import Wheel, wheel_ids
 
 P = "io.warpdrive"
 WHEELS = [

@@ -875,7 +875,7 @@ def test_build_detection_sees_the_environment_file(
     must detect the same app, or it installs the wrong server, or fails for an app the
     image could start."""
     from nox_warpdrive.config import load_config
-    from nox_warpdrive.wheelhouse import detect_app
+    from nox_warpdrive.wheelhouse.build import detect_app
 
     project = tmp_path / "project"
     write(project, "pyproject.toml", '[project]\nname = "site"\n')

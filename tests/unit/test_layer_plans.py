@@ -16,15 +16,15 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
-from nox_warpdrive import app_layer as app_layer_module
 from nox_warpdrive import layout as layout_module
-from nox_warpdrive import static as static_module
-from nox_warpdrive import static_cache
+from nox_warpdrive.build import app_layer as app_layer_module
+from nox_warpdrive.build import static as static_module
+from nox_warpdrive.build import static_cache
+from nox_warpdrive.build.static_inputs import choose
 from nox_warpdrive.config import Config, load_config
-from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import LayerRefused
-from nox_warpdrive.static_inputs import choose
+from nox_warpdrive.source.context import collect, load_ignore_rules
 from nox_warpdrive.tars import TAR_END, merge_tars, reprefix_tar, tar_body, tar_files
 
 SETTINGS = (

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive import layers, source_index, source_layers
-from nox_warpdrive.context import collect, load_ignore_rules
 from nox_warpdrive.errors import ContextError
-from nox_warpdrive.layers import (
+from nox_warpdrive.source import image_layers as source_layers
+from nox_warpdrive.source import index as source_index
+from nox_warpdrive.source import layers
+from nox_warpdrive.source.context import collect, load_ignore_rules
+from nox_warpdrive.source.image_layers import app_tree, write_layer
+from nox_warpdrive.source.layers import (
     ASSET_CHANGES,
     ASSETS,
     CODE,
@@ -30,7 +33,6 @@ from nox_warpdrive.layers import (
     parse_listing,
     plan_layers,
 )
-from nox_warpdrive.source_layers import app_tree, write_layer
 
 MB = 1024 * 1024
 RUNTIME = {"bin/warpdrive-start": b"#!launcher", ".warpdrive/start.json": b"{}"}

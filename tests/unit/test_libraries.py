@@ -13,9 +13,8 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import write
 
-from nox_warpdrive.deps import run_deps
-from nox_warpdrive.errors import BuildError
-from nox_warpdrive.libraries import (
+from nox_warpdrive.build.deps import run_deps
+from nox_warpdrive.build.libraries import (
     MissingLibraries,
     debian_package,
     dpkg_command,
@@ -23,6 +22,7 @@ from nox_warpdrive.libraries import (
     parse_dpkg_search,
     parse_report,
 )
+from nox_warpdrive.errors import BuildError
 from nox_warpdrive.plan import Step
 from nox_warpdrive.runtime import assemble, protocol
 
@@ -186,8 +186,8 @@ class _Builder(FakeEngine):
 
 
 def test_the_builder_names_the_debian_package(tmp_path: Path) -> None:
+    from nox_warpdrive.build.deps import name_missing
     from nox_warpdrive.config import load_config
-    from nox_warpdrive.deps import name_missing
 
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "demo"\n\n[tool.warpdrive]\nbase-image = "python:3.13-slim"\n'

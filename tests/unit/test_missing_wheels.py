@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from fake_engine import FakeEngine
 
-from nox_warpdrive.deps import DamagedWheels, run_deps
+from nox_warpdrive.build.deps import DamagedWheels, run_deps
 from nox_warpdrive.errors import WarpdriveError
 from nox_warpdrive.plan import Step
 from nox_warpdrive.platform import PlatformKey
 from nox_warpdrive.runtime import assemble
 from nox_warpdrive.runtime.protocol import DAMAGED_LINE, MISSING_LINE
-from nox_warpdrive.wheelhouse import VolumeLostFiles, check_kept, manifest_path
+from nox_warpdrive.wheelhouse.build import VolumeLostFiles, check_kept, manifest_path
 
 KEY = PlatformKey("cp311", "cp311", "linux_x86_64", "glibc", "2.36", "debian", "12", "3.11.2")
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from nox_warpdrive import owner
+from nox_warpdrive.engine import owner
 
 
 def test_temp_names_are_unique_and_carry_this_process() -> None:
@@ -34,7 +34,7 @@ def test_foreign_names_have_no_owner(name: str) -> None:
 def test_this_process_is_alive_and_a_finished_one_is_not() -> None:
     assert owner.me().alive()
     proc = subprocess.run(
-        [sys.executable, "-c", "from nox_warpdrive import owner; print(owner.me().token)"],
+        [sys.executable, "-c", "from nox_warpdrive.engine import owner; print(owner.me().token)"],
         capture_output=True,
         text=True,
         check=True,

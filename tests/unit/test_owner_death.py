@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive import owner, runtime
-from nox_warpdrive.engine import reaper
+from nox_warpdrive import runtime
+from nox_warpdrive.engine import owner, reaper
 from nox_warpdrive.engine.dockerpy import _container_args
 from nox_warpdrive.engine.ownerwatch import watched_command as _watched_command
 from nox_warpdrive.plan import Step

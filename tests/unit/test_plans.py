@@ -13,17 +13,18 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, tar_contents, write, write_django_site, write_wsgi_site
 
-from nox_warpdrive import app_layer as app_layer_module
-from nox_warpdrive import deps as deps_module
 from nox_warpdrive import layout as layout_module
 from nox_warpdrive import runtime
-from nox_warpdrive.config import Config, load_config, read_requirements
+from nox_warpdrive.build import app_layer as app_layer_module
+from nox_warpdrive.build import deps as deps_module
+from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import ConfigError
+from nox_warpdrive.inputs.requirements import read_requirements
 from nox_warpdrive.plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.wheelhouse import WheelhousePlan, requirements_for, resolved_set
-from nox_warpdrive.wheels import Wheel
+from nox_warpdrive.wheelhouse.build import WheelhousePlan, requirements_for, resolved_set
+from nox_warpdrive.wheelhouse.wheels import Wheel
 
 #: a requirement set's wheels as the manifest lists them, and as the host reads them
 ENTRIES = [

@@ -222,7 +222,7 @@ def test_markers_survive_json() -> None:
 
 
 def test_probe_cache_keeps_markers_and_ignores_older_entries() -> None:
-    from nox_warpdrive import probe_cache
+    from nox_warpdrive.wheelhouse import probe_cache
 
     key = with_markers(KEY, sys_platform="linux")
     probe_cache.store("sha256:one", "python3", key)
@@ -240,7 +240,7 @@ def test_probe_cache_keeps_markers_and_ignores_older_entries() -> None:
 
 def test_probe_cache_is_keyed_by_the_python_command() -> None:
     """A probe of python3 says nothing of python3.12: the image may not even have it."""
-    from nox_warpdrive import probe_cache
+    from nox_warpdrive.wheelhouse import probe_cache
 
     key = with_markers(KEY, sys_platform="linux")
     probe_cache.store("sha256:one", "python3", key)
@@ -272,7 +272,7 @@ class _ProbingEngine(FakeEngine):
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm-probe"])
 def test_a_python_the_image_lacks_is_a_config_error_naming_the_key(warm: bool) -> None:
     from nox_warpdrive.config import Config
-    from nox_warpdrive.wheelhouse import probe_image
+    from nox_warpdrive.wheelhouse.build import probe_image
 
     engine = _ProbingEngine(missing="python3.12")
     good = Config(Path("/app"), "app", "app:latest", "app-base:1", "app-base:1", ())

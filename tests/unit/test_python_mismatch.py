@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from nox_warpdrive.buildenv import build_secrets
 from nox_warpdrive.runtime import failures
-from nox_warpdrive.wheelhouse import _failure, _python_image, builder_failure
+from nox_warpdrive.wheelhouse.build import _failure, _python_image, builder_failure
+from nox_warpdrive.wheelhouse.buildenv import build_secrets
 
 SECRETS = build_secrets({})
 

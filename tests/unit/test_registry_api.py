@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from nox_warpdrive import registry_api as api
+from nox_warpdrive.engine import registry_api as api
 from nox_warpdrive.errors import (
     RegistryError,
     RegistryUnreachable,

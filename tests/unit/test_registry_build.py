@@ -14,11 +14,8 @@ from test_registry_api import FakeRegistry
 from test_registry_api import registry as registry
 from unit_support import PKEY, write_wsgi_site
 
-from nox_warpdrive import app_layer
-from nox_warpdrive import registry_api as api
-from nox_warpdrive import registry_build as rb
-from nox_warpdrive.config import load_config
-from nox_warpdrive.deps import (
+from nox_warpdrive.build import app_layer
+from nox_warpdrive.build.deps import (
     DEPS_FORMAT,
     GROW_LIST,
     MAX_DEPS_DEPTH,
@@ -28,14 +25,17 @@ from nox_warpdrive.deps import (
     plan_deps,
     plan_grow,
 )
+from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.engine import registry_api as api
 from nox_warpdrive.labels import KIND_LABEL, DepsLabels
 from nox_warpdrive.layout import APP_ROOT
 from nox_warpdrive.plan import CommitSpec
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.registry import deps_layers as registry_deps_layers
+from nox_warpdrive.registry import build as rb
+from nox_warpdrive.registry.cache import deps_layers as registry_deps_layers
 from nox_warpdrive.tars import tar_files
-from nox_warpdrive.wheels import Wheel, wheel_ids
+from nox_warpdrive.wheelhouse.wheels import Wheel, wheel_ids
 
 BASE = ImageInfo("sha256:base", ("PATH=/usr/bin",), {"base": "yes"}, 1, 2, "", ("sha256:b1",))
 

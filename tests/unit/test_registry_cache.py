@@ -8,9 +8,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from nox_warpdrive import registry
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.registry import cache as registry
 
 BASE = ImageInfo("sha256:base", ("PATH=/usr/bin",), {}, 1, 2, "", ("sha256:b1", "sha256:b2"))
 

@@ -13,12 +13,11 @@ from fake_engine import FakeEngine
 from test_registry_api import FakeRegistry
 from test_registry_api import registry as registry
 
-from nox_warpdrive import registry as registry_module
-from nox_warpdrive import registry_check
 from nox_warpdrive.config import load_config
-from nox_warpdrive.engine import ImageInfo
-from nox_warpdrive.engine.dockerpy import _not_found
+from nox_warpdrive.engine import ImageInfo, registry_check
+from nox_warpdrive.engine.docker_registry import _not_found
 from nox_warpdrive.errors import EngineError, RegistryError, TokenServerError
+from nox_warpdrive.registry import cache as registry_module
 
 #: what dockerd 20.10 relays when the token URL answers 404 (measured on this engine)
 PARSE_404 = (

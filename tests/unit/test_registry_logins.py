@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from fake_engine import FakeEngine
 
-from nox_warpdrive import registry
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import DockerEngine, ImageInfo, connect
-from nox_warpdrive.engine.dockerpy import registry_of
+from nox_warpdrive.engine.docker_registry import registry_of
+from nox_warpdrive.engine.registry_api import TOKEN_USER
 from nox_warpdrive.errors import EngineError
-from nox_warpdrive.registry_api import TOKEN_USER
+from nox_warpdrive.registry import cache as registry
 
 REGISTRY = "127.0.0.1:5999"
 REF = f"{REGISTRY}/team/app:latest"

@@ -17,9 +17,9 @@ from test_plans import step_files, wheelhouse_plan, wsgi_project
 from transfer_support import KEY
 
 from nox_warpdrive import runtime
-from nox_warpdrive.app_layer import helpers_tar
+from nox_warpdrive.build.app_layer import helpers_tar
 from nox_warpdrive.runtime.start import App
-from nox_warpdrive.wheelhouse_transfer import Wheelhouse, import_step
+from nox_warpdrive.wheelhouse.transfer import Wheelhouse, import_step
 
 RUNTIME = Path(runtime.__file__).parent
 MODULES = {p.stem for p in RUNTIME.glob("*.py") if p.stem != "__init__"}

@@ -257,21 +257,6 @@ def test_parsers() -> None:
     assert sessions_module.wheelhouse_parser().parse_args([]).no_index is False
 
 
-def test_only_sessions_imports_nox() -> None:
-    """Import direction: nothing but sessions.py imports nox (checked on the source)."""
-    pkg = Path(nox_warpdrive.__file__).parent
-    offenders = [
-        p.relative_to(pkg).as_posix()
-        for p in pkg.rglob("*.py")
-        if p.name != "sessions.py"
-        and any(
-            line.startswith(("import nox", "from nox ", "from nox."))
-            for line in p.read_text().splitlines()
-        )
-    ]
-    assert offenders == []
-
-
 # ----------------------------------------------------------------------------- real nox
 
 

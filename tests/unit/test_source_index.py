@@ -13,19 +13,20 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive import app_layer, source_index
-from nox_warpdrive.app_layer import read_source
-from nox_warpdrive.context import (
+from nox_warpdrive.build import app_layer
+from nox_warpdrive.build.app_layer import read_source
+from nox_warpdrive.source import index as source_index
+from nox_warpdrive.source.archive import file_sha256
+from nox_warpdrive.source.context import (
     Entry,
     IgnoreRules,
     Walked,
-    file_sha256,
     large_files,
     load_ignore_rules,
     walk_tree,
 )
-from nox_warpdrive.source_layers import app_tree, app_tree_of
-from nox_warpdrive.steady import Hashed
+from nox_warpdrive.source.image_layers import app_tree, app_tree_of
+from nox_warpdrive.source.steady import Hashed
 
 WHERE = ("opt/app-root/src", 1)
 

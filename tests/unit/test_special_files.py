@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive import forked
-from nox_warpdrive.app_layer import read_source, special_notice
-from nox_warpdrive.context import load_ignore_rules, walk_tree
+from nox_warpdrive.build.app_layer import read_source, special_notice
+from nox_warpdrive.source import forked
+from nox_warpdrive.source.context import load_ignore_rules, walk_tree
 
 
 def _tree(root: Path) -> None:

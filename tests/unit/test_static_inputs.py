@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive.context import collect, load_ignore_rules
-from nox_warpdrive.static_inputs import StaticInputs, choose
+from nox_warpdrive.build.static_inputs import StaticInputs, choose
+from nox_warpdrive.source.context import collect, load_ignore_rules
 
 BASE = """\
 import os

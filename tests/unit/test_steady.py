@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 from unit_support import write
 
-from nox_warpdrive import app_layer, source_index, steady
+from nox_warpdrive.build import app_layer
 from nox_warpdrive.errors import ContextError
-from nox_warpdrive.source_layers import layer_bytes, write_layer
-from nox_warpdrive.steady import Hashed, Reads
+from nox_warpdrive.source import index as source_index
+from nox_warpdrive.source import steady
+from nox_warpdrive.source.image_layers import layer_bytes, write_layer
+from nox_warpdrive.source.steady import Hashed, Reads
 
 
 def sha(data: bytes) -> str:
@@ -194,7 +196,7 @@ def test_the_build_s_own_output_is_named(tmp_path: Path) -> None:
     write(root, "wsgi.py", "application = None\n")
     write(root, "logs/build.log", "")
     code = (
-        "import sys\nfrom pathlib import Path\nfrom nox_warpdrive import app_layer\n"
+        "import sys\nfrom pathlib import Path\nfrom nox_warpdrive.build import app_layer\n"
         "source = app_layer.read_source(Path(sys.argv[1]))\n"
         "print('|'.join(source.notices), file=sys.stderr)\n"
     )

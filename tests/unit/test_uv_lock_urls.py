@@ -97,7 +97,7 @@ def test_good_wheel_urls_have_no_notes(tmp_path: Path) -> None:
 
 
 def test_the_wheelhouse_says_the_notes(tmp_path: Path) -> None:
-    from nox_warpdrive.wheelhouse import _say_notes
+    from nox_warpdrive.wheelhouse.build import _say_notes
 
     root = project(tmp_path, "uv", 'lock = "uv.lock"\n')
     edit(root / "uv.lock", ITS_WHEEL, "file:///etc/itsdangerous-2.2.0-py3-none-any.whl")

@@ -13,8 +13,8 @@ from transfer_support import KEY, SimEngine, put_volume, sha, volume_manifest, w
 
 from nox_warpdrive.errors import BuildError
 from nox_warpdrive.platform import PlatformKey
-from nox_warpdrive.wheelhouse_dir import export_dir, import_dir
-from nox_warpdrive.wheelhouse_transfer import Wheelhouse
+from nox_warpdrive.wheelhouse.directory import export_dir, import_dir
+from nox_warpdrive.wheelhouse.transfer import Wheelhouse
 
 A, B, C = wheel("a"), wheel("b"), wheel("c")
 

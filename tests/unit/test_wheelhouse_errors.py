@@ -8,11 +8,11 @@ import socket
 
 import pytest
 
-from nox_warpdrive.buildenv import build_secrets
 from nox_warpdrive.errors import BuildError
 from nox_warpdrive.runtime.fetch import unreachable
 from nox_warpdrive.runtime.protocol import FAILURE_PREFIX
-from nox_warpdrive.wheelhouse import _failure, builder_failure
+from nox_warpdrive.wheelhouse.build import _failure, builder_failure
+from nox_warpdrive.wheelhouse.buildenv import build_secrets
 
 SECRETS = build_secrets({"PIP_INDEX_URL": "https://user:s3cret@index.example/simple"})
 

@@ -22,16 +22,16 @@ from transfer_support import (
     wheels_in,
 )
 
-from nox_warpdrive import wheelhouse_image
 from nox_warpdrive.errors import ConfigError, EngineError
-from nox_warpdrive.wheelhouse_image import (
+from nox_warpdrive.wheelhouse import image as wheelhouse_image
+from nox_warpdrive.wheelhouse.image import (
     MAX_LAYERS,
     image_tag,
     plan_push,
     pull_seed,
     push_wheelhouse,
 )
-from nox_warpdrive.wheelhouse_transfer import Wheelhouse, shipped_manifest
+from nox_warpdrive.wheelhouse.transfer import Wheelhouse, shipped_manifest
 
 REF = "127.0.0.1:5000/team/wheelhouse"
 TAG = f"{REF}:{KEY.slug}"

@@ -14,14 +14,15 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import BASE, PKEY, write
 
-from nox_warpdrive import wheelhouse as wheelhouse_module
-from nox_warpdrive import wheelhouse_dir, wheelhouse_image
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.errors import ConfigError
 from nox_warpdrive.runtime import wheel_cache
 from nox_warpdrive.runtime.protocol import SUMMARY_PREFIX
-from nox_warpdrive.wheelhouse import Seed, build_wheelhouse, seeds_for
-from nox_warpdrive.wheelhouse_transfer import Imported
+from nox_warpdrive.wheelhouse import build as wheelhouse_module
+from nox_warpdrive.wheelhouse import directory as wheelhouse_dir
+from nox_warpdrive.wheelhouse import image as wheelhouse_image
+from nox_warpdrive.wheelhouse.build import Seed, build_wheelhouse, seeds_for
+from nox_warpdrive.wheelhouse.transfer import Imported
 
 BUILDER = BASE
 #: the module (the package's ``sessions`` is the function that registers them)

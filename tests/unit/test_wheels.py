@@ -15,9 +15,9 @@ import pytest
 
 from nox_warpdrive.runtime import common, protocol, publish
 from nox_warpdrive.runtime.wheel_import import set_fits
-from nox_warpdrive.wheelhouse import _ready
-from nox_warpdrive.wheelhouse_transfer import manifest_bytes, shipped_manifest, wheels_of
-from nox_warpdrive.wheels import Wheel, wheel_ids, wheels_from_manifest
+from nox_warpdrive.wheelhouse.build import _ready
+from nox_warpdrive.wheelhouse.transfer import manifest_bytes, shipped_manifest, wheels_of
+from nox_warpdrive.wheelhouse.wheels import Wheel, wheel_ids, wheels_from_manifest
 
 FILES = {
     "Django-5.0.6-py3-none-any.whl": b"django wheel bytes" * 40,

@@ -23,7 +23,7 @@ from test_inputs_locks import LINUX, edit, error, pins, read
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.errors import ConfigError
-from nox_warpdrive.inputs import inputs_line
+from nox_warpdrive.inputs.read import inputs_line
 from nox_warpdrive.workspace import find_workspace, unused_locks, workspace_at
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "locks" / "uv-workspace"

@@ -1,0 +1,593 @@
+"""The deps layer: the virtualenv with exactly the wheels the wheelhouse resolved,
+installed with no network from the read-only volume, reused while its key (base image,
+platform, installer, the wheels' hashes) holds, extended by a small layer when packages
+were only added, and started early while the builder still compiles sdists."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import runtime
+from ..config import Config
+from ..engine import Engine, ImageInfo, Output, RunResult, check_result
+from ..errors import BuildError, ConfigError, LayerRefused, WarpdriveError
+from ..inputs.requirements import RequirementSet
+from ..labels import DEPS_FORMAT_LABEL, DEPS_KEY_LABEL, AppLabels, DepsLabels, deps_selector
+from ..layout import APP_ROOT, APP_UID, VENV, key_digest
+from ..plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
+from ..platform import PlatformKey
+from ..refs import docker_name, split_ref
+from ..runtime import protocol
+from ..tars import tar_files
+from ..wheelhouse.wheels import Wheel
+from ..wheelhouse.wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
+from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search, parse_report
+
+#: where a deps step unpacks wheels (a tmpfs: never in the image)
+DEPS_SCRATCH = "/tmp/warpdrive-scratch"
+
+
+#: bump when the layout of the deps layer changes, so old deps images are not reused
+#: ("3": every deps layer passed the shared-library and server check; one built before
+#: it may hold a file that cannot load in the base image, and is built again once)
+DEPS_FORMAT = "3"
+
+
+@dataclass(frozen=True)
+class DepsPlan:
+    key: str
+    ref: str
+    step: Step
+    parent: str | None = None  # an earlier deps image this one is built on
+    files: tuple[str, ...] = ()  # the wheels this step installs
+
+
+@dataclass(frozen=True)
+class Installer:
+    name: str  # "uv" | "pip" | "none" (nothing to install)
+    path: str = ""  # uv's path inside the build container
+    version: str = ""
+
+
+def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey) -> Installer:
+    uv = manifest.get("tools", {}).get("uv") if isinstance(manifest.get("tools"), dict) else None
+    if cfg.installer != "pip" and isinstance(uv, dict) and uv.get("path"):
+        return Installer("uv", f"{VOLUME_DIR}/{pkey.slug}/{uv['path']}", str(uv.get("version")))
+    if cfg.installer == "uv":
+        raise ConfigError(
+            f'installer = "uv" but the wheelhouse in {cfg.volume!r} has no uv for {pkey.slug}',
+            fix="run `nox -s wheelhouse` with access to an index (it fetches uv), or set "
+            '`installer = "auto"`',
+        )
+    return Installer("pip")
+
+
+#: an incremental deps image may sit on at most this many earlier ones
+MAX_DEPS_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class DepsParent:
+    """An earlier deps image of this app whose wheels are a subset of the wanted ones:
+    a new deps layer on top of it installs only what it lacks."""
+
+    image: ImageInfo
+    #: its wheels as wheel_ids() gives them ("file@sha")
+    wheels: tuple[str, ...]
+    #: how many incremental layers it already sits on
+    depth: int
+
+
+def find_parent(
+    engine: Engine, cfg: Config, base: ImageInfo, installer: Installer, wanted: list[str]
+) -> DepsParent | None:
+    """The earlier deps image of this app whose wheels are a strict subset of the wanted
+    ones, with the most wheels: adding a package then installs only that package, in a
+    small layer on top, instead of rebuilding the whole virtualenv."""
+    best: DepsParent | None = None
+    for info in engine.images_with_labels(deps_selector(DEPS_FORMAT, deps_name(cfg), base.id)):
+        labels = DepsLabels.from_labels(info.labels)
+        if labels is None or labels.installer != installer.name + installer.version:
+            continue
+        found = DepsParent(info, labels.wheels, labels.depth)
+        if found.depth >= MAX_DEPS_DEPTH:
+            continue
+        if set(found.wheels) < set(wanted) and (
+            best is None or len(found.wheels) > len(best.wheels)
+        ):
+            best = found
+    return best
+
+
+def deps_key(
+    cfg: Config, base: ImageInfo, pkey: PlatformKey, installer: Installer, ids: list[str]
+) -> str:
+    """What a deps layer depends on: base image, platform, Python, installer, the wheels'
+    hashes and the install script; not how the layer is made (export or commit)."""
+    return key_digest(
+        "deps",
+        DEPS_FORMAT,
+        base.id,
+        pkey.slug,
+        cfg.python,
+        installer.name,
+        installer.version,
+        *ids,
+        runtime.read("assemble.py"),
+    )
+
+
+def deps_labels(
+    cfg: Config, base: ImageInfo, key: str, installer: Installer, ids: list[str], depth: int
+) -> DepsLabels:
+    return DepsLabels(
+        key=key,
+        format=DEPS_FORMAT,
+        project=deps_name(cfg),
+        base_id=base.id,
+        installer=installer.name + installer.version,
+        wheels=tuple(ids),
+        depth=depth,
+    )
+
+
+def plan_deps(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[Wheel],
+    installer: Installer | None = None,
+    parent: DepsParent | None = None,
+    export: bool = True,
+) -> DepsPlan:
+    """The deps layer: exactly the wheels the wheelhouse resolved, installed with
+    ``--no-index --no-deps`` from the read-only volume, with no network at all. Keyed by
+    base image, platform, installer and the wheels' hashes; on a ``parent`` (an earlier
+    deps image with a subset of the wheels) only the added wheels are installed.
+
+    A whole virtualenv is built in memory (tmpfs at APP_ROOT and for the unpacked wheels)
+    and exported as the layer (``export``), which writes each file to disk once; an
+    incremental one installs into the parent's virtualenv and is committed."""
+    installer = installer or Installer("pip")
+    have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
+    in_memory = export and parent is None
+    extra: dict[str, Any] = {"incremental": True} if parent is not None else {}
+    if in_memory:
+        extra.update(export=True, tmpdir=DEPS_SCRATCH)
+    return _deps_plan(
+        cfg,
+        (base, pkey, installer),
+        resolved,
+        have,
+        parent.depth + 1 if parent else 0,
+        parent.image.id if parent else base.id,
+        extra,
+        tmpfs=(APP_ROOT, DEPS_SCRATCH) if in_memory else (),
+        export=_exported(cfg.python) if in_memory else (),
+    )
+
+
+def deps_name(cfg: Config) -> str:
+    """This app's name among deps images: its image's repository (registry host and
+    path kept, each part made a valid name), not the bare [project].name, so two projects
+    both called "app" never share deps images (nor their labels) on one engine."""
+    repo = split_ref(cfg.image)[0]
+    return "/".join(docker_name(part) for part in repo.split("/"))
+
+
+def deps_ref(cfg: Config, key: str) -> str:
+    """The tag of this app's deps image for ``key``."""
+    return f"warpdrive-deps/{deps_name(cfg)}:{key[:20]}"
+
+
+def find_deps_image(engine: Engine, cfg: Config, key: str) -> ImageInfo | None:
+    """This app's deps image for ``key``: by its tag, else by the tag builds before
+    per-app names gave it (``warpdrive-deps/<[project].name>``), taken only when its
+    key label is ``key`` (the key covers the base image and every wheel, so it is the
+    same layer whoever built it)."""
+    found = _find_deps(engine, cfg, key)
+    return found[0] if found else None
+
+
+def _find_deps(engine: Engine, cfg: Config, key: str) -> tuple[ImageInfo, str] | None:
+    """The deps image for ``key`` and the tag it was found by."""
+    for ref in dict.fromkeys((deps_ref(cfg, key), f"warpdrive-deps/{cfg.name}:{key[:20]}")):
+        found = engine.image(ref)
+        if found is not None and found.labels.get(DEPS_KEY_LABEL) == key:
+            return found, ref
+    return None
+
+
+def _deps_plan(
+    cfg: Config,
+    target: tuple[ImageInfo, PlatformKey, Installer],
+    resolved: list[Wheel],
+    have: set[str],
+    depth: int,
+    image: str,
+    extra: Mapping[str, Any],
+    tmpfs: tuple[str, ...],
+    export: tuple[str, ...],
+) -> DepsPlan:
+    """A deps step on ``image`` that installs the resolved wheels not in ``have`` (file
+    names): keyed and labelled by all of them (``depth``: incremental layers below);
+    ``extra``: what its plan.json adds for this way of making the layer."""
+    base, pkey, installer = target
+    ids = wheel_ids(resolved)
+    key = deps_key(cfg, base, pkey, installer, ids)
+    files = [f for f in sorted(w.filename for w in resolved) if f not in have]
+    plan = {**_step_plan(cfg, pkey, resolved, installer, files), **extra}
+    labels = deps_labels(cfg, base, key, installer, ids, depth)
+    step = Step(
+        name="deps",
+        image=image,
+        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
+        files=(("/tmp", _helpers(plan)),),
+        mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
+        network="none",
+        user="0:0",
+        commit=CommitSpec(labels=labels.to_labels(), message="nox-warpdrive deps layer"),
+        tmpfs=tmpfs,
+        export=export,
+    )
+    parent = image if image != base.id else None
+    return DepsPlan(key, deps_ref(cfg, key), step, parent, tuple(files))
+
+
+#: where a grow step lists the paths of its layer (export @LIST)
+GROW_LIST = f"{DEPS_SCRATCH}/grow.list"
+
+
+def plan_grow(
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[Wheel],
+    installer: Installer,
+    parent: DepsLabels,
+) -> DepsPlan:
+    """The layer that adds to a deps layer which is not on this engine (a cache in a
+    registry, whose labels are ``parent``) the wheels it lacks: the same virtualenv is
+    made afresh on the base image, in memory, and the layer is exactly what installing
+    the added wheels adds or changes there (installing on the parent adds the same: it
+    holds a subset of the wheels, none replaced, and the same skeleton). Keyed and
+    labelled as ``plan_deps`` on a local parent would key and label it."""
+    return _deps_plan(
+        cfg,
+        (base, pkey, installer),
+        resolved,
+        {h.rsplit("@", 1)[0] for h in parent.wheels},
+        parent.depth + 1,
+        base.id,
+        {"grow": GROW_LIST, "export": True, "tmpdir": DEPS_SCRATCH},
+        tmpfs=(APP_ROOT, DEPS_SCRATCH),
+        export=(cfg.python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST),
+    )
+
+
+def can_grow(parent: DepsLabels | None, installer: Installer, wanted: list[str]) -> str:
+    """Why a deps layer with these labels cannot be grown into one with the ``wanted``
+    wheels (wheel ids) by a layer of added wheels ("" when it can): the same layout and
+    installer, only wheels added, and a bounded depth (past it, the whole virtualenv is
+    built again: one layer)."""
+    if parent is None or parent.format != DEPS_FORMAT:
+        return "its deps layer has an older layout"
+    if parent.installer != installer.name + installer.version:
+        return f"its deps layer was installed by {parent.installer or 'another installer'}"
+    if not set(parent.wheels) < set(wanted):
+        return "packages were removed or changed, not only added"
+    if parent.depth >= MAX_DEPS_DEPTH:
+        return f"its deps layer already sits on {parent.depth} layers of added packages"
+    return ""
+
+
+def _step_plan(
+    cfg: Config, pkey: PlatformKey, resolved: list[Wheel], installer: Installer, files: list[str]
+) -> dict[str, Any]:
+    """What assemble.py's deps step reads: where things go, the installer, the wheel
+    files to install and the sha256 each must have."""
+    return {
+        "app_root": APP_ROOT,
+        "venv": VENV,
+        "uid": APP_UID,
+        "python": cfg.python,
+        "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
+        "installer": installer.name,
+        "uv": installer.path,
+        "files": files,
+        # every wheel is hashed against these before it goes into the layer
+        "sha256": {w.filename: w.sha256 for w in resolved if w.filename in set(files)},
+    }
+
+
+def _exported(python: str) -> tuple[str, ...]:
+    """The export command and the paths (relative to /) the in-memory layer consists of."""
+    return (python, f"{HELPERS_DIR}/assemble.py", "export", APP_ROOT[1:], "etc/passwd")
+
+
+def _helpers(plan: dict[str, Any]) -> bytes:
+    return tar_files(
+        {
+            "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
+            **runtime.files(runtime.ASSEMBLER, "warpdrive-build/"),
+        }
+    )
+
+
+def fits_in_memory(resolved: list[Wheel], memory: int) -> bool:
+    """Whether a virtualenv of these wheels can be built on tmpfs: the unpacked wheels and
+    the installed files (with bytecode) take a few times the wheels' size each, and that
+    must stay well below the engine's memory. Unknown sizes (a manifest written before
+    sizes were recorded) or memory: no."""
+    sizes = [w.size for w in resolved]
+    if memory <= 0 or not all(s is not None and s >= 0 for s in sizes):
+        return False
+    return 8 * sum(s for s in sizes if s is not None) <= memory // 4
+
+
+@dataclass(frozen=True)
+class DepsDecision:
+    """What a deps layer for exactly these wheels would be: ``found`` (an image with its
+    key, reused), else built on ``parent`` (an earlier deps image with a subset of the
+    wheels: only the added ones are installed), else built whole. ``plan``: the step
+    (on the parent, when there is one)."""
+
+    plan: DepsPlan
+    found: ImageInfo | None
+    parent: DepsParent | None
+    #: the tag ``found`` was found by (an older release named deps images otherwise)
+    found_ref: str | None = None
+
+    @property
+    def action(self) -> str:
+        """ "reused", "extended" or "rebuilt"."""
+        if self.found is not None:
+            return "reused"
+        return "extended" if self.parent is not None else "rebuilt"
+
+
+def decide_deps(
+    engine: Engine,
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[Wheel],
+    installer: Installer,
+) -> DepsDecision:
+    """Reuse, extend or rebuild: decided by reading the engine's images only (what
+    ensure_deps then does, and what ``image -- --plan`` says it would do)."""
+    deps = plan_deps(cfg, base, pkey, resolved, installer)
+    found = _find_deps(engine, cfg, deps.key)
+    if found is not None:
+        return DepsDecision(deps, found[0], None, found[1])
+    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+    if parent is not None:
+        return DepsDecision(plan_deps(cfg, base, pkey, resolved, installer, parent), None, parent)
+    return DepsDecision(deps, None, None)
+
+
+def ensure_deps(
+    engine: Engine,
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    resolved: list[Wheel],
+    installer: Installer,
+    out: Output,
+) -> tuple[str, bool, float]:
+    """The deps image for exactly these wheels: found by its key, else built (on the
+    earlier deps image with the most of them, when there is one) and tagged. Returns
+    (image id, whether it was found, seconds spent building)."""
+    decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
+    deps, parent = decided.plan, decided.parent
+    if decided.found is not None:
+        # tagged again: a deps image from before per-app names gets its name, and every
+        # reused one its last use (LastTagTime), for the deps images' bound
+        engine.tag(decided.found.id, deps.ref)
+        return decided.found.id, True, 0.0
+    if parent is not None:
+        out(
+            f"warpdrive: adding {len(deps.files)} wheels on top of the deps "
+            f"layer {parent.image.id.split(':')[-1][:12]}"
+        )
+    elif not fits_in_memory(resolved, engine.memory_total()):
+        deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)
+    try:
+        try:
+            result = run_deps(engine, deps.step, out)
+        except LayerRefused as exc:
+            out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
+            deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
+            result = run_deps(engine, deps.step, out)
+    except MissingLibraries as exc:
+        raise name_missing(engine, cfg, exc) from None
+    assert result.image_id is not None
+    engine.tag(result.image_id, deps.ref)
+    return result.image_id, False, result.seconds
+
+
+class DamagedWheels(WarpdriveError):
+    """Wheels in the volume that do not match the manifest's sha256, or are not there
+    at all (found by the deps step, which checks every wheel before installing it)."""
+
+    def __init__(self, files: list[str], missing: list[str] | None = None) -> None:
+        self.missing = tuple(missing or ())
+        self.files = tuple(files) + self.missing
+        said = []
+        if files:
+            said.append(f"{len(files)} wheels in the wheelhouse do not match their sha256: ")
+            said[-1] += ", ".join(files[:5])
+        if self.missing:
+            said.append(f"{len(self.missing)} wheels the wheelhouse lists are missing from it: ")
+            said[-1] += ", ".join(self.missing[:5])
+        super().__init__(
+            "; ".join(said),
+            fix="run `nox -s wheelhouse -- --verify` (it fetches or builds them again)",
+        )
+
+
+def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
+    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
+    found one missing, MissingLibraries when a file of the virtualenv needs a library
+    the base image lacks. ``into``: the file an export step's layer is written to
+    (engine.run_export) instead of an image."""
+    found: dict[str, list[str]] = {"damaged": [], "missing": []}
+    libraries: dict[str, list[dict[str, str]]] = {}
+
+    def shown(line: str) -> None:
+        kind, data = protocol.parse(line) or ("", None)
+        if kind == "libraries":
+            libraries.update(parse_report(data))
+        elif kind not in found:
+            out(line)
+        elif isinstance(data, list):
+            found[kind].extend(str(f) for f in data)
+
+    try:
+        if into is None:
+            return engine.run_checked(step, shown)
+        return check_result(step, engine.run_export(step, shown, into))
+    except BuildError:
+        if found["damaged"] or found["missing"]:
+            raise DamagedWheels(found["damaged"], found["missing"]) from None
+        if libraries:
+            raise MissingLibraries(libraries) from None
+        raise
+
+
+def name_missing(engine: Engine, cfg: Config, exc: MissingLibraries) -> MissingLibraries:
+    """The error naming the base image and, where the builder image can say (`dpkg -S`:
+    it has the -dev packages, so the libraries), the Debian package of each library."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(WarpdriveError):
+        output = engine.run_probe(cfg.builder_image, dpkg_command(sorted(exc.report)), "none")
+        found = parse_dpkg_search(output, sorted(exc.report))
+    return exc.named(cfg.base_image, found)
+
+
+#: the deps step's last line (runtime/assemble.py)
+INSTALLED_IN = re.compile(r"virtualenv ready in (\d+(?:\.\d+)?) s")
+
+
+class EarlyDeps:
+    """A deps image for the wheels the wheelhouse has published while its builder still
+    compiles sdists, built in a thread: installing and committing most packages then
+    overlaps the compile, and the full deps layer afterwards adds only the built wheels
+    on top (find_parent finds this image). A failure here only costs the head start: the
+    regular path after the wheelhouse builds whatever is missing, and reports errors."""
+
+    def __init__(self, engine: Engine, cfg: Config, base: ImageInfo, pkey: PlatformKey):
+        self.engine, self.cfg, self.base, self.pkey = engine, cfg, base, pkey
+        self.thread: threading.Thread | None = None
+        self.lines: list[str] = []
+        self.count = 0
+        self.seconds = 0.0
+        self.built = False
+        self.error: WarpdriveError | None = None
+        #: the build ended (the wheelhouse failed, or a signal): its container was removed
+        self.cancelled = False
+
+    def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
+        if self.thread is not None or not resolved:
+            return
+        try:
+            installer = choose_installer(self.cfg, {"tools": tools}, self.pkey)
+        except WarpdriveError:
+            return  # the regular path reports it
+        self.count = len(resolved)
+        self.thread = threading.Thread(
+            target=self._run, args=(resolved, installer), name="warpdrive-early-deps"
+        )
+        self.thread.start()
+
+    def _run(self, resolved: list[Wheel], installer: Installer) -> None:
+        started = time.monotonic()
+        try:
+            _, reused, _ = ensure_deps(
+                self.engine, self.cfg, self.base, self.pkey, resolved, installer, self.lines.append
+            )
+            self.built = not reused
+        except WarpdriveError as exc:
+            self.error = exc
+        self.seconds = time.monotonic() - started
+
+    def cancel(self) -> None:
+        """The build is being interrupted: end the thread's container now, so that
+        ``join`` does not wait for its install."""
+        if self.thread is not None:
+            self.cancelled = True
+            self.engine.abort()
+
+    def join(self, out: Output) -> float | None:
+        """Wait for the thread; the seconds it took, None when it did not build."""
+        if self.thread is None:
+            return None
+        self.thread.join()
+        if self.cancelled:
+            return None  # stopped on purpose: its "killed" is not news
+        if self.error is not None:
+            out(
+                f"warpdrive: installing the first {self.count} wheels early failed "
+                f"({self.error.message.splitlines()[0]}); trying again after the wheelhouse"
+            )
+            return None
+        if not self.built:
+            return None
+        installed = next(
+            (m.group(1) for m in map(INSTALLED_IN.search, reversed(self.lines)) if m), None
+        )
+        detail = f"installed in {installed} s, " if installed else ""
+        for line in self.lines:
+            if line.startswith("warpdrive: adding "):
+                out(line)  # it was built on an earlier deps layer
+        out(
+            f"warpdrive: deps layer for the first {self.count} wheels built while the "
+            f"wheelhouse finished ({detail}{self.seconds:.1f} s in all)"
+        )
+        return self.seconds
+
+
+def known_deps(
+    engine: Engine,
+    cfg: Config,
+    current: ImageInfo | None,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    reqs: RequirementSet,
+) -> ImageInfo | None:
+    """The deps image of the current image, when it was built for exactly these
+    requirements on this base: then the wheelhouse need not even be read (a code change
+    rebuilds the app layer and nothing else)."""
+    key = built_for(current.labels, cfg, base, pkey, reqs) if current is not None else ""
+    return find_deps_image(engine, cfg, key) if key else None
+
+
+def built_for(
+    labels: Mapping[str, str],
+    cfg: Config,
+    base: ImageInfo,
+    pkey: PlatformKey,
+    reqs: RequirementSet,
+) -> str:
+    """The deps key of an app image (its labels) when it was built for exactly these
+    requirements on this base, with this installer setting and deps layout; else ""."""
+    app = AppLabels.from_labels(labels)
+    if (
+        app is None
+        or app.requirements != reqs.digest
+        or app.base_image_id != base.id
+        or app.platform_key != pkey.slug
+        or app.installer_setting != cfg.installer
+        # the layout of the deps layer it inherited (deps images never lacked this one)
+        or labels.get(DEPS_FORMAT_LABEL) != DEPS_FORMAT
+    ):
+        return ""
+    return app.deps_key

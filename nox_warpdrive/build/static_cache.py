@@ -1,0 +1,105 @@
+"""A host-side copy of each app image's collected static files, keyed by image id.
+
+A code change that leaves the static inputs alone reuses the current image's collected
+files; reading them out of the image takes a container and two archive reads (~0.35 s
+here). An image id is the digest of the image's config, so what was read for an id never
+changes: the copy is taken once, right after the build that collected the files, and a
+later build only reads a file (or links it under a new id). At most KEEP sets of files
+are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+from ..tars import tar_files
+
+KEEP = 16
+NAMES = 64
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    # "static-2": the files as a layer holds them (the first format kept get_archive's tar)
+    return Path(base) / "nox-warpdrive" / "static-2"
+
+
+def _path(image_id: str) -> Path:
+    return cache_dir() / (image_id.replace(":", "_") + ".tar")
+
+
+def load(image_id: str) -> tuple[bytes, bytes] | None:
+    """(the record's tar, the collected files' tar) as stored, or None."""
+    try:
+        with tarfile.open(_path(image_id)) as tar:
+            parts = {}
+            for name in ("record", "static"):
+                fh = tar.extractfile(name)
+                if fh is None:
+                    return None
+                parts[name] = fh.read()
+    except (OSError, tarfile.TarError, KeyError):
+        return None
+    return parts["record"], parts["static"]
+
+
+def store(image_id: str, record: bytes, static: bytes) -> None:
+    path = _path(image_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(tar_files({"record": record, "static": static}))
+        tmp.replace(path)
+        prune(path.parent, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def prune(directory: Path, newest: Path | None = None) -> None:
+    """Keep the KEEP most recently used sets of files, each under at most NAMES more image
+    ids: every code change names the same files under its new image id (a symbolic link,
+    which costs no space), so sets are counted, not names. ``newest``: the name just
+    written (file times can be coarser than two builds)."""
+    sets: list[tuple[float, Path]] = []
+    links: list[tuple[float, Path]] = []
+    for p in directory.glob("*.tar"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        recency = float("inf") if p == newest else st.st_mtime
+        (links if stat.S_ISLNK(st.st_mode) else sets).append((recency, p))
+    sets.sort(reverse=True)
+    for _, old in sets[KEEP:]:
+        old.unlink(missing_ok=True)
+    names: dict[Path, int] = {}
+    for _, link in sorted(links, reverse=True):
+        try:
+            real = link.resolve(strict=True)
+        except OSError:  # its set is gone
+            link.unlink(missing_ok=True)
+            continue
+        names[real] = names.get(real, 0) + 1
+        if names[real] > NAMES:
+            link.unlink(missing_ok=True)
+
+
+def copy(from_id: str, to_id: str) -> None:
+    """An image built with the static files reused from another has the same ones: its
+    id becomes one more name of that set of files."""
+    source, target = _path(from_id), _path(to_id)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    try:
+        real = source.resolve(strict=True)
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(real.name)
+        tmp.replace(target)
+        os.utime(real)  # just used: the newest set, for prune
+        prune(target.parent, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
