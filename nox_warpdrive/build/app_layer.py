@@ -254,13 +254,15 @@ def _changing(reads: steady.Reads, members: SourceTree) -> list[str]:
     return said
 
 
-def source_tree(source: Source, launcher: bytes, static_lib: bytes, start_json: bytes) -> AppTree:
+def source_tree(
+    source: Source, launcher: bytes, lib: Mapping[str, bytes], start_json: bytes
+) -> AppTree:
     """The files of the app layers: the directory skeleton, the source under APP_SRC,
-    the launcher and its config. Made only once the build key says the image is not up
-    to date."""
+    the launcher, its ``lib`` (name -> bytes: runtime.LAUNCHER_LIB) and its config. Made
+    only once the build key says the image is not up to date."""
     runtime = {
         "bin/warpdrive-start": launcher,
-        "lib/warpdrive_static.py": static_lib,
+        **{f"lib/{name}": data for name, data in sorted(lib.items())},
         ".warpdrive/start.json": start_json,
     }
     return app_tree_of(source.root, source.members, runtime, source.held)
@@ -282,7 +284,7 @@ def helpers_tar(cfg: Config, app: App, build_hook: bool, collectstatic: bool) ->
             "warpdrive-build/plan.json": json.dumps(plan).encode(),
             **runtime.files(runtime.ASSEMBLER, "warpdrive-build/"),
             # assemble reads the environment with the launcher's own code
-            "warpdrive-build/start.py": runtime.read("start.py"),
+            **runtime.files(("start.py", "warpdrive_init.py"), "warpdrive-build/"),
         }
     )
 
@@ -306,7 +308,7 @@ def plan_app(
     ``save_index``: keep the source index for the next build (not for a plan)."""
     app, server = detect_app(cfg)
     source = read_source(cfg.project_dir, save_index)
-    launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
+    launcher, lib = runtime.read("start.py"), runtime.files(runtime.LAUNCHER_LIB)
     start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
     # a Django project started by a command (a Procfile's web: line) has settings too
     collectstatic = cfg.collectstatic and (app.kind == "django" or bool(app.settings))
@@ -323,7 +325,7 @@ def plan_app(
         source.digest,
         str(source_date_epoch()),  # the files' mtime in the layer
         launcher,
-        static_lib,
+        *(lib[name] for name in runtime.LAUNCHER_LIB),
         start_json,
         runtime.read("assemble.py"),
         str(collectstatic),
@@ -347,7 +349,7 @@ def plan_app(
         build_hook=build_hook,
         notices=source.notices + name_notice(cfg),
         static_notes=static_notes,
-        make_tree=functools.partial(source_tree, source, launcher, static_lib, start_json),
+        make_tree=functools.partial(source_tree, source, launcher, lib, start_json),
     )
 
 

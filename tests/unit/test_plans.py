@@ -383,6 +383,7 @@ def test_plan_app_django(tmp_path: Path) -> None:
     assert outside == {
         "opt/app-root/bin/warpdrive-start",
         "opt/app-root/lib/warpdrive_static.py",
+        "opt/app-root/lib/warpdrive_init.py",
         "opt/app-root/.warpdrive/start.json",
     }
     # nothing set in [tool.warpdrive]: the launcher detects, as the build did

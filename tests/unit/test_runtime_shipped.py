@@ -70,8 +70,14 @@ def test_the_builder_ships_every_module_it_imports_and_no_other() -> None:
 
 def test_the_assembler_ships_what_it_imports_at_the_top() -> None:
     assert closure("assemble", top_level_only=True) == shipped(runtime.ASSEMBLER)
-    # the launcher's code is read only by the app step, which ships start.py as well
-    assert closure("assemble") == shipped(runtime.ASSEMBLER) | {"start"}
+    # the launcher's code is read only by the app step, which ships start.py and its
+    # init as well (helpers_tar)
+    assert closure("assemble") == shipped(runtime.ASSEMBLER) | {"start", "warpdrive_init"}
+
+
+def test_the_launcher_has_what_it_imports_in_the_image() -> None:
+    """bin/warpdrive-start imports its init from lib/, which holds runtime.LAUNCHER_LIB."""
+    assert closure("start") - {"start"} <= shipped(runtime.LAUNCHER_LIB)
 
 
 def test_the_imports_seen_are_real() -> None:

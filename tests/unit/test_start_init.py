@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive.runtime import start
+from nox_warpdrive.runtime import start, warpdrive_init
 
 RUNTIME = Path(start.__file__).parent
 
@@ -55,10 +55,10 @@ def python(code: str) -> list[str]:
 
 
 def test_exit_status() -> None:
-    assert start.exit_status(0) == 0
-    assert start.exit_status(3 << 8) == 3
-    assert start.exit_status(signal.SIGTERM) == 143
-    assert start.exit_status(signal.SIGKILL) == 137
+    assert warpdrive_init.exit_status(0) == 0
+    assert warpdrive_init.exit_status(3 << 8) == 3
+    assert warpdrive_init.exit_status(signal.SIGTERM) == 143
+    assert warpdrive_init.exit_status(signal.SIGKILL) == 137
 
 
 def test_app_exit_code_is_the_init_exit_code(tmp_path: Path) -> None:

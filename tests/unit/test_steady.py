@@ -136,7 +136,7 @@ def test_the_layer_holds_the_read_and_the_index_trusts_none_of_it(
     assert source.held == {"build.log": read}
     # the build writes more before the layer is made: the layer holds the read
     (root / "build.log").write_bytes(read + b"warpdrive: app layer\n")
-    tree = app_layer.source_tree(source, b"#!launcher\n", b"", b"{}")
+    tree = app_layer.source_tree(source, b"#!launcher\n", {}, b"{}")
     assert members(layer_bytes(tree))[name] == read
     # the index keeps no digest of it: the next build reads it again
     index = source_index.load(root, ("opt/app-root/src", 1), app_layer.load_ignore_rules(root))
@@ -155,7 +155,7 @@ def test_a_file_that_grew_after_it_was_hashed_gives_the_layer_its_first_bytes(
     assert source.held == {}
     with (root / "nohup.out").open("a") as fh:
         fh.write("second\n")  # appended, as a log is
-    tree = app_layer.source_tree(source, b"#!launcher\n", b"", b"{}")
+    tree = app_layer.source_tree(source, b"#!launcher\n", {}, b"{}")
     assert members(layer_bytes(tree))["opt/app-root/src/nohup.out"] == b"first\n"
     assert tree.grown == ["nohup.out"]
     # but a file rewritten since (not what was hashed) still stops the layer
@@ -169,7 +169,7 @@ def test_the_plan_says_which_files_grew(tmp_path: Path) -> None:
     write(root, "wsgi.py", "application = None\n")
     write(root, "build.log", "a\n")
     source = app_layer.read_source(root)
-    tree = app_layer.source_tree(source, b"#!launcher\n", b"", b"{}")
+    tree = app_layer.source_tree(source, b"#!launcher\n", {}, b"{}")
     tree.grown.append("build.log")
     plan = app_layer.AppPlan(
         "key",
