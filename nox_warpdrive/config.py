@@ -187,11 +187,11 @@ def load_pyproject(project_dir: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}",
             fix="fix the syntax error at that line (the file must be UTF-8)",
-        ) from None
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror}", fix="check its permissions"
-        ) from None
+        ) from exc
 
 
 def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -624,7 +624,7 @@ def _group_requirements(project_dir: Path, groups: tuple[str, ...]) -> list[str]
     try:
         return [str(r) for r in resolve_dependency_groups(table, *groups)]
     except Exception as exc:  # packaging raises an ExceptionGroup for malformed data
-        raise ConfigError(f"{where}: {exc}", fix="fix the group's entries") from None
+        raise ConfigError(f"{where}: {exc}", fix="fix the group's entries") from exc
 
 
 def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> list[str]:
@@ -802,7 +802,7 @@ class _IncludeWalk:
             raise ConfigError(
                 f"cannot read requirements file {path}: {exc.strerror}",
                 fix="create it or fix the `-r`/`-c` line that names it",
-            ) from None
+            ) from exc
         self.shipped[name] = b""  # guard against include cycles
         text = data.decode("utf-8", "replace")
         lines = [

@@ -177,11 +177,11 @@ def _check_name(relpath: str) -> None:
     engine would read as a deletion instead of a file (``.wh.*``, OCI's whiteouts)."""
     try:
         relpath.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError as exc:
         raise ContextError(
             f"path {relpath!r} is not valid UTF-8 and cannot be archived",
             fix=f"rename it to a UTF-8 name, or {_exclude_fix(relpath)}",
-        ) from None
+        ) from exc
     if relpath.rpartition("/")[2].startswith(_WHITEOUT):
         raise ContextError(
             f"{relpath} cannot go into an image: in a layer, a name starting with "
@@ -271,7 +271,7 @@ def _listing(directory: Path, relpath: str) -> tuple[list[str], list[os.stat_res
         raise ContextError(
             f"cannot read directory {shown} of {directory}: {exc.strerror or exc}",
             fix=f"make it readable, or {_exclude_fix(shown)}",
-        ) from None
+        ) from exc
 
 
 def _stat_all(
@@ -753,8 +753,8 @@ def _changed(entry: Entry) -> ContextError:
 def _lstat(root: Path, entry: Entry) -> os.stat_result:
     try:
         st = os.lstat(root / entry.relpath)
-    except FileNotFoundError:
-        raise _changed(entry) from None
+    except FileNotFoundError as exc:
+        raise _changed(entry) from exc
     if _kind_of(st.st_mode) != entry.kind:
         raise _changed(entry)
     return st
@@ -768,13 +768,13 @@ def _open_file(root: Path, entry: Entry, grown: bool = False) -> BinaryIO:
         # O_NONBLOCK: a fifo swapped in must not hang the build; no effect on files.
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise _changed(entry) from None
+    except FileNotFoundError as exc:
+        raise _changed(entry) from exc
     except OSError as exc:
         raise ContextError(
             f"cannot read {entry.relpath}: {exc.strerror or exc}",
             fix=f"make it readable, or {_exclude_fix(entry.relpath)}",
-        ) from None
+        ) from exc
     handle = os.fdopen(fd, "rb")
     st = os.fstat(handle.fileno())
     if not stat.S_ISREG(st.st_mode) or not (
@@ -804,8 +804,8 @@ def check_link(root: Path, relpath: str, target: str) -> None:
 def _read_target(root: Path, entry: Entry) -> str:
     try:
         target = os.readlink(root / entry.relpath)
-    except OSError:
-        raise _changed(entry) from None
+    except OSError as exc:
+        raise _changed(entry) from exc
     if target != entry.target:
         raise _changed(entry)
     return target

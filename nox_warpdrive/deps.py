@@ -18,7 +18,7 @@ from typing import Any
 from . import runtime
 from .config import Config, RequirementSet, docker_name, split_ref
 from .engine import Engine, ImageInfo, Output, RunResult, check_result
-from .errors import BuildError, ConfigError, LayerRefused, WarpdriveError
+from .errors import BuildError, ConfigError, LayerRefused, WarpdriveError, cause_of
 from .labels import (
     DEPS_FORMAT_LABEL,
     DEPS_KEY_LABEL,
@@ -417,7 +417,7 @@ def ensure_deps(
             deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
             result = run_deps(engine, deps.step, out)
     except MissingLibraries as exc:
-        raise name_missing(engine, cfg, exc) from None
+        raise name_missing(engine, cfg, exc) from cause_of(exc)  # the same error, named
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
@@ -467,11 +467,11 @@ def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) 
         if into is None:
             return engine.run_checked(step, shown)
         return check_result(step, engine.run_export(step, shown, into))
-    except BuildError:
+    except BuildError as exc:
         if found[DAMAGED_LINE] or found[MISSING_LINE]:
-            raise DamagedWheels(found[DAMAGED_LINE], found[MISSING_LINE]) from None
+            raise DamagedWheels(found[DAMAGED_LINE], found[MISSING_LINE]) from exc
         if libraries:
-            raise MissingLibraries(libraries) from None
+            raise MissingLibraries(libraries) from exc
         raise
 
 

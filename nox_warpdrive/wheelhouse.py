@@ -47,7 +47,7 @@ def detect_app(cfg: Config) -> tuple[App, str | None]:
             str(exc),
             fix="add a wsgi.py or asgi.py with `application`, or set `app-module = "
             '"package.module:app"` or `start = "..."` in [tool.warpdrive]',
-        ) from None
+        ) from exc
     return app, server
 
 

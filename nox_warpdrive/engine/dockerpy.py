@@ -354,7 +354,7 @@ class _Images(_Core):
                     error = chunk.get("error") or chunk["errorDetail"]
                     raise LayerRefused(f"the engine refused the {what}: {error}")
         except docker.errors.APIError as exc:
-            raise LayerRefused(f"the engine refused the {what}: {short(exc)}") from None
+            raise LayerRefused(f"the engine refused the {what}: {short(exc)}") from exc
 
 
 @translated
@@ -374,7 +374,7 @@ class _Steps(_Images):
         try:
             self.client.volumes.create(name=name, labels={OWNER_LABEL: "nox-warpdrive"})
         except docker.errors.APIError as exc:
-            raise EngineError(f"cannot create volume {name!r}: {short(exc)}") from None
+            raise EngineError(f"cannot create volume {name!r}: {short(exc)}") from exc
         return True
 
     def volume_exists(self, name: str) -> bool:
@@ -457,14 +457,14 @@ class _Steps(_Images):
         try:
             with self._temp_container(step.image, step.name, **kwargs) as container:
                 exit_code, image_id = self._drive(container, step, out, tail, into)
-        except docker.errors.ImageNotFound:
-            raise _step_image_missing(step) from None
+        except docker.errors.ImageNotFound as exc:
+            raise _step_image_missing(step) from exc
         except WarpdriveError:
             raise
         except Exception as exc:
             raise EngineError(
                 f"the {step.name} step failed on the engine: {short(exc)}", fix=engine_fix()
-            ) from None
+            ) from exc
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
 
     def _drive(
@@ -604,10 +604,10 @@ class _Apps(_Steps):
                 environment=dict(env or {}),
                 labels={OWNER_LABEL: "nox-warpdrive-run"},
             )
-        except docker.errors.ImageNotFound:
+        except docker.errors.ImageNotFound as exc:
             raise EngineError(
                 f"image {image!r} is not on the engine", fix="build it first: `nox -s image`"
-            ) from None
+            ) from exc
         except docker.errors.APIError as exc:
             text = str(exc)
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -616,8 +616,8 @@ class _Apps(_Steps):
                 raise EngineError(
                     f"port {host_port} is already in use",
                     fix="stop what uses it, or choose another port: `nox -s run -- --port 8081`",
-                ) from None
-            raise EngineError(f"cannot start {image}: {short(exc)}") from None
+                ) from exc
+            raise EngineError(f"cannot start {image}: {short(exc)}") from exc
         return str(container.id)
 
     def container_state(self, container_id: str) -> tuple[bool, int | None]:
@@ -691,7 +691,7 @@ class _Registry(_Apps):
             if failure is None:
                 raise  # the engine itself failed: base.translated says so
             why, fix = failure
-            raise EngineError(f"cannot pull {ref}: {why}", fix=fix) from None
+            raise EngineError(f"cannot pull {ref}: {why}", fix=fix) from exc
         return self.image(ref)
 
     def push(self, ref: str, out: Output) -> str:
@@ -721,7 +721,7 @@ class _Registry(_Apps):
             why, fix = failure
             raise EngineError(
                 f"pushing {ref} failed: {why}; the image is built and tagged here", fix=fix
-            ) from None
+            ) from exc
         out(f"warpdrive: pushed {ref}" + (f" ({digest})" if digest else ""))
         return digest
 
@@ -744,7 +744,7 @@ class _Registry(_Apps):
                 f"the credential helper for {registry} failed ({helper})",
                 fix=f"install that helper (on PATH), or remove `credsStore`/`credHelpers` "
                 f"from {config_file()} and log in with `docker login {registry}`",
-            ) from None
+            ) from exc
         if not found:
             return None
         fields = {str(k).lower(): v for k, v in dict(found).items()}
@@ -814,8 +814,8 @@ class _Registry(_Apps):
                         raise EngineError(f"the engine refused files for {directory}")
                 bare = dataclasses.replace(step, files=())
                 exit_code, _ = self._drive(container, bare, out, tail)
-        except docker.errors.ImageNotFound:
-            raise _step_image_missing(step) from None
+        except docker.errors.ImageNotFound as exc:
+            raise _step_image_missing(step) from exc
         return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
 
 
@@ -871,8 +871,8 @@ def _watched(make: Any, quiet: float, what: str) -> Iterator[Any]:
     while True:
         try:
             kind, value = items.get(timeout=quiet)
-        except queue.Empty:
-            raise EngineError(f"the engine sent nothing for {quiet:.0f} s while {what}") from None
+        except queue.Empty as exc:
+            raise EngineError(f"the engine sent nothing for {quiet:.0f} s while {what}") from exc
         if kind == "end":
             return
         if kind == "error":
@@ -991,7 +991,7 @@ class DockerEngine(_Registry, AboutMixin):
         except Exception as exc:  # DockerException, requests/urllib3 connection errors
             raise EngineError(
                 f"no Docker engine answers at {host_shown()} ({short(exc)})", fix=START_ENGINE
-            ) from None
+            ) from exc
         return cls(client, timeout)
 
     def memory_total(self) -> int:
