@@ -46,6 +46,7 @@ from .static import not_static_inputs
 from .static_inputs import StaticInputs, choose
 from .tars import tar_files
 from .wheelhouse import (
+    BuildInputs,
     detect_app,
 )
 
@@ -306,13 +307,15 @@ def plan_app(
     source_labels: Mapping[str, str] | None = None,
     created: str = "",
     save_index: bool = True,
+    inputs: BuildInputs | None = None,
 ) -> AppPlan:
     """The app layer's plan, from the source on disk and the given facts: no git and
     no clock here (``source_labels``: git_labels(); ``created``: created_timestamp()).
     Reading the source costs one hash of every file; the layer's tar is made only when
     asked for (``AppPlan.layer``), after the build key has said it is needed.
-    ``save_index``: keep the source index for the next build (not for a plan)."""
-    app, server = detect_app(cfg)
+    ``save_index``: keep the source index for the next build (not for a plan).
+    ``inputs``: what the build read once (the app detected); else read here."""
+    app, server = (inputs.app, inputs.server) if inputs else detect_app(cfg)
     source = read_source(cfg.project_dir, save_index)
     launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
     start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
@@ -323,7 +326,8 @@ def plan_app(
     static_key: str = ""
     static_notes: tuple[str, ...] = ()
     if collectstatic:
-        static_key, static_notes = static_key_for(cfg, base, source, deps_key)
+        names = inputs.requirement_names if inputs else None
+        static_key, static_notes = static_key_for(cfg, base, source, deps_key, names)
     labels_in = dict(source_labels or {})
     build_key = key_digest(
         "app",
@@ -372,7 +376,11 @@ def django_settings(cfg: Config, base: ImageInfo) -> tuple[str | None, str]:
 
 
 def static_key_for(
-    cfg: Config, base: ImageInfo, source: Source, deps_key: str = ""
+    cfg: Config,
+    base: ImageInfo,
+    source: Source,
+    deps_key: str = "",
+    requirement_names: frozenset[str] | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """(what collectstatic's output depends on, lines saying what that is): the base
     image, the build script, the settings module and the source files its settings make
@@ -380,12 +388,17 @@ def static_key_for(
     owner, mtime, sha256, size, link target): known from the source index, so nothing
     is hashed again. Packages are compared by their wheels when the files are reused
     (static.same_packages_or_more), here only when the settings import packages that
-    may be absent: then an added one can change the output."""
+    may be absent: then an added one can change the output. ``requirement_names``: the
+    requirement files as the build read them (BuildInputs), never static inputs."""
     settings, where = django_settings(cfg, base)
     tree, src = source.members.tree, APP_SRC[1:] + "/"
     kinds = MemberKinds(tree, src)
     inputs, chosen = choose(
-        cfg.project_dir, settings, source.entries(), kinds, not_static_inputs(cfg)
+        cfg.project_dir,
+        settings,
+        source.entries(),
+        kinds,
+        not_static_inputs(cfg, requirement_names),
     )
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
     packages = deps_key if inputs.packages_exact else ""

@@ -7,8 +7,10 @@ ignored and leave the user wondering why their setting has no effect.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -177,12 +179,14 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def load_pyproject(project_dir: Path) -> dict[str, Any]:
+    """pyproject.toml, parsed once per content: the config, the lock readers and the
+    workspace members each ask for it during one build (a copy each: none sees another's
+    changes)."""
     path = project_dir / "pyproject.toml"
     if not path.is_file():
         return {}
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return copy.deepcopy(_parse_toml(path.read_bytes()))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}",
@@ -192,6 +196,11 @@ def load_pyproject(project_dir: Path) -> dict[str, Any]:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror}", fix="check its permissions"
         ) from exc
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_toml(data: bytes) -> dict[str, Any]:
+    return tomllib.loads(data.decode())
 
 
 def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> Config:
