@@ -313,8 +313,8 @@ def plan_app(
     no clock here (``source_labels``: git_labels(); ``created``: created_timestamp()).
     Reading the source costs one hash of every file; the layer's tar is made only when
     asked for (``AppPlan.layer``), after the build key has said it is needed.
-    ``save_index``: keep the source index for the next build (not for a plan).
-    ``inputs``: what the build read once (the app detected); else read here."""
+    ``save_index``: keep the source index for the next build (not for a plan);
+    ``inputs``: what the build read once (BuildInputs), else read here."""
     app, server = (inputs.app, inputs.server) if inputs else detect_app(cfg)
     source = read_source(cfg.project_dir, save_index)
     launcher, static_lib = runtime.read("start.py"), runtime.read("warpdrive_static.py")
@@ -323,11 +323,9 @@ def plan_app(
     collectstatic = cfg.collectstatic and (app.kind == "django" or bool(app.settings))
     hook = source.members.tree.get(f"{APP_SRC[1:]}/{BUILD_HOOK}", "")
     build_hook = hook.startswith("file\x00775\x00")  # a file, executable
-    static_key: str = ""
-    static_notes: tuple[str, ...] = ()
-    if collectstatic:
-        names = inputs.requirement_names if inputs else None
-        static_key, static_notes = static_key_for(cfg, base, source, deps_key, names)
+    static_key, static_notes = (
+        static_key_for(cfg, base, source, deps_key, inputs) if collectstatic else ("", ())
+    )
     labels_in = dict(source_labels or {})
     build_key = key_digest(
         "app",
@@ -380,7 +378,7 @@ def static_key_for(
     base: ImageInfo,
     source: Source,
     deps_key: str = "",
-    requirement_names: frozenset[str] | None = None,
+    build: BuildInputs | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """(what collectstatic's output depends on, lines saying what that is): the base
     image, the build script, the settings module and the source files its settings make
@@ -388,8 +386,8 @@ def static_key_for(
     owner, mtime, sha256, size, link target): known from the source index, so nothing
     is hashed again. Packages are compared by their wheels when the files are reused
     (static.same_packages_or_more), here only when the settings import packages that
-    may be absent: then an added one can change the output. ``requirement_names``: the
-    requirement files as the build read them (BuildInputs), never static inputs."""
+    may be absent: then an added one can change the output. ``build``: the build's
+    inputs, read once: the requirement files they name are never static inputs."""
     settings, where = django_settings(cfg, base)
     tree, src = source.members.tree, APP_SRC[1:] + "/"
     kinds = MemberKinds(tree, src)
@@ -398,7 +396,7 @@ def static_key_for(
         settings,
         source.entries(),
         kinds,
-        not_static_inputs(cfg, requirement_names),
+        not_static_inputs(cfg, build.requirement_names if build else None),
     )
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
     packages = deps_key if inputs.packages_exact else ""

@@ -407,14 +407,13 @@ def build_wheelhouse(
     all_keys: bool = False,
     reqs: RequirementSet | None = None,
 ) -> WheelhouseResult:
-    """Build what the wheelhouse lacks for the requirements (``reqs``: as the image build
-    read them, once; else read here). ``on_ready`` hears, once,
-    which resolved wheels are published before the builder finishes (the image build
-    starts its deps layer with them). ``manifest``: the volume's manifest for the base
-    image's platform, when the caller has just read it. ``seeds``: where wheels may come
-    from first when the volume lacks the requirement set (default: `wheelhouse-image`).
-    ``announce``: say what the app is installed from (an image build says it once
-    itself, whether or not the wheelhouse is built).
+    """Build what the wheelhouse lacks for the requirements (``reqs``: as the image build read them,
+    else read here). ``on_ready`` hears, once, which resolved wheels are published before the
+    builder finishes (the image build starts its deps layer with them). ``manifest``: the volume's
+    manifest for the base image's platform, when the caller has just read it. ``seeds``: where
+    wheels may come from first when the volume lacks the requirement set (default:
+    `wheelhouse-image`). ``announce``: say what the app is installed from (an image build says it
+    once itself, whether or not the wheelhouse is built).
 
     A listed set is taken as it is, unless ``check`` (the builder compares sizes and mtimes
     with the manifest, hashing what changed; a volume that lost what it wrote is said),
