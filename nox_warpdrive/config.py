@@ -7,8 +7,10 @@ ignored and leave the user wondering why their setting has no effect.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import sys
@@ -131,21 +133,28 @@ def _suggest(key: str) -> str:
 
 
 def load_pyproject(project_dir: Path) -> dict[str, Any]:
+    """pyproject.toml, parsed once per content: the config, the lock readers and the
+    workspace members each ask for it during one build (a copy each: none sees another's
+    changes)."""
     path = project_dir / "pyproject.toml"
     if not path.is_file():
         return {}
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return copy.deepcopy(_parse_toml(path.read_bytes()))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}",
             fix="fix the syntax error at that line (the file must be UTF-8)",
-        ) from None
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror}", fix="check its permissions"
-        ) from None
+        ) from exc
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_toml(data: bytes) -> dict[str, Any]:
+    return tomllib.loads(data.decode())
 
 
 def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -578,7 +587,7 @@ def _group_requirements(project_dir: Path, groups: tuple[str, ...]) -> list[str]
     try:
         return [str(r) for r in resolve_dependency_groups(table, *groups)]
     except Exception as exc:  # packaging raises an ExceptionGroup for malformed data
-        raise ConfigError(f"{where}: {exc}", fix="fix the group's entries") from None
+        raise ConfigError(f"{where}: {exc}", fix="fix the group's entries") from exc
 
 
 def _extra_requirements(project: Mapping[str, Any], extras: tuple[str, ...]) -> list[str]:

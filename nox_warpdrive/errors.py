@@ -8,6 +8,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -78,6 +79,63 @@ class TokenServerError(RegistryError):
 class RegistryUnreachable(RegistryError):
     """The registry itself could not be reached from here (the engine may still reach
     it: a remote engine's network is not this host's)."""
+
+
+def cause_of(exc: BaseException) -> BaseException | None:
+    """What ``exc`` was raised from: its cause (``raise ... from``), else the exception
+    being handled when it was raised (unless ``from None`` hid it). An error told again
+    better (a fix added, names found) is raised ``from cause_of(first)``, so the chain
+    (``WARPDRIVE_DEBUG=1``) reaches what went wrong without saying the same thing twice."""
+    if exc.__cause__ is not None or exc.__suppress_context__:
+        return exc.__cause__
+    return exc.__context__
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """The exceptions under ``exc``, outermost first: its cause (``raise ... from``),
+    else the one being handled when it was raised (unless ``from None`` hid it), and so
+    on down; each once (a chain can loop)."""
+    chain: list[BaseException] = []
+    seen = {id(exc)}
+    current: BaseException | None = exc
+    while current is not None:
+        below = cause_of(current)
+        if below is None or id(below) in seen:
+            break
+        seen.add(id(below))
+        chain.append(below)
+        current = below
+    return chain
+
+
+def _named(exc: BaseException) -> str:
+    """``module.Type: message``, the module left out for built-in exceptions."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    text = str(exc).strip()
+    return f"{name}: {text}" if text else name
+
+
+def cause_report(exc: BaseException) -> str:
+    """What ``WARPDRIVE_DEBUG=1`` (or ``--debug``) shows under an error's message: each
+    cause's type and message, outermost first, then the traceback of the innermost,
+    where it went wrong. Without the switch none of this is shown: a user mistake is a
+    message and a fix, never a traceback."""
+    chain = causes(exc)
+    lines = ["warpdrive debug: the chain of causes" if chain else "warpdrive debug: no cause"]
+    for cause in chain:
+        first, *rest = _named(cause).splitlines() or [""]
+        lines.append(f"  caused by {first}")
+        lines.extend(f"    {line}" for line in rest)
+    inner = chain[-1] if chain else exc
+    lines.append(f"  traceback of {type(inner).__qualname__}:")
+    formatted = traceback.format_exception(type(inner), inner, inner.__traceback__, chain=False)
+    lines.extend(f"    {line}" for chunk in formatted for line in chunk.rstrip("\n").splitlines())
+    return "\n".join(lines)
 
 
 #: a write failed for want of room (or of quota)

@@ -38,12 +38,13 @@ from .refs import split_ref
 from .registry import cache as registry
 from .source.image_layers import StaticLayer, append_app
 from .wheelhouse.build import (
+    BuildInputs,
     WheelhouseResult,
+    build_inputs,
     build_wheelhouse,
     check_kept,
     probe_image,
     read_manifest,
-    requirements_for,
     resolved_set,
     seeds_for,
     upkeep_for,
@@ -136,7 +137,7 @@ def wheels_for(
     if resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
     result_wh, early_seconds = _build_wheels(
-        cfg, engine, out, target, manifest, no_index, timings, check_files, early_deps
+        cfg, engine, out, target, reqs, manifest, no_index, timings, check_files, early_deps
     )
     if built is not None:
         built.append(result_wh)
@@ -157,6 +158,7 @@ def _build_wheels(
     engine: Engine,
     out: Output,
     target: tuple[ImageInfo, PlatformKey],
+    reqs: RequirementSet,
     manifest: Mapping[str, Any],
     no_index: bool,
     timings: list[tuple[str, float]],
@@ -179,6 +181,7 @@ def _build_wheels(
             check_files=check_files,
             no_index=no_index,
             announce=False,  # _start said it
+            reqs=reqs,  # read once, by _start
         )
     except BaseException:
         early.cancel()
@@ -202,7 +205,7 @@ class _Build:
     ref: str
     base: ImageInfo
     pkey: PlatformKey
-    reqs: RequirementSet
+    inputs: BuildInputs
     current: ImageInfo | None
     no_index: bool
     timings: list[tuple[str, float]] = dataclasses.field(default_factory=list)
@@ -228,6 +231,10 @@ class _Build:
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
         return self.base, self.pkey
+
+    @property
+    def reqs(self) -> RequirementSet:
+        return self.inputs.reqs
 
     @property
     def built(self) -> WheelhouseResult | None:
@@ -421,10 +428,10 @@ def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | 
     ref = tag or cfg.image
     split_ref(ref)
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
-    reqs = requirements_for(cfg, pkey)  # a lock's markers, for the image's platform
-    out(inputs_line(cfg, reqs))
+    inputs = build_inputs(cfg, pkey)  # a lock's markers, for the image's platform
+    out(inputs_line(cfg, inputs.reqs))
     tagged = engine.image(ref)
-    return _Build(cfg, engine, out, ref, base, pkey, reqs, tagged, no_index, tagged=tagged)
+    return _Build(cfg, engine, out, ref, base, pkey, inputs, tagged, no_index, tagged=tagged)
 
 
 def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
@@ -466,6 +473,7 @@ def _plan_app(b: _Build) -> AppPlan:
         requirements_digest=b.reqs.digest,
         source_labels=git_labels(b.cfg.project_dir),
         created=created_timestamp(),
+        inputs=b.inputs,
     )
 
 

@@ -39,7 +39,7 @@ from .refs import split_ref
 from .source.image_layers import previous_layers
 from .source.layers import STATIC, LayerPlan, Previous, plan_layers
 from .wheelhouse import probe_cache
-from .wheelhouse.build import probe_image, read_manifest, requirements_for, seeds_for
+from .wheelhouse.build import build_inputs, probe_image, read_manifest, seeds_for
 from .wheelhouse.wheels import Wheel, wheel_ids
 
 
@@ -139,7 +139,8 @@ def plan_image(
     if probe_cache.load(base_ref.id, cfg.python) is None:
         notes.append("the base image was never probed: probed now in a throwaway container")
     base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg, store=False)
-    reqs = requirements_for(cfg, pkey)
+    inputs = build_inputs(cfg, pkey)  # read once, as build_image reads them
+    reqs = inputs.reqs
     current = engine.image(ref)
     wheels, deps, resolved, below = _deps_and_wheels(
         cfg, engine, (base, pkey), reqs, current, no_index
@@ -154,6 +155,7 @@ def plan_image(
         source_labels=git_labels(cfg.project_dir),
         created=created_timestamp(),
         save_index=False,
+        inputs=inputs,
     )
     notes += [n.removeprefix("warpdrive: ") for n in app.notices]
     up_to_date = bool(deps.key) and current is not None and app.made(current)

@@ -183,7 +183,7 @@ def start(cfg: Config, engine: Engine, options: RunOptions) -> Running:
         raise WarpdriveError(
             f"{cfg.image} did not start: {exc.message}; its last output:\n{tail}",
             fix="read the output above; `docker run --rm -it IMAGE sh` lets you look inside",
-        ) from None
+        ) from exc
     return Running(cid, name, url, status)
 
 

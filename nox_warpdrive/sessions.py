@@ -26,7 +26,7 @@ import nox.registry
 from .config import Config, load_config
 from .engine import Engine
 from .engine import connect as connect_engine
-from .errors import WarpdriveError, host_disk_full
+from .errors import WarpdriveError, cause_report, host_disk_full
 from .refs import check_image_ref, named_registry
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ def _out(line: str) -> None:
 
 def wheelhouse_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s wheelhouse --", add_help=False)
+    _debug_option(p)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
     _verbose_option(p)
     p.add_argument(
@@ -103,6 +104,7 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
 
 def image_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s image --", add_help=False)
+    _debug_option(p)
     p.add_argument(
         "--no-index",
         action="store_true",
@@ -132,6 +134,29 @@ def image_parser() -> argparse.ArgumentParser:
         "changed, collectstatic must run, a build hook), build here and push, saying why",
     )
     return p
+
+
+def _debug_option(p: argparse.ArgumentParser) -> None:
+    """Every session takes --debug; _guard reads it (an error may come before parsing)."""
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="when it fails, show the chain of causes and the innermost traceback under "
+        "the message (as WARPDRIVE_DEBUG=1 does)",
+    )
+
+
+def debug_wanted(posargs: Sequence[str]) -> bool:
+    """The chain of causes is shown: WARPDRIVE_DEBUG set (and not 0), or --debug given."""
+    return os.environ.get("WARPDRIVE_DEBUG", "").strip() not in ("", "0") or "--debug" in posargs
+
+
+def _fail(session: Any, message: str, exc: BaseException) -> None:
+    """End the session with ``message`` (message and fix); with debug_wanted, the chain
+    of causes under it."""
+    if debug_wanted(session.posargs):
+        message = f"{message}\n{cause_report(exc)}"
+    session.error(message)
 
 
 def _verbose_option(p: argparse.ArgumentParser) -> None:
@@ -247,6 +272,7 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
 
 def doctor_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s doctor --", add_help=False)
+    _debug_option(p)
     p.add_argument("--json", action="store_true", help="one JSON document (for CI)")
     p.add_argument("--cache-from", metavar="REF", help="also check the login for REF")
     return p
@@ -319,6 +345,7 @@ def _push_grown_wheelhouse(cfg: Config, engine: Engine, built: WheelhouseResult 
 
 def run_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s run --", add_help=False)
+    _debug_option(p)
     p.add_argument("--port", type=int, default=8080, help="host port (default 8080)")
     p.add_argument(
         "--host",
@@ -349,6 +376,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 def serve_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s serve --", add_help=False)
+    _debug_option(p)
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--reload", action="store_true", help="restart on code changes")
     return p
@@ -503,12 +531,13 @@ def _guard(
     except _ArgError as exc:
         session.error(f"bad arguments: {exc}")
     except WarpdriveError as exc:
-        session.error(str(exc))
+        _fail(session, str(exc), exc)
     except OSError as exc:  # a host write no caller named: the disk, if it is full
         full = host_disk_full(exc)
         if full is None:
             raise
-        session.error(str(full))
+        full.__cause__ = exc
+        _fail(session, str(full), full)
 
 
 def connect(out: Callable[[str], None]) -> Engine:
@@ -562,7 +591,7 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
         except _ArgError as exc:
             session.error(f"bad arguments: {exc}")
         except WarpdriveError as exc:
-            session.error(str(exc))
+            _fail(session, str(exc), exc)
         for args in installs:
             session.install(*args)
         session.chdir(str(directory))

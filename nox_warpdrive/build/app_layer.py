@@ -37,7 +37,7 @@ from ..source.image_layers import app_tree_of, layer_bytes
 from ..source.index import SourceTree
 from ..source.layers import AppTree
 from ..tars import tar_files
-from ..wheelhouse.build import detect_app
+from ..wheelhouse.build import BuildInputs, detect_app
 from .static import not_static_inputs
 from .static_inputs import StaticInputs, choose
 
@@ -300,13 +300,15 @@ def plan_app(
     source_labels: Mapping[str, str] | None = None,
     created: str = "",
     save_index: bool = True,
+    inputs: BuildInputs | None = None,
 ) -> AppPlan:
     """The app layer's plan, from the source on disk and the given facts: no git and
     no clock here (``source_labels``: git_labels(); ``created``: created_timestamp()).
     Reading the source costs one hash of every file; the layer's tar is made only when
     asked for (``AppPlan.layer``), after the build key has said it is needed.
-    ``save_index``: keep the source index for the next build (not for a plan)."""
-    app, server = detect_app(cfg)
+    ``save_index``: keep the source index for the next build (not for a plan);
+    ``inputs``: what the build read once (BuildInputs), else read here."""
+    app, server = (inputs.app, inputs.server) if inputs else detect_app(cfg)
     source = read_source(cfg.project_dir, save_index)
     launcher, lib = runtime.read("start.py"), runtime.files(runtime.LAUNCHER_LIB)
     start_json = json.dumps(start_config(cfg), sort_keys=True).encode()
@@ -314,10 +316,9 @@ def plan_app(
     collectstatic = cfg.collectstatic and (app.kind == "django" or bool(app.settings))
     hook = source.members.tree.get(f"{APP_SRC[1:]}/{BUILD_HOOK}", "")
     build_hook = hook.startswith("file\x00775\x00")  # a file, executable
-    static_key: str = ""
-    static_notes: tuple[str, ...] = ()
-    if collectstatic:
-        static_key, static_notes = static_key_for(cfg, base, source, deps_key)
+    static_key, static_notes = (
+        static_key_for(cfg, base, source, deps_key, inputs) if collectstatic else ("", ())
+    )
     labels_in = dict(source_labels or {})
     build_key = key_digest(
         "app",
@@ -366,7 +367,11 @@ def django_settings(cfg: Config, base: ImageInfo) -> tuple[str | None, str]:
 
 
 def static_key_for(
-    cfg: Config, base: ImageInfo, source: Source, deps_key: str = ""
+    cfg: Config,
+    base: ImageInfo,
+    source: Source,
+    deps_key: str = "",
+    build: BuildInputs | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """(what collectstatic's output depends on, lines saying what that is): the base
     image, the build script, the settings module and the source files its settings make
@@ -374,12 +379,17 @@ def static_key_for(
     owner, mtime, sha256, size, link target): known from the source index, so nothing
     is hashed again. Packages are compared by their wheels when the files are reused
     (static.same_packages_or_more), here only when the settings import packages that
-    may be absent: then an added one can change the output."""
+    may be absent: then an added one can change the output. ``build``: the build's
+    inputs, read once: the requirement files they name are never static inputs."""
     settings, where = django_settings(cfg, base)
     tree, src = source.members.tree, APP_SRC[1:] + "/"
     kinds = MemberKinds(tree, src)
     inputs, chosen = choose(
-        cfg.project_dir, settings, source.entries(), kinds, not_static_inputs(cfg)
+        cfg.project_dir,
+        settings,
+        source.entries(),
+        kinds,
+        not_static_inputs(cfg, build.requirement_names if build else None),
     )
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
     packages = deps_key if inputs.packages_exact else ""

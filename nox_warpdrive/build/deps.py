@@ -18,7 +18,7 @@ from typing import Any
 from .. import runtime
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output, RunResult, check_result
-from ..errors import BuildError, ConfigError, LayerRefused, WarpdriveError
+from ..errors import BuildError, ConfigError, LayerRefused, WarpdriveError, cause_of
 from ..inputs.requirements import RequirementSet
 from ..labels import DEPS_FORMAT_LABEL, DEPS_KEY_LABEL, AppLabels, DepsLabels, deps_selector
 from ..layout import APP_ROOT, APP_UID, VENV, key_digest
@@ -408,7 +408,7 @@ def ensure_deps(
             deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
             result = run_deps(engine, deps.step, out)
     except MissingLibraries as exc:
-        raise name_missing(engine, cfg, exc) from None
+        raise name_missing(engine, cfg, exc) from cause_of(exc)  # the same error, named
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
@@ -455,11 +455,11 @@ def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) 
         if into is None:
             return engine.run_checked(step, shown)
         return check_result(step, engine.run_export(step, shown, into))
-    except BuildError:
+    except BuildError as exc:
         if found["damaged"] or found["missing"]:
-            raise DamagedWheels(found["damaged"], found["missing"]) from None
+            raise DamagedWheels(found["damaged"], found["missing"]) from exc
         if libraries:
-            raise MissingLibraries(libraries) from None
+            raise MissingLibraries(libraries) from exc
         raise
 
 

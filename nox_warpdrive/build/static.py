@@ -28,16 +28,18 @@ if TYPE_CHECKING:
     from .app_layer import AppPlan
 
 
-def not_static_inputs(cfg: Config) -> frozenset[str]:
+def not_static_inputs(cfg: Config, shipped: frozenset[str] | None = None) -> frozenset[str]:
     """pyproject.toml and every requirement file, included ones too (the shipped names
-    are the files' paths relative to the project)."""
+    are the files' paths relative to the project). ``shipped``: those names as the build
+    read them (BuildInputs), not read again; else read here."""
     names = {"pyproject.toml"}
     for path in cfg.requirement_files:
         with contextlib.suppress(ValueError):
             names.add(path.relative_to(cfg.project_dir).as_posix())
-    with contextlib.suppress(WarpdriveError):
-        names.update(name for name, _ in read_requirements(cfg).files)
-    return frozenset(names)
+    if shipped is None:
+        with contextlib.suppress(WarpdriveError):
+            shipped = frozenset(name for name, _ in read_requirements(cfg).files)
+    return frozenset(names.union(shipped or ()))
 
 
 def same_packages_or_more(current: ImageInfo, deps_key: str, wheels: list[str] | None) -> bool:

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..assembly import Bundle
-from ..errors import BuildError, CommandMissing, EngineError, WarpdriveError
+from ..errors import BuildError, CommandMissing, EngineError, WarpdriveError, cause_of
 from ..plan import CommitSpec, Step
 
 if TYPE_CHECKING:
@@ -249,17 +249,18 @@ def foreign_errors(what: str) -> Iterator[None]:
     except EngineError as exc:
         if exc.fix is not None:
             raise
-        raise type(exc)(exc.message, fix=engine_fix()) from None  # every error names a fix
+        told = type(exc)(exc.message, fix=engine_fix())  # every error names a fix
+        raise told.with_traceback(exc.__traceback__) from cause_of(exc)
     except WarpdriveError:
         raise
     except Exception as exc:
         said = short(exc)
         command = missing_command(said)
         if command is not None:
-            raise CommandMissing(None, command, said) from None
+            raise CommandMissing(None, command, said) from exc
         raise EngineError(
             f"the Docker engine failed while {what}: {said}", fix=engine_fix()
-        ) from None
+        ) from exc
 
 
 class _TranslatedContext:

@@ -81,7 +81,7 @@ class _Registry(_Apps):
             if failure is None:
                 raise  # the engine itself failed: base.translated says so
             why, fix = failure
-            raise EngineError(f"cannot pull {ref}: {why}", fix=fix) from None
+            raise EngineError(f"cannot pull {ref}: {why}", fix=fix) from exc
         return self.image(ref)
 
     def push(self, ref: str, out: Output) -> str:
@@ -111,7 +111,7 @@ class _Registry(_Apps):
             why, fix = failure
             raise EngineError(
                 f"pushing {ref} failed: {why}; the image is built and tagged here", fix=fix
-            ) from None
+            ) from exc
         out(f"warpdrive: pushed {ref}" + (f" ({digest})" if digest else ""))
         return digest
 
@@ -134,7 +134,7 @@ class _Registry(_Apps):
                 f"the credential helper for {registry} failed ({helper})",
                 fix=f"install that helper (on PATH), or remove `credsStore`/`credHelpers` "
                 f"from {config_file()} and log in with `docker login {registry}`",
-            ) from None
+            ) from exc
         if not found:
             return None
         fields = {str(k).lower(): v for k, v in dict(found).items()}
@@ -204,8 +204,8 @@ class _Registry(_Apps):
                         raise EngineError(f"the engine refused files for {directory}")
                 bare = dataclasses.replace(step, files=())
                 exit_code, _ = self._drive(container, bare, out, tail)
-        except dockerpy.docker.errors.ImageNotFound:
-            raise _step_image_missing(step) from None
+        except dockerpy.docker.errors.ImageNotFound as exc:
+            raise _step_image_missing(step) from exc
         return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
 
 
@@ -234,8 +234,8 @@ def _watched(make: Any, quiet: float, what: str) -> Iterator[Any]:
     while True:
         try:
             kind, value = items.get(timeout=quiet)
-        except queue.Empty:
-            raise EngineError(f"the engine sent nothing for {quiet:.0f} s while {what}") from None
+        except queue.Empty as exc:
+            raise EngineError(f"the engine sent nothing for {quiet:.0f} s while {what}") from exc
         if kind == "end":
             return
         if kind == "error":
@@ -354,7 +354,7 @@ class DockerEngine(_Registry, AboutMixin):
         except Exception as exc:  # DockerException, requests/urllib3 connection errors
             raise EngineError(
                 f"no Docker engine answers at {host_shown()} ({short(exc)})", fix=START_ENGINE
-            ) from None
+            ) from exc
         return cls(client, timeout)
 
     def memory_total(self) -> int:

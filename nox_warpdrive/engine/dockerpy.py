@@ -343,7 +343,7 @@ class _Images(_Core):
                     error = chunk.get("error") or chunk["errorDetail"]
                     raise LayerRefused(f"the engine refused the {what}: {error}")
         except docker.errors.APIError as exc:
-            raise LayerRefused(f"the engine refused the {what}: {short(exc)}") from None
+            raise LayerRefused(f"the engine refused the {what}: {short(exc)}") from exc
 
 
 @translated
@@ -363,7 +363,7 @@ class _Steps(_Images):
         try:
             self.client.volumes.create(name=name, labels={OWNER_LABEL: "nox-warpdrive"})
         except docker.errors.APIError as exc:
-            raise EngineError(f"cannot create volume {name!r}: {short(exc)}") from None
+            raise EngineError(f"cannot create volume {name!r}: {short(exc)}") from exc
         return True
 
     def volume_exists(self, name: str) -> bool:
@@ -446,14 +446,14 @@ class _Steps(_Images):
         try:
             with self._temp_container(step.image, step.name, **kwargs) as container:
                 exit_code, image_id = self._drive(container, step, out, tail, into)
-        except docker.errors.ImageNotFound:
-            raise _step_image_missing(step) from None
+        except docker.errors.ImageNotFound as exc:
+            raise _step_image_missing(step) from exc
         except WarpdriveError:
             raise
         except Exception as exc:
             raise EngineError(
                 f"the {step.name} step failed on the engine: {short(exc)}", fix=engine_fix()
-            ) from None
+            ) from exc
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
 
     def _drive(
@@ -593,10 +593,10 @@ class _Apps(_Steps):
                 environment=dict(env or {}),
                 labels={OWNER_LABEL: "nox-warpdrive-run"},
             )
-        except docker.errors.ImageNotFound:
+        except docker.errors.ImageNotFound as exc:
             raise EngineError(
                 f"image {image!r} is not on the engine", fix="build it first: `nox -s image`"
-            ) from None
+            ) from exc
         except docker.errors.APIError as exc:
             text = str(exc)
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -605,8 +605,8 @@ class _Apps(_Steps):
                 raise EngineError(
                     f"port {host_port} is already in use",
                     fix="stop what uses it, or choose another port: `nox -s run -- --port 8081`",
-                ) from None
-            raise EngineError(f"cannot start {image}: {short(exc)}") from None
+                ) from exc
+            raise EngineError(f"cannot start {image}: {short(exc)}") from exc
         return str(container.id)
 
     def container_state(self, container_id: str) -> tuple[bool, int | None]:

@@ -75,7 +75,7 @@ class LocalApi:
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise ApiError(f"no answer from unix://{self.path}: {short(exc)}") from None
+            raise ApiError(f"no answer from unix://{self.path}: {short(exc)}") from exc
         finally:
             conn.close()
         if resp.status not in ok:
@@ -116,7 +116,7 @@ class LocalEngine(DockerEngine):
         try:
             api.ping()
         except ApiError as exc:
-            raise EngineError(f"no Docker engine answers ({exc})", fix=START_ENGINE) from None
+            raise EngineError(f"no Docker engine answers ({exc})", fix=START_ENGINE) from exc
         return cls(api, timeout)
 
     def describe(self) -> str:
@@ -175,7 +175,7 @@ class LocalEngine(DockerEngine):
         try:
             _, data, _ = self._api.call("POST", "/images/load?quiet=1", body, headers)
         except ApiError as exc:
-            raise LayerRefused(f"the engine refused the {what}: {exc}") from None
+            raise LayerRefused(f"the engine refused the {what}: {exc}") from exc
         for message in _json_stream(data):
             if message.get("error") or message.get("errorDetail"):
                 error = message.get("error") or message["errorDetail"]

@@ -385,12 +385,12 @@ class Registry:
         try:
             data = json.loads(r.body)
             token = str(data.get("token") or data.get("access_token") or "")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError) as exc:
             raise TokenServerError(
                 f"{server} answered HTTP {r.status} with something that is not JSON "
                 f"({r.headers.get('Content-Type') or 'no content type'})",
                 fix=_token_fix(self, url),
-            ) from None
+            ) from exc
         if not token:
             raise TokenServerError(f"{server} gave no token", fix=_token_fix(self, url))
         return token
@@ -458,19 +458,19 @@ class Registry:
             raise RegistryError(
                 f"cannot talk TLS to {netloc} ({exc.reason or exc.__class__.__name__})",
                 fix="check the address; for a private CA set SSL_CERT_FILE to its bundle",
-            ) from None
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             why = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else _why(exc)
             if token_url:
                 raise TokenServerError(
                     f"cannot reach {_token_server(self.registry, token_url)} ({why})",
                     fix=_token_fix(self, token_url),
-                ) from None
+                ) from exc
             raise RegistryUnreachable(
                 f"cannot reach the registry {self.registry} ({why})",
                 fix=f"check the address {self.registry} and that it answers "
                 f"(`curl {self._url('/v2/')}`), then run again",
-            ) from None
+            ) from exc
 
 
 class _Headers(dict[str, str]):

@@ -275,11 +275,11 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path} is not UTF-8 text (byte {exc.start})", fix=regenerate_fix(path)
-        ) from None
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror}", fix="check its permissions"
-        ) from None
+        ) from exc
 
 
 def load_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -287,7 +287,7 @@ def load_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", fix=regenerate_fix(path)) from None
+        raise ConfigError(f"{path} is not valid TOML: {exc}", fix=regenerate_fix(path)) from exc
 
 
 def regenerate_fix(path: Path) -> str:
@@ -398,7 +398,7 @@ def parse_marker(text: object, where: str) -> Marker | None:
     try:
         return Marker(str(text))
     except InvalidMarker as exc:
-        raise ConfigError(f"{where}: invalid marker {text!r}: {exc}", fix="fix the lock") from None
+        raise ConfigError(f"{where}: invalid marker {text!r}: {exc}", fix="fix the lock") from exc
 
 
 # -- checks every lock format shares

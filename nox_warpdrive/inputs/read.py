@@ -149,7 +149,7 @@ def _hashed_pin(
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise ConfigError(f"{where}: invalid requirement {text!r}: {exc}", fix="fix it") from None
+        raise ConfigError(f"{where}: invalid requirement {text!r}: {exc}", fix="fix it") from exc
     if req.marker is not None and not target.matches(req.marker):
         return None
     specs = list(req.specifier)

@@ -159,7 +159,7 @@ class _IncludeWalk:
             raise ConfigError(
                 f"cannot read requirements file {path}: {exc.strerror}",
                 fix="create it or fix the `-r`/`-c` line that names it",
-            ) from None
+            ) from exc
         self.shipped[name] = b""  # guard against include cycles
         text = data.decode("utf-8", "replace")
         lines = [

@@ -79,8 +79,8 @@ def _changed(entry: Entry) -> ContextError:
 def _lstat(root: Path, entry: Entry) -> os.stat_result:
     try:
         st = os.lstat(root / entry.relpath)
-    except FileNotFoundError:
-        raise _changed(entry) from None
+    except FileNotFoundError as exc:
+        raise _changed(entry) from exc
     if _kind_of(st.st_mode) != entry.kind:
         raise _changed(entry)
     return st
@@ -94,13 +94,13 @@ def _open_file(root: Path, entry: Entry, grown: bool = False) -> BinaryIO:
         # O_NONBLOCK: a fifo swapped in must not hang the build; no effect on files.
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise _changed(entry) from None
+    except FileNotFoundError as exc:
+        raise _changed(entry) from exc
     except OSError as exc:
         raise ContextError(
             f"cannot read {entry.relpath}: {exc.strerror or exc}",
             fix=f"make it readable, or {_exclude_fix(entry.relpath)}",
-        ) from None
+        ) from exc
     handle = os.fdopen(fd, "rb")
     st = os.fstat(handle.fileno())
     if not stat.S_ISREG(st.st_mode) or not (
@@ -130,8 +130,8 @@ def check_link(root: Path, relpath: str, target: str) -> None:
 def _read_target(root: Path, entry: Entry) -> str:
     try:
         target = os.readlink(root / entry.relpath)
-    except OSError:
-        raise _changed(entry) from None
+    except OSError as exc:
+        raise _changed(entry) from exc
     if target != entry.target:
         raise _changed(entry)
     return target

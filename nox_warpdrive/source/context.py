@@ -169,11 +169,11 @@ def _check_name(relpath: str) -> None:
     engine would read as a deletion instead of a file (``.wh.*``, OCI's whiteouts)."""
     try:
         relpath.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError as exc:
         raise ContextError(
             f"path {relpath!r} is not valid UTF-8 and cannot be archived",
             fix=f"rename it to a UTF-8 name, or {_exclude_fix(relpath)}",
-        ) from None
+        ) from exc
     if relpath.rpartition("/")[2].startswith(_WHITEOUT):
         raise ContextError(
             f"{relpath} cannot go into an image: in a layer, a name starting with "
@@ -263,7 +263,7 @@ def _listing(directory: Path, relpath: str) -> tuple[list[str], list[os.stat_res
         raise ContextError(
             f"cannot read directory {shown} of {directory}: {exc.strerror or exc}",
             fix=f"make it readable, or {_exclude_fix(shown)}",
-        ) from None
+        ) from exc
 
 
 def _stat_all(

@@ -257,7 +257,7 @@ class IgnoreRules:
                     f"ignore pattern {shown!r} is invalid: {exc}",
                     fix="correct the pattern (Go filepath.Match syntax: *, ?, [a-z], **, "
                     "\\ escapes the next character)",
-                ) from None
+                ) from exc
 
 
 def _parse_lines(lines: Sequence[str], source: str) -> list[tuple[bool, str]]:
@@ -270,7 +270,7 @@ def _parse_lines(lines: Sequence[str], source: str) -> list[tuple[bool, str]]:
                 f"{source} line {number}: pattern {line.strip()!r} is invalid: {exc}",
                 fix=f"correct or delete line {number} of {source} (Go filepath.Match "
                 "syntax: *, ?, [a-z], **, \\ escapes the next character)",
-            ) from None
+            ) from exc
         if parsed is not None:
             rules.append(parsed)
     return rules
@@ -289,16 +289,16 @@ def _read_dockerignore(root: Path) -> str | None:
         return None
     try:
         return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         raise ContextError(
             f"{path} is not valid UTF-8",
             fix=f"re-save {path} as UTF-8",
-        ) from None
+        ) from exc
     except OSError as exc:
         raise ContextError(
             f"cannot read {path}: {exc.strerror or exc}",
             fix=f"make {path} a readable file, or delete it",
-        ) from None
+        ) from exc
 
 
 def load_ignore_rules(root: Path, extra: Sequence[str] = ()) -> IgnoreRules:

@@ -85,7 +85,7 @@ def read_once(root: Path, relpath: str, keep: bool) -> _Read | None:
         raise ContextError(
             f"cannot read {relpath}: {exc.strerror or exc}",
             fix=f"make it readable, or add '{relpath}' to .dockerignore",
-        ) from None
+        ) from exc
     with os.fdopen(fd, "rb") as fh:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):

@@ -21,7 +21,7 @@ from ..engine import Engine, ImageInfo, Output
 from ..errors import BuildError, CommandMissing, ConfigError, WarpdriveError, disk_message
 from ..inputs.model import ProjectBuild, host_target, target_for
 from ..inputs.read import inputs_line, read_inputs
-from ..inputs.requirements import RequirementSet
+from ..inputs.requirements import RequirementSet, read_requirements
 from ..plan import HELPERS_DIR, VOLUME_DIR, Step, VolumeMount, tar_files
 from ..platform import PROBE_SCRIPT, PlatformKey, check_compatible, parse_probe_output
 from ..runtime import protocol
@@ -55,7 +55,7 @@ def detect_app(cfg: Config) -> tuple[App, str | None]:
             str(exc),
             fix="add a wsgi.py or asgi.py with `application`, or set `app-module = "
             '"package.module:app"` or `start = "..."` in [tool.warpdrive]',
-        ) from None
+        ) from exc
     return app, server
 
 
@@ -63,7 +63,39 @@ def server_extras(cfg: Config, names: set[str]) -> tuple[str, ...]:
     """The server (and WhiteNoise for Django) the image needs, when the app's requirements
     lack them."""
     app, server = detect_app(cfg)
+    return _extras(app, server, names)
+
+
+def _extras(app: App, server: str | None, names: set[str]) -> tuple[str, ...]:
     return tuple(p for p in required_packages(app, server) if normalize(p) not in names)
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What one image build reads from the app's directory, read once at its start and
+    handed down to the wheelhouse, the deps layer and the app layer (static), so that
+    they agree and nothing is read (or the app detected) again mid-build: the
+    requirement set for the base image's platform (the server included), how the image
+    starts the app, and the requirement files' shipped names (never static inputs)."""
+
+    reqs: RequirementSet
+    app: App
+    server: str | None
+    requirement_names: frozenset[str]
+
+
+def build_inputs(cfg: Config, target: PlatformKey | None = None) -> BuildInputs:
+    """The build's inputs, read once (``target`` as for requirements_for)."""
+    base = _read_inputs_for(cfg, target)
+    app, server = detect_app(cfg)
+    files = base.files
+    if base.locked_from:  # pins from a lock: the requirement files were not read
+        try:
+            files = read_requirements(cfg).files
+        except WarpdriveError:  # unused, and maybe broken: none is then named
+            files = ()
+    reqs = dataclasses.replace(base, extra=_extras(app, server, base.names()))
+    return BuildInputs(reqs, app, server, frozenset(name for name, _ in files))
 
 
 #: image reference -> the platform key last probed for it in this process: what a
@@ -76,9 +108,13 @@ def requirements_for(cfg: Config, target: PlatformKey | None = None) -> Requirem
     key; by default the one last probed for ``cfg.base_image``, else this host): a lock's
     markers and wheels are chosen for it. The server the image needs is added when the
     requirements lack it."""
-    key = target or _PROBED.get(cfg.base_image)
-    base = read_inputs(cfg, target_for(key) if key is not None else host_target())
+    base = _read_inputs_for(cfg, target)
     return dataclasses.replace(base, extra=server_extras(cfg, base.names()))
+
+
+def _read_inputs_for(cfg: Config, target: PlatformKey | None) -> RequirementSet:
+    key = target or _PROBED.get(cfg.base_image)
+    return read_inputs(cfg, target_for(key) if key is not None else host_target())
 
 
 def probe_image(
@@ -376,14 +412,15 @@ def build_wheelhouse(
     announce: bool = True,
     prune: str = "",
     all_keys: bool = False,
+    reqs: RequirementSet | None = None,
 ) -> WheelhouseResult:
-    """Build what the wheelhouse lacks for the requirements. ``on_ready`` hears, once,
-    which resolved wheels are published before the builder finishes (the image build
-    starts its deps layer with them). ``manifest``: the volume's manifest for the base
-    image's platform, when the caller has just read it. ``seeds``: where wheels may come
-    from first when the volume lacks the requirement set (default: `wheelhouse-image`).
-    ``announce``: say what the app is installed from (an image build says it once
-    itself, whether or not the wheelhouse is built).
+    """Build what the wheelhouse lacks for the requirements (``reqs``: as the image build read them,
+    else read here). ``on_ready`` hears, once, which resolved wheels are published before the
+    builder finishes (the image build starts its deps layer with them). ``manifest``: the volume's
+    manifest for the base image's platform, when the caller has just read it. ``seeds``: where
+    wheels may come from first when the volume lacks the requirement set (default:
+    `wheelhouse-image`). ``announce``: say what the app is installed from (an image build says it
+    once itself, whether or not the wheelhouse is built).
 
     A listed set is taken as it is, unless ``check`` (the builder compares sizes and mtimes
     with the manifest, hashing what changed; a volume that lost what it wrote is said),
@@ -394,7 +431,7 @@ def build_wheelhouse(
     and ``all_keys``: --prune and --all-keys (runtime/wheel_cache.py)."""
     started = time.monotonic()
     builder_info, builder_key, base_key = _targets(cfg, engine)
-    reqs = requirements_for(cfg, base_key)
+    reqs = requirements_for(cfg, base_key) if reqs is None else reqs
     if announce:
         out(inputs_line(cfg, reqs))
     if reqs.empty:

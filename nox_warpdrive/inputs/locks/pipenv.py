@@ -54,7 +54,7 @@ def read_pipfile_lock(cfg: Config, path: Path, target: Target) -> Locked:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}", fix=regenerate_fix(path)) from None
+        raise ConfigError(f"{path} is not valid JSON: {exc}", fix=regenerate_fix(path)) from exc
     lines = Lines.of(path, text)
     meta = data.get("_meta", {}) if isinstance(data, dict) else {}
     _check_pipfile_fresh(cfg, meta, lines)

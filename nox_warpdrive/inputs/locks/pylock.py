@@ -47,7 +47,7 @@ def read_pylock(cfg: Config, path: Path, target: Target) -> Locked:
         raise ConfigError(
             f"{_pylock_where(lines, str(exc))}: not a valid pylock file: {exc}",
             fix=regenerate_fix(path),
-        ) from None
+        ) from exc
     _check_pylock_names(lock.extras, cfg.extras, "extras", lines)
     _check_pylock_names(
         [*(lock.dependency_groups or ()), *(lock.default_groups or ())], cfg.groups, "groups", lines
@@ -69,7 +69,7 @@ def read_pylock(cfg: Config, path: Path, target: Target) -> Locked:
             f"{_pylock_where(lines, str(exc))}: the lock has no entry for the target image "
             f"({target.label}): {exc}",
             fix="lock for this platform and Python, or use a base image the lock supports",
-        ) from None
+        ) from exc
     starts = lines.blocks("packages")
     index = {id(p): i for i, p in enumerate(lock.packages)}
     pins: list[Pin] = []

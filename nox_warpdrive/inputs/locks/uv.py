@@ -357,7 +357,7 @@ def _from_pyproject(
         except InvalidRequirement as exc:
             raise ConfigError(
                 f"{where}: invalid requirement {text!r}: {exc}", fix="fix it"
-            ) from None
+            ) from exc
         marker = r.marker
         if extra is not None:
             clause = f'extra == "{extra}"'
@@ -546,7 +546,7 @@ def _pyproject_groups(cfg: Config, pyproject: Mapping[str, Any]) -> dict[str, li
             raise ConfigError(
                 f"[dependency-groups] of {cfg.project_dir / 'pyproject.toml'}: {exc}",
                 fix="fix the group's entries",
-            ) from None
+            ) from exc
     legacy = pyproject.get("tool", {}).get("uv", {}).get("dev-dependencies")
     if isinstance(legacy, list):
         out["dev"] = out.get("dev", []) + [str(x) for x in legacy]
