@@ -1,4 +1,4 @@
-"""Side-by-side build times: nox-warpdrive against four Dockerfile peers.
+"""Side-by-side build times: nox-warpdrive against five Dockerfile peers.
 
 Every tool builds its own copy of ``examples/wagtail-site`` through four scenarios, in
 order: ``cold`` (nothing cached), ``no-change`` (rebuild at once), ``code-change`` (one .py

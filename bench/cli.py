@@ -50,7 +50,7 @@ from .report import (
 )
 
 #: the first line of the package's docstring (``--help`` shows it)
-DESCRIPTION = "Side-by-side build times: nox-warpdrive against four Dockerfile peers."
+DESCRIPTION = "Side-by-side build times: nox-warpdrive against five Dockerfile peers."
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -39,7 +39,7 @@ TITLES = {
     "add-package": "add package",
 }
 WARPDRIVE = "nox-warpdrive"
-PEERS = ("s2i-style", "layered", "buildkit-cache", "multistage")
+PEERS = ("s2i-style", "layered", "buildkit-cache", "multistage", "uv")
 TOOLS = (WARPDRIVE, *PEERS)
 REFERENCE = "buildkit-cache"
 DEFAULT_PACKAGE = "django-environ"

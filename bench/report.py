@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .common import (
     EXAMPLE_CODE_FILE,
     EXAMPLE_DESCRIPTION,
+    PEERS,
     REFERENCE,
     SCENARIOS,
     TITLES,
@@ -151,10 +152,55 @@ def split_table(row: Mapping[str, Cell]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class BestPeer:
+    """The fastest peer in one scenario, and nox-warpdrive's ratio to it (None when
+    nox-warpdrive was not measured there or the peer took no time)."""
+
+    peer: str
+    seconds: float
+    ratio: float | None
+
+
+def best_peers(table: Mapping[str, Mapping[str, Cell]]) -> dict[str, BestPeer]:
+    """scenario -> the fastest peer by median (a tie goes to the first in PEERS).
+
+    The reference column keeps RESULTS.md comparable with its history; this is the
+    harder comparison (issue 24's targets are against the best peer per scenario)."""
+    best: dict[str, BestPeer] = {}
+    for scenario in SCENARIOS:
+        measured = [(table[p][scenario].seconds, p) for p in PEERS if scenario in table.get(p, {})]
+        if not measured:
+            continue
+        fastest, peer = min(measured, key=lambda m: m[0])
+        ours = table.get(WARPDRIVE, {}).get(scenario)
+        ratio = round(ours.seconds / fastest, 2) if ours is not None and fastest > 0 else None
+        best[scenario] = BestPeer(peer, fastest, ratio)
+    return best
+
+
+def best_peer_table(best: Mapping[str, BestPeer]) -> list[str]:
+    """nox-warpdrive against the fastest peer of each scenario."""
+    lines = [
+        "",
+        f"{WARPDRIVE} against the fastest peer of each scenario:",
+        "",
+        "| scenario | fastest peer | its seconds | ratio |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for scenario, b in best.items():
+        ratio = "–" if b.ratio is None else f"{b.ratio:.2f}×"
+        lines.append(f"| {TITLES[scenario]} | {b.peer} | {seconds(b.seconds)} | {ratio} |")
+    return lines
+
+
 def markdown_tables(table: Mapping[str, Mapping[str, Cell]]) -> str:
     """The tables RESULTS.md shows (and the bench prints at the end)."""
     lines = tools_table(table)
     wd = table.get(WARPDRIVE)
+    best = best_peers(table)
+    if wd and best:
+        lines += best_peer_table(best)
     if wd:
         lines += split_table(wd)
     return "\n".join(lines)
@@ -213,7 +259,8 @@ def results_markdown(report: Report, tables: str, conditions: str) -> str:
 
 The app is {report.app}; `code change` edits `{report.code_file}`, `add package` appends
 `{report.package}` to requirements.txt. Seconds, with the ratio to the `{REFERENCE}` peer in
-brackets (below 1 is faster); image size is `docker image inspect .Size` after the cold
+brackets (below 1 is faster), and {WARPDRIVE}'s ratio to the fastest peer of each scenario
+below; image size is `docker image inspect .Size` after the cold
 build. Method, peers, and what "cold" means for each: [README.md](README.md).
 
 {tables}

@@ -1,4 +1,4 @@
-"""Side-by-side build times: nox-warpdrive against four Dockerfile peers.
+"""Side-by-side build times: nox-warpdrive against five Dockerfile peers.
 
 The bench is the ``bench`` package next to this file (see its ``__init__`` and
 bench/README.md); this script is the entry point RESULTS.md names when the bench runs

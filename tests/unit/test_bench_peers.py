@@ -78,6 +78,33 @@ def test_every_peer_renders_a_literal_cache_id_and_the_apps_command(
     assert peer.commands == set(run_commands((PEERS_DIR / f"{name}.Dockerfile").read_text()))
 
 
+def test_the_uv_peer_follows_uvs_docker_guide(tmp_path: Path) -> None:
+    peer = Peer("uv", FakeDocker("docker"), tmp_path, make_app(None, None, None), tmp_path, "n")
+    peer.root.mkdir(parents=True)
+    peer.render("warpdrive-bench-uv-n-r0")
+    text = peer.dockerfile.read_text()
+    assert "--mount=type=cache,id=warpdrive-bench-uv-n-r0,target=/root/.cache/uv" in text
+    assert "--mount=type=bind,source=requirements.txt," in text
+    assert "UV_COMPILE_BYTECODE=1" in text and "UV_LINK_MODE=copy" in text
+    assert "COPY --from=ghcr" not in text.replace(" ", "")
+    # the venv made in the builder, copied into the runtime image, run by a non-root user
+    assert text.index("FROM warpdrive/python-builder:3.11-bookworm AS builder") < text.index(
+        "FROM warpdrive/python:3.11-bookworm\n"
+    )
+    assert "COPY --from=builder /opt/venv /opt/venv" in text
+    assert "\nUSER nonroot\n" in text
+    assert text.splitlines()[-1] == (
+        'CMD ["gunicorn", "--bind", "0.0.0.0:8080", "mysite.wsgi:application"]'
+    )
+    commands = run_commands(text)
+    assert len(commands) == 4
+    assert commands[0].startswith("python3 -m venv /opt/uv ")
+    assert commands[1].startswith("/opt/uv/bin/uv venv --python /usr/bin/python3 /opt/venv ")
+    assert "uv pip install --python /opt/venv/bin/python" in commands[1]
+    assert commands[3].startswith("if [ -f manage.py ]; then")
+    assert peer.commands == set(commands)
+
+
 def test_a_reset_makes_the_next_build_cold_with_a_fresh_cache_id(tmp_path: Path) -> None:
     docker = FakeDocker("/usr/bin/docker")
     ca = tmp_path / "ca.pem"

@@ -15,10 +15,12 @@ if str(REPO) not in sys.path:  # plain `pytest` puts tests/unit first, not the c
 
 from bench.common import EXAMPLE_DESCRIPTION, REFERENCE, WARPDRIVE  # noqa: E402
 from bench.report import (  # noqa: E402
+    BestPeer,
     Cell,
     Conditions,
     Report,
     Sample,
+    best_peers,
     markdown_tables,
     median,
     report_from_json,
@@ -85,6 +87,53 @@ def test_the_tables_show_every_tool_measured_in_a_fixed_order() -> None:
     assert lines[4] == "| buildkit-cache | 20.0 (1.00×) | 0.50 (1.00×) | – | – | 900 MB |"
     assert f"{WARPDRIVE}, split (seconds):" in lines
     assert lines[-1] == "| cold | 10.0 | 4.0 | 5.0 | – |"
+
+
+def test_the_best_peer_is_the_fastest_peer_of_each_scenario() -> None:
+    samples = [
+        sample(REFERENCE, "cold", 20.0),
+        sample("uv", "cold", 14.0),
+        sample("layered", "cold", 30.0),
+        sample(WARPDRIVE, "cold", 7.0),
+        # nox-warpdrive faster than every peer is not the best *peer*
+        sample(WARPDRIVE, "no-change", 0.1),
+        sample("layered", "no-change", 0.4),
+        sample("uv", "no-change", 0.4),
+        # no nox-warpdrive here: a best peer, no ratio
+        sample("multistage", "code-change", 2.0),
+        sample("uv", "code-change", 1.0),
+        # a peer that took no time gives no ratio
+        sample("uv", "add-package", 0.0),
+        sample(WARPDRIVE, "add-package", 1.0),
+    ]
+    assert best_peers(summarize(samples)) == {
+        "cold": BestPeer("uv", 14.0, 0.5),
+        # a tie goes to the first in PEERS
+        "no-change": BestPeer("layered", 0.4, 0.25),
+        "code-change": BestPeer("uv", 1.0, None),
+        "add-package": BestPeer("uv", 0.0, None),
+    }
+    assert best_peers(summarize([sample(WARPDRIVE, "cold", 1.0)])) == {}
+
+
+def test_the_tables_show_the_ratio_to_the_best_peer() -> None:
+    samples = [
+        sample(REFERENCE, "cold", 20.0),
+        sample("uv", "cold", 12.5),
+        sample(WARPDRIVE, "cold", 10.0),
+        sample("uv", "no-change", 0.5),
+    ]
+    lines = markdown_tables(summarize(samples)).splitlines()
+    at = lines.index(f"{WARPDRIVE} against the fastest peer of each scenario:")
+    assert lines[at + 2 :][:4] == [
+        "| scenario | fastest peer | its seconds | ratio |",
+        "| --- | --- | ---: | ---: |",
+        "| cold | uv | 12.5 | 0.80× |",
+        "| no change | uv | 0.50 | – |",
+    ]
+    # the reference column stays as it was
+    assert "| **nox-warpdrive** | 10.0 (0.50×) | – | – | – | 100 MB |" in lines
+    assert "| uv | 12.5 (0.62×) | 0.50 | – | – | 100 MB |" in lines
 
 
 def test_without_nox_warpdrive_there_is_no_split_table() -> None:
