@@ -255,9 +255,9 @@ def build_image(
     """Build (or find up to date) the app image. Without --no-index, requirements the
     wheelhouse lacks are built into it first (cached, incremental); with it, they are an
     error and nothing is fetched. ``cache_from``: an earlier app image in a registry
-    whose layers this build may reuse (registry.py). The tag moves only once everything
+    whose layers this build may reuse (registry/cache.py). The tag moves only once everything
     succeeded. ``push_only``: build it in the registry from the cache's layers when it
-    can (registry_build.py), else here, saying why."""
+    can (registry/build.py), else here, saying why."""
     started = time.monotonic()
     b = _start(cfg, engine, out, cfg.no_index if no_index is None else no_index, tag)
     if push_only:

@@ -47,9 +47,9 @@ STATIC_KEY_LABEL = f"{LABEL_PREFIX}.static-key"
 REQUIREMENTS_LABEL = f"{LABEL_PREFIX}.requirements"
 INSTALLER_SETTING_LABEL = f"{LABEL_PREFIX}.installer-setting"
 APP_LABEL = f"{LABEL_PREFIX}.app"
-#: the app layers (rows of role, key, diff ID; source_layers.py writes and reads them)
+#: the app layers (rows of role, key, diff ID; source/image_layers.py writes and reads them)
 LAYERS_LABEL = f"{LABEL_PREFIX}.app-layers"
-#: the diff ID of the layer holding the collected static files (source_layers.py)
+#: the diff ID of the layer holding the collected static files (source/image_layers.py)
 STATIC_LAYER_LABEL = f"{LABEL_PREFIX}.static-layer"
 #: the STATIC_ROOT that layer holds (static.py)
 STATIC_ROOT_LABEL = f"{LABEL_PREFIX}.static-root"

@@ -1,6 +1,6 @@
 """Plans are pure data: what one build step runs, in which image, with which inputs.
 
-wheelhouse.py and image.py make them; engine.py carries them out. Nothing here touches
+wheelhouse/build.py and image.py make them; engine/ carries them out. Nothing here touches
 Docker, so every plan can be unit-tested and printed. Secrets are never part of a plan:
 a step only names the temporary secrets volume the engine mounts for it.
 """

@@ -215,7 +215,7 @@ def _large_files(members: SourceTree) -> list[Entry]:
 
 def read_source(root: Path, save_index: bool = True) -> Source:
     """One stat pass over the tree; only the directories that changed since the last
-    build (source_index.py) are looked at file by file, and only their files that
+    build (source/index.py) are looked at file by file, and only their files that
     changed are read, to hash them. A file that changes while it is read (the build's
     own log) is read again, or held as read once (steady.py): never a failed build.
     ``save_index``: write the index back (not for a plan, which changes nothing)."""

@@ -159,7 +159,7 @@ def reusable_static(
     if current is None or not static_inputs_unchanged(current, app, deps_key, wheels):
         return None
     # an app image whose collected static files are a layer of their own labels that
-    # layer's diff ID (source_layers.py) and the STATIC_ROOT it holds
+    # layer's diff ID (source/image_layers.py) and the STATIC_ROOT it holds
     labels = current.labels
     diff, root = labels.get(STATIC_LAYER_LABEL, ""), labels.get(STATIC_ROOT_LABEL, "")
     if diff in current.diff_ids and safe_root(root) is not None:

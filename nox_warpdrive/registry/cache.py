@@ -75,7 +75,7 @@ def deps_layers(pulled: ImageInfo, base: ImageInfo) -> tuple[str, ...] | None:
     layers = pulled.diff_ids
     if layers[:n] != base.diff_ids:
         return None
-    # a big tree has several app layers (source_layers.py's label lists them all)
+    # a big tree has several app layers (source/image_layers.py's label lists them all)
     top = app_layer_count(pulled)
     if top is None:  # an image from before that label: one app layer, maybe a static one
         top = 1

@@ -117,7 +117,7 @@ class Walked:
     the access time: everything about its entries that the app layers hold, but a
     file's bytes (a file's executable bit, size, mtime and ctime in whole seconds,
     inode and device; a link's target has its own inode). A directory whose signature
-    is what it was at the last build holds the same files (source_index.py): what was
+    is what it was at the last build holds the same files (source/index.py): what was
     made from them is not made again. A walk told those signatures (``known``) makes no
     entries for the files of such a directory: it has no ``children``, and only its
     subdirectories are in ``entries``."""
@@ -127,7 +127,7 @@ class Walked:
     signatures: dict[str, bytes]
     dotenv: list[str]
     #: the newest ctime (whole seconds) of the files it made entries for: the
-    #: filesystem's clock had reached it (source_index.py: racily clean files, even
+    #: filesystem's clock had reached it (source/index.py: racily clean files, even
     #: with a skewed clock)
     newest: list[int] = dataclasses.field(default_factory=lambda: [0])
     #: FIFOs, sockets and devices it saw and left out (no rule excluded them): a tar of
@@ -313,7 +313,7 @@ class _Walk:
     #: and those met, as (relpath, path, depth, rule bits)
     later: frozenset[str] = frozenset()
     deferred: list[tuple[str, str, int, int]] = dataclasses.field(default_factory=list)
-    #: directory -> its signature when its files were last looked at (source_index.py)
+    #: directory -> its signature when its files were last looked at (source/index.py)
     known: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
     def walk(self, directory: Path, relpath: str, depth: int, bits: int) -> None:

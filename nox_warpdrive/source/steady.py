@@ -15,12 +15,12 @@ file is never a reason to fail:
   leave it out (``.dockerignore``).
 * A file deleted, or replaced by something that is not a regular file, since the walk
   is left out, with a warning.
-* The source index (source_index.py) records the size and digest of what went into the
+* The source index (source/index.py) records the size and digest of what went into the
   layer, and no digest to trust later: the next build reads such a file again.
 
 The layers written later read a file again only when it was steady here; one that has
 grown since (a log that was quiet while it was hashed) gives the layer the bytes that
-were hashed, its first ones (source_layers.py), with a warning too.
+were hashed, its first ones (source/image_layers.py), with a warning too.
 """
 
 from __future__ import annotations

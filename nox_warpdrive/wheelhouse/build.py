@@ -330,8 +330,8 @@ ReadyCallback = Callable[[list[Wheel], dict[str, Any]], None]
 @dataclass(frozen=True)
 class Seed:
     """Where wheels may come from before anything is fetched or built: a wheelhouse
-    image in a registry (``kind="image"``, ``where`` its REF; wheelhouse_image.py) or a
-    CI cache directory (``kind="dir"``; wheelhouse_dir.py)."""
+    image in a registry (``kind="image"``, ``where`` its REF; wheelhouse/image.py) or a
+    CI cache directory (``kind="dir"``; wheelhouse/directory.py)."""
 
     kind: str
     where: str

@@ -1,5 +1,5 @@
 """Moving a wheelhouse between engines: what both carriers (a wheelhouse image in a
-registry, wheelhouse_image.py; a CI cache directory, wheelhouse_dir.py) share.
+registry, wheelhouse/image.py; a CI cache directory, wheelhouse/directory.py) share.
 
 - What leaves a volume: the wheels of one platform key and a manifest cut down to what
   describes them (``shipped_manifest``): the wheels' sha256s, the requirement sets, what

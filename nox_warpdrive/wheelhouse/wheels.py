@@ -7,7 +7,7 @@ into the manifest and the WHEELS-READY line as plain JSON objects::
      "sha256": "<64 hex digits>", "size": 8166129}
 
 The host reads them into ``Wheel`` at that boundary (``from_manifest``) and writes them
-back (``to_manifest``) only where a manifest leaves the engine (wheelhouse_transfer.py):
+back (``to_manifest``) only where a manifest leaves the engine (wheelhouse/transfer.py):
 an entry this module accepts comes back field for field, so manifests (and the labels
 made from them) stay byte for byte what earlier versions wrote and read.
 """

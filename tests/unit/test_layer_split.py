@@ -1,4 +1,4 @@
-"""The app layers split by change rate (layers.py, source_layers.py): what each build
+"""The app layers split by change rate (layers.py, source/image_layers.py): what each build
 makes, names and sends, and that the layers, applied one on another as an engine applies
 them (whiteouts included), always give exactly the source's tree."""
 

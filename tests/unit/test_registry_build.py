@@ -1,4 +1,4 @@
-"""The build in the registry (registry_build.py) without a registry: when the cache can
+"""The build in the registry (registry/build.py) without a registry: when the cache can
 carry the build, which blobs are reused and which uploaded, and the config and manifest
 it puts; and the whole build against the fake registry of test_registry_api."""
 

@@ -1,4 +1,4 @@
-"""The registry cache (registry.py) without an engine: which layers of a pulled app image
+"""The registry cache (registry/cache.py) without an engine: which layers of a pulled app image
 are its deps layers, when a pulled image cannot serve, and the bundle that makes those
 layers a local deps image again."""
 

@@ -1,4 +1,4 @@
-"""The host's index of the app source (source_index.py): unchanged files are not read
+"""The host's index of the app source (source/index.py): unchanged files are not read
 again, and nothing in it is trusted that could be wrong (racily clean files, damaged or
 foreign indexes, a file replaced by another with the same size and times)."""
 

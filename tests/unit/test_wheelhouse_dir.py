@@ -1,4 +1,4 @@
-"""The path-based CI cache (wheelhouse_dir.py) on a simulated engine: an export writes
+"""The path-based CI cache (wheelhouse/directory.py) on a simulated engine: an export writes
 only what the directory lacks, whole files, and prunes what the volume no longer lists;
 an import sends only what the volume lacks, and the builder's import step refuses a
 damaged wheel; a directory with nothing for this platform is one line."""

@@ -1,4 +1,4 @@
-"""The wheelhouse image (wheelhouse_image.py) on a simulated engine and registry: its tag,
+"""The wheelhouse image (wheelhouse/image.py) on a simulated engine and registry: its tag,
 a push that carries only new wheels on top of the previous image (squashed past the
 depth bound), a pull that seeds only what the volume lacks, checked against the sha256s
 and merged keeping the volume's own sets; and each way there is nothing to pull from."""
