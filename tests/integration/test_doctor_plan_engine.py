@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,21 +14,11 @@ import docker
 import pytest
 from conftest import BASE_IMAGE, BUILDER_IMAGE, App, write_django
 from pkgindex import Index
+from test_build import nox
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
-
-
-def nox(app: App, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nox", "--no-color", *args],
-        cwd=app.root,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def test_doctor_passes_on_a_healthy_setup_and_names_a_missing_builder(
