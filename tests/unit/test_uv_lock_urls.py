@@ -31,32 +31,33 @@ def test_a_url_source_pointing_at_a_file_says_so(tmp_path: Path) -> None:
     assert "cannot fetch" in message and "has no wheel" not in message
 
 
-def test_a_url_source_with_no_file_says_so(tmp_path: Path) -> None:
+def with_itsdangerous_as(tmp_path: Path, rest: str) -> Path:
+    """The uv fixture app whose lock entry for itsdangerous 2.2.0 is ``rest`` (its
+    source and files) instead of the registry's."""
     root = project(tmp_path, "uv", 'lock = "uv.lock"\n')
     text = (root / "uv.lock").read_text()
     start = text.index('name = "itsdangerous"')
     end = text.index("[[package]]", start)
-    block = (
-        'name = "itsdangerous"\nversion = "2.2.0"\n'
-        'source = { url = "https://example.com/itsdangerous-2.2.0.tar.gz" }\n\n'
-    )
+    block = 'name = "itsdangerous"\nversion = "2.2.0"\n' + rest
     (root / "uv.lock").write_text(text[:start] + block + text[end:])
+    return root
+
+
+def test_a_url_source_with_no_file_says_so(tmp_path: Path) -> None:
+    root = with_itsdangerous_as(
+        tmp_path, 'source = { url = "https://example.com/itsdangerous-2.2.0.tar.gz" }\n\n'
+    )
     message = error(root)
     assert "itsdangerous comes from the `url` source https://example.com/" in message
     assert "lists no file for it" in message and "has no wheel" not in message
 
 
 def test_a_url_source_naming_no_distribution_says_so(tmp_path: Path) -> None:
-    root = project(tmp_path, "uv", 'lock = "uv.lock"\n')
-    text = (root / "uv.lock").read_text()
-    start = text.index('name = "itsdangerous"')
-    end = text.index("[[package]]", start)
-    block = (
-        'name = "itsdangerous"\nversion = "2.2.0"\n'
+    root = with_itsdangerous_as(
+        tmp_path,
         'source = { url = "https://example.com/download?id=7" }\n'
-        'sdist = { hash = "sha256:' + "ab" * 32 + '" }\n\n'
+        'sdist = { hash = "sha256:' + "ab" * 32 + '" }\n\n',
     )
-    (root / "uv.lock").write_text(text[:start] + block + text[end:])
     message = error(root)
     assert "names no wheel or sdist file" in message and "has no wheel" not in message
 
