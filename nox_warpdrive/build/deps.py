@@ -179,7 +179,12 @@ def deps_name(cfg: Config) -> str:
     """This app's name among deps images: its image's repository (registry host and
     path kept, each part made a valid name), not the bare [project].name, so two projects
     both called "app" never share deps images (nor their labels) on one engine."""
-    repo = split_ref(cfg.image)[0]
+    return deps_name_of(cfg.image)
+
+
+def deps_name_of(image: str) -> str:
+    """The deps images' name for an app image reference (deps_name)."""
+    repo = split_ref(image)[0]
     return "/".join(docker_name(part) for part in repo.split("/"))
 
 

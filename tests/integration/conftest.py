@@ -280,7 +280,10 @@ def cleanup(engine: Engine, app: App) -> None:
     client = engine.client
     for img in client.images.list():
         for tag in img.tags:
-            if tag.startswith((f"{app.name}:", f"warpdrive-deps/{app.name}:")):
+            # deps images are named after the image's repository, registry host included
+            # (warpdrive-deps/127-0-0-1-5000/wdtest-1234abcd:KEY)
+            deps = tag.startswith("warpdrive-deps/") and f"/{app.name}:" in tag
+            if deps or tag.startswith((f"{app.name}:", f"warpdrive-deps/{app.name}:")):
                 with contextlib.suppress(Exception):
                     client.images.remove(tag, force=True)
     # earlier builds of the app that a rebuild left untagged

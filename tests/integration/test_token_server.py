@@ -15,6 +15,7 @@ from pkgindex import Index
 from test_reliability import run_nox
 from tokenfault import broken_token_server
 
+from nox_warpdrive.build.deps import deps_name_of
 from nox_warpdrive.engine import Engine, registry_check
 from nox_warpdrive.errors import RegistryError, TokenServerError
 
@@ -51,9 +52,16 @@ def test_a_push_through_the_engine_names_the_token_server(engine: Engine) -> Non
 
 
 def _untag(engine: Engine, *refs: str) -> None:
+    """The images tagged ``refs``, and the deps images builds tagged ``refs`` made (named
+    after the tag's repository: build.deps.deps_name_of)."""
+    deps = {f"warpdrive-deps/{deps_name_of(ref)}:" for ref in refs}
     for ref in refs:
         with contextlib.suppress(Exception):
             engine.client.api.remove_image(ref)
+    for img in engine.client.images.list():
+        if any(t.startswith(tuple(deps)) for t in img.tags):
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(img.id, force=True)
 
 
 def test_every_session_names_the_token_server(make_app: Any, engine: Engine, index: Index) -> None:
