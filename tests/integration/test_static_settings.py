@@ -130,14 +130,20 @@ def hashed_css(engine: Engine, ref: str) -> str:
     return str(manifest["paths"]["shop/site.css"])
 
 
-def test_static_inputs_follow_the_split_settings(
-    make_app: Any, engine: Engine, index_env: Index
-) -> None:
+def split_settings_app(make_app: Any, engine: Engine) -> App:
+    """The split-settings Django site (FILES) with its wheelhouse built."""
     app: App = make_app(["Django==5.2.19", "whitenoise==6.12.0"])
     os.unlink(app.root / "wsgi.py")
     for relpath, text in FILES.items():
         write(app.root, relpath, text)
     wheelhouse(app, engine)
+    return app
+
+
+def test_static_inputs_follow_the_split_settings(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    app = split_settings_app(make_app, engine)
     first, text = build(app, engine)
     assert "manage.py collectstatic" in text, text
     assert (
@@ -177,11 +183,7 @@ def test_static_inputs_follow_the_split_settings(
 def test_who_serves_the_static_files_and_for_how_long(
     make_app: Any, engine: Engine, index_env: Index
 ) -> None:
-    app: App = make_app(["Django==5.2.19", "whitenoise==6.12.0"])
-    os.unlink(app.root / "wsgi.py")
-    for relpath, text in FILES.items():
-        write(app.root, relpath, text)
-    wheelhouse(app, engine)
+    app = split_settings_app(make_app, engine)
     first, _ = build(app, engine)
     hashed = hashed_css(engine, first.image_id)
     assert hashed.startswith("shop/site.") and hashed != "shop/site.css"
