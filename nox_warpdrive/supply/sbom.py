@@ -10,6 +10,7 @@ gives the same bytes."""
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def make_bom(
         name=image.ref,
         version=image.digest or image.image_id,
         bom_ref="image",
-        hashes=[_sha256(image.image_id)],
+        hashes=_sha256(image.image_id),
         properties=[Property(name=f"{PROP}:image-id", value=image.image_id)],
     )
     bom = Bom(
@@ -117,7 +118,7 @@ def python_component(d: Distribution) -> Component:
                 purl=PackageURL(
                     type="pypi", name=purl.name, version=d.version, qualifiers={"ext": "sdist"}
                 ),
-                hashes=[_sha256(d.built_from)],
+                hashes=_sha256(d.built_from),
                 description="the source distribution this wheel was compiled from",
             )
             pedigree = Pedigree(ancestors=[sdist])
@@ -127,7 +128,7 @@ def python_component(d: Distribution) -> Component:
         version=d.version,
         bom_ref=str(purl),
         purl=purl,
-        hashes=[_sha256(d.sha256)],
+        hashes=_sha256(d.sha256),
         licenses=_licenses(d.license),
         properties=props,
         pedigree=pedigree,
@@ -152,7 +153,7 @@ def base_component(base: BaseRecord) -> Component:
         version=base.repo_digests[0].partition("@")[2] if base.repo_digests else base.image_id,
         bom_ref="base-image",
         purl=purl,
-        hashes=[_sha256(base.image_id)],
+        hashes=_sha256(base.image_id),
         properties=props,
     )
 
@@ -176,8 +177,13 @@ def _licenses(text: str) -> list[License]:
     return [LicenseFactory().make_from_string(text)]
 
 
-def _sha256(digest: str) -> HashType:
-    return HashType(alg=HashAlgorithm.SHA_256, content=digest.split(":")[-1])
+def _sha256(digest: str) -> list[HashType]:
+    """The SHA-256 hash entry of a digest (``sha256:<hex>`` or hex); none when it is not
+    one (the schema takes only well-formed hashes)."""
+    content = digest.split(":")[-1].lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", content):
+        return []
+    return [HashType(alg=HashAlgorithm.SHA_256, content=content)]
 
 
 def _when(created: str) -> _dt.datetime:
