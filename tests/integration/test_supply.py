@@ -51,8 +51,12 @@ def test_the_sbom_and_provenance_of_a_pushed_image(
     assert "Traceback" not in text, text
 
     out = tmp_path / "sbom.json"
-    code, text = nox_on(app, None, index, "-s", "sbom", "--", "--output", str(out))
-    assert code == 0, text
+    prov = tmp_path / "provenance.json"
+    args = ("--output", str(out), "--provenance", str(prov))
+    code, text = nox_on(app, None, index, "-s", "sbom", "--", *args)
+    assert code == 0 and "Python distributions" in text, text
+    local = json.loads(prov.read_text())
+    assert local["predicateType"] == "https://slsa.dev/provenance/v1"
     doc = json.loads(out.read_text())
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
     pypi = {c["purl"]: c for c in doc["components"] if c.get("purl", "").startswith("pkg:pypi/")}
@@ -61,6 +65,10 @@ def test_the_sbom_and_provenance_of_a_pushed_image(
     assert "py_serializable" not in text, text
     info = engine.image(app.image)
     assert info is not None
+    assert local["subject"][0]["digest"]["sha256"] == info.id.split(":")[1]
+    # the server's license, as its installed metadata declares it
+    gunicorn = next(c for c in pypi.values() if c["name"].lower() == "gunicorn")
+    assert gunicorn.get("licenses"), gunicorn
     prefixes = {w.split("@")[1] for w in json.loads(info.labels[DEPS_WHEELS_LABEL])}
     for purl, c in pypi.items():
         assert purl == f"pkg:pypi/{c['name'].lower().replace('_', '-')}@{c['version']}"
@@ -102,3 +110,16 @@ def test_the_sbom_and_provenance_of_a_pushed_image(
     assert sorted(m["digest"] for m in again["manifests"]) == sorted(
         m["digest"] for m in index_doc["manifests"]
     )
+
+    # built in the registry (--push-only, a code change): its labels are read there
+    app.write("hello-v2")
+    code, text = nox_on(app, None, index, "-s", "image", "--", "--push-only")
+    assert code == 0 and "built in the registry" in text, text
+    assert "SBOM and provenance pushed beside" in text and "Traceback" not in text, text
+    moved = client.raw_manifest(parsed.repository, "latest")
+    assert moved is not None and moved.digest != image.digest
+    found = registry_json(client, parsed.repository, "sha256-" + moved.digest.split(":")[1])
+    assert {m["artifactType"] for m in found["manifests"]} == set(kinds)
+    for entry in found["manifests"]:
+        artifact = registry_json(client, parsed.repository, entry["digest"])
+        assert artifact["subject"]["digest"] == moved.digest
