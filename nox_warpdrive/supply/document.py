@@ -117,7 +117,8 @@ def distributions(engine: Engine, cfg: Config, target: Target) -> tuple[gather.D
         raise WarpdriveError(
             f"the wheelhouse in volume {cfg.volume!r} no longer lists the wheels of "
             f"{target.ref}, and this host has no record of them",
-            fix="run `nox -s image` (it builds the image's record), then run again",
+            fix="run `nox -s wheelhouse` (it lists them again; with `wheelhouse-image` set it "
+            "pulls them first), then run again",
         )
     holder = target.local
     if holder is None:

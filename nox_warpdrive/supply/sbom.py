@@ -24,6 +24,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 from packaging.utils import canonicalize_name
 
+from ..refs import named_registry
 from .gather import BaseRecord, DebPackage, Distribution
 
 #: the SBOM's media type (an OCI artifact's artifactType and layer type)
@@ -109,19 +110,8 @@ def python_component(d: Distribution) -> Component:
     pedigree = None
     if d.compiled_here:
         props.append(Property(name=f"{PROP}:compiled-in-builder", value="true"))
-        if d.built_from and not d.built_from.startswith("project:"):
-            sdist = Component(
-                type=ComponentType.LIBRARY,
-                name=purl.name,
-                version=d.version,
-                bom_ref=f"sdist:{purl.name}@{d.version}",
-                purl=PackageURL(
-                    type="pypi", name=purl.name, version=d.version, qualifiers={"ext": "sdist"}
-                ),
-                hashes=_sha256(d.built_from),
-                description="the source distribution this wheel was compiled from",
-            )
-            pedigree = Pedigree(ancestors=[sdist])
+        if not d.built_from.startswith("project:"):
+            pedigree = Pedigree(ancestors=[_sdist(purl.name, d.version, d.built_from)])
     return Component(
         type=ComponentType.LIBRARY,
         name=d.name,
@@ -135,12 +125,28 @@ def python_component(d: Distribution) -> Component:
     )
 
 
+def _sdist(name: str, version: str, sha256: str) -> Component:
+    """The source distribution a wheel compiled here came from (its sha256 when the
+    wheelhouse recorded it: a locked sdist)."""
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=name,
+        version=version,
+        bom_ref=f"sdist:{name}@{version}",
+        purl=PackageURL(type="pypi", name=name, version=version, qualifiers={"ext": "sdist"}),
+        hashes=_sha256(sha256),
+        description="the source distribution this wheel was compiled from",
+    )
+
+
 def base_component(base: BaseRecord) -> Component:
     props = [Property(name=f"{PROP}:image-id", value=base.image_id)]
     props += [Property(name=f"{PROP}:repo-digest", value=d) for d in base.repo_digests]
     purl = None
     if base.repo_digests:
         repo, _, digest = base.repo_digests[0].partition("@")
+        if named_registry(repo) is None:  # Docker Hub, as Docker names it
+            repo = "docker.io/" + (repo if "/" in repo else f"library/{repo}")
         purl = PackageURL(
             type="oci",
             name=repo.rsplit("/", 1)[-1],

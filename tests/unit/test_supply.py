@@ -5,6 +5,7 @@ it has one, else the ``sha256-<hex>`` tag's index, updated and never clobbered."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -330,3 +331,23 @@ def test_a_failure_after_the_push_is_a_warning(tmp_path: Path) -> None:
     assert lines[0].startswith(f"warpdrive: warning: the image {cfg.image} is pushed, but its")
     assert "cannot reach the registry 127.0.0.1:9" in lines[0]
     assert lines[1].startswith("  fix: ")
+
+
+def test_the_base_image_purl_names_its_registry() -> None:
+    digest = "sha256:" + "2" * 64
+    base = gather.BaseRecord("python:3.12", "sha256:" + "3" * 64, (f"python@{digest}",), ())
+    c = sbom.base_component(base)
+    assert str(c.purl) == f"pkg:oci/python@{digest}?repository_url=docker.io/library/python"
+    assert c.version == digest
+    mine = dataclasses.replace(base, repo_digests=(f"ghcr.io/me/py@{digest}",))
+    assert "repository_url=ghcr.io/me/py" in str(sbom.base_component(mine).purl)
+
+
+def test_a_wheel_compiled_from_an_unrecorded_sdist_names_it_without_a_hash() -> None:
+    d = gather.Distribution(
+        "psycopg2", "2.9.9", "psycopg2-2.9.9-cp312-cp312-linux_x86_64.whl", "b" * 64
+    )
+    c = sbom.python_component(d)
+    assert c.pedigree is not None
+    (sdist,) = c.pedigree.ancestors
+    assert str(sdist.purl) == "pkg:pypi/psycopg2@2.9.9?ext=sdist" and not sdist.hashes
