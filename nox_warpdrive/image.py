@@ -37,6 +37,7 @@ from .platform import PlatformKey
 from .refs import split_ref
 from .registry import cache as registry
 from .source.image_layers import StaticLayer, append_app
+from .supply.gather import record_supply
 from .wheelhouse.build import (
     BuildInputs,
     WheelhouseResult,
@@ -227,6 +228,8 @@ class _Build:
     grow: registry_build.Grow | None = None
     #: the wheels and manifest that build made, for the deps key
     prebuilt: tuple[list[Wheel], Mapping[str, Any]] | None = None
+    #: the manifest's wheel -> sdist sha256 of the wheels compiled here (for the SBOM)
+    built_from: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
@@ -285,6 +288,9 @@ def build_image(
             b.ref, current.id, True, True, current.size, current.layers, seconds, (), b.built
         )
     deps_id, deps_reused, app = _deps_layer(b, app)
+    record_supply(
+        b.engine, b.cfg.base_image, b.base, b.deps_key, deps_id, b.resolved, b.built_from, b.pkey
+    )
     app_started = time.monotonic()
     image_id = _app_layer(b, app, deps_id)
     for line in app.grown_notices():
@@ -456,7 +462,7 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
             check_files,
             b.wheelhouse,
         )
-    b.resolved = resolved
+    b.resolved, b.built_from = resolved, manifest.get("built_from") or {}
     if not check_files:  # a repair builds no early layer
         b.early_seconds = early
     b.installer = choose_installer(b.cfg, manifest, b.pkey) if resolved else Installer("none")

@@ -32,7 +32,7 @@ from .refs import check_image_ref, named_registry
 if TYPE_CHECKING:
     from .wheelhouse.build import WheelhouseResult
 
-SESSION_NAMES = ("wheelhouse", "image", "serve", "run", "doctor")
+SESSION_NAMES = ("wheelhouse", "image", "serve", "run", "doctor", "sbom")
 
 
 class _ArgError(Exception):
@@ -242,6 +242,10 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         push_only=args.push_only,
     )
     log(result.summary())
+    if result.pushed is not None:
+        from .supply.attach import push_beside
+
+        push_beside(engine, cfg, result.ref, result.pushed.digest, _out)
     if result.pushed is None:  # built in the registry: nothing here to show or push
         # deps images only grow when a build makes one: only then are they bounded
         deps_made = not (result.up_to_date or result.deps_reused)
@@ -249,8 +253,10 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         _out(result.table())
         if args.push or args.push_only:
             from .engine.registry_check import push
+            from .supply.attach import push_beside
 
-            push(engine, result.ref, _out)
+            digest = push(engine, result.ref, _out)
+            push_beside(engine, cfg, result.ref, digest, _out, local=result.image_id)
     if args.push or args.push_only:
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
 
@@ -268,6 +274,59 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
         raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
     plan = plan_image(cfg, connect_engine(), no_index=args.no_index)
     _out(plan.to_json() if args.json else "\n".join(plan.lines()))
+
+
+def sbom_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nox -s sbom --", add_help=False)
+    _debug_option(p)
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the CycloneDX 1.6 JSON SBOM to FILE (default: stdout)",
+    )
+    p.add_argument(
+        "--provenance",
+        metavar="FILE",
+        help="also write the image's provenance (in-toto statement, SLSA provenance v1) to FILE",
+    )
+    p.add_argument("--tag", metavar="REF", help="describe the image REF instead of `image`")
+    return p
+
+
+def run_sbom(project_dir: Path, posargs: Sequence[str], log: Callable[[str], None]) -> None:
+    """The SBOM (and, with --provenance, the provenance) of the image built last, from
+    the records its build left on the host: no container runs when they are there."""
+    from .supply import document
+    from .supply.sbom import summary
+
+    args = sbom_parser().parse_args(list(posargs))
+    cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
+    engine = connect_engine()
+    info = engine.image(cfg.image)
+    if info is None:
+        raise WarpdriveError(
+            f"there is no image {cfg.image} on this engine to describe",
+            fix="build it first: `nox -s image`",
+        )
+    target = document.Target(cfg.image, info.id, info.labels, local=info.id)
+    text = document.sbom_json(engine, cfg, target)
+    _write(args.output, text)
+    if args.provenance:
+        _write(args.provenance, document.provenance_json(engine, cfg, target))
+    if args.output:
+        log(f"SBOM of {cfg.image} written to {args.output} ({summary(json.loads(text))})")
+
+
+def _write(path: str | None, text: str) -> None:
+    if not path or path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise WarpdriveError(
+            f"cannot write {path}: {exc.strerror or exc}", fix="name a file in a writable directory"
+        ) from exc
 
 
 def doctor_parser() -> argparse.ArgumentParser:
@@ -583,6 +642,10 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
         """Check the setup: engine, images, volume, caches, logins (-- --json)."""
         _guard(session, run_doctor, root)
 
+    def sbom(session: Any) -> None:
+        """Write the image's CycloneDX SBOM (-- --output FILE, -- --provenance FILE)."""
+        _guard(session, run_sbom, root)
+
     def serve(session: Any) -> None:
         """Run the app here as the image would: same launcher and server (-- --reload)."""
         directory = root or Path.cwd()
@@ -602,3 +665,4 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
     nox.session(name=prefix + "run", venv_backend="none", default=False)(run)
     nox.session(name=prefix + "serve", default=False)(serve)
     nox.session(name=prefix + "doctor", venv_backend="none", default=False)(doctor)
+    nox.session(name=prefix + "sbom", venv_backend="none", default=False)(sbom)

@@ -304,6 +304,36 @@ class Registry:
         self._check(r, (201, 200), f"putting the manifest of {repo}:{tag}")
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
+    def raw_manifest(self, repo: str, reference: str) -> Manifest | None:
+        """The manifest or index at a tag or digest, as it is (no platform picked)."""
+        return self._manifest(repo, reference)
+
+    def put_referrer(self, repo: str, reference: str, body: bytes, media_type: str) -> bool:
+        """Put a manifest that has a ``subject``; whether the registry said it indexed
+        it for the referrers API (the OCI-Subject header of OCI distribution 1.1)."""
+        headers = {"Content-Type": media_type}
+        r = self._call(
+            "PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), headers=headers, body=body
+        )
+        self._check(r, (201, 200), f"putting the manifest of {repo}:{reference}")
+        return bool(r.headers.get("OCI-Subject"))
+
+    def referrers(self, repo: str, digest: str) -> list[dict[str, Any]] | None:
+        """The descriptors of the manifests that refer to ``digest`` (the OCI 1.1
+        referrers API); None when the registry has no such API (it answers 404, or
+        something that is not an image index, as distribution 2.x does)."""
+        r = self._call(
+            "GET", f"/v2/{repo}/referrers/{digest}", _pull(repo), headers={"Accept": OCI_INDEX}
+        )
+        media = (r.headers.get("Content-Type") or "").split(";", 1)[0].strip()
+        if r.status != 200 or media != OCI_INDEX:
+            return None
+        try:
+            found = json.loads(r.body).get("manifests")
+        except (ValueError, AttributeError):
+            return None
+        return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else None
+
     # ------------------------------------------------------------------ HTTP and auth
 
     def _call(

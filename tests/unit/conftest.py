@@ -10,6 +10,7 @@ import pytest
 
 from nox_warpdrive.build import static_cache
 from nox_warpdrive.source import index as source_index
+from nox_warpdrive.supply import gather as supply_gather
 from nox_warpdrive.wheelhouse import probe_cache
 
 
@@ -19,6 +20,7 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(probe_cache, "cache_dir", lambda: root / "probes")
     monkeypatch.setattr(static_cache, "cache_dir", lambda: root / "static")
     monkeypatch.setattr(source_index, "cache_dir", lambda: root / "source-index")
+    monkeypatch.setattr(supply_gather, "cache_dir", lambda: root / "supply")
     return root
 
 

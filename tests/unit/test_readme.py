@@ -18,6 +18,7 @@ from nox_warpdrive.sessions import (
     doctor_parser,
     image_parser,
     run_parser,
+    sbom_parser,
     serve_parser,
     wheelhouse_parser,
 )
@@ -33,6 +34,7 @@ PARSERS = {
     "run": run_parser,
     "serve": serve_parser,
     "doctor": doctor_parser,
+    "sbom": sbom_parser,
 }
 
 

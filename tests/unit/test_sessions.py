@@ -84,7 +84,7 @@ class FakeSession:
 
 def test_registers_wheelhouse_and_image(registry: dict[str, Any], no_docker: list[str]) -> None:
     nox_warpdrive.sessions()
-    assert set(registry) == {"wheelhouse", "image", "run", "serve", "doctor"}
+    assert set(registry) == {"wheelhouse", "image", "run", "serve", "doctor", "sbom"}
     for name, func in registry.items():
         assert func.name == name
         # serve installs the app's requirements: the only one with a virtualenv
@@ -114,11 +114,13 @@ def test_registering_contacts_no_docker_and_reads_no_config(
         "run",
         "serve",
         "doctor",
+        "sbom",
         "wd-wheelhouse",
         "wd-image",
         "wd-run",
         "wd-serve",
         "wd-doctor",
+        "wd-sbom",
     }
     assert no_docker == []
 
@@ -152,6 +154,7 @@ def test_prefix_registers_beside_existing_sessions(registry: dict[str, Any]) -> 
         "wd-run",
         "wd-serve",
         "wd-doctor",
+        "wd-sbom",
     }
     assert registry["wd-image"].venv_backend == "none"
     assert registry["image"].func is not registry["wd-image"].func
