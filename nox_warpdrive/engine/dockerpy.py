@@ -50,6 +50,7 @@ from .base import (
     short,
     translated,
 )
+from .checked import verified
 from .owner import (
     PROCESS_LABEL,
     TEMP_PREFIX,
@@ -61,6 +62,7 @@ from .owner import (
     temp_name,
 )
 from .ownerwatch import attach_stdin, detach_stdin, watched_command
+from .podman import has_labels, label_filters
 from .progress import EVERY as PROGRESS_EVERY
 
 if TYPE_CHECKING:
@@ -237,13 +239,11 @@ class _Images(_Core):
         return image_info(attrs) if attrs is not None else None
 
     def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        out = []
-        for row in self.client.api.images(filters=filters):
-            info = self.image(str(row["Id"]))
-            if info is not None:
-                out.append(info)
-        return out
+        api = self.client.api
+        params = {"filters": label_filters(labels)}  # not docker-py's: it sends lists
+        rows = api._result(api._get(api._url("/images/json"), params=params), True)
+        infos = (self.image(str(row["Id"])) for row in rows)
+        return [i for i in infos if i is not None and has_labels(i.labels, labels)]
 
     def require_image(self, ref: str, role: str) -> ImageInfo:
         info = self.image(ref)
@@ -329,9 +329,7 @@ class _Images(_Core):
         )
         what = created_by.replace("nox-warpdrive ", "")
         self._load(bundle, what)
-        if self.image(bundle.image_id) is None:
-            raise LayerRefused(f"the engine loaded the {what} but does not show the image")
-        return bundle.image_id
+        return verified(self, bundle.image_id, json.loads(bundle.config)["config"], what)
 
     def _load(self, bundle: assembly.Bundle | IO[bytes], what: str) -> None:
         """`docker load` of an image tarball (a bundle, streamed; or a file);
@@ -536,7 +534,7 @@ class _Steps(_Images):
         if "Cmd" not in conf and step.command:  # the step's, never the watchdog's
             conf["Cmd"] = list(step.command)
         result = self.client.api.commit(container.id, message=spec.message or None, conf=conf)
-        return str(result["Id"])
+        return verified(self, str(result["Id"]), conf, f"{step.name} image")
 
     def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
         """Run a short command in an image and return its combined output."""

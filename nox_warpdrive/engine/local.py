@@ -23,6 +23,7 @@ from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
 from .docker_registry import DockerEngine
 from .dockerpy import _json_stream, _split_tag, image_info
 from .owner import TEMP_PREFIX
+from .podman import has_labels, label_filters
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -140,10 +141,10 @@ class LocalEngine(DockerEngine):
             raise
 
     def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
-        rows = self._api.json("/images/json?" + urllib.parse.urlencode({"filters": filters}))
+        query = urllib.parse.urlencode({"filters": label_filters(labels)})
+        rows = self._api.json("/images/json?" + query)
         infos = (self.image(str(row["Id"])) for row in rows)
-        return [info for info in infos if info is not None]
+        return [i for i in infos if i is not None and has_labels(i.labels, labels)]
 
     def image(self, ref: str) -> ImageInfo | None:
         attrs = self._inspect(ref)
