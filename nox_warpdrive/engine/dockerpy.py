@@ -279,7 +279,10 @@ class _Images(_Core):
     def inspect_raw(self, ref: str) -> dict[str, Any]:
         attrs = self._inspect(ref)
         if attrs is None:
-            raise EngineError(f"image {ref!r} is not on the engine ({self.describe()})")
+            raise EngineError(
+                f"image {ref!r} is not on the engine ({self.describe()})",
+                fix="build or pull it first (the engine answered; it has no such image)",
+            )
         return attrs
 
     def read_image_path(self, image: str, path: str) -> bytes | None:

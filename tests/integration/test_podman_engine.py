@@ -1,0 +1,166 @@
+"""Podman as the engine, through its Docker-compatible API (`podman system service`,
+rootful, Debian's podman 4.3.1 as scripts/podman-up.sh starts it): a Flask app with
+gunicorn and a Django app with collectstatic build, and the images Podman holds answer
+HTTP as uid 1001 with the config the plan says; a code change reuses the deps image
+(found by its labels) and sends only the app layer.
+
+The service is reached at WARPDRIVE_PODMAN_HOST (default: the socket podman-up.sh
+makes). Without it these tests fail under CI=true (scripts/test.sh starts it) and are
+skipped elsewhere, with the command that starts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import App, cleanup, make_app_for, serve_image, write_django
+from pkgindex import Index
+from test_build import http_get, image, wheelhouse
+
+from nox_warpdrive.engine import Engine, connect, local_socket
+from nox_warpdrive.errors import WarpdriveError
+
+PODMAN_HOST = os.environ.get("WARPDRIVE_PODMAN_HOST", "unix:///run/warpdrive-podman/podman.sock")
+START = "bash scripts/podman-up.sh"
+
+FLASK_APP = """\
+import os
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "{message} uid=%d" % os.getuid()
+"""
+
+
+@pytest.fixture
+def podman(monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The Podman service as the engine (DOCKER_HOST points at it for this test)."""
+    path = local_socket(PODMAN_HOST)
+    monkeypatch.setenv("DOCKER_HOST", PODMAN_HOST)
+    try:
+        if path is None or not Path(path).exists():
+            raise WarpdriveError(f"no socket at {PODMAN_HOST}")
+        engine = connect()
+    except WarpdriveError as exc:
+        said = f"the Podman service does not answer ({exc}): run `{START}`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(said, pytrace=False)
+        pytest.skip(said)
+    assert engine.is_podman(), f"{PODMAN_HOST} is not Podman"  # type: ignore[attr-defined]
+    return engine
+
+
+@pytest.fixture
+def podman_app(tmp_path_factory: pytest.TempPathFactory, podman: Engine) -> Iterator[Any]:
+    made: list[App] = []
+
+    def factory(requirements: list[str]) -> App:
+        app = make_app_for(tmp_path_factory, requirements)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        cleanup(podman, app)
+
+
+def config_of(engine: Engine, ref: str) -> dict[str, Any]:
+    config: dict[str, Any] = engine.inspect_raw(ref)["Config"]
+    return config
+
+
+def assert_planned_config(engine: Engine, ref: str) -> None:
+    """What Podman 4.3 dropped before (its commit ignored the config): user, command,
+    port, the virtualenv on PATH, the labels."""
+    config = config_of(engine, ref)
+    assert config["User"] == "1001"
+    assert config["Cmd"] and "warpdrive-start" in " ".join(config["Cmd"]), config["Cmd"]
+    assert "8080/tcp" in (config.get("ExposedPorts") or {})
+    path = next(e for e in config["Env"] if e.startswith("PATH="))
+    assert "/opt/app-root/venv/bin" in path, path
+    assert config["Labels"]["io.warpdrive.deps-key"]
+
+
+def test_flask_app_on_podman_serves_as_uid_1001_and_a_code_change_reuses_the_deps(
+    podman_app: Any, podman: Engine, index_env: Index
+) -> None:
+    app: App = podman_app(["flask"])
+    os.unlink(app.root / "wsgi.py")
+    (app.root / "wsgi.py").write_text(FLASK_APP.format(message="flask-v1"))
+    wheelhouse(app, podman)
+    first = image(app, podman, no_index=True)
+    assert not first.deps_reused
+    podman.tag(first.image_id, f"{app.name}:first")  # a second tag keeps it after rebuilds
+    assert_planned_config(podman, app.image)
+    with serve_image(podman, app.image) as (container, url):
+        status, body = http_get(f"{url}/")
+        assert (status, body) == (200, "flask-v1 uid=1001"), body
+        _, out = container.exec_run(["sh", "-c", "id -u; id -g; stat -c %u:%g wsgi.py"])
+        assert out.decode().split() == ["1001", "0", "1001:0"]
+
+    same = image(app, podman, no_index=True)
+    assert same.up_to_date and same.image_id == first.image_id
+
+    (app.root / "wsgi.py").write_text(FLASK_APP.format(message="flask-v2"))
+    lines: list[str] = []
+    second = image(app, podman, lines, no_index=True)
+    assert second.deps_reused, "\n".join(lines)  # found by its labels (map-form filter)
+    assert "building the deps layer" not in "\n".join(lines)
+    old = podman.inspect_raw(first.image_id)["RootFS"]["Layers"]
+    new = podman.inspect_raw(second.image_id)["RootFS"]["Layers"]
+    assert old[:-1] == new[:-1] and old[-1] != new[-1]
+    with serve_image(podman, app.image) as (_, url):
+        assert http_get(f"{url}/") == (200, "flask-v2 uid=1001")
+
+
+def test_django_app_with_collectstatic_on_podman_serves_as_uid_1001(
+    podman_app: Any, podman: Engine, index_env: Index
+) -> None:
+    """The app-container path (collectstatic runs at build time): Podman takes it, and
+    the image serves the page and the collected files."""
+    app: App = podman_app(["Django==5.2.19"])
+    os.unlink(app.root / "wsgi.py")
+    write_django(app.root)
+    wheelhouse(app, podman)
+    lines: list[str] = []
+    image(app, podman, lines, no_index=True)
+    text = "\n".join(lines)
+    assert "manage.py collectstatic" in text
+    assert "not running" not in text and "runs and answers" not in text
+    assert_planned_config(podman, app.image)
+    with serve_image(podman, app.image) as (container, url):
+        assert http_get(f"{url}/") == (200, "shop-v1 uid=1001")
+        css = "/opt/app-root/src/collected/shop/site.css"
+        _, out = container.exec_run(["stat", "-c", "%u:%g", css])
+        assert out.decode().strip() == "1001:0"
+
+    write_django(app.root, message="shop-v2")
+    second = image(app, podman, no_index=True)
+    assert second.deps_reused
+    with serve_image(podman, app.image) as (_, url):
+        assert http_get(f"{url}/") == (200, "shop-v2 uid=1001")
+
+
+def test_the_docker_engine_still_answers_beside_podman() -> None:
+    """podman-up.sh must not disturb dockerd (its own store, socket and network)."""
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    with contextlib.suppress(FileNotFoundError):
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
