@@ -129,6 +129,8 @@ class _Core:
         #: ``abort`` to remove from any thread
         self._live: dict[str, Any] = {}
         self._live_lock = threading.Lock()
+        #: the API version docker-py is to speak when already known (local.py's ping)
+        self._api_version: str | None = None
 
     @property
     def client(self) -> Any:
@@ -138,7 +140,8 @@ class _Core:
             _quiet_loggers()
             with _IMPORT_LOCK:
                 if self._client is None:
-                    self._client = docker.from_env(timeout=self._timeout)
+                    version = self._api_version or "auto"  # "auto": a /version call
+                    self._client = docker.from_env(timeout=self._timeout, version=version)
         return self._client
 
     def describe(self) -> str:
