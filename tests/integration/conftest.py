@@ -280,6 +280,7 @@ def cleanup(engine: Engine, app: App) -> None:
     client = engine.client
     for img in client.images.list():
         for tag in img.tags:
+            tag = tag.removeprefix("localhost/")  # Podman's name for an unqualified one
             # deps images are named after the image's repository, registry host included
             # (warpdrive-deps/127-0-0-1-5000/wdtest-1234abcd:KEY)
             deps = tag.startswith("warpdrive-deps/") and f"/{app.name}:" in tag

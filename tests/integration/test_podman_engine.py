@@ -1,12 +1,15 @@
 """Podman as the engine, through its Docker-compatible API (`podman system service`,
-rootful, Debian's podman 4.3.1 as scripts/podman-up.sh starts it): a Flask app with
+Debian's podman 4.3.1: rootful as scripts/podman-up.sh starts it, and a plain user's
+rootless one as scripts/podman-rootless-up.sh starts it): a Flask app with
 gunicorn and a Django app with collectstatic build, and the images Podman holds answer
 HTTP as uid 1001 with the config the plan says; a code change reuses the deps image
 (found by its labels) and sends only the app layer.
 
-The service is reached at WARPDRIVE_PODMAN_HOST (default: the socket podman-up.sh
-makes). Without it these tests fail under CI=true (scripts/test.sh starts it) and are
-skipped elsewhere, with the command that starts it.
+The rootful service is reached at WARPDRIVE_PODMAN_HOST (default: the socket
+podman-up.sh makes); the rootless one is started for the session (the builds run as
+root here, against the user's socket: the images are built and run by that user's
+Podman). Without them these tests fail under CI=true (scripts/test.sh sets them up) and
+are skipped elsewhere, with the command that starts them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from nox_warpdrive.errors import WarpdriveError
 
 PODMAN_HOST = os.environ.get("WARPDRIVE_PODMAN_HOST", "unix:///run/warpdrive-podman/podman.sock")
 START = "bash scripts/podman-up.sh"
+ROOT = Path(__file__).resolve().parents[2]
 
 FLASK_APP = """\
 import os
@@ -43,21 +47,42 @@ def index():
 """
 
 
-@pytest.fixture
-def podman(monkeypatch: pytest.MonkeyPatch) -> Engine:
-    """The Podman service as the engine (DOCKER_HOST points at it for this test)."""
-    path = local_socket(PODMAN_HOST)
-    monkeypatch.setenv("DOCKER_HOST", PODMAN_HOST)
+def missing(said: str) -> None:
+    """Fail under CI=true (scripts/test.sh sets Podman up), skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(said, pytrace=False)
+    pytest.skip(said)
+
+
+@pytest.fixture(scope="session")
+def rootless_host() -> Iterator[str]:
+    """The DOCKER_HOST of a plain user's rootless Podman service, started for this
+    session by scripts/podman-rootless-up.sh (which opens /dev/net/tun to the user) and
+    stopped at its end (which restores /dev/net/tun's mode)."""
+    script = ROOT / "scripts" / "podman-rootless-up.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        missing(f"rootless Podman did not start (`bash {script}`): {done.stderr[-2000:]}")
+    try:
+        yield done.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(script), "--stop"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(params=["rootful"])
+def podman(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """A Podman service as the engine (DOCKER_HOST points at it for this test): the
+    rootful one of scripts/podman-up.sh, or a plain user's rootless one."""
+    host = PODMAN_HOST if request.param == "rootful" else request.getfixturevalue("rootless_host")
+    path = local_socket(host)
+    monkeypatch.setenv("DOCKER_HOST", host)
     try:
         if path is None or not Path(path).exists():
-            raise WarpdriveError(f"no socket at {PODMAN_HOST}")
+            raise WarpdriveError(f"no socket at {host}")
         engine = connect()
     except WarpdriveError as exc:
-        said = f"the Podman service does not answer ({exc}): run `{START}`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(said, pytrace=False)
-        pytest.skip(said)
-    assert engine.is_podman(), f"{PODMAN_HOST} is not Podman"  # type: ignore[attr-defined]
+        missing(f"the Podman service does not answer ({exc}): run `{START}`")
+    assert engine.is_podman(), f"{host} is not Podman"  # type: ignore[attr-defined]
     return engine
 
 
@@ -92,6 +117,7 @@ def assert_planned_config(engine: Engine, ref: str) -> None:
     assert config["Labels"]["io.warpdrive.deps-key"]
 
 
+@pytest.mark.parametrize("podman", ["rootful", "rootless"], indirect=True)
 def test_flask_app_on_podman_serves_as_uid_1001_and_a_code_change_reuses_the_deps(
     podman_app: Any, podman: Engine, index_env: Index
 ) -> None:
