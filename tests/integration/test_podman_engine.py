@@ -6,23 +6,34 @@ HTTP as uid 1001 with the config the plan says; a code change reuses the deps im
 (found by its labels) and sends only the app layer.
 
 The rootful service is reached at WARPDRIVE_PODMAN_HOST (default: the socket
-podman-up.sh makes); the rootless one is started for the session (the builds run as
-root here, against the user's socket: the images are built and run by that user's
-Podman). Without them these tests fail under CI=true (scripts/test.sh sets them up) and
-are skipped elsewhere, with the command that starts them.
+podman-up.sh makes); the rootless one is started for the session and stopped at its
+end. One test runs the sessions as that plain user (its own Python and virtualenv);
+the others build as root against the user's socket. Without them these tests fail
+under CI=true (scripts/test.sh sets them up) and are skipped elsewhere, with the command
+that starts them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, cleanup, make_app_for, serve_image, write_django
+from conftest import (
+    App,
+    cleanup,
+    make_app_for,
+    serve_image,
+    write_django,
+)
 from pkgindex import Index
 from test_build import http_get, image, wheelhouse
 
@@ -190,3 +201,76 @@ def test_the_docker_engine_still_answers_beside_podman() -> None:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+
+
+def as_user(user: str, *command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as ``user`` with only the environment given (and a plain PATH)."""
+    pairs = [f"{k}={v}" for k, v in {"PATH": "/usr/bin:/bin", **env}.items()]
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "env", "-i", *pairs, *command],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_the_sessions_as_a_plain_user_on_its_rootless_podman(
+    rootless_host: str, index_env: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nox -s wheelhouse` and `nox -s image` run by the user whose rootless Podman it is
+    (its own Python, its own virtualenv with nox-warpdrive, its $XDG_RUNTIME_DIR socket):
+    the image that user's Podman holds answers as uid 1001."""
+    user = os.environ.get("WARPDRIVE_PODMAN_USER", "wdpodman")
+    entry = pwd.getpwnam(user)
+    home = Path(entry.pw_dir)
+    wheel_dir = tmp_path / "wheel"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheel_dir.glob("*.whl")
+    tag = uuid.uuid4().hex[:8]
+    work = home / f"wdtest-{tag}"
+    work.mkdir()
+    shutil.copy(wheel, work / wheel.name)
+    venv = work / "venv"
+    app = App(work / "app", f"wdtest-{tag}", f"wdtest-{tag}:latest", f"wdtest-{tag}", ["flask"])
+    app.root.mkdir()
+    app.write()
+    (app.root / "wsgi.py").write_text(FLASK_APP.format(message="rootless-v1"))
+    subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", str(work)], check=True)
+    monkeypatch.setenv("DOCKER_HOST", rootless_host)
+    engine = connect()
+    env = {
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": f"/run/user/{entry.pw_uid}",
+        "DOCKER_HOST": rootless_host,
+        "PIP_INDEX_URL": index_env.url,
+        "XDG_CACHE_HOME": str(work / "cache"),
+    }
+    try:
+        done = as_user(user, "/usr/bin/python3", "-m", "venv", str(venv))
+        assert done.returncode == 0, done.stderr
+        done = as_user(user, f"{venv}/bin/pip", "install", "-q", "nox", str(work / wheel.name))
+        assert done.returncode == 0, done.stderr
+        for session in (["-s", "wheelhouse"], ["-s", "image", "--", "--no-index"]):
+            done = as_user(
+                user,
+                "sh",
+                "-c",
+                f'cd "{app.root}" && exec "$0" "$@"',
+                f"{venv}/bin/nox",
+                "--no-color",
+                *session,
+                **env,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr
+        assert_planned_config(engine, app.image)
+        with serve_image(engine, app.image) as (_, url):
+            assert http_get(f"{url}/") == (200, "rootless-v1 uid=1001")
+    finally:
+        cleanup(engine, app)
+        shutil.rmtree(work, ignore_errors=True)
