@@ -35,7 +35,8 @@ from conftest import (
     write_django,
 )
 from pkgindex import Index
-from test_build import http_get, image, wheelhouse
+from test_build import http_get, image, nox, wheelhouse
+from test_run_engine import free_port
 
 from nox_warpdrive.engine import Engine, connect, local_socket
 from nox_warpdrive.errors import WarpdriveError
@@ -159,6 +160,15 @@ def test_flask_app_on_podman_serves_as_uid_1001_and_a_code_change_reuses_the_dep
     assert old[:-1] == new[:-1] and old[-1] != new[-1]
     with serve_image(podman, app.image) as (_, url):
         assert http_get(f"{url}/") == (200, "flask-v2 uid=1001")
+
+    # `nox -s run` starts it on Podman too, and sees it answer
+    port, name = free_port(), f"{app.name}-run"
+    try:
+        run = nox(app, "-s", "run", "--", "--detach", "--port", str(port))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"answers at http://127.0.0.1:{port}/ (HTTP 200)" in run.stdout, run.stdout
+    finally:
+        podman.remove_app(name)
 
 
 def test_django_app_with_collectstatic_on_podman_serves_as_uid_1001(
