@@ -226,3 +226,10 @@ def test_a_step_container_on_podman_is_committed_with_changes() -> None:
     config = client.api.images[image_id]["Config"]
     assert config["Cmd"] == ["sh", "-c", "x"]  # the step's, as on Docker
     assert config["Labels"]["io.warpdrive.kind"] == "deps" and config["User"] == "1001"
+
+
+def test_doctor_names_podman_as_podman() -> None:
+    from nox_warpdrive.engine.about import about_of
+
+    assert about_of({}, PODMAN_VERSION).kind == "Podman"
+    assert about_of({}, DOCKER_VERSION).kind == "Docker"
