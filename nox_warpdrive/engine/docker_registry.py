@@ -161,7 +161,7 @@ class _Registry(_Apps):
         a layer file a piece at a time: a wheelhouse layer may be large); the image id.
         An image with no parent at all (a wheelhouse image) is made this way too."""
         self._load(bundle, what)
-        return verified(self, bundle.image_id, json.loads(bundle.config)["config"], what)
+        return verified(self, bundle.image_id, json.loads(bundle.config).get("config") or {}, what)
 
     @contextlib.contextmanager
     def archive_reader(

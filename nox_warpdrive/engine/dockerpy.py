@@ -335,7 +335,7 @@ class _Images(_Core):
         )
         what = created_by.replace("nox-warpdrive ", "")
         self._load(bundle, what)
-        return verified(self, bundle.image_id, json.loads(bundle.config)["config"], what)
+        return verified(self, bundle.image_id, json.loads(bundle.config).get("config") or {}, what)
 
     def _load(self, bundle: assembly.Bundle | IO[bytes], what: str) -> None:
         """`docker load` of an image tarball (a bundle, streamed; or a file);
