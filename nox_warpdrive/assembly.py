@@ -61,6 +61,40 @@ def merge_config(parent: Mapping[str, Any], spec: CommitSpec) -> dict[str, Any]:
     return cfg
 
 
+def config_mismatch(wanted: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
+    """The first field of an image config (``got``, as the engine shows it) that is not
+    what the plan made it (``wanted``: :func:`config_changes` or :func:`merge_config`),
+    as "Field: wanted X, the image has Y"; None when every planned field is there.
+    Variables, ports and labels may have company (the base image's, an engine's own),
+    never a different value; an engine that dropped or changed one (Podman 4.3 ignores a
+    commit's config, containers/podman#13770) is caught here, not by a user's `run`."""
+    for key in ("User", "WorkingDir", "Cmd", "Entrypoint"):  # [], "" and None alike
+        if key in wanted and _said(key, wanted[key]) != _said(key, got.get(key)):
+            return f"{key}: wanted {wanted[key]!r}, the image has {got.get(key)!r}"
+    env = dict(e.split("=", 1) for e in got.get("Env") or () if "=" in e)
+    for item in wanted.get("Env") or ():
+        name, _, value = str(item).partition("=")
+        if env.get(name) != value:
+            return f"Env {name}: wanted {value!r}, the image has {env.get(name)!r}"
+    ports = got.get("ExposedPorts") or {}
+    for port in wanted.get("ExposedPorts") or {}:
+        if port not in ports:
+            return f"ExposedPorts: wanted {port}, the image exposes {sorted(ports)}"
+    labels = got.get("Labels") or {}
+    for name, value in (wanted.get("Labels") or {}).items():
+        if labels.get(name) != value:
+            return f"Labels {name}: wanted {value!r}, the image has {labels.get(name)!r}"
+    return None
+
+
+def _said(key: str, value: Any) -> Any:
+    """A config value as it acts: empty is unset, and no working directory is / (what
+    Podman writes for the one Docker leaves empty)."""
+    if key == "WorkingDir":
+        return value or "/"
+    return value or None
+
+
 def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
 

@@ -102,7 +102,7 @@ def versions() -> list[Check]:
 def engine_check(engine: Engine) -> Check:
     """Address, versions, storage driver, platform, free disk (where it can be told)."""
     about = engine.about()
-    where = f"{about.address}: Docker {about.version} (API {about.api_version}), "
+    where = f"{about.address}: {about.kind} {about.version} (API {about.api_version}), "
     where += f"{about.storage_driver}, {about.os}/{about.arch}"
     if about.free_disk is None:
         return Check("engine", OK, where + ", free disk not known here (a remote engine)")

@@ -36,7 +36,22 @@ class EngineError(WarpdriveError):
 
 class LayerRefused(EngineError):
     """The engine would not load a layer tarball (e.g. the containerd image store):
-    callers fall back to run + commit."""
+    callers fall back to run + commit. The engine answered: the fix never says to check
+    that it runs."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(
+            message,
+            fix=fix
+            or "the engine runs and answered, but refused the image as it was made; "
+            "`nox -s doctor` names the engine: report this with its output",
+        )
+
+
+class WrongImage(WarpdriveError):
+    """The engine made an image whose config is not the plan's (a field dropped or
+    changed on the way): the image is removed and no tag moves. Not an EngineError, so
+    no caller falls back to another way of making it and hides it."""
 
 
 class PlatformMismatchError(WarpdriveError):

@@ -28,7 +28,7 @@ from .build.deps import (
 from .build.static import read_static, reusable_static, shadows_static, split_static
 from .config import Config
 from .engine import Engine, ImageInfo, Output
-from .errors import EngineError, RegistryError, WarpdriveError
+from .errors import EngineError, LayerRefused, RegistryError, WarpdriveError
 from .inputs.read import inputs_line
 from .inputs.requirements import RequirementSet
 from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, DepsLabels
@@ -578,7 +578,11 @@ def _app_container(b: _Build, app: AppPlan, deps_id: str, fallback: bool = False
         image_id = b.engine.run_checked(step, b.out).image_id
         assert image_id is not None
         return image_id
-    below = _append_app(b, app, deps_id, app.commit)
+    try:
+        below = _append_app(b, app, deps_id, app.commit)
+    except LayerRefused as exc:  # as in _app_layer: the engine answered, another way then
+        b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
+        return _app_container(b, app, deps_id, fallback=True)
     try:
         image_id = b.engine.run_checked(app.build_step(below), b.out).image_id
     except BaseException:

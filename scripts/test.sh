@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/engine-up.sh
 bash scripts/base-images.sh
+bash scripts/podman-up.sh >/dev/null  # Podman serving the Docker API, for tests/integration/test_podman_engine.py
+bash scripts/podman-rootless-up.sh --prepare  # its rootless user; the tests start its service
 bash scripts/dev-env.sh
 echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests bench
 echo "== mypy"; .venv/bin/mypy

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import host_shown, local_socket, translated
+from .podman import is_podman
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class EngineAbout:
     #: bytes free where the engine keeps its data; None when this host cannot tell (a
     #: remote engine, or a root directory this process cannot see)
     free_disk: int | None
+    #: which engine it says it is (``/version`` Components): "Docker" or "Podman"
+    kind: str = "Docker"
 
 
 def free_disk(path: str) -> int | None:
@@ -58,6 +61,7 @@ def about_of(info: dict[str, Any], version: dict[str, Any]) -> EngineAbout:
         root_dir=root,
         memory=int(info.get("MemTotal") or 0),
         free_disk=free_disk(root) if local_socket() is not None else None,
+        kind="Podman" if is_podman(version) else "Docker",
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import tempfile
@@ -38,6 +39,7 @@ from .base import (
     short,
     translated,
 )
+from .checked import verified
 from .dockerpy import (
     _Apps,
     _container_args,
@@ -47,6 +49,7 @@ from .dockerpy import (
     _split_tag,
     _step_image_missing,
 )
+from .podman_mixin import PodmanMixin
 from .progress import Progress
 
 
@@ -158,9 +161,7 @@ class _Registry(_Apps):
         a layer file a piece at a time: a wheelhouse layer may be large); the image id.
         An image with no parent at all (a wheelhouse image) is made this way too."""
         self._load(bundle, what)
-        if self.image(bundle.image_id) is None:
-            raise EngineError(f"the engine loaded the {what} but does not show the image")
-        return bundle.image_id
+        return verified(self, bundle.image_id, json.loads(bundle.config).get("config") or {}, what)
 
     @contextlib.contextmanager
     def archive_reader(
@@ -341,7 +342,7 @@ def config_file() -> str:
 
 
 @translated
-class DockerEngine(_Registry, AboutMixin):
+class DockerEngine(_Registry, PodmanMixin, AboutMixin):
     """A connected Docker engine, through docker-py."""
 
     @classmethod

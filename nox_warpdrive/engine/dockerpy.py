@@ -50,6 +50,7 @@ from .base import (
     short,
     translated,
 )
+from .checked import verified
 from .owner import (
     PROCESS_LABEL,
     TEMP_PREFIX,
@@ -61,6 +62,7 @@ from .owner import (
     temp_name,
 )
 from .ownerwatch import attach_stdin, detach_stdin, watched_command
+from .podman import has_labels, label_filters
 from .progress import EVERY as PROGRESS_EVERY
 
 if TYPE_CHECKING:
@@ -127,6 +129,8 @@ class _Core:
         #: ``abort`` to remove from any thread
         self._live: dict[str, Any] = {}
         self._live_lock = threading.Lock()
+        #: the API version docker-py is to speak when already known (local.py's ping)
+        self._api_version: str | None = None
 
     @property
     def client(self) -> Any:
@@ -136,7 +140,8 @@ class _Core:
             _quiet_loggers()
             with _IMPORT_LOCK:
                 if self._client is None:
-                    self._client = docker.from_env(timeout=self._timeout)
+                    version = self._api_version or "auto"  # "auto": a /version call
+                    self._client = docker.from_env(timeout=self._timeout, version=version)
         return self._client
 
     def describe(self) -> str:
@@ -237,13 +242,11 @@ class _Images(_Core):
         return image_info(attrs) if attrs is not None else None
 
     def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        out = []
-        for row in self.client.api.images(filters=filters):
-            info = self.image(str(row["Id"]))
-            if info is not None:
-                out.append(info)
-        return out
+        api = self.client.api
+        params = {"filters": label_filters(labels)}  # not docker-py's: it sends lists
+        rows = api._result(api._get(api._url("/images/json"), params=params), True)
+        infos = (self.image(str(row["Id"])) for row in rows)
+        return [i for i in infos if i is not None and has_labels(i.labels, labels)]
 
     def require_image(self, ref: str, role: str) -> ImageInfo:
         info = self.image(ref)
@@ -279,7 +282,10 @@ class _Images(_Core):
     def inspect_raw(self, ref: str) -> dict[str, Any]:
         attrs = self._inspect(ref)
         if attrs is None:
-            raise EngineError(f"image {ref!r} is not on the engine ({self.describe()})")
+            raise EngineError(
+                f"image {ref!r} is not on the engine ({self.describe()})",
+                fix="build or pull it first (the engine answered; it has no such image)",
+            )
         return attrs
 
     def read_image_path(self, image: str, path: str) -> bytes | None:
@@ -329,9 +335,7 @@ class _Images(_Core):
         )
         what = created_by.replace("nox-warpdrive ", "")
         self._load(bundle, what)
-        if self.image(bundle.image_id) is None:
-            raise LayerRefused(f"the engine loaded the {what} but does not show the image")
-        return bundle.image_id
+        return verified(self, bundle.image_id, json.loads(bundle.config).get("config") or {}, what)
 
     def _load(self, bundle: assembly.Bundle | IO[bytes], what: str) -> None:
         """`docker load` of an image tarball (a bundle, streamed; or a file);
@@ -536,7 +540,7 @@ class _Steps(_Images):
         if "Cmd" not in conf and step.command:  # the step's, never the watchdog's
             conf["Cmd"] = list(step.command)
         result = self.client.api.commit(container.id, message=spec.message or None, conf=conf)
-        return str(result["Id"])
+        return verified(self, str(result["Id"]), conf, f"{step.name} image")
 
     def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
         """Run a short command in an image and return its combined output."""

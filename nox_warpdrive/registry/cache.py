@@ -18,7 +18,7 @@ from .. import assembly
 from ..build.deps import deps_ref, find_deps_image
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output, registry_check
-from ..errors import EngineError, RegistryError
+from ..errors import EngineError, LayerRefused, RegistryError
 from ..labels import (
     DEPS_KEY_LABEL,
     KIND_LABEL,
@@ -50,7 +50,10 @@ def cache_from(
     if why:
         out(f"warpdrive: warning: the cache {ref} {why}; building without it")
         return None
-    seed_deps_image(engine, cfg, pulled, base, ref)
+    try:
+        seed_deps_image(engine, cfg, pulled, base, ref)
+    except LayerRefused as exc:  # an engine that loads no layers named by diff ID (Podman)
+        out(f"warpdrive: warning: {exc.message}; its deps layers are built here instead")
     out(f"warpdrive: using the cache {ref} ({pulled.id.split(':')[-1][:12]})")
     return pulled
 

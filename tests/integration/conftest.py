@@ -280,6 +280,8 @@ def cleanup(engine: Engine, app: App) -> None:
     client = engine.client
     for img in client.images.list():
         for tag in img.tags:
+            # Podman qualifies names: localhost/NAME, docker.io/warpdrive-deps/NAME
+            tag = tag.removeprefix("localhost/").removeprefix("docker.io/")
             # deps images are named after the image's repository, registry host included
             # (warpdrive-deps/127-0-0-1-5000/wdtest-1234abcd:KEY)
             deps = tag.startswith("warpdrive-deps/") and f"/{app.name}:" in tag

@@ -118,6 +118,13 @@ SERVED_REQUIREMENTS: tuple[str, ...] = (
     "h11==0.16.0",
     "waitress==3.0.2",
     "whitenoise==6.12.0",
+    # a real Flask, for the builds against Podman (test_podman_engine.py)
+    "flask==3.1.3",
+    "werkzeug==3.1.9",
+    "jinja2==3.1.6",
+    "markupsafe==3.0.3",
+    "itsdangerous==2.2.0",
+    "blinker==1.9.0",
 )
 
 # Bump to invalidate cached builds when the way they are produced changes.

@@ -872,3 +872,28 @@ def test_a_symbolic_link_among_the_static_inputs_makes_every_file_count(tmp_path
     )
     write(cfg.project_dir, "site1/templates/index.html", "<p>hi</p>\n")
     assert plan(cfg).static_key != first.static_key  # every file counts
+
+
+def test_an_app_container_build_whose_appended_layers_are_refused_runs_in_a_container(
+    tmp_path: Path,
+) -> None:
+    """A build step (collectstatic) on an engine that refuses the appended layers (Podman
+    4.3 refused the partial archive): the whole tree goes into a container of the deps
+    image, as when a container-free build is refused; the engine answered, so nothing
+    says to check that it runs."""
+    import types
+
+    from nox_warpdrive import image as image_module
+
+    app = plan(django_project(tmp_path / "p"))
+    assert app.runs_something
+    engine = split_engine("sha256:deps", refuse=True)
+    lines: list[str] = []
+    b = types.SimpleNamespace(engine=engine, out=lines.append, deps_image=None, current=None)
+    image_id = image_module._app_container(b, app, "sha256:deps")  # type: ignore[arg-type]
+    (step,) = engine.steps
+    assert image_id in engine.built
+    assert step.image == "sha256:deps" and step.files and step.command is not None
+    said = "\n".join(lines)
+    assert "building the app layer in a container instead" in said
+    assert "runs and answers" not in said

@@ -20,7 +20,7 @@ from unit_support import tar_contents
 
 from nox_warpdrive.engine import DockerEngine, Engine, connect, local_socket
 from nox_warpdrive.engine import dockerpy as dockerpy_module
-from nox_warpdrive.errors import EngineError, LayerRefused
+from nox_warpdrive.errors import EngineError, LayerRefused, WrongImage
 from nox_warpdrive.plan import CommitSpec
 from nox_warpdrive.tars import tar_files
 
@@ -48,6 +48,8 @@ class FakeEngineState:
     load_body: bytes = b'{"stream":"Loaded image ID: sha256:x\\n"}\n'
     register_loaded: bool = True
     tag_status: int = 201
+    #: what the engine keeps of a loaded config (an engine that drops a field)
+    keeps: Any = None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,6 +87,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, b"OK", "text/plain")
         if path == "/info":
             return self.reply(200, json.dumps({"MemTotal": 1 << 30}).encode())
+        if path == "/version":  # Docker's: its Components name "Engine", not Podman
+            return self.reply(200, json.dumps({"Components": [{"Name": "Engine"}]}).encode())
         if path.startswith("/images/"):
             ref, _, what = path[len("/images/") :].rpartition("/")
             from urllib.parse import unquote
@@ -110,15 +114,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 config_name = manifest[0]["Config"]
                 config = json.loads(files[config_name])
                 image_id = "sha256:" + config_name[: -len(".json")]
+                kept = self.state.keeps or (lambda c: c)
                 self.state.images[image_id] = {
                     "Id": image_id,
-                    "Config": config["config"],
+                    "Config": kept(config["config"]),
                     "RootFS": {"Layers": config["rootfs"]["diff_ids"]},
                 }
             return self.reply(self.state.load_status, self.state.load_body)
         if "/tag?" in path:
             return self.reply(self.state.tag_status, b"" if self.state.tag_status == 201 else b"{}")
         return self.reply(500, b'{"message":"unexpected request"}')
+
+    def do_DELETE(self) -> None:
+        self.record()
+        return self.reply(200, b"[]")
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -231,6 +240,20 @@ def test_append_layer_loads_the_bundle_over_the_socket(
     assert len(config["rootfs"]["diff_ids"]) == 5
     assert config["config"]["Labels"] == {"base": "yes", "new": "1"}
     assert engine.image(image_id) is not None
+
+
+def test_a_loaded_image_whose_config_is_not_the_plans_is_an_error_naming_the_field(
+    engine: Engine, fake_engine: tuple[FakeEngineState, str]
+) -> None:
+    """The engine took the bundle but keeps another user: never a silent wrong image;
+    the error names the field, the image is removed, and nothing is tagged."""
+    state, _ = fake_engine
+    state.keeps = lambda config: {**config, "User": "0:0"}
+    layer = tar_files({"opt/app/x.py": b"x = 1\n"})
+    with pytest.raises(WrongImage, match=r"User: wanted '1001', the image has '0:0'"):
+        engine.append_layer("parent:latest", layer, CommitSpec(user="1001"))
+    assert any(method == "DELETE" for method, *_ in state.requests)
+    assert not any("/tag?" in path for _, path, *_ in state.requests)
 
 
 @pytest.mark.parametrize(

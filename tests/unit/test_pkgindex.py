@@ -43,10 +43,15 @@ def test_simple_tree_lists_every_project(simple: Path) -> None:
     projects = sorted(p.name for p in simple.iterdir() if p.is_dir())
     assert projects == [
         "asgiref",
+        "blinker",
         "click",
         "django",
+        "flask",
         "gunicorn",
         "h11",
+        "itsdangerous",
+        "jinja2",
+        "markupsafe",
         "setuptools",
         "sqlparse",
         "uv",
@@ -59,6 +64,7 @@ def test_simple_tree_lists_every_project(simple: Path) -> None:
         "wd-held-demo",
         "wd-newpy-demo",
         "wd-pure-demo",
+        "werkzeug",
         "whitenoise",
     ]
     files = sorted(p.name for p in (simple.parent / "files").iterdir())

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import ImageInfo
@@ -98,3 +101,27 @@ def test_deps_layers_leave_out_every_app_layer_the_label_lists() -> None:
     ]
     pulled = app_image(layers, **{"io.warpdrive.app-layers": json.dumps(rows)})
     assert registry.deps_layers(pulled, BASE) == ("sha256:d1",)
+
+
+def test_an_engine_that_refuses_the_deps_bundle_still_uses_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Podman loads no layers named by diff ID: the pulled image is still the cache (its
+    app layers), its deps layers are built here, and the build goes on with a warning."""
+    from fake_engine import FakeEngine
+
+    from nox_warpdrive.errors import LayerRefused
+
+    pulled = app_image(("sha256:b1", "sha256:b2", "sha256:d1", "sha256:app"))
+
+    class Refusing(FakeEngine):
+        def load_bundle(self, members: Mapping[str, bytes], what: str) -> None:
+            raise LayerRefused(f"Podman refused the {what}")
+
+    engine = Refusing(images={"sha256:base": BASE})
+    monkeypatch.setattr(registry.registry_check, "pull", lambda engine, ref, out: pulled)
+    lines: list[str] = []
+    found = registry.cache_from(engine, config(tmp_path), "reg/site:latest", BASE, lines.append)  # type: ignore[arg-type]
+    assert found == pulled
+    assert "refused the deps layers of the cache; its deps layers are built here" in lines[0]
+    assert "using the cache reg/site:latest" in lines[-1]
