@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/engine-up.sh
 bash scripts/base-images.sh
-bash scripts/podman-up.sh >/dev/null  # Podman serving the Docker API, for tests/integration/test_podman_engine.py
+# Podman serving the Docker API, for tests/integration/test_podman_engine.py; stopped at the
+# end when this run started it (a service the developer had running stays)
+if ! curl -sf --unix-socket "${WARPDRIVE_PODMAN_DIR:-/run/warpdrive-podman}/podman.sock" http://d/_ping >/dev/null 2>&1; then
+    trap 'bash scripts/podman-up.sh --stop >/dev/null 2>&1 || true' EXIT
+fi
+bash scripts/podman-up.sh >/dev/null
 bash scripts/podman-rootless-up.sh --prepare  # its rootless user; the tests start its service
 bash scripts/dev-env.sh
 echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests bench
@@ -14,4 +19,4 @@ echo "== mypy"; .venv/bin/mypy
 echo "== mypy bench"; .venv/bin/mypy --strict bench
 echo "== import layers"; .venv/bin/lint-imports
 echo "== pytest"
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
