@@ -323,7 +323,7 @@ class _Images(_Core):
             self.history(parent),
             layer,
             spec,
-            created=assembly.timestamp(time.time()),
+            created=spec.created or assembly.timestamp(time.time()),
             created_by=created_by,
             under=under,
         )
