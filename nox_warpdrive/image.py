@@ -470,7 +470,7 @@ def _plan_app(b: _Build) -> AppPlan:
         b.base,
         b.pkey,
         b.deps_key,
-        source_label=b.cfg.project_dir.name,
+        source_label=b.cfg.name,  # not the folder: a clone may be named otherwise
         requirements_digest=b.reqs.digest,
         source_labels=labels,
         created=created,

@@ -151,7 +151,7 @@ def plan_image(
         base,
         pkey,
         deps.key,
-        source_label=cfg.project_dir.name,
+        source_label=cfg.name,  # not the folder: a clone may be named otherwise
         requirements_digest=reqs.digest,
         source_labels=labels,
         created=created,
