@@ -113,10 +113,13 @@ DAMAGED_EXIT = 65
 UV_CACHE_INFO = "uv_cache.json"
 
 
-def stable_cache_info(site, epoch):
+def stable_cache_info(site, epoch, only=None):
     """uv's cache info holds the install's time, and the RECORD its hash: both rewritten
-    with ``epoch``, so that two installs of one wheel write the same bytes."""
+    with ``epoch``, so that two installs of one wheel write the same bytes. ``only``:
+    the paths an install on an earlier layer added (the others are that layer's)."""
     for path in sorted(glob.glob(os.path.join(site, "*.dist-info", UV_CACHE_INFO))):
+        if only is not None and path not in only:
+            continue
         with open(path, "rb") as fh:
             data = json.loads(fh.read().decode("utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("timestamp"), dict):
@@ -153,34 +156,61 @@ def set_mtimes(top, epoch):
             os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
-def compile_bytecode(plan):
+def compile_bytecode(plan, only=None):
     """Bytecode for the virtualenv's packages, written after every source got the fixed
     mtime the layer gives it: a timestamp .pyc then holds exactly what the image's file
     says, so it stays valid there (no hashing at import, unlike hash-based .pyc files; an
     edited file is still recompiled, unlike unchecked ones) and its bytes do not depend
     on when the install ran. A file that does not compile (Python 2 test data in some
-    sdists) is left without, as installers do."""
+    sdists) is left without, as installers do. ``only``: just these paths' sources."""
     venv_python = os.path.join(plan["venv"], "bin", "python")
     sites = sorted(glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")))
+    if only is not None:
+        sites = [p for p in sorted(only) if p.endswith(".py") and os.path.isfile(p)]
     if not sites:
         return
     started = time.time()
     cmd = [venv_python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "timestamp"]
-    proc = subprocess.run(cmd + sites, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    listed = "\n".join(sites).encode("utf-8", "surrogateescape") if only is not None else None
+    proc = subprocess.run(
+        cmd + (["-i", "-"] if listed is not None else sites),
+        input=listed,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     if proc.returncode != 0:
         log("some files did not compile to bytecode (installers skip those too)")
     log("bytecode compiled in %.1f s" % (time.time() - started))
 
 
-def stabilize(plan):
+def stamp(top, epoch, only=None):
+    """Set the mtime ``epoch``: on everything below ``top``, or on the paths ``only``."""
+    if only is None:
+        set_mtimes(top, epoch)
+        return
+    for path in only:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def stabilize(plan, before=None):
     """What the install wrote made independent of when and where it ran: uv's cache
-    info, every mtime (the layer's tar gives them ``epoch`` too), the bytecode."""
+    info, every mtime (the layer's tar gives them ``epoch`` too), the bytecode.
+
+    ``before``: a snapshot of the virtualenv the install went into (an earlier deps
+    layer's, or the skeleton of a grown one): then only what the install added or
+    changed is touched (a file of the layer below has the epoch already, and touching it
+    would copy it up into this layer), and those paths are returned (relative to /),
+    the layer's list."""
     epoch = int(plan.get("epoch", 1))
+    app_root = plan["app_root"]
+    touched = None if before is None else set(_changed_paths(app_root, before))
     for site in glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")):
-        stable_cache_info(site, epoch)
-    set_mtimes(plan["app_root"], epoch)
-    compile_bytecode(plan)
-    set_mtimes(plan["app_root"], epoch)
+        stable_cache_info(site, epoch, touched)
+    stamp(app_root, epoch, touched)
+    compile_bytecode(plan, touched)
+    touched = None if before is None else _changed_paths(app_root, before)
+    stamp(app_root, epoch, touched)
+    return None if touched is None else [p.lstrip("/") for p in touched]
 
 
 def check_wheels(plan, files):
@@ -400,9 +430,9 @@ def deps(plan):
         # export) exactly what installing them added or changed as the layer.
         before = snapshot(app_root)
         install_wheels(plan, files, env)
-        stabilize(plan)
+        added = stabilize(plan, before)
         if plan.get("grow"):
-            write_list(plan["grow"], changed(app_root, before))
+            write_list(plan["grow"], added)
         check_libraries(plan)  # the whole virtualenv: what it sits on too
         check_servers(plan)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
@@ -424,9 +454,9 @@ def deps(plan):
         set_mtimes(app_root, int(plan.get("epoch", 1)))  # as on the deps layer it goes on
         before = snapshot(app_root)
         install_wheels(plan, files, env)
-        stabilize(plan)
+        added = stabilize(plan, before)
         check_libraries(plan)  # the servers are loaded where the whole virtualenv is
-        write_list(plan["grow"], changed(app_root, before))
+        write_list(plan["grow"], added)
         log(
             "%d wheels installed for a layer of their own in %.1f s"
             % (len(files), time.time() - started)
@@ -454,8 +484,13 @@ def snapshot(top):
 def changed(top, before):
     """The paths below ``top`` that are new or whose lstat changed since ``before``, and
     the directories holding them, relative to / and sorted (a directory before what it
-    holds). A directory's own size is not compared: it differs between filesystems
-    (tmpfs, overlay) for the same entries, and the layer must not."""
+    holds). A directory's own size and mtime are not compared: they differ between
+    filesystems (tmpfs, overlay) for the same entries, and the layer must not."""
+    return [p.lstrip("/") for p in _changed_paths(top, before)]
+
+
+def _changed_paths(top, before):
+    """``changed``, as absolute paths."""
     after = snapshot(top)
     found = set()
     for path, st in after.items():
@@ -469,7 +504,7 @@ def changed(top, before):
         while len(parent) >= len(top) and parent not in found:
             found.add(parent)
             parent = os.path.dirname(parent)
-    return sorted(p.lstrip("/") for p in found)
+    return sorted(found)
 
 
 def _owner_mode(st):
