@@ -203,13 +203,16 @@ def build_failed(tee, spec, code):
 
 def wheel_builder(ctx, uv, pip, env, path, out):
     """A running build of one wheel from an sdist or a source tree into ``out``: `uv
-    build` (its build isolation is much faster than pip's), else `pip wheel`."""
+    build` (its build isolation is much faster than pip's), else `pip wheel`. An sdist
+    is built unpacked at its fixed path (fixed_source_dir)."""
+    name = os.path.basename(path)
+    source = fixed_source_dir(path) if os.path.isfile(path) else path
     if uv:
         cmd = [uv, "build", "--wheel", "--out-dir", out, "--python", ctx.plan["python"]]
-        cmd += ["--cache-dir", os.path.join(ctx.root, "uv-cache"), "--no-config", path]
-        log_path, echo = build_log(ctx, os.path.basename(path))
+        cmd += ["--cache-dir", os.path.join(ctx.root, "uv-cache"), "--no-config", source]
+        log_path, echo = build_log(ctx, name)
         return Tee(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), log=log_path, echo=echo)
-    return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, path], env=env)
+    return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, source], env=env)
 
 
 #: where an sdist is unpacked to be built: a path of its name only, the same in every
