@@ -241,6 +241,11 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         _registry_image(cfg.image)
     if args.check_reproducible and args.push_only:
         raise _ArgError("--check-reproducible compares two images built here: drop --push-only")
+    if args.check_reproducible and (args.no_index or (args.no_index is None and cfg.no_index)):
+        raise _ArgError(
+            "--check-reproducible builds again from nothing (an empty volume), which needs "
+            "the package index: drop --no-index (or `no-index` in [tool.warpdrive])"
+        )
     engine = connect(_out)
     result = build_image(
         cfg,

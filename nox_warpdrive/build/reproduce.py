@@ -202,7 +202,7 @@ def check(cfg: Config, engine: Engine, out: Output, first_id: str, build: Build)
     out(f"warpdrive: building the image again in isolation (volume {second_cfg.volume})")
     with tempfile.TemporaryDirectory(prefix="warpdrive-check-") as tmp, _cache_home(tmp):
         try:
-            second_id = build(second_cfg, cast(Engine, isolated), ref)
+            second_id = _second(build, second_cfg, cast(Engine, isolated), ref)
             if second_id == first_id:
                 return Checked(first_id, second_id, None)
             first_tar, second_tar = Path(tmp) / "first.tar", Path(tmp) / "second.tar"
@@ -211,6 +211,17 @@ def check(cfg: Config, engine: Engine, out: Output, first_id: str, build: Build)
             return Checked(first_id, second_id, compare(first_tar, second_tar))
         finally:
             _remove(engine, isolated, ref, second_cfg.volume)
+
+
+def _second(build: Build, cfg: Config, engine: Engine, ref: str) -> str:
+    """The second build, its failure said as the check's (the first build succeeded)."""
+    try:
+        return build(cfg, engine, ref)
+    except WarpdriveError as exc:
+        raise WarpdriveError(
+            f"--check-reproducible: the second build, from nothing, failed: {exc.message}",
+            fix=exc.fix or "run `nox -s image` from a fresh clone to see the same failure",
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from nox_warpdrive.build import app_layer
 from nox_warpdrive.build import reproduce as reproduce_module
 from nox_warpdrive.build.reproduce import Isolated, compare
 from nox_warpdrive.config import load_config
+from nox_warpdrive.errors import WarpdriveError
 from nox_warpdrive.runtime import assemble, builds
 from nox_warpdrive.tars import tar_files
 
@@ -201,3 +202,17 @@ def test_the_check_builds_in_isolation_and_removes_what_it_made(tmp_path: Path) 
     assert volume.startswith(f"{cfg.volume}-check-") and ":warpdrive-check-" in ref
     assert cache != os.environ.get("XDG_CACHE_HOME") and not Path(cache).exists()
     assert volume not in engine.volumes
+
+
+def test_a_failed_second_build_is_said_as_the_checks(tmp_path: Path) -> None:
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+
+    def build(again: object, isolated: object, ref: str) -> str:
+        raise WarpdriveError("pip failed", fix="read its output")
+
+    with pytest.raises(WarpdriveError) as caught:
+        reproduce_module.check(cfg, FakeEngine(), lambda line: None, "sha256:first", build)
+    assert caught.value.message.startswith("--check-reproducible: the second build")
+    assert caught.value.fix == "read its output"
+    assert isinstance(caught.value.__cause__, WarpdriveError)
