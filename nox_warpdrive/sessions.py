@@ -286,8 +286,8 @@ def _check_reproducible(
     if checked.difference is not None:
         raise WarpdriveError(
             checked.summary(),
-            fix="see README.md, Reproducible images: what is made stable, and what cannot "
-            "be (a build hook that writes the time, a deps layer grown on an earlier one)",
+            fix="see docs/guarantees.md, Reproducible images: what is made stable, and what "
+            "cannot be (a build hook, layers grown by earlier builds: build from nothing)",
         )
     log(checked.summary())
 

@@ -132,3 +132,24 @@ def _compiled(engine: Engine, ref: str, tmp_path: Path) -> bytes:
         data = tar.extractfile(found[0])
         assert data is not None
         return data.read()
+
+
+def test_the_check_names_what_a_build_hook_makes_differ(
+    make_app: Any, engine: Engine, index_env: Index, tmp_path: Path
+) -> None:
+    """A build hook that writes the time cannot be reproducible: the check says where
+    the images differ, fails, and leaves nothing of its own."""
+    app: App = make_app(["wd-pure-demo"])
+    hooks = app.root / ".warpdrive" / "action_hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "build").write_text("#!/bin/sh\nset -e\ndate +%s%N > stamp.txt\n")
+    (hooks / "build").chmod(0o755)
+    done = nox_image(app.root, tmp_path / "cache", "--check-reproducible")
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "not reproducible: a second build in isolation gave" in out
+    assert "first difference: layer " in out, out[-2000:]
+    assert "Traceback" not in out
+    leftovers = [t for i in engine.client.images.list() for t in i.tags if "warpdrive-check-" in t]
+    assert leftovers == []
+    assert not [v for v in engine.client.volumes.list() if f"{app.volume}-check-" in v.name]
