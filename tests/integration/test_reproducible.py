@@ -6,12 +6,14 @@ same image ID; `image -- --check-reproducible` says so."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import App, cleanup
 from pkgindex import Index
 
@@ -23,6 +25,8 @@ ORIGIN = "https://git.example.com/team/app.git"
 
 
 def git(cwd: Path, *args: str) -> str:
+    if shutil.which("git") is None:
+        pytest.fail("these tests need git: `apt-get install git`", pytrace=False)
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "t",
