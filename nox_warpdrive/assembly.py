@@ -99,6 +99,14 @@ def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
 
 
+#: the time of what does not come from the app's commit (a deps layer's history row, the
+#: files of a deps layer): jib's 1970-01-01T00:00:01Z, earlier than any SOURCE_DATE_EPOCH
+#: (reproducible-builds.org: no time later than it), so a deps image is the same whichever
+#: commit first built it, and is shared by the next ones
+FIXED_EPOCH = 1
+FIXED_CREATED = timestamp(FIXED_EPOCH)
+
+
 def history(
     parent_rows: Sequence[Mapping[str, Any]],
     parent_layers: int,

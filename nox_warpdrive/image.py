@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .build import static_cache
-from .build.app_layer import AppPlan, created_timestamp, git_labels, plan_app
+from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import (
     DamagedWheels,
     EarlyDeps,
@@ -470,15 +470,16 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
 
 
 def _plan_app(b: _Build) -> AppPlan:
+    labels, created = source_facts(b.cfg.project_dir)
     return plan_app(
         b.cfg,
         b.base,
         b.pkey,
         b.deps_key,
-        source_label=b.cfg.project_dir.name,
+        source_label=b.cfg.name,  # not the folder: a clone may be named otherwise
         requirements_digest=b.reqs.digest,
-        source_labels=git_labels(b.cfg.project_dir),
-        created=created_timestamp(),
+        source_labels=labels,
+        created=created,
         inputs=b.inputs,
     )
 

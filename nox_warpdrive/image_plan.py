@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .build.app_layer import AppPlan, created_timestamp, git_labels, plan_app
+from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
 from .build.static import same_static_inputs, shadows_static, static_inputs_unchanged
 from .config import Config, normalize
@@ -145,15 +145,16 @@ def plan_image(
     wheels, deps, resolved, below = _deps_and_wheels(
         cfg, engine, (base, pkey), reqs, current, no_index
     )
+    labels, created = source_facts(cfg.project_dir)
     app = plan_app(
         cfg,
         base,
         pkey,
         deps.key,
-        source_label=cfg.project_dir.name,
+        source_label=cfg.name,  # not the folder: a clone may be named otherwise
         requirements_digest=reqs.digest,
-        source_labels=git_labels(cfg.project_dir),
-        created=created_timestamp(),
+        source_labels=labels,
+        created=created,
         save_index=False,
         inputs=inputs,
     )

@@ -41,6 +41,10 @@ class CommitSpec:
     exposed_ports: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     message: str = ""
+    #: the config's ``created`` and its new history rows' (RFC 3339), for an image whose
+    #: config is written here (append_layer): a fixed time, never the clock, so the same
+    #: inputs give the same image ID; "" (the clock) only where a commit sets it anyway
+    created: str = ""
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,13 @@ def image_parser() -> argparse.ArgumentParser:
         "new app layers, leave nothing on the engine; when it cannot (requirements "
         "changed, collectstatic must run, a build hook), build here and push, saying why",
     )
+    p.add_argument(
+        "--check-reproducible",
+        action="store_true",
+        help="after the build, build the image again in isolation (a throwaway volume, "
+        "no deps image or cache of the first) and say whether the image ID matched, else "
+        "the first layer and path that differ; removes what it made",
+    )
     return p
 
 
@@ -232,6 +239,13 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         return
     if args.push_only:
         _registry_image(cfg.image)
+    if args.check_reproducible and args.push_only:
+        raise _ArgError("--check-reproducible compares two images built here: drop --push-only")
+    if args.check_reproducible and (args.no_index or (args.no_index is None and cfg.no_index)):
+        raise _ArgError(
+            "--check-reproducible builds again from nothing (an empty volume), which needs "
+            "the package index: drop --no-index (or `no-index` in [tool.warpdrive])"
+        )
     engine = connect(_out)
     result = build_image(
         cfg,
@@ -251,6 +265,8 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
         deps_made = not (result.up_to_date or result.deps_reused)
         _bound_caches(cfg, engine, result.image_id if deps_made else None)
         _out(result.table())
+        if args.check_reproducible:
+            _check_reproducible(cfg, engine, result.image_id, args.no_index, log)
         if args.push or args.push_only:
             from .engine.registry_check import push
             from .supply.attach import push_beside
@@ -259,6 +275,27 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
             push_beside(engine, cfg, result.ref, digest, _out, local=result.image_id)
     if args.push or args.push_only:
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
+
+
+def _check_reproducible(
+    cfg: Config, engine: Engine, image_id: str, no_index: bool | None, log: Callable[[str], None]
+) -> None:
+    """`image -- --check-reproducible`: the image built again in isolation and compared;
+    an image that is not reproducible fails the session (CI can gate on it)."""
+    from .build.reproduce import check
+    from .image import build_image
+
+    def build(again: Config, isolated: Engine, ref: str) -> str:
+        return build_image(again, isolated, _out, no_index=no_index, tag=ref).image_id
+
+    checked = check(cfg, engine, _out, image_id, build)
+    if checked.difference is not None:
+        raise WarpdriveError(
+            checked.summary(),
+            fix="see docs/guarantees.md, Reproducible images: what is made stable, and what "
+            "cannot be (a build hook, layers grown by earlier builds: build from nothing)",
+        )
+    log(checked.summary())
 
 
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:

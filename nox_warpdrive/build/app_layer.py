@@ -3,7 +3,6 @@ on top of the deps image; its plan and its key. A code change rebuilds only this
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import json
 import os
@@ -13,7 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import runtime
+from .. import assembly, runtime
+from ..assembly import FIXED_EPOCH
 from ..config import Config, start_config
 from ..engine import ImageInfo
 from ..labels import OCI_REVISION, OCI_SOURCE, AppLabels
@@ -42,37 +42,43 @@ from .static import not_static_inputs
 from .static_inputs import StaticInputs, choose
 
 
+def _git(project_dir: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def source_facts(project_dir: Path) -> tuple[dict[str, str], str]:
+    """The OCI source/revision labels (git_labels) and the image's date
+    (created_timestamp) from one look at git: HEAD's hash and commit time together."""
+    head = _git(project_dir, "log", "-1", "--format=%H %ct", "HEAD")
+    rev, _, when = (head or "").partition(" ")
+    labels: dict[str, str] = {OCI_REVISION: rev} if rev else {}
+    remote = _git(project_dir, "remote", "get-url", "origin")
+    if remote:
+        labels[OCI_SOURCE] = re.sub(r"//[^/@]*@", "//", remote)
+    return labels, created_timestamp(int(when) if when.isdigit() else None)
+
+
 def git_labels(project_dir: Path) -> dict[str, str]:
     """OCI source/revision labels when the app is in git. Credentials in a remote URL are
     stripped: labels are public."""
-    labels: dict[str, str] = {}
-
-    def git(*args: str) -> str | None:
-        try:
-            proc = subprocess.run(
-                ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=5
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
-
-    rev = git("rev-parse", "HEAD")
-    if rev:
-        labels[OCI_REVISION] = rev
-    remote = git("remote", "get-url", "origin")
-    if remote:
-        labels[OCI_SOURCE] = re.sub(r"//[^/@]*@", "//", remote)
-    return labels
+    return source_facts(project_dir)[0]
 
 
-def created_timestamp() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = (
-        _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
-        if epoch and epoch.isdigit()
-        else _dt.datetime.now(_dt.timezone.utc)
-    )
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def created_timestamp(commit_time: int | None = None) -> str:
+    """The image's date (its config's ``created``, its app history rows', the OCI created
+    label): ``$SOURCE_DATE_EPOCH`` when set, else the commit time of HEAD when the app is
+    in git (``commit_time``), else the fixed 1970-01-01T00:00:01Z. Never the clock: two
+    builds of one commit, anywhere, at any time, get the same image ID."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        return assembly.timestamp(source_date_epoch())  # refuses a malformed value
+    return assembly.timestamp(commit_time if commit_time is not None else FIXED_EPOCH)
 
 
 @dataclass(frozen=True)
@@ -483,6 +489,7 @@ def app_commit(
         source=facts.source_labels,
     ).to_labels()
     return CommitSpec(
+        created=facts.created,
         env=image_env(base),
         cmd=("warpdrive-start",),
         user=str(APP_UID),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime
+from ..assembly import FIXED_CREATED, FIXED_EPOCH
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output, RunResult, check_result
 from ..errors import BuildError, ConfigError, LayerRefused, WarpdriveError, cause_of
@@ -160,8 +161,14 @@ def plan_deps(
     have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
     in_memory = export and parent is None
     extra: dict[str, Any] = {"incremental": True} if parent is not None else {}
-    if in_memory:
+    tmpfs: tuple[str, ...] = ()
+    exported: tuple[str, ...] = ()
+    if export:  # a layer of exactly what the step made (on a parent: what it added)
         extra.update(export=True, tmpdir=DEPS_SCRATCH)
+        tmpfs = (APP_ROOT, DEPS_SCRATCH) if in_memory else (DEPS_SCRATCH,)
+        exported = _exported(cfg.python) if in_memory else _grow_export(cfg.python)
+        if not in_memory:
+            extra["grow"] = GROW_LIST
     return _deps_plan(
         cfg,
         (base, pkey, installer),
@@ -170,8 +177,8 @@ def plan_deps(
         parent.depth + 1 if parent else 0,
         parent.image.id if parent else base.id,
         extra,
-        tmpfs=(APP_ROOT, DEPS_SCRATCH) if in_memory else (),
-        export=_exported(cfg.python) if in_memory else (),
+        tmpfs=tmpfs,
+        export=exported,
     )
 
 
@@ -239,7 +246,9 @@ def _deps_plan(
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
         network="none",
         user="0:0",
-        commit=CommitSpec(labels=labels.to_labels(), message="nox-warpdrive deps layer"),
+        commit=CommitSpec(
+            labels=labels.to_labels(), message="nox-warpdrive deps layer", created=FIXED_CREATED
+        ),
         tmpfs=tmpfs,
         export=export,
     )
@@ -274,8 +283,13 @@ def plan_grow(
         base.id,
         {"grow": GROW_LIST, "export": True, "tmpdir": DEPS_SCRATCH},
         tmpfs=(APP_ROOT, DEPS_SCRATCH),
-        export=(cfg.python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST),
+        export=_grow_export(cfg.python),
     )
+
+
+def _grow_export(python: str) -> tuple[str, ...]:
+    """The export of exactly the paths a deps step listed as added or changed."""
+    return (python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST)
 
 
 def can_grow(parent: DepsLabels | None, installer: Installer, wanted: list[str]) -> str:
@@ -304,6 +318,8 @@ def _step_plan(
         "venv": VENV,
         "uid": APP_UID,
         "python": cfg.python,
+        # every file's mtime in the layer, and so in the bytecode (assemble.stabilize)
+        "epoch": FIXED_EPOCH,
         "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
         "installer": installer.name,
         "uv": installer.path,

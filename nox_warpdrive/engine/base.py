@@ -100,6 +100,7 @@ class Engine(Protocol):
     def image_reader(
         self, image: str
     ) -> contextlib.AbstractContextManager[Callable[[str], bytes | None]]: ...
+    def save_image(self, ref: str, into: Path) -> None: ...
     def append_layer(
         self,
         parent: str,
@@ -305,6 +306,7 @@ _DOING = {
     "inspect_raw": "inspecting image {0!r}",
     "image_reader": "reading files from image {0:.19}",
     "append_layer": "loading a layer",
+    "save_image": "saving image {0:.19}",
     "ensure_volume": "creating volume {0!r}",
     "volume_exists": "looking for volume {0!r}",
     "remove_volume": "removing volume {0!r}",

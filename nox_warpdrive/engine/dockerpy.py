@@ -308,6 +308,13 @@ class _Images(_Core):
 
             yield read
 
+    def save_image(self, ref: str, into: Path) -> None:
+        """`docker save` of one image, streamed into the file ``into`` (the layers of
+        two builds compared by `image -- --check-reproducible`)."""
+        with into.open("wb") as fh:
+            for chunk in self.client.api.get_image(ref):
+                fh.write(chunk)
+
     def append_layer(
         self,
         parent: str,
@@ -329,7 +336,7 @@ class _Images(_Core):
             self.history(parent),
             layer,
             spec,
-            created=assembly.timestamp(time.time()),
+            created=spec.created or assembly.timestamp(time.time()),
             created_by=created_by,
             under=under,
         )

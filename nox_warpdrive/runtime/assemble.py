@@ -9,12 +9,15 @@ The plan comes from /tmp/warpdrive-build/plan.json; this directory is removed be
 container is committed, so nothing of the build machinery stays in the image.
 """
 
+import base64
 import csv
 import glob
+import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -78,7 +81,6 @@ def install_wheels(plan, files, env):
                 "--no-cache",
                 "--link-mode",
                 "copy",
-                "--compile-bytecode",
             ]
             + files,
             env=dict(env, UV_NO_PROGRESS="1"),
@@ -95,6 +97,7 @@ def install_wheels(plan, files, env):
                 "off",
                 "--no-index",
                 "--no-deps",
+                "--no-compile",
             ]
             + files,
             env=env,
@@ -103,6 +106,111 @@ def install_wheels(plan, files, env):
 
 #: the deps step's exit code when a wheel does not match the manifest's sha256
 DAMAGED_EXIT = 65
+
+
+#: the file uv writes into each distribution it installs: its cache info, with the time
+#: of the install (rewritten by stable_cache_info)
+UV_CACHE_INFO = "uv_cache.json"
+
+
+def stable_cache_info(site, epoch, only=None):
+    """uv's cache info holds the install's time, and the RECORD its hash: both rewritten
+    with ``epoch``, so that two installs of one wheel write the same bytes. ``only``:
+    the paths an install on an earlier layer added (the others are that layer's)."""
+    for path in sorted(glob.glob(os.path.join(site, "*.dist-info", UV_CACHE_INFO))):
+        if only is not None and path not in only:
+            continue
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("timestamp"), dict):
+            continue
+        data["timestamp"] = {"secs_since_epoch": epoch, "nanos_since_epoch": 0}
+        body = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        with open(path, "wb") as fh:
+            fh.write(body)
+        fix_record(os.path.dirname(path), UV_CACHE_INFO, body)
+
+
+def fix_record(dist_info, name, body):
+    """The RECORD line of ``dist_info/name`` (its sha256 and size) for new bytes ``body``."""
+    record = os.path.join(dist_info, "RECORD")
+    if not os.path.exists(record):
+        return
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+    entry = os.path.basename(dist_info) + "/" + name + ","
+    with open(record, encoding="utf-8", newline="") as fh:
+        lines = fh.read().split("\n")
+    lines = [
+        "%ssha256=%s,%d" % (entry, digest, len(body)) if line.startswith(entry) else line
+        for line in lines
+    ]
+    with open(record, "w", encoding="utf-8", newline="") as fh:
+        fh.write("\n".join(lines))
+
+
+def set_mtimes(top, epoch):
+    """Every path below ``top`` (and ``top``) gets the mtime ``epoch``, links themselves."""
+    for root, dirs, names in os.walk(top):
+        for name in [""] + dirs + names:
+            path = os.path.join(root, name) if name else root
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def compile_bytecode(plan, only=None):
+    """Bytecode for the virtualenv's packages, written after every source got the fixed
+    mtime the layer gives it: a timestamp .pyc then holds exactly what the image's file
+    says, so it stays valid there (no hashing at import, unlike hash-based .pyc files; an
+    edited file is still recompiled, unlike unchecked ones) and its bytes do not depend
+    on when the install ran. A file that does not compile (Python 2 test data in some
+    sdists) is left without, as installers do. ``only``: just these paths' sources."""
+    venv_python = os.path.join(plan["venv"], "bin", "python")
+    sites = sorted(glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")))
+    if only is not None:
+        sites = [p for p in sorted(only) if p.endswith(".py") and os.path.isfile(p)]
+    if not sites:
+        return
+    started = time.time()
+    cmd = [venv_python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "timestamp"]
+    listed = "\n".join(sites).encode("utf-8", "surrogateescape") if only is not None else None
+    proc = subprocess.run(
+        cmd + (["-i", "-"] if listed is not None else sites),
+        input=listed,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    if proc.returncode != 0:
+        log("some files did not compile to bytecode (installers skip those too)")
+    log("bytecode compiled in %.1f s" % (time.time() - started))
+
+
+def stamp(top, epoch, only=None):
+    """Set the mtime ``epoch``: on everything below ``top``, or on the paths ``only``."""
+    if only is None:
+        set_mtimes(top, epoch)
+        return
+    for path in only:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def stabilize(plan, before=None):
+    """What the install wrote made independent of when and where it ran: uv's cache
+    info, every mtime (the layer's tar gives them ``epoch`` too), the bytecode.
+
+    ``before``: a snapshot of the virtualenv the install went into (an earlier deps
+    layer's, or the skeleton of a grown one): then only what the install added or
+    changed is touched (a file of the layer below has the epoch already, and touching it
+    would copy it up into this layer), and those paths are returned (relative to /),
+    the layer's list."""
+    epoch = int(plan.get("epoch", 1))
+    app_root = plan["app_root"]
+    touched = None if before is None else set(_changed_paths(app_root, before))
+    for site in glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")):
+        stable_cache_info(site, epoch, touched)
+    stamp(app_root, epoch, touched)
+    compile_bytecode(plan, touched)
+    touched = None if before is None else _changed_paths(app_root, before)
+    stamp(app_root, epoch, touched)
+    return None if touched is None else [p.lstrip("/") for p in touched]
 
 
 def check_wheels(plan, files):
@@ -318,8 +426,13 @@ def deps(plan):
     files = [os.path.join(plan["wheels_dir"], f) for f in plan.get("files", [])]
     check_wheels(plan, files)
     if plan.get("incremental"):
-        # On top of an earlier deps image of this app: only the added wheels.
+        # On top of an earlier deps image of this app: only the added wheels, and (an
+        # export) exactly what installing them added or changed as the layer.
+        before = snapshot(app_root)
         install_wheels(plan, files, env)
+        added = stabilize(plan, before)
+        if plan.get("grow"):
+            write_list(plan["grow"], added)
         check_libraries(plan)  # the whole virtualenv: what it sits on too
         check_servers(plan)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
@@ -338,16 +451,20 @@ def deps(plan):
     if plan.get("grow"):
         # the added wheels' layer, made away from the deps layer it goes on: the same
         # virtualenv made afresh, then only what installing them adds or changes
+        set_mtimes(app_root, int(plan.get("epoch", 1)))  # as on the deps layer it goes on
         before = snapshot(app_root)
         install_wheels(plan, files, env)
+        added = stabilize(plan, before)
         check_libraries(plan)  # the servers are loaded where the whole virtualenv is
-        write_list(plan["grow"], changed(app_root, before))
+        write_list(plan["grow"], added)
         log(
             "%d wheels installed for a layer of their own in %.1f s"
             % (len(files), time.time() - started)
         )
         return
     install_wheels(plan, files, env)
+    stabilize(plan)
+    os.utime("/etc/passwd", (int(plan.get("epoch", 1)),) * 2)
     check_libraries(plan)
     check_servers(plan)
     log("virtualenv ready in %.1f s" % (time.time() - started))
@@ -365,10 +482,33 @@ def snapshot(top):
 
 
 def changed(top, before):
-    """The paths below ``top`` that are new or whose lstat changed since ``before``,
-    relative to / and sorted (a directory before what it holds)."""
+    """The paths below ``top`` that are new or whose lstat changed since ``before``, and
+    the directories holding them, relative to / and sorted (a directory before what it
+    holds). A directory's own size and mtime are not compared: they differ between
+    filesystems (tmpfs, overlay) for the same entries, and the layer must not."""
+    return [p.lstrip("/") for p in _changed_paths(top, before)]
+
+
+def _changed_paths(top, before):
+    """``changed``, as absolute paths."""
     after = snapshot(top)
-    return sorted(p.lstrip("/") for p, s in after.items() if before.get(p) != s)
+    found = set()
+    for path, st in after.items():
+        old = before.get(path)
+        if stat.S_ISDIR(st[0]) and old is not None:
+            old, st = _owner_mode(old), _owner_mode(st)
+        if old != st:
+            found.add(path)
+    for path in list(found):
+        parent = os.path.dirname(path)
+        while len(parent) >= len(top) and parent not in found:
+            found.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(found)
+
+
+def _owner_mode(st):
+    return st[0], st[3], st[4]
 
 
 def write_list(path, paths):
@@ -486,16 +626,20 @@ def app(plan):
 
 
 def export(paths):
-    """A tar of ``paths`` (relative to /) on standard output, owners numeric, mtimes kept
-    (bytecode checks them): GNU tar when the image has it (ten times faster), else
-    Python's tarfile. ``@LIST`` alone: exactly the paths that file lists (NUL-separated,
-    as write_list writes them), a directory without what it holds."""
+    """A tar of ``paths`` (relative to /) on standard output, owners numeric, members in
+    name order, every mtime the plan's ``epoch`` (the sources' mtime the bytecode holds):
+    the same files give the same bytes. GNU tar when the image has it (ten times faster),
+    else Python's tarfile. ``@LIST`` alone: exactly the paths that file lists
+    (NUL-separated, sorted, as write_list writes them), a directory without what it
+    holds."""
     listed = paths[0][1:] if len(paths) == 1 and paths[0].startswith("@") else None
+    epoch = plan_epoch()
     tar = shutil.which("tar")
     if tar:
         version = subprocess.run([tar, "--version"], capture_output=True, text=True)
         if "GNU tar" in version.stdout:
-            args = [tar, "-C", "/", "--numeric-owner", "-cf", "-"]
+            args = [tar, "-C", "/", "--numeric-owner", "--sort=name", "--mtime=@%d" % epoch]
+            args += ["-cf", "-"]
             if listed is not None:
                 args += ["--no-recursion", "--verbatim-files-from", "--null", "-T", listed]
             else:
@@ -507,11 +651,40 @@ def export(paths):
         with open(listed, "rb") as fh:
             names = [n.decode("utf-8", "surrogateescape") for n in fh.read().split(b"\0") if n]
     else:
-        names = paths
+        names = tree(paths)
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.GNU_FORMAT) as out:
         for path in names:
-            out.add("/" + path, arcname=path, filter=numeric, recursive=listed is None)
+            info = out.gettarinfo("/" + path, arcname=path)
+            info.mtime = epoch
+            info = numeric(info)
+            if info.isreg():
+                with open("/" + path, "rb") as fh:
+                    out.addfile(info, fh)
+            else:
+                out.addfile(info)
     return 0
+
+
+def tree(paths):
+    """``paths`` (in the order given, as GNU tar takes them) and everything below each,
+    in name order (a directory first)."""
+    names = []
+    for top in paths:
+        names.append(top)
+        for root, dirs, files in os.walk("/" + top):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                names.append(os.path.join(root, name).lstrip("/"))
+    return names
+
+
+def plan_epoch():
+    """The mtime the plan of this build gives every file (1 without a plan)."""
+    try:
+        with open(os.path.join(HELPERS, "plan.json")) as fh:
+            return int(json.load(fh).get("epoch", 1))
+    except (OSError, ValueError):
+        return 1
 
 
 def numeric(info):

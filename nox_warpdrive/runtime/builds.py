@@ -5,6 +5,7 @@ per sdist in the volume (credentials redacted), and the environment they run in.
 import collections
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -45,7 +46,7 @@ def start_uv_builds(ctx, uv, pins, env):
             "--cache-dir",
             os.path.join(root, "uv-cache"),
             "--no-config",
-            path,
+            fixed_source_dir(path),
         ]
         common.log("building " + common.spec_of(pin))
         log_path, echo = build_log(ctx, common.spec_of(pin))
@@ -202,19 +203,58 @@ def build_failed(tee, spec, code):
 
 def wheel_builder(ctx, uv, pip, env, path, out):
     """A running build of one wheel from an sdist or a source tree into ``out``: `uv
-    build` (its build isolation is much faster than pip's), else `pip wheel`."""
+    build` (its build isolation is much faster than pip's), else `pip wheel`. An sdist
+    is built unpacked at its fixed path (fixed_source_dir)."""
+    name = os.path.basename(path)
+    source = fixed_source_dir(path) if os.path.isfile(path) else path
     if uv:
         cmd = [uv, "build", "--wheel", "--out-dir", out, "--python", ctx.plan["python"]]
-        cmd += ["--cache-dir", os.path.join(ctx.root, "uv-cache"), "--no-config", path]
-        log_path, echo = build_log(ctx, os.path.basename(path))
+        cmd += ["--cache-dir", os.path.join(ctx.root, "uv-cache"), "--no-config", source]
+        log_path, echo = build_log(ctx, name)
         return Tee(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), log=log_path, echo=echo)
-    return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, path], env=env)
+    return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, source], env=env)
+
+
+#: where an sdist is unpacked to be built: a path of its name only, the same in every
+#: build, so that compiled objects (debug info holds the build directory) and so the
+#: wheel do not depend on where or when it was built
+SOURCE_ROOT = "/tmp/warpdrive-src"
+
+#: the wheels' zip times (setuptools and most backends read it; 1980 is zip's first)
+WHEEL_EPOCH = "315532800"
+
+
+def fixed_source_dir(sdist):
+    """The sdist unpacked at SOURCE_ROOT/<its file name>: its source directory there
+    (the one top directory an sdist has). Building it runs its code anyway, so it is
+    unpacked as it comes; an archive it cannot unpack is built as it is."""
+    name = os.path.basename(sdist)
+    for suffix in (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    dest = os.path.join(SOURCE_ROOT, name)
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        shutil.unpack_archive(sdist, dest)
+    except (OSError, ValueError, shutil.ReadError):
+        return sdist
+    entries = os.listdir(dest)
+    if len(entries) == 1 and os.path.isdir(os.path.join(dest, entries[0])):
+        return os.path.join(dest, entries[0])
+    return dest
 
 
 def build_env(plan, staging):
     env = dict(os.environ)
     env.update(common.secret_env())
     env["PIP_NO_INPUT"] = "1"
+    # reproducible wheels: fixed zip times, and the fixed build path (fixed_source_dir)
+    # written as /build into compiled objects
+    env["SOURCE_DATE_EPOCH"] = WHEEL_EPOCH
+    flags = "-ffile-prefix-map=%s=/build" % SOURCE_ROOT
+    for var in ("CFLAGS", "CXXFLAGS"):
+        env[var] = (env.get(var, "") + " " + flags).strip()
     base_args = [
         "--wheel-dir",
         staging,

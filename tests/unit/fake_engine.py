@@ -58,6 +58,8 @@ class FakeEngine:
         self.volume_files = dict(volume_files or {})
         self.base = base
         self.exit_code = exit_code
+        #: what save_image writes for an image (a `docker save` tar), by ref or id
+        self.saved: dict[str, bytes] = {}
         self.entered = threading.Event()
         self.steps: list[Step] = []
         #: (image, name, host port, env, host ip) of every start_app
@@ -156,6 +158,10 @@ class FakeEngine:
             return self.paths.get(path)
 
         yield read
+
+    def save_image(self, ref: str, into: Path) -> None:
+        self._next_failure()
+        into.write_bytes(self.saved[ref])
 
     def append_layer(
         self,

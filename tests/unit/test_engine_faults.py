@@ -11,6 +11,7 @@ import dataclasses
 import http.server
 import socket
 import socketserver
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -152,6 +153,7 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "inspect_raw": lambda e: e.inspect_raw("img"),
     "image_reader": _read,
     "append_layer": lambda e: e.append_layer("img", tar_files({"a": b"a"}), CommitSpec()),
+    "save_image": lambda e: e.save_image("img", Path(tempfile.mkdtemp()) / "img.tar"),
     "ensure_volume": lambda e: e.ensure_volume("vol"),
     "volume_exists": lambda e: e.volume_exists("vol"),
     "remove_volume": lambda e: e.remove_volume("vol"),

@@ -155,17 +155,25 @@ def test_full_deps_plan_is_built_in_memory_and_exported(tmp_path: Path) -> None:
     assert plan["venv"].startswith(plan["app_root"] + "/")
 
 
-def test_incremental_deps_plan_is_committed(tmp_path: Path) -> None:
+def test_incremental_deps_plan_exports_what_it_added(tmp_path: Path) -> None:
+    """On a parent, the layer is exactly the paths the install added or changed (listed
+    by the step, exported sorted with fixed mtimes: reproducible, unlike a commit's
+    diff); without export (the engine refused a loaded layer) it is committed."""
     cfg = wsgi_project(tmp_path / "site")
-    for export in (True, False):
-        deps = deps_module.plan_deps(
-            cfg, BASE, PKEY, RESOLVED, parent=parent_of(RESOLVED[:2]), export=export
-        )
-        assert deps.step.image == "sha256:parent"
-        assert deps.step.tmpfs == () and deps.step.export == ()
-        plan = plan_json(deps.step)
-        assert plan["incremental"] is True
-        assert "export" not in plan and "tmpdir" not in plan
+    deps = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED, parent=parent_of(RESOLVED[:2]))
+    assert deps.step.image == "sha256:parent"
+    assert deps.step.tmpfs == (deps_module.DEPS_SCRATCH,)  # the venv is the parent's
+    assert deps.step.export[-2:] == ("export", "@" + deps_module.GROW_LIST)
+    plan = plan_json(deps.step)
+    assert plan["incremental"] is True and plan["grow"] == deps_module.GROW_LIST
+    assert plan["export"] is True and plan["epoch"] == 1
+    committed = deps_module.plan_deps(
+        cfg, BASE, PKEY, RESOLVED, parent=parent_of(RESOLVED[:2]), export=False
+    )
+    assert committed.step.tmpfs == () and committed.step.export == ()
+    plan = plan_json(committed.step)
+    assert plan["incremental"] is True
+    assert "export" not in plan and "tmpdir" not in plan and "grow" not in plan
 
 
 def test_deps_plan_without_export_is_committed(tmp_path: Path) -> None:
@@ -251,11 +259,13 @@ def test_export_without_tar_writes_a_python_tar(
         st = src.lstat()
         assert info.uname == "" and info.gname == "", name
         assert (info.uid, info.gid) == (st.st_uid, st.st_gid), name
-        assert info.mtime == int(st.st_mtime), name
+        assert info.mtime == 1, name  # the plan's epoch (none here: 1), not the file's
         assert info.mode == st.st_mode & 0o7777, name
     assert members[rel].uid == os.getuid() and members[rel].gid == os.getgid()
-    assert members[f"{rel}/a.txt"].mtime == 1_600_000_000
-    assert members[f"{rel}/sub/b.py"].mtime == 1_500_000_123
+    # in name order, a directory before what it holds: the same files, the same bytes
+    names = list(members)
+    assert names[:3] == [rel, f"{rel}/a.txt", f"{rel}/dangling"]
+    assert names.index(f"{rel}/sub") < names.index(f"{rel}/sub/b.py")
     if os.getuid() == 0:
         assert members[f"{rel}/sub/b.py"].uid == 1001
         assert members[f"{rel}/sub/deeper"].uid == 1001
@@ -297,7 +307,13 @@ def test_export_with_gnu_tar_execs_it(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(Stop):
         assemble.export(["opt/app-root", "etc/passwd"])
     assert calls == [
-        (tar, [tar, "-C", "/", "--numeric-owner", "-cf", "-", "--", "opt/app-root", "etc/passwd"])
+        (
+            tar,
+            [
+                *(tar, "-C", "/", "--numeric-owner", "--sort=name", "--mtime=@1", "-cf", "-"),
+                *("--", "opt/app-root", "etc/passwd"),
+            ],
+        )
     ]
 
 

@@ -252,6 +252,19 @@ def test_push_only_needs_an_image_ref_in_a_registry(
     assert sessions_module.image_parser().parse_args(["--push-only"]).push_only is True
 
 
+def test_check_reproducible_needs_a_local_build_and_the_index(
+    registry: dict[str, Any], no_docker: list[str], tmp_path: Path
+) -> None:
+    write(tmp_path, "pyproject.toml", '[tool.warpdrive]\nimage = "reg.example/site:latest"\n')
+    write(tmp_path, "wsgi.py", "application = None\n")
+    nox_warpdrive.sessions(project_dir=tmp_path)
+    error = run_session(registry, "image", ["--check-reproducible", "--push-only"]).errors[0]
+    assert "drop --push-only" in error
+    error = run_session(registry, "image", ["--check-reproducible", "--no-index"]).errors[0]
+    assert "builds again from nothing" in error and "drop --no-index" in error
+    assert no_docker == []  # said before the engine is reached
+
+
 def test_parsers() -> None:
     args = sessions_module.image_parser().parse_args(["--no-index", "--tag", "site:v2"])
     assert (args.no_index, args.tag) == (True, "site:v2")
