@@ -38,8 +38,10 @@ DEPS_SCRATCH = "/tmp/warpdrive-scratch"
 
 #: bump when the layout of the deps layer changes, so old deps images are not reused
 #: ("3": every deps layer passed the shared-library and server check; one built before
-#: it may hold a file that cannot load in the base image, and is built again once)
-DEPS_FORMAT = "3"
+#: it may hold a file that cannot load in the base image, and is built again once;
+#: "4": reproducible, sorted with fixed mtimes, stable installer files and .pyc: one built
+#: before would make every image on it differ from a clone's, and is built again once)
+DEPS_FORMAT = "4"
 
 
 @dataclass(frozen=True)
