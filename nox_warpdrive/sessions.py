@@ -393,6 +393,8 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     from .run import RunOptions, run, run_env
 
     args = run_parser().parse_args(list(posargs))
+    if args.watch and args.detach:
+        raise _ArgError("--watch stays in the foreground: drop --detach")
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
@@ -400,8 +402,6 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     if args.watch:
         from .watch import watch_run
 
-        if args.detach:
-            raise _ArgError("--watch stays in the foreground: drop --detach")
         watch_run(
             project_dir, {"image": args.tag} if args.tag else {}, connect(_out), _out, options
         )

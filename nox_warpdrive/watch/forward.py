@@ -47,7 +47,8 @@ class Forwarder:
         self._lock = threading.Lock()
         self._target: tuple[str, int] | None = None
         self._has_target = threading.Event()
-        self._open: dict[socket.socket, tuple[str, int]] = {}
+        #: each open connection: its client socket -> (its upstream socket, its target)
+        self._open: dict[socket.socket, tuple[socket.socket, tuple[str, int]]] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -65,7 +66,7 @@ class Forwarder:
     def open_to(self, target: tuple[str, int]) -> int:
         """How many connections to ``target`` are still open."""
         with self._lock:
-            return sum(1 for t in self._open.values() if t == target)
+            return sum(1 for _, t in self._open.values() if t == target)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._accept, name="warpdrive-forward", daemon=True)
@@ -75,7 +76,7 @@ class Forwarder:
         """Stop accepting and end every open connection."""
         with self._lock:
             self._closed = True
-            sockets = list(self._open)
+            sockets = [s for client, (up, _) in self._open.items() for s in (client, up)]
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -114,8 +115,7 @@ class Forwarder:
             with self._lock:
                 if self._closed:
                     return
-                self._open[client] = target
-                self._open[upstream] = target
+                self._open[client] = (upstream, target)
             back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
             back.start()
             _pipe(client, upstream)
@@ -125,8 +125,6 @@ class Forwarder:
         finally:
             with self._lock:
                 self._open.pop(client, None)
-                if upstream is not None:
-                    self._open.pop(upstream, None)
             _close(client)
             if upstream is not None:
                 _close(upstream)
