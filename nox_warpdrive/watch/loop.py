@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +72,8 @@ class WatchLoop:
             port = self.engine.published_port(cid)
             if port is None:
                 raise WarpdriveError("the container stopped before it answered")
-            wait_http(
-                f"http://{host}:{port}/", lambda: self.engine.container_state(cid)[0], READY_TIMEOUT
-            )
+            alive = lambda: self.engine.container_state(cid)[0]  # noqa: E731
+            wait_http(f"http://{host}:{port}/", alive, READY_TIMEOUT, interval=0.05)
         except WarpdriveError as exc:
             tail = self.engine.logs_tail(cid, 80).rstrip()
             self.stop(cid)
@@ -173,7 +171,6 @@ def watch_run(
     engine: Engine,
     out: Output,
     options: RunOptions,
-    on_ready: Callable[[str], None] | None = None,
 ) -> int:
     """Run the loop until a signal (KeyboardInterrupt); the number of reloads made.
     Every container it started is removed on the way out, whatever ends it."""
@@ -186,17 +183,13 @@ def watch_run(
         loop.serving = loop.launch(cfg, result.image_id)
         forwarder.point_to(*loop.serving.target)
         forwarder.start()
-        url = f"http://{'127.0.0.1' if host_ip in ('0.0.0.0', '::') else host_ip}:{forwarder.port}/"
+        shown = "127.0.0.1" if host_ip in ("0.0.0.0", "::") else host_ip
+        url = f"http://{shown}:{forwarder.port}/"
+        said = f"warpdrive: {cfg.image} answers at {url}; watching {cfg.project_dir} (Ctrl-C stops)"
         inputs = Inputs.of(cfg)
-        with Watcher(inputs) as watcher:
-            watcher.wait_ready()
-            out(f"warpdrive: {cfg.image} answers at {url}; watching {inputs.root} (Ctrl-C stops)")
-            if on_ready is not None:
-                on_ready(url)
-            for changes in watcher.next():
-                new_cfg = loop.reload(forwarder, changes)
-                if new_cfg is not None and {"config", "ignore rules"} & set(changes.kinds):
-                    watcher.inputs = Inputs.of(new_cfg)
+        while True:
+            inputs = watch(loop, forwarder, inputs, said)
+            said = ""
     except KeyboardInterrupt:
         out("warpdrive: stopping")
     finally:
@@ -205,3 +198,23 @@ def watch_run(
         loop.stop_all()
     out(f"warpdrive: stopped; {loop.reloads} reloads, every container removed")
     return loop.reloads
+
+
+def watch(loop: WatchLoop, forwarder: Forwarder, inputs: Inputs, said: str = "") -> Inputs:
+    """Reload on every change set until the watched paths change (pyproject.toml named
+    another requirement or lock file outside the app): the new inputs, to watch anew.
+    A change of the ignore rules or the config only changes the filter. ``said``: the
+    line to print once the watcher runs (a save right after it is seen)."""
+    with Watcher(inputs) as watcher:
+        watcher.wait_ready()
+        if said:
+            loop.out(said)
+        for changes in watcher.next():
+            cfg = loop.reload(forwarder, changes)
+            if cfg is None or not {"config", "ignore rules"} & set(changes.kinds):
+                continue
+            new = Inputs.of(cfg)
+            if new.paths() != inputs.paths():
+                return new
+            watcher.inputs = new
+    raise AssertionError("Watcher.next never ends")  # pragma: no cover
