@@ -29,6 +29,10 @@ from .forward import Forwarder, wait_drained
 READY_TIMEOUT = 60.0
 #: how long the old container's open connections may run on after a switch
 DRAIN_SECONDS = 1.0
+#: the variables every container of the loop gets unless --env sets them: one server
+#: worker (the launcher's default is two a CPU; each imports the app as it boots, and on
+#: a small machine four booting side by side take seconds longer to give a first answer)
+WATCH_ENV = {"WEB_CONCURRENCY": "1"}
 #: what the build says when it reuses the collected static files (image.py)
 _STATIC_REUSED = "reusing the collected static files"
 
@@ -54,6 +58,8 @@ class WatchLoop:
     out: Output
     options: RunOptions
     started: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: every name a container was started under (a signal may come before its id does)
+    names: list[str] = dataclasses.field(default_factory=list)
     serving: Serving | None = None
     reloads: int = 0
     count: int = 0
@@ -66,7 +72,9 @@ class WatchLoop:
         self.count += 1
         name = f"{self.options.name or cfg.name + '-run'}-watch-{self.count}"
         host_ip, host = published_on(None, engine_host())
-        cid = self.engine.start_app(image_id, name, 0, self.options.env, host_ip)
+        self.names.append(name)
+        env = {**WATCH_ENV, **self.options.env}
+        cid = self.engine.start_app(image_id, name, 0, env, host_ip)
         self.started[cid] = name
         try:
             port = self.engine.published_port(cid)
@@ -88,7 +96,9 @@ class WatchLoop:
         try:
             self.engine.stop_app(container_id, timeout=3)
         finally:
-            self.started.pop(container_id, None)
+            name = self.started.pop(container_id, None)
+            if name in self.names:
+                self.names.remove(name)
 
     def stop_all(self) -> None:
         """Every container the loop started, removed (a failure to remove one is said,
@@ -98,6 +108,10 @@ class WatchLoop:
                 self.stop(cid)
             except WarpdriveError as exc:
                 self.out(f"warpdrive: could not remove {name}: {exc.message}")
+        for name in self.names:  # one whose start a signal cut short (only ours go)
+            with contextlib.suppress(WarpdriveError):
+                self.engine.remove_app(name)
+        self.names.clear()
 
     # -- builds --------------------------------------------------------------------------
 
@@ -109,6 +123,7 @@ class WatchLoop:
         """One reload; the config it built with (None when the build failed: the old
         container serves on)."""
         lines: list[str] = []
+        began = time.time()
         try:
             cfg, result = self.build(lines.append)
         except WarpdriveError as exc:
@@ -122,6 +137,7 @@ class WatchLoop:
         if old is not None and result.image_id == old.image_id:
             self.out(f"warpdrive: {changes.describe()}: the image is the same, nothing to switch")
             return cfg
+        built = time.time()
         try:
             new = self.launch(cfg, result.image_id)
         except WarpdriveError as exc:
@@ -134,9 +150,8 @@ class WatchLoop:
         forwarder.point_to(*new.target)
         self.serving = new
         self.reloads += 1
-        self.out(
-            reload_line(self.reloads, changes, rebuilt(result, lines), answered - changes.saved_at)
-        )
+        spans = (answered - changes.saved_at, built - began, answered - built)
+        self.out(reload_line(self.reloads, changes, rebuilt(result, lines), *spans))
         if old is not None:
             wait_drained(forwarder, old.target, DRAIN_SECONDS, time.sleep)
             self.stop(old.container_id)
@@ -157,11 +172,15 @@ def rebuilt(result: ImageResult, lines: list[str]) -> str:
     return ", ".join(parts)
 
 
-def reload_line(number: int, changes: ChangeSet, what: str, seconds: float) -> str:
-    """The one line a reload prints."""
+def reload_line(
+    number: int, changes: ChangeSet, what: str, seconds: float, build: float, start: float
+) -> str:
+    """The one line a reload prints: the time from the save to the first answer, and
+    the build's and the new container's shares of it (the rest: the debounce)."""
     return (
         f"warpdrive: reload {number}: {changes.describe()} -> rebuilt {what}; "
-        f"new container answered {max(seconds, 0.0):.2f} s after the save"
+        f"new container answered {max(seconds, 0.0):.2f} s after the save "
+        f"(build {build:.2f} s, start {start:.2f} s)"
     )
 
 

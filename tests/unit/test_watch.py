@@ -293,6 +293,7 @@ def test_a_reload_switches_to_the_new_container_and_stops_the_old(
     assert engine.stopped == ["c-app-run-watch-1"]
     assert engine.removed == ["img-1"]  # the old image, untagged now
     assert list(loop.started) == ["c-app-run-watch-2"]
+    assert engine.started_apps[-1][3] == {"WEB_CONCURRENCY": "1"}  # one worker boots fastest
     line = loop.lines[-1]
     assert line.startswith("warpdrive: reload 1: code changed (views.py) -> rebuilt app layer;")
     loop.stop_all()
@@ -331,10 +332,12 @@ def test_a_failed_build_or_start_keeps_the_old_one_serving(
 
 def test_the_reload_line_says_what_changed_what_was_rebuilt_and_how_long() -> None:
     changes = ChangeSet(("requirements.txt",), ("requirements",), 100.0)
-    line = reload_line(3, changes, "wheelhouse (+1 wheels), deps layer, app layer", 2.345)
+    what = "wheelhouse (+1 wheels), deps layer, app layer"
+    line = reload_line(3, changes, what, 2.345, 1.5, 0.75)
     assert line == (
         "warpdrive: reload 3: requirements changed (requirements.txt) -> rebuilt wheelhouse "
-        "(+1 wheels), deps layer, app layer; new container answered 2.35 s after the save"
+        "(+1 wheels), deps layer, app layer; new container answered 2.35 s after the save "
+        "(build 1.50 s, start 0.75 s)"
     )
 
 
