@@ -346,3 +346,25 @@ def test_watch_with_detach_is_refused_before_anything_starts(tmp_path: Path) -> 
 
     with pytest.raises(_ArgError, match="--watch stays in the foreground: drop --detach"):
         run_container(tmp_path, ["--watch", "--detach"], print)
+
+
+def test_each_build_reads_pyproject_toml_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nox_warpdrive.watch import loop as loop_module
+
+    seen: list[str] = []
+
+    def fake_build(cfg: Config, engine: Any, out: Any) -> ImageResult:
+        seen.append(cfg.image)
+        return ImageResult(cfg.image, "img", False, True, 1, 1, 0.1)
+
+    monkeypatch.setattr(loop_module, "build_image", fake_build)
+    (tmp_path / "requirements.txt").write_text("")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "shop"\n\n[tool.warpdrive]\nimage = "shop:one"\n')
+    loop = WatchLoop(tmp_path, {}, FakeEngine(), print, RunOptions(port=0))
+    loop.build(print)
+    pyproject.write_text('[project]\nname = "shop"\n\n[tool.warpdrive]\nimage = "shop:two"\n')
+    loop.build(print)
+    assert seen == ["shop:one", "shop:two"]
