@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,8 @@ class WatchLoop:
     started: dict[str, str] = dataclasses.field(default_factory=dict)
     #: every name a container was started under (a signal may come before its id does)
     names: list[str] = dataclasses.field(default_factory=list)
+    #: the threads stopping replaced containers (the next save need not wait for them)
+    retiring: list[threading.Thread] = dataclasses.field(default_factory=list)
     serving: Serving | None = None
     reloads: int = 0
     count: int = 0
@@ -84,7 +87,8 @@ class WatchLoop:
             wait_http(f"http://{host}:{port}/", alive, READY_TIMEOUT, interval=0.05)
         except WarpdriveError as exc:
             tail = self.engine.logs_tail(cid, 80).rstrip()
-            self.stop(cid)
+            with contextlib.suppress(WarpdriveError):
+                self.stop(cid)  # else stop_all tries again
             raise WarpdriveError(
                 f"the new container did not start: {exc.message}; its last output:\n{tail}",
                 fix="read its output above; `docker run --rm -it IMAGE sh` lets you look inside",
@@ -93,16 +97,35 @@ class WatchLoop:
 
     def stop(self, container_id: str) -> None:
         """Stop and remove one container the loop started (gracefully: open requests end)."""
-        try:
-            self.engine.stop_app(container_id, timeout=3)
-        finally:
-            name = self.started.pop(container_id, None)
-            if name in self.names:
-                self.names.remove(name)
+        self.engine.stop_app(container_id, timeout=3)
+        name = self.started.pop(container_id, None)  # kept for stop_all when it failed
+        if name in self.names:
+            self.names.remove(name)
+
+    def retire(self, forwarder: Forwarder, old: Serving) -> None:
+        """Stop a replaced container in a thread, once its open connections had a
+        moment to end, and remove its image (untagged now; refused while in use)."""
+
+        def run() -> None:
+            wait_drained(forwarder, old.target, DRAIN_SECONDS, time.sleep)
+            with contextlib.suppress(WarpdriveError):
+                self.stop(old.container_id)
+                self.engine.remove_image(old.image_id)
+
+        thread = threading.Thread(target=run, name="warpdrive-retire", daemon=True)
+        self.retiring = [t for t in self.retiring if t.is_alive()] + [thread]
+        thread.start()
+
+    def settle(self) -> None:
+        """Wait for the replaced containers to be stopped."""
+        for thread in self.retiring:
+            thread.join(timeout=60)
+        self.retiring = []
 
     def stop_all(self) -> None:
         """Every container the loop started, removed (a failure to remove one is said,
         and the others are still removed)."""
+        self.settle()
         for cid, name in list(self.started.items()):
             try:
                 self.stop(cid)
@@ -153,9 +176,7 @@ class WatchLoop:
         spans = (answered - changes.saved_at, built - began, answered - built)
         self.out(reload_line(self.reloads, changes, rebuilt(result, lines), *spans))
         if old is not None:
-            wait_drained(forwarder, old.target, DRAIN_SECONDS, time.sleep)
-            self.stop(old.container_id)
-            self.engine.remove_image(old.image_id)  # untagged now; refused while in use
+            self.retire(forwarder, old)
         return cfg
 
 

@@ -179,6 +179,7 @@ def test_watch_serves_each_save_keeps_the_old_on_a_break_and_cleans_up(
             assert "Session run failed" not in out(), out()
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=120) == 0, out()
+        print(out())  # the reload lines, for `pytest -s`
         assert "every container removed" in out(), out()
         assert app_containers(engine, app) == [], out()
     finally:

@@ -290,6 +290,7 @@ def test_a_reload_switches_to_the_new_container_and_stops_the_old(
     assert loop.reload(forwarder, CODE) is not None
     assert forwarder.target == loop.serving.target
     assert loop.serving.image_id == "img-2"
+    loop.settle()  # the old one is stopped in a thread
     assert engine.stopped == ["c-app-run-watch-1"]
     assert engine.removed == ["img-1"]  # the old image, untagged now
     assert list(loop.started) == ["c-app-run-watch-2"]
