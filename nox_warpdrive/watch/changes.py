@@ -22,6 +22,7 @@ from pathlib import Path
 import watchfiles
 
 from ..config import Config
+from ..errors import WarpdriveError
 from ..source.ignore import IgnoreRules, is_excluded, load_ignore_rules
 
 #: the kinds, in the order a line names them (the widest first)
@@ -213,9 +214,19 @@ class Watcher:
         """The change sets, each merged with those already waiting; blocks."""
         while True:
             if self.error is not None:
-                raise self.error
+                raise watch_failed(self.inputs.root, self.error) from self.error
             try:
                 first = self.changes.get(timeout=poll)
             except queue.Empty:
                 continue
             yield drain(first, self.changes)
+
+
+def watch_failed(root: Path, exc: BaseException) -> WarpdriveError:
+    """Why the watcher stopped, with the fix: most often the system's limit of inotify
+    watches (one a directory, a big tree or a node_modules uses many)."""
+    return WarpdriveError(
+        f"cannot watch {root} for changes: {exc}",
+        fix="raise the limit (`sysctl fs.inotify.max_user_watches=524288`), or watch by "
+        "polling: WATCHFILES_FORCE_POLLING=1 nox -s run -- --watch",
+    )

@@ -369,3 +369,22 @@ def test_each_build_reads_pyproject_toml_again(
     pyproject.write_text('[project]\nname = "shop"\n\n[tool.warpdrive]\nimage = "shop:two"\n')
     loop.build(print)
     assert seen == ["shop:one", "shop:two"]
+
+
+def test_a_watcher_that_fails_is_a_clear_error_with_a_fix(tmp_path: Path) -> None:
+    watcher = Watcher(inputs_for(tmp_path))
+    watcher.error = OSError(28, "inotify watch limit reached")
+    with pytest.raises(WarpdriveError) as caught:
+        next(watcher.next(poll=0.01))
+    assert f"cannot watch {tmp_path} for changes" in caught.value.message
+    assert "WATCHFILES_FORCE_POLLING=1" in (caught.value.fix or "")
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_the_static_reuse_the_reload_line_names_is_what_the_build_says() -> None:
+    import inspect
+
+    from nox_warpdrive import image
+    from nox_warpdrive.watch import loop as loop_module
+
+    assert loop_module._STATIC_REUSED in inspect.getsource(image)
