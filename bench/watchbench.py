@@ -46,6 +46,11 @@ from .tools import Tool, Warpdrive
 VIEW_FILE = "mysite/urls.py"
 VIEW_TEXT = 'HttpResponse("ok"'
 VIEW_PATH = "/health/"
+#: a static file the bench adds to both copies, edited after the view (nox-warpdrive
+#: only: the peer's image has no static file server, Django serves none with DEBUG off)
+STATIC_FILE = "home/static/home/bench.css"
+STATIC_PATH = "/static/home/bench.css"
+STATIC_EDITS = 3
 #: how long one edit may take to be served before the bench gives up on it
 EDIT_TIMEOUT = 180.0
 #: the pause after a served edit, so that the old container is stopped before the next
@@ -115,6 +120,8 @@ class LoopResult:
 
     tool: str
     seconds: list[float] = field(default_factory=list)
+    #: the same for edits of a static file (collectstatic in the build)
+    static_seconds: list[float] = field(default_factory=list)
     polls_ok: int = 0
     polls_failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -122,10 +129,11 @@ class LoopResult:
     said: list[str] = field(default_factory=list)
 
     def row(self) -> str:
-        s = self.seconds
+        s, st = self.seconds, self.static_seconds
+        static = f"{max(st):.2f} ({len(st)})" if st else "–"
         return (
             f"| {self.tool} | {len(s)} | {percentile(s, 50):.2f} | {percentile(s, 95):.2f} | "
-            f"{max(s, default=math.nan):.2f} | {self.polls_failed} of "
+            f"{max(s, default=math.nan):.2f} | {static} | {self.polls_failed} of "
             f"{self.polls_ok + self.polls_failed} |"
         )
 
@@ -140,28 +148,55 @@ def edit_view(app: Path, text: str) -> None:
 
 
 def timed_edits(
-    app: Path, url: str, edits: int, tag: str, apply: Callable[[], None], result: LoopResult
+    url: str,
+    edits: int,
+    write: Callable[[int], str],
+    apply: Callable[[], None],
+    result: LoopResult,
+    into: list[float],
 ) -> None:
-    """``edits`` edits, each timed from its write to the first answer with the new text;
-    ``apply`` is what the tool needs done after a write (nothing for a watcher)."""
+    """``edits`` edits, each timed from its write (``write(n)`` makes edit n and returns
+    the text it makes ``url`` answer) to the first answer carrying that text, appended
+    to ``into``; ``apply`` is what the tool needs done after a write (nothing for a
+    watcher)."""
+    what = "static" if into is result.static_seconds else "edit"
     for n in range(1, edits + 1):
-        text = f"ok-{tag}-{n}"
-        edit_view(app, text)
+        text = write(n)
         began = time.perf_counter()
         apply()
-        while fetch(url) != text:
+        while text not in (fetch(url) or ""):
             if time.perf_counter() - began > EDIT_TIMEOUT:
-                raise BenchError(f"{result.tool}: edit {n} not served after {EDIT_TIMEOUT:.0f} s")
+                raise BenchError(f"{result.tool}: {what} {n} not served in {EDIT_TIMEOUT:.0f} s")
             time.sleep(0.01)
-        result.seconds.append(time.perf_counter() - began)
-        out(f"  {result.tool:<14} edit {n:>2}: served in {result.seconds[-1]:.2f} s")
+        into.append(time.perf_counter() - began)
+        out(f"  {result.tool:<14} {what} {n:>2}: served in {into[-1]:.2f} s")
         time.sleep(SETTLE)
+
+
+def view_writer(app: Path, tag: str) -> Callable[[int], str]:
+    def write(n: int) -> str:
+        text = f"ok-{tag}-{n}"
+        edit_view(app, text)
+        return text
+
+    return write
+
+
+def static_writer(app: Path, tag: str) -> Callable[[int], str]:
+    def write(n: int) -> str:
+        text = f"/* bench {tag} static {n} */"
+        (app / STATIC_FILE).write_text(text + "\n")
+        return text
+
+    return write
 
 
 def prepared_copy(tool: Tool, run: int) -> None:
     """The tool's cold copy of the example, without the deploy hook (see the module)."""
     tool.reset(run)
     (tool.app / ".warpdrive" / "action_hooks" / "deploy").unlink(missing_ok=True)
+    (tool.app / STATIC_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (tool.app / STATIC_FILE).write_text("/* bench */\n")
     if VIEW_TEXT not in (tool.app / VIEW_FILE).read_text():
         raise BenchError(f"{VIEW_FILE} has no {VIEW_TEXT}: the watch bench edits that view")
 
@@ -203,7 +238,13 @@ def warpdrive_loop(tool: Warpdrive, edits: int, tag: str, logs: Path) -> LoopRes
         out(f"  nox-warpdrive  cold build and first container up; editing {VIEW_FILE}")
         poller = Poller(url).start()
         try:
-            timed_edits(tool.app, url, edits, tag, lambda: None, result)
+            write = view_writer(tool.app, tag)
+            timed_edits(url, edits, write, lambda: None, result, result.seconds)
+            static_url = f"http://127.0.0.1:{port}{STATIC_PATH}"
+            write = static_writer(tool.app, tag)
+            timed_edits(
+                static_url, STATIC_EDITS, write, lambda: None, result, result.static_seconds
+            )
         finally:
             poller.stop()
         result.polls_ok, result.polls_failed, result.failures = (
@@ -254,7 +295,7 @@ def peer_loop(peer: Peer, edits: int, tag: str, logs: Path) -> LoopResult:
         out("  uv peer        cold build and first container up; editing the same view")
         poller = Poller(url).start()
         try:
-            timed_edits(peer.app, url, edits, tag, restart, result)
+            timed_edits(url, edits, view_writer(peer.app, tag), restart, result, result.seconds)
         finally:
             poller.stop()
         result.polls_ok, result.polls_failed, result.failures = (
@@ -269,8 +310,8 @@ def peer_loop(peer: Peer, edits: int, tag: str, logs: Path) -> LoopResult:
 
 def table(results: Sequence[LoopResult]) -> str:
     head = (
-        "| tool | edits | p50 s | p95 s | max s | failed polls (50 ms) |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: |"
+        "| tool | edits | p50 s | p95 s | max s | static edit, max s (n) | failed polls (50 ms) |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     return "\n".join([head, *(r.row() for r in results)])
 

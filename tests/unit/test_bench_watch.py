@@ -46,7 +46,9 @@ def test_percentiles_are_nearest_rank_and_the_row_counts_failed_polls() -> None:
     values = [float(n) for n in range(1, 21)]
     assert (percentile(values, 50), percentile(values, 95)) == (10.0, 19.0)
     result = LoopResult("uv peer", [0.5, 1.5], polls_ok=98, polls_failed=2)
-    assert result.row() == "| uv peer | 2 | 0.50 | 1.50 | 1.50 | 2 of 100 |"
+    assert result.row() == "| uv peer | 2 | 0.50 | 1.50 | 1.50 | – | 2 of 100 |"
+    result.static_seconds = [1.25, 2.5]
+    assert "| 2.50 (2) |" in result.row()
 
 
 def test_nothing_listening_is_no_answer() -> None:
