@@ -385,6 +385,13 @@ def test_the_static_reuse_the_reload_line_names_is_what_the_build_says() -> None
     import inspect
 
     from nox_warpdrive import image
+    from nox_warpdrive.runtime import assemble
     from nox_warpdrive.watch import loop as loop_module
 
     assert loop_module._STATIC_REUSED in inspect.getsource(image)
+    assert '"manage.py", "collectstatic"' in inspect.getsource(assemble)
+    result = ImageResult("app:latest", "img", False, True, 1, 1, 0.1)
+    ran = ["warpdrive: $ /opt/app-root/venv/bin/python manage.py collectstatic --noinput"]
+    assert loop_module.rebuilt(result, ran) == "app layer, collectstatic ran"
+    reused = ["warpdrive: static inputs unchanged; reusing the collected static files"]
+    assert loop_module.rebuilt(result, reused) == "app layer, static files reused"
