@@ -106,13 +106,16 @@ class WatchLoop:
 
     def retire(self, forwarder: Forwarder, old: Serving) -> None:
         """Stop a replaced container in a thread, once its open connections had a
-        moment to end, and remove its image (untagged now; refused while in use)."""
+        moment to end, and remove its image when no tag names it (the build could not
+        while the container used it)."""
 
         def run() -> None:
             wait_drained(forwarder, old.target, DRAIN_SECONDS, time.sleep)
             with contextlib.suppress(WarpdriveError):
                 self.stop(old.container_id)
-                self.engine.remove_image(old.image_id)
+                image = self.engine.image(old.image_id)
+                if image is not None and not image.tags:  # as image.py's _move_tag does
+                    self.engine.remove_image(old.image_id)
 
         thread = threading.Thread(target=run, name="warpdrive-retire", daemon=True)
         self.retiring = [t for t in self.retiring if t.is_alive()] + [thread]

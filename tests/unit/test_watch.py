@@ -21,6 +21,7 @@ import pytest
 from fake_engine import FakeEngine
 
 from nox_warpdrive.config import Config
+from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.errors import EngineError, WarpdriveError
 from nox_warpdrive.image import ImageResult
 from nox_warpdrive.run import RunOptions
@@ -283,7 +284,9 @@ def test_a_reload_switches_to_the_new_container_and_stops_the_old(
 ) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     engine = Answering()
-    loop = loop_with(tmp_path, engine, ["img-1", "img-2"])
+    engine.images["img-1"] = ImageInfo("img-1", (), {}, 1, 1, "")  # untagged by the build
+    engine.images["img-2"] = ImageInfo("img-2", (), {}, 1, 1, "", tags=("mine:kept",))
+    loop = loop_with(tmp_path, engine, ["img-1", "img-2", "img-3"])
     cfg, first = loop.build(loop.out)
     loop.serving = loop.launch(cfg, first.image_id)
     forwarder.point_to(*loop.serving.target)
@@ -297,6 +300,9 @@ def test_a_reload_switches_to_the_new_container_and_stops_the_old(
     assert engine.started_apps[-1][3] == {"WEB_CONCURRENCY": "1"}  # one worker boots fastest
     line = loop.lines[-1]
     assert line.startswith("warpdrive: reload 1: code changed (views.py) -> rebuilt app layer;")
+    loop.reload(forwarder, CODE)
+    loop.settle()
+    assert engine.removed == ["img-1"]  # another tag names img-2: it stays
     loop.stop_all()
     assert loop.started == {}
 
