@@ -100,6 +100,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "pipelines on an empty second engine, with a local registry (see bench/README.md)",
     )
     p.add_argument(
+        "--watch",
+        action="store_true",
+        help="the inner loop instead: --edits edits of the example's /health/ view through "
+        "`nox -s run -- --watch` and through a uv Dockerfile rebuild + `docker run` loop, "
+        "each timed from the write to the new text served, with a 50 ms poller "
+        "(bench/watchbench.py)",
+    )
+    p.add_argument(
+        "--edits", type=int, default=20, help="with --watch: how many edits (default 20)"
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="only write bench/RESULTS.md again from bench/results/latest.json",
@@ -107,6 +118,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(list(argv))
     if args.runs < 1:
         p.error("--runs must be at least 1")
+    if args.edits < 1:
+        p.error("--edits must be at least 1")
+    if args.watch and (args.fresh_runner or args.report_only or args.app or args.files):
+        p.error(
+            "--watch times the example's view: no --fresh-runner, --report-only, --app, --files"
+        )
     if args.files < 0 or args.assets_mb < 0:
         p.error("--files and --assets-mb cannot be negative")
     unknown = [t for t in args.tools.split(",") if t not in TOOLS]
@@ -235,6 +252,10 @@ def main(argv: Sequence[str]) -> int:
     docker = find_docker()
     check_base_images(docker)
     ca = find_ca_bundle()
+    if args.watch:
+        from .watchbench import main_watch
+
+        return main_watch(app, args.edits, docker, ca, command_line(argv), tool_revision())
     if args.fresh_runner:
         from .fresh import main_fresh
 

@@ -114,9 +114,11 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-def wait_http(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> int:
-    """Poll until the URL gives any HTTP answer; its status. Raises when the container
-    stops or the time runs out."""
+def wait_http(
+    url: str, alive: Callable[[], bool], timeout: float = 60.0, interval: float = 0.25
+) -> int:
+    """Poll every ``interval`` s until the URL gives any HTTP answer; its status. Raises
+    when the container stops or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = http_status(url)
@@ -124,7 +126,7 @@ def wait_http(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> int
             return status
         if not alive():
             raise WarpdriveError("the container stopped before it answered")
-        time.sleep(0.25)
+        time.sleep(interval)
     raise WarpdriveError(f"{url} did not answer within {timeout:.0f} s")
 
 

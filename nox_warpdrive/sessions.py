@@ -465,6 +465,13 @@ def run_parser() -> argparse.ArgumentParser:
         "`docker run --env-file` reads them",
     )
     p.add_argument("--detach", action="store_true", help="leave it running")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="build, run, and on every saved change the image leaves in: build again, "
+        "start the new container, switch the port to it once it answers, stop the old "
+        "(the port never refuses a connection; a failed build keeps the old one serving)",
+    )
     p.add_argument("--name", help="container name (default <name>-run)")
     p.add_argument("--tag", metavar="REF", help="run REF instead of `image`")
     return p
@@ -482,10 +489,19 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     from .run import RunOptions, run, run_env
 
     args = run_parser().parse_args(list(posargs))
+    if args.watch and args.detach:
+        raise _ArgError("--watch stays in the foreground: drop --detach")
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
     options = RunOptions(args.port, args.host, env, args.name)
+    if args.watch:
+        from .watch import watch_run
+
+        watch_run(
+            project_dir, {"image": args.tag} if args.tag else {}, connect(_out), _out, options
+        )
+        return
     run(cfg, connect_engine(), _out, options, detach=args.detach)
 
 
@@ -672,7 +688,8 @@ def sessions(*, project_dir: str | Path | None = None, prefix: str = "") -> None
         _guard(session, run_image, root)
 
     def run(session: Any) -> None:
-        """Run the built image, wait until it answers HTTP (-- --port N, -- --detach)."""
+        """Run the built image, wait until it answers HTTP (-- --port N, -- --detach,
+        -- --watch: rebuild and switch on every save)."""
         _guard(session, run_container, root, keyboard=True)
 
     def doctor(session: Any) -> None:

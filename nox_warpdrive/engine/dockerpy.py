@@ -630,6 +630,20 @@ class _Apps(_Steps):
         state = c.attrs.get("State") or {}
         return bool(state.get("Running")), state.get("ExitCode")
 
+    def published_port(self, container_id: str) -> int | None:
+        """The host port the app's 8080 is published on (what the engine chose when
+        start_app was given port 0); None when it is not (any more) published."""
+        client = self.client
+        try:
+            c = client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+        ports = ((c.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get("8080/tcp")
+        for binding in ports or ():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                return int(binding["HostPort"])
+        return None
+
     def follow_logs(self, container_id: str, out: Output) -> None:
         """Stream a container's output until it stops."""
         client = self.client

@@ -311,6 +311,9 @@ class FakeEngine:
     def container_state(self, container_id: str) -> tuple[bool, int | None]:
         return False, 0
 
+    def published_port(self, container_id: str) -> int | None:
+        return None
+
     def follow_logs(self, container_id: str, out: Any) -> None:
         pass
 

@@ -168,6 +168,7 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "remove_app": lambda e: e.remove_app("app-run"),
     "start_app": lambda e: e.start_app("img", "app-run", 18080),
     "container_state": lambda e: e.container_state("c"),
+    "published_port": lambda e: e.published_port("c"),
     "follow_logs": lambda e: e.follow_logs("c", lambda line: None),
     "logs_tail": lambda e: e.logs_tail("c"),
     "stop_app": lambda e: e.stop_app("c"),
