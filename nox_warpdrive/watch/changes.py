@@ -145,6 +145,21 @@ def change_set(inputs: Inputs, paths: Iterable[str], arrived: float) -> ChangeSe
     return ChangeSet(tuple(sorted(files)), tuple(k for k in KINDS if k in kinds), saved)
 
 
+def lasting(batch: Iterable[tuple[watchfiles.Change, str]]) -> list[str]:
+    """The paths of a watcher batch without the ones that came and went in it: an
+    editor's or `sed -i`'s temporary file, written and renamed over the file saved, is
+    not a change of its own (the reload line would count it)."""
+    events: dict[str, set[watchfiles.Change]] = {}
+    for change, path in batch:
+        events.setdefault(path, set()).add(change)
+    came_and_went = {watchfiles.Change.added, watchfiles.Change.deleted}
+    return sorted(
+        path
+        for path, seen in events.items()
+        if not (came_and_went <= seen and not os.path.lexists(path))
+    )
+
+
 def drain(first: ChangeSet, pending: queue.Queue[ChangeSet]) -> ChangeSet:
     """``first`` and every change set already waiting, as one: the saves made while a
     build ran make one rebuild, not one each."""
@@ -198,7 +213,7 @@ class Watcher:
                 self._ready.set()
                 if not batch:
                     continue
-                found = change_set(self.inputs, (p for _, p in batch), time.time())
+                found = change_set(self.inputs, lasting(batch), time.time())
                 if found is not None:
                     self.changes.put(found)
         except Exception as exc:  # the loop reports it and stops

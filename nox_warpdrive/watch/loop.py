@@ -244,7 +244,8 @@ def watch_run(
         with contextlib.suppress(Exception):
             forwarder.close()
         loop.stop_all()
-    out(f"warpdrive: stopped; {loop.reloads} reloads, every container removed")
+    plural = "" if loop.reloads == 1 else "s"
+    out(f"warpdrive: stopped; {loop.reloads} reload{plural}, every container removed")
     return loop.reloads
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import watchfiles
 from fake_engine import FakeEngine
 
 from nox_warpdrive.config import Config
@@ -26,7 +27,7 @@ from nox_warpdrive.errors import EngineError, WarpdriveError
 from nox_warpdrive.image import ImageResult
 from nox_warpdrive.run import RunOptions
 from nox_warpdrive.source.ignore import load_ignore_rules
-from nox_warpdrive.watch.changes import ChangeSet, Inputs, Watcher, change_set, drain
+from nox_warpdrive.watch.changes import ChangeSet, Inputs, Watcher, change_set, drain, lasting
 from nox_warpdrive.watch.forward import Forwarder, wait_drained
 from nox_warpdrive.watch.loop import WatchLoop, reload_line
 
@@ -401,3 +402,24 @@ def test_the_static_reuse_the_reload_line_names_is_what_the_build_says() -> None
     assert loop_module.rebuilt(result, ran) == "app layer, collectstatic ran"
     reused = ["warpdrive: static inputs unchanged; reusing the collected static files"]
     assert loop_module.rebuilt(result, reused) == "app layer, static files reused"
+
+
+def test_a_temporary_file_that_came_and_went_is_not_a_change(tmp_path: Path) -> None:
+    """`sed -i` writes a temporary file beside the one it edits and renames it over it:
+    the batch names both, the reload is of one file."""
+    saved = tmp_path / "wsgi.py"
+    saved.write_text("x = 1\n")
+    temp = str(tmp_path / "sedAbC123")
+    gone = str(tmp_path / "old.py")  # deleted for good: a change
+    batch = [
+        (watchfiles.Change.added, temp),
+        (watchfiles.Change.modified, temp),
+        (watchfiles.Change.deleted, temp),
+        (watchfiles.Change.modified, str(saved)),
+        (watchfiles.Change.deleted, gone),
+    ]
+    assert lasting(batch) == sorted([str(saved), gone])
+    # a file made and still there is a change
+    (tmp_path / "new.py").write_text("")
+    made = [(watchfiles.Change.added, str(tmp_path / "new.py"))]
+    assert lasting(made) == [str(tmp_path / "new.py")]
