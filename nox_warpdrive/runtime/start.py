@@ -377,7 +377,8 @@ def _by_declaration(
 def _by_script(
     app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
 ) -> Optional[App]:
-    """An executable app.sh (APP_SCRIPT), then app.py (APP_FILE) run with Python."""
+    """An executable app.sh (APP_SCRIPT), then app.py (APP_FILE): run with Python when it
+    runs itself, else its `application` or `app` served as `app-module` would be."""
     script = env.get("APP_SCRIPT") or "app.sh"
     path = os.path.join(app_dir, script)
     if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -394,8 +395,9 @@ def _by_script(
     # serve its app as `app-module` would
     stem, ext = os.path.splitext(os.path.normpath(appfile))
     module = ".".join(stem.split(os.sep))
+    importable = ext == ".py" and all(p.isidentifier() for p in module.split("."))
     name = _defines(path, ["application", "app"])
-    if name and ext == ".py" and all(p.isidentifier() for p in module.split(".")):
+    if name and importable:
         target = "%s:%s" % (module, name)
         how = "%s defines `%s` and does not run itself" % (appfile, name)
         interface = _interface(app_dir, target, server)
@@ -403,9 +405,10 @@ def _by_script(
     raise NotDetected(
         '%s does not run itself (no `if __name__ == "__main__":` block, no top-level '
         "app.run() or serve_forever()) and %s, so run with Python it would exit at once"
-        % (appfile, "names no importable module" if name else "defines no `app` or `application`"),
+        % (appfile, "is no module name" if name else "defines no `app` or `application`"),
         fix='add an `if __name__ == "__main__":` block that starts a server listening on '
-        '$PORT, or set `app-module = "module:app"` or `start = "..."` in [tool.warpdrive]',
+        '$PORT, or set `app-module = "%s:<the app\'s name>"` or `start = "..."` in '
+        "[tool.warpdrive]" % (module if importable else "module"),
     )
 
 

@@ -174,12 +174,13 @@ def test_an_app_py_that_does_neither_is_not_detected(tmp_path: Path) -> None:
     assert "app.py does not run itself" in str(caught.value)
     assert "defines no `app` or `application`" in str(caught.value)
     assert caught.value.fix and "__main__" in caught.value.fix and "$PORT" in caught.value.fix
-    assert "`app-module = " in caught.value.fix and "`start = " in caught.value.fix
+    assert '`app-module = "app:<the app\'s name>"`' in caught.value.fix
+    assert "`start = " in caught.value.fix
 
 
 def test_a_non_module_file_name_is_not_detected(tmp_path: Path) -> None:
     write(tmp_path, "my-app.py", FLASK_QUICKSTART)
-    with pytest.raises(NotDetected, match="names no importable module"):
+    with pytest.raises(NotDetected, match=r"my-app\.py does not run itself.* is no module name"):
         detect(str(tmp_path), env={"APP_FILE": "my-app.py"}, config={})
 
 
