@@ -19,7 +19,8 @@ Detection order (first match wins), modelled on warpdrive and s2i-python-contain
   3. a Procfile's `web:` line (Heroku, buildpacks, Railpack), run as a shell command
   4. `entrypoint` in [tool.fastapi] (what `fastapi run` reads): an ASGI app
   5. an executable app.sh (APP_SCRIPT names another)
-  6. app.py, run with Python (APP_FILE names another)
+  6. app.py (APP_FILE names another): run with Python when it runs itself (a `__main__`
+     block, a top-level app.run() or serve_forever()), else its `application` or `app`
   7. manage.py: a Django project; ASGI_APPLICATION if its settings have one, else
      WSGI_APPLICATION
   8. wsgi.py or wsgi/__init__.py defining `application` (or `app`)
@@ -76,13 +77,23 @@ SERVER_PACKAGES = {
 NEEDS_WHITENOISE = ("gunicorn", "waitress")
 #: an app whose settings name this middleware serves its static files itself
 WHITENOISE_MIDDLEWARE = "whitenoise.middleware.WhiteNoiseMiddleware"
+#: what an app.py calls at its top level to serve: app.run(), uvicorn.run(), serve(),
+#: httpd.serve_forever(), web.run_app(), main(), loop.run_forever(), ...
+SERVING_CALLS = frozenset(
+    ("run", "serve", "serve_forever", "run_app", "main", "run_forever")
+    + ("run_until_complete", "run_simple", "run_server", "quickstart")
+)
 ASGI_HINTS = re.compile(
     r"\b(?:fastapi|starlette|quart|litestar|sanic|django\.core\.asgi|get_asgi_application)\b"
 )
 
 
 class NotDetected(Exception):
-    pass
+    """No way to start the app; ``fix``, when known, says what to change."""
+
+    def __init__(self, message: str, fix: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class App:
@@ -252,6 +263,34 @@ def _guess_interface(app_dir: str, module: str) -> str:
     return "wsgi"
 
 
+def _interface(app_dir: str, module: str, server: str) -> str:
+    """What an app module speaks: the chosen server's interface, else a guess."""
+    return INTERFACES[server][0] if server in INTERFACES else _guess_interface(app_dir, module)
+
+
+def _runs_itself(nodes: List[ast.stmt]) -> bool:
+    """Whether a script starts something when run: an `if __name__ == "__main__":`
+    block, or a statement calling a serving name (SERVING_CALLS), at the top level or in
+    its if/with/try/for blocks (not in a def or class, nor subprocess.run())."""
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        test = ast.dump(node.test) if isinstance(node, ast.If) else ""
+        if "'__name__'" in test and "'__main__'" in test:
+            return True
+        for call in ast.walk(node) if isinstance(node, (ast.Expr, ast.Raise)) else ():
+            if not isinstance(call, ast.Call):
+                continue
+            name = getattr(call.func, "attr", None) or getattr(call.func, "id", None)
+            if name in SERVING_CALLS and "'subprocess'" not in ast.dump(call.func):
+                return True
+        inner = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)]
+        inner += [s for h in getattr(node, "handlers", []) for s in h.body]
+        if inner and _runs_itself(inner):
+            return True
+    return False
+
+
 def _dotted_to_module(dotted: str) -> str:
     mod, _, attr = dotted.rpartition(".")
     return "%s:%s" % (mod, attr) if mod else dotted
@@ -291,9 +330,7 @@ def _by_config(
     if isinstance(module, str) and module:
         if ":" not in module:
             module += ":application"
-        interface = (
-            INTERFACES[server][0] if server in INTERFACES else _guess_interface(app_dir, module)
-        )
+        interface = _interface(app_dir, module, server)
         how = "`app-module` in [tool.warpdrive]" if config.get("app_module") else "APP_MODULE"
         return App(interface, module, how, interface=interface)
     return None
@@ -340,20 +377,39 @@ def _by_declaration(
 def _by_script(
     app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
 ) -> Optional[App]:
-    """An executable app.sh (APP_SCRIPT), then app.py (APP_FILE) run with Python."""
+    """An executable app.sh (APP_SCRIPT), then app.py (APP_FILE): run with Python when it
+    runs itself, else its `application` or `app` served as `app-module` would be."""
     script = env.get("APP_SCRIPT") or "app.sh"
     path = os.path.join(app_dir, script)
     if os.path.isfile(path) and os.access(path, os.X_OK):
         return App("command", script, "executable %s" % script, command=[os.path.abspath(path)])
     appfile = env.get("APP_FILE") or "app.py"
-    if os.path.isfile(os.path.join(app_dir, appfile)):
-        return App(
-            "python",
-            appfile,
-            "%s, run with Python" % appfile,
-            command=[sys.executable if env is os.environ else "python", appfile],
-        )
-    return None
+    path = os.path.join(app_dir, appfile)
+    if not os.path.isfile(path):
+        return None
+    tree = _parse(path)  # None: Python says what is wrong with it when it runs
+    if tree is None or _runs_itself(tree.body):
+        python = sys.executable if env is os.environ else "python"
+        return App("python", appfile, "%s, run with Python" % appfile, command=[python, appfile])
+    # a module that only defines its app (Flask's quickstart) exits at once when run:
+    # serve its app as `app-module` would
+    stem, ext = os.path.splitext(os.path.normpath(appfile))
+    module = ".".join(stem.split(os.sep))
+    importable = ext == ".py" and all(p.isidentifier() for p in module.split("."))
+    name = _defines(path, ["application", "app"])
+    if name and importable:
+        target = "%s:%s" % (module, name)
+        how = "%s defines `%s` and does not run itself" % (appfile, name)
+        interface = _interface(app_dir, target, server)
+        return App(interface, target, how, interface=interface)
+    raise NotDetected(
+        '%s does not run itself (no `if __name__ == "__main__":` block, no top-level '
+        "app.run() or serve_forever()) and %s, so run with Python it would exit at once"
+        % (appfile, "is no module name" if name else "defines no `app` or `application`"),
+        fix='add an `if __name__ == "__main__":` block that starts a server listening on '
+        '$PORT, or set `app-module = "%s:<the app\'s name>"` or `start = "..."` in '
+        "[tool.warpdrive]" % (module if importable else "module"),
+    )
 
 
 def _by_django(
@@ -695,7 +751,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         app = detect(app_dir, config=config)
         server = choose_server(app, config, os.environ) if app.interface else None
     except NotDetected as exc:
-        sys.stderr.write("warpdrive-start: %s\n" % exc)
+        fix = "\n  fix: %s" % exc.fix if exc.fix else ""
+        sys.stderr.write("warpdrive-start: %s%s\n" % (exc, fix))
         return 2
     env = dict(os.environ)
     if app.settings:

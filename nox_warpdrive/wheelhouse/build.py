@@ -53,7 +53,8 @@ def detect_app(cfg: Config) -> tuple[App, str | None]:
     except NotDetected as exc:
         raise ConfigError(
             str(exc),
-            fix="add a wsgi.py or asgi.py with `application`, or set `app-module = "
+            fix=exc.fix
+            or "add a wsgi.py or asgi.py with `application`, or set `app-module = "
             '"package.module:app"` or `start = "..."` in [tool.warpdrive]',
         ) from exc
     return app, server

@@ -45,6 +45,9 @@ def django(root: Path, settings: str) -> None:
     write(root, "site1/asgi.py", "application = None\n")
 
 
+#: an app.py that runs itself: run with Python
+SCRIPT = "if __name__ == '__main__':\n    print('hi')\n"
+
 WSGI_AND_ASGI = (
     'WSGI_APPLICATION = "site1.wsgi.application"\nASGI_APPLICATION = "site1.asgi.application"\n'
 )
@@ -54,7 +57,7 @@ def everything(root: Path) -> None:
     """A project with every entry point the launcher looks for, below `start` and
     `app-module` (which come from the config and the environment)."""
     write(root, "app.sh", "#!/bin/sh\nexec python app.py\n", mode=0o755)
-    write(root, "app.py", "print('hi')\n")
+    write(root, "app.py", SCRIPT)
     django(root, 'WSGI_APPLICATION = "site1.wsgi.application"\n')
     write(root, "wsgi.py", "application = None\n")
     write(root, "asgi.py", "application = None\n")
@@ -129,8 +132,8 @@ def test_non_executable_app_sh_is_ignored(tmp_path: Path) -> None:
 
 def test_app_script_and_app_file_name_other_files(tmp_path: Path) -> None:
     write(tmp_path, "run.sh", "#!/bin/sh\n", mode=0o755)
-    write(tmp_path, "serve.py", "\n")
-    write(tmp_path, "app.py", "\n")
+    write(tmp_path, "serve.py", SCRIPT)
+    write(tmp_path, "app.py", SCRIPT)
     app = detect(str(tmp_path), env={"APP_SCRIPT": "run.sh"})
     assert (app.kind, app.command) == ("command", [str(tmp_path / "run.sh")])
     app = detect(str(tmp_path), env={"APP_FILE": "serve.py"})
@@ -143,7 +146,7 @@ def test_app_py_runs_with_this_python_at_start(
     """In the image (env is os.environ) app.py runs with the launcher's interpreter."""
     for key in ("APP_MODULE", "APP_SCRIPT", "APP_FILE", "WARPDRIVE_SERVER_TYPE"):
         monkeypatch.delenv(key, raising=False)
-    write(tmp_path, "app.py", "\n")
+    write(tmp_path, "app.py", SCRIPT)
     assert detect(str(tmp_path)).command == [sys.executable, "app.py"]
 
 

@@ -183,7 +183,10 @@ def test_requirements_for_without_any_requirements_installs_the_server(tmp_path:
         ({"wsgi.py": "application = None\n"}, 'server = "uwsgi"\n', ("uwsgi",)),
         ({"wsgi.py": "application = None\n"}, 'server = "mod_wsgi"\n', ("mod_wsgi",)),
         # a command starts itself: no server to install
-        ({"app.py": "print('hi')\n"}, "", ()),
+        ({"app.py": "if __name__ == '__main__':\n    print('hi')\n"}, "", ()),
+        # an app.py that only defines its app is served like app-module
+        ({"app.py": "from flask import Flask\napp = Flask(__name__)\n"}, "", ("gunicorn",)),
+        ({"app.py": "from fastapi import FastAPI\napp = FastAPI()\n"}, "", ("uvicorn",)),
         ({"wsgi.py": "application = None\n"}, 'start = "python serve.py"\n', ()),
         ({"web.py": "from fastapi import FastAPI\n"}, 'app-module = "web:app"\n', ("uvicorn",)),
     ],
