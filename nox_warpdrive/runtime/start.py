@@ -1,17 +1,13 @@
 #!/usr/bin/env python3
 """warpdrive-start: the start launcher shipped into every image (stdlib only).
 
-It finds how to run the app in the current directory and starts the web server. As a
-container's PID 1 it stays, as a small init (tini's and dumb-init's job, Docker's
-`--init`): the kernel gives PID 1 no default signal action, so an app without a SIGTERM
-handler (http.server in an app.py, a shell script) would ignore `docker stop` and be
-killed after the grace period, and orphaned processes would stay zombies. The init runs
-the app in its own process group, passes on the signals `docker stop`, `docker kill -s` and
-a terminal send, reaps every child, and exits with the app's status (143 when SIGTERM
-ended it). Elsewhere (not PID 1: `docker run --init`, a pod's shared process namespace)
-it execs the server, as before. The same `detect` function is imported by nox-warpdrive on
-the host at build time, so an app the image could not start fails the build, not the
-deploy.
+It finds how to run the app in the current directory and starts the web server. As PID 1
+it stays as a small init (tini's job; the kernel gives PID 1 no default signal action, so
+an app without a SIGTERM handler would ignore `docker stop`, and orphans would stay
+zombies): the app runs in its own process group, signals are passed on, every child is
+reaped, and the app's status is the exit status (143 when SIGTERM ended it). Not PID 1
+(`docker run --init`), it execs the server. The host imports the same `detect` at build
+time, so an app the image could not start fails the build, not the deploy.
 
 Detection order (first match wins), modelled on warpdrive and s2i-python-container:
   1. `start` in [tool.warpdrive] (a shell command)
@@ -20,7 +16,8 @@ Detection order (first match wins), modelled on warpdrive and s2i-python-contain
   4. `entrypoint` in [tool.fastapi] (what `fastapi run` reads): an ASGI app
   5. an executable app.sh (APP_SCRIPT names another)
   6. app.py (APP_FILE names another): run with Python when it runs itself (a `__main__`
-     block, a top-level app.run() or serve_forever()), else its `application` or `app`
+     block, a top-level app.run() or serve_forever()), else its `application` or `app`;
+     one with neither (a factory layout's app.py) gives way to the rules below
   7. manage.py: a Django project; ASGI_APPLICATION if its settings have one, else
      WSGI_APPLICATION
   8. wsgi.py or wsgi/__init__.py defining `application` (or `app`)
@@ -94,6 +91,10 @@ class NotDetected(Exception):
     def __init__(self, message: str, fix: Optional[str] = None) -> None:
         super().__init__(message)
         self.fix = fix
+
+
+class UnusableAppPy(NotDetected):
+    """app.py neither runs itself nor defines its app: a later rule may still match."""
 
 
 class App:
@@ -306,11 +307,15 @@ def detect(
     env = os.environ if env is None else env
     config = config or {}
     server = str(config.get("server") or env.get("WARPDRIVE_SERVER_TYPE") or "")
+    unusable = None  # app.py of a factory layout (app.py + wsgi.py): wsgi.py serves it
     for rule in (_by_config, _by_declaration, _by_script, _by_django, _by_module_file):
-        found = rule(app_dir, env, config, server)
+        try:
+            found = rule(app_dir, env, config, server)
+        except UnusableAppPy as exc:
+            found, unusable = None, exc
         if found is not None:
             return found
-    raise NotDetected(
+    raise unusable or NotDetected(
         "no way to start the app was found in %s; looked for, in order: `start` or "
         "`app-module` in [tool.warpdrive] (or APP_MODULE), a Procfile's web: line, "
         "`entrypoint` in [tool.fastapi], an executable app.sh, app.py, "
@@ -378,7 +383,8 @@ def _by_script(
     app_dir: str, env: Mapping[str, str], config: Mapping[str, object], server: str
 ) -> Optional[App]:
     """An executable app.sh (APP_SCRIPT), then app.py (APP_FILE): run with Python when it
-    runs itself, else its `application` or `app` served as `app-module` would be."""
+    runs itself, else its `application` or `app` served as `app-module` would be, else
+    UnusableAppPy (raised by detect only when no later rule matches either)."""
     script = env.get("APP_SCRIPT") or "app.sh"
     path = os.path.join(app_dir, script)
     if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -402,7 +408,7 @@ def _by_script(
         how = "%s defines `%s` and does not run itself" % (appfile, name)
         interface = _interface(app_dir, target, server)
         return App(interface, target, how, interface=interface)
-    raise NotDetected(
+    raise UnusableAppPy(
         '%s does not run itself (no `if __name__ == "__main__":` block, no top-level '
         "app.run() or serve_forever()) and %s, so run with Python it would exit at once"
         % (appfile, "is no module name" if name else "defines no `app` or `application`"),

@@ -166,9 +166,16 @@ def test_a_file_python_cannot_parse_here_is_still_run(tmp_path: Path) -> None:
     assert detect(str(tmp_path), env={}, config={}).kind == "python"
 
 
+def test_an_app_py_that_does_neither_gives_way_to_a_wsgi_py(tmp_path: Path) -> None:
+    """Flask's factory layout: app.py holds create_app(), wsgi.py calls it."""
+    write(tmp_path, "app.py", NEITHER)
+    write(tmp_path, "wsgi.py", "from app import create_app\napplication = create_app()\n")
+    found = detect(str(tmp_path), env={}, config={})
+    assert (found.kind, found.module) == ("wsgi", "wsgi:application")
+
+
 def test_an_app_py_that_does_neither_is_not_detected(tmp_path: Path) -> None:
     write(tmp_path, "app.py", NEITHER)
-    write(tmp_path, "wsgi.py", "application = None\n")  # app.py comes first, as before
     with pytest.raises(NotDetected) as caught:
         detect(str(tmp_path), env={}, config={})
     assert "app.py does not run itself" in str(caught.value)
