@@ -382,7 +382,12 @@ class Registry:
                     return found
                 finally:
                     conn.close()
-        except (OSError, http.client.HTTPException, tarfile.TarError) as exc:
+        except tarfile.TarError as exc:
+            raise RegistryError(
+                f"blob {digest[:19]} of {self.registry}/{repo} is not a layer tar ({exc})",
+                fix="push the image again, with docker or nox-warpdrive",
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
             raise RegistryUnreachable(
                 f"cannot read blob {digest[:19]} of {self.registry}/{repo} ({_why(exc)})",
                 fix=f"check that {self.registry} answers, then run again",
