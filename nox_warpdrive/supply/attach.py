@@ -177,8 +177,9 @@ def push_beside(
         info = engine.image(local) if local else None
         labels = info.labels if info is not None else _labels(config)
         target = document.Target(ref, config_digest, labels, subject.digest, local, where)
+        text = document.sbom_json(engine, cfg, target)
         docs = [
-            Document(sbom.MEDIA_TYPE, document.sbom_json(engine, cfg, target).encode(), "sbom"),
+            Document(sbom.MEDIA_TYPE, text.encode(), "sbom"),
             Document(
                 provenance.MEDIA_TYPE,
                 document.provenance_json(engine, cfg, target).encode(),
@@ -195,6 +196,13 @@ def push_beside(
             out(f"  fix: {exc.fix}")
         return False
     out(f"warpdrive: SBOM and provenance pushed beside {ref} (found through {done.found_by})")
+    unhashed = sbom.unhashed(json.loads(text))
+    if unhashed:
+        out(
+            f"warpdrive: warning: the SBOM has no wheel sha256 for {unhashed} (no record here, "
+            "no SBOM beside the cache, and the wheelhouse does not list them)"
+        )
+        out("  fix: run `nox -s wheelhouse` first on this runner, then push again")
     return True
 
 

@@ -156,6 +156,8 @@ def test_the_sbom_and_provenance_of_a_pushed_image(
     for purl, c in runner.items():
         (sha,) = [h["content"] for h in c["hashes"] if h["alg"] == "SHA-256"]
         assert sha == pypi[purl]["hashes"][0]["content"] and sha[:16] in prefixes, c
+    runner_debs = docs["application/vnd.cyclonedx+json"]["components"]
+    assert any(c.get("purl", "").startswith("pkg:deb/debian/python3@") for c in runner_debs)
     statement = docs["application/vnd.in-toto+json"]
     assert statement["subject"][0]["digest"]["sha256"] == latest.digest.split(":")[1]
 

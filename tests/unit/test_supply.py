@@ -453,3 +453,6 @@ def test_without_an_sbom_the_deps_layer_metadata_is_read(registry: str) -> None:
         ("Flask", "3.0.0", "a" * 64, "BSD-3-Clause"),
         ("zope.interface", "6.0", "", "Zope Public License"),  # no full hash known here
     ]
+    # which push_beside then names in a warning
+    doc = sbom.make_bom(sbom.ImageFacts("app", "sha256:" + "e" * 64), found, None, "0.1.0")
+    assert sbom.unhashed(json.loads(sbom.to_json(doc))) == "zope.interface 6.0"
