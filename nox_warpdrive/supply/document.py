@@ -1,7 +1,8 @@
 """The SBOM and the provenance of one app image, from its labels (what it was built from)
 and the host's records (gather.py). A missing record (an image built by an older release,
 a host cache cleared) is gathered now: the wheels from the wheelhouse manifest, the
-licenses and Debian packages through created, never started, containers."""
+licenses and Debian packages through created, never started, containers; for an image
+built in the registry on a runner with none of that, from the registry (remote.py)."""
 
 from __future__ import annotations
 
