@@ -259,7 +259,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     if result.pushed is not None:
         from .supply.attach import push_beside
 
-        push_beside(engine, cfg, result.ref, result.pushed.digest, _out)
+        push_beside(engine, cfg, result.ref, result.pushed.digest, _out, cache=result.pushed.cache)
     if result.pushed is None:  # built in the registry: nothing here to show or push
         # deps images only grow when a build makes one: only then are they bounded
         deps_made = not (result.up_to_date or result.deps_reused)

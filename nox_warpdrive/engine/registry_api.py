@@ -22,11 +22,12 @@ import json
 import re
 import socket
 import ssl
+import tarfile
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from ..errors import RegistryError, RegistryUnreachable, TokenServerError
 from ..refs import named_registry
@@ -334,6 +335,68 @@ class Registry:
             return None
         return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else None
 
+    def layer_files(
+        self, repo: str, digest: str, wanted: Callable[[str], bool], limit: int = 1 << 20
+    ) -> dict[str, bytes]:
+        """The regular files of a layer blob (a tar, gzipped or not) whose names
+        ``wanted`` accepts (at most ``limit`` bytes each), read from the stream: the
+        blob is never stored, and is checked against its digest once read to the end."""
+        path = f"/v2/{repo}/blobs/{digest}"
+        if not self.has_blob(repo, digest):  # also answers the registry's 401 first
+            raise RegistryError(
+                f"{self.registry}/{repo} has no blob {digest[:19]}",
+                fix="push the image again, then run again",
+            )
+        found: dict[str, bytes] = {}
+        netloc, secure, where = self.host, self.secure, path
+        headers = self._auth(_pull(repo), {})
+        try:
+            for _ in range(6):  # the blob, or a redirect to where it is served from
+                conn = self._connect(netloc, secure)
+                try:
+                    conn.request("GET", where, headers=headers)
+                    resp = conn.getresponse()
+                    if resp.status in (301, 302, 303, 307, 308):
+                        url = urllib.parse.urlsplit(
+                            urllib.parse.urljoin(self._url(path), resp.headers["Location"])
+                        )
+                        where = (url.path or "/") + (f"?{url.query}" if url.query else "")
+                        headers = headers if url.netloc == self.host else {}
+                        netloc, secure = url.netloc, url.scheme == "https"
+                        continue
+                    body = _Response(resp.status, _Headers(resp.getheaders()), b"")
+                    self._check(body, (200,), f"reading blob {digest[:19]} of {repo}")
+                    stream = _Hashing(resp)
+                    with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|*") as tar:
+                        for member in tar:
+                            if member.isfile() and member.size <= limit and wanted(member.name):
+                                fh = tar.extractfile(member)
+                                found[member.name] = fh.read() if fh else b""
+                    while stream.read(1 << 20):
+                        pass
+                    if stream.digest() != digest:
+                        raise RegistryError(
+                            f"{self.registry}/{repo}: blob {digest[:19]} does not match its digest",
+                            fix="check the registry (and any proxy in front of it), then run again",
+                        )
+                    return found
+                finally:
+                    conn.close()
+        except tarfile.TarError as exc:
+            raise RegistryError(
+                f"blob {digest[:19]} of {self.registry}/{repo} is not a layer tar ({exc})",
+                fix="push the image again, with docker or nox-warpdrive",
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise RegistryUnreachable(
+                f"cannot read blob {digest[:19]} of {self.registry}/{repo} ({_why(exc)})",
+                fix=f"check that {self.registry} answers, then run again",
+            ) from exc
+        raise RegistryError(
+            f"{self.registry} redirected blob {digest[:19]} of {repo} too often",
+            fix=f"check the registry {self.registry} (and any proxy in front of it)",
+        )
+
     # ------------------------------------------------------------------ HTTP and auth
 
     def _call(
@@ -450,6 +513,12 @@ class Registry:
             "(API v2), then run again",
         )
 
+    def _connect(self, netloc: str, secure: bool) -> http.client.HTTPConnection:
+        if secure:
+            context = self._context or ssl.create_default_context()
+            return http.client.HTTPSConnection(netloc, timeout=self._timeout, context=context)
+        return http.client.HTTPConnection(netloc, timeout=self._timeout)
+
     def _send(
         self,
         method: str,
@@ -463,13 +532,8 @@ class Registry:
     ) -> _Response:
         """One request to ``netloc``: the registry, or its token server at ``token_url``
         (which messages then name)."""
-        conn: http.client.HTTPConnection
         try:
-            if secure:
-                context = self._context or ssl.create_default_context()
-                conn = http.client.HTTPSConnection(netloc, timeout=self._timeout, context=context)
-            else:
-                conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
+            conn = self._connect(netloc, secure)
             try:
                 conn.request(method, path, body=body, headers=dict(headers))
                 resp = conn.getresponse()
@@ -514,6 +578,22 @@ class _Headers(dict[str, str]):
 
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key.lower())
+
+
+class _Hashing:
+    """A response read through, hashed as it goes (a streamed blob checked at its end)."""
+
+    def __init__(self, raw: http.client.HTTPResponse) -> None:
+        self._raw = raw
+        self._sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size if size >= 0 else None)
+        self._sha.update(data)
+        return data
+
+    def digest(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
 
 
 def _token_server(registry: str, url: str) -> str:

@@ -248,6 +248,9 @@ class Pushed:
     moved: bool = True
     #: wheels added in a deps layer of their own, on the cache's (grow)
     wheels_added: int = 0
+    #: the cache it was built on, by digest (registry/repository@sha256:...; its SBOM
+    #: may serve this image's: supply/remote.py)
+    cache: str = ""
 
 
 def summary(pushed: Pushed, seconds: float) -> str:
@@ -460,8 +463,23 @@ def retag(client: api.Registry, cache: Cache, target: api.Ref) -> Pushed:
     info = cache.info
     sent = 0 if same else len(cache.manifest.body)
     return Pushed(
-        str(target), digest, info.id, True, 0, sent, info.layers, info.size, info.layers, not same
+        str(target),
+        digest,
+        info.id,
+        True,
+        0,
+        sent,
+        info.layers,
+        info.size,
+        info.layers,
+        not same,
+        cache=cache_at(cache),
     )
+
+
+def cache_at(cache: Cache) -> str:
+    """The cache, by its manifest digest."""
+    return str(api.Ref(cache.ref.registry, cache.ref.repository, cache.manifest.digest))
 
 
 def _config_desc(cache: Cache) -> dict[str, Any]:
@@ -542,7 +560,16 @@ def build(
     size = sum(int(d.get("size") or 0) for d in all_desc if d is not None)
     reused = len(all_desc) - len(upload)
     return Pushed(
-        str(target), digest, config_digest, False, len(upload), sent, reused, size, len(all_desc)
+        str(target),
+        digest,
+        config_digest,
+        False,
+        len(upload),
+        sent,
+        reused,
+        size,
+        len(all_desc),
+        cache=cache_at(cache),
     )
 
 

@@ -22,7 +22,8 @@ from ..engine import Engine, Output
 from ..engine import registry_api as api
 from ..errors import WarpdriveError
 from ..labels import OCI_CREATED
-from . import document, provenance, sbom
+from . import document, provenance, remote, sbom
+from .remote import TOOL_ANNOTATION, fallback_tag
 
 #: the empty config of an artifact manifest (OCI image spec 1.1)
 EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
@@ -46,12 +47,6 @@ class Attached:
     digests: tuple[str, ...]
     #: "the referrers API" or "the tag sha256-..."
     found_by: str
-
-
-def fallback_tag(digest: str) -> str:
-    """The referrers tag schema's tag for a subject digest: ``sha256-<hex>``."""
-    algorithm, _, hexpart = digest.partition(":")
-    return f"{algorithm}-{hexpart}"
 
 
 def descriptor(media_type: str, body: bytes) -> dict[str, Any]:
@@ -120,10 +115,6 @@ def _title(entry: Mapping[str, Any]) -> str:
     return str(annotations.get(TOOL_ANNOTATION, "")) if isinstance(annotations, dict) else ""
 
 
-#: marks the artifacts this tool made (so a newer one of ours replaces it in the index)
-TOOL_ANNOTATION = "dev.nox-warpdrive.artifact"
-
-
 def attach(
     client: api.Registry,
     repo: str,
@@ -156,12 +147,20 @@ def attach(
 
 
 def push_beside(
-    engine: Engine, cfg: Config, ref: str, digest: str, out: Output, local: str | None = None
+    engine: Engine,
+    cfg: Config,
+    ref: str,
+    digest: str,
+    out: Output,
+    local: str | None = None,
+    cache: str = "",
 ) -> bool:
     """After ``ref`` was pushed (its manifest ``digest``): its SBOM and provenance put
     beside it, in one line; a failure is a warning naming the fix, never a traceback
     (the image itself is pushed and fine). ``local``: the image here, when it was built
-    here (its labels are read from it, not from the registry). Whether it worked."""
+    here (its labels are read from it, not from the registry). ``cache``: the manifest
+    digest of the image it was built on in the registry (its SBOM may serve). Whether
+    it worked."""
     parsed = api.parse_ref(ref)
     try:
         client = api.Registry(parsed.registry, engine.registry_login(parsed.registry))
@@ -172,12 +171,15 @@ def push_beside(
                 f"{parsed.registry}/{parsed.repository} has no manifest {digest or ref}",
                 fix="push the image again (`nox -s image -- --push`)",
             )
-        config = str((subject.data.get("config") or {}).get("digest") or "")
+        config_digest = str((subject.data.get("config") or {}).get("digest") or "")
+        config = _config(client, parsed.repository, config_digest)
+        where = remote.Remote(client, parsed.repository, subject.digest, config, cache)
         info = engine.image(local) if local else None
-        labels = info.labels if info is not None else _labels(client, parsed.repository, config)
-        target = document.Target(ref, config, labels, subject.digest, local)
+        labels = info.labels if info is not None else _labels(config)
+        target = document.Target(ref, config_digest, labels, subject.digest, local, where)
+        text = document.sbom_json(engine, cfg, target)
         docs = [
-            Document(sbom.MEDIA_TYPE, document.sbom_json(engine, cfg, target).encode(), "sbom"),
+            Document(sbom.MEDIA_TYPE, text.encode(), "sbom"),
             Document(
                 provenance.MEDIA_TYPE,
                 document.provenance_json(engine, cfg, target).encode(),
@@ -194,14 +196,27 @@ def push_beside(
             out(f"  fix: {exc.fix}")
         return False
     out(f"warpdrive: SBOM and provenance pushed beside {ref} (found through {done.found_by})")
+    unhashed = sbom.unhashed(json.loads(text))
+    if unhashed:
+        out(
+            f"warpdrive: warning: the SBOM has no wheel sha256 for {unhashed} (no record here, "
+            "no SBOM beside the cache, and the wheelhouse does not list them)"
+        )
+        out("  fix: run `nox -s wheelhouse` first on this runner, then push again")
     return True
 
 
-def _labels(client: api.Registry, repo: str, config: str) -> Mapping[str, str]:
-    """An image's labels, from its config blob in the registry."""
+def _config(client: api.Registry, repo: str, digest: str) -> Mapping[str, Any]:
+    """An image's config blob, from the registry ({} when it is not JSON)."""
     try:
-        data = json.loads(client.blob(repo, config))
-        labels = (data.get("config") or {}).get("Labels") or {}
-    except (ValueError, AttributeError):
+        data = json.loads(client.blob(repo, digest))
+    except ValueError:
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _labels(config: Mapping[str, Any]) -> Mapping[str, str]:
+    """An image's labels, from its config."""
+    section = config.get("config")
+    labels = section.get("Labels") if isinstance(section, dict) else None
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

@@ -1,7 +1,8 @@
 """The SBOM and the provenance of one app image, from its labels (what it was built from)
 and the host's records (gather.py). A missing record (an image built by an older release,
 a host cache cleared) is gathered now: the wheels from the wheelhouse manifest, the
-licenses and Debian packages through created, never started, containers."""
+licenses and Debian packages through created, never started, containers; for an image
+built in the registry on a runner with none of that, from the registry (remote.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from ..labels import (
     DepsLabels,
 )
 from ..wheelhouse.build import probe_image, read_manifest, resolved_set
-from . import gather, provenance, sbom
+from . import gather, provenance, remote, sbom
+from .remote import Remote
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class Target:
     labels: Mapping[str, str]
     digest: str = ""
     local: str | None = None
+    #: where it is in a registry, when it was pushed (read there when the host has no
+    #: record of its distributions)
+    remote: Remote | None = None
 
 
 def tool_version() -> str:
@@ -102,7 +107,8 @@ def base(engine: Engine, target: Target) -> gather.BaseRecord | None:
 
 def distributions(engine: Engine, cfg: Config, target: Target) -> tuple[gather.Distribution, ...]:
     """The virtualenv's distributions: recorded for the image's deps key, else gathered
-    from the wheelhouse manifest (and the licenses from an image holding the layer)."""
+    from the wheelhouse manifest (and the licenses from an image holding the layer),
+    else, for an image in a registry, from the registry (remote.py)."""
     key = target.labels.get(DEPS_KEY_LABEL, "")
     recorded = gather.load_deps(key) if key else None
     if recorded is not None:
@@ -113,6 +119,19 @@ def distributions(engine: Engine, cfg: Config, target: Target) -> tuple[gather.D
     base_info, pkey = probe_image(engine, deps.base_id, "base-image", cfg)
     manifest: Mapping[str, Any] = read_manifest(engine, cfg.volume, pkey, base_info.id)
     wheels = resolved_set(manifest, target.labels.get(REQUIREMENTS_LABEL, ""))
+    built_from = manifest.get("built_from") or {}
+    holder = target.local
+    if holder is None:
+        found = find_deps_image(engine, cfg, key)
+        holder = found.id if found is not None else None
+    if wheels is not None and holder is not None:
+        return gather.record_deps(engine, key, holder, wheels, built_from, pkey.python_version)
+    if target.remote is not None:  # built in the registry: read there, pulling nothing
+        sha256 = {w.filename: w.sha256 for w in wheels or ()}
+        dists = remote.distributions(target.remote, deps.wheels, sha256, built_from)
+        if key and all(d.sha256 for d in dists):
+            gather.store_deps(key, dists)
+        return dists
     if wheels is None:
         raise WarpdriveError(
             f"the wheelhouse in volume {cfg.volume!r} no longer lists the wheels of "
@@ -120,16 +139,10 @@ def distributions(engine: Engine, cfg: Config, target: Target) -> tuple[gather.D
             fix="run `nox -s wheelhouse` (it lists them again; with `wheelhouse-image` set it "
             "pulls them first), then run again",
         )
-    holder = target.local
-    if holder is None:
-        found = find_deps_image(engine, cfg, key)
-        holder = found.id if found is not None else None
-    built_from = manifest.get("built_from") or {}
-    if holder is None:  # no license without the installed metadata; nothing recorded
-        return tuple(
-            gather.Distribution(
-                w.name, w.version, w.filename, w.sha256, "", str(built_from.get(w.filename) or "")
-            )
-            for w in sorted(wheels, key=lambda w: w.filename)
+    # no license without the installed metadata; nothing recorded
+    return tuple(
+        gather.Distribution(
+            w.name, w.version, w.filename, w.sha256, "", str(built_from.get(w.filename) or "")
         )
-    return gather.record_deps(engine, key, holder, wheels, built_from, pkey.python_version)
+        for w in sorted(wheels, key=lambda w: w.filename)
+    )

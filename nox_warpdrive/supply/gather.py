@@ -171,8 +171,13 @@ def record_deps(
         )
         for w in wheels
     )
-    _store("deps", deps_key, [asdict(d) for d in dists])
+    store_deps(deps_key, dists)
     return dists
+
+
+def store_deps(deps_key: str, dists: Iterable[Distribution]) -> None:
+    """Keep a deps key's distributions (only a complete list: every one with its hash)."""
+    _store("deps", deps_key, [asdict(d) for d in dists])
 
 
 def record_base(engine: Engine, ref: str, base: ImageInfo) -> BaseRecord:

@@ -206,3 +206,15 @@ def summary(doc: Mapping[str, object]) -> str:
     pypi = sum(1 for c in items if str(c.get("purl", "")).startswith("pkg:pypi/"))
     deb = sum(1 for c in items if str(c.get("purl", "")).startswith("pkg:deb/"))
     return f"{pypi} Python distributions, {deb} Debian packages"
+
+
+def unhashed(doc: Mapping[str, object]) -> str:
+    """The Python distributions a document lists without a SHA-256 hash, named ("" none)."""
+    comps = doc.get("components")
+    items = comps if isinstance(comps, list) else []
+    names = [
+        f"{c.get('name')} {c.get('version')}"
+        for c in items
+        if str(c.get("purl", "")).startswith("pkg:pypi/") and not c.get("hashes")
+    ]
+    return ", ".join(names)

@@ -2,7 +2,9 @@
 index's sdist is built, `nox -s sbom` names every distribution of the image's virtualenv
 (as Python inside the image lists them) and python3 among the base image's Debian
 packages; after `--push` to a loopback registry (Debian's docker-registry: no referrers
-API), the image's SBOM and provenance are found beside it through the fallback tag."""
+API), the image's SBOM and provenance are found beside it through the fallback tag; and
+a fresh runner (no host cache, an empty volume, no image of the app) building with
+`--cache-from REF --push-only` pushes them too, read from the registry."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import App
+from conftest import App, cleanup
 from pkgindex import Index
 from test_registry import nox_on
 
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.engine import registry_api as api
 from nox_warpdrive.labels import DEPS_WHEELS_LABEL
+from nox_warpdrive.supply import remote
 
 #: what Python inside the image says its virtualenv holds
 LIST_VENV = (
@@ -123,3 +126,45 @@ def test_the_sbom_and_provenance_of_a_pushed_image(
     for entry in found["manifests"]:
         artifact = registry_json(client, parsed.repository, entry["digest"])
         assert artifact["subject"]["digest"] == moved.digest
+
+    # a fresh CI runner: no host cache, a new volume, no image of the app on the engine
+    cleanup(engine, app)
+    app.volume += "-runner"
+    app.write("hello-v3")
+    fresh = {"XDG_CACHE_HOME": str(tmp_path / "runner-cache")}
+    args = ("--cache-from", app.image, "--push-only")
+    code, text = nox_on(app, None, index, "-s", "image", "--", *args, env_extra=fresh)
+    assert code == 0 and "built in the registry" in text and "nothing pulled" in text, text
+    assert "SBOM and provenance pushed beside" in text and "warning" not in text, text
+    assert engine.image(app.image) is None and not engine.volume_exists(app.volume)
+    latest = client.raw_manifest(parsed.repository, "latest")
+    assert latest is not None and latest.digest != moved.digest
+    entries = registry_json(client, parsed.repository, "sha256-" + latest.digest.split(":")[1])
+    docs = {}
+    for entry in entries["manifests"]:
+        artifact = registry_json(client, parsed.repository, entry["digest"])
+        assert artifact["subject"]["digest"] == latest.digest
+        blob = client.blob(parsed.repository, artifact["layers"][0]["digest"], limit=64 << 20)
+        docs[artifact["artifactType"]] = json.loads(blob)
+    assert set(docs) == set(kinds)
+    runner = {
+        c["purl"]: c
+        for c in docs["application/vnd.cyclonedx+json"]["components"]
+        if c.get("purl", "").startswith("pkg:pypi/")
+    }
+    assert sorted([c["name"].lower(), c["version"]] for c in runner.values()) == listed
+    for purl, c in runner.items():
+        (sha,) = [h["content"] for h in c["hashes"] if h["alg"] == "SHA-256"]
+        assert sha == pypi[purl]["hashes"][0]["content"] and sha[:16] in prefixes, c
+    runner_debs = docs["application/vnd.cyclonedx+json"]["components"]
+    assert any(c.get("purl", "").startswith("pkg:deb/debian/python3@") for c in runner_debs)
+    statement = docs["application/vnd.in-toto+json"]
+    assert statement["subject"][0]["digest"]["sha256"] == latest.digest.split(":")[1]
+
+    # the deps layers' installed metadata, streamed from their blobs (the other source,
+    # for a cache with no SBOM beside it): every distribution of the virtualenv
+    config = json.loads(client.blob(parsed.repository, latest.data["config"]["digest"]))
+    where = remote.Remote(client, parsed.repository, latest.digest, config)
+    meta = remote.installed_metadata(where)
+    assert sorted(n.lower() for n, _ in meta.values()) == [n for n, _ in listed]
+    assert any(lic for _, lic in meta.values())

@@ -6,6 +6,7 @@ it has one, else the ``sha256-<hex>`` tag's index, updated and never clobbered."
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 from collections.abc import Iterator
@@ -22,8 +23,16 @@ from unit_support import BASE, PKEY
 from nox_warpdrive.config import Config
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.engine import registry_api as api
-from nox_warpdrive.labels import BASE_IMAGE_ID_LABEL, OCI_CREATED, OCI_REVISION, OCI_SOURCE
-from nox_warpdrive.supply import attach, gather, provenance, sbom
+from nox_warpdrive.errors import RegistryError
+from nox_warpdrive.labels import (
+    BASE_IMAGE_ID_LABEL,
+    DEPS_DEPTH_LABEL,
+    LAYERS_LABEL,
+    OCI_CREATED,
+    OCI_REVISION,
+    OCI_SOURCE,
+)
+from nox_warpdrive.supply import attach, gather, provenance, remote, sbom
 from nox_warpdrive.tars import tar_files
 from nox_warpdrive.wheelhouse.wheels import Wheel
 
@@ -351,3 +360,99 @@ def test_a_wheel_compiled_from_an_unrecorded_sdist_names_it_without_a_hash() -> 
     assert c.pedigree is not None
     (sdist,) = c.pedigree.ancestors
     assert str(sdist.purl) == "pkg:pypi/psycopg2@2.9.9?ext=sdist" and not sdist.hashes
+
+
+# --------------------------------------------------------------------------- in the registry
+
+SITE_IN_LAYER = SITE.lstrip("/")
+
+
+def put_image(client: api.Registry, layers: list[bytes], labels: dict[str, str]) -> api.Manifest:
+    """An image of gzipped ``layers`` in the fake registry's wd/app, labelled ``labels``."""
+    descs = []
+    for raw in layers:
+        blob = gzip.compress(raw, mtime=0)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        client.upload_bytes("wd/app", blob, digest)
+        descs.append({"mediaType": api.DOCKER_LAYER, "digest": digest, "size": len(blob)})
+    config = json.dumps({"config": {"Labels": labels}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    client.upload_bytes("wd/app", config, config_digest)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": api.DOCKER_MANIFEST,
+            "config": {"mediaType": api.DOCKER_CONFIG, "digest": config_digest},
+            "layers": descs,
+        }
+    ).encode()
+    digest = client.put_manifest("wd/app", "latest", body, api.DOCKER_MANIFEST)
+    return api.Manifest(digest, api.DOCKER_MANIFEST, body)
+
+
+def venv_layer() -> bytes:
+    members = {
+        f"{SITE_IN_LAYER}/{stem}.dist-info/METADATA": METADATA[name]
+        for name, stem in (("flask", "flask-3.0.0"), ("zope.interface", "zope.interface-6.0"))
+    }
+    members[f"{SITE_IN_LAYER}/flask/__init__.py"] = b"x = 1\n"
+    return tar_files(members)
+
+
+def remote_of(client: api.Registry, image: api.Manifest, cache: str = "") -> remote.Remote:
+    config = json.loads(client.blob("wd/app", image.data["config"]["digest"]))
+    return remote.Remote(client, "wd/app", image.digest, config, cache)
+
+
+IMAGE_LABELS = {LAYERS_LABEL: json.dumps([["source", "k", "sha256:x"]]), DEPS_DEPTH_LABEL: "0"}
+IDS = [w.id for w in WHEELS]
+
+
+def test_a_layer_is_streamed_keeping_only_the_wanted_files(registry: str) -> None:
+    client = api.Registry(registry, None, timeout=5)
+    image = put_image(client, [venv_layer()], {})
+    digest = image.data["layers"][0]["digest"]
+    found = client.layer_files("wd/app", digest, lambda name: name.endswith("/METADATA"))
+    assert found == {
+        f"{SITE_IN_LAYER}/flask-3.0.0.dist-info/METADATA": METADATA["flask"],
+        f"{SITE_IN_LAYER}/zope.interface-6.0.dist-info/METADATA": METADATA["zope.interface"],
+    }
+    # a blob that is not what its digest says is refused
+    FakeRegistry.blobs["wd/app"][digest] = gzip.compress(tar_files({"a": b"b"}))
+    with pytest.raises(RegistryError, match="does not match its digest"):
+        client.layer_files("wd/app", digest, lambda name: True)
+
+
+def test_the_cache_sbom_gives_every_distribution(registry: str) -> None:
+    """A fresh runner's push: the SBOM beside the cache lists the deps label's wheels
+    (same file, same sha256 prefix): taken whole, no layer read."""
+    client = api.Registry(registry, None, timeout=5)
+    engine = FakeEngine(images={"deps": BASE, BASE.id: BASE}, paths=paths())
+    dists, base = records(engine)
+    cache = put_image(client, [b"not a tar"], IMAGE_LABELS)
+    doc = sbom.make_bom(sbom.ImageFacts("app", "sha256:" + "e" * 64), dists, base, "0.1.0")
+    body = sbom.to_json(doc).encode()
+    attach.attach(client, "wd/app", cache, [attach.Document(sbom.MEDIA_TYPE, body, "sbom")])
+    image = put_image(client, [b"also not a tar", b"app"], IMAGE_LABELS)
+    where = remote_of(client, image, f"{registry}/wd/app@{cache.digest}")
+    assert remote.distributions(where, IDS, {}, {}) == dists  # the layers were not read
+    # a wheel the SBOM does not list: the rest from the layers (read, and failing here)
+    with pytest.raises(RegistryError, match="is not a layer tar"):
+        remote.distributions(where, [*IDS, "extra-1.0-py3-none-any.whl@" + "f" * 16], {}, {})
+
+
+def test_without_an_sbom_the_deps_layer_metadata_is_read(registry: str) -> None:
+    client = api.Registry(registry, None, timeout=5)
+    base_layer = tar_files({"var/lib/dpkg/status": DPKG.encode()})
+    image = put_image(client, [base_layer, venv_layer(), b"app"], IMAGE_LABELS)
+    where = remote_of(client, image)
+    assert remote.deps_layer_digests(where) == [image.data["layers"][1]["digest"]]
+    sha = {WHEELS[0].filename: WHEELS[0].sha256}
+    found = remote.distributions(where, IDS[:1] + IDS[2:], sha, {})
+    assert [(d.name, d.version, d.sha256, d.license) for d in found] == [
+        ("Flask", "3.0.0", "a" * 64, "BSD-3-Clause"),
+        ("zope.interface", "6.0", "", "Zope Public License"),  # no full hash known here
+    ]
+    # which push_beside then names in a warning
+    doc = sbom.make_bom(sbom.ImageFacts("app", "sha256:" + "e" * 64), found, None, "0.1.0")
+    assert sbom.unhashed(json.loads(sbom.to_json(doc))) == "zope.interface 6.0"
