@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/engine-up.sh
 bash scripts/base-images.sh
+# multi-platform tests: QEMU's binfmt_misc handlers and the arm64 base images (emulated)
+bash scripts/emulation.sh
+WARPDRIVE_ARCH=arm64 bash scripts/base-images.sh
 bash scripts/dev-env.sh
 echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests bench
 echo "== mypy"; .venv/bin/mypy
