@@ -54,6 +54,7 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
     _debug_option(p)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
     _verbose_option(p)
+    _platform_option(p)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -113,6 +114,7 @@ def image_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
     _verbose_option(p)
+    _platform_option(p)
     p.add_argument(
         "--cache-from",
         metavar="REF",
@@ -168,6 +170,20 @@ def _verbose_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _platform_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[,...]",
+        help="build for these platforms instead of `platforms` (default: the engine's own), "
+        "e.g. linux/arm64 or linux/amd64,linux/arm64; other CPUs run under QEMU emulation",
+    )
+
+
+def _platforms(args: argparse.Namespace) -> dict[str, Any]:
+    """--platform as a config override (a comma list)."""
+    return {"platforms": args.platform.split(",")} if args.platform else {}
+
+
 def _registry_ref(given: str | None, configured: str | None, option: str) -> str | None:
     """The REF of --pull/--push: the one given, else `wheelhouse-image`; None when the
     option is absent."""
@@ -186,35 +202,53 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     args = wheelhouse_parser().parse_args(list(posargs))
     if args.all_keys and not args.prune:
         raise _ArgError("--all-keys goes with --prune: `nox -s wheelhouse -- --prune --all-keys`")
-    cfg = dataclasses.replace(load_config(project_dir), verbose=args.verbose)
+    cfg = dataclasses.replace(load_config(project_dir, _platforms(args)), verbose=args.verbose)
     pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
     push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
     imported = str(Path(args.import_dir).resolve()) if args.import_dir else ""
     seeds: tuple[Seed, ...] = (Seed("dir", imported),) if imported else ()
     seeds += (Seed("image", pull),) if pull else seeds_for(cfg)
     engine = connect(_out)
-    result = build_wheelhouse(
-        cfg,
-        engine,
-        _out,
-        no_index=args.no_index,
-        check=True,
-        verify=args.verify,
-        seeds=seeds,
-        prune="unused" if args.prune else "",
-        all_keys=args.all_keys,
-    )
-    log(result.summary())
+
+    def build(c: Config) -> WheelhouseResult:
+        return build_wheelhouse(
+            c,
+            engine,
+            _out,
+            no_index=args.no_index,
+            check=True,
+            verify=args.verify,
+            seeds=seeds,
+            prune="unused" if args.prune else "",
+            all_keys=args.all_keys,
+        )
+
+    if cfg.platforms:
+        from .multiarch.build import build_wheelhouses
+
+        results = build_wheelhouses(cfg, engine, _out, build)
+    else:
+        results = [build(cfg)]
+    for result in results:
+        log(result.summary())
     _bound_caches(cfg, engine, None)
-    if result.nothing or not (push or args.export_dir):
+    for result in results:
+        _keep_wheelhouse(engine, cfg, result, push, args.export_dir)
+
+
+def _keep_wheelhouse(
+    engine: Engine, cfg: Config, result: WheelhouseResult, push: str | None, export: str | None
+) -> None:
+    """--push and --export of one platform key's wheelhouse."""
+    if result.nothing or not (push or export):
         return
     from .wheelhouse.transfer import Wheelhouse
 
     wh = Wheelhouse(cfg.volume, result.key, result.builder_id, cfg.python)
-    if args.export_dir:
+    if export:
         from .wheelhouse.directory import export_dir
 
-        export_dir(engine, wh, result.manifest, Path(args.export_dir).resolve(), _out)
+        export_dir(engine, wh, result.manifest, Path(export).resolve(), _out)
     if push:
         from .wheelhouse.image import push_wheelhouse
 
@@ -226,9 +260,13 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
 
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
+    overrides.update(_platforms(args))
     cfg = dataclasses.replace(load_config(project_dir, overrides), verbose=args.verbose)
     if args.plan or args.json:
         _plan_image(cfg, args)
+        return
+    if cfg.platforms:
+        _image_platforms(cfg, args, log)
         return
     if args.push_only:
         _registry_image(cfg.image)
@@ -253,6 +291,25 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
             push(engine, result.ref, _out)
     if args.push or args.push_only:
         _push_grown_wheelhouse(cfg, engine, result.wheelhouse)
+
+
+def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """`image` with `platforms` or --platform: one build per platform (multiarch/)."""
+    from .multiarch.build import build_images
+
+    later = [
+        o for o, on in (("--push-only", args.push_only), ("--cache-from", args.cache_from)) if on
+    ]
+    if later:
+        raise _ArgError(
+            f"{', '.join(later)} does not work with `platforms`/--platform yet: build "
+            "with --push instead, or for the engine's own platform alone"
+        )
+    engine = connect(_out)
+    result = build_images(cfg, engine, _out, no_index=args.no_index, push=args.push)
+    log(result.summary())
+    _bound_caches(cfg, engine, None)
+    _out(result.table())
 
 
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
@@ -371,6 +428,7 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="leave it running")
     p.add_argument("--name", help="container name (default <name>-run)")
     p.add_argument("--tag", metavar="REF", help="run REF instead of `image`")
+    _platform_option(p)
     return p
 
 
@@ -387,10 +445,16 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
 
     args = run_parser().parse_args(list(posargs))
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
+    engine = connect_engine()
+    if args.platform:
+        from .multiarch.build import run_ref
+        from .platform import parse_platform
+
+        cfg = dataclasses.replace(cfg, image=run_ref(cfg, engine, parse_platform(args.platform)))
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
     options = RunOptions(args.port, args.host, env, args.name)
-    run(cfg, connect_engine(), _out, options, detach=args.detach)
+    run(cfg, engine, _out, options, detach=args.detach)
 
 
 def serve_plan(

@@ -1,0 +1,120 @@
+"""The base and builder images for one target platform.
+
+Docker 20.10 keeps one image per local tag, so ``python:3.12-slim`` here is the image of
+one CPU. For another platform the ref is pulled for it (``docker pull --platform``: an
+image index in a registry has one image per platform) and its own config is checked; a
+build then names the images by id, so nothing depends on what a local tag names
+afterwards, and the tags it moved are put back. Everything a build runs in those images
+runs under emulation when their CPU is not the engine's (binfmt_misc and QEMU, as
+``docker run --platform`` uses them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..config import Config
+from ..engine import Engine, ImageInfo, Output
+from ..errors import EngineError, ImagePlatformError
+from ..platform import Platform, parse_platform, platform_of
+
+
+def engine_platform(engine: Engine) -> Platform:
+    """What the engine runs natively (``docker version``'s Os/Arch)."""
+    about = engine.about()
+    return platform_of(about.os, about.arch)
+
+
+def image_platform(info: ImageInfo) -> Platform | None:
+    """What an image's config says it runs on (None: it says nothing)."""
+    return parse_platform(info.platform) if info.platform else None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An image found for a platform, and the local tag its pull moved (put back by
+    ``restore``): (ref, the id it named before) or None."""
+
+    info: ImageInfo
+    moved: tuple[str, str] | None = None
+
+
+def image_for(
+    engine: Engine, ref: str, role: str, platform: Platform, out: Output | None = None
+) -> Resolved:
+    """``ref``'s image for ``platform``: the local one when its config says so, else
+    pulled for that platform. A local image of another CPU that no registry has for the
+    platform, or a pulled one that is not for it, is an ImagePlatformError naming both."""
+    local = engine.image(ref)
+    found = image_platform(local) if local is not None else None
+    if local is not None and (found is None or found.matches(platform)):
+        return Resolved(local)
+    try:
+        pulled = engine.pull(ref, out, platform=str(platform))
+    except EngineError as exc:
+        if local is None:
+            raise
+        raise _other_cpu(ref, role, found, platform, f"pulling it failed: {exc.message}") from exc
+    if pulled is None:
+        if local is None:
+            engine.require_image(ref, role)  # the usual "no such image" with its fix
+        raise _other_cpu(ref, role, found, platform, "no registry has it for that platform")
+    moved = (ref, local.id) if local is not None and local.id != pulled.id else None
+    got = image_platform(pulled)
+    if got is not None and not got.matches(platform):
+        restore(engine, (Resolved(pulled, moved),))
+        raise ImagePlatformError(
+            f"{role} {ref} pulled for {platform} is an image for {got}: the registry's "
+            f"{ref} is not an image index holding {platform}",
+            fix=f"push an image index (manifest list) with a {platform} image to {ref} "
+            f"(`docker buildx imagetools create`, or `nox -s image -- --push` with "
+            f'`platforms = ["{platform}", ...]`), or name an image made for {platform}',
+        )
+    return Resolved(pulled, moved)
+
+
+def _other_cpu(
+    ref: str, role: str, found: Platform | None, platform: Platform, why: str
+) -> ImagePlatformError:
+    return ImagePlatformError(
+        f"{role} {ref} is an image for {found}, not {platform} ({why})",
+        fix=f"name a {role} that is an image index in a registry with a {platform} image "
+        f"(as python:3.12-slim is), or a local image made for {platform}; or leave "
+        f"{platform} out of `platforms`/--platform",
+    )
+
+
+def restore(engine: Engine, resolved: tuple[Resolved, ...]) -> None:
+    """Put back the local tags pulls for other platforms moved (latest pull first)."""
+    for r in reversed(resolved):
+        if r.moved is not None:
+            engine.tag(r.moved[1], r.moved[0])
+
+
+@dataclass(frozen=True)
+class Target:
+    """One platform's build settings: ``cfg`` names its base and builder images by id."""
+
+    platform: Platform
+    cfg: Config
+    native: bool
+    resolved: tuple[Resolved, ...] = ()
+
+
+def target_for(
+    cfg: Config, engine: Engine, platform: Platform, native: Platform, out: Output | None = None
+) -> Target:
+    """The settings that build ``platform``: ``cfg`` with its base and builder images
+    resolved for it (by id). The engine's own platform keeps the refs, exactly as a
+    build without platforms, unless its local image is of another CPU."""
+    base = image_for(engine, cfg.base_image, "base-image", platform, out)
+    builder = base
+    if cfg.builder_image != cfg.base_image:
+        builder = image_for(engine, cfg.builder_image, "builder-image", platform, out)
+    resolved = (base, builder) if builder is not base else (base,)
+    is_native = platform.matches(native)
+    if is_native and not any(r.moved for r in resolved):
+        return Target(platform, cfg, True)
+    ids = dataclasses.replace(cfg, base_image=base.info.id, builder_image=builder.info.id)
+    return Target(platform, ids, is_native, resolved)
