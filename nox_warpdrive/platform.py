@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import PlatformMismatchError, WarpdriveError
+from .refs import split_ref
 
 #: Runs inside the image with its own ``python3``: stdlib only, prints one JSON line.
 PROBE_SCRIPT = r"""
@@ -262,3 +263,11 @@ def platform_of(os_: str, arch: str, variant: str = "") -> Platform:
     """An image's or engine's platform from what ``docker inspect``/``docker version``
     say (the engine's ``x86_64`` and the like taken for their OCI names)."""
     return Platform(os_.lower() or "linux", _ARCH_ALIASES.get(arch.lower(), arch.lower()), variant)
+
+
+def platform_ref(ref: str, platform: Platform) -> str:
+    """The local tag of ``ref``'s image for one platform, ``repo:tag-linux-arm64``: a
+    build of several platforms tags the ones not the engine's own so (and pushes each
+    under it before the index); a base image pulled for another platform is kept so."""
+    repo, tag = split_ref(ref)
+    return f"{repo}:{tag}-{platform.slug}"

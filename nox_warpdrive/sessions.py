@@ -323,6 +323,9 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     acting += ["--cache-from"] if args.cache_from else []
     if acting:
         raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
+    if cfg.platforms:  # a plan reads what is here; another platform's images may not be
+        names = ", ".join(str(p) for p in cfg.platforms)
+        _out(f"warpdrive: the plan is for the engine's own platform only (asked: {names})")
     plan = plan_image(cfg, connect_engine(), no_index=args.no_index)
     _out(plan.to_json() if args.json else "\n".join(plan.lines()))
 

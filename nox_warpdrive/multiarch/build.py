@@ -20,8 +20,8 @@ from ..config import Config
 from ..engine import Engine, Output
 from ..errors import WarpdriveError
 from ..image import ImageResult, build_image
-from ..platform import Platform
-from ..registry.index import platform_ref, push_index
+from ..platform import Platform, platform_ref
+from ..registry.index import push_index
 from ..wheelhouse.build import WheelhouseResult
 from ..wheelhouse.targets import Target, engine_platform, image_platform, restore, target_for
 

@@ -16,15 +16,7 @@ from dataclasses import dataclass
 from ..engine import Engine, Output
 from ..engine import registry_api as api
 from ..errors import RegistryError
-from ..platform import Platform
-from ..refs import split_ref
-
-
-def platform_ref(ref: str, platform: Platform) -> str:
-    """The tag one platform's image is pushed (and tagged locally) under:
-    ``repo:tag-linux-arm64``."""
-    repo, tag = split_ref(ref)
-    return f"{repo}:{tag}-{platform.slug}"
+from ..platform import Platform, platform_ref
 
 
 @dataclass(frozen=True)

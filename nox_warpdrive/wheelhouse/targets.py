@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output
-from ..errors import EngineError, ImagePlatformError
-from ..platform import Platform, parse_platform, platform_of
+from ..errors import EngineError, ImagePlatformError, causes
+from ..platform import Platform, parse_platform, platform_of, platform_ref
 
 
 def engine_platform(engine: Engine) -> Platform:
@@ -33,26 +33,77 @@ def image_platform(info: ImageInfo) -> Platform | None:
 
 @dataclass(frozen=True)
 class Resolved:
-    """An image found for a platform, and the local tag its pull moved (put back by
-    ``restore``): (ref, the id it named before) or None."""
+    """An image found for a platform, and the local tag its pull moved or made, put
+    back by ``restore``: (ref, the id it named before, "" for none) or None."""
 
     info: ImageInfo
     moved: tuple[str, str] | None = None
 
 
+def _is_for(info: ImageInfo, platform: Platform) -> bool:
+    found = image_platform(info)
+    return found is None or found.matches(platform)
+
+
 def image_for(
-    engine: Engine, ref: str, role: str, platform: Platform, out: Output | None = None
+    engine: Engine,
+    ref: str,
+    role: str,
+    platform: Platform,
+    out: Output | None = None,
+    native: Platform | None = None,
 ) -> Resolved:
-    """``ref``'s image for ``platform``: the local one when its config says so, else
-    pulled for that platform. A local image of another CPU that no registry has for the
-    platform, or a pulled one that is not for it, is an ImagePlatformError naming both."""
+    """``ref``'s image for ``platform``: the local one when its config says so (or the
+    one an earlier build kept as ``ref-linux-arm64``), else pulled for that platform and
+    kept under that name, the tag ``ref`` put back (by ``restore``) unless it named
+    nothing and the platform is the engine's own (``native``). A local image of another
+    CPU that no registry has for the platform, or a pulled one that is not for it, is an
+    ImagePlatformError naming both."""
     local = engine.image(ref)
-    found = image_platform(local) if local is not None else None
-    if local is not None and (found is None or found.matches(platform)):
+    if local is not None and _is_for(local, platform):
         return Resolved(local)
+    kept_ref = platform_ref(ref, platform)
+    kept = engine.image(kept_ref)
+    if kept is not None and _is_for(kept, platform):
+        return Resolved(kept)
+    pulled = _pull(engine, ref, role, platform, local, out)
+    moved: tuple[str, str] | None = None
+    if local is not None or native is None or not platform.matches(native):
+        engine.tag(pulled.id, kept_ref)
+        moved = (ref, local.id if local is not None else "")
+    if not _is_for(pulled, platform):
+        restore(engine, (Resolved(pulled, moved),))
+        raise ImagePlatformError(
+            f"{role} {ref} pulled for {platform} is an image for {pulled.platform}: the "
+            f"registry's {ref} is not an image index holding {platform}",
+            fix=f"push an image index (manifest list) with a {platform} image to {ref} "
+            f"(`docker buildx imagetools create`, or `nox -s image -- --push` with "
+            f'`platforms = ["{platform}", ...]`), or name an image made for {platform}',
+        )
+    return Resolved(pulled, moved)
+
+
+def _pull(
+    engine: Engine,
+    ref: str,
+    role: str,
+    platform: Platform,
+    local: ImageInfo | None,
+    out: Output | None,
+) -> ImageInfo:
+    """``docker pull --platform``; what it fails with, told for the platform."""
+    found = image_platform(local) if local is not None else None
     try:
         pulled = engine.pull(ref, out, platform=str(platform))
     except EngineError as exc:
+        said = " ".join([exc.message, *(str(c) for c in causes(exc))]).lower()
+        if "no matching manifest" in said:
+            raise ImagePlatformError(
+                f"{role} {ref} is an image index without an image for {platform}",
+                fix=f"push a {platform} image into that index (`docker buildx imagetools "
+                f"create`, or nox-warpdrive's `--push` with both platforms), name another "
+                f"{role}, or leave {platform} out of `platforms`/--platform",
+            ) from exc
         if local is None:
             raise
         raise _other_cpu(ref, role, found, platform, f"pulling it failed: {exc.message}") from exc
@@ -60,18 +111,7 @@ def image_for(
         if local is None:
             engine.require_image(ref, role)  # the usual "no such image" with its fix
         raise _other_cpu(ref, role, found, platform, "no registry has it for that platform")
-    moved = (ref, local.id) if local is not None and local.id != pulled.id else None
-    got = image_platform(pulled)
-    if got is not None and not got.matches(platform):
-        restore(engine, (Resolved(pulled, moved),))
-        raise ImagePlatformError(
-            f"{role} {ref} pulled for {platform} is an image for {got}: the registry's "
-            f"{ref} is not an image index holding {platform}",
-            fix=f"push an image index (manifest list) with a {platform} image to {ref} "
-            f"(`docker buildx imagetools create`, or `nox -s image -- --push` with "
-            f'`platforms = ["{platform}", ...]`), or name an image made for {platform}',
-        )
-    return Resolved(pulled, moved)
+    return pulled
 
 
 def _other_cpu(
@@ -86,10 +126,16 @@ def _other_cpu(
 
 
 def restore(engine: Engine, resolved: tuple[Resolved, ...]) -> None:
-    """Put back the local tags pulls for other platforms moved (latest pull first)."""
+    """Put back the local tags pulls for other platforms moved or made (latest pull
+    first): the pulled image stays, under its ``ref-linux-arm64`` tag."""
     for r in reversed(resolved):
-        if r.moved is not None:
-            engine.tag(r.moved[1], r.moved[0])
+        if r.moved is None:
+            continue
+        ref, before = r.moved
+        if before:
+            engine.tag(before, ref)
+        else:
+            engine.remove_image(ref)  # only the tag: the image has its platform's
 
 
 @dataclass(frozen=True)
@@ -108,10 +154,10 @@ def target_for(
     """The settings that build ``platform``: ``cfg`` with its base and builder images
     resolved for it (by id). The engine's own platform keeps the refs, exactly as a
     build without platforms, unless its local image is of another CPU."""
-    base = image_for(engine, cfg.base_image, "base-image", platform, out)
+    base = image_for(engine, cfg.base_image, "base-image", platform, out, native)
     builder = base
     if cfg.builder_image != cfg.base_image:
-        builder = image_for(engine, cfg.builder_image, "builder-image", platform, out)
+        builder = image_for(engine, cfg.builder_image, "builder-image", platform, out, native)
     resolved = (base, builder) if builder is not base else (base,)
     is_native = platform.matches(native)
     if is_native and not any(r.moved for r in resolved):

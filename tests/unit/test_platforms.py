@@ -18,8 +18,8 @@ from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.engine.base import foreign_cpu
 from nox_warpdrive.engine.dockerpy import image_info
 from nox_warpdrive.errors import ConfigError, EngineError, ImagePlatformError, WarpdriveError
-from nox_warpdrive.platform import Platform, parse_platform, parse_platforms
-from nox_warpdrive.registry.index import Entry, index_body, platform_ref
+from nox_warpdrive.platform import Platform, parse_platform, parse_platforms, platform_ref
+from nox_warpdrive.registry.index import Entry, index_body
 from nox_warpdrive.wheelhouse.targets import image_for, restore, target_for
 
 AMD64 = Platform("linux", "amd64")
@@ -192,3 +192,24 @@ def test_exec_format_error_is_recognized() -> None:
     said = "standard_init_linux.go:228: exec user process caused: exec format error"
     assert foreign_cpu(said)
     assert not foreign_cpu("exited with code 1")
+
+
+def test_a_pulled_image_is_kept_under_its_platform_tag_and_found_there_next() -> None:
+    remote = {("reg/py", "linux/arm64"): info("sha256:arm", "linux/arm64")}
+    engine = PullingEngine(remote)
+    found = image_for(engine, "reg/py", "base-image", ARM64, native=AMD64)
+    assert ("sha256:arm", "reg/py:latest-linux-arm64") in engine.tags
+    assert found.moved == ("reg/py", "")  # the tag named nothing: it is removed again
+    restore(engine, (found,))
+    assert engine.removed[-1] == "reg/py"
+    engine.images.pop("reg/py", None)
+    again = image_for(engine, "reg/py", "base-image", ARM64, native=AMD64)
+    assert again.info.id == "sha256:arm" and again.moved is None
+    assert engine.pulls == [("reg/py", "linux/arm64")]  # not pulled twice
+
+
+def test_the_engine_platform_pulled_where_nothing_was_keeps_the_tag() -> None:
+    remote = {("reg/py", "linux/amd64"): info("sha256:amd", "linux/amd64")}
+    engine = PullingEngine(remote)
+    found = image_for(engine, "reg/py", "base-image", AMD64, native=AMD64)
+    assert found.moved is None and engine.tags == []
