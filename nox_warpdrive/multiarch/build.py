@@ -72,7 +72,7 @@ def wanted(cfg: Config, engine: Engine) -> tuple[tuple[Platform, ...], Platform]
 
 def _targets(cfg: Config, engine: Engine, out: Output) -> tuple[list[Target], Platform]:
     """Each platform's settings; the local tags the pulls moved are put back at once (the
-    builds name the images by id)."""
+    builds name them by the tags they keep)."""
     platforms, native = wanted(cfg, engine)
     targets: list[Target] = []
     try:

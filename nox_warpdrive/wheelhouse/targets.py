@@ -2,11 +2,11 @@
 
 Docker 20.10 keeps one image per local tag, so ``python:3.12-slim`` here is the image of
 one CPU. For another platform the ref is pulled for it (``docker pull --platform``: an
-image index in a registry has one image per platform) and its own config is checked; a
-build then names the images by id, so nothing depends on what a local tag names
-afterwards, and the tags it moved are put back. Everything a build runs in those images
-runs under emulation when their CPU is not the engine's (binfmt_misc and QEMU, as
-``docker run --platform`` uses them).
+image index in a registry has one image per platform) and its own config is checked; the
+pulled image is kept as ``ref-linux-arm64``, the build names it so, and the tag ``ref`` is
+put back (a build without platforms never builds on another CPU's image by surprise).
+Everything a build runs in those images runs under emulation when their CPU is not the
+engine's (binfmt_misc and QEMU, as ``docker run --platform`` uses them).
 """
 
 from __future__ import annotations
@@ -33,10 +33,13 @@ def image_platform(info: ImageInfo) -> Platform | None:
 
 @dataclass(frozen=True)
 class Resolved:
-    """An image found for a platform, and the local tag its pull moved or made, put
-    back by ``restore``: (ref, the id it named before, "" for none) or None."""
+    """An image found for a platform, the local name that names it for the whole build
+    (the ref, or its ``ref-linux-arm64`` tag: what labels and messages show), and the
+    local tag its pull moved or made, put back by ``restore``: (ref, the id it named
+    before, "" for none) or None."""
 
     info: ImageInfo
+    name: str
     moved: tuple[str, str] | None = None
 
 
@@ -61,18 +64,19 @@ def image_for(
     ImagePlatformError naming both."""
     local = engine.image(ref)
     if local is not None and _is_for(local, platform):
-        return Resolved(local)
+        return Resolved(local, ref)
     kept_ref = platform_ref(ref, platform)
     kept = engine.image(kept_ref)
     if kept is not None and _is_for(kept, platform):
-        return Resolved(kept)
+        return Resolved(kept, kept_ref)
     pulled = _pull(engine, ref, role, platform, local, out)
     moved: tuple[str, str] | None = None
+    name = ref
     if local is not None or native is None or not platform.matches(native):
         engine.tag(pulled.id, kept_ref)
-        moved = (ref, local.id if local is not None else "")
+        moved, name = (ref, local.id if local is not None else ""), kept_ref
     if not _is_for(pulled, platform):
-        restore(engine, (Resolved(pulled, moved),))
+        restore(engine, (Resolved(pulled, name, moved),))
         raise ImagePlatformError(
             f"{role} {ref} pulled for {platform} is an image for {pulled.platform}: the "
             f"registry's {ref} is not an image index holding {platform}",
@@ -80,7 +84,7 @@ def image_for(
             f"(`docker buildx imagetools create`, or `nox -s image -- --push` with "
             f'`platforms = ["{platform}", ...]`), or name an image made for {platform}',
         )
-    return Resolved(pulled, moved)
+    return Resolved(pulled, name, moved)
 
 
 def _pull(
@@ -140,7 +144,8 @@ def restore(engine: Engine, resolved: tuple[Resolved, ...]) -> None:
 
 @dataclass(frozen=True)
 class Target:
-    """One platform's build settings: ``cfg`` names its base and builder images by id."""
+    """One platform's build settings: ``cfg`` names its base and builder images by the
+    names that name that platform's images during the build."""
 
     platform: Platform
     cfg: Config
@@ -152,7 +157,7 @@ def target_for(
     cfg: Config, engine: Engine, platform: Platform, native: Platform, out: Output | None = None
 ) -> Target:
     """The settings that build ``platform``: ``cfg`` with its base and builder images
-    resolved for it (by id). The engine's own platform keeps the refs, exactly as a
+    resolved for it. The engine's own platform keeps the refs, exactly as a
     build without platforms, unless its local image is of another CPU."""
     base = image_for(engine, cfg.base_image, "base-image", platform, out, native)
     builder = base
@@ -162,5 +167,5 @@ def target_for(
     is_native = platform.matches(native)
     if is_native and not any(r.moved for r in resolved):
         return Target(platform, cfg, True)
-    ids = dataclasses.replace(cfg, base_image=base.info.id, builder_image=builder.info.id)
-    return Target(platform, ids, is_native, resolved)
+    names = dataclasses.replace(cfg, base_image=base.name, builder_image=builder.name)
+    return Target(platform, names, is_native, resolved)

@@ -195,7 +195,7 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
         '    start_response("200 OK", [("Content-Type", "text/plain")])\n'
         "    return [body.encode()]\n"
     )
-    repo = f"{app.name}-{uuid.uuid4().hex[:6]}"
+    repo = app.name  # the cleanup finds its deps images by it
     ref = f"{registry}/{repo}:latest"
     use(app, *indexes, volume=volume, image=ref, platforms='["linux/amd64", "linux/arm64"]')
     first = nox(app, "-s", "image", "--", "--push")

@@ -154,7 +154,7 @@ def test_target_for_the_engine_platform_keeps_the_config(tmp_path: Path) -> None
     arm = target_for(cfg, engine, ARM64, AMD64)
     # "pyb" says no platform: taken as it is (an image of an older engine)
     assert not arm.native
-    assert (arm.cfg.base_image, arm.cfg.builder_image) == ("sha256:arm", "sha256:b")
+    assert (arm.cfg.base_image, arm.cfg.builder_image) == ("py", "pyb")
     assert dataclasses.replace(arm.cfg, base_image="py", builder_image="pyb") == cfg
 
 
@@ -200,6 +200,7 @@ def test_a_pulled_image_is_kept_under_its_platform_tag_and_found_there_next() ->
     found = image_for(engine, "reg/py", "base-image", ARM64, native=AMD64)
     assert ("sha256:arm", "reg/py:latest-linux-arm64") in engine.tags
     assert found.moved == ("reg/py", "")  # the tag named nothing: it is removed again
+    assert found.name == "reg/py:latest-linux-arm64"  # what the build names it by
     restore(engine, (found,))
     assert engine.removed[-1] == "reg/py"
     engine.images.pop("reg/py", None)
