@@ -6,6 +6,7 @@ index body, and `exec format error` turned into the emulation fix."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,16 @@ def test_the_engine_platform_pulled_where_nothing_was_keeps_the_tag() -> None:
     engine = PullingEngine(remote)
     found = image_for(engine, "reg/py", "base-image", AMD64, native=AMD64)
     assert found.moved is None and engine.tags == []
+
+
+def test_the_sessions_take_platform_and_refuse_what_does_not_work_with_it_yet(
+    tmp_path: Path,
+) -> None:
+    sessions = importlib.import_module("nox_warpdrive.sessions")
+
+    for parser in (sessions.wheelhouse_parser, sessions.image_parser, sessions.run_parser):
+        args = parser().parse_args(["--platform", "linux/amd64,linux/arm64"])
+        assert sessions._platforms(args) == {"platforms": ["linux/amd64", "linux/arm64"]}
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = []\n')
+    with pytest.raises(sessions._ArgError, match="--push-only does not work with"):
+        sessions.run_image(tmp_path, ["--platform", "linux/arm64", "--push-only"], print)
