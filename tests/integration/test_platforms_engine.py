@@ -18,7 +18,7 @@ from pathlib import Path
 
 import daemons
 import pytest
-from conftest import BASE_IMAGE, BUILDER_IMAGE, App, serve_image
+from conftest import BASE_IMAGE, BUILDER_IMAGE, App, serve_image, write_django
 from pkgindex import Index
 from test_build import http_get, nox
 
@@ -184,39 +184,40 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     registry: str,
     volume: str,
 ) -> None:
-    """`platforms` with both, `--push`: one index lists linux/amd64 and linux/arm64, the
-    top app layer is the same blob in both; after a code change nothing is compiled or
-    installed again, and the new app layer is uploaded once for both platforms."""
-    app: App = make_app()  # type: ignore[operator]
-    (app.root / "wsgi.py").write_text(
-        "import os, platform\n\nimport wd_pure_demo\n\n\n"
-        "def application(environ, start_response):\n"
-        '    body = "v1 %s %s uid=%d" % (wd_pure_demo.hello(), platform.machine(), os.getuid())\n'
-        '    start_response("200 OK", [("Content-Type", "text/plain")])\n'
-        "    return [body.encode()]\n"
-    )
-    repo = app.name  # the cleanup finds its deps images by it
-    ref = f"{registry}/{repo}:latest"
-    use(app, *indexes, volume=volume, image=ref, platforms='["linux/amd64", "linux/arm64"]')
+    """A Django app, `platforms` with both, `--push`: one index lists linux/amd64 and
+    linux/arm64; the collected static files and the app source are the same blobs in
+    both. After a code change nothing is compiled, installed or collected again, and the
+    new app layer is uploaded once for both platforms; the index's arm64 image answers."""
+    app: App = make_app(["django"])  # type: ignore[operator]
+    (app.root / "wsgi.py").unlink()
+    write_django(app.root, "shop-v1")
+    ref = f"{registry}/{app.name}:latest"  # the cleanup finds its deps images by the name
+    use(app, indexes[0], indexes[0], volume, image=ref, platforms='["linux/amd64", "linux/arm64"]')
     first = nox(app, "-s", "image", "--", "--push")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "as an image index (linux/amd64, linux/arm64)" in first.stdout + first.stderr
-    images = manifests(registry, repo, "latest")
+    images = manifests(registry, app.name, "latest")
     assert sorted(images) == ["linux/amd64", "linux/arm64"]
-    tops = {p: m["layers"][-1]["digest"] for p, m in images.items()}  # type: ignore[index]
-    assert tops["linux/amd64"] == tops["linux/arm64"]
+    layers = {p: [d["digest"] for d in m["layers"]] for p, m in images.items()}  # type: ignore[attr-defined]
+    static, top = layers["linux/amd64"][-2:]
+    assert layers["linux/arm64"][-2:] == [static, top]  # collected files, then the source
+    assert layers["linux/arm64"][0] != layers["linux/amd64"][0]  # each CPU's base
     assert arch_of(engine, ref) == "amd64" and arch_of(engine, f"{ref}-linux-arm64") == "arm64"
 
-    (app.root / "wsgi.py").write_text((app.root / "wsgi.py").read_text().replace("v1", "v2"))
+    write_django(app.root, "shop-v2")
     second = nox(app, "-s", "image", "--", "--push")
     out = second.stdout + second.stderr
     assert second.returncode == 0, out
     assert out.count("deps layer reused, app layer built") == 2, out
-    assert "to build" not in out and "pip wheel" not in out and "virtualenv" not in out
-    images = manifests(registry, repo, "latest")
-    top = images["linux/arm64"]["layers"][-1]["digest"]  # type: ignore[index]
-    assert images["linux/amd64"]["layers"][-1]["digest"] == top != tops["linux/arm64"]  # type: ignore[index]
-    assert upload_count(registry, str(top)) == 1
+    assert out.count("reusing the collected static files") == 2, out
+    assert "collectstatic --noinput" not in out and "pip " not in out, out
+    images = manifests(registry, app.name, "latest")
+    for manifest in images.values():
+        digests = [d["digest"] for d in manifest["layers"]]  # type: ignore[attr-defined]
+        assert digests[-2] == static and digests[-1] != top
+    new_top = images["linux/arm64"]["layers"][-1]["digest"]  # type: ignore[index]
+    assert images["linux/amd64"]["layers"][-1]["digest"] == new_top  # type: ignore[index]
+    assert upload_count(registry, str(new_top)) == 1
 
     # the arm64 image of the index, as a cluster node of that CPU pulls it, answers
     engine.client.images.remove(f"{ref}-linux-arm64")
@@ -224,4 +225,6 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     assert pulled is not None and pulled.platform.startswith("linux/arm64")
     with serve_image(engine, pulled.id) as (_, url):
         status, body = http_get(url + "/", timeout=90)
-    assert status == 200 and "v2 hello" in body and "aarch64 uid=1001" in body, body
+        css, _ = http_get(url + "/static/shop/site.css")
+    assert status == 200 and "shop-v2 uid=1001" in body, body
+    assert css == 200
