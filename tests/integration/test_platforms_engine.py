@@ -26,6 +26,7 @@ from nox_warpdrive.engine import Engine
 from nox_warpdrive.engine import registry_api as api
 from nox_warpdrive.platform import Platform, platform_ref
 from nox_warpdrive.registry.index import push_index
+from nox_warpdrive.tars import tar_files
 
 ARM_BASE = f"{BASE_IMAGE}-arm64"
 ARM_BUILDER = f"{BUILDER_IMAGE}-arm64"
@@ -228,3 +229,36 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
         css, _ = http_get(url + "/static/shop/site.css")
     assert status == 200 and "shop-v2 uid=1001" in body, body
     assert css == 200
+
+
+@pytest.fixture
+def foreign_binary_image(engine: Engine) -> Iterator[str]:
+    """The base image with /usr/local/bin/foreign: this host's `true` marked as a program
+    for s390 (its ELF e_machine), a CPU no binfmt_misc handler here runs, so the kernel
+    answers `exec format error` as it does for an arm64 image without QEMU."""
+    data = bytearray(Path("/bin/true").read_bytes())
+    data[18:20] = (22).to_bytes(2, "little")  # EM_S390
+    container = engine.client.containers.create(BASE_IMAGE, command=["true"])
+    tag = f"wdtest-foreign-{uuid.uuid4().hex[:8]}:1"
+    try:
+        container.put_archive("/usr/local/bin", tar_files({"foreign": bytes(data)}, mode=0o755))
+        container.commit(*tag.split(":"))
+    finally:
+        container.remove(force=True)
+    try:
+        yield tag
+    finally:
+        engine.client.images.remove(tag, force=True)
+
+
+def test_exec_format_error_names_qemu_and_an_engine_of_that_cpu(
+    make_app: object, index_env: Index, foreign_binary_image: str
+) -> None:
+    app: App = make_app(["wd-pure-demo"])  # type: ignore[operator]
+    use(app, foreign_binary_image, foreign_binary_image, python='"/usr/local/bin/foreign"')
+    done = nox(app, "-s", "wheelhouse")
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "`exec format error`, the engine cannot run programs of that image's CPU" in out, out
+    assert "qemu-user-static" in out and "DOCKER_HOST=ssh://" in out
+    assert "Traceback" not in out
