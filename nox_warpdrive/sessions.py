@@ -297,19 +297,21 @@ def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str],
     """`image` with `platforms` or --platform: one build per platform (multiarch/)."""
     from .multiarch.build import build_images
 
-    later = [
-        o for o, on in (("--push-only", args.push_only), ("--cache-from", args.cache_from)) if on
-    ]
-    if later:
+    if args.push_only:
         raise _ArgError(
-            f"{', '.join(later)} does not work with `platforms`/--platform yet: build "
-            "with --push instead, or for the engine's own platform alone"
+            "--push-only does not work with `platforms`/--platform yet: build with --push "
+            "(and --cache-from REF) instead, or for the engine's own platform alone"
         )
     engine = connect(_out)
-    result = build_images(cfg, engine, _out, no_index=args.no_index, push=args.push)
+    result = build_images(
+        cfg, engine, _out, no_index=args.no_index, push=args.push, cache_from=args.cache_from
+    )
     log(result.summary())
     _bound_caches(cfg, engine, None)
     _out(result.table())
+    if args.push:  # each platform key's new wheels, with `wheelhouse-image`
+        for image in result.images:
+            _push_grown_wheelhouse(cfg, engine, image.result.wheelhouse)
 
 
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:

@@ -91,10 +91,19 @@ def _announce(out: Output, target: Target, count: int) -> None:
 
 
 def build_images(
-    cfg: Config, engine: Engine, out: Output, *, no_index: bool | None = None, push: bool = False
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    *,
+    no_index: bool | None = None,
+    push: bool = False,
+    cache_from: str | None = None,
 ) -> MultiResult:
     """Build the image for every platform asked for; with ``push``, push them as one
-    image index (one platform alone: pushed as an image, as without platforms)."""
+    image index (one platform alone: pushed as an image, as without platforms).
+    ``cache_from``: an earlier push of this app; each platform reuses the layers of its
+    own image there (``REF-linux-arm64``, as a push of several platforms leaves them;
+    one platform alone: REF itself)."""
     started = time.monotonic()
     targets, _ = _targets(cfg, engine, out)
     single = len(targets) == 1
@@ -102,7 +111,10 @@ def build_images(
     for target in targets:
         _announce(out, target, len(targets))
         ref = cfg.image if single or target.native else platform_ref(cfg.image, target.platform)
-        result = build_image(target.cfg, engine, out, no_index=no_index, tag=ref)
+        cache = (
+            cache_from if single or not cache_from else platform_ref(cache_from, target.platform)
+        )
+        result = build_image(target.cfg, engine, out, no_index=no_index, tag=ref, cache_from=cache)
         out(f"warpdrive: {result.summary()}")
         images.append(PlatformImage(target.platform, ref, result))
     digest = None

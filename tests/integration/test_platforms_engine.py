@@ -188,7 +188,8 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     """A Django app, `platforms` with both, `--push`: one index lists linux/amd64 and
     linux/arm64; the collected static files and the app source are the same blobs in
     both. After a code change nothing is compiled, installed or collected again, and the
-    new app layer is uploaded once for both platforms; the index's arm64 image answers."""
+    new app layer is uploaded once for both platforms; a fresh runner with --cache-from
+    compiles and installs nothing for either; the index's arm64 image answers."""
     app: App = make_app(["django"])  # type: ignore[operator]
     (app.root / "wsgi.py").unlink()
     write_django(app.root, "shop-v1")
@@ -220,6 +221,22 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     assert images["linux/amd64"]["layers"][-1]["digest"] == new_top  # type: ignore[index]
     assert upload_count(registry, str(new_top)) == 1
 
+    # a fresh runner (no image, deps image or volume of the app) with --cache-from the
+    # push: each platform reuses its own image there, nothing is compiled or installed
+    for image in engine.client.images.list():
+        title = (image.labels or {}).get("org.opencontainers.image.title")
+        if title == app.name or any(f"/{app.name}:" in t for t in image.tags):
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(image.id, force=True)
+    engine.remove_volume(volume)
+    write_django(app.root, "shop-v3")
+    third = nox(app, "-s", "image", "--", "--cache-from", ref, "--push")
+    out = third.stdout + third.stderr
+    assert third.returncode == 0, out
+    assert out.count("warpdrive: using the cache") == 2, out
+    assert f"{ref}-linux-arm64" in out
+    assert "pip " not in out and "collectstatic --noinput" not in out, out
+
     # the arm64 image of the index, as a cluster node of that CPU pulls it, answers
     engine.client.images.remove(f"{ref}-linux-arm64")
     pulled = engine.pull(ref, platform="linux/arm64")
@@ -227,7 +244,7 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     with serve_image(engine, pulled.id) as (_, url):
         status, body = http_get(url + "/", timeout=90)
         css, _ = http_get(url + "/static/shop/site.css")
-    assert status == 200 and "shop-v2 uid=1001" in body, body
+    assert status == 200 and "shop-v3 uid=1001" in body, body
     assert css == 200
 
 
