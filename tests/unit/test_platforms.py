@@ -9,7 +9,7 @@ import dataclasses
 import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fake_engine import FakeEngine
@@ -18,9 +18,15 @@ from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.engine.base import foreign_cpu
 from nox_warpdrive.engine.dockerpy import image_info
-from nox_warpdrive.errors import ConfigError, EngineError, ImagePlatformError, WarpdriveError
+from nox_warpdrive.errors import (
+    ConfigError,
+    EngineError,
+    ImagePlatformError,
+    RegistryError,
+    WarpdriveError,
+)
 from nox_warpdrive.platform import Platform, parse_platform, parse_platforms, platform_ref
-from nox_warpdrive.registry.index import Entry, index_body
+from nox_warpdrive.registry.index import Entry, index_body, push_index
 from nox_warpdrive.wheelhouse.targets import image_for, restore, target_for
 
 AMD64 = Platform("linux", "amd64")
@@ -228,3 +234,51 @@ def test_the_sessions_take_platform_and_refuse_what_does_not_work_with_it_yet(
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = []\n')
     with pytest.raises(sessions._ArgError, match="--push-only does not work with"):
         sessions.run_image(tmp_path, ["--platform", "linux/arm64", "--push-only"], print)
+
+
+class _FakeRegistry:
+    """What push_index asks a registry: the manifest at a tag, and the index put last."""
+
+    put: ClassVar[list[tuple[str, str, bytes, str]]] = []
+
+    def __init__(self, registry: str, login: Any, timeout: float) -> None:
+        self.registry = registry
+
+    def manifest(self, repo: str, reference: str) -> Any:
+        from nox_warpdrive.engine.registry_api import DOCKER_MANIFEST, Manifest
+
+        return Manifest(f"sha256:{reference}", DOCKER_MANIFEST, b"{}")
+
+    def put_manifest(self, repo: str, tag: str, body: bytes, media_type: str) -> str:
+        self.put.append((repo, tag, body, media_type))
+        return "sha256:index"
+
+
+def test_the_tag_moves_only_once_every_platform_image_is_pushed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nox_warpdrive.engine import registry_api
+
+    monkeypatch.setattr(registry_api, "Registry", _FakeRegistry)
+    _FakeRegistry.put = []
+    images = {"reg:5000/app:1": info("sha256:a", "linux/amd64")}
+    images["reg:5000/app:1-linux-arm64"] = info("sha256:b", "linux/arm64")
+    engine = FakeEngine(images=images)
+    pairs = [(AMD64, "reg:5000/app:1"), (ARM64, "reg:5000/app:1-linux-arm64")]
+    assert push_index(engine, "reg:5000/app:1", pairs, print) == "sha256:index"
+    assert engine.pushed == ["reg:5000/app:1-linux-amd64", "reg:5000/app:1-linux-arm64"]
+    ((repo, tag, body, _),) = _FakeRegistry.put
+    assert (repo, tag) == ("app", "1")
+    digests = [m["digest"] for m in json.loads(body)["manifests"]]
+    assert digests == ["sha256:1-linux-amd64", "sha256:1-linux-arm64"]
+
+    class FailingSecond(FakeEngine):
+        def push(self, ref: str, out: Any) -> str:
+            if ref.endswith("arm64"):
+                raise RegistryError("pushing it failed: refused")
+            return super().push(ref, out)
+
+    _FakeRegistry.put = []
+    with pytest.raises(RegistryError):
+        push_index(FailingSecond(images=images), "reg:5000/app:1", pairs, print)
+    assert _FakeRegistry.put == []  # no index: the tag still names what it named
