@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, WarpdriveError
+from .platform import Platform, parse_platforms
 from .refs import check_image_ref, docker_name
 from .workspace import find_workspace, member_dir, unused_locks
 
@@ -67,6 +68,11 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "cache-max-size": (
         (int, str),
         'a size: a number of bytes or a string with a unit, e.g. "10GB", "500MB", "2GiB"',
+    ),
+    "platforms": (
+        (list,),
+        'a list of image platforms to build, e.g. ["linux/amd64", "linux/arm64"] (default: '
+        "the engine's own)",
     ),
     "wheelhouse-image": (
         (str,),
@@ -120,6 +126,9 @@ class Config:
     #: the bound on the wheelhouse volume (and this app's deps images), in bytes; None:
     #: a share of the engine's disk (runtime/wheel_cache.py default_limit)
     cache_max_size: int | None = None
+    #: the platforms to build (`platforms`, --platform); empty: the engine's own, as
+    #: without the setting (multiarch/)
+    platforms: tuple[Platform, ...] = ()
     #: show the output of sdist builds as they run (`--verbose`; not a pyproject key):
     #: by default it goes to a log in the volume, shown when a build fails
     verbose: bool = False
@@ -199,7 +208,15 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         unused_locks=unused_locks(project_dir, chosen.lock),
         fastapi_entrypoint=_fastapi_entrypoint(data),
         cache_max_size=_cache_max_size(table),
+        platforms=_platforms(table),
     )
+
+
+def _platforms(table: Mapping[str, Any]) -> tuple[Platform, ...]:
+    try:
+        return parse_platforms(table.get("platforms", []))
+    except WarpdriveError as exc:
+        raise ConfigError(f"`platforms` in [tool.warpdrive]: {exc.message}", fix=exc.fix) from exc
 
 
 def _fastapi_entrypoint(data: Mapping[str, Any]) -> str | None:

@@ -76,6 +76,26 @@ class CommandMissing(BuildError):
         self.image, self.command, self.said = image, command, said
 
 
+class ImagePlatformError(WarpdriveError):
+    """A base or builder image is not for the platform asked for (a local image of
+    another CPU, an index without that platform)."""
+
+
+class EmulationMissing(BuildError):
+    """A container of another CPU could not start (``exec format error``): the engine's
+    host has no QEMU binfmt_misc handler for it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} could not run: `exec format error`, the engine cannot run programs "
+            "of that image's CPU",
+            fix="install QEMU's binfmt_misc handlers on the engine's host (Debian/Ubuntu: "
+            "`apt-get install qemu-user-static`, with binfmt_misc mounted; or `docker run "
+            "--privileged --rm tonistiigi/binfmt --install all`; Docker Desktop has them), "
+            "or build that platform on an engine of its own CPU (DOCKER_HOST=ssh://...)",
+        )
+
+
 class ContextError(WarpdriveError):
     """The app source cannot be archived safely (bad ignore rule, unsafe path)."""
 

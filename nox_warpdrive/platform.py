@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import PlatformMismatchError, WarpdriveError
+from .refs import split_ref
 
 #: Runs inside the image with its own ``python3``: stdlib only, prints one JSON line.
 PROBE_SCRIPT = r"""
@@ -202,3 +203,71 @@ def check_compatible(
             "build), e.g. the base image plus compilers; or drop `builder-image` to build in "
             "the base image itself",
         )
+
+
+# --------------------------------------------------------------------------- target platforms
+
+#: what `uname -m` / Python's platform.machine() and other tools say, in the OCI names
+#: Docker uses for an image's architecture
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    """An image platform as OCI image indexes and ``docker --platform`` name it:
+    ``os/architecture[/variant]`` (``linux/amd64``, ``linux/arm64``, ``linux/arm/v7``).
+    Not a PlatformKey: this says which CPU the image's binaries are for, the key what a
+    wheel needs (probed inside that image)."""
+
+    os: str
+    arch: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.arch}" + (f"/{self.variant}" if self.variant else "")
+
+    @property
+    def slug(self) -> str:
+        """For names (tags, directories): ``linux-arm64``, ``linux-arm-v7``."""
+        return str(self).replace("/", "-")
+
+    def matches(self, other: Platform) -> bool:
+        """The same platform; an empty variant (on either side) matches any (an arm64
+        image says "v8" or nothing)."""
+        same = self.os == other.os and self.arch == other.arch
+        return same and (not self.variant or not other.variant or self.variant == other.variant)
+
+
+def parse_platform(text: str) -> Platform:
+    """``os/arch[/variant]`` (``linux/arm64``); ``x86_64``/``aarch64`` are taken for their
+    OCI names. A ConfigError names what is wrong and shows the syntax."""
+    parts = text.strip().lower().split("/")
+    if len(parts) not in (2, 3) or not all(re.fullmatch(r"[a-z0-9_.-]+", p) for p in parts):
+        raise WarpdriveError(
+            f"{text!r} is not a platform",
+            fix='write it as OS/ARCH[/VARIANT], e.g. "linux/amd64", "linux/arm64", '
+            '"linux/arm/v7"; several: a comma list (--platform linux/amd64,linux/arm64)',
+        )
+    arch = _ARCH_ALIASES.get(parts[1], parts[1])
+    return Platform(parts[0], arch, parts[2] if len(parts) == 3 else "")
+
+
+def parse_platforms(values: list[str] | tuple[str, ...] | str) -> tuple[Platform, ...]:
+    """Platforms from a list or a comma list, in the order given, each once."""
+    items = values.split(",") if isinstance(values, str) else list(values)
+    found = [parse_platform(v) for item in items for v in str(item).split(",") if v.strip()]
+    return tuple(dict.fromkeys(found))
+
+
+def platform_of(os_: str, arch: str, variant: str = "") -> Platform:
+    """An image's or engine's platform from what ``docker inspect``/``docker version``
+    say (the engine's ``x86_64`` and the like taken for their OCI names)."""
+    return Platform(os_.lower() or "linux", _ARCH_ALIASES.get(arch.lower(), arch.lower()), variant)
+
+
+def platform_ref(ref: str, platform: Platform) -> str:
+    """The local tag of ``ref``'s image for one platform, ``repo:tag-linux-arm64``: a
+    build of several platforms tags the ones not the engine's own so (and pushes each
+    under it before the index); a base image pulled for another platform is kept so."""
+    repo, tag = split_ref(ref)
+    return f"{repo}:{tag}-{platform.slug}"

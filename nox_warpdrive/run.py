@@ -16,7 +16,8 @@ from typing import Any
 
 from .config import Config
 from .engine import Engine, Output
-from .errors import ConfigError, EngineError, WarpdriveError
+from .engine.base import foreign_cpu
+from .errors import ConfigError, EmulationMissing, EngineError, WarpdriveError
 
 #: what a variable name may be (docker accepts more; a shell, and most apps, do not)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -182,6 +183,8 @@ def start(cfg: Config, engine: Engine, options: RunOptions) -> Running:
     except WarpdriveError as exc:
         tail = engine.logs_tail(cid)
         engine.stop_app(cid, timeout=2)
+        if foreign_cpu(tail):
+            raise EmulationMissing(f"{cfg.image} (its server)") from exc
         raise WarpdriveError(
             f"{cfg.image} did not start: {exc.message}; its last output:\n{tail}",
             fix="read the output above; `docker run --rm -it IMAGE sh` lets you look inside",

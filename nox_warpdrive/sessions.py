@@ -54,6 +54,7 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
     _debug_option(p)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
     _verbose_option(p)
+    _platform_option(p)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -113,6 +114,7 @@ def image_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
     _verbose_option(p)
+    _platform_option(p)
     p.add_argument(
         "--cache-from",
         metavar="REF",
@@ -175,6 +177,20 @@ def _verbose_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _platform_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[,...]",
+        help="build for these platforms instead of `platforms` (default: the engine's own), "
+        "e.g. linux/arm64 or linux/amd64,linux/arm64; other CPUs run under QEMU emulation",
+    )
+
+
+def _platforms(args: argparse.Namespace) -> dict[str, Any]:
+    """--platform as a config override (a comma list)."""
+    return {"platforms": args.platform.split(",")} if args.platform else {}
+
+
 def _registry_ref(given: str | None, configured: str | None, option: str) -> str | None:
     """The REF of --pull/--push: the one given, else `wheelhouse-image`; None when the
     option is absent."""
@@ -193,35 +209,53 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     args = wheelhouse_parser().parse_args(list(posargs))
     if args.all_keys and not args.prune:
         raise _ArgError("--all-keys goes with --prune: `nox -s wheelhouse -- --prune --all-keys`")
-    cfg = dataclasses.replace(load_config(project_dir), verbose=args.verbose)
+    cfg = dataclasses.replace(load_config(project_dir, _platforms(args)), verbose=args.verbose)
     pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
     push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
     imported = str(Path(args.import_dir).resolve()) if args.import_dir else ""
     seeds: tuple[Seed, ...] = (Seed("dir", imported),) if imported else ()
     seeds += (Seed("image", pull),) if pull else seeds_for(cfg)
     engine = connect(_out)
-    result = build_wheelhouse(
-        cfg,
-        engine,
-        _out,
-        no_index=args.no_index,
-        check=True,
-        verify=args.verify,
-        seeds=seeds,
-        prune="unused" if args.prune else "",
-        all_keys=args.all_keys,
-    )
-    log(result.summary())
+
+    def build(c: Config) -> WheelhouseResult:
+        return build_wheelhouse(
+            c,
+            engine,
+            _out,
+            no_index=args.no_index,
+            check=True,
+            verify=args.verify,
+            seeds=seeds,
+            prune="unused" if args.prune else "",
+            all_keys=args.all_keys,
+        )
+
+    if cfg.platforms:
+        from .multiarch.build import build_wheelhouses
+
+        results = build_wheelhouses(cfg, engine, _out, build)
+    else:
+        results = [build(cfg)]
+    for result in results:
+        log(result.summary())
     _bound_caches(cfg, engine, None)
-    if result.nothing or not (push or args.export_dir):
+    for result in results:
+        _keep_wheelhouse(engine, cfg, result, push, args.export_dir)
+
+
+def _keep_wheelhouse(
+    engine: Engine, cfg: Config, result: WheelhouseResult, push: str | None, export: str | None
+) -> None:
+    """--push and --export of one platform key's wheelhouse."""
+    if result.nothing or not (push or export):
         return
     from .wheelhouse.transfer import Wheelhouse
 
     wh = Wheelhouse(cfg.volume, result.key, result.builder_id, cfg.python)
-    if args.export_dir:
+    if export:
         from .wheelhouse.directory import export_dir
 
-        export_dir(engine, wh, result.manifest, Path(args.export_dir).resolve(), _out)
+        export_dir(engine, wh, result.manifest, Path(export).resolve(), _out)
     if push:
         from .wheelhouse.image import push_wheelhouse
 
@@ -233,9 +267,13 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
 
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
+    overrides.update(_platforms(args))
     cfg = dataclasses.replace(load_config(project_dir, overrides), verbose=args.verbose)
     if args.plan or args.json:
         _plan_image(cfg, args)
+        return
+    if cfg.platforms:
+        _image_platforms(cfg, args, log)
         return
     if args.push_only:
         _registry_image(cfg.image)
@@ -298,6 +336,32 @@ def _check_reproducible(
     log(checked.summary())
 
 
+def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """`image` with `platforms` or --platform: one build per platform (multiarch/)."""
+    from .multiarch.build import build_images
+
+    if args.push_only:
+        raise _ArgError(
+            "--push-only does not work with `platforms`/--platform yet: build with --push "
+            "(and --cache-from REF) instead, or for the engine's own platform alone"
+        )
+    if args.check_reproducible:
+        raise _ArgError(
+            "--check-reproducible checks the engine's own platform only: drop --platform "
+            "(and `platforms` in [tool.warpdrive] for that run)"
+        )
+    engine = connect(_out)
+    result = build_images(
+        cfg, engine, _out, no_index=args.no_index, push=args.push, cache_from=args.cache_from
+    )
+    log(result.summary())
+    _bound_caches(cfg, engine, None)
+    _out(result.table())
+    if args.push:  # each platform key's new wheels, with `wheelhouse-image`
+        for image in result.images:
+            _push_grown_wheelhouse(cfg, engine, image.result.wheelhouse)
+
+
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     """`image -- --plan`: what the build would do, changing nothing (image_plan.py); no
     leftover sweep either, and no registry: --push, --push-only and --cache-from act."""
@@ -309,6 +373,9 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     acting += ["--cache-from"] if args.cache_from else []
     if acting:
         raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
+    if cfg.platforms:  # a plan reads what is here; another platform's images may not be
+        names = ", ".join(str(p) for p in cfg.platforms)
+        _out(f"warpdrive: the plan is for the engine's own platform only (asked: {names})")
     plan = plan_image(cfg, connect_engine(), no_index=args.no_index)
     _out(plan.to_json() if args.json else "\n".join(plan.lines()))
 
@@ -474,6 +541,7 @@ def run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="container name (default <name>-run)")
     p.add_argument("--tag", metavar="REF", help="run REF instead of `image`")
+    _platform_option(p)
     return p
 
 
@@ -491,7 +559,15 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     args = run_parser().parse_args(list(posargs))
     if args.watch and args.detach:
         raise _ArgError("--watch stays in the foreground: drop --detach")
+    if args.watch and args.platform:
+        raise _ArgError("--watch builds for the engine's own platform: drop --platform")
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
+    engine = connect_engine()
+    if args.platform:
+        from .multiarch.build import run_ref
+        from .platform import parse_platform
+
+        cfg = dataclasses.replace(cfg, image=run_ref(cfg, engine, parse_platform(args.platform)))
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
     options = RunOptions(args.port, args.host, env, args.name)
@@ -502,7 +578,7 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
             project_dir, {"image": args.tag} if args.tag else {}, connect(_out), _out, options
         )
         return
-    run(cfg, connect_engine(), _out, options, detach=args.detach)
+    run(cfg, engine, _out, options, detach=args.detach)
 
 
 def serve_plan(

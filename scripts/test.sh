@@ -13,6 +13,9 @@ if ! curl -sf --unix-socket "${WARPDRIVE_PODMAN_DIR:-/run/warpdrive-podman}/podm
 fi
 bash scripts/podman-up.sh >/dev/null
 bash scripts/podman-rootless-up.sh --prepare  # its rootless user; the tests start its service
+# multi-platform tests: QEMU's binfmt_misc handlers and the arm64 base images (emulated)
+bash scripts/emulation.sh
+WARPDRIVE_ARCH=arm64 bash scripts/base-images.sh
 bash scripts/dev-env.sh
 echo "== ruff"; .venv/bin/ruff check nox_warpdrive tests bench
 echo "== mypy"; .venv/bin/mypy

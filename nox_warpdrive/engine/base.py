@@ -68,6 +68,8 @@ class ImageInfo:
     #: when it was last tagged (RFC 3339; "" when never): a deps image is tagged again
     #: each time a build reuses it, so this is its last use
     last_tagged: str = ""
+    #: what its config says it runs on, ``os/arch[/variant]`` ("" when unknown)
+    platform: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ class Engine(Protocol):
     def follow_logs(self, container_id: str, out: Output) -> None: ...
     def logs_tail(self, container_id: str, lines: int = 40) -> str: ...
     def stop_app(self, container_id: str, timeout: int = 10) -> int | None: ...
-    def pull(self, ref: str, out: Output | None = None) -> ImageInfo | None: ...
+    def pull(
+        self, ref: str, out: Output | None = None, platform: str | None = None
+    ) -> ImageInfo | None: ...
     def push(self, ref: str, out: Output) -> str: ...
     def registry_login(self, registry: str) -> tuple[str, str] | None: ...
     def load_bundle(self, members: Mapping[str, bytes], what: str) -> None: ...
@@ -168,6 +172,12 @@ def check_result(step: Step, result: RunResult) -> RunResult:
         fix="read the output above for the failing command; nothing was tagged or "
         "published, the previous image and wheelhouse are unchanged",
     )
+
+
+def foreign_cpu(text: str) -> bool:
+    """Whether the engine or a container says a program is for another CPU (runc's
+    ``exec format error``: no binfmt_misc handler for it on the engine's host)."""
+    return "exec format error" in text.lower()
 
 
 def indent(text: str) -> str:

@@ -58,16 +58,22 @@ class _Registry(_Apps):
     """Pushes and pulls, with the credentials Docker users already have (docker-py reads
     the Docker config file and its credential helpers); never printed."""
 
-    def pull(self, ref: str, out: Output | None = None) -> ImageInfo | None:
+    def pull(
+        self, ref: str, out: Output | None = None, platform: str | None = None
+    ) -> ImageInfo | None:
         """Pull ``ref``; None when the registry has no such image. A registry that cannot
         be reached or refuses is an EngineError naming the ref (callers decide whether
-        that ends the build). A long pull says how far it is, with ``out``."""
+        that ends the build). A long pull says how far it is, with ``out``. ``platform``
+        (``os/arch[/variant]``): that platform's image of an index, the local tag then
+        naming it (``docker pull --platform``)."""
         repo, tag = _split_tag(ref)
         progress = Progress("pull", ref, out)
         try:
             api = self.client.api
 
             def stream() -> Any:
+                if platform:
+                    return api.pull(repo, tag, stream=True, decode=True, platform=platform)
                 return api.pull(repo, tag, stream=True, decode=True)
 
             for item in _watched(stream, self._timeout, f"pulling {ref}"):

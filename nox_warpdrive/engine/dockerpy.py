@@ -31,12 +31,14 @@ from .. import assembly
 from ..errors import (
     BuildError,
     CommandMissing,
+    EmulationMissing,
     EngineError,
     LayerRefused,
     WarpdriveError,
     host_writes,
 )
 from ..plan import EXPORT_READY, SECRETS_DIR, CommitSpec, Step
+from ..platform import platform_of
 from ..tars import tar_files
 from . import reaper
 from .base import (
@@ -46,6 +48,7 @@ from .base import (
     RunResult,
     check_result,
     engine_fix,
+    foreign_cpu,
     missing_command,
     short,
     translated,
@@ -112,7 +115,17 @@ def image_info(attrs: Mapping[str, Any]) -> ImageInfo:
         diff_ids=diff_ids,
         tags=tuple(str(t) for t in attrs.get("RepoTags") or ()),
         last_tagged=str((attrs.get("Metadata") or {}).get("LastTagTime") or ""),
+        platform=_platform_of(attrs),
     )
+
+
+def _platform_of(attrs: Mapping[str, Any]) -> str:
+    """``os/arch[/variant]`` from the inspect data ("" when it names no architecture)."""
+    arch = str(attrs.get("Architecture") or "")
+    if not arch:
+        return ""
+    variant = str(attrs.get("Variant") or "")
+    return str(platform_of(str(attrs.get("Os") or ""), arch, variant))
 
 
 @translated
@@ -462,9 +475,13 @@ class _Steps(_Images):
         except WarpdriveError:
             raise
         except Exception as exc:
+            if foreign_cpu(str(exc)):
+                raise EmulationMissing(f"the {step.name} step (image {step.image})") from exc
             raise EngineError(
                 f"the {step.name} step failed on the engine: {short(exc)}", fix=engine_fix()
             ) from exc
+        if exit_code != 0 and foreign_cpu("\n".join(tail)):
+            raise EmulationMissing(f"the {step.name} step (image {step.image})")
         return RunResult(exit_code, "\n".join(tail), image_id, time.monotonic() - start)
 
     def _drive(

@@ -251,7 +251,7 @@ class FakeEngine:
         return 0
 
     # -- registry
-    def pull(self, ref: str, out: Any = None) -> ImageInfo | None:
+    def pull(self, ref: str, out: Any = None, platform: str | None = None) -> ImageInfo | None:
         return self.images.get(ref)
 
     def push(self, ref: str, out: Any) -> str:
