@@ -2,11 +2,11 @@
 (a local socket, ``tcp://`` with or without TLS, ``ssh://``). Named volumes and archives
 only, never a bind mount of a host path, so a remote engine works like a local one.
 
-docker-py is imported at first use: with requests and urllib3 it takes ~0.15 s, a fifth
-of a code change's whole build (the local backend, local.py, needs it only for builds that
-run a container). Every container it creates is removed in ``finally``; an image it
-commits is not tagged here (callers move tags only once a whole build has succeeded).
-Foreign exceptions are translated by ``base.translated``, for every public method.
+docker-py is imported at first use (~0.15 s with requests and urllib3, a fifth of a code
+change's build; local.py needs it only for builds that run a container). Every container
+it creates is removed in ``finally``; an image it commits is not tagged here (callers
+move tags once a whole build has succeeded). ``base.translated`` translates foreign
+exceptions, for every public method.
 """
 
 from __future__ import annotations
@@ -121,11 +121,8 @@ def image_info(attrs: Mapping[str, Any]) -> ImageInfo:
 
 def _platform_of(attrs: Mapping[str, Any]) -> str:
     """``os/arch[/variant]`` from the inspect data ("" when it names no architecture)."""
-    arch = str(attrs.get("Architecture") or "")
-    if not arch:
-        return ""
-    variant = str(attrs.get("Variant") or "")
-    return str(platform_of(str(attrs.get("Os") or ""), arch, variant))
+    arch, variant = str(attrs.get("Architecture") or ""), str(attrs.get("Variant") or "")
+    return str(platform_of(str(attrs.get("Os") or ""), arch, variant)) if arch else ""
 
 
 @translated
@@ -240,8 +237,6 @@ class _Core:
 @translated
 class _Images(_Core):
     """Images: inspect, tag, remove, read files, and new images from layer bundles."""
-
-    # -- images ---------------------------------------------------------------------------
 
     def _inspect(self, ref: str) -> dict[str, Any] | None:
         """The image's inspect data; None when the engine has no such image."""
