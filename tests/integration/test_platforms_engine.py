@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,24 @@ ARM64 = Platform("linux", "arm64")
 BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
 
+def wait_for_background_images(timeout: float = 40 * 60) -> None:
+    """scripts/test.sh makes the arm64 images in the background (minutes under QEMU) and
+    names a file that gets the job's exit status: wait for it, and fail with its log's
+    end when the job failed."""
+    status = os.environ.get("WARPDRIVE_ARM64_IMAGES")
+    if not status:
+        return
+    deadline = time.monotonic() + timeout
+    while not Path(status).exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the arm64 images were not made in {timeout:.0f} s", pytrace=False)
+        time.sleep(2)
+    if Path(status).read_text().strip() != "0":
+        log = Path(status).with_suffix(".log")
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        pytest.fail(f"making the arm64 images failed:\n{tail}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def arm64_ready(engine: Engine) -> None:
     """An amd64 engine that runs arm64 containers, and the arm64 test images: a FAIL
@@ -43,6 +63,7 @@ def arm64_ready(engine: Engine) -> None:
         pytest.fail("these tests emulate arm64 on an amd64 engine", pytrace=False)
     if not BINFMT.exists():
         pytest.fail("no QEMU handler for arm64: run `bash scripts/emulation.sh`", pytrace=False)
+    wait_for_background_images()
     for ref in (ARM_BASE, ARM_BUILDER):
         if engine.image(ref) is None:
             pytest.fail(
