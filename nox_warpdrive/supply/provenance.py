@@ -20,7 +20,7 @@ from typing import Any
 from ..config import Config
 from ..labels import OCI_CREATED, OCI_REVISION, OCI_SOURCE
 from ..refs import split_ref
-from ..source.git import git, origin
+from ..source.git import git, origin, without_credentials
 
 MEDIA_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -45,11 +45,12 @@ def git_source(project_dir: Path) -> Source:
 
 
 def source_of(labels: Mapping[str, str], project_dir: Path) -> Source:
-    """The image's source: its labels when it has them, else git's answer now."""
+    """The image's source: its labels when it has them, else git's answer now; a source
+    label written by another tool (an older build, a base image's) loses its credentials
+    too: the statement is published."""
     found = git_source(project_dir)
-    return Source(
-        labels.get(OCI_SOURCE) or found.repository, labels.get(OCI_REVISION) or found.commit
-    )
+    repository = without_credentials(labels.get(OCI_SOURCE) or found.repository)
+    return Source(repository, labels.get(OCI_REVISION) or found.commit)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def settings(cfg: Config) -> dict[str, Any]:
         "lock-format": cfg.lock_format,
         "groups": list(cfg.groups),
         "extras": list(cfg.extras),
-        "dependencies": list(cfg.dependencies),
+        # a direct reference may carry a token (pkg @ https://user:token@host/...)
+        "dependencies": [without_credentials(d) for d in cfg.dependencies],
         "no-index": cfg.no_index,
     }
 
