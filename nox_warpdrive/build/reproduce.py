@@ -200,7 +200,7 @@ def check(cfg: Config, engine: Engine, out: Output, first_id: str, build: Build)
     ref = f"{repo}:warpdrive-check-{token}"
     second_cfg = dataclasses.replace(cfg, volume=f"{cfg.volume}-check-{token}")
     out(f"warpdrive: building the image again in isolation (volume {second_cfg.volume})")
-    with tempfile.TemporaryDirectory(prefix="warpdrive-check-") as tmp, _cache_home(tmp):
+    with tempfile.TemporaryDirectory(prefix="warpdrive-check-") as tmp, cache_home(tmp):
         try:
             second_id = _second(build, second_cfg, cast(Engine, isolated), ref)
             if second_id == first_id:
@@ -225,9 +225,10 @@ def _second(build: Build, cfg: Config, engine: Engine, ref: str) -> str:
 
 
 @contextlib.contextmanager
-def _cache_home(path: str) -> Iterator[None]:
+def cache_home(path: str) -> Iterator[None]:
     """Host caches (platform probes, the source index, collected static files) of the
-    second build in ``path``: none of the first build's is read."""
+    builds run inside in ``path``: none from outside is read or written (the second
+    build here; the integration tests' session too). $XDG_CACHE_HOME is put back after."""
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = path
     try:

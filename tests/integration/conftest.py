@@ -25,6 +25,7 @@ import daemons
 from docker.models.containers import Container
 from pkgindex import Index, build_index, serve
 
+from nox_warpdrive.build.reproduce import cache_home
 from nox_warpdrive.engine import Engine, connect
 from nox_warpdrive.errors import WarpdriveError
 
@@ -45,15 +46,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The host-side caches (platform probes, collected static files) of this session's
     builds live in a temporary directory, not in the user's ~/.cache."""
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    try:
+    with cache_home(str(tmp_path_factory.mktemp("xdg-cache"))):
         yield
-    finally:
-        if old is None:
-            os.environ.pop("XDG_CACHE_HOME", None)
-        else:
-            os.environ["XDG_CACHE_HOME"] = old
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -216,3 +216,18 @@ def test_a_failed_second_build_is_said_as_the_checks(tmp_path: Path) -> None:
     assert caught.value.message.startswith("--check-reproducible: the second build")
     assert caught.value.fix == "read its output"
     assert isinstance(caught.value.__cause__, WarpdriveError)
+
+
+def test_cache_home_puts_xdg_cache_home_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's second build and the integration tests' session share it: inside,
+    the caches are in ``path``; after, $XDG_CACHE_HOME is what it was (or unset)."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with reproduce_module.cache_home(str(tmp_path)):
+        assert os.environ["XDG_CACHE_HOME"] == str(tmp_path)
+    assert "XDG_CACHE_HOME" not in os.environ
+    monkeypatch.setenv("XDG_CACHE_HOME", "/elsewhere")
+    with pytest.raises(RuntimeError), reproduce_module.cache_home(str(tmp_path)):
+        raise RuntimeError
+    assert os.environ["XDG_CACHE_HOME"] == "/elsewhere"
