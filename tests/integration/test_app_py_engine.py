@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import subprocess
-import sys
 from typing import Any
 
 import docker
 import pytest
 from conftest import App
 from pkgindex import Index
-from test_run_engine import free_port
+from test_run_engine import free_port, nox_run
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
@@ -48,14 +45,7 @@ def test_flask_quickstart_app_py_is_served_by_gunicorn_through_nox_run(
     name = f"{app.name}-run"
     try:
         args = ["--detach", "--port", str(port)]
-        r = subprocess.run(
-            [sys.executable, "-m", "nox", "--no-color", "-s", "run", "--", *args],
-            cwd=app.root,
-            env=dict(os.environ),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        r = nox_run(app.root, *args)
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"answers at http://127.0.0.1:{port}/ (HTTP 200)" in r.stdout, r.stdout
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
