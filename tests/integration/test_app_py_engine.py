@@ -70,6 +70,9 @@ def test_an_app_py_that_neither_runs_nor_defines_an_app_fails_the_build(
 ) -> None:
     app: App = make_app(["flask"])
     (app.root / "app.py").write_text("from flask import Flask\n\nweb = Flask(__name__)\n")
+    # the fixture's wsgi.py would be chosen instead (an app.py that does neither gives
+    # way to the later rules): the build fails only when no rule matches
+    (app.root / "wsgi.py").unlink()
     with pytest.raises(ConfigError) as caught:
         build_image(load_config(app.root), engine, lambda line: None)
     assert "app.py does not run itself" in caught.value.message
