@@ -210,7 +210,7 @@ def check(cfg: Config, engine: Engine, out: Output, first_id: str, build: Build)
             engine.save_image(second_id, second_tar)
             return Checked(first_id, second_id, compare(first_tar, second_tar))
         finally:
-            _remove(engine, isolated, ref, second_cfg.volume)
+            _remove(engine, isolated, ref, second_cfg.volume, out)
 
 
 def _second(build: Build, cfg: Config, engine: Engine, ref: str) -> str:
@@ -240,14 +240,18 @@ def cache_home(path: str) -> Iterator[None]:
             os.environ["XDG_CACHE_HOME"] = old
 
 
-def _remove(engine: Engine, isolated: Isolated, ref: str, volume: str) -> None:
+def _remove(engine: Engine, isolated: Isolated, ref: str, volume: str, out: Output) -> None:
     """What the second build made: its tag (the image unless the first's), the deps
-    images it tagged, its volume. Best effort: a leftover is said, not raised."""
+    images it tagged, its volume. Best effort: a leftover is said, not raised (the
+    check's own outcome, or its failure, is what the run reports)."""
     refs = [ref, *reversed(isolated.tagged)]  # an image before the one it is built on
     for name in refs:
-        with contextlib.suppress(WarpdriveError):
-            found = engine.image(name)
-            if found is not None:
+        try:
+            if engine.image(name) is not None:
                 engine.remove_image(name)
-    with contextlib.suppress(WarpdriveError):
+        except WarpdriveError as exc:
+            out(f"warpdrive: --check-reproducible left image {name}: {exc.message}")
+    try:
         engine.remove_volume(volume)
+    except WarpdriveError as exc:
+        out(f"warpdrive: --check-reproducible left volume {volume}: {exc.message}")

@@ -22,7 +22,7 @@ from nox_warpdrive.build import app_layer
 from nox_warpdrive.build import reproduce as reproduce_module
 from nox_warpdrive.build.reproduce import Isolated, compare
 from nox_warpdrive.config import load_config
-from nox_warpdrive.errors import WarpdriveError
+from nox_warpdrive.errors import EngineError, WarpdriveError
 from nox_warpdrive.runtime import assemble, builds
 from nox_warpdrive.tars import tar_files
 
@@ -202,6 +202,24 @@ def test_the_check_builds_in_isolation_and_removes_what_it_made(tmp_path: Path) 
     assert volume.startswith(f"{cfg.volume}-check-") and ":warpdrive-check-" in ref
     assert cache != os.environ.get("XDG_CACHE_HOME") and not Path(cache).exists()
     assert volume not in engine.volumes
+
+
+def test_what_the_check_could_not_remove_is_said(tmp_path: Path) -> None:
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+
+    class Busy(FakeEngine):
+        def remove_volume(self, name: str) -> None:
+            raise EngineError(f"volume {name} is in use")
+
+    lines: list[str] = []
+    checked = reproduce_module.check(
+        cfg, Busy(), lines.append, "sha256:first", lambda *args: "sha256:first"
+    )
+    assert checked.difference is None
+    (said,) = [line for line in lines if "left volume" in line]
+    assert said.startswith(f"warpdrive: --check-reproducible left volume {cfg.volume}-check-")
+    assert said.endswith("is in use")
 
 
 def test_a_failed_second_build_is_said_as_the_checks(tmp_path: Path) -> None:
