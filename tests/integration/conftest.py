@@ -256,8 +256,9 @@ def make_app_for(
     return app
 
 
-@pytest.fixture
-def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
+def apps_on(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
+    """The body of an app-making fixture: a factory of apps (make_app_for), and every
+    app it made cleaned up on ``engine`` at the end (make_app; test_podman_engine's)."""
     made: list[App] = []
 
     def factory(requirements: list[str] | None = None) -> App:
@@ -268,6 +269,11 @@ def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterat
     yield factory
     for app in made:
         cleanup(engine, app)
+
+
+@pytest.fixture
+def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
+    yield from apps_on(tmp_path_factory, engine)
 
 
 def cleanup(engine: Engine, app: App) -> None:
