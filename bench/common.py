@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,3 +75,14 @@ def out(line: str = "") -> None:
 def utc_now() -> dt.datetime:
     """Aware UTC time: the build cache's CreatedAt is compared with it."""
     return dt.datetime.now(dt.timezone.utc)
+
+
+def interrupt(proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop ``proc`` as Ctrl-C does (its containers are removed in its `finally`, not
+    killed while they hold the volume); killed only when it has not ended in ``timeout``."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

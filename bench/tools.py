@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .apps import App, bench_pyproject
-from .common import COPY_IGNORE, REPO, WARPDRIVE, WD_IMAGE, WD_REFERENCES, WD_VOLUME, BenchError
+from .common import (
+    COPY_IGNORE,
+    REPO,
+    WARPDRIVE,
+    WD_IMAGE,
+    WD_REFERENCES,
+    WD_VOLUME,
+    BenchError,
+    interrupt,
+)
 from .dockercli import Docker
 from .gentree import generate
 
@@ -60,14 +68,7 @@ def timed(
                     fh.flush()
             returncode = proc.wait()
         except KeyboardInterrupt:
-            # let the build stop as on Ctrl-C (its containers are removed in `finally`),
-            # not be killed with its container still holding the volume
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            interrupt(proc, 30)
             raise
         seconds = time.perf_counter() - began
         fh.write(f"# exit {returncode} after {seconds:.1f} s\n")

@@ -18,10 +18,10 @@ serve the same view the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,12 +31,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .apps import App
-from .common import RESULTS_DIR, BenchError, out
+from .common import RESULTS_DIR, BenchError, interrupt, out
 from .dockercli import Docker
 from .matrix import cleanup
 from .peers import Peer
@@ -138,6 +138,18 @@ class LoopResult:
         )
 
 
+@contextlib.contextmanager
+def polled(url: str, result: LoopResult) -> Iterator[None]:
+    """The block's edits with ``url`` polled throughout; what the poller saw goes into
+    ``result`` once the block has ended."""
+    poller = Poller(url).start()
+    try:
+        yield
+    finally:
+        poller.stop()
+    result.polls_ok, result.polls_failed, result.failures = poller.ok, poller.failed, poller.reasons
+
+
 def edit_view(app: Path, text: str) -> None:
     """The view answers ``text`` from now on (one line changed, written at once)."""
     path = app / VIEW_FILE
@@ -236,8 +248,7 @@ def warpdrive_loop(tool: Warpdrive, edits: int, tag: str, logs: Path) -> LoopRes
                 raise BenchError(f"`nox -s run -- --watch` never served:\n{''.join(lines[-20:])}")
             time.sleep(0.2)
         out(f"  nox-warpdrive  cold build and first container up; editing {VIEW_FILE}")
-        poller = Poller(url).start()
-        try:
+        with polled(url, result):
             write = view_writer(tool.app, tag)
             timed_edits(url, edits, write, lambda: None, result, result.seconds)
             static_url = f"http://127.0.0.1:{port}{STATIC_PATH}"
@@ -245,20 +256,8 @@ def warpdrive_loop(tool: Warpdrive, edits: int, tag: str, logs: Path) -> LoopRes
             timed_edits(
                 static_url, STATIC_EDITS, write, lambda: None, result, result.static_seconds
             )
-        finally:
-            poller.stop()
-        result.polls_ok, result.polls_failed, result.failures = (
-            poller.ok,
-            poller.failed,
-            poller.reasons,
-        )
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc, 120)
         reader.join(timeout=10)
         log.close()
     result.said = [line.strip() for line in lines if "warpdrive: reload " in line]
@@ -293,16 +292,8 @@ def peer_loop(peer: Peer, edits: int, tag: str, logs: Path) -> LoopResult:
                 raise BenchError("the uv peer's first container never answered")
             time.sleep(0.1)
         out("  uv peer        cold build and first container up; editing the same view")
-        poller = Poller(url).start()
-        try:
+        with polled(url, result):
             timed_edits(url, edits, view_writer(peer.app, tag), restart, result, result.seconds)
-        finally:
-            poller.stop()
-        result.polls_ok, result.polls_failed, result.failures = (
-            poller.ok,
-            poller.failed,
-            poller.reasons,
-        )
     finally:
         docker.run("rm", "--force", name, check=False)
     return result

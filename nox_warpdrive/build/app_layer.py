@@ -6,8 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from ..source.context import (
     secret_files_left_out,
     walk_tree,
 )
+from ..source.git import git, origin
 from ..source.image_layers import app_tree_of, layer_bytes
 from ..source.index import SourceTree
 from ..source.layers import AppTree
@@ -42,25 +41,15 @@ from .static import not_static_inputs
 from .static_inputs import StaticInputs, choose
 
 
-def _git(project_dir: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
-
-
 def source_facts(project_dir: Path) -> tuple[dict[str, str], str]:
     """The OCI source/revision labels (git_labels) and the image's date
     (created_timestamp) from one look at git: HEAD's hash and commit time together."""
-    head = _git(project_dir, "log", "-1", "--format=%H %ct", "HEAD")
+    head = git(project_dir, "log", "-1", "--format=%H %ct", "HEAD")
     rev, _, when = (head or "").partition(" ")
     labels: dict[str, str] = {OCI_REVISION: rev} if rev else {}
-    remote = _git(project_dir, "remote", "get-url", "origin")
+    remote = origin(project_dir)
     if remote:
-        labels[OCI_SOURCE] = re.sub(r"//[^/@]*@", "//", remote)
+        labels[OCI_SOURCE] = remote
     return labels, created_timestamp(int(when) if when.isdigit() else None)
 
 

@@ -200,7 +200,7 @@ def check(cfg: Config, engine: Engine, out: Output, first_id: str, build: Build)
     ref = f"{repo}:warpdrive-check-{token}"
     second_cfg = dataclasses.replace(cfg, volume=f"{cfg.volume}-check-{token}")
     out(f"warpdrive: building the image again in isolation (volume {second_cfg.volume})")
-    with tempfile.TemporaryDirectory(prefix="warpdrive-check-") as tmp, _cache_home(tmp):
+    with tempfile.TemporaryDirectory(prefix="warpdrive-check-") as tmp, cache_home(tmp):
         try:
             second_id = _second(build, second_cfg, cast(Engine, isolated), ref)
             if second_id == first_id:
@@ -210,7 +210,7 @@ def check(cfg: Config, engine: Engine, out: Output, first_id: str, build: Build)
             engine.save_image(second_id, second_tar)
             return Checked(first_id, second_id, compare(first_tar, second_tar))
         finally:
-            _remove(engine, isolated, ref, second_cfg.volume)
+            _remove(engine, isolated, ref, second_cfg.volume, out)
 
 
 def _second(build: Build, cfg: Config, engine: Engine, ref: str) -> str:
@@ -225,9 +225,10 @@ def _second(build: Build, cfg: Config, engine: Engine, ref: str) -> str:
 
 
 @contextlib.contextmanager
-def _cache_home(path: str) -> Iterator[None]:
+def cache_home(path: str) -> Iterator[None]:
     """Host caches (platform probes, the source index, collected static files) of the
-    second build in ``path``: none of the first build's is read."""
+    builds run inside in ``path``: none from outside is read or written (the second
+    build here; the integration tests' session too). $XDG_CACHE_HOME is put back after."""
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = path
     try:
@@ -239,14 +240,18 @@ def _cache_home(path: str) -> Iterator[None]:
             os.environ["XDG_CACHE_HOME"] = old
 
 
-def _remove(engine: Engine, isolated: Isolated, ref: str, volume: str) -> None:
+def _remove(engine: Engine, isolated: Isolated, ref: str, volume: str, out: Output) -> None:
     """What the second build made: its tag (the image unless the first's), the deps
-    images it tagged, its volume. Best effort: a leftover is said, not raised."""
+    images it tagged, its volume. Best effort: a leftover is said, not raised (the
+    check's own outcome, or its failure, is what the run reports)."""
     refs = [ref, *reversed(isolated.tagged)]  # an image before the one it is built on
     for name in refs:
-        with contextlib.suppress(WarpdriveError):
-            found = engine.image(name)
-            if found is not None:
+        try:
+            if engine.image(name) is not None:
                 engine.remove_image(name)
-    with contextlib.suppress(WarpdriveError):
+        except WarpdriveError as exc:
+            out(f"warpdrive: --check-reproducible left image {name}: {exc.message}")
+    try:
         engine.remove_volume(volume)
+    except WarpdriveError as exc:
+        out(f"warpdrive: --check-reproducible left volume {volume}: {exc.message}")

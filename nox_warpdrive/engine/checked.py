@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..assembly import config_mismatch
-from ..errors import LayerRefused, WrongImage
+from ..errors import LayerRefused, WarpdriveError, WrongImage
 
 
 class _Inspects(Protocol):
@@ -28,10 +28,14 @@ def verified(engine: _Inspects, image_id: str, wanted: Mapping[str, Any], what: 
     wrong = config_mismatch(wanted, attrs.get("Config") or {})
     if wrong is None:
         return str(attrs.get("Id") or image_id)  # as the engine names it ("sha256:...")
-    engine.remove_image(image_id)
+    try:
+        engine.remove_image(image_id)
+        gone = "the image was removed"
+    except WarpdriveError as exc:  # said, not raised instead: the wrong config is the news
+        gone = f"the image {image_id[:19]} could not be removed ({exc.message})"
     raise WrongImage(
         f"the engine made the {what} with a config that is not the plan's ({wrong}); "
-        "the image was removed and no tag moved",
+        f"{gone} and no tag moved",
         fix="run `nox -s doctor` to see which engine this is; on Podman, use 4.3 or later "
         "through its Docker API (docs/podman.md); else report this with the output above",
     )

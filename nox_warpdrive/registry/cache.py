@@ -125,7 +125,7 @@ def deps_bundle(
     config = {
         "architecture": base.get("Architecture") or "amd64",
         "os": base.get("Os") or "linux",
-        "created": created or "1970-01-01T00:00:01Z",
+        "created": created or assembly.FIXED_CREATED,
         "config": assembly.merge_config(base.get("Config") or {}, CommitSpec(labels=labels)),
         "rootfs": {"type": "layers", "diff_ids": [*diff_ids, *layers]},
         "history": assembly.history(base_history, len(diff_ids), added, created),

@@ -5,15 +5,13 @@ changes the image), on which base and builder images (their digests), from which
 requirement set (the lock file's digest and the set's).
 
 The subject is the image: its manifest digest once pushed, its config digest (the image
-ID) while it is only local. The source is read from git here (small helper below), but
+ID) while it is only local. The source is read from git (source/git.py, as the labels are), but
 the image's own OCI labels win when they are set: the statement must say what the labels
 say (they were written when the image was built, from the same checkout)."""
 
 from __future__ import annotations
 
 import hashlib
-import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 from ..config import Config
 from ..labels import OCI_CREATED, OCI_REVISION, OCI_SOURCE
 from ..refs import split_ref
+from ..source.git import git, origin, without_credentials
 
 MEDIA_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -42,26 +41,16 @@ class Source:
 def git_source(project_dir: Path) -> Source:
     """The origin remote and HEAD, as git says (the same commands the image's OCI
     source/revision labels come from)."""
-
-    def git(*args: str) -> str:
-        try:
-            proc = subprocess.run(
-                ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=5
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    remote = re.sub(r"//[^/@]*@", "//", git("remote", "get-url", "origin"))
-    return Source(remote, git("rev-parse", "HEAD"))
+    return Source(origin(project_dir) or "", git(project_dir, "rev-parse", "HEAD") or "")
 
 
 def source_of(labels: Mapping[str, str], project_dir: Path) -> Source:
-    """The image's source: its labels when it has them, else git's answer now."""
+    """The image's source: its labels when it has them, else git's answer now; a source
+    label written by another tool (an older build, a base image's) loses its credentials
+    too: the statement is published."""
     found = git_source(project_dir)
-    return Source(
-        labels.get(OCI_SOURCE) or found.repository, labels.get(OCI_REVISION) or found.commit
-    )
+    repository = without_credentials(labels.get(OCI_SOURCE) or found.repository)
+    return Source(repository, labels.get(OCI_REVISION) or found.commit)
 
 
 @dataclass(frozen=True)
@@ -116,7 +105,8 @@ def settings(cfg: Config) -> dict[str, Any]:
         "lock-format": cfg.lock_format,
         "groups": list(cfg.groups),
         "extras": list(cfg.extras),
-        "dependencies": list(cfg.dependencies),
+        # a direct reference may carry a token (pkg @ https://user:token@host/...)
+        "dependencies": [without_credentials(d) for d in cfg.dependencies],
         "no-index": cfg.no_index,
     }
 

@@ -13,6 +13,7 @@ connections had a moment to finish).
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import threading
 from collections.abc import Callable
@@ -37,10 +38,17 @@ class Forwarder:
             self._listener.bind((host_ip, port))
         except OSError as exc:
             self._listener.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise EngineError(
+                    f"port {port} is already in use on this machine ({exc.strerror})",
+                    fix="stop what uses it, or choose another: "
+                    f"`nox -s run -- --watch --port {port + 1}`",
+                ) from exc
+            # an address this machine does not have, a port it may not open: not "in use"
             raise EngineError(
-                f"port {port} is already in use on this machine ({exc.strerror})",
-                fix="stop what uses it, or choose another: "
-                f"`nox -s run -- --watch --port {port + 1}`",
+                f"cannot listen on {host_ip} port {port} ({exc.strerror or exc})",
+                fix="give an address of this machine (127.0.0.1, 0.0.0.0) and a port above "
+                "1023, e.g. `nox -s run -- --watch --port 8080`",
             ) from exc
         self._listener.listen(128)
         self.port = int(self._listener.getsockname()[1])

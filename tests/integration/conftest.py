@@ -25,6 +25,7 @@ import daemons
 from docker.models.containers import Container
 from pkgindex import Index, build_index, serve
 
+from nox_warpdrive.build.reproduce import cache_home
 from nox_warpdrive.engine import Engine, connect
 from nox_warpdrive.errors import WarpdriveError
 
@@ -45,15 +46,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The host-side caches (platform probes, collected static files) of this session's
     builds live in a temporary directory, not in the user's ~/.cache."""
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    try:
+    with cache_home(str(tmp_path_factory.mktemp("xdg-cache"))):
         yield
-    finally:
-        if old is None:
-            os.environ.pop("XDG_CACHE_HOME", None)
-        else:
-            os.environ["XDG_CACHE_HOME"] = old
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -262,8 +256,9 @@ def make_app_for(
     return app
 
 
-@pytest.fixture
-def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
+def apps_on(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
+    """The body of an app-making fixture: a factory of apps (make_app_for), and every
+    app it made cleaned up on ``engine`` at the end (make_app; test_podman_engine's)."""
     made: list[App] = []
 
     def factory(requirements: list[str] | None = None) -> App:
@@ -274,6 +269,11 @@ def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterat
     yield factory
     for app in made:
         cleanup(engine, app)
+
+
+@pytest.fixture
+def make_app(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[object]:
+    yield from apps_on(tmp_path_factory, engine)
 
 
 def cleanup(engine: Engine, app: App) -> None:

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import subprocess
-import sys
 from typing import Any
 
 import docker
 import pytest
 from conftest import App
 from pkgindex import Index
-from test_run_engine import free_port
+from test_run_engine import free_port, nox_run
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
@@ -48,14 +45,7 @@ def test_flask_quickstart_app_py_is_served_by_gunicorn_through_nox_run(
     name = f"{app.name}-run"
     try:
         args = ["--detach", "--port", str(port)]
-        r = subprocess.run(
-            [sys.executable, "-m", "nox", "--no-color", "-s", "run", "--", *args],
-            cwd=app.root,
-            env=dict(os.environ),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        r = nox_run(app.root, *args)
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"answers at http://127.0.0.1:{port}/ (HTTP 200)" in r.stdout, r.stdout
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -80,6 +70,9 @@ def test_an_app_py_that_neither_runs_nor_defines_an_app_fails_the_build(
 ) -> None:
     app: App = make_app(["flask"])
     (app.root / "app.py").write_text("from flask import Flask\n\nweb = Flask(__name__)\n")
+    # the fixture's wsgi.py would be chosen instead (an app.py that does neither gives
+    # way to the later rules): the build fails only when no rule matches
+    (app.root / "wsgi.py").unlink()
     with pytest.raises(ConfigError) as caught:
         build_image(load_config(app.root), engine, lambda line: None)
     assert "app.py does not run itself" in caught.value.message

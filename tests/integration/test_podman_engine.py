@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from conftest import (
     App,
+    apps_on,
     cleanup,
-    make_app_for,
     serve_image,
     write_django,
 )
@@ -100,16 +100,7 @@ def podman(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> E
 
 @pytest.fixture
 def podman_app(tmp_path_factory: pytest.TempPathFactory, podman: Engine) -> Iterator[Any]:
-    made: list[App] = []
-
-    def factory(requirements: list[str]) -> App:
-        app = make_app_for(tmp_path_factory, requirements)
-        made.append(app)
-        return app
-
-    yield factory
-    for app in made:
-        cleanup(podman, app)
+    yield from apps_on(tmp_path_factory, podman)
 
 
 def config_of(engine: Engine, ref: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -39,6 +40,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def nox_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`nox -s run -- args` in ``root``, as the user types it (what it said, captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nox", "--no-color", "-s", "run", "--", *args],
+        cwd=root,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_run_is_ready_behind_a_redirect_on_127_0_0_1_with_the_variables(
     make_app: Any, engine: Engine, index_env: Index
 ) -> None:
@@ -50,14 +63,7 @@ def test_run_is_ready_behind_a_redirect_on_127_0_0_1_with_the_variables(
     name = f"{app.name}-run"
     args = ["--port", str(port), "--env", "WD_RUN_KEY=s3cret", "--env-file", "prod.env"]
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "nox", "--no-color", "-s", "run", "--", "--detach", *args],
-            cwd=app.root,
-            env=dict(os.environ),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        r = nox_run(app.root, "--detach", *args)
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"answers at http://127.0.0.1:{port}/ (HTTP 301)" in r.stdout, r.stdout
         container = engine.client.containers.get(name)

@@ -585,6 +585,12 @@ def test_git_labels_strip_credentials(tmp_path: Path) -> None:
     assert labels["org.opencontainers.image.source"] == "https://git.example.com/s.git"
     assert len(labels["org.opencontainers.image.revision"]) == 40
     assert all(SECRET not in v for v in labels.values())
+    # the provenance's source is read by the same helper: it says what the labels say
+    from nox_warpdrive.supply import provenance
+
+    source = provenance.git_source(root)
+    assert source.repository == labels["org.opencontainers.image.source"]
+    assert source.commit == labels["org.opencontainers.image.revision"]
 
 
 def test_build_key_tracks_sources_but_not_excluded_files(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from nox_warpdrive import assembly
 from nox_warpdrive.engine import DockerEngine
+from nox_warpdrive.engine.checked import verified
 from nox_warpdrive.engine.podman import commit_changes, has_labels, is_podman, label_filters
-from nox_warpdrive.errors import BuildError, LayerRefused, WrongImage
+from nox_warpdrive.errors import BuildError, EngineError, LayerRefused, WrongImage
 from nox_warpdrive.plan import CommitSpec, Step
 from nox_warpdrive.tars import tar_files
 
@@ -214,6 +215,23 @@ def test_an_engine_that_drops_a_field_is_an_error_and_the_image_is_removed() -> 
     with pytest.raises(WrongImage, match=r"User: wanted '1001'"):
         engine.append_layer("sha256:parent", tar_files({"a": b"1"}), SPEC)
     assert client.api.removed == ["new1"]
+
+
+def test_a_wrong_image_that_cannot_be_removed_is_still_said_as_wrong() -> None:
+    """The removal's failure is part of the message, not the error raised instead."""
+
+    class Stuck:
+        def _inspect(self, ref: str) -> dict[str, Any] | None:
+            return {"Id": ref, "Config": {"User": "0:0"}}
+
+        def remove_image(self, image_id: str) -> None:
+            raise EngineError("image is in use by a container")
+
+    with pytest.raises(WrongImage) as raised:
+        verified(Stuck(), "sha256:" + "7" * 64, {"User": "1001"}, "app layer")
+    message = raised.value.message
+    assert "User: wanted '1001'" in message
+    assert "could not be removed (image is in use by a container)" in message
 
 
 def test_a_step_container_on_podman_is_committed_with_changes() -> None:

@@ -22,7 +22,7 @@ from nox_warpdrive.build import app_layer
 from nox_warpdrive.build import reproduce as reproduce_module
 from nox_warpdrive.build.reproduce import Isolated, compare
 from nox_warpdrive.config import load_config
-from nox_warpdrive.errors import WarpdriveError
+from nox_warpdrive.errors import EngineError, WarpdriveError
 from nox_warpdrive.runtime import assemble, builds
 from nox_warpdrive.tars import tar_files
 
@@ -204,6 +204,24 @@ def test_the_check_builds_in_isolation_and_removes_what_it_made(tmp_path: Path) 
     assert volume not in engine.volumes
 
 
+def test_what_the_check_could_not_remove_is_said(tmp_path: Path) -> None:
+    write_wsgi_site(tmp_path / "site")
+    cfg = load_config(tmp_path / "site")
+
+    class Busy(FakeEngine):
+        def remove_volume(self, name: str) -> None:
+            raise EngineError(f"volume {name} is in use")
+
+    lines: list[str] = []
+    checked = reproduce_module.check(
+        cfg, Busy(), lines.append, "sha256:first", lambda *args: "sha256:first"
+    )
+    assert checked.difference is None
+    (said,) = [line for line in lines if "left volume" in line]
+    assert said.startswith(f"warpdrive: --check-reproducible left volume {cfg.volume}-check-")
+    assert said.endswith("is in use")
+
+
 def test_a_failed_second_build_is_said_as_the_checks(tmp_path: Path) -> None:
     write_wsgi_site(tmp_path / "site")
     cfg = load_config(tmp_path / "site")
@@ -216,3 +234,18 @@ def test_a_failed_second_build_is_said_as_the_checks(tmp_path: Path) -> None:
     assert caught.value.message.startswith("--check-reproducible: the second build")
     assert caught.value.fix == "read its output"
     assert isinstance(caught.value.__cause__, WarpdriveError)
+
+
+def test_cache_home_puts_xdg_cache_home_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's second build and the integration tests' session share it: inside,
+    the caches are in ``path``; after, $XDG_CACHE_HOME is what it was (or unset)."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with reproduce_module.cache_home(str(tmp_path)):
+        assert os.environ["XDG_CACHE_HOME"] == str(tmp_path)
+    assert "XDG_CACHE_HOME" not in os.environ
+    monkeypatch.setenv("XDG_CACHE_HOME", "/elsewhere")
+    with pytest.raises(RuntimeError), reproduce_module.cache_home(str(tmp_path)):
+        raise RuntimeError
+    assert os.environ["XDG_CACHE_HOME"] == "/elsewhere"

@@ -213,6 +213,32 @@ def test_the_provenance_statement(tmp_path: Path) -> None:
     assert config["base-image"] == "python:3.12" and config["installer"] == "auto"
 
 
+def test_the_provenance_publishes_no_credentials(tmp_path: Path) -> None:
+    """A direct reference in [project].dependencies, or a source label set by hand, may
+    carry a token: the statement is pushed beside the image, so it says neither."""
+    cfg = Config(
+        project_dir=tmp_path,
+        name="app",
+        image="registry.example/app:1",
+        base_image="python:3.12",
+        builder_image="python-builder:3.12",
+        requirement_files=(),
+        dependencies=("private @ git+https://__token__:s3cr3t@git.example/private.git",),
+    )
+    facts = provenance.BuildFacts(
+        image_ref=cfg.image,
+        subject_digest="sha256:" + "1" * 64,
+        labels={OCI_REVISION: "f" * 40, OCI_SOURCE: "https://ci:s3cr3t@example.org/app.git"},
+        base_id=BASE.id,
+        builder_id="sha256:builder",
+        tool_version="0.1.0",
+    )
+    text = json.dumps(provenance.statement(cfg, facts))
+    assert "s3cr3t" not in text
+    assert "private @ git+https://git.example/private.git" in text
+    assert "git+https://example.org/app.git" in text
+
+
 def test_the_fallback_index_is_updated_not_clobbered() -> None:
     foreign = {"mediaType": api.OCI_MANIFEST, "digest": "sha256:other", "size": 1}
     foreign["artifactType"] = "application/vnd.dev.sigstore.bundle+json"

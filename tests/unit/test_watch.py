@@ -121,6 +121,17 @@ def test_a_busy_port_is_a_clear_error_naming_another() -> None:
     assert f"--watch --port {port + 1}" in (caught.value.fix or "")
 
 
+def test_an_address_this_machine_lacks_is_not_called_a_busy_port() -> None:
+    """192.0.2.1 (TEST-NET-1) is on no interface here: the bind fails with
+    EADDRNOTAVAIL, which the message says as such, with a fix that names an address."""
+    with pytest.raises(EngineError) as caught:
+        Forwarder("192.0.2.1", 0)
+    assert "already in use" not in caught.value.message
+    assert caught.value.message.startswith("cannot listen on 192.0.2.1 port 0 (")
+    assert caught.value.fix is not None and "127.0.0.1" in caught.value.fix
+    assert isinstance(caught.value.__cause__, OSError)
+
+
 # -- which saves count, and as what -------------------------------------------------------
 
 
