@@ -37,3 +37,13 @@ def test_the_checks_see_what_they_check(tmp_path: Path) -> None:
     long.write_text("def f():\n" + "    x = 1\n" * 61)
     assert [n for n, lines in check.function_lengths(long) if lines > 60] == ["f"]
     assert len(check.top_level_modules()) <= check.MAX_TOP_LEVEL
+
+
+def test_unit_and_integration_test_files_have_their_own_basenames() -> None:
+    """pytest imports test files by basename (rootdir-relative without packages): a unit
+    and an integration file of one name stop the whole suite at collection, which a run
+    of the unit tests alone never shows. Integration twins are named *_engine.py."""
+    tests = Path(__file__).resolve().parents[1]
+    unit = {p.name for p in (tests / "unit").glob("test_*.py")}
+    integration = {p.name for p in (tests / "integration").glob("test_*.py")}
+    assert unit & integration == set()
