@@ -50,7 +50,8 @@ class MultiResult:
             for i in self.images
         )
         n = len(self.images)
-        return f"image {self.ref} for {n} platform{'s' * (n > 1)}: {parts} ({self.seconds:.1f} s)"
+        total = f" ({self.seconds:.1f} s in all)" if n > 1 else ""  # one: its own time says it
+        return f"image {self.ref} for {n} platform{'s' * (n > 1)}: {parts}{total}"
 
     def table(self) -> str:
         rows = [("platform", "image", "id", "size", "layers")]

@@ -282,3 +282,20 @@ def test_the_tag_moves_only_once_every_platform_image_is_pushed(
     with pytest.raises(RegistryError):
         push_index(FailingSecond(images=images), "reg:5000/app:1", pairs, print)
     assert _FakeRegistry.put == []  # no index: the tag still names what it named
+
+
+def test_the_summary_says_each_platform_and_the_total_once() -> None:
+    from nox_warpdrive.image import ImageResult
+    from nox_warpdrive.multiarch.build import MultiResult, PlatformImage
+
+    def one(arch: str, seconds: float) -> PlatformImage:
+        result = ImageResult("app:latest", "sha256:x", False, True, 1, 3, seconds)
+        return PlatformImage(Platform("linux", arch), "app:latest", result)
+
+    alone = MultiResult("app:latest", (one("arm64", 23.8),), 23.8)
+    assert alone.summary() == "image app:latest for 1 platform: linux/arm64 built (23.8 s)"
+    both = MultiResult("app:latest", (one("amd64", 4.0), one("arm64", 70.0)), 74.5)
+    assert both.summary() == (
+        "image app:latest for 2 platforms: linux/amd64 built (4.0 s), "
+        "linux/arm64 built (70.0 s) (74.5 s in all)"
+    )
