@@ -124,8 +124,9 @@ def _other_cpu(
     return ImagePlatformError(
         f"{role} {ref} is an image for {found}, not {platform} ({why})",
         fix=f"name a {role} that is an image index in a registry with a {platform} image "
-        f"(as python:3.12-slim is), or a local image made for {platform}; or leave "
-        f"{platform} out of `platforms`/--platform",
+        f"(as python:3.12-slim is), or a local image made for {platform}, or tag one as "
+        f"{platform_ref(ref, platform)} (where a build keeps what it pulls for {platform}); "
+        f"or leave {platform} out of `platforms`/--platform",
     )
 
 
