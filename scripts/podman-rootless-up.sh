@@ -109,7 +109,8 @@ if ! answers; then
     touch "$LOG"
     chown "$USER_NAME:" "$LOG"
     as_user mkdir -p "$run_dir/podman"
-    as_user setsid podman system service --time=0 "unix://$sock" >"$LOG" 2>&1 < /dev/null &
+    # from / (as podman-up.sh): conmon needs the working directory to last, and to be readable
+    (cd / && as_user setsid podman system service --time=0 "unix://$sock" >"$LOG" 2>&1 < /dev/null) &
     for _ in $(seq 1 120); do
         if answers; then break; fi
         sleep 0.5
