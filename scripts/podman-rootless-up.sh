@@ -110,7 +110,9 @@ if ! answers; then
     chown "$USER_NAME:" "$LOG"
     as_user mkdir -p "$run_dir/podman"
     # from / (as podman-up.sh): conmon needs the working directory to last, and to be readable
-    (cd / && as_user setsid podman system service --time=0 "unix://$sock" >"$LOG" 2>&1 < /dev/null) &
+    # (the redirections on the subshell: it must hold no descriptor of the caller's, or a
+    # caller reading this script's output to its end waits for the service to end)
+    (cd / && as_user setsid podman system service --time=0 "unix://$sock") >"$LOG" 2>&1 < /dev/null &
     for _ in $(seq 1 120); do
         if answers; then break; fi
         sleep 0.5

@@ -70,7 +70,7 @@ if ! answers; then
     log "starting podman system service on $HOST (log: $LOG)"
     # from / : the service keeps its working directory, and conmon fails ("Failed to get working
     # directory") for every container once that directory is gone (a CI clone, a removed checkout)
-    (cd / && exec setsid podman system service --time=0 "$HOST" >"$LOG" 2>&1 < /dev/null) &
+    (cd / && exec setsid podman system service --time=0 "$HOST") >"$LOG" 2>&1 < /dev/null &
     echo $! > "$DIR/podman.pid"
     for _ in $(seq 1 120); do
         if answers; then break; fi
