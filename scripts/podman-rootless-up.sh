@@ -33,7 +33,7 @@ log() { printf 'podman-rootless-up: %s\n' "$*" >&2; }
 if [ "${1:-}" = "--stop" ]; then
     if id "$USER_NAME" >/dev/null 2>&1; then
         sock="/run/user/$(id -u "$USER_NAME")/podman/podman.sock"
-        bash "$(dirname "$0")/stop-daemon.sh" "$STATE/podman.pid" "$sock" "rootless podman on $sock"
+        bash "$(dirname "$0")/stop-daemon.sh" "$STATE/podman-$USER_NAME.pid" "$sock" "rootless podman on $sock"
     fi
     if [ -s "$STATE/tun.mode" ]; then
         chmod "$(cat "$STATE/tun.mode")" /dev/net/tun
@@ -88,7 +88,11 @@ nofile="$(ulimit -Hn)"; [ "$nofile" = unlimited ] || [ "$nofile" -gt 20000 ] && 
 nproc="$(ulimit -Hu)"; [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
 printf '[containers]\ndefault_ulimits = [\n  "nofile=%s:%s",\n  "nproc=%s:%s",\n]\n' \
     "$nofile" "$nofile" "$nproc" "$nproc" > "$conf_dir/containers.conf"
-printf '[storage]\ndriver = "overlay"\n' > "$conf_dir/storage.conf"
+# runroot and graphroot named: podman 4.3's compat commit (POST /commit) reads the storage
+# config again without the rootless defaults and fails with "runroot must be set" when the
+# user's storage.conf leaves them out
+printf '[storage]\ndriver = "overlay"\nrunroot = "%s"\ngraphroot = "%s"\n' \
+    "$run_dir/containers" "$home/.local/share/containers/storage" > "$conf_dir/storage.conf"
 chown "$USER_NAME:" "$conf_dir/containers.conf" "$conf_dir/storage.conf"
 if [ "$prepare_only" = 1 ]; then
     exit 0
@@ -120,7 +124,7 @@ if ! answers; then
 fi
 # the service itself (rootless podman re-executes itself in the user namespace: the pid
 # of the command started above is not the one that serves)
-pgrep -n -u "$USER_NAME" -f "podman system service --time=0 unix://$sock" > "$STATE/podman.pid" || true
+pgrep -n -u "$USER_NAME" -f "podman system service --time=0 unix://$sock" > "$STATE/podman-$USER_NAME.pid" || true
 if ! answers; then
     log "the rootless podman service did not answer within 60 s; see $LOG"
     tail -n 20 "$LOG" >&2 || true
