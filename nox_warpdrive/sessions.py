@@ -341,23 +341,19 @@ def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str],
     from .multiarch.build import build_images
 
     if args.push_only:
-        raise _ArgError(
-            "--push-only does not work with `platforms`/--platform yet: build with --push "
-            "(and --cache-from REF) instead, or for the engine's own platform alone"
-        )
+        _registry_image(cfg.image)
     if args.check_reproducible:
         raise _ArgError(
             "--check-reproducible checks the engine's own platform only: drop --platform "
             "(and `platforms` in [tool.warpdrive] for that run)"
         )
     engine = connect(_out)
-    result = build_images(
-        cfg, engine, _out, no_index=args.no_index, push=args.push, cache_from=args.cache_from
-    )
+    options = {"push": args.push, "cache_from": args.cache_from, "push_only": args.push_only}
+    result = build_images(cfg, engine, _out, no_index=args.no_index, **options)
     log(result.summary())
     _bound_caches(cfg, engine, None)
     _out(result.table())
-    if args.push:  # each platform key's new wheels, with `wheelhouse-image`
+    if args.push or args.push_only:  # each platform key's new wheels, with `wheelhouse-image`
         for image in result.images:
             _push_grown_wheelhouse(cfg, engine, image.result.wheelhouse)
 

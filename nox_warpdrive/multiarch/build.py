@@ -21,7 +21,7 @@ from ..engine import Engine, Output
 from ..errors import WarpdriveError
 from ..image import ImageResult, build_image
 from ..platform import Platform, platform_ref
-from ..registry.index import push_index
+from ..registry.index import push_index, put_index
 from ..wheelhouse.build import WheelhouseResult
 from ..wheelhouse.targets import Target, engine_platform, image_platform, restore, target_for
 
@@ -91,6 +91,12 @@ def _announce(out: Output, target: Target, count: int) -> None:
         out(f"warpdrive: == {target.platform}{how}")
 
 
+def _cache(cache_from: str | None, single: bool, platform: Platform) -> str | None:
+    """The earlier push a platform's build reuses: ``cache_from`` for one platform alone,
+    else its platform's own image there (``REF-linux-arm64``, as a push of several leaves)."""
+    return cache_from if single or not cache_from else platform_ref(cache_from, platform)
+
+
 def build_images(
     cfg: Config,
     engine: Engine,
@@ -99,12 +105,17 @@ def build_images(
     no_index: bool | None = None,
     push: bool = False,
     cache_from: str | None = None,
+    push_only: bool = False,
 ) -> MultiResult:
     """Build the image for every platform asked for; with ``push``, push them as one
     image index (one platform alone: pushed as an image, as without platforms).
     ``cache_from``: an earlier push of this app; each platform reuses the layers of its
     own image there (``REF-linux-arm64``, as a push of several platforms leaves them;
-    one platform alone: REF itself)."""
+    one platform alone: REF itself). ``push_only``: each platform's image is built in
+    the registry on its own earlier push (``REF-linux-arm64``, or ``cache_from``'s) when it
+    can, else here and pushed; then the index is put under REF."""
+    if push_only:
+        return _push_only(cfg, engine, out, no_index, cache_from)
     started = time.monotonic()
     targets, _ = _targets(cfg, engine, out)
     single = len(targets) == 1
@@ -112,9 +123,7 @@ def build_images(
     for target in targets:
         _announce(out, target, len(targets))
         ref = cfg.image if single or target.native else platform_ref(cfg.image, target.platform)
-        cache = (
-            cache_from if single or not cache_from else platform_ref(cache_from, target.platform)
-        )
+        cache = _cache(cache_from, single, target.platform)
         result = build_image(target.cfg, engine, out, no_index=no_index, tag=ref, cache_from=cache)
         out(f"warpdrive: {result.summary()}")
         images.append(PlatformImage(target.platform, ref, result))
@@ -125,6 +134,32 @@ def build_images(
         push_one(engine, cfg.image, out)
     elif push:
         digest = push_index(engine, cfg.image, [(i.platform, i.ref) for i in images], out)
+    return MultiResult(cfg.image, tuple(images), time.monotonic() - started, digest)
+
+
+def _push_only(
+    cfg: Config, engine: Engine, out: Output, no_index: bool | None, cache_from: str | None
+) -> MultiResult:
+    """`image -- --push-only` for the platforms asked for: nothing is pulled or built here
+    that the registry already has (a fresh CI runner compiles nothing for either CPU)."""
+    from ..engine.registry_check import push as push_one
+
+    started = time.monotonic()
+    targets, _ = _targets(cfg, engine, out)
+    single = len(targets) == 1
+    images: list[PlatformImage] = []
+    for target in targets:
+        _announce(out, target, len(targets))
+        ref = cfg.image if single else platform_ref(cfg.image, target.platform)
+        cache = _cache(cache_from, single, target.platform)
+        result = build_image(
+            target.cfg, engine, out, no_index=no_index, tag=ref, cache_from=cache, push_only=True
+        )
+        out(f"warpdrive: {result.summary()}")
+        if result.pushed is None:  # built here: pushed as --push would
+            push_one(engine, ref, out)
+        images.append(PlatformImage(target.platform, ref, result))
+    digest = None if single else put_index(engine, cfg.image, [i.platform for i in images], out)
     return MultiResult(cfg.image, tuple(images), time.monotonic() - started, digest)
 
 

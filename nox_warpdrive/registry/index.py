@@ -53,14 +53,23 @@ def push_index(
     ``platform_ref``), then put the index under ``ref``; the index digest."""
     from ..engine.registry_check import push
 
-    at = api.parse_ref(ref)
-    client = api.Registry(at.registry, engine.registry_login(at.registry), 60)
-    entries = []
     for platform, local in images:
         pushed = platform_ref(ref, platform)
         if local != pushed:
             engine.tag(local, pushed)
         push(engine, pushed, out)
+    return put_index(engine, ref, [platform for platform, _ in images], out)
+
+
+def put_index(engine: Engine, ref: str, platforms: Sequence[Platform], out: Output) -> str:
+    """Put the index of the images already in the registry under each platform's tag
+    (``platform_ref``: a push, or a build in the registry, left them there) under ``ref``;
+    the index digest. The tag moves last: only once every platform's image is there."""
+    at = api.parse_ref(ref)
+    client = api.Registry(at.registry, engine.registry_login(at.registry), 60)
+    entries = []
+    for platform in platforms:
+        pushed = platform_ref(ref, platform)
         found = client.manifest(at.repository, api.parse_ref(pushed).reference)
         if found is None:
             raise RegistryError(

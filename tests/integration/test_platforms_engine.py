@@ -198,6 +198,15 @@ def manifests(registry: str, repo: str, tag: str) -> dict[str, dict[str, object]
     return found
 
 
+def forget(engine: Engine, name: str) -> None:
+    """Remove every image of the app here (its images and deps images): a fresh runner."""
+    for image in engine.client.images.list():
+        title = (image.labels or {}).get("org.opencontainers.image.title")
+        if title == name or any(f"/{name}:" in t for t in image.tags):
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(image.id, force=True)
+
+
 def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     make_app: object,
     engine: Engine,
@@ -210,7 +219,8 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     linux/arm64; the collected static files and the app source are the same blobs in
     both. After a code change nothing is compiled, installed or collected again, and the
     new app layer is uploaded once for both platforms; a fresh runner with --cache-from
-    compiles and installs nothing for either; the index's arm64 image answers."""
+    compiles and installs nothing for either, and with --push-only builds both in the
+    registry, pulling nothing; the index's arm64 image answers."""
     app: App = make_app(["django"])  # type: ignore[operator]
     (app.root / "wsgi.py").unlink()
     write_django(app.root, "shop-v1")
@@ -244,11 +254,7 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
 
     # a fresh runner (no image, deps image or volume of the app) with --cache-from the
     # push: each platform reuses its own image there, nothing is compiled or installed
-    for image in engine.client.images.list():
-        title = (image.labels or {}).get("org.opencontainers.image.title")
-        if title == app.name or any(f"/{app.name}:" in t for t in image.tags):
-            with contextlib.suppress(Exception):
-                engine.client.images.remove(image.id, force=True)
+    forget(engine, app.name)
     engine.remove_volume(volume)
     write_django(app.root, "shop-v3")
     third = nox(app, "-s", "image", "--", "--cache-from", ref, "--push")
@@ -258,14 +264,37 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     assert f"{ref}-linux-arm64" in out
     assert "pip " not in out and "collectstatic --noinput" not in out, out
 
+    # a fresh runner again, `--push-only`: each platform's image is built in the registry
+    # on its own earlier push; nothing is pulled, built or left here, one new app layer
+    # is uploaded (once: both platforms share it), then the index moves
+    forget(engine, app.name)
+    engine.remove_volume(volume)
+    write_django(app.root, "shop-v4")
+    before = manifests(registry, app.name, "latest")
+    fourth = nox(app, "-s", "image", "--", "--push-only")
+    out = fourth.stdout + fourth.stderr
+    assert fourth.returncode == 0, out
+    assert out.count("built in the registry") == 2, out
+    assert "as an image index (linux/amd64, linux/arm64)" in out, out
+    assert "pip " not in out and "collectstatic --noinput" not in out, out
+    assert engine.image(ref) is None and engine.image(f"{ref}-linux-arm64") is None
+    images = manifests(registry, app.name, "latest")
+    tops = {p: m["layers"][-1]["digest"] for p, m in images.items()}  # type: ignore[index]
+    assert len(set(tops.values())) == 1, tops
+    assert tops["linux/arm64"] != before["linux/arm64"]["layers"][-1]["digest"]  # type: ignore[index]
+    for p, m in images.items():  # the rest: each platform's own earlier layers, by digest
+        earlier = [d["digest"] for d in before[p]["layers"]][:-1]  # type: ignore[index]
+        assert [d["digest"] for d in m["layers"]][:-1] == earlier  # type: ignore[attr-defined]
+
     # the arm64 image of the index, as a cluster node of that CPU pulls it, answers
-    engine.client.images.remove(f"{ref}-linux-arm64")
+    with contextlib.suppress(Exception):
+        engine.client.images.remove(f"{ref}-linux-arm64")
     pulled = engine.pull(ref, platform="linux/arm64")
     assert pulled is not None and pulled.platform.startswith("linux/arm64")
     with serve_image(engine, pulled.id) as (_, url):
         status, body = http_get(url + "/", timeout=90)
         css, _ = http_get(url + "/static/shop/site.css")
-    assert status == 200 and "shop-v3 uid=1001" in body, body
+    assert status == 200 and "shop-v4 uid=1001" in body, body
     assert css == 200
 
 

@@ -232,8 +232,11 @@ def test_the_sessions_take_platform_and_refuse_what_does_not_work_with_it_yet(
         args = parser().parse_args(["--platform", "linux/amd64,linux/arm64"])
         assert sessions._platforms(args) == {"platforms": ["linux/amd64", "linux/arm64"]}
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = []\n')
-    with pytest.raises(sessions._ArgError, match="--push-only does not work with"):
+    # --push-only takes platforms, and as without them wants a ref in a registry
+    with pytest.raises(sessions._ArgError, match="--push-only builds the image in a registry"):
         sessions.run_image(tmp_path, ["--platform", "linux/arm64", "--push-only"], print)
+    with pytest.raises(sessions._ArgError, match="--check-reproducible checks the engine's own"):
+        sessions.run_image(tmp_path, ["--platform", "linux/arm64", "--check-reproducible"], print)
 
 
 class _FakeRegistry:
