@@ -353,7 +353,8 @@ def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str],
     log(result.summary())
     _bound_caches(cfg, engine, None)
     _out(result.table())
-    if args.push or args.push_only:  # each platform key's new wheels, with `wheelhouse-image`
+    if args.push or args.push_only:  # each platform's SBOM, provenance and new wheels
+        result.push_supply(engine, _out)
         for image in result.images:
             _push_grown_wheelhouse(cfg, engine, image.result.wheelhouse)
 

@@ -33,6 +33,12 @@ class PlatformImage:
     platform: Platform
     ref: str
     result: ImageResult
+    #: the build's settings for that platform (its base and builder images)
+    cfg: Config
+
+    def pushed_as(self, image: str, several: bool) -> str:
+        """The tag it is pushed under: its own platform's with several, else ``image``."""
+        return platform_ref(image, self.platform) if several else image
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,20 @@ class MultiResult:
         n = len(self.images)
         total = f" ({self.seconds:.1f} s in all)" if n > 1 else ""  # one: its own time says it
         return f"image {self.ref} for {n} platform{'s' * (n > 1)}: {parts}{total}"
+
+    def push_supply(self, engine: Engine, out: Output) -> None:
+        """After a push: each platform's image gets its own SBOM and provenance, beside
+        it in the registry (under its own manifest digest, which the index names)."""
+        from ..supply.attach import push_beside
+
+        several = len(self.images) > 1
+        for image in self.images:
+            pushed = image.result.pushed
+            local = None if pushed else image.result.image_id
+            ref = image.pushed_as(self.ref, several)
+            push_beside(
+                engine, image.cfg, ref, "", out, local=local, cache=pushed.cache if pushed else ""
+            )
 
     def table(self) -> str:
         rows = [("platform", "image", "id", "size", "layers")]
@@ -126,7 +146,7 @@ def build_images(
         cache = _cache(cache_from, single, target.platform)
         result = build_image(target.cfg, engine, out, no_index=no_index, tag=ref, cache_from=cache)
         out(f"warpdrive: {result.summary()}")
-        images.append(PlatformImage(target.platform, ref, result))
+        images.append(PlatformImage(target.platform, ref, result, target.cfg))
     digest = None
     if push and single:
         from ..engine.registry_check import push as push_one
@@ -158,7 +178,7 @@ def _push_only(
         out(f"warpdrive: {result.summary()}")
         if result.pushed is None:  # built here: pushed as --push would
             push_one(engine, ref, out)
-        images.append(PlatformImage(target.platform, ref, result))
+        images.append(PlatformImage(target.platform, ref, result, target.cfg))
     digest = None if single else put_index(engine, cfg.image, [i.platform for i in images], out)
     return MultiResult(cfg.image, tuple(images), time.monotonic() - started, digest)
 

@@ -198,6 +198,29 @@ def manifests(registry: str, repo: str, tag: str) -> dict[str, dict[str, object]
     return found
 
 
+def assert_sboms(registry: str, repo: str, out: str) -> None:
+    """Each platform's image in the index has its own SBOM and provenance beside it
+    (the loopback registry has no referrers API: the `sha256-<hex>` fallback tag),
+    whose subject is that platform's manifest, and whose SBOM lists the wheels of
+    that platform (the C extension compiled for its CPU)."""
+    assert out.count("SBOM and provenance pushed beside") == 2, out
+    client = api.Registry(registry, None, timeout=10)
+    index = client.raw_manifest(repo, "latest")
+    assert index is not None
+    arches = set()
+    for entry in index.data["manifests"]:
+        beside = client.raw_manifest(repo, "sha256-" + entry["digest"].split(":")[1])
+        assert beside is not None, entry
+        kinds = {m["artifactType"]: m["digest"] for m in beside.data["manifests"]}
+        sbom = client.raw_manifest(repo, kinds["application/vnd.cyclonedx+json"])
+        assert sbom is not None and sbom.data["subject"]["digest"] == entry["digest"]
+        doc = json.loads(client.blob(repo, sbom.data["layers"][0]["digest"], limit=64 << 20))
+        purls = [str(c.get("purl", "")) for c in doc["components"]]
+        assert any(p.startswith("pkg:pypi/django@") for p in purls), purls
+        arches.add(entry["platform"]["architecture"])
+    assert arches == {"amd64", "arm64"}
+
+
 def forget(engine: Engine, name: str) -> None:
     """Remove every image of the app here (its images and deps images): a fresh runner."""
     for image in engine.client.images.list():
@@ -236,6 +259,7 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     assert layers["linux/arm64"][-2:] == [static, top]  # collected files, then the source
     assert layers["linux/arm64"][0] != layers["linux/amd64"][0]  # each CPU's base
     assert arch_of(engine, ref) == "amd64" and arch_of(engine, f"{ref}-linux-arm64") == "arm64"
+    assert_sboms(registry, app.name, first.stdout + first.stderr)
 
     write_django(app.root, "shop-v2")
     second = nox(app, "-s", "image", "--", "--push")
@@ -278,6 +302,7 @@ def test_both_platforms_are_pushed_as_one_index_sharing_the_app_layers(
     assert "as an image index (linux/amd64, linux/arm64)" in out, out
     assert "pip " not in out and "collectstatic --noinput" not in out, out
     assert engine.image(ref) is None and engine.image(f"{ref}-linux-arm64") is None
+    assert_sboms(registry, app.name, out)
     images = manifests(registry, app.name, "latest")
     tops = {p: m["layers"][-1]["digest"] for p, m in images.items()}  # type: ignore[index]
     assert len(set(tops.values())) == 1, tops
