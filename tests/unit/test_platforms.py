@@ -287,13 +287,16 @@ def test_the_tag_moves_only_once_every_platform_image_is_pushed(
     assert _FakeRegistry.put == []  # no index: the tag still names what it named
 
 
-def test_the_summary_says_each_platform_and_the_total_once() -> None:
+def test_the_summary_says_each_platform_and_the_total_once(tmp_path: Path) -> None:
     from nox_warpdrive.image import ImageResult
     from nox_warpdrive.multiarch.build import MultiResult, PlatformImage
 
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = []\n')
+    cfg = load_config(tmp_path)
+
     def one(arch: str, seconds: float) -> PlatformImage:
         result = ImageResult("app:latest", "sha256:x", False, True, 1, 3, seconds)
-        return PlatformImage(Platform("linux", arch), "app:latest", result)
+        return PlatformImage(Platform("linux", arch), "app:latest", result, cfg)
 
     alone = MultiResult("app:latest", (one("arm64", 23.8),), 23.8)
     assert alone.summary() == "image app:latest for 1 platform: linux/arm64 built (23.8 s)"
@@ -302,3 +305,9 @@ def test_the_summary_says_each_platform_and_the_total_once() -> None:
         "image app:latest for 2 platforms: linux/amd64 built (4.0 s), "
         "linux/arm64 built (70.0 s) (74.5 s in all)"
     )
+    # pushed under each platform's own tag with several, the tag itself alone
+    assert [i.pushed_as("reg:5000/app:1", True) for i in both.images] == [
+        "reg:5000/app:1-linux-amd64",
+        "reg:5000/app:1-linux-arm64",
+    ]
+    assert alone.images[0].pushed_as("reg:5000/app:1", False) == "reg:5000/app:1"
