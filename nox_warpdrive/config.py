@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, WarpdriveError
-from .platform import Platform, parse_platforms
+from .platform import Platform, parse_platform, parse_platforms
 from .refs import check_image_ref, docker_name
 from .workspace import find_workspace, member_dir, unused_locks
 
@@ -73,6 +73,11 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
         (list,),
         'a list of image platforms to build, e.g. ["linux/amd64", "linux/arm64"] (default: '
         "the engine's own)",
+    ),
+    "engines": (
+        (dict,),
+        "a table of platform = engine, the Docker engine that builds that platform, e.g. "
+        '{ "linux/arm64" = "ssh://user@arm-builder" } (default: DOCKER_HOST\'s, emulating)',
     ),
     "wheelhouse-image": (
         (str,),
@@ -129,6 +134,9 @@ class Config:
     #: the platforms to build (`platforms`, --platform); empty: the engine's own, as
     #: without the setting (multiarch/)
     platforms: tuple[Platform, ...] = ()
+    #: the engine (a DOCKER_HOST URL) that builds a platform (`engines`); a platform not
+    #: named is built on DOCKER_HOST's engine, emulated when of another CPU
+    engines: tuple[tuple[Platform, str], ...] = ()
     #: show the output of sdist builds as they run (`--verbose`; not a pyproject key):
     #: by default it goes to a log in the volume, shown when a build fails
     verbose: bool = False
@@ -209,6 +217,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         fastapi_entrypoint=_fastapi_entrypoint(data),
         cache_max_size=_cache_max_size(table),
         platforms=_platforms(table),
+        engines=_engines(table),
     )
 
 
@@ -217,6 +226,24 @@ def _platforms(table: Mapping[str, Any]) -> tuple[Platform, ...]:
         return parse_platforms(table.get("platforms", []))
     except WarpdriveError as exc:
         raise ConfigError(f"`platforms` in [tool.warpdrive]: {exc.message}", fix=exc.fix) from exc
+
+
+def _engines(table: Mapping[str, Any]) -> tuple[tuple[Platform, str], ...]:
+    found = []
+    for name, host in table.get("engines", {}).items():
+        fix = 'name each as "OS/ARCH" = "DOCKER_HOST URL", e.g. "linux/arm64" = "ssh://arm"'
+        try:
+            platform = parse_platform(name)
+        except WarpdriveError as exc:
+            raise ConfigError(f"`engines` in [tool.warpdrive]: {exc.message}", fix=fix) from exc
+        if not isinstance(host, str) or "://" not in host:
+            raise ConfigError(
+                f"`engines` in [tool.warpdrive]: {name!r} = {host!r} is not a DOCKER_HOST "
+                "URL (unix://, tcp://, ssh://)",
+                fix=fix,
+            )
+        found.append((platform, host))
+    return tuple(found)
 
 
 def _fastapi_entrypoint(data: Mapping[str, Any]) -> str | None:

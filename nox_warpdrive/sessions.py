@@ -217,10 +217,10 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     seeds += (Seed("image", pull),) if pull else seeds_for(cfg)
     engine = connect(_out)
 
-    def build(c: Config) -> WheelhouseResult:
+    def build(c: Config, on: Engine) -> WheelhouseResult:
         return build_wheelhouse(
             c,
-            engine,
+            on,
             _out,
             no_index=args.no_index,
             check=True,
@@ -235,12 +235,12 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
 
         results = build_wheelhouses(cfg, engine, _out, build)
     else:
-        results = [build(cfg)]
-    for result in results:
+        results = [(build(cfg, engine), engine)]
+    for result, _ in results:
         log(result.summary())
     _bound_caches(cfg, engine, None)
-    for result in results:
-        _keep_wheelhouse(engine, cfg, result, push, args.export_dir)
+    for result, on in results:
+        _keep_wheelhouse(on, cfg, result, push, args.export_dir)
 
 
 def _keep_wheelhouse(

@@ -36,11 +36,11 @@ __all__ = [
 ]
 
 
-def connect(timeout: float = 600) -> Engine:
-    """The engine DOCKER_HOST names (the default local socket when unset), checked to
-    answer; EngineError naming the fix when it does not. ``timeout``: seconds any one
-    call may take."""
-    path = local_socket()
+def connect(timeout: float = 600, host: str | None = None) -> Engine:
+    """The engine ``host`` names (default: DOCKER_HOST's, the local socket when unset),
+    checked to answer; EngineError naming the fix when it does not. ``timeout``: seconds
+    any one call may take."""
+    path = local_socket(host)
     if path is not None:
         return LocalEngine._connect_local(path, timeout)
-    return DockerEngine._connect(timeout)
+    return DockerEngine._connect(timeout, host)

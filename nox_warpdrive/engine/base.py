@@ -195,9 +195,10 @@ def local_socket(docker_host: str | None = None) -> str | None:
     return None
 
 
-def host_shown() -> str:
-    """DOCKER_HOST without credentials (an ssh:// or tcp:// URL may carry a user)."""
-    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+def host_shown(docker_host: str | None = None) -> str:
+    """DOCKER_HOST (or ``docker_host``) without credentials (an ssh:// or tcp:// URL may
+    carry a user)."""
+    host = docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
     return re.sub(r"(?<=://)[^/@]*@", "", host)
 
 

@@ -352,15 +352,19 @@ class DockerEngine(_Registry, PodmanMixin, AboutMixin):
     """A connected Docker engine, through docker-py."""
 
     @classmethod
-    def _connect(cls, timeout: float = 600) -> DockerEngine:
+    def _connect(cls, timeout: float = 600, host: str | None = None) -> DockerEngine:
+        """``host``: a DOCKER_HOST URL instead of the environment's (the TLS settings,
+        DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, still come from the environment)."""
         _import_docker()
         _quiet_loggers()
+        environment = {**os.environ, "DOCKER_HOST": host} if host else None
         try:
-            client = dockerpy.docker.from_env(timeout=timeout)
+            client = dockerpy.docker.from_env(timeout=timeout, environment=environment)
             client.ping()
         except Exception as exc:  # DockerException, requests/urllib3 connection errors
             raise EngineError(
-                f"no Docker engine answers at {host_shown()} ({short(exc)})", fix=START_ENGINE
+                f"no Docker engine answers at {host_shown(host)} ({short(exc)})",
+                fix=START_ENGINE,
             ) from exc
         return cls(client, timeout)
 

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..engine import Engine, Output
+from ..engine import connect as connect_engine
+from ..engine.base import host_shown
+from ..engine.registry_check import push as push_one
 from ..errors import WarpdriveError
 from ..image import ImageResult, build_image
 from ..platform import Platform, platform_ref
-from ..registry.index import push_index, put_index
+from ..registry.index import put_index
 from ..wheelhouse.build import WheelhouseResult
 from ..wheelhouse.targets import Target, engine_platform, image_platform, restore, target_for
 
@@ -35,6 +38,9 @@ class PlatformImage:
     result: ImageResult
     #: the build's settings for that platform (its base and builder images)
     cfg: Config
+    #: the engine it was built on, when `engines` names one for its platform (None: the
+    #: session's engine)
+    engine: Engine | None = None
 
     def pushed_as(self, image: str, several: bool) -> str:
         """The tag it is pushed under: its own platform's with several, else ``image``."""
@@ -69,8 +75,9 @@ class MultiResult:
             pushed = image.result.pushed
             local = None if pushed else image.result.image_id
             ref = image.pushed_as(self.ref, several)
+            on = image.engine or engine
             push_beside(
-                engine, image.cfg, ref, "", out, local=local, cache=pushed.cache if pushed else ""
+                on, image.cfg, ref, "", out, local=local, cache=pushed.cache if pushed else ""
             )
 
     def table(self) -> str:
@@ -91,24 +98,65 @@ def wanted(cfg: Config, engine: Engine) -> tuple[tuple[Platform, ...], Platform]
     return cfg.platforms or (native,), native
 
 
-def _targets(cfg: Config, engine: Engine, out: Output) -> tuple[list[Target], Platform]:
-    """Each platform's settings; the local tags the pulls moved are put back at once (the
-    builds name them by the tags they keep)."""
-    platforms, native = wanted(cfg, engine)
-    targets: list[Target] = []
+@dataclass(frozen=True)
+class Builder:
+    """One platform's build: its settings, and the engine that runs it (the session's,
+    or the one `engines` names for the platform)."""
+
+    target: Target
+    engine: Engine
+    #: the engine's DOCKER_HOST URL when `engines` named it; "" for the session's
+    host: str = ""
+
+    @property
+    def named(self) -> Engine | None:
+        return self.engine if self.host else None
+
+
+def _engine_for(
+    cfg: Config, platform: Platform, engines: dict[str, Engine], out: Output
+) -> tuple[str, Engine]:
+    """(host, engine) that builds ``platform``: the one `engines` names for it,
+    connected once per build, its leftovers of killed runs removed; else the session's
+    (under ``""`` in ``engines``)."""
+    host = next((h for p, h in cfg.engines if p.matches(platform)), "")
+    if host not in engines:
+        engine = connect_engine(host=host)
+        removed = engine.sweep()
+        if removed:
+            out(f"warpdrive: removed {removed} leftovers of interrupted runs on {host_shown(host)}")
+        engines[host] = engine
+    return host, engines[host]
+
+
+def _targets(cfg: Config, engine: Engine, out: Output) -> list[Builder]:
+    """Each platform's settings and engine; the local tags the pulls moved are put back at
+    once (the builds name them by the tags they keep)."""
+    platforms, _ = wanted(cfg, engine)
+    engines: dict[str, Engine] = {"": engine}
+    builders: list[Builder] = []
     try:
         for platform in platforms:
-            targets.append(target_for(cfg, engine, platform, native, out))
+            host, on = _engine_for(cfg, platform, engines, out)
+            native = engine_platform(on)
+            if host and not platform.matches(native):
+                out(
+                    f"warpdrive: warning: the engine named for {platform} ({host_shown(host)}) "
+                    f"runs {native}: {platform} is emulated there"
+                )
+            builders.append(Builder(target_for(cfg, on, platform, native, out), on, host))
     finally:
-        for t in targets:
-            restore(engine, t.resolved)
-    return targets, native
+        for b in builders:
+            restore(b.engine, b.target.resolved)
+    return builders
 
 
-def _announce(out: Output, target: Target, count: int) -> None:
+def _announce(out: Output, builder: Builder, count: int) -> None:
+    target = builder.target
     how = "" if target.native else " (its containers run under emulation)"
-    if count > 1 or not target.native:
-        out(f"warpdrive: == {target.platform}{how}")
+    where = f" on the engine at {host_shown(builder.host)}" if builder.host else ""
+    if count > 1 or not target.native or where:
+        out(f"warpdrive: == {target.platform}{where}{how}")
 
 
 def _cache(cache_from: str | None, single: bool, platform: Platform) -> str | None:
@@ -137,23 +185,29 @@ def build_images(
     if push_only:
         return _push_only(cfg, engine, out, no_index, cache_from)
     started = time.monotonic()
-    targets, _ = _targets(cfg, engine, out)
-    single = len(targets) == 1
+    builders = _targets(cfg, engine, out)
+    single = len(builders) == 1
     images: list[PlatformImage] = []
-    for target in targets:
-        _announce(out, target, len(targets))
+    for b in builders:
+        target = b.target
+        _announce(out, b, len(builders))
         ref = cfg.image if single or target.native else platform_ref(cfg.image, target.platform)
         cache = _cache(cache_from, single, target.platform)
-        result = build_image(target.cfg, engine, out, no_index=no_index, tag=ref, cache_from=cache)
+        result = build_image(
+            target.cfg, b.engine, out, no_index=no_index, tag=ref, cache_from=cache
+        )
         out(f"warpdrive: {result.summary()}")
-        images.append(PlatformImage(target.platform, ref, result, target.cfg))
+        images.append(PlatformImage(target.platform, ref, result, target.cfg, b.named))
     digest = None
-    if push and single:
-        from ..engine.registry_check import push as push_one
-
-        push_one(engine, cfg.image, out)
-    elif push:
-        digest = push_index(engine, cfg.image, [(i.platform, i.ref) for i in images], out)
+    if push:
+        for i in images:  # each from the engine that has it, under its own tag
+            pushed = i.pushed_as(cfg.image, not single)
+            on = i.engine or engine
+            if i.ref != pushed:
+                on.tag(i.ref, pushed)
+            push_one(on, pushed, out)
+        if not single:  # the tag moves last, once every platform's image is there
+            digest = put_index(engine, cfg.image, [i.platform for i in images], out)
     return MultiResult(cfg.image, tuple(images), time.monotonic() - started, digest)
 
 
@@ -162,36 +216,39 @@ def _push_only(
 ) -> MultiResult:
     """`image -- --push-only` for the platforms asked for: nothing is pulled or built here
     that the registry already has (a fresh CI runner compiles nothing for either CPU)."""
-    from ..engine.registry_check import push as push_one
-
     started = time.monotonic()
-    targets, _ = _targets(cfg, engine, out)
-    single = len(targets) == 1
+    builders = _targets(cfg, engine, out)
+    single = len(builders) == 1
     images: list[PlatformImage] = []
-    for target in targets:
-        _announce(out, target, len(targets))
+    for b in builders:
+        target = b.target
+        _announce(out, b, len(builders))
         ref = cfg.image if single else platform_ref(cfg.image, target.platform)
         cache = _cache(cache_from, single, target.platform)
         result = build_image(
-            target.cfg, engine, out, no_index=no_index, tag=ref, cache_from=cache, push_only=True
+            target.cfg, b.engine, out, no_index=no_index, tag=ref, cache_from=cache, push_only=True
         )
         out(f"warpdrive: {result.summary()}")
         if result.pushed is None:  # built here: pushed as --push would
-            push_one(engine, ref, out)
-        images.append(PlatformImage(target.platform, ref, result, target.cfg))
+            push_one(b.engine, ref, out)
+        images.append(PlatformImage(target.platform, ref, result, target.cfg, b.named))
     digest = None if single else put_index(engine, cfg.image, [i.platform for i in images], out)
     return MultiResult(cfg.image, tuple(images), time.monotonic() - started, digest)
 
 
 def build_wheelhouses(
-    cfg: Config, engine: Engine, out: Output, build: Callable[[Config], WheelhouseResult]
-) -> list[WheelhouseResult]:
-    """``build`` (a wheelhouse build with the session's options) for every platform."""
-    targets, _ = _targets(cfg, engine, out)
+    cfg: Config,
+    engine: Engine,
+    out: Output,
+    build: Callable[[Config, Engine], WheelhouseResult],
+) -> list[tuple[WheelhouseResult, Engine]]:
+    """``build`` (a wheelhouse build with the session's options) for every platform, on
+    the engine that builds it: (its result, that engine) each."""
+    builders = _targets(cfg, engine, out)
     results = []
-    for target in targets:
-        _announce(out, target, len(targets))
-        results.append(build(target.cfg))
+    for b in builders:
+        _announce(out, b, len(builders))
+        results.append((build(b.target.cfg, b.engine), b.engine))
     return results
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -311,3 +312,67 @@ def test_the_summary_says_each_platform_and_the_total_once(tmp_path: Path) -> No
         "reg:5000/app:1-linux-arm64",
     ]
     assert alone.images[0].pushed_as("reg:5000/app:1", False) == "reg:5000/app:1"
+
+
+def test_engines_name_the_engine_that_builds_a_platform_and_refuse_what_is_not_one(
+    tmp_path: Path,
+) -> None:
+    def cfg_with(line: str) -> Any:
+        (tmp_path / "pyproject.toml").write_text(
+            '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\n' + line + "\n"
+        )
+        return load_config(tmp_path)
+
+    cfg = cfg_with('engines = { "linux/aarch64" = "ssh://me@arm-builder" }')
+    assert cfg.engines == ((ARM64, "ssh://me@arm-builder"),)
+    for bad, said in (
+        ('engines = { "arm64" = "ssh://arm" }', "`engines` in [tool.warpdrive]"),
+        ('engines = { "linux/arm64" = "arm-builder" }', "is not a DOCKER_HOST URL"),
+        ('engines = { "linux/arm64" = 3 }', "is not a DOCKER_HOST URL"),
+        ('engines = "ssh://arm"', "`engines` in [tool.warpdrive] is"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            cfg_with(bad)
+
+
+def test_a_platform_with_an_engine_is_built_there_the_others_on_the_session_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine `engines` names is connected once and builds its platform as
+    its own (no emulation): its base image is its local one; a platform without one is
+    built on the session's engine; a named engine of another CPU is said."""
+    from nox_warpdrive.multiarch import build as multi
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nbase-image = "py"\n'
+        'platforms = ["linux/amd64", "linux/arm64"]\n'
+        'engines = { "linux/arm64" = "tcp://arm:2375" }\n'
+    )
+    cfg = load_config(tmp_path)
+    here = FakeEngine(images={"py": info("sha256:amd", "linux/amd64")})
+    arm = FakeEngine(images={"py": info("sha256:arm", "linux/arm64")})
+    arm.about_info = dataclasses.replace(arm.about_info, arch="arm64")
+    connected: list[str | None] = []
+
+    def connect(timeout: float = 600, host: str | None = None) -> FakeEngine:
+        connected.append(host)
+        return arm
+
+    monkeypatch.setattr(multi, "connect_engine", connect)
+    lines: list[str] = []
+    builders = multi._targets(cfg, here, lines.append)  # type: ignore[arg-type]
+    assert connected == ["tcp://arm:2375"]
+    amd, arm64 = builders
+    assert amd.engine is here and amd.host == "" and amd.named is None and amd.target.native
+    assert arm64.engine is arm and arm64.named is arm and arm64.target.native
+    assert arm64.target.cfg.base_image == "py"  # its own engine's local arm64 base
+    multi._announce(lines.append, arm64, 2)
+    assert lines[-1] == "warpdrive: == linux/arm64 on the engine at tcp://arm:2375"
+
+    # an engine named for arm64 that is an amd64 one: built there, emulated, and said
+    arm.about_info = dataclasses.replace(arm.about_info, arch="amd64")
+    arm.images["py-linux-arm64"] = info("sha256:arm", "linux/arm64")
+    lines.clear()
+    builders = multi._targets(cfg, here, lines.append)  # type: ignore[arg-type]
+    assert not builders[1].target.native
+    assert any("runs linux/amd64: linux/arm64 is emulated there" in line for line in lines)

@@ -1,0 +1,57 @@
+"""`engines` in [tool.warpdrive] (issue 22): a platform built on the engine named for it,
+for real: a second Docker engine of this session reached over TCP (scripts/second-
+engine.sh, the `runner` fixture) builds linux/arm64, the session's engine linux/amd64,
+and one `--push` puts both in one image index of the loopback registry. The second
+engine is an amd64 one too (this machine has no other CPU): it runs the arm64 build
+under the kernel's QEMU handlers, and the build says so; what is tested is where each
+platform is built and that the index is whole."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from conftest import BASE_IMAGE, BUILDER_IMAGE, App
+from pkgindex import Index
+from test_platforms_engine import ARM_BASE, ARM_BUILDER, arch_of, arm64_ready, manifests, use
+from test_registry import cleanup_runner, client_for, nox_on
+
+from nox_warpdrive.engine import Engine
+
+__all__ = ["arm64_ready"]  # the fixture, used by name
+
+
+def test_a_platform_named_in_engines_is_built_on_that_engine(
+    make_app: Any, engine: Engine, index: Index, registry: str, runner: str, arm64_ready: None
+) -> None:
+    app: App = make_app(["wd-pure-demo"])  # no sdist: nothing compiled under emulation
+    ref = f"{registry}/{app.name}:latest"
+    with client_for(runner) as client:  # the runner's own arm64 images, as a build keeps them
+        for local, name in ((ARM_BASE, BASE_IMAGE), (ARM_BUILDER, BUILDER_IMAGE)):
+            if not client.images.list(name=f"{name}-linux-arm64"):
+                data = b"".join(engine.client.images.get(local).save())
+                (loaded,) = client.images.load(io.BytesIO(data))
+                loaded.tag(f"{name}-linux-arm64")
+    engines = f'{{ "linux/arm64" = "{runner}" }}'
+    both = '["linux/amd64", "linux/arm64"]'
+    use(app, BASE_IMAGE, BUILDER_IMAGE, image=ref, engines=engines, platforms=both)
+    try:
+        code, text = nox_on(app, None, index, "-s", "image", "--", "--push")
+        assert code == 0, text
+        assert f"== linux/arm64 on the engine at {runner} (its containers run under" in text
+        assert "as an image index (linux/amd64, linux/arm64)" in text, text
+        assert "Traceback" not in text, text
+        # arm64 was built on the runner only, amd64 here only
+        assert engine.image(f"{ref}-linux-arm64") is None
+        assert arch_of(engine, ref) == "amd64"
+        with client_for(runner) as client:
+            built = client.images.get(f"{ref}-linux-arm64")
+            assert built.attrs["Architecture"] == "arm64"
+            assert not [i for i in client.images.list() if ref in i.tags]
+        images = manifests(registry, app.name, "latest")
+        assert sorted(images) == ["linux/amd64", "linux/arm64"]
+        # the app source is one blob for both, though made on two engines
+        tops = {p: m["layers"][-1]["digest"] for p, m in images.items()}  # type: ignore[index]
+        assert len(set(tops.values())) == 1, tops
+    finally:
+        cleanup_runner(runner, app)
