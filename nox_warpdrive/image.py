@@ -26,6 +26,7 @@ from .build.deps import (
     plan_grow,
 )
 from .build.static import read_static, reusable_static, shadows_static, split_static
+from .build.static_sibling import sibling_static
 from .config import Config
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, LayerRefused, RegistryError, WarpdriveError
@@ -230,6 +231,9 @@ class _Build:
     prebuilt: tuple[list[Wheel], Mapping[str, Any]] | None = None
     #: the manifest's wheel -> sdist sha256 of the wheels compiled here (for the SBOM)
     built_from: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: another platform's image of this build, whose collected static files this one
+    #: may take (build/static_sibling.py)
+    static_from: ImageInfo | None = None
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
@@ -254,15 +258,18 @@ def build_image(
     tag: str | None = None,
     cache_from: str | None = None,
     push_only: bool = False,
+    static_from: ImageInfo | None = None,
 ) -> ImageResult:
     """Build (or find up to date) the app image. Without --no-index, requirements the
     wheelhouse lacks are built into it first (cached, incremental); with it, they are an
     error and nothing is fetched. ``cache_from``: an earlier app image in a registry
     whose layers this build may reuse (registry/cache.py). The tag moves only once everything
     succeeded. ``push_only``: build it in the registry from the cache's layers when it
-    can (registry/build.py), else here, saying why."""
+    can (registry/build.py), else here, saying why. ``static_from``: another platform's
+    image of this build, whose collected static files this one may take."""
     started = time.monotonic()
     b = _start(cfg, engine, out, cfg.no_index if no_index is None else no_index, tag)
+    b.static_from = static_from
     if push_only:
         cache_from = cache_from or b.ref  # the image it pushes to is its cache
         in_registry = _in_registry(b, cache_from, started)
@@ -518,22 +525,27 @@ class _Static:
 
     spec: CommitSpec
     layer: StaticLayer | None = None
+    #: the image whose files they are (its host copy is named for the new image too)
+    source: ImageInfo | None = None
 
 
 def _static_reuse(b: _Build, app: AppPlan) -> _Static:
-    """The current image's collected files, when their inputs are unchanged (and the
-    source has no copy of them collected on the host: collectstatic, in a container,
-    overwrites those, which a layer under the source could not)."""
+    """The current image's collected files, when their inputs are unchanged, else those
+    of another platform's image of this build, when they are what collectstatic would
+    make here (and the source has no copy of them collected on the host: collectstatic,
+    in a container, overwrites those, which a layer under the source could not)."""
     plain = _Static(app.commit)
     if not app.collectstatic or app.build_hook:
         return plain
     wheels = wheel_ids(b.resolved) if b.resolved is not None else None
-    found = reusable_static(b.engine, b.current, app, b.deps_key, wheels)
+    found, source = reusable_static(b.engine, b.current, app, b.deps_key, wheels), b.current
+    if found is None and b.static_from is not None:
+        found, source = sibling_static(b.engine, b.static_from, app, b.resolved), b.static_from
     if found is None or shadows_static(app.tree.tree, found[0]):
         return plain
     root, layer = found
     labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}
-    return _Static(dataclasses.replace(app.commit, labels=labels), layer)
+    return _Static(dataclasses.replace(app.commit, labels=labels), layer, source)
 
 
 def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
@@ -542,7 +554,9 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     for line in app.static_notes:
         b.out(line)
     static = _static_reuse(b, app)
-    if static.layer is not None:
+    if static.layer is not None and static.source is b.static_from:
+        b.out("warpdrive: the collected static files of the first platform's image reused")
+    elif static.layer is not None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
     if app.runs_something and static.layer is None:
         return _app_container(b, app, deps_id)
@@ -551,8 +565,8 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     except EngineError as exc:
         b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
         return _app_container(b, app, deps_id, fallback=True)
-    if static.layer is not None and b.current is not None:
-        static_cache.copy(b.current.id, image_id)  # the same files, under the new image
+    if static.layer is not None and static.source is not None:
+        static_cache.copy(static.source.id, image_id)  # the same files, under the new image
     return image_id
 
 

@@ -44,6 +44,9 @@ BASE_IMAGE_LABEL = f"{LABEL_PREFIX}.base-image"
 BASE_IMAGE_ID_LABEL = f"{LABEL_PREFIX}.base-image-id"
 BUILD_KEY_LABEL = f"{LABEL_PREFIX}.build-key"
 STATIC_KEY_LABEL = f"{LABEL_PREFIX}.static-key"
+#: what collectstatic's output depends on but the CPU: the same on every platform's
+#: image of one build (multiarch/: the files are collected once and shared)
+STATIC_SOURCE_LABEL = f"{LABEL_PREFIX}.static-source"
 REQUIREMENTS_LABEL = f"{LABEL_PREFIX}.requirements"
 INSTALLER_SETTING_LABEL = f"{LABEL_PREFIX}.installer-setting"
 APP_LABEL = f"{LABEL_PREFIX}.app"
@@ -180,9 +183,13 @@ class AppLabels:
     created: str = ""
     #: the OCI source and revision labels (when the app is in git)
     source: Mapping[str, str] = field(default_factory=dict)
+    #: the static key without the base image and packages ("": nothing collected)
+    static_source: str = ""
 
     def to_labels(self) -> dict[str, str]:
         labels = {OCI_CREATED: self.created} if self.created else {}
+        if self.static_source:
+            labels[STATIC_SOURCE_LABEL] = self.static_source
         return {
             **labels,
             OCI_TITLE: self.title,
@@ -219,6 +226,7 @@ class AppLabels:
             app=labels.get(APP_LABEL, ""),
             created=labels.get(OCI_CREATED, ""),
             source={k: labels[k] for k in (OCI_REVISION, OCI_SOURCE) if k in labels},
+            static_source=labels.get(STATIC_SOURCE_LABEL, ""),
         )
 
 

@@ -94,6 +94,9 @@ class AppPlan:
     static_notes: tuple[str, ...] = ()
     #: makes the tree (see ``tree``)
     make_tree: Callable[[], AppTree] | None = field(default=None, repr=False, compare=False)
+    #: the static key but the base image and packages (the CPU's parts; "": nothing
+    #: collected): another platform's image of the build with it may lend its files
+    static_source: str = ""
 
     @functools.cached_property
     def tree(self) -> AppTree:
@@ -311,8 +314,8 @@ def plan_app(
     collectstatic = cfg.collectstatic and (app.kind == "django" or bool(app.settings))
     hook = source.members.tree.get(f"{APP_SRC[1:]}/{BUILD_HOOK}", "")
     build_hook = hook.startswith("file\x00775\x00")  # a file, executable
-    static_key, static_notes = (
-        static_key_for(cfg, base, source, deps_key, inputs) if collectstatic else ("", ())
+    static_key, static_notes, static_source = (
+        static_key_for(cfg, base, source, deps_key, inputs, pkey) if collectstatic else ("", (), "")
     )
     labels_in = dict(source_labels or {})
     build_key = key_digest(
@@ -330,7 +333,14 @@ def plan_app(
         json.dumps(labels_in, sort_keys=True),
     )
     facts = AppFacts(
-        build_key, deps_key, static_key, requirements_digest, created, labels_in, server
+        build_key,
+        deps_key,
+        static_key,
+        requirements_digest,
+        created,
+        labels_in,
+        server,
+        static_source,
     )
     return AppPlan(
         build_key=build_key,
@@ -346,6 +356,7 @@ def plan_app(
         notices=source.notices + name_notice(cfg),
         static_notes=static_notes,
         make_tree=functools.partial(source_tree, source, launcher, lib, start_json),
+        static_source=static_source,
     )
 
 
@@ -367,7 +378,8 @@ def static_key_for(
     source: Source,
     deps_key: str = "",
     build: BuildInputs | None = None,
-) -> tuple[str, tuple[str, ...]]:
+    pkey: PlatformKey | None = None,
+) -> tuple[str, tuple[str, ...], str]:
     """(what collectstatic's output depends on, lines saying what that is): the base
     image, the build script, the settings module and the source files its settings make
     inputs (static_inputs.py), each by its member line in the app layers (kind, mode,
@@ -375,7 +387,8 @@ def static_key_for(
     is hashed again. Packages are compared by their wheels when the files are reused
     (static.same_packages_or_more), here only when the settings import packages that
     may be absent: then an added one can change the output. ``build``: the build's
-    inputs, read once: the requirement files they name are never static inputs."""
+    inputs, read once: the requirement files they name are never static inputs. Third:
+    the same without the base image and packages (AppPlan.static_source)."""
     settings, where = django_settings(cfg, base)
     tree, src = source.members.tree, APP_SRC[1:] + "/"
     kinds = MemberKinds(tree, src)
@@ -388,8 +401,14 @@ def static_key_for(
     )
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
     packages = deps_key if inputs.packages_exact else ""
-    key = key_digest("static 3", base.id, runtime.read("assemble.py"), str(settings), packages)
-    return key_digest(key, records), static_notes(settings, where, inputs)
+    assemble = runtime.read("assemble.py")
+    key = key_digest("static 3", base.id, assemble, str(settings), packages)
+    # the interpreter and OS release, not the CPU
+    neutral = (pkey.interpreter, pkey.abi, pkey.libc, pkey.libc_version) if pkey else ()
+    os_release = (pkey.distro, pkey.distro_version) if pkey else ()
+    source_key = key_digest("static-source 1", assemble, str(settings), *neutral, *os_release)
+    source_key = key_digest(source_key, records)
+    return key_digest(key, records), static_notes(settings, where, inputs), source_key
 
 
 class MemberKinds(Mapping[str, str]):
@@ -452,6 +471,7 @@ class AppFacts:
     created: str
     source_labels: Mapping[str, str]
     server: str | None
+    static_source: str = ""
 
 
 def app_commit(
@@ -476,6 +496,7 @@ def app_commit(
         app=f"{app.kind} {app.module}" + (f" ({facts.server})" if facts.server else ""),
         created=facts.created,
         source=facts.source_labels,
+        static_source=facts.static_source,
     ).to_labels()
     return CommitSpec(
         created=facts.created,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Config
-from ..engine import Engine, Output
+from ..engine import Engine, ImageInfo, Output
 from ..engine import connect as connect_engine
 from ..engine.base import host_shown
 from ..engine.registry_check import push as push_one
@@ -188,16 +188,31 @@ def build_images(
     builders = _targets(cfg, engine, out)
     single = len(builders) == 1
     images: list[PlatformImage] = []
-    for b in builders:
+    # the engine's own platform first: what is shared (collected static files) is made
+    # natively; then each engine's first image lends them to its other platforms
+    first: dict[int, ImageInfo] = {}
+    for b in sorted(builders, key=lambda b: not b.target.native):
         target = b.target
         _announce(out, b, len(builders))
         ref = cfg.image if single or target.native else platform_ref(cfg.image, target.platform)
         cache = _cache(cache_from, single, target.platform)
         result = build_image(
-            target.cfg, b.engine, out, no_index=no_index, tag=ref, cache_from=cache
+            target.cfg,
+            b.engine,
+            out,
+            no_index=no_index,
+            tag=ref,
+            cache_from=cache,
+            static_from=first.get(id(b.engine)),
         )
         out(f"warpdrive: {result.summary()}")
         images.append(PlatformImage(target.platform, ref, result, target.cfg, b.named))
+        if id(b.engine) not in first:
+            built = b.engine.image(result.image_id)
+            if built is not None:
+                first[id(b.engine)] = built
+    order = [b.target.platform for b in builders]  # the index lists them as asked
+    images.sort(key=lambda i: order.index(i.platform))
     digest = None
     if push:
         for i in images:  # each from the engine that has it, under its own tag

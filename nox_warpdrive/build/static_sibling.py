@@ -1,0 +1,51 @@
+"""Collected static files shared by the platforms of one build (issue 22): collectstatic
+runs for the first platform built (the engine's own when it is asked for: natively),
+and every other platform's image takes that image's files as they are, the same layer
+blob, instead of running collectstatic again under emulation.
+
+That is sound when what collectstatic read is the same: the same source files and
+settings, the same interpreter and OS release (only the CPU differs: the image's
+``static-source`` label, AppPlan.static_source), and the same releases of the same
+packages (their files, static ones included, are the same on every CPU: a binary
+wheel differs in its compiled parts, not its name and version)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..engine import Engine, ImageInfo
+from ..labels import AppLabels, DepsLabels
+from ..source.image_layers import StaticLayer
+from ..wheelhouse.wheels import Wheel, wheel_ids
+from .app_layer import AppPlan
+from .static import reusable_static
+
+
+def releases(ids: tuple[str, ...] | list[str]) -> frozenset[tuple[str, str]]:
+    """(name, version) of each wheel id ("file@sha"): what a platform's wheels have in
+    common with another's."""
+    found = set()
+    for wheel_id in ids:
+        name, _, rest = wheel_id.partition("@")[0].partition("-")
+        version = rest.split("-", 1)[0]
+        found.add((name.lower().replace("_", "-").replace(".", "-"), version))
+    return frozenset(found)
+
+
+def sibling_static(
+    engine: Engine, sibling: ImageInfo, app: AppPlan, wheels: list[Wheel] | None
+) -> tuple[str, StaticLayer] | None:
+    """(STATIC_ROOT, the static layer) of ``sibling``, another platform's image of this
+    build, when its collected files are what collectstatic would make here; else None.
+    ``wheels``: this build's (None: its deps layer is an earlier one, unknown here)."""
+    labels = AppLabels.from_labels(sibling.labels)
+    deps = DepsLabels.from_labels(sibling.labels)
+    if labels is None or deps is None or wheels is None:
+        return None
+    if not app.static_source or labels.static_source != app.static_source:
+        return None
+    if releases(deps.wheels) != releases(wheel_ids(wheels)):
+        return None
+    # the sibling's own static inputs are its labels: reused as they are
+    as_sibling = dataclasses.replace(app, static_key=labels.static_key)
+    return reusable_static(engine, sibling, as_sibling, labels.deps_key, None)
