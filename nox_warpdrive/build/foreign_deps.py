@@ -73,7 +73,8 @@ def native_twin(
     """The base image of the engine's own CPU for ``cfg``'s base ref, when its Python is
     the target's (``pkey``: the target's probe): (twin, "") or (None, why not)."""
     native = engine_platform(engine)
-    for ref in _candidates(cfg, platform, native):
+    candidates = _candidates(cfg, platform, native)
+    for ref in candidates:
         info = engine.image(ref)
         found = image_platform(info) if info is not None else None
         if info is None or found is None or not found.matches(native):
@@ -87,7 +88,7 @@ def native_twin(
                 f"the {platform} image {pkey.python_version} at {pkey.executable}"
             )
         return NativeTwin(ref, info, twin), ""
-    return None, f"there is no local {native} image of {cfg.base_image}"
+    return None, f"there is no local {native} image of {candidates[0]} to install in"
 
 
 def wheel_platforms(pkey: PlatformKey) -> list[str]:
