@@ -29,10 +29,10 @@ from ..config import Config
 from ..engine import Engine, ImageInfo, Output, RunResult
 from ..errors import WarpdriveError, host_writes
 from ..layout import VENV
-from ..plan import HELPERS_DIR, Step
+from ..plan import HELPERS_DIR, VOLUME_DIR, Step
 from ..platform import Platform, PlatformKey, platform_ref
 from ..refs import split_ref
-from ..wheelhouse.build import probe_image
+from ..wheelhouse.build import probe_image, read_manifest
 from ..wheelhouse.targets import engine_platform, image_platform
 from ..wheelhouse.wheels import Wheel
 from . import deps_step as d
@@ -47,6 +47,8 @@ class NativeTwin:
     ref: str
     info: ImageInfo
     pkey: PlatformKey
+    #: the engine's CPU's uv of the target's uv version, in the volume ("": pip installs)
+    uv: str = ""
 
 
 def foreign_platform(engine: Engine, base: ImageInfo) -> Platform | None:
@@ -111,15 +113,47 @@ def wheel_platforms(pkey: PlatformKey) -> list[str]:
     return [*found, pkey.platform]
 
 
+#: the manylinux versions uv's ``--python-platform`` names (``aarch64-manylinux_2_36``)
+UV_MANYLINUX = (17, 28, *range(31, 41))
+
+
+def uv_platform(pkey: PlatformKey) -> str:
+    """uv's ``--python-platform`` for exactly the target's tags ("": uv has none)."""
+    arch = pkey.platform.split("_", 1)[1] if pkey.platform.startswith("linux_") else ""
+    major, _, minor = pkey.libc_version.partition(".")
+    if arch not in ("x86_64", "aarch64") or not minor.isdigit():
+        return ""
+    if pkey.libc == "glibc" and major == "2" and int(minor) in UV_MANYLINUX:
+        return f"{arch}-manylinux_2_{minor}"
+    if pkey.libc == "musl" and pkey.libc_version == "1.2":
+        return f"{arch}-unknown-linux-musl"
+    return ""
+
+
 def why_not(installer: Installer, on_parent: bool, pkey: PlatformKey) -> str:
     """Why this deps layer is not made natively ("" when it can be)."""
     if on_parent:
         return "it adds wheels to an earlier deps layer of that platform"
-    if installer.name == "uv":
-        return "its installer is that platform's uv"
+    if installer.name == "uv" and not uv_platform(pkey):
+        return f"uv names no platform of exactly its wheel tags ({pkey.describe()})"
     if not wheel_platforms(pkey):
         return f"its wheel tags ({pkey.platform}) are not known here"
     return ""
+
+
+def native_uv(engine: Engine, cfg: Config, twin: NativeTwin, installer: Installer) -> str:
+    """The engine's CPU's uv of the target's uv version, as the volume keeps it for the
+    twin's platform key (a wheelhouse of that platform fetched it); "" when it has none."""
+    manifest = read_manifest(engine, cfg.volume, twin.pkey, twin.info.id)
+    tools = manifest.get("tools")
+    uv = tools.get("uv") if isinstance(tools, dict) else None
+    if (
+        not isinstance(uv, dict)
+        or not uv.get("path")
+        or str(uv.get("version")) != installer.version
+    ):
+        return ""
+    return f"{VOLUME_DIR}/{twin.pkey.slug}/{uv['path']}"
 
 
 def plan_native(
@@ -138,6 +172,7 @@ def plan_native(
         "export": True,
         "tmpdir": d.DEPS_SCRATCH,
         "platforms": wheel_platforms(pkey),
+        **({"uv": twin.uv, "python_platform": uv_platform(pkey)} if twin.uv else {}),
         "passwd": base64.b64encode(passwd).decode(),
         "check": False,
     }
@@ -230,6 +265,11 @@ def native_way(
     twin = None
     if not why:
         twin, why = native_twin(engine, cfg, platform, pkey)
+    if twin is not None and installer.name == "uv":
+        twin = dataclasses.replace(twin, uv=native_uv(engine, cfg, twin, installer))
+        if not twin.uv:
+            why = f"the volume has no {twin.pkey.platform} uv {installer.version} (its installer)"
+            twin = None
     if twin is None:
         out(f"warpdrive: making the {platform} deps layer under emulation: {why}")
         return None

@@ -84,6 +84,11 @@ def install_wheels(plan, files, env):
                 "--link-mode",
                 "copy",
             ]
+            + (
+                ["--python-platform", plan["python_platform"]]
+                if plan.get("python_platform")
+                else []
+            )
             + files,
             env=dict(env, UV_NO_PROGRESS="1"),
         )

@@ -6,6 +6,7 @@ ways give the same layer is proved on the real engine (test_foreign_deps_engine.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ def test_another_python_or_no_native_image_keeps_emulation(
     )
 
 
-def test_only_a_whole_pip_layer_of_another_cpu_is_made_natively(
+def test_only_a_whole_layer_of_another_cpu_is_made_natively(
     tmp_path: Path, probed: dict[str, PlatformKey]
 ) -> None:
     engine = FakeEngine(
@@ -104,17 +105,15 @@ def test_only_a_whole_pip_layer_of_another_cpu_is_made_natively(
     lines: list[str] = []
     pip = Installer("pip")
     found = foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, pip), False, lines.append)
-    assert found is not None
+    assert found is not None and found.uv == ""
     assert lines == [
         "warpdrive: making the linux/arm64 deps layer in img/python:3.11 (no emulation), "
         "checked in the linux/arm64 image"
     ]
     lines.clear()  # the engine's own platform: nothing to say
-    assert (
-        foreign_deps.native_way(engine, cfg, (AMD_IMAGE, AMD_KEY, pip), False, lines.append) is None
-    )
-    assert lines == []
-    uv = Installer("uv", "/warpdrive/k/tools/uv-0.13.9/uv", "0.13.9")
+    way = foreign_deps.native_way(engine, cfg, (AMD_IMAGE, AMD_KEY, pip), False, lines.append)
+    assert way is None and lines == []
+    uv = Installer("uv", f"/warpdrive/{ARM_KEY.slug}/tools/uv-0.13.9/uv", "0.13.9")
     assert (
         foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, uv), False, lines.append) is None
     )
@@ -122,18 +121,36 @@ def test_only_a_whole_pip_layer_of_another_cpu_is_made_natively(
         foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, pip), True, lines.append) is None
     )
     assert lines == [
-        "warpdrive: making the linux/arm64 deps layer under emulation: its installer is "
-        "that platform's uv",
+        "warpdrive: making the linux/arm64 deps layer under emulation: the volume has no "
+        "linux_x86_64 uv 0.13.9 (its installer)",
         "warpdrive: making the linux/arm64 deps layer under emulation: it adds wheels to "
         "an earlier deps layer of that platform",
     ]
+    # the engine's CPU's uv of that version, kept for its own platform key: uv installs
+    tools = {"tools": {"uv": {"path": "tools/uv-0.13.9/uv", "version": "0.13.9"}}}
+    engine.volumes.add(cfg.volume)
+    engine.volume_files[(cfg.volume, f"{AMD_KEY.slug}/manifest.json")] = json.dumps(tools).encode()
+    found = foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, uv), False, lines.append)
+    assert found is not None and found.uv == f"/warpdrive/{AMD_KEY.slug}/tools/uv-0.13.9/uv"
+    older = Installer("uv", uv.path, "0.12.0")
+    assert (
+        foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, older), False, lines.append)
+        is None
+    )
+
+
+def test_uv_platform_names_exactly_the_targets_tags() -> None:
+    assert foreign_deps.uv_platform(ARM_KEY) == "aarch64-manylinux_2_36"
+    assert foreign_deps.uv_platform(AMD_KEY) == "x86_64-manylinux_2_36"
+    assert foreign_deps.uv_platform(dataclasses.replace(ARM_KEY, libc_version="2.30")) == ""
+    musl = dataclasses.replace(ARM_KEY, libc="musl", libc_version="1.2")
+    assert foreign_deps.uv_platform(musl) == "aarch64-unknown-linux-musl"
 
 
 def test_the_native_step_installs_the_targets_wheels_for_its_tags(
     tmp_path: Path, probed: dict[str, PlatformKey]
 ) -> None:
     import io
-    import json
     import tarfile
 
     from nox_warpdrive.build.deps import plan_deps
