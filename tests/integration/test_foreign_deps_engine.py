@@ -25,7 +25,7 @@ from test_build import http_get, nox
 from test_platforms_engine import AMD64, ARM64, ARM_BASE, ARM_BUILDER, arm64_ready, use
 
 from nox_warpdrive.build.deps import choose_installer, plan_deps, run_deps
-from nox_warpdrive.build.foreign_deps import build_native, native_twin
+from nox_warpdrive.build.foreign_deps import build_native, native_way
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.platform import platform_ref
@@ -84,7 +84,8 @@ def test_the_arm64_deps_layer_made_natively_is_the_emulated_one(
 ) -> None:
     app: App = make_app(["wd-pure-demo", "wd-cext-demo", "gunicorn"])  # type: ignore[operator]
     use(app, *images)
-    wheels = nox(app, "-s", "wheelhouse", "--", "--platform", "linux/arm64")
+    # both platforms: the volume then keeps the engine's CPU's uv too (for a uv install)
+    wheels = nox(app, "-s", "wheelhouse", "--", "--platform", "linux/amd64,linux/arm64")
     assert wheels.returncode == 0, wheels.stdout + wheels.stderr
     cfg = load_config(app.root)
     target = target_for(cfg, engine, ARM64, AMD64)
@@ -104,9 +105,9 @@ def test_the_arm64_deps_layer_made_natively_is_the_emulated_one(
     run_deps(engine, emulated.step, lines.append, into=tmp_path / "emulated.tar")
     emulated_s = time.monotonic() - started
 
-    twin, why = native_twin(engine, tcfg, ARM64, pkey)
-    assert twin is not None, why
-    assert twin.ref == images[0]
+    twin = native_way(engine, tcfg, (base, pkey, installer), False, lines.append)
+    assert twin is not None, lines
+    assert twin.ref == images[0] and bool(twin.uv) == (installer.name == "uv")
     started = time.monotonic()  # the amd64 container, the layer on the arm64 base, checked
     made = build_native(
         engine, tcfg, emulated, (base, pkey, installer), resolved, twin, lines.append
