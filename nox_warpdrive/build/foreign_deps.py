@@ -142,18 +142,19 @@ def why_not(installer: Installer, on_parent: bool, pkey: PlatformKey) -> str:
 
 
 def native_uv(engine: Engine, cfg: Config, twin: NativeTwin, installer: Installer) -> str:
-    """The engine's CPU's uv of the target's uv version, as the volume keeps it for the
-    twin's platform key (a wheelhouse of that platform fetched it); "" when it has none."""
+    """The engine's CPU's uv of the target's uv version in the volume, as the manifest of
+    the twin's platform key records it, else where a wheelhouse of another platform keeps
+    it (``<native key>/tools/uv-VERSION/uv``, fetched to resolve for that platform; read
+    once to know it is there); "" when the volume has none."""
     manifest = read_manifest(engine, cfg.volume, twin.pkey, twin.info.id)
     tools = manifest.get("tools")
     uv = tools.get("uv") if isinstance(tools, dict) else None
-    if (
-        not isinstance(uv, dict)
-        or not uv.get("path")
-        or str(uv.get("version")) != installer.version
-    ):
-        return ""
-    return f"{VOLUME_DIR}/{twin.pkey.slug}/{uv['path']}"
+    if isinstance(uv, dict) and uv.get("path") and str(uv.get("version")) == installer.version:
+        return f"{VOLUME_DIR}/{twin.pkey.slug}/{uv['path']}"
+    kept = f"{twin.pkey.slug}/tools/uv-{installer.version}/uv"
+    if installer.version and engine.read_volume_file(cfg.volume, kept, twin.info.id):
+        return f"{VOLUME_DIR}/{kept}"
+    return ""
 
 
 def plan_native(

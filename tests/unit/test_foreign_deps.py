@@ -132,6 +132,11 @@ def test_only_a_whole_layer_of_another_cpu_is_made_natively(
     engine.volume_files[(cfg.volume, f"{AMD_KEY.slug}/manifest.json")] = json.dumps(tools).encode()
     found = foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, uv), False, lines.append)
     assert found is not None and found.uv == f"/warpdrive/{AMD_KEY.slug}/tools/uv-0.13.9/uv"
+    # kept for the native key by a wheelhouse of another platform (no manifest of its own)
+    del engine.volume_files[(cfg.volume, f"{AMD_KEY.slug}/manifest.json")]
+    engine.volume_files[(cfg.volume, f"{AMD_KEY.slug}/tools/uv-0.13.9/uv")] = b"\x7fELF"
+    found = foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, uv), False, lines.append)
+    assert found is not None and found.uv == f"/warpdrive/{AMD_KEY.slug}/tools/uv-0.13.9/uv"
     older = Installer("uv", uv.path, "0.12.0")
     assert (
         foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, older), False, lines.append)
