@@ -6,35 +6,34 @@ were only added, and started early while the builder still compiles sdists."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .. import runtime
-from ..assembly import FIXED_CREATED, FIXED_EPOCH
+from ..assembly import FIXED_CREATED
 from ..config import Config
-from ..engine import Engine, ImageInfo, Output, RunResult, check_result
-from ..errors import BuildError, ConfigError, LayerRefused, WarpdriveError, cause_of
+from ..engine import Engine, ImageInfo, Output
+from ..errors import ConfigError, LayerRefused, WarpdriveError, cause_of
 from ..inputs.requirements import RequirementSet
 from ..labels import DEPS_FORMAT_LABEL, DEPS_KEY_LABEL, AppLabels, DepsLabels, deps_selector
-from ..layout import APP_ROOT, APP_UID, VENV, key_digest
+from ..layout import APP_ROOT, key_digest
 from ..plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
 from ..platform import PlatformKey
 from ..refs import docker_name, split_ref
-from ..runtime import protocol
-from ..tars import tar_files
 from ..wheelhouse.wheels import Wheel
 from ..wheelhouse.wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
-from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search, parse_report
-
-#: where a deps step unpacks wheels (a tmpfs: never in the image)
-DEPS_SCRATCH = "/tmp/warpdrive-scratch"
-
+from .deps_step import DEPS_SCRATCH as DEPS_SCRATCH
+from .deps_step import DamagedWheels as DamagedWheels
+from .deps_step import DepsPlan as DepsPlan
+from .deps_step import Installer as Installer
+from .deps_step import export_command, fits_in_memory, helpers, step_plan
+from .deps_step import run_deps as run_deps
+from .foreign_deps import build_native, native_way
+from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search
 
 #: bump when the layout of the deps layer changes, so old deps images are not reused
 #: ("3": every deps layer passed the shared-library and server check; one built before
@@ -42,22 +41,6 @@ DEPS_SCRATCH = "/tmp/warpdrive-scratch"
 #: "4": reproducible, sorted with fixed mtimes, stable installer files and .pyc: one built
 #: before would make every image on it differ from a clone's, and is built again once)
 DEPS_FORMAT = "4"
-
-
-@dataclass(frozen=True)
-class DepsPlan:
-    key: str
-    ref: str
-    step: Step
-    parent: str | None = None  # an earlier deps image this one is built on
-    files: tuple[str, ...] = ()  # the wheels this step installs
-
-
-@dataclass(frozen=True)
-class Installer:
-    name: str  # "uv" | "pip" | "none" (nothing to install)
-    path: str = ""  # uv's path inside the build container
-    version: str = ""
 
 
 def choose_installer(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey) -> Installer:
@@ -168,7 +151,7 @@ def plan_deps(
     if export:  # a layer of exactly what the step made (on a parent: what it added)
         extra.update(export=True, tmpdir=DEPS_SCRATCH)
         tmpfs = (APP_ROOT, DEPS_SCRATCH) if in_memory else (DEPS_SCRATCH,)
-        exported = _exported(cfg.python) if in_memory else _grow_export(cfg.python)
+        exported = export_command(cfg.python) if in_memory else _grow_export(cfg.python)
         if not in_memory:
             extra["grow"] = GROW_LIST
     return _deps_plan(
@@ -238,13 +221,13 @@ def _deps_plan(
     ids = wheel_ids(resolved)
     key = deps_key(cfg, base, pkey, installer, ids)
     files = [f for f in sorted(w.filename for w in resolved) if f not in have]
-    plan = {**_step_plan(cfg, pkey, resolved, installer, files), **extra}
+    plan = {**step_plan(cfg, pkey, resolved, installer, files), **extra}
     labels = deps_labels(cfg, base, key, installer, ids, depth)
     step = Step(
         name="deps",
         image=image,
         command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
-        files=(("/tmp", _helpers(plan)),),
+        files=(("/tmp", helpers(plan)),),
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
         network="none",
         user="0:0",
@@ -308,52 +291,6 @@ def can_grow(parent: DepsLabels | None, installer: Installer, wanted: list[str])
     if parent.depth >= MAX_DEPS_DEPTH:
         return f"its deps layer already sits on {parent.depth} layers of added packages"
     return ""
-
-
-def _step_plan(
-    cfg: Config, pkey: PlatformKey, resolved: list[Wheel], installer: Installer, files: list[str]
-) -> dict[str, Any]:
-    """What assemble.py's deps step reads: where things go, the installer, the wheel
-    files to install and the sha256 each must have."""
-    return {
-        "app_root": APP_ROOT,
-        "venv": VENV,
-        "uid": APP_UID,
-        "python": cfg.python,
-        # every file's mtime in the layer, and so in the bytecode (assemble.stabilize)
-        "epoch": FIXED_EPOCH,
-        "wheels_dir": f"{VOLUME_DIR}/{pkey.slug}/wheels",
-        "installer": installer.name,
-        "uv": installer.path,
-        "files": files,
-        # every wheel is hashed against these before it goes into the layer
-        "sha256": {w.filename: w.sha256 for w in resolved if w.filename in set(files)},
-    }
-
-
-def _exported(python: str) -> tuple[str, ...]:
-    """The export command and the paths (relative to /) the in-memory layer consists of."""
-    return (python, f"{HELPERS_DIR}/assemble.py", "export", APP_ROOT[1:], "etc/passwd")
-
-
-def _helpers(plan: dict[str, Any]) -> bytes:
-    return tar_files(
-        {
-            "warpdrive-build/plan.json": json.dumps(plan, sort_keys=True).encode(),
-            **runtime.files(runtime.ASSEMBLER, "warpdrive-build/"),
-        }
-    )
-
-
-def fits_in_memory(resolved: list[Wheel], memory: int) -> bool:
-    """Whether a virtualenv of these wheels can be built on tmpfs: the unpacked wheels and
-    the installed files (with bytecode) take a few times the wheels' size each, and that
-    must stay well below the engine's memory. Unknown sizes (a manifest written before
-    sizes were recorded) or memory: no."""
-    sizes = [w.size for w in resolved]
-    if memory <= 0 or not all(s is not None and s >= 0 for s in sizes):
-        return False
-    return 8 * sum(s for s in sizes if s is not None) <= memory // 4
 
 
 @dataclass(frozen=True)
@@ -423,9 +360,15 @@ def ensure_deps(
         )
     elif not fits_in_memory(resolved, engine.memory_total()):
         deps = plan_deps(cfg, base, pkey, resolved, installer, export=False)
+    twin = native_way(engine, cfg, (base, pkey, installer), parent is not None, out)
     try:
         try:
-            result = run_deps(engine, deps.step, out)
+            if twin is not None:  # another CPU's layer, made natively (foreign_deps.py)
+                result = build_native(
+                    engine, cfg, deps, (base, pkey, installer), resolved, twin, out
+                )
+            else:
+                result = run_deps(engine, deps.step, out)
         except LayerRefused as exc:
             out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
             deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
@@ -435,55 +378,6 @@ def ensure_deps(
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
-
-
-class DamagedWheels(WarpdriveError):
-    """Wheels in the volume that do not match the manifest's sha256, or are not there
-    at all (found by the deps step, which checks every wheel before installing it)."""
-
-    def __init__(self, files: list[str], missing: list[str] | None = None) -> None:
-        self.missing = tuple(missing or ())
-        self.files = tuple(files) + self.missing
-        said = []
-        if files:
-            said.append(f"{len(files)} wheels in the wheelhouse do not match their sha256: ")
-            said[-1] += ", ".join(files[:5])
-        if self.missing:
-            said.append(f"{len(self.missing)} wheels the wheelhouse lists are missing from it: ")
-            said[-1] += ", ".join(self.missing[:5])
-        super().__init__(
-            "; ".join(said),
-            fix="run `nox -s wheelhouse -- --verify` (it fetches or builds them again)",
-        )
-
-
-def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
-    """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
-    found one missing, MissingLibraries when a file of the virtualenv needs a library
-    the base image lacks. ``into``: the file an export step's layer is written to
-    (engine.run_export) instead of an image."""
-    found: dict[str, list[str]] = {"damaged": [], "missing": []}
-    libraries: dict[str, list[dict[str, str]]] = {}
-
-    def shown(line: str) -> None:
-        kind, data = protocol.parse(line) or ("", None)
-        if kind == "libraries":
-            libraries.update(parse_report(data))
-        elif kind not in found:
-            out(line)
-        elif isinstance(data, list):
-            found[kind].extend(str(f) for f in data)
-
-    try:
-        if into is None:
-            return engine.run_checked(step, shown)
-        return check_result(step, engine.run_export(step, shown, into))
-    except BuildError as exc:
-        if found["damaged"] or found["missing"]:
-            raise DamagedWheels(found["damaged"], found["missing"]) from exc
-        if libraries:
-            raise MissingLibraries(libraries) from exc
-        raise
 
 
 def name_missing(engine: Engine, cfg: Config, exc: MissingLibraries) -> MissingLibraries:

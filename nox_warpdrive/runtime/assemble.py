@@ -4,6 +4,8 @@
                        the wheelhouse volume (mounted read-only). Becomes the deps layer.
     assemble.py app    in the deps image, after the source was put at APP_ROOT/src:
                        Django collectstatic as the app user. Becomes the app layer.
+    assemble.py check  in an image with a deps layer made in another CPU's container:
+                       the shared-library and server check of its virtualenv.
 
 The plan comes from /tmp/warpdrive-build/plan.json; this directory is removed before the
 container is committed, so nothing of the build machinery stays in the image.
@@ -82,15 +84,19 @@ def install_wheels(plan, files, env):
                 "--link-mode",
                 "copy",
             ]
+            + (
+                ["--python-platform", plan["python_platform"]]
+                if plan.get("python_platform")
+                else []
+            )
             + files,
             env=dict(env, UV_NO_PROGRESS="1"),
         )
     else:
         run(
-            [
-                venv_python,
-                "-m",
-                "pip",
+            [venv_python]
+            + pip_for(plan.get("platforms"))
+            + [
                 "install",
                 "--no-cache-dir",
                 "--progress-bar",
@@ -99,9 +105,26 @@ def install_wheels(plan, files, env):
                 "--no-deps",
                 "--no-compile",
             ]
+            + ["--platform=" + p for p in plan.get("platforms") or []]
             + files,
             env=env,
         )
+
+
+#: pip run for another CPU's wheels (the deps layer of a foreign platform made natively):
+#: ``--platform`` alone chooses which wheel tags are taken (the target's); pip asks for
+#: ``--target`` with it only because the environment it installs into is usually its
+#: own, and here it is a virtualenv of the target's interpreter, path and version
+PIP_FOR_PLATFORMS = (
+    "import sys; from pip._internal.cli import cmdoptions as c; f = c.check_dist_restriction; "
+    "c.check_dist_restriction = lambda o, check_target=False: f(o, False); "
+    "from pip._internal.cli.main import main; sys.exit(main())"
+)
+
+
+def pip_for(platforms):
+    """How pip is started: as a module, or (for ``platforms``) as PIP_FOR_PLATFORMS."""
+    return ["-c", PIP_FOR_PLATFORMS] if platforms else ["-m", "pip"]
 
 
 #: the deps step's exit code when a wheel does not match the manifest's sha256
@@ -437,6 +460,9 @@ def deps(plan):
         check_servers(plan)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
         return
+    if plan.get("passwd") is not None:  # the target image's, for a layer made elsewhere
+        with open("/etc/passwd", "wb") as fh:
+            fh.write(base64.b64decode(plan["passwd"]))
     ensure_user(plan["uid"], src)
     passwd_group_writable()
     for d in (app_root, src, os.path.join(app_root, "bin")):
@@ -465,9 +491,15 @@ def deps(plan):
     install_wheels(plan, files, env)
     stabilize(plan)
     os.utime("/etc/passwd", (int(plan.get("epoch", 1)),) * 2)
+    if plan.get("check", True):  # else `check` runs in the image the layer goes on
+        check(plan)
+    log("virtualenv ready in %.1f s" % (time.time() - started))
+
+
+def check(plan):
+    """The shared-library and server check of a whole virtualenv."""
     check_libraries(plan)
     check_servers(plan)
-    log("virtualenv ready in %.1f s" % (time.time() - started))
 
 
 def snapshot(top):
@@ -698,7 +730,7 @@ def main():
     with open(os.path.join(HELPERS, "plan.json")) as fh:
         plan = json.load(fh)
     try:
-        {"deps": deps, "app": app}[sys.argv[1]](plan)
+        {"deps": deps, "app": app, "check": check}[sys.argv[1]](plan)
     finally:
         if not plan.get("export"):  # an export leaves it out; it runs this file again
             shutil.rmtree(HELPERS, ignore_errors=True)
