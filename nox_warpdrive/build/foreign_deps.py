@@ -33,7 +33,7 @@ from ..plan import HELPERS_DIR, VOLUME_DIR, Step
 from ..platform import Platform, PlatformKey, platform_ref
 from ..refs import split_ref
 from ..wheelhouse.build import probe_image, read_manifest
-from ..wheelhouse.targets import engine_platform, image_platform
+from ..wheelhouse.targets import engine_platform, image_for, image_platform, restore
 from ..wheelhouse.wheels import Wheel
 from . import deps_step as d
 from .deps_step import DepsPlan, Installer
@@ -69,6 +69,22 @@ def _candidates(cfg: Config, platform: Platform, native: Platform) -> list[str]:
     return list(dict.fromkeys((ref, platform_ref(ref, native))))
 
 
+def _pull_twin(engine: Engine, ref: str, native: Platform) -> str | None:
+    """The name of the engine's own image of ``ref`` pulled now (kept as
+    ``REF-linux-amd64``), when neither it nor that tag is here but a registry has it
+    (``ref`` an image index, as python:3.12-slim is: `--platform linux/arm64` alone on
+    an amd64 engine); None when one is here already, or none can be pulled (the layer
+    is then made emulated)."""
+    if any(engine.image(r) is not None for r in (ref, platform_ref(ref, native))):
+        return None
+    try:  # kept as REF-linux-amd64, the tag REF put back (as a build keeps what it pulls)
+        found = image_for(engine, ref, "base-image", native, None, None)
+    except WarpdriveError:
+        return None
+    restore(engine, (found,))
+    return found.name
+
+
 def native_twin(
     engine: Engine, cfg: Config, platform: Platform, pkey: PlatformKey
 ) -> tuple[NativeTwin | None, str]:
@@ -76,7 +92,8 @@ def native_twin(
     the target's (``pkey``: the target's probe): (twin, "") or (None, why not)."""
     native = engine_platform(engine)
     candidates = _candidates(cfg, platform, native)
-    for ref in candidates:
+    pulled = _pull_twin(engine, candidates[0], native)
+    for ref in candidates if pulled is None else [pulled]:
         info = engine.image(ref)
         found = image_platform(info) if info is not None else None
         if info is None or found is None or not found.matches(native):

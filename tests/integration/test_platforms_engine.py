@@ -137,9 +137,13 @@ def test_an_arm64_image_on_an_amd64_engine_answers_as_uid_1001(
     assert "wd_cext_demo" in out
     assert arch_of(engine, app.image) == "arm64"
     # the pulled base is kept as REF-linux-arm64; the tag REF, which named nothing, is
-    # left naming nothing (a build without platforms never builds on an arm64 base)
+    # left naming nothing (a build without platforms never builds on an arm64 base);
+    # the engine's own CPU's image of it, pulled to make the deps layer in without
+    # emulation, is kept as REF-linux-amd64
     assert engine.image(indexes[0]) is None
     assert arch_of(engine, platform_ref(indexes[0], ARM64)) == "arm64"
+    assert f"deps layer in {platform_ref(indexes[0], AMD64)} (no emulation)" in out, out
+    assert arch_of(engine, platform_ref(indexes[0], AMD64)) == "amd64"
     with serve_image(engine, app.image) as (_, url):
         status, body = http_get(url + "/", timeout=90)
     assert status == 200 and "add=42 uid=1001" in body, body
