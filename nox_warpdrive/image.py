@@ -25,7 +25,14 @@ from .build.deps import (
     plan_deps,
     plan_grow,
 )
-from .build.static import read_static, reusable_static, shadows_static, split_static
+from .build.static import (
+    Recollected,
+    read_static,
+    recollect,
+    reusable_static,
+    shadows_static,
+    split_static,
+)
 from .config import Config
 from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, LayerRefused, RegistryError, WarpdriveError
@@ -518,6 +525,8 @@ class _Static:
 
     spec: CommitSpec
     layer: StaticLayer | None = None
+    #: the files re-collected from the current image's (only the changed ones copied)
+    recollected: Recollected | None = None
 
 
 def _static_reuse(b: _Build, app: AppPlan) -> _Static:
@@ -529,7 +538,13 @@ def _static_reuse(b: _Build, app: AppPlan) -> _Static:
         return plain
     wheels = wheel_ids(b.resolved) if b.resolved is not None else None
     found = reusable_static(b.engine, b.current, app, b.deps_key, wheels)
-    if found is None or shadows_static(app.tree.tree, found[0]):
+    if found is None:
+        again = recollect(b.engine, b.current, app, b.deps_key, wheels)
+        if again is None:
+            return plain
+        labels = {**app.commit.labels, STATIC_ROOT_LABEL: again.root}
+        return _Static(dataclasses.replace(app.commit, labels=labels), again.layer, again)
+    if shadows_static(app.tree.tree, found[0]):
         return plain
     root, layer = found
     labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}
@@ -542,7 +557,13 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     for line in app.static_notes:
         b.out(line)
     static = _static_reuse(b, app)
-    if static.layer is not None:
+    if static.recollected is not None:
+        changed = static.recollected.changed
+        b.out(
+            f"warpdrive: {len(changed)} static file(s) changed ({', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}); re-collected only those"
+        )
+    elif static.layer is not None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
     if app.runs_something and static.layer is None:
         return _app_container(b, app, deps_id)
@@ -551,7 +572,9 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     except EngineError as exc:
         b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
         return _app_container(b, app, deps_id, fallback=True)
-    if static.layer is not None and b.current is not None:
+    if static.recollected is not None:
+        static_cache.store(image_id, static.recollected.record, static.recollected.files)
+    elif static.layer is not None and b.current is not None:
         static_cache.copy(b.current.id, image_id)  # the same files, under the new image
     return image_id
 

@@ -37,7 +37,7 @@ from ..source.index import SourceTree
 from ..source.layers import AppTree
 from ..tars import tar_files
 from ..wheelhouse.build import BuildInputs, detect_app
-from .static import not_static_inputs
+from .static import not_static_inputs, remember_inputs
 from .static_inputs import StaticInputs, choose
 
 
@@ -389,7 +389,9 @@ def static_key_for(
     records = "".join([f"{e.relpath}\0{tree[src + e.relpath]}\n" for e in chosen])
     packages = deps_key if inputs.packages_exact else ""
     key = key_digest("static 3", base.id, runtime.read("assemble.py"), str(settings), packages)
-    return key_digest(key, records), static_notes(settings, where, inputs)
+    static_key = key_digest(key, records)
+    remember_inputs(static_key, key, inputs, records)  # for re-collecting what changed
+    return static_key, static_notes(settings, where, inputs)
 
 
 class MemberKinds(Mapping[str, str]):

@@ -413,6 +413,9 @@ def test_the_static_reuse_the_reload_line_names_is_what_the_build_says() -> None
     assert loop_module.rebuilt(result, ran) == "app layer, collectstatic ran"
     reused = ["warpdrive: static inputs unchanged; reusing the collected static files"]
     assert loop_module.rebuilt(result, reused) == "app layer, static files reused"
+    assert loop_module._RECOLLECTED in inspect.getsource(image)
+    again = ["warpdrive: 1 static file(s) changed (home/static/a.css); re-collected only those"]
+    assert loop_module.rebuilt(result, again) == "app layer, changed static files re-collected"
 
 
 def test_a_temporary_file_that_came_and_went_is_not_a_change(tmp_path: Path) -> None:
