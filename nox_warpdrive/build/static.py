@@ -385,11 +385,14 @@ def recollect(
     if current is None or planned is None:
         return None
     targets, before, after = planned
-    found = read_static(engine, current.id)
-    root = static_root(found[0]) if found is not None else None
-    if found is None or root is None or shadows_static(app.tree.tree, root):
+    try:
+        found = read_static(engine, current.id)
+        root = static_root(found[0]) if found is not None else None
+        if found is None or root is None or shadows_static(app.tree.tree, root):
+            return None
+        replaced = _replaced(found[1], root, app, targets, before, after)
+    except (WarpdriveError, tarfile.TarError):  # unreadable: collectstatic runs instead
         return None
-    replaced = _replaced(found[1], root, app, targets, before, after)
     if replaced is None:
         return None
     files = merge_tars(found[1], replaced)

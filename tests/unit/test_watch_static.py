@@ -4,7 +4,10 @@ collectstatic must run in full."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,45 @@ def test_inputs_are_kept_only_for_a_plain_copy(
     assert _load_inputs("sha256:one") is None
     path.write_text(json.dumps([1]))
     assert _load_inputs("sha256:one") is None
+
+
+def collected(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.mtime = len(data), 0o664, 1001, 12345
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_changed_member_gets_the_new_bytes_only_when_provably_its_copy(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from nox_warpdrive.build.static import _replaced
+    from nox_warpdrive.source.layers import AppTree
+
+    write(tmp_path, "a/static/a/site.css", "new\n")
+    app: Any = SimpleNamespace(tree=AppTree(tree={}, root=tmp_path, src="opt/app-root/src"))
+    root, rel, relpath = "/opt/app-root/src/collected", "a/site.css", "a/static/a/site.css"
+    files = collected({"opt/app-root/src/collected/a/site.css": b"old\n"})
+    before, after = {relpath: line(sha(b"old\n"))}, {relpath: line(sha(b"new\n"))}
+    out = _replaced(files, root, app, {rel: relpath}, before, after)
+    assert out is not None
+    with tarfile.open(fileobj=io.BytesIO(out)) as tar:
+        (member,) = tar.getmembers()
+        fh = tar.extractfile(member)
+        assert fh is not None and fh.read() == b"new\n"
+        assert (member.mode, member.uid, member.mtime) == (0o664, 1001, 12345)
+    # the collected bytes are not this file's before: another file was copied there
+    other = {relpath: line(sha(b"something else\n"))}
+    assert _replaced(files, root, app, {rel: relpath}, other, after) is None
+    # the file changed again since the build hashed it
+    write(tmp_path, relpath, "newer\n")
+    assert _replaced(files, root, app, {rel: relpath}, before, after) is None
+    # not in the collected files at all
+    assert _replaced(files, root, app, {"a/x.css": relpath}, before, after) is None
