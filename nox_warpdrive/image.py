@@ -25,7 +25,14 @@ from .build.deps import (
     plan_deps,
     plan_grow,
 )
-from .build.static import read_static, reusable_static, shadows_static, split_static
+from .build.static import (
+    Recollected,
+    read_static,
+    recollect,
+    reusable_static,
+    shadows_static,
+    split_static,
+)
 from .build.static_sibling import sibling_static
 from .config import Config
 from .engine import Engine, ImageInfo, Output
@@ -527,6 +534,8 @@ class _Static:
     layer: StaticLayer | None = None
     #: the image whose files they are (its host copy is named for the new image too)
     source: ImageInfo | None = None
+    #: the files re-collected from the current image's (only the changed ones copied)
+    recollected: Recollected | None = None
 
 
 def _static_reuse(b: _Build, app: AppPlan) -> _Static:
@@ -541,7 +550,14 @@ def _static_reuse(b: _Build, app: AppPlan) -> _Static:
     found, source = reusable_static(b.engine, b.current, app, b.deps_key, wheels), b.current
     if found is None and b.static_from is not None:
         found, source = sibling_static(b.engine, b.static_from, app, b.resolved), b.static_from
-    if found is None or shadows_static(app.tree.tree, found[0]):
+    if found is None:
+        again = recollect(b.engine, b.current, app, b.deps_key, wheels)
+        if again is None:
+            return plain
+        labels = {**app.commit.labels, STATIC_ROOT_LABEL: again.root}
+        spec = dataclasses.replace(app.commit, labels=labels)
+        return _Static(spec, again.layer, recollected=again)
+    if shadows_static(app.tree.tree, found[0]):
         return plain
     root, layer = found
     labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}
@@ -554,7 +570,13 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     for line in app.static_notes:
         b.out(line)
     static = _static_reuse(b, app)
-    if static.layer is not None and static.source is b.static_from:
+    if static.recollected is not None:
+        changed = static.recollected.changed
+        b.out(
+            f"warpdrive: {len(changed)} static file(s) changed ({', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}); re-collected only those"
+        )
+    elif static.layer is not None and static.source is b.static_from:
         b.out("warpdrive: the collected static files of the first platform's image reused")
     elif static.layer is not None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
@@ -565,7 +587,9 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     except EngineError as exc:
         b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
         return _app_container(b, app, deps_id, fallback=True)
-    if static.layer is not None and static.source is not None:
+    if static.recollected is not None:
+        static_cache.store(image_id, static.recollected.record, static.recollected.files)
+    elif static.layer is not None and static.source is not None:
         static_cache.copy(static.source.id, image_id)  # the same files, under the new image
     return image_id
 

@@ -21,7 +21,12 @@ from typing import Any
 
 from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
-from .build.static import same_static_inputs, shadows_static, static_inputs_unchanged
+from .build.static import (
+    recollectable,
+    same_static_inputs,
+    shadows_static,
+    static_inputs_unchanged,
+)
 from .config import Config, normalize
 from .engine import Engine, ImageInfo
 from .image import offline_error
@@ -302,6 +307,9 @@ def _static(
     if not complete or not deps_key:
         return "collectstatic runs in a container: static inputs changed", None
     if not static_inputs_unchanged(current, app, deps_key, wheels):
+        changed = recollectable(current, app, deps_key, wheels)
+        if changed is not None:
+            return f"re-collected: only the changed static files ({', '.join(changed)})", None
         return "collectstatic runs in a container: static inputs or packages changed", None
     root = current.labels.get(STATIC_ROOT_LABEL, "")
     if root and shadows_static(app.tree.tree, root):
@@ -322,6 +330,8 @@ def _layers(
         steps.append(LayerStep(STATIC, "new (made by collectstatic)", 0, 0))
     elif static.startswith("decided"):
         steps.append(LayerStep(STATIC, "reused or made by collectstatic", 0, 0))
+    elif static.startswith("re-collected"):
+        steps.append(LayerStep(STATIC, "new (the current image's, changed files copied)", 0, 0))
     elif static.startswith("reused") and static_diff is None:
         steps.append(LayerStep(STATIC, "new (the current image's collected files)", 0, 0))
     return tuple(steps)

@@ -559,7 +559,8 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     if args.watch and args.platform:
         raise _ArgError("--watch builds for the engine's own platform: drop --platform")
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
-    engine = connect_engine()
+    # one connection: --watch sweeps what killed runs left first (it starts containers)
+    engine = connect(_out) if args.watch else connect_engine()
     if args.platform:
         from .multiarch.build import run_ref
         from .platform import parse_platform
@@ -571,9 +572,7 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     if args.watch:
         from .watch import watch_run
 
-        watch_run(
-            project_dir, {"image": args.tag} if args.tag else {}, connect(_out), _out, options
-        )
+        watch_run(project_dir, {"image": args.tag} if args.tag else {}, engine, _out, options)
         return
     run(cfg, engine, _out, options, detach=args.detach)
 

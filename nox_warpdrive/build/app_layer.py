@@ -37,7 +37,7 @@ from ..source.index import SourceTree
 from ..source.layers import AppTree
 from ..tars import tar_files
 from ..wheelhouse.build import BuildInputs, detect_app
-from .static import not_static_inputs
+from .static import not_static_inputs, remember_inputs
 from .static_inputs import StaticInputs, choose
 
 
@@ -403,12 +403,14 @@ def static_key_for(
     packages = deps_key if inputs.packages_exact else ""
     assemble = runtime.read("assemble.py")
     key = key_digest("static 3", base.id, assemble, str(settings), packages)
+    static_key = key_digest(key, records)
+    remember_inputs(static_key, key, inputs, records)  # for re-collecting what changed
     # the interpreter and OS release, not the CPU
     neutral = (pkey.interpreter, pkey.abi, pkey.libc, pkey.libc_version) if pkey else ()
     os_release = (pkey.distro, pkey.distro_version) if pkey else ()
     source_key = key_digest("static-source 1", assemble, str(settings), *neutral, *os_release)
     source_key = key_digest(source_key, records)
-    return key_digest(key, records), static_notes(settings, where, inputs), source_key
+    return static_key, static_notes(settings, where, inputs), source_key
 
 
 class MemberKinds(Mapping[str, str]):

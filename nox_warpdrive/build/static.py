@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import json
 import tarfile
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..engine import Engine, ImageInfo
@@ -23,6 +25,7 @@ from ..source.image_layers import StaticLayer, append_app
 from ..source.layers import CREATED_BY, STATIC
 from ..tars import dir_tar, merge_tars, normalize_tar, reprefix_tar
 from . import static_cache
+from .static_inputs import StaticInputs
 
 if TYPE_CHECKING:
     from .app_layer import AppPlan
@@ -249,3 +252,199 @@ def split_static(
     static_cache.copy(built, image_id)
     engine.remove_image(built)
     return image_id
+
+
+# -- re-collecting only what changed ---------------------------------------------------
+#
+# When only static files changed (edited, none added or removed), and collectstatic is a
+# plain copy (static_inputs.plain_copy: Django's default storage and finders), its output
+# differs from the current image's in those files' bytes alone: a full run would copy
+# every file again (6-8 s for the Wagtail example) to change one. The new files are then
+# the current image's collected files with those members' bytes replaced; the layer is
+# made from them exactly as from a container's (static_layer), so it is byte for byte
+# the layer a full collectstatic gives (tests/integration/test_static_incremental_engine.py).
+# Not done, and collectstatic runs in full, for a hashing storage (its manifest and the
+# references in other files depend on every file), for a file added, removed or renamed
+# (which file wins a path, what is left over), for a changed setting or app module, and
+# whenever a file's place in the current output cannot be proved (below).
+
+
+@dataclass(frozen=True)
+class Recollected:
+    """The collected static files of the current image with the changed files' bytes
+    replaced: their root, their layer, and (record, files) for the host's copy."""
+
+    root: str
+    layer: StaticLayer
+    record: bytes
+    files: bytes
+    changed: tuple[str, ...]
+
+
+def remember_inputs(static_key: str, base_key: str, inputs: StaticInputs, records: str) -> None:
+    """Keep what ``static_key`` was made of (``base_key``: all but the files;
+    ``records``: a line per input file, its relpath and member line), when collectstatic
+    is a plain copy: what ``recollect`` compares."""
+    if inputs.everything or not inputs.plain_copy:
+        return
+    data = {"base": base_key, "dirs": list(inputs.dirs), "files": sorted(inputs.files)}
+    static_cache.store_inputs(static_key, json.dumps({**data, "records": records}))
+
+
+def _records(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        relpath, _, member = line.partition("\0")
+        found[relpath] = member
+    return found
+
+
+def _load_inputs(static_key: str) -> dict[str, Any] | None:
+    text = static_cache.load_inputs(static_key) if static_key else None
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+#: Django's default --ignore patterns (collectstatic skips these names)
+def _ignored(rel: str) -> bool:
+    return any(p.startswith(".") or p.endswith("~") or p == "CVS" for p in rel.split("/"))
+
+
+def _member(line: str) -> tuple[str, str]:
+    """(kind, sha256) of a member line (layers.Rec.line)."""
+    parts = line.split("\0")
+    return parts[0], parts[5] if len(parts) > 5 else ""
+
+
+def changed_static(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str] | None:
+    """{path below STATIC_ROOT: the source file (relpath) now copied there} for two sets of
+    static inputs (remember_inputs) that differ only in the bytes of files in static
+    directories; None when anything else differs (a setting, an app module, a file added
+    or removed), a changed file is one collectstatic ignores, or another static directory
+    of the tree has a file at the same path (which one wins is the finders' order)."""
+    if any(old.get(k) != new.get(k) for k in ("base", "dirs", "files")):
+        return None
+    before, after = _records(old["records"]), _records(new["records"])
+    if before.keys() != after.keys():
+        return None
+    dirs: list[str] = list(new["dirs"])
+    targets: dict[str, str] = {}
+    for relpath in sorted(p for p in after if after[p] != before[p]):
+        holders = [d for d in dirs if relpath.startswith(d)]
+        kinds = {_member(before[relpath])[0], _member(after[relpath])[0]}
+        if relpath in new["files"] or len(holders) != 1 or kinds != {"file"}:
+            return None
+        rel = relpath[len(holders[0]) :]
+        if _ignored(rel) or any(d + rel in after for d in dirs if d != holders[0]):
+            return None
+        targets[rel] = relpath
+    return targets or None
+
+
+Planned = tuple[dict[str, str], dict[str, str], dict[str, str]]
+
+
+def _planned(
+    current: ImageInfo | None, app: AppPlan, deps_key: str, wheels: list[str] | None
+) -> Planned | None:
+    """(changed_static's answer, the current image's input records, this build's) when
+    only static files changed and the packages are the same or more."""
+    labels = AppLabels.from_labels(current.labels) if current is not None else None
+    if current is None or labels is None or not labels.static_key or not app.static_key:
+        return None
+    old, new = _load_inputs(labels.static_key), _load_inputs(app.static_key)
+    targets = changed_static(old, new) if old is not None and new is not None else None
+    if targets is None or not same_packages_or_more(current, deps_key, wheels):
+        return None
+    assert old is not None and new is not None
+    return targets, _records(old["records"]), _records(new["records"])
+
+
+def recollectable(
+    current: ImageInfo | None, app: AppPlan, deps_key: str, wheels: list[str] | None
+) -> tuple[str, ...] | None:
+    """The changed static files a build would copy again alone (``--plan``: from labels
+    and the host's records, no image read), or None."""
+    planned = _planned(current, app, deps_key, wheels)
+    return tuple(sorted(planned[0].values())) if planned is not None else None
+
+
+def recollect(
+    engine: Engine,
+    current: ImageInfo | None,
+    app: AppPlan,
+    deps_key: str = "",
+    wheels: list[str] | None = None,
+) -> Recollected | None:
+    """The current image's collected files with only the changed static files copied
+    again (see above), or None when collectstatic must run in full."""
+    planned = _planned(current, app, deps_key, wheels)
+    if current is None or planned is None:
+        return None
+    targets, before, after = planned
+    try:
+        found = read_static(engine, current.id)
+        root = static_root(found[0]) if found is not None else None
+        if found is None or root is None or shadows_static(app.tree.tree, root):
+            return None
+        replaced = _replaced(found[1], root, app, targets, before, after)
+    except (WarpdriveError, tarfile.TarError):  # unreadable: collectstatic runs instead
+        return None
+    if replaced is None:
+        return None
+    files = merge_tars(found[1], replaced)
+    layer = static_layer(root, files)
+    static = StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
+    return Recollected(root, static, found[0], files, tuple(sorted(targets.values())))
+
+
+def _replaced(
+    files: bytes,
+    root: str,
+    app: AppPlan,
+    targets: Mapping[str, str],
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+) -> bytes | None:
+    """A tar of the changed members (each with its collected member's metadata and the
+    source's new bytes), or None when one is not provably that file's copy: the collected
+    bytes must be the file's bytes before (then this file, not another, was copied there)
+    and the new bytes those the build hashed."""
+    prefix = root.lstrip("/") + "/"
+    wanted = {prefix + rel: relpath for rel, relpath in targets.items()}
+    buf = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(files)) as tar,
+        tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        seen = 0
+        for member in tar:
+            relpath = wanted.get(member.name)
+            if relpath is None:
+                continue
+            fh = tar.extractfile(member) if member.isfile() else None
+            if fh is None or hashlib.sha256(fh.read()).hexdigest() != _member(before[relpath])[1]:
+                return None
+            data = _source_bytes(app, relpath)
+            if data is None or hashlib.sha256(data).hexdigest() != _member(after[relpath])[1]:
+                return None
+            member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
+            seen += 1
+    return buf.getvalue() if seen == len(wanted) else None
+
+
+def _source_bytes(app: AppPlan, relpath: str) -> bytes | None:
+    """A source file's bytes as the app layers hold them (read now, or kept in memory
+    when it changed while the build read it)."""
+    tree = app.tree
+    found = tree.source(f"{tree.src}/{relpath}")
+    if isinstance(found, bytes):
+        return found
+    try:
+        return (tree.root / found).read_bytes()
+    except OSError:
+        return None

@@ -103,3 +103,46 @@ def copy(from_id: str, to_id: str) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+#: how many sets of static inputs are kept (each a few lines per static file)
+KEEP_INPUTS = 64
+
+
+def _inputs_path(static_key: str) -> Path:
+    return cache_dir() / "inputs" / (static_key.replace(":", "_") + ".json")
+
+
+def store_inputs(static_key: str, data: str) -> None:
+    """What a static key was made of (static.remember_inputs): the next build compares
+    its own with the current image's to re-collect only the files that changed. A key
+    is a digest of what it was made of, so a stored set never goes stale."""
+    path = _inputs_path(static_key)
+    try:
+        if path.exists():
+            os.utime(path)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(data, encoding="utf-8")
+        tmp.replace(path)
+        kept = sorted(path.parent.glob("*.json"), key=_mtime, reverse=True)
+        for old in kept[KEEP_INPUTS:]:
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def load_inputs(static_key: str) -> str | None:
+    try:
+        return _inputs_path(static_key).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None

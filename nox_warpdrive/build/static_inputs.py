@@ -95,6 +95,27 @@ WATCHED = {
 }
 #: files read at every collectstatic whatever the settings say
 ALWAYS = ("manage.py", ".warpdrive/environment", ".env")
+#: what the storage settings may name for collectstatic to be a plain copy of each file
+#: (no post-processing: a file's output is its source's bytes, at its path), the only
+#: case a build re-collects incrementally (static.py): a hashing storage (Django's
+#: ManifestStaticFilesStorage, WhiteNoise's CompressedManifestStaticFilesStorage)
+#: rewrites other files' references and its manifest from every file
+PLAIN_STORAGE = frozenset(
+    {
+        "default",
+        "staticfiles",
+        "BACKEND",
+        "django.core.files.storage.FileSystemStorage",
+        "django.contrib.staticfiles.storage.StaticFilesStorage",
+    }
+)
+#: Django's default STATICFILES_FINDERS
+PLAIN_FINDERS = frozenset(
+    {
+        "django.contrib.staticfiles.finders.FileSystemFinder",
+        "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    }
+)
 
 
 class Dynamic(Exception):
@@ -116,6 +137,9 @@ class StaticInputs:
     packages_exact: bool = False
     #: the settings modules read (the settings module and those it imports)
     modules: tuple[str, ...] = ()
+    #: collectstatic is a plain copy (PLAIN_STORAGE, PLAIN_FINDERS, no prefixed
+    #: STATICFILES_DIRS entry): a changed file changes only its own output
+    plain_copy: bool = False
 
     def matters(self, relpath: str) -> bool:
         return self.everything or relpath in self.files or relpath.startswith(self.dirs)
@@ -545,7 +569,41 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
         dirs=prefixes,
         packages_exact=closure.packages_exact,
         modules=tuple(sorted(closure.trees)),
+        plain_copy=plain_copy(values, strings),
     )
+
+
+def plain_copy(values: Mapping[str, list[ast.expr]], strings: _Strings) -> bool:
+    """Whether collectstatic copies each file as it is, with nothing made from the set:
+    the storage and finders Django's defaults (or not set), and no STATICFILES_DIRS entry
+    a ("prefix", path) pair (it moves the files under the prefix)."""
+    try:
+        storage = {s for v in values.get(STORAGE, []) for s in strings.of(v)}
+        finders = {s for v in values.get(FINDERS, []) for s in strings.of(v)}
+        pairs = _pairs(values.get(DIRS, []), strings)
+    except Dynamic:
+        return False
+    return storage <= PLAIN_STORAGE and finders <= PLAIN_FINDERS and not pairs
+
+
+def _pairs(values: list[ast.expr], strings: _Strings) -> bool:
+    """Whether a STATICFILES_DIRS expression (or a name it uses) has a ("prefix", path)
+    pair in it: any two-element tuple or list that starts with a string literal (a false
+    alarm only costs a full collectstatic)."""
+    todo, seen = list(values), set()
+    while todo:
+        for node in ast.walk(todo.pop()):
+            if (
+                isinstance(node, (ast.Tuple, ast.List))
+                and len(node.elts) == 2
+                and isinstance(node.elts[0], ast.Constant)
+                and isinstance(node.elts[0].value, str)
+            ):
+                return True
+            if isinstance(node, ast.Name) and node.id in strings.names and node.id not in seen:
+                seen.add(node.id)
+                todo += strings.names[node.id]
+    return False
 
 
 def static_inputs_of(root: Path, settings: str | None, kinds: Mapping[str, str]) -> StaticInputs:

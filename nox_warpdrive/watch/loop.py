@@ -36,6 +36,8 @@ DRAIN_SECONDS = 1.0
 WATCH_ENV = {"WEB_CONCURRENCY": "1"}
 #: what the build says when it reuses the collected static files (image.py)
 _STATIC_REUSED = "reusing the collected static files"
+#: what the build says when it copies only the changed static files again (image.py)
+_RECOLLECTED = "re-collected only those"
 #: what the build's output shows when collectstatic runs (runtime/assemble.py)
 _COLLECTSTATIC = "manage.py collectstatic"
 
@@ -187,8 +189,8 @@ class WatchLoop:
 
 def rebuilt(result: ImageResult, lines: list[str]) -> str:
     """What a build remade, in a few words: `app layer`, `wheelhouse (+2 wheels), deps
-    layer, app layer`; `static files reused` or `collectstatic ran` when the build said
-    so."""
+    layer, app layer`; `static files reused`, `changed static files re-collected` or
+    `collectstatic ran` when the build said so."""
     parts: list[str] = []
     wh = result.wheelhouse
     if wh is not None and wh.new:
@@ -196,6 +198,8 @@ def rebuilt(result: ImageResult, lines: list[str]) -> str:
     parts.append("app layer" if result.deps_reused else "deps layer, app layer")
     if any(_STATIC_REUSED in line for line in lines):
         parts.append("static files reused")
+    elif any(_RECOLLECTED in line for line in lines):
+        parts.append("changed static files re-collected")
     elif any(_COLLECTSTATIC in line for line in lines):
         parts.append("collectstatic ran")
     return ", ".join(parts)

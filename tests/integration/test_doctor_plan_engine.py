@@ -166,8 +166,17 @@ def test_plan_says_whether_collectstatic_runs_and_the_build_agrees(
     build_image(cfg, engine, lines.append)
     assert "reusing the collected static files" in "\n".join(lines)
 
-    # a static file changed: collectstatic runs again
+    # a static file changed: only it is collected again
     write_django(app.root, message="shop-v2", css="body { color: blue }\n")
+    plan = plan_of(app)
+    assert plan["static"].startswith("re-collected"), plan["static"]
+    assert "shop/static/shop/site.css" in plan["static"]
+    lines.clear()
+    build_image(cfg, engine, lines.append)
+    assert "re-collected only those" in "\n".join(lines)
+
+    # a static file added: collectstatic runs again
+    (app.root / "shop" / "static" / "shop" / "new.css").write_text("p { margin: 0 }\n")
     plan = plan_of(app)
     assert plan["static"].startswith("collectstatic runs"), plan["static"]
     lines.clear()

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from conftest import App
+from conftest import App, write_django
 from pkgindex import Index
 from test_run_engine import free_port
 
@@ -180,6 +180,56 @@ def test_watch_serves_each_save_keeps_the_old_on_a_break_and_cleans_up(
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=120) == 0, out()
         print(out())  # the reload lines, for `pytest -s`
+        assert "every container removed" in out(), out()
+        assert app_containers(engine, app) == [], out()
+    finally:
+        for name in app_containers(engine, app):
+            with contextlib.suppress(Exception):
+                engine.client.containers.get(name).remove(force=True)
+
+
+OTHER_APP = """
+
+def other(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"other-app"]
+"""
+
+
+def test_watch_serves_a_static_edit_applies_pyproject_and_sigterm_cleans_up(
+    make_app: Any, engine: Engine, index_env: Index
+) -> None:
+    """A Django app: an edited static file is served new (only it re-collected); a
+    pyproject.toml edit (`app-module`) is read again and the next image starts what it
+    says; SIGTERM to the nox process removes every container it made."""
+    app: App = make_app(["Django==5.2.19", "whitenoise==6.12.0"])
+    os.unlink(app.root / "wsgi.py")
+    write_django(app.root)
+    with (app.root / "site1" / "wsgi.py").open("a") as fh:
+        fh.write(OTHER_APP)
+    port = free_port()
+    url, css = f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/static/shop/site.css"
+    try:
+        with watching(app, port) as (proc, lines):
+            out = lambda: "".join(lines)  # noqa: E731
+            wait_for(lambda: "watching" in out(), 600, lambda: "never watched:\n" + out())
+            assert (get(url) or "").startswith("shop-v1 "), out()
+            assert get(css) == "body { color: red }\n", out()
+            with Poller(url) as poller:
+                (app.root / "shop" / "static" / "shop" / "site.css").write_text("p { x: 1 }\n")
+                wait_for(lambda: get(css) == "p { x: 1 }\n", 300, out)
+                assert "changed static files re-collected" in out(), out()
+                pyproject = (app.root / "pyproject.toml").read_text()
+                (app.root / "pyproject.toml").write_text(
+                    pyproject.replace(
+                        "[tool.warpdrive]\n", '[tool.warpdrive]\napp-module = "site1.wsgi:other"\n'
+                    )
+                )
+                wait_for(lambda: get(url) == "other-app", 300, out)
+            assert not poller.failed, f"{poller.failed}\n{out()}"
+            assert app_containers(engine, app), out()  # the one serving
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
         assert "every container removed" in out(), out()
         assert app_containers(engine, app) == [], out()
     finally:

@@ -367,6 +367,28 @@ def test_watch_with_detach_is_refused_before_anything_starts(tmp_path: Path) -> 
         run_container(tmp_path, ["--watch", "--detach"], print)
 
 
+def test_watch_connects_to_the_engine_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One connection serves the sweep of leftovers and the whole loop."""
+    import importlib
+
+    from nox_warpdrive import watch
+
+    sessions = importlib.import_module("nox_warpdrive.sessions")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "0"\n')
+    (tmp_path / "requirements.txt").write_text("")
+    made: list[FakeEngine] = []
+
+    def connect_engine() -> FakeEngine:
+        made.append(FakeEngine())
+        return made[-1]
+
+    given: list[object] = []
+    monkeypatch.setattr(sessions, "connect_engine", connect_engine)
+    monkeypatch.setattr(watch, "watch_run", lambda _dir, _over, engine, *a: given.append(engine))
+    sessions.run_container(tmp_path, ["--watch"], print)
+    assert len(made) == 1 and given == made
+
+
 def test_each_build_reads_pyproject_toml_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -413,6 +435,9 @@ def test_the_static_reuse_the_reload_line_names_is_what_the_build_says() -> None
     assert loop_module.rebuilt(result, ran) == "app layer, collectstatic ran"
     reused = ["warpdrive: static inputs unchanged; reusing the collected static files"]
     assert loop_module.rebuilt(result, reused) == "app layer, static files reused"
+    assert loop_module._RECOLLECTED in inspect.getsource(image)
+    again = ["warpdrive: 1 static file(s) changed (home/static/a.css); re-collected only those"]
+    assert loop_module.rebuilt(result, again) == "app layer, changed static files re-collected"
 
 
 def test_a_temporary_file_that_came_and_went_is_not_a_change(tmp_path: Path) -> None:
