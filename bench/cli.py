@@ -162,8 +162,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def check_platform_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``--platforms`` and its options: read into ``args`` (platforms, variants and tools
     as tuples), or the parser's error."""
-    if args.fresh_runner or args.watch or args.report_only or args.files or args.assets_mb:
-        p.error("--platforms: no --fresh-runner, --watch, --report-only, --files, --assets-mb")
+    if args.fresh_runner or args.watch or args.files or args.assets_mb:
+        p.error("--platforms: no --fresh-runner, --watch, --files, --assets-mb")
     try:
         args.platforms = parse_platform_list(args.platforms)
     except ValueError as exc:
@@ -288,6 +288,10 @@ def main(argv: Sequence[str]) -> int:
     """The whole bench; 1 when a build failed or it was interrupted (after cleaning up
     and saving latest.json), 0 otherwise."""
     args = parse_args(argv)
+    if args.report_only and args.platforms is not None:
+        from .platforms import report_only_platforms
+
+        return report_only_platforms()
     if args.report_only:
         return report_only()
     began = time.perf_counter()

@@ -46,6 +46,7 @@ from .common import (
     BASE_IMAGE,
     BENCH_DIR,
     BUILDER_IMAGE,
+    EXAMPLE_DESCRIPTION,
     REPO,
     RESULTS_DIR,
     WARPDRIVE,
@@ -282,7 +283,7 @@ def write_results(
         "native": native,
         "foreign": foreign,
         "variants": list(variants),
-        **meta,
+        "meta": meta,
         "samples": [asdict(s) for s in samples],
     }
     (RESULTS_DIR / "platforms.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -363,7 +364,7 @@ def main_platforms(
     meta = {**meta, "total": f"{(time.perf_counter() - began) / 60:.1f} min"}
     failed = [s for s in samples if s.error]
     error = error or (f"{len(failed)} build(s) failed" if failed else None)
-    own = app.is_example and error is None
+    own = app.is_example and error is None and bool(samples)
     text = write_results(samples, variants, native, foreign, meta, error, own)
     out("")
     out(text)
@@ -372,4 +373,28 @@ def main_platforms(
         sys.stderr.write(f"bench --platforms: {error} (wrote {where})\n")
         return 1
     out(f"bench --platforms: wrote {where}")
+    return 0
+
+
+def report_only_platforms() -> int:
+    """``--platforms ... --report-only``: results/platforms.md (and the section of
+    RESULTS.md, for the example when the saved bench completed) again from
+    results/platforms.json."""
+    saved = json.loads((RESULTS_DIR / "platforms.json").read_text())
+    meta_keys = ("command", "date", "machine", "nox-warpdrive", "app", "runs", "timeout", "total")
+    meta = saved.get("meta") or {k: saved[k] for k in meta_keys if k in saved}
+    samples = [
+        PlatformSample(**{**s, "platforms": tuple(s["platforms"])}) for s in saved["samples"]
+    ]
+    own = bool(saved.get("complete")) and meta.get("app", "") == EXAMPLE_DESCRIPTION
+    write_results(
+        samples,
+        saved["variants"],
+        saved["native"],
+        saved["foreign"],
+        meta,
+        saved.get("error"),
+        own,
+    )
+    out("wrote results/platforms.md" + (" and RESULTS.md" if own else ""))
     return 0

@@ -301,7 +301,7 @@ cache) and a code change after it (one line added to the code file). Peers:
 `docker build --platform {foreign}` with BuildKit on the same engine (every RUN step
 emulated), FROM the local {arch(foreign)} base images; cold: `--no-cache` and a cache
 mount id never used. Wall-clock seconds of the whole command; `> N s`: stopped at the
-bench's timeout. Method: [README.md](README.md#multi-platform-platforms).
+bench's timeout. Method: [README.md](README.md#multi-platform).
 
 {time_table(values, variants, native, foreign)}
 

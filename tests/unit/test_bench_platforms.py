@@ -272,3 +272,37 @@ def test_section_names_failed_builds() -> None:
     text = section(failed, ["binary"], AMD, ARM, {})
     assert "- failed: uv arm64 cold (binary): `docker build` failed (exit 1)" in text
     assert math.isnan(Value().seconds)
+
+
+def test_report_only_writes_the_tables_again_from_the_saved_json(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+    import json
+
+    import bench.platforms as platforms
+    from bench.common import EXAMPLE_DESCRIPTION
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n<!-- history: x -->\nold\n<!-- /history -->\n")
+    saved = {
+        "complete": True,
+        "error": None,
+        "native": AMD,
+        "foreign": ARM,
+        "variants": ["binary"],
+        # a bench of the first version wrote its meta at the top level
+        "command": "`nox -s bench -- --platforms linux/amd64,linux/arm64`",
+        "app": EXAMPLE_DESCRIPTION,
+        "samples": [dataclasses.asdict(s) for s in full_samples()],
+    }
+    (tmp_path / "platforms.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(platforms, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(platforms, "BENCH_DIR", tmp_path)
+    assert platforms.report_only_platforms() == 0
+    md = (tmp_path / "platforms.md").read_text()
+    assert "| arm64 cold / amd64 cold | 1.25 | ≤ 1.5 | yes |" in md
+    assert "- command: `nox -s bench -- --platforms linux/amd64,linux/arm64`" in md
+    text = results.read_text()
+    assert text.index(BEGIN) < text.index("<!-- history: ") and "old" in text
+    again = json.loads((tmp_path / "platforms.json").read_text())
+    assert again["meta"]["app"] == EXAMPLE_DESCRIPTION
+    assert parse_args(["--platforms", "linux/amd64,linux/arm64", "--report-only"]).report_only
