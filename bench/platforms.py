@@ -30,6 +30,7 @@ build finished, the multi-platform section of bench/RESULTS.md."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -201,13 +202,22 @@ def step(
     label = f"{variant}-{scenario}-{tool.name}-{'+'.join(arch(p) for p in platforms)}"
     log = RESULTS_DIR / "logs-platforms" / f"r{run}-{label.replace('/', '-')}.log"
     rel = str(log.relative_to(REPO))
+    load = round(os.getloadavg()[0], 2)
     began = time.perf_counter()
     try:
         seconds, parts, _ = tool.build(log)
     except BuildTimeout as exc:
         samples.append(
             PlatformSample(
-                variant, tool.name, scenario, platforms, exc.seconds, True, log=rel, run=run
+                variant,
+                tool.name,
+                scenario,
+                platforms,
+                exc.seconds,
+                True,
+                log=rel,
+                run=run,
+                load=load,
             )
         )
         out(f"  {label:<48} > {exc.seconds:6.1f} s  (stopped: timeout)")
@@ -216,7 +226,15 @@ def step(
         took = time.perf_counter() - began
         samples.append(
             PlatformSample(
-                variant, tool.name, scenario, platforms, took, error=str(exc), log=rel, run=run
+                variant,
+                tool.name,
+                scenario,
+                platforms,
+                took,
+                error=str(exc),
+                log=rel,
+                run=run,
+                load=load,
             )
         )
         out(f"  {label:<48} failed after {took:.1f} s: {str(exc).splitlines()[0]}")
@@ -224,7 +242,17 @@ def step(
     parts = {k: round(v, 2) for k, v in parts.items()}
     samples.append(
         PlatformSample(
-            variant, tool.name, scenario, platforms, round(seconds, 2), False, "", parts, rel, run
+            variant,
+            tool.name,
+            scenario,
+            platforms,
+            round(seconds, 2),
+            False,
+            "",
+            parts,
+            rel,
+            run,
+            load,
         )
     )
     split = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())

@@ -85,6 +85,19 @@ class PlatformSample:
     parts: dict[str, float] = field(default_factory=dict)
     log: str = ""
     run: int = 1
+    #: the 1-minute load average when the build started (the engine is shared)
+    load: float = math.nan
+
+
+def load_line(samples: Sequence[PlatformSample]) -> str:
+    """The machine's load at the build starts, for the section's head ("" if unknown)."""
+    loads = [s.load for s in samples if not math.isnan(s.load)]
+    if not loads:
+        return ""
+    return (
+        f"load average (1 min) at the {len(loads)} build starts: median "
+        f"{statistics.median(loads):.1f}, max {max(loads):.1f} (other work on the engine counts)"
+    )
 
 
 @dataclass(frozen=True)
@@ -289,6 +302,8 @@ def section(
         f"{SCENARIO_TITLES[s.scenario]} ({s.variant}): {s.error.splitlines()[0][:200]}\n"
         for s in failed
     )
+    load = load_line(samples)
+    meta = {**meta, **({"conditions": load} if load else {})}
     head = "\n".join(f"- {k}: {v}" for k, v in meta.items())
     return f"""{BEGIN}
 ## Multi-platform: {arch(native)} and {arch(foreign)} (`--platforms`)

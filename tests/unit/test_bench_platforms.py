@@ -306,3 +306,14 @@ def test_report_only_writes_the_tables_again_from_the_saved_json(tmp_path, monke
     again = json.loads((tmp_path / "platforms.json").read_text())
     assert again["meta"]["app"] == EXAMPLE_DESCRIPTION
     assert parse_args(["--platforms", "linux/amd64,linux/arm64", "--report-only"]).report_only
+
+
+def test_section_says_the_load_at_the_build_starts() -> None:
+    loaded = [
+        sample("uv", "cold", (ARM,), 3.0, load=2.0),
+        sample("uv", "code-change", (ARM,), 1.0, load=6.0),
+        sample("nox-warpdrive", "cold", (AMD,), 1.0),
+    ]
+    text = section(loaded, ["binary"], AMD, ARM, {})
+    assert "- conditions: load average (1 min) at the 2 build starts: median 4.0, max 6.0" in text
+    assert "conditions" not in section(full_samples(), ["binary"], AMD, ARM, {})
