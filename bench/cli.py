@@ -39,6 +39,7 @@ from .dockercli import Docker, find_docker
 from .fresh_report import kept_sections
 from .matrix import make_tools, measure
 from .peers import find_ca_bundle
+from .platforms_report import PLATFORM_TOOLS, VARIANTS, parse_platform_list
 from .report import (
     Conditions,
     Report,
@@ -108,6 +109,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "(bench/watchbench.py)",
     )
     p.add_argument(
+        "--platforms",
+        help="multi-platform build times instead (e.g. linux/amd64,linux/arm64: the "
+        "engine's platform and one other): nox-warpdrive for each alone and both, the "
+        "buildkit-cache and uv peers built emulated for the other (bench/platforms.py)",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="with --platforms: the app as it is and/or with psycopg2-binary "
+        f"(comma list of {', '.join(VARIANTS)}; default both)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=2400,
+        help="with --platforms: seconds a build may take before it is stopped and counted "
+        "as a lower bound (default 2400)",
+    )
+    p.add_argument(
         "--edits", type=int, default=20, help="with --watch: how many edits (default 20)"
     )
     p.add_argument(
@@ -126,6 +146,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         )
     if args.files < 0 or args.assets_mb < 0:
         p.error("--files and --assets-mb cannot be negative")
+    if args.platforms is not None:
+        check_platform_args(p, args)
     unknown = [t for t in args.tools.split(",") if t not in TOOLS]
     if unknown:
         p.error(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}")
@@ -135,6 +157,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             "no --report-only"
         )
     return args
+
+
+def check_platform_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--platforms`` and its options: read into ``args`` (platforms, variants and tools
+    as tuples), or the parser's error."""
+    if args.fresh_runner or args.watch or args.files or args.assets_mb:
+        p.error("--platforms: no --fresh-runner, --watch, --files, --assets-mb")
+    try:
+        args.platforms = parse_platform_list(args.platforms)
+    except ValueError as exc:
+        p.error(str(exc))
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if not variants or any(v not in VARIANTS for v in variants):
+        p.error(f"--variants takes a comma list of {', '.join(VARIANTS)}")
+    args.variants = tuple(dict.fromkeys(variants))
+    if args.tools == ",".join(TOOLS):
+        args.tools = ",".join(PLATFORM_TOOLS)
+    tools = [t for t in args.tools.split(",") if t]
+    if not tools or any(t not in PLATFORM_TOOLS for t in tools):
+        p.error(f"--platforms compares {', '.join(PLATFORM_TOOLS)}: --tools takes those")
+    if args.timeout <= 0:
+        p.error("--timeout must be positive")
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -244,6 +288,10 @@ def main(argv: Sequence[str]) -> int:
     """The whole bench; 1 when a build failed or it was interrupted (after cleaning up
     and saving latest.json), 0 otherwise."""
     args = parse_args(argv)
+    if args.report_only and args.platforms is not None:
+        from .platforms import report_only_platforms
+
+        return report_only_platforms()
     if args.report_only:
         return report_only()
     began = time.perf_counter()
@@ -256,6 +304,22 @@ def main(argv: Sequence[str]) -> int:
         from .watchbench import main_watch
 
         return main_watch(app, args.edits, docker, ca, command_line(argv), tool_revision())
+    if args.platforms is not None:
+        from .platforms import main_platforms
+
+        meta = {
+            "command": f"`{command_line(argv)}`",
+            "date": date,
+            "machine": host_description(docker, os.cpu_count() or 1),
+            "nox-warpdrive": tool_revision(),
+            "app": app.describe(),
+            "runs": f"{args.runs} (medians shown)",
+            "timeout": f"{args.timeout:.0f} s a build",
+        }
+        chosen = [t for t in PLATFORM_TOOLS if t in args.tools.split(",")]
+        return main_platforms(
+            app, args.platforms, args.variants, chosen, args.runs, args.timeout, docker, ca, meta
+        )
     if args.fresh_runner:
         from .fresh import main_fresh
 

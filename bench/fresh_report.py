@@ -175,6 +175,8 @@ def history_section(text: str) -> str:
 
 def kept_sections(text: str) -> str:
     """What the main bench keeps when it writes RESULTS.md again: the fresh-runner
-    section, then the history."""
-    fresh, history = fresh_section(text), history_section(text)
-    return fresh + ("\n" + history if fresh and history else history)
+    section, the multi-platform one (``--platforms``), then the history."""
+    from .platforms_report import platforms_section
+
+    kept = [s for s in (fresh_section(text), platforms_section(text), history_section(text)) if s]
+    return "\n".join(kept)

@@ -101,7 +101,13 @@ class Peer(Tool):
         clean-up, also when it failed. Its note: how many steps BuildKit had cached."""
         began = utc_now()
         try:
-            step = timed(self.build_command(), cwd=self.root, env=self.docker.env(), log=log)
+            step = timed(
+                self.build_command(),
+                cwd=self.root,
+                env=self.docker.env(),
+                log=log,
+                timeout=self.timeout,
+            )
         finally:
             self.intervals.append((began, utc_now()))
             image_id = self.docker.image_id(self.tag)

@@ -38,14 +38,30 @@ class Step:
     output: str
 
 
+class BuildTimeout(BenchError):
+    """A build stopped (as Ctrl-C stops it) after the bench's ``timeout``: its time is a
+    lower bound, not a failure of the tool."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 def timed(
-    cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path, stamp: bool = False
+    cmd: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Path,
+    stamp: bool = False,
+    timeout: float | None = None,
 ) -> Step:
     """Run ``cmd`` with its output appended to ``log``, and time it: the wall clock of the
     command a user would type, start-up included. With ``stamp`` every line of the log
     starts with the seconds since the command began (where a pipeline's time goes), and
     ``Step.output`` is the lines without it. A failure is a BenchError that quotes the
-    log's tail."""
+    log's tail. With ``timeout`` (seconds) a command still running then is interrupted
+    and a BuildTimeout raised (emulated builds of a big app can take an hour)."""
     stamped: list[str] = []
     with log.open("a") as fh:
         fh.write(f"$ {shlex.join(cmd)}\n")
@@ -66,7 +82,14 @@ def timed(
                     stamped.append(line)
                     fh.write(f"[{time.perf_counter() - began:6.1f}s] {line}")
                     fh.flush()
-            returncode = proc.wait()
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            interrupt(proc, 60)
+            fh.write(f"# stopped after the bench's timeout of {timeout:.0f} s\n")
+            raise BuildTimeout(
+                f"`{shlex.join(cmd)}` stopped after {timeout:.0f} s; log: {log}",
+                time.perf_counter() - began,
+            ) from None
         except KeyboardInterrupt:
             interrupt(proc, 30)
             raise
@@ -95,6 +118,8 @@ class Tool:
         self.root = workdir / self.name
         self.app = self.root / "app"
         self.image_ids: set[str] = set()
+        #: seconds a build may take before it is stopped (None: no limit)
+        self.timeout: float | None = None
 
     def fresh_copy(self) -> None:
         """The app as it is in its source, without a local run's outputs and caches, and
