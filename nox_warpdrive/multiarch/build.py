@@ -12,6 +12,7 @@ under the tag once every platform's image is pushed (registry/index.py).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,15 @@ from ..image import ImageResult, build_image
 from ..platform import Platform, platform_ref
 from ..registry.index import push_index
 from ..wheelhouse.build import WheelhouseResult
-from ..wheelhouse.targets import Target, engine_platform, image_platform, restore, target_for
+from ..wheelhouse.targets import (
+    Resolved,
+    Target,
+    engine_platform,
+    image_for,
+    image_platform,
+    restore,
+    target_for,
+)
 
 
 @dataclass(frozen=True)
@@ -76,13 +85,50 @@ def _targets(cfg: Config, engine: Engine, out: Output) -> tuple[list[Target], Pl
     builds name them by the tags they keep)."""
     platforms, native = wanted(cfg, engine)
     targets: list[Target] = []
+    helper: list[Resolved] = []
     try:
         for platform in platforms:
             targets.append(target_for(cfg, engine, platform, native, out))
+        targets = _with_cross_builder(cfg, engine, targets, native, helper, out)
     finally:
         for t in targets:
             restore(engine, t.resolved)
+        restore(engine, tuple(helper))
     return targets, native
+
+
+def _with_cross_builder(
+    cfg: Config,
+    engine: Engine,
+    targets: list[Target],
+    native: Platform,
+    helper: list[Resolved],
+    out: Output,
+) -> list[Target]:
+    """The targets of other CPUs told the engine's own builder image, which resolves
+    and downloads their wheels without emulation (wheelhouse/cross.py): the native
+    target's, else the builder ref resolved for the engine's platform (pulled when an
+    index has it). None found: a line says so, and their builders do everything."""
+    if all(t.native for t in targets):
+        return targets
+    mine = next((t for t in targets if t.native), None)
+    name = mine.cfg.builder_image if mine is not None else ""
+    if mine is None:
+        try:
+            found = image_for(engine, cfg.builder_image, "builder-image", native, out, native)
+            helper.append(found)  # its moved tag, if any, is put back with the others'
+            name = found.name
+        except WarpdriveError as exc:
+            out(
+                f"warpdrive: no builder image for {native} ({exc.message}); the wheels of "
+                "the other platforms are resolved and made under emulation"
+            )
+    return [
+        t
+        if t.native
+        else dataclasses.replace(t, cfg=dataclasses.replace(t.cfg, cross_builder=name))
+        for t in targets
+    ]
 
 
 def _announce(out: Output, target: Target, count: int) -> None:
