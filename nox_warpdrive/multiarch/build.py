@@ -132,7 +132,7 @@ def _with_cross_builder(
 
 
 def _announce(out: Output, target: Target, count: int) -> None:
-    how = "" if target.native else " (its containers run under emulation)"
+    how = "" if target.native else " (what must run on its CPU runs under emulation)"
     if count > 1 or not target.native:
         out(f"warpdrive: == {target.platform}{how}")
 

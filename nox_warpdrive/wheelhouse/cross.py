@@ -76,12 +76,14 @@ def platform_tags(key: PlatformKey) -> list[str]:
 
 def supported_tags(key: PlatformKey) -> list[str]:
     """Every ``interpreter-abi-platform`` tag the key's interpreter installs, best first
-    (a CPython key; empty for another implementation, which stays emulated)."""
+    (a CPython key on Linux; empty for any other, which stays emulated)."""
     interp = key.interpreter
     if not interp.startswith("cp") or not interp[2:].isdigit() or len(interp) < 4:
         return []
     version = (int(interp[2]), int(interp[3:]))
     plats = platform_tags(key)
+    if not plats:
+        return []  # not Linux: not a target
     found = list(ptags.cpython_tags(version, [key.abi], plats))
     found += ptags.compatible_tags(version, interp, plats)
     return [str(t) for t in dict.fromkeys(found)]
