@@ -21,14 +21,16 @@ and pip cannot download every wheel as a binary), it records nothing and says so
 summary (``unserved``): the host then runs the builder of that CPU for everything.
 """
 
+import glob
 import os
 import subprocess
 import time
 
 if __package__:
-    from . import common, fetch, pinned, publish, resolve, uv_bootstrap
+    from . import common, failures, fetch, pinned, publish, resolve, uv_bootstrap
 else:  # run as a script in the builder container: its modules are shipped beside it
     import common
+    import failures
     import fetch
     import pinned
     import publish
@@ -44,8 +46,15 @@ def run_native(ctx, get_pip, env):
     may_download = not plan.get("no_index")
     native_root = os.path.join(plan["volume_dir"], target["native_key"])
     os.makedirs(native_root, exist_ok=True)
-    uv = uv_bootstrap.ensure_uv(native_root, get_pip, env, may_download, ctx.staging)
-    their_uv = uv_bootstrap.target_uv(ctx.root, env, target["tags"], may_download, ctx.staging)
+    uv = their_uv = None
+    installer = plan.get("installer", "auto")
+    if installer in ("auto", "uv"):  # installer = "pip": pip resolves, as it would there
+        uv = uv_bootstrap.ensure_uv(native_root, get_pip, env, may_download, ctx.staging)
+        tags = target["tags"]
+        their_uv = uv_bootstrap.target_uv(ctx.root, env, tags, may_download, ctx.staging)
+    if installer == "uv" and not their_uv:
+        detail = ['installer = "uv" but uv is not available for this platform']
+        return failures.report_failure("tools", 3, detail)
     common.log(
         "resolving for %s (Python %s) on this CPU"
         % (target["python_platform"], target["python_version"])
@@ -74,6 +83,8 @@ def fetch_pins(ctx, pins, env, their_uv):
         "%d pinned, %d already in the wheelhouse, %d to download, %d to compile on the target"
         % (len(pins), len(pins) - len(missing), len(downloads), len(missing) - len(downloads))
     )
+    linked = link_known(ctx, downloads)
+    downloads = [p for p in downloads if p not in linked]
     failed = fetch.download_wheels(downloads, ctx.staging, env)
     common.log("%d wheels downloaded" % (len(downloads) - len(failed)))
     early = pinned.publish_downloads(ctx, pins, have, failed)
@@ -95,6 +106,32 @@ def fetch_pins(ctx, pins, env, their_uv):
         for p in pins
     ]
     return publish.finish(ctx, files, their_uv)
+
+
+def link_known(ctx, pins):
+    """The pins whose wheel another platform key of the volume has published already
+    (a pure wheel most often: the same file serves every CPU), hard-linked into staging
+    instead of downloaded again, once its sha256 is the one the index gave."""
+    linked = []
+    for pin in pins:
+        fn = common.url_filename(pin.wheel_url)
+        if not pin.wheel_sha:
+            continue
+        for other in glob.glob(os.path.join(ctx.plan["volume_dir"], "*", "wheels", fn)):
+            if os.path.dirname(other) == ctx.wheels:
+                continue
+            dest = os.path.join(ctx.staging, fn)
+            try:
+                os.link(other, dest)
+            except OSError:
+                continue
+            if common.sha256(dest) == pin.wheel_sha:
+                linked.append(pin)
+                break
+            os.unlink(dest)
+    if linked:
+        common.log("%d wheels taken from other platform keys of the volume" % len(linked))
+    return linked
 
 
 def unserved(why):

@@ -324,3 +324,34 @@ def test_no_builder_for_the_engine_cpu_leaves_the_target_emulated(tmp_path: Path
     [arm] = _targets(cfg, engine, lines.append)[0]
     assert arm.cfg.cross_builder == ""
     assert any("no builder image for linux/amd64" in line for line in lines)
+
+
+def test_a_wheel_another_key_has_is_linked_not_downloaded(tmp_path: Path) -> None:
+    """The same file (its sha256 the index's) in another key's wheels is hard-linked
+    into this run's staging; a file of that name with other bytes is not taken."""
+    import hashlib
+
+    from nox_warpdrive.runtime import common
+    from nox_warpdrive.runtime import cross as runtime_cross
+
+    amd = tmp_path / "amdkey" / "wheels"
+    amd.mkdir(parents=True)
+    (amd / "gunicorn-27.0.1-py3-none-any.whl").write_bytes(b"pure")
+    (amd / "other-1.0-py3-none-any.whl").write_bytes(b"changed")
+    arm = tmp_path / "armkey"
+    (arm / "wheels").mkdir(parents=True)
+    staging = arm / "staging-1"
+    staging.mkdir()
+    ctx = common.RunState({"volume_dir": str(tmp_path)}, str(arm), str(staging))
+    sha = hashlib.sha256(b"pure").hexdigest()
+    pins = [
+        common.Pin(
+            "gunicorn", "27.0.1", WHEELS + "gunicorn-27.0.1-py3-none-any.whl", sha, None, None
+        ),
+        common.Pin("other", "1.0", WHEELS + "other-1.0-py3-none-any.whl", sha, None, None),
+        common.Pin("new", "1.0", WHEELS + "new-1.0-py3-none-any.whl", sha, None, None),
+    ]
+    assert runtime_cross.link_known(ctx, pins) == pins[:1]
+    assert sorted(p.name for p in staging.iterdir()) == ["gunicorn-27.0.1-py3-none-any.whl"]
+    linked = staging / "gunicorn-27.0.1-py3-none-any.whl"
+    assert linked.stat().st_ino == (amd / "gunicorn-27.0.1-py3-none-any.whl").stat().st_ino
