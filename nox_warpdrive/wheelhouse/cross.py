@@ -26,7 +26,7 @@ from typing import Any
 from packaging import tags as ptags
 
 from ..engine import ImageInfo, Output
-from ..errors import WarpdriveError
+from ..errors import BuildError, WarpdriveError
 from ..inputs.requirements import RequirementSet
 from ..platform import PlatformKey
 
@@ -191,7 +191,10 @@ def run(
     names = ", ".join(str(c) for c in first.get("compile") or ())
     out(f"warpdrive: compiling {names} for {plan.key.slug} in its own builder (emulated)")
     given = tuple(tuple(p) for p in pending)
-    second = run_builder(dataclasses.replace(plan, pins=given), None)
+    try:
+        second = run_builder(dataclasses.replace(plan, pins=given), None)
+    except BuildError as exc:  # named with the platform key it was compiled for
+        raise BuildError(f"for {plan.key.slug} (emulated): {exc.message}", fix=exc.fix) from exc
     return {**second, "new": [*first.get("new", ()), *second.get("new", ())]}
 
 

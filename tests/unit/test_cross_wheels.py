@@ -17,7 +17,7 @@ from test_platforms import AMD64, ARM64, PullingEngine, info
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import ImageInfo
-from nox_warpdrive.errors import EngineError
+from nox_warpdrive.errors import BuildError, EngineError
 from nox_warpdrive.inputs.model import ProjectBuild
 from nox_warpdrive.multiarch.build import _targets
 from nox_warpdrive.platform import PlatformKey
@@ -355,3 +355,18 @@ def test_a_wheel_another_key_has_is_linked_not_downloaded(tmp_path: Path) -> Non
     assert sorted(p.name for p in staging.iterdir()) == ["gunicorn-27.0.1-py3-none-any.whl"]
     linked = staging / "gunicorn-27.0.1-py3-none-any.whl"
     assert linked.stat().st_ino == (amd / "gunicorn-27.0.1-py3-none-any.whl").stat().st_ino
+
+
+def test_a_failed_compile_names_the_platform_key(tmp_path: Path) -> None:
+    plan = arm_plan(tmp_path)
+    pins = [["wd-broken-demo", "0.1.0", None, None, "http://i/b.tar.gz", "s"]]
+
+    def runs(p: Any, ready: Any) -> dict[str, Any]:
+        if p.pins is None:
+            return {"pending": pins, "compile": ["wd-broken-demo==0.1.0"], "new": []}
+        raise BuildError("compiling wd-broken-demo==0.1.0 failed; its last lines: x", fix="f")
+
+    with pytest.raises(BuildError) as caught:
+        cross.run(plan, "pyb", probe, runs, None, lambda line: None)
+    assert caught.value.message.startswith(f"for {ARM_KEY.slug} (emulated): compiling")
+    assert caught.value.fix == "f" and isinstance(caught.value.__cause__, BuildError)
