@@ -20,8 +20,11 @@ else:  # run as a script in the builder container: its modules are shipped besid
 
 def find_pip(python):
     """A pip to run: the image's own; else the pip wheel that ships with the image's venv
-    support (run straight from the wheel, no install); else a throwaway venv."""
-    probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True)
+    support (run straight from the wheel, no install); else a throwaway venv. Each is
+    checked by importing its package alone (pip/__init__.py imports nothing of pip's):
+    `pip --version` loads all of pip, 10 to 20 s in a builder of another CPU under
+    emulation (measured here), and the `pip` command loads it again anyway."""
+    probe = subprocess.run([python, "-c", "import pip"], capture_output=True)
     if probe.returncode == 0:
         return [python, "-m", "pip"]
     code = "import ensurepip, os; print(os.path.dirname(ensurepip.__file__))"
@@ -29,10 +32,10 @@ def find_pip(python):
     candidates = sorted(glob.glob("/usr/share/python-wheels/pip-*.whl"))
     if found.returncode == 0:
         candidates += sorted(glob.glob(os.path.join(found.stdout.strip(), "_bundled", "pip-*.whl")))
+    check = "import sys; sys.path.insert(0, sys.argv[1]); import pip"
     for whl in reversed(candidates):
-        cmd = [python, os.path.join(whl, "pip")]
-        if subprocess.run(cmd + ["--version"], capture_output=True).returncode == 0:
-            return cmd
+        if subprocess.run([python, "-c", check, whl], capture_output=True).returncode == 0:
+            return [python, os.path.join(whl, "pip")]
     venv = "/tmp/warpdrive-pip"
     common.log("no pip in the image; creating a private venv for it")
     subprocess.run([python, "-m", "venv", venv], check=True)
