@@ -12,6 +12,7 @@ under the tag once every platform's image is pushed (registry/index.py).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,15 @@ from ..image import ImageResult, build_image
 from ..platform import Platform, platform_ref
 from ..registry.index import put_index
 from ..wheelhouse.build import WheelhouseResult
-from ..wheelhouse.targets import Target, engine_platform, image_platform, restore, target_for
+from ..wheelhouse.targets import (
+    Resolved,
+    Target,
+    engine_platform,
+    image_for,
+    image_platform,
+    restore,
+    target_for,
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,7 @@ def _targets(cfg: Config, engine: Engine, out: Output) -> list[Builder]:
     platforms, _ = wanted(cfg, engine)
     engines: dict[str, Engine] = {"": engine}
     builders: list[Builder] = []
+    helper: list[tuple[Engine, Resolved]] = []
     try:
         for platform in platforms:
             host, on = _engine_for(cfg, platform, engines, out)
@@ -145,15 +155,70 @@ def _targets(cfg: Config, engine: Engine, out: Output) -> list[Builder]:
                     f"runs {native}: {platform} is emulated there"
                 )
             builders.append(Builder(target_for(cfg, on, platform, native, out), on, host))
+        builders = _with_cross_builders(cfg, builders, helper, out)
     finally:
         for b in builders:
             restore(b.engine, b.target.resolved)
+        for on, resolved in helper:
+            restore(on, (resolved,))
     return builders
+
+
+def _with_cross_builders(
+    cfg: Config, builders: list[Builder], helper: list[tuple[Engine, Resolved]], out: Output
+) -> list[Builder]:
+    """Each engine's targets of other CPUs told that engine's own builder image
+    (_with_cross_builder); the tags its pulls moved are added to ``helper``."""
+    result = list(builders)
+    for host in dict.fromkeys(b.host for b in builders):
+        group = [i for i, b in enumerate(builders) if b.host == host]
+        on = builders[group[0]].engine
+        found: list[Resolved] = []
+        targets = [builders[i].target for i in group]
+        targets = _with_cross_builder(cfg, on, targets, engine_platform(on), found, out)
+        helper.extend((on, r) for r in found)
+        for i, target in zip(group, targets, strict=True):
+            result[i] = dataclasses.replace(builders[i], target=target)
+    return result
+
+
+def _with_cross_builder(
+    cfg: Config,
+    engine: Engine,
+    targets: list[Target],
+    native: Platform,
+    helper: list[Resolved],
+    out: Output,
+) -> list[Target]:
+    """The targets of other CPUs told the engine's own builder image, which resolves
+    and downloads their wheels without emulation (wheelhouse/cross.py): the native
+    target's, else the builder ref resolved for the engine's platform (pulled when an
+    index has it). None found: a line says so, and their builders do everything."""
+    if all(t.native for t in targets):
+        return targets
+    mine = next((t for t in targets if t.native), None)
+    name = mine.cfg.builder_image if mine is not None else ""
+    if mine is None:
+        try:
+            found = image_for(engine, cfg.builder_image, "builder-image", native, out, native)
+            helper.append(found)  # its moved tag, if any, is put back with the others'
+            name = found.name
+        except WarpdriveError as exc:
+            out(
+                f"warpdrive: no builder image for {native} ({exc.message}); the wheels of "
+                "the other platforms are resolved and made under emulation"
+            )
+    return [
+        t
+        if t.native
+        else dataclasses.replace(t, cfg=dataclasses.replace(t.cfg, cross_builder=name))
+        for t in targets
+    ]
 
 
 def _announce(out: Output, builder: Builder, count: int) -> None:
     target = builder.target
-    how = "" if target.native else " (its containers run under emulation)"
+    how = "" if target.native else " (what must run on its CPU runs under emulation)"
     where = f" on the engine at {host_shown(builder.host)}" if builder.host else ""
     if count > 1 or not target.native or where:
         out(f"warpdrive: == {target.platform}{where}{how}")

@@ -11,6 +11,7 @@ BUILDER = (
     "build_wheels.py",
     "builds.py",
     "common.py",
+    "cross.py",
     "disk.py",
     "failures.py",
     "fetch.py",

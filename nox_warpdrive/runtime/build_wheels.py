@@ -41,12 +41,12 @@ import json
 import os
 import shutil
 import sys
-import time
 
 if __package__:
     from . import (
         builds,
         common,
+        cross,
         disk,
         failures,
         fetch,
@@ -61,6 +61,7 @@ if __package__:
 else:  # run as a script in the builder container: its modules are shipped beside it
     import builds
     import common
+    import cross
     import disk
     import failures
     import fetch
@@ -93,7 +94,9 @@ def installer_for(ctx, pip, env):
     installer = plan.get("installer", "auto")
     uv = None
     if installer in ("auto", "uv"):
-        uv = uv_bootstrap.ensure_uv(ctx.root, pip, env, not plan.get("no_index"), ctx.staging)
+        # given pins: the native run fetched what uv this CPU's key can have
+        fetch_uv = not plan.get("no_index") and plan.get("pins") is None
+        uv = uv_bootstrap.ensure_uv(ctx.root, pip, env, fetch_uv, ctx.staging)
         if uv is None and installer == "uv":
             detail = ['installer = "uv" but uv is not available for this platform']
             return None, failures.report_failure("tools", 3, detail)
@@ -108,6 +111,8 @@ def build_set(ctx, uv, pip, env, base_args):
     plan = ctx.plan
     if plan.get("locked") is not None:
         return locked.build_locked(ctx, uv, pip, env)
+    if plan.get("pins") is not None:  # resolved by the native run: only the sdists here
+        return cross.build_given(ctx, uv, pip, env, base_args)
     pins = resolve.resolve_with_uv(uv, plan, ctx.root, ctx.wheels, ctx.staging, env) if uv else None
     if uv and pins is not None:
         return pinned.build_pinned(ctx, uv, pins, pip, base_args, env)
@@ -123,6 +128,8 @@ def run(plan, ctx):
         common.log("nothing was recorded")
         return failures.report_failure("network", 1, [why])
     disk.drop_cut_off_cache(ctx.root)  # else pip takes a cut-off wheel from its cache
+    if plan.get("cross"):  # another CPU's set, from the engine's own builder
+        return cross.run_native(ctx, pip, env)
     uv, code = installer_for(ctx, pip, env)
     if code:
         return code
@@ -131,20 +138,7 @@ def run(plan, ctx):
         disk.drop_cut_off_cache(ctx.root)  # what this failure cut off never reaches a rerun
         common.log("nothing was recorded")
         return code
-    publish.record(ctx, resolved_files, uv)
-    manifest = publish.upkeep(ctx, uv)
-    resolved = manifest["resolved"]
-    publish.summary_line(
-        {
-            "new": ctx.new,
-            "reused": len(resolved) - len(ctx.new),
-            "resolved": len(resolved),
-            "seconds": round(time.time() - ctx.started, 1),
-            # what was just written: the host need not read it back
-            "manifest": manifest,
-        }
-    )
-    return 0
+    return publish.finish(ctx, resolved_files, uv)
 
 
 def main():

@@ -193,5 +193,23 @@ def upkeep(ctx, uv=None):
     return manifest
 
 
+def finish(ctx, resolved_files, uv):
+    """A successful run's end: publish and record the set, the upkeep, the summary line
+    (with the manifest just written: the host need not read it back). Exit code 0."""
+    record(ctx, resolved_files, uv)
+    manifest = upkeep(ctx, uv)
+    resolved = manifest["resolved"]
+    summary_line(
+        {
+            "new": ctx.new,
+            "reused": len(resolved) - len(ctx.new),
+            "resolved": len(resolved),
+            "seconds": round(time.time() - ctx.started, 1),
+            "manifest": manifest,
+        }
+    )
+    return 0
+
+
 def summary_line(data):
     protocol.emit(protocol.SUMMARY_PREFIX, data)

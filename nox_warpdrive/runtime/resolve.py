@@ -47,10 +47,12 @@ def flat_index(wheels, manifest_path, staging):
     return path
 
 
-def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
+def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None, target=None):
     """Pins for the requirements as [Pin], or None when uv cannot resolve them (pip then
     does everything). The lock is PEP 751 pylock.toml,
-    whose wheel lists uv has already narrowed to the interpreter's compatible ones."""
+    whose wheel lists uv has already narrowed to the interpreter's compatible ones.
+    ``target``: the plan's ``cross`` entry: resolved for another CPU's interpreter (uv's
+    --python-platform and --python-version), each pin's wheel chosen by its tag list."""
     try:
         import tomllib
     except ImportError:  # Python < 3.11 in the builder: pip resolves
@@ -59,7 +61,11 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
     with open(extra, "w") as fh:
         fh.write("\n".join(plan.get("extra", [])) + "\n")
     out = os.path.join(staging, "pylock.toml")
-    cmd = uv_compile_command(uv, plan, root, wheels, staging, out, constraints) + [extra]
+    cmd = uv_compile_command(uv, plan, root, wheels, staging, out, constraints)
+    if target:
+        cmd[3:3] = ["--python-platform", target["python_platform"]]
+        cmd[3:3] = ["--python-version", target["python_version"]]
+    cmd.append(extra)
     common.log("resolving with uv")
     proc = subprocess.run(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), cwd=plan["req_dir"])
     try:
@@ -68,7 +74,7 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None):
             return None
         with open(out, "rb") as fh:
             lock = tomllib.load(fh)
-        return pins_of_pylock(lock)
+        return pins_for_tags(lock, target["tags"]) if target else pins_of_pylock(lock)
     except (OSError, ValueError, KeyError) as exc:
         common.log("could not read uv's lock (%s); falling back to pip" % exc)
         return None
@@ -115,6 +121,45 @@ def pins_of_pylock(lock):
             if wheel.get("url", "").startswith(("https://", "http://")):
                 url, sha = wheel["url"], wheel.get("hashes", {}).get("sha256")
                 break
+        sdist = pkg.get("sdist") or {}
+        sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
+        sdist_sha = sdist.get("hashes", {}).get("sha256")
+        pins.append(common.Pin(pkg["name"], str(pkg["version"]), url, sha, sdist_url, sdist_sha))
+    return pins
+
+
+def wheel_tags(filename):
+    """The ``py-abi-platform`` tags a wheel's file name carries (its compressed tag sets
+    expanded: ``cp311-cp311-manylinux2014_aarch64.manylinux_2_17_aarch64``)."""
+    parts = filename[:-4].split("-") if filename.endswith(".whl") else []
+    if len(parts) < 5:
+        return set()
+    pys, abis, plats = parts[-3].split("."), parts[-2].split("."), parts[-1].split(".")
+    return set("%s-%s-%s" % (p, a, t) for p in pys for a in abis for t in plats)
+
+
+def best_wheel(wheels, ranks):
+    """(url, sha256) of the wheel of a pylock.toml package that the target installs,
+    the best of its tags (``ranks``: tag -> its place in the target's list) first;
+    (None, None) when none fits: its sdist is compiled on the target."""
+    best = None
+    for wheel in wheels:
+        url = wheel.get("url", "")
+        if not url.startswith(("https://", "http://")):
+            continue
+        fits = [ranks[t] for t in wheel_tags(common.url_filename(url)) if t in ranks]
+        if fits and (best is None or min(fits) < best[0]):
+            best = (min(fits), url, wheel.get("hashes", {}).get("sha256"))
+    return (best[1], best[2]) if best else (None, None)
+
+
+def pins_for_tags(lock, tags):
+    """[Pin] of a pylock.toml uv wrote for another interpreter (``tags``: its supported
+    tags, best first): per package, its best wheel for those tags, and its sdist."""
+    ranks = dict((t, i) for i, t in enumerate(tags))
+    pins = []
+    for pkg in lock.get("packages", []):
+        url, sha = best_wheel(pkg.get("wheels", []), ranks)
         sdist = pkg.get("sdist") or {}
         sdist_url = sdist.get("url") if str(sdist.get("url", "")).startswith("http") else None
         sdist_sha = sdist.get("hashes", {}).get("sha256")

@@ -20,8 +20,11 @@ else:  # run as a script in the builder container: its modules are shipped besid
 
 def find_pip(python):
     """A pip to run: the image's own; else the pip wheel that ships with the image's venv
-    support (run straight from the wheel, no install); else a throwaway venv."""
-    probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True)
+    support (run straight from the wheel, no install); else a throwaway venv. Each is
+    checked by importing its package alone (pip/__init__.py imports nothing of pip's):
+    `pip --version` loads all of pip, 10 to 20 s in a builder of another CPU under
+    emulation (measured here), and the `pip` command loads it again anyway."""
+    probe = subprocess.run([python, "-c", "import pip"], capture_output=True)
     if probe.returncode == 0:
         return [python, "-m", "pip"]
     code = "import ensurepip, os; print(os.path.dirname(ensurepip.__file__))"
@@ -29,10 +32,10 @@ def find_pip(python):
     candidates = sorted(glob.glob("/usr/share/python-wheels/pip-*.whl"))
     if found.returncode == 0:
         candidates += sorted(glob.glob(os.path.join(found.stdout.strip(), "_bundled", "pip-*.whl")))
+    check = "import sys; sys.path.insert(0, sys.argv[1]); import pip"
     for whl in reversed(candidates):
-        cmd = [python, os.path.join(whl, "pip")]
-        if subprocess.run(cmd + ["--version"], capture_output=True).returncode == 0:
-            return cmd
+        if subprocess.run([python, "-c", check, whl], capture_output=True).returncode == 0:
+            return [python, os.path.join(whl, "pip")]
     venv = "/tmp/warpdrive-pip"
     common.log("no pip in the image; creating a private venv for it")
     subprocess.run([python, "-m", "venv", venv], check=True)
@@ -100,10 +103,11 @@ def pick_uv_wheel(files, supported_tags, parse_wheel_filename, version_class):
     return best[1] if best else None
 
 
-def fetch_uv_direct(env, directory):
+def fetch_uv_direct(env, directory, tags=None):
     """uv's wheel straight from the index pip would use (PIP_INDEX_URL, pip's config
-    files, or pip's default), picked with pip's own tag logic; no pip process, which
-    takes seconds to start from its wheel. The wheel's path, or None (pip then tries)."""
+    files, or pip's default), picked with pip's own tag logic (``tags``: another
+    interpreter's tag list instead of this one's); no pip process, which takes seconds to
+    start from its wheel. The wheel's path, or None (pip then tries)."""
     import urllib.parse
 
     if not pip_importable():
@@ -120,7 +124,8 @@ def fetch_uv_direct(env, directory):
     opener = fetch._opener(env)
     try:
         files = fetch.index_files(opener, index.rstrip("/") + "/uv/", headers)
-        chosen = pick_uv_wheel(files, list(sys_tags()), parse_wheel_filename, Version)
+        supported = list(sys_tags()) if tags is None else tags
+        chosen = pick_uv_wheel(files, supported, parse_wheel_filename, Version)
     except Exception as exc:
         common.log("could not read the index for uv (%s); asking pip" % exc)
         return None
@@ -168,19 +173,7 @@ def ensure_uv(root, get_pip, env, may_download, scratch=None):
                 common.log("fetching uv with pip")
                 wheel = fetch_uv_with_pip(get_pip, env, tmp)
             if wheel:
-                version = os.path.basename(wheel).split("-")[1]
-                common.log("fetched %s" % os.path.basename(wheel))
-                staged = os.path.join(tmp, "uv-" + version)
-                os.makedirs(staged)
-                with zipfile.ZipFile(wheel) as zf:
-                    member = "uv-%s.data/scripts/uv" % version
-                    with zf.open(member) as src, open(os.path.join(staged, "uv"), "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                os.chmod(os.path.join(staged, "uv"), 0o755)
-                try:
-                    os.rename(staged, os.path.join(tools, "uv-" + version))
-                except OSError:
-                    pass  # a concurrent run published the same version
+                install_uv(wheel, tmp, tools)
         except (OSError, KeyError, zipfile.BadZipFile) as exc:
             common.log("could not fetch uv (%s)" % exc)
         finally:
@@ -190,6 +183,44 @@ def ensure_uv(root, get_pip, env, may_download, scratch=None):
         if subprocess.run([uv, "--version"], capture_output=True).returncode == 0:
             return uv
     return None
+
+
+def install_uv(wheel, tmp, tools):
+    """uv's binary out of its wheel into ``tools``/uv-VERSION, published by a rename."""
+    version = os.path.basename(wheel).split("-")[1]
+    common.log("fetched %s" % os.path.basename(wheel))
+    staged = os.path.join(tmp, "uv-" + version)
+    os.makedirs(staged)
+    with zipfile.ZipFile(wheel) as zf:
+        member = "uv-%s.data/scripts/uv" % version
+        with zf.open(member) as src, open(os.path.join(staged, "uv"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    os.chmod(os.path.join(staged, "uv"), 0o755)
+    try:
+        os.rename(staged, os.path.join(tools, "uv-" + version))
+    except OSError:
+        pass  # a concurrent run published the same version
+
+
+def target_uv(root, env, tags, may_download, scratch):
+    """The uv of another CPU in its key's tools (what its deps layer installs with),
+    fetched here when missing: the wheel for ``tags`` (that key's tag list), unpacked,
+    never run (this CPU cannot). Its path, or None (the index has none for it)."""
+    tools = os.path.join(root, "tools")
+    found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
+    if not found and may_download:
+        os.makedirs(tools, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=scratch, prefix=".download-")
+        try:
+            wheel = fetch_uv_direct(env, tmp, list(tags))  # tags as strings: pick_uv_wheel
+            if wheel:
+                install_uv(wheel, tmp, tools)
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            common.log("could not fetch uv for the target (%s)" % exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
+    return found[-1] if found else None
 
 
 def tools_entry(uv, root):

@@ -35,7 +35,7 @@ from ..runtime.start import (
 )
 from ..source.archive import build_tar
 from ..source.context import collect, load_ignore_rules
-from . import buildenv, probe_cache
+from . import buildenv, cross, probe_cache
 from .cache_bounds import needs_upkeep, pruned_line
 from .wheels import Wheel, wheels_from_manifest
 
@@ -227,6 +227,10 @@ class WheelhousePlan:
     mode: str = ""
     #: show sdist builds' output as it comes (it always goes to a log in the volume)
     verbose: bool = False
+    #: another CPU's key made by the engine's own builder (cross.py: cross_plan)
+    cross: Mapping[str, Any] | None = None
+    #: the pins a native run resolved, left to this key's builder (cross.py)
+    pins: tuple[tuple[str | None, ...], ...] | None = None
 
     def plan_json(self) -> bytes:
         reqs = self.requirements
@@ -260,6 +264,8 @@ class WheelhousePlan:
                 "mode": self.mode,
                 "verbose": self.verbose,
                 "platform_key": json.loads(self.key.to_json()),
+                **({"cross": self.cross} if self.cross else {}),
+                **({"pins": [list(p) for p in self.pins]} if self.pins is not None else {}),
             },
             sort_keys=True,
         ).encode()
@@ -462,7 +468,14 @@ def build_wheelhouse(
         return WheelhouseResult(
             builder_key, True, (), len(done), seconds, manifest, builder_id=builder_info.id
         )
-    summary = _run_builder(engine, plan, on_ready, out, kept=check)
+    summary = cross.run(
+        plan,
+        cfg.cross_builder,
+        lambda ref: probe_image(engine, ref, "builder-image", cfg),
+        lambda p, ready: _run_builder(engine, p, ready, out, kept=check),
+        on_ready,
+        out,
+    )
     return _result(builder_key, builder_info.id, summary, time.monotonic() - started)
 
 

@@ -54,6 +54,7 @@ import email.parser
 import hashlib
 import html
 import os
+import platform
 import re
 import shutil
 import socket
@@ -126,6 +127,17 @@ SERVED_REQUIREMENTS: tuple[str, ...] = (
     "itsdangerous==2.2.0",
     "blinker==1.9.0",
 )
+
+#: wheels from PyPI for another CPU than the host's (name==version, pip's --platform): a
+#: real manylinux aarch64 wheel with a C extension, which an arm64 build downloads as it
+#: is (nothing compiled), for CPython 3.11 (the test base images' Python)
+FOREIGN_WHEELS: tuple[tuple[str, str], ...] = (
+    ("markupsafe==3.0.3", "manylinux2014_aarch64"),
+    # uv for arm64 builds, as PyPI has it: sdists compiled (emulated) with `uv build`
+    ("uv==0.13.9", "manylinux2014_aarch64"),
+)
+FOREIGN_PYTHON = ("3.11", "cp", "cp311")
+_FOREIGN_SUFFIXES = tuple(f"_{arch}.whl" for arch in {"aarch64"} - {platform.machine()})
 
 # Bump to invalidate cached builds when the way they are produced changes.
 _BUILD_RECIPE = "1"
@@ -209,7 +221,12 @@ def _ensure_backend_wheels(
         prefix = _wheel_prefix(requirement)
 
         def cached(prefix: str = prefix) -> list[Path]:
-            return sorted(p for p in downloads.glob("*.whl") if p.name.lower().startswith(prefix))
+            return sorted(
+                p
+                for p in downloads.glob("*.whl")
+                if p.name.lower().startswith(prefix)
+                and not p.name.endswith(_FOREIGN_SUFFIXES)  # another CPU's (FOREIGN_WHEELS)
+            )
 
         found = cached()
         if not found:
@@ -234,6 +251,63 @@ def _ensure_backend_wheels(
             found = cached()
             if not found:
                 raise RuntimeError(f"pip download produced no wheel for {requirement}")
+        wheels.append(found[-1])
+    return wheels
+
+
+def _arch(platform_tag: str) -> str:
+    """The CPU a platform tag names (``manylinux2014_aarch64`` -> ``aarch64``)."""
+    m = re.search(r"(aarch64|x86_64|armv7l|ppc64le|s390x|i686)$", platform_tag)
+    return m.group(1) if m else platform_tag
+
+
+def _ensure_foreign_wheels(downloads: Path) -> list[Path]:
+    """The cached FOREIGN_WHEELS, downloading the missing ones (the host's pip
+    configuration, as for the served wheels, with pip's --platform and the Python of
+    the test images)."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    version, implementation, abi = FOREIGN_PYTHON
+    wheels: list[Path] = []
+    for requirement, platform_tag in FOREIGN_WHEELS:
+        prefix = _wheel_prefix(requirement)
+        arch = _arch(platform_tag)
+
+        def cached(prefix: str = prefix, arch: str = arch) -> list[Path]:
+            return sorted(
+                p
+                for p in downloads.glob("*.whl")
+                if p.name.lower().startswith(prefix) and p.name.endswith(f"_{arch}.whl")
+            )
+
+        if not cached():
+            with tempfile.TemporaryDirectory(dir=downloads, prefix=".dl-") as tmp:
+                _run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "download",
+                        "--disable-pip-version-check",
+                        "--only-binary=:all:",
+                        "--no-deps",
+                        "--platform",
+                        platform_tag,
+                        "--python-version",
+                        version,
+                        "--implementation",
+                        implementation,
+                        "--abi",
+                        abi,
+                        "-d",
+                        tmp,
+                        requirement,
+                    ]
+                )
+                for whl in Path(tmp).glob("*.whl"):
+                    os.replace(whl, downloads / whl.name)
+        found = cached()
+        if not found:
+            raise RuntimeError(f"pip download produced no {platform_tag} wheel for {requirement}")
         wheels.append(found[-1])
     return wheels
 
@@ -404,6 +478,7 @@ def build_index(dest: Path, *, cache_dir: Path | None = None) -> Path:
 
     wanted: list[Path] = list(backend_wheels)
     wanted += _ensure_backend_wheels(cache / "downloads", SERVED_REQUIREMENTS)
+    wanted += _ensure_foreign_wheels(cache / "foreign")
     for name, kind in FIXTURE_PACKAGES.items():
         wanted += _cached_build(name, kind, cache, house, backend_key)
 

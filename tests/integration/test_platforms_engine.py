@@ -132,7 +132,7 @@ def test_an_arm64_image_on_an_amd64_engine_answers_as_uid_1001(
     first = nox(app, "-s", "image", "--", "--platform", "linux/arm64")
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout + first.stderr
-    assert "linux/arm64 (its containers run under emulation)" in out
+    assert "linux/arm64 (what must run on its CPU runs under emulation)" in out
     assert "cp311-cp311-linux_aarch64" in out
     assert "wd_cext_demo" in out
     assert arch_of(engine, app.image) == "arm64"
