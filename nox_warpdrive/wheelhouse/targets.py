@@ -166,7 +166,9 @@ def target_for(
         builder = image_for(engine, cfg.builder_image, "builder-image", platform, out, native)
     resolved = (base, builder) if builder is not base else (base,)
     is_native = platform.matches(native)
-    if is_native and not any(r.moved for r in resolved):
+    # the refs themselves, not the ``REF-linux-amd64`` tags of an earlier pull for it
+    same = (base.name, builder.name) == (cfg.base_image, cfg.builder_image)
+    if is_native and same and not any(r.moved for r in resolved):
         return Target(platform, cfg, True)
     names = dataclasses.replace(cfg, base_image=base.name, builder_image=builder.name)
     return Target(platform, names, is_native, resolved)

@@ -72,14 +72,14 @@ def wheelhouse_arm64(app: App, engine: Engine) -> tuple[WheelhouseResult, list[s
         cfg,
         recording,  # type: ignore[arg-type]
         lines.append,
-        lambda c: build_wheelhouse(c, recording, lines.append, check=True),  # type: ignore[arg-type]
+        lambda c, on: build_wheelhouse(c, on, lines.append, check=True),
     )
     cpus = [
         str(engine.inspect_raw(image).get("Architecture"))
         for name, image in recording.steps
         if name == "wheelhouse"
     ]
-    return results[0], lines, cpus
+    return results[0][0], lines, cpus
 
 
 def manifest(engine: Engine, app: App, slug: str) -> dict[str, Any]:

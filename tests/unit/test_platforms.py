@@ -376,3 +376,18 @@ def test_a_platform_with_an_engine_is_built_there_the_others_on_the_session_engi
     builders = multi._targets(cfg, here, lines.append)  # type: ignore[arg-type]
     assert not builders[1].target.native
     assert any("runs linux/amd64: linux/arm64 is emulated there" in line for line in lines)
+
+
+def test_the_engine_platform_built_from_its_kept_platform_tag(tmp_path: Path) -> None:
+    """The engine's own image of the base kept as REF-linux-amd64 (an earlier build for
+    another platform pulled it so, REF put back to naming nothing): the native target
+    names that tag, else its build would look for REF and not find it."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nbase-image = "reg/py"\n'
+    )
+    cfg = load_config(tmp_path)
+    engine = PullingEngine(
+        {}, images={platform_ref("reg/py", AMD64): info("sha256:amd", "linux/amd64")}
+    )
+    native = target_for(cfg, engine, AMD64, AMD64)
+    assert native.native and native.cfg.base_image == platform_ref("reg/py", AMD64)
