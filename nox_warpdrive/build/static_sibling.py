@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 from ..engine import Engine, ImageInfo
 from ..labels import AppLabels, DepsLabels
 from ..source.image_layers import StaticLayer
@@ -26,9 +28,13 @@ def releases(ids: tuple[str, ...] | list[str]) -> frozenset[tuple[str, str]]:
     common with another's."""
     found = set()
     for wheel_id in ids:
-        name, _, rest = wheel_id.partition("@")[0].partition("-")
-        version = rest.split("-", 1)[0]
-        found.add((name.lower().replace("_", "-").replace(".", "-"), version))
+        filename = wheel_id.partition("@")[0]
+        try:
+            name, version, _, _ = parse_wheel_filename(filename)
+        except InvalidWheelFilename:  # not one a build writes: only equal to itself
+            found.add((filename, ""))
+            continue
+        found.add((str(name), str(version)))
     return frozenset(found)
 
 
