@@ -25,7 +25,7 @@ from ..engine.registry_check import push as push_one
 from ..errors import WarpdriveError
 from ..image import ImageResult, build_image
 from ..platform import Platform, platform_ref
-from ..registry.index import put_index
+from ..registry.index import push_index, put_index
 from ..wheelhouse.build import WheelhouseResult
 from ..wheelhouse.targets import (
     Resolved,
@@ -114,6 +114,8 @@ class Builder:
 
     target: Target
     engine: Engine
+    #: what that engine runs natively (asked once per engine and build)
+    native: Platform
     #: the engine's DOCKER_HOST URL when `engines` named it; "" for the session's
     host: str = ""
 
@@ -141,20 +143,24 @@ def _engine_for(
 def _targets(cfg: Config, engine: Engine, out: Output) -> list[Builder]:
     """Each platform's settings and engine; the local tags the pulls moved are put back at
     once (the builds name them by the tags they keep)."""
-    platforms, _ = wanted(cfg, engine)
+    platforms, session_native = wanted(cfg, engine)
     engines: dict[str, Engine] = {"": engine}
+    natives = {"": session_native}
     builders: list[Builder] = []
     helper: list[tuple[Engine, Resolved]] = []
     try:
         for platform in platforms:
             host, on = _engine_for(cfg, platform, engines, out)
-            native = engine_platform(on)
+            if host not in natives:
+                natives[host] = engine_platform(on)
+            native = natives[host]
             if host and not platform.matches(native):
                 out(
                     f"warpdrive: warning: the engine named for {platform} ({host_shown(host)}) "
                     f"runs {native}: {platform} is emulated there"
                 )
-            builders.append(Builder(target_for(cfg, on, platform, native, out), on, host))
+            target = target_for(cfg, on, platform, native, out)
+            builders.append(Builder(target, on, native, host))
         builders = _with_cross_builders(cfg, builders, helper, out)
     finally:
         for b in builders:
@@ -175,7 +181,7 @@ def _with_cross_builders(
         on = builders[group[0]].engine
         found: list[Resolved] = []
         targets = [builders[i].target for i in group]
-        targets = _with_cross_builder(cfg, on, targets, engine_platform(on), found, out)
+        targets = _with_cross_builder(cfg, on, targets, builders[group[0]].native, found, out)
         helper.extend((on, r) for r in found)
         for i, target in zip(group, targets, strict=True):
             result[i] = dataclasses.replace(builders[i], target=target)
@@ -279,15 +285,12 @@ def build_images(
     order = [b.target.platform for b in builders]  # the index lists them as asked
     images.sort(key=lambda i: order.index(i.platform))
     digest = None
-    if push:
-        for i in images:  # each from the engine that has it, under its own tag
-            pushed = i.pushed_as(cfg.image, not single)
-            on = i.engine or engine
-            if i.ref != pushed:
-                on.tag(i.ref, pushed)
-            push_one(on, pushed, out)
-        if not single:  # the tag moves last, once every platform's image is there
-            digest = put_index(engine, cfg.image, [i.platform for i in images], out)
+    if push and single:
+        push_one(images[0].engine or engine, cfg.image, out)
+    elif push:  # each from the engine that has it; the tag moves last
+        named = {i.platform: i.engine for i in images if i.engine is not None}
+        pairs = [(i.platform, i.ref) for i in images]
+        digest = push_index(engine, cfg.image, pairs, out, on=named)
     return MultiResult(cfg.image, tuple(images), time.monotonic() - started, digest)
 
 

@@ -10,7 +10,7 @@ the engine's push skips what the repository already has.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..engine import Engine, Output
@@ -47,17 +47,22 @@ def index_body(entries: Sequence[Entry]) -> tuple[bytes, str]:
 
 
 def push_index(
-    engine: Engine, ref: str, images: Sequence[tuple[Platform, str]], out: Output
+    engine: Engine,
+    ref: str,
+    images: Sequence[tuple[Platform, str]],
+    out: Output,
+    on: Mapping[Platform, Engine] | None = None,
 ) -> str:
     """Push each platform's local image (``images``: platform, local ref pushed under
-    ``platform_ref``), then put the index under ``ref``; the index digest."""
+    ``platform_ref``), then put the index under ``ref``; the index digest. ``on``: the
+    engine that has a platform's image, when it is not ``engine`` (`engines`)."""
     from ..engine.registry_check import push
 
     for platform, local in images:
-        pushed = platform_ref(ref, platform)
+        pushed, has_it = platform_ref(ref, platform), (on or {}).get(platform, engine)
         if local != pushed:
-            engine.tag(local, pushed)
-        push(engine, pushed, out)
+            has_it.tag(local, pushed)
+        push(has_it, pushed, out)
     return put_index(engine, ref, [platform for platform, _ in images], out)
 
 
