@@ -162,27 +162,40 @@ def ensure_uv(root, get_pip, env, may_download, scratch=None):
     the index (pip's choice of wheel, without starting pip), else with `pip download`.
     None when it cannot be had. ``scratch``: where to download (this run's staging dir,
     swept if the run dies)."""
-    tools = os.path.join(root, "tools")
-    found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
-    if not found and may_download:
-        os.makedirs(tools, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=scratch or tools, prefix=".download-")
-        try:
-            wheel = fetch_uv_direct(env, tmp)
-            if wheel is None:
-                common.log("fetching uv with pip")
-                wheel = fetch_uv_with_pip(get_pip, env, tmp)
-            if wheel:
-                install_uv(wheel, tmp, tools)
-        except (OSError, KeyError, zipfile.BadZipFile) as exc:
-            common.log("could not fetch uv (%s)" % exc)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
-    for uv in reversed(found):
+
+    def fetch(tmp):
+        wheel = fetch_uv_direct(env, tmp)
+        if wheel is None:
+            common.log("fetching uv with pip")
+            wheel = fetch_uv_with_pip(get_pip, env, tmp)
+        return wheel
+
+    for uv in reversed(fetched_uv(root, may_download, scratch, fetch)):
         if subprocess.run([uv, "--version"], capture_output=True).returncode == 0:
             return uv
     return None
+
+
+def fetched_uv(root, may_download, scratch, fetch, whose=""):
+    """The uv binaries in ``root``'s tools, lowest version first; when there are none and
+    ``may_download``, the wheel ``fetch(tmp)`` gives (its path, or None) is downloaded
+    into a temporary directory under ``scratch`` (else the tools) and its binary
+    published. ``whose``: said in the line a failed fetch logs."""
+    tools = os.path.join(root, "tools")
+    found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
+    if found or not may_download:
+        return found
+    os.makedirs(tools, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=scratch or tools, prefix=".download-")
+    try:
+        wheel = fetch(tmp)
+        if wheel:
+            install_uv(wheel, tmp, tools)
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        common.log("could not fetch uv%s (%s)" % (whose, exc))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
 
 
 def install_uv(wheel, tmp, tools):
@@ -206,20 +219,11 @@ def target_uv(root, env, tags, may_download, scratch):
     """The uv of another CPU in its key's tools (what its deps layer installs with),
     fetched here when missing: the wheel for ``tags`` (that key's tag list), unpacked,
     never run (this CPU cannot). Its path, or None (the index has none for it)."""
-    tools = os.path.join(root, "tools")
-    found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
-    if not found and may_download:
-        os.makedirs(tools, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=scratch, prefix=".download-")
-        try:
-            wheel = fetch_uv_direct(env, tmp, list(tags))  # tags as strings: pick_uv_wheel
-            if wheel:
-                install_uv(wheel, tmp, tools)
-        except (OSError, KeyError, zipfile.BadZipFile) as exc:
-            common.log("could not fetch uv for the target (%s)" % exc)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        found = sorted(glob.glob(os.path.join(tools, "uv-*", "uv")))
+
+    def fetch(tmp):
+        return fetch_uv_direct(env, tmp, list(tags))  # tags as strings: pick_uv_wheel
+
+    found = fetched_uv(root, may_download, scratch, fetch, " for the target")
     return found[-1] if found else None
 
 
