@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -302,11 +302,12 @@ def build_image(
             b.ref, current.id, True, True, current.size, current.layers, seconds, (), b.built
         )
     deps_id, deps_reused, app = _deps_layer(b, app)
-    record_supply(
-        b.engine, b.cfg.base_image, b.base, b.deps_key, deps_id, b.resolved, b.built_from, b.pkey
-    )
+    supply = _supply_beside(b, deps_id)
     app_started = time.monotonic()
-    image_id = _app_layer(b, app, deps_id)
+    try:
+        image_id = _app_layer(b, app, deps_id)
+    finally:
+        supply.join()
     for line in app.grown_notices():
         out(line)
     b.timings.append(("app", time.monotonic() - app_started))
@@ -316,6 +317,45 @@ def build_image(
     return ImageResult(
         b.ref, final.id, False, deps_reused, final.size, final.layers, seconds, timings, b.built
     )
+
+
+def _supply_beside(b: _Build, deps_id: str) -> _Background:
+    """The SBOM's records (read out of the images once, when missing) gathered while the
+    app layer is made: neither needs the other."""
+    return _Background(
+        lambda: record_supply(
+            b.engine,
+            b.cfg.base_image,
+            b.base,
+            b.deps_key,
+            deps_id,
+            b.resolved,
+            b.built_from,
+            b.pkey,
+        )
+    )
+
+
+class _Background:
+    """A call run in a thread beside the build; ``join`` waits for it and raises what it
+    raised (a build must not hide an error of its own, nor print a thread's traceback)."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self._error: BaseException | None = None
+        self._call = call
+        self._thread = threading.Thread(target=self._run, name="warpdrive-supply", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # handed to join, in the build's thread
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | None:

@@ -72,6 +72,10 @@ class Step:
     uses_secrets: bool = False
     tmpfs: tuple[str, ...] = ()
     export: tuple[str, ...] = ()
+    #: the container's CPU weight against others (Docker's CpuShares: 1024 by default;
+    #: None leaves the engine's default): a step that overlaps a more urgent one runs
+    #: lower, so that one gets the CPUs first
+    cpu_shares: int | None = None
 
     def __repr__(self) -> str:  # keep archives out of logs and test failure output
         files = ", ".join(f"{d} ({len(b)} bytes)" for d, b in self.files)
@@ -79,7 +83,8 @@ class Step:
             f"Step(name={self.name!r}, image={self.image!r}, command={self.command!r}, "
             f"files=[{files}], mounts={self.mounts!r}, user={self.user!r}, "
             f"network={self.network!r}, commit={self.commit is not None}, "
-            f"uses_secrets={self.uses_secrets}, tmpfs={self.tmpfs!r}, export={self.export!r})"
+            f"uses_secrets={self.uses_secrets}, tmpfs={self.tmpfs!r}, export={self.export!r}, "
+            f"cpu_shares={self.cpu_shares!r})"
         )
 
 

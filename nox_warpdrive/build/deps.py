@@ -6,6 +6,7 @@ were only added, and started early while the builder still compiles sdists."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import threading
 import time
@@ -342,10 +343,12 @@ def ensure_deps(
     resolved: list[Wheel],
     installer: Installer,
     out: Output,
+    background: bool = False,
 ) -> tuple[str, bool, float]:
     """The deps image for exactly these wheels: found by its key, else built (on the
     earlier deps image with the most of them, when there is one) and tagged. Returns
-    (image id, whether it was found, seconds spent building)."""
+    (image id, whether it was found, seconds spent building). ``background``: built
+    while the wheelhouse compiles sdists, which come first on the CPUs."""
     decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
@@ -368,16 +371,21 @@ def ensure_deps(
                     engine, cfg, deps, (base, pkey, installer), resolved, twin, out
                 )
             else:
-                result = run_deps(engine, deps.step, out)
+                result = run_deps(engine, weighted(deps.step, background), out)
         except LayerRefused as exc:
             out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
             deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
-            result = run_deps(engine, deps.step, out)
+            result = run_deps(engine, weighted(deps.step, background), out)
     except MissingLibraries as exc:
         raise name_missing(engine, cfg, exc) from cause_of(exc)  # the same error, named
     assert result.image_id is not None
     engine.tag(result.image_id, deps.ref)
     return result.image_id, False, result.seconds
+
+
+def weighted(step: Step, background: bool) -> Step:
+    """The step, with a lower CPU weight when it runs beside the wheelhouse's compile."""
+    return dataclasses.replace(step, cpu_shares=BACKGROUND_SHARES) if background else step
 
 
 def name_missing(engine: Engine, cfg: Config, exc: MissingLibraries) -> MissingLibraries:
@@ -389,6 +397,11 @@ def name_missing(engine: Engine, cfg: Config, exc: MissingLibraries) -> MissingL
         found = parse_dpkg_search(output, sorted(exc.report))
     return exc.named(cfg.base_image, found)
 
+
+#: the CPU weight of a deps step made while the wheelhouse still compiles (a quarter of
+#: the default 1024): the compile is the longer path, and an install and its bytecode
+#: (compileall on every CPU) beside it at equal weight slowed it by half on 2 CPUs
+BACKGROUND_SHARES = 256
 
 #: the deps step's last line (runtime/assemble.py)
 INSTALLED_IN = re.compile(r"virtualenv ready in (\d+(?:\.\d+)?) s")
@@ -429,7 +442,14 @@ class EarlyDeps:
         started = time.monotonic()
         try:
             _, reused, _ = ensure_deps(
-                self.engine, self.cfg, self.base, self.pkey, resolved, installer, self.lines.append
+                self.engine,
+                self.cfg,
+                self.base,
+                self.pkey,
+                resolved,
+                installer,
+                self.lines.append,
+                background=True,
             )
             self.built = not reused
         except WarpdriveError as exc:

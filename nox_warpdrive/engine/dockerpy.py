@@ -739,6 +739,8 @@ def _container_args(step: Step, secrets_volume: str | None) -> dict[str, Any]:
         kwargs["network"] = step.network
     if step.tmpfs:
         kwargs["tmpfs"] = {path: "exec,mode=755" for path in step.tmpfs}
+    if step.cpu_shares is not None:
+        kwargs["cpu_shares"] = step.cpu_shares
     return kwargs
 
 

@@ -17,6 +17,7 @@ tree again: a small write, no rebuild of the deps layer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .. import assembly
 from ..errors import LayerRefused
 from ..plan import CommitSpec, Step
-from .base import translated
+from .base import Output, RunResult, translated
 from .checked import verified
 from .dockerpy import _Apps
 from .podman import commit_changes, is_podman
@@ -46,6 +47,15 @@ class PodmanMixin(_Apps):
         if self._podman is None:
             self._podman = is_podman(dict(self._version()))
         return self._podman
+
+    def _run(
+        self, step: Step, out: Output, secrets_volume: str | None, into: Path | None = None
+    ) -> RunResult:
+        """A step's CPU weight is left out on Podman: rootless Podman often has no cpu
+        controller delegated to it, and would refuse the container."""
+        if step.cpu_shares is not None and self.is_podman():
+            step = dataclasses.replace(step, cpu_shares=None)
+        return super()._run(step, out, secrets_volume, into)
 
     def append_layer(
         self,

@@ -17,6 +17,7 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ FORMAT = "1"
 DPKG_STATUS = "/var/lib/dpkg/status"
 #: at most this many records of each kind are kept (oldest first out)
 KEEP = 64
+#: at most this many wheels' (name, license) are kept (a few apps' worth)
+KEEP_DISTS = 4096
+#: metadata reads sent to the engine at once
+READERS = 4
 
 
 @dataclass(frozen=True)
@@ -155,24 +160,63 @@ def record_deps(
     python_version: str,
 ) -> tuple[Distribution, ...]:
     """The distributions of a deps layer (``image``: one that holds it), their licenses
-    read from the installed metadata; stored under ``deps_key``."""
+    read from the installed metadata; stored under ``deps_key``. A wheel's metadata is
+    read once per wheel (by its sha256, kept on the host): a package added reads its own
+    METADATA alone, not every other one again."""
     wheels = sorted(wheels, key=lambda w: w.filename)
-    with engine.image_reader(image) as read:
-        meta = {w.filename: _metadata(read, _metadata_path(w, python_version)) for w in wheels}
+    known = _load_dists()
+    missing = [w for w in wheels if w.sha256 not in known]
+    if missing:
+        read_now = _read_metadata(engine, image, missing, python_version)
+        known.update(read_now)
+        if read_now:
+            _store_dists(known)
     dists = tuple(
         Distribution(
             # the project's name as it spells it (a wheel's file name escapes it)
-            name=meta[w.filename][0] or w.name,
+            name=known.get(w.sha256, ("", ""))[0] or w.name,
             version=w.version,
             wheel=w.filename,
             sha256=w.sha256,
-            license=meta[w.filename][1],
+            license=known.get(w.sha256, ("", ""))[1],
             built_from=str(built_from.get(w.filename) or ""),
         )
         for w in wheels
     )
     store_deps(deps_key, dists)
     return dists
+
+
+def _read_metadata(
+    engine: Engine, image: str, wheels: list[Wheel], python_version: str
+) -> dict[str, tuple[str, str]]:
+    """{sha256: (name, license)} of the wheels whose installed METADATA could be read
+    from ``image``: through one created container, a few reads at a time (each is a
+    round trip to the engine; a cold deps layer has dozens)."""
+    paths = {w.sha256: _metadata_path(w, python_version) for w in wheels}
+    with engine.image_reader(image) as read, ThreadPoolExecutor(READERS) as pool:
+        found = dict(
+            zip(paths, pool.map(lambda p: _metadata(read, p), paths.values()), strict=True)
+        )
+    return {sha: meta for sha, meta in found.items() if meta is not None}
+
+
+def _load_dists() -> dict[str, tuple[str, str]]:
+    """{wheel sha256: (name, license)} kept from earlier reads."""
+    data = _load("dists", "by-sha256")
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(sha): (str(v[0]), str(v[1]))
+        for sha, v in data.items()
+        if isinstance(v, list) and len(v) == 2
+    }
+
+
+def _store_dists(known: Mapping[str, tuple[str, str]]) -> None:
+    """Keep the newest KEEP_DISTS entries (a dict keeps the order they were added in)."""
+    items = list(known.items())[-KEEP_DISTS:]
+    _store("dists", "by-sha256", {sha: list(meta) for sha, meta in items})
 
 
 def store_deps(deps_key: str, dists: Iterable[Distribution]) -> None:
@@ -255,14 +299,14 @@ def _metadata_path(wheel: Wheel, python_version: str) -> str:
     return f"{VENV}/lib/python{short}/site-packages/{stem}.dist-info/METADATA"
 
 
-def _metadata(read: Callable[[str], bytes | None], path: str) -> tuple[str, str]:
-    """(Name, license) of an installed distribution's METADATA; ("", "") when unread."""
+def _metadata(read: Callable[[str], bytes | None], path: str) -> tuple[str, str] | None:
+    """(Name, license) of an installed distribution's METADATA; None when unread."""
     try:
         data = _member(read(path))
     except WarpdriveError:
-        return "", ""
+        return None
     if not data:
-        return "", ""
+        return None
     name = email.parser.BytesHeaderParser().parsebytes(data).get("Name") or ""
     return str(name).strip(), license_of(data)
 

@@ -17,6 +17,7 @@ from unit_support import BASE, PKEY, tar_contents, write, write_wsgi_site
 from nox_warpdrive.build import deps as deps_module
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import ImageInfo, RunResult
+from nox_warpdrive.engine.dockerpy import _container_args
 from nox_warpdrive.errors import BuildError, WarpdriveError
 from nox_warpdrive.plan import VOLUME_DIR, Step
 from nox_warpdrive.platform import PlatformKey
@@ -468,6 +469,21 @@ def test_early_deps_builds_in_its_own_thread(tmp_path: Path) -> None:
     assert early.thread is not None and not early.thread.is_alive()
     assert seconds is not None and seconds == early.seconds and seconds >= 0
     assert engine.tags == [("sha256:built1", deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED).ref)]
+    # the sdists the wheelhouse still compiles come first on the CPUs
+    assert [s.cpu_shares for s in engine.steps] == [deps_module.BACKGROUND_SHARES]
+
+
+def test_only_the_early_deps_step_has_a_lower_cpu_weight(tmp_path: Path) -> None:
+    """The deps step after the wheelhouse (nothing else runs then) keeps the engine's
+    default weight, and docker-py is given the weight only when a step has one."""
+    cfg = wsgi_project(tmp_path / "site")
+    engine = FakeEngine(base=BASE)
+    ensure_deps(engine, cfg, [])
+    (step,) = engine.steps
+    assert step.cpu_shares is None
+    assert "cpu_shares" not in _container_args(step, None)
+    weighted = dataclasses.replace(step, cpu_shares=deps_module.BACKGROUND_SHARES)
+    assert _container_args(weighted, None)["cpu_shares"] == 256
 
 
 def test_early_deps_starts_once(tmp_path: Path) -> None:

@@ -482,3 +482,38 @@ def test_without_an_sbom_the_deps_layer_metadata_is_read(registry: str) -> None:
     # which push_beside then names in a warning
     doc = sbom.make_bom(sbom.ImageFacts("app", "sha256:" + "e" * 64), found, None, "0.1.0")
     assert sbom.unhashed(json.loads(sbom.to_json(doc))) == "zope.interface 6.0"
+
+
+def test_a_package_added_reads_only_its_own_metadata() -> None:
+    """The deps key of a grown layer is new, but every wheel but the added one was read
+    for the layer before it: only the new wheel's METADATA is read (a cold layer's are
+    read once each), and a METADATA that could not be read is not remembered."""
+    engine = FakeEngine(images={"deps": BASE, BASE.id: BASE}, paths=paths())
+    gather.record_supply(engine, "python:3.12", BASE, "deps-key-1", "deps", WHEELS[:2], {}, PKEY)
+    first = [p for _, p in engine.reads if p.endswith("/METADATA")]
+    assert sorted(first) == sorted(
+        f"{SITE}/{stem}.dist-info/METADATA" for stem in ("flask-3.0.0", "psycopg2-2.9.9")
+    )
+    engine.reads.clear()
+    gather.record_supply(engine, "python:3.12", BASE, "deps-key-2", "deps", WHEELS, {}, PKEY)
+    assert [p for _, p in engine.reads] == [f"{SITE}/zope.interface-6.0.dist-info/METADATA"]
+    dists = gather.load_deps("deps-key-2")
+    assert dists is not None
+    assert [(d.name, d.license) for d in dists] == [
+        ("Flask", "BSD-3-Clause"),
+        ("psycopg2", "LGPL with exceptions"),
+        ("zope.interface", "Zope Public License"),
+    ]
+    # a METADATA the image lacks: the name from the wheel, and read again next time
+    unread = Wheel("unread-1.0-py3-none-any.whl", "unread", "1.0", "e" * 64, 10)
+    engine.reads.clear()
+    gather.record_supply(
+        engine, "python:3.12", BASE, "deps-key-3", "deps", [*WHEELS, unread], {}, PKEY
+    )
+    gather.record_supply(
+        engine, "python:3.12", BASE, "deps-key-4", "deps", [*WHEELS, unread], {}, PKEY
+    )
+    assert [p for _, p in engine.reads] == [f"{SITE}/unread-1.0.dist-info/METADATA"] * 2
+    dists = gather.load_deps("deps-key-4")
+    assert dists is not None
+    assert [(d.name, d.license) for d in dists if d.sha256 == "e" * 64] == [("unread", "")]
