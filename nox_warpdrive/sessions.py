@@ -560,15 +560,15 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
         raise _ArgError("--watch builds for the engine's own platform: drop --platform")
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
     # one connection: --watch sweeps what killed runs left first (it starts containers)
-    engine = connect(_out) if args.watch else connect_engine()
-    if args.platform:
-        from .multiarch.build import run_ref
+    engine, host = connect(_out) if args.watch else connect_engine(), ""
+    if args.platform:  # on the engine `engines` names for it, if any: that one built it
+        from .multiarch.build import run_on
         from .platform import parse_platform
 
-        cfg = dataclasses.replace(cfg, image=run_ref(cfg, engine, parse_platform(args.platform)))
+        cfg, engine, host = run_on(cfg, engine, parse_platform(args.platform), _out)
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
-    options = RunOptions(args.port, args.host, env, args.name)
+    options = RunOptions(args.port, args.host, env, args.name, host or None)
     if args.watch:
         from .watch import watch_run
 

@@ -8,9 +8,11 @@ platform is built and that the index is whole."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import Any
 
+import daemons
 from conftest import BASE_IMAGE, BUILDER_IMAGE, App
 from pkgindex import Index
 from test_platforms_engine import ARM_BASE, ARM_BUILDER, arch_of, arm64_ready, manifests, use
@@ -54,5 +56,21 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
         # the app source is one blob for both, though made on two engines
         tops = {p: m["layers"][-1]["digest"] for p, m in images.items()}  # type: ignore[index]
         assert len(set(tops.values())) == 1, tops
+        # `run --platform linux/arm64` runs the image the runner built, on the runner
+        port = daemons.free_port()
+        code, text = nox_on(
+            app, None, index, "-s", "run", "--", "--platform", "linux/arm64", "--detach",
+            "--port", str(port),
+        )  # fmt: skip
+        assert code == 0, text
+        said = f"running {ref}-linux-arm64 (linux/arm64) on the engine at {runner}, which built it"
+        assert said in text, text
+        assert f"answers at http://127.0.0.1:{port}/" in text, text
+        assert f"DOCKER_HOST={runner} docker rm -f {app.name}-run" in text, text
+        with client_for(runner) as client:
+            assert client.containers.get(f"{app.name}-run").status == "running"
+        assert not engine.client.containers.list(all=True, filters={"name": f"{app.name}-run"})
     finally:
+        with client_for(runner) as client, contextlib.suppress(Exception):
+            client.containers.get(f"{app.name}-run").remove(force=True)
         cleanup_runner(runner, app)

@@ -391,3 +391,49 @@ def test_the_engine_platform_built_from_its_kept_platform_tag(tmp_path: Path) ->
     )
     native = target_for(cfg, engine, AMD64, AMD64)
     assert native.native and native.cfg.base_image == platform_ref("reg/py", AMD64)
+
+
+def test_run_with_a_platform_named_in_engines_runs_on_that_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --platform linux/arm64` with an engine named for arm64: the image that
+    engine built (and keeps) runs there, and the line says where its port is; a platform
+    not named runs on the session's engine, as before."""
+    from nox_warpdrive.multiarch import build as multi
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nimage = "app:1"\n'
+        'platforms = ["linux/amd64", "linux/arm64"]\n'
+        'engines = { "linux/arm64" = "ssh://me@arm-box" }\n'
+    )
+    cfg = load_config(tmp_path)
+    here = FakeEngine(images={"app:1": info("sha256:amd", "linux/amd64")})
+    arm = FakeEngine(images={"app:1-linux-arm64": info("sha256:arm", "linux/arm64")})
+    connected: list[str | None] = []
+
+    def connect(timeout: float = 600, host: str | None = None) -> FakeEngine:
+        connected.append(host)
+        return arm
+
+    monkeypatch.setattr(multi, "connect_engine", connect)
+    lines: list[str] = []
+    ran, on, host = multi.run_on(cfg, here, ARM64, lines.append)  # type: ignore[arg-type]
+    assert (ran.image, on, host) == ("app:1-linux-arm64", arm, "ssh://me@arm-box")
+    assert connected == ["ssh://me@arm-box"]
+    assert lines == [
+        "warpdrive: running app:1-linux-arm64 (linux/arm64) on the engine at ssh://arm-box, "
+        "which built it: its port is published on that engine's host, arm-box, not on "
+        "DOCKER_HOST's"
+    ]
+    lines.clear()
+    ran, on, host = multi.run_on(cfg, here, AMD64, lines.append)  # type: ignore[arg-type]
+    assert (ran.image, on, host, lines) == ("app:1", here, "", [])
+    # not built there yet: the error names that engine and the fix
+    del arm.images["app:1-linux-arm64"]
+    with pytest.raises(WarpdriveError) as exc:
+        multi.run_on(cfg, here, ARM64, lines.append)  # type: ignore[arg-type]
+    assert exc.value.message == (
+        "there is no image of app:1 for linux/arm64 on the engine at ssh://arm-box "
+        "(`engines` names it for linux/arm64)"
+    )
+    assert exc.value.fix == "build it first: `nox -s image -- --platform linux/arm64`"
