@@ -362,7 +362,7 @@ def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str],
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     """`image -- --plan`: what the build would do, changing nothing (image_plan.py); no
     leftover sweep either, and no registry: --push, --push-only and --cache-from act."""
-    from .image_plan import plan_image
+    from .multiarch.plan import plan_for
 
     if not args.plan:
         raise _ArgError("--json goes with --plan")
@@ -370,10 +370,7 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     acting += ["--cache-from"] if args.cache_from else []
     if acting:
         raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
-    if cfg.platforms:  # a plan reads what is here; another platform's images may not be
-        names = ", ".join(str(p) for p in cfg.platforms)
-        _out(f"warpdrive: the plan is for the engine's own platform only (asked: {names})")
-    plan = plan_image(cfg, connect_engine(), no_index=args.no_index)
+    plan = plan_for(cfg, connect_engine(), no_index=args.no_index)  # one per platform
     _out(plan.to_json() if args.json else "\n".join(plan.lines()))
 
 

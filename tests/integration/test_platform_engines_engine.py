@@ -15,6 +15,7 @@ from typing import Any
 import daemons
 from conftest import BASE_IMAGE, BUILDER_IMAGE, App
 from pkgindex import Index
+from test_build import http_get
 from test_platforms_engine import ARM_BASE, ARM_BUILDER, arch_of, arm64_ready, manifests, use
 from test_registry import cleanup_runner, client_for, nox_on
 
@@ -27,6 +28,12 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
     make_app: Any, engine: Engine, index: Index, registry: str, runner: str, arm64_ready: None
 ) -> None:
     app: App = make_app(["wd-pure-demo"])  # no sdist: nothing compiled under emulation
+    wsgi = app.root / "wsgi.py"  # an app that runs without the sdist's module
+    wsgi.write_text(
+        wsgi.read_text()
+        .replace("import wd_cext_demo\n", "")
+        .replace("wd_cext_demo.add(2, 40)", "42")
+    )
     ref = f"{registry}/{app.name}:latest"
     with client_for(runner) as client:  # the runner's own arm64 images, as a build keeps them
         for local, name in ((ARM_BASE, BASE_IMAGE), (ARM_BUILDER, BUILDER_IMAGE)):
@@ -66,6 +73,8 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
         said = f"running {ref}-linux-arm64 (linux/arm64) on the engine at {runner}, which built it"
         assert said in text, text
         assert f"answers at http://127.0.0.1:{port}/" in text, text
+        status, body = http_get(f"http://127.0.0.1:{port}/", timeout=60)
+        assert status == 200 and "add=42 uid=1001" in body, body
         assert f"DOCKER_HOST={runner} docker rm -f {app.name}-run" in text, text
         with client_for(runner) as client:
             assert client.containers.get(f"{app.name}-run").status == "running"
