@@ -355,8 +355,8 @@ def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str],
     _out(result.table())
     if args.push or args.push_only:  # each platform's SBOM, provenance and new wheels
         result.push_supply(engine, _out)
-        for image in result.images:
-            _push_grown_wheelhouse(cfg, engine, image.result.wheelhouse)
+        for image in result.images:  # from the engine whose volume has them
+            _push_grown_wheelhouse(cfg, image.engine or engine, image.result.wheelhouse)
 
 
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:

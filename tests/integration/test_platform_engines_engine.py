@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from typing import Any
 
 import daemons
@@ -43,7 +44,9 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
                 loaded.tag(f"{name}-linux-arm64")
     engines = f'{{ "linux/arm64" = "{runner}" }}'
     both = '["linux/amd64", "linux/arm64"]'
-    use(app, BASE_IMAGE, BUILDER_IMAGE, image=ref, engines=engines, platforms=both)
+    wheels = f"{registry}/{app.name}-wheelhouse"  # each platform's pushed from its engine
+    extra = {"wheelhouse-image": f'"{wheels}"'}
+    use(app, BASE_IMAGE, BUILDER_IMAGE, image=ref, engines=engines, platforms=both, **extra)
     try:
         code, text = nox_on(app, None, index, "-s", "image", "--", "--push")
         assert code == 0, text
@@ -51,6 +54,9 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
         assert said in text, text
         assert "as an image index (linux/amd64, linux/arm64)" in text, text
         assert "Traceback" not in text, text
+        assert "the wheelhouse image was not updated" not in text, text
+        keys = set(re.findall(rf"pushed {re.escape(wheels)}:(cp\S+?)[\s:(]", text))
+        assert len(keys) == 2 and any("aarch64" in k for k in keys), text
         # arm64 was built on the runner only, amd64 here only
         assert engine.image(f"{ref}-linux-arm64") is None
         assert arch_of(engine, ref) == "amd64"
@@ -83,3 +89,6 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
         with client_for(runner) as client, contextlib.suppress(Exception):
             client.containers.get(f"{app.name}-run").remove(force=True)
         cleanup_runner(runner, app)
+        for image in engine.client.images.list(name=wheels):  # the amd64 key's, pushed here
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(image.id, force=True)

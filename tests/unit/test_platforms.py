@@ -437,3 +437,45 @@ def test_run_with_a_platform_named_in_engines_runs_on_that_engine(
         "(`engines` names it for linux/arm64)"
     )
     assert exc.value.fix == "build it first: `nox -s image -- --platform linux/arm64`"
+
+
+def test_each_platform_grown_wheelhouse_is_pushed_from_the_engine_that_built_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`image -- --push` with `wheelhouse-image` and an engine named for arm64: the
+    arm64 key's new wheels are in that engine's volume, so they are pushed from there
+    (from DOCKER_HOST's engine they were missing: a warning, and no wheelhouse image)."""
+    from unit_support import PKEY
+
+    from nox_warpdrive.image import ImageResult
+    from nox_warpdrive.multiarch import build as multi
+    from nox_warpdrive.wheelhouse.build import WheelhouseResult
+
+    sessions = importlib.import_module("nox_warpdrive.sessions")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nimage = "reg:5000/x:1"\n'
+        'wheelhouse-image = "reg:5000/x-wheels"\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+    )
+    cfg = load_config(tmp_path)
+    here, arm = FakeEngine(), FakeEngine()
+
+    def result(key: Any) -> ImageResult:
+        wh = WheelhouseResult(key, False, ("a-1-py3-none-any.whl",), 1, 0.1, {"wheels": {}})
+        return ImageResult("reg:5000/x:1", "sha256:i", False, False, 1, 1, 0.1, wheelhouse=wh)
+
+    arm_key = dataclasses.replace(PKEY, platform="linux_aarch64")
+    images = (
+        multi.PlatformImage(AMD64, "reg:5000/x:1", result(PKEY), cfg),
+        multi.PlatformImage(ARM64, "reg:5000/x:1-linux-arm64", result(arm_key), cfg, arm),
+    )
+    built = multi.MultiResult("reg:5000/x:1", images, 0.2, "sha256:index")
+    monkeypatch.setattr(sessions, "connect", lambda out: here)
+    monkeypatch.setattr(multi, "build_images", lambda *a, **k: built)
+    monkeypatch.setattr(multi.MultiResult, "push_supply", lambda self, engine, out: None)
+    pushed: list[tuple[Any, str]] = []
+    monkeypatch.setattr(
+        "nox_warpdrive.wheelhouse.image.push_wheelhouse",
+        lambda engine, wh, ref, manifest, out: pushed.append((engine, wh.key.slug)),
+    )
+    sessions.run_image(tmp_path, ["--push"], lambda line: None)
+    assert pushed == [(here, PKEY.slug), (arm, arm_key.slug)]
