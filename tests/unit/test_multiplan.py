@@ -129,3 +129,27 @@ def test_a_named_engine_is_asked_and_one_that_does_not_answer_is_said(
         "linux/arm64: as shop:latest-linux-arm64, on the engine at ssh://arm-box, not reachable"
         in "\n".join(multiplan.plan_for(cfg, engine_with(arm=False)).lines())
     )
+
+
+def test_without_a_builder_of_the_engines_cpu_the_wheels_are_all_made_emulated(
+    tmp_path: Path,
+) -> None:
+    cfg = project(tmp_path, BOTH)
+    engine = engine_with()
+    del engine.images["builder:1"]  # only the arm64 builder is here
+    arm = multiplan.plan_for(cfg, engine).platforms[1]  # type: ignore[union-attr]
+    assert arm.wheels == (
+        "everything in the linux/arm64 builder, under emulation, unless builder-image "
+        "builder:1 is pulled for linux/amd64"
+    )
+
+
+def test_a_key_the_native_route_cannot_serve_is_planned_emulated_with_why(
+    tmp_path: Path,
+) -> None:
+    cfg = project(tmp_path, BOTH)
+    engine = engine_with()
+    probe_cache.store(ARM_BASE.id, "python3", dataclasses.replace(ARM_KEY, libc="unknown"))
+    arm = multiplan.plan_for(cfg, engine).platforms[1]  # type: ignore[union-attr]
+    assert arm.wheels.startswith("everything in the linux/arm64 builder, under emulation (")
+    assert "is not a target" in arm.wheels
