@@ -558,11 +558,13 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
     # one connection: --watch sweeps what killed runs left first (it starts containers)
     engine, host = connect(_out) if args.watch else connect_engine(), ""
-    if args.platform:  # on the engine `engines` names for it, if any: that one built it
+    # --platform, or `platforms`' only one: on the engine that built it (multiarch.run_on)
+    one = args.platform or ("" if args.watch or len(cfg.platforms) != 1 else cfg.platforms[0])
+    if one:
         from .multiarch.build import run_on
         from .platform import parse_platform
 
-        cfg, engine, host = run_on(cfg, engine, parse_platform(args.platform), _out)
+        cfg, engine, host = run_on(cfg, engine, parse_platform(str(one)), _out)
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
     options = RunOptions(args.port, args.host, env, args.name, host or None)

@@ -479,3 +479,29 @@ def test_each_platform_grown_wheelhouse_is_pushed_from_the_engine_that_built_it(
     )
     sessions.run_image(tmp_path, ["--push"], lambda line: None)
     assert pushed == [(here, PKEY.slug), (arm, arm_key.slug)]
+
+
+def test_run_goes_to_the_engine_named_for_the_one_configured_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`platforms = ["linux/arm64"]` alone with an engine named for it: `image` built
+    and tagged it there, so `run` (no --platform) runs it there, its port on that host."""
+    from nox_warpdrive.multiarch import build as multi
+
+    sessions = importlib.import_module("nox_warpdrive.sessions")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nimage = "app:1"\n'
+        'platforms = ["linux/arm64"]\nengines = { "linux/arm64" = "tcp://arm-box:2375" }\n'
+    )
+    here = FakeEngine()
+    arm = FakeEngine(images={"app:1": info("sha256:arm", "linux/arm64")})
+    monkeypatch.setattr(sessions, "connect_engine", lambda: here)
+    monkeypatch.setattr(multi, "connect_engine", lambda host=None: arm)
+    ran: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(
+        "nox_warpdrive.run.run",
+        lambda cfg, engine, out, options, detach: ran.append((cfg.image, engine, options)),
+    )
+    sessions.run_container(tmp_path, ["--detach"], lambda line: None)
+    ((image, engine, options),) = ran
+    assert (image, engine, options.docker_host) == ("app:1", arm, "tcp://arm-box:2375")
