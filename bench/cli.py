@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from .common import (
     REFERENCE,
     REPO,
     RESULTS_DIR,
+    RUN_ID,
     SCENARIOS,
     TOOLS,
     BenchError,
@@ -325,7 +325,7 @@ def main(argv: Sequence[str]) -> int:
 
         package = args.package
         return main_fresh(app, args.runs, package, command_line(argv), tool_revision(), docker, ca)
-    nonce = uuid.uuid4().hex[:8]
+    nonce = RUN_ID  # the suffix of every name this run gives in Docker
     names = [t for t in TOOLS if t in args.tools.split(",")]
     revision = tool_revision()
     cpus = os.cpu_count() or 1

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -46,16 +47,29 @@ TOOLS = (WARPDRIVE, *PEERS)
 REFERENCE = "buildkit-cache"
 DEFAULT_PACKAGE = "django-environ"
 
+#: this bench run's own suffix, in every name it gives in Docker (images, volume, build
+#: cache ids, containers): two benches on one engine then never build into, or remove,
+#: each other's; the clean-up still finds everything of its own run by these names
+RUN_ID = uuid.uuid4().hex[:8]
 #: the copy's [project].name (deps cache images were named after it before they were
 #: named after the image's repository: ``warpdrive-deps/<repository>:<key>``)
-PROJECT_NAME = "bench-site"
-WD_IMAGE = "bench-warpdrive:latest"
-WD_VOLUME = "bench-warpdrive"
+PROJECT_NAME = f"bench-site-{RUN_ID}"
+WD_REPOSITORY = f"bench-warpdrive-{RUN_ID}"
+WD_IMAGE = f"{WD_REPOSITORY}:latest"
+WD_VOLUME = WD_REPOSITORY
 WD_REFERENCES = (
-    "bench-warpdrive",
-    "warpdrive-deps/bench-warpdrive",
+    WD_REPOSITORY,
+    f"warpdrive-deps/{WD_REPOSITORY}",
     f"warpdrive-deps/{PROJECT_NAME}",
 )
+
+
+def peer_tag(name: str) -> str:
+    """The image a peer's Dockerfile builds in this bench run (``name``: the peer, with
+    its platform's slug for an emulated one)."""
+    return f"bench-peer-{name}-{RUN_ID}:latest"
+
+
 #: what an app copy leaves out (build outputs of a local run, caches)
 COPY_IGNORE = ("__pycache__", "*.pyc", "db.sqlite3", "static", "media", ".nox", ".venv", "*.log")
 CACHE_ID_ARG = re.compile(r"id=\$\{?CACHE_ID\}?")

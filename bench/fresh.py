@@ -31,13 +31,12 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from .apps import App
-from .common import REFERENCE, REPO, RESULTS_DIR, WARPDRIVE, BenchError, out, utc_now
+from .common import REFERENCE, REPO, RESULTS_DIR, RUN_ID, WARPDRIVE, BenchError, out, utc_now
 from .dockercli import Docker
 from .fresh_report import (
     FIRST,
@@ -228,7 +227,7 @@ def main_fresh(
     """The whole fresh-runner bench; 1 when a pipeline failed or it was interrupted."""
     began = time.perf_counter()
     date = utc_now().strftime("%Y-%m-%d %H:%M UTC")
-    nonce = uuid.uuid4().hex[:8]
+    nonce = RUN_ID  # the suffix of every name this run gives in Docker and the registry
     registry = Registry(start_registry())
     engine = start_engine(main)
     engine_line = describe_engine(engine)

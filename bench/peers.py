@@ -12,7 +12,7 @@ from pathlib import Path
 from nox_warpdrive.wheelhouse import buildenv
 
 from .apps import App
-from .common import CACHE_ID_ARG, CMD_LINE, PEERS_DIR, BenchError, utc_now
+from .common import CACHE_ID_ARG, CMD_LINE, PEERS_DIR, BenchError, peer_tag, utc_now
 from .dockercli import Docker
 from .tools import Tool, timed
 
@@ -44,7 +44,7 @@ class Peer(Tool):
         super().__init__(docker, workdir, app)
         self.template = PEERS_DIR / f"{name}.Dockerfile"
         self.dockerfile = self.root / "Dockerfile"
-        self.tag = f"bench-peer-{name}:latest"
+        self.tag = peer_tag(name)
         self.ca = ca
         self.nonce = nonce
         self.cache_id = ""

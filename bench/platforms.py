@@ -35,7 +35,6 @@ import re
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -50,11 +49,13 @@ from .common import (
     EXAMPLE_DESCRIPTION,
     REPO,
     RESULTS_DIR,
+    RUN_ID,
     WARPDRIVE,
     WD_IMAGE,
     WD_REFERENCES,
     BenchError,
     out,
+    peer_tag,
 )
 from .dockercli import Docker
 from .matrix import cleanup
@@ -102,7 +103,7 @@ class EmulatedPeer(Peer):
         super().__init__(name, docker, workdir, app, ca, nonce)
         self.platform = platform
         self.images = {ref: foreign_image(ref, platform) for ref in (BASE_IMAGE, BUILDER_IMAGE)}
-        self.tag = f"bench-peer-{name}-{parse_platform(platform).slug}:latest"
+        self.tag = peer_tag(f"{name}-{parse_platform(platform).slug}")
         self.variant: Callable[[Path], None] = lambda app: None
 
     def render(self, cache_id: str) -> None:
@@ -346,7 +347,7 @@ def main_platforms(
     made = prepare_images(docker, foreign)
     if made:
         out(f"bench: tagged {', '.join(made)} (nox-warpdrive looks for them; left in place)")
-    nonce = uuid.uuid4().hex[:8]
+    nonce = RUN_ID  # in the peers' cache ids too
     workdir = Path(tempfile.mkdtemp(prefix="warpdrive-bench-platforms-"))
     logs = RESULTS_DIR / "logs-platforms"
     logs.mkdir(parents=True, exist_ok=True)

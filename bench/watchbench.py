@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .apps import App
-from .common import RESULTS_DIR, BenchError, interrupt, out
+from .common import PROJECT_NAME, RESULTS_DIR, BenchError, interrupt, out
 from .dockercli import Docker
 from .matrix import cleanup
 from .peers import Peer
@@ -261,7 +261,7 @@ def warpdrive_loop(tool: Warpdrive, edits: int, tag: str, logs: Path) -> LoopRes
         reader.join(timeout=10)
         log.close()
     result.said = [line.strip() for line in lines if "warpdrive: reload " in line]
-    left = tool.docker.run("ps", "-aq", "--filter", "name=bench-site-run-watch", check=False)
+    left = tool.docker.run("ps", "-aq", "--filter", f"name={PROJECT_NAME}-run-watch", check=False)
     if left.stdout.split():
         raise BenchError(f"`nox -s run -- --watch` left containers: {left.stdout.split()}")
     return result

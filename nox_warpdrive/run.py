@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import Config
 from .engine import Engine, Output
-from .engine.base import foreign_cpu
+from .engine.base import foreign_cpu, host_shown
 from .errors import ConfigError, EmulationMissing, EngineError, WarpdriveError
 
 #: what a variable name may be (docker accepts more; a shell, and most apps, do not)
@@ -149,6 +149,9 @@ class RunOptions:
     host_ip: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
+    #: the DOCKER_HOST URL of the engine it runs on when that is not DOCKER_HOST's (the
+    #: one `engines` names for the platform of `run --platform`): its port is there
+    docker_host: str | None = None
 
 
 def published_on(host_ip: str | None, engine_at: str) -> tuple[str, str]:
@@ -166,8 +169,9 @@ def start(cfg: Config, engine: Engine, options: RunOptions) -> Running:
         raise WarpdriveError(f"image {cfg.image} is not built yet", fix="run `nox -s image` first")
     name, port = options.name or f"{cfg.name}-run", options.port
     engine.remove_app(name)  # an earlier `run` of this app frees its port first
-    host_ip, host = published_on(options.host_ip, engine_host())
-    if engine_host() == "127.0.0.1" and not port_free(port, host_ip):
+    at = engine_host(options.docker_host)
+    host_ip, host = published_on(options.host_ip, at)
+    if at == "127.0.0.1" and not port_free(port, host_ip):
         raise EngineError(
             f"port {port} is already in use on this machine",
             fix=f"stop what uses it, or choose another: `nox -s run -- --port {port + 1}`",
@@ -196,7 +200,12 @@ def run(cfg: Config, engine: Engine, out: Output, options: RunOptions, *, detach
     running = start(cfg, engine, options)
     out(f"warpdrive: {cfg.image} answers at {running.url} (HTTP {running.status})")
     if detach:
-        out(f"warpdrive: left running as {running.name}; stop it with: docker rm -f {running.name}")
+        shown = host_shown(options.docker_host) if options.docker_host else ""
+        env = f"DOCKER_HOST={shown} " if shown else ""
+        out(
+            f"warpdrive: left running as {running.name}; stop it with: "
+            f"{env}docker rm -f {running.name}"
+        )
         return running
     out("warpdrive: following its output; Ctrl-C stops it")
     try:

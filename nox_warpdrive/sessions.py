@@ -355,14 +355,14 @@ def _image_platforms(cfg: Config, args: argparse.Namespace, log: Callable[[str],
     _out(result.table())
     if args.push or args.push_only:  # each platform's SBOM, provenance and new wheels
         result.push_supply(engine, _out)
-        for image in result.images:
-            _push_grown_wheelhouse(cfg, engine, image.result.wheelhouse)
+        for image in result.images:  # from the engine whose volume has them
+            _push_grown_wheelhouse(cfg, image.engine or engine, image.result.wheelhouse)
 
 
 def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     """`image -- --plan`: what the build would do, changing nothing (image_plan.py); no
     leftover sweep either, and no registry: --push, --push-only and --cache-from act."""
-    from .image_plan import plan_image
+    from .multiarch.plan import plan_for
 
     if not args.plan:
         raise _ArgError("--json goes with --plan")
@@ -370,10 +370,7 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     acting += ["--cache-from"] if args.cache_from else []
     if acting:
         raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
-    if cfg.platforms:  # a plan reads what is here; another platform's images may not be
-        names = ", ".join(str(p) for p in cfg.platforms)
-        _out(f"warpdrive: the plan is for the engine's own platform only (asked: {names})")
-    plan = plan_image(cfg, connect_engine(), no_index=args.no_index)
+    plan = plan_for(cfg, connect_engine(), no_index=args.no_index)  # one per platform
     _out(plan.to_json() if args.json else "\n".join(plan.lines()))
 
 
@@ -560,15 +557,17 @@ def run_container(project_dir: Path, posargs: Sequence[str], log: Callable[[str]
         raise _ArgError("--watch builds for the engine's own platform: drop --platform")
     cfg = load_config(project_dir, {"image": args.tag} if args.tag else {})
     # one connection: --watch sweeps what killed runs left first (it starts containers)
-    engine = connect(_out) if args.watch else connect_engine()
-    if args.platform:
-        from .multiarch.build import run_ref
+    engine, host = connect(_out) if args.watch else connect_engine(), ""
+    # --platform, or `platforms`' only one: on the engine that built it (multiarch.run_on)
+    one = args.platform or ("" if args.watch or len(cfg.platforms) != 1 else cfg.platforms[0])
+    if one:
+        from .multiarch.build import run_on
         from .platform import parse_platform
 
-        cfg = dataclasses.replace(cfg, image=run_ref(cfg, engine, parse_platform(args.platform)))
+        cfg, engine, host = run_on(cfg, engine, parse_platform(str(one)), _out)
     files = [project_dir / f for f in args.env_file]  # relative to the app, as nox runs
     env = run_env(files, args.env)
-    options = RunOptions(args.port, args.host, env, args.name)
+    options = RunOptions(args.port, args.host, env, args.name, host or None)
     if args.watch:
         from .watch import watch_run
 

@@ -26,6 +26,7 @@ from ..errors import WarpdriveError
 from ..image import ImageResult, build_image
 from ..platform import Platform, platform_ref
 from ..registry.index import push_index, put_index
+from ..run import engine_host
 from ..wheelhouse.build import WheelhouseResult
 from ..wheelhouse.targets import (
     Resolved,
@@ -335,15 +336,37 @@ def build_wheelhouses(
     return results
 
 
-def run_ref(cfg: Config, engine: Engine, platform: Platform) -> str:
+def run_ref(cfg: Config, engine: Engine, platform: Platform, where: str = "") -> str:
     """The local image `run --platform` starts: the one tagged ``image`` when it is for
-    that platform, else the one tagged for the platform by a build of several."""
+    that platform, else the one tagged for the platform by a build of several.
+    ``where``: the engine's DOCKER_HOST URL when `engines` named it (for the error)."""
     for ref in (cfg.image, platform_ref(cfg.image, platform)):
         info = engine.image(ref)
         found = image_platform(info) if info is not None else None
         if info is not None and (found is None or found.matches(platform)):
             return ref
+    on = f" on the engine at {host_shown(where)} (`engines` names it for {platform})"
     raise WarpdriveError(
-        f"there is no local image of {cfg.image} for {platform}",
+        f"there is no {'local ' * (not where)}image of {cfg.image} for {platform}"
+        f"{on if where else ''}",
         fix=f"build it first: `nox -s image -- --platform {platform}`",
     )
+
+
+def run_on(
+    cfg: Config, engine: Engine, platform: Platform, out: Output
+) -> tuple[Config, Engine, str]:
+    """Where `run --platform` runs: (the config naming the image to start, the engine
+    that has it, its DOCKER_HOST URL or ""). A platform that `engines` names an engine
+    for was built there and stays there (build_images), so it runs there too, and its
+    port is published on that engine's host, which the lines say."""
+    host = next((h for p, h in cfg.engines if p.matches(platform)), "")
+    on = connect_engine(host=host) if host else engine
+    ref = run_ref(cfg, on, platform, host)
+    if host:
+        out(
+            f"warpdrive: running {ref} ({platform}) on the engine at {host_shown(host)}, "
+            f"which built it: its port is published on that engine's host, "
+            f"{engine_host(host)}, not on DOCKER_HOST's"
+        )
+    return dataclasses.replace(cfg, image=ref), on, host

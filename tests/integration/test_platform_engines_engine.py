@@ -8,11 +8,15 @@ platform is built and that the index is whole."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 from typing import Any
 
+import daemons
 from conftest import BASE_IMAGE, BUILDER_IMAGE, App
 from pkgindex import Index
+from test_build import http_get
 from test_platforms_engine import ARM_BASE, ARM_BUILDER, arch_of, arm64_ready, manifests, use
 from test_registry import cleanup_runner, client_for, nox_on
 
@@ -25,6 +29,12 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
     make_app: Any, engine: Engine, index: Index, registry: str, runner: str, arm64_ready: None
 ) -> None:
     app: App = make_app(["wd-pure-demo"])  # no sdist: nothing compiled under emulation
+    wsgi = app.root / "wsgi.py"  # an app that runs without the sdist's module
+    wsgi.write_text(
+        wsgi.read_text()
+        .replace("import wd_cext_demo\n", "")
+        .replace("wd_cext_demo.add(2, 40)", "42")
+    )
     ref = f"{registry}/{app.name}:latest"
     with client_for(runner) as client:  # the runner's own arm64 images, as a build keeps them
         for local, name in ((ARM_BASE, BASE_IMAGE), (ARM_BUILDER, BUILDER_IMAGE)):
@@ -34,7 +44,9 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
                 loaded.tag(f"{name}-linux-arm64")
     engines = f'{{ "linux/arm64" = "{runner}" }}'
     both = '["linux/amd64", "linux/arm64"]'
-    use(app, BASE_IMAGE, BUILDER_IMAGE, image=ref, engines=engines, platforms=both)
+    wheels = f"{registry}/{app.name}-wheelhouse"  # each platform's pushed from its engine
+    extra = {"wheelhouse-image": f'"{wheels}"'}
+    use(app, BASE_IMAGE, BUILDER_IMAGE, image=ref, engines=engines, platforms=both, **extra)
     try:
         code, text = nox_on(app, None, index, "-s", "image", "--", "--push")
         assert code == 0, text
@@ -42,6 +54,9 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
         assert said in text, text
         assert "as an image index (linux/amd64, linux/arm64)" in text, text
         assert "Traceback" not in text, text
+        assert "the wheelhouse image was not updated" not in text, text
+        keys = set(re.findall(rf"pushed {re.escape(wheels)}:(cp\S+?)[\s:(]", text))
+        assert len(keys) == 2 and any("aarch64" in k for k in keys), text
         # arm64 was built on the runner only, amd64 here only
         assert engine.image(f"{ref}-linux-arm64") is None
         assert arch_of(engine, ref) == "amd64"
@@ -54,5 +69,26 @@ def test_a_platform_named_in_engines_is_built_on_that_engine(
         # the app source is one blob for both, though made on two engines
         tops = {p: m["layers"][-1]["digest"] for p, m in images.items()}  # type: ignore[index]
         assert len(set(tops.values())) == 1, tops
+        # `run --platform linux/arm64` runs the image the runner built, on the runner
+        port = daemons.free_port()
+        code, text = nox_on(
+            app, None, index, "-s", "run", "--", "--platform", "linux/arm64", "--detach",
+            "--port", str(port),
+        )  # fmt: skip
+        assert code == 0, text
+        said = f"running {ref}-linux-arm64 (linux/arm64) on the engine at {runner}, which built it"
+        assert said in text, text
+        assert f"answers at http://127.0.0.1:{port}/" in text, text
+        status, body = http_get(f"http://127.0.0.1:{port}/", timeout=60)
+        assert status == 200 and "add=42 uid=1001" in body, body
+        assert f"DOCKER_HOST={runner} docker rm -f {app.name}-run" in text, text
+        with client_for(runner) as client:
+            assert client.containers.get(f"{app.name}-run").status == "running"
+        assert not engine.client.containers.list(all=True, filters={"name": f"{app.name}-run"})
     finally:
+        with client_for(runner) as client, contextlib.suppress(Exception):
+            client.containers.get(f"{app.name}-run").remove(force=True)
         cleanup_runner(runner, app)
+        for image in engine.client.images.list(name=wheels):  # the amd64 key's, pushed here
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(image.id, force=True)

@@ -112,3 +112,21 @@ def test_generated_files_are_named_and_keep_the_readme_table_apart(tmp_path: Pat
     generate(again, 250, 3)  # the same bytes every time
     for path in files:
         assert (again / path.relative_to(tmp_path)).read_bytes() == path.read_bytes()
+
+
+def test_each_bench_run_names_what_it_makes_in_docker_with_its_own_suffix() -> None:
+    """Two benches on one engine: each process gets its own suffix, in its image, volume,
+    project (its deps images and watch containers) and peers' tags, so neither builds
+    into nor removes the other's; the clean-up references carry it too."""
+    import subprocess
+
+    from bench.common import RUN_ID, WD_REFERENCES, peer_tag
+
+    assert f"bench-warpdrive-{RUN_ID}:latest" == WD_IMAGE and WD_VOLUME.endswith(RUN_ID)
+    assert PROJECT_NAME.endswith(RUN_ID) and all(RUN_ID in r for r in WD_REFERENCES)
+    assert peer_tag("uv") == f"bench-peer-uv-{RUN_ID}:latest"
+    code = "import bench.common as c; print(c.WD_IMAGE, c.peer_tag('uv'))"
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    assert other[0] != WD_IMAGE and other[1] != peer_tag("uv")

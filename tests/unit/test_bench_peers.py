@@ -16,7 +16,7 @@ if str(REPO) not in sys.path:  # plain `pytest` puts tests/unit first, not the c
     sys.path.insert(0, str(REPO))
 
 from bench.apps import make_app  # noqa: E402
-from bench.common import PEERS, PEERS_DIR, BenchError  # noqa: E402
+from bench.common import PEERS, PEERS_DIR, RUN_ID, BenchError  # noqa: E402
 from bench.dockercli import Docker  # noqa: E402
 from bench.peers import Peer, cached_steps, find_ca_bundle, run_commands  # noqa: E402
 from nox_warpdrive.wheelhouse import buildenv  # noqa: E402
@@ -124,7 +124,7 @@ def test_a_reset_makes_the_next_build_cold_with_a_fresh_cache_id(tmp_path: Path)
         "--file",
         str(peer.dockerfile),
         "--tag",
-        "bench-peer-buildkit-cache:latest",
+        f"bench-peer-buildkit-cache-{RUN_ID}:latest",
         "--no-cache",
         str(peer.app),
     ]

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from bench.cli import parse_args
+from bench.common import RUN_ID
 from bench.fresh_report import kept_sections
 from bench.platforms import EmulatedPeer, foreign_image, rewrite_from
 from bench.platforms_report import (
@@ -144,7 +145,7 @@ def test_emulated_peer_builds_for_its_platform_from_local_images(tmp_path) -> No
     assert "id=cid-1" in text
     cmd = peer.build_command()
     assert cmd[1:4] == ["build", "--platform", ARM]
-    assert peer.tag == "bench-peer-uv-linux-arm64:latest"
+    assert peer.tag == f"bench-peer-uv-linux-arm64-{RUN_ID}:latest"
 
 
 # -------------------------------------------------------------------------- numbers

@@ -14,7 +14,7 @@ if str(REPO) not in sys.path:  # plain `pytest` puts tests/unit first, not the c
     sys.path.insert(0, str(REPO))
 
 from bench.apps import App, toml_value  # noqa: E402
-from bench.common import BenchError  # noqa: E402
+from bench.common import RUN_ID, BenchError  # noqa: E402
 from bench.dockercli import Docker  # noqa: E402
 from bench.tools import Warpdrive, step_times, timed  # noqa: E402
 
@@ -61,7 +61,7 @@ def test_a_fresh_copy_leaves_build_outputs_and_gets_the_benchs_pyproject(
     assert not (tool.app / "shop" / "__pycache__").exists()
     assert not (tool.app / "db.sqlite3").exists()
     pyproject = (tool.app / "pyproject.toml").read_text()
-    assert 'name = "bench-site"' in pyproject and 'server = "uvicorn"' in pyproject
+    assert f'name = "bench-site-{RUN_ID}"' in pyproject and 'server = "uvicorn"' in pyproject
 
 
 def test_the_scenarios_edits(tool: Warpdrive) -> None:

@@ -391,3 +391,117 @@ def test_the_engine_platform_built_from_its_kept_platform_tag(tmp_path: Path) ->
     )
     native = target_for(cfg, engine, AMD64, AMD64)
     assert native.native and native.cfg.base_image == platform_ref("reg/py", AMD64)
+
+
+def test_run_with_a_platform_named_in_engines_runs_on_that_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --platform linux/arm64` with an engine named for arm64: the image that
+    engine built (and keeps) runs there, and the line says where its port is; a platform
+    not named runs on the session's engine, as before."""
+    from nox_warpdrive.multiarch import build as multi
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nimage = "app:1"\n'
+        'platforms = ["linux/amd64", "linux/arm64"]\n'
+        'engines = { "linux/arm64" = "ssh://me@arm-box" }\n'
+    )
+    cfg = load_config(tmp_path)
+    here = FakeEngine(images={"app:1": info("sha256:amd", "linux/amd64")})
+    arm = FakeEngine(images={"app:1-linux-arm64": info("sha256:arm", "linux/arm64")})
+    connected: list[str | None] = []
+
+    def connect(timeout: float = 600, host: str | None = None) -> FakeEngine:
+        connected.append(host)
+        return arm
+
+    monkeypatch.setattr(multi, "connect_engine", connect)
+    lines: list[str] = []
+    ran, on, host = multi.run_on(cfg, here, ARM64, lines.append)  # type: ignore[arg-type]
+    assert (ran.image, on, host) == ("app:1-linux-arm64", arm, "ssh://me@arm-box")
+    assert connected == ["ssh://me@arm-box"]
+    assert lines == [
+        "warpdrive: running app:1-linux-arm64 (linux/arm64) on the engine at ssh://arm-box, "
+        "which built it: its port is published on that engine's host, arm-box, not on "
+        "DOCKER_HOST's"
+    ]
+    lines.clear()
+    ran, on, host = multi.run_on(cfg, here, AMD64, lines.append)  # type: ignore[arg-type]
+    assert (ran.image, on, host, lines) == ("app:1", here, "", [])
+    # not built there yet: the error names that engine and the fix
+    del arm.images["app:1-linux-arm64"]
+    with pytest.raises(WarpdriveError) as exc:
+        multi.run_on(cfg, here, ARM64, lines.append)  # type: ignore[arg-type]
+    assert exc.value.message == (
+        "there is no image of app:1 for linux/arm64 on the engine at ssh://arm-box "
+        "(`engines` names it for linux/arm64)"
+    )
+    assert exc.value.fix == "build it first: `nox -s image -- --platform linux/arm64`"
+
+
+def test_each_platform_grown_wheelhouse_is_pushed_from_the_engine_that_built_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`image -- --push` with `wheelhouse-image` and an engine named for arm64: the
+    arm64 key's new wheels are in that engine's volume, so they are pushed from there
+    (from DOCKER_HOST's engine they were missing: a warning, and no wheelhouse image)."""
+    from unit_support import PKEY
+
+    from nox_warpdrive.image import ImageResult
+    from nox_warpdrive.multiarch import build as multi
+    from nox_warpdrive.wheelhouse.build import WheelhouseResult
+
+    sessions = importlib.import_module("nox_warpdrive.sessions")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nimage = "reg:5000/x:1"\n'
+        'wheelhouse-image = "reg:5000/x-wheels"\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+    )
+    cfg = load_config(tmp_path)
+    here, arm = FakeEngine(), FakeEngine()
+
+    def result(key: Any) -> ImageResult:
+        wh = WheelhouseResult(key, False, ("a-1-py3-none-any.whl",), 1, 0.1, {"wheels": {}})
+        return ImageResult("reg:5000/x:1", "sha256:i", False, False, 1, 1, 0.1, wheelhouse=wh)
+
+    arm_key = dataclasses.replace(PKEY, platform="linux_aarch64")
+    images = (
+        multi.PlatformImage(AMD64, "reg:5000/x:1", result(PKEY), cfg),
+        multi.PlatformImage(ARM64, "reg:5000/x:1-linux-arm64", result(arm_key), cfg, arm),
+    )
+    built = multi.MultiResult("reg:5000/x:1", images, 0.2, "sha256:index")
+    monkeypatch.setattr(sessions, "connect", lambda out: here)
+    monkeypatch.setattr(multi, "build_images", lambda *a, **k: built)
+    monkeypatch.setattr(multi.MultiResult, "push_supply", lambda self, engine, out: None)
+    pushed: list[tuple[Any, str]] = []
+    monkeypatch.setattr(
+        "nox_warpdrive.wheelhouse.image.push_wheelhouse",
+        lambda engine, wh, ref, manifest, out: pushed.append((engine, wh.key.slug)),
+    )
+    sessions.run_image(tmp_path, ["--push"], lambda line: None)
+    assert pushed == [(here, PKEY.slug), (arm, arm_key.slug)]
+
+
+def test_run_goes_to_the_engine_named_for_the_one_configured_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`platforms = ["linux/arm64"]` alone with an engine named for it: `image` built
+    and tagged it there, so `run` (no --platform) runs it there, its port on that host."""
+    from nox_warpdrive.multiarch import build as multi
+
+    sessions = importlib.import_module("nox_warpdrive.sessions")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = []\n[tool.warpdrive]\nimage = "app:1"\n'
+        'platforms = ["linux/arm64"]\nengines = { "linux/arm64" = "tcp://arm-box:2375" }\n'
+    )
+    here = FakeEngine()
+    arm = FakeEngine(images={"app:1": info("sha256:arm", "linux/arm64")})
+    monkeypatch.setattr(sessions, "connect_engine", lambda: here)
+    monkeypatch.setattr(multi, "connect_engine", lambda host=None: arm)
+    ran: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(
+        "nox_warpdrive.run.run",
+        lambda cfg, engine, out, options, detach: ran.append((cfg.image, engine, options)),
+    )
+    sessions.run_container(tmp_path, ["--detach"], lambda line: None)
+    ((image, engine, options),) = ran
+    assert (image, engine, options.docker_host) == ("app:1", arm, "tcp://arm-box:2375")

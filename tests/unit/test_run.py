@@ -136,3 +136,28 @@ def test_start_passes_the_variables_and_the_address(
     running = start(cfg, engine, RunOptions(port, None, {"SECRET_KEY": "s"}))
     assert running.status == 301
     assert engine.started_apps == [("demo:1", "demo-run", port, {"SECRET_KEY": "s"}, "127.0.0.1")]
+
+
+def test_an_engine_named_for_the_platform_publishes_on_its_own_host(
+    tmp_path: Path, redirecting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --platform P` where `engines` names an engine for P (RunOptions.docker_host):
+    the port is published on every address of that engine's host and asked there, not
+    on DOCKER_HOST's; the stop hint names that engine (without its user)."""
+    from nox_warpdrive.run import run
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n[tool.warpdrive]\nimage = "demo:1"\n'
+    )
+    cfg = load_config(tmp_path)
+    engine = FakeEngine(images={"demo:1": BASE})
+    port = int(redirecting.rsplit(":", 1)[1].strip("/"))
+    monkeypatch.setattr("nox_warpdrive.run.port_free", lambda port, host_ip: False)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://elsewhere.invalid:2375")
+    lines: list[str] = []
+    options = RunOptions(port, None, {}, None, "ssh://me@localhost")
+    running = run(cfg, engine, lines.append, options, detach=True)
+    assert running.url == f"http://localhost:{port}/" and running.status == 301
+    assert engine.started_apps == [("demo:1", "demo-run", port, {}, "0.0.0.0")]
+    assert lines[0] == f"warpdrive: demo:1 answers at http://localhost:{port}/ (HTTP 301)"
+    assert "stop it with: DOCKER_HOST=ssh://localhost docker rm -f demo-run" in lines[1]
