@@ -237,15 +237,15 @@ def _member(data: bytes | None) -> bytes | None:
         return found.read() if found is not None else None
 
 
-def read_base(engine: Engine, image: str, pkey: PlatformKey) -> tuple[bytes, list[str] | None]:
+def read_base(engine: Engine, image: str, arch: str) -> tuple[bytes, list[str] | None]:
     """The image's /etc/passwd and the sonames of its loader cache (/etc/ld.so.cache,
-    those of ``pkey``'s CPU), read without running it (one created container); None
-    for the sonames when it has no glibc loader cache (musl) or it cannot be read."""
+    those for ``arch``, a CPU as wheel tags name it), read without running it (one
+    created container); None for the sonames when it has no glibc loader cache (musl)
+    or it cannot be read."""
     with engine.image_reader(image) as read:
         passwd, cache = _member(read("/etc/passwd")), _member(read("/etc/ld.so.cache"))
     if passwd is None:
         raise WarpdriveError(f"image {image} has no /etc/passwd", fix="use a Debian-like base")
-    arch = pkey.platform.split("_", 1)[1] if pkey.platform.startswith("linux_") else ""
     try:
         return passwd, elfcheck.cache_sonames(cache, arch) if cache is not None else None
     except ValueError:
@@ -292,7 +292,8 @@ def build_native(
     that image is removed when the check fails (nothing half made stays). The result
     as run_deps gives it (the image id, the seconds both containers took)."""
     base, pkey, installer = target
-    passwd, sonames = read_base(engine, base.id, pkey)
+    arch = pkey.platform.split("_", 1)[1] if pkey.platform.startswith("linux_") else ""
+    passwd, sonames = read_base(engine, base.id, arch)
     step = plan_native(cfg, emulated, (pkey, installer), resolved, twin, (passwd, sonames))
     if not d.fits_in_memory(resolved, engine.memory_total()):
         step = dataclasses.replace(step, tmpfs=(d.DEPS_SCRATCH,))
