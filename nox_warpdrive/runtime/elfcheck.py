@@ -130,9 +130,14 @@ def cache_sonames(data: bytes, arch: str = "") -> List[str]:
     """The sonames a glibc loader cache (/etc/ld.so.cache, "glibc-ld.so.cache1.1",
     perhaps after the old "ld.so-1.7.0" table) lists, those for ``arch`` (a CPU of
     CACHE_ARCH) only when it is given. ValueError when it is not such a cache."""
-    at = data.find(_NEW_MAGIC)
-    if at < 0 or (at > 0 and not data.startswith(_OLD_MAGIC)):
-        raise ValueError("not a glibc loader cache")
+    at = 0
+    if data.startswith(_OLD_MAGIC) and len(data) >= 16:  # the new one follows, aligned
+        (old,) = struct.unpack_from("<I", data, 12)
+        if 16 + old * 12 > len(data):
+            (old,) = struct.unpack_from(">I", data, 12)
+        at = (16 + old * 12 + 7) & ~7
+    if data[at : at + len(_NEW_MAGIC)] != _NEW_MAGIC or len(data) < at + 48:
+        raise ValueError("not a glibc loader cache of the new format")
     order = "<"
     nlibs, _ = struct.unpack_from(order + "II", data, at + 20)
     if 48 + nlibs * 24 > len(data) - at:  # written on a big-endian CPU

@@ -76,10 +76,29 @@ def test_the_loader_cache_reader_lists_what_ldconfig_lists() -> None:
     with pytest.raises(ValueError):
         elfcheck.cache_sonames(b"\x7fELF" + data)
     with pytest.raises(ValueError):
+        elfcheck.cache_sonames(b"")
+    with pytest.raises(ValueError):
         elfcheck.cache_sonames(data[:60])  # a cache cut short
 
 
 @pytest.mark.skipif(not LD_CACHE.is_file(), reason="no glibc loader cache here")
+@pytest.mark.skipif(shutil.which("ldconfig") is None, reason="no ldconfig here")
+def test_a_cache_in_the_old_format_with_the_new_one_after_it_is_read_too(tmp_path: Path) -> None:
+    """glibc before 2.32 wrote both formats by default (Debian bullseye's images): the
+    new table follows the old one. A cache of the old format only says too little."""
+    made = {}
+    for fmt in ("new", "compat", "old"):
+        made[fmt] = tmp_path / f"{fmt}.cache"
+        subprocess.run(["ldconfig", "-c", fmt, "-C", str(made[fmt])], check=True)
+    compat = made["compat"].read_bytes()
+    assert compat.startswith(b"ld.so-1.7.0")
+    found = elfcheck.cache_sonames(compat, "x86_64")
+    assert found == elfcheck.cache_sonames(made["new"].read_bytes(), "x86_64")
+    assert "libc.so.6" in found
+    with pytest.raises(ValueError):
+        elfcheck.cache_sonames(made["old"].read_bytes())
+
+
 def test_what_is_unresolved_is_what_ldd_says_is_not_found() -> None:
     """Every sampled file against this machine's cache: nothing missing, as ldd says;
     without libz.so.1 in the cache, exactly the files that need it directly."""
