@@ -252,15 +252,6 @@ def read_base(engine: Engine, image: str, arch: str) -> tuple[bytes, list[str] |
         return passwd, None
 
 
-def read_passwd(engine: Engine, image: str) -> bytes:
-    """The image's /etc/passwd, read without running it (a created container)."""
-    with engine.image_reader(image) as read:
-        data = _member(read("/etc/passwd"))
-    if data is None:
-        raise WarpdriveError(f"image {image} has no /etc/passwd", fix="use a Debian-like base")
-    return data
-
-
 def still_to_check(found: object, loader_cache: bool) -> str:
     """Why the layer must still be checked in the target's image, from what the native
     check said (its CHECKED line's data); "" when that settled it."""
