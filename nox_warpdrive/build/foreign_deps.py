@@ -15,7 +15,7 @@ and key. The shared-library and server check runs in the same container, from da
 target's loader cache (read out of its image, never run), and the pure-Python servers
 loaded natively. Only where that cannot tell (no glibc loader cache, a library it does
 not find, a server that does not load here) does the check run in the target's image,
-emulated, as before: so a layer that passes natively is one `ldd` passes there too.
+emulated, as before (`ldd` there decides, and names what is missing).
 
 tests/integration/test_foreign_deps_engine.py proves that both ways give the same layer
 (the same files, modes, owners and bytes; the same image id).
@@ -256,7 +256,7 @@ def still_to_check(found: object, loader_cache: bool) -> str:
     """Why the layer must still be checked in the target's image, from what the native
     check said (its CHECKED line's data); "" when that settled it."""
     if not loader_cache:
-        return "its image has no glibc loader cache (/etc/ld.so.cache) to check against"
+        return "its image has no glibc loader cache (/etc/ld.so.cache) readable here"
     if not isinstance(found, dict):
         return "the check from its loader cache said nothing"
     if found.get("unread"):
@@ -293,7 +293,10 @@ def build_native(
 
     def heard(line: str) -> None:  # the native check's line is for the host only
         kind, data = protocol.parse(line) or ("", None)
-        found.append(data) if kind == "checked" else out(line)
+        if kind == "checked":
+            found.append(data)
+        else:
+            out(line)
 
     with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp, host_writes(tmp):
         layer = Path(tmp) / "layer.tar"
