@@ -10,8 +10,12 @@ at the same path as the target's: pip takes the target's wheel tags (``--platfor
 instead of its own, and the layer's ``/etc/passwd`` starts from the target image's.
 The layer, exported as always, is put on the target's base image with no container
 (engine.append_layer, as an emulated export step's layer is), with the same labels
-and key. Only the shared-library and server check, which must load the target's
-binaries, runs in the target's image (one short emulated container).
+and key. The shared-library and server check runs in the same container, from data
+(runtime/assemble.native_check): each compiled file's needed libraries against the
+target's loader cache (read out of its image, never run), and the pure-Python servers
+loaded natively. Only where that cannot tell (no glibc loader cache, a library it does
+not find, a server that does not load here) does the check run in the target's image,
+emulated, as before (`ldd` there decides, and names what is missing).
 
 tests/integration/test_foreign_deps_engine.py proves that both ways give the same layer
 (the same files, modes, owners and bytes; the same image id).
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ from ..layout import VENV
 from ..plan import HELPERS_DIR, VOLUME_DIR, Step
 from ..platform import Platform, PlatformKey, platform_ref
 from ..refs import split_ref
+from ..runtime import elfcheck, protocol
 from ..wheelhouse.build import probe_image, read_manifest
 from ..wheelhouse.targets import engine_platform, image_for, image_platform, restore
 from ..wheelhouse.wheels import Wheel
@@ -180,11 +187,14 @@ def plan_native(
     target: tuple[PlatformKey, Installer],
     resolved: list[Wheel],
     twin: NativeTwin,
-    passwd: bytes,
+    base: tuple[bytes, list[str] | None],
 ) -> Step:
     """The target's deps step (``emulated``: its key, ref and labels stay) run in the
-    twin instead, exporting the layer, without the check (``check_step`` does it)."""
+    twin instead, exporting the layer, checked there against the target's loader
+    cache's sonames when it has one (``base``: its /etc/passwd and those sonames), else
+    not (``check_step`` does it)."""
     pkey, installer = target
+    passwd, sonames = base
     plan = {
         **d.step_plan(cfg, pkey, resolved, installer, list(emulated.files)),
         "export": True,
@@ -193,6 +203,7 @@ def plan_native(
         **({"uv": twin.uv, "python_platform": uv_platform(pkey)} if twin.uv else {}),
         "passwd": base64.b64encode(passwd).decode(),
         "check": False,
+        **({"loader_cache": sonames} if sonames is not None else {}),
     }
     return dataclasses.replace(
         emulated.step,
@@ -216,19 +227,46 @@ def check_step(cfg: Config, image: str) -> Step:
     )
 
 
-def read_passwd(engine: Engine, image: str) -> bytes:
-    """The image's /etc/passwd, read without running it (a created container)."""
-    import io
-    import tarfile
-
-    with engine.image_reader(image) as read:
-        data = read("/etc/passwd")
+def _member(data: bytes | None) -> bytes | None:
+    """The one file of an archive the engine gave for one path (None: no such path)."""
     if data is None:
-        raise WarpdriveError(f"image {image} has no /etc/passwd", fix="use a Debian-like base")
+        return None
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        member = tar.extractfile("passwd")
-        assert member is not None
-        return member.read()
+        member = next((m for m in tar.getmembers() if m.isreg()), None)
+        found = tar.extractfile(member) if member is not None else None
+        return found.read() if found is not None else None
+
+
+def read_base(engine: Engine, image: str, arch: str) -> tuple[bytes, list[str] | None]:
+    """The image's /etc/passwd and the sonames of its loader cache (/etc/ld.so.cache,
+    those for ``arch``, a CPU as wheel tags name it), read without running it (one
+    created container); None for the sonames when it has no glibc loader cache (musl)
+    or it cannot be read."""
+    with engine.image_reader(image) as read:
+        passwd, cache = _member(read("/etc/passwd")), _member(read("/etc/ld.so.cache"))
+    if passwd is None:
+        raise WarpdriveError(f"image {image} has no /etc/passwd", fix="use a Debian-like base")
+    try:
+        return passwd, elfcheck.cache_sonames(cache, arch) if cache is not None else None
+    except ValueError:
+        return passwd, None
+
+
+def still_to_check(found: object, loader_cache: bool) -> str:
+    """Why the layer must still be checked in the target's image, from what the native
+    check said (its CHECKED line's data); "" when that settled it."""
+    if not loader_cache:
+        return "its image has no glibc loader cache (/etc/ld.so.cache) readable here"
+    if not isinstance(found, dict):
+        return "the check from its loader cache said nothing"
+    if found.get("unread"):
+        return f"compiled files not readable here: {', '.join(found['unread'][:2])}"
+    libraries = found.get("libraries")
+    if isinstance(libraries, dict) and libraries:
+        return f"its loader cache lacks {', '.join(sorted(libraries))} (the loader is asked there)"
+    if found.get("failed"):
+        return f"{found['failed']} (a compiled module of that CPU's?)"
+    return ""
 
 
 def build_native(
@@ -245,18 +283,39 @@ def build_native(
     that image is removed when the check fails (nothing half made stays). The result
     as run_deps gives it (the image id, the seconds both containers took)."""
     base, pkey, installer = target
-    step = plan_native(
-        cfg, emulated, (pkey, installer), resolved, twin, read_passwd(engine, base.id)
-    )
+    arch = pkey.platform.split("_", 1)[1] if pkey.platform.startswith("linux_") else ""
+    passwd, sonames = read_base(engine, base.id, arch)
+    step = plan_native(cfg, emulated, (pkey, installer), resolved, twin, (passwd, sonames))
     if not d.fits_in_memory(resolved, engine.memory_total()):
         step = dataclasses.replace(step, tmpfs=(d.DEPS_SCRATCH,))
     assert step.commit is not None
+    found: list[object] = []
+
+    def heard(line: str) -> None:  # the native check's line is for the host only
+        kind, data = protocol.parse(line) or ("", None)
+        if kind == "checked":
+            found.append(data)
+        else:
+            out(line)
+
     with tempfile.TemporaryDirectory(prefix="warpdrive-layer-") as tmp, host_writes(tmp):
         layer = Path(tmp) / "layer.tar"
-        made = d.run_deps(engine, step, out, into=layer)
+        made = d.run_deps(engine, step, heard, into=layer)
         image = engine.append_layer(
             base.id, layer, step.commit, created_by="nox-warpdrive deps layer"
         )
+    platform = image_platform(base)
+    said = found[-1] if found else None
+    why = still_to_check(said, sonames is not None)
+    if not why and isinstance(said, dict):
+        servers = ", ".join(str(s) for s in said.get("servers") or ()) or "none"
+        out(
+            f"warpdrive: {said.get('files')} compiled files checked against the {platform} "
+            f"image's loader cache and servers loaded natively ({servers}) in "
+            f"{said.get('seconds')} s: no emulated check"
+        )
+        return RunResult(0, made.output_tail, image, made.seconds)
+    out(f"warpdrive: checking the {platform} deps layer in its own image (emulated): {why}")
     try:
         checked = d.run_deps(engine, check_step(cfg, image), out)
     except BaseException:
@@ -291,8 +350,5 @@ def native_way(
     if twin is None:
         out(f"warpdrive: making the {platform} deps layer under emulation: {why}")
         return None
-    out(
-        f"warpdrive: making the {platform} deps layer in {twin.ref} (no emulation), "
-        f"checked in the {platform} image"
-    )
+    out(f"warpdrive: making the {platform} deps layer in {twin.ref} (no emulation)")
     return twin

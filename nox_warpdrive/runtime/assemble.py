@@ -5,7 +5,8 @@
     assemble.py app    in the deps image, after the source was put at APP_ROOT/src:
                        Django collectstatic as the app user. Becomes the app layer.
     assemble.py check  in an image with a deps layer made in another CPU's container:
-                       the shared-library and server check of its virtualenv.
+                       the shared-library and server check of its virtualenv, when the
+                       check run there from data (native_check) could not tell.
 
 The plan comes from /tmp/warpdrive-build/plan.json; this directory is removed before the
 container is committed, so nothing of the build machinery stays in the image.
@@ -25,9 +26,10 @@ import sys
 import time
 
 if __package__:
-    from . import protocol
-else:  # run as a script in the container: protocol.py is shipped beside it
+    from . import elfcheck, protocol
+else:  # run as a script in the container: its modules are shipped beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import elfcheck
     import protocol
 
 HELPERS = "/tmp/warpdrive-build"
@@ -277,25 +279,8 @@ _NOT_FOUND = re.compile(r"^\s+(\S+) => not found\s*$")
 _MUSL_NOT_FOUND = re.compile(r"Error loading shared library (\S+?):.*\(needed by (\S+)\)")
 
 
-def elf_files(top):
-    """The ELF files below ``top`` that the loader opens: extension modules and shared
-    libraries (``*.so``, ``*.so.N``) and executables; symbolic links left out (the
-    virtualenv's python is the base image's own)."""
-    found = []
-    for root, _, names in os.walk(top):
-        for name in names:
-            path = os.path.join(root, name)
-            if os.path.islink(path):
-                continue
-            if not (name.endswith(".so") or ".so." in name or os.access(path, os.X_OK)):
-                continue
-            try:
-                with open(path, "rb") as fh:
-                    if fh.read(4) == b"\x7fELF":
-                        found.append(path)
-            except OSError:
-                continue
-    return sorted(found)
+#: the ELF files below a directory that the loader opens (elfcheck: it reads them too)
+elf_files = elfcheck.elf_files
 
 
 def parse_ldd(output, files):
@@ -397,13 +382,19 @@ def check_libraries(plan):
     if not missing:
         log("%d compiled files checked in %.1f s" % (len(files), time.time() - started))
         return
+    protocol.emit(
+        protocol.LIBRARIES_LINE, library_report(venv, missing), compact=False, sort_keys=True
+    )
+    raise SystemExit(LIBRARIES_EXIT)
+
+
+def library_report(venv, missing):
+    """{library: [{file, package}]} of what is missing, as the host reads it."""
     by_file = owners(venv)
-    report = {
+    return {
         lib: [{"file": path, "package": by_file.get(path, "")} for path in sorted(paths)]
         for lib, paths in sorted(missing.items())
     }
-    protocol.emit(protocol.LIBRARIES_LINE, report, compact=False, sort_keys=True)
-    raise SystemExit(LIBRARIES_EXIT)
 
 
 #: each web server's shortest command that loads all of it (the binary, its libraries,
@@ -415,6 +406,64 @@ SERVER_LOADS = {
     "waitress-serve": ["python", "-c", "import waitress.runner"],
     "mod_wsgi-express": ["python", "-c", "import mod_wsgi.server"],
 }
+#: servers that are compiled programs (not Python run by the target's interpreter):
+#: native_check cannot start them, only read their files' library needs
+COMPILED_SERVERS = ("uwsgi",)
+
+
+def load_server(bindir, cmd):
+    """(exit code, output) of one server's load command, run from the virtualenv."""
+    argv = [os.path.join(bindir, cmd[0])] + cmd[1:]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=60)
+        return proc.returncode, proc.stdout + proc.stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+
+
+def native_check(plan):
+    """The check of a layer made in the engine's own image for another CPU (the twin),
+    from data instead of by loading the files: each ELF file's needed libraries against
+    the target's loader cache (``loader_cache``, read out of the target image by the
+    host; elfcheck.unresolved), and each pure-Python server's load command run here
+    (its Python files are the target's; a compiled module it imports is not loadable
+    here, and says so). Never fails the step: the host reads the CHECKED line and runs
+    `check` in the target image (emulated) for what this could not tell."""
+    venv, started = plan["venv"], time.time()
+    sonames = set(plan["loader_cache"])
+    missing, unread = {}, []
+    files = elf_files(venv)
+    for path in files:
+        try:
+            info = elfcheck.read_elf(path)
+        except (OSError, elfcheck.ElfError) as exc:
+            unread.append("%s (%s)" % (path, exc))
+            continue
+        for lib in elfcheck.unresolved(path, info, sonames):
+            if not PROVIDED_AT_RUN.match(lib):
+                missing.setdefault(lib, []).append(path)
+    bindir = os.path.join(venv, "bin")
+    servers, failed = [], ""
+    for script, cmd in sorted(SERVER_LOADS.items()):
+        if not os.path.exists(os.path.join(bindir, script)):
+            continue
+        if script in COMPILED_SERVERS:  # its libraries are checked above as its files'
+            servers.append(script + " (libraries only)")
+            continue
+        code, output = load_server(bindir, cmd)
+        if code != 0 and not failed:
+            last = (output.strip().splitlines() or ["exit code %d" % code])[-1]
+            failed = "`%s %s` failed here: %s" % (script, " ".join(cmd[1:]), last[-300:])
+        servers.append(script)
+    found = {
+        "files": len(files),
+        "unread": unread[:5],
+        "libraries": library_report(venv, missing) if missing else {},
+        "servers": servers,
+        "failed": failed,
+        "seconds": round(time.time() - started, 2),
+    }
+    protocol.emit(protocol.CHECKED_LINE, found, sort_keys=True)
 
 
 def check_servers(plan):
@@ -423,14 +472,7 @@ def check_servers(plan):
     for script, cmd in sorted(SERVER_LOADS.items()):
         if not os.path.exists(os.path.join(bindir, script)):
             continue
-        argv = [os.path.join(bindir, cmd[0])] + cmd[1:]
-        try:
-            proc = subprocess.run(
-                argv, capture_output=True, text=True, errors="replace", timeout=60
-            )
-            code, output = proc.returncode, proc.stdout + proc.stderr
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            code, output = 127, str(exc)
+        code, output = load_server(bindir, cmd)
         if code != 0:
             log("the web server %s cannot start here (exit code %d):" % (script, code))
             sys.stdout.write(output)
@@ -493,6 +535,8 @@ def deps(plan):
     os.utime("/etc/passwd", (int(plan.get("epoch", 1)),) * 2)
     if plan.get("check", True):  # else `check` runs in the image the layer goes on
         check(plan)
+    elif plan.get("loader_cache") is not None:  # ... where this could not tell
+        native_check(plan)
     log("virtualenv ready in %.1f s" % (time.time() - started))
 
 

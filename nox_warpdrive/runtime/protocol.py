@@ -29,6 +29,8 @@ DAMAGED_LINE = "warpdrive: DAMAGED-WHEELS "
 MISSING_LINE = "warpdrive: MISSING-WHEELS "
 #: the libraries files of the virtualenv need and the base image lacks
 LIBRARIES_LINE = "warpdrive: MISSING-LIBRARIES "
+#: what the check of a layer made for another CPU found from data (assemble.native_check)
+CHECKED_LINE = "warpdrive: NATIVE-CHECK "
 #: a bare marker, no JSON: the export step's layer is ready to be read out of its
 #: container (the engine stops following the output there: plan.EXPORT_READY)
 EXPORT_READY = "warpdrive: EXPORT-READY"
@@ -43,6 +45,7 @@ KINDS = {
     "damaged": DAMAGED_LINE,
     "missing": MISSING_LINE,
     "libraries": LIBRARIES_LINE,
+    "checked": CHECKED_LINE,
 }
 
 

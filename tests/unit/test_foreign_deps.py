@@ -107,8 +107,7 @@ def test_only_a_whole_layer_of_another_cpu_is_made_natively(
     found = foreign_deps.native_way(engine, cfg, (ARM_IMAGE, ARM_KEY, pip), False, lines.append)
     assert found is not None and found.uv == ""
     assert lines == [
-        "warpdrive: making the linux/arm64 deps layer in img/python:3.11 (no emulation), "
-        "checked in the linux/arm64 image"
+        "warpdrive: making the linux/arm64 deps layer in img/python:3.11 (no emulation)"
     ]
     lines.clear()  # the engine's own platform: nothing to say
     way = foreign_deps.native_way(engine, cfg, (AMD_IMAGE, AMD_KEY, pip), False, lines.append)
@@ -163,9 +162,8 @@ def test_the_native_step_installs_the_targets_wheels_for_its_tags(
     cfg = config(tmp_path, "img/python:3.11-linux-arm64")
     emulated = plan_deps(cfg, ARM_IMAGE, ARM_KEY, [], Installer("pip"))
     twin = foreign_deps.NativeTwin("img/python:3.11", AMD_IMAGE, AMD_KEY)
-    step = foreign_deps.plan_native(
-        cfg, emulated, (ARM_KEY, Installer("pip")), [], twin, b"root:x:0:0::/root:/bin/sh\n"
-    )
+    base = (b"root:x:0:0::/root:/bin/sh\n", ["libc.so.6"])
+    step = foreign_deps.plan_native(cfg, emulated, (ARM_KEY, Installer("pip")), [], twin, base)
     assert step.image == "sha256:amd"  # run natively...
     assert step.commit == emulated.step.commit  # ...labelled and keyed as the emulated one
     with tarfile.open(fileobj=io.BytesIO(step.files[0][1])) as tar:
@@ -175,6 +173,14 @@ def test_the_native_step_installs_the_targets_wheels_for_its_tags(
     assert plan["wheels_dir"] == f"/warpdrive/{ARM_KEY.slug}/wheels"
     assert plan["platforms"][0] == "manylinux_2_36_aarch64"
     assert plan["check"] is False and plan["passwd"]
+    assert plan["loader_cache"] == ["libc.so.6"]  # checked there, from the target's cache
+    no_cache = foreign_deps.plan_native(
+        cfg, emulated, (ARM_KEY, Installer("pip")), [], twin, (base[0], None)
+    )
+    with tarfile.open(fileobj=io.BytesIO(no_cache.files[0][1])) as tar:
+        member = tar.extractfile("warpdrive-build/plan.json")
+        assert member is not None
+        assert "loader_cache" not in json.load(member)  # the emulated check only
 
 
 def test_pip_takes_the_targets_tags_in_the_virtualenv(monkeypatch: pytest.MonkeyPatch) -> None:
