@@ -484,10 +484,32 @@ def _wheels_first(b: _Build) -> tuple[list[Wheel], Mapping[str, Any]]:
     return b.prebuilt
 
 
+def _probe_beside(engine: Engine, cfg: Config) -> threading.Thread | None:
+    """The builder image probed (and its probe kept) while the base image is: the
+    wheelhouse asks for both, one after the other, and each is a container start (under
+    emulation for another CPU, over a second each). A failure is left for the wheelhouse's
+    own probe to report."""
+
+    def probe() -> None:
+        with contextlib.suppress(WarpdriveError):
+            probe_image(engine, cfg.builder_image, "builder-image", cfg)
+
+    if cfg.builder_image == cfg.base_image:
+        return None
+    thread = threading.Thread(target=probe, name="warpdrive-probe", daemon=True)
+    thread.start()
+    return thread
+
+
 def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:
     ref = tag or cfg.image
     split_ref(ref)
-    base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
+    builder = _probe_beside(engine, cfg)
+    try:
+        base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
+    finally:
+        if builder is not None:
+            builder.join()
     inputs = build_inputs(cfg, pkey)  # a lock's markers, for the image's platform
     out(inputs_line(cfg, inputs.reqs))
     tagged = engine.image(ref)
