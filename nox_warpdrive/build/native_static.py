@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def _guarded(self, spec):
 
 def _check():
     if _failed:
+        sys.stdout.flush()
         sys.stderr.write("{GUARD_MARK} %s\\n" % _failed[0])
         sys.stderr.flush()
         os._exit({GUARD_EXIT})
@@ -143,13 +145,14 @@ def native_collect(
         )
         return None
     made: list[str] = []
+    started = time.monotonic()
     try:
         found = _collect(engine, twin.info, deps_id, app, out, made)
     except WarpdriveError as exc:
         reason = _reason(exc.message)
         out(
-            f"warpdrive: collectstatic for {platform} failed in {twin.ref} "
-            f"({reason}); running it under emulation"
+            f"warpdrive: collectstatic for {platform} failed in {twin.ref} after "
+            f"{time.monotonic() - started:.1f} s ({reason}); running it under emulation"
         )
         _remember_failure(deps_id, app, reason)
         return None
@@ -160,7 +163,10 @@ def native_collect(
     if found is None:
         out(f"warpdrive: no collected files found in {twin.ref}; running it under emulation")
         return None
-    out(f"warpdrive: collectstatic for {platform} ran in {twin.ref} (no emulation)")
+    seconds = time.monotonic() - started
+    out(
+        f"warpdrive: collectstatic for {platform} ran in {twin.ref} (no emulation, {seconds:.1f} s)"
+    )
     return found
 
 

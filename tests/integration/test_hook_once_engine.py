@@ -61,7 +61,7 @@ def test_the_build_hook_runs_once_and_both_images_have_its_layer(
     assert (amd["Architecture"], arm["Architecture"]) == ("amd64", "arm64")
     amd_layers, arm_layers = amd["RootFS"]["Layers"], arm["RootFS"]["Layers"]
     assert amd_layers[-1] == arm_layers[-1]  # the hook's layer: one blob
-    assert amd_layers[-3:-1] == arm_layers[-3:-1]  # the app layers below it
+    assert amd_layers[-2] == arm_layers[-2]  # the app layer below it
     assert amd_layers[0] != arm_layers[0]  # each CPU's base
     assert stamp(engine, app.image) == stamp(engine, arm_ref)
 

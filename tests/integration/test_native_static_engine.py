@@ -70,7 +70,7 @@ def test_arm64_collectstatic_runs_natively_and_collects_what_emulation_does(
     native = nox(app, "-s", "image", "--", "--platform", "linux/arm64")
     out = native.stdout + native.stderr
     assert native.returncode == 0, out
-    assert f"collectstatic for linux/arm64 ran in {images[0]} (no emulation)" in out, out
+    assert f"collectstatic for linux/arm64 ran in {images[0]} (no emulation, " in out, out
     assert out.count("collectstatic --noinput") == 1, out  # the native run, nothing emulated
     assert engine.inspect_raw(app.image)["Architecture"] == "arm64"
     assert engine.images_with_labels({STAND_IN_LABEL: "1"}) == []
