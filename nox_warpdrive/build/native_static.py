@@ -5,17 +5,19 @@ no image of the engine's platform lends it its collected files (static_sibling.p
 collectstatic would run in a container of the arm64 image, under QEMU (about 6 s of a
 23 s cold arm64 build of the Wagtail example, against 1.5 s natively). collectstatic
 copies files: its output depends on the source, the settings and the installed
-packages, not on the CPU. So it runs in a stand-in image instead: the native twin (the
-engine's image of the same base ref, with the same Python at the same path:
-foreign_deps.native_twin) with the foreign image's deps layer (its virtualenv and
-``/etc/passwd``) and the app layers on top. Pure-Python packages run there as they are.
-A compiled module of the virtualenv cannot be loaded there (wrong ELF): a
+packages, not on the CPU. So it runs in a stand-in instead: one container of the native
+twin (the engine's image of the same base ref, with the same Python at the same path:
+foreign_deps.native_twin) given the foreign deps layer's files (its virtualenv and
+``/etc/passwd``) and the app layers' tree, from which the source tree is read back once
+the step is done (an export step: nothing is committed or loaded, which for a 175 MB
+virtualenv would cost more than the emulated run). Pure-Python packages run there as they
+are. A compiled module of the virtualenv cannot be loaded there (wrong ELF): a
 ``sitecustomize`` put on the step's PYTHONPATH notes any failed load of an extension
 module and makes the process exit non-zero, whatever the app did with the ImportError
 (a settings file that falls back to something else could collect other files), and
 collectstatic then runs under emulation, after one line saying why. The collected files
 become the foreign image's static layer exactly as an emulated run's would (the same
-tar, so the same blob and image ID); the stand-in images are removed whatever happens.
+tar, so the same blob and image ID).
 
 tests/integration/test_native_static_engine.py proves both ways give the same files.
 """
@@ -23,28 +25,29 @@ tests/integration/test_native_static_engine.py proves both ways give the same fi
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
+import io
+import json
 import re
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
-from ..engine import Engine, ImageInfo, Output
-from ..errors import WarpdriveError
-from ..layout import key_digest
-from ..plan import CommitSpec, Step
+from ..engine import Engine, ImageInfo, Output, check_result
+from ..errors import WarpdriveError, host_writes
+from ..layout import APP_SRC, STATIC_ROOT_RECORD, VENV, key_digest
+from ..plan import HELPERS_DIR, Step
 from ..platform import PlatformKey
-from ..source.image_layers import StaticLayer, append_app
-from ..tars import reprefix_tar, tar_files
+from ..source.image_layers import StaticLayer
+from ..tars import tar_files
 from . import static_cache
 from .app_layer import AppPlan
 from .foreign_deps import foreign_platform, native_twin
-from .static import read_static, shadows_static, static_layer, static_root
+from .static import safe_root, shadows_static, static_layer
 
-#: every image made for the native run carries it (none is left: they are removed)
-STAND_IN_LABEL = "io.warpdrive.stand-in"
 #: where the guard goes in the step's container (on its PYTHONPATH)
 GUARD_DIR = "/tmp/warpdrive-guard"
 #: what the guard prints, and its exit code, when a compiled module failed to load
@@ -144,10 +147,9 @@ def native_collect(
             f"{twin.ref} before, with these packages and settings ({failed})"
         )
         return None
-    made: list[str] = []
     started = time.monotonic()
     try:
-        found = _collect(engine, twin.info, deps_id, app, out, made)
+        found = _collect(engine, cfg, twin.info, deps_id, app, out)
     except WarpdriveError as exc:
         reason = _reason(exc.message)
         out(
@@ -156,10 +158,6 @@ def native_collect(
         )
         _remember_failure(deps_id, app, reason)
         return None
-    finally:
-        for image in reversed(made):
-            with contextlib.suppress(WarpdriveError):
-                engine.remove_image(image)
     if found is None:
         out(f"warpdrive: no collected files found in {twin.ref}; running it under emulation")
         return None
@@ -205,49 +203,85 @@ def _reason(message: str) -> str:
     return (errors or lines or [message])[-1]
 
 
-def _stand_in_spec(app: AppPlan) -> CommitSpec:
-    return dataclasses.replace(app.commit, labels={**app.commit.labels, STAND_IN_LABEL: "1"})
+def _helpers(helpers: bytes) -> bytes:
+    """The build step's helpers with an export plan: the step waits once it is done, and
+    the host reads what it made out of the running container (no commit, no image)."""
+    members: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(helpers)) as tar:
+        for member in tar:
+            fh = tar.extractfile(member) if member.isfile() else None
+            if fh is not None:
+                members[member.name] = fh.read()
+    plan = json.loads(members["warpdrive-build/plan.json"])
+    plan.update(export=True, export_wait=600)
+    members["warpdrive-build/plan.json"] = json.dumps(plan).encode()
+    return tar_files(members)
 
 
 def _collect(
-    engine: Engine, twin: ImageInfo, deps_id: str, app: AppPlan, out: Output, made: list[str]
+    engine: Engine, cfg: Config, twin: ImageInfo, deps_id: str, app: AppPlan, out: Output
 ) -> Collected | None:
-    """Make the stand-in (``made``: every image, for the caller to remove), run the app
-    step there, and read what it collected."""
+    """Run the app step in one container of the twin, given the foreign deps layer's
+    files and the app layers' tree, and read what it collected out of it (the source
+    tree and the record of STATIC_ROOT; nothing is committed or loaded)."""
     with engine.image_reader(deps_id) as read:  # the deps layer: /opt/app-root, passwd
         opt, passwd = read("/opt"), read("/etc/passwd")
     if opt is None or passwd is None:
         raise WarpdriveError(f"the deps image {deps_id[:19]} has no virtualenv to copy")
-    spec = _stand_in_spec(app)
-    deps = engine.append_layer(
-        twin.id,
-        opt,
-        spec,
-        created_by="nox-warpdrive stand-in deps layer",
-        under=(("nox-warpdrive stand-in passwd", reprefix_tar(passwd, "etc")),),
-    )
-    made.append(deps)
-    below = append_app(engine, engine.require_image(deps, "stand-in image"), app.tree, spec)
-    made.append(below)
-    step = app.build_step(below)
     guard = tar_files({"warpdrive-guard/sitecustomize.py": GUARD.encode()})
     step = Step(
         name="app (native)",
-        image=below,
-        command=step.command,
-        files=(*step.files, ("/tmp", guard)),
-        user=step.user,
-        network=step.network,
+        image=twin.id,
+        command=(f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app"),
+        files=(
+            ("/", opt),
+            ("/etc", passwd),
+            ("/", app.layer),
+            ("/tmp", _helpers(app.helpers)),
+            ("/tmp", guard),
+        ),
+        user="0:0",
+        network=app.network,
         env=(("PYTHONPATH", GUARD_DIR),),
-        commit=spec,
+        export=(
+            cfg.python,
+            f"{HELPERS_DIR}/assemble.py",
+            "export",
+            APP_SRC[1:],
+            STATIC_ROOT_RECORD[1:],
+        ),
     )
-    image_id = engine.run_checked(step, out).image_id
-    assert image_id is not None
-    made.append(image_id)
-    found = read_static(engine, image_id)
-    root = static_root(found[0]) if found is not None else None
-    if found is None or root is None or shadows_static(app.tree.tree, root):
+    with tempfile.TemporaryDirectory(prefix="warpdrive-static-") as tmp, host_writes(tmp):
+        made = Path(tmp) / "made.tar"
+        check_result(step, engine.run_export(step, out, made))
+        found = _collected(made)
+    if found is None or shadows_static(app.tree.tree, found[0]):
         return None
-    layer = static_layer(root, found[1])
+    root, record, files = found
+    layer = static_layer(root, files)
     static = StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
-    return Collected(root, static, found[0], found[1])
+    return Collected(root, static, record, files)
+
+
+def _collected(made: Path) -> tuple[str, bytes, bytes] | None:
+    """(STATIC_ROOT, the record's tar, the collected files and the record at their paths)
+    from the step's export, as read_static reads them from an image; None when nothing
+    was recorded."""
+    record_name = STATIC_ROOT_RECORD[1:]
+    with tarfile.open(made) as tar:
+        members = tar.getmembers()
+        found = next((m for m in members if m.name == record_name and m.isfile()), None)
+        fh = tar.extractfile(found) if found is not None else None
+        data = fh.read() if fh is not None else b""
+        root = safe_root(data.decode().strip())
+        if found is None or root is None:
+            return None
+        inside = root[1:]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as files:
+            for member in members:
+                if member.name == inside or member.name.startswith(inside + "/"):
+                    files.addfile(member, tar.extractfile(member) if member.isfile() else None)
+            files.addfile(found, io.BytesIO(data))
+    record = tar_files({record_name.rsplit("/", 1)[1]: data})
+    return root, record, buf.getvalue()
