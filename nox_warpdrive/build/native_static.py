@@ -35,9 +35,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output, check_result
 from ..errors import WarpdriveError, host_writes
+from ..labels import DepsLabels
 from ..layout import APP_SRC, STATIC_ROOT_RECORD, VENV, key_digest
 from ..plan import HELPERS_DIR, Step
 from ..platform import PlatformKey
@@ -136,7 +139,10 @@ def native_collect(
     platform = foreign_platform(engine, base)
     if platform is None or not app.collectstatic or app.build_hook:
         return None
-    twin, why = native_twin(engine, cfg, platform, pkey)
+    compiled = compiled_wheels(engine, deps_id)
+    twin, why = (
+        (None, compiled_why(compiled)) if compiled else native_twin(engine, cfg, platform, pkey)
+    )
     if twin is None:
         out(f"warpdrive: running collectstatic for {platform} under emulation: {why}")
         return None
@@ -166,6 +172,39 @@ def native_collect(
         f"warpdrive: collectstatic for {platform} ran in {twin.ref} (no emulation, {seconds:.1f} s)"
     )
     return found
+
+
+def compiled_wheels(engine: Engine, deps_id: str) -> list[str]:
+    """The names of the deps image's wheels that are not pure Python (["?"]: its labels
+    do not say)."""
+    info = engine.image(deps_id)
+    deps = DepsLabels.from_labels(info.labels) if info is not None else None
+    if deps is None:
+        return ["?"]
+    found = []
+    for wheel_id in deps.wheels:
+        filename = wheel_id.partition("@")[0]
+        try:
+            name, _, _, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename:
+            found.append(filename)
+            continue
+        if any(tag.platform != "any" for tag in tags):
+            found.append(str(name))
+    return found
+
+
+def compiled_why(compiled: list[str]) -> str:
+    """Why a virtualenv with compiled packages is not tried natively: what its copy
+    into a container costs (8.5 s for the Wagtail example's 175 MB) is more than the
+    emulated run saves, and Django's setup usually imports one of them (Wagtail:
+    pillow_heif, pydantic_core), which cannot load there."""
+    if compiled == ["?"]:
+        return "its deps image does not list its packages"
+    named = ", ".join(compiled[:3]) + (
+        f" and {len(compiled) - 3} more" if len(compiled) > 3 else ""
+    )
+    return f"it has compiled packages ({named}), which cannot run on this CPU"
 
 
 def _failure_path(deps_id: str, app: AppPlan) -> Path:

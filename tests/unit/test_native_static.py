@@ -4,12 +4,25 @@ says why the build then emulates it."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
-from nox_warpdrive.build.native_static import GUARD, GUARD_EXIT, GUARD_MARK, _reason
+from fake_engine import FakeEngine
+from unit_support import BASE
+
+from nox_warpdrive.build.native_static import (
+    GUARD,
+    GUARD_EXIT,
+    GUARD_MARK,
+    _reason,
+    compiled_wheels,
+    compiled_why,
+)
+from nox_warpdrive.engine import ImageInfo
 
 IMPORT_HIDDEN = """
 try:
@@ -59,3 +72,29 @@ def test_the_reason_is_the_guards_line_else_the_error_else_the_last_line() -> No
     failed = "its last lines:\n  | ImportError: cannot import name 'X'\n  | collectstatic failed\n"
     assert _reason(failed) == "ImportError: cannot import name 'X'"
     assert _reason("its last lines:\n  | something else\n") == "something else"
+
+
+def test_only_a_virtualenv_of_pure_wheels_is_tried_natively() -> None:
+    pure = ["Django-5.2-py3-none-any.whl@aa", "asgiref-3.8-py3-none-any.whl@bb"]
+    compiled = [*pure, "pillow-11.0-cp311-cp311-manylinux_2_28_aarch64.whl@cc"]
+    engine = FakeEngine(
+        images={
+            "sha256:pure": deps_image("sha256:pure", pure),
+            "sha256:compiled": deps_image("sha256:compiled", compiled),
+            "sha256:bare": dataclasses.replace(BASE, id="sha256:bare", labels={}),
+        }
+    )
+    assert compiled_wheels(engine, "sha256:pure") == []  # type: ignore[arg-type]
+    assert compiled_wheels(engine, "sha256:compiled") == ["pillow"]  # type: ignore[arg-type]
+    assert compiled_wheels(engine, "sha256:bare") == ["?"]  # type: ignore[arg-type]
+    assert "compiled packages (pillow)" in compiled_why(["pillow"])
+    assert "and 1 more" in compiled_why(["a", "b", "c", "d"])
+
+
+def deps_image(image_id: str, wheels: list[str]) -> ImageInfo:
+    labels = {
+        "io.warpdrive.kind": "deps",
+        "io.warpdrive.deps-key": "key",
+        "io.warpdrive.deps-wheels": json.dumps(wheels),
+    }
+    return dataclasses.replace(BASE, id=image_id, labels=labels)
