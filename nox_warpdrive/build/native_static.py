@@ -165,7 +165,10 @@ def native_collect(
         _remember_failure(deps_id, app, reason)
         return None
     if found is None:
-        out(f"warpdrive: no collected files found in {twin.ref}; running it under emulation")
+        out(
+            f"warpdrive: collectstatic in {twin.ref} recorded no STATIC_ROOT below the app, "
+            "or the source has files there; running it under emulation"
+        )
         return None
     seconds = time.monotonic() - started
     out(
