@@ -79,6 +79,11 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
         "a table of platform = engine, the Docker engine that builds that platform, e.g. "
         '{ "linux/arm64" = "ssh://user@arm-builder" } (default: DOCKER_HOST\'s, emulating)',
     ),
+    "build-hook-per-platform": (
+        (bool,),
+        "true or false: run .warpdrive/action_hooks/build in every platform's image (under "
+        "emulation for another CPU) instead of once, its files shared (default false)",
+    ),
     "wheelhouse-image": (
         (str,),
         "a string, the registry image the wheelhouse is seeded from (and pushed to with "
@@ -137,6 +142,9 @@ class Config:
     #: the engine (a DOCKER_HOST URL) that builds a platform (`engines`); a platform not
     #: named is built on DOCKER_HOST's engine, emulated when of another CPU
     engines: tuple[tuple[Platform, str], ...] = ()
+    #: run the build hook in every platform's image (`build-hook-per-platform`), instead
+    #: of once, the others taking the layer it made (its output depends on the CPU)
+    hook_per_platform: bool = False
     #: show the output of sdist builds as they run (`--verbose`; not a pyproject key):
     #: by default it goes to a log in the volume, shown when a build fails
     verbose: bool = False
@@ -222,6 +230,7 @@ def load_config(project_dir: Path, overrides: Mapping[str, Any] | None = None) -
         cache_max_size=_cache_max_size(table),
         platforms=_platforms(table),
         engines=_engines(table),
+        hook_per_platform=table.get("build-hook-per-platform", False),
     )
 
 

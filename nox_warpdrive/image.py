@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .build import static_cache
@@ -25,6 +27,7 @@ from .build.deps import (
     plan_deps,
     plan_grow,
 )
+from .build.native_static import Collected, native_collect
 from .build.static import (
     Recollected,
     read_static,
@@ -33,10 +36,10 @@ from .build.static import (
     shadows_static,
     split_static,
 )
-from .build.static_sibling import sibling_static
+from .build.static_sibling import sibling_hook, sibling_static, top_layer
 from .config import Config
 from .engine import Engine, ImageInfo, Output
-from .errors import EngineError, LayerRefused, RegistryError, WarpdriveError
+from .errors import EngineError, LayerRefused, RegistryError, WarpdriveError, host_writes
 from .inputs.read import inputs_line
 from .inputs.requirements import RequirementSet
 from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, DepsLabels
@@ -598,6 +601,8 @@ class _Static:
     source: ImageInfo | None = None
     #: the files re-collected from the current image's (only the changed ones copied)
     recollected: Recollected | None = None
+    #: the files collected for another CPU's image on the engine's own (native_static.py)
+    collected: Collected | None = None
 
 
 def _static_reuse(b: _Build, app: AppPlan) -> _Static:
@@ -642,6 +647,12 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
         b.out("warpdrive: the collected static files of the first platform's image reused")
     elif static.layer is not None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
+    if app.build_hook and static.layer is None:
+        shared = _hook_from_sibling(b, app, deps_id)
+        if shared is not None:
+            return shared
+    if app.runs_something and static.layer is None:
+        static = _native_static(b, app, deps_id) or static
     if app.runs_something and static.layer is None:
         return _app_container(b, app, deps_id)
     try:
@@ -649,11 +660,54 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     except EngineError as exc:
         b.out(f"warpdrive: {exc.message}; building the app layer in a container instead")
         return _app_container(b, app, deps_id, fallback=True)
-    if static.recollected is not None:
-        static_cache.store(image_id, static.recollected.record, static.recollected.files)
+    found = static.recollected or static.collected
+    if found is not None:
+        static_cache.store(image_id, found.record, found.files)
     elif static.layer is not None and static.source is not None:
         static_cache.copy(static.source.id, image_id)  # the same files, under the new image
     return image_id
+
+
+def _hook_from_sibling(b: _Build, app: AppPlan, deps_id: str) -> str | None:
+    """The app image with the layer that the build step (the hook, then collectstatic)
+    committed on the first platform's image, when that step read the same
+    (static_sibling.sibling_hook) and that image has the same app layers below it: the
+    hook runs once per build. None: it runs here."""
+    sibling = b.static_from
+    if sibling is None or not sibling_hook(sibling, app, b.resolved):
+        return None
+    try:
+        below = _append_app(b, app, deps_id, app.commit)
+    except LayerRefused:
+        return None  # the container way says why
+    mine = b.engine.require_image(below, "app image").diff_ids
+    mine = mine[len(b.engine.require_image(deps_id, "deps image").diff_ids) :]
+    if not mine or list(mine) != list(sibling.diff_ids[-len(mine) - 1 : -1]):
+        b.out("warpdrive: the first platform's image has other app layers; running the hook")
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="warpdrive-hook-") as tmp, host_writes(tmp):
+            layer = Path(tmp) / "layer.tar"
+            top_layer(b.engine, sibling, layer)
+            image_id = b.engine.append_layer(
+                below, layer, app.commit, created_by="nox-warpdrive app build step layer"
+            )
+    except WarpdriveError as exc:
+        b.out(f"warpdrive: {exc.message}; running the build hook here instead")
+        return None
+    b.out("warpdrive: the build hook's layer of the first platform's image reused (it ran once)")
+    return image_id
+
+
+def _native_static(b: _Build, app: AppPlan, deps_id: str) -> _Static | None:
+    """The collected files of a foreign image collected on the engine's own CPU, when
+    they can be (build/native_static.py), as a static layer like a reused one."""
+    collected = native_collect(b.engine, b.cfg, b.target, deps_id, app, b.out)
+    if collected is None:
+        return None
+    labels = {**app.commit.labels, STATIC_ROOT_LABEL: collected.root}
+    spec = dataclasses.replace(app.commit, labels=labels)
+    return _Static(spec, collected.layer, collected=collected)
 
 
 def _append_app(

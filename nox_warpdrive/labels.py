@@ -47,6 +47,9 @@ STATIC_KEY_LABEL = f"{LABEL_PREFIX}.static-key"
 #: what collectstatic's output depends on but the CPU: the same on every platform's
 #: image of one build (multiarch/: the files are collected once and shared)
 STATIC_SOURCE_LABEL = f"{LABEL_PREFIX}.static-source"
+#: what the build hook's step read but the CPU's parts: another platform's image of the
+#: build with the same may lend it the layer that step made (build/static_sibling.py)
+HOOK_SOURCE_LABEL = f"{LABEL_PREFIX}.hook-source"
 REQUIREMENTS_LABEL = f"{LABEL_PREFIX}.requirements"
 INSTALLER_SETTING_LABEL = f"{LABEL_PREFIX}.installer-setting"
 APP_LABEL = f"{LABEL_PREFIX}.app"
@@ -185,11 +188,16 @@ class AppLabels:
     source: Mapping[str, str] = field(default_factory=dict)
     #: the static key without the base image and packages ("": nothing collected)
     static_source: str = ""
+    #: the build hook step's inputs without the base image and packages ("": no hook,
+    #: or it runs per platform)
+    hook_source: str = ""
 
     def to_labels(self) -> dict[str, str]:
         labels = {OCI_CREATED: self.created} if self.created else {}
         if self.static_source:
             labels[STATIC_SOURCE_LABEL] = self.static_source
+        if self.hook_source:
+            labels[HOOK_SOURCE_LABEL] = self.hook_source
         return {
             **labels,
             OCI_TITLE: self.title,
@@ -227,6 +235,7 @@ class AppLabels:
             created=labels.get(OCI_CREATED, ""),
             source={k: labels[k] for k in (OCI_REVISION, OCI_SOURCE) if k in labels},
             static_source=labels.get(STATIC_SOURCE_LABEL, ""),
+            hook_source=labels.get(HOOK_SOURCE_LABEL, ""),
         )
 
 

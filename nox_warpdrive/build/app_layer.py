@@ -97,6 +97,9 @@ class AppPlan:
     #: the static key but the base image and packages (the CPU's parts; "": nothing
     #: collected): another platform's image of the build with it may lend its files
     static_source: str = ""
+    #: the build hook step's inputs but the CPU's parts ("": no hook, or it runs on
+    #: every platform): another platform's image with it may lend the layer it made
+    hook_source: str = ""
 
     @functools.cached_property
     def tree(self) -> AppTree:
@@ -341,6 +344,7 @@ def plan_app(
         labels_in,
         server,
         static_source,
+        hook_source_for(cfg, base, pkey, app, source) if build_hook else "",
     )
     return AppPlan(
         build_key=build_key,
@@ -357,6 +361,41 @@ def plan_app(
         static_notes=static_notes,
         make_tree=functools.partial(source_tree, source, launcher, lib, start_json),
         static_source=static_source,
+        hook_source=facts.hook_source,
+    )
+
+
+def hook_source_for(
+    cfg: Config, base: ImageInfo, pkey: PlatformKey, app: App, source: Source
+) -> str:
+    """What the build step with a hook reads but the CPU's parts: the source, the step's
+    plan and script, the base image's environment, the interpreter and OS release ("":
+    the hook runs on every platform, `build-hook-per-platform`). Packages are compared
+    by their releases when the layer is lent (static_sibling.sibling_hook)."""
+    if cfg.hook_per_platform:
+        return ""
+    collectstatic = cfg.collectstatic and (app.kind == "django" or bool(app.settings))
+    return key_digest(
+        "hook-source 1",
+        source.digest,
+        str(source_date_epoch()),
+        runtime.read("assemble.py"),
+        helpers_tar(cfg, app, True, collectstatic),
+        json.dumps(image_env(base)),
+        *_neutral(pkey),
+    )
+
+
+def _neutral(pkey: PlatformKey) -> tuple[str, ...]:
+    """The platform key's interpreter and OS release, not its CPU: what a step's output
+    may depend on and another platform's image of the build shares."""
+    return (
+        pkey.interpreter,
+        pkey.abi,
+        pkey.libc,
+        pkey.libc_version,
+        pkey.distro,
+        pkey.distro_version,
     )
 
 
@@ -474,6 +513,7 @@ class AppFacts:
     source_labels: Mapping[str, str]
     server: str | None
     static_source: str = ""
+    hook_source: str = ""
 
 
 def app_commit(
@@ -499,6 +539,7 @@ def app_commit(
         created=facts.created,
         source=facts.source_labels,
         static_source=facts.static_source,
+        hook_source=facts.hook_source,
     ).to_labels()
     return CommitSpec(
         created=facts.created,

@@ -11,7 +11,7 @@ from test_layer_plans import STATIC_ROOT, django_project, engine_for, plan
 from unit_support import BASE, PKEY
 
 from nox_warpdrive.build import app_layer
-from nox_warpdrive.build.static_sibling import releases, sibling_static
+from nox_warpdrive.build.static_sibling import releases, sibling_hook, sibling_static
 from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine import ImageInfo
 from nox_warpdrive.wheelhouse.wheels import Wheel
@@ -85,3 +85,53 @@ def test_no_files_are_lent_when_collectstatic_read_something_else(tmp_path: Path
 
 def load(tmp_path: Path) -> Config:
     return load_config(tmp_path / "p")
+
+
+def with_hook(root: Path, per_platform: bool = False) -> Config:
+    hook = root / ".warpdrive" / "action_hooks" / "build"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text("#!/bin/sh\nnpm run build\n")
+    hook.chmod(0o755)
+    if per_platform:
+        path = root / "pyproject.toml"
+        path.write_text(path.read_text() + "\n[tool.warpdrive]\nbuild-hook-per-platform = true\n")
+    return load_config(root)
+
+
+def test_another_platforms_image_lends_its_hook_layer_when_only_the_cpu_differs(
+    tmp_path: Path,
+) -> None:
+    django_project(tmp_path / "p")
+    cfg = with_hook(tmp_path / "p")
+    amd = plan(cfg)
+    arm = app_layer.plan_app(cfg, ARM_BASE, ARM_PKEY, "armdeps", "s")
+    assert amd.build_hook and arm.hook_source == amd.hook_source != ""
+    assert amd.commit.labels["io.warpdrive.hook-source"] == amd.hook_source
+    assert sibling_hook(sibling(amd, AMD), arm, ARM)
+    # another release of a package, this build's wheels unknown, or no label
+    newer = [dataclasses.replace(ARM[0], filename="Django-5.2.1-py3-none-any.whl", version="5.2.1")]
+    assert not sibling_hook(sibling(amd, AMD), arm, newer + ARM[1:])
+    assert not sibling_hook(sibling(amd, AMD), arm, None)
+    assert not sibling_hook(dataclasses.replace(sibling(amd, AMD), labels={}), arm, ARM)
+    # any source file (the hook may read it), or another Python
+    (tmp_path / "p" / "site1" / "views.py").write_text("def index(request): return 1\n")
+    changed = app_layer.plan_app(load(tmp_path), ARM_BASE, ARM_PKEY, "armdeps", "s")
+    assert not sibling_hook(sibling(amd, AMD), changed, ARM)
+    py313 = dataclasses.replace(ARM_PKEY, interpreter="cp313", abi="cp313")
+    assert not sibling_hook(
+        sibling(amd, AMD), app_layer.plan_app(cfg, ARM_BASE, py313, "d", "s"), ARM
+    )
+
+
+def test_a_hook_said_to_depend_on_the_cpu_runs_on_every_platform(tmp_path: Path) -> None:
+    django_project(tmp_path / "p")
+    cfg = with_hook(tmp_path / "p", per_platform=True)
+    assert cfg.hook_per_platform
+    amd = plan(cfg)
+    arm = app_layer.plan_app(cfg, ARM_BASE, ARM_PKEY, "armdeps", "s")
+    assert (
+        amd.build_hook
+        and amd.hook_source == ""
+        and "io.warpdrive.hook-source" not in amd.commit.labels
+    )
+    assert not sibling_hook(sibling(amd, AMD), arm, ARM)
