@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -39,6 +40,43 @@ def wait_until_clean(engine: Engine, pid: int, bound: float) -> float:
     return time.monotonic() - start
 
 
+def reapers_of(pid: int) -> list[int]:
+    """The reaper processes (engine/reaper.py) that ``pid`` started and that still run."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z" and b".sweep()" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def wait_reapers_done(pids: list[int], bound: float = 20.0) -> None:
+    """Wait until these reapers have exited: a reaper sweeps the engine twice (the
+    second sweep 3 s after its owner died), and it removes what *any* dead owner left,
+    so one still running would take the next test's killed run's secrets volume."""
+    start = time.monotonic()
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive:
+            return
+        assert time.monotonic() - start < bound, f"reapers {alive} still run"
+        time.sleep(0.1)
+
+
 def _during_compile(app: App, index: Index) -> Any:
     proc = start_nox(app, "wheelhouse", index)
     assert proc.stdout is not None
@@ -56,6 +94,7 @@ def test_sigquit_during_a_compile_leaves_nothing_within_5_s(
     app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
     proc, seen = _during_compile(app, index)
     assert running_or_secret(engine, proc.pid), "the builder should run during the compile"
+    reapers = reapers_of(proc.pid)
     proc.send_signal(signal.SIGQUIT)
     took = wait_until_clean(engine, proc.pid, 5.0)
     rest, _ = proc.communicate(timeout=60)
@@ -65,6 +104,7 @@ def test_sigquit_during_a_compile_leaves_nothing_within_5_s(
     assert not leftovers(engine, proc.pid)
     assert CANARY not in text
     print(f"SIGQUIT: nothing running and no secrets volume after {took:.1f} s")
+    wait_reapers_done(reapers)
 
 
 #: how long a ``kill -9`` may leave this run's things on the engine: the reaper (a
@@ -83,6 +123,8 @@ def test_kill_9_during_a_compile_leaves_nothing_soon(
     app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
     proc, _ = _during_compile(app, index)
     assert running_or_secret(engine, proc.pid)
+    reapers = reapers_of(proc.pid)
+    assert reapers, "the run should have started its reaper"
     proc.kill()
     proc.communicate(timeout=60)
     took = wait_until_clean(engine, proc.pid, KILL_BOUND)
@@ -91,6 +133,7 @@ def test_kill_9_during_a_compile_leaves_nothing_soon(
         time.sleep(0.1)  # not even a stopped container
     assert not leftovers(engine, proc.pid), leftovers(engine, proc.pid)
     print(f"kill -9: nothing running and no secrets volume after {took:.1f} s")
+    wait_reapers_done(reapers)
 
 
 def test_kill_9_with_no_reaper_the_container_still_ends(

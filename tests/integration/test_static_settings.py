@@ -117,13 +117,14 @@ def headers(url: str) -> dict[str, str]:
 
 def hashed_css(engine: Engine, ref: str) -> str:
     """The hashed name of site.css in the image's manifest. The file's size is printed
-    first: an answer with no output at all (seen once on a loaded engine: the logs of a
-    container that had just ended) is asked again; an empty file fails."""
+    first: an answer shorter than that (seen on a loaded engine: the logs of a container
+    that had just ended came back empty, for the size or for the file) is asked again;
+    an empty file fails."""
     for _ in range(3):
         out = run(engine, ref, "sh", "-c", f"wc -c < {COLLECTED}/staticfiles.json")
         out += run(engine, ref, "cat", f"{COLLECTED}/staticfiles.json")
         size, _, text = out.partition("\n")
-        if size.strip():
+        if size.strip().isdigit() and len(text.encode()) == int(size):
             break
     assert int(size) > 0 and len(text.encode()) == int(size), out
     manifest = json.loads(text)
