@@ -41,7 +41,8 @@ def wait_until_clean(engine: Engine, pid: int, bound: float) -> float:
 
 
 def reapers_of(pid: int) -> list[int]:
-    """The reaper processes (engine/reaper.py) that ``pid`` started and that still run."""
+    """The reaper processes (engine/reaper.py) that ``pid`` started and that still run
+    (``pid`` 1: those whose owner died, handed to init)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -142,6 +143,7 @@ def test_kill_9_with_no_reaper_the_container_still_ends(
     """The reaper gone too (the host torn down): the builder's watchdog ends it."""
     app: App = make_app(["wd-pure-demo", "wd-cext-demo"])
     monkeypatch.setenv("WARPDRIVE_REAPER", "0")
+    wait_reapers_done(reapers_of(1))  # of runs killed before: their owners are gone
     proc, _ = _during_compile(app, index)
     proc.kill()
     proc.communicate(timeout=60)
