@@ -211,6 +211,19 @@ def _wheel_prefix(requirement: str) -> str:
     return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}-"
 
 
+def _pip_download(downloads: Path, requirement: str, extra: tuple[str, ...] = ()) -> None:
+    """One wheel of ``requirement`` downloaded into ``downloads`` (through a private
+    directory, so a cut-off download is never taken for a wheel), with the host's pip
+    configuration on purpose: it may name a mirror or a CA bundle. ``extra``: more of
+    pip's arguments (another CPU's --platform and Python)."""
+    with tempfile.TemporaryDirectory(dir=downloads, prefix=".dl-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+        command += ["--only-binary=:all:", "--no-deps", *extra]
+        _run([*command, "-d", tmp, requirement])
+        for whl in Path(tmp).glob("*.whl"):
+            os.replace(whl, downloads / whl.name)
+
+
 def _ensure_backend_wheels(
     downloads: Path, requirements: tuple[str, ...] = BACKEND_REQUIREMENTS
 ) -> list[Path]:
@@ -230,24 +243,7 @@ def _ensure_backend_wheels(
 
         found = cached()
         if not found:
-            with tempfile.TemporaryDirectory(dir=downloads, prefix=".dl-") as tmp:
-                # Host pip configuration on purpose: it may name a mirror or a CA bundle.
-                _run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "download",
-                        "--disable-pip-version-check",
-                        "--only-binary=:all:",
-                        "--no-deps",
-                        "-d",
-                        tmp,
-                        requirement,
-                    ]
-                )
-                for whl in Path(tmp).glob("*.whl"):
-                    os.replace(whl, downloads / whl.name)
+            _pip_download(downloads, requirement)
             found = cached()
             if not found:
                 raise RuntimeError(f"pip download produced no wheel for {requirement}")
@@ -280,31 +276,9 @@ def _ensure_foreign_wheels(downloads: Path) -> list[Path]:
             )
 
         if not cached():
-            with tempfile.TemporaryDirectory(dir=downloads, prefix=".dl-") as tmp:
-                _run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "download",
-                        "--disable-pip-version-check",
-                        "--only-binary=:all:",
-                        "--no-deps",
-                        "--platform",
-                        platform_tag,
-                        "--python-version",
-                        version,
-                        "--implementation",
-                        implementation,
-                        "--abi",
-                        abi,
-                        "-d",
-                        tmp,
-                        requirement,
-                    ]
-                )
-                for whl in Path(tmp).glob("*.whl"):
-                    os.replace(whl, downloads / whl.name)
+            platform_args = ("--platform", platform_tag, "--python-version", version)
+            python_args = ("--implementation", implementation, "--abi", abi)
+            _pip_download(downloads, requirement, platform_args + python_args)
         found = cached()
         if not found:
             raise RuntimeError(f"pip download produced no {platform_tag} wheel for {requirement}")
