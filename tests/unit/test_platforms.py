@@ -335,6 +335,20 @@ def test_engines_name_the_engine_that_builds_a_platform_and_refuse_what_is_not_o
             cfg_with(bad)
 
 
+def connect_to(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine) -> list[str | None]:
+    """Every engine `engines` names connects to ``engine``; the hosts asked for, in order."""
+    from nox_warpdrive.multiarch import build as multi
+
+    connected: list[str | None] = []
+
+    def connect(timeout: float = 600, host: str | None = None) -> FakeEngine:
+        connected.append(host)
+        return engine
+
+    monkeypatch.setattr(multi, "connect_engine", connect)
+    return connected
+
+
 def test_a_platform_with_an_engine_is_built_there_the_others_on_the_session_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,13 +366,7 @@ def test_a_platform_with_an_engine_is_built_there_the_others_on_the_session_engi
     here = FakeEngine(images={"py": info("sha256:amd", "linux/amd64")})
     arm = FakeEngine(images={"py": info("sha256:arm", "linux/arm64")})
     arm.about_info = dataclasses.replace(arm.about_info, arch="arm64")
-    connected: list[str | None] = []
-
-    def connect(timeout: float = 600, host: str | None = None) -> FakeEngine:
-        connected.append(host)
-        return arm
-
-    monkeypatch.setattr(multi, "connect_engine", connect)
+    connected = connect_to(monkeypatch, arm)
     lines: list[str] = []
     builders = multi._targets(cfg, here, lines.append)  # type: ignore[arg-type]
     assert connected == ["tcp://arm:2375"]
@@ -409,13 +417,7 @@ def test_run_with_a_platform_named_in_engines_runs_on_that_engine(
     cfg = load_config(tmp_path)
     here = FakeEngine(images={"app:1": info("sha256:amd", "linux/amd64")})
     arm = FakeEngine(images={"app:1-linux-arm64": info("sha256:arm", "linux/arm64")})
-    connected: list[str | None] = []
-
-    def connect(timeout: float = 600, host: str | None = None) -> FakeEngine:
-        connected.append(host)
-        return arm
-
-    monkeypatch.setattr(multi, "connect_engine", connect)
+    connected = connect_to(monkeypatch, arm)
     lines: list[str] = []
     ran, on, host = multi.run_on(cfg, here, ARM64, lines.append)  # type: ignore[arg-type]
     assert (ran.image, on, host) == ("app:1-linux-arm64", arm, "ssh://me@arm-box")
