@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .build import static_cache
 from .build.app_layer import AppPlan, plan_app, source_facts
@@ -322,7 +322,7 @@ def build_image(
     )
 
 
-def _supply_beside(b: _Build, deps_id: str) -> _Background:
+def _supply_beside(b: _Build, deps_id: str) -> _Background[None]:
     """The SBOM's records (read out of the images once, when missing) gathered while the
     app layer is made: neither needs the other."""
     return _Background(
@@ -335,30 +335,37 @@ def _supply_beside(b: _Build, deps_id: str) -> _Background:
             b.resolved,
             b.built_from,
             b.pkey,
-        )
+        ),
+        "warpdrive-supply",
     )
 
 
-class _Background:
-    """A call run in a thread beside the build; ``join`` waits for it and raises what it
-    raised (a build must not hide an error of its own, nor print a thread's traceback)."""
+T = TypeVar("T")
 
-    def __init__(self, call: Callable[[], object]) -> None:
+
+class _Background(Generic[T]):
+    """A call run in a thread beside the build; ``join`` waits for it and gives what it
+    returned, or raises what it raised, in the build's thread (a build must not hide an
+    error of its own, nor print a thread's traceback)."""
+
+    def __init__(self, call: Callable[[], T], name: str) -> None:
+        self._result: list[T] = []
         self._error: BaseException | None = None
         self._call = call
-        self._thread = threading.Thread(target=self._run, name="warpdrive-supply", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._call()
+            self._result.append(self._call())
         except BaseException as exc:  # handed to join, in the build's thread
             self._error = exc
 
-    def join(self) -> None:
+    def join(self) -> T:
         self._thread.join()
         if self._error is not None:
             raise self._error
+        return self._result[0]
 
 
 def _in_registry(b: _Build, cache_ref: str, started: float) -> ImageResult | None:
@@ -449,22 +456,12 @@ def _pull_while_wheels(b: _Build, cache_from: str) -> None:
     requirements need (on a fresh runner the pull is most of the time, and the wheelhouse
     does not need the cache). No early deps layer: the deps layer goes on the cache's,
     once it is here."""
-    pulled: list[ImageInfo | None] = []
-    failed: list[BaseException] = []
-
-    def pull() -> None:
-        try:
-            pulled.append(registry.cache_from(b.engine, b.cfg, cache_from, b.base, b.out))
-        except BaseException as exc:  # raised in the build's thread, below
-            failed.append(exc)
-
-    thread = threading.Thread(target=pull, name="warpdrive-cache-pull", daemon=True)
-    thread.start()
+    pull = _Background(
+        lambda: registry.cache_from(b.engine, b.cfg, cache_from, b.base, b.out),
+        "warpdrive-cache-pull",
+    )
     _wheels_first(b)
-    thread.join()
-    if failed:
-        raise failed[0]
-    b.current = b.current or (pulled[0] if pulled else None)
+    b.current = b.current or pull.join()
 
 
 def _wheels_first(b: _Build) -> tuple[list[Wheel], Mapping[str, Any]]:
@@ -487,7 +484,7 @@ def _wheels_first(b: _Build) -> tuple[list[Wheel], Mapping[str, Any]]:
     return b.prebuilt
 
 
-def _probe_beside(engine: Engine, cfg: Config) -> threading.Thread | None:
+def _probe_beside(engine: Engine, cfg: Config) -> _Background[None] | None:
     """The builder image probed (and its probe kept) while the base image is: the
     wheelhouse asks for both, one after the other, and each is a container start (under
     emulation for another CPU, over a second each). A failure is left for the wheelhouse's
@@ -499,9 +496,7 @@ def _probe_beside(engine: Engine, cfg: Config) -> threading.Thread | None:
 
     if cfg.builder_image == cfg.base_image:
         return None
-    thread = threading.Thread(target=probe, name="warpdrive-probe", daemon=True)
-    thread.start()
-    return thread
+    return _Background(probe, "warpdrive-probe")
 
 
 def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | None) -> _Build:
