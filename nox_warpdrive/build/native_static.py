@@ -35,8 +35,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output, check_result
 from ..errors import WarpdriveError, host_writes
@@ -46,6 +44,7 @@ from ..plan import HELPERS_DIR, Step
 from ..platform import PlatformKey
 from ..source.image_layers import StaticLayer
 from ..tars import tar_files
+from ..wheelhouse.wheels import parse_wheel_id
 from . import static_cache
 from .app_layer import AppPlan
 from .foreign_deps import foreign_platform, native_twin
@@ -186,14 +185,11 @@ def compiled_wheels(engine: Engine, deps_id: str) -> list[str]:
         return ["?"]
     found = []
     for wheel_id in deps.wheels:
-        filename = wheel_id.partition("@")[0]
-        try:
-            name, _, _, tags = parse_wheel_filename(filename)
-        except InvalidWheelFilename:
-            found.append(filename)
-            continue
-        if any(tag.platform != "any" for tag in tags):
-            found.append(str(name))
+        parsed = parse_wheel_id(wheel_id)
+        if parsed is None:
+            found.append(wheel_id.partition("@")[0])
+        elif any(tag.platform != "any" for tag in parsed[2]):
+            found.append(parsed[0])
     return found
 
 

@@ -23,13 +23,11 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
 from ..engine import Engine, ImageInfo
 from ..errors import WarpdriveError
 from ..labels import AppLabels, DepsLabels
 from ..source.image_layers import StaticLayer
-from ..wheelhouse.wheels import Wheel, wheel_ids
+from ..wheelhouse.wheels import Wheel, parse_wheel_id, wheel_ids
 from .app_layer import AppPlan
 from .static import reusable_static
 
@@ -39,13 +37,9 @@ def releases(ids: tuple[str, ...] | list[str]) -> frozenset[tuple[str, str]]:
     common with another's."""
     found = set()
     for wheel_id in ids:
-        filename = wheel_id.partition("@")[0]
-        try:
-            name, version, _, _ = parse_wheel_filename(filename)
-        except InvalidWheelFilename:  # not one a build writes: only equal to itself
-            found.add((filename, ""))
-            continue
-        found.add((str(name), str(version)))
+        parsed = parse_wheel_id(wheel_id)
+        # a file name not a build's is only equal to itself
+        found.add(parsed[:2] if parsed else (wheel_id.partition("@")[0], ""))
     return frozenset(found)
 
 

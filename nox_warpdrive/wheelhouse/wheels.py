@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 
 @dataclass(frozen=True)
 class Wheel:
@@ -88,3 +91,13 @@ def wheel_ids(wheels: Iterable[Wheel]) -> list[str]:
     """The sorted ids of ``wheels``: what a deps key hashes and a deps image's
     ``deps-wheels`` label lists."""
     return sorted(w.id for w in wheels)
+
+
+def parse_wheel_id(wheel_id: str) -> tuple[str, str, frozenset[Tag]] | None:
+    """(normalized name, version, tags) of a wheel id ("file@sha", as a deps image's
+    ``deps-wheels`` label lists it); None when its file name is not a wheel's."""
+    try:
+        name, version, _, tags = parse_wheel_filename(wheel_id.partition("@")[0])
+    except InvalidWheelFilename:
+        return None
+    return str(name), str(version), tags
