@@ -127,6 +127,23 @@ def tar_files(members: Mapping[str, bytes], mode: int = 0o644, mtime: int = 0) -
 TAR_END = b"\0" * 2 * tarfile.BLOCKSIZE
 
 
+def archived_file(archive: bytes | None) -> bytes | None:
+    """The one file of the tar the engine gives for one path (`docker cp`, get_archive):
+    its bytes; None when there was no such path, it is not a regular file, or the
+    archive cannot be read."""
+    if not archive:
+        return None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            for member in tar:
+                if member.isfile():
+                    fh = tar.extractfile(member)
+                    return fh.read() if fh else None
+    except tarfile.TarError:
+        return None
+    return None
+
+
 def tar_members(data: bytes) -> list[tuple[str, memoryview]] | None:
     """A tar's members as (name, raw bytes: extension headers, header and data), reading
     the headers only; None when its bytes cannot be moved into another archive as they

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from ..plan import HELPERS_DIR, VOLUME_DIR, Step
 from ..platform import Platform, PlatformKey, platform_ref
 from ..refs import split_ref
 from ..runtime import elfcheck, protocol
+from ..tars import archived_file
 from ..wheelhouse.build import probe_image, read_manifest
 from ..wheelhouse.targets import engine_platform, image_for, image_platform, restore
 from ..wheelhouse.wheels import Wheel
@@ -227,23 +226,13 @@ def check_step(cfg: Config, image: str) -> Step:
     )
 
 
-def _member(data: bytes | None) -> bytes | None:
-    """The one file of an archive the engine gave for one path (None: no such path)."""
-    if data is None:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        member = next((m for m in tar.getmembers() if m.isreg()), None)
-        found = tar.extractfile(member) if member is not None else None
-        return found.read() if found is not None else None
-
-
 def read_base(engine: Engine, image: str, arch: str) -> tuple[bytes, list[str] | None]:
     """The image's /etc/passwd and the sonames of its loader cache (/etc/ld.so.cache,
     those for ``arch``, a CPU as wheel tags name it), read without running it (one
     created container); None for the sonames when it has no glibc loader cache (musl)
     or it cannot be read."""
     with engine.image_reader(image) as read:
-        passwd, cache = _member(read("/etc/passwd")), _member(read("/etc/ld.so.cache"))
+        passwd, cache = archived_file(read("/etc/passwd")), archived_file(read("/etc/ld.so.cache"))
     if passwd is None:
         raise WarpdriveError(f"image {image} has no /etc/passwd", fix="use a Debian-like base")
     try:

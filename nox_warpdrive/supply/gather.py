@@ -12,10 +12,8 @@ started, container (engine.image_reader), and only when a record is missing."""
 from __future__ import annotations
 
 import email.parser
-import io
 import json
 import os
-import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -26,6 +24,7 @@ from ..engine import Engine, ImageInfo
 from ..errors import WarpdriveError
 from ..layout import VENV
 from ..platform import PlatformKey
+from ..tars import archived_file
 from ..wheelhouse.wheels import Wheel
 
 #: bump when a record's shape changes: older ones are then gathered again
@@ -228,8 +227,10 @@ def record_base(engine: Engine, ref: str, base: ImageInfo) -> BaseRecord:
     """The base image's Debian packages (none when it has no dpkg status), stored under
     its id."""
     with engine.image_reader(base.id) as read:
-        status = _member(read(DPKG_STATUS))
-        os_release = _member(read("/etc/os-release")) or _member(read("/usr/lib/os-release"))
+        status = archived_file(read(DPKG_STATUS))
+        os_release = archived_file(read("/etc/os-release")) or archived_file(
+            read("/usr/lib/os-release")
+        )
     raw = engine.inspect_raw(base.id)
     digests = tuple(sorted(str(d) for d in raw.get("RepoDigests") or ()))
     record = BaseRecord(
@@ -302,28 +303,13 @@ def _metadata_path(wheel: Wheel, python_version: str) -> str:
 def _metadata(read: Callable[[str], bytes | None], path: str) -> tuple[str, str] | None:
     """(Name, license) of an installed distribution's METADATA; None when unread."""
     try:
-        data = _member(read(path))
+        data = archived_file(read(path))
     except WarpdriveError:
         return None
     if not data:
         return None
     name = email.parser.BytesHeaderParser().parsebytes(data).get("Name") or ""
     return str(name).strip(), license_of(data)
-
-
-def _member(archive: bytes | None) -> bytes | None:
-    """The one file of a get_archive tar."""
-    if not archive:
-        return None
-    try:
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            for member in tar:
-                if member.isfile():
-                    fh = tar.extractfile(member)
-                    return fh.read() if fh else None
-    except tarfile.TarError:
-        return None
-    return None
 
 
 def _os_release(data: bytes) -> dict[str, str]:
