@@ -153,6 +153,10 @@ class Config:
     #: cross.py); "": everything for it runs in its own builder (not a pyproject key)
     cross_builder: str = ""
 
+    def engine_for(self, platform: Platform) -> str:
+        """The DOCKER_HOST URL `engines` names for ``platform`` ("": DOCKER_HOST's)."""
+        return next((host for p, host in self.engines if p.matches(platform)), "")
+
 
 def _suggest(key: str) -> str:
     close = difflib.get_close_matches(key, list(_KEYS), n=1, cutoff=0.5)

@@ -131,7 +131,7 @@ def _engine_for(
     """(host, engine) that builds ``platform``: the one `engines` names for it,
     connected once per build, its leftovers of killed runs removed; else the session's
     (under ``""`` in ``engines``)."""
-    host = next((h for p, h in cfg.engines if p.matches(platform)), "")
+    host = cfg.engine_for(platform)
     if host not in engines:
         engine = connect_engine(host=host)
         removed = engine.sweep()
@@ -360,7 +360,7 @@ def run_on(
     that has it, its DOCKER_HOST URL or ""). A platform that `engines` names an engine
     for was built there and stays there (build_images), so it runs there too, and its
     port is published on that engine's host, which the lines say."""
-    host = next((h for p, h in cfg.engines if p.matches(platform)), "")
+    host = cfg.engine_for(platform)
     on = connect_engine(host=host) if host else engine
     ref = run_ref(cfg, on, platform, host)
     if host:

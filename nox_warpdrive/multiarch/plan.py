@@ -102,7 +102,7 @@ def plan_images(cfg: Config, engine: Engine, *, no_index: bool | None = None) ->
     engines: dict[str, tuple[Engine, Platform] | str] = {"": (engine, session_native)}
     plans = []
     for platform in platforms:
-        host = next((h for p, h in cfg.engines if p.matches(platform)), "")
+        host = cfg.engine_for(platform)
         shown = f"the engine at {host_shown(host)}" if host else "DOCKER_HOST's engine"
         single = len(platforms) == 1
         if host not in engines:
