@@ -366,15 +366,19 @@ def owners(venv):
     return found
 
 
-def check_libraries(plan):
+def check_libraries(plan, added=None):
     """Every extension module and executable of the virtualenv, checked against this
     image's shared libraries (the base image's: the one the app runs on): a file
     compiled in the builder may link a library only the builder has (uwsgi links
     libpython3.X.so, which Debian's runtime python3 lacks), and would fail only when the
-    container starts. The host hears what is missing, and by which packages' files."""
+    container starts. The host hears what is missing, and by which packages' files.
+    ``added``: the paths (relative to /) an install on top of a deps layer added; only
+    those are checked (the layer below was checked on this same base when it was made,
+    and an install that only adds takes no library away from it)."""
     venv = plan["venv"]
     started = time.time()
-    files = elf_files(venv)
+    only = None if added is None else ["/" + p for p in added]
+    files = elf_files(venv, only)
     missing = missing_libraries(files) if files else {}
     if missing is None:
         log("this image has no ldd: the compiled files were not checked")
@@ -498,7 +502,7 @@ def deps(plan):
         added = stabilize(plan, before)
         if plan.get("grow"):
             write_list(plan["grow"], added)
-        check_libraries(plan)  # the whole virtualenv: what it sits on too
+        check_libraries(plan, added)
         check_servers(plan)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
         return
@@ -548,12 +552,22 @@ def check(plan):
 
 def snapshot(top):
     """Every path below ``top`` (and ``top``): what its lstat says of its content."""
-    found = {}
-    for root, dirs, names in os.walk(top):
-        for name in [""] + dirs + names:
-            path = os.path.join(root, name) if name else root
-            st = os.lstat(path)
-            found[path] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
+    try:
+        st = os.lstat(top)
+    except OSError:  # as os.walk: nothing
+        return {}
+    found = {top: (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)}
+    below = [top] if stat.S_ISDIR(st.st_mode) else []
+    while below:  # os.scandir, not os.walk + lstat: a third of the time on a virtualenv
+        try:
+            entries = list(os.scandir(below.pop()))
+        except OSError:  # as os.walk: a directory that cannot be listed is left out
+            continue
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            found[entry.path] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
+            if stat.S_ISDIR(st.st_mode):
+                below.append(entry.path)
     return found
 
 

@@ -158,24 +158,26 @@ def cache_sonames(data: bytes, arch: str = "") -> List[str]:
     return sorted(set(found))
 
 
-def elf_files(top: str) -> List[str]:
+def elf_files(top: str, only: Optional[List[str]] = None) -> List[str]:
     """The ELF files below ``top`` that the loader opens: extension modules and shared
     libraries (``*.so``, ``*.so.N``) and executables; symbolic links left out (the
-    virtualenv's python is the base image's own)."""
+    virtualenv's python is the base image's own). ``only``: the paths to look at (what
+    an install on top of a checked layer added) instead of all below ``top``."""
+    if only is None:
+        only = [os.path.join(root, n) for root, _, names in os.walk(top) for n in names]
     found = []
-    for root, _, names in os.walk(top):
-        for name in names:
-            path = os.path.join(root, name)
-            if os.path.islink(path):
-                continue
-            if not (name.endswith(".so") or ".so." in name or os.access(path, os.X_OK)):
-                continue
-            try:
-                with open(path, "rb") as fh:
-                    if fh.read(4) == b"\x7fELF":
-                        found.append(path)
-            except OSError:
-                continue
+    for path in only:
+        name = os.path.basename(path)
+        if not (name.endswith(".so") or ".so." in name) and not os.access(path, os.X_OK):
+            continue
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    found.append(path)
+        except OSError:
+            continue
     return sorted(found)
 
 

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -359,6 +360,21 @@ def test_the_grow_list_is_what_changed(tmp_path: Path) -> None:
         [rel, f"{rel}/-rf", f"{rel}/-rf/x", f"{rel}/a.txt", f"{rel}/sub", f"{rel}/sub/new.py"]
     )
     assert assemble.changed(str(tree), assemble.snapshot(str(tree))) == []
+
+
+def test_the_snapshot_is_every_path_once_links_not_followed(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path)
+    write(tree, "deep/er/f.py", "x")
+    os.symlink(str(tree / "deep"), tree / "link-to-dir")  # listed, not walked into
+    os.symlink("missing", tree / "nowhere")
+    found = assemble.snapshot(str(tree))
+    walked = {str(tree)}
+    for root, dirs, names in os.walk(tree):
+        walked.update(os.path.join(root, n) for n in dirs + names)
+    assert set(found) == walked
+    assert stat.S_ISLNK(found[str(tree / "link-to-dir")][0])
+    assert found[str(tree / "deep/er/f.py")][1] == 1
+    assert assemble.snapshot(str(tree / "absent")) == {}
 
 
 @pytest.mark.parametrize("gnu", [True, False])

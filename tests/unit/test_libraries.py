@@ -97,6 +97,44 @@ def test_elf_files_are_extensions_and_executables_not_links_or_scripts(tmp_path:
     assert stat.S_IMODE(os.stat(tmp_path / "bin" / "uwsgi").st_mode) == 0o755
 
 
+def test_elf_files_of_an_install_on_a_checked_layer_are_only_what_it_added(
+    tmp_path: Path,
+) -> None:
+    elf = b"\x7fELF" + b"\0" * 60
+    write(tmp_path, "lib/python3.11/site-packages/old/_o.so", elf)  # the layer below
+    write(tmp_path, "lib/python3.11/site-packages/new/_n.so", elf)
+    write(tmp_path, "lib/python3.11/site-packages/new/__init__.py", "")
+    added = [
+        str(tmp_path / "lib/python3.11/site-packages/new"),  # directories are listed too
+        str(tmp_path / "lib/python3.11/site-packages/new/_n.so"),
+        str(tmp_path / "lib/python3.11/site-packages/new/__init__.py"),
+    ]
+    found = assemble.elf_files(str(tmp_path), added)
+    assert found == [str(tmp_path / "lib/python3.11/site-packages/new/_n.so")]
+    assert len(assemble.elf_files(str(tmp_path))) == 2
+
+
+def test_a_grow_checks_the_libraries_of_the_files_it_added_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elf = b"\x7fELF" + b"\0" * 60
+    write(tmp_path, "venv/lib/python3.11/site-packages/old/_o.so", elf)
+    write(tmp_path, "venv/lib/python3.11/site-packages/new/_n.so", elf)
+    asked: list[list[str]] = []
+    monkeypatch.setattr(assemble, "missing_libraries", lambda files: asked.append(files) or {})
+    plan = {"venv": str(tmp_path / "venv")}
+    new = str(tmp_path / "venv/lib/python3.11/site-packages/new/_n.so")
+    assemble.check_libraries(plan, [new[1:]])  # relative to /, as the grow lists them
+    assemble.check_libraries(plan)
+    assert asked == [
+        [str(tmp_path / "venv/lib/python3.11/site-packages/new/_n.so")],
+        [
+            str(tmp_path / "venv/lib/python3.11/site-packages/new/_n.so"),
+            str(tmp_path / "venv/lib/python3.11/site-packages/old/_o.so"),
+        ],
+    ]
+
+
 def test_owners_come_from_the_records_scripts_included(tmp_path: Path) -> None:
     site = "lib/python3.11/site-packages"
     write(
