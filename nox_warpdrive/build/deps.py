@@ -108,7 +108,7 @@ def deps_key(
         installer.name,
         installer.version,
         *ids,
-        runtime.read("assemble.py"),
+        *map(runtime.read, runtime.ASSEMBLER),  # the step's script and what it imports
     )
 
 

@@ -28,7 +28,7 @@ BUILDER = (
 )
 
 #: the deps and app steps' script, and what it imports
-ASSEMBLER = ("assemble.py", "elfcheck.py", "protocol.py")
+ASSEMBLER = ("assemble.py", "elfcheck.py", "layerdiff.py", "protocol.py")
 #: what the image's lib/ directory holds beside the launcher (bin/warpdrive-start): the
 #: WSGI/ASGI static wrapper and the launcher's init
 LAUNCHER_LIB = ("warpdrive_static.py", "warpdrive_init.py")

@@ -20,16 +20,16 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import time
 
 if __package__:
-    from . import elfcheck, protocol
+    from . import elfcheck, layerdiff, protocol
 else:  # run as a script in the container: its modules are shipped beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import elfcheck
+    import layerdiff
     import protocol
 
 HELPERS = "/tmp/warpdrive-build"
@@ -281,6 +281,8 @@ _MUSL_NOT_FOUND = re.compile(r"Error loading shared library (\S+?):.*\(needed by
 
 #: the ELF files below a directory that the loader opens (elfcheck: it reads them too)
 elf_files = elfcheck.elf_files
+snapshot, changed, write_list = layerdiff.snapshot, layerdiff.changed, layerdiff.write_list
+_changed_paths = layerdiff.changed_paths
 
 
 def parse_ldd(output, files):
@@ -548,63 +550,6 @@ def check(plan):
     """The shared-library and server check of a whole virtualenv."""
     check_libraries(plan)
     check_servers(plan)
-
-
-def snapshot(top):
-    """Every path below ``top`` (and ``top``): what its lstat says of its content."""
-    try:
-        st = os.lstat(top)
-    except OSError:  # as os.walk: nothing
-        return {}
-    found = {top: (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)}
-    below = [top] if stat.S_ISDIR(st.st_mode) else []
-    while below:  # os.scandir, not os.walk + lstat: a third of the time on a virtualenv
-        try:
-            entries = list(os.scandir(below.pop()))
-        except OSError:  # as os.walk: a directory that cannot be listed is left out
-            continue
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            found[entry.path] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
-            if stat.S_ISDIR(st.st_mode):
-                below.append(entry.path)
-    return found
-
-
-def changed(top, before):
-    """The paths below ``top`` that are new or whose lstat changed since ``before``, and
-    the directories holding them, relative to / and sorted (a directory before what it
-    holds). A directory's own size and mtime are not compared: they differ between
-    filesystems (tmpfs, overlay) for the same entries, and the layer must not."""
-    return [p.lstrip("/") for p in _changed_paths(top, before)]
-
-
-def _changed_paths(top, before):
-    """``changed``, as absolute paths."""
-    after = snapshot(top)
-    found = set()
-    for path, st in after.items():
-        old = before.get(path)
-        if stat.S_ISDIR(st[0]) and old is not None:
-            old, st = _owner_mode(old), _owner_mode(st)
-        if old != st:
-            found.add(path)
-    for path in list(found):
-        parent = os.path.dirname(path)
-        while len(parent) >= len(top) and parent not in found:
-            found.add(parent)
-            parent = os.path.dirname(parent)
-    return sorted(found)
-
-
-def _owner_mode(st):
-    return st[0], st[3], st[4]
-
-
-def write_list(path, paths):
-    """A NUL-separated list of paths, for `export @LIST` (GNU tar's --null -T)."""
-    with open(path, "wb") as fh:
-        fh.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
 
 
 STATIC_ROOT_RECORD = ".warpdrive/static-root"

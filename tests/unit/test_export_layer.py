@@ -29,7 +29,7 @@ from nox_warpdrive.config import Config, load_config
 from nox_warpdrive.engine.dockerpy import _follow
 from nox_warpdrive.errors import BuildError, EngineError, LayerRefused
 from nox_warpdrive.plan import EXPORT_READY, HELPERS_DIR, Step
-from nox_warpdrive.runtime import assemble, protocol
+from nox_warpdrive.runtime import assemble, layerdiff, protocol
 from nox_warpdrive.wheelhouse.wheels import Wheel
 
 
@@ -345,11 +345,11 @@ def test_export_with_a_tar_that_is_not_gnu_uses_python(
 def grown(tree: Path) -> list[str]:
     """What assemble's grow mode lists after a file is added to, one changed in and a
     directory made in ``tree`` (the snapshot taken before)."""
-    before = assemble.snapshot(str(tree))
+    before = layerdiff.snapshot(str(tree))
     write(tree, "sub/new.py", "NEW = 1\n")
     write(tree, "a.txt", "alpha, changed")
     write(tree, "-rf/x", "a name tar could take for an option")
-    return assemble.changed(str(tree), before)
+    return layerdiff.changed(str(tree), before)
 
 
 def test_the_grow_list_is_what_changed(tmp_path: Path) -> None:
@@ -359,7 +359,7 @@ def test_the_grow_list_is_what_changed(tmp_path: Path) -> None:
     assert listed == sorted(
         [rel, f"{rel}/-rf", f"{rel}/-rf/x", f"{rel}/a.txt", f"{rel}/sub", f"{rel}/sub/new.py"]
     )
-    assert assemble.changed(str(tree), assemble.snapshot(str(tree))) == []
+    assert layerdiff.changed(str(tree), layerdiff.snapshot(str(tree))) == []
 
 
 def test_the_snapshot_is_every_path_once_links_not_followed(tmp_path: Path) -> None:
@@ -367,14 +367,14 @@ def test_the_snapshot_is_every_path_once_links_not_followed(tmp_path: Path) -> N
     write(tree, "deep/er/f.py", "x")
     os.symlink(str(tree / "deep"), tree / "link-to-dir")  # listed, not walked into
     os.symlink("missing", tree / "nowhere")
-    found = assemble.snapshot(str(tree))
+    found = layerdiff.snapshot(str(tree))
     walked = {str(tree)}
     for root, dirs, names in os.walk(tree):
         walked.update(os.path.join(root, n) for n in dirs + names)
     assert set(found) == walked
     assert stat.S_ISLNK(found[str(tree / "link-to-dir")][0])
     assert found[str(tree / "deep/er/f.py")][1] == 1
-    assert assemble.snapshot(str(tree / "absent")) == {}
+    assert layerdiff.snapshot(str(tree / "absent")) == {}
 
 
 @pytest.mark.parametrize("gnu", [True, False])
@@ -386,7 +386,7 @@ def test_export_of_a_list_writes_exactly_its_paths(
     tree = make_tree(tmp_path)
     listed = grown(tree)
     listing = tmp_path / "grow.list"
-    assemble.write_list(str(listing), listed)
+    layerdiff.write_list(str(listing), listed)
     if gnu:
         proc = subprocess.run(
             [sys.executable, assemble.__file__, "export", f"@{listing}"],

@@ -303,6 +303,7 @@ def test_plan_deps_with_resolved_set(tmp_path: Path) -> None:
         "warpdrive-build/plan.json",
         "warpdrive-build/assemble.py",
         "warpdrive-build/elfcheck.py",
+        "warpdrive-build/layerdiff.py",
         "warpdrive-build/protocol.py",
     }
     plan = json.loads(files["warpdrive-build/plan.json"])

@@ -23,7 +23,7 @@ from nox_warpdrive.build import reproduce as reproduce_module
 from nox_warpdrive.build.reproduce import Isolated, compare
 from nox_warpdrive.config import load_config
 from nox_warpdrive.errors import EngineError, WarpdriveError
-from nox_warpdrive.runtime import assemble, builds
+from nox_warpdrive.runtime import assemble, builds, layerdiff
 from nox_warpdrive.tars import tar_files
 
 
@@ -98,13 +98,13 @@ def test_an_incremental_layer_lists_what_changed_and_the_directories_holding_it(
     (top / "site" / "old" / "a.py").write_text("a")
     (top / "other").mkdir()
     assemble.set_mtimes(str(top), 1)
-    before = assemble.snapshot(str(top))
+    before = layerdiff.snapshot(str(top))
     (top / "site" / "new").mkdir()
     (top / "site" / "new" / "b.py").write_text("b")
     for n in range(50):  # grows the directory's own size on most filesystems
         (top / "site" / f"c{n}.py").write_text("")
     assemble.set_mtimes(str(top), 1)
-    listed = assemble.changed(str(top), before)
+    listed = layerdiff.changed(str(top), before)
     rel = str(top).lstrip("/")
     assert listed[:4] == [rel, f"{rel}/site", f"{rel}/site/c0.py", f"{rel}/site/c1.py"]
     assert f"{rel}/site/new/b.py" in listed and f"{rel}/site/new" in listed

@@ -85,7 +85,7 @@ def test_the_imports_seen_are_real() -> None:
     nothing would pass for any shipped set)."""
     assert {"common", "locked", "volume", "wheel_import"} <= imports("build_wheels")
     assert imports("publish") >= {"wheel_cache", "protocol", "volume"}
-    assert imports("assemble", top_level_only=True) == {"elfcheck", "protocol"}
+    assert imports("assemble", top_level_only=True) == {"elfcheck", "layerdiff", "protocol"}
     assert "start" in imports("assemble")
 
 
