@@ -18,19 +18,15 @@ from .build import static_cache
 from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import (
     DamagedWheels,
-    DepsDecision,
     EarlyDeps,
     Installer,
     can_grow,
     choose_installer,
-    decide_deps,
     ensure_deps,
     known_deps,
     plan_deps,
     plan_grow,
 )
-from .build.early_static import EarlyRun, refused_before, worth_it
-from .build.foreign_deps import foreign_platform
 from .build.native_static import Collected, native_collect
 from .build.static import (
     Recollected,
@@ -248,8 +244,6 @@ class _Build:
     #: another platform's image of this build, whose collected static files this one
     #: may take (build/static_sibling.py)
     static_from: ImageInfo | None = None
-    #: collectstatic run beside the grow of the deps layer (build/early_static.py)
-    early_static: EarlyRun | None = None
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
@@ -570,11 +564,9 @@ def _deps_layer(b: _Build, app: AppPlan) -> tuple[str, bool, AppPlan]:
     if b.deps_image is not None:
         return b.deps_image.id, True, app
     assert b.resolved is not None
-    decided = decide_deps(b.engine, b.cfg, b.base, b.pkey, b.resolved, b.installer)
-    grown = _early_static(b, app, decided)
     try:
         deps_id, reused, seconds = ensure_deps(
-            b.engine, b.cfg, b.base, b.pkey, b.resolved, b.installer, b.out, False, decided, grown
+            b.engine, b.cfg, b.base, b.pkey, b.resolved, b.installer, b.out
         )
     except DamagedWheels as exc:
         if exc.missing:  # a volume that did not keep its files is no wheel to repair
@@ -606,19 +598,6 @@ class _Static:
     recollected: Recollected | None = None
     #: the files collected for another CPU's image on the engine's own (native_static.py)
     collected: Collected | None = None
-
-
-def _early_static(b: _Build, app: AppPlan, decided: DepsDecision) -> dict[str, Any] | None:
-    """collectstatic started on the deps image a grow adds to, when the build would run
-    it and has no files to reuse (the grow takes about as long: build/early_static.py);
-    where the grow says what it added."""
-    parent, added = decided.parent, decided.plan.files
-    if parent is None or not worth_it(app, foreign_platform(b.engine, b.base) is not None):
-        return None
-    if refused_before(b.cfg, app, added) or _static_reuse(b, app).layer is not None:
-        return None
-    b.early_static = EarlyRun(b.engine, b.cfg, parent.image.id, app, added)
-    return b.early_static.grown
 
 
 def _static_reuse(b: _Build, app: AppPlan) -> _Static:
@@ -669,8 +648,6 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
             return shared
     if app.runs_something and static.layer is None:
         static = _native_static(b, app, deps_id) or static
-    if app.runs_something and static.layer is None and b.early_static is not None:
-        static = _collected_static(app, b.early_static.take(app, b.out)) or static
     if app.runs_something and static.layer is None:
         return _app_container(b, app, deps_id)
     try:
@@ -720,12 +697,7 @@ def _hook_from_sibling(b: _Build, app: AppPlan, deps_id: str) -> str | None:
 def _native_static(b: _Build, app: AppPlan, deps_id: str) -> _Static | None:
     """The collected files of a foreign image collected on the engine's own CPU, when
     they can be (build/native_static.py), as a static layer like a reused one."""
-    return _collected_static(app, native_collect(b.engine, b.cfg, b.target, deps_id, app, b.out))
-
-
-def _collected_static(app: AppPlan, collected: Collected | None) -> _Static | None:
-    """Files collected in a container of another image (native_static, early_static)
-    as this image's static layer."""
+    collected = native_collect(b.engine, b.cfg, b.target, deps_id, app, b.out)
     if collected is None:
         return None
     labels = {**app.commit.labels, STATIC_ROOT_LABEL: collected.root}

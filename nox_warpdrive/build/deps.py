@@ -344,16 +344,12 @@ def ensure_deps(
     installer: Installer,
     out: Output,
     background: bool = False,
-    decided: DepsDecision | None = None,
-    grown: dict[str, Any] | None = None,
 ) -> tuple[str, bool, float]:
     """The deps image for exactly these wheels: found by its key, else built (on the
     earlier deps image with the most of them, when there is one) and tagged. Returns
     (image id, whether it was found, seconds spent building). ``background``: built
-    while the wheelhouse compiles sdists, which come first on the CPUs; ``decided``:
-    decide_deps's answer, when the caller asked it already; ``grown``: what a layer of
-    added packages holds (deps_step.run_deps)."""
-    decided = decided or decide_deps(engine, cfg, base, pkey, resolved, installer)
+    while the wheelhouse compiles sdists, which come first on the CPUs."""
+    decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
         # tagged again: a deps image from before per-app names gets its name, and every
@@ -375,11 +371,11 @@ def ensure_deps(
                     engine, cfg, deps, (base, pkey, installer), resolved, twin, out
                 )
             else:
-                result = run_deps(engine, weighted(deps.step, background), out, grown=grown)
+                result = run_deps(engine, weighted(deps.step, background), out)
         except LayerRefused as exc:
             out(f"warpdrive: {exc.message}; building the deps layer by commit instead")
             deps = plan_deps(cfg, base, pkey, resolved, installer, parent, export=False)
-            result = run_deps(engine, weighted(deps.step, background), out, grown=grown)
+            result = run_deps(engine, weighted(deps.step, background), out)
     except MissingLibraries as exc:
         raise name_missing(engine, cfg, exc) from cause_of(exc)  # the same error, named
     assert result.image_id is not None

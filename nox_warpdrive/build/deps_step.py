@@ -109,18 +109,11 @@ class DamagedWheels(WarpdriveError):
         )
 
 
-def run_deps(
-    engine: Engine,
-    step: Step,
-    out: Output,
-    into: Path | None = None,
-    grown: dict[str, Any] | None = None,
-) -> RunResult:
+def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
     """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
     found one missing, MissingLibraries when a file of the virtualenv needs a library
     the base image lacks. ``into``: the file an export step's layer is written to
-    (engine.run_export) instead of an image; ``grown``: where what a layer of added
-    packages holds goes (its GROWN line: layerdiff.grown_names)."""
+    (engine.run_export) instead of an image."""
     found: dict[str, list[str]] = {"damaged": [], "missing": []}
     libraries: dict[str, list[dict[str, str]]] = {}
 
@@ -128,9 +121,6 @@ def run_deps(
         kind, data = protocol.parse(line) or ("", None)
         if kind == "libraries":
             libraries.update(parse_report(data))
-        elif kind == "grown":
-            if grown is not None and isinstance(data, dict):
-                grown.update(data)
         elif kind not in found:
             out(line)
         elif isinstance(data, list):

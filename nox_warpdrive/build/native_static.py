@@ -266,36 +266,21 @@ def _collect(
         opt, passwd = read("/opt"), read("/etc/passwd")
     if opt is None or passwd is None:
         raise WarpdriveError(f"the deps image {deps_id[:19]} has no virtualenv to copy")
-    return collect_in(engine, cfg, twin.id, app, out, (("/", opt), ("/etc", passwd)), GUARD)
-
-
-def collect_in(
-    engine: Engine,
-    cfg: Config,
-    image_id: str,
-    app: AppPlan,
-    out: Output,
-    files: tuple[tuple[str, bytes], ...] = (),
-    guard: str | None = None,
-) -> Collected | None:
-    """The app step (collectstatic) run in one container of ``image_id`` given ``files``
-    and the app layers' tree, with ``guard`` as the sitecustomize of every Python it
-    starts; what it collected read out of the container (the source tree and the record
-    of STATIC_ROOT; nothing is committed or loaded). None when it recorded no STATIC_ROOT
-    below the app, or the source has files there."""
-    extra: tuple[tuple[str, bytes], ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    if guard is not None:
-        extra = (("/tmp", tar_files({"warpdrive-guard/sitecustomize.py": guard.encode()})),)
-        env = (("PYTHONPATH", GUARD_DIR),)
+    guard = tar_files({"warpdrive-guard/sitecustomize.py": GUARD.encode()})
     step = Step(
-        name="app (native)" if guard == GUARD else "app (collectstatic)",
-        image=image_id,
+        name="app (native)",
+        image=twin.id,
         command=(f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app"),
-        files=(*files, ("/", app.layer), ("/tmp", _helpers(app.helpers)), *extra),
+        files=(
+            ("/", opt),
+            ("/etc", passwd),
+            ("/", app.layer),
+            ("/tmp", _helpers(app.helpers)),
+            ("/tmp", guard),
+        ),
         user="0:0",
         network=app.network,
-        env=env,
+        env=(("PYTHONPATH", GUARD_DIR),),
         export=(
             cfg.python,
             f"{HELPERS_DIR}/assemble.py",
@@ -310,10 +295,10 @@ def collect_in(
         found = _collected(made)
     if found is None or shadows_static(app.tree.tree, found[0]):
         return None
-    root, record, files_tar = found
-    layer = static_layer(root, files_tar)
+    root, record, files = found
+    layer = static_layer(root, files)
     static = StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
-    return Collected(root, static, record, files_tar)
+    return Collected(root, static, record, files)
 
 
 def _collected(made: Path) -> tuple[str, bytes, bytes] | None:

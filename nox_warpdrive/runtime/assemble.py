@@ -506,7 +506,6 @@ def deps(plan):
             write_list(plan["grow"], added)
         check_libraries(plan, added)
         check_servers(plan)
-        protocol.emit(protocol.GROWN_LINE, layerdiff.grown_names(added))
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
         return
     if plan.get("passwd") is not None:  # the target image's, for a layer made elsewhere

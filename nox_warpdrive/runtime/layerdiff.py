@@ -3,7 +3,6 @@ install changed in a tree, as the list of paths of the layer it makes (a grow's
 ``export @LIST``)."""
 
 import os
-import re
 import stat
 
 
@@ -62,31 +61,3 @@ def write_list(path, paths):
     """A NUL-separated list of paths, for `export @LIST` (GNU tar's --null -T)."""
     with open(path, "wb") as fh:
         fh.write(b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths))
-
-
-def grown_names(paths):
-    """What a layer of added packages (its ``paths``, relative to /) puts in
-    site-packages: the top-level names an import of it would load ("top"), its
-    distributions ("dists", normalized), and what in it could change a program that
-    imports none of them ("why": a .pth file runs at every start, entry points and a
-    static/ directory are found by listing)."""
-    top, dists, why = set(), set(), set()
-    for path in paths:
-        parts = path.split("/")
-        if "site-packages" not in parts:
-            continue  # bin/ scripts, share/ data: nothing an import finds
-        rest = parts[parts.index("site-packages") + 1 :]
-        if not rest or rest[0] == "__pycache__":
-            continue
-        name = rest[0]
-        if name.endswith(".pth"):
-            why.add("a .pth file (%s)" % name)
-        elif name.endswith(".dist-info"):
-            dists.add(re.sub(r"[-_.]+", "-", name[: -len(".dist-info")].rsplit("-", 1)[0]).lower())
-            if rest[-1] == "entry_points.txt":
-                why.add("entry points (%s)" % name)
-        else:
-            top.add(name.split(".", 1)[0])
-        if "static" in rest:
-            why.add("static files (%s)" % "/".join(rest[: rest.index("static") + 1]))
-    return {"top": sorted(top), "dists": sorted(dists), "why": sorted(why)}

@@ -31,9 +31,6 @@ MISSING_LINE = "warpdrive: MISSING-WHEELS "
 LIBRARIES_LINE = "warpdrive: MISSING-LIBRARIES "
 #: what the check of a layer made for another CPU found from data (assemble.native_check)
 CHECKED_LINE = "warpdrive: NATIVE-CHECK "
-#: what a layer of added packages puts in site-packages (layerdiff.grown_names): the
-#: host tells from it whether collectstatic run without them is still right
-GROWN_LINE = "warpdrive: GROWN "
 #: a bare marker, no JSON: the export step's layer is ready to be read out of its
 #: container (the engine stops following the output there: plan.EXPORT_READY)
 EXPORT_READY = "warpdrive: EXPORT-READY"
@@ -49,7 +46,6 @@ KINDS = {
     "missing": MISSING_LINE,
     "libraries": LIBRARIES_LINE,
     "checked": CHECKED_LINE,
-    "grown": GROWN_LINE,
 }
 
 
