@@ -189,21 +189,29 @@ def compile_bytecode(plan, only=None):
     on when the install ran. A file that does not compile (Python 2 test data in some
     sdists) is left without, as installers do. ``only``: just these paths' sources."""
     venv_python = os.path.join(plan["venv"], "bin", "python")
-    sites = sorted(glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")))
-    if only is not None:
-        sites = [p for p in sorted(only) if p.endswith(".py") and os.path.isfile(p)]
-    if not sites:
+    if only is None:
+        sites = glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages"))
+        found = (os.path.join(r, n) for s in sites for r, _, ns in os.walk(s) for n in ns)
+        files = sorted(p for p in found if p.endswith(".py"))
+    else:
+        files = [p for p in sorted(only) if p.endswith(".py") and os.path.isfile(p)]
+    if not files:
         return
     started = time.time()
-    cmd = [venv_python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "timestamp"]
-    listed = "\n".join(sites).encode("utf-8", "surrogateescape") if only is not None else None
-    proc = subprocess.run(
-        cmd + (["-i", "-"] if listed is not None else sites),
-        input=listed,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    if proc.returncode != 0:
+    cmd = [venv_python, "-m", "compileall", "-q", "--invalidation-mode", "timestamp", "-i", "-"]
+    # one compileall per CPU, each given its share of the list: its own -j leaves a list
+    # (-i) to one process, and on a directory gains little (Wagtail's 3,320 files: 2.9 s
+    # in one process or with -j 0, 1.5 s in two)
+    count = max(1, min(os.cpu_count() or 1, len(files) // 100))
+    procs = []
+    for part in range(count):
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        proc.stdin.write("\n".join(files[part::count]).encode("utf-8", "surrogateescape"))
+        proc.stdin.close()  # it reads the whole list before it compiles
+        procs.append(proc)
+    if [proc.wait() for proc in procs] != [0] * count:
         log("some files did not compile to bytecode (installers skip those too)")
     log("bytecode compiled in %.1f s" % (time.time() - started))
 
