@@ -195,6 +195,8 @@ def _build_wheels(
             announce=False,  # _start said it
             reqs=reqs,  # read once, by _start
         )
+        if result_wh.key.slug == pkey.slug:  # the early layer still installs: the rest now
+            early.add_late(resolved_set(result_wh.manifest, reqs.digest) or [])
     except BaseException:
         early.cancel()
         raise

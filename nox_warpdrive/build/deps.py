@@ -8,17 +8,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import runtime
 from ..assembly import FIXED_CREATED
 from ..config import Config
 from ..engine import Engine, ImageInfo, Output
-from ..errors import ConfigError, LayerRefused, WarpdriveError, cause_of
+from ..errors import ConfigError, LayerRefused, WarpdriveError, cause_of, host_writes
 from ..inputs.requirements import RequirementSet
 from ..labels import DEPS_FORMAT_LABEL, DEPS_KEY_LABEL, AppLabels, DepsLabels, deps_selector
 from ..layout import APP_ROOT, key_digest
@@ -344,12 +347,14 @@ def ensure_deps(
     installer: Installer,
     out: Output,
     background: bool = False,
+    decided: DepsDecision | None = None,
 ) -> tuple[str, bool, float]:
     """The deps image for exactly these wheels: found by its key, else built (on the
     earlier deps image with the most of them, when there is one) and tagged. Returns
     (image id, whether it was found, seconds spent building). ``background``: built
-    while the wheelhouse compiles sdists, which come first on the CPUs."""
-    decided = decide_deps(engine, cfg, base, pkey, resolved, installer)
+    while the wheelhouse compiles sdists, which come first on the CPUs; ``decided``:
+    decide_deps's answer, when the caller asked it already."""
+    decided = decided or decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
         # tagged again: a deps image from before per-app names gets its name, and every
@@ -411,12 +416,24 @@ class EarlyDeps:
     """A deps image for the wheels the wheelhouse has published while its builder still
     compiles sdists, built in a thread: installing and committing most packages then
     overlaps the compile, and the full deps layer afterwards adds only the built wheels
-    on top (find_parent finds this image). A failure here only costs the head start: the
-    regular path after the wheelhouse builds whatever is missing, and reports errors."""
+    on top (find_parent finds this image). When the wheelhouse is done before this image
+    is, the layer of the wheels it lacks is made meanwhile (``add_late``), away from it,
+    and put on it once it is there: the full deps image, as a grow on it would make it
+    (the same layer and config). A failure here only costs the head start: the regular
+    path after the wheelhouse builds whatever is missing, and reports errors."""
 
     def __init__(self, engine: Engine, cfg: Config, base: ImageInfo, pkey: PlatformKey):
         self.engine, self.cfg, self.base, self.pkey = engine, cfg, base, pkey
         self.thread: threading.Thread | None = None
+        #: what the thread builds (set before it starts), and the image it made or found
+        self.resolved: list[Wheel] = []
+        self.installer: Installer | None = None
+        self.decided: DepsDecision | None = None
+        self.decided_ready = threading.Event()
+        self.image_id: str | None = None
+        #: the late wheels' layer, made while the thread still ran (add_late)
+        self.late: tuple[DepsPlan, Path] | None = None
+        self.late_dir: str | None = None
         self.lines: list[str] = []
         self.count = 0
         self.seconds = 0.0
@@ -432,7 +449,7 @@ class EarlyDeps:
             installer = choose_installer(self.cfg, {"tools": tools}, self.pkey)
         except WarpdriveError:
             return  # the regular path reports it
-        self.count = len(resolved)
+        self.count, self.resolved, self.installer = len(resolved), resolved, installer
         self.thread = threading.Thread(
             target=self._run, args=(resolved, installer), name="warpdrive-early-deps"
         )
@@ -441,20 +458,62 @@ class EarlyDeps:
     def _run(self, resolved: list[Wheel], installer: Installer) -> None:
         started = time.monotonic()
         try:
-            _, reused, _ = ensure_deps(
-                self.engine,
-                self.cfg,
-                self.base,
-                self.pkey,
-                resolved,
-                installer,
-                self.lines.append,
-                background=True,
+            args = (self.engine, self.cfg, self.base, self.pkey, resolved, installer)
+            try:
+                self.decided = decide_deps(*args)
+            finally:
+                self.decided_ready.set()
+            self.image_id, reused, _ = ensure_deps(
+                *args, self.lines.append, background=True, decided=self.decided
             )
             self.built = not reused
         except WarpdriveError as exc:
             self.error = exc
         self.seconds = time.monotonic() - started
+
+    def add_late(self, full: list[Wheel]) -> None:
+        """The layer of the wheels of ``full`` (the whole resolved set) that this image
+        lacks, made now in a virtualenv of its own (plan_grow) when the thread still
+        runs; ``join`` puts it on the image."""
+        if self.thread is None or not self.thread.is_alive() or self.installer is None:
+            return
+        if not self.decided_ready.wait(10) or self.decided is None:
+            return
+        decided = self.decided
+        commit = decided.plan.step.commit
+        below = decided.found.labels if decided.found else commit.labels if commit else {}
+        parent = DepsLabels.from_labels(below)
+        if parent is None or can_grow(parent, self.installer, wheel_ids(full)):
+            return
+        grow = plan_grow(self.cfg, self.base, self.pkey, full, self.installer, parent)
+        if _find_deps(self.engine, self.cfg, grow.key) is not None:
+            return  # built before: the regular path finds it
+        self.late_dir = tempfile.mkdtemp(prefix="warpdrive-late-")
+        layer = Path(self.late_dir) / "layer.tar"
+        try:
+            with host_writes(self.late_dir):
+                run_deps(self.engine, grow.step, lambda line: None, layer)
+        except WarpdriveError:
+            return  # the regular path grows the image, and says why if it cannot
+        self.late = (grow, layer)
+
+    def _put_late(self, out: Output) -> None:
+        """The late layer on the image the thread made: the full deps image, tagged."""
+        if self.late is None or self.image_id is None or self.error is not None:
+            return
+        grow, layer = self.late
+        assert grow.step.commit is not None
+        try:
+            image_id = self.engine.append_layer(
+                self.image_id, layer, grow.step.commit, f"nox-warpdrive {grow.step.name} layer"
+            )
+            self.engine.tag(image_id, grow.ref)
+        except WarpdriveError:
+            return
+        out(
+            f"warpdrive: {len(grow.files)} wheels the builder made added as a layer of "
+            "their own while the first ones were installed"
+        )
 
     def cancel(self) -> None:
         """The build is being interrupted: end the thread's container now, so that
@@ -464,10 +523,17 @@ class EarlyDeps:
             self.engine.abort()
 
     def join(self, out: Output) -> float | None:
-        """Wait for the thread; the seconds it took, None when it did not build."""
+        """Wait for the thread (then put the late layer on its image); the seconds it
+        took, None when it did not build."""
         if self.thread is None:
             return None
         self.thread.join()
+        try:
+            if not self.cancelled:
+                self._put_late(out)
+        finally:
+            if self.late_dir is not None:
+                shutil.rmtree(self.late_dir, ignore_errors=True)
         if self.cancelled:
             return None  # stopped on purpose: its "killed" is not news
         if self.error is not None:

@@ -533,6 +533,9 @@ def deps(plan):
     if plan.get("grow"):
         # the added wheels' layer, made away from the deps layer it goes on: the same
         # virtualenv made afresh, then only what installing them adds or changes
+        if plan.get("installer") == "uv":  # its lock file, as the layer below has it
+            os.close(os.open(os.path.join(venv, ".lock"), os.O_CREAT | os.O_WRONLY, 0o666))
+            os.chmod(os.path.join(venv, ".lock"), 0o666)
         set_mtimes(app_root, int(plan.get("epoch", 1)))  # as on the deps layer it goes on
         before = snapshot(app_root)
         install_wheels(plan, files, env)

@@ -697,3 +697,69 @@ def test_a_deps_image_from_before_per_app_names_is_found_and_tagged(tmp_path: Pa
     engine = FakeEngine(base=BASE, images={f"warpdrive-deps/site:{plan.key[:20]}": old})
     assert ensure_deps(engine, cfg, []) == ("sha256:old", True, 0.0)
     assert engine.tags == [("sha256:old", plan.ref)] and engine.steps == []
+
+
+# ------------------------------------------------------------- the late wheels' layer
+
+
+def test_the_late_wheels_layer_is_made_beside_the_early_image_and_put_on_it(
+    tmp_path: Path,
+) -> None:
+    """The wheelhouse is done while the early image still installs: the layer of the
+    wheels it lacks is made now (a plan_grow step: its own virtualenv on the base, in
+    the calling thread), and put on the early image once that is there."""
+    cfg = wsgi_project(tmp_path / "site")
+    gate = threading.Event()
+    engine = FakeEngine(base=BASE, gate=gate)
+    engine.exported = b"the late layer"
+    early = early_deps(engine, cfg)
+    early.start(RESOLVED[:2], {})
+    assert engine.entered.wait(WAIT)
+    opener = threading.Timer(0.2, gate.set)  # both steps wait for it
+    opener.start()
+    early.add_late(RESOLVED)
+    out: list[str] = []
+    assert early.join(out.append) is not None
+    opener.join()
+    early_step, late_step = sorted(engine.steps, key=lambda s: s.commit is None)
+    assert plan_files(early_step)["files"] == [w.filename for w in RESOLVED[:2]]
+    assert plan_files(late_step)["files"] == [RESOLVED[2].filename]
+    assert plan_files(late_step)["grow"] and late_step.image == BASE.id
+    full = deps_module.plan_deps(cfg, BASE, PKEY, RESOLVED)
+    ((parent, spec, _),) = engine.appended
+    assert parent == early.image_id and parent.startswith("sha256:built")  # the early image
+    assert spec.labels["io.warpdrive.deps-key"] == full.key
+    assert engine.appended_data[0][0] == b"the late layer"
+    assert ("sha256:appended1", full.ref) in engine.tags
+    assert "1 wheels the builder made added as a layer of their own" in out[0]
+    assert early.late_dir is not None and not Path(early.late_dir).exists()
+
+
+def test_no_late_layer_once_the_early_image_is_done_or_when_its_step_fails(
+    tmp_path: Path,
+) -> None:
+    cfg = wsgi_project(tmp_path / "site")
+    engine = FakeEngine(base=BASE)
+    early = early_deps(engine, cfg)
+    early.start(RESOLVED[:2], {})
+    assert early.thread is not None
+    early.thread.join()
+    early.add_late(RESOLVED)  # done already: the regular path grows it
+    assert early.join(lambda line: None) is not None
+    assert len(engine.steps) == 1 and engine.appended == []
+
+    class LateFails(FakeEngine):
+        def run_export(self, step: Step, out: Any, into: Path) -> RunResult:
+            raise BuildError("the late step failed")
+
+    gate = threading.Event()
+    engine = LateFails(base=BASE, gate=gate)
+    early = early_deps(engine, cfg)
+    early.start(RESOLVED[:2], {})
+    assert engine.entered.wait(WAIT)
+    early.add_late(RESOLVED)  # its failure is not the build's: the regular path grows
+    gate.set()
+    out: list[str] = []
+    assert early.join(out.append) is not None
+    assert engine.appended == [] and not any("layer of their own" in line for line in out)
+    assert early.late is None
