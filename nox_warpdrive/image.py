@@ -196,7 +196,7 @@ def _build_wheels(
             reqs=reqs,  # read once, by _start
         )
         if result_wh.key.slug == pkey.slug:  # the early layer still installs: the rest now
-            early.add_late(resolved_set(result_wh.manifest, reqs.digest) or [])
+            early.add_late(resolved_set(result_wh.manifest, reqs.digest) or [], out)
     except BaseException:
         early.cancel()
         raise

@@ -471,10 +471,10 @@ class EarlyDeps:
             self.error = exc
         self.seconds = time.monotonic() - started
 
-    def add_late(self, full: list[Wheel]) -> None:
+    def add_late(self, full: list[Wheel], out: Output) -> None:
         """The layer of the wheels of ``full`` (the whole resolved set) that this image
         lacks, made now in a virtualenv of its own (plan_grow) when the thread still
-        runs; ``join`` puts it on the image."""
+        runs, its output shown as a grow's is; ``join`` puts it on the image."""
         if self.thread is None or not self.thread.is_alive() or self.installer is None:
             return
         if not self.decided_ready.wait(10) or self.decided is None:
@@ -492,7 +492,7 @@ class EarlyDeps:
         layer = Path(self.late_dir) / "layer.tar"
         try:
             with host_writes(self.late_dir):
-                run_deps(self.engine, grow.step, lambda line: None, layer)
+                run_deps(self.engine, grow.step, out, layer)
         except WarpdriveError:
             return  # the regular path grows the image, and says why if it cannot
         self.late = (grow, layer)

@@ -45,9 +45,10 @@ def test_the_late_layer_on_the_early_image_is_the_image_a_grow_makes(
 
     early = EarlyDeps(engine, cfg, base, pkey)
     early.start(first, dict(manifest.get("tools") or {}))
-    early.add_late(full)  # the early image still installs
-    assert early.late is not None
     out: list[str] = []
+    early.add_late(full, out.append)  # the early image still installs
+    assert early.late is not None
+    assert any("compiled files checked" in line for line in out), out  # shown as it runs
     assert early.join(out.append) is not None, out
     assert any("1 wheels the builder made added as a layer of their own" in o for o in out), out
     ref = plan_deps(cfg, base, pkey, full, installer).ref

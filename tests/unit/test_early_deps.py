@@ -717,7 +717,7 @@ def test_the_late_wheels_layer_is_made_beside_the_early_image_and_put_on_it(
     assert engine.entered.wait(WAIT)
     opener = threading.Timer(0.2, gate.set)  # both steps wait for it
     opener.start()
-    early.add_late(RESOLVED)
+    early.add_late(RESOLVED, lambda line: None)
     out: list[str] = []
     assert early.join(out.append) is not None
     opener.join()
@@ -744,7 +744,7 @@ def test_no_late_layer_once_the_early_image_is_done_or_when_its_step_fails(
     early.start(RESOLVED[:2], {})
     assert early.thread is not None
     early.thread.join()
-    early.add_late(RESOLVED)  # done already: the regular path grows it
+    early.add_late(RESOLVED, lambda line: None)  # done already: the regular path grows it
     assert early.join(lambda line: None) is not None
     assert len(engine.steps) == 1 and engine.appended == []
 
@@ -757,7 +757,7 @@ def test_no_late_layer_once_the_early_image_is_done_or_when_its_step_fails(
     early = early_deps(engine, cfg)
     early.start(RESOLVED[:2], {})
     assert engine.entered.wait(WAIT)
-    early.add_late(RESOLVED)  # its failure is not the build's: the regular path grows
+    early.add_late(RESOLVED, lambda line: None)  # its failure is not the build's
     gate.set()
     out: list[str] = []
     assert early.join(out.append) is not None
