@@ -174,9 +174,11 @@ def drain(first: ChangeSet, pending: queue.Queue[ChangeSet]) -> ChangeSet:
 class Watcher:
     """``watchfiles`` (Rust notify; what uvicorn's reloader uses) in a thread: change
     sets go to a queue the loop blocks on, so a signal reaches the loop at once. The
-    filter runs the build's ignore rules (replaced when they change)."""
+    filter runs the build's ignore rules (replaced when they change). A change set is
+    given once ``step_ms`` passed with no new change (an editor's save is a few events
+    within milliseconds), at most ``debounce_ms`` after its first change."""
 
-    def __init__(self, inputs: Inputs, debounce_ms: int = 1600, step_ms: int = 50) -> None:
+    def __init__(self, inputs: Inputs, debounce_ms: int = 1600, step_ms: int = 20) -> None:
         self.inputs = inputs
         self.changes: queue.Queue[ChangeSet] = queue.Queue()
         self._stop = threading.Event()
