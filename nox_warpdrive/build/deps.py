@@ -425,8 +425,8 @@ class EarlyDeps:
     def __init__(self, engine: Engine, cfg: Config, base: ImageInfo, pkey: PlatformKey):
         self.engine, self.cfg, self.base, self.pkey = engine, cfg, base, pkey
         self.thread: threading.Thread | None = None
-        #: what the thread builds (set before it starts), and the image it made or found
-        self.resolved: list[Wheel] = []
+        #: the installer of the thread's step (set before it starts), its decision, and
+        #: the image it made or found
         self.installer: Installer | None = None
         self.decided: DepsDecision | None = None
         self.decided_ready = threading.Event()
@@ -449,7 +449,7 @@ class EarlyDeps:
             installer = choose_installer(self.cfg, {"tools": tools}, self.pkey)
         except WarpdriveError:
             return  # the regular path reports it
-        self.count, self.resolved, self.installer = len(resolved), resolved, installer
+        self.count, self.installer = len(resolved), installer
         self.thread = threading.Thread(
             target=self._run, args=(resolved, installer), name="warpdrive-early-deps"
         )

@@ -236,12 +236,12 @@ def stabilize(plan, before=None):
     the layer's list."""
     epoch = int(plan.get("epoch", 1))
     app_root = plan["app_root"]
-    touched = None if before is None else set(_changed_paths(app_root, before))
+    touched = None if before is None else set(layerdiff.changed_paths(app_root, before))
     for site in glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")):
         stable_cache_info(site, epoch, touched)
     stamp(app_root, epoch, touched)
     compile_bytecode(plan, touched)
-    touched = None if before is None else _changed_paths(app_root, before)
+    touched = None if before is None else layerdiff.changed_paths(app_root, before)
     stamp(app_root, epoch, touched)
     return None if touched is None else [p.lstrip("/") for p in touched]
 
@@ -289,8 +289,6 @@ _MUSL_NOT_FOUND = re.compile(r"Error loading shared library (\S+?):.*\(needed by
 
 #: the ELF files below a directory that the loader opens (elfcheck: it reads them too)
 elf_files = elfcheck.elf_files
-snapshot, changed, write_list = layerdiff.snapshot, layerdiff.changed, layerdiff.write_list
-_changed_paths = layerdiff.changed_paths
 
 
 def parse_ldd(output, files):
@@ -507,11 +505,11 @@ def deps(plan):
     if plan.get("incremental"):
         # On top of an earlier deps image of this app: only the added wheels, and (an
         # export) exactly what installing them added or changed as the layer.
-        before = snapshot(app_root)
+        before = layerdiff.snapshot(app_root)
         install_wheels(plan, files, env)
         added = stabilize(plan, before)
         if plan.get("grow"):
-            write_list(plan["grow"], added)
+            layerdiff.write_list(plan["grow"], added)
         check_libraries(plan, added)
         check_servers(plan)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
@@ -537,11 +535,11 @@ def deps(plan):
             os.close(os.open(os.path.join(venv, ".lock"), os.O_CREAT | os.O_WRONLY, 0o666))
             os.chmod(os.path.join(venv, ".lock"), 0o666)
         set_mtimes(app_root, int(plan.get("epoch", 1)))  # as on the deps layer it goes on
-        before = snapshot(app_root)
+        before = layerdiff.snapshot(app_root)
         install_wheels(plan, files, env)
         added = stabilize(plan, before)
         check_libraries(plan)  # the servers are loaded where the whole virtualenv is
-        write_list(plan["grow"], added)
+        layerdiff.write_list(plan["grow"], added)
         log(
             "%d wheels installed for a layer of their own in %.1f s"
             % (len(files), time.time() - started)
