@@ -22,7 +22,8 @@
 # `podman-rootless-up.sh --prepare` installs the packages, makes the user, its ranges and
 # its config, and stops there (what scripts/test.sh does on a fresh machine: the test
 # session starts the service and stops it, so /dev/net/tun is opened only while it runs).
-# `podman-rootless-up.sh --stop` stops the service and restores /dev/net/tun's mode.
+# `podman-rootless-up.sh --stop` stops the service (and the user's pause process) and
+# restores /dev/net/tun's mode.
 set -euo pipefail
 
 USER_NAME="${WARPDRIVE_PODMAN_USER:-wdpodman}"
@@ -34,6 +35,10 @@ if [ "${1:-}" = "--stop" ]; then
     if id "$USER_NAME" >/dev/null 2>&1; then
         sock="/run/user/$(id -u "$USER_NAME")/podman/podman.sock"
         bash "$(dirname "$0")/stop-daemon.sh" "$STATE/podman-$USER_NAME.pid" "$sock" "rootless podman on $sock"
+        # and the pause process rootless Podman keeps for the user's namespace (any podman
+        # command of the user leaves it; the next one makes it again)
+        bash "$(dirname "$0")/stop-daemon.sh" "/run/user/$(id -u "$USER_NAME")/libpod/tmp/pause.pid" \
+            podman "rootless podman's pause process"
     fi
     if [ -s "$STATE/tun.mode" ]; then
         chmod "$(cat "$STATE/tun.mode")" /dev/net/tun
