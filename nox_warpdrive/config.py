@@ -148,6 +148,10 @@ class Config:
     #: show the output of sdist builds as they run (`--verbose`; not a pyproject key):
     #: by default it goes to a log in the volume, shown when a build fails
     verbose: bool = False
+    #: resolve afresh from the package index (`--upgrade`; not a pyproject key): the
+    #: requirements' set is resolved again though the wheelhouse has it, and the versions
+    #: the wheelhouse has are not kept (runtime/resolve.py)
+    upgrade: bool = False
     #: for a platform not the engine's own: the engine's own builder image, which
     #: resolves and downloads that platform's wheels without emulation (wheelhouse/
     #: cross.py); "": everything for it runs in its own builder (not a pyproject key)

@@ -7,7 +7,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
+import sys
 import tempfile
+import threading
+import time
 import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -256,3 +260,88 @@ def disk_message(failure: Mapping[str, Any], volume: str, last: str = "") -> tup
         "free space on the engine (`docker system df`, `docker image prune`, "
         "`docker builder prune`) or give its disk room, then run the same command again",
     )
+
+
+class Interrupted(BaseException):
+    """A signal ends the build: raised in the main thread by the handler, so every
+    ``finally`` on the way out runs (containers removed, the secrets volume removed, no
+    tag moved). A BaseException, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: every signal whose default action ends the process and that someone sends: what CI
+#: systems and terminals send to end a job (SIGINT, SIGTERM, SIGHUP, SIGQUIT: Ctrl-\
+#: and some CI runners), SIGUSR1/2 and SIGALRM (ends the process when nothing handles
+#: them), SIGXCPU (a CPU-time limit). SIGPIPE and SIGXFSZ are not here: Python ignores
+#: both from its start, so a write to a closed pipe raises BrokenPipeError, which
+#: unwinds through every ``finally`` like any error.
+END_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGXCPU,
+)
+
+
+@contextlib.contextmanager
+def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
+    """Every signal of END_SIGNALS ends a build the same way. Python's default for all
+    but SIGINT ends the process at once, skipping every ``finally``: a cancelled CI job
+    (or a Ctrl-\\) then left its build container running and its credentials in a
+    volume. The first signal raises Interrupted; later ones are ignored while it unwinds
+    (the cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead
+    (the run session stops its container on it and ends normally)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            return
+        received.append(signum)
+        if keyboard:
+            raise KeyboardInterrupt
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in END_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+#: signals whose default action also writes a core file
+CORE_SIGNALS = (signal.SIGQUIT, signal.SIGXCPU)
+
+
+def _no_core_file() -> None:
+    """No core file when the process dies of SIGQUIT: one would land in the app's
+    directory (the next build's context) holding this process's memory, index
+    credentials included. The signal still ends the process, as the parent expects."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
+def die_of(signum: int) -> None:
+    """End this process by the signal itself, once everything is cleaned up: the parent
+    (a CI runner, a shell) sees 128 + N, as for any process the signal ended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if signum in CORE_SIGNALS:
+        _no_core_file()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    time.sleep(5)  # the signal is delivered before this ends
+    os._exit(128 + signum)

@@ -142,11 +142,13 @@ def wheels_for(
         return [], {}, None
     manifest: Mapping[str, Any] = read_manifest(engine, cfg.volume, pkey, base.id)
     resolved = resolved_set(manifest, reqs.digest)
-    if resolved is not None and not check_files:
+    if resolved is not None and not check_files and not cfg.upgrade:
         return resolved, upkeep_for(cfg, engine, reqs, manifest, out), None
     if resolved is None and no_index and not seeds_for(cfg):
         raise offline_error(cfg, manifest, pkey)
-    if resolved is None:
+    if cfg.upgrade and not check_files:
+        out("warpdrive: --upgrade: resolving the requirements again from the package index")
+    elif resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
     result_wh, early_seconds = _build_wheels(
         cfg, engine, out, target, reqs, manifest, no_index, timings, check_files, early_deps
@@ -519,7 +521,7 @@ def _start(cfg: Config, engine: Engine, out: Output, no_index: bool, tag: str | 
 def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
     """The deps key: the current image's, when it was built for exactly these
     requirements (the wheelhouse is then not even read), else from the resolved wheels."""
-    if not check_files:
+    if not check_files and not b.cfg.upgrade:
         b.deps_image = known_deps(b.engine, b.cfg, b.current, b.base, b.pkey, b.reqs)
     if b.deps_image is not None:
         b.deps_key = b.deps_image.labels[DEPS_KEY_LABEL]

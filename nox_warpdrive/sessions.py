@@ -8,15 +8,12 @@ Registering contacts nothing: ``nox -l`` works without a Docker engine and with 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
 import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +23,14 @@ import nox.registry
 from .config import Config, load_config
 from .engine import Engine
 from .engine import connect as connect_engine
-from .errors import WarpdriveError, cause_report, host_disk_full
+from .errors import (
+    Interrupted,
+    WarpdriveError,
+    cause_report,
+    die_of,
+    host_disk_full,
+    signals_end_builds,
+)
 from .refs import check_image_ref, named_registry
 
 if TYPE_CHECKING:
@@ -169,12 +173,30 @@ def _fail(session: Any, message: str, exc: BaseException) -> None:
 
 
 def _verbose_option(p: argparse.ArgumentParser) -> None:
+    """--verbose, and --upgrade: the options of a build's wheelhouse (_build_config)."""
     p.add_argument(
         "--verbose",
         action="store_true",
         help="show the output of sdist builds (compilers) as it comes; without it, it goes "
         "to a log in the volume, shown when a build fails",
     )
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="resolve the requirements again from the package index, to their newest "
+        "versions (without it, a package the wheelhouse has keeps its version)",
+    )
+
+
+def _build_config(project_dir: Path, overrides: dict[str, Any], args: Any) -> Config:
+    """The app's settings with this run's --verbose and --upgrade."""
+    cfg = load_config(project_dir, overrides)
+    if args.upgrade and (args.no_index or (args.no_index is None and cfg.no_index)):
+        raise _ArgError(
+            "--upgrade resolves from the package index: drop --no-index "
+            "(or `no-index` in [tool.warpdrive] for that run)"
+        )
+    return dataclasses.replace(cfg, verbose=args.verbose, upgrade=args.upgrade)
 
 
 def _platform_option(p: argparse.ArgumentParser) -> None:
@@ -209,7 +231,7 @@ def run_wheelhouse(project_dir: Path, posargs: Sequence[str], log: Callable[[str
     args = wheelhouse_parser().parse_args(list(posargs))
     if args.all_keys and not args.prune:
         raise _ArgError("--all-keys goes with --prune: `nox -s wheelhouse -- --prune --all-keys`")
-    cfg = dataclasses.replace(load_config(project_dir, _platforms(args)), verbose=args.verbose)
+    cfg = _build_config(project_dir, _platforms(args), args)
     pull = _registry_ref(args.pull, cfg.wheelhouse_image, "--pull")
     push = _registry_ref(args.push, cfg.wheelhouse_image, "--push")
     imported = str(Path(args.import_dir).resolve()) if args.import_dir else ""
@@ -268,7 +290,7 @@ def run_image(project_dir: Path, posargs: Sequence[str], log: Callable[[str], No
     args = image_parser().parse_args(list(posargs))
     overrides = {"image": args.tag} if args.tag else {}
     overrides.update(_platforms(args))
-    cfg = dataclasses.replace(load_config(project_dir, overrides), verbose=args.verbose)
+    cfg = _build_config(project_dir, overrides, args)
     if args.plan or args.json:
         _plan_image(cfg, args)
         return
@@ -368,6 +390,7 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
         raise _ArgError("--json goes with --plan")
     acting = [o for o, on in (("--push", args.push), ("--push-only", args.push_only)) if on]
     acting += ["--cache-from"] if args.cache_from else []
+    acting += ["--upgrade"] if args.upgrade else []
     if acting:
         raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
     plan = plan_for(cfg, connect_engine(), no_index=args.no_index)  # one per platform
@@ -608,91 +631,6 @@ def serve_plan(
     if args.reload:
         command.append("--reload")
     return installs, env, command
-
-
-class Interrupted(BaseException):
-    """A signal ends the build: raised in the main thread by the handler, so every
-    ``finally`` on the way out runs (containers removed, the secrets volume removed, no
-    tag moved). A BaseException, so no ``except Exception`` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-#: every signal whose default action ends the process and that someone sends: what CI
-#: systems and terminals send to end a job (SIGINT, SIGTERM, SIGHUP, SIGQUIT: Ctrl-\
-#: and some CI runners), SIGUSR1/2 and SIGALRM (ends the process when nothing handles
-#: them), SIGXCPU (a CPU-time limit). SIGPIPE and SIGXFSZ are not here: Python ignores
-#: both from its start, so a write to a closed pipe raises BrokenPipeError, which
-#: unwinds through every ``finally`` like any error.
-END_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGALRM,
-    signal.SIGXCPU,
-)
-
-
-@contextlib.contextmanager
-def signals_end_builds(keyboard: bool = False) -> Iterator[None]:
-    """Every signal of END_SIGNALS ends a build the same way. Python's default for all
-    but SIGINT ends the process at once, skipping every ``finally``: a cancelled CI job
-    (or a Ctrl-\\) then left its build container running and its credentials in a
-    volume. The first signal raises Interrupted; later ones are ignored while it unwinds
-    (the cleanup must not be cut short). ``keyboard``: raise KeyboardInterrupt instead
-    (the run session stops its container on it and ends normally)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if received:
-            return
-        received.append(signum)
-        if keyboard:
-            raise KeyboardInterrupt
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in END_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-#: signals whose default action also writes a core file
-CORE_SIGNALS = (signal.SIGQUIT, signal.SIGXCPU)
-
-
-def _no_core_file() -> None:
-    """No core file when the process dies of SIGQUIT: one would land in the app's
-    directory (the next build's context) holding this process's memory, index
-    credentials included. The signal still ends the process, as the parent expects."""
-    with contextlib.suppress(ImportError, ValueError, OSError):
-        import resource
-
-        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-
-
-def die_of(signum: int) -> None:
-    """End this process by the signal itself, once everything is cleaned up: the parent
-    (a CI runner, a shell) sees 128 + N, as for any process the signal ended."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if signum in CORE_SIGNALS:
-        _no_core_file()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-    time.sleep(5)  # the signal is delivered before this ends
-    os._exit(128 + signum)
 
 
 def _guard(

@@ -156,7 +156,7 @@ def main():
     ctx = common.RunState(plan, root, staging)
     try:
         done, manifest = volume.check_volume(plan, root, wheels, staging, ctx.manifest_path)
-        if done is not None or plan.get("mode") == "upkeep":
+        if (done is not None and not plan.get("upgrade")) or plan.get("mode") == "upkeep":
             # complete (or the host asks only for the upkeep): nothing to build
             manifest = publish.upkeep(ctx) or manifest
             summary = {"up_to_date": done is not None, "new": [], "manifest": manifest}

@@ -227,6 +227,8 @@ class WheelhousePlan:
     mode: str = ""
     #: show sdist builds' output as it comes (it always goes to a log in the volume)
     verbose: bool = False
+    #: resolve again from the package index, keeping no version the wheelhouse has
+    upgrade: bool = False
     #: another CPU's key made by the engine's own builder (cross.py: cross_plan)
     cross: Mapping[str, Any] | None = None
     #: the pins a native run resolved, left to this key's builder (cross.py)
@@ -254,6 +256,7 @@ class WheelhousePlan:
                 "extra": list(self.requirements.extra),
                 "requirements_hash": self.requirements.digest,
                 "no_index": self.no_index,
+                "upgrade": self.upgrade,
                 "python": self.python,
                 "installer": self.installer,
                 "verify": self.verify,
@@ -370,7 +373,7 @@ def seed_wheelhouse(
 
     wh = Wheelhouse(cfg.volume, key, builder_id, cfg.python)
     for i, seed in enumerate(seeds):
-        if resolved_set(manifest, digest) is not None:
+        if resolved_set(manifest, digest) is not None and not cfg.upgrade:
             where = ", ".join(s.where for s in seeds[i:])
             out(
                 "warpdrive: the volume has every wheel these requirements need; "
@@ -462,7 +465,7 @@ def build_wheelhouse(
         prune=prune,
         all_keys=all_keys,
     )
-    if done is not None and not (check or verify or check_files or prune):
+    if done is not None and not (check or verify or check_files or prune or cfg.upgrade):
         manifest = keep_up(engine, plan, manifest, out)
         seconds = time.monotonic() - started
         return WheelhouseResult(
@@ -535,6 +538,7 @@ def builder_plan(
         installer=cfg.installer,
         cache_max_size=cfg.cache_max_size,
         verbose=cfg.verbose,
+        upgrade=cfg.upgrade,
         **more,
     )
 

@@ -1,4 +1,4 @@
-"""Signals end a build the same way (sessions.signals_end_builds, die_of): SIGTERM and
+"""Signals end a build the same way (errors.signals_end_builds, die_of): SIGTERM and
 SIGHUP raise like SIGINT, so every ``finally`` runs; a second signal cannot cut the
 cleanup short; the process then ends by the signal (exit 128 + N)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nox_warpdrive.sessions import END_SIGNALS, Interrupted, signals_end_builds
+from nox_warpdrive.errors import END_SIGNALS, Interrupted, signals_end_builds
 
 
 @pytest.mark.parametrize("sig", END_SIGNALS, ids=lambda s: signal.Signals(s).name)
@@ -44,7 +44,7 @@ def test_the_process_ends_by_the_signal_after_cleanup(sig: int) -> None:
     code = textwrap.dedent(
         f"""
         import os, time
-        from nox_warpdrive.sessions import Interrupted, die_of, signals_end_builds
+        from nox_warpdrive.errors import Interrupted, die_of, signals_end_builds
         try:
             with signals_end_builds():
                 try:
@@ -77,7 +77,7 @@ def test_sigquit_ends_the_process_without_a_core_file(tmp_path: Path) -> None:
         """
         import os, resource, signal
         resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
-        from nox_warpdrive.sessions import die_of
+        from nox_warpdrive.errors import die_of
         die_of(signal.SIGQUIT)
         """
     )
