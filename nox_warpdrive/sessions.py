@@ -392,7 +392,9 @@ def _plan_image(cfg: Config, args: argparse.Namespace) -> None:
     acting += ["--cache-from"] if args.cache_from else []
     acting += ["--upgrade"] if args.upgrade else []
     if acting:
-        raise _ArgError(f"--plan changes nothing and asks no registry: drop {', '.join(acting)}")
+        raise _ArgError(
+            f"--plan changes nothing and asks no index or registry: drop {', '.join(acting)}"
+        )
     plan = plan_for(cfg, connect_engine(), no_index=args.no_index)  # one per platform
     _out(plan.to_json() if args.json else "\n".join(plan.lines()))
 

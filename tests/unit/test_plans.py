@@ -107,6 +107,17 @@ def test_wheelhouse_step(tmp_path: Path) -> None:
     assert HELPERS_DIR == "/tmp/warpdrive-build"
 
 
+def test_an_upgrade_reaches_the_builder(tmp_path: Path) -> None:
+    """`--upgrade` (cfg.upgrade): the builder resolves again and keeps no version."""
+    from nox_warpdrive.wheelhouse.build import builder_plan
+
+    cfg = dataclasses.replace(wsgi_project(tmp_path / "site"), upgrade=True)
+    info = ImageInfo("sha256:builder", (), {}, 1, 1, "")
+    plan = builder_plan(cfg, (info, PKEY), requirements_for(cfg), False)
+    data = json.loads(step_files(plan.step(), "/tmp")["warpdrive-build/plan.json"])
+    assert data["upgrade"] is True
+
+
 def test_wheelhouse_plan_json(tmp_path: Path) -> None:
     cfg = wsgi_project(tmp_path / "site")
     for no_index in (False, True):
@@ -115,6 +126,7 @@ def test_wheelhouse_plan_json(tmp_path: Path) -> None:
         assert data["requirements_hash"] == plan.requirements.digest
         assert data["requirements_hash"] == requirements_for(cfg).digest
         assert data["no_index"] is no_index
+        assert data["upgrade"] is False  # the builder keeps the wheelhouse's versions
         assert data["key"] == PKEY.slug
         assert data["volume_dir"] == VOLUME_DIR
         assert data["req_dir"] == f"{HELPERS_DIR}/req"

@@ -265,6 +265,25 @@ def test_check_reproducible_needs_a_local_build_and_the_index(
     assert no_docker == []  # said before the engine is reached
 
 
+def test_upgrade_needs_the_index_and_a_build(
+    registry: dict[str, Any], no_docker: list[str], tmp_path: Path
+) -> None:
+    write(tmp_path, "pyproject.toml", '[tool.warpdrive]\nimage = "site:latest"\n')
+    write(tmp_path, "wsgi.py", "application = None\n")
+    nox_warpdrive.sessions(project_dir=tmp_path)
+    error = run_session(registry, "image", ["--upgrade", "--no-index"]).errors[0]
+    assert "--upgrade resolves from the package index: drop --no-index" in error
+    error = run_session(registry, "image", ["--upgrade", "--plan"]).errors[0]
+    assert "--plan changes nothing" in error and "drop --upgrade" in error
+    write(tmp_path, "pyproject.toml", '[tool.warpdrive]\nimage = "site:latest"\nno-index = true\n')
+    error = run_session(registry, "image", ["--upgrade"]).errors[0]
+    assert "drop --no-index (or `no-index` in [tool.warpdrive] for that run)" in error
+    assert no_docker == []  # said before the engine is reached
+    for parser in (sessions_module.image_parser, sessions_module.wheelhouse_parser):
+        assert parser().parse_args(["--upgrade"]).upgrade is True
+        assert parser().parse_args([]).upgrade is False
+
+
 def test_parsers() -> None:
     args = sessions_module.image_parser().parse_args(["--no-index", "--tag", "site:v2"])
     assert (args.no_index, args.tag) == (True, "site:v2")
