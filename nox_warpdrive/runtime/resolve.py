@@ -151,7 +151,10 @@ def _compile_kept(cmd, plan, root, wheels, staging, env, other):
     )
     if proc.returncode == 0:
         return True
-    common.log("the wheelhouse's versions do not fit these requirements")
+    common.log(
+        "could not resolve keeping the wheelhouse's versions (they may not fit these "
+        "requirements): resolving every package from the index"
+    )
     if os.path.exists(cmd[cmd.index("-o") + 1]):
         os.unlink(cmd[cmd.index("-o") + 1])
     return False
