@@ -130,12 +130,14 @@ def wheels_for(
     check_files: tuple[str, ...] = (),
     built: list[WheelhouseResult] | None = None,
     early_deps: bool = True,
+    current: ImageInfo | None = None,
 ) -> tuple[list[Wheel], Mapping[str, Any], float | None]:
     """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
     layer took (None when none was built). ``built``: where the wheelhouse build, if one
     runs, is reported; ``early_deps``: whether a deps layer may start on the first wheels
-    (not while a cache whose deps layers are the parent is still being pulled)."""
+    (not while a cache whose deps layers are the parent is still being pulled);
+    ``current``: the image the tag names, whose deps layer a grow likely adds to."""
     base, pkey = target
     if reqs.empty:
         out("warpdrive: the app needs no packages")
@@ -150,8 +152,9 @@ def wheels_for(
         out("warpdrive: --upgrade: resolving the requirements again from the package index")
     elif resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
+    early = (early_deps, current)
     result_wh, early_seconds = _build_wheels(
-        cfg, engine, out, target, reqs, manifest, no_index, timings, check_files, early_deps
+        cfg, engine, out, target, reqs, manifest, no_index, timings, check_files, early
     )
     if built is not None:
         built.append(result_wh)
@@ -177,20 +180,23 @@ def _build_wheels(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...],
-    early_deps: bool = True,
+    early_deps: tuple[bool, ImageInfo | None] = (True, None),
 ) -> tuple[WheelhouseResult, float | None]:
     """Build what the wheelhouse lacks, with a deps layer started early on the wheels it
     publishes first (not when repairing ``check_files``): what the build did, and the
-    seconds the early deps layer took (None when none was built)."""
+    seconds the early deps layer took (None when none was built). ``early_deps``:
+    whether it may, and the current image (a grow on its deps layer is started now)."""
     base, pkey = target
     wheels_started = time.monotonic()
     early = EarlyDeps(engine, cfg, base, pkey)
+    if early_deps[0] and not check_files:
+        early.prestart(early_deps[1], manifest)
     try:
         result_wh = build_wheelhouse(
             cfg,
             engine,
             out,
-            on_ready=early.start if early_deps and not check_files else None,
+            on_ready=early.start if early_deps[0] and not check_files else None,
             manifest=manifest,
             check_files=check_files,
             no_index=no_index,
@@ -539,6 +545,7 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
             b.timings,
             check_files,
             b.wheelhouse,
+            current=b.current,
         )
     b.resolved, b.built_from = resolved, manifest.get("built_from") or {}
     if not check_files:  # a repair builds no early layer

@@ -38,6 +38,7 @@ from .deps_step import export_command, fits_in_memory, helpers, step_plan
 from .deps_step import run_deps as run_deps
 from .foreign_deps import build_native, native_way
 from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search
+from .prestart import WAIT_SECONDS, Prestart
 
 #: bump when the layout of the deps layer changes, so old deps images are not reused
 #: ("3": every deps layer passed the shared-library and server check; one built before
@@ -137,6 +138,7 @@ def plan_deps(
     installer: Installer | None = None,
     parent: DepsParent | None = None,
     export: bool = True,
+    wait: bool = False,
 ) -> DepsPlan:
     """The deps layer: exactly the wheels the wheelhouse resolved, installed with
     ``--no-index --no-deps`` from the read-only volume, with no network at all. Keyed by
@@ -145,11 +147,14 @@ def plan_deps(
 
     A whole virtualenv is built in memory (tmpfs at APP_ROOT and for the unpacked wheels)
     and exported as the layer (``export``), which writes each file to disk once; an
-    incremental one installs into the parent's virtualenv and is committed."""
+    incremental one installs into the parent's virtualenv and is committed. ``wait``: a
+    step started before its wheels are known (build/prestart.py)."""
     installer = installer or Installer("pip")
     have = {h.rsplit("@", 1)[0] for h in parent.wheels} if parent else set()
     in_memory = export and parent is None
     extra: dict[str, Any] = {"incremental": True} if parent is not None else {}
+    if wait:
+        extra["wait"] = WAIT_SECONDS
     tmpfs: tuple[str, ...] = ()
     exported: tuple[str, ...] = ()
     if export:  # a layer of exactly what the step made (on a parent: what it added)
@@ -348,12 +353,14 @@ def ensure_deps(
     out: Output,
     background: bool = False,
     decided: DepsDecision | None = None,
+    prestart: Prestart | None = None,
 ) -> tuple[str, bool, float]:
     """The deps image for exactly these wheels: found by its key, else built (on the
     earlier deps image with the most of them, when there is one) and tagged. Returns
     (image id, whether it was found, seconds spent building). ``background``: built
     while the wheelhouse compiles sdists, which come first on the CPUs; ``decided``:
-    decide_deps's answer, when the caller asked it already."""
+    decide_deps's answer, when the caller asked it already; ``prestart``: a grow's
+    container started on a deps image beforehand, used when it is this step's."""
     decided = decided or decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
@@ -371,6 +378,12 @@ def ensure_deps(
     twin = native_way(engine, cfg, (base, pkey, installer), parent is not None, out)
     try:
         try:
+            made = None
+            if prestart is not None and parent is not None and twin is None:
+                made = prestart.use(weighted(deps.step, background), out)
+            if made is not None:
+                engine.tag(made, deps.ref)
+                return made, False, prestart.seconds if prestart else 0.0
             if twin is not None:  # another CPU's layer, made natively (foreign_deps.py)
                 result = build_native(
                     engine, cfg, deps, (base, pkey, installer), resolved, twin, out
@@ -441,6 +454,28 @@ class EarlyDeps:
         self.error: WarpdriveError | None = None
         #: the build ended (the wheelhouse failed, or a signal): its container was removed
         self.cancelled = False
+        #: a grow's container started before the wheels were known (``prestart``)
+        self.started: Prestart | None = None
+
+    def prestart(self, current: ImageInfo | None, manifest: Mapping[str, Any]) -> None:
+        """Start a grow's container on the deps image of ``current`` (the image the tag
+        names) while the wheelhouse resolves: the requirements changed, and adding to
+        that layer is the likely step (build/prestart.py). Not for another CPU's image,
+        nor a deps layer that cannot be grown."""
+        app = AppLabels.from_labels(current.labels) if current is not None else None
+        below = find_deps_image(self.engine, self.cfg, app.deps_key) if app else None
+        labels = DepsLabels.from_labels(below.labels) if below is not None else None
+        if below is None or labels is None or self.cfg.cross_builder or self.cfg.platforms:
+            return
+        try:
+            installer = choose_installer(self.cfg, manifest, self.pkey)
+        except WarpdriveError:
+            return
+        if can_grow(labels, installer, [*labels.wheels, "+"]):  # "+": any one wheel more
+            return
+        parent = DepsParent(below, labels.wheels, labels.depth)
+        plan = plan_deps(self.cfg, self.base, self.pkey, [], installer, parent, wait=True)
+        self.started = Prestart(self.engine, weighted(plan.step, True))
 
     def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
         if self.thread is not None or not resolved:
@@ -464,7 +499,11 @@ class EarlyDeps:
             finally:
                 self.decided_ready.set()
             self.image_id, reused, _ = ensure_deps(
-                *args, self.lines.append, background=True, decided=self.decided
+                *args,
+                self.lines.append,
+                background=True,
+                decided=self.decided,
+                prestart=self.started,
             )
             self.built = not reused
         except WarpdriveError as exc:
@@ -525,9 +564,12 @@ class EarlyDeps:
     def join(self, out: Output) -> float | None:
         """Wait for the thread (then put the late layer on its image); the seconds it
         took, None when it did not build."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.started is not None:
+            self.started.cancel()  # unless the thread used it
         if self.thread is None:
             return None
-        self.thread.join()
         try:
             if not self.cancelled:
                 self._put_late(out)

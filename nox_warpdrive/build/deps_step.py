@@ -109,11 +109,13 @@ class DamagedWheels(WarpdriveError):
         )
 
 
-def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) -> RunResult:
+def run_deps(
+    engine: Engine, step: Step, out: Output, into: Path | None = None, name: str | None = None
+) -> RunResult:
     """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
     found one missing, MissingLibraries when a file of the virtualenv needs a library
     the base image lacks. ``into``: the file an export step's layer is written to
-    (engine.run_export) instead of an image."""
+    (engine.run_export) instead of an image; ``name``: its container's (build/prestart.py)."""
     found: dict[str, list[str]] = {"damaged": [], "missing": []}
     libraries: dict[str, list[dict[str, str]]] = {}
 
@@ -129,7 +131,7 @@ def run_deps(engine: Engine, step: Step, out: Output, into: Path | None = None) 
     try:
         if into is None:
             return engine.run_checked(step, shown)
-        return check_result(step, engine.run_export(step, shown, into))
+        return check_result(step, engine.run_export(step, shown, into, name))
     except BuildError as exc:
         if found["damaged"] or found["missing"]:
             raise DamagedWheels(found["damaged"], found["missing"]) from exc

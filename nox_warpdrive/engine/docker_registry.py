@@ -177,7 +177,7 @@ class _Registry(_Apps):
         streams, through one created, never started container: an image with no shell
         (a wheelhouse image) can be read, and nothing is ever whole in memory."""
         mounts = [_mount(at, volume, read_only=True)] if volume else []
-        kwargs = {"command": ["true"], "entrypoint": [], "mounts": mounts}
+        kwargs: dict[str, Any] = {"command": ["true"], "entrypoint": [], "mounts": mounts}
         with self._temp_container(image, "read", **kwargs) as container:
 
             def read(path: str) -> Iterator[bytes] | None:

@@ -160,12 +160,14 @@ class _Core:
     # -- temporary containers and volumes ---------------------------------------------
 
     @contextlib.contextmanager
-    def _temp_container(self, image: str, what: str, **kwargs: Any) -> Iterator[Any]:
+    def _temp_container(
+        self, image: str, what: str, name: str | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
         """A created container, removed on exit however the block ends. It is named (by
         its owner, see owner.py) before it exists, so it is removed even when the create
         call's answer is lost to an interrupt, and found by the next run's sweep when
-        this process is killed outright."""
-        name = temp_name(what)
+        this process is killed outright. ``name``: one made by temp_name beforehand."""
+        name = name or temp_name(what)
         reaper.start()  # removes it if this process dies by kill -9
         try:
             container = self.client.containers.create(image, name=name, **kwargs)
@@ -184,6 +186,14 @@ class _Core:
     def _remove_name(self, name: str) -> None:
         with contextlib.suppress(Exception):
             self.client.api.remove_container(name, force=True)
+
+    remove_temp = _remove_name  # a running step's container, ended now (its run returns)
+
+    def put_files(self, name: str, files: Sequence[tuple[str, bytes]]) -> None:
+        """Tar archives put into the running container ``name``, in order."""
+        for directory, data in files:
+            if not self.client.api.put_archive(name, directory, data):
+                raise EngineError(f"the engine refused files for {directory}")
 
     def abort(self) -> None:
         """Remove every temporary container of this process now (a build is being
@@ -449,21 +459,27 @@ class _Steps(_Images):
         commit (or export) when asked and it succeeded; always remove the container."""
         return self._run(step, out, secrets_volume)
 
-    def run_export(self, step: Step, out: Output, into: Path) -> RunResult:
+    def run_export(self, step: Step, out: Output, into: Path, name: str | None = None) -> RunResult:
         """Run an export step (``step.export``) and write the layer it exports to the file
-        ``into`` (a tar) instead of putting it on an image: a layer to upload elsewhere."""
+        ``into`` (a tar) instead of putting it on an image: a layer to upload elsewhere.
+        ``name``: the container's (owner.temp_name), for put_files while it runs."""
         if not step.export:
             raise EngineError(f"the {step.name} step exports nothing", fix=engine_fix())
-        return self._run(step, out, None, into)
+        return self._run(step, out, None, into, name)
 
     def _run(
-        self, step: Step, out: Output, secrets_volume: str | None, into: Path | None = None
+        self,
+        step: Step,
+        out: Output,
+        secrets: str | None,
+        into: Path | None = None,
+        name: str | None = None,
     ) -> RunResult:
         start = time.monotonic()
         tail: deque[str] = deque(maxlen=60)
-        kwargs = _container_args(step, secrets_volume)
+        kwargs = _container_args(step, secrets)
         try:
-            with self._temp_container(step.image, step.name, **kwargs) as container:
+            with self._temp_container(step.image, step.name, name, **kwargs) as container:
                 exit_code, image_id = self._drive(container, step, out, tail, into)
         except docker.errors.ImageNotFound as exc:
             raise _step_image_missing(step) from exc
@@ -767,24 +783,6 @@ def _follow(container: Any, out: Output, tail: deque[str], until: str | None = N
         tail.append(line)
         out(line)
     return False
-
-
-def _json_stream(data: bytes) -> Iterator[dict[str, Any]]:
-    """The objects of a JSON stream as the engine writes them (one or more per line)."""
-    decoder = json.JSONDecoder()
-    text = data.decode("utf-8", "replace")
-    pos = 0
-    while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            return
-        try:
-            obj, pos = decoder.raw_decode(text, pos)
-        except ValueError:
-            return
-        if isinstance(obj, dict):
-            yield obj
 
 
 def _remove(container: Any) -> None:

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any, cast
 
 from ..assembly import Bundle
@@ -21,7 +21,7 @@ from ..errors import EngineError, LayerRefused
 from ..tars import ChunkFile
 from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
 from .docker_registry import DockerEngine
-from .dockerpy import _json_stream, _split_tag, image_info
+from .dockerpy import _split_tag, image_info
 from .owner import TEMP_PREFIX
 from .podman import has_labels, label_filters
 
@@ -203,3 +203,21 @@ class LocalEngine(DockerEngine):
     def _delete(self, path: str) -> None:
         with contextlib.suppress(ApiError):
             self._api.call("DELETE", path, ok=(200, 204, 404, 409))
+
+
+def _json_stream(data: bytes) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON stream as the engine writes them (one or more per line)."""
+    decoder = json.JSONDecoder()
+    text = data.decode("utf-8", "replace")
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return
+        if isinstance(obj, dict):
+            yield obj

@@ -49,13 +49,18 @@ class PodmanMixin(_Apps):
         return self._podman
 
     def _run(
-        self, step: Step, out: Output, secrets_volume: str | None, into: Path | None = None
+        self,
+        step: Step,
+        out: Output,
+        secrets: str | None,
+        into: Path | None = None,
+        name: str | None = None,
     ) -> RunResult:
         """A step's CPU weight is left out on Podman: rootless Podman often has no cpu
         controller delegated to it, and would refuse the container."""
         if step.cpu_shares is not None and self.is_podman():
             step = dataclasses.replace(step, cpu_shares=None)
-        return super()._run(step, out, secrets_volume, into)
+        return super()._run(step, out, secrets, into, name)
 
     def append_layer(
         self,

@@ -33,6 +33,9 @@ else:  # run as a script in the container: its modules are shipped beside it
     import protocol
 
 HELPERS = "/tmp/warpdrive-build"
+#: a deps step started before its wheels were known (build/deps.py: Prestart) waits for
+#: this file; the host puts the step's real plan.json before it
+GO = HELPERS + "/go"
 
 
 def log(msg):
@@ -505,7 +508,7 @@ def deps(plan):
     if plan.get("incremental"):
         # On top of an earlier deps image of this app: only the added wheels, and (an
         # export) exactly what installing them added or changed as the layer.
-        before = layerdiff.snapshot(app_root)
+        before = plan.get("before") or layerdiff.snapshot(app_root)  # main: while it waited
         install_wheels(plan, files, env)
         added = stabilize(plan, before)
         if plan.get("grow"):
@@ -736,11 +739,30 @@ def numeric(info):
     return info
 
 
+def wait_for_go(seconds):
+    """The step's real plan, once the host has put it and then GO; None when nobody came
+    within ``seconds`` (the host removes the container when it does not use it)."""
+    deadline = time.time() + seconds
+    while not os.path.exists(GO):
+        if time.time() > deadline:
+            return None
+        time.sleep(0.005)
+    with open(os.path.join(HELPERS, "plan.json")) as fh:
+        return json.load(fh)
+
+
 def main():
     if sys.argv[1] == "export":
         return export(sys.argv[2:])
     with open(os.path.join(HELPERS, "plan.json")) as fh:
         plan = json.load(fh)
+    if plan.get("wait"):  # started early: what the wheels do not change is done now
+        before = layerdiff.snapshot(plan["app_root"]) if plan.get("incremental") else None
+        log("waiting for the plan")  # build/prestart.py: WAITING
+        plan = wait_for_go(plan["wait"])
+        if plan is None:
+            return 3
+        plan["before"] = before  # the virtualenv's snapshot, for deps()
     try:
         {"deps": deps, "app": app, "check": check}[sys.argv[1]](plan)
     finally:

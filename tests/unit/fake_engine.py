@@ -82,6 +82,9 @@ class FakeEngine:
         #: the secrets volume each step ran with
         self.secrets_used: list[str | None] = []
         self.aborted = 0
+        #: files put into running containers (put_files), containers removed by name
+        self.put: list[tuple[str, list[Any]]] = []
+        self.removed_temp: list[str] = []
         self.pushed: list[str] = []
         #: the layer an export step run by run_export writes (a tar)
         self.exported = b""
@@ -232,7 +235,15 @@ class FakeEngine:
             raise BuildError(f"step {step.name} failed (exit code {result.exit_code})")
         return result
 
-    def run_export(self, step: Step, out: Any, into: Path) -> RunResult:
+    def put_files(self, name: str, files: Any) -> None:
+        self.put.append((name, list(files)))
+
+    def remove_temp(self, name: str) -> None:
+        self.removed_temp.append(name)
+        if self.gate is not None:  # the run that waited at the gate ends
+            self.gate.set()
+
+    def run_export(self, step: Step, out: Any, into: Path, name: str | None = None) -> RunResult:
         """An export step: its layer is ``exported`` (a tar) written to ``into``."""
         result = self.run(dataclasses.replace(step, commit=None), out)
         if result.exit_code == 0:

@@ -749,7 +749,9 @@ def test_no_late_layer_once_the_early_image_is_done_or_when_its_step_fails(
     assert len(engine.steps) == 1 and engine.appended == []
 
     class LateFails(FakeEngine):
-        def run_export(self, step: Step, out: Any, into: Path) -> RunResult:
+        def run_export(
+            self, step: Step, out: Any, into: Path, name: str | None = None
+        ) -> RunResult:
             raise BuildError("the late step failed")
 
     gate = threading.Event()

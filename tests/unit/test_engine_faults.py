@@ -163,6 +163,8 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "run_checked": lambda e: e.run_checked(STEP, lambda line: None),
     "run_export": lambda e: e.run_export(EXPORT, lambda line: None, Path("/nonexistent/l.tar")),
     "run_probe": lambda e: e.run_probe("img", ["true"]),
+    "put_files": lambda e: e.put_files("c", [("/tmp", tar_files({"go": b""}))]),
+    "remove_temp": lambda e: e.remove_temp("c"),
     "abort": lambda e: e.abort(),
     "sweep": lambda e: e.sweep(),
     "remove_app": lambda e: e.remove_app("app-run"),

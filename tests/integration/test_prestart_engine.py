@@ -1,0 +1,98 @@
+"""A grow's container started while the wheelhouse resolves (build/prestart.py, issue 24:
+adding a package), on the real engine with a local index of its own.
+
+An app adds a package: its grow runs in the container started on the current image's
+deps image before the wheels were known, and makes the very deps image a grow started
+afterwards makes (same ID). A change that is not a grow (a package removed) removes the
+started container: none of the build's containers is left."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import App
+from pkgindex import Index, serve
+from test_resolve_kept_engine import OwnIndex
+
+from nox_warpdrive.build import prestart as prestart_module
+from nox_warpdrive.build.deps import choose_installer, ensure_deps
+from nox_warpdrive.config import load_config
+from nox_warpdrive.engine import Engine
+from nox_warpdrive.image import build_image
+from nox_warpdrive.labels import DEPS_KEY_LABEL
+from nox_warpdrive.wheelhouse.build import build_inputs, probe_image, read_manifest, resolved_set
+
+
+def temp_deps_containers(engine: Engine) -> list[str]:
+    found = engine.client.containers.list(all=True, filters={"name": "warpdrive-tmp.deps"})
+    return [c.name for c in found]
+
+
+def test_a_grow_runs_in_the_container_started_while_the_wheelhouse_resolved(
+    make_app: object,
+    engine: Engine,
+    index: Index,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    own = OwnIndex(tmp_path / "index", index)
+    own.publish("wd-first", "1.0")
+    own.publish("wd-added", "1.0")
+    used: list[Any] = []
+    real_use = prestart_module.Prestart.use
+
+    def use(self: prestart_module.Prestart, *args: Any) -> str | None:
+        made = real_use(self, *args)
+        used.append(made)
+        return made
+
+    monkeypatch.setattr(prestart_module.Prestart, "use", use)
+    with serve(own.root) as idx:
+        for key in list(os.environ):
+            if key.startswith("PIP_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("PIP_INDEX_URL", idx.url)
+        app: App = make_app(["wd-pure-demo", "wd-first"])  # type: ignore[operator]
+        build_image(load_config(app.root), engine, lambda line: None)
+        assert used == []  # a first build has no deps layer to add to
+
+        app.requirements.append("wd-added")
+        app.write()
+        lines: list[str] = []
+        result = build_image(load_config(app.root), engine, lines.append)
+        assert len(used) == 1 and used[0] is not None, lines
+        assert any("adding 1 wheels on top of the deps layer" in x for x in lines), lines
+        assert not any("waiting for the plan" in x for x in lines), lines
+        assert temp_deps_containers(engine) == []
+        image = engine.image(result.image_id)
+        assert image is not None
+        grown = engine.image(used[0])
+        assert grown is not None
+
+        # the same wheels grown the regular way, on the same deps image: the same image
+        cfg = load_config(app.root)
+        base, pkey = probe_image(engine, cfg.base_image, "base-image", cfg)
+        manifest = read_manifest(engine, cfg.volume, pkey, base.id)
+        full = resolved_set(manifest, build_inputs(cfg, pkey).reqs.digest)
+        assert full is not None
+        key = grown.labels[DEPS_KEY_LABEL]
+        for tag in grown.tags:
+            engine.remove_image(tag)
+        again, reused, _ = ensure_deps(
+            engine, cfg, base, pkey, full, choose_installer(cfg, manifest, pkey), lines.append
+        )
+        assert not reused
+        again_image = engine.image(again)
+        assert again_image is not None and again_image.labels[DEPS_KEY_LABEL] == key
+        assert again == grown.id
+
+        # not a grow (a package removed): the started container is removed
+        app.requirements.remove("wd-first")
+        app.write()
+        build_image(load_config(app.root), engine, lambda line: None)
+        assert len(used) == 1  # not a grow: never offered, and removed at the end
+        assert temp_deps_containers(engine) == []
