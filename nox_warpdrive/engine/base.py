@@ -163,6 +163,13 @@ class Engine(Protocol):
     def login_helper(self, registry: str) -> str | None: ...
 
 
+def step_image_missing(step: Step) -> EngineError:
+    return EngineError(
+        f"image {step.image!r} is not on the engine",
+        fix="build or pull it first, or fix the image name in [tool.warpdrive]",
+    )
+
+
 def check_result(step: Step, result: RunResult) -> RunResult:
     """``result``, or the BuildError of a step that failed."""
     if result.exit_code == 0:

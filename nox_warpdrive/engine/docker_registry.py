@@ -37,6 +37,7 @@ from .base import (
     RunResult,
     host_shown,
     short,
+    step_image_missing,
     translated,
 )
 from .checked import verified
@@ -47,7 +48,6 @@ from .dockerpy import (
     _mount,
     _quiet_loggers,
     _split_tag,
-    _step_image_missing,
 )
 from .podman_mixin import PodmanMixin
 from .progress import Progress
@@ -212,7 +212,7 @@ class _Registry(_Apps):
                 bare = dataclasses.replace(step, files=())
                 exit_code, _ = self._drive(container, bare, out, tail)
         except dockerpy.docker.errors.ImageNotFound as exc:
-            raise _step_image_missing(step) from exc
+            raise step_image_missing(step) from exc
         return RunResult(exit_code, "\n".join(tail), None, time.monotonic() - start)
 
 
