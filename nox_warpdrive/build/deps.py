@@ -379,7 +379,7 @@ def ensure_deps(
     try:
         try:
             made = None
-            if prestart is not None and parent is not None and twin is None:
+            if prestart is not None and twin is None:
                 made = prestart.use(weighted(deps.step, background), out)
             if made is not None:
                 engine.tag(made, deps.ref)
@@ -458,24 +458,30 @@ class EarlyDeps:
         self.started: Prestart | None = None
 
     def prestart(self, current: ImageInfo | None, manifest: Mapping[str, Any]) -> None:
-        """Start a grow's container on the deps image of ``current`` (the image the tag
-        names) while the wheelhouse resolves: the requirements changed, and adding to
-        that layer is the likely step (build/prestart.py). Not for another CPU's image,
-        nor a deps layer that cannot be grown."""
-        app = AppLabels.from_labels(current.labels) if current is not None else None
-        below = find_deps_image(self.engine, self.cfg, app.deps_key) if app else None
-        labels = DepsLabels.from_labels(below.labels) if below is not None else None
-        if below is None or labels is None or self.cfg.cross_builder or self.cfg.platforms:
+        """Start the deps step's container while the wheelhouse resolves
+        (build/prestart.py): on the deps layer of ``current`` (the image the tag names)
+        when it can be grown, the likely step when requirements changed; else a whole
+        virtualenv's, on the base image. Not for another CPU's image."""
+        if self.cfg.cross_builder or self.cfg.platforms:
             return
         try:
             installer = choose_installer(self.cfg, manifest, self.pkey)
         except WarpdriveError:
             return
-        if can_grow(labels, installer, [*labels.wheels, "+"]):  # "+": any one wheel more
-            return
-        parent = DepsParent(below, labels.wheels, labels.depth)
+        parent = self._below(current, installer)
         plan = plan_deps(self.cfg, self.base, self.pkey, [], installer, parent, wait=True)
         self.started = Prestart(self.engine, weighted(plan.step, True))
+
+    def _below(self, current: ImageInfo | None, installer: Installer) -> DepsParent | None:
+        """The deps image of ``current``, when a layer of added wheels can go on it."""
+        app = AppLabels.from_labels(current.labels) if current is not None else None
+        below = find_deps_image(self.engine, self.cfg, app.deps_key) if app else None
+        labels = DepsLabels.from_labels(below.labels) if below is not None else None
+        if below is None or labels is None:
+            return None
+        if can_grow(labels, installer, [*labels.wheels, "+"]):  # "+": any one wheel more
+            return None
+        return DepsParent(below, labels.wheels, labels.depth)
 
     def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
         if self.thread is not None or not resolved:
