@@ -359,8 +359,8 @@ def ensure_deps(
     earlier deps image with the most of them, when there is one) and tagged. Returns
     (image id, whether it was found, seconds spent building). ``background``: built
     while the wheelhouse compiles sdists, which come first on the CPUs; ``decided``:
-    decide_deps's answer, when the caller asked it already; ``prestart``: a grow's
-    container started on a deps image beforehand, used when it is this step's."""
+    decide_deps's answer, when the caller asked it already; ``prestart``: a deps step's
+    container started beforehand (build/prestart.py), used when it is this step's."""
     decided = decided or decide_deps(engine, cfg, base, pkey, resolved, installer)
     deps, parent = decided.plan, decided.parent
     if decided.found is not None:
@@ -378,12 +378,11 @@ def ensure_deps(
     twin = native_way(engine, cfg, (base, pkey, installer), parent is not None, out)
     try:
         try:
-            made = None
             if prestart is not None and twin is None:
                 made = prestart.use(weighted(deps.step, background), out)
-            if made is not None:
-                engine.tag(made, deps.ref)
-                return made, False, prestart.seconds if prestart else 0.0
+                if made is not None:
+                    engine.tag(made, deps.ref)
+                    return made, False, prestart.seconds
             if twin is not None:  # another CPU's layer, made natively (foreign_deps.py)
                 result = build_native(
                     engine, cfg, deps, (base, pkey, installer), resolved, twin, out
@@ -454,7 +453,7 @@ class EarlyDeps:
         self.error: WarpdriveError | None = None
         #: the build ended (the wheelhouse failed, or a signal): its container was removed
         self.cancelled = False
-        #: a grow's container started before the wheels were known (``prestart``)
+        #: the deps step's container started before the wheels were known (``prestart``)
         self.started: Prestart | None = None
 
     def prestart(self, current: ImageInfo | None, manifest: Mapping[str, Any]) -> None:

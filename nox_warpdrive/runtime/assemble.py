@@ -33,7 +33,7 @@ else:  # run as a script in the container: its modules are shipped beside it
     import protocol
 
 HELPERS = "/tmp/warpdrive-build"
-#: a deps step started before its wheels were known (build/deps.py: Prestart) waits for
+#: a deps step started before its wheels were known (build/prestart.py) waits for
 #: this file; the host puts the step's real plan.json before it
 GO = HELPERS + "/go"
 
