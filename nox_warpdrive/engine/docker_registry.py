@@ -202,9 +202,7 @@ class _Registry(_Apps):
         kwargs = _container_args(step, None)
         try:
             with self._temp_container(step.image, step.name, **kwargs) as container:
-                for directory, data in step.files:
-                    if not container.put_archive(directory, data):
-                        raise EngineError(f"the engine refused files for {directory}")
+                self.put_files(container.id, step.files)
                 for directory, source in archives:
                     stream = source()
                     if stream is not None and not container.put_archive(directory, stream):

@@ -191,7 +191,7 @@ class _Core:
     remove_temp = _remove_name  # a running step's container, ended now (its run returns)
 
     def put_files(self, name: str, files: Sequence[tuple[str, bytes]]) -> None:
-        """Tar archives put into the running container ``name``, in order."""
+        """Tar archives put into the container ``name`` (its id will do), in order."""
         for directory, data in files:
             if not self.client.api.put_archive(name, directory, data):
                 raise EngineError(f"the engine refused files for {directory}")
@@ -506,9 +506,7 @@ class _Steps(_Images):
     ) -> tuple[int, str | None]:
         """Files in, start, follow, wait; then the image: (exit code, image id or None).
         ``into``: where an export step's layer goes instead of onto an image."""
-        for directory, data in step.files:
-            if not container.put_archive(directory, data):
-                raise EngineError(f"the engine refused files for {directory}")
+        self.put_files(container.id, step.files)
         exit_code, image_id = 0, None
         if step.command is not None:
             _start(container, step)
