@@ -77,6 +77,12 @@ class Step:
     #: lower, so that one gets the CPUs first
     cpu_shares: int | None = None
 
+    @property
+    def created_by(self) -> str:
+        """The history line of the layer the step makes: the same wherever the layer is
+        put on an image (it is part of the image ID)."""
+        return f"nox-warpdrive {self.name} layer"
+
     def __repr__(self) -> str:  # keep archives out of logs and test failure output
         files = ", ".join(f"{d} ({len(b)} bytes)" for d, b in self.files)
         return (

@@ -549,7 +549,7 @@ class EarlyDeps:
         assert grow.step.commit is not None
         try:
             image_id = self.engine.append_layer(
-                self.image_id, layer, grow.step.commit, f"nox-warpdrive {grow.step.name} layer"
+                self.image_id, layer, grow.step.commit, grow.step.created_by
             )
             self.engine.tag(image_id, grow.ref)
         except WarpdriveError:

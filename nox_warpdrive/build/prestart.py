@@ -109,7 +109,7 @@ class Prestart:
                 raise self.error
             assert step.commit is not None
             return self.engine.append_layer(
-                step.image, self.layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
+                step.image, self.layer, step.commit, created_by=step.created_by
             )
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

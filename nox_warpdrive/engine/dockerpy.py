@@ -541,9 +541,7 @@ class _Steps(_Images):
                 size = f"{read / 1e6:.0f} MB"
                 out(f"warpdrive: {step.name}: loading the layer ({size}) into the engine")
             try:
-                return self.append_layer(
-                    step.image, layer, step.commit, created_by=f"nox-warpdrive {step.name} layer"
-                )
+                return self.append_layer(step.image, layer, step.commit, created_by=step.created_by)
             finally:
                 gone.join()
 
