@@ -57,7 +57,7 @@ def wheelhouse_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nox -s wheelhouse --", add_help=False)
     _debug_option(p)
     p.add_argument("--no-index", action="store_true", help="build from the pip cache only")
-    _verbose_option(p)
+    _build_options(p)
     _platform_option(p)
     p.add_argument(
         "--verify",
@@ -117,7 +117,7 @@ def image_parser() -> argparse.ArgumentParser:
         help="never consult a package index: install only from the wheelhouse",
     )
     p.add_argument("--tag", metavar="REF", help="tag the image as REF instead of `image`")
-    _verbose_option(p)
+    _build_options(p)
     _platform_option(p)
     p.add_argument(
         "--cache-from",
@@ -172,7 +172,7 @@ def _fail(session: Any, message: str, exc: BaseException) -> None:
     session.error(message)
 
 
-def _verbose_option(p: argparse.ArgumentParser) -> None:
+def _build_options(p: argparse.ArgumentParser) -> None:
     """--verbose, and --upgrade: the options of a build's wheelhouse (_build_config)."""
     p.add_argument(
         "--verbose",

@@ -115,6 +115,8 @@ def resolve_with_uv(uv, plan, root, wheels, staging, env, constraints=None, targ
     env = dict(env, **uv_bootstrap.uv_env(env))
     try:
         if not _compile_kept(cmd, plan, root, wheels, staging, env, constraints or target):
+            if os.path.exists(out):  # nothing of a failed try read as uv's preferences
+                os.unlink(out)
             common.log("resolving with uv")
             proc = subprocess.run(cmd, env=env, cwd=plan["req_dir"])
             if proc.returncode != 0:
@@ -155,8 +157,6 @@ def _compile_kept(cmd, plan, root, wheels, staging, env, other):
         "could not resolve keeping the wheelhouse's versions (they may not fit these "
         "requirements): resolving every package from the index"
     )
-    if os.path.exists(cmd[cmd.index("-o") + 1]):
-        os.unlink(cmd[cmd.index("-o") + 1])
     return False
 
 
