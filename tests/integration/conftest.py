@@ -295,14 +295,19 @@ def cleanup(engine: Engine, app: App) -> None:
     engine.remove_volume(app.volume)
 
 
-@pytest.fixture
-def index_env(monkeypatch: pytest.MonkeyPatch, index: Index) -> Index:
-    """Point the build containers at the local index only."""
+def use_index(monkeypatch: pytest.MonkeyPatch, index: Index) -> Index:
+    """Point the build containers at ``index`` only (no other pip setting of the host)."""
     for key in list(os.environ):
         if key.startswith("PIP_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("PIP_INDEX_URL", index.url)
     return index
+
+
+@pytest.fixture
+def index_env(monkeypatch: pytest.MonkeyPatch, index: Index) -> Index:
+    """Point the build containers at the local index only."""
+    return use_index(monkeypatch, index)
 
 
 @contextlib.contextmanager

@@ -9,12 +9,11 @@ container: none of the build's containers is left."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App
+from conftest import App, use_index
 from pkgindex import Index, serve
 from test_resolve_kept_engine import OwnIndex
 
@@ -73,10 +72,7 @@ def test_a_grow_runs_in_the_container_started_while_the_wheelhouse_resolved(
 
     monkeypatch.setattr(prestart_module.Prestart, "use", use)
     with serve(own.root) as idx:
-        for key in list(os.environ):
-            if key.startswith("PIP_"):
-                monkeypatch.delenv(key)
-        monkeypatch.setenv("PIP_INDEX_URL", idx.url)
+        use_index(monkeypatch, idx)
         app: App = make_app(["wd-pure-demo", "wd-first"])  # type: ignore[operator]
         build_image(load_config(app.root), engine, lambda line: None)
         assert len(used) == 1 and used[0] is not None  # the whole virtualenv, started early

@@ -13,12 +13,11 @@ import base64
 import dataclasses
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import App
+from conftest import App, use_index
 from pkgindex import Index, _write_simple_tree, serve
 from test_build import manifest
 
@@ -84,10 +83,7 @@ def test_a_changed_requirements_file_keeps_the_versions_the_wheelhouse_has(
     own = OwnIndex(tmp_path / "index", index)
     own.publish("wd-keep", "1.0")
     with serve(own.root) as idx:
-        for key in list(os.environ):
-            if key.startswith("PIP_"):
-                monkeypatch.delenv(key)
-        monkeypatch.setenv("PIP_INDEX_URL", idx.url)
+        use_index(monkeypatch, idx)
         app: App = make_app(["wd-pure-demo", "wd-cext-demo", "wd-keep"])  # type: ignore[operator]
         build_image(load_config(app.root), engine, lambda line: None)
         assert resolved(engine, app)["wd_keep"] == "1.0"
