@@ -27,6 +27,7 @@ from . import (
     dockerpy,  # dockerpy.docker: docker-py, once _import_docker() ran
 )
 from .about import AboutMixin
+from .apps import _Apps
 from .base import (
     START_ENGINE,
     TOKEN_USER,
@@ -42,7 +43,6 @@ from .base import (
 )
 from .checked import verified
 from .dockerpy import (
-    _Apps,
     _container_args,
     _import_docker,
     _mount,

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from .. import assembly
 from ..errors import LayerRefused
 from ..plan import CommitSpec, Step
+from .apps import _Apps
 from .base import Output, RunResult, translated
 from .checked import verified
-from .dockerpy import _Apps
 from .podman import commit_changes, is_podman
 
 
