@@ -27,9 +27,9 @@ from .build.static import (
     shadows_static,
     static_inputs_unchanged,
 )
+from .build.wheels_first import offline_error
 from .config import Config, normalize
 from .engine import Engine, ImageInfo
-from .image import offline_error
 from .inputs.read import inputs_line
 from .inputs.requirements import RequirementSet
 from .labels import (

@@ -460,13 +460,53 @@ class _Steps(_Images):
         commit (or export) when asked and it succeeded; always remove the container."""
         return self._run(step, out, secrets_volume)
 
-    def run_export(self, step: Step, out: Output, into: Path, name: str | None = None) -> RunResult:
+    def run_export(
+        self,
+        step: Step,
+        out: Output,
+        into: Path,
+        name: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> RunResult:
         """Run an export step (``step.export``) and write the layer it exports to the file
         ``into`` (a tar) instead of putting it on an image: a layer to upload elsewhere.
-        ``name``: the container's (owner.temp_name), for put_files while it runs."""
+        ``name``: the container's (owner.temp_name), for put_files while it runs.
+        ``then``: called once the layer is read, while the container still runs (it may
+        use it: exec_in, read_out); the container is removed after it returns."""
         if not step.export:
             raise EngineError(f"the {step.name} step exports nothing", fix=engine_fix())
-        return self._run(step, out, None, into, name)
+        return self._run(step, out, None, into, name, then)
+
+    def exec_in(
+        self, name: str, command: Sequence[str], out: Output, until: str | None = None
+    ) -> int:
+        """Run ``command`` as root in the running container ``name`` (a step's, during
+        run_export's ``then``), its output lines to ``out``: its exit code; or 0 once it
+        printed the line ``until`` (not shown), leaving it to end with the container."""
+        api = self.client.api
+        exec_id = api.exec_create(name, list(command), user="0:0")
+        pending = b""
+        for chunk in api.exec_start(exec_id, stream=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                if until is not None and line == until:
+                    return 0
+                out(line)
+        if pending:
+            out(pending.decode("utf-8", "replace"))
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return int(code) if code is not None else 1
+
+    def read_out(
+        self, name: str, command: Sequence[str], into: Path, what: str, out: Output
+    ) -> int:
+        """What ``command`` (run as root in the running container ``name``) writes to
+        its standard output, into the file ``into`` (a tar, as an export step's): the
+        bytes read (a long read says how far it is, to ``out``). BuildError when it
+        fails."""
+        return self._read_out(name, list(command), what, out, into)
 
     def _run(
         self,
@@ -475,13 +515,14 @@ class _Steps(_Images):
         secrets: str | None,
         into: Path | None = None,
         name: str | None = None,
+        then: Callable[[], None] | None = None,
     ) -> RunResult:
         start = time.monotonic()
         tail: deque[str] = deque(maxlen=60)
         kwargs = _container_args(step, secrets)
         try:
             with self._temp_container(step.image, step.name, name, **kwargs) as container:
-                exit_code, image_id = self._drive(container, step, out, tail, into)
+                exit_code, image_id = self._drive(container, step, out, tail, into, then)
         except docker.errors.ImageNotFound as exc:
             raise step_image_missing(step) from exc
         except WarpdriveError:
@@ -503,9 +544,11 @@ class _Steps(_Images):
         out: Output,
         tail: deque[str],
         into: Path | None = None,
+        then: Callable[[], None] | None = None,
     ) -> tuple[int, str | None]:
         """Files in, start, follow, wait; then the image: (exit code, image id or None).
-        ``into``: where an export step's layer goes instead of onto an image."""
+        ``into``: where an export step's layer goes instead of onto an image, ``then``
+        what runs once it is there (run_export)."""
         self.put_files(container.id, step.files)
         exit_code, image_id = 0, None
         if step.command is not None:
@@ -513,6 +556,8 @@ class _Steps(_Images):
             if _follow(container, out, tail, EXPORT_READY if step.export else None):
                 if into is not None:
                     self._read_export(container, step, out, into)
+                    if then is not None:
+                        then()
                     return 0, None
                 return 0, self._export(container, step, out)
             exit_code = int(container.wait().get("StatusCode", 1))
@@ -548,8 +593,14 @@ class _Steps(_Images):
     def _read_export(self, container: Any, step: Step, out: Output, layer: Path) -> int:
         """The layer an export step made, read out of its running container into the
         file ``layer``; the bytes read."""
-        command, paths = list(step.export[:1]), list(step.export[1:])
-        exec_id = self.client.api.exec_create(container.id, [*command, *paths], user="0:0")
+        return self._read_out(container.id, list(step.export), f"{step.name} layer", out, layer)
+
+    def _read_out(
+        self, container_id: str, command: list[str], what: str, out: Output, layer: Path
+    ) -> int:
+        """What ``command`` writes to its standard output in the running container, into
+        the file ``layer`` (progress lines to ``out``); the bytes read."""
+        exec_id = self.client.api.exec_create(container_id, command, user="0:0")
         stderr = bytearray()
         read, said = 0, time.monotonic()
         with layer.open("wb") as fh:
@@ -559,14 +610,14 @@ class _Steps(_Images):
                     read += len(data)
                     if time.monotonic() - said >= PROGRESS_EVERY:
                         said = time.monotonic()
-                        out(f"warpdrive: {step.name}: {read / 1e6:.0f} MB of the layer read")
+                        out(f"warpdrive: {what}: {read / 1e6:.0f} MB read")
                 if err and len(stderr) < 65536:
                     stderr += err
         code = self.client.api.exec_inspect(exec_id).get("ExitCode")
         if code != 0:
             text = stderr.decode("utf-8", "replace").strip()[-2000:]
             raise BuildError(
-                f"reading the {step.name} layer out of its container failed (exit {code}): {text}",
+                f"reading the {what} out of its container failed (exit {code}): {text}",
                 fix="nothing was tagged; report this with the output above",
             )
         return read

@@ -18,7 +18,7 @@ tree again: a small write, no rebuild of the deps layer.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +55,13 @@ class PodmanMixin(_Apps):
         secrets: str | None,
         into: Path | None = None,
         name: str | None = None,
+        then: Callable[[], None] | None = None,
     ) -> RunResult:
         """A step's CPU weight is left out on Podman: rootless Podman often has no cpu
         controller delegated to it, and would refuse the container."""
         if step.cpu_shares is not None and self.is_podman():
             step = dataclasses.replace(step, cpu_shares=None)
-        return super()._run(step, out, secrets, into, name)
+        return super()._run(step, out, secrets, into, name, then)
 
     def append_layer(
         self,

@@ -4,6 +4,8 @@
                        the wheelhouse volume (mounted read-only). Becomes the deps layer.
     assemble.py app    in the deps image, after the source was put at APP_ROOT/src:
                        Django collectstatic as the app user. Becomes the app layer.
+    assemble.py install  the plan's wheels into its virtualenv, nothing else (the deps
+                       step's container made ready for collectstatic).
     assemble.py check  in an image with a deps layer made in another CPU's container:
                        the shared-library and server check of its virtualenv, when the
                        check run there from data (native_check) could not tell.
@@ -558,6 +560,14 @@ def deps(plan):
     log("virtualenv ready in %.1f s" % (time.time() - started))
 
 
+def install(plan):
+    """The plan's wheels added to its virtualenv as they are (no bytecode, no layer): a
+    deps step's container made ready for the app step's collectstatic (early_static.py)."""
+    files = [os.path.join(plan["wheels_dir"], f) for f in plan.get("files", [])]
+    check_wheels(plan, files)
+    install_wheels(plan, files, dict(os.environ, PIP_NO_INPUT="1"))
+
+
 def check(plan):
     """The shared-library and server check of a whole virtualenv."""
     check_libraries(plan)
@@ -764,7 +774,7 @@ def main():
             return 3
         plan["before"] = before  # the virtualenv's snapshot, for deps()
     try:
-        {"deps": deps, "app": app, "check": check}[sys.argv[1]](plan)
+        {"deps": deps, "app": app, "check": check, "install": install}[sys.argv[1]](plan)
     finally:
         if not plan.get("export"):  # an export leaves it out; it runs this file again
             shutil.rmtree(HELPERS, ignore_errors=True)

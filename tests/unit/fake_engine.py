@@ -74,6 +74,11 @@ class FakeEngine:
         self.removed: list[str] = []
         self.reads: list[tuple[str, str]] = []
         self.readers = 0
+        #: (container, command) of every exec_in and read_out; what they give
+        self.execs: list[tuple[str, tuple[str, ...]]] = []
+        self.exec_output: list[list[str]] = []
+        self.exec_codes: list[int] = []
+        self.read = b""
         self.volumes: set[str] = set()
         #: every ensure_volume call, in order
         self.ensured: list[str] = []
@@ -243,12 +248,36 @@ class FakeEngine:
         if self.gate is not None:  # the run that waited at the gate ends
             self.gate.set()
 
-    def run_export(self, step: Step, out: Any, into: Path, name: str | None = None) -> RunResult:
-        """An export step: its layer is ``exported`` (a tar) written to ``into``."""
+    def run_export(
+        self,
+        step: Step,
+        out: Any,
+        into: Path,
+        name: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> RunResult:
+        """An export step: its layer is ``exported`` (a tar) written to ``into``, then
+        ``then`` runs."""
         result = self.run(dataclasses.replace(step, commit=None), out)
         if result.exit_code == 0:
             into.write_bytes(self.exported)
+            if then is not None:
+                then()
         return result
+
+    def exec_in(self, name: str, command: Sequence[str], out: Any, until: str | None = None) -> int:
+        """Recorded in ``execs``; its output is ``exec_output`` (one list per call, in
+        order: the first left), its exit code ``exec_codes``' next (0 when none left)."""
+        self.execs.append((name, tuple(command)))
+        for line in self.exec_output.pop(0) if self.exec_output else []:
+            out(line)
+        return self.exec_codes.pop(0) if self.exec_codes else 0
+
+    def read_out(self, name: str, command: Sequence[str], into: Path, what: str, out: Any) -> int:
+        """``read`` (a tar) written to ``into``."""
+        self.execs.append((name, tuple(command)))
+        into.write_bytes(self.read)
+        return len(self.read)
 
     def run_probe(self, image: str, command: list[str], network: str | None = None) -> str:
         return ""

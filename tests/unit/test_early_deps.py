@@ -750,7 +750,12 @@ def test_no_late_layer_once_the_early_image_is_done_or_when_its_step_fails(
 
     class LateFails(FakeEngine):
         def run_export(
-            self, step: Step, out: Any, into: Path, name: str | None = None
+            self,
+            step: Step,
+            out: Any,
+            into: Path,
+            name: str | None = None,
+            then: Any = None,
         ) -> RunResult:
             raise BuildError("the late step failed")
 

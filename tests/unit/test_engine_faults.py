@@ -165,6 +165,8 @@ CALLS: dict[str, Callable[[Engine], object]] = {
     "run_probe": lambda e: e.run_probe("img", ["true"]),
     "put_files": lambda e: e.put_files("c", [("/tmp", tar_files({"go": b""}))]),
     "remove_temp": lambda e: e.remove_temp("c"),
+    "exec_in": lambda e: e.exec_in("c", ["true"], lambda line: None),
+    "read_out": lambda e: e.read_out("c", ["true"], Path("/nonexistent/o.tar"), "o", print),
     "abort": lambda e: e.abort(),
     "sweep": lambda e: e.sweep(),
     "remove_app": lambda e: e.remove_app("app-run"),

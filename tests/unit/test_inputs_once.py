@@ -16,7 +16,7 @@ from unit_support import BASE, PKEY, tar_contents, write, write_django_site
 
 from nox_warpdrive import config
 from nox_warpdrive import image as image_module
-from nox_warpdrive.build import app_layer, static
+from nox_warpdrive.build import app_layer, static, wheels_first
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import RunResult
 from nox_warpdrive.image import build_image
@@ -104,6 +104,7 @@ def test_one_image_build_reads_the_requirements_once(
     engine = BuilderEngine(summary)
     for module in (wheelhouse_module, image_module):
         monkeypatch.setattr(module, "probe_image", lambda *a, **k: (BASE, PKEY))
+    for module in (wheelhouse_module, wheels_first):
         monkeypatch.setattr(module, "read_manifest", lambda *a, **k: {})
     monkeypatch.setattr(wheelhouse_module.buildenv, "build_secrets", lambda: {})
     counts = count_reads(monkeypatch)
