@@ -26,6 +26,7 @@ from .build.deps import (
     plan_deps,
     plan_grow,
 )
+from .build.early_static import EarlyStatic
 from .build.native_static import Collected, native_collect
 from .build.static import (
     Recollected,
@@ -34,6 +35,7 @@ from .build.static import (
     reusable_static,
     shadows_static,
     split_static,
+    static_inputs_unchanged,
 )
 from .build.static_sibling import sibling_hook, sibling_static, top_layer
 from .build.wheels_first import wheels_for
@@ -48,7 +50,7 @@ from .platform import PlatformKey
 from .refs import split_ref
 from .registry import cache as registry
 from .source.image_layers import StaticLayer, append_app
-from .supply.gather import record_supply
+from .supply.gather import metadata_paths, record_supply, remember_metadata
 from .wheelhouse.build import (
     BuildInputs,
     WheelhouseResult,
@@ -140,6 +142,10 @@ class _Build:
     #: another platform's image of this build, whose collected static files this one
     #: may take (build/static_sibling.py)
     static_from: ImageInfo | None = None
+    #: collectstatic beside the early deps layer's load, and the app plan (with its
+    #: deps key) it was given (build/early_static.py)
+    early_static: EarlyStatic | None = None
+    early_app: tuple[str, AppPlan] | None = None
 
     @property
     def target(self) -> tuple[ImageInfo, PlatformKey]:
@@ -221,6 +227,9 @@ def build_image(
 def _supply_beside(b: _Build, deps_id: str) -> _Background[None]:
     """The SBOM's records (read out of the images once, when missing) gathered while the
     app layer is made: neither needs the other."""
+    read = b.early_static.read if b.early_static is not None else {}
+    if read and b.resolved:  # read back beside the deps layer's load
+        remember_metadata(b.resolved, b.pkey.python_version, read)
     return _Background(
         lambda: record_supply(
             b.engine,
@@ -421,6 +430,7 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
     if b.prebuilt is not None and not check_files:
         (resolved, manifest), early = b.prebuilt, None
     else:
+        static = None if check_files else _early_static(b)
         resolved, manifest, early = wheels_for(
             b.cfg,
             b.engine,
@@ -432,7 +442,9 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
             check_files,
             b.wheelhouse,
             current=b.current,
+            static=static,
         )
+        b.early_static = static
     b.resolved, b.built_from = resolved, manifest.get("built_from") or {}
     if not check_files:  # a repair builds no early layer
         b.early_seconds = early
@@ -440,13 +452,40 @@ def _settle_deps_key(b: _Build, check_files: tuple[str, ...] = ()) -> None:
     b.deps_key = plan_deps(b.cfg, b.base, b.pkey, resolved, b.installer).key
 
 
-def _plan_app(b: _Build) -> AppPlan:
+def _early_static(b: _Build) -> EarlyStatic:
+    """collectstatic beside the early deps layer's load, and the METADATA the SBOM's
+    records need read back from there too (record_supply then reads no image)."""
+    return EarlyStatic(
+        lambda full, installer: _early_app(b, full, installer),
+        lambda full: metadata_paths(full, b.pkey.python_version),
+    )
+
+
+def _early_app(b: _Build, full: list[Wheel], installer: Installer) -> AppPlan | None:
+    """The app plan for the whole resolved set when its collectstatic is to run beside
+    the deps layer's load: it runs one, no build hook, and the current image's collected
+    files do not fit (another platform's image of the build lends its own)."""
+    key = plan_deps(b.cfg, b.base, b.pkey, full, installer).key
+    app = _plan_app(b, key)
+    if not app.collectstatic or app.build_hook or b.static_from is not None:
+        return None
+    if static_inputs_unchanged(b.current, app, key, wheel_ids(full)):
+        return None
+    b.early_app = (key, app)
+    return app
+
+
+def _plan_app(b: _Build, deps_key: str | None = None) -> AppPlan:
+    """The app plan on the deps key (``deps_key``, else the build's), made once."""
+    key = b.deps_key if deps_key is None else deps_key
+    if b.early_app is not None and b.early_app[0] == key:
+        return b.early_app[1]
     labels, created = source_facts(b.cfg.project_dir)
     return plan_app(
         b.cfg,
         b.base,
         b.pkey,
-        b.deps_key,
+        key,
         source_label=b.cfg.name,  # not the folder: a clone may be named otherwise
         requirements_digest=b.reqs.digest,
         source_labels=labels,
@@ -505,6 +544,9 @@ def _static_reuse(b: _Build, app: AppPlan) -> _Static:
     plain = _Static(app.commit)
     if not app.collectstatic or app.build_hook:
         return plain
+    early = b.early_static.for_app(app) if b.early_static is not None else None
+    if early is not None:  # collected beside the deps layer's load
+        return _collected_static(app, early)
     wheels = wheel_ids(b.resolved) if b.resolved is not None else None
     found, source = reusable_static(b.engine, b.current, app, b.deps_key, wheels), b.current
     if found is None and b.static_from is not None:
@@ -535,9 +577,9 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
             f"warpdrive: {len(changed)} static file(s) changed ({', '.join(changed[:3])}"
             f"{', ...' if len(changed) > 3 else ''}); re-collected only those"
         )
-    elif static.layer is not None and static.source is b.static_from:
+    elif static.layer is not None and static.source is not None and static.source is b.static_from:
         b.out("warpdrive: the collected static files of the first platform's image reused")
-    elif static.layer is not None:
+    elif static.layer is not None and static.collected is None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
     if app.build_hook and static.layer is None:
         shared = _hook_from_sibling(b, app, deps_id)
@@ -595,8 +637,11 @@ def _native_static(b: _Build, app: AppPlan, deps_id: str) -> _Static | None:
     """The collected files of a foreign image collected on the engine's own CPU, when
     they can be (build/native_static.py), as a static layer like a reused one."""
     collected = native_collect(b.engine, b.cfg, b.target, deps_id, app, b.out)
-    if collected is None:
-        return None
+    return _collected_static(app, collected) if collected is not None else None
+
+
+def _collected_static(app: AppPlan, collected: Collected) -> _Static:
+    """Files collected in another container than the app step's, as its static layer."""
     labels = {**app.commit.labels, STATIC_ROOT_LABEL: collected.root}
     spec = dataclasses.replace(app.commit, labels=labels)
     return _Static(spec, collected.layer, collected=collected)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import shutil
 import tempfile
@@ -36,6 +37,7 @@ from .deps_step import DepsPlan as DepsPlan
 from .deps_step import Installer as Installer
 from .deps_step import export_command, fits_in_memory, helpers, step_plan
 from .deps_step import run_deps as run_deps
+from .early_static import CollectJob, EarlyStatic
 from .foreign_deps import build_native, native_way
 from .libraries import MissingLibraries, dpkg_command, parse_dpkg_search
 from .prestart import WAIT_SECONDS, Prestart
@@ -455,12 +457,21 @@ class EarlyDeps:
         self.cancelled = False
         #: the deps step's container started before the wheels were known (``prestart``)
         self.started: Prestart | None = None
+        #: collectstatic in that container while its layer loads (build/early_static.py)
+        self.static: EarlyStatic | None = None
+        self.early_files: frozenset[str] = frozenset()
 
-    def prestart(self, current: ImageInfo | None, manifest: Mapping[str, Any]) -> None:
+    def prestart(
+        self,
+        current: ImageInfo | None,
+        manifest: Mapping[str, Any],
+        static: EarlyStatic | None = None,
+    ) -> None:
         """Start the deps step's container while the wheelhouse resolves
         (build/prestart.py): on the deps layer of ``current`` (the image the tag names)
         when it can be grown, the likely step when requirements changed; else a whole
-        virtualenv's, on the base image. Not for another CPU's image."""
+        virtualenv's, on the base image, where ``static`` may then collect. Not for
+        another CPU's image."""
         if self.cfg.cross_builder or self.cfg.platforms:
             return
         try:
@@ -469,7 +480,30 @@ class EarlyDeps:
             return
         parent = self._below(current, installer)
         plan = plan_deps(self.cfg, self.base, self.pkey, [], installer, parent, wait=True)
-        self.started = Prestart(self.engine, weighted(plan.step, True))
+        after = None
+        if parent is None and static is not None:  # a whole virtualenv's container
+            self.static = static
+            after = functools.partial(static.run, self.engine)
+        self.started = Prestart(self.engine, weighted(plan.step, True), after)
+
+    def offer_static(self, full: list[Wheel]) -> None:
+        """The whole resolved set is known: what the started container collects, if
+        anything (its late wheels installed first)."""
+        if self.static is not None:
+            self.static.offer(lambda: self._static_job(full))
+
+    def _static_job(self, full: list[Wheel]) -> CollectJob | None:
+        names = {w.filename for w in full}
+        installer, static = self.installer, self.static
+        if installer is None or static is None or not self.early_files <= names:
+            return None
+        app = static.app_for(full, installer)
+        if app is None:
+            return None
+        late = sorted(names - self.early_files)
+        plan = step_plan(self.cfg, self.pkey, full, installer, late)
+        reads = tuple(static.reads(full))
+        return CollectJob(app, plan, self.cfg.python, reads)
 
     def _below(self, current: ImageInfo | None, installer: Installer) -> DepsParent | None:
         """The deps image of ``current``, when a layer of added wheels can go on it."""
@@ -490,6 +524,7 @@ class EarlyDeps:
         except WarpdriveError:
             return  # the regular path reports it
         self.count, self.installer = len(resolved), installer
+        self.early_files = frozenset(w.filename for w in resolved)
         self.thread = threading.Thread(
             target=self._run, args=(resolved, installer), name="warpdrive-early-deps"
         )
@@ -562,6 +597,8 @@ class EarlyDeps:
     def cancel(self) -> None:
         """The build is being interrupted: end the thread's container now, so that
         ``join`` does not wait for its install."""
+        if self.static is not None:
+            self.static.offer(None)
         if self.thread is not None:
             self.cancelled = True
             self.engine.abort()
@@ -569,6 +606,8 @@ class EarlyDeps:
     def join(self, out: Output) -> float | None:
         """Wait for the thread (then put the late layer on its image); the seconds it
         took, None when it did not build."""
+        if self.static is not None:
+            self.static.offer(None)  # unless offered: it does not wait for the build
         if self.thread is not None:
             self.thread.join()
         if self.started is not None:
@@ -602,6 +641,8 @@ class EarlyDeps:
             f"warpdrive: deps layer for the first {self.count} wheels built while the "
             f"wheelhouse finished ({detail}{self.seconds:.1f} s in all)"
         )
+        if self.static is not None:
+            self.static.report(out)
         return self.seconds
 
 

@@ -6,6 +6,7 @@ another CPU's natively."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,18 @@ class DamagedWheels(WarpdriveError):
 
 
 def run_deps(
-    engine: Engine, step: Step, out: Output, into: Path | None = None, name: str | None = None
+    engine: Engine,
+    step: Step,
+    out: Output,
+    into: Path | None = None,
+    name: str | None = None,
+    then: Callable[[], None] | None = None,
 ) -> RunResult:
     """Run a deps step; DamagedWheels when it refused a wheel whose hash is wrong or
     found one missing, MissingLibraries when a file of the virtualenv needs a library
     the base image lacks. ``into``: the file an export step's layer is written to
-    (engine.run_export) instead of an image; ``name``: its container's (build/prestart.py)."""
+    (engine.run_export) instead of an image; ``name``: its container's, ``then``: what
+    runs once the layer is read, in the container still running (build/prestart.py)."""
     found: dict[str, list[str]] = {"damaged": [], "missing": []}
     libraries: dict[str, list[dict[str, str]]] = {}
 
@@ -131,7 +138,7 @@ def run_deps(
     try:
         if into is None:
             return engine.run_checked(step, shown)
-        return check_result(step, engine.run_export(step, shown, into, name))
+        return check_result(step, engine.run_export(step, shown, into, name, then))
     except BuildError as exc:
         if found["damaged"] or found["missing"]:
             raise DamagedWheels(found["damaged"], found["missing"]) from exc

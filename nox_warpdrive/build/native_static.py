@@ -241,7 +241,7 @@ def _reason(message: str) -> str:
     return (errors or lines or [message])[-1]
 
 
-def _helpers(helpers: bytes) -> bytes:
+def export_helpers(helpers: bytes) -> bytes:
     """The build step's helpers with an export plan: the step waits once it is done, and
     the host reads what it made out of the running container (no commit, no image)."""
     members: dict[str, bytes] = {}
@@ -275,30 +275,37 @@ def _collect(
             ("/", opt),
             ("/etc", passwd),
             ("/", app.layer),
-            ("/tmp", _helpers(app.helpers)),
+            ("/tmp", export_helpers(app.helpers)),
             ("/tmp", guard),
         ),
         user="0:0",
         network=app.network,
         env=(("PYTHONPATH", GUARD_DIR),),
-        export=(
-            cfg.python,
-            f"{HELPERS_DIR}/assemble.py",
-            "export",
-            APP_SRC[1:],
-            STATIC_ROOT_RECORD[1:],
-        ),
+        export=app_export(cfg.python),
     )
     with tempfile.TemporaryDirectory(prefix="warpdrive-static-") as tmp, host_writes(tmp):
         made = Path(tmp) / "made.tar"
         check_result(step, engine.run_export(step, out, made))
-        found = _collected(made)
+        return collected_from(made, app)
+
+
+def collected_from(made: Path, app: AppPlan) -> Collected | None:
+    """The collected files in an app step's export (the source tree and the record of
+    STATIC_ROOT), as the static layer an app image gets; None when nothing was recorded,
+    or the source has files where they went."""
+    found = _collected(made)
     if found is None or shadows_static(app.tree.tree, found[0]):
         return None
     root, record, files = found
     layer = static_layer(root, files)
     static = StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
     return Collected(root, static, record, files)
+
+
+def app_export(python: str) -> tuple[str, ...]:
+    """The command that reads an app step's result out of its container: the source tree
+    and the record of STATIC_ROOT."""
+    return (python, f"{HELPERS_DIR}/assemble.py", "export", APP_SRC[1:], STATIC_ROOT_RECORD[1:])
 
 
 def _collected(made: Path) -> tuple[str, bytes, bytes] | None:

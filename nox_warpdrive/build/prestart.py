@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..engine import Engine, Output
@@ -47,9 +48,12 @@ def same_container(a: Step, b: Step) -> bool:
 
 class Prestart:
     """``step`` (a deps step whose plan says ``wait``) run now in a thread, its layer
-    exported to a file once it is given its plan (``use``)."""
+    exported to a file once it is given its plan (``use``); ``after``: what uses its
+    container then, while that layer loads."""
 
-    def __init__(self, engine: Engine, step: Step):
+    def __init__(
+        self, engine: Engine, step: Step, after: Callable[[str], None] | None = None
+    ) -> None:
         self.engine, self.step = engine, step
         self.name = temp_name(step.name)
         self.dir = tempfile.mkdtemp(prefix="warpdrive-prestart-")
@@ -62,6 +66,11 @@ class Prestart:
         #: from its plan given to its layer read (ensure_deps's "seconds spent building")
         self.seconds = 0.0
         self.used = False
+        #: set once its layer is read (or its run ended): ``use`` loads it then
+        self.exported = threading.Event()
+        #: what uses the container while its layer loads (its name given; it must not
+        #: raise): early_static.EarlyStatic.run
+        self.after = after
         self.thread = threading.Thread(target=self._run, name="warpdrive-prestart", daemon=True)
         self.thread.start()
 
@@ -78,11 +87,19 @@ class Prestart:
     def _run(self) -> None:
         try:
             with host_writes(self.dir):
-                run_deps(self.engine, self.step, self._out, self.layer, self.name)
+                run_deps(self.engine, self.step, self._out, self.layer, self.name, self._read)
         except BaseException as exc:  # handed to ``use``; a removed container's is no news
             self.error = exc
         finally:
             self.waiting.set()  # it ended: nobody waits for it any more
+            self.exported.set()
+
+    def _read(self) -> None:
+        """Its layer is read: ``use`` loads it now, while ``after`` uses the container
+        (the engine removes it once this returns)."""
+        self.exported.set()
+        if self.after is not None:
+            self.after(self.name)
 
     def use(self, step: Step, out: Output) -> str | None:
         """The image ``step`` makes (its layer on its image, as engine.run would put it),
@@ -103,14 +120,21 @@ class Prestart:
             return None
         self.used, given = True, time.monotonic()
         try:
-            self.thread.join()
+            self.exported.wait()
             self.seconds = time.monotonic() - given
+            image_id = None
+            if self.error is None:  # its layer loads while ``after`` uses the container
+                assert step.commit is not None
+                image_id = self.engine.append_layer(
+                    step.image, self.layer, step.commit, created_by=step.created_by
+                )
+            self.thread.join()
             if self.error is not None:
+                if image_id is not None:
+                    self.engine.remove_image(image_id)
                 raise self.error
-            assert step.commit is not None
-            return self.engine.append_layer(
-                step.image, self.layer, step.commit, created_by=step.created_by
-            )
+            assert image_id is not None
+            return image_id
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

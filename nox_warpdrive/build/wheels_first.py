@@ -23,6 +23,7 @@ from ..wheelhouse.build import (
 )
 from ..wheelhouse.wheels import Wheel
 from .deps import EarlyDeps
+from .early_static import EarlyStatic
 
 
 def offline_error(cfg: Config, manifest: Mapping[str, Any], pkey: PlatformKey) -> WarpdriveError:
@@ -48,13 +49,15 @@ def wheels_for(
     built: list[WheelhouseResult] | None = None,
     early_deps: bool = True,
     current: ImageInfo | None = None,
+    static: EarlyStatic | None = None,
 ) -> tuple[list[Wheel], Mapping[str, Any], float | None]:
     """The wheels the wheelhouse resolved for ``reqs`` (built first when it lacks them, or
     when ``check_files`` were found damaged), the manifest, and the seconds an early deps
     layer took (None when none was built). ``built``: where the wheelhouse build, if one
     runs, is reported; ``early_deps``: whether a deps layer may start on the first wheels
     (not while a cache whose deps layers are the parent is still being pulled);
-    ``current``: the image the tag names, whose deps layer a grow likely adds to."""
+    ``current``: the image the tag names, whose deps layer a grow likely adds to;
+    ``static``: collectstatic beside the early deps layer's load (early_static.py)."""
     base, pkey = target
     if reqs.empty:
         out("warpdrive: the app needs no packages")
@@ -69,7 +72,7 @@ def wheels_for(
         out("warpdrive: --upgrade: resolving the requirements again from the package index")
     elif resolved is None:
         out("warpdrive: the wheelhouse lacks these requirements; building them first")
-    early = (early_deps, current)
+    early = (early_deps, current, static)
     result_wh, early_seconds = _build_wheels(
         cfg, engine, out, target, reqs, manifest, no_index, timings, check_files, early
     )
@@ -97,17 +100,18 @@ def _build_wheels(
     no_index: bool,
     timings: list[tuple[str, float]],
     check_files: tuple[str, ...],
-    early_deps: tuple[bool, ImageInfo | None] = (True, None),
+    early_deps: tuple[bool, ImageInfo | None, EarlyStatic | None] = (True, None, None),
 ) -> tuple[WheelhouseResult, float | None]:
     """Build what the wheelhouse lacks, with a deps layer started early on the wheels it
     publishes first (not when repairing ``check_files``): what the build did, and the
     seconds the early deps layer took (None when none was built). ``early_deps``:
-    whether it may, and the current image (a grow on its deps layer is started now)."""
+    whether it may, the current image (a grow on its deps layer is started now), and
+    what may collect static files in a whole virtualenv's container."""
     base, pkey = target
     wheels_started = time.monotonic()
     early = EarlyDeps(engine, cfg, base, pkey)
     if early_deps[0] and not check_files:
-        early.prestart(early_deps[1], manifest)
+        early.prestart(early_deps[1], manifest, early_deps[2])
     try:
         result_wh = build_wheelhouse(
             cfg,
@@ -121,7 +125,9 @@ def _build_wheels(
             reqs=reqs,  # read once, by _start
         )
         if result_wh.key.slug == pkey.slug:  # the early layer still installs: the rest now
-            early.add_late(resolved_set(result_wh.manifest, reqs.digest) or [], out)
+            full = resolved_set(result_wh.manifest, reqs.digest) or []
+            early.offer_static(full)
+            early.add_late(full, out)
     except BaseException:
         early.cancel()
         raise

@@ -73,8 +73,7 @@ def passwd_group_writable():
 
 def install_wheels(plan, files, env):
     if not files:
-        log("no packages to install")
-        return
+        return log("no packages to install")
     venv_python = os.path.join(plan["venv"], "bin", "python")
     if plan.get("installer") == "uv":
         run(
@@ -561,11 +560,19 @@ def deps(plan):
 
 
 def install(plan):
-    """The plan's wheels added to its virtualenv as they are (no bytecode, no layer): a
-    deps step's container made ready for the app step's collectstatic (early_static.py)."""
+    """A deps step's container made ready for the app step's collectstatic (early_static):
+    the plan's wheels added as they are (no bytecode, no layer), the ``unpack`` tars
+    extracted at / as the engine would put them (it cannot reach a tmpfs)."""
     files = [os.path.join(plan["wheels_dir"], f) for f in plan.get("files", [])]
-    check_wheels(plan, files)
-    install_wheels(plan, files, dict(os.environ, PIP_NO_INPUT="1"))
+    if files:
+        check_wheels(plan, files)
+        install_wheels(plan, files, dict(os.environ, PIP_NO_INPUT="1"))
+    import tarfile
+
+    trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+    for path in plan.get("unpack", []):
+        with tarfile.open(path) as tar:
+            tar.extractall("/", numeric_owner=True, **trusted)
 
 
 def check(plan):

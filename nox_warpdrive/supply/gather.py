@@ -200,6 +200,27 @@ def _read_metadata(
     return {sha: meta for sha, meta in found.items() if meta is not None}
 
 
+def metadata_paths(wheels: Iterable[Wheel], python_version: str) -> list[str]:
+    """Where the wheels' METADATA files are in the virtualenv (read elsewhere, then
+    given to ``remember_metadata``)."""
+    return [_metadata_path(w, python_version) for w in wheels]
+
+
+def remember_metadata(
+    wheels: Iterable[Wheel], python_version: str, files: Mapping[str, bytes]
+) -> None:
+    """METADATA files read elsewhere (path -> bytes: build/early_static.py read them out
+    of the deps step's container), kept as ``record_deps`` would have read them from the
+    image: it then reads none."""
+    found = {}
+    for wheel in wheels:
+        data = files.get(_metadata_path(wheel, python_version))
+        if data:
+            found[wheel.sha256] = _name_license(data)
+    if found:
+        _store_dists({**_load_dists(), **found})
+
+
 def _load_dists() -> dict[str, tuple[str, str]]:
     """{wheel sha256: (name, license)} kept from earlier reads."""
     data = _load("dists", "by-sha256")
@@ -306,10 +327,12 @@ def _metadata(read: Callable[[str], bytes | None], path: str) -> tuple[str, str]
         data = archived_file(read(path))
     except WarpdriveError:
         return None
-    if not data:
-        return None
-    name = email.parser.BytesHeaderParser().parsebytes(data).get("Name") or ""
-    return str(name).strip(), license_of(data)
+    return _name_license(data) if data else None
+
+
+def _name_license(metadata: bytes) -> tuple[str, str]:
+    name = email.parser.BytesHeaderParser().parsebytes(metadata).get("Name") or ""
+    return str(name).strip(), license_of(metadata)
 
 
 def _os_release(data: bytes) -> dict[str, str]:
