@@ -22,6 +22,12 @@ VOLUME_DIR = "/warpdrive"
 EXPORT_READY = protocol.EXPORT_READY
 
 
+def assemble(python: str, *args: str) -> tuple[str, ...]:
+    """A command of the helpers' runtime/assemble.py (put in HELPERS_DIR), run by
+    ``python``: ``deps``, ``app``, ``check``, ``install``, or ``export`` and its paths."""
+    return (python, f"{HELPERS_DIR}/assemble.py", *args)
+
+
 @dataclass(frozen=True)
 class VolumeMount:
     source: str

@@ -144,6 +144,17 @@ def archived_file(archive: bytes | None) -> bytes | None:
     return None
 
 
+def file_contents(data: bytes) -> dict[str, bytes]:
+    """The regular files of a tar: name -> bytes."""
+    found = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar:
+            fh = tar.extractfile(member) if member.isfile() else None
+            if fh is not None:
+                found[member.name] = fh.read()
+    return found
+
+
 def tar_members(data: bytes) -> list[tuple[str, memoryview]] | None:
     """A tar's members as (name, raw bytes: extension headers, header and data), reading
     the headers only; None when its bytes cannot be moved into another archive as they

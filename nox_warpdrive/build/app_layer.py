@@ -16,7 +16,7 @@ from ..config import Config, start_config
 from ..engine import ImageInfo
 from ..labels import OCI_REVISION, OCI_SOURCE, AppLabels
 from ..layout import APP_ROOT, APP_SRC, APP_UID, PORT, VENV, image_env, key_digest
-from ..plan import HELPERS_DIR, CommitSpec, Step
+from ..plan import CommitSpec, Step, assemble
 from ..platform import PlatformKey
 from ..runtime.start import App, django_settings_source, read_environment
 from ..source import index as source_index
@@ -68,6 +68,10 @@ def created_timestamp(commit_time: int | None = None) -> str:
     if epoch:
         return assembly.timestamp(source_date_epoch())  # refuses a malformed value
     return assembly.timestamp(commit_time if commit_time is not None else FIXED_EPOCH)
+
+
+#: the app step's command (assemble.py app, run by the virtualenv's Python)
+APP_STEP = assemble(f"{VENV}/bin/python", "app")
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ class AppPlan:
         return Step(
             name="app",
             image=image,
-            command=(f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app"),
+            command=APP_STEP,
             files=(("/tmp", self.helpers),),
             user="0:0",
             network=self.network,
@@ -156,7 +160,7 @@ class AppPlan:
         command: tuple[str, ...] | None = None
         if self.runs_something:
             files.append(("/tmp", self.helpers))
-            command = (f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app")
+            command = APP_STEP
         return Step(
             name="app",
             image=deps_image,

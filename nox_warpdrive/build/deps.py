@@ -26,7 +26,7 @@ from ..errors import ConfigError, LayerRefused, WarpdriveError, cause_of, host_w
 from ..inputs.requirements import RequirementSet
 from ..labels import DEPS_FORMAT_LABEL, DEPS_KEY_LABEL, AppLabels, DepsLabels, deps_selector
 from ..layout import APP_ROOT, key_digest
-from ..plan import HELPERS_DIR, VOLUME_DIR, CommitSpec, Step, VolumeMount
+from ..plan import VOLUME_DIR, CommitSpec, Step, VolumeMount, assemble
 from ..platform import PlatformKey
 from ..refs import docker_name, split_ref
 from ..wheelhouse.wheels import Wheel
@@ -237,7 +237,7 @@ def _deps_plan(
     step = Step(
         name="deps",
         image=image,
-        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "deps"),
+        command=assemble(cfg.python, "deps"),
         files=(("/tmp", helpers(plan)),),
         mounts=(VolumeMount(cfg.volume, VOLUME_DIR, read_only=True),),
         network="none",
@@ -285,7 +285,7 @@ def plan_grow(
 
 def _grow_export(python: str) -> tuple[str, ...]:
     """The export of exactly the paths a deps step listed as added or changed."""
-    return (python, f"{HELPERS_DIR}/assemble.py", "export", "@" + GROW_LIST)
+    return assemble(python, "export", "@" + GROW_LIST)
 
 
 def can_grow(parent: DepsLabels | None, installer: Installer, wanted: list[str]) -> str:

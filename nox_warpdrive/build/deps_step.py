@@ -17,7 +17,7 @@ from ..config import Config
 from ..engine import Engine, Output, RunResult, check_result
 from ..errors import BuildError, WarpdriveError
 from ..layout import APP_ROOT, APP_UID, VENV
-from ..plan import HELPERS_DIR, VOLUME_DIR, Step
+from ..plan import VOLUME_DIR, Step, assemble
 from ..platform import PlatformKey
 from ..runtime import protocol
 from ..tars import tar_files
@@ -67,7 +67,7 @@ def step_plan(
 
 def export_command(python: str) -> tuple[str, ...]:
     """The export command and the paths (relative to /) the in-memory layer consists of."""
-    return (python, f"{HELPERS_DIR}/assemble.py", "export", APP_ROOT[1:], "etc/passwd")
+    return assemble(python, "export", APP_ROOT[1:], "etc/passwd")
 
 
 def helpers(plan: dict[str, Any]) -> bytes:

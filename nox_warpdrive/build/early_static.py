@@ -37,11 +37,10 @@ from typing import Any
 
 from ..engine import Engine, Output
 from ..errors import BuildError, WarpdriveError, host_writes
-from ..layout import VENV
-from ..plan import EXPORT_READY, HELPERS_DIR
-from ..tars import tar_files
+from ..plan import EXPORT_READY, assemble
+from ..tars import file_contents, tar_files
 from ..wheelhouse.wheels import Wheel
-from .app_layer import AppPlan
+from .app_layer import APP_STEP, AppPlan
 from .deps_step import Installer, helpers
 from .native_static import Collected, app_export, collected_from, export_helpers
 
@@ -146,11 +145,10 @@ def collect_in(engine: Engine, name: str, job: CollectJob, out: Output) -> Colle
     """The late wheels installed, the app step run in the container ``name`` and its
     source tree read back: the collected files (None: nothing recorded). BuildError
     when a step fails."""
-    assemble = f"{HELPERS_DIR}/assemble.py"
     plan = {**job.install, "unpack": [UNPACK]}
     tree = tar_files({UNPACK.removeprefix("/tmp/"): job.app.layer})
     engine.put_files(name, [("/tmp", helpers(plan)), ("/tmp", tree)])
-    code = engine.exec_in(name, (job.python, assemble, "install"), out)
+    code = engine.exec_in(name, assemble(job.python, "install"), out)
     if code != 0:
         raise BuildError(f"installing the rest of the wheels failed (exit code {code})")
     engine.put_files(name, [("/tmp", export_helpers(job.app.helpers))])
@@ -161,7 +159,7 @@ def collect_in(engine: Engine, name: str, job: CollectJob, out: Output) -> Colle
             said.append(line.strip())
         out(line)
 
-    code = engine.exec_in(name, (f"{VENV}/bin/python", assemble, "app"), shown, EXPORT_READY)
+    code = engine.exec_in(name, APP_STEP, shown, EXPORT_READY)
     if code != 0:
         last = f": {said[-1][-200:]}" if said else ""
         raise BuildError(f"the app step failed (exit code {code}){last}")
@@ -174,14 +172,9 @@ def collect_in(engine: Engine, name: str, job: CollectJob, out: Output) -> Colle
 def read_back(engine: Engine, name: str, job: CollectJob) -> dict[str, bytes]:
     """The files ``job.reads`` names (regular files only), read out of the container in
     one tar: path -> bytes."""
-    command = (job.python, f"{HELPERS_DIR}/assemble.py", "export", *(p[1:] for p in job.reads))
+    command = assemble(job.python, "export", *(p[1:] for p in job.reads))
     with tempfile.TemporaryDirectory(prefix="warpdrive-read-") as tmp, host_writes(tmp):
         made = Path(tmp) / "read.tar"
         engine.read_out(name, command, made, "metadata", lambda line: None)
-        found = {}
-        with tarfile.open(made) as tar:
-            for member in tar:
-                fh = tar.extractfile(member) if member.isfile() else None
-                if fh is not None:
-                    found["/" + member.name] = fh.read()
-    return found
+        files = file_contents(made.read_bytes())
+    return {"/" + name: data for name, data in files.items()}

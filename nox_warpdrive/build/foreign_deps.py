@@ -33,7 +33,7 @@ from ..config import Config
 from ..engine import Engine, ImageInfo, Output, RunResult
 from ..errors import WarpdriveError, host_writes
 from ..layout import VENV
-from ..plan import HELPERS_DIR, VOLUME_DIR, Step
+from ..plan import VOLUME_DIR, Step, assemble
 from ..platform import Platform, PlatformKey, platform_ref
 from ..refs import split_ref
 from ..runtime import elfcheck, protocol
@@ -219,7 +219,7 @@ def check_step(cfg: Config, image: str) -> Step:
     return Step(
         name="deps check",
         image=image,
-        command=(cfg.python, f"{HELPERS_DIR}/assemble.py", "check"),
+        command=assemble(cfg.python, "check"),
         files=(("/tmp", d.helpers(plan)),),
         network="none",
         user="0:0",

@@ -39,14 +39,14 @@ from ..config import Config
 from ..engine import Engine, ImageInfo, Output, check_result
 from ..errors import WarpdriveError, host_writes
 from ..labels import DepsLabels
-from ..layout import APP_SRC, STATIC_ROOT_RECORD, VENV, key_digest
-from ..plan import HELPERS_DIR, Step
+from ..layout import APP_SRC, STATIC_ROOT_RECORD, key_digest
+from ..plan import Step, assemble
 from ..platform import PlatformKey
 from ..source.image_layers import StaticLayer
-from ..tars import tar_files
+from ..tars import file_contents, tar_files
 from ..wheelhouse.wheels import parse_wheel_id
 from . import static_cache
-from .app_layer import AppPlan
+from .app_layer import APP_STEP, AppPlan
 from .foreign_deps import foreign_platform, native_twin
 from .static import safe_root, shadows_static, static_layer
 
@@ -244,12 +244,7 @@ def _reason(message: str) -> str:
 def export_helpers(helpers: bytes) -> bytes:
     """The build step's helpers with an export plan: the step waits once it is done, and
     the host reads what it made out of the running container (no commit, no image)."""
-    members: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(helpers)) as tar:
-        for member in tar:
-            fh = tar.extractfile(member) if member.isfile() else None
-            if fh is not None:
-                members[member.name] = fh.read()
+    members = file_contents(helpers)
     plan = json.loads(members["warpdrive-build/plan.json"])
     plan.update(export=True, export_wait=600)
     members["warpdrive-build/plan.json"] = json.dumps(plan).encode()
@@ -270,7 +265,7 @@ def _collect(
     step = Step(
         name="app (native)",
         image=twin.id,
-        command=(f"{VENV}/bin/python", f"{HELPERS_DIR}/assemble.py", "app"),
+        command=APP_STEP,
         files=(
             ("/", opt),
             ("/etc", passwd),
@@ -305,7 +300,7 @@ def collected_from(made: Path, app: AppPlan) -> Collected | None:
 def app_export(python: str) -> tuple[str, ...]:
     """The command that reads an app step's result out of its container: the source tree
     and the record of STATIC_ROOT."""
-    return (python, f"{HELPERS_DIR}/assemble.py", "export", APP_SRC[1:], STATIC_ROOT_RECORD[1:])
+    return assemble(python, "export", APP_SRC[1:], STATIC_ROOT_RECORD[1:])
 
 
 def _collected(made: Path) -> tuple[str, bytes, bytes] | None:
