@@ -23,7 +23,7 @@ import urllib.parse
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -485,17 +485,8 @@ class _Steps(_Images):
         printed the line ``until`` (not shown), leaving it to end with the container."""
         api = self.client.api
         exec_id = api.exec_create(name, list(command), user="0:0")
-        pending = b""
-        for chunk in api.exec_start(exec_id, stream=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                line = raw.decode("utf-8", "replace").rstrip("\r")
-                if until is not None and line == until:
-                    return 0
-                out(line)
-        if pending:
-            out(pending.decode("utf-8", "replace"))
+        if _show_lines(api.exec_start(exec_id, stream=True), out, until):
+            return 0
         code = api.exec_inspect(exec_id).get("ExitCode")
         return int(code) if code is not None else 1
 
@@ -695,24 +686,34 @@ def _container_args(step: Step, secrets_volume: str | None) -> dict[str, Any]:
 def _follow(container: Any, out: Output, tail: deque[str], until: str | None = None) -> bool:
     """Show the container's output until it ends, or until the line ``until`` (not shown):
     then True, and the container still runs."""
-    pending = b""
     stream = container.logs(stream=True, follow=True, stdout=True, stderr=True)
     try:
-        for chunk in stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                line = raw.decode("utf-8", "replace").rstrip("\r")
-                if until is not None and line == until:
-                    return True
-                tail.append(line)
-                out(line)
+        return _show_lines(stream, out, until, tail)
     finally:
         with contextlib.suppress(Exception):
             stream.close()
+
+
+def _show_lines(
+    chunks: Iterable[bytes], out: Output, until: str | None = None, tail: deque[str] | None = None
+) -> bool:
+    """Show a byte stream's lines (kept in ``tail`` too) until it ends, or until the line
+    ``until`` (not shown): then True."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            if until is not None and line == until:
+                return True
+            if tail is not None:
+                tail.append(line)
+            out(line)
     if pending:
         line = pending.decode("utf-8", "replace")
-        tail.append(line)
+        if tail is not None:
+            tail.append(line)
         out(line)
     return False
 
