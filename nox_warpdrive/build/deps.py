@@ -24,7 +24,14 @@ from ..config import Config
 from ..engine import Engine, ImageInfo, Output
 from ..errors import ConfigError, LayerRefused, WarpdriveError, cause_of, host_writes
 from ..inputs.requirements import RequirementSet
-from ..labels import DEPS_FORMAT_LABEL, DEPS_KEY_LABEL, AppLabels, DepsLabels, deps_selector
+from ..labels import (
+    DEPS_FORMAT_LABEL,
+    DEPS_KEY_LABEL,
+    DEPS_PROJECT_LABEL,
+    AppLabels,
+    DepsLabels,
+    deps_selector,
+)
 from ..layout import APP_ROOT, key_digest
 from ..plan import VOLUME_DIR, CommitSpec, Step, VolumeMount, assemble
 from ..platform import PlatformKey
@@ -80,13 +87,26 @@ class DepsParent:
 
 
 def find_parent(
-    engine: Engine, cfg: Config, base: ImageInfo, installer: Installer, wanted: list[str]
+    engine: Engine,
+    cfg: Config,
+    base: ImageInfo,
+    installer: Installer,
+    wanted: list[str],
+    prefer: ImageInfo | None = None,
 ) -> DepsParent | None:
     """The earlier deps image of this app whose wheels are a strict subset of the wanted
     ones, with the most wheels: adding a package then installs only that package, in a
-    small layer on top, instead of rebuilding the whole virtualenv."""
+    small layer on top, instead of rebuilding the whole virtualenv. Among equals, the
+    image ``prefer``: the one a deps step's container was started on (found by this
+    app's tag; its project label may name another app with the same layer, and an image
+    made by an older release can hold the same wheels)."""
     best: DepsParent | None = None
-    for info in engine.images_with_labels(deps_selector(DEPS_FORMAT, deps_name(cfg), base.id)):
+    selector = deps_selector(DEPS_FORMAT, deps_name(cfg), base.id)
+    listed = engine.images_with_labels(selector)
+    del selector[DEPS_PROJECT_LABEL]
+    if prefer is not None and selector.items() <= prefer.labels.items():
+        listed = [*listed, prefer]
+    for info in listed:
         labels = DepsLabels.from_labels(info.labels)
         if labels is None or labels.installer != installer.name + installer.version:
             continue
@@ -94,7 +114,9 @@ def find_parent(
         if found.depth >= MAX_DEPS_DEPTH:
             continue
         if set(found.wheels) < set(wanted) and (
-            best is None or len(found.wheels) > len(best.wheels)
+            best is None
+            or len(found.wheels) > len(best.wheels)
+            or (len(found.wheels) == len(best.wheels) and info is prefer)
         ):
             best = found
     return best
@@ -332,14 +354,16 @@ def decide_deps(
     pkey: PlatformKey,
     resolved: list[Wheel],
     installer: Installer,
+    prefer: ImageInfo | None = None,
 ) -> DepsDecision:
     """Reuse, extend or rebuild: decided by reading the engine's images only (what
-    ensure_deps then does, and what ``image -- --plan`` says it would do)."""
+    ensure_deps then does, and what ``image -- --plan`` says it would do). ``prefer``:
+    the parent to take among equals (find_parent)."""
     deps = plan_deps(cfg, base, pkey, resolved, installer)
     found = _find_deps(engine, cfg, deps.key)
     if found is not None:
         return DepsDecision(deps, found[0], None, found[1])
-    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved))
+    parent = find_parent(engine, cfg, base, installer, wheel_ids(resolved), prefer)
     if parent is not None:
         return DepsDecision(plan_deps(cfg, base, pkey, resolved, installer, parent), None, parent)
     return DepsDecision(deps, None, None)
@@ -457,6 +481,8 @@ class EarlyDeps:
         self.cancelled = False
         #: the deps step's container started before the wheels were known (``prestart``)
         self.started: Prestart | None = None
+        #: the deps image it was started on (None: the base image)
+        self.started_on: ImageInfo | None = None
         #: collectstatic in that container while its layer loads (build/early_static.py)
         self.static: EarlyStatic | None = None
         self.early_files: frozenset[str] = frozenset()
@@ -479,6 +505,7 @@ class EarlyDeps:
         except WarpdriveError:
             return
         parent = self._below(current, installer)
+        self.started_on = parent.image if parent is not None else None
         plan = plan_deps(self.cfg, self.base, self.pkey, [], installer, parent, wait=True)
         after = None
         if parent is None and static is not None:  # a whole virtualenv's container
@@ -535,7 +562,7 @@ class EarlyDeps:
         try:
             args = (self.engine, self.cfg, self.base, self.pkey, resolved, installer)
             try:
-                self.decided = decide_deps(*args)
+                self.decided = decide_deps(*args, self.started_on)
             finally:
                 self.decided_ready.set()
             self.image_id, reused, _ = ensure_deps(

@@ -801,6 +801,35 @@ def test_find_parent_picks_the_largest_strict_subset(tmp_path: Path) -> None:
     ]
 
 
+def test_find_parent_prefers_the_started_parent_among_equals(tmp_path: Path) -> None:
+    """Two deps images with the same wheels (one made by an older release, whose key
+    differed): the one the deps step's container was started on is taken, whichever the
+    engine lists first, even when its project label names another app (the same layer,
+    found by this app's tag); not when it sits on another base image; a larger subset
+    still wins."""
+    cfg = wsgi_project(tmp_path / "site")
+    wanted = ["a@1", "b@2", "c@3"]
+    older = deps_image("sha256:older", ["a@1", "b@2"])
+    started = deps_image("sha256:started", ["a@1", "b@2"])
+    installer = deps_module.Installer("pip")
+
+    def parent_id(engine: FakeEngine, prefer: ImageInfo, want: list[str]) -> str | None:
+        found = deps_module.find_parent(engine, cfg, BASE, installer, want, prefer)
+        return found.image.id if found is not None else None
+
+    for listed in ([older, started], [started, older]):
+        assert parent_id(FakeEngine(candidates=listed), started, wanted) == "sha256:started"
+    shared = deps_image("sha256:shared", ["a@1", "b@2"], project="other")
+    assert parent_id(FakeEngine(candidates=[older]), shared, wanted) == "sha256:shared"
+    elsewhere = dataclasses.replace(
+        shared, labels={**shared.labels, "io.warpdrive.deps-base": "sha256:old-base"}
+    )
+    assert parent_id(FakeEngine(candidates=[older]), elsewhere, wanted) == "sha256:older"
+    larger = deps_image("sha256:larger", ["a@1", "b@2", "x@0"])
+    more = [*wanted, "x@0"]
+    assert parent_id(FakeEngine(candidates=[older, larger]), started, more) == "sha256:larger"
+
+
 def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
     """An app image inherits every deps label of the deps image it was committed on; only
     ``kind`` tells them apart. Building the next deps layer on an app image would ship the
