@@ -13,6 +13,7 @@ BUILDER = (
     "common.py",
     "cross.py",
     "disk.py",
+    "early_builds.py",
     "failures.py",
     "fetch.py",
     "locked.py",

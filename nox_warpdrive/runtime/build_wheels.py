@@ -30,7 +30,8 @@ recently used sets go while it is over.
 
 This file is the entry point: the run's stages, each in a module shipped beside it (the
 host ships them all: runtime.BUILDER): uv_bootstrap (the installers), resolve, fetch
-(the index, downloads), builds (compiling, with the build logs), pinned and locked (an
+(the index, downloads), builds (compiling, with the build logs), early_builds (exact
+pins' sdists compiled while uv resolves), pinned and locked (an
 unlocked and a locked set), project (the project's own wheel), publish (publishing,
 the manifest, the upkeep), volume (locks, staging, verification), disk and failures
 (what went wrong), wheel_import (importing a wheelhouse), protocol (the lines the host
@@ -48,6 +49,7 @@ if __package__:
         common,
         cross,
         disk,
+        early_builds,
         failures,
         fetch,
         locked,
@@ -63,6 +65,7 @@ else:  # run as a script in the builder container: its modules are shipped besid
     import common
     import cross
     import disk
+    import early_builds
     import failures
     import fetch
     import locked
@@ -113,10 +116,19 @@ def build_set(ctx, uv, pip, env, base_args):
         return locked.build_locked(ctx, uv, pip, env)
     if plan.get("pins") is not None:  # resolved by the native run: only the sdists here
         return cross.build_given(ctx, uv, pip, env, base_args)
-    pins = resolve.resolve_with_uv(uv, plan, ctx.root, ctx.wheels, ctx.staging, env) if uv else None
-    if uv and pins is not None:
-        return pinned.build_pinned(ctx, uv, pins, pip, base_args, env)
-    return pinned.build_all_with_pip(ctx, pip, base_args, env)
+    early = early_builds.EarlyBuilds.start(ctx, uv, env)  # sdists compiled while uv resolves
+    try:
+        pins = None
+        if uv:
+            pins = resolve.resolve_with_uv(uv, plan, ctx.root, ctx.wheels, ctx.staging, env)
+        if uv and pins is not None:
+            return pinned.build_pinned(ctx, uv, pins, pip, base_args, env, early=early)
+        if early is not None:
+            early.stop_rest()  # pip resolves and builds everything itself
+        return pinned.build_all_with_pip(ctx, pip, base_args, env)
+    finally:
+        if early is not None:
+            early.stop_rest()
 
 
 def run(plan, ctx):

@@ -20,39 +20,49 @@ else:  # run as a script in the builder container: its modules are shipped besid
     import uv_bootstrap
 
 
-def start_uv_builds(ctx, uv, pins, env):
+def start_uv_builds(ctx, uv, pins, env, early=None):
     """Download sdists and start `uv build --wheel` for each (uv's build isolation is much
     faster than pip's). Returns [(spec, Tee or None)]; a spec whose download failed gets
     None (pip builds it). A failed uv build is reported as it is: each sdist is compiled
-    once. Their output goes to a log each (build_log)."""
-    plan, root, staging = ctx.plan, ctx.root, ctx.staging
-    sdists = os.path.join(staging, "sdists")
+    once. Their output goes to a log each (build_log). ``early``: the builds started
+    before the resolve (early_builds.py); a pin's own is taken, not started again."""
+    sdists = os.path.join(ctx.staging, "sdists")
     os.makedirs(sdists, exist_ok=True)
     opener = fetch._opener(env)
     out = []
     for pin in pins:
+        started = early.take(pin) if early is not None else None
+        if started is not None:
+            out.append((common.spec_of(pin), started))
+            continue
         path = fetch.fetch(opener, pin.sdist_url, pin.sdist_sha, sdists)
         if path is None:
             out.append((common.spec_of(pin), None))
             continue
-        cmd = [
-            uv,
-            "build",
-            "--wheel",
-            "--out-dir",
-            staging,
-            "--python",
-            plan["python"],
-            "--cache-dir",
-            os.path.join(root, "uv-cache"),
-            "--no-config",
-            fixed_source_dir(path),
-        ]
         common.log("building " + common.spec_of(pin))
-        log_path, echo = build_log(ctx, common.spec_of(pin))
-        tee = Tee(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), log=log_path, echo=echo)
-        out.append((common.spec_of(pin), tee))
+        spec = common.spec_of(pin)
+        out.append((spec, uv_build(ctx, uv, env, path, ctx.staging, spec)))
     return out
+
+
+def uv_build(ctx, uv, env, source, out_dir, spec):
+    """A running `uv build --wheel` of ``source`` into ``out_dir`` (an sdist is unpacked at
+    its fixed path first: fixed_source_dir), its output in ``spec``'s log (build_log)."""
+    cmd = [
+        uv,
+        "build",
+        "--wheel",
+        "--out-dir",
+        out_dir,
+        "--python",
+        ctx.plan["python"],
+        "--cache-dir",
+        os.path.join(ctx.root, "uv-cache"),
+        "--no-config",
+        fixed_source_dir(source) if os.path.isfile(source) else source,
+    ]
+    log_path, echo = build_log(ctx, spec)
+    return Tee(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), log=log_path, echo=echo)
 
 
 def pip_wheel_groups(pip, base_args, specs, env, cwd, groups):
@@ -205,13 +215,9 @@ def wheel_builder(ctx, uv, pip, env, path, out):
     """A running build of one wheel from an sdist or a source tree into ``out``: `uv
     build` (its build isolation is much faster than pip's), else `pip wheel`. An sdist
     is built unpacked at its fixed path (fixed_source_dir)."""
-    name = os.path.basename(path)
-    source = fixed_source_dir(path) if os.path.isfile(path) else path
     if uv:
-        cmd = [uv, "build", "--wheel", "--out-dir", out, "--python", ctx.plan["python"]]
-        cmd += ["--cache-dir", os.path.join(ctx.root, "uv-cache"), "--no-config", source]
-        log_path, echo = build_log(ctx, name)
-        return Tee(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), log=log_path, echo=echo)
+        return uv_build(ctx, uv, env, path, out, os.path.basename(path))
+    source = fixed_source_dir(path) if os.path.isfile(path) else path
     return Tee(pip() + ["wheel", "--no-deps", "--wheel-dir", out, source], env=env)
 
 

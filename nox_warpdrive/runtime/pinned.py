@@ -15,10 +15,11 @@ else:  # run as a script in the builder container: its modules are shipped besid
     import resolve
 
 
-def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
+def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True, early=None):
     """Fetch and build what the wheelhouse lacks of ``pins``; publish downloads at once and
     announce them (unless ``announce`` is off: a locked plan announces everything at
-    once). Returns (exit code, the resolved files); a failure is reported."""
+    once). Returns (exit code, the resolved files); a failure is reported. ``early``:
+    the builds started before the resolve (early_builds.py), taken by their pins."""
     plan, root, wheels, staging = ctx.plan, ctx.root, ctx.wheels, ctx.staging
     have = resolve.published(wheels)
     missing = [p for p in pins if (common.normalize(p.name), p.version) not in have]
@@ -30,7 +31,7 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True):
         % (len(pins), len(pins) - len(missing), len(to_download), len(to_build) + len(with_sdist))
     )
     # sdists build (CPU) while wheels download (network)
-    uv_builds = builds.start_uv_builds(ctx, uv, with_sdist, env)
+    uv_builds = builds.start_uv_builds(ctx, uv, with_sdist, env, early)
     builders = []
     if to_build:
         cmd = pip() + ["wheel"] + base_args + ["--no-deps"] + to_build

@@ -1,0 +1,210 @@
+"""Runs INSIDE the builder container (stdlib only), shipped with build_wheels.py: the
+sdists of exactly pinned requirements compiled while uv resolves, not after it.
+
+On a first build the resolve is mostly waiting on the index (2 to 3 s for the Wagtail
+example), and the compile of an sdist comes after it and the downloads, on the critical
+path and beside the early deps install on a small machine. A top requirement pinned as
+``name==version`` (the common way to ask for psycopg2 or uWSGI) names its release
+before any resolve: when the index has no wheel of that release for this interpreter
+but has its sdist, that sdist is downloaded and its `uv build` started at once.
+
+A started build is used only for the pin the resolve then gives, with the very same
+sdist (its sha256): the resolve decides, as without this. Any other is stopped, its
+files and log removed. Nothing here fails the run: a page or download that cannot be
+had, or a pip whose tag logic cannot be imported, only means the build starts after the
+resolve, as before."""
+
+import os
+import re
+import shutil
+import threading
+import urllib.parse
+
+if __package__:
+    from . import builds, common, fetch, resolve, uv_bootstrap
+else:  # run as a script in the builder container: its modules are shipped beside it
+    import builds
+    import common
+    import fetch
+    import resolve
+    import uv_bootstrap
+
+#: a requirement line that names one release: ``name[extras]==version`` and nothing else
+#: (no marker, wildcard, URL, option or line continuation), a comment allowed after it
+PIN_LINE = re.compile(
+    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*"
+    r"([A-Za-z0-9][A-Za-z0-9.+!_-]*)\s*(?:#.*)?$"
+)
+
+
+def exact_pins(plan):
+    """[(normalised name, version)] of the top requirement files' and the extra
+    requirements' lines that pin one release (the first pin of a name wins)."""
+    lines = list(plan.get("extra", []))
+    for name in plan.get("top", []):
+        try:
+            with open(os.path.join(plan["req_dir"], name)) as fh:
+                lines += fh.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+    pins = {}
+    for line in lines:
+        m = PIN_LINE.match(line)
+        if m:
+            pins.setdefault(common.normalize(m.group(1)), m.group(2))
+    return sorted(pins.items())
+
+
+def sdist_only(files, name, version, supported, utils):
+    """(url, sha256) of the sdist of ``name`` ``version`` among an index page's
+    ``files`` when that release has no wheel for the ``supported`` tags; else None.
+    ``utils``: pip's vendored packaging (parse_wheel_filename, parse_sdist_filename,
+    Version)."""
+    wanted = utils.Version(version)
+    sdist = None
+    for filename, url, sha, _yanked in files:
+        try:
+            if filename.endswith(".whl"):
+                got, ver, _, tags = utils.parse_wheel_filename(filename)
+                if ver == wanted and got == name and supported.intersection(map(str, tags)):
+                    return None
+            else:
+                got, ver = utils.parse_sdist_filename(filename)
+                if ver == wanted and got == name and sha:
+                    sdist = (url, sha)
+        except Exception:
+            continue
+    return sdist
+
+
+class _Packaging:
+    """The parts of pip's vendored packaging the page reading needs."""
+
+    def __init__(self):
+        from pip._vendor.packaging.tags import sys_tags
+        from pip._vendor.packaging.utils import parse_sdist_filename, parse_wheel_filename
+        from pip._vendor.packaging.version import Version
+
+        self.sys_tags, self.Version = sys_tags, Version
+        self.parse_sdist_filename = parse_sdist_filename
+        self.parse_wheel_filename = parse_wheel_filename
+
+
+class _Build:
+    """One started build: its pin, the sdist's sha256, the process, its output dir."""
+
+    def __init__(self, name, version, sha, tee, out):
+        self.name, self.version, self.sha, self.tee, self.out = name, version, sha, tee, out
+
+    def wait(self):
+        """The build's exit code; on success its wheel is moved into staging (the
+        directory above ``out``), where the run's own builds put theirs."""
+        code = self.tee.wait()
+        if code == 0:
+            for fn in os.listdir(self.out):
+                os.replace(os.path.join(self.out, fn), os.path.join(self.out, "..", fn))
+        return code
+
+    def __getattr__(self, attr):  # started, log, echo, tail: the Tee's
+        return getattr(self.tee, attr)
+
+    def stop(self):
+        proc = self.tee.proc
+        if proc.poll() is None:
+            proc.kill()
+        self.tee.wait()
+        shutil.rmtree(self.out, ignore_errors=True)
+        if self.tee.log:
+            common.with_suppressed(os.unlink, self.tee.log)
+
+
+class EarlyBuilds:
+    """The builds started before the resolve (``start``); the resolve's sdist pins then
+    ``take`` theirs, and ``stop_rest`` ends the others."""
+
+    def __init__(self, ctx, uv, env):
+        self.ctx, self.uv, self.env = ctx, uv, env
+        self.builds = {}
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.thread = None
+
+    @classmethod
+    def start(cls, ctx, uv, env):
+        """Start what can be started (in a thread: pages and downloads); None when the
+        plan leaves nothing to start early (no uv, no index, no exact pin missing)."""
+        plan = ctx.plan
+        if not uv or plan.get("no_index") or plan.get("upgrade"):
+            return None
+        have = resolve.published(ctx.wheels)
+        pins = [(n, v) for n, v in exact_pins(plan) if (n, v) not in have]
+        if not pins:
+            return None
+        early = cls(ctx, uv, env)
+        early.thread = threading.Thread(target=early._run, args=(pins,), daemon=True)
+        early.thread.start()
+        return early
+
+    def _run(self, pins):
+        try:
+            if not uv_bootstrap.pip_importable():
+                return
+            utils = _Packaging()
+            supported = set(str(t) for t in utils.sys_tags())
+            index = self.env.get("PIP_INDEX_URL") or fetch.pip_config_index()
+            index, headers = fetch.index_auth(index or "https://pypi.org/simple/")
+            opener = fetch._opener(self.env)
+            for name, version in pins:
+                page = index.rstrip("/") + "/" + name + "/"
+                files = fetch.index_files(opener, page, headers)
+                found = sdist_only(files, name, version, supported, utils)
+                if found is not None:
+                    same = (
+                        urllib.parse.urlsplit(found[0]).netloc
+                        == urllib.parse.urlsplit(index).netloc
+                    )
+                    self._start_one(name, version, found, opener, headers if same else {})
+        except Exception as exc:  # never the run's failure: the build starts later
+            common.log("could not start a build before the resolve (%s)" % exc)
+
+    def _start_one(self, name, version, found, opener, headers):
+        url, sha = found
+        sdists = os.path.join(self.ctx.staging, "sdists")
+        os.makedirs(sdists, exist_ok=True)
+        path = fetch.fetch(opener, url, sha, sdists, headers, quiet=True)
+        if path is None:
+            return
+        spec = "%s==%s" % (name, version)
+        out = os.path.join(self.ctx.staging, "early-" + name)
+        os.makedirs(out, exist_ok=True)
+        with self.lock:
+            if self.stopped:
+                return
+            common.log("building %s while uv resolves" % spec)
+            tee = builds.uv_build(self.ctx, self.uv, self.env, path, out, spec)
+            self.builds[name] = _Build(name, version, sha, tee, out)
+
+    def take(self, pin):
+        """The started build for this resolved sdist pin (a Tee-like object whose wait
+        puts the wheel in staging), or None; one for the same project that does not
+        match (another version or sdist) is stopped here, before the pin's own build
+        unpacks its sdist."""
+        if self.thread is not None:
+            self.thread.join()
+        name = common.normalize(pin.name)
+        with self.lock:
+            build = self.builds.pop(name, None)
+        if build is None:
+            return None
+        if build.version == pin.version and build.sha == pin.sdist_sha:
+            return build
+        build.stop()
+        return None
+
+    def stop_rest(self):
+        """End the builds no pin took (the run is past its builds, or failed)."""
+        with self.lock:
+            self.stopped = True
+            rest, self.builds = list(self.builds.values()), {}
+        for build in rest:
+            build.stop()
