@@ -245,7 +245,8 @@ def stabilize(plan, before=None):
         stable_cache_info(site, epoch, touched)
     stamp(app_root, epoch, touched)
     compile_bytecode(plan, touched)
-    touched = None if before is None else layerdiff.changed_paths(app_root, before)
+    if touched is not None:
+        touched = layerdiff.with_bytecode(app_root, before, sorted(touched))
     stamp(app_root, epoch, touched)
     return None if touched is None else [p.lstrip("/") for p in touched]
 
@@ -482,11 +483,13 @@ def native_check(plan):
     protocol.emit(protocol.CHECKED_LINE, found, sort_keys=True)
 
 
-def check_servers(plan):
-    """Load every web server the virtualenv has, as the launcher would start it."""
+def check_servers(plan, added=None):
+    """Load every web server the virtualenv has, as the launcher would start it; of a
+    grow's ``added`` paths, only the servers it added (the layer below loaded its own)."""
     bindir = os.path.join(plan["venv"], "bin")
     for script, cmd in sorted(SERVER_LOADS.items()):
-        if not os.path.exists(os.path.join(bindir, script)):
+        path = os.path.join(bindir, script)
+        if not os.path.exists(path) or (added is not None and path.lstrip("/") not in added):
             continue
         code, output = load_server(bindir, cmd)
         if code != 0:
@@ -515,7 +518,7 @@ def deps(plan):
         if plan.get("grow"):
             layerdiff.write_list(plan["grow"], added)
         check_libraries(plan, added)
-        check_servers(plan)
+        check_servers(plan, added)
         log("%d wheels added to the virtualenv in %.1f s" % (len(files), time.time() - started))
         return
     if plan.get("passwd") is not None:  # the target image's, for a layer made elsewhere

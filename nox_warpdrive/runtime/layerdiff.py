@@ -37,7 +37,20 @@ def changed(top, before):
 
 def changed_paths(top, before):
     """``changed``, as absolute paths."""
-    after = snapshot(top)
+    return sorted(_with_parents(top, _differing(snapshot(top), before)))
+
+
+def with_bytecode(top, before, paths):
+    """``changed_paths(top, before)`` once the sources among ``paths`` (that list, made
+    before their bytecode was compiled) were compiled: ``paths`` and what differs in their
+    directories' ``__pycache__``, the one place a compile writes; no walk of the tree."""
+    found = set(paths)
+    for folder in sorted({os.path.dirname(p) for p in paths if p.endswith(".py")}):
+        found |= _differing(snapshot(os.path.join(folder, "__pycache__")), before)
+    return sorted(_with_parents(top, found))
+
+
+def _differing(after, before):
     found = set()
     for path, st in after.items():
         old = before.get(path)
@@ -45,12 +58,17 @@ def changed_paths(top, before):
             old, st = _owner_mode(old), _owner_mode(st)
         if old != st:
             found.add(path)
+    return found
+
+
+def _with_parents(top, found):
+    """``found`` and every directory holding one of its paths, up to ``top``."""
     for path in list(found):
         parent = os.path.dirname(path)
         while len(parent) >= len(top) and parent not in found:
             found.add(parent)
             parent = os.path.dirname(parent)
-    return sorted(found)
+    return found
 
 
 def _owner_mode(st):

@@ -5,10 +5,12 @@ image bundle, and ensure_deps falling back to a commit when the engine refuses t
 
 from __future__ import annotations
 
+import compileall
 import dataclasses
 import io
 import json
 import os
+import py_compile
 import stat
 import subprocess
 import sys
@@ -360,6 +362,26 @@ def test_the_grow_list_is_what_changed(tmp_path: Path) -> None:
         [rel, f"{rel}/-rf", f"{rel}/-rf/x", f"{rel}/a.txt", f"{rel}/sub", f"{rel}/sub/new.py"]
     )
     assert layerdiff.changed(str(tree), layerdiff.snapshot(str(tree))) == []
+
+
+def test_the_list_after_the_bytecode_is_what_a_walk_of_the_tree_finds(tmp_path: Path) -> None:
+    """A grow's second list (with_bytecode: the first list and the __pycache__ of its
+    sources' directories) is exactly what walking the whole tree again gives, whether
+    the compile made a __pycache__ or wrote into one the layer below had."""
+    tree = make_tree(tmp_path)
+    write(tree, "pkg/old.py", "OLD = 1\n")
+    py_compile.compile(str(tree / "pkg/old.py"))  # the layer below's bytecode
+    before = layerdiff.snapshot(str(tree))
+    write(tree, "pkg/added.py", "ADDED = 1\n")
+    write(tree, "newpkg/__init__.py", "")
+    write(tree, "newpkg/data.txt", "not a source")
+    first = layerdiff.changed_paths(str(tree), before)
+    compiled = [p for p in first if p.endswith(".py")]
+    assert compiled and compileall.compile_file(str(tree / "pkg/added.py"), quiet=1)
+    assert compileall.compile_file(str(tree / "newpkg/__init__.py"), quiet=1)
+    walked = layerdiff.changed_paths(str(tree), before)
+    assert layerdiff.with_bytecode(str(tree), before, first) == walked
+    assert [p for p in walked if p.endswith(".pyc")] and walked != first
 
 
 def test_the_snapshot_is_every_path_once_links_not_followed(tmp_path: Path) -> None:
