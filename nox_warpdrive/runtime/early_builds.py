@@ -37,16 +37,32 @@ PIN_LINE = re.compile(
 )
 
 
+#: a line that includes another requirement file (``-c`` files pin, they do not require)
+INCLUDE_LINE = re.compile(r"^\s*(?:-r|--requirement)(?:\s+|=)(\S+)\s*$")
+
+
 def exact_pins(plan):
-    """[(normalised name, version)] of the top requirement files' and the extra
-    requirements' lines that pin one release (the first pin of a name wins)."""
+    """[(normalised name, version)] of the lines that pin one release in the top
+    requirement files, those they include with ``-r``, and the extra requirements (the
+    first pin of a name wins)."""
     lines = list(plan.get("extra", []))
-    for name in plan.get("top", []):
+    todo = [os.path.join(plan["req_dir"], name) for name in plan.get("top", [])]
+    seen = set()
+    while todo:
+        path = os.path.normpath(todo.pop(0))
+        if path in seen:
+            continue
+        seen.add(path)
         try:
-            with open(os.path.join(plan["req_dir"], name)) as fh:
-                lines += fh.read().splitlines()
+            with open(path) as fh:
+                read = fh.read().splitlines()
         except (OSError, UnicodeDecodeError):
             continue
+        lines += read
+        for line in read:
+            m = INCLUDE_LINE.match(line)
+            if m:
+                todo.append(os.path.join(os.path.dirname(path), m.group(1)))
     pins = {}
     for line in lines:
         m = PIN_LINE.match(line)

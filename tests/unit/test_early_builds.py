@@ -30,16 +30,22 @@ def test_only_lines_that_name_one_release_are_exact_pins(tmp_path: Path) -> None
                 "pywin32==311; sys_platform == 'win32'",
                 "requests==2.34.2 \\",
                 "    --hash=sha256:abc",
-                "-r other.txt",
+                "-r sub/other.txt",
+                "-c constraints.txt",
                 "git+https://example.org/x.git",
                 "psycopg2==2.9.12",  # the first pin of a name wins
             ]
         )
         + "\n"
     )
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/other.txt").write_text("uwsgi==2.0.99\n--requirement=../more.txt\n")
+    (tmp_path / "more.txt").write_text("aws-requests-auth==0.4.3\n-r requirements.txt\n")
+    (tmp_path / "constraints.txt").write_text("pinned-only==1.0\n")
     plan = {"req_dir": str(tmp_path), "top": ["requirements.txt", "missing.txt"]}
     plan["extra"] = ["gunicorn==27.0.1", "whitenoise"]
     assert early_builds.exact_pins(plan) == [
+        ("aws-requests-auth", "0.4.3"),  # included by an included file
         ("django", "5.2.20"),
         ("gunicorn", "27.0.1"),
         ("psycopg2", "2.9.13"),
