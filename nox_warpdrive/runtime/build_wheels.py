@@ -108,27 +108,23 @@ def installer_for(ctx, pip, env):
     return uv, 0
 
 
-def build_set(ctx, uv, pip, env, base_args):
+def build_set(ctx, uv, pip, env, base_args, early=None):
     """Resolve, fetch and build the plan's set: a locked plan, the pins uv resolved, else
-    one `pip wheel`. (exit code, the resolved files)."""
+    one `pip wheel`. (exit code, the resolved files). ``early``: the exact pins' sdists
+    compiling since before the resolve (early_builds.py)."""
     plan = ctx.plan
     if plan.get("locked") is not None:
         return locked.build_locked(ctx, uv, pip, env)
     if plan.get("pins") is not None:  # resolved by the native run: only the sdists here
         return cross.build_given(ctx, uv, pip, env, base_args)
-    early = early_builds.EarlyBuilds.start(ctx, uv, env)  # sdists compiled while uv resolves
-    try:
-        pins = None
-        if uv:
-            pins = resolve.resolve_with_uv(uv, plan, ctx.root, ctx.wheels, ctx.staging, env)
-        if uv and pins is not None:
-            return pinned.build_pinned(ctx, uv, pins, pip, base_args, env, early=early)
-        if early is not None:
-            early.stop_rest()  # pip resolves and builds everything itself
-        return pinned.build_all_with_pip(ctx, pip, base_args, env)
-    finally:
-        if early is not None:
-            early.stop_rest()
+    pins = None
+    if uv:
+        pins = resolve.resolve_with_uv(uv, plan, ctx.root, ctx.wheels, ctx.staging, env)
+    if uv and pins is not None:
+        return pinned.build_pinned(ctx, uv, pins, pip, base_args, env, early=early)
+    if early is not None:
+        early.stop_rest()  # pip resolves and builds everything itself
+    return pinned.build_all_with_pip(ctx, pip, base_args, env)
 
 
 def run(plan, ctx):
@@ -142,10 +138,17 @@ def run(plan, ctx):
     disk.drop_cut_off_cache(ctx.root)  # else pip takes a cut-off wheel from its cache
     if plan.get("cross"):  # another CPU's set, from the engine's own builder
         return cross.run_native(ctx, pip, env)
-    uv, code = installer_for(ctx, pip, env)
-    if code:
-        return code
-    code, resolved_files = build_set(ctx, uv, pip, env, base_args)
+    early = early_builds.EarlyBuilds.start(ctx, env)  # exact pins' sdists, while uv comes
+    try:
+        uv, code = installer_for(ctx, pip, env)
+        if early is not None:
+            early.use_uv(uv)
+        if code:
+            return code
+        code, resolved_files = build_set(ctx, uv, pip, env, base_args, early)
+    finally:
+        if early is not None:
+            early.stop_rest()
     if code != 0:
         disk.drop_cut_off_cache(ctx.root)  # what this failure cut off never reaches a rerun
         common.log("nothing was recorded")

@@ -138,28 +138,41 @@ class EarlyBuilds:
     """The builds started before the resolve (``start``); the resolve's sdist pins then
     ``take`` theirs, and ``stop_rest`` ends the others."""
 
-    def __init__(self, ctx, uv, env):
-        self.ctx, self.uv, self.env = ctx, uv, env
+    def __init__(self, ctx, env):
+        self.ctx, self.env = ctx, env
         self.builds = {}
         self.lock = threading.Lock()
         self.stopped = False
         self.thread = None
+        #: the uv binary the builds run (use_uv), once the run has it (None: no uv)
+        self.uv = None
+        self.uv_known = threading.Event()
 
     @classmethod
-    def start(cls, ctx, uv, env):
-        """Start what can be started (in a thread: pages and downloads); None when the
-        plan leaves nothing to start early (no uv, no index, no exact pin missing)."""
+    def start(cls, ctx, env):
+        """Start what can be started: in a thread, the index's pages and the sdists'
+        downloads (while uv itself is fetched), then the builds once ``use_uv`` gives uv.
+        None when the plan leaves nothing to start early: pip as the installer, no index,
+        a lock or another CPU's pins (nothing to resolve), no exact pin the wheelhouse
+        lacks."""
         plan = ctx.plan
-        if not uv or plan.get("no_index") or plan.get("upgrade"):
+        if plan.get("installer") == "pip" or plan.get("no_index") or plan.get("upgrade"):
+            return None
+        if plan.get("locked") is not None or plan.get("pins") is not None:
             return None
         have = resolve.published(ctx.wheels)
         pins = [(n, v) for n, v in exact_pins(plan) if (n, v) not in have]
         if not pins:
             return None
-        early = cls(ctx, uv, env)
+        early = cls(ctx, env)
         early.thread = threading.Thread(target=early._run, args=(pins,), daemon=True)
         early.thread.start()
         return early
+
+    def use_uv(self, uv):
+        """The run has its uv (or none: nothing is built early)."""
+        self.uv = uv
+        self.uv_known.set()
 
     def _run(self, pins):
         try:
@@ -193,8 +206,9 @@ class EarlyBuilds:
         spec = "%s==%s" % (name, version)
         out = os.path.join(self.ctx.staging, "early-" + name)
         os.makedirs(out, exist_ok=True)
+        self.uv_known.wait(600)
         with self.lock:
-            if self.stopped:
+            if self.stopped or not self.uv:
                 return
             common.log("building %s while uv resolves" % spec)
             tee = builds.uv_build(self.ctx, self.uv, self.env, path, out, spec)
@@ -219,6 +233,7 @@ class EarlyBuilds:
 
     def stop_rest(self):
         """End the builds no pin took (the run is past its builds, or failed)."""
+        self.uv_known.set()  # a thread still waiting for uv starts nothing now
         with self.lock:
             self.stopped = True
             rest, self.builds = list(self.builds.values()), {}

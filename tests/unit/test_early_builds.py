@@ -87,6 +87,12 @@ def _ctx(tmp_path: Path) -> Any:
     )
 
 
+def _early(tmp_path: Path) -> early_builds.EarlyBuilds:
+    early = early_builds.EarlyBuilds(_ctx(tmp_path), {})
+    early.use_uv("uv")
+    return early
+
+
 def _start(
     early: early_builds.EarlyBuilds, name: str, version: str, sha: str, cmd: list[str]
 ) -> Any:
@@ -107,7 +113,7 @@ def _pin(name: str, version: str, sha: str) -> Any:
 def test_the_resolves_pin_takes_its_own_build_and_its_wheel_lands_in_staging(
     tmp_path: Path,
 ) -> None:
-    early = early_builds.EarlyBuilds(_ctx(tmp_path), "uv", {})
+    early = _early(tmp_path)
     _start(early, "demo", "1.0", "s1", ["sh", "-c", "echo compiled; : > demo-1.0-cp311-x.whl"])
     taken = early.take(_pin("Demo", "1.0", "s1"))
     assert taken is not None
@@ -121,7 +127,7 @@ def test_the_resolves_pin_takes_its_own_build_and_its_wheel_lands_in_staging(
 def test_a_build_the_resolve_does_not_ask_for_is_stopped_and_forgotten(
     tmp_path: Path, version: str, sha: str
 ) -> None:
-    early = early_builds.EarlyBuilds(_ctx(tmp_path), "uv", {})
+    early = _early(tmp_path)
     build = _start(early, "demo", "1.0", "s1", ["sleep", "60"])
     log = build.tee.log
     deadline = time.monotonic() + 10
@@ -133,8 +139,13 @@ def test_a_build_the_resolve_does_not_ask_for_is_stopped_and_forgotten(
     assert not os.path.exists(build.out) and not os.path.exists(log)
 
 
-def test_builds_no_pin_took_are_stopped_at_the_end(tmp_path: Path) -> None:
-    early = early_builds.EarlyBuilds(_ctx(tmp_path), "uv", {})
+def test_builds_no_pin_took_are_stopped_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    early = _early(tmp_path)
+    sdist = tmp_path / "late-1.0.tar.gz"
+    sdist.write_bytes(b"")
+    monkeypatch.setattr(early_builds.fetch, "fetch", lambda *args, **kw: str(sdist))
     build = _start(early, "demo", "1.0", "s1", ["sleep", "60"])
     early.stop_rest()
     assert build.tee.proc.poll() is not None
@@ -143,16 +154,28 @@ def test_builds_no_pin_took_are_stopped_at_the_end(tmp_path: Path) -> None:
     assert early.builds == {}
 
 
-def test_nothing_starts_without_uv_an_index_or_a_missing_exact_pin(tmp_path: Path) -> None:
+def test_nothing_starts_for_pip_without_an_index_or_a_missing_exact_pin(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     os.makedirs(ctx.wheels)
     (tmp_path / "requirements.txt").write_text("psycopg2==2.9.13\nwagtail\n")
     ctx.plan.update(req_dir=str(tmp_path), top=["requirements.txt"])
-    assert early_builds.EarlyBuilds.start(ctx, None, {}) is None
-    offline = types.SimpleNamespace(**{**vars(ctx), "plan": {**ctx.plan, "no_index": True}})
-    assert early_builds.EarlyBuilds.start(offline, "uv", {}) is None
+    for other in ({"installer": "pip"}, {"no_index": True}, {"locked": []}, {"pins": []}):
+        changed = types.SimpleNamespace(**{**vars(ctx), "plan": {**ctx.plan, **other}})
+        assert early_builds.EarlyBuilds.start(changed, {}) is None, other
     (Path(ctx.wheels) / "psycopg2-2.9.13-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
-    assert early_builds.EarlyBuilds.start(ctx, "uv", {}) is None  # the wheelhouse has it
+    assert early_builds.EarlyBuilds.start(ctx, {}) is None  # the wheelhouse has it
+
+
+def test_without_uv_a_downloaded_sdist_is_not_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    early = early_builds.EarlyBuilds(_ctx(tmp_path), {})
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"")
+    monkeypatch.setattr(early_builds.fetch, "fetch", lambda *args, **kw: str(sdist))
+    early.use_uv(None)  # the run found no uv: pip builds everything
+    early._start_one("demo", "1.0", ("https://i/demo-1.0.tar.gz", "x"), None, {})
+    assert early.builds == {}
 
 
 def test_a_page_that_cannot_be_read_only_means_the_build_starts_later(
@@ -164,7 +187,7 @@ def test_a_page_that_cannot_be_read_only_means_the_build_starts_later(
         raise OSError("no route to host")
 
     monkeypatch.setattr(early_builds.fetch, "index_files", unreachable)
-    early = early_builds.EarlyBuilds(_ctx(tmp_path), "uv", {"PIP_INDEX_URL": "https://i/simple"})
+    early = early_builds.EarlyBuilds(_ctx(tmp_path), {"PIP_INDEX_URL": "https://i/simple"})
     early._run([("psycopg2", "2.9.13")])
     assert early.builds == {}
     said = capsys.readouterr().out
