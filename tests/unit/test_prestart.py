@@ -19,8 +19,9 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import BASE
 
-from nox_warpdrive.build.prestart import GO, WAITING, Prestart, same_container
+from nox_warpdrive.build.prestart import GO, WAITING, Prestart, same_container, with_go
 from nox_warpdrive.plan import CommitSpec, Step
+from nox_warpdrive.tars import tar_files
 
 STEP = Step(
     name="deps",
@@ -31,7 +32,8 @@ STEP = Step(
     cpu_shares=256,
     commit=CommitSpec(labels={"k": "provisional"}),
 )
-REAL = dataclasses.replace(STEP, files=(("/tmp", b"real"),), commit=CommitSpec(labels={"k": "v"}))
+PLAN = tar_files({"warpdrive-build/plan.json": b"{}"})
+REAL = dataclasses.replace(STEP, files=(("/tmp", PLAN),), commit=CommitSpec(labels={"k": "v"}))
 
 
 def test_same_container_ignores_only_the_files_and_the_commit() -> None:
@@ -44,6 +46,7 @@ def test_same_container_ignores_only_the_files_and_the_commit() -> None:
 def test_the_go_file_is_put_after_the_real_files() -> None:
     with tarfile.open(fileobj=io.BytesIO(GO)) as tar:
         assert "warpdrive-build/go" in tar.getnames()
+    assert with_go((("/app", b"x"),)) == [("/app", b"x"), ("/tmp", GO)]
 
 
 def test_used_for_its_own_container_with_the_real_files_then_go() -> None:
@@ -53,7 +56,11 @@ def test_used_for_its_own_container_with_the_real_files_then_go() -> None:
     shown: list[str] = []
     made = started.use(REAL, shown.append)
     assert made is not None
-    assert engine.put == [(started.name, [("/tmp", b"real"), ("/tmp", GO)])]
+    [(name, [(where, data)])] = engine.put  # one archive: the plan, then go
+    assert (name, where) == (started.name, "/tmp")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+    assert names[-1] == "warpdrive-build/go" and "warpdrive-build/plan.json" in names
     assert shown == ["warpdrive: $ uv pip install ..."]  # not the waiting line
     assert engine.steps[0].files == STEP.files  # it started with the provisional plan
     # its layer on the step's image, with the real step's labels, as engine.run puts it
