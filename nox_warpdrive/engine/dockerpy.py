@@ -12,6 +12,7 @@ exceptions, for every public method.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -593,11 +594,12 @@ class _Steps(_Images):
         the file ``layer`` (progress lines to ``out``); the bytes read."""
         exec_id = self.client.api.exec_create(container_id, command, user="0:0")
         stderr = bytearray()
-        read, said = 0, time.monotonic()
+        read, said, digest = 0, time.monotonic(), hashlib.sha256()
         with layer.open("wb") as fh:
             for data, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
                 if data:
                     fh.write(data)
+                    digest.update(data)
                     read += len(data)
                     if time.monotonic() - said >= PROGRESS_EVERY:
                         said = time.monotonic()
@@ -611,6 +613,7 @@ class _Steps(_Images):
                 f"reading the {what} out of its container failed (exit {code}): {text}",
                 fix="nothing was tagged; report this with the output above",
             )
+        assembly.written_with_digest(layer, digest.hexdigest())
         return read
 
     def _commit(self, container: Any, step: Step) -> str:
