@@ -45,9 +45,10 @@ def start_uv_builds(ctx, uv, pins, env, early=None):
     return out
 
 
-def uv_build(ctx, uv, env, source, out_dir, spec):
+def uv_build(ctx, uv, env, source, out_dir, spec, group=False):
     """A running `uv build --wheel` of ``source`` into ``out_dir`` (an sdist is unpacked at
-    its fixed path first: fixed_source_dir), its output in ``spec``'s log (build_log)."""
+    its fixed path first: fixed_source_dir), its output in ``spec``'s log (build_log);
+    ``group``: in a process group of its own (the compilers it starts can be stopped)."""
     cmd = [
         uv,
         "build",
@@ -62,7 +63,8 @@ def uv_build(ctx, uv, env, source, out_dir, spec):
         fixed_source_dir(source) if os.path.isfile(source) else source,
     ]
     log_path, echo = build_log(ctx, spec)
-    return Tee(cmd, env=dict(env, **uv_bootstrap.uv_env(env)), log=log_path, echo=echo)
+    env = dict(env, **uv_bootstrap.uv_env(env))
+    return Tee(cmd, env=env, log=log_path, echo=echo, group=group)
 
 
 def pip_wheel_groups(pip, base_args, specs, env, cwd, groups):
@@ -98,12 +100,17 @@ class Tee:
 
     _print_lock = threading.Lock()
 
-    def __init__(self, cmd, env=None, cwd=None, keep=60, log=None, echo=True):
+    def __init__(self, cmd, env=None, cwd=None, keep=60, log=None, echo=True, group=False):
         self.tail = collections.deque(maxlen=keep)
         self.log, self.echo, self.lines = log, echo or not log, 0
         self.started = time.time()
         self.proc = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=group,  # ``group``: a process group of its own, to kill
         )
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()

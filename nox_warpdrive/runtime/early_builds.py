@@ -14,9 +14,11 @@ files and log removed. Nothing here fails the run: a page or download that canno
 had, or a pip whose tag logic cannot be imported, only means the build starts after the
 resolve, as before."""
 
+import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import threading
 import urllib.parse
 
@@ -125,9 +127,12 @@ class _Build:
         return getattr(self.tee, attr)
 
     def stop(self):
-        proc = self.tee.proc
-        if proc.poll() is None:
-            proc.kill()
+        """End the build and every compiler it started (its process group)."""
+        try:
+            os.killpg(self.tee.proc.pid, signal.SIGKILL)
+        except OSError:  # it ended, and its group with it; or it has none
+            if self.tee.proc.poll() is None:
+                self.tee.proc.kill()
         self.tee.wait()
         shutil.rmtree(self.out, ignore_errors=True)
         if self.tee.log:
@@ -183,18 +188,31 @@ class EarlyBuilds:
             index = self.env.get("PIP_INDEX_URL") or fetch.pip_config_index()
             index, headers = fetch.index_auth(index or "https://pypi.org/simple/")
             opener = fetch._opener(self.env)
-            for name, version in pins:
-                page = index.rstrip("/") + "/" + name + "/"
-                files = fetch.index_files(opener, page, headers)
+        except Exception as exc:  # never the run's failure: the builds start later
+            common.log("could not start a build before the resolve (%s)" % exc)
+            return
+
+        def one(pin):
+            name, version = pin
+            try:
+                files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
                 found = sdist_only(files, name, version, supported, utils)
                 if found is not None:
-                    same = (
-                        urllib.parse.urlsplit(found[0]).netloc
-                        == urllib.parse.urlsplit(index).netloc
-                    )
+                    host = urllib.parse.urlsplit(found[0]).netloc
+                    same = host == urllib.parse.urlsplit(index).netloc
                     self._start_one(name, version, found, opener, headers if same else {})
-        except Exception as exc:  # never the run's failure: the build starts later
-            common.log("could not start a build before the resolve (%s)" % exc)
+                return None
+            except Exception as exc:  # a project another index has, a page that failed
+                return "%s==%s: %s" % (name, version, exc)
+
+        # a fully pinned file names every release: its pages are read side by side
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            failed = [f for f in pool.map(one, pins) if f]
+        if failed:
+            common.log(
+                "%d exact pin(s) not looked up before the resolve (%s); any sdist among "
+                "them builds after it" % (len(failed), failed[0])
+            )
 
     def _start_one(self, name, version, found, opener, headers):
         url, sha = found
@@ -211,7 +229,7 @@ class EarlyBuilds:
             if self.stopped or not self.uv:
                 return
             common.log("building %s while uv resolves" % spec)
-            tee = builds.uv_build(self.ctx, self.uv, self.env, path, out, spec)
+            tee = builds.uv_build(self.ctx, self.uv, self.env, path, out, spec, group=True)
             self.builds[name] = _Build(name, version, sha, tee, out)
 
     def take(self, pin):

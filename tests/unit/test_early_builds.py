@@ -100,7 +100,7 @@ def _start(
     out = os.path.join(early.ctx.staging, "early-" + name)
     os.makedirs(out)
     log, _ = builds.build_log(early.ctx, f"{name}=={version}")
-    tee = builds.Tee(cmd, cwd=out, log=log, echo=False)
+    tee = builds.Tee(cmd, cwd=out, log=log, echo=False, group=True)
     build = early_builds._Build(name, version, sha, tee, out)
     early.builds[name] = build
     return build
@@ -146,12 +146,32 @@ def test_builds_no_pin_took_are_stopped_at_the_end(
     sdist = tmp_path / "late-1.0.tar.gz"
     sdist.write_bytes(b"")
     monkeypatch.setattr(early_builds.fetch, "fetch", lambda *args, **kw: str(sdist))
-    build = _start(early, "demo", "1.0", "s1", ["sleep", "60"])
+    # a build's compilers are its children: `sleep 61` stands for gcc here
+    build = _start(early, "demo", "1.0", "s1", ["sh", "-c", "sleep 61 & echo $!; wait"])
+    deadline = time.monotonic() + 10
+    while not build.tee.tail and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child = int(build.tee.tail[0])
     early.stop_rest()
     assert build.tee.proc.poll() is not None
     assert early.builds == {}
+    assert _gone(child), "the build's compiler still runs"
     early._start_one("late", "1.0", ("https://i/late.tar.gz", "x"), None, {})  # after the end
     assert early.builds == {}
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` ended (a zombie nobody reaped yet counts: it runs no more)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_nothing_starts_for_pip_without_an_index_or_a_missing_exact_pin(tmp_path: Path) -> None:
@@ -191,4 +211,7 @@ def test_a_page_that_cannot_be_read_only_means_the_build_starts_later(
     early._run([("psycopg2", "2.9.13")])
     assert early.builds == {}
     said = capsys.readouterr().out
-    assert "could not start a build before the resolve (no route to host)" in said
+    assert (
+        "1 exact pin(s) not looked up before the resolve (psycopg2==2.9.13: no route to host)"
+        in said
+    )
