@@ -1,18 +1,19 @@
 """Runs INSIDE the builder container (stdlib only), shipped with build_wheels.py: the
-sdists of exactly pinned requirements compiled while uv resolves, not after it.
+sdists of the top requirements compiled while uv resolves, not after it.
 
 On a first build the resolve is mostly waiting on the index (2 to 3 s for the Wagtail
 example), and the compile of an sdist comes after it and the downloads, on the critical
-path and beside the early deps install on a small machine. A top requirement pinned as
-``name==version`` (the common way to ask for psycopg2 or uWSGI) names its release
-before any resolve: when the index has no wheel of that release for this interpreter
-but has its sdist, that sdist is downloaded and its `uv build` started at once.
+path and beside the early deps install on a small machine. But a top requirement names
+its project before any resolve (``psycopg2==2.9.13``, ``uwsgi>=2.0,<2.1``), and a
+resolve takes the highest release that fits it: when the index has no wheel of that
+release for this interpreter but has its sdist, that sdist is downloaded and its `uv
+build` started at once.
 
 A started build is used only for the pin the resolve then gives, with the very same
-sdist (its sha256): the resolve decides, as without this. Any other is stopped, its
-files and log removed. Nothing here fails the run: a page or download that cannot be
-had, or a pip whose tag logic cannot be imported, only means the build starts after the
-resolve, as before."""
+sdist (its sha256): the resolve decides, as without this. Any other (a release another
+requirement holds back, a wheel chosen) is stopped, its files and log removed. Nothing
+here fails the run: a page or download that cannot be had, or a pip whose packaging
+cannot be imported, only means the build starts after the resolve, as before."""
 
 import concurrent.futures
 import os
@@ -31,22 +32,16 @@ else:  # run as a script in the builder container: its modules are shipped besid
     import resolve
     import uv_bootstrap
 
-#: a requirement line that names one release: ``name[extras]==version`` and nothing else
-#: (no marker, wildcard, URL, option or line continuation), a comment allowed after it
-PIN_LINE = re.compile(
-    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*"
-    r"([A-Za-z0-9][A-Za-z0-9.+!_-]*)\s*(?:#.*)?$"
-)
-
-
 #: a line that includes another requirement file (``-c`` files pin, they do not require)
 INCLUDE_LINE = re.compile(r"^\s*(?:-r|--requirement)(?:\s+|=)(\S+)\s*$")
+#: a comment: at the start of a line or after a space (``#`` in a URL fragment is not one)
+COMMENT = re.compile(r"(^|\s)#.*$")
 
 
-def exact_pins(plan):
-    """[(normalised name, version)] of the lines that pin one release in the top
-    requirement files, those they include with ``-r``, and the extra requirements (the
-    first pin of a name wins)."""
+def requirement_lines(plan):
+    """The requirement lines of the top requirement files, of those they include with
+    ``-r``, and the extra requirements: comments, options and continued lines (hashes)
+    left out."""
     lines = list(plan.get("extra", []))
     todo = [os.path.join(plan["req_dir"], name) for name in plan.get("top", [])]
     seen = set()
@@ -65,45 +60,75 @@ def exact_pins(plan):
             m = INCLUDE_LINE.match(line)
             if m:
                 todo.append(os.path.join(os.path.dirname(path), m.group(1)))
-    pins = {}
+    found = []
     for line in lines:
-        m = PIN_LINE.match(line)
-        if m:
-            pins.setdefault(common.normalize(m.group(1)), m.group(2))
-    return sorted(pins.items())
+        text = COMMENT.sub("", line).strip()
+        if text and not text.startswith("-") and not text.endswith("\\"):
+            found.append(text)
+    return found
 
 
-def sdist_only(files, name, version, supported, utils):
-    """(url, sha256) of the sdist of ``name`` ``version`` among an index page's
-    ``files`` when that release has no wheel for the ``supported`` tags; else None.
-    ``utils``: pip's vendored packaging (parse_wheel_filename, parse_sdist_filename,
-    Version)."""
-    wanted = utils.Version(version)
-    sdist = None
-    for filename, url, sha, _yanked in files:
+def wanted(lines, published, utils):
+    """{normalised name: its specifier set} of the lines' named requirements (one given by
+    URL, or whose marker is false here, left out; a name given twice: both specifiers),
+    but not those the wheelhouse has a fitting release of (the resolve keeps it).
+    ``published``: the wheelhouse's (name, version) pairs."""
+    found = {}
+    for line in lines:
         try:
-            if filename.endswith(".whl"):
-                got, ver, _, tags = utils.parse_wheel_filename(filename)
-                if ver == wanted and got == name and supported.intersection(map(str, tags)):
-                    return None
-            else:
-                got, ver = utils.parse_sdist_filename(filename)
-                if ver == wanted and got == name and sha:
-                    sdist = (url, sha)
+            req = utils.Requirement(line)
         except Exception:
             continue
-    return sdist
+        if req.url or (req.marker is not None and not req.marker.evaluate()):
+            continue
+        name = common.normalize(req.name)
+        found[name] = found[name] & req.specifier if name in found else req.specifier
+    have = {}
+    for name, version in published:
+        have.setdefault(name, []).append(version)
+    return {
+        name: spec
+        for name, spec in sorted(found.items())
+        if not any(spec.contains(v, prereleases=True) for v in have.get(name, ()))
+    }
+
+
+def sdist_to_build(files, name, spec, supported, utils):
+    """(version, url, sha256) of the release of ``name`` a resolve would take from an
+    index page's ``files`` (the highest that fits ``spec``, yanked files left out), when
+    that release has no wheel for the ``supported`` tags and has an sdist with a sha256;
+    else None. ``utils``: pip's vendored packaging."""
+    releases = {}  # version -> [a wheel for these tags, (sdist url, sha256)]
+    for filename, url, sha, yanked in files:
+        try:
+            if filename.endswith(".whl"):
+                got, version, _, tags = utils.parse_wheel_filename(filename)
+            else:
+                got, version = utils.parse_sdist_filename(filename)
+        except Exception:
+            continue
+        if got != name or yanked:
+            continue
+        entry = releases.setdefault(version, [False, None])
+        if filename.endswith(".whl"):
+            entry[0] = entry[0] or bool(supported.intersection(map(str, tags)))
+        elif sha:
+            entry[1] = (url, sha)
+    chosen = max(spec.filter(releases), default=None)
+    if chosen is None or releases[chosen][0] or releases[chosen][1] is None:
+        return None
+    return (str(chosen), *releases[chosen][1])
 
 
 class _Packaging:
     """The parts of pip's vendored packaging the page reading needs."""
 
     def __init__(self):
+        from pip._vendor.packaging.requirements import Requirement
         from pip._vendor.packaging.tags import sys_tags
         from pip._vendor.packaging.utils import parse_sdist_filename, parse_wheel_filename
-        from pip._vendor.packaging.version import Version
 
-        self.sys_tags, self.Version = sys_tags, Version
+        self.sys_tags, self.Requirement = sys_tags, Requirement
         self.parse_sdist_filename = parse_sdist_filename
         self.parse_wheel_filename = parse_wheel_filename
 
@@ -158,19 +183,17 @@ class EarlyBuilds:
         """Start what can be started: in a thread, the index's pages and the sdists'
         downloads (while uv itself is fetched), then the builds once ``use_uv`` gives uv.
         None when the plan leaves nothing to start early: pip as the installer, no index,
-        a lock or another CPU's pins (nothing to resolve), no exact pin the wheelhouse
-        lacks."""
+        a lock or another CPU's pins (nothing to resolve), no requirement line."""
         plan = ctx.plan
         if plan.get("installer") == "pip" or plan.get("no_index") or plan.get("upgrade"):
             return None
         if plan.get("locked") is not None or plan.get("pins") is not None:
             return None
-        have = resolve.published(ctx.wheels)
-        pins = [(n, v) for n, v in exact_pins(plan) if (n, v) not in have]
-        if not pins:
+        lines = requirement_lines(plan)
+        if not lines:
             return None
         early = cls(ctx, env)
-        early.thread = threading.Thread(target=early._run, args=(pins,), daemon=True)
+        early.thread = threading.Thread(target=early._run, args=(lines,), daemon=True)
         early.thread.start()
         return early
 
@@ -179,12 +202,13 @@ class EarlyBuilds:
         self.uv = uv
         self.uv_known.set()
 
-    def _run(self, pins):
+    def _run(self, lines):
         try:
             if not uv_bootstrap.pip_importable():
                 return
             utils = _Packaging()
             supported = set(str(t) for t in utils.sys_tags())
+            todo = wanted(lines, resolve.published(self.ctx.wheels), utils)
             index = self.env.get("PIP_INDEX_URL") or fetch.pip_config_index()
             index, headers = fetch.index_auth(index or "https://pypi.org/simple/")
             opener = fetch._opener(self.env)
@@ -192,30 +216,30 @@ class EarlyBuilds:
             common.log("could not start a build before the resolve (%s)" % exc)
             return
 
-        def one(pin):
-            name, version = pin
+        def one(item):
+            name, spec = item
             try:
                 files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
-                found = sdist_only(files, name, version, supported, utils)
+                found = sdist_to_build(files, name, spec, supported, utils)
                 if found is not None:
-                    host = urllib.parse.urlsplit(found[0]).netloc
+                    host = urllib.parse.urlsplit(found[1]).netloc
                     same = host == urllib.parse.urlsplit(index).netloc
-                    self._start_one(name, version, found, opener, headers if same else {})
+                    self._start_one(name, found, opener, headers if same else {})
                 return None
             except Exception as exc:  # a project another index has, a page that failed
-                return "%s==%s: %s" % (name, version, exc)
+                return "%s: %s" % (name, exc)
 
-        # a fully pinned file names every release: its pages are read side by side
+        # a fully pinned file names every project: their pages are read side by side
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            failed = [f for f in pool.map(one, pins) if f]
+            failed = [f for f in pool.map(one, sorted(todo.items())) if f]
         if failed:
             common.log(
-                "%d exact pin(s) not looked up before the resolve (%s); any sdist among "
+                "%d requirement(s) not looked up before the resolve (%s); any sdist among "
                 "them builds after it" % (len(failed), failed[0])
             )
 
-    def _start_one(self, name, version, found, opener, headers):
-        url, sha = found
+    def _start_one(self, name, found, opener, headers):
+        version, url, sha = found
         sdists = os.path.join(self.ctx.staging, "sdists")
         os.makedirs(sdists, exist_ok=True)
         path = fetch.fetch(opener, url, sha, sdists, headers, quiet=True)

@@ -9,6 +9,8 @@ The index holds tiny fixture projects whose sources live in
 * ``wd-extra-demo`` -- a pure-Python wheel, "the one added requirement";
 * ``wd-held-demo`` -- a pure-Python wheel in two releases, 1.0.0 (sources in
   ``wd-held-demo-1``) and 2.0.0: a lock that holds the older one must install it;
+* ``wd-needs-cext-demo`` -- a pure-Python wheel that depends on ``wd-cext-demo``: the
+  sdist then comes in through the resolve, not through a requirement line;
 
 plus the wheels of the build backend that pip's build isolation needs to build
 the sdist (:data:`BACKEND_REQUIREMENTS`, i.e. setuptools).  Since setuptools 70.1
@@ -99,6 +101,8 @@ FIXTURE_PACKAGES: Mapping[str, str] = {
     "wd-broken-demo": "sdist",
     # every release needs a newer Python than any base image has
     "wd-newpy-demo": "wheel",
+    # depends on wd-cext-demo: the sdist comes in through the resolve, not a top line
+    "wd-needs-cext-demo": "wheel",
 }
 
 #: Wheels served so that pip's build isolation can build the sdist.  Pinned (exact

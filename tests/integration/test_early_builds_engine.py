@@ -1,10 +1,11 @@
-"""An exactly pinned sdist compiled while uv resolves (runtime/early_builds.py, issue 24),
-on the real engine with the local index.
+"""A top requirement's sdist compiled while uv resolves (runtime/early_builds.py, issue
+24), on the real engine with the local index.
 
-``wd-cext-demo==0.1.0`` names its release before any resolve, and the index has only
-its sdist: the builder starts compiling it at once, and the resolve's pin takes that
-build (the same sdist, by its sha256) instead of compiling it again. The wheel must be
-the very wheel the usual way makes (``wd-cext-demo>=0.1``: compiled after the resolve),
+``wd-cext-demo>=0.1`` names its project before any resolve, and the index has only the
+sdist of its highest release: the builder starts compiling it at once, and the
+resolve's pin takes that build (the same sdist, by its sha256) instead of compiling it
+again. The wheel must be the very wheel the usual way makes (``wd-needs-cext-demo``,
+which depends on it: the resolve brings it in, and it is compiled after the resolve),
 byte for byte, and nothing of the build left in the volume."""
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ def cext_wheel(data: dict[str, Any]) -> tuple[str, str]:
     return found[0]
 
 
-def test_an_exact_pins_sdist_is_compiled_while_uv_resolves_into_the_same_wheel(
+def test_a_top_requirements_sdist_is_compiled_while_uv_resolves_into_the_same_wheel(
     make_app: Any, engine: Engine, index_env: Index
 ) -> None:
-    early: App = make_app(["wd-pure-demo", "wd-cext-demo==0.1.0"])
+    early: App = make_app(["wd-pure-demo", "wd-cext-demo>=0.1"])
     lines: list[str] = []
     wheelhouse(early, engine, lines)
     text = "\n".join(lines)
@@ -41,7 +42,7 @@ def test_an_exact_pins_sdist_is_compiled_while_uv_resolves_into_the_same_wheel(
     listing = volume_listing(engine, early.volume)
     assert not [p for p in listing if "early-" in p or "staging-" in p], listing
 
-    usual: App = make_app(["wd-pure-demo", "wd-cext-demo>=0.1"])
+    usual: App = make_app(["wd-pure-demo", "wd-needs-cext-demo"])
     lines.clear()
     wheelhouse(usual, engine, lines)
     text = "\n".join(lines)

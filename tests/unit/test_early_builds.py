@@ -1,7 +1,8 @@
-"""The sdists of exact pins compiled while uv resolves (runtime/early_builds.py): which
-lines name one release, which releases are sdist-only for this interpreter, and that a
-started build is used only for the very pin and sdist the resolve gives (any other is
-stopped, its files and log gone). The processes are real (`sleep`, `sh`); the index and
+"""The sdists of the top requirements compiled while uv resolves (runtime/early_builds.py):
+which lines are requirements, which of them the wheelhouse lacks, which release a resolve
+would take and whether it is sdist-only for this interpreter, and that a started build is
+used only for the very pin and sdist the resolve gives (any other is stopped, its files
+and log gone). The processes are real (`sleep`, `sh`); the index and
 uv are not. tests/integration/test_early_builds_engine.py runs it all in the builder."""
 
 from __future__ import annotations
@@ -18,38 +19,39 @@ import pytest
 from nox_warpdrive.runtime import builds, common, early_builds
 
 
-def test_only_lines_that_name_one_release_are_exact_pins(tmp_path: Path) -> None:
+def test_the_requirement_lines_are_the_top_files_their_includes_and_the_extras(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "requirements.txt").write_text(
         "\n".join(
             [
                 "psycopg2==2.9.13",
-                "uWSGI == 2.0.31  # the server",
-                "Django[argon2]==5.2.20",
-                "wagtail>=7",
-                "attrs==25.*",
-                "pywin32==311; sys_platform == 'win32'",
+                "uWSGI>=2.0,<2.1  # the server",
+                "# a comment",
+                "",
                 "requests==2.34.2 \\",
                 "    --hash=sha256:abc",
                 "-r sub/other.txt",
                 "-c constraints.txt",
-                "git+https://example.org/x.git",
-                "psycopg2==2.9.12",  # the first pin of a name wins
+                "--index-url https://example.org/simple",
+                "pkg @ https://example.org/pkg.tar.gz#sha256=abc",
             ]
         )
         + "\n"
     )
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub/other.txt").write_text("uwsgi==2.0.99\n--requirement=../more.txt\n")
+    (tmp_path / "sub/other.txt").write_text("wagtail\n--requirement=../more.txt\n")
     (tmp_path / "more.txt").write_text("aws-requests-auth==0.4.3\n-r requirements.txt\n")
     (tmp_path / "constraints.txt").write_text("pinned-only==1.0\n")
     plan = {"req_dir": str(tmp_path), "top": ["requirements.txt", "missing.txt"]}
-    plan["extra"] = ["gunicorn==27.0.1", "whitenoise"]
-    assert early_builds.exact_pins(plan) == [
-        ("aws-requests-auth", "0.4.3"),  # included by an included file
-        ("django", "5.2.20"),
-        ("gunicorn", "27.0.1"),
-        ("psycopg2", "2.9.13"),
-        ("uwsgi", "2.0.31"),
+    plan["extra"] = ["gunicorn"]
+    assert early_builds.requirement_lines(plan) == [
+        "gunicorn",
+        "psycopg2==2.9.13",
+        "uWSGI>=2.0,<2.1",
+        "pkg @ https://example.org/pkg.tar.gz#sha256=abc",
+        "wagtail",
+        "aws-requests-auth==0.4.3",  # included by an included file
     ]
 
 
@@ -58,22 +60,51 @@ def _utils() -> Any:
     return early_builds._Packaging()
 
 
-def test_a_release_is_built_early_only_when_it_has_no_wheel_for_this_interpreter() -> None:
+def test_what_is_wanted_are_named_requirements_the_wheelhouse_has_no_fitting_release_of() -> None:
+    utils = _utils()
+    lines = [
+        "psycopg2==2.9.13",
+        "uWSGI>=2.0,<2.1",
+        "uwsgi!=2.0.30",  # a name given twice: both
+        "Django[argon2]>=5",
+        "pywin32==311; sys_platform == 'win32'",
+        "pkg @ https://example.org/pkg.tar.gz",
+        "not a requirement !",
+    ]
+    published = [("django", "5.2.20"), ("psycopg2", "2.9.12")]
+    found = early_builds.wanted(lines, published, utils)
+    assert sorted(found) == ["psycopg2", "uwsgi"]  # django: the wheelhouse has a fit
+    assert str(found["uwsgi"]) == str(utils.Requirement("x!=2.0.30,<2.1,>=2.0").specifier)
+
+
+def test_the_release_built_early_is_the_highest_fit_with_no_wheel_for_this_interpreter() -> None:
     utils = _utils()
     supported = {"cp311-cp311-manylinux_2_17_x86_64", "py3-none-any"}
+    spec = utils.Requirement("psycopg2>=2.9").specifier
     files = [
         ("psycopg2-2.9.13-cp311-cp311-win_amd64.whl", "https://i/p1.whl", "a" * 64, False),
         ("psycopg2-2.9.13.tar.gz", "https://i/p.tar.gz", "b" * 64, False),
         ("psycopg2-2.9.12.tar.gz", "https://i/old.tar.gz", "c" * 64, False),
+        ("psycopg2-2.9.14.tar.gz", "https://i/yanked.tar.gz", "d" * 64, True),
+        ("psycopg2-3.0.0b1.tar.gz", "https://i/pre.tar.gz", "e" * 64, False),
+        ("psycopg2-2.8.6.tar.gz", "https://i/older.tar.gz", "f" * 64, False),
     ]
-    found = early_builds.sdist_only(files, "psycopg2", "2.9.13", supported, utils)
-    assert found == ("https://i/p.tar.gz", "b" * 64)
-    with_wheel = [*files, ("psycopg2-2.9.13-py3-none-any.whl", "https://i/w.whl", "d" * 64, False)]
-    assert early_builds.sdist_only(with_wheel, "psycopg2", "2.9.13", supported, utils) is None
-    assert early_builds.sdist_only(files, "psycopg2", "2.9.14", supported, utils) is None
+    found = early_builds.sdist_to_build(files, "psycopg2", spec, supported, utils)
+    assert found == ("2.9.13", "https://i/p.tar.gz", "b" * 64)
+    pinned = utils.Requirement("psycopg2==2.9.12").specifier
+    assert early_builds.sdist_to_build(files, "psycopg2", pinned, supported, utils) == (
+        "2.9.12",
+        "https://i/old.tar.gz",
+        "c" * 64,
+    )
+    with_wheel = [*files, ("psycopg2-2.9.13-py3-none-any.whl", "https://i/w.whl", "g" * 64, False)]
+    assert early_builds.sdist_to_build(with_wheel, "psycopg2", spec, supported, utils) is None
+    none_fits = utils.Requirement("psycopg2>=4").specifier
+    assert early_builds.sdist_to_build(files, "psycopg2", none_fits, supported, utils) is None
     no_sha = [(f, u, None, y) for f, u, _, y in files]
-    assert early_builds.sdist_only(no_sha, "psycopg2", "2.9.13", supported, utils) is None
-    assert early_builds.sdist_only([("junk", "u", "e", False)], "x", "1", supported, utils) is None
+    assert early_builds.sdist_to_build(no_sha, "psycopg2", spec, supported, utils) is None
+    junk = [("junk", "u", "e", False)]
+    assert early_builds.sdist_to_build(junk, "x", spec, supported, utils) is None
 
 
 def _ctx(tmp_path: Path) -> Any:
@@ -156,7 +187,7 @@ def test_builds_no_pin_took_are_stopped_at_the_end(
     assert build.tee.proc.poll() is not None
     assert early.builds == {}
     assert _gone(child), "the build's compiler still runs"
-    early._start_one("late", "1.0", ("https://i/late.tar.gz", "x"), None, {})  # after the end
+    early._start_one("late", ("1.0", "https://i/late.tar.gz", "x"), None, {})  # after the end
     assert early.builds == {}
 
 
@@ -174,16 +205,17 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_nothing_starts_for_pip_without_an_index_or_a_missing_exact_pin(tmp_path: Path) -> None:
+def test_nothing_starts_for_pip_without_an_index_or_without_a_requirement(
+    tmp_path: Path,
+) -> None:
     ctx = _ctx(tmp_path)
-    os.makedirs(ctx.wheels)
     (tmp_path / "requirements.txt").write_text("psycopg2==2.9.13\nwagtail\n")
     ctx.plan.update(req_dir=str(tmp_path), top=["requirements.txt"])
     for other in ({"installer": "pip"}, {"no_index": True}, {"locked": []}, {"pins": []}):
         changed = types.SimpleNamespace(**{**vars(ctx), "plan": {**ctx.plan, **other}})
         assert early_builds.EarlyBuilds.start(changed, {}) is None, other
-    (Path(ctx.wheels) / "psycopg2-2.9.13-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
-    assert early_builds.EarlyBuilds.start(ctx, {}) is None  # the wheelhouse has it
+    (tmp_path / "requirements.txt").write_text("# nothing\n")
+    assert early_builds.EarlyBuilds.start(ctx, {}) is None
 
 
 def test_without_uv_a_downloaded_sdist_is_not_built(
@@ -194,7 +226,7 @@ def test_without_uv_a_downloaded_sdist_is_not_built(
     sdist.write_bytes(b"")
     monkeypatch.setattr(early_builds.fetch, "fetch", lambda *args, **kw: str(sdist))
     early.use_uv(None)  # the run found no uv: pip builds everything
-    early._start_one("demo", "1.0", ("https://i/demo-1.0.tar.gz", "x"), None, {})
+    early._start_one("demo", ("1.0", "https://i/demo-1.0.tar.gz", "x"), None, {})
     assert early.builds == {}
 
 
@@ -208,10 +240,8 @@ def test_a_page_that_cannot_be_read_only_means_the_build_starts_later(
 
     monkeypatch.setattr(early_builds.fetch, "index_files", unreachable)
     early = early_builds.EarlyBuilds(_ctx(tmp_path), {"PIP_INDEX_URL": "https://i/simple"})
-    early._run([("psycopg2", "2.9.13")])
+    os.makedirs(early.ctx.wheels)
+    early._run(["psycopg2==2.9.13"])
     assert early.builds == {}
     said = capsys.readouterr().out
-    assert (
-        "1 exact pin(s) not looked up before the resolve (psycopg2==2.9.13: no route to host)"
-        in said
-    )
+    assert "1 requirement(s) not looked up before the resolve (psycopg2: no route to host)" in said

@@ -62,6 +62,7 @@ def test_simple_tree_lists_every_project(simple: Path) -> None:
         "wd-embed-demo",
         "wd-extra-demo",
         "wd-held-demo",
+        "wd-needs-cext-demo",
         "wd-newpy-demo",
         "wd-pure-demo",
         "werkzeug",
