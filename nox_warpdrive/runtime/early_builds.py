@@ -32,6 +32,10 @@ else:  # run as a script in the builder container: its modules are shipped besid
     import resolve
     import uv_bootstrap
 
+#: how long the end of a run waits for the lookups still under way (seconds): a page
+#: being read is read to its end (the index's own timeout bounds it)
+STOP_WAIT = 30
+
 #: a line that includes another requirement file (``-c`` files pin, they do not require)
 INCLUDE_LINE = re.compile(r"^\s*(?:-r|--requirement)(?:\s+|=)(\S+)\s*$")
 #: a comment: at the start of a line or after a space (``#`` in a URL fragment is not one)
@@ -193,7 +197,12 @@ class EarlyBuilds:
         if not lines:
             return None
         early = cls(ctx, env)
-        early.thread = threading.Thread(target=early._run, args=(lines,), daemon=True)
+        # made here, before any thread: it sets the proxy variables (os.environ), and a
+        # variable set while another thread reads the environment can crash the process
+        opener = fetch._opener(env)
+        # not a daemon: a thread still reading a page when the run ends would be frozen
+        # in the interpreter's shutdown (stop_rest ends it first)
+        early.thread = threading.Thread(target=early._run, args=(lines, opener))
         early.thread.start()
         return early
 
@@ -202,7 +211,7 @@ class EarlyBuilds:
         self.uv = uv
         self.uv_known.set()
 
-    def _run(self, lines):
+    def _run(self, lines, opener):
         try:
             if not uv_bootstrap.pip_importable():
                 return
@@ -211,13 +220,14 @@ class EarlyBuilds:
             todo = wanted(lines, resolve.published(self.ctx.wheels), utils)
             index = self.env.get("PIP_INDEX_URL") or fetch.pip_config_index()
             index, headers = fetch.index_auth(index or "https://pypi.org/simple/")
-            opener = fetch._opener(self.env)
         except Exception as exc:  # never the run's failure: the builds start later
             common.log("could not start a build before the resolve (%s)" % exc)
             return
 
         def one(item):
             name, spec = item
+            if self.stopped:  # the run is past its builds: nothing more to look up
+                return None
             try:
                 files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
                 found = sdist_to_build(files, name, spec, supported, utils)
@@ -278,6 +288,9 @@ class EarlyBuilds:
         self.uv_known.set()  # a thread still waiting for uv starts nothing now
         with self.lock:
             self.stopped = True
+        if self.thread is not None:
+            self.thread.join(STOP_WAIT)  # no page read or build start after this
+        with self.lock:
             rest, self.builds = list(self.builds.values()), {}
         for build in rest:
             build.stop()

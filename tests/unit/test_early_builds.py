@@ -241,7 +241,31 @@ def test_a_page_that_cannot_be_read_only_means_the_build_starts_later(
     monkeypatch.setattr(early_builds.fetch, "index_files", unreachable)
     early = early_builds.EarlyBuilds(_ctx(tmp_path), {"PIP_INDEX_URL": "https://i/simple"})
     os.makedirs(early.ctx.wheels)
-    early._run(["psycopg2==2.9.13"])
+    early._run(["psycopg2==2.9.13"], None)
     assert early.builds == {}
     said = capsys.readouterr().out
     assert "1 requirement(s) not looked up before the resolve (psycopg2: no route to host)" in said
+
+
+def test_the_lookups_end_with_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No lookup thread outlives stop_rest (one frozen in the interpreter's shutdown while
+    reading a page crashed the builder: exit 139), and none is a daemon."""
+    _utils()
+    ctx = _ctx(tmp_path)
+    os.makedirs(ctx.wheels)
+    (tmp_path / "requirements.txt").write_text("".join(f"pkg{i}\n" for i in range(40)))
+    ctx.plan.update(req_dir=str(tmp_path), top=["requirements.txt"])
+    pages: list[str] = []
+
+    def slow_page(opener: Any, url: str, headers: Any) -> list[Any]:
+        pages.append(url)
+        time.sleep(0.2)
+        return []
+
+    monkeypatch.setattr(early_builds.fetch, "index_files", slow_page)
+    early = early_builds.EarlyBuilds.start(ctx, {"PIP_INDEX_URL": "https://i/simple"})
+    assert early is not None and early.thread is not None and not early.thread.daemon
+    time.sleep(0.1)
+    early.stop_rest()
+    assert not early.thread.is_alive()
+    assert 0 < len(pages) < 40, "the pages left were still read after the end"
