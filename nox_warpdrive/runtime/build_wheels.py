@@ -30,8 +30,8 @@ recently used sets go while it is over.
 
 This file is the entry point: the run's stages, each in a module shipped beside it (the
 host ships them all: runtime.BUILDER): uv_bootstrap (the installers), resolve, fetch
-(the index, downloads), builds (compiling, with the build logs), early_builds (exact
-pins' sdists compiled while uv resolves), pinned and locked (an
+(the index, downloads), builds (compiling, with the build logs), early_builds (top
+requirements' sdists compiled while uv resolves), pinned and locked (an
 unlocked and a locked set), project (the project's own wheel), publish (publishing,
 the manifest, the upkeep), volume (locks, staging, verification), disk and failures
 (what went wrong), wheel_import (importing a wheelhouse), protocol (the lines the host
@@ -110,8 +110,8 @@ def installer_for(ctx, pip, env):
 
 def build_set(ctx, uv, pip, env, base_args, early=None):
     """Resolve, fetch and build the plan's set: a locked plan, the pins uv resolved, else
-    one `pip wheel`. (exit code, the resolved files). ``early``: the exact pins' sdists
-    compiling since before the resolve (early_builds.py)."""
+    one `pip wheel`. (exit code, the resolved files). ``early``: the top requirements'
+    sdists compiling since before the resolve (early_builds.py)."""
     plan = ctx.plan
     if plan.get("locked") is not None:
         return locked.build_locked(ctx, uv, pip, env)
@@ -138,7 +138,7 @@ def run(plan, ctx):
     disk.drop_cut_off_cache(ctx.root)  # else pip takes a cut-off wheel from its cache
     if plan.get("cross"):  # another CPU's set, from the engine's own builder
         return cross.run_native(ctx, pip, env)
-    early = early_builds.EarlyBuilds.start(ctx, env)  # exact pins' sdists, while uv comes
+    early = early_builds.EarlyBuilds.start(ctx, env)  # top requirements' sdists
     try:
         uv, code = installer_for(ctx, pip, env)
         if early is not None:

@@ -39,8 +39,8 @@ def start_uv_builds(ctx, uv, pins, env, early=None):
         if path is None:
             out.append((common.spec_of(pin), None))
             continue
-        common.log("building " + common.spec_of(pin))
         spec = common.spec_of(pin)
+        common.log("building " + spec)
         out.append((spec, uv_build(ctx, uv, env, path, ctx.staging, spec)))
     return out
 

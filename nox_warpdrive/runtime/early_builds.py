@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import threading
-import urllib.parse
 
 if __package__:
     from . import builds, common, fetch, resolve, uv_bootstrap
@@ -218,8 +217,7 @@ class EarlyBuilds:
             utils = _Packaging()
             supported = set(str(t) for t in utils.sys_tags())
             todo = wanted(lines, resolve.published(self.ctx.wheels), utils)
-            index = self.env.get("PIP_INDEX_URL") or fetch.pip_config_index()
-            index, headers = fetch.index_auth(index or "https://pypi.org/simple/")
+            index, headers = fetch.index_auth(fetch.pip_index(self.env))
         except Exception as exc:  # never the run's failure: the builds start later
             common.log("could not start a build before the resolve (%s)" % exc)
             return
@@ -232,9 +230,9 @@ class EarlyBuilds:
                 files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
                 found = sdist_to_build(files, name, spec, supported, utils)
                 if found is not None:
-                    host = urllib.parse.urlsplit(found[1]).netloc
-                    same = host == urllib.parse.urlsplit(index).netloc
-                    self._start_one(name, found, opener, headers if same else {})
+                    self._start_one(
+                        name, found, opener, fetch.headers_for(found[1], index, headers)
+                    )
                 return None
             except Exception as exc:  # a project another index has, a page that failed
                 return "%s: %s" % (name, exc)

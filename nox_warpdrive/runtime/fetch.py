@@ -99,6 +99,25 @@ def index_files(opener, page_url, headers):
     return out
 
 
+#: the index pip uses when nothing names one
+PYPI = "https://pypi.org/simple/"
+
+
+def pip_index(env):
+    """The index pip would use: PIP_INDEX_URL, else the index-url of pip's configuration
+    files, else PyPI."""
+    return env.get("PIP_INDEX_URL") or pip_config_index() or PYPI
+
+
+def headers_for(url, index, headers):
+    """``headers`` (an index's credentials) for a file at ``url`` on that index's host;
+    none for another host (a CDN the page links to must not get them)."""
+    import urllib.parse
+
+    same = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(index).netloc
+    return headers if same else {}
+
+
 def index_auth(index):
     """(the index URL without credentials, the headers that carry them): urllib sends no
     credentials from a URL, and they must not reach another host."""
@@ -219,7 +238,7 @@ def unreachable(env, timeout=REACH_TIMEOUT):
 
     if env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
         return None  # pip is told to use no index: find-links only
-    index = env.get("PIP_INDEX_URL") or pip_config_index() or "https://pypi.org/simple/"
+    index = pip_index(env)
     parts = urllib.parse.urlsplit(index)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None  # a file:// index, or one this check cannot read: let pip say

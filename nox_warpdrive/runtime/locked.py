@@ -113,7 +113,7 @@ def lock_indexes(plan, env, pin):
     would use (PIP_INDEX_URL or pip's config, else PyPI; the extra ones), each as
     (url without credentials, headers)."""
     urls = [pin.get("index")] if pin.get("index") else []
-    urls.append(env.get("PIP_INDEX_URL") or fetch.pip_config_index() or "https://pypi.org/simple/")
+    urls.append(fetch.pip_index(env))
     urls += (env.get("PIP_EXTRA_INDEX_URL") or "").split()
     urls += plan.get("indexes") or []
     out = []

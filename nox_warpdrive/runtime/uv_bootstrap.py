@@ -108,19 +108,15 @@ def fetch_uv_direct(env, directory, tags=None):
     files, or pip's default), picked with pip's own tag logic (``tags``: another
     interpreter's tag list instead of this one's); no pip process, which takes seconds to
     start from its wheel. The wheel's path, or None (pip then tries)."""
-    import urllib.parse
-
     if not pip_importable():
         return None
     try:
-        from pip._internal.models.index import PyPI
         from pip._vendor.packaging.tags import sys_tags
         from pip._vendor.packaging.utils import parse_wheel_filename
         from pip._vendor.packaging.version import Version
     except ImportError:
         return None
-    index = env.get("PIP_INDEX_URL") or fetch.pip_config_index() or PyPI.simple_url
-    index, headers = fetch.index_auth(index)
+    index, headers = fetch.index_auth(fetch.pip_index(env))
     opener = fetch._opener(env)
     try:
         files = fetch.index_files(opener, index.rstrip("/") + "/uv/", headers)
@@ -132,8 +128,9 @@ def fetch_uv_direct(env, directory, tags=None):
     if chosen is None:
         return None
     _, url, sha = chosen
-    same_host = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(index).netloc
-    return fetch.fetch(opener, url, sha, directory, headers if same_host else {}, quiet=True)
+    return fetch.fetch(
+        opener, url, sha, directory, fetch.headers_for(url, index, headers), quiet=True
+    )
 
 
 def fetch_uv_with_pip(get_pip, env, directory):
