@@ -1,5 +1,6 @@
 """Runs INSIDE the builder container (stdlib only), shipped with build_wheels.py: the
-sdists of the top requirements compiled while uv resolves, not after it.
+sdists of the top requirements compiled, and their wheels downloaded, while uv
+resolves, not after it.
 
 On a first build the resolve is mostly waiting on the index (2 to 3 s for the Wagtail
 example), and the compile of an sdist comes after it and the downloads, on the critical
@@ -7,10 +8,13 @@ path and beside the early deps install on a small machine. But a top requirement
 its project before any resolve (``psycopg2==2.9.13``, ``uwsgi>=2.0,<2.1``), and a
 resolve takes the highest release that fits it: when the index has no wheel of that
 release for this interpreter but has its sdist, that sdist is downloaded and its `uv
-build` started at once.
+build` started at once. When it has such a wheel, the best one for this interpreter
+is downloaded (one package added to a built set: its download no longer follows the
+resolve).
 
 A started build is used only for the pin the resolve then gives, with the very same
-sdist (its sha256): the resolve decides, as without this. Any other (a release another
+sdist (its sha256), and a downloaded wheel only for the pin that names that very file
+and sha256: the resolve decides, as without this. Any other (a release another
 requirement holds back, a wheel chosen) is stopped, its files and log removed. Nothing
 here fails the run: a page or download that cannot be had, or a pip whose packaging
 cannot be imported, only means the build starts after the resolve, as before."""
@@ -34,6 +38,15 @@ else:  # run as a script in the builder container: its modules are shipped besid
 #: how long the end of a run waits for the lookups still under way (seconds): a page
 #: being read is read to its end (the index's own timeout bounds it)
 STOP_WAIT = 30
+
+#: where the wheels downloaded before the resolve wait for their pins (under staging)
+EARLY_DOWNLOADS = "early-downloads"
+
+#: a requirement line with no marker and no URL: a name, extras, version clauses
+PLAIN_REQUIREMENT = re.compile(
+    r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[\w\s,.-]*\])?\s*"
+    r"((?:[<>=!~]=?|===)\s*[\w.*+!-]+(?:\s*,\s*(?:[<>=!~]=?|===)\s*[\w.*+!-]+)*)?\s*$"
+)
 
 #: a line that includes another requirement file (``-c`` files pin, they do not require)
 INCLUDE_LINE = re.compile(r"^\s*(?:-r|--requirement)(?:\s+|=)(\S+)\s*$")
@@ -79,13 +92,13 @@ def wanted(lines, published, utils):
     found = {}
     for line in lines:
         try:
-            req = utils.Requirement(line)
+            named = _named(line, utils)
         except Exception:
             continue
-        if req.url or (req.marker is not None and not req.marker.evaluate()):
+        if named is None:
             continue
-        name = common.normalize(req.name)
-        found[name] = found[name] & req.specifier if name in found else req.specifier
+        name, spec = named
+        found[name] = found[name] & spec if name in found else spec
     have = {}
     for name, version in published:
         have.setdefault(name, []).append(version)
@@ -96,12 +109,14 @@ def wanted(lines, published, utils):
     }
 
 
-def sdist_to_build(files, name, spec, supported, utils):
-    """(version, url, sha256) of the release of ``name`` a resolve would take from an
-    index page's ``files`` (the highest that fits ``spec``, yanked files left out), when
-    that release has no wheel for the ``supported`` tags and has an sdist with a sha256;
-    else None. ``utils``: pip's vendored packaging."""
-    releases = {}  # version -> [a wheel for these tags, (sdist url, sha256)]
+def release_to_fetch(files, name, spec, supported, utils):
+    """What a resolve would fetch of ``name``, read from an index page's ``files``: the
+    highest release that fits ``spec`` (yanked files left out). ("wheel", version,
+    filename, url, sha256) for its best wheel for the ``supported`` tags (a list, best
+    first: pip's order), else ("sdist", version, url, sha256) for its sdist; None when
+    nothing fits or the file has no sha256. ``utils``: pip's vendored packaging."""
+    rank = {tag: i for i, tag in enumerate(supported)}
+    releases = {}  # version -> [(rank, filename, url, sha) of its best wheel, sdist]
     for filename, url, sha, yanked in files:
         try:
             if filename.endswith(".whl"):
@@ -112,28 +127,54 @@ def sdist_to_build(files, name, spec, supported, utils):
             continue
         if got != name or yanked:
             continue
-        entry = releases.setdefault(version, [False, None])
-        if filename.endswith(".whl"):
-            entry[0] = entry[0] or bool(supported.intersection(map(str, tags)))
-        elif sha:
-            entry[1] = (url, sha)
+        entry = releases.setdefault(version, [None, None])
+        if not filename.endswith(".whl"):
+            entry[1] = (url, sha) if sha else entry[1]
+            continue
+        best = min((rank[str(t)] for t in tags if str(t) in rank), default=None)
+        if best is not None and (entry[0] is None or best < entry[0][0]):
+            entry[0] = (best, filename, url, sha)
     chosen = max(spec.filter(releases), default=None)
-    if chosen is None or releases[chosen][0] or releases[chosen][1] is None:
+    if chosen is None:
         return None
-    return (str(chosen), *releases[chosen][1])
+    wheel, sdist = releases[chosen]
+    if wheel is not None:
+        return ("wheel", str(chosen), *wheel[1:]) if wheel[3] else None
+    return ("sdist", str(chosen), *sdist) if sdist is not None else None
+
+
+def _named(line, utils):
+    """(normalised name, specifier set) of a requirement line, None for one given by URL
+    or whose marker is false here. A plain line (a name, extras, version clauses) is read
+    without pip's requirement parser: in the pip Debian ships, importing it imports
+    pyparsing, 0.08 s of a one-package add."""
+    plain = PLAIN_REQUIREMENT.match(line)
+    if plain is not None:
+        return common.normalize(plain.group(1)), utils.SpecifierSet(plain.group(2) or "")
+    req = utils.requirement(line)
+    if req.url or (req.marker is not None and not req.marker.evaluate()):
+        return None
+    return common.normalize(req.name), req.specifier
 
 
 class _Packaging:
     """The parts of pip's vendored packaging the page reading needs."""
 
     def __init__(self):
-        from pip._vendor.packaging.requirements import Requirement
+        from pip._vendor.packaging.specifiers import SpecifierSet
         from pip._vendor.packaging.tags import sys_tags
         from pip._vendor.packaging.utils import parse_sdist_filename, parse_wheel_filename
 
-        self.sys_tags, self.Requirement = sys_tags, Requirement
+        self.sys_tags, self.SpecifierSet = sys_tags, SpecifierSet
         self.parse_sdist_filename = parse_sdist_filename
         self.parse_wheel_filename = parse_wheel_filename
+
+    @staticmethod
+    def requirement(line):
+        """pip's parse of a requirement line with a marker or a URL."""
+        from pip._vendor.packaging.requirements import Requirement
+
+        return Requirement(line)
 
 
 class _Build:
@@ -174,6 +215,8 @@ class EarlyBuilds:
     def __init__(self, ctx, env):
         self.ctx, self.env = ctx, env
         self.builds = {}
+        #: {name: (file name, sha256, path)} of the wheels downloaded before the resolve
+        self.downloads = {}
         self.lock = threading.Lock()
         self.stopped = False
         self.thread = None
@@ -215,7 +258,7 @@ class EarlyBuilds:
             if not uv_bootstrap.pip_importable():
                 return
             utils = _Packaging()
-            supported = set(str(t) for t in utils.sys_tags())
+            supported = [str(t) for t in utils.sys_tags()]
             todo = wanted(lines, resolve.published(self.ctx.wheels), utils)
             index, headers = fetch.index_auth(fetch.pip_index(self.env))
         except Exception as exc:  # never the run's failure: the builds start later
@@ -228,11 +271,13 @@ class EarlyBuilds:
                 return None
             try:
                 files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
-                found = sdist_to_build(files, name, spec, supported, utils)
-                if found is not None:
-                    self._start_one(
-                        name, found, opener, fetch.headers_for(found[1], index, headers)
-                    )
+                found = release_to_fetch(files, name, spec, supported, utils)
+                if found is None:
+                    return None
+                auth = fetch.headers_for(found[-2], index, headers)
+                if found[0] == "wheel":
+                    return self._download_one(name, found[1:], opener, auth)
+                self._start_one(name, found[1:], opener, auth)
                 return None
             except Exception as exc:  # a project another index has, a page that failed
                 return "%s: %s" % (name, exc)
@@ -242,9 +287,27 @@ class EarlyBuilds:
             failed = [f for f in pool.map(one, sorted(todo.items())) if f]
         if failed:
             common.log(
-                "%d requirement(s) not looked up before the resolve (%s); any sdist among "
-                "them builds after it" % (len(failed), failed[0])
+                "%d requirement(s) not fetched before the resolve (%s); they are fetched "
+                "or built after it" % (len(failed), failed[0])
             )
+
+    def _download_one(self, name, found, opener, headers):
+        """Download the wheel a resolve would likely take (kept for ``take_downloads``):
+        None, or why it could not be had (said with the failed lookups)."""
+        _, filename, url, sha = found
+        directory = os.path.join(self.ctx.staging, EARLY_DOWNLOADS)
+        os.makedirs(directory, exist_ok=True)
+        path, digest = fetch.download_checked(opener, url, directory, headers)
+        if path is not None and digest != sha:
+            common.with_suppressed(os.unlink, path)
+            path, digest = None, "sha256 mismatch"
+        if path is None:
+            return "%s: %s" % (name, digest)
+        with self.lock:
+            if self.stopped:  # past the downloads: stop_rest removes the directory
+                return None
+            self.downloads[name] = (filename, sha, path)
+        return None
 
     def _start_one(self, name, found, opener, headers):
         version, url, sha = found
@@ -281,6 +344,24 @@ class EarlyBuilds:
         build.stop()
         return None
 
+    def take_downloads(self, pins):
+        """The ``pins`` still to download: a pin whose very wheel (its file name and
+        sha256) was downloaded before the resolve is moved into staging (and said); any
+        other early download is left for stop_rest to remove."""
+        if self.thread is not None:
+            self.thread.join()
+        rest = []
+        for pin in pins:
+            with self.lock:
+                got = self.downloads.pop(common.normalize(pin.name), None)
+            filename = common.url_filename(pin.wheel_url)
+            if got is None or got[:2] != (filename, pin.wheel_sha):
+                rest.append(pin)
+                continue
+            os.replace(got[2], os.path.join(self.ctx.staging, filename))
+            print("Downloaded %s while uv resolved" % filename, flush=True)
+        return rest
+
     def stop_rest(self):
         """End the builds no pin took (the run is past its builds, or failed)."""
         self.uv_known.set()  # a thread still waiting for uv starts nothing now
@@ -292,3 +373,5 @@ class EarlyBuilds:
             rest, self.builds = list(self.builds.values()), {}
         for build in rest:
             build.stop()
+        self.downloads = {}
+        shutil.rmtree(os.path.join(self.ctx.staging, EARLY_DOWNLOADS), ignore_errors=True)

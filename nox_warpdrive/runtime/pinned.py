@@ -19,7 +19,8 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True, early=None):
     """Fetch and build what the wheelhouse lacks of ``pins``; publish downloads at once and
     announce them (unless ``announce`` is off: a locked plan announces everything at
     once). Returns (exit code, the resolved files); a failure is reported. ``early``:
-    the builds started before the resolve (early_builds.py), taken by their pins."""
+    the builds started (and wheels downloaded) before the resolve (early_builds.py),
+    taken by their pins."""
     plan, root, wheels, staging = ctx.plan, ctx.root, ctx.wheels, ctx.staging
     have = resolve.published(wheels)
     missing = [p for p in pins if (common.normalize(p.name), p.version) not in have]
@@ -36,8 +37,11 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True, early=None):
     if to_build:
         cmd = pip() + ["wheel"] + base_args + ["--no-deps"] + to_build
         builders.append(builds.Tee(cmd, env=env, cwd=plan["req_dir"]))
+    if early is not None:  # the wheels downloaded while uv resolved
+        to_download = early.take_downloads(to_download)
     failed = fetch.download_wheels(to_download, staging, env)
-    common.log("%d wheels downloaded" % (len(to_download) - len(failed)))
+    downloaded = len(missing) - len(with_sdist) - len(to_build) - len(failed)
+    common.log("%d wheels downloaded" % downloaded)
     # Publish the downloads now and say which resolved wheels are ready: the host can
     # install them (in the base image) while the sdists still build here.
     early = publish_downloads(ctx, pins, have, failed)

@@ -6,7 +6,8 @@ sdist of its highest release: the builder starts compiling it at once, and the
 resolve's pin takes that build (the same sdist, by its sha256) instead of compiling it
 again. The wheel must be the very wheel the usual way makes (``wd-needs-cext-demo``,
 which depends on it: the resolve brings it in, and it is compiled after the resolve),
-byte for byte, and nothing of the build left in the volume."""
+byte for byte, and nothing of the build left in the volume. The other top requirement,
+``wd-pure-demo``, has a wheel: it is downloaded while uv resolves, and its pin takes it."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def test_a_top_requirements_sdist_is_compiled_while_uv_resolves_into_the_same_wh
     assert text.index(EARLY) < text.index(" pinned, "), "not started before the resolve ended"
     assert text.count("building wd-cext-demo") == 1, "compiled twice"
     assert "built wd-cext-demo==0.1.0 in" in text, text
+    # the other top requirement has a wheel: downloaded while uv resolved, and taken
+    assert "Downloaded wd_pure_demo-0.1.0-py3-none-any.whl while uv resolved" in text, text
     early_wheel = cext_wheel(manifest(engine, early))
     listing = volume_listing(engine, early.volume)
     assert not [p for p in listing if "early-" in p or "staging-" in p], listing

@@ -1,12 +1,14 @@
 """The sdists of the top requirements compiled while uv resolves (runtime/early_builds.py):
 which lines are requirements, which of them the wheelhouse lacks, which release a resolve
-would take and whether it is sdist-only for this interpreter, and that a started build is
-used only for the very pin and sdist the resolve gives (any other is stopped, its files
-and log gone). The processes are real (`sleep`, `sh`); the index and
+would take and which of its files is fetched (its best wheel for this interpreter, else
+its sdist), that a started build is used only for the very pin and sdist the resolve
+gives (any other is stopped, its files and log gone), and a downloaded wheel only for the
+pin naming that very file. The processes are real (`sleep`, `sh`); the index and
 uv are not. tests/integration/test_early_builds_engine.py runs it all in the builder."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -74,13 +76,46 @@ def test_what_is_wanted_are_named_requirements_the_wheelhouse_has_no_fitting_rel
     published = [("django", "5.2.20"), ("psycopg2", "2.9.12")]
     found = early_builds.wanted(lines, published, utils)
     assert sorted(found) == ["psycopg2", "uwsgi"]  # django: the wheelhouse has a fit
-    assert str(found["uwsgi"]) == str(utils.Requirement("x!=2.0.30,<2.1,>=2.0").specifier)
+    assert str(found["uwsgi"]) == str(utils.requirement("x!=2.0.30,<2.1,>=2.0").specifier)
 
 
-def test_the_release_built_early_is_the_highest_fit_with_no_wheel_for_this_interpreter() -> None:
+@pytest.mark.parametrize(
+    "line",
+    [
+        "psycopg2==2.9.13",
+        "Django>=5.2,<5.3",
+        "uWSGI >= 2.0 , < 2.1",
+        "django[argon2, bcrypt]~=5.2.0",
+        "gunicorn",
+        "zope.interface===6.0",
+        "pkg!=1.0.*,>=0.9",
+        "a_b-c.d==1!2.0.post1",
+        "pkg==1.0; python_version >= '3'",
+        "pkg[x]>=1 ; sys_platform == 'win32'",
+        "pkg @ https://example.org/pkg-1.0.tar.gz",
+        "pkg (>=1.0)",
+    ],
+)
+def test_a_plain_line_is_read_as_pips_parser_reads_it(line: str) -> None:
+    """Plain lines skip pip's requirement parser (it imports pyparsing): same result."""
     utils = _utils()
-    supported = {"cp311-cp311-manylinux_2_17_x86_64", "py3-none-any"}
-    spec = utils.Requirement("psycopg2>=2.9").specifier
+    req = utils.requirement(line)
+    marker_false = req.marker is not None and not req.marker.evaluate()
+    expected = None if req.url or marker_false else (common.normalize(req.name), req.specifier)
+    assert early_builds._named(line, utils) == expected
+
+
+def test_a_line_neither_parser_reads_is_left_out() -> None:
+    utils = _utils()
+    lines = ["pkg =1.0", "pkg <> 1", "-e .", "pkg==1.0 extra"]
+    assert early_builds.wanted(lines, [], utils) == {}
+
+
+def test_the_release_fetched_early_is_the_highest_fit_its_best_wheel_else_its_sdist() -> None:
+    utils = _utils()
+    supported = ["cp311-cp311-manylinux_2_28_x86_64", "cp311-cp311-manylinux_2_17_x86_64"]
+    supported.append("py3-none-any")
+    spec = utils.requirement("psycopg2>=2.9").specifier
     files = [
         ("psycopg2-2.9.13-cp311-cp311-win_amd64.whl", "https://i/p1.whl", "a" * 64, False),
         ("psycopg2-2.9.13.tar.gz", "https://i/p.tar.gz", "b" * 64, False),
@@ -89,22 +124,42 @@ def test_the_release_built_early_is_the_highest_fit_with_no_wheel_for_this_inter
         ("psycopg2-3.0.0b1.tar.gz", "https://i/pre.tar.gz", "e" * 64, False),
         ("psycopg2-2.8.6.tar.gz", "https://i/older.tar.gz", "f" * 64, False),
     ]
-    found = early_builds.sdist_to_build(files, "psycopg2", spec, supported, utils)
-    assert found == ("2.9.13", "https://i/p.tar.gz", "b" * 64)
-    pinned = utils.Requirement("psycopg2==2.9.12").specifier
-    assert early_builds.sdist_to_build(files, "psycopg2", pinned, supported, utils) == (
+    found = early_builds.release_to_fetch(files, "psycopg2", spec, supported, utils)
+    assert found == ("sdist", "2.9.13", "https://i/p.tar.gz", "b" * 64)
+    pinned = utils.requirement("psycopg2==2.9.12").specifier
+    assert early_builds.release_to_fetch(files, "psycopg2", pinned, supported, utils) == (
+        "sdist",
         "2.9.12",
         "https://i/old.tar.gz",
         "c" * 64,
     )
-    with_wheel = [*files, ("psycopg2-2.9.13-py3-none-any.whl", "https://i/w.whl", "g" * 64, False)]
-    assert early_builds.sdist_to_build(with_wheel, "psycopg2", spec, supported, utils) is None
-    none_fits = utils.Requirement("psycopg2>=4").specifier
-    assert early_builds.sdist_to_build(files, "psycopg2", none_fits, supported, utils) is None
+    # a release with wheels for this interpreter: the best of them (pip's tag order)
+    any_wheel = ("psycopg2-2.9.13-py3-none-any.whl", "https://i/w.whl", "g" * 64, False)
+    old_glibc = "psycopg2-2.9.13-cp311-cp311-manylinux_2_17_x86_64.whl"
+    new_glibc = "psycopg2-2.9.13-cp311-cp311-manylinux_2_28_x86_64.whl"
+    with_wheels = [
+        *files,
+        any_wheel,
+        (old_glibc, "https://i/m17.whl", "h" * 64, False),
+        (new_glibc, "https://i/m28.whl", "i" * 64, True),  # yanked
+    ]
+    assert early_builds.release_to_fetch(with_wheels, "psycopg2", spec, supported, utils) == (
+        "wheel",
+        "2.9.13",
+        old_glibc,
+        "https://i/m17.whl",
+        "h" * 64,
+    )
+    found = early_builds.release_to_fetch([*files, any_wheel], "psycopg2", spec, supported, utils)
+    assert found == ("wheel", "2.9.13", any_wheel[0], "https://i/w.whl", "g" * 64)
+    no_hash = [*files, (any_wheel[0], any_wheel[1], None, False)]
+    assert early_builds.release_to_fetch(no_hash, "psycopg2", spec, supported, utils) is None
+    none_fits = utils.requirement("psycopg2>=4").specifier
+    assert early_builds.release_to_fetch(files, "psycopg2", none_fits, supported, utils) is None
     no_sha = [(f, u, None, y) for f, u, _, y in files]
-    assert early_builds.sdist_to_build(no_sha, "psycopg2", spec, supported, utils) is None
+    assert early_builds.release_to_fetch(no_sha, "psycopg2", spec, supported, utils) is None
     junk = [("junk", "u", "e", False)]
-    assert early_builds.sdist_to_build(junk, "x", spec, supported, utils) is None
+    assert early_builds.release_to_fetch(junk, "x", spec, supported, utils) is None
 
 
 def _ctx(tmp_path: Path) -> Any:
@@ -244,7 +299,7 @@ def test_a_page_that_cannot_be_read_only_means_the_build_starts_later(
     early._run(["psycopg2==2.9.13"], None)
     assert early.builds == {}
     said = capsys.readouterr().out
-    assert "1 requirement(s) not looked up before the resolve (psycopg2: no route to host)" in said
+    assert "1 requirement(s) not fetched before the resolve (psycopg2: no route to host)" in said
 
 
 def test_the_lookups_end_with_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,3 +324,42 @@ def test_the_lookups_end_with_the_run(tmp_path: Path, monkeypatch: pytest.Monkey
     early.stop_rest()
     assert not early.thread.is_alive()
     assert 0 < len(pages) < 40, "the pages left were still read after the end"
+
+
+def _wheel_pin(name: str, version: str, filename: str, sha: str) -> Any:
+    return common.Pin(name, version, f"https://i/{filename}", sha, None, None)
+
+
+def test_a_wheel_downloaded_early_is_used_only_for_the_pin_naming_that_very_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    early = _early(tmp_path)
+    wheel_a, wheel_b = "a-1.0-py3-none-any.whl", "b-2.0-py3-none-any.whl"
+    url_a, url_b = f"https://i/{wheel_a}", f"https://i/{wheel_b}"
+    served = {url_a: b"wheel a", url_b: b"wheel b", "https://i/c.whl": b"wheel c"}
+
+    def download(opener: Any, url: str, directory: str, headers: Any) -> Any:
+        path = os.path.join(directory, url.rsplit("/", 1)[1])
+        Path(path).write_bytes(served[url])
+        return path, hashlib.sha256(served[url]).hexdigest()
+
+    monkeypatch.setattr(early_builds.fetch, "download_checked", download)
+    sha_a, sha_b = (hashlib.sha256(served[url]).hexdigest() for url in (url_a, url_b))
+    found_a = ("1.0", wheel_a, url_a, sha_a)
+    assert early._download_one("a", found_a, None, {}) is None
+    assert early._download_one("b", ("2.0", wheel_b, url_b, sha_b), None, {}) is None
+    # the index served another file than its page said: not kept
+    said = early._download_one("c", ("1.0", "c.whl", "https://i/c.whl", "0" * 64), None, {})
+    assert said == "c: sha256 mismatch"
+    pins = [
+        _wheel_pin("A", "1.0", wheel_a, sha_a),  # the very file
+        _wheel_pin("b", "2.0", wheel_b, "another sha"),  # another file by that name
+        _wheel_pin("c", "1.0", "c.whl", "0" * 64),
+    ]
+    assert early.take_downloads(pins) == pins[1:]
+    assert (Path(early.ctx.staging) / wheel_a).read_bytes() == b"wheel a"
+    assert f"Downloaded {wheel_a} while uv resolved" in capsys.readouterr().out
+    early.stop_rest()
+    assert os.listdir(early.ctx.staging) == [wheel_a]  # b's early download is gone
+    assert early._download_one("a", found_a, None, {}) is None  # after the end: not kept
+    assert early.downloads == {}
