@@ -805,8 +805,8 @@ def test_find_parent_prefers_the_started_parent_among_equals(tmp_path: Path) -> 
     """Two deps images with the same wheels (one made by an older release, whose key
     differed): the one the deps step's container was started on is taken, whichever the
     engine lists first, even when its project label names another app (the same layer,
-    found by this app's tag); not when it sits on another base image; a larger subset
-    still wins."""
+    found by this app's tag); not when it sits on another base image; a subset larger by
+    more than STARTED_SLACK wheels wins."""
     cfg = wsgi_project(tmp_path / "site")
     wanted = ["a@1", "b@2", "c@3"]
     older = deps_image("sha256:older", ["a@1", "b@2"])
@@ -825,9 +825,17 @@ def test_find_parent_prefers_the_started_parent_among_equals(tmp_path: Path) -> 
         shared, labels={**shared.labels, "io.warpdrive.deps-base": "sha256:old-base"}
     )
     assert parent_id(FakeEngine(candidates=[older]), elsewhere, wanted) == "sha256:older"
-    larger = deps_image("sha256:larger", ["a@1", "b@2", "x@0"])
-    more = [*wanted, "x@0"]
-    assert parent_id(FakeEngine(candidates=[older, larger]), started, more) == "sha256:larger"
+    # a few more wheels elsewhere: the started container still wins (a new one costs more)
+    slack = [f"x@{i}" for i in range(deps_module.STARTED_SLACK)]
+    larger = deps_image("sha256:larger", ["a@1", "b@2", *slack])
+    more = [*wanted, *slack, "y@0"]
+    assert parent_id(FakeEngine(candidates=[older, larger]), started, more) == "sha256:started"
+    # many more: the larger subset wins
+    largest = deps_image("sha256:largest", ["a@1", "b@2", *slack, "y@0"])
+    most = [*more, "z@0"]
+    assert parent_id(FakeEngine(candidates=[largest, started]), started, most) == "sha256:largest"
+    # no image is a strict subset of what is wanted: none
+    assert parent_id(FakeEngine(candidates=[older]), started, ["a@1", "c@3"]) is None
 
 
 def test_find_parent_never_picks_an_app_image(tmp_path: Path) -> None:
