@@ -108,18 +108,25 @@ def find_parent(
     than a new container (0.6 s more, measured, when one with one more wheel won)."""
     best: DepsParent | None = None
     started: DepsParent | None = None
+    want = set(wanted)
+
+    def usable(have: Mapping[str, str]) -> DepsLabels | None:
+        labels = DepsLabels.from_labels(have)
+        if labels is None or labels.installer != installer.name + installer.version:
+            return None
+        return labels if labels.depth < MAX_DEPS_DEPTH and set(labels.wheels) < want else None
+
     selector = deps_selector(DEPS_FORMAT, deps_name(cfg), base.id)
-    listed = engine.images_with_labels(selector)
+    # only the usable ones are inspected: an app can have a hundred deps images
+    listed = engine.images_with_labels(selector, lambda have: usable(have) is not None)
     del selector[DEPS_PROJECT_LABEL]
     if prefer is not None and selector.items() <= prefer.labels.items():
         listed = [*listed, prefer]
     for info in listed:
-        labels = DepsLabels.from_labels(info.labels)
-        if labels is None or labels.installer != installer.name + installer.version:
+        labels = usable(info.labels)
+        if labels is None:
             continue
         found = DepsParent(info, labels.wheels, labels.depth)
-        if found.depth >= MAX_DEPS_DEPTH or not set(found.wheels) < set(wanted):
-            continue
         if prefer is not None and info.id == prefer.id:
             started = found
         if best is None or len(found.wheels) > len(best.wheels):

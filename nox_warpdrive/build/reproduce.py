@@ -53,9 +53,11 @@ class Isolated:
         self._engine.tag(image_id, ref)
         self.tagged[ref] = image_id
 
-    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+    def images_with_labels(
+        self, labels: Mapping[str, str], where: Callable[[Mapping[str, str]], bool] | None = None
+    ) -> list[ImageInfo]:
         made = set(self.tagged.values())
-        return [i for i in self._engine.images_with_labels(labels) if i.id in made]
+        return [i for i in self._engine.images_with_labels(labels, where) if i.id in made]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)

@@ -50,6 +50,7 @@ from .base import (
     check_result,
     engine_fix,
     foreign_cpu,
+    listed_images,
     missing_command,
     short,
     step_image_missing,
@@ -67,7 +68,7 @@ from .owner import (
     temp_name,
 )
 from .ownerwatch import attach_stdin, detach_stdin, watched_command
-from .podman import has_labels, label_filters
+from .podman import label_filters
 from .progress import EVERY as PROGRESS_EVERY
 
 if TYPE_CHECKING:
@@ -261,12 +262,15 @@ class _Images(_Core):
         attrs = self._inspect(ref)
         return image_info(attrs) if attrs is not None else None
 
-    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+    def images_with_labels(
+        self, labels: Mapping[str, str], where: Callable[[Mapping[str, str]], bool] | None = None
+    ) -> list[ImageInfo]:
+        """Images with all these labels; ``where``: of those, the ones whose labels it
+        takes (checked on the listing, before any inspect)."""
         api = self.client.api
         params = {"filters": label_filters(labels)}  # not docker-py's: it sends lists
         rows = api._result(api._get(api._url("/images/json"), params=params), True)
-        infos = (self.image(str(row["Id"])) for row in rows)
-        return [i for i in infos if i is not None and has_labels(i.labels, labels)]
+        return listed_images(rows, self.image, labels, where)
 
     def require_image(self, ref: str, role: str) -> ImageInfo:
         info = self.image(ref)

@@ -13,17 +13,17 @@ import json
 import os
 import socket
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, cast
 
 from ..assembly import Bundle
 from ..errors import EngineError, LayerRefused
 from ..tars import ChunkFile
-from .base import OWNER_LABEL, START_ENGINE, ImageInfo, short, translated
+from .base import OWNER_LABEL, START_ENGINE, ImageInfo, listed_images, short, translated
 from .docker_registry import DockerEngine
 from .dockerpy import _split_tag, image_info
 from .owner import TEMP_PREFIX
-from .podman import has_labels, label_filters
+from .podman import label_filters
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -148,11 +148,14 @@ class LocalEngine(DockerEngine):
                 return None
             raise
 
-    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+    def images_with_labels(
+        self, labels: Mapping[str, str], where: Callable[[Mapping[str, str]], bool] | None = None
+    ) -> list[ImageInfo]:
+        """Images with all these labels; ``where``: of those, the ones whose labels it
+        takes (checked on the listing, before any inspect)."""
         query = urllib.parse.urlencode({"filters": label_filters(labels)})
         rows = self._api.json("/images/json?" + query)
-        infos = (self.image(str(row["Id"])) for row in rows)
-        return [i for i in infos if i is not None and has_labels(i.labels, labels)]
+        return listed_images(rows, self.image, labels, where)
 
     def image(self, ref: str) -> ImageInfo | None:
         attrs = self._inspect(ref)

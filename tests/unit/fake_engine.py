@@ -123,12 +123,16 @@ class FakeEngine:
     def image(self, ref: str) -> ImageInfo | None:
         return self.images.get(ref)
 
-    def images_with_labels(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+    def images_with_labels(
+        self, labels: Mapping[str, str], where: Callable[[Mapping[str, str]], bool] | None = None
+    ) -> list[ImageInfo]:
         self.filters.append(dict(labels))
         pool = [*self.candidates, *self.images.values()]
         seen: dict[str, ImageInfo] = {}
         for info in pool:
-            if all(info.labels.get(k) == v for k, v in labels.items()):
+            if all(info.labels.get(k) == v for k, v in labels.items()) and (
+                where is None or where(info.labels)
+            ):
                 seen.setdefault(info.id, info)
         return list(seen.values())
 

@@ -50,6 +50,8 @@ class FakeEngineState:
     tag_status: int = 201
     #: what the engine keeps of a loaded config (an engine that drops a field)
     keeps: Any = None
+    #: the rows ``GET /images/json`` answers
+    listing: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -89,6 +91,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, json.dumps({"MemTotal": 1 << 30}).encode())
         if path == "/version":  # Docker's: its Components name "Engine", not Podman
             return self.reply(200, json.dumps({"Components": [{"Name": "Engine"}]}).encode())
+        if path.startswith("/images/json?"):
+            return self.reply(200, json.dumps(self.state.listing).encode())
         if path.startswith("/images/"):
             ref, _, what = path[len("/images/") :].rpartition("/")
             from urllib.parse import unquote
@@ -324,3 +328,24 @@ print(sorted(m for m in ("docker", "requests", "urllib3") if m in sys.modules))
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_listed_images_are_inspected_only_when_their_listed_labels_pass_where(
+    engine: Engine, fake_engine: tuple[FakeEngineState, str]
+) -> None:
+    """An app's deps images are listed on every grow: only those whose labels (as the
+    listing gives them) are usable are inspected, and a listed image the engine's filter
+    should not have passed is left out."""
+    state = fake_engine[0]
+    images = {}
+    for n, labels in enumerate([{"kind": "deps", "n": "1"}, {"kind": "deps", "n": "2"}, {}]):
+        image_id = f"sha256:{n}" + "0" * 63
+        images[image_id] = {**PARENT, "Id": image_id, "Config": {"Labels": labels}}
+        state.listing.append({"Id": image_id, "Labels": labels})
+    state.images.update(images)
+    found = engine.images_with_labels({"kind": "deps"}, lambda have: have.get("n") == "2")
+    assert [i.labels for i in found] == [{"kind": "deps", "n": "2"}]
+    inspected = [path for method, path, _, _ in state.requests if path.endswith("/json")]
+    assert len([p for p in inspected if "/images/sha256:" in p]) == 1
+    everything = engine.images_with_labels({"kind": "deps"})  # the third lacks the label
+    assert [i.labels.get("n") for i in everything] == ["1", "2"]
