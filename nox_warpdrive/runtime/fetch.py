@@ -161,13 +161,23 @@ def cache_dns():
     socket.getaddrinfo = getaddrinfo
 
 
+#: the openers made, by CA bundle and proxy settings: loading a CA bundle takes 20 ms
+_OPENERS = {}
+
+
 def _opener(env):
+    """An opener with ``env``'s CA bundle and proxies (set in os.environ, for urllib);
+    made once per run for the same settings (the first call is before any thread)."""
     import ssl
     import urllib.request
 
-    ctx = ssl.create_default_context(cafile=env.get("SSL_CERT_FILE") or None)
-    os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
-    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+    proxies = {k: v for k, v in env.items() if k.lower().endswith("_proxy")}
+    key = (env.get("SSL_CERT_FILE") or "", tuple(sorted(proxies.items())))
+    if key not in _OPENERS:
+        ctx = ssl.create_default_context(cafile=key[0] or None)
+        os.environ.update(proxies)
+        _OPENERS[key] = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+    return _OPENERS[key]
 
 
 def fetch(opener, url, sha, directory, headers=None, quiet=False):
@@ -190,6 +200,8 @@ def download_wheels(items, staging, env):
     (pip then fetches those, with whatever auth or proxy setup it knows)."""
     import concurrent.futures
 
+    if not items:  # all taken from the early downloads, or none to fetch
+        return []
     opener = _opener(env)
 
     def one(pin):

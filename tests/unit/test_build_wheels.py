@@ -1064,3 +1064,25 @@ def test_build_sources_builds_the_project_and_its_members(
     code, files = rt_locked.build_sources(volume, None, None, {}, [])
     assert (code, built) == (0, ["app", "lib"])
     assert files == ["app-1.0-py3-none-any.whl", "lib-1.0-py3-none-any.whl"]
+
+
+def test_an_opener_is_made_once_per_settings_and_not_for_nothing_to_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading the CA bundle costs 20 ms: once per run for the same settings (the early
+    lookups, uv's fetch and the downloads share it, and a later call sets no variable
+    while a thread reads the environment); none at all when every wheel was taken from
+    the early downloads."""
+    monkeypatch.setattr(rt_fetch, "_OPENERS", {})
+    env = {"HTTPS_PROXY": "http://proxy.invalid:3128"}
+    first = rt_fetch._opener(env)
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert rt_fetch._opener(dict(env)) is first
+    assert "HTTPS_PROXY" not in os.environ  # the second call set nothing
+    assert rt_fetch._opener({}) is not first
+
+    def no_opener(env: Any) -> Any:
+        raise AssertionError("an opener for nothing to download")
+
+    monkeypatch.setattr(rt_fetch, "_opener", no_opener)
+    assert rt_fetch.download_wheels([], "/nonexistent", env) == []
