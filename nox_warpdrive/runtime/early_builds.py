@@ -20,6 +20,7 @@ here fails the run: a page or download that cannot be had, or a pip whose packag
 cannot be imported, only means the build starts after the resolve, as before."""
 
 import concurrent.futures
+import functools
 import os
 import re
 import shutil
@@ -99,14 +100,23 @@ def wanted(lines, published, utils):
             continue
         name, spec = named
         found[name] = found[name] & spec if name in found else spec
+    have = _versions(published)
+    return {
+        name: spec for name, spec in sorted(found.items()) if not _fits(spec, have.get(name, ()))
+    }
+
+
+def _versions(published):
+    """{name: [versions]} of the wheelhouse's (name, version) pairs."""
     have = {}
     for name, version in published:
         have.setdefault(name, []).append(version)
-    return {
-        name: spec
-        for name, spec in sorted(found.items())
-        if not any(spec.contains(v, prereleases=True) for v in have.get(name, ()))
-    }
+    return have
+
+
+def _fits(spec, versions):
+    """Whether one of ``versions`` fits ``spec`` (the resolve keeps that release)."""
+    return any(spec.contains(v, prereleases=True) for v in versions)
 
 
 def release_to_fetch(files, name, spec, supported, utils):
@@ -177,6 +187,17 @@ class _Packaging:
         return Requirement(line)
 
 
+class _Lookup:
+    """One project's lookup: its page read and a file chosen, then ``fetching`` it (its
+    download, or its sdist's download and build); ``skip``: its pin came before it was
+    fetching (it fetches nothing then); ``done`` once it ended."""
+
+    def __init__(self):
+        self.fetching = False
+        self.skip = False
+        self.done = threading.Event()
+
+
 class _Build:
     """One started build: its pin, the sdist's sha256, the process, its output dir."""
 
@@ -217,7 +238,14 @@ class EarlyBuilds:
         self.builds = {}
         #: {name: (file name, sha256, path)} of the wheels downloaded before the resolve
         self.downloads = {}
+        #: {name: _Lookup} of every project looked up, or queued for it
+        self.lookups = {}
         self.lock = threading.Lock()
+        #: the resolve gave its pins: no more lookups start (_settle)
+        self.pinned = False
+        #: lookups queued or under way; ``idle`` is notified as each ends
+        self.outstanding = 0
+        self.idle = threading.Condition(self.lock)
         self.stopped = False
         self.thread = None
         #: the uv binary the builds run (use_uv), once the run has it (None: no uv)
@@ -258,38 +286,62 @@ class EarlyBuilds:
             if not uv_bootstrap.pip_importable():
                 return
             utils = _Packaging()
-            supported = [str(t) for t in utils.sys_tags()]
             todo = wanted(lines, resolve.published(self.ctx.wheels), utils)
             index, headers = fetch.index_auth(fetch.pip_index(self.env))
+            where = (opener, index, headers, [str(t) for t in utils.sys_tags()], utils)
         except Exception as exc:  # never the run's failure: the builds start later
             common.log("could not start a build before the resolve (%s)" % exc)
             return
-
-        def one(item):
-            name, spec = item
-            if self.stopped:  # the run is past its builds: nothing more to look up
-                return None
-            try:
-                files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
-                found = release_to_fetch(files, name, spec, supported, utils)
-                if found is None:
-                    return None
-                auth = fetch.headers_for(found[-2], index, headers)
-                if found[0] == "wheel":
-                    return self._download_one(name, found[1:], opener, auth)
-                self._start_one(name, found[1:], opener, auth)
-                return None
-            except Exception as exc:  # a project another index has, a page that failed
-                return "%s: %s" % (name, exc)
-
+        failed = []
         # a fully pinned file names every project: their pages are read side by side
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            failed = [f for f in pool.map(one, sorted(todo.items())) if f]
+            submit = functools.partial(self._submit, pool, where, failed)
+            for item in sorted(todo.items()):
+                submit(*item)
+            with self.lock:
+                while self.outstanding:
+                    self.idle.wait()
         if failed:
             common.log(
                 "%d requirement(s) not fetched before the resolve (%s); they are fetched "
                 "or built after it" % (len(failed), failed[0])
             )
+
+    def _submit(self, pool, where, failed, name, spec):
+        """Look ``name`` up (once; not once the pins are known or the run stopped)."""
+        with self.lock:
+            if self.stopped or self.pinned or name in self.lookups:
+                return
+            self.lookups[name] = _Lookup()
+            self.outstanding += 1
+        pool.submit(self._one, where, failed, name, spec)
+
+    def _one(self, where, failed, name, spec):
+        opener, index, headers, supported, utils = where
+        lookup = self.lookups[name]
+        try:
+            if self.stopped or lookup.skip:  # past the builds, or its pin came first
+                return
+            files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
+            found = release_to_fetch(files, name, spec, supported, utils)
+            with self.lock:
+                if found is None or self.stopped or lookup.skip:
+                    return
+                lookup.fetching = True
+            auth = fetch.headers_for(found[-2], index, headers)
+            if found[0] == "sdist":
+                self._start_one(name, found[1:], opener, auth)
+                return
+            failure = self._download_one(name, found[1:], opener, auth)
+            if failure is not None:
+                failed.append(failure)
+        except Exception as exc:  # a project another index has, a page that failed
+            failed.append("%s: %s" % (name, exc))
+        finally:
+            lookup.done.set()
+            with self.lock:
+                self.outstanding -= 1
+                self.idle.notify_all()
 
     def _download_one(self, name, found, opener, headers):
         """Download the wheel a resolve would likely take (kept for ``take_downloads``):
@@ -297,7 +349,9 @@ class EarlyBuilds:
         _, filename, url, sha = found
         directory = os.path.join(self.ctx.staging, EARLY_DOWNLOADS)
         os.makedirs(directory, exist_ok=True)
-        path, digest = fetch.download_checked(opener, url, directory, headers)
+        path, digest = fetch.download_checked(
+            opener, url, directory, headers, stopped=lambda: self.stopped
+        )
         if path is not None and digest != sha:
             common.with_suppressed(os.unlink, path)
             path, digest = None, "sha256 mismatch"
@@ -332,9 +386,8 @@ class EarlyBuilds:
         puts the wheel in staging), or None; one for the same project that does not
         match (another version or sdist) is stopped here, before the pin's own build
         unpacks its sdist."""
-        if self.thread is not None:
-            self.thread.join()
         name = common.normalize(pin.name)
+        self._settle(name)
         with self.lock:
             build = self.builds.pop(name, None)
         if build is None:
@@ -348,12 +401,12 @@ class EarlyBuilds:
         """The ``pins`` still to download: a pin whose very wheel (its file name and
         sha256) was downloaded before the resolve is moved into staging (and said); any
         other early download is left for stop_rest to remove."""
-        if self.thread is not None:
-            self.thread.join()
         rest = []
         for pin in pins:
+            name = common.normalize(pin.name)
+            self._settle(name)
             with self.lock:
-                got = self.downloads.pop(common.normalize(pin.name), None)
+                got = self.downloads.pop(name, None)
             filename = common.url_filename(pin.wheel_url)
             if got is None or got[:2] != (filename, pin.wheel_sha):
                 rest.append(pin)
@@ -361,6 +414,20 @@ class EarlyBuilds:
             os.replace(got[2], os.path.join(self.ctx.staging, filename))
             print("Downloaded %s while uv resolved" % filename, flush=True)
         return rest
+
+    def _settle(self, name):
+        """The resolve's pins are known: nothing more is looked up, and the lookup of
+        ``name`` is waited for when it is fetching its file; one that is not fetching yet
+        fetches nothing now (the usual download, side by side, is as quick)."""
+        with self.lock:
+            self.pinned = True
+            lookup = self.lookups.get(name)
+            if lookup is None:
+                return
+            if not lookup.fetching:
+                lookup.skip = True
+                return
+        lookup.done.wait()
 
     def stop_rest(self):
         """End the builds no pin took (the run is past its builds, or failed)."""

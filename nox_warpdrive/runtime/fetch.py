@@ -212,9 +212,10 @@ def download_wheels(items, staging, env):
         return [r for r in pool.map(one, items) if r]
 
 
-def download_checked(opener, url, directory, headers):
+def download_checked(opener, url, directory, headers, stopped=None):
     """(path, sha256) of one downloaded file, or (None, the error): the caller checks
-    the hash against the lock."""
+    the hash against the lock. ``stopped``: when it says so between chunks, the
+    download ends there (its part file removed)."""
     import urllib.request
 
     fn = common.url_filename(url)
@@ -224,6 +225,8 @@ def download_checked(opener, url, directory, headers):
         req = urllib.request.Request(url, headers=headers or {})
         with opener.open(req, timeout=120) as resp, open(tmp, "wb") as dst:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
+                if stopped is not None and stopped():
+                    raise OSError("stopped")
                 h.update(chunk)
                 dst.write(chunk)
         dest = os.path.join(directory, fn)

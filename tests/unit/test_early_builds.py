@@ -338,7 +338,7 @@ def test_a_wheel_downloaded_early_is_used_only_for_the_pin_naming_that_very_file
     url_a, url_b = f"https://i/{wheel_a}", f"https://i/{wheel_b}"
     served = {url_a: b"wheel a", url_b: b"wheel b", "https://i/c.whl": b"wheel c"}
 
-    def download(opener: Any, url: str, directory: str, headers: Any) -> Any:
+    def download(opener: Any, url: str, directory: str, headers: Any, stopped: Any) -> Any:
         path = os.path.join(directory, url.rsplit("/", 1)[1])
         Path(path).write_bytes(served[url])
         return path, hashlib.sha256(served[url]).hexdigest()
@@ -363,3 +363,20 @@ def test_a_wheel_downloaded_early_is_used_only_for_the_pin_naming_that_very_file
     assert os.listdir(early.ctx.staging) == [wheel_a]  # b's early download is gone
     assert early._download_one("a", found_a, None, {}) is None  # after the end: not kept
     assert early.downloads == {}
+
+
+def test_a_lookup_not_fetching_when_its_pin_asks_is_left_to_the_usual_way(
+    tmp_path: Path,
+) -> None:
+    """A pin does not wait for a lookup still reading its page (that one fetches nothing
+    now: the usual downloads run side by side); and once the pins are known, nothing
+    more is looked up."""
+    early = _early(tmp_path)
+    queued = early_builds._Lookup()
+    early.lookups["demo"] = queued
+    assert early.take(_pin("demo", "1.0", "s1")) is None  # returns at once
+    assert queued.skip
+    wheel = _wheel_pin("demo", "1.0", "demo-1.0-py3-none-any.whl", "s")
+    assert early.take_downloads([wheel]) == [wheel]
+    early._submit(None, None, [], "more", None)  # the pool is never reached
+    assert "more" not in early.lookups
