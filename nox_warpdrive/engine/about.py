@@ -104,7 +104,13 @@ class AboutMixin:
         return self.client.df()  # type: ignore[attr-defined]
 
     def about(self) -> EngineAbout:
-        return about_of(dict(self._info()), dict(self._version()))
+        """What the engine says of itself; its ``/info`` and ``/version`` are asked once
+        per connection (what they say does not change while it runs: each build of a
+        deps layer asks for its platform, 15 ms), the free disk each time."""
+        asked = getattr(self, "_about_asked", None)
+        if asked is None:
+            asked = self._about_asked = (dict(self._info()), dict(self._version()))
+        return about_of(*asked)
 
     def disk_usage(self) -> DiskUsage:
         """Volume and image sizes as the engine counts them (``docker system df -v``:

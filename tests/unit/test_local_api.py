@@ -349,3 +349,16 @@ def test_listed_images_are_inspected_only_when_their_listed_labels_pass_where(
     assert len([p for p in inspected if "/images/sha256:" in p]) == 1
     everything = engine.images_with_labels({"kind": "deps"})  # the third lacks the label
     assert [i.labels.get("n") for i in everything] == ["1", "2"]
+
+
+def test_the_engine_is_asked_about_itself_once_per_connection(
+    engine: Engine, fake_engine: tuple[FakeEngineState, str]
+) -> None:
+    """Each deps layer build asks for the engine's platform: /info and /version once."""
+    state = fake_engine[0]
+    engine.describe()  # connected: its own handshake asked what it needs
+    before = len(state.requests)
+    first, again = engine.about(), engine.about()
+    assert (first.os, first.memory) == (again.os, again.memory)
+    asked = sorted(path.rsplit("/", 1)[1] for _, path, _, _ in state.requests[before:])
+    assert asked == ["info", "version"]
