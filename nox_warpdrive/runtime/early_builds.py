@@ -355,8 +355,8 @@ class EarlyBuilds:
         if path is not None and digest != sha:
             common.with_suppressed(os.unlink, path)
             path, digest = None, "sha256 mismatch"
-        if path is None:
-            return "%s: %s" % (name, digest)
+        if path is None:  # (ended by stop_rest: not news)
+            return None if self.stopped else "%s: %s" % (name, digest)
         with self.lock:
             if self.stopped:  # past the downloads: stop_rest removes the directory
                 return None
