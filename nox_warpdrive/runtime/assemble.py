@@ -240,7 +240,7 @@ def stabilize(plan, before=None):
     the layer's list."""
     epoch = int(plan.get("epoch", 1))
     app_root = plan["app_root"]
-    touched = None if before is None else set(layerdiff.changed_paths(app_root, before))
+    touched = None if before is None else set(layerdiff.changed_by_install(app_root, before))
     for site in glob.glob(os.path.join(plan["venv"], "lib", "python*", "site-packages")):
         stable_cache_info(site, epoch, touched)
     stamp(app_root, epoch, touched)

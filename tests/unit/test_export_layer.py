@@ -733,3 +733,70 @@ def test_ensure_deps_second_refusal_is_raised(tmp_path: Path) -> None:
     with pytest.raises(LayerRefused, match="again"):
         ensure(engine, cfg, [])
     assert len(engine.steps) == 2 and engine.tags == []
+
+
+def _aged(tree: Path) -> None:
+    """Every mtime in ``tree`` set to the epoch of a layer below (the grow's case)."""
+    for root, dirs, names in os.walk(tree):
+        for name in dirs + names:
+            os.utime(os.path.join(root, name), (1, 1), follow_symlinks=False)
+    os.utime(tree, (1, 1))
+
+
+def test_what_an_install_changed_is_found_without_a_walk_of_every_file(tmp_path: Path) -> None:
+    """changed_by_install (a grow's list) equals the walk of the whole tree after an
+    install that only adds: new files in old and new directories, a mode changed, a
+    file of the layer below written over in place (its directory's mtime unchanged:
+    found through the new distribution's RECORD), a link; and it reads only the
+    directories that changed."""
+    tree = make_tree(tmp_path)
+    site = tree / "lib/python3.11/site-packages"
+    write(tree, "lib/python3.11/site-packages/old/__init__.py", "OLD = 1\n")
+    write(tree, "lib/python3.11/site-packages/old/data.txt", "kept\n")
+    write(tree, "lib/python3.11/site-packages/ns/__init__.py", "")
+    write(tree, "bin/tool", "#!/bin/sh\n")
+    _aged(tree)
+    before = layerdiff.snapshot(str(tree))
+    # the install: a new package, a module added to an old namespace directory, a file
+    # of the layer below written over in place, a script, a link
+    write(tree, "lib/python3.11/site-packages/new/__init__.py", "NEW = 1\n")
+    write(tree, "lib/python3.11/site-packages/new/sub/deep.py", "")
+    write(tree, "lib/python3.11/site-packages/ns/added.py", "")
+    with open(site / "old/data.txt", "r+") as fh:  # in place: old/'s mtime stays
+        fh.write("over")
+    os.utime(site / "old", (1, 1))
+    write(tree, "bin/newtool", "#!/bin/sh\n")
+    os.symlink("newtool", tree / "bin/alias")
+    os.chmod(tree / "bin/tool", 0o755)
+    record = (
+        "new/__init__.py,,\nold/data.txt,,\n../../../bin/newtool,,\nnew-1.0.dist-info/RECORD,,\n"
+    )
+    write(tree, "lib/python3.11/site-packages/new-1.0.dist-info/RECORD", record)
+    walked = layerdiff.changed_paths(str(tree), before)
+    assert str(site / "old/data.txt") in walked and str(tree / "bin/tool") in walked
+    scanned: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        scanned.append(str(path))
+        return real_scandir(path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layerdiff.os, "scandir", scandir)
+        assert layerdiff.changed_by_install(str(tree), before, recent=0) == walked
+    assert str(site / "old") not in scanned  # unchanged: not read
+    # without the RECORD, a file written over in place is not seen: what it is for
+    os.unlink(site / "new-1.0.dist-info/RECORD")
+    without = layerdiff.changed_by_install(str(tree), before, recent=0)
+    assert str(site / "old/data.txt") not in without
+
+
+def test_a_directory_changed_within_the_clocks_step_is_read_anyway(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path)
+    write(tree, "pkg/a.py", "")
+    before = layerdiff.snapshot(str(tree))  # made just now: its mtimes are recent
+    with open(tree / "pkg/a.py", "a") as fh:
+        fh.write("# edited in place\n")
+    assert layerdiff.changed_by_install(str(tree), before) == layerdiff.changed_paths(
+        str(tree), before
+    )
