@@ -20,7 +20,6 @@ here fails the run: a page or download that cannot be had, or a pip whose packag
 cannot be imported, only means the build starts after the resolve, as before."""
 
 import concurrent.futures
-import functools
 import os
 import re
 import shutil
@@ -100,23 +99,14 @@ def wanted(lines, published, utils):
             continue
         name, spec = named
         found[name] = found[name] & spec if name in found else spec
-    have = _versions(published)
-    return {
-        name: spec for name, spec in sorted(found.items()) if not _fits(spec, have.get(name, ()))
-    }
-
-
-def _versions(published):
-    """{name: [versions]} of the wheelhouse's (name, version) pairs."""
     have = {}
     for name, version in published:
         have.setdefault(name, []).append(version)
-    return have
-
-
-def _fits(spec, versions):
-    """Whether one of ``versions`` fits ``spec`` (the resolve keeps that release)."""
-    return any(spec.contains(v, prereleases=True) for v in versions)
+    return {
+        name: spec
+        for name, spec in sorted(found.items())
+        if not any(spec.contains(v, prereleases=True) for v in have.get(name, ()))
+    }
 
 
 def release_to_fetch(files, name, spec, supported, utils):
@@ -241,11 +231,8 @@ class EarlyBuilds:
         #: {name: _Lookup} of every project looked up, or queued for it
         self.lookups = {}
         self.lock = threading.Lock()
-        #: the resolve gave its pins: no more lookups start (_settle)
+        #: the resolve gave its pins: no lookup is queued after that (_settle)
         self.pinned = False
-        #: lookups queued or under way; ``idle`` is notified as each ends
-        self.outstanding = 0
-        self.idle = threading.Condition(self.lock)
         self.stopped = False
         self.thread = None
         #: the uv binary the builds run (use_uv), once the run has it (None: no uv)
@@ -292,56 +279,43 @@ class EarlyBuilds:
         except Exception as exc:  # never the run's failure: the builds start later
             common.log("could not start a build before the resolve (%s)" % exc)
             return
-        failed = []
+        with self.lock:
+            if self.stopped or self.pinned:  # the resolve was quicker: nothing to look up
+                return
+            self.lookups = {name: _Lookup() for name in todo}
         # a fully pinned file names every project: their pages are read side by side
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            submit = functools.partial(self._submit, pool, where, failed)
-            for item in sorted(todo.items()):
-                submit(*item)
-            with self.lock:
-                while self.outstanding:
-                    self.idle.wait()
+            found = pool.map(lambda item: self._one(where, *item), sorted(todo.items()))
+            failed = [f for f in found if f]
         if failed:
             common.log(
                 "%d requirement(s) not fetched before the resolve (%s); they are fetched "
                 "or built after it" % (len(failed), failed[0])
             )
 
-    def _submit(self, pool, where, failed, name, spec):
-        """Look ``name`` up (once; not once the pins are known or the run stopped)."""
-        with self.lock:
-            if self.stopped or self.pinned or name in self.lookups:
-                return
-            self.lookups[name] = _Lookup()
-            self.outstanding += 1
-        pool.submit(self._one, where, failed, name, spec)
-
-    def _one(self, where, failed, name, spec):
+    def _one(self, where, name, spec):
+        """Look ``name`` up and fetch what a resolve would take: None, or why it could
+        not be had (said with the others)."""
         opener, index, headers, supported, utils = where
         lookup = self.lookups[name]
         try:
             if self.stopped or lookup.skip:  # past the builds, or its pin came first
-                return
+                return None
             files = fetch.index_files(opener, index.rstrip("/") + "/" + name + "/", headers)
             found = release_to_fetch(files, name, spec, supported, utils)
             with self.lock:
                 if found is None or self.stopped or lookup.skip:
-                    return
+                    return None
                 lookup.fetching = True
             auth = fetch.headers_for(found[-2], index, headers)
             if found[0] == "sdist":
                 self._start_one(name, found[1:], opener, auth)
-                return
-            failure = self._download_one(name, found[1:], opener, auth)
-            if failure is not None:
-                failed.append(failure)
+                return None
+            return self._download_one(name, found[1:], opener, auth)
         except Exception as exc:  # a project another index has, a page that failed
-            failed.append("%s: %s" % (name, exc))
+            return "%s: %s" % (name, exc)
         finally:
             lookup.done.set()
-            with self.lock:
-                self.outstanding -= 1
-                self.idle.notify_all()
 
     def _download_one(self, name, found, opener, headers):
         """Download the wheel a resolve would likely take (kept for ``take_downloads``):
@@ -416,7 +390,7 @@ class EarlyBuilds:
         return rest
 
     def _settle(self, name):
-        """The resolve's pins are known: nothing more is looked up, and the lookup of
+        """The resolve's pins are known: no lookup is queued after this, and the lookup of
         ``name`` is waited for when it is fetching its file; one that is not fetching yet
         fetches nothing now (the usual download, side by side, is as quick)."""
         with self.lock:

@@ -14,7 +14,7 @@ def snapshot(top):
         st = os.lstat(top)
     except OSError:  # as os.walk: nothing
         return {}
-    found = {top: (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)}
+    found = {top: _kept(st)}
     below = [top] if stat.S_ISDIR(st.st_mode) else []
     while below:  # os.scandir, not os.walk + lstat: a third of the time on a virtualenv
         try:
@@ -23,10 +23,15 @@ def snapshot(top):
             continue
         for entry in entries:
             st = entry.stat(follow_symlinks=False)
-            found[entry.path] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
+            found[entry.path] = _kept(st)
             if stat.S_ISDIR(st.st_mode):
                 below.append(entry.path)
     return found
+
+
+def _kept(st):
+    """What a snapshot keeps of an lstat: mode, size, mtime, owner."""
+    return st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid
 
 
 def changed(top, before):
@@ -77,9 +82,7 @@ def _changed_entries(folder, before):
         if entry.path not in before:
             found |= set(snapshot(entry.path))
             continue
-        st = entry.stat(follow_symlinks=False)
-        now = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
-        found |= _differing({entry.path: now}, before)
+        found |= _differing({entry.path: _kept(entry.stat(follow_symlinks=False))}, before)
     return found
 
 
@@ -98,11 +101,9 @@ def _recorded(found, before):
             path = os.path.normpath(os.path.join(site, row[0])) if row else None
             if path in before:
                 try:
-                    st = os.lstat(path)
+                    changed |= _differing({path: _kept(os.lstat(path))}, before)
                 except OSError:
                     continue
-                now = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
-                changed |= _differing({path: now}, before)
     return changed
 
 

@@ -37,11 +37,11 @@ def build_pinned(ctx, uv, pins, pip, base_args, env, announce=True, early=None):
     if to_build:
         cmd = pip() + ["wheel"] + base_args + ["--no-deps"] + to_build
         builders.append(builds.Tee(cmd, env=env, cwd=plan["req_dir"]))
+    wheel_count = len(to_download)
     if early is not None:  # the wheels downloaded while uv resolved
         to_download = early.take_downloads(to_download)
     failed = fetch.download_wheels(to_download, staging, env)
-    downloaded = len(missing) - len(with_sdist) - len(to_build) - len(failed)
-    common.log("%d wheels downloaded" % downloaded)
+    common.log("%d wheels downloaded" % (wheel_count - len(failed)))
     # Publish the downloads now and say which resolved wheels are ready: the host can
     # install them (in the base image) while the sdists still build here.
     early = publish_downloads(ctx, pins, have, failed)

@@ -366,7 +366,7 @@ def test_a_wheel_downloaded_early_is_used_only_for_the_pin_naming_that_very_file
 
 
 def test_a_lookup_not_fetching_when_its_pin_asks_is_left_to_the_usual_way(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A pin does not wait for a lookup still reading its page (that one fetches nothing
     now: the usual downloads run side by side); and once the pins are known, nothing
@@ -378,5 +378,10 @@ def test_a_lookup_not_fetching_when_its_pin_asks_is_left_to_the_usual_way(
     assert queued.skip
     wheel = _wheel_pin("demo", "1.0", "demo-1.0-py3-none-any.whl", "s")
     assert early.take_downloads([wheel]) == [wheel]
-    early._submit(None, None, [], "more", None)  # the pool is never reached
-    assert "more" not in early.lookups
+    _utils()
+    os.makedirs(early.ctx.wheels)
+    pages: list[str] = []
+    monkeypatch.setattr(early_builds.fetch, "index_files", lambda o, url, h: pages.append(url))
+    early._run(["more"], None)  # the resolve was quicker: nothing is queued
+    assert "more" not in early.lookups and pages == []
+    assert "could not start" not in capsys.readouterr().out
