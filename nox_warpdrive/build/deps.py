@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -500,6 +500,8 @@ class EarlyDeps:
         #: collectstatic in that container while its layer loads (build/early_static.py)
         self.static: EarlyStatic | None = None
         self.early_files: frozenset[str] = frozenset()
+        #: the manifest's read, then ``prestart``, beside the builder (``prestart_after``)
+        self.reading: threading.Thread | None = None
 
     def prestart(
         self,
@@ -526,6 +528,27 @@ class EarlyDeps:
             self.static = static
             after = functools.partial(static.run, self.engine)
         self.started = Prestart(self.engine, weighted(plan.step, True), after)
+
+    def prestart_after(
+        self,
+        read: Callable[[], Mapping[str, Any]],
+        current: ImageInfo | None,
+        static: EarlyStatic | None = None,
+    ) -> None:
+        """``prestart`` in a thread, once ``read`` gives the manifest (the builder starts
+        meanwhile: build/wheels_first.py). ``start`` waits for it; a failed read only
+        costs the head start."""
+
+        def run() -> None:
+            with contextlib.suppress(WarpdriveError):
+                self.prestart(current, read(), static)
+
+        self.reading = threading.Thread(target=run, name="warpdrive-manifest")
+        self.reading.start()
+
+    def _wait_read(self) -> None:
+        if self.reading is not None:
+            self.reading.join()
 
     def offer_static(self, full: list[Wheel]) -> None:
         """The whole resolved set is known: what the started container collects, if
@@ -558,6 +581,7 @@ class EarlyDeps:
         return DepsParent(below, labels.wheels, labels.depth)
 
     def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
+        self._wait_read()
         if self.thread is not None or not resolved:
             return
         try:
@@ -647,6 +671,7 @@ class EarlyDeps:
     def join(self, out: Output) -> float | None:
         """Wait for the thread (then put the late layer on its image); the seconds it
         took, None when it did not build."""
+        self._wait_read()
         if self.static is not None:
             self.static.offer(None)  # unless offered: it does not wait for the build
         if self.thread is not None:

@@ -37,6 +37,12 @@ from ..source.archive import build_tar
 from ..source.context import collect, load_ignore_rules
 from . import buildenv, cross, probe_cache
 from .cache_bounds import needs_upkeep, pruned_line
+from .manifest import VolumeLostFiles as VolumeLostFiles
+from .manifest import check_kept as check_kept
+from .manifest import manifest_path as manifest_path
+from .manifest import read_manifest as read_manifest
+from .manifest import remember_sets
+from .manifest import resolved_set as resolved_set
 from .wheels import Wheel, wheels_from_manifest
 
 
@@ -143,62 +149,6 @@ def probe_image(
             probe_cache.store(info.id, cfg.python, key)
     _PROBED[ref] = key
     return info, key
-
-
-def manifest_path(key: PlatformKey) -> str:
-    return f"{key.slug}/manifest.json"
-
-
-def read_manifest(engine: Engine, volume: str, key: PlatformKey, image: str) -> dict[str, Any]:
-    if not engine.volume_exists(volume):
-        return {}
-    raw = engine.read_volume_file(volume, manifest_path(key), image)
-    if raw is None:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-class VolumeLostFiles(WarpdriveError):
-    """The wheelhouse volume was emptied between two containers (a tmpfs volume is,
-    whenever no container mounts it): fetching or building again cannot help."""
-
-    def __init__(self, volume: str) -> None:
-        super().__init__(
-            f"the volume {volume!r} did not keep its files: a tmpfs volume? The wheelhouse "
-            "was written into it, and the next container found it without them (a volume "
-            "made with `--opt type=tmpfs` is emptied whenever no container mounts it)",
-            fix=f"use a volume that keeps its files: `docker volume rm {volume}` and let "
-            "nox-warpdrive create a plain one, or set `volume` in [tool.warpdrive] to another",
-        )
-
-
-def check_kept(engine: Engine, volume: str, key: PlatformKey, image: str) -> None:
-    """VolumeLostFiles when the manifest a builder just wrote is no longer in the
-    volume (read by a new container: about a tenth of a second). Without this, a volume
-    that forgets builds everything on every run, reports success, and an image build
-    then finds every wheel missing and sends the user to `--verify`, which succeeds."""
-    if engine.read_volume_file(volume, manifest_path(key), image) is None:
-        raise VolumeLostFiles(volume)
-
-
-def resolved_set(manifest: Mapping[str, Any], digest: str) -> list[Wheel] | None:
-    """The wheels a previous run resolved for exactly these requirements, if all are still
-    published in the volume (and the set's entries are well formed)."""
-    sets = manifest.get("sets")
-    entry = sets.get(digest) if isinstance(sets, dict) else None
-    if not isinstance(entry, dict):
-        return None
-    published = manifest.get("wheels")
-    if not isinstance(published, dict):
-        return None
-    resolved = wheels_from_manifest(entry.get("resolved"))
-    if resolved is None or not all(w.filename in published for w in resolved):
-        return None
-    return resolved
 
 
 @dataclass(frozen=True)
@@ -580,7 +530,10 @@ def _run_builder(
         where = (plan.volume, plan.builder_image)
         raise builder_failure(result.exit_code, _failure(lines), secrets, where)
     summary = _summary(lines)
-    if kept and isinstance(summary.get("manifest"), dict) and not summary.get("up_to_date"):
+    written = summary.get("manifest")
+    if isinstance(written, dict):
+        remember_sets(plan.volume, plan.key, written)
+    if kept and isinstance(written, dict) and not summary.get("up_to_date"):
         check_kept(engine, plan.volume, plan.key, plan.builder_image)
     return summary
 

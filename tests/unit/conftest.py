@@ -1,6 +1,7 @@
 """Unit tests never read or write the user's caches of probes, static files, source
-indexes and layer listings (their fake image ids would collide across runs). The test
-index's download cache is left alone: it is shared on purpose, and keyed by content."""
+indexes, layer listings and the requirement sets seen in volumes (their fake image ids
+would collide across runs). The test index's download cache is left alone: it is shared
+on purpose, and keyed by content."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from nox_warpdrive.build import static_cache
 from nox_warpdrive.source import index as source_index
 from nox_warpdrive.supply import gather as supply_gather
-from nox_warpdrive.wheelhouse import probe_cache
+from nox_warpdrive.wheelhouse import manifest, probe_cache
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +22,7 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(static_cache, "cache_dir", lambda: root / "static")
     monkeypatch.setattr(source_index, "cache_dir", lambda: root / "source-index")
     monkeypatch.setattr(supply_gather, "cache_dir", lambda: root / "supply")
+    monkeypatch.setattr(manifest, "cache_dir", lambda: root / "sets")
     return root
 
 

@@ -1074,9 +1074,12 @@ def test_an_opener_is_made_once_per_settings_and_not_for_nothing_to_download(
     while a thread reads the environment); none at all when every wheel was taken from
     the early downloads."""
     monkeypatch.setattr(rt_fetch, "_OPENERS", {})
+    # recorded as unset before _opener sets it: the teardown removes it again (a delenv
+    # after the call would put the fake proxy back for every later test)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
     env = {"HTTPS_PROXY": "http://proxy.invalid:3128"}
     first = rt_fetch._opener(env)
-    monkeypatch.delenv("HTTPS_PROXY")
+    del os.environ["HTTPS_PROXY"]
     assert rt_fetch._opener(dict(env)) is first
     assert "HTTPS_PROXY" not in os.environ  # the second call set nothing
     assert rt_fetch._opener({}) is not first
