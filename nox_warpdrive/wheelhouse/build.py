@@ -237,7 +237,9 @@ class WheelhousePlan:
         return Step(
             name="wheelhouse",
             image=self.builder_image,
-            command=(self.python, f"{HELPERS_DIR}/build_wheels.py"),
+            # -B: its modules' bytecode comes from the volume, hash-checked, and Python
+            # writes none itself (runtime/build_wheels.py: keep_bytecode)
+            command=(self.python, "-B", f"{HELPERS_DIR}/build_wheels.py"),
             files=(("/tmp", tar_files({f"warpdrive-build/{k}": v for k, v in members.items()})),),
             mounts=(VolumeMount(self.volume, VOLUME_DIR),),
             network=self.network,

@@ -87,7 +87,7 @@ def test_wheelhouse_step(tmp_path: Path) -> None:
     plan = wheelhouse_plan(cfg)
     step = plan.step()
     assert step.image == "sha256:builder"
-    assert step.command == ("python3", f"{HELPERS_DIR}/build_wheels.py")
+    assert step.command == ("python3", "-B", f"{HELPERS_DIR}/build_wheels.py")
     assert step.mounts == (VolumeMount("warpdrive-site", VOLUME_DIR, read_only=False),)
     assert VOLUME_DIR == "/warpdrive"
     assert step.uses_secrets is True
