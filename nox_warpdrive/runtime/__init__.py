@@ -10,6 +10,7 @@ from importlib import resources
 BUILDER = (
     "build_wheels.py",
     "builds.py",
+    "bytecode.py",
     "common.py",
     "cross.py",
     "disk.py",

@@ -12,7 +12,7 @@ Layout of the volume (mounted at /warpdrive):
     /warpdrive/<platform-key>/tools/uv-<ver>/  uv, fetched inside the builder (so it fits it)
     /warpdrive/<platform-key>/uv-cache/        uv's cache (metadata for fast resolution)
     /warpdrive/<platform-key>/helpers-pyc/     these modules' bytecode, hash-checked
-                                               (keep_bytecode)
+                                               (bytecode.py)
 
 With uv available, resolution is `uv pip compile` (parallel metadata fetches, cached), and
 pip only builds or downloads the pinned wheels the wheelhouse lacks, in parallel groups;
@@ -48,6 +48,7 @@ import sys
 if __package__:
     from . import (
         builds,
+        bytecode,
         common,
         cross,
         disk,
@@ -63,23 +64,10 @@ if __package__:
         wheel_import,
     )
 else:  # run as a script in the builder container: its modules are shipped beside it
+    import bytecode
 
-    def bytecode_from_volume():
-        """The modules' bytecode from the volume (keep_bytecode wrote it there, checked
-        against each module's source hash): their __pycache__ is the volume's
-        helpers-pyc, when Python writes no bytecode itself (``-B``). Compiling them at
-        each start took 0.1 s of every builder run (measured in the builder image)."""
-        here = os.path.dirname(os.path.abspath(__file__))
-        try:
-            with open(os.path.join(here, "plan.json")) as fh:
-                plan = json.load(fh)
-            target = os.path.join(plan["volume_dir"], plan["key"], "helpers-pyc")
-            os.symlink(target, os.path.join(here, "__pycache__"))
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-
-    if sys.dont_write_bytecode:
-        bytecode_from_volume()
+    # its modules from the bytecode kept in the volume (runtime/bytecode.py)
+    bytecode.use_kept(os.path.dirname(os.path.abspath(__file__)))
     import builds
     import common
     import cross
@@ -175,43 +163,6 @@ def run(plan, ctx):
     return publish.finish(ctx, resolved_files, uv)
 
 
-def keep_bytecode(root, here=None):
-    """Write the bytecode of the modules shipped beside this script that ``root``'s
-    helpers-pyc lacks (``bytecode_from_volume`` made it their __pycache__). They arrive
-    with fixed mtimes, so only hash-checked bytecode is written, and the host starts
-    Python with ``-B`` so that it writes no other: an edited module is never run from
-    stale bytecode. Anything unwritable only costs the compile again."""
-    import importlib.util
-    import py_compile
-
-    here = here or os.path.dirname(os.path.abspath(__file__))
-    into = os.path.join(root, "helpers-pyc")
-    checked = b"\x03\x00\x00\x00"  # hash-based, checked against the source
-    try:
-        os.makedirs(into, exist_ok=True)
-        for name in sorted(os.listdir(here)):
-            if not name.endswith(".py"):
-                continue
-            source_path = os.path.join(here, name)
-            cached = os.path.join(
-                into, os.path.basename(importlib.util.cache_from_source(source_path))
-            )
-            with open(source_path, "rb") as fh:
-                want = importlib.util.MAGIC_NUMBER + checked + importlib.util.source_hash(fh.read())
-            if os.path.isfile(cached):
-                with open(cached, "rb") as fh:
-                    if fh.read(16) == want:
-                        continue
-            py_compile.compile(
-                source_path,
-                cfile=cached,
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-            )
-    except (OSError, ValueError, AttributeError, py_compile.PyCompileError):
-        return  # AttributeError: a Python before 3.7 has no hash-checked bytecode
-
-
 def main():
     with open(common.PLAN) as fh:
         plan = json.load(fh)
@@ -245,7 +196,7 @@ def main():
         shutil.rmtree(staging, ignore_errors=True)
         owner.close()
         if sys.dont_write_bytecode:  # else Python wrote its own, beside the modules
-            keep_bytecode(root)
+            bytecode.keep(root, os.path.dirname(os.path.abspath(__file__)))
         shutil.rmtree("/tmp/warpdrive-build", ignore_errors=True)
 
 

@@ -238,7 +238,7 @@ class WheelhousePlan:
             name="wheelhouse",
             image=self.builder_image,
             # -B: its modules' bytecode comes from the volume, hash-checked, and Python
-            # writes none itself (runtime/build_wheels.py: keep_bytecode)
+            # writes none itself (runtime/bytecode.py)
             command=(self.python, "-B", f"{HELPERS_DIR}/build_wheels.py"),
             files=(("/tmp", tar_files({f"warpdrive-build/{k}": v for k, v in members.items()})),),
             mounts=(VolumeMount(self.volume, VOLUME_DIR),),

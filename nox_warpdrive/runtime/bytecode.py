@@ -1,0 +1,113 @@
+"""Runs INSIDE the builder container (stdlib only): the builder's own modules imported
+from bytecode kept in the volume, not compiled from source at every start (0.1 s of each
+builder run: 0.155-0.167 s from source, 0.044-0.079 s from bytecode, measured in the
+builder image).
+
+The modules arrive with fixed mtimes, so timestamp bytecode would be run stale: only
+hash-checked bytecode is kept (Python compares it with the source's hash before it runs
+it), and the host starts the builder with ``-B`` so that Python writes none itself. A
+file a full disk cut short would still carry a right header: every file's own sha256 is
+in ``index.json``, written last, and the kept bytecode is used only when all of it
+matches. Anything unreadable or unwritable only costs the compile again.
+
+    <volume>/<platform-key>/helpers-pyc/<module>.<tag>.pyc, index.json
+"""
+
+import hashlib
+import json
+import os
+
+INDEX = "index.json"
+
+
+def kept_dir(root):
+    return os.path.join(root, "helpers-pyc")
+
+
+def _index(into):
+    try:
+        with open(os.path.join(into, INDEX)) as fh:
+            found = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _digest(path):
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def use_kept(here):
+    """Make the volume's kept bytecode the __pycache__ of the modules in ``here`` (the
+    run's plan names the volume and key), when every file of it is whole. Only when
+    Python writes no bytecode itself: True when it did."""
+    import sys
+
+    if not sys.dont_write_bytecode:
+        return False
+    try:
+        with open(os.path.join(here, "plan.json")) as fh:
+            plan = json.load(fh)
+        into = kept_dir(os.path.join(plan["volume_dir"], plan["key"]))
+        index = _index(into)
+        if not index or any(_digest(os.path.join(into, n)) != d for n, d in index.items()):
+            return False
+        os.symlink(into, os.path.join(here, "__pycache__"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _write(path, data):
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def keep(root, here):
+    """Write the hash-checked bytecode of the modules in ``here`` that ``root``'s kept
+    bytecode lacks (or holds for another source, or damaged), then the index."""
+    import importlib.util
+    import marshal
+
+    into = kept_dir(root)
+    try:
+        os.makedirs(into, exist_ok=True)
+        before = _index(into)
+        index = {}
+        for name in sorted(os.listdir(here)):
+            if not name.endswith(".py"):
+                continue
+            source_path = os.path.join(here, name)
+            pyc = os.path.basename(importlib.util.cache_from_source(source_path))
+            with open(source_path, "rb") as fh:
+                source = fh.read()
+            # checked hash: flags 0b11 (hash-based, check the source)
+            header = importlib.util.MAGIC_NUMBER + b"\x03\x00\x00\x00"
+            header += importlib.util.source_hash(source)
+            path = os.path.join(into, pyc)
+            if before.get(pyc) and _digest(path) == before[pyc] and _head(path) == header:
+                index[pyc] = before[pyc]
+                continue
+            code = compile(source, source_path, "exec", dont_inherit=True)
+            data = header + marshal.dumps(code)
+            _write(path, data)
+            index[pyc] = hashlib.sha256(data).hexdigest()
+        if index != before:  # only this release's modules: a gone one is not waited for
+            _write(os.path.join(into, INDEX), json.dumps(index, sort_keys=True).encode())
+    except (OSError, ValueError, SyntaxError, AttributeError):
+        return  # AttributeError: a Python before 3.7 has no hash-checked bytecode
+
+
+def _head(path):
+    with open(path, "rb") as fh:
+        return fh.read(16)
