@@ -73,13 +73,32 @@ def _write(path, data):
             os.unlink(tmp)
 
 
+#: room the kept bytecode needs under the volume's bound (it is about 300 KB)
+ROOM = 1 << 20
+
+
+def _over_bound(root):
+    """Whether the volume, as the run's manifest last measured it, leaves no ROOM under
+    its bound: the bound (wheel_cache.py) empties the kept bytecode first, and it is not
+    written back past it."""
+    try:
+        with open(os.path.join(root, "manifest.json")) as fh:
+            measured = json.load(fh).get("volume") or {}
+        return int(measured["bytes"]) + ROOM > int(measured["limit"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def keep(root, here):
     """Write the hash-checked bytecode of the modules in ``here`` that ``root``'s kept
-    bytecode lacks (or holds for another source, or damaged), then the index."""
+    bytecode lacks (or holds for another source, or damaged), then the index; nothing
+    when the volume is near its bound."""
     import importlib.util
     import marshal
 
     into = kept_dir(root)
+    if _over_bound(root):
+        return
     try:
         os.makedirs(into, exist_ok=True)
         before = _index(into)

@@ -43,8 +43,9 @@ RECENT = 3600
 DEFAULT_SHARE = 0.10
 FALLBACK = 2 * 1000**3
 
-#: the caches the bound empties first, in this order (directories of a platform key)
-CACHES = ("cache", "uv-cache")
+#: the caches the bound empties first, in this order (directories of a platform key;
+#: helpers-pyc: the builder's own bytecode, bytecode.py)
+CACHES = ("cache", "uv-cache", "helpers-pyc")
 
 
 def now_iso(now=None):
@@ -283,7 +284,11 @@ def bound_key(root, manifest, current, limit, total, now):
     :func:`choose` picked (and removed, and forgot in ``manifest``)."""
     wheels_dir = os.path.join(root, "wheels")
     seen = set()
-    caches = [(name, du(os.path.join(root, name), seen)) for name in CACHES]
+    caches = [  # a cache that is not there is not emptied (nor said to be)
+        (name, du(os.path.join(root, name), seen))
+        for name in CACHES
+        if os.path.isdir(os.path.join(root, name))
+    ]
     wheels = wheel_table(wheels_dir) if os.path.isdir(wheels_dir) else {}
     fixed = max(0, total - sum(b for _, b in caches) - sum(b for b, _ in wheels.values()))
     plan = choose(set_table(manifest), wheels, caches, fixed, current, limit, now)

@@ -53,7 +53,12 @@ def pruned_line(data: Mapping[str, Any], volume: str) -> str | None:
     limit = int(data.get("limit") or 0)
     if mode != "bound" or (not freed and not data.get("over")):
         return None
-    caches = [{"cache": "pip's cache", "uv-cache": "uv's cache"}.get(c, c) for c in data["caches"]]
+    names = {
+        "cache": "pip's cache",
+        "uv-cache": "uv's cache",
+        "helpers-pyc": "the builder's bytecode",
+    }
+    caches = [names.get(c, c) for c in data["caches"]]
     n_keys = int(data.get("keys") or 0)
     more = [f"in {n_keys} other platform keys too"] if n_keys else []
     line = (
@@ -66,6 +71,14 @@ def pruned_line(data: Mapping[str, Any], volume: str) -> str | None:
             "larger; raise `cache-max-size` in [tool.warpdrive]"
         )
     return line
+
+
+#: how a bound's line names the caches it emptied (runtime/wheel_cache.py: CACHES)
+_CACHE_NAMES = {
+    "cache": "pip's cache",
+    "uv-cache": "uv's cache",
+    "helpers-pyc": "the builder's bytecode",
+}
 
 
 def needs_upkeep(

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from nox_warpdrive import runtime
-from nox_warpdrive.runtime import bytecode
+from nox_warpdrive.runtime import bytecode, wheel_cache
 
 
 def shipped(tmp_path: Path) -> tuple[Path, Path]:
@@ -104,3 +104,19 @@ def test_a_module_changed_under_kept_bytecode_runs_as_changed(tmp_path: Path) ->
     before = pyc.read_bytes()
     bytecode.keep(str(root), str(here))
     assert pyc.read_bytes() != before
+
+
+def test_nothing_is_kept_past_the_volumes_bound(tmp_path: Path) -> None:
+    """The bound (wheel_cache.py) empties the kept bytecode like pip's and uv's caches;
+    a run whose manifest measured the volume near its bound does not write it back."""
+    here, root = shipped(tmp_path)
+    root.mkdir()
+    near = {"volume": {"bytes": 10_000_000, "limit": 10_000_000 + bytecode.ROOM - 1}}
+    (root / "manifest.json").write_text(json.dumps(near))
+    bytecode.keep(str(root), str(here))
+    assert not (root / "helpers-pyc").exists()
+    room = {"volume": {"bytes": 10_000_000, "limit": 10_000_000 + bytecode.ROOM + 1}}
+    (root / "manifest.json").write_text(json.dumps(room))
+    bytecode.keep(str(root), str(here))
+    assert (root / "helpers-pyc" / bytecode.INDEX).is_file()
+    assert "helpers-pyc" in wheel_cache.CACHES
