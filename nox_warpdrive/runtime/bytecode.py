@@ -79,8 +79,8 @@ ROOM = 1 << 20
 
 def _over_bound(root):
     """Whether the volume, as the run's manifest last measured it, leaves no ROOM under
-    its bound: the bound (wheel_cache.py) empties the kept bytecode first, and it is not
-    written back past it."""
+    its bound: the bound (wheel_cache.py) empties the kept bytecode as one of the
+    caches, and it is not written back past it."""
     try:
         with open(os.path.join(root, "manifest.json")) as fh:
             measured = json.load(fh).get("volume") or {}
