@@ -10,6 +10,9 @@ file a full disk cut short would still carry a right header: every file's own sh
 in ``index.json``, written last, and the kept bytecode is used only when all of it
 matches. Anything unreadable or unwritable only costs the compile again.
 
+This module imports no sibling (common's JSON helpers included): it runs before they are
+imported, so that they come from the kept bytecode.
+
     <volume>/<platform-key>/helpers-pyc/<module>.<tag>.pyc, index.json
 """
 
@@ -33,12 +36,16 @@ def _index(into):
     return found if isinstance(found, dict) else {}
 
 
-def _digest(path):
+def _read(path):
     try:
         with open(path, "rb") as fh:
-            return hashlib.sha256(fh.read()).hexdigest()
+            return fh.read()
     except OSError:
         return None
+
+
+def _digest(data):
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def use_kept(here):
@@ -54,7 +61,7 @@ def use_kept(here):
             plan = json.load(fh)
         into = kept_dir(os.path.join(plan["volume_dir"], plan["key"]))
         index = _index(into)
-        if not index or any(_digest(os.path.join(into, n)) != d for n, d in index.items()):
+        if not index or any(_digest(_read(os.path.join(into, n))) != d for n, d in index.items()):
             return False
         os.symlink(into, os.path.join(here, "__pycache__"))
     except (OSError, ValueError, KeyError, TypeError):
@@ -114,19 +121,14 @@ def keep(root, here):
             header = importlib.util.MAGIC_NUMBER + b"\x03\x00\x00\x00"
             header += importlib.util.source_hash(source)
             path = os.path.join(into, pyc)
-            if before.get(pyc) and _digest(path) == before[pyc] and _head(path) == header:
+            kept = _read(path) if before.get(pyc) else None
+            if kept is not None and kept[:16] == header and _digest(kept) == before[pyc]:
                 index[pyc] = before[pyc]
                 continue
-            code = compile(source, source_path, "exec", dont_inherit=True)
-            data = header + marshal.dumps(code)
+            data = header + marshal.dumps(compile(source, source_path, "exec", dont_inherit=True))
             _write(path, data)
-            index[pyc] = hashlib.sha256(data).hexdigest()
+            index[pyc] = _digest(data)
         if index != before:  # only this release's modules: a gone one is not waited for
             _write(os.path.join(into, INDEX), json.dumps(index, sort_keys=True).encode())
     except (OSError, ValueError, SyntaxError, AttributeError):
         return  # AttributeError: a Python before 3.7 has no hash-checked bytecode
-
-
-def _head(path):
-    with open(path, "rb") as fh:
-        return fh.read(16)

@@ -53,12 +53,7 @@ def pruned_line(data: Mapping[str, Any], volume: str) -> str | None:
     limit = int(data.get("limit") or 0)
     if mode != "bound" or (not freed and not data.get("over")):
         return None
-    names = {
-        "cache": "pip's cache",
-        "uv-cache": "uv's cache",
-        "helpers-pyc": "the builder's bytecode",
-    }
-    caches = [names.get(c, c) for c in data["caches"]]
+    caches = [_CACHE_NAMES.get(c, c) for c in data["caches"]]
     n_keys = int(data.get("keys") or 0)
     more = [f"in {n_keys} other platform keys too"] if n_keys else []
     line = (

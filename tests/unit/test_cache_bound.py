@@ -201,6 +201,8 @@ def test_pruned_lines() -> None:
         "warpdrive: cache bound: freed 12.3 MB in volume vol (pip's cache, uv's cache, "
         "7 wheels, 2 requirement sets): it holds 40.0 MB of 50.0 MB"
     )
+    every = pruned_line(dict(bound, caches=["cache", "uv-cache", "helpers-pyc"]), "vol")
+    assert every is not None and "(pip's cache, uv's cache, the builder's bytecode, " in every
     quiet = dict(bound, freed=0, caches=[], sets=0, wheels=0)
     assert pruned_line(quiet, "vol") is None
     over = dict(quiet, usage=60_000_000, over=True)
