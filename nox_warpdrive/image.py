@@ -30,12 +30,13 @@ from .build.early_static import EarlyStatic
 from .build.native_static import Collected, native_collect
 from .build.static import (
     Recollected,
+    earlier_static,
     read_static,
     recollect,
     reusable_static,
     shadows_static,
     split_static,
-    static_inputs_unchanged,
+    static_reusable,
 )
 from .build.static_sibling import sibling_hook, sibling_static, top_layer
 from .build.wheels_first import wheels_for
@@ -44,7 +45,7 @@ from .engine import Engine, ImageInfo, Output
 from .errors import EngineError, LayerRefused, RegistryError, WarpdriveError, host_writes
 from .inputs.read import inputs_line
 from .inputs.requirements import RequirementSet
-from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, DepsLabels
+from .labels import DEPS_KEY_LABEL, STATIC_ROOT_LABEL, AppLabels, DepsLabels
 from .plan import CommitSpec
 from .platform import PlatformKey
 from .refs import split_ref
@@ -217,6 +218,7 @@ def build_image(
         out(line)
     b.timings.append(("app", time.monotonic() - app_started))
     final = _move_tag(engine, b.ref, image_id, current)
+    _remember_static(final)
     seconds = time.monotonic() - started
     timings = tuple(b.timings)
     return ImageResult(
@@ -469,7 +471,7 @@ def _early_app(b: _Build, full: list[Wheel], installer: Installer) -> AppPlan | 
     app = _plan_app(b, key)
     if not app.collectstatic or app.build_hook or b.static_from is not None:
         return None
-    if static_inputs_unchanged(b.current, app, key, wheel_ids(full)):
+    if static_reusable(b.current, app, key, wheel_ids(full)):
         return None
     b.early_app = (key, app)
     return app
@@ -534,6 +536,8 @@ class _Static:
     recollected: Recollected | None = None
     #: the files collected for another CPU's image on the engine's own (native_static.py)
     collected: Collected | None = None
+    #: the id of an earlier image whose files (the host's copy) are these
+    earlier: str | None = None
 
 
 def _static_reuse(b: _Build, app: AppPlan) -> _Static:
@@ -552,6 +556,11 @@ def _static_reuse(b: _Build, app: AppPlan) -> _Static:
     if found is None and b.static_from is not None:
         found, source = sibling_static(b.engine, b.static_from, app, b.resolved), b.static_from
     if found is None:
+        before = earlier_static(app, wheels)
+        if before is not None and not shadows_static(app.tree.tree, before[1]):
+            image_id, root, layer = before
+            labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}
+            return _Static(dataclasses.replace(app.commit, labels=labels), layer, earlier=image_id)
         again = recollect(b.engine, b.current, app, b.deps_key, wheels)
         if again is None:
             return plain
@@ -579,6 +588,11 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
         )
     elif static.layer is not None and static.source is not None and static.source is b.static_from:
         b.out("warpdrive: the collected static files of the first platform's image reused")
+    elif static.earlier is not None:
+        b.out(
+            f"warpdrive: static inputs and packages as in an earlier image "
+            f"({static.earlier.removeprefix('sha256:')[:12]}); reusing its collected static files"
+        )
     elif static.layer is not None and static.collected is None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
     if app.build_hook and static.layer is None:
@@ -599,6 +613,8 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
         static_cache.store(image_id, found.record, found.files)
     elif static.layer is not None and static.source is not None:
         static_cache.copy(static.source.id, image_id)  # the same files, under the new image
+    elif static.earlier is not None:
+        static_cache.copy(static.earlier, image_id)
     return image_id
 
 
@@ -693,6 +709,15 @@ def _app_container(b: _Build, app: AppPlan, deps_id: str, fallback: bool = False
             b.engine.remove_image(below)
             return split
     return image_id
+
+
+def _remember_static(image: ImageInfo) -> None:
+    """Index the new image's collected files (when the host keeps them) by its static
+    key and packages: a later build with the same inputs and fewer packages finds them
+    (static.earlier_static) after this image has lost its tag."""
+    app, deps = AppLabels.from_labels(image.labels), DepsLabels.from_labels(image.labels)
+    if app is not None and deps is not None and app.static_key:
+        static_cache.remember_key(app.static_key, deps.wheels, image.id)
 
 
 def _move_tag(engine: Engine, ref: str, image_id: str, current: ImageInfo | None) -> ImageInfo:

@@ -124,6 +124,17 @@ def static_inputs_unchanged(
     return same_packages_or_more(current, deps_key, wheels)
 
 
+def static_reusable(
+    current: ImageInfo | None, app: AppPlan, deps_key: str, wheels: list[str] | None
+) -> bool:
+    """Whether a build reuses collected files, the current image's (static_inputs_unchanged)
+    or an earlier image's the host keeps (earlier_static), instead of running collectstatic
+    (from labels and the host's index: nothing is read)."""
+    if static_inputs_unchanged(current, app, deps_key, wheels):
+        return True
+    return wheels is not None and static_cache.earlier(app.static_key, wheels) is not None
+
+
 def reusable_static_files(
     engine: Engine,
     current: ImageInfo | None,
@@ -180,6 +191,22 @@ def reusable_static(
     root, files = found
     layer = static_layer(root, files)
     return root, StaticLayer("sha256:" + hashlib.sha256(layer).hexdigest(), lambda: layer)
+
+
+def earlier_static(app: AppPlan, wheels: list[str] | None) -> tuple[str, str, StaticLayer] | None:
+    """(the earlier image's id, STATIC_ROOT, the static layer) of an image no longer the
+    current one whose collected files the host keeps, made from this build's static
+    inputs with only packages this build installs too (static_cache.earlier): what
+    collectstatic would make again. Read from the host's copy alone: that image may be
+    gone from the engine."""
+    image_id = static_cache.earlier(app.static_key, wheels) if wheels is not None else None
+    found = static_cache.load(image_id) if image_id is not None else None
+    root = static_root(found[0]) if found is not None else None
+    if image_id is None or found is None or root is None:
+        return None
+    layer = static_layer(root, found[1])
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    return image_id, root, StaticLayer(digest, lambda: layer)
 
 
 def static_layer(root: str, files: bytes) -> bytes:

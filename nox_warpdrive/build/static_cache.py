@@ -11,10 +11,13 @@ are kept.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..tars import tar_files
 
@@ -146,3 +149,69 @@ def load_inputs(static_key: str) -> str | None:
         return _inputs_path(static_key).read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None
+
+
+# -- which image's files came from which static inputs ---------------------------------
+#
+# A build whose packages are fewer than the current image's (a package added, then taken
+# out again) cannot reuse the current image's collected files (static.same_packages_or_more),
+# and the image that had them lost its tag to the add. Its files are still here under its
+# id: an index by static key names the sets of packages each was collected with, so the
+# build finds them without running collectstatic (3-7 s for the Wagtail example).
+
+#: how many images are named per static key (the newest first)
+KEEP_PER_KEY = 8
+
+
+def _keys_path(static_key: str) -> Path:
+    return cache_dir() / "keys" / (static_key.replace(":", "_") + ".json")
+
+
+def _entries(static_key: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(_keys_path(static_key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, list):
+        return []
+    return [
+        e
+        for e in data
+        if isinstance(e, dict)
+        and isinstance(e.get("image"), str)
+        and isinstance(e.get("wheels"), list)
+    ]
+
+
+def remember_key(static_key: str, wheels: Sequence[str], image_id: str) -> None:
+    """Record that ``image_id``'s collected files (kept here) were made from ``static_key``
+    with ``wheels`` installed (their ids, as the deps labels hold them)."""
+    if not static_key or not _path(image_id).exists():
+        return
+    entry = {"image": image_id, "wheels": sorted(wheels)}
+    kept = [e for e in _entries(static_key) if e["image"] != image_id]
+    path = _keys_path(static_key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps([entry, *kept][:KEEP_PER_KEY]), encoding="utf-8")
+        tmp.replace(path)
+        stale = sorted(path.parent.glob("*.json"), key=_mtime, reverse=True)
+        for old in stale[KEEP_INPUTS:]:
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def earlier(static_key: str, wheels: Sequence[str]) -> str | None:
+    """The id of the newest image whose collected files were made from ``static_key``
+    with only packages of ``wheels`` installed (all of them unchanged), and whose files
+    are kept here; else None."""
+    if not static_key:
+        return None
+    have = set(wheels)
+    for entry in _entries(static_key):
+        if set(entry["wheels"]) <= have and _path(entry["image"]).exists():
+            return str(entry["image"])
+    return None

@@ -1,0 +1,78 @@
+"""A package added, then taken out again (issue 24's inner loop): the build after the
+removal installs fewer packages than the current image, so that image's collected
+static files are not reused (static.same_packages_or_more), and the image that had
+them lost its tag to the add. The host's index by static key (static_cache.remember_key)
+finds that earlier image's files: no collectstatic runs, and the result is the very
+image of the first build. Real engine, real index."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import App, write_django
+from pkgindex import Index
+
+from nox_warpdrive.config import load_config
+from nox_warpdrive.engine import Engine
+from nox_warpdrive.image import build_image
+from nox_warpdrive.image_plan import plan_image
+
+CSS = "/opt/app-root/src/collected/shop/site.css"
+EARLIER = "static inputs and packages as in an earlier image"
+COLLECTED = re.compile(r"\d+ static files? copied")
+
+
+def cat(engine: Engine, ref: str, path: str) -> str:
+    return str(engine.client.containers.run(ref, ["cat", path], remove=True).decode())
+
+
+def test_a_package_taken_out_again_reuses_the_earlier_images_static_files(
+    make_app: Any,
+    engine: Engine,
+    index_env: Index,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    app: App = make_app(["Django==5.2.19"])
+    os.unlink(app.root / "wsgi.py")
+    write_django(app.root)
+    reqs = app.root / "requirements.txt"
+    lines: list[str] = []
+    first = build_image(load_config(app.root), engine, lines.append)
+    assert COLLECTED.search("\n".join(lines)), lines
+    assert engine.image(first.image_id) is not None
+
+    reqs.write_text("Django==5.2.19\nwd-extra-demo\n")  # added: the current files reused
+    lines.clear()
+    second = build_image(load_config(app.root), engine, lines.append)
+    text = "\n".join(lines)
+    assert "static inputs unchanged; reusing the collected static files" in text, text
+    assert engine.image(first.image_id) is None, "the add's tag move removes the first image"
+
+    reqs.write_text("Django==5.2.19\n")  # taken out again
+    plan = plan_image(load_config(app.root), engine)
+    assert plan.static.startswith("reused: the collected files of an earlier image"), plan
+    lines.clear()
+    third = build_image(load_config(app.root), engine, lines.append)
+    text = "\n".join(lines)
+    assert EARLIER in text and first.image_id.removeprefix("sha256:")[:12] in text, text
+    assert not COLLECTED.search(text), text
+    assert third.image_id == first.image_id  # what collectstatic made then, byte for byte
+    assert cat(engine, app.image, CSS) == "body { color: red }\n"
+
+    # a changed static input is not the earlier image's: collectstatic runs
+    (app.root / "shop" / "static" / "shop" / "site.css").write_text("body { color: blue }\n")
+    reqs.write_text("Django==5.2.19\nwd-extra-demo\n")
+    build_image(load_config(app.root), engine, lines.append)
+    reqs.write_text("Django==5.2.19\n")
+    lines.clear()
+    build_image(load_config(app.root), engine, lines.append)
+    text = "\n".join(lines)
+    assert EARLIER not in text and COLLECTED.search(text), text
+    assert cat(engine, app.image, CSS) == "body { color: blue }\n"
+    assert second.image_id != third.image_id
