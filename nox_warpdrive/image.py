@@ -591,7 +591,7 @@ def _app_layer(b: _Build, app: AppPlan, deps_id: str) -> str:
     elif static.earlier is not None:
         b.out(
             f"warpdrive: static inputs and packages as in an earlier image "
-            f"({static.earlier.removeprefix('sha256:')[:12]}); reusing its collected static files"
+            f"({static.earlier.removeprefix('sha256:')[:12]}); reusing the collected static files"
         )
     elif static.layer is not None and static.collected is None:
         b.out("warpdrive: static inputs unchanged; reusing the collected static files")
