@@ -163,3 +163,47 @@ def test_reading_the_manifest_remembers_its_sets(tmp_path: Path) -> None:
     engine.volume_files[("wh", manifest.manifest_path(PKEY))] = json.dumps(complete("d9")).encode()
     assert manifest.read_manifest(engine, "wh", PKEY, BASE.id)["sets"].keys() == {"d9"}
     assert manifest.seen_sets("wh", PKEY) == {"d9"}
+
+
+TOOLS = {"uv": {"path": "tools/uv-0.9.9/uv", "version": "0.9.9"}}
+
+
+def test_the_tools_a_volume_listed_are_remembered_beside_its_sets(tmp_path: Path) -> None:
+    """The record keeps the manifest's installer tools too; an older record (a bare
+    list of sets) still gives its sets, and no tools."""
+    manifest.remember_sets("wh", PKEY, {**complete("d1"), "tools": TOOLS})
+    assert manifest.seen_sets("wh", PKEY) == {"d1"}
+    assert manifest.seen_tools("wh", PKEY) == TOOLS
+    manifest.remember_sets("wh", PKEY, complete("d2"))  # a manifest without tools
+    assert manifest.seen_tools("wh", PKEY) == {}
+    assert manifest.seen_tools("other", PKEY) is None
+    path = next(manifest.cache_dir().glob("*.json"))
+    path.write_text(json.dumps(["d1", "d2"]))
+    assert manifest.seen_sets("wh", PKEY) is None and manifest.seen_tools("wh", PKEY) is None
+    path.write_text(json.dumps({"sets": ["d3"], "tools": "not a table"}))
+    assert manifest.seen_sets("wh", PKEY) == {"d3"}
+    assert manifest.seen_tools("wh", PKEY) == {}
+
+
+def test_known_tools_start_the_deps_container_without_reading_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unseen requirements on a volume whose tools this host knows: the deps step's
+    container is started for those tools, and no container reads the manifest (its
+    only use there was to choose the installer); unknown tools: it is read."""
+    cfg, digest = site(tmp_path, monkeypatch)
+    reads: list[str] = []
+    monkeypatch.setattr(wheels_first, "read_manifest", lambda *a, **k: reads.append("read") or {})
+    given: list[dict[str, Any]] = []
+
+    def prestart(self: Any, current: Any, manifest: Any, static: Any = None) -> None:
+        given.append(dict(manifest))
+
+    monkeypatch.setattr(wheels_first.EarlyDeps, "prestart", prestart)
+    build_image(cfg, Builder(complete(digest)), lambda line: None)
+    assert reads == ["read"] and given == [{}]  # never seen: read
+
+    manifest.remember_sets(cfg.volume, PKEY, {**complete("other"), "tools": TOOLS})
+    reads.clear(), given.clear()
+    build_image(cfg, Builder({**complete(digest), "tools": TOOLS}), lambda line: None)
+    assert reads == [] and given == [{"tools": TOOLS}]
