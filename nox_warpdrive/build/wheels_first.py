@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import Config
@@ -22,7 +22,7 @@ from ..wheelhouse.build import (
     seeds_for,
     upkeep_for,
 )
-from ..wheelhouse.manifest import seen_sets, seen_tools
+from ..wheelhouse.manifest import seen_sets
 from ..wheelhouse.wheels import Wheel
 from .deps import EarlyDeps
 from .early_static import EarlyStatic
@@ -140,11 +140,7 @@ def _build_wheels(
     if early_deps[0] and not check_files and manifest is not None:
         early.prestart(early_deps[1], manifest, early_deps[2])
     elif early_deps[0] and not check_files:
-        tools = seen_tools(cfg.volume, pkey)
-        if tools is not None:  # no container to read the manifest for them
-            read: Callable[[], Mapping[str, Any]] = lambda: {"tools": tools}  # noqa: E731
-        else:
-            read = functools.partial(read_manifest, engine, cfg.volume, pkey, base.id)
+        read = functools.partial(read_manifest, engine, cfg.volume, pkey, base.id)
         early.prestart_after(read, early_deps[1], early_deps[2])
     try:
         result_wh = build_wheelhouse(

@@ -99,15 +99,13 @@ def _seen_path(volume: str, key: PlatformKey) -> Path:
 
 def remember_sets(volume: str, key: PlatformKey, manifest: Mapping[str, Any]) -> None:
     """Record the requirement sets ``manifest`` (as read from, or written to, the
-    volume) lists complete, and its installer tools. A cache that cannot be written
-    only costs time."""
+    volume) lists complete. A cache that cannot be written only costs time."""
     sets = manifest.get("sets")
     if not isinstance(sets, dict):
         return
     digests = sorted(d for d in sets if resolved_set(manifest, d) is not None)
-    tools = manifest.get("tools")
     path = _seen_path(volume, key)
-    text = json.dumps({"sets": digests, "tools": tools if isinstance(tools, dict) else {}})
+    text = json.dumps(digests)
     try:
         if path.is_file() and path.read_text() == text:
             return
@@ -119,28 +117,13 @@ def remember_sets(volume: str, key: PlatformKey, manifest: Mapping[str, Any]) ->
         pass
 
 
-def _seen(volume: str, key: PlatformKey) -> tuple[frozenset[str], dict[str, Any]] | None:
+def seen_sets(volume: str, key: PlatformKey) -> frozenset[str] | None:
+    """The requirement sets the volume listed when this host last saw its manifest;
+    None when it never did (or the record cannot be read)."""
     try:
         data = json.loads(_seen_path(volume, key).read_text())
     except (OSError, ValueError):
         return None
-    sets, tools = (data.get("sets"), data.get("tools")) if isinstance(data, dict) else (None, None)
-    if not isinstance(sets, list) or not all(isinstance(d, str) for d in sets):
+    if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
         return None
-    return frozenset(sets), tools if isinstance(tools, dict) else {}
-
-
-def seen_sets(volume: str, key: PlatformKey) -> frozenset[str] | None:
-    """The requirement sets the volume listed when this host last saw its manifest;
-    None when it never did (or the record cannot be read)."""
-    seen = _seen(volume, key)
-    return seen[0] if seen is not None else None
-
-
-def seen_tools(volume: str, key: PlatformKey) -> dict[str, Any] | None:
-    """The installer tools (the manifest's ``tools``) the volume listed when this host
-    last saw its manifest, or None. A guess, like the sets: the deps step's container
-    started before the builder reports its tools is started for these
-    (build/wheels_first.py); the step itself is decided on what the builder reports."""
-    seen = _seen(volume, key)
-    return seen[1] if seen is not None else None
+    return frozenset(data)
