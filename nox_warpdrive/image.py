@@ -717,7 +717,7 @@ def _remember_static(image: ImageInfo) -> None:
     (static.earlier_static) after this image has lost its tag."""
     app, deps = AppLabels.from_labels(image.labels), DepsLabels.from_labels(image.labels)
     if app is not None and deps is not None and app.static_key:
-        static_cache.remember_key(app.static_key, deps.wheels, image.id)
+        static_cache.remember_key(app.title, app.static_key, deps.wheels, image.id)
 
 
 def _move_tag(engine: Engine, ref: str, image_id: str, current: ImageInfo | None) -> ImageInfo:

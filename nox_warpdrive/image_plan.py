@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .build import static_cache
 from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
 from .build.static import (
+    earlier_image,
     recollectable,
     same_static_inputs,
     shadows_static,
@@ -308,7 +308,7 @@ def _static(
     if not complete or not deps_key:
         return "collectstatic runs in a container: static inputs changed", None
     if not static_inputs_unchanged(current, app, deps_key, wheels):
-        before = static_cache.earlier(app.static_key, wheels) if wheels is not None else None
+        before = earlier_image(app, wheels) if wheels is not None else None
         if before is not None:
             return (
                 "reused: the collected files of an earlier image "

@@ -36,7 +36,7 @@ from ..layout import APP_ROOT, key_digest
 from ..plan import VOLUME_DIR, CommitSpec, Step, VolumeMount, assemble
 from ..platform import PlatformKey
 from ..refs import docker_name, split_ref
-from ..wheelhouse.wheels import Wheel
+from ..wheelhouse.wheels import Wheel, parse_wheel_id
 from ..wheelhouse.wheels import wheel_ids as wheel_ids  # the deps key's and labels' wheel ids
 from .deps_step import DEPS_SCRATCH as DEPS_SCRATCH
 from .deps_step import DamagedWheels as DamagedWheels
@@ -474,8 +474,18 @@ class EarlyDeps:
     (the same layer and config). A failure here only costs the head start: the regular
     path after the wheelhouse builds whatever is missing, and reports errors."""
 
-    def __init__(self, engine: Engine, cfg: Config, base: ImageInfo, pkey: PlatformKey):
+    def __init__(
+        self,
+        engine: Engine,
+        cfg: Config,
+        base: ImageInfo,
+        pkey: PlatformKey,
+        asked: frozenset[str] = frozenset(),
+    ):
         self.engine, self.cfg, self.base, self.pkey = engine, cfg, base, pkey
+        #: the requirements' project names (normalized): which deps image ``prestart``
+        #: starts the container on when the current one's last packages are gone
+        self.asked = asked
         self.thread: threading.Thread | None = None
         #: the installer of the thread's step (set before it starts), its decision, and
         #: the image it made or found
@@ -580,7 +590,23 @@ class EarlyDeps:
             return None
         if can_grow(labels, installer, [*labels.wheels, "+"]):  # "+": any one wheel more
             return None
-        return DepsParent(below, labels.wheels, labels.depth)
+        return self._unless_swapped(DepsParent(below, labels.wheels, labels.depth), installer)
+
+    def _unless_swapped(self, found: DepsParent, installer: Installer) -> DepsParent:
+        """``found``, unless it is a layer of added packages none of which the
+        requirements name any more (a package tried, then swapped for another): then
+        the image it was grown on, which the grow takes (find_parent: the current one
+        holds a wheel no longer wanted). A guess: the container is used only when the
+        grow decided on that very image (0.6 s lost when not: its removal and a new
+        container)."""
+        if not self.asked or found.depth == 0:
+            return found
+        below = find_parent(self.engine, self.cfg, self.base, installer, list(found.wheels))
+        if below is None:
+            return found
+        added = {parse_wheel_id(w) for w in set(found.wheels) - set(below.wheels)}
+        names = {p[0] for p in added if p is not None}
+        return below if names and not names & self.asked else found
 
     def start(self, resolved: list[Wheel], tools: dict[str, Any]) -> None:
         self._wait_read()

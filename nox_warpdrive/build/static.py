@@ -18,7 +18,7 @@ from ..config import Config
 from ..engine import Engine, ImageInfo
 from ..errors import EngineError, LayerRefused, WarpdriveError
 from ..inputs.requirements import read_requirements
-from ..labels import STATIC_LAYER_LABEL, STATIC_ROOT_LABEL, AppLabels, DepsLabels
+from ..labels import OCI_TITLE, STATIC_LAYER_LABEL, STATIC_ROOT_LABEL, AppLabels, DepsLabels
 from ..layout import APP_SRC, APP_UID, STATIC_ROOT_RECORD, skeleton_tar
 from ..source.archive import source_date_epoch
 from ..source.image_layers import StaticLayer, append_app
@@ -132,7 +132,13 @@ def static_reusable(
     (from labels and the host's index: nothing is read)."""
     if static_inputs_unchanged(current, app, deps_key, wheels):
         return True
-    return wheels is not None and static_cache.earlier(app.static_key, wheels) is not None
+    return wheels is not None and earlier_image(app, wheels) is not None
+
+
+def earlier_image(app: AppPlan, wheels: list[str]) -> str | None:
+    """The id of an earlier image of this app whose collected files the host keeps, made
+    from this build's static inputs with only packages of ``wheels`` (static_cache.earlier)."""
+    return static_cache.earlier(app.commit.labels.get(OCI_TITLE, ""), app.static_key, wheels)
 
 
 def reusable_static_files(
@@ -199,7 +205,7 @@ def earlier_static(app: AppPlan, wheels: list[str] | None) -> tuple[str, str, St
     inputs with only packages this build installs too (static_cache.earlier): what
     collectstatic would make again. Read from the host's copy alone: that image may be
     gone from the engine."""
-    image_id = static_cache.earlier(app.static_key, wheels) if wheels is not None else None
+    image_id = earlier_image(app, wheels) if wheels is not None else None
     found = static_cache.load(image_id) if image_id is not None else None
     root = static_root(found[0]) if found is not None else None
     if image_id is None or found is None or root is None:

@@ -11,6 +11,7 @@ are kept.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -163,13 +164,16 @@ def load_inputs(static_key: str) -> str | None:
 KEEP_PER_KEY = 8
 
 
-def _keys_path(static_key: str) -> Path:
-    return cache_dir() / "keys" / (static_key.replace(":", "_") + ".json")
+def _keys_path(app: str, static_key: str) -> Path:
+    """One index per app (its name) and static key: another app's files are never
+    taken, even when made of the same inputs."""
+    name = hashlib.sha256(f"{app}\0{static_key}".encode()).hexdigest()[:40]
+    return cache_dir() / "keys" / (name + ".json")
 
 
-def _entries(static_key: str) -> list[dict[str, Any]]:
+def _entries(app: str, static_key: str) -> list[dict[str, Any]]:
     try:
-        data = json.loads(_keys_path(static_key).read_text(encoding="utf-8"))
+        data = json.loads(_keys_path(app, static_key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     if not isinstance(data, list):
@@ -183,14 +187,15 @@ def _entries(static_key: str) -> list[dict[str, Any]]:
     ]
 
 
-def remember_key(static_key: str, wheels: Sequence[str], image_id: str) -> None:
-    """Record that ``image_id``'s collected files (kept here) were made from ``static_key``
-    with ``wheels`` installed (their ids, as the deps labels hold them)."""
+def remember_key(app: str, static_key: str, wheels: Sequence[str], image_id: str) -> None:
+    """Record that ``image_id``'s collected files (kept here), an image of ``app``, were
+    made from ``static_key`` with ``wheels`` installed (their ids, as the deps labels
+    hold them)."""
     if not static_key or not _path(image_id).exists():
         return
     entry = {"image": image_id, "wheels": sorted(wheels)}
-    kept = [e for e in _entries(static_key) if e["image"] != image_id]
-    path = _keys_path(static_key)
+    kept = [e for e in _entries(app, static_key) if e["image"] != image_id]
+    path = _keys_path(app, static_key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -204,14 +209,14 @@ def remember_key(static_key: str, wheels: Sequence[str], image_id: str) -> None:
         pass  # a cache that cannot be written only costs time
 
 
-def earlier(static_key: str, wheels: Sequence[str]) -> str | None:
-    """The id of the newest image whose collected files were made from ``static_key``
+def earlier(app: str, static_key: str, wheels: Sequence[str]) -> str | None:
+    """The id of the newest image of ``app`` whose collected files were made from ``static_key``
     with only packages of ``wheels`` installed (all of them unchanged), and whose files
     are kept here; else None."""
     if not static_key:
         return None
     have = set(wheels)
-    for entry in _entries(static_key):
+    for entry in _entries(app, static_key):
         if set(entry["wheels"]) <= have and _path(entry["image"]).exists():
             return str(entry["image"])
     return None

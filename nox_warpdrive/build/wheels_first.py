@@ -136,7 +136,7 @@ def _build_wheels(
     what may collect static files in a whole virtualenv's container."""
     base, pkey = target
     wheels_started = time.monotonic()
-    early = EarlyDeps(engine, cfg, base, pkey)
+    early = EarlyDeps(engine, cfg, base, pkey, frozenset(reqs.names()))
     if early_deps[0] and not check_files and manifest is not None:
         early.prestart(early_deps[1], manifest, early_deps[2])
     elif early_deps[0] and not check_files:

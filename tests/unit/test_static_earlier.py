@@ -12,38 +12,44 @@ from test_layer_plans import django_project, plan, record_tar, static_tar
 
 from nox_warpdrive.build import static as static_module
 from nox_warpdrive.build import static_cache
+from nox_warpdrive.labels import OCI_TITLE
+
+
+def title(app: static_module.AppPlan) -> str:
+    return app.commit.labels.get(OCI_TITLE, "")
 
 
 def test_an_earlier_image_is_found_by_static_key_with_the_same_packages_or_fewer() -> None:
     static_cache.store("sha256:a", b"record", b"static")
-    static_cache.remember_key("key1", ["w1@1", "w2@2"], "sha256:a")
-    assert static_cache.earlier("key1", ["w2@2", "w1@1"]) == "sha256:a"
-    assert static_cache.earlier("key1", ["w1@1", "w2@2", "w3@3"]) == "sha256:a"
-    assert static_cache.earlier("key1", ["w1@1"]) is None  # it had one more
-    assert static_cache.earlier("key1", ["w1@1", "w2@other"]) is None  # another build of w2
-    assert static_cache.earlier("key2", ["w1@1", "w2@2"]) is None
-    assert static_cache.earlier("", []) is None
+    static_cache.remember_key("site", "key1", ["w1@1", "w2@2"], "sha256:a")
+    assert static_cache.earlier("site", "key1", ["w2@2", "w1@1"]) == "sha256:a"
+    assert static_cache.earlier("site", "key1", ["w1@1", "w2@2", "w3@3"]) == "sha256:a"
+    assert static_cache.earlier("site", "key1", ["w1@1"]) is None  # it had one more
+    assert static_cache.earlier("site", "key1", ["w1@1", "w2@other"]) is None  # another build of w2
+    assert static_cache.earlier("site", "key2", ["w1@1", "w2@2"]) is None
+    assert static_cache.earlier("other-app", "key1", ["w1@1", "w2@2"]) is None  # its own only
+    assert static_cache.earlier("site", "", []) is None
 
 
 def test_the_newest_fitting_image_wins_and_a_pruned_set_is_passed_over() -> None:
     for name in ("old", "new"):
         static_cache.store(f"sha256:{name}", b"record", name.encode())
-    static_cache.remember_key("k", ["w@1"], "sha256:old")
-    static_cache.remember_key("k", ["w@1", "x@1"], "sha256:new")
-    assert static_cache.earlier("k", ["w@1", "x@1"]) == "sha256:new"
-    assert static_cache.earlier("k", ["w@1"]) == "sha256:old"
+    static_cache.remember_key("site", "k", ["w@1"], "sha256:old")
+    static_cache.remember_key("site", "k", ["w@1", "x@1"], "sha256:new")
+    assert static_cache.earlier("site", "k", ["w@1", "x@1"]) == "sha256:new"
+    assert static_cache.earlier("site", "k", ["w@1"]) == "sha256:old"
     (static_cache.cache_dir() / "sha256_new.tar").unlink()  # pruned since
-    assert static_cache.earlier("k", ["w@1", "x@1"]) == "sha256:old"
+    assert static_cache.earlier("site", "k", ["w@1", "x@1"]) == "sha256:old"
 
 
 def test_only_kept_files_are_indexed_and_the_index_is_bounded() -> None:
-    static_cache.remember_key("k", ["w@1"], "sha256:never-stored")
+    static_cache.remember_key("site", "k", ["w@1"], "sha256:never-stored")
     assert not (static_cache.cache_dir() / "keys").exists()
     for i in range(static_cache.KEEP_PER_KEY + 3):
         static_cache.store(f"sha256:i{i}", b"r", b"s")
-        static_cache.remember_key("k", [f"w@{i}"], f"sha256:i{i}")
-    static_cache.remember_key("k", ["w@0"], "sha256:i0")  # again: moved to the front
-    data = json.loads((static_cache.cache_dir() / "keys" / "k.json").read_text())
+        static_cache.remember_key("site", "k", [f"w@{i}"], f"sha256:i{i}")
+    static_cache.remember_key("site", "k", ["w@0"], "sha256:i0")  # again: moved to the front
+    data = json.loads(static_cache._keys_path("site", "k").read_text())
     assert len(data) == static_cache.KEEP_PER_KEY
     assert data[0] == {"image": "sha256:i0", "wheels": ["w@0"]}
     assert [e["image"] for e in data].count("sha256:i0") == 1
@@ -51,20 +57,20 @@ def test_only_kept_files_are_indexed_and_the_index_is_bounded() -> None:
 
 def test_an_unreadable_index_finds_nothing() -> None:
     static_cache.store("sha256:a", b"record", b"static")
-    path = static_cache.cache_dir() / "keys" / "k.json"
+    path = static_cache._keys_path("site", "k")
     path.parent.mkdir(parents=True)
     for text in ("{not json", '{"image": "sha256:a"}', '[{"image": 1, "wheels": []}]'):
         path.write_text(text)
-        assert static_cache.earlier("k", ["w@1"]) is None
-    static_cache.remember_key("k", ["w@1"], "sha256:a")  # written over
-    assert static_cache.earlier("k", ["w@1"]) == "sha256:a"
+        assert static_cache.earlier("site", "k", ["w@1"]) is None
+    static_cache.remember_key("site", "k", ["w@1"], "sha256:a")  # written over
+    assert static_cache.earlier("site", "k", ["w@1"]) == "sha256:a"
 
 
 def test_earlier_static_is_the_host_copys_layer(tmp_path: Path) -> None:
     app = plan(django_project(tmp_path / "p"))
     root = "/opt/app-root/src/static"
     static_cache.store("sha256:gone", record_tar(root), static_tar())
-    static_cache.remember_key(app.static_key, ["w@1"], "sha256:gone")
+    static_cache.remember_key(title(app), app.static_key, ["w@1"], "sha256:gone")
     found = static_module.earlier_static(app, ["w@1", "x@2"])
     assert found is not None
     image_id, got_root, layer = found
@@ -78,6 +84,7 @@ def test_earlier_static_is_the_host_copys_layer(tmp_path: Path) -> None:
 
 def test_earlier_static_refuses_a_root_outside_the_app() -> None:
     static_cache.store("sha256:bad", record_tar("/etc"), static_tar())
-    static_cache.remember_key("k", [], "sha256:bad")
-    app = type("App", (), {"static_key": "k"})()
+    static_cache.remember_key("site", "k", [], "sha256:bad")
+    commit = type("Commit", (), {"labels": {OCI_TITLE: "site"}})()
+    app = type("App", (), {"static_key": "k", "commit": commit})()
     assert static_module.earlier_static(app, []) is None  # type: ignore[arg-type]
