@@ -84,7 +84,7 @@ def prune(directory: Path, newest: Path | None = None) -> None:
     for _, link in sorted(links, reverse=True):
         try:
             real = link.resolve(strict=True)
-        except OSError:  # its set is gone
+        except (OSError, RuntimeError):  # its set is gone (or a loop: Python < 3.13)
             link.unlink(missing_ok=True)
             continue
         names[real] = names.get(real, 0) + 1
@@ -99,12 +99,15 @@ def copy(from_id: str, to_id: str) -> None:
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     try:
         real = source.resolve(strict=True)
+        if real == target or from_id == to_id:  # the same image again (an earlier one)
+            os.utime(real)
+            return
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(real.name)
         tmp.replace(target)
         os.utime(real)  # just used: the newest set, for prune
         prune(target.parent, target)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python < 3.13)
         with contextlib.suppress(OSError):
             tmp.unlink()
 

@@ -19,6 +19,7 @@ import pytest
 from conftest import App, write_django
 from pkgindex import Index
 
+from nox_warpdrive.build import static_cache
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
@@ -64,7 +65,7 @@ def test_static_files_collected_beside_the_deps_layers_load_are_the_app_steps(
     # (without the host's index of collected files by static key, which would give the
     # first image's files: test_static_earlier_engine.py)
     engine.client.images.remove(app.image)
-    shutil.rmtree(tmp_path / "cache" / "nox-warpdrive" / "static-2" / "keys")
+    shutil.rmtree(static_cache.cache_dir() / "keys")
     lines.clear()
     again = build_image(load_config(app.root), engine, lines.append)
     text = "\n".join(lines)

@@ -88,3 +88,18 @@ def test_earlier_static_refuses_a_root_outside_the_app() -> None:
     commit = type("Commit", (), {"labels": {OCI_TITLE: "site"}})()
     app = type("App", (), {"static_key": "k", "commit": commit})()
     assert static_module.earlier_static(app, []) is None  # type: ignore[arg-type]
+
+
+def test_the_same_image_again_keeps_its_files_and_a_link_loop_is_dropped() -> None:
+    """A build after a removal gives the earlier image itself (the same ID): its files
+    are named for it already, and are not made a link to themselves (a loop, which
+    Python before 3.13 reports as RuntimeError, not OSError)."""
+    static_cache.store("sha256:a", b"record", b"static")
+    static_cache.copy("sha256:a", "sha256:a")
+    assert static_cache.load("sha256:a") == (b"record", b"static")
+    loop = static_cache.cache_dir() / "sha256_loop.tar"
+    loop.symlink_to(loop.name)
+    static_cache.copy("sha256:loop", "sha256:b")  # no error: nothing to name
+    static_cache.prune(static_cache.cache_dir())
+    assert not loop.is_symlink()
+    assert static_cache.load("sha256:a") == (b"record", b"static")
