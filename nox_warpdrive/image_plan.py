@@ -297,8 +297,9 @@ def _static(
         return "none (not a Django app, or collectstatic = false)", None
     if app.build_hook:
         return "collectstatic runs with the build hook, in a container", None
+    before = _earlier(app, wheels) if complete and deps_key else None
     if current is None:
-        return "collectstatic runs in a container (no current image)", None
+        return before or "collectstatic runs in a container (no current image)", None
     if (not complete or not deps_key) and same_static_inputs(current, app):
         return (
             "decided after the wheelhouse: reused when the new set only adds packages "
@@ -308,13 +309,8 @@ def _static(
     if not complete or not deps_key:
         return "collectstatic runs in a container: static inputs changed", None
     if not static_inputs_unchanged(current, app, deps_key, wheels):
-        before = earlier_image(app, wheels) if wheels is not None else None
         if before is not None:
-            return (
-                "reused: the collected files of an earlier image "
-                f"({before.removeprefix('sha256:')[:12]}): static inputs and packages as then",
-                None,
-            )
+            return before, None
         changed = recollectable(current, app, deps_key, wheels)
         if changed is not None:
             return f"re-collected: only the changed static files ({', '.join(changed)})", None
@@ -325,6 +321,19 @@ def _static(
     diff = current.labels.get(STATIC_LAYER_LABEL, "")
     named = diff if diff in current.diff_ids else None
     return "reused: static inputs and packages unchanged", named
+
+
+def _earlier(app: AppPlan, wheels: list[str] | None) -> str | None:
+    """The line for collected files an earlier image of the app lends (the host's
+    index: static.earlier_static), else None."""
+    before = earlier_image(app, wheels) if wheels is not None else None
+    if before is None:
+        return None
+    short = before.removeprefix("sha256:")[:12]
+    return (
+        f"reused: the collected files of an earlier image ({short}): static inputs and "
+        "packages as then"
+    )
 
 
 def _layers(

@@ -103,3 +103,22 @@ def test_the_same_image_again_keeps_its_files_and_a_link_loop_is_dropped() -> No
     static_cache.prune(static_cache.cache_dir())
     assert not loop.is_symlink()
     assert static_cache.load("sha256:a") == (b"record", b"static")
+
+
+def test_the_plan_says_an_earlier_images_files_are_reused(tmp_path: Path) -> None:
+    """`--plan` says what the build does: the earlier image's files, also when no image
+    has the tag (removed by hand); not before the wheelhouse has resolved the set."""
+    from nox_warpdrive import image_plan
+
+    app = plan(django_project(tmp_path / "p"))
+    static_cache.store("sha256:gone", record_tar("/opt/app-root/src/static"), static_tar())
+    assert image_plan._static(app, None, "depskey", ["w@1"], True)[0].startswith(
+        "collectstatic runs"
+    )
+    static_cache.remember_key(title(app), app.static_key, ["w@1"], "sha256:gone")
+    said, named = image_plan._static(app, None, "depskey", ["w@1"], True)
+    assert said.startswith("reused: the collected files of an earlier image (gone)"), said
+    assert named is None
+    assert image_plan._static(app, None, "depskey", ["w@1"], False)[0].startswith(
+        "collectstatic runs"
+    )
