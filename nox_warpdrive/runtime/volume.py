@@ -45,11 +45,19 @@ class Lock:
 def make_staging(root):
     """This run's private directory in the volume (a unique name: every container is pid
     1, so a pid names nothing). It holds an exclusive flock on its ``.owner`` file for as
-    long as the run lives; the next run removes staging dirs whose lock is free."""
-    staging = tempfile.mkdtemp(dir=root, prefix="staging-")
-    owner = open(os.path.join(staging, ".owner"), "w")
+    long as the run lives; the next run removes staging dirs whose lock is free. It is
+    made under another name and renamed once locked: a run sweeping between the owner
+    file's creation and its lock saw a free lock and removed a live run's directory."""
+    made = tempfile.mkdtemp(dir=root, prefix=UNLOCKED_PREFIX)
+    owner = open(os.path.join(made, ".owner"), "w")
     fcntl.flock(owner, fcntl.LOCK_EX)
+    staging = os.path.join(root, "staging-" + os.path.basename(made)[len(UNLOCKED_PREFIX) :])
+    os.rename(made, staging)
     return staging, owner
+
+
+#: a staging directory before its owner's lock is held (make_staging)
+UNLOCKED_PREFIX = ".staging-new-"
 
 
 def sweep_leftovers(root, grace=120):
@@ -58,10 +66,11 @@ def sweep_leftovers(root, grace=120):
     temporary files of older versions of this script. Returns how many were removed."""
     removed = 0
     now = time.time()
-    for path in glob.glob(os.path.join(root, "staging-*")):
+    unlocked = glob.glob(os.path.join(root, UNLOCKED_PREFIX + "*"))
+    for path in glob.glob(os.path.join(root, "staging-*")) + unlocked:
         owner = os.path.join(path, ".owner")
         try:
-            if not os.path.exists(owner):
+            if path in unlocked or not os.path.exists(owner):
                 if now - os.stat(path).st_mtime > grace:
                     shutil.rmtree(path, ignore_errors=True)
                     removed += 1

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,3 +283,38 @@ def test_tee_shows_and_keeps_the_output(capfd: pytest.CaptureFixture[str]) -> No
     assert tee.wait() == 3
     assert sorted(tee.tail) == ["err", "out"]
     assert "out" in capfd.readouterr().out
+
+
+def test_a_sweep_before_the_owner_is_locked_leaves_the_staging_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run sweeping between the owner file's creation and its lock (four runs
+    started at once on a cold volume hit it: test_reliability.py) finds no staging dir
+    whose lock is free: it is locked before it takes its name."""
+    real_flock = rt_volume.fcntl.flock
+    swept: list[int] = []
+
+    def flock(fh: Any, op: int) -> None:
+        if op == rt_volume.fcntl.LOCK_EX and not swept:
+            swept.append(rt_volume.sweep_leftovers(str(tmp_path)))
+        real_flock(fh, op)
+
+    monkeypatch.setattr(rt_volume.fcntl, "flock", flock)
+    staging, owner = rt_volume.make_staging(str(tmp_path))
+    try:
+        assert swept == [0]
+        assert os.path.isdir(staging) and os.path.basename(staging).startswith("staging-")
+        assert sorted(os.listdir(tmp_path)) == [os.path.basename(staging)]
+    finally:
+        owner.close()
+
+
+def test_an_unlocked_staging_dir_left_by_a_dead_run_goes_after_the_grace(tmp_path: Path) -> None:
+    left = tmp_path / (rt_volume.UNLOCKED_PREFIX + "x")
+    left.mkdir()
+    (left / ".owner").write_text("")
+    assert rt_volume.sweep_leftovers(str(tmp_path)) == 0  # it may be a run's, starting
+    old = 1_000_000_000
+    os.utime(left, (old, old))
+    assert rt_volume.sweep_leftovers(str(tmp_path)) == 1
+    assert not left.exists()
