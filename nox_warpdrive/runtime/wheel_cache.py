@@ -363,10 +363,14 @@ def other_keys(volume_dir, root):
 
 def clear_key(path):
     """Empty another platform key's wheelhouse (under its lock; a live run's staging
-    directory is left alone: it holds its flock)."""
+    directory is left alone: it holds its flock, or it is a run's about to take it,
+    under volume.UNLOCKED_PREFIX for microseconds: its own key's sweep removes one left
+    by a run that died)."""
     for name in os.listdir(path):
         target = os.path.join(path, name)
         if name == ".lock" or (name.startswith("staging-") and staging_live(target)):
+            continue
+        if name.startswith(".staging-new-"):
             continue
         remove_path(target)
 

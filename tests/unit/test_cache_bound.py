@@ -477,3 +477,16 @@ def test_upkeep_goes_on_to_other_platform_keys_when_this_one_is_not_enough(
     assert report["keys"] == 1 and report["sets"] == 3 and not report["over"]
     line = pruned_line(report, "vol")
     assert line is not None and "in 1 other platform keys too" in line
+
+
+def test_clearing_another_key_leaves_a_starting_runs_staging_dir(tmp_path: Path) -> None:
+    """A run of that key between its staging dir's creation and its lock keeps it
+    (runtime/volume.py: make_staging); the rest goes."""
+    key = tmp_path / "key"
+    starting = key / ".staging-new-abc"
+    starting.mkdir(parents=True)
+    (key / ".lock").write_text("")
+    (key / "wheels").mkdir()
+    (key / "manifest.json").write_text("{}")
+    wheel_cache.clear_key(str(key))
+    assert sorted(os.listdir(key)) == [".lock", ".staging-new-abc"]
