@@ -129,16 +129,22 @@ def store_inputs(static_key: str, data: str) -> None:
         if path.exists():
             os.utime(path)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(data, encoding="utf-8")
-        tmp.replace(path)
-        kept = sorted(path.parent.glob("*.json"), key=_mtime, reverse=True)
-        for old in kept[KEEP_INPUTS:]:
-            if old != path:
-                old.unlink(missing_ok=True)
+        _write_kept(path, data)
     except OSError:
         pass  # a cache that cannot be written only costs time
+
+
+def _write_kept(path: Path, text: str) -> None:
+    """Write ``path`` atomically, then keep only the KEEP_INPUTS most recently written
+    JSON files of its directory (``path`` among them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    kept = sorted(path.parent.glob("*.json"), key=_mtime, reverse=True)
+    for old in kept[KEEP_INPUTS:]:
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 def _mtime(path: Path) -> float:
@@ -197,19 +203,14 @@ def remember_key(app: str, static_key: str, wheels: Sequence[str], image_id: str
     if not static_key or not _path(image_id).exists():
         return
     entry = {"image": image_id, "wheels": sorted(wheels)}
-    kept = [e for e in _entries(app, static_key) if e["image"] != image_id]
-    path = _keys_path(app, static_key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps([entry, *kept][:KEEP_PER_KEY]), encoding="utf-8")
-        tmp.replace(path)
-        stale = sorted(path.parent.glob("*.json"), key=_mtime, reverse=True)
-        for old in stale[KEEP_INPUTS:]:
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
+    entries = _entries(app, static_key)
+    if entries[:1] == [entry]:
+        return  # the newest already (an unchanged build): nothing to write
+    # one entry per set of packages: code changes on one set are the same files under
+    # new image ids, and must not push an older set (the one before an add) out
+    kept = [e for e in entries if e["image"] != image_id and e["wheels"] != entry["wheels"]]
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        _write_kept(_keys_path(app, static_key), json.dumps([entry, *kept][:KEEP_PER_KEY]))
 
 
 def earlier(app: str, static_key: str, wheels: Sequence[str]) -> str | None:

@@ -15,19 +15,15 @@ from typing import Any
 import pytest
 from conftest import App, write_django
 from pkgindex import Index
+from test_early_static_engine import CSS, cat
 
 from nox_warpdrive.config import load_config
 from nox_warpdrive.engine import Engine
 from nox_warpdrive.image import build_image
 from nox_warpdrive.image_plan import plan_image
 
-CSS = "/opt/app-root/src/collected/shop/site.css"
 EARLIER = "static inputs and packages as in an earlier image"
 COLLECTED = re.compile(r"\d+ static files? copied")
-
-
-def cat(engine: Engine, ref: str, path: str) -> str:
-    return str(engine.client.containers.run(ref, ["cat", path], remove=True).decode())
 
 
 def test_a_package_taken_out_again_reuses_the_earlier_images_static_files(

@@ -122,3 +122,19 @@ def test_the_plan_says_an_earlier_images_files_are_reused(tmp_path: Path) -> Non
     assert image_plan._static(app, None, "depskey", ["w@1"], False)[0].startswith(
         "collectstatic runs"
     )
+
+
+def test_code_changes_on_one_set_keep_the_set_before_the_add() -> None:
+    """Each code change names the same files under a new image id: one entry per set
+    of packages, so the image before an add stays findable after many code changes."""
+    static_cache.store("sha256:before", b"r", b"s")
+    static_cache.remember_key("site", "k", ["w@1"], "sha256:before")
+    for i in range(static_cache.KEEP_PER_KEY + 4):
+        static_cache.copy("sha256:before", f"sha256:c{i}")
+        static_cache.remember_key("site", "k", ["w@1", "x@1"], f"sha256:c{i}")
+    data = json.loads(static_cache._keys_path("site", "k").read_text())
+    assert [e["image"] for e in data] == [
+        f"sha256:c{static_cache.KEEP_PER_KEY + 3}",
+        "sha256:before",
+    ]
+    assert static_cache.earlier("site", "k", ["w@1"]) == "sha256:before"
