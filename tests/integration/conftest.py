@@ -16,7 +16,9 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import docker
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -308,6 +310,28 @@ def use_index(monkeypatch: pytest.MonkeyPatch, index: Index) -> Index:
 def index_env(monkeypatch: pytest.MonkeyPatch, index: Index) -> Index:
     """Point the build containers at the local index only."""
     return use_index(monkeypatch, index)
+
+
+def output(client: docker.DockerClient, ref: str, command: list[str], **kwargs: Any) -> bytes:
+    """The standard output of ``command`` run to its end in a new container of image
+    ``ref`` (``docker run --rm``); fails with the exit code and stderr when it is not 0.
+
+    Not ``client.containers.run``: that reads the container's log after it has started,
+    and on a loaded engine the log of a container that had just ended came back empty
+    (a CI run read an empty staticfiles.json). Here the output is attached to before the
+    container starts, as docker-py's maintainers advise (docker/docker-py#3247)."""
+    container = client.containers.create(ref, command, **kwargs)
+    try:
+        stream = container.attach(stdout=True, stderr=False, stream=True, logs=True)
+        container.start()
+        out = b"".join(stream)
+        code = container.wait()["StatusCode"]
+        if code != 0:
+            err = container.logs(stdout=False, stderr=True).decode(errors="replace")
+            raise AssertionError(f"{command} in {ref} exited {code}: {err}")
+        return out
+    finally:
+        container.remove(force=True)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 import pytest
-from conftest import BASE_IMAGE, BUILDER_IMAGE, App, serve_image
+from conftest import BASE_IMAGE, BUILDER_IMAGE, App, output, serve_image
 from pkgindex import Index
 
 from nox_warpdrive.config import load_config
@@ -49,11 +49,11 @@ def manifest(engine: Engine, app: App) -> dict[str, Any]:
 
 
 def volume_listing(engine: Engine, volume: str) -> list[str]:
-    out = engine.client.containers.run(
+    out = output(
+        engine.client,
         BASE_IMAGE,
         ["sh", "-c", "cd /v && find . | sort"],
         mounts=[docker.types.Mount("/v", volume, type="volume", read_only=True)],
-        remove=True,
     )
     return str(out.decode()).split()
 
@@ -305,11 +305,11 @@ def test_secrets_never_land_in_images_volumes_or_logs(
     saved = b"".join(engine.client.images.get(app.image).save())
     assert canary.encode() not in saved, "a secret is in the image (layers or config)"
     assert canary not in engine.history_text(app.image)
-    out = engine.client.containers.run(
+    out = output(
+        engine.client,
         BASE_IMAGE,
         ["sh", "-c", f"grep -rl {canary} /v || true"],
         mounts=[docker.types.Mount("/v", app.volume, type="volume", read_only=True)],
-        remove=True,
     )
     assert out.decode().strip() == "", f"a secret is in the wheelhouse volume: {out!r}"
     mine = me().token  # other processes' builds may be running on this engine

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import App
+from conftest import App, output
 from pkgindex import Index
 from test_build import nox
 
@@ -18,7 +18,7 @@ from nox_warpdrive.engine import Engine
 
 
 def in_image(engine: Engine, ref: str, path: str) -> bytes:
-    out = engine.client.containers.run(ref, ["cat", path], remove=True, user="1001")
+    out = output(engine.client, ref, ["cat", path], user="1001")
     return bytes(out)
 
 

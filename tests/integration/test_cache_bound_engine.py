@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import docker
-from conftest import BASE_IMAGE, App
+from conftest import BASE_IMAGE, App, output
 from pkgindex import Index
 from test_build import manifest, nox
 
@@ -33,11 +33,11 @@ SETS = (
 
 
 def sh(engine: Engine, volume: str, script: str, read_only: bool = True) -> str:
-    out = engine.client.containers.run(
+    out = output(
+        engine.client,
         BASE_IMAGE,
         ["sh", "-c", script],
         mounts=[docker.types.Mount("/v", volume, type="volume", read_only=read_only)],
-        remove=True,
     )
     return str(out.decode())
 

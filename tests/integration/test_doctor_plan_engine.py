@@ -12,7 +12,7 @@ from typing import Any
 
 import docker
 import pytest
-from conftest import BASE_IMAGE, BUILDER_IMAGE, App, write_django
+from conftest import BASE_IMAGE, BUILDER_IMAGE, App, output, write_django
 from pkgindex import Index
 from test_build import nox
 
@@ -60,11 +60,11 @@ def test_doctor_passes_on_a_healthy_setup_and_names_a_missing_builder(
 def volume_listing(engine: Engine, volume: str) -> list[str]:
     """Every path in the volume with its size and mtime (read by a container of the
     test's own, outside what is measured)."""
-    out = engine.client.containers.run(
+    out = output(
+        engine.client,
         BASE_IMAGE,
         ["sh", "-c", "cd /v && find . -printf '%p %s %T@\\n' | sort"],
         mounts=[docker.types.Mount("/v", volume, type="volume", read_only=True)],
-        remove=True,
     )
     return str(out.decode()).splitlines()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, write_django
+from conftest import App, output, write_django
 from pkgindex import Index
 
 from nox_warpdrive.build import static_cache
@@ -30,7 +30,7 @@ EARLY = "collectstatic ran in the deps step's container while its layer loaded"
 
 
 def cat(engine: Engine, ref: str, path: str) -> str:
-    return str(engine.client.containers.run(ref, ["cat", path], remove=True).decode())
+    return str(output(engine.client, ref, ["cat", path]).decode())
 
 
 def test_static_files_collected_beside_the_deps_layers_load_are_the_app_steps(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conftest import App, serve_image, write_django
+from conftest import App, output, serve_image, write_django
 from pkgindex import Index
 from test_build import http_get, image, wheelhouse
 from test_build import manifest as manifest_of
@@ -20,7 +20,7 @@ from nox_warpdrive.wheelhouse.build import probe_image, requirements_for, resolv
 
 
 def run(engine: Engine, ref: str, *cmd: str) -> str:
-    out = engine.client.containers.run(ref, list(cmd), remove=True)
+    out = output(engine.client, ref, list(cmd))
     return str(out.decode())
 
 

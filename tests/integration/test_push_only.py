@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, write_django
+from conftest import App, output, write_django
 from pkgindex import Index
 from test_registry import cleanup_runner, client_for, nox_on, serve_on
 from test_registry_auth import AuthRegistry, Runs, logged_in, write_pure
@@ -151,7 +151,7 @@ def same_tree(listing: str) -> list[str]:
 
 def in_image(host: str, ref: str, *command: str) -> str:
     with client_for(host) as client:
-        out = client.containers.run(ref, list(command[1:]), entrypoint=[command[0]], remove=True)
+        out = output(client, ref, list(command[1:]), entrypoint=[command[0]])
     return bytes(out).decode()
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import docker.types
 import pytest
-from conftest import BASE_IMAGE, App
+from conftest import BASE_IMAGE, App, output
 from pkgindex import Index
 
 from nox_warpdrive.engine import Engine
@@ -68,11 +68,11 @@ def leftovers(engine: Engine, pid: int) -> list[str]:
 
 
 def volume_shell(engine: Engine, volume: str, script: str) -> str:
-    out = engine.client.containers.run(
+    out = output(
+        engine.client,
         BASE_IMAGE,
         ["sh", "-c", script],
         mounts=[docker.types.Mount("/v", volume, type="volume")],
-        remove=True,
     )
     return str(out.decode())
 
@@ -253,9 +253,7 @@ def test_env_files_are_left_out_and_said(make_app: Any, engine: Engine, index: I
     code, text = run_nox(app, "image", index)
     assert code == 0, text
     assert "left out .env" in text
-    out = engine.client.containers.run(
-        app.image, ["sh", "-c", "ls -a /opt/app-root/src"], remove=True
-    )
+    out = output(engine.client, app.image, ["sh", "-c", "ls -a /opt/app-root/src"])
     assert ".env" not in out.decode().split()
     data = json.dumps(engine.inspect_raw(app.image))
     assert CANARY not in data

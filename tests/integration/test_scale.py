@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, serve_image, write_django
+from conftest import App, output, serve_image, write_django
 from pkgindex import Index
 from test_build import http_get, image, wheelhouse
 
@@ -71,7 +71,7 @@ def source_listing(root: Path) -> set[str]:
 
 
 def image_listing(engine: Engine, ref: str) -> set[str]:
-    out = engine.client.containers.run(ref, ["python3", "-c", LIST_IMAGE], remove=True)
+    out = output(engine.client, ref, ["python3", "-c", LIST_IMAGE])
     return set(out.decode().splitlines())
 
 
@@ -214,7 +214,7 @@ def test_a_big_django_tree_reuses_and_recollects_static_files_in_their_own_layer
     def check(color: str) -> None:
         have = {row for row in image_listing(engine, app.image) if not row.startswith("collected")}
         assert have == source_listing(app.root)
-        out = engine.client.containers.run(app.image, ["cat", css], remove=True)
+        out = output(engine.client, app.image, ["cat", css])
         assert out.decode().strip() == f"body {{ color: {color} }}"
 
     check("red")

@@ -8,7 +8,7 @@ import os
 import shutil
 from typing import Any
 
-from conftest import App, write_django
+from conftest import App, output, write_django
 from pkgindex import Index
 from test_build import image, wheelhouse
 
@@ -19,7 +19,7 @@ CSS = "/opt/app-root/src/collected/shop/site.css"
 
 
 def cat(engine: Engine, ref: str, path: str) -> str:
-    return str(engine.client.containers.run(ref, ["cat", path], remove=True).decode())
+    return str(output(engine.client, ref, ["cat", path]).decode())
 
 
 def test_an_edited_static_file_is_recollected_alone_and_the_result_is_a_full_runs(

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import App, cleanup
+from conftest import App, cleanup, output
 from pkgindex import Index
 from test_registry import nox_on
 
@@ -30,9 +30,7 @@ LIST_VENV = (
 
 def venv_of(engine: Engine, ref: str) -> list[list[str]]:
     client = engine.client  # type: ignore[attr-defined]
-    out = client.containers.run(
-        ref, ["python", "-c", LIST_VENV], entrypoint=[], remove=True, network_mode="none"
-    )
+    out = output(client, ref, ["python", "-c", LIST_VENV], entrypoint=[], network_mode="none")
     return [list(x) for x in json.loads(out)]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import BASE_IMAGE, BUILDER_IMAGE
+from conftest import BASE_IMAGE, BUILDER_IMAGE, output
 from pkgindex import Index
 from test_locks import fresh, uv
 from test_runtime import serve_and_check
@@ -169,8 +169,8 @@ def test_member_built_from_the_workspace_lock(
     assert body == (
         "from the workspace held=1.0.0 hello from wd-pure-demo common v1 dev=False uid=1001"
     )
-    listing = engine.client.containers.run(
-        app.image, ["sh", "-c", "ls /opt/app-root/venv/lib/python3.11/site-packages"], remove=True
+    listing = output(
+        engine.client, app.image, ["sh", "-c", "ls /opt/app-root/venv/lib/python3.11/site-packages"]
     ).decode()
     assert "wd_held_demo-1.0.0.dist-info" in listing and "wd_extra_demo" not in listing
     assert "wscommon-0.3.0.dist-info" in listing
