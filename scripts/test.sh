@@ -36,4 +36,4 @@ echo "== mypy"; .venv/bin/mypy
 echo "== mypy bench"; .venv/bin/mypy --strict bench
 echo "== import layers"; .venv/bin/lint-imports
 echo "== pytest"
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --durations=30 "$@"
