@@ -41,8 +41,6 @@ DYNAMIC_CALLS = frozenset(
         "open",
         "read_text",
         "read_bytes",
-        "load_dotenv",
-        "read_env",
         "glob",
         "iglob",
         "rglob",
@@ -54,6 +52,14 @@ DYNAMIC_CALLS = frozenset(
         "setattr",
         "vars",
     }
+)
+#: calls that read an environment file (python-dotenv, django-environ): the file counts
+#: as an input when its path can be told (ENV_PATH_KEYWORDS: the keyword naming it)
+ENV_CALLS = frozenset({"load_dotenv", "dotenv_values", "read_env"})
+ENV_PATH_KEYWORDS = frozenset({"dotenv_path", "env_file"})
+#: their keywords that do not change which file is read
+ENV_OTHER_KEYWORDS = frozenset(
+    {"override", "verbose", "interpolate", "encoding", "overwrite", "parse_comments"}
 )
 #: calls whose answer depends on which packages are installed (an added one counts)
 PACKAGE_CALLS = frozenset(
@@ -224,6 +230,8 @@ class _Closure:
     trees: dict[str, ast.Module] = field(default_factory=dict)
     files: set[str] = field(default_factory=set)
     packages_exact: bool = False
+    #: (module's path, call) of each environment file read (ENV_CALLS)
+    env_reads: list[tuple[str, ast.Call]] = field(default_factory=list)
 
 
 def settings_closure(tree: _Tree, settings: str, strict: bool = True) -> _Closure:
@@ -247,6 +255,8 @@ def settings_closure(tree: _Tree, settings: str, strict: bool = True) -> _Closur
         parsed = tree.parse(relpath)
         found.trees[relpath] = parsed
         for node in ast.walk(parsed):
+            if strict and isinstance(node, ast.Call) and _call_name(node) in ENV_CALLS:
+                found.env_reads.append((relpath, node))
             if strict and isinstance(node, ast.Call) and _call_name(node) in DYNAMIC_CALLS:
                 raise Dynamic(f"{relpath} line {node.lineno} calls {_call_name(node)}()")
             if isinstance(node, ast.Call) and _call_name(node) in PACKAGE_CALLS:
@@ -466,6 +476,49 @@ class _Paths:
         return values[0] if name in ("str", "fspath") else None
 
 
+def env_files(reads: Sequence[tuple[str, ast.Call]], paths: _Paths) -> set[str]:
+    """The environment files the settings read (``load_dotenv(BASE_DIR / ".env")``,
+    ``environ.Env.read_env(path)``): each one's path in the tree, an input like the
+    settings themselves, since what it sets can change them. Without a path (or with
+    ``find_dotenv()``), python-dotenv looks for ``.env`` from the calling module's
+    directory up and django-environ beside it or one up: every such ``.env`` of the tree
+    counts. Raises Dynamic for a file this cannot tell, or one outside the tree."""
+    found: set[str] = set()
+    for relpath, node in reads:
+        why = f"{relpath} line {node.lineno} calls {_call_name(node)}()"
+        named = [k for k in node.keywords if k.arg in ENV_PATH_KEYWORDS]
+        if any(k.arg not in ENV_PATH_KEYWORDS | ENV_OTHER_KEYWORDS for k in node.keywords):
+            raise Dynamic(f"{why} with arguments this reader cannot follow")
+        arg = node.args[0] if node.args else (named[0].value if named else None)
+        if arg is None or _is_find_dotenv(arg):
+            here = posixpath.dirname(relpath)
+            found.add(posixpath.join(here, ".env"))
+            found.update(posixpath.join(parent, ".env") for parent in _dir_parents(here))
+            continue
+        path = paths.of(arg)
+        path = posixpath.normpath(posixpath.join(APP_SRC, path)) if path is not None else None
+        if path is None or not path.startswith(APP_SRC + "/"):
+            raise Dynamic(f"{why} on a file this reader cannot tell: {ast.unparse(arg)[:60]}")
+        found.add(path[len(APP_SRC) + 1 :])
+    return found
+
+
+def _is_find_dotenv(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and _call_name(node) == "find_dotenv"
+        and not node.args
+        and not node.keywords
+    )
+
+
+def _dir_parents(relpath: str) -> Iterator[str]:
+    """The directories above a directory of the tree, up to the tree's root ("")."""
+    while relpath:
+        relpath = posixpath.dirname(relpath)
+        yield relpath
+
+
 def finder_dirs(
     values: list[ast.expr], strings: _Strings, paths: _Paths, kinds: Mapping[str, str]
 ) -> set[str]:
@@ -550,7 +603,11 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
         files |= settings_closure(tree, "manage", strict=False).files
     for backend in [s for v in values.get(STORAGE, []) for s in strings.of(v)]:
         if "." in backend and tree.is_project(backend):
-            files |= settings_closure(tree, backend.rpartition(".")[0]).files
+            storage = settings_closure(tree, backend.rpartition(".")[0])
+            if storage.env_reads:
+                relpath, node = storage.env_reads[0]
+                raise Dynamic(f"{relpath} line {node.lineno} calls {_call_name(node)}()")
+            files |= storage.files
     apps = []
     for entry in _elements(values.get(APPS, []), strings):
         named = strings.of(entry)
@@ -560,6 +617,7 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
     app_files, app_dirs = _app_inputs(tree, apps)
     origin = {id(n): rel for rel, parsed in closure.trees.items() for n in ast.walk(parsed)}
     paths = _Paths(strings.names, origin)
+    files |= env_files(closure.env_reads, paths)
     dirs = app_dirs | finder_dirs(values.get(DIRS, []), strings, paths, kinds)
     # a static directory's own entry counts too: a symbolic link there is refused (choose)
     files |= {d for d in dirs if d}

@@ -282,6 +282,66 @@ def test_settings_that_cannot_be_followed_make_everything_count(
     assert found.matters("shop/templates/base.html")
 
 
+@pytest.mark.parametrize(
+    ("extra", "env_files"),
+    [
+        # MDN's LocalLibrary tutorial, as it is
+        (
+            "from dotenv import load_dotenv\n"
+            "env_file = os.path.join(BASE_DIR, '.env')\n"
+            "if os.path.exists(env_file):\n"
+            "    load_dotenv(env_file)\n",
+            {".env"},
+        ),
+        ("import dotenv\ndotenv.load_dotenv(BASE_DIR / 'conf' / 'site.env')\n", {"conf/site.env"}),
+        (
+            "import environ\nenviron.Env.read_env(os.path.join(PROJECT_DIR, '.env'))\n",
+            {"shop/.env"},
+        ),
+        ("from dotenv import load_dotenv\nload_dotenv(dotenv_path='.env.build')\n", {".env.build"}),
+        # no path: python-dotenv looks from the calling module's directory up
+        (
+            "from dotenv import load_dotenv, find_dotenv\n"
+            "load_dotenv(find_dotenv(), override=True)\n",
+            {"shop/settings/.env", "shop/.env", ".env"},
+        ),
+        ("import environ\nenviron.Env.read_env()\n", {"shop/settings/.env", "shop/.env", ".env"}),
+    ],
+)
+def test_an_environment_file_the_settings_read_counts(
+    tmp_path: Path, extra: str, env_files: set[str]
+) -> None:
+    """Reading a .env (python-dotenv, django-environ) is common in real settings: the
+    file read counts, like the settings, and a template edit still reuses the files."""
+    split_site(tmp_path)
+    write(tmp_path, "shop/settings/production.py", PRODUCTION + extra)
+    found = inputs(tmp_path)
+    assert not found.everything, found.why
+    for relpath in env_files:
+        assert found.matters(relpath), relpath
+    assert not found.matters("shop/templates/base.html")
+    assert not found.matters("other/.env")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "from dotenv import load_dotenv\nload_dotenv(os.environ['ENV_FILE'])\n",
+        "from dotenv import load_dotenv\nload_dotenv('/etc/site.env')\n",  # not in the tree
+        "import io\nfrom dotenv import load_dotenv\nload_dotenv(stream=io.StringIO('A=1'))\n",
+        "from dotenv import dotenv_values, find_dotenv\nX = dotenv_values(find_dotenv('a.env'))\n",
+    ],
+)
+def test_an_environment_file_that_cannot_be_told_makes_everything_count(
+    tmp_path: Path, extra: str
+) -> None:
+    split_site(tmp_path)
+    write(tmp_path, "shop/settings/production.py", PRODUCTION + extra)
+    found = inputs(tmp_path)
+    assert found.everything and "shop/settings/production.py line" in found.why, found.why
+    assert "dotenv" in found.why, found.why
+
+
 def test_a_symbolic_link_in_a_static_directory(tmp_path: Path) -> None:
     split_site(tmp_path)
     write(tmp_path, "frontend/build/app.js", "1;\n")
