@@ -215,10 +215,15 @@ class Warpdrive(Tool):
         return {}
 
     def fresh_copy(self) -> None:
-        """The app, with the bench's pyproject.toml (its own name, image and volume)."""
+        """The app, with the bench's pyproject.toml (its own name, image and volume),
+        and README's two-line noxfile.py when the app (an --app never set up for
+        nox-warpdrive) has none."""
         super().fresh_copy()
         pyproject = self.app / "pyproject.toml"
         pyproject.write_text(bench_pyproject(pyproject, self.settings()))
+        noxfile = self.app / "noxfile.py"
+        if not noxfile.exists():
+            noxfile.write_text("import nox_warpdrive\n\nnox_warpdrive.sessions()\n")
 
     def remove_all(self) -> list[str]:
         """Every image this tool made or may have made, and its volume; returns what is
