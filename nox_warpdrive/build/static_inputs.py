@@ -230,7 +230,8 @@ class _Closure:
     trees: dict[str, ast.Module] = field(default_factory=dict)
     files: set[str] = field(default_factory=set)
     packages_exact: bool = False
-    #: (module's path, call) of each environment file read (ENV_CALLS)
+    #: (module's path, call) of each environment file read (ENV_CALLS), also when not
+    #: ``strict``
     env_reads: list[tuple[str, ast.Call]] = field(default_factory=list)
 
 
@@ -255,7 +256,7 @@ def settings_closure(tree: _Tree, settings: str, strict: bool = True) -> _Closur
         parsed = tree.parse(relpath)
         found.trees[relpath] = parsed
         for node in ast.walk(parsed):
-            if strict and isinstance(node, ast.Call) and _call_name(node) in ENV_CALLS:
+            if isinstance(node, ast.Call) and _call_name(node) in ENV_CALLS:
                 found.env_reads.append((relpath, node))
             if strict and isinstance(node, ast.Call) and _call_name(node) in DYNAMIC_CALLS:
                 raise Dynamic(f"{relpath} line {node.lineno} calls {_call_name(node)}()")
@@ -503,6 +504,19 @@ def env_files(reads: Sequence[tuple[str, ast.Call]], paths: _Paths) -> set[str]:
     return found
 
 
+def _manage_inputs(manage: _Closure) -> set[str]:
+    """manage.py's own inputs: its project modules, and each environment file it reads
+    whose path can be told (one that cannot is left out, as manage.py's other code is:
+    its usual `load_dotenv()` reads the .env the image leaves out unless asked)."""
+    files = set(manage.files)
+    origin = {id(n): rel for rel, parsed in manage.trees.items() for n in ast.walk(parsed)}
+    paths = _Paths(assignments(list(manage.trees.values())), origin)
+    for read in manage.env_reads:
+        with contextlib.suppress(Dynamic):
+            files |= env_files([read], paths)
+    return files
+
+
 def _is_find_dotenv(node: ast.expr) -> bool:
     return (
         isinstance(node, ast.Call)
@@ -600,7 +614,7 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
     # the project modules manage.py imports run before the settings, too (one it cannot
     # parse: manage.py itself counts, a fix to it reruns collectstatic)
     with contextlib.suppress(Dynamic):
-        files |= settings_closure(tree, "manage", strict=False).files
+        files |= _manage_inputs(settings_closure(tree, "manage", strict=False))
     for backend in [s for v in values.get(STORAGE, []) for s in strings.of(v)]:
         if "." in backend and tree.is_project(backend):
             storage = settings_closure(tree, backend.rpartition(".")[0])

@@ -193,6 +193,21 @@ def test_what_manage_py_imports_of_the_project_counts(tmp_path: Path) -> None:
     assert found.matters("shop/boot.py")
 
 
+def test_an_environment_file_manage_py_reads_counts(tmp_path: Path) -> None:
+    split_site(tmp_path)
+    write(
+        tmp_path,
+        "manage.py",
+        "import os\nfrom dotenv import load_dotenv\n"
+        "load_dotenv(os.path.join(os.path.dirname(__file__), 'envs', 'build.env'))\n"
+        "load_dotenv(os.environ['MORE'])\n",  # cannot be told: left out, as before
+    )
+    found = inputs(tmp_path)
+    assert not found.everything, found.why
+    assert found.matters("envs/build.env") and found.matters("manage.py")
+    assert not found.matters("shop/templates/base.html")
+
+
 def test_find_spec_makes_packages_count(tmp_path: Path) -> None:
     split_site(tmp_path)
     write(
