@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .build import prestart, static_cache
+from .build import static_cache
 from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import (
     DamagedWheels,
@@ -163,35 +163,6 @@ class _Build:
 
 
 def build_image(
-    cfg: Config,
-    engine: Engine,
-    out: Output,
-    *,
-    no_index: bool | None = None,
-    tag: str | None = None,
-    cache_from: str | None = None,
-    push_only: bool = False,
-    static_from: ImageInfo | None = None,
-) -> ImageResult:
-    """_build_image, then the wait for the containers that build still removes (a used
-    prestarted deps container's removal goes on beside the app layer: build/prestart.py):
-    none is left when it returns or raises."""
-    try:
-        return _build_image(
-            cfg,
-            engine,
-            out,
-            no_index=no_index,
-            tag=tag,
-            cache_from=cache_from,
-            push_only=push_only,
-            static_from=static_from,
-        )
-    finally:
-        prestart.settle()
-
-
-def _build_image(
     cfg: Config,
     engine: Engine,
     out: Output,

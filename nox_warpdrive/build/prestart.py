@@ -13,7 +13,6 @@ published it; on a first build it saves the container's start (0.15-0.2 s)."""
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import shutil
 import tempfile
@@ -38,25 +37,6 @@ WAITING = "warpdrive: waiting for the plan"
 
 #: the go file, put after the real plan (/tmp/warpdrive-build/go)
 GO = tar_files({"warpdrive-build/go": b""})
-
-
-#: the threads of used containers still being removed: the build goes on meanwhile
-#: (the removal of a running container took 0.15-0.5 s of a first build's critical
-#: path), and waits for them at its end (``settle``)
-_REMOVING: list[threading.Thread] = []
-_REMOVING_LOCK = threading.Lock()
-
-
-def settle(timeout: float | None = None) -> None:
-    """Wait until the used containers' removals have ended (build_image's end; at the
-    process's exit too, with a timeout, should a build have ended another way)."""
-    with _REMOVING_LOCK:
-        threads, _REMOVING[:] = list(_REMOVING), []
-    for thread in threads:
-        thread.join(timeout)
-
-
-atexit.register(settle, 30)
 
 
 def with_go(files: tuple[tuple[str, bytes], ...]) -> list[tuple[str, bytes]]:
@@ -97,9 +77,6 @@ class Prestart:
         self.used = False
         #: set once its layer is read (or its run ended): ``use`` loads it then
         self.exported = threading.Event()
-        #: set once ``after`` returned (or its run ended): only the container's removal
-        #: is left, which nothing waits for but ``settle``
-        self.done = threading.Event()
         #: what uses the container while its layer loads (its name given; it must not
         #: raise): early_static.EarlyStatic.run
         self.after = after
@@ -125,17 +102,13 @@ class Prestart:
         finally:
             self.waiting.set()  # it ended: nobody waits for it any more
             self.exported.set()
-            self.done.set()
 
     def _read(self) -> None:
         """Its layer is read: ``use`` loads it now, while ``after`` uses the container
         (the engine removes it once this returns)."""
         self.exported.set()
-        try:
-            if self.after is not None:
-                self.after(self.name)
-        finally:
-            self.done.set()
+        if self.after is not None:
+            self.after(self.name)
 
     def use(self, step: Step, out: Output) -> str | None:
         """The image ``step`` makes (its layer on its image, as engine.run would put it),
@@ -164,14 +137,11 @@ class Prestart:
                 image_id = self.engine.append_layer(
                     step.image, self.layer, step.commit, created_by=step.created_by
                 )
-            self.done.wait()  # not its removal: that goes on beside the build (settle)
+            self.thread.join()
             if self.error is not None:
-                self.thread.join()
                 if image_id is not None:
                     self.engine.remove_image(image_id)
                 raise self.error
-            with _REMOVING_LOCK:
-                _REMOVING.append(self.thread)
             assert image_id is not None
             return image_id
         finally:

@@ -19,7 +19,6 @@ import pytest
 from fake_engine import FakeEngine
 from unit_support import BASE
 
-from nox_warpdrive.build import prestart
 from nox_warpdrive.build.prestart import GO, WAITING, Prestart, same_container, with_go
 from nox_warpdrive.plan import CommitSpec, Step
 from nox_warpdrive.tars import tar_files
@@ -69,31 +68,6 @@ def test_used_for_its_own_container_with_the_real_files_then_go() -> None:
     assert engine.appended_data[0][0] == b"layer"
     started.cancel()  # used: nothing to remove
     assert engine.removed_temp == []
-
-
-def test_used_returns_before_its_container_is_removed_and_settle_waits() -> None:
-    """The removal of the used container (after its layer was read and ``after`` ran)
-    goes on beside the rest of the build; build_image's ``settle`` waits for it."""
-    removing = threading.Event()
-
-    class SlowRemoval(FakeEngine):
-        def run_export(self, *args: Any, **kwargs: Any) -> Any:
-            result = super().run_export(*args, **kwargs)
-            removing.wait(10)  # the container's removal, after ``then``
-            return result
-
-    engine = SlowRemoval(base=BASE, output=[WAITING])
-    engine.exported = b"layer"
-    started = Prestart(engine, STEP)
-    assert started.use(REAL, print) is not None
-    assert started.thread.is_alive()  # still removing
-    settling = threading.Thread(target=prestart.settle)
-    settling.start()
-    settling.join(0.3)
-    assert settling.is_alive()  # it waits for the removal
-    removing.set()
-    settling.join(5)
-    assert not settling.is_alive() and not started.thread.is_alive()
 
 
 def test_removed_when_the_grow_is_another_container() -> None:
