@@ -31,6 +31,7 @@ from .build.native_static import Collected, native_collect
 from .build.static import (
     Recollected,
     earlier_static,
+    installed_wheels,
     read_static,
     recollect,
     reusable_static,
@@ -556,7 +557,7 @@ def _static_reuse(b: _Build, app: AppPlan) -> _Static:
     if found is None and b.static_from is not None:
         found, source = sibling_static(b.engine, b.static_from, app, b.resolved), b.static_from
     if found is None:
-        before = earlier_static(app, wheels)
+        before = earlier_static(app, installed_wheels(wheels, b.current, b.deps_key))
         if before is not None and not shadows_static(app.tree.tree, before[1]):
             image_id, root, layer = before
             labels = {**app.commit.labels, STATIC_ROOT_LABEL: root}

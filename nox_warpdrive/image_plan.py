@@ -23,6 +23,7 @@ from .build.app_layer import AppPlan, plan_app, source_facts
 from .build.deps import Installer, choose_installer, decide_deps, deps_ref, known_deps
 from .build.static import (
     earlier_image,
+    installed_wheels,
     recollectable,
     same_static_inputs,
     shadows_static,
@@ -297,7 +298,8 @@ def _static(
         return "none (not a Django app, or collectstatic = false)", None
     if app.build_hook:
         return "collectstatic runs with the build hook, in a container", None
-    before = _earlier(app, wheels) if complete and deps_key else None
+    installed = installed_wheels(wheels, current, deps_key)
+    before = _earlier(app, installed) if complete and deps_key else None
     if current is None:
         return before or "collectstatic runs in a container (no current image)", None
     if (not complete or not deps_key) and same_static_inputs(current, app):

@@ -135,6 +135,18 @@ def static_reusable(
     return wheels is not None and earlier_image(app, wheels) is not None
 
 
+def installed_wheels(
+    wheels: list[str] | None, current: ImageInfo | None, deps_key: str
+) -> list[str] | None:
+    """The wheels this build installs: ``wheels`` (the resolved set's) when read, else
+    the current image's when the build goes on its deps layer (the requirements did not
+    change, so the wheelhouse was not read), else None (not known yet)."""
+    if wheels is not None or current is None or not deps_key:
+        return wheels
+    deps = DepsLabels.from_labels(current.labels)
+    return list(deps.wheels) if deps is not None and deps.key == deps_key else None
+
+
 def earlier_image(app: AppPlan, wheels: list[str]) -> str | None:
     """The id of an earlier image of this app whose collected files the host keeps, made
     from this build's static inputs with only packages of ``wheels`` (static_cache.earlier)."""

@@ -72,3 +72,40 @@ def test_a_package_taken_out_again_reuses_the_earlier_images_static_files(
     assert EARLIER not in text and COLLECTED.search(text), text
     assert cat(engine, app.image, CSS) == "body { color: blue }\n"
     assert second.image_id != third.image_id
+
+
+def test_a_static_file_changed_and_changed_back_reuses_the_first_images_files(
+    make_app: Any,
+    engine: Engine,
+    index_env: Index,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A branch switch: the CSS changed, then back as it was, the requirements never
+    changed (so the wheelhouse is not read): the build back finds the first image's
+    files by the wheels of the current image's deps layer, and makes that very image."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    app: App = make_app(["Django==5.2.19"])
+    os.unlink(app.root / "wsgi.py")
+    write_django(app.root)
+    css = app.root / "shop" / "static" / "shop" / "site.css"
+    lines: list[str] = []
+    first = build_image(load_config(app.root), engine, lines.append)
+    assert COLLECTED.search("\n".join(lines)), lines
+    red = css.read_text()
+
+    css.write_text("body { color: green }\n")  # another branch's CSS
+    lines.clear()
+    build_image(load_config(app.root), engine, lines.append)
+    assert EARLIER not in "\n".join(lines), lines
+    assert cat(engine, app.image, CSS) == "body { color: green }\n"
+
+    css.write_text(red)  # back
+    plan = plan_image(load_config(app.root), engine)
+    assert plan.static.startswith("reused: the collected files of an earlier image"), plan
+    lines.clear()
+    third = build_image(load_config(app.root), engine, lines.append)
+    text = "\n".join(lines)
+    assert EARLIER in text and not COLLECTED.search(text) and "re-collected" not in text, text
+    assert third.image_id == first.image_id
+    assert cat(engine, app.image, CSS) == red

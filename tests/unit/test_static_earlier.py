@@ -12,7 +12,8 @@ from test_layer_plans import django_project, plan, record_tar, static_tar
 
 from nox_warpdrive.build import static as static_module
 from nox_warpdrive.build import static_cache
-from nox_warpdrive.labels import OCI_TITLE
+from nox_warpdrive.engine import ImageInfo
+from nox_warpdrive.labels import OCI_TITLE, DepsLabels
 
 
 def title(app: static_module.AppPlan) -> str:
@@ -138,3 +139,16 @@ def test_code_changes_on_one_set_keep_the_set_before_the_add() -> None:
         "sha256:before",
     ]
     assert static_cache.earlier("site", "k", ["w@1"]) == "sha256:before"
+
+
+def test_the_wheels_installed_are_the_current_images_when_its_deps_layer_is_reused() -> None:
+    """A code change whose requirements did not change reads no wheelhouse: the wheels
+    it installs are the current image's (its deps labels), so a static input changed
+    and changed back (a branch switch) still finds the earlier image's files."""
+    deps = DepsLabels("dk", "1", "site", "sha256:base", "uv", ("w@1", "x@2"))
+    current = ImageInfo("sha256:cur", (), deps.to_labels(), 1, 1, "")
+    assert static_module.installed_wheels(None, current, "dk") == ["w@1", "x@2"]
+    assert static_module.installed_wheels(["y@3"], current, "dk") == ["y@3"]  # resolved
+    assert static_module.installed_wheels(None, current, "other") is None  # not its deps
+    assert static_module.installed_wheels(None, None, "dk") is None
+    assert static_module.installed_wheels(None, current, "") is None
