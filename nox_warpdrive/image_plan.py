@@ -298,8 +298,8 @@ def _static(
         return "none (not a Django app, or collectstatic = false)", None
     if app.build_hook:
         return "collectstatic runs with the build hook, in a container", None
-    installed = installed_wheels(wheels, current, deps_key)
-    before = _earlier(app, installed) if complete and deps_key else None
+    installed = installed_wheels(wheels, current, deps_key) if complete and deps_key else None
+    before = _earlier(app, installed)
     if current is None:
         return before or "collectstatic runs in a container (no current image)", None
     if (not complete or not deps_key) and same_static_inputs(current, app):

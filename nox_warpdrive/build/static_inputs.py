@@ -207,6 +207,11 @@ def _parents(module: str) -> Iterator[str]:
         yield ".".join(parts[:i])
 
 
+def _calls(relpath: str, node: ast.Call) -> str:
+    """What a call that stops the reader is, for its Dynamic's message."""
+    return f"{relpath} line {node.lineno} calls {_call_name(node)}()"
+
+
 def _call_name(node: ast.Call) -> str:
     func = node.func
     if isinstance(func, ast.Name):
@@ -259,7 +264,7 @@ def settings_closure(tree: _Tree, settings: str, strict: bool = True) -> _Closur
             if isinstance(node, ast.Call) and _call_name(node) in ENV_CALLS:
                 found.env_reads.append((relpath, node))
             if strict and isinstance(node, ast.Call) and _call_name(node) in DYNAMIC_CALLS:
-                raise Dynamic(f"{relpath} line {node.lineno} calls {_call_name(node)}()")
+                raise Dynamic(_calls(relpath, node))
             if isinstance(node, ast.Call) and _call_name(node) in PACKAGE_CALLS:
                 found.packages_exact = True
             if isinstance(node, ast.Try) and _catches_import_error(node):
@@ -486,7 +491,7 @@ def env_files(reads: Sequence[tuple[str, ast.Call]], paths: _Paths) -> set[str]:
     counts. Raises Dynamic for a file this cannot tell, or one outside the tree."""
     found: set[str] = set()
     for relpath, node in reads:
-        why = f"{relpath} line {node.lineno} calls {_call_name(node)}()"
+        why = _calls(relpath, node)
         named = [k for k in node.keywords if k.arg in ENV_PATH_KEYWORDS]
         if any(k.arg not in ENV_PATH_KEYWORDS | ENV_OTHER_KEYWORDS for k in node.keywords):
             raise Dynamic(f"{why} with arguments this reader cannot follow")
@@ -509,12 +514,16 @@ def _manage_inputs(manage: _Closure) -> set[str]:
     whose path can be told (one that cannot is left out, as manage.py's other code is:
     its usual `load_dotenv()` reads the .env the image leaves out unless asked)."""
     files = set(manage.files)
-    origin = {id(n): rel for rel, parsed in manage.trees.items() for n in ast.walk(parsed)}
-    paths = _Paths(assignments(list(manage.trees.values())), origin)
+    paths = _Paths(assignments(list(manage.trees.values())), _origin(manage))
     for read in manage.env_reads:
         with contextlib.suppress(Dynamic):
             files |= env_files([read], paths)
     return files
+
+
+def _origin(closure: _Closure) -> dict[int, str]:
+    """Each AST node of the closure's modules -> its module's path (``__file__`` there)."""
+    return {id(n): rel for rel, parsed in closure.trees.items() for n in ast.walk(parsed)}
 
 
 def _is_find_dotenv(node: ast.expr) -> bool:
@@ -620,7 +629,7 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
             storage = settings_closure(tree, backend.rpartition(".")[0])
             if storage.env_reads:
                 relpath, node = storage.env_reads[0]
-                raise Dynamic(f"{relpath} line {node.lineno} calls {_call_name(node)}()")
+                raise Dynamic(_calls(relpath, node))
             files |= storage.files
     apps = []
     for entry in _elements(values.get(APPS, []), strings):
@@ -629,8 +638,7 @@ def _follow(tree: _Tree, settings: str, kinds: Mapping[str, str]) -> StaticInput
             raise Dynamic(f"INSTALLED_APPS has an entry without a name: {ast.unparse(entry)}")
         apps += named
     app_files, app_dirs = _app_inputs(tree, apps)
-    origin = {id(n): rel for rel, parsed in closure.trees.items() for n in ast.walk(parsed)}
-    paths = _Paths(strings.names, origin)
+    paths = _Paths(strings.names, _origin(closure))
     files |= env_files(closure.env_reads, paths)
     dirs = app_dirs | finder_dirs(values.get(DIRS, []), strings, paths, kinds)
     # a static directory's own entry counts too: a symbolic link there is refused (choose)

@@ -26,17 +26,23 @@ EARLIER = "static inputs and packages as in an earlier image"
 COLLECTED = re.compile(r"\d+ static files? copied")
 
 
-def test_a_package_taken_out_again_reuses_the_earlier_images_static_files(
-    make_app: Any,
-    engine: Engine,
-    index_env: Index,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def django_app(
+    make_app: Any, index_env: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> App:
+    """A Django app with a static file, on the local index, its host caches this test's
+    own."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     app: App = make_app(["Django==5.2.19"])
     os.unlink(app.root / "wsgi.py")
     write_django(app.root)
+    return app
+
+
+def test_a_package_taken_out_again_reuses_the_earlier_images_static_files(
+    django_app: App, engine: Engine
+) -> None:
+    app = django_app
     reqs = app.root / "requirements.txt"
     lines: list[str] = []
     first = build_image(load_config(app.root), engine, lines.append)
@@ -75,19 +81,12 @@ def test_a_package_taken_out_again_reuses_the_earlier_images_static_files(
 
 
 def test_a_static_file_changed_and_changed_back_reuses_the_first_images_files(
-    make_app: Any,
-    engine: Engine,
-    index_env: Index,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    django_app: App, engine: Engine
 ) -> None:
     """A branch switch: the CSS changed, then back as it was, the requirements never
     changed (so the wheelhouse is not read): the build back finds the first image's
     files by the wheels of the current image's deps layer, and makes that very image."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    app: App = make_app(["Django==5.2.19"])
-    os.unlink(app.root / "wsgi.py")
-    write_django(app.root)
+    app = django_app
     css = app.root / "shop" / "static" / "shop" / "site.css"
     lines: list[str] = []
     first = build_image(load_config(app.root), engine, lines.append)
